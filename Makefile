@@ -1,0 +1,39 @@
+# Hakobune: `make run` starts the platform, `make test` runs the whole suite.
+# Both install what is missing first (scripts/install-deps.sh).
+
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+export HAKOBUNE_DATA_DIR ?= $(CURDIR)/var
+
+.PHONY: run test stop status setup deps stack migrate admin-password logs clean-test
+
+run: setup
+	@bash scripts/start.sh
+
+test: setup
+	@bash scripts/test.sh
+
+stop:
+	@bash scripts/stop.sh
+
+status:
+	@bash scripts/status.sh
+
+setup: deps migrate stack
+
+deps:
+	@bash scripts/install-deps.sh
+
+migrate:
+	@bash scripts/with-env.sh $(PY) manage.py migrate --noinput -v0
+	@bash scripts/with-env.sh $(PY) manage.py collectstatic --noinput -v0
+
+stack:
+	@bash scripts/with-env.sh $(PY) manage.py stack ensure python
+
+admin-password:
+	@bash scripts/with-env.sh $(PY) manage.py create_first_admin --reset
+
+logs:
+	@tail -n 50 -f $(HAKOBUNE_DATA_DIR)/log/*.log

@@ -1,0 +1,5 @@
+from django.conf import settings
+
+
+def platform(request):
+    return {"BASE_DOMAIN": settings.BASE_DOMAIN}

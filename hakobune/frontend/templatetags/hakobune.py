@@ -1,0 +1,48 @@
+from django import template
+
+from hakobune.platform.builds.models import BuildStatus
+
+register = template.Library()
+
+PIPELINE = [
+    BuildStatus.QUEUED,
+    BuildStatus.FETCHING,
+    BuildStatus.DETECTING,
+    BuildStatus.BUILDING,
+    BuildStatus.DEPLOYING,
+    BuildStatus.LIVE,
+]
+
+
+@register.simple_tag
+def pipeline_steps(build):
+    """The pipeline's steps, each marked done, current, failed or waiting."""
+    steps = []
+    reached = PIPELINE.index(build.status) if build.status in PIPELINE else None
+    failed_at = None
+    if reached is None:
+        # A failed or cancelled build stopped at the step it was claimed for.
+        failed_at = max(PIPELINE.index(build.failed_step), 1) if build.failed_step in PIPELINE else 1
+    for index, status in enumerate(PIPELINE[1:], start=1):
+        if reached is not None:
+            state = "done" if index < reached or status == BuildStatus.LIVE == build.status else (
+                "current" if index == reached else "waiting"
+            )
+        else:
+            state = "done" if index < failed_at else ("failed" if index == failed_at else "waiting")
+        steps.append({"label": status.label, "state": state})
+    return steps
+
+
+@register.filter
+def status_tone(status):
+    return {
+        "live": "good",
+        "running": "good",
+        "failed": "bad",
+        "crashed": "bad",
+        "cancelled": "muted",
+        "superseded": "muted",
+        "stopped": "muted",
+        "new": "muted",
+    }.get(str(status), "busy")

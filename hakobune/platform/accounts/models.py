@@ -1,0 +1,56 @@
+from django.conf import settings
+from django.core.validators import RegexValidator
+from django.db import models
+
+# A DNS label: service hostnames are "<service>-<team>.<BASE_DOMAIN>".
+dns_label_validator = RegexValidator(
+    r"^[a-z]([a-z0-9-]*[a-z0-9])?$",
+    "Use lowercase letters, digits and hyphens; start with a letter and do not end with a hyphen.",
+)
+
+
+class Team(models.Model):
+    name = models.CharField(
+        max_length=30,
+        unique=True,
+        validators=[dns_label_validator],
+        help_text="Part of every service's address, so keep it short.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="teams")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class Role(models.TextChoices):
+    OWNER = "owner", "Owner"
+    DEVELOPER = "developer", "Developer"
+    VIEWER = "viewer", "Viewer"
+
+
+class Membership(models.Model):
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.DEVELOPER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["team", "user"], name="one_membership_per_user_and_team")]
+
+    def __str__(self):
+        return f"{self.user} in {self.team} ({self.role})"
+
+    @property
+    def can_deploy(self):
+        return self.role in (Role.OWNER, Role.DEVELOPER)
+
+
+class Profile(models.Model):
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="profile")
+    # Set for accounts created with a printed one-time password: the first
+    # thing such a person does after logging in is choose their own.
+    must_change_password = models.BooleanField(default=False)

@@ -1,0 +1,53 @@
+"""Actions that change accounts and teams."""
+
+import secrets
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+
+from .models import Membership, Profile, Role, Team
+
+
+@transaction.atomic
+def create_team(*, name: str, owner) -> Team:
+    team = Team(name=name)
+    team.full_clean()
+    team.save()
+    Membership.objects.create(team=team, user=owner, role=Role.OWNER)
+    return team
+
+
+def generate_one_time_password() -> str:
+    return secrets.token_urlsafe(12)
+
+
+@transaction.atomic
+def create_first_admin(*, username: str, email: str = "") -> tuple[object, str | None]:
+    """Creates the first administrator with a one-time password, and a team of
+    their own. Returns (user, password); password is None when the user
+    already existed (its password was shown once, at creation)."""
+    User = get_user_model()
+    user = User.objects.filter(username=username).first()
+    if user is not None:
+        return user, None
+    password = generate_one_time_password()
+    user = User.objects.create_superuser(username=username, email=email, password=password)
+    Profile.objects.create(user=user, must_change_password=True)
+    create_team(name=_team_name_for(username), owner=user)
+    return user, password
+
+
+@transaction.atomic
+def reset_one_time_password(user) -> str:
+    password = generate_one_time_password()
+    user.set_password(password)
+    user.save(update_fields=["password"])
+    Profile.objects.update_or_create(user=user, defaults={"must_change_password": True})
+    return password
+
+
+def _team_name_for(username: str) -> str:
+    cleaned = "".join(ch for ch in username.lower() if ch.isalnum() or ch == "-").strip("-")
+    if not cleaned or not cleaned[0].isalpha():
+        cleaned = f"team-{cleaned}".strip("-")
+    return cleaned[:30]

@@ -1,0 +1,80 @@
+from django.conf import settings
+from django.db import models
+
+from hakobune.platform.services.models import Service
+
+
+class BuildStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    FETCHING = "fetching", "Fetching source"
+    DETECTING = "detecting", "Detecting stack"
+    BUILDING = "building", "Building image"
+    DEPLOYING = "deploying", "Deploying"
+    LIVE = "live", "Live"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+IN_PROGRESS = (
+    BuildStatus.QUEUED,
+    BuildStatus.FETCHING,
+    BuildStatus.DETECTING,
+    BuildStatus.BUILDING,
+    BuildStatus.DEPLOYING,
+)
+FINISHED = (BuildStatus.LIVE, BuildStatus.FAILED, BuildStatus.CANCELLED)
+
+
+def source_upload_path(build, filename):
+    return f"sources/{build.service.team.name}/{build.service.name}/{filename}"
+
+
+class Build(models.Model):
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="builds")
+    number = models.PositiveIntegerField()
+    status = models.CharField(max_length=16, choices=BuildStatus.choices, default=BuildStatus.QUEUED)
+    source_archive = models.FileField(upload_to=source_upload_path, max_length=500)
+    source_filename = models.CharField(max_length=255, blank=True, help_text="As the person uploaded it.")
+    source_digest = models.CharField(max_length=64, blank=True)
+    detection_reason = models.TextField(blank=True)
+    plan = models.JSONField(null=True, blank=True)
+    image = models.CharField(max_length=255, blank=True)
+    failure_reason = models.TextField(blank=True)
+    # The step a worker has taken on; see state.claim().
+    claimed_step = models.CharField(max_length=16, blank=True)
+    failed_step = models.CharField(max_length=16, blank=True, choices=BuildStatus.choices)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    status_changed_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-number"]
+        constraints = [models.UniqueConstraint(fields=["service", "number"], name="build_number_unique_per_service")]
+
+    def __str__(self):
+        return f"{self.service} build #{self.number}"
+
+    @property
+    def in_progress(self):
+        return self.status in IN_PROGRESS
+
+    @property
+    def duration(self):
+        if self.started_at and self.finished_at:
+            return self.finished_at - self.started_at
+        return None
+
+
+class BuildLogLine(models.Model):
+    """One line of a build's log; lines are rows so that the worker appends
+    without rewriting and the portal reads only what is new."""
+
+    build = models.ForeignKey(Build, on_delete=models.CASCADE, related_name="log_lines")
+    text = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["build", "id"])]

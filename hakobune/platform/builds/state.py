@@ -1,0 +1,61 @@
+"""The build status machine. Every change of a build's status goes through
+`advance`, a conditional UPDATE that succeeds for exactly one caller. A step's
+worker first `claim`s the step (another conditional UPDATE), so a task
+delivered twice does its work only once."""
+
+from django.utils import timezone
+
+from .models import FINISHED, Build, BuildStatus
+
+S = BuildStatus
+
+TRANSITIONS = {
+    S.QUEUED: {S.FETCHING, S.FAILED, S.CANCELLED},
+    S.FETCHING: {S.DETECTING, S.FAILED, S.CANCELLED},
+    S.DETECTING: {S.BUILDING, S.FAILED, S.CANCELLED},
+    S.BUILDING: {S.DEPLOYING, S.FAILED, S.CANCELLED},
+    S.DEPLOYING: {S.LIVE, S.FAILED},
+    S.LIVE: set(),
+    S.FAILED: set(),
+    S.CANCELLED: set(),
+}
+
+
+class InvalidTransition(Exception):
+    pass
+
+
+def advance(build_id: int, from_status: str, to_status: str, **fields) -> bool:
+    """Moves the build from `from_status` to `to_status` if it is still in
+    `from_status`. Returns whether this call made the change."""
+    if to_status not in TRANSITIONS[from_status]:
+        raise InvalidTransition(f"a build cannot go from {from_status} to {to_status}")
+    now = timezone.now()
+    fields["status_changed_at"] = now
+    if from_status == S.QUEUED:
+        fields["started_at"] = now
+    fields.setdefault("claimed_step", "")
+    if to_status in FINISHED:
+        fields["finished_at"] = now
+    return Build.objects.filter(id=build_id, status=from_status).update(status=to_status, **fields) == 1
+
+
+def claim(build_id: int, status: str) -> bool:
+    """Takes on the work of the build's current step. The step's status is set
+    by the step before; exactly one worker gets True for it."""
+    return (
+        Build.objects.filter(id=build_id, status=status).exclude(claimed_step=status).update(claimed_step=status)
+        == 1
+    )
+
+
+def fail(build_id: int, reason: str) -> bool:
+    """Marks an unfinished build failed with a reason a person can act on.
+    Returns False when the build had already finished."""
+    for _ in range(5):  # the status may move on between the read and the update
+        status = Build.objects.values_list("status", flat=True).get(id=build_id)
+        if status in FINISHED:
+            return False
+        if advance(build_id, status, S.FAILED, failure_reason=reason, failed_step=status):
+            return True
+    return False

@@ -1,0 +1,100 @@
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+from hakobune.platform.accounts.models import Team, dns_label_validator
+
+
+def default_cpu():
+    return Decimal(str(settings.DEFAULT_SERVICE_CPU))
+
+
+def default_memory_mb():
+    return settings.DEFAULT_SERVICE_MEMORY_MB
+
+
+def default_port():
+    return settings.DEFAULT_SERVICE_PORT
+
+
+def default_target():
+    return settings.DEFAULT_RUNTIME_BACKEND
+
+
+class Service(models.Model):
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="services")
+    name = models.CharField(max_length=30, validators=[dns_label_validator])
+    target = models.CharField(max_length=32, default=default_target, help_text="Which runtime backend runs it.")
+    cpu = models.DecimalField(
+        max_digits=4,
+        decimal_places=2,
+        default=default_cpu,
+        validators=[MinValueValidator(Decimal("0.1")), MaxValueValidator(Decimal("8"))],
+        help_text="CPU cores per instance.",
+    )
+    memory_mb = models.PositiveIntegerField(
+        default=default_memory_mb,
+        validators=[MinValueValidator(64), MaxValueValidator(16384)],
+        help_text="Memory per instance, in MiB.",
+    )
+    port = models.PositiveIntegerField(
+        default=default_port,
+        validators=[MinValueValidator(1024), MaxValueValidator(65535)],
+        help_text="The port your app listens on; it is also given to it as $PORT.",
+    )
+    instances = models.PositiveSmallIntegerField(default=1, validators=[MinValueValidator(1), MaxValueValidator(10)])
+    health_check_path = models.CharField(max_length=200, default="/")
+    live_release = models.ForeignKey(
+        "services.Release", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["team", "name"], name="service_name_unique_per_team")]
+
+    def __str__(self):
+        return f"{self.team.name}/{self.name}"
+
+    @property
+    def hostname(self) -> str:
+        return f"{self.name}-{self.team.name}.{settings.BASE_DOMAIN}"
+
+    @property
+    def url(self) -> str:
+        port = settings.ROUTER_PORT
+        default_port = {"http": 80, "https": 443}.get(settings.ROUTER_SCHEME)
+        suffix = "" if port == default_port else f":{port}"
+        return f"{settings.ROUTER_SCHEME}://{self.hostname}{suffix}/"
+
+
+class Release(models.Model):
+    """An immutable revision of a service: one image with one configuration.
+    Only its status and the runtime's bookkeeping change after creation."""
+
+    class Status(models.TextChoices):
+        DEPLOYING = "deploying", "Deploying"
+        LIVE = "live", "Live"
+        SUPERSEDED = "superseded", "Superseded"
+        FAILED = "failed", "Failed"
+
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="releases")
+    build = models.OneToOneField("builds.Build", on_delete=models.PROTECT, related_name="release")
+    number = models.PositiveIntegerField()
+    image = models.CharField(max_length=255)
+    config = models.JSONField(default=dict, help_text="port, cpu, memory_mb, instances, health_check_path")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DEPLOYING)
+    failure_reason = models.TextField(blank=True)
+    runtime_state = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    live_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-number"]
+        constraints = [models.UniqueConstraint(fields=["service", "number"], name="release_number_unique_per_service")]
+
+    def __str__(self):
+        return f"{self.service} v{self.number}"

@@ -1,0 +1,156 @@
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from hakobune.platform.accounts.permissions import membership_or_404, teams_of
+from hakobune.platform.builds.models import Build
+from hakobune.runtime.base import RuntimeBackendError, ServiceRef
+
+from .backends import get_backend
+from .forms import DeployForm, NewServiceForm
+from .models import Service
+from .services import ServiceActionError, create_service, deploy_service
+
+LOG_PAGE_LINES = 2000
+
+
+def _service_or_404(request, team_name, service_name):
+    membership = membership_or_404(request.user, team_name)
+    service = get_object_or_404(
+        Service.objects.select_related("team", "live_release"), team=membership.team, name=service_name
+    )
+    return membership, service
+
+
+def service_status(service, latest_build):
+    """One word for a service, as the dashboard shows it."""
+    if latest_build and latest_build.in_progress:
+        return "deploying"
+    if service.live_release_id:
+        return "live"
+    if latest_build and latest_build.status == "failed":
+        return "failed"
+    return "new"
+
+
+@login_required
+def dashboard(request):
+    teams = []
+    for team in teams_of(request.user):
+        services = []
+        for service in team.services.select_related("live_release"):
+            latest = service.builds.first()
+            services.append({"service": service, "latest_build": latest, "status": service_status(service, latest)})
+        teams.append({"team": team, "services": services})
+    return render(request, "services/dashboard.html", {"teams": teams})
+
+
+@login_required
+def service_new(request, team):
+    membership = membership_or_404(request.user, team)
+    if not membership.can_deploy:
+        raise PermissionDenied("Viewers cannot create services.")
+    form = NewServiceForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            service = create_service(team=membership.team, name=form.cleaned_data["name"], created_by=request.user)
+        except (ServiceActionError, ValidationError) as exc:
+            form.add_error("name", exc.messages[0] if isinstance(exc, ValidationError) else str(exc))
+        else:
+            deploy_service(service=service, source_file=form.cleaned_data["source"], created_by=request.user)
+            return redirect("service_detail", team=team, service=service.name)
+    return render(request, "services/service_new.html", {"form": form, "team": membership.team})
+
+
+@login_required
+def service_detail(request, team, service):
+    membership, service = _service_or_404(request, team, service)
+    builds = list(service.builds.all()[:10])
+    latest = builds[0] if builds else None
+    return render(
+        request,
+        "services/service_detail.html",
+        {
+            "membership": membership,
+            "service": service,
+            "builds": builds,
+            "build": latest,
+            "log_lines": _log_lines(latest),
+            "releases": service.releases.select_related("build")[:10],
+            "status": service_status(service, latest),
+            "deploy_form": DeployForm(),
+        },
+    )
+
+
+@login_required
+@require_POST
+def service_deploy(request, team, service):
+    membership, service = _service_or_404(request, team, service)
+    if not membership.can_deploy:
+        raise PermissionDenied("Viewers cannot deploy.")
+    form = DeployForm(request.POST, request.FILES)
+    if form.is_valid():
+        deploy_service(service=service, source_file=form.cleaned_data["source"], created_by=request.user)
+        messages.success(request, "Deploy started.")
+    else:
+        for error in form.errors.get("source", []):
+            messages.error(request, error)
+    return redirect("service_detail", team=team, service=service.name)
+
+
+@login_required
+def build_detail(request, team, service, number):
+    membership, service = _service_or_404(request, team, service)
+    build = get_object_or_404(Build, service=service, number=number)
+    return render(
+        request,
+        "services/build_detail.html",
+        {"membership": membership, "service": service, "build": build, "log_lines": _log_lines(build)},
+    )
+
+
+@login_required
+def build_log(request, team, service, number):
+    """New log lines after ?after=<line id>, for the live log on the page."""
+    _, service = _service_or_404(request, team, service)
+    build = get_object_or_404(Build, service=service, number=number)
+    try:
+        after = int(request.GET.get("after", 0))
+    except ValueError:
+        after = 0
+    lines = list(build.log_lines.filter(id__gt=after).values_list("id", "text")[:LOG_PAGE_LINES])
+    response = render(request, "services/_log_lines.html", {"build": build, "lines": lines, "after": lines[-1][0] if lines else after})
+    if not build.in_progress and len(lines) < LOG_PAGE_LINES:
+        # The build ended: reload the page to show its outcome and the URL.
+        response["HX-Refresh"] = "true"
+    return response
+
+
+@login_required
+def build_status(request, team, service, number):
+    _, service = _service_or_404(request, team, service)
+    build = get_object_or_404(Build, service=service, number=number)
+    return render(request, "services/_build_status.html", {"build": build, "service": service})
+
+
+@login_required
+def runtime_logs(request, team, service):
+    _, service = _service_or_404(request, team, service)
+    if not service.live_release_id:
+        raise Http404("This service is not running.")
+    try:
+        lines = get_backend(service.target).logs(ServiceRef(service.team.name, service.name), tail=200)
+        error = ""
+    except RuntimeBackendError as exc:
+        lines, error = [], exc.message
+    return render(request, "services/_runtime_logs.html", {"lines": lines, "error": error})
+
+
+def _log_lines(build):
+    if build is None:
+        return []
+    return list(build.log_lines.values_list("id", "text")[:LOG_PAGE_LINES])

@@ -1,0 +1,221 @@
+"""Hakobune settings: every value comes from the environment, with a default that
+works on a laptop. All of them are listed in .env.example."""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+
+def env(name, default=""):
+    return os.environ.get(name, default)
+
+
+def env_bool(name, default=False):
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name, default):
+    value = os.environ.get(name)
+    if value in (None, ""):
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number, not {value!r}")
+
+
+def env_list(name, default=""):
+    return [item.strip() for item in env(name, default).split(",") if item.strip()]
+
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent.parent
+PACKAGE_DIR = PROJECT_DIR / "hakobune"
+
+# Where Hakobune keeps uploads, build workspaces, the SQLite file and its run state.
+DATA_DIR = Path(env("HAKOBUNE_DATA_DIR", str(PROJECT_DIR / "var"))).resolve()
+
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = env("SECRET_KEY")
+if not SECRET_KEY:
+    # A laptop default: one random key per data directory, kept beside the database.
+    key_file = DATA_DIR / "secret_key"
+    if key_file.exists():
+        SECRET_KEY = key_file.read_text().strip()
+    else:
+        import secrets
+
+        DATA_DIR.mkdir(parents=True, exist_ok=True)
+        SECRET_KEY = secrets.token_urlsafe(50)
+        key_file.write_text(SECRET_KEY)
+        key_file.chmod(0o600)
+
+BASE_DOMAIN = env("BASE_DOMAIN", "localhost")
+PORTAL_PORT = env_int("PORTAL_PORT", 8000)
+ROUTER_PORT = env_int("ROUTER_PORT", 8080)
+ROUTER_ADMIN_URL = env("ROUTER_ADMIN_URL", "http://127.0.0.1:2019")
+# The scheme services are reached with; "http" for *.localhost, where Caddy's
+# automatic HTTPS is off.
+ROUTER_SCHEME = env("ROUTER_SCHEME", "http")
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],.localhost")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "hakobune.platform.accounts",
+    "hakobune.platform.services",
+    "hakobune.platform.builds",
+    "hakobune.frontend",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    "hakobune.platform.accounts.middleware.OneTimePasswordMiddleware",
+]
+
+ROOT_URLCONF = "hakobune.platform.urls"
+WSGI_APPLICATION = "hakobune.platform.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "hakobune.frontend.context.platform",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        env("DATABASE_URL", f"sqlite:///{DATA_DIR / 'hakobune.sqlite3'}"),
+        conn_max_age=60,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The portal, the worker and the scheduler share one SQLite file: wait for
+    # locks instead of failing, and let readers run beside the writer.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # A file, not memory, so that a worker process can share the test database.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "dashboard"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+# Serve static files straight from the apps too, so a portal started before
+# collectstatic (or a test run) still has its stylesheet.
+WHITENOISE_USE_FINDERS = True
+MEDIA_ROOT = DATA_DIR / "media"
+# Uploads larger than this go to a temporary file instead of memory.
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 200 * 1024 * 1024)
+
+# Celery: Redis is the broker and keeps task results briefly.
+REDIS_URL = env("REDIS_URL", "redis://127.0.0.1:6379/0")
+CELERY_BROKER_URL = REDIS_URL
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", "hakobune")
+CELERY_BEAT_SCHEDULE = {
+    "sync-router": {"task": "hakobune.worker.tasks.sync_router", "schedule": 60.0},
+    "fail-stalled-builds": {"task": "hakobune.worker.tasks.fail_stalled_builds", "schedule": 60.0},
+}
+
+# Runtime backends, chosen per service like Django's email backends.
+RUNTIME_BACKENDS = {
+    "local": {
+        "BACKEND": "hakobune.runtime.docker_local.DockerLocalBackend",
+        "OPTIONS": {
+            "docker_url": env("DOCKER_HOST", "unix:///var/run/docker.sock"),
+            "boot_timeout": env_int("BOOT_TIMEOUT", 60),
+            "router_admin_url": ROUTER_ADMIN_URL,
+            "router_port": ROUTER_PORT,
+        },
+    },
+}
+DEFAULT_RUNTIME_BACKEND = env("DEFAULT_RUNTIME_BACKEND", "local")
+
+# Stacks: the base image for each language. A registry image by default; when no
+# registry can serve it, Hakobune builds one locally from Debian packages.
+STACK_IMAGES = {
+    "python": env("STACK_PYTHON_IMAGE", "python:3.12-slim"),
+}
+# Locally built stacks are cached here as root filesystem tarballs.
+STACK_CACHE_DIR = Path(env("HAKOBUNE_STACK_CACHE", str(DATA_DIR / "stacks")))
+STACK_DEBIAN_SUITE = env("STACK_DEBIAN_SUITE", "bookworm")
+STACK_DEBIAN_MIRROR = env("STACK_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+# A CA bundle copied into locally built stacks and into every build, for hosts
+# whose HTTPS goes through a proxy with its own CA. Empty: none.
+_default_ca = "/etc/ssl/certs/ca-certificates.crt"
+BUILD_CA_BUNDLE = env("BUILD_CA_BUNDLE", _default_ca if Path(_default_ca).exists() else "")
+
+BUILD_TIMEOUT = env_int("BUILD_TIMEOUT", 900)
+BUILD_MEMORY_MB = env_int("BUILD_MEMORY_MB", 2048)
+BUILD_LOG_TAIL_LINES = 30
+
+# A service's defaults when it is created.
+DEFAULT_SERVICE_CPU = float(env("DEFAULT_SERVICE_CPU", "0.5"))
+DEFAULT_SERVICE_MEMORY_MB = env_int("DEFAULT_SERVICE_MEMORY_MB", 256)
+DEFAULT_SERVICE_PORT = env_int("DEFAULT_SERVICE_PORT", 8080)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

@@ -1,0 +1,22 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from hakobune.platform.accounts import views as accounts
+from hakobune.platform.services import views as services
+
+urlpatterns = [
+    path("", services.dashboard, name="dashboard"),
+    path("login/", auth_views.LoginView.as_view(template_name="accounts/login.html"), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("account/password/", accounts.password_change, name="password_change"),
+    path("teams/new/", accounts.team_new, name="team_new"),
+    path("t/<slug:team>/services/new/", services.service_new, name="service_new"),
+    path("t/<slug:team>/<slug:service>/", services.service_detail, name="service_detail"),
+    path("t/<slug:team>/<slug:service>/deploy/", services.service_deploy, name="service_deploy"),
+    path("t/<slug:team>/<slug:service>/logs/", services.runtime_logs, name="runtime_logs"),
+    path("t/<slug:team>/<slug:service>/builds/<int:number>/", services.build_detail, name="build_detail"),
+    path("t/<slug:team>/<slug:service>/builds/<int:number>/log/", services.build_log, name="build_log"),
+    path("t/<slug:team>/<slug:service>/builds/<int:number>/status/", services.build_status, name="build_status"),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,120 @@
+"""The runtime backend interface. A backend runs releases somewhere (this host's
+Docker Engine, Cloud Run, …) and answers questions about them. It takes and
+returns plain values and knows nothing of Django."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+class RuntimeBackendError(Exception):
+    """A deploy or an action failed. `permanent` says whether trying again
+    unchanged can help; `log_tail` holds what the app printed, if anything."""
+
+    def __init__(self, message: str, *, permanent: bool = True, log_tail: list[str] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.permanent = permanent
+        self.log_tail = log_tail or []
+
+
+@dataclass(frozen=True)
+class ServiceRef:
+    team: str
+    service: str
+
+
+@dataclass(frozen=True)
+class DeploySpec:
+    team: str
+    service: str
+    release_id: int
+    release_number: int
+    image: str
+    hostname: str
+    port: int
+    cpu: float
+    memory_mb: int
+    instances: int = 1
+    env: dict[str, str] = field(default_factory=dict)
+    health_check_path: str = "/"
+
+    @property
+    def ref(self) -> ServiceRef:
+        return ServiceRef(self.team, self.service)
+
+
+@dataclass
+class Instance:
+    id: str
+    name: str
+    state: str
+    address: str = ""
+
+
+@dataclass
+class DeployResult:
+    url: str
+    instances: list[Instance]
+    # Whatever the backend needs to find this release again; kept on the Release.
+    state: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LiveRoute:
+    """A service that should be reachable, as the database sees it."""
+
+    hostname: str
+    team: str
+    service: str
+    release_id: int
+
+
+@dataclass
+class ServiceStatus:
+    state: str  # running, stopped, crashed, missing
+    instances: list[Instance] = field(default_factory=list)
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class LogLine:
+    timestamp: datetime | None
+    instance: str
+    text: str
+
+
+class RuntimeBackend:
+    """Base class. Subclasses implement what their runtime supports and say so in
+    `capabilities`, so views and tasks never ask which backend they hold."""
+
+    capabilities: frozenset[str] = frozenset()
+
+    def __init__(self, alias: str, **options):
+        self.alias = alias
+        self.options = options
+
+    def deploy(self, spec: DeploySpec) -> DeployResult:
+        raise NotImplementedError
+
+    def stop(self, ref: ServiceRef) -> None:
+        raise NotImplementedError
+
+    def start(self, ref: ServiceRef) -> None:
+        raise NotImplementedError
+
+    def destroy(self, ref: ServiceRef) -> None:
+        raise NotImplementedError
+
+    def status(self, ref: ServiceRef) -> ServiceStatus:
+        raise NotImplementedError
+
+    def logs(self, ref: ServiceRef, *, tail: int = 200) -> list[LogLine]:
+        raise NotImplementedError
+
+    def sync_routes(self, live: list[LiveRoute]) -> None:
+        """Makes the backend's routing serve exactly these services. Backends
+        whose platform routes by itself do nothing."""
+
+

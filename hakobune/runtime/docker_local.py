@@ -1,0 +1,332 @@
+"""The local runtime: each instance of a release is a locked-down container on
+this host's Docker Engine, on its team's own bridge network, published on
+127.0.0.1 only and reached through the Caddy router.
+
+A deploy starts the new release's instances, health-checks them, switches the
+route, and only then stops the previous release, so a release that does not
+come up never replaces one that works."""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import re
+import secrets
+import time
+from datetime import datetime
+
+import docker
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.types import LogConfig
+
+from .base import (
+    DeployResult,
+    DeploySpec,
+    Instance,
+    LiveRoute,
+    LogLine,
+    RuntimeBackend,
+    RuntimeBackendError,
+    ServiceRef,
+    ServiceStatus,
+)
+from .router import CaddyRouter, Route, RouterError
+
+log = logging.getLogger(__name__)
+
+LABEL_PREFIX = "org.hakobune"
+LABEL_MANAGED = f"{LABEL_PREFIX}.managed"
+LABEL_TEAM = f"{LABEL_PREFIX}.team"
+LABEL_SERVICE = f"{LABEL_PREFIX}.service"
+LABEL_RELEASE = f"{LABEL_PREFIX}.release"
+LABEL_HOSTNAME = f"{LABEL_PREFIX}.hostname"
+
+# The uid:gid every service runs as; stacks create this user.
+SERVICE_USER = "10001:10001"
+LOG_TAIL_LINES = 40
+
+
+def team_network_name(team: str) -> str:
+    return f"hakobune-team-{team}"
+
+
+class DockerLocalBackend(RuntimeBackend):
+    capabilities = frozenset({"logs", "stop_start", "routing", "under_the_hood"})
+
+    def __init__(self, alias, **options):
+        super().__init__(alias, **options)
+        self.docker_url = options.get("docker_url", "unix:///var/run/docker.sock")
+        self.boot_timeout = float(options.get("boot_timeout", 60))
+        self.stop_grace = int(options.get("stop_grace", 10))
+        self.pids_limit = int(options.get("pids_limit", 256))
+        self.tmpfs_mb = int(options.get("tmpfs_mb", 64))
+        self.router = CaddyRouter(
+            options.get("router_admin_url", "http://127.0.0.1:2019"),
+            int(options.get("router_port", 8080)),
+            access_log=options.get("access_log"),
+        )
+        self._client = None
+
+    @property
+    def client(self) -> docker.DockerClient:
+        if self._client is None:
+            try:
+                self._client = docker.DockerClient(base_url=self.docker_url, timeout=60)
+            except DockerException as exc:
+                raise RuntimeBackendError(
+                    f"the Docker Engine does not answer at {self.docker_url}: {exc}", permanent=False
+                )
+        return self._client
+
+    # -- deploy ---------------------------------------------------------------
+
+    def deploy(self, spec: DeploySpec) -> DeployResult:
+        try:
+            self.client.images.get(spec.image)
+        except ImageNotFound:
+            raise RuntimeBackendError(f"the image {spec.image} is not on this host; build the service again")
+        except DockerException as exc:
+            raise RuntimeBackendError(f"the Docker Engine failed: {exc}", permanent=False)
+
+        network = self._ensure_team_network(spec.team)
+        started = []
+        try:
+            for index in range(spec.instances):
+                started.append(self._run_instance(spec, index, network))
+            upstreams = [self._wait_until_healthy(container, spec) for container in started]
+            self.router.set_route(Route(spec.hostname, tuple(upstreams)))
+        except RouterError as exc:
+            self._remove(started)
+            raise RuntimeBackendError(str(exc), permanent=False)
+        except RuntimeBackendError:
+            self._remove(started)
+            raise
+        except DockerException as exc:
+            self._remove(started)
+            raise RuntimeBackendError(f"the Docker Engine failed while starting the app: {exc}", permanent=False)
+
+        self._stop_other_releases(spec.ref, keep_release_id=spec.release_id)
+        instances = [Instance(id=c.id, name=c.name, state="running", address=a) for c, a in zip(started, upstreams)]
+        return DeployResult(
+            url=f"http://{spec.hostname}:{self.router.listen_port}/",
+            instances=instances,
+            state={"containers": [c.id for c in started], "upstreams": upstreams},
+        )
+
+    def _ensure_team_network(self, team: str):
+        name = team_network_name(team)
+        existing = self.client.networks.list(names=[name])
+        for network in existing:
+            if network.name == name:
+                return network
+        try:
+            return self.client.networks.create(
+                name, driver="bridge", labels={LABEL_MANAGED: "true", LABEL_TEAM: team}
+            )
+        except APIError as exc:
+            if exc.status_code == 409:  # created meanwhile by another deploy
+                return self.client.networks.get(name)
+            raise
+
+    def _run_instance(self, spec: DeploySpec, index: int, network):
+        name = f"hakobune-{spec.team}-{spec.service}-v{spec.release_number}-{index}-{secrets.token_hex(3)}"
+        memory = f"{spec.memory_mb}m"
+        return self.client.containers.run(
+            spec.image,
+            detach=True,
+            name=name,
+            hostname=spec.service,
+            labels={
+                LABEL_MANAGED: "true",
+                LABEL_TEAM: spec.team,
+                LABEL_SERVICE: spec.service,
+                LABEL_RELEASE: str(spec.release_id),
+                LABEL_HOSTNAME: spec.hostname,
+            },
+            environment={**spec.env, "PORT": str(spec.port)},
+            user=SERVICE_USER,
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges:true"],
+            read_only=True,
+            tmpfs={"/tmp": f"rw,nosuid,nodev,size={self.tmpfs_mb}m"},
+            mem_limit=memory,
+            memswap_limit=memory,
+            nano_cpus=int(spec.cpu * 1_000_000_000),
+            pids_limit=self.pids_limit,
+            log_config=LogConfig(type=LogConfig.types.JSON, config={"max-size": "10m", "max-file": "3"}),
+            ports={f"{spec.port}/tcp": ("127.0.0.1", None)},
+            network=network.name,
+            # No restarts while booting, so a crash shows as a crash with its
+            # own output; a healthy instance gets its restart policy after.
+            restart_policy={"Name": "no"},
+            privileged=False,
+        )
+
+    def _wait_until_healthy(self, container, spec: DeploySpec) -> str:
+        """Waits until the instance answers HTTP on its port; returns the
+        host:port the router should send requests to."""
+        deadline = time.monotonic() + self.boot_timeout
+        address = None
+        while time.monotonic() < deadline:
+            container.reload()
+            state = container.attrs["State"]
+            if state.get("Status") in ("exited", "dead"):
+                exit_code = state.get("ExitCode")
+                oom = " (it ran out of memory)" if state.get("OOMKilled") else ""
+                tail = self._tail(container)
+                error = _last_error_line(tail)
+                raise RuntimeBackendError(
+                    f"the app stopped while starting, with exit code {exit_code}{oom}"
+                    + (f": {error}" if error else "")
+                    + ". Its last lines are in the log; fix the error and deploy again.",
+                    log_tail=tail,
+                )
+            if address is None:
+                address = self._published_address(container, spec.port)
+            if address and _answers_http(address, spec.health_check_path):
+                container.update(restart_policy={"Name": "unless-stopped"})
+                return address
+            time.sleep(0.1)
+        raise RuntimeBackendError(
+            f"the app did not answer HTTP on port {spec.port} ($PORT) within {self.boot_timeout:.0f} s. "
+            "Make sure it listens on 0.0.0.0 and the port given in $PORT.",
+            log_tail=self._tail(container),
+        )
+
+    @staticmethod
+    def _published_address(container, port: int) -> str | None:
+        bindings = (container.attrs.get("NetworkSettings", {}).get("Ports") or {}).get(f"{port}/tcp")
+        if not bindings:
+            return None
+        return f"127.0.0.1:{bindings[0]['HostPort']}"
+
+    def _tail(self, container, lines: int = LOG_TAIL_LINES) -> list[str]:
+        try:
+            raw = container.logs(tail=lines, stdout=True, stderr=True)
+        except DockerException:
+            return []
+        return raw.decode("utf-8", "replace").splitlines()
+
+    def _remove(self, containers) -> None:
+        for container in containers:
+            try:
+                container.remove(force=True)
+            except NotFound:
+                pass
+            except DockerException:
+                log.exception("could not remove container %s", container.name)
+
+    def _containers(self, ref: ServiceRef, *, all_states: bool = True):
+        return self.client.containers.list(
+            all=all_states,
+            filters={"label": [f"{LABEL_MANAGED}=true", f"{LABEL_TEAM}={ref.team}", f"{LABEL_SERVICE}={ref.service}"]},
+        )
+
+    def _stop_other_releases(self, ref: ServiceRef, *, keep_release_id: int) -> None:
+        for container in self._containers(ref):
+            if container.labels.get(LABEL_RELEASE) != str(keep_release_id):
+                try:
+                    container.stop(timeout=self.stop_grace)
+                    container.remove()
+                except NotFound:
+                    pass
+                except DockerException:
+                    log.exception("could not stop the old instance %s", container.name)
+
+    # -- other actions --------------------------------------------------------
+
+    def stop(self, ref: ServiceRef) -> None:
+        for container in self._containers(ref, all_states=False):
+            container.stop(timeout=self.stop_grace)
+
+    def start(self, ref: ServiceRef) -> None:
+        for container in self._containers(ref):
+            if container.status != "running":
+                container.start()
+
+    def destroy(self, ref: ServiceRef) -> None:
+        hostnames = set()
+        for container in self._containers(ref):
+            hostnames.add(container.labels.get(LABEL_HOSTNAME))
+            container.remove(force=True)
+        hostnames.discard(None)
+        try:
+            for hostname in hostnames:
+                self.router.remove_route(hostname)
+        except RouterError as exc:
+            raise RuntimeBackendError(str(exc), permanent=False)
+
+    def status(self, ref: ServiceRef) -> ServiceStatus:
+        try:
+            containers = self._containers(ref)
+        except DockerException as exc:
+            return ServiceStatus(state="unknown", detail=f"the Docker Engine does not answer: {exc}")
+        instances = [Instance(id=c.id, name=c.name, state=c.status) for c in containers]
+        if not instances:
+            return ServiceStatus(state="missing", instances=instances)
+        if any(c.status == "running" for c in containers):
+            return ServiceStatus(state="running", instances=instances)
+        if any(c.status == "restarting" for c in containers):
+            return ServiceStatus(state="crashed", instances=instances)
+        return ServiceStatus(state="stopped", instances=instances)
+
+    def logs(self, ref: ServiceRef, *, tail: int = 200) -> list[LogLine]:
+        lines = []
+        for container in self._containers(ref):
+            raw = container.logs(tail=tail, timestamps=True, stdout=True, stderr=True)
+            for entry in raw.decode("utf-8", "replace").splitlines():
+                stamp, _, text = entry.partition(" ")
+                lines.append(LogLine(timestamp=_parse_docker_time(stamp), instance=container.name, text=text))
+        lines.sort(key=lambda line: line.timestamp or datetime.min)
+        return lines[-tail:]
+
+    def sync_routes(self, live: list[LiveRoute]) -> None:
+        routes = []
+        for entry in live:
+            containers = self.client.containers.list(
+                filters={"label": [f"{LABEL_MANAGED}=true", f"{LABEL_RELEASE}={entry.release_id}"]}
+            )
+            upstreams = []
+            for container in containers:
+                port_bindings = container.attrs.get("NetworkSettings", {}).get("Ports") or {}
+                for bindings in port_bindings.values():
+                    if bindings:
+                        upstreams.append(f"127.0.0.1:{bindings[0]['HostPort']}")
+            if upstreams:
+                routes.append(Route(entry.hostname, tuple(sorted(upstreams))))
+        try:
+            self.router.load(routes)
+        except RouterError as exc:
+            raise RuntimeBackendError(str(exc), permanent=False)
+
+
+def _answers_http(address: str, path: str) -> bool:
+    host, _, port = address.rpartition(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=2)
+    try:
+        connection.request("GET", path or "/", headers={"User-Agent": "hakobune-health-check"})
+        return connection.getresponse().status < 500
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        connection.close()
+
+
+_ERROR_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*(Error|Exception|Exit)|Error|error|fatal|panic)\b.*")
+
+
+def _last_error_line(lines: list[str]) -> str:
+    """The line that names the error, like "SyntaxError: expected ':'"."""
+    for line in reversed(lines):
+        if _ERROR_LINE.match(line):
+            return line.strip()[:300]
+    return ""
+
+
+def _parse_docker_time(stamp: str) -> datetime | None:
+    try:
+        # Docker prints nanoseconds; Python takes microseconds.
+        head, _, fraction = stamp.rstrip("Z").partition(".")
+        return datetime.fromisoformat(f"{head}.{fraction[:6] or '0'}+00:00")
+    except ValueError:
+        return None

@@ -1,0 +1,53 @@
+"""A backend that runs nothing and records every call, for unit tests. Its
+behaviour is set through OPTIONS: `fail_deploy` makes deploys fail."""
+
+from .base import (
+    DeployResult,
+    DeploySpec,
+    Instance,
+    LiveRoute,
+    LogLine,
+    RuntimeBackend,
+    RuntimeBackendError,
+    ServiceRef,
+    ServiceStatus,
+)
+
+
+class DummyBackend(RuntimeBackend):
+    capabilities = frozenset({"logs"})
+
+    def __init__(self, alias, **options):
+        super().__init__(alias, **options)
+        self.calls: list[tuple[str, object]] = []
+        self.running: dict[ServiceRef, DeploySpec] = {}
+
+    def deploy(self, spec: DeploySpec) -> DeployResult:
+        self.calls.append(("deploy", spec))
+        if self.options.get("fail_deploy"):
+            raise RuntimeBackendError(
+                "the app did not answer on $PORT", permanent=True, log_tail=["Traceback …", "SyntaxError"]
+            )
+        self.running[spec.ref] = spec
+        instance = Instance(id=f"dummy-{spec.release_id}", name=f"{spec.service}-{spec.release_number}", state="running")
+        return DeployResult(url=f"http://{spec.hostname}/", instances=[instance], state={"release_id": spec.release_id})
+
+    def stop(self, ref: ServiceRef) -> None:
+        self.calls.append(("stop", ref))
+
+    def start(self, ref: ServiceRef) -> None:
+        self.calls.append(("start", ref))
+
+    def destroy(self, ref: ServiceRef) -> None:
+        self.calls.append(("destroy", ref))
+        self.running.pop(ref, None)
+
+    def status(self, ref: ServiceRef) -> ServiceStatus:
+        spec = self.running.get(ref)
+        return ServiceStatus(state="running" if spec else "missing")
+
+    def logs(self, ref: ServiceRef, *, tail: int = 200) -> list[LogLine]:
+        return [LogLine(timestamp=None, instance="dummy", text=f"{ref.service} is running")]
+
+    def sync_routes(self, live: list[LiveRoute]) -> None:
+        self.calls.append(("sync_routes", list(live)))

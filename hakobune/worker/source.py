@@ -1,0 +1,264 @@
+"""Source intake: unpacks an uploaded archive into a build workspace.
+
+Archives come from people we do not know, so nothing in them is trusted: the
+format is read from the file's first bytes, entries are streamed one at a time
+and written by this code (never by tarfile/zipfile's own extract), and every
+entry is checked before a byte of it is written."""
+
+from __future__ import annotations
+
+import hashlib
+import lzma
+import os
+import shutil
+import stat
+import tarfile
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+CHUNK = 1024 * 1024
+
+
+class SourceError(Exception):
+    """Something is wrong with the source a person gave; the message says what
+    and what to do about it."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_archive_bytes: int = 200 * 1024 * 1024
+    max_total_bytes: int = 1024 * 1024 * 1024
+    max_entries: int = 20_000
+    # Expansion beyond this ratio is refused once the output passes 10 MB.
+    max_ratio: int = 100
+    ratio_floor_bytes: int = 10 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ExtractedSource:
+    root: Path
+    files: int
+    total_bytes: int
+
+
+def archive_format(path: Path) -> str:
+    with open(path, "rb") as handle:
+        head = handle.read(512)
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+        return "zip"
+    if head.startswith(b"\x1f\x8b"):
+        return "tar.gz"
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return "tar.xz"
+    if head.startswith(b"BZh"):
+        return "tar.bz2"
+    if len(head) >= 262 and head[257:262] == b"ustar":
+        return "tar"
+    raise SourceError(
+        "This file is not an archive Hakobune can read. Upload a .zip, .tar, .tar.gz or .tar.xz of your app's folder."
+    )
+
+
+def extract_archive(archive: Path, dest: Path, limits: Limits = Limits()) -> ExtractedSource:
+    """Unpacks `archive` into the empty folder `dest` and returns the app's root
+    (a single top-level folder, as GitHub's ZIPs have, is unwrapped)."""
+    size = archive.stat().st_size
+    if size == 0:
+        raise SourceError("The archive is empty. Upload an archive of your app's folder.")
+    if size > limits.max_archive_bytes:
+        raise SourceError(
+            f"The archive is {size / 1e6:.0f} MB; the limit is {limits.max_archive_bytes / 1e6:.0f} MB. "
+            "Leave out dependencies and build output (node_modules, .venv, dist) and try again."
+        )
+    dest.mkdir(parents=True, exist_ok=True)
+    writer = _TreeWriter(dest, limits, compressed_size=size)
+    kind = archive_format(archive)
+    try:
+        if kind == "zip":
+            _extract_zip(archive, writer)
+        else:
+            _extract_tar(archive, writer)
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, lzma.LZMAError) as exc:
+        raise SourceError(f"The archive is damaged or cut short ({exc}). Create it again and upload the new file.")
+    if writer.files == 0:
+        raise SourceError("The archive holds no files. Upload an archive of your app's folder.")
+    return ExtractedSource(root=_unwrap_single_folder(dest), files=writer.files, total_bytes=writer.total_bytes)
+
+
+def _extract_tar(archive: Path, writer: _TreeWriter) -> None:
+    with tarfile.open(archive, mode="r|*") as tar:
+        for member in tar:
+            name = member.name
+            if member.isdir():
+                writer.directory(name)
+            elif member.isfile():
+                source = tar.extractfile(member)
+                writer.file(name, source, executable=bool(member.mode & 0o111))
+            elif member.issym():
+                writer.symlink(name, member.linkname)
+            elif member.islnk():
+                raise SourceError(
+                    f"The archive has a hard link, {_show(name)}. Hakobune does not take hard links; "
+                    "replace it with a copy of the file."
+                )
+            else:
+                raise SourceError(
+                    f"The archive has a special file (a device or pipe), {_show(name)}. "
+                    "Only files, folders and links are allowed."
+                )
+
+
+def _extract_zip(archive: Path, writer: _TreeWriter) -> None:
+    with zipfile.ZipFile(archive) as bundle:
+        for info in bundle.infolist():
+            mode = info.external_attr >> 16
+            if info.is_dir():
+                writer.directory(info.filename)
+            elif stat.S_ISLNK(mode):
+                with bundle.open(info) as handle:
+                    target = handle.read(4096).decode("utf-8", "surrogateescape")
+                writer.symlink(info.filename, target)
+            elif stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):
+                raise SourceError(
+                    f"The archive has a special file, {_show(info.filename)}. Only files, folders and links are allowed."
+                )
+            else:
+                with bundle.open(info) as handle:
+                    writer.file(info.filename, handle, executable=bool(mode & 0o111))
+
+
+class _TreeWriter:
+    def __init__(self, root: Path, limits: Limits, compressed_size: int):
+        self.root = root.resolve()
+        self.limits = limits
+        self.compressed_size = compressed_size
+        self.files = 0
+        self.entries = 0
+        self.total_bytes = 0
+
+    def _target(self, name: str) -> Path | None:
+        """The path an entry goes to, or None for entries that are dropped."""
+        self.entries += 1
+        if self.entries > self.limits.max_entries:
+            raise SourceError(
+                f"The archive has more than {self.limits.max_entries:,} entries. "
+                "Leave out dependencies and build output and try again."
+            )
+        if "\x00" in name or any("\udc80" <= ch <= "\udcff" for ch in name):
+            raise SourceError(
+                f"The archive has an entry whose name is not valid UTF-8 ({_show(name)}). Rename it and try again."
+            )
+        posix = name.replace("\\", "/")
+        if posix.startswith("/") or (len(posix) > 1 and posix[1] == ":"):
+            raise SourceError(
+                f"The archive has an entry with an absolute path, {_show(name)}; "
+                "archives must hold paths relative to their folder."
+            )
+        parts = [part for part in PurePosixPath(posix).parts if part not in ("", ".")]
+        if ".." in parts:
+            raise SourceError(
+                f"The archive has an entry {_show(name)}; archives must stay inside their folder."
+            )
+        if not parts or ".git" in parts:
+            return None
+        target = self.root.joinpath(*parts)
+        self._check_inside(target.parent, name)
+        return target
+
+    def _check_inside(self, path: Path, name: str) -> None:
+        # Resolving follows links already written, so a link to a folder
+        # outside cannot be used as a way out by a later entry.
+        resolved = path.resolve()
+        if resolved != self.root and self.root not in resolved.parents:
+            raise SourceError(f"The archive has an entry {_show(name)}; archives must stay inside their folder.")
+
+    def directory(self, name: str) -> None:
+        target = self._target(name)
+        if target is not None:
+            target.mkdir(parents=True, exist_ok=True)
+
+    def file(self, name: str, source, *, executable: bool) -> None:
+        target = self._target(name)
+        if target is None:
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.is_symlink() or target.exists():
+            target.unlink()
+        # O_NOFOLLOW|O_EXCL: never write through a link, never over something else.
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o755 if executable else 0o644)
+        with os.fdopen(fd, "wb") as out:
+            while chunk := source.read(CHUNK):
+                self.total_bytes += len(chunk)
+                self._check_size()
+                out.write(chunk)
+        self.files += 1
+
+    def symlink(self, name: str, link_target: str) -> None:
+        target = self._target(name)
+        if target is None:
+            return
+        if link_target.startswith("/") or not self._link_stays_inside(target, link_target):
+            raise SourceError(
+                f"The archive has a link {_show(name)} pointing outside the app's folder (to {_show(link_target)}). "
+                "Links must point inside the folder."
+            )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.is_symlink() or target.exists():
+            raise SourceError(f"The archive has the entry {_show(name)} twice.")
+        os.symlink(link_target, target)
+        self.files += 1
+
+    def _link_stays_inside(self, link: Path, link_target: str) -> bool:
+        resolved = (link.parent / link_target).resolve()
+        return resolved == self.root or self.root in resolved.parents
+
+    def _check_size(self) -> None:
+        if self.total_bytes > self.limits.max_total_bytes:
+            raise SourceError(
+                f"The archive unpacks to more than {self.limits.max_total_bytes / 1e6:.0f} MB. "
+                "Leave out dependencies and build output and try again."
+            )
+        if (
+            self.total_bytes > self.limits.ratio_floor_bytes
+            and self.total_bytes > self.compressed_size * self.limits.max_ratio
+        ):
+            raise SourceError(
+                f"The archive expands more than {self.limits.max_ratio} times its size, "
+                "which is how archive bombs look. Upload the app's own files."
+            )
+
+
+def _unwrap_single_folder(dest: Path) -> Path:
+    entries = list(dest.iterdir())
+    if len(entries) == 1 and entries[0].is_dir() and not entries[0].is_symlink():
+        return entries[0]
+    return dest
+
+
+def _show(name: str) -> str:
+    return repr(name.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace"))
+
+
+def tree_digest(root: Path) -> str:
+    """A digest of a source tree's content: paths, executable bits, file bytes
+    and link targets. The same source gives the same digest whatever archive
+    format or timestamps it came with."""
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*"), key=lambda p: p.relative_to(root).as_posix()):
+        relative = path.relative_to(root).as_posix()
+        if path.is_symlink():
+            digest.update(f"L {relative} {os.readlink(path)}\n".encode())
+        elif path.is_file():
+            file_hash = hashlib.sha256()
+            with open(path, "rb") as handle:
+                while chunk := handle.read(CHUNK):
+                    file_hash.update(chunk)
+            executable = "x" if os.access(path, os.X_OK) else "-"
+            digest.update(f"F {relative} {executable} {file_hash.hexdigest()}\n".encode())
+    return digest.hexdigest()
+
+
+def remove_workspace(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

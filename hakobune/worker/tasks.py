@@ -1,0 +1,250 @@
+"""The deploy pipeline as Celery tasks, one per step. Each task takes one build
+id, re-reads the row, and claims its step with a conditional UPDATE, so a task
+delivered twice does its work once. Each step queues the next when it is done.
+
+    queued → fetching → detecting → building → deploying → live   (or failed)
+
+Everything below this module (source, buildpacks, builder, runtime) takes and
+returns plain values; this is where they meet the models."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+
+import docker
+import redis
+from celery import shared_task
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from hakobune.platform.builds.log import BuildLog
+from hakobune.platform.builds.models import IN_PROGRESS, Build, BuildStatus
+from hakobune.platform.builds.state import advance, claim, fail
+from hakobune.platform.services.backends import all_backends, get_backend
+from hakobune.platform.services.models import Release, Service
+from hakobune.runtime.base import DeploySpec, LiveRoute, RuntimeBackendError
+from hakobune.worker import builder, source, stacks
+from hakobune.worker.buildpacks import BuildPlan, NoStackDetected, detect
+
+logger = logging.getLogger(__name__)
+S = BuildStatus
+
+USER_ERRORS = (source.SourceError, NoStackDetected, builder.BuildError, RuntimeBackendError, stacks.StackError)
+
+
+def workspace_dir(build_id: int) -> Path:
+    return settings.DATA_DIR / "workspaces" / f"build-{build_id}"
+
+
+def source_dir(build: Build) -> Path:
+    """The unpacked app inside the workspace (recorded by fetch_source)."""
+    marker = workspace_dir(build.id) / "root"
+    return Path(marker.read_text().strip())
+
+
+@contextmanager
+def pipeline_step(build_id: int, log: BuildLog):
+    """Turns any failure inside a step into a failed build with a reason a
+    person can act on, and removes the workspace when the build has ended."""
+    try:
+        yield
+    except USER_ERRORS as exc:
+        message = getattr(exc, "message", None) or str(exc)
+        tail = getattr(exc, "log_tail", None) or []
+        if tail:
+            log.write("---- last lines ----")
+            for line in tail:
+                log.write(line)
+        log.write(f"✗ {message}")
+        log.flush()
+        fail(build_id, message)
+        shutil.rmtree(workspace_dir(build_id), ignore_errors=True)
+    except Exception:
+        logger.exception("build %s failed unexpectedly", build_id)
+        log.write("✗ Hakobune failed while handling this build. The operators have the details; deploy again.")
+        log.flush()
+        fail(build_id, "Hakobune failed while handling this build (an internal error, not your app). Deploy again.")
+        shutil.rmtree(workspace_dir(build_id), ignore_errors=True)
+    finally:
+        log.flush()
+
+
+@shared_task
+def fetch_source(build_id: int) -> None:
+    if not advance(build_id, S.QUEUED, S.FETCHING, claimed_step=S.FETCHING):
+        return
+    build = Build.objects.select_related("service__team").get(id=build_id)
+    log = BuildLog(build_id)
+    with pipeline_step(build_id, log):
+        workspace = workspace_dir(build_id)
+        shutil.rmtree(workspace, ignore_errors=True)
+        archive = Path(build.source_archive.path)
+        log.write(f"Unpacking {build.source_filename or archive.name} ({archive.stat().st_size / 1024:.0f} KiB)")
+        limits = source.Limits(max_archive_bytes=settings.MAX_UPLOAD_BYTES)
+        extracted = source.extract_archive(archive, workspace / "src", limits)
+        digest = source.tree_digest(extracted.root)
+        (workspace / "root").write_text(str(extracted.root))
+        Build.objects.filter(id=build_id).update(source_digest=digest)
+        log.write(f"✓ {extracted.files} files, {extracted.total_bytes / 1024:.0f} KiB, digest {digest[:12]}")
+        log.flush()
+        if advance(build_id, S.FETCHING, S.DETECTING):
+            detect_stack.delay(build_id)
+
+
+@shared_task
+def detect_stack(build_id: int) -> None:
+    if not claim(build_id, S.DETECTING):
+        return
+    build = Build.objects.select_related("service").get(id=build_id)
+    log = BuildLog(build_id)
+    with pipeline_step(build_id, log):
+        detection = detect(source_dir(build))
+        service = build.service
+        plan = BuildPlan.from_dict({**detection.plan.to_dict(), "port": service.port})
+        log.write(f"✓ Detected a {detection.stack} app: {detection.reason}")
+        log.write(f"  start command: {plan.start_command}")
+        log.flush()
+        if advance(
+            build_id, S.DETECTING, S.BUILDING, plan=plan.to_dict(), detection_reason=detection.reason
+        ):
+            build_image.delay(build_id)
+
+
+@shared_task
+def build_image(build_id: int) -> None:
+    if not claim(build_id, S.BUILDING):
+        return
+    build = Build.objects.select_related("service__team").get(id=build_id)
+    log = BuildLog(build_id)
+    with pipeline_step(build_id, log):
+        plan = BuildPlan.from_dict(build.plan)
+        client = docker.from_env(timeout=settings.BUILD_TIMEOUT)
+        stack = stacks.resolve_stack(
+            client,
+            plan.stack,
+            settings.STACK_IMAGES[plan.stack],
+            suite=settings.STACK_DEBIAN_SUITE,
+            mirror=settings.STACK_DEBIAN_MIRROR,
+            ca_bundle=settings.BUILD_CA_BUNDLE or None,
+            cache_dir=settings.STACK_CACHE_DIR,
+            log=log.write,
+        )
+        log.write(f"Building on {stack.ref} ({stack.version})")
+        src = source_dir(build)
+        dockerfile = builder.prepare_context(src, plan, stack.ref, settings.BUILD_CA_BUNDLE or None)
+        tag = builder.image_tag(build.service.team.name, build.service.name, build.source_digest, plan, stack.ref)
+        image = builder.build_image(
+            client,
+            src,
+            dockerfile,
+            tag,
+            log=log.write,
+            timeout=settings.BUILD_TIMEOUT,
+            memory_mb=settings.BUILD_MEMORY_MB,
+        )
+        log.write(f"✓ Image {image.ref}")
+        log.flush()
+        Build.objects.filter(id=build_id).update(image=image.ref)
+        shutil.rmtree(workspace_dir(build_id), ignore_errors=True)
+        if advance(build_id, S.BUILDING, S.DEPLOYING):
+            deploy_release.delay(build_id)
+
+
+def _deploy_lock(service_id: int):
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    return client.lock(f"hakobune:deploy-lock:service:{service_id}", timeout=600, blocking_timeout=600)
+
+
+@shared_task
+def deploy_release(build_id: int) -> None:
+    if not claim(build_id, S.DEPLOYING):
+        return
+    build = Build.objects.select_related("service__team").get(id=build_id)
+    service = build.service
+    log = BuildLog(build_id)
+    with pipeline_step(build_id, log), _deploy_lock(service.id):
+        with transaction.atomic():
+            number = (service.releases.aggregate(last=Max("number"))["last"] or 0) + 1
+            release = Release.objects.create(
+                service=service,
+                build=build,
+                number=number,
+                image=build.image,
+                config={
+                    "port": service.port,
+                    "cpu": float(service.cpu),
+                    "memory_mb": service.memory_mb,
+                    "instances": service.instances,
+                    "health_check_path": service.health_check_path,
+                },
+            )
+        spec = _deploy_spec(service, release)
+        log.write(
+            f"Starting v{release.number}: {spec.instances} × ({spec.cpu:g} CPU, {spec.memory_mb} MiB) "
+            f"on {service.target}"
+        )
+        log.flush()
+        try:
+            result = get_backend(service.target).deploy(spec)
+        except RuntimeBackendError as exc:
+            Release.objects.filter(id=release.id).update(status=Release.Status.FAILED, failure_reason=exc.message)
+            raise
+        with transaction.atomic():
+            now = timezone.now()
+            Release.objects.filter(service=service, status=Release.Status.LIVE).update(
+                status=Release.Status.SUPERSEDED
+            )
+            Release.objects.filter(id=release.id).update(
+                status=Release.Status.LIVE, live_at=now, runtime_state=result.state
+            )
+            Service.objects.filter(id=service.id).update(live_release=release)
+            advance(build_id, S.DEPLOYING, S.LIVE)
+        log.write(f"✓ Live at {service.url}")
+
+
+def _deploy_spec(service: Service, release: Release) -> DeploySpec:
+    config = release.config
+    return DeploySpec(
+        team=service.team.name,
+        service=service.name,
+        release_id=release.id,
+        release_number=release.number,
+        image=release.image,
+        hostname=service.hostname,
+        port=config["port"],
+        cpu=config["cpu"],
+        memory_mb=config["memory_mb"],
+        instances=config["instances"],
+        health_check_path=config["health_check_path"],
+    )
+
+
+@shared_task
+def sync_router() -> None:
+    """Rewrites each backend's routing from the database, so a restarted router
+    serves every live service again."""
+    for backend in all_backends():
+        live = [
+            LiveRoute(hostname=svc.hostname, team=svc.team.name, service=svc.name, release_id=svc.live_release_id)
+            for svc in Service.objects.filter(target=backend.alias, live_release__isnull=False).select_related("team")
+        ]
+        try:
+            backend.sync_routes(live)
+        except RuntimeBackendError as exc:
+            logger.warning("could not sync the routes of %s: %s", backend.alias, exc.message)
+
+
+@shared_task
+def fail_stalled_builds() -> None:
+    """A build whose worker died mid-step never moves again; tell its owner."""
+    cutoff = timezone.now() - timedelta(seconds=settings.BUILD_TIMEOUT + 120)
+    for build_id in Build.objects.filter(status__in=IN_PROGRESS, status_changed_at__lt=cutoff).values_list(
+        "id", flat=True
+    ):
+        fail(build_id, "The build stopped making progress (the worker may have restarted). Deploy again.")

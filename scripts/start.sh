@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Starts the router (Caddy), the portal (gunicorn), the worker and the scheduler
+# (Celery) in the background, each once: a process whose pid file points at a
+# live process is left alone, so running this twice changes nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [[ -f .env ]]; then set -a; source .env; set +a; fi
+
+VAR="${HAKOBUNE_DATA_DIR:-$PWD/var}"
+RUN="$VAR/run"
+LOG="$VAR/log"
+mkdir -p "$RUN" "$LOG"
+BIN="$PWD/.venv/bin"
+PORTAL_PORT="${PORTAL_PORT:-8000}"
+PORTAL_BIND="${PORTAL_BIND:-127.0.0.1}"
+ROUTER_ADMIN_URL="${ROUTER_ADMIN_URL:-http://127.0.0.1:2019}"
+ROUTER_ADMIN="${ROUTER_ADMIN_URL#http://}"
+
+running() {
+  local pidfile="$RUN/$1.pid"
+  [[ -f "$pidfile" ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null
+}
+
+start() {
+  local name="$1"; shift
+  if running "$name"; then
+    echo "  ✓ $name already running (pid $(cat "$RUN/$name.pid"))"
+    return
+  fi
+  nohup "$@" >>"$LOG/$name.log" 2>&1 &
+  echo $! >"$RUN/$name.pid"
+  echo "  ✓ $name started (pid $!, log $LOG/$name.log)"
+}
+
+wait_for() {
+  local what="$1" url="$2"
+  for _ in $(seq 1 100); do
+    if curl -fsS -o /dev/null --noproxy '*' "$url" 2>/dev/null; then return 0; fi
+    sleep 0.2
+  done
+  echo "  ✗ $what did not answer at $url; see $LOG" >&2
+  return 1
+}
+
+echo "Starting Hakobune"
+printf '{"admin": {"listen": "%s"}}\n' "$ROUTER_ADMIN" >"$RUN/caddy-boot.json"
+start router caddy run --config "$RUN/caddy-boot.json"
+wait_for router "$ROUTER_ADMIN_URL/config/"
+"$BIN/python" manage.py sync_router
+
+start worker "$BIN/celery" -A hakobune.platform worker --loglevel INFO --concurrency "${WORKER_CONCURRENCY:-2}" \
+  --hostname "hakobune-worker@%h"
+start scheduler "$BIN/celery" -A hakobune.platform beat --loglevel INFO --schedule "$RUN/celerybeat-schedule"
+start portal "$BIN/gunicorn" hakobune.platform.wsgi --bind "$PORTAL_BIND:$PORTAL_PORT" --workers 2 --threads 4 \
+  --access-logfile "$LOG/portal-access.log"
+wait_for portal "http://127.0.0.1:$PORTAL_PORT/login/"
+
+echo
+echo "Hakobune is running: http://localhost:$PORTAL_PORT/"
+"$BIN/python" manage.py create_first_admin
+echo "  services:  http://<service>-<team>.${BASE_DOMAIN:-localhost}:${ROUTER_PORT:-8080}/"
+echo "  stop with: make stop"

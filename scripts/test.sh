@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs the whole suite against real Redis, Docker Engine and Caddy, isolated
+# from a running Hakobune: its own data directory, Redis database, Celery
+# queue and router ports. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TEST_DATA_DIR="$(mktemp -d /tmp/hakobune-test.XXXXXX)"
+trap 'rm -rf "$TEST_DATA_DIR"' EXIT
+export HAKOBUNE_DATA_DIR="$TEST_DATA_DIR"
+export HAKOBUNE_STACK_CACHE="${HAKOBUNE_STACK_CACHE:-$PWD/var/stacks}"
+export REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379/15}"
+export CELERY_QUEUE="hakobune-test"
+export ROUTER_ADMIN_URL="http://127.0.0.1:${TEST_ROUTER_ADMIN_PORT:-2999}"
+export ROUTER_PORT="${TEST_ROUTER_PORT:-18080}"
+export SECRET_KEY="test-only-secret-key"
+export BOOT_TIMEOUT="${BOOT_TIMEOUT:-60}"
+
+set +e
+.venv/bin/python -m pytest "$@"
+status=$?
+set -e
+if [[ $status -eq 5 ]]; then
+  echo "pytest collected no tests: that is a failure, not a pass" >&2
+  exit 1
+fi
+exit $status
