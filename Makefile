@@ -11,6 +11,7 @@ export HAKOBUNE_DATA_DIR ?= $(CURDIR)/var
 run: setup
 	@bash scripts/start.sh
 
+test: export HAKOBUNE_WITH_BROWSER = 1
 test: setup
 	@bash scripts/test.sh
 

@@ -8,6 +8,7 @@
 #   HAKOBUNE_DATA_DIR  where logs, pid files and Redis' directory go (default: ./var)
 #   REDIS_URL          the Redis to check or start (default: redis://127.0.0.1:6379/0)
 #   PYTHON             a Python >= 3.12 to build .venv with (default: found on PATH or in pyenv)
+#   HAKOBUNE_WITH_BROWSER=1  also install Debian's chromium, for the browser tests
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -53,6 +54,10 @@ REQUIRED=(
     "update-ca-certificates ca-certificates"
     "iptables iptables"
 )
+# The browser tests drive Debian's Chromium; only `make test` asks for it.
+if [ "${HAKOBUNE_WITH_BROWSER:-0}" = 1 ]; then
+    REQUIRED+=("chromium chromium")
+fi
 MISSING=()
 for pair in "${REQUIRED[@]}"; do
     cmd="${pair%% *}"

@@ -85,16 +85,23 @@ def fetch_source(build_id: int) -> None:
         workspace = workspace_dir(build_id)
         shutil.rmtree(workspace, ignore_errors=True)
         archive = Path(build.source_archive.path)
-        log.write(f"Unpacking {build.source_filename or archive.name} ({archive.stat().st_size / 1024:.0f} KiB)")
+        log.write(f"Unpacking {build.source_filename or archive.name} ({_size(archive.stat().st_size)})")
         limits = source.Limits(max_archive_bytes=settings.MAX_UPLOAD_BYTES)
         extracted = source.extract_archive(archive, workspace / "src", limits)
         digest = source.tree_digest(extracted.root)
         (workspace / "root").write_text(str(extracted.root))
         Build.objects.filter(id=build_id).update(source_digest=digest)
-        log.write(f"✓ {extracted.files} files, {extracted.total_bytes / 1024:.0f} KiB, digest {digest[:12]}")
+        log.write(f"✓ {extracted.files} files, {_size(extracted.total_bytes)}, digest {digest[:12]}")
         log.flush()
         if advance(build_id, S.FETCHING, S.DETECTING):
             detect_stack.delay(build_id)
+
+
+def _size(count: int) -> str:
+    for unit, scale in (("MB", 1_000_000), ("kB", 1_000)):
+        if count >= scale:
+            return f"{count / scale:.1f} {unit}"
+    return f"{count} bytes"
 
 
 @shared_task

@@ -30,6 +30,8 @@ LOCAL_REF = stacks.local_stack_ref(LANGUAGE, SUITE)
 
 
 def _cache_dir() -> Path:
+    if os.environ.get("HAKOBUNE_STACK_CACHE"):
+        return Path(os.environ["HAKOBUNE_STACK_CACHE"])
     root = Path(__file__).resolve().parents[2]
     return Path(os.environ.get("HAKOBUNE_DATA_DIR", root / "var")) / "stacks"
 
@@ -53,7 +55,8 @@ def built(client):
     cached = (cache_dir / f"stack-{LANGUAGE}-{SUITE}.tar").is_file()
     if not cached and (os.geteuid() != 0 or stacks._find_debootstrap() is None):
         pytest.skip("building a stack needs root and debootstrap")
-    if stacks.image_present(client, LOCAL_REF):
+    original_id = client.images.get(LOCAL_REF).id if stacks.image_present(client, LOCAL_REF) else None
+    if original_id:
         # Untag only: images built on it keep their layers.
         client.images.remove(LOCAL_REF, noprune=True)
     lines = []
@@ -69,7 +72,15 @@ def built(client):
         allow_build=True,
         log=lines.append,
     )
-    return stack, lines
+    yield stack, lines
+    if original_id:
+        # Put the host's own stack back, so that the layer cache of every app
+        # image built on it stays valid; drop the copy imported here.
+        imported_id = client.images.get(LOCAL_REF).id
+        repository, tag = LOCAL_REF.rsplit(":", 1)
+        client.images.get(original_id).tag(repository, tag)
+        if imported_id != original_id:
+            client.images.remove(imported_id, noprune=False)
 
 
 def run(client, ref, command, **kwargs):

@@ -19,8 +19,6 @@ from hakobune.worker import stacks
 class Command(BaseCommand):
     help = "Find, pull or build the base image (stack) each language's apps are built on."
 
-    # Needs neither the database nor the URL configuration; runs before either is ready.
-
     def add_arguments(self, parser):
         parser.add_argument(
             "action",
