@@ -15,6 +15,11 @@ export ROUTER_ADMIN_URL="http://127.0.0.1:${TEST_ROUTER_ADMIN_PORT:-2999}"
 export ROUTER_PORT="${TEST_ROUTER_PORT:-18080}"
 export SECRET_KEY="test-only-secret-key"
 export BOOT_TIMEOUT="${BOOT_TIMEOUT:-60}"
+# The tests' own git server on loopback, which the SSRF guard must let through
+# (and nothing else on loopback).
+export TEST_GIT_PORT="${TEST_GIT_PORT:-18418}"
+export SOURCE_HTTP_HOSTS="127.0.0.1:$TEST_GIT_PORT"
+export SOURCE_ALLOWED_HOSTS="127.0.0.1:$TEST_GIT_PORT"
 
 set +e
 .venv/bin/python -m pytest "$@"

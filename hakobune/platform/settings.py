@@ -157,7 +157,10 @@ MEDIA_ROOT = DATA_DIR / "media"
 # Uploads larger than this go to a temporary file instead of memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
-MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 200 * 1024 * 1024)
+FILE_UPLOAD_HANDLERS = [
+    "hakobune.platform.services.uploads.SizeLimitedUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 
 # Celery: Redis is the broker and keeps task results briefly.
 REDIS_URL = env("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -205,6 +208,21 @@ BUILD_CA_BUNDLE = env("BUILD_CA_BUNDLE", _default_ca if Path(_default_ca).exists
 BUILD_TIMEOUT = env_int("BUILD_TIMEOUT", 900)
 BUILD_MEMORY_MB = env_int("BUILD_MEMORY_MB", 2048)
 BUILD_LOG_TAIL_LINES = 30
+
+# Secrets at rest (git tokens, later env var values) are encrypted with this
+# key; empty: a key derived from SECRET_KEY.
+ENCRYPTION_KEY = env("HAKOBUNE_ENCRYPTION_KEY", "")
+
+# Source intake. Sources are fetched over https only; an admin may allow plain
+# http for named hosts, and hosts that are private or loopback addresses
+# (entries are "host" or "host:port").
+SOURCE_HTTP_HOSTS = frozenset(env_list("SOURCE_HTTP_HOSTS", ""))
+SOURCE_ALLOWED_HOSTS = frozenset(env_list("SOURCE_ALLOWED_HOSTS", ""))
+GIT_TIMEOUT = env_int("GIT_TIMEOUT", 300)
+SOURCE_MAX_ARCHIVE_BYTES = env_int("SOURCE_MAX_ARCHIVE_BYTES", 200 * 1000 * 1000)
+SOURCE_MAX_TOTAL_BYTES = env_int("SOURCE_MAX_TOTAL_BYTES", 1000 * 1000 * 1000)
+SOURCE_MAX_ENTRIES = env_int("SOURCE_MAX_ENTRIES", 20_000)
+SOURCE_MAX_RATIO = env_int("SOURCE_MAX_RATIO", 100)
 
 # A service's defaults when it is created.
 DEFAULT_SERVICE_CPU = float(env("DEFAULT_SERVICE_CPU", "0.5"))

@@ -80,6 +80,10 @@ def extract_archive(archive: Path, dest: Path, limits: Limits = Limits()) -> Ext
             _extract_zip(archive, writer)
         else:
             _extract_tar(archive, writer)
+    except UnicodeDecodeError:
+        raise SourceError(
+            "The archive has an entry whose name is not valid UTF-8. Rename the file (plain letters work best) and try again."
+        )
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, lzma.LZMAError) as exc:
         raise SourceError(f"The archive is damaged or cut short ({exc}). Create it again and upload the new file.")
     if writer.files == 0:
@@ -262,3 +266,68 @@ def tree_digest(root: Path) -> str:
 
 def remove_workspace(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
+
+
+def check_tree(root: Path, *, max_entries: int = 20_000, max_bytes: int = 1024 * 1024 * 1024) -> None:
+    """Checks a tree Hakobune did not unpack itself (a git checkout): links
+    stay inside, no special files, within the entry and size caps."""
+    root = root.resolve()
+    entries = 0
+    total = 0
+    for current, dirs, files in os.walk(root):
+        for name in dirs + files:
+            entries += 1
+            if entries > max_entries:
+                raise SourceError(f"The source has more than {max_entries:,} files and folders.")
+            path = Path(current) / name
+            relative = path.relative_to(root).as_posix()
+            info = path.lstat()
+            if stat.S_ISLNK(info.st_mode):
+                target = (path.parent / os.readlink(path)).resolve()
+                if target != root and root not in target.parents:
+                    raise SourceError(
+                        f"The source has a link {relative!r} pointing outside the app's folder. "
+                        "Links must point inside the folder."
+                    )
+            elif stat.S_ISREG(info.st_mode):
+                total += info.st_size
+                if info.st_mode & 0o6000:
+                    path.chmod(info.st_mode & 0o777 & ~0o6000)
+            elif not stat.S_ISDIR(info.st_mode):
+                raise SourceError(f"The source has a special file {relative!r}. Only files, folders and links are allowed.")
+    if total > max_bytes:
+        raise SourceError(f"The source is larger than {max_bytes / 1e6:.0f} MB.")
+
+
+def select_subdir(root: Path, subdir: str) -> Path:
+    """The folder of the app inside a larger source (a monorepo)."""
+    subdir = (subdir or "").strip().strip("/")
+    if not subdir:
+        return root
+    parts = PurePosixPath(subdir).parts
+    if ".." in parts or subdir.startswith("/") or "\\" in subdir:
+        raise SourceError(f"The folder {subdir!r} must be a path inside the source, like services/api.")
+    candidate = root.joinpath(*parts)
+    resolved = candidate.resolve()
+    if root.resolve() not in resolved.parents or candidate.is_symlink() or not candidate.is_dir():
+        folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))[:12]
+        shown = ", ".join(folders) if folders else "no folders"
+        raise SourceError(f"The source has no folder {subdir}. At its top it has: {shown}.")
+    return candidate
+
+
+def pack_tree(root: Path, archive: Path) -> None:
+    """Packs a source tree as a .tar.gz snapshot, in a stable order."""
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive, "w:gz") as tar:
+        for path in sorted(root.rglob("*"), key=lambda p: p.relative_to(root).as_posix()):
+            name = path.relative_to(root).as_posix()
+            info = tar.gettarinfo(str(path), arcname=name)
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            info.mtime = 0
+            if info.isfile():
+                with open(path, "rb") as handle:
+                    tar.addfile(info, handle)
+            elif info.isdir() or info.issym():
+                tar.addfile(info)

@@ -26,10 +26,12 @@ from django.utils import timezone
 from hakobune.platform.builds.log import BuildLog
 from hakobune.platform.builds.models import IN_PROGRESS, Build, BuildStatus
 from hakobune.platform.builds.state import advance, claim, fail
+from hakobune.platform.crypto import decrypt
+from hakobune.platform.services import sources
 from hakobune.platform.services.backends import all_backends, get_backend
 from hakobune.platform.services.models import Release, Service
 from hakobune.runtime.base import DeploySpec, LiveRoute, RuntimeBackendError
-from hakobune.worker import builder, source, stacks
+from hakobune.worker import builder, gitfetch, source, stacks
 from hakobune.worker.buildpacks import BuildPlan, NoStackDetected, detect
 
 logger = logging.getLogger(__name__)
@@ -84,17 +86,63 @@ def fetch_source(build_id: int) -> None:
     with pipeline_step(build_id, log):
         workspace = workspace_dir(build_id)
         shutil.rmtree(workspace, ignore_errors=True)
-        archive = Path(build.source_archive.path)
-        log.write(f"Unpacking {build.source_filename or archive.name} ({_size(archive.stat().st_size)})")
-        limits = source.Limits(max_archive_bytes=settings.MAX_UPLOAD_BYTES)
-        extracted = source.extract_archive(archive, workspace / "src", limits)
-        digest = source.tree_digest(extracted.root)
-        (workspace / "root").write_text(str(extracted.root))
+        if build.source_kind == "git" and not build.source_archive:
+            tree = _fetch_git(build, workspace, log)
+        else:
+            tree = _unpack_archive(build, workspace, log)
+        root = source.select_subdir(tree, build.source_subdir)
+        if build.source_subdir:
+            log.write(f"Using the folder {build.source_subdir}")
+        digest = source.tree_digest(root)
+        (workspace / "root").write_text(str(root))
         Build.objects.filter(id=build_id).update(source_digest=digest)
-        log.write(f"✓ {extracted.files} files, {_size(extracted.total_bytes)}, digest {digest[:12]}")
+        log.write(f"✓ Source digest {digest[:12]}")
         log.flush()
         if advance(build_id, S.FETCHING, S.DETECTING):
             detect_stack.delay(build_id)
+
+
+def _source_limits() -> source.Limits:
+    return source.Limits(
+        max_archive_bytes=settings.SOURCE_MAX_ARCHIVE_BYTES,
+        max_total_bytes=settings.SOURCE_MAX_TOTAL_BYTES,
+        max_entries=settings.SOURCE_MAX_ENTRIES,
+        max_ratio=settings.SOURCE_MAX_RATIO,
+    )
+
+
+def _unpack_archive(build: Build, workspace: Path, log: BuildLog) -> Path:
+    archive = Path(build.source_archive.path)
+    log.write(f"Unpacking {build.source_filename or archive.name} ({_size(archive.stat().st_size)})")
+    extracted = source.extract_archive(archive, workspace / "src", _source_limits())
+    log.write(f"✓ {extracted.files} files, {_size(extracted.total_bytes)}")
+    return extracted.root
+
+
+def _fetch_git(build: Build, workspace: Path, log: BuildLog) -> Path:
+    """Clones the build's ref, then keeps the tree as the build's snapshot so
+    that rebuilds and rollbacks need no second fetch."""
+    service = build.service
+    limits = _source_limits()
+    fetched = gitfetch.fetch_git(
+        gitfetch.GitSource(
+            url=build.git_url,
+            ref=build.git_ref,
+            token=decrypt(service.git_token_encrypted),
+            submodules=service.git_submodules,
+        ),
+        workspace / "src",
+        policy=sources.source_policy(),
+        resolver=sources.resolver,
+        timeout=settings.GIT_TIMEOUT,
+        max_bytes=limits.max_total_bytes,
+        max_entries=limits.max_entries,
+        log=log.write,
+    )
+    snapshot = f"sources/{service.team.name}/{service.name}/build-{build.number}-{fetched.commit[:12]}.tar.gz"
+    source.pack_tree(fetched.root, Path(settings.MEDIA_ROOT) / snapshot)
+    Build.objects.filter(id=build.id).update(source_archive=snapshot, git_commit=fetched.commit)
+    return fetched.root
 
 
 def _size(count: int) -> str:

@@ -45,4 +45,7 @@ def status_tone(status):
         "superseded": "muted",
         "stopped": "muted",
         "new": "muted",
+        "deployed": "good",
+        "ignored": "muted",
+        "refused": "bad",
     }.get(str(status), "busy")

@@ -33,8 +33,16 @@ class Build(models.Model):
     service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="builds")
     number = models.PositiveIntegerField()
     status = models.CharField(max_length=16, choices=BuildStatus.choices, default=BuildStatus.QUEUED)
-    source_archive = models.FileField(upload_to=source_upload_path, max_length=500)
+    # The source snapshot: the uploaded archive, or the fetched git tree packed
+    # as .tar.gz. Rebuilds and rollbacks reuse it.
+    source_archive = models.FileField(upload_to=source_upload_path, max_length=500, blank=True)
     source_filename = models.CharField(max_length=255, blank=True, help_text="As the person uploaded it.")
+    source_kind = models.CharField(max_length=16, default="archive")
+    git_url = models.CharField(max_length=500, blank=True)
+    git_ref = models.CharField(max_length=255, blank=True)
+    git_commit = models.CharField(max_length=64, blank=True)
+    source_subdir = models.CharField(max_length=255, blank=True)
+    trigger = models.CharField(max_length=16, default="upload", help_text="upload, git, webhook or rebuild")
     source_digest = models.CharField(max_length=64, blank=True)
     detection_reason = models.TextField(blank=True)
     plan = models.JSONField(null=True, blank=True)
@@ -59,6 +67,13 @@ class Build(models.Model):
     @property
     def in_progress(self):
         return self.status in IN_PROGRESS
+
+    @property
+    def source_label(self) -> str:
+        if self.source_kind == "git":
+            commit = f" @ {self.git_commit[:10]}" if self.git_commit else ""
+            return f"{self.git_ref}{commit}"
+        return self.source_filename or "archive"
 
     @property
     def duration(self):

@@ -1,3 +1,5 @@
+import secrets
+import uuid
 from decimal import Decimal
 
 from django.conf import settings
@@ -23,6 +25,15 @@ def default_target():
     return settings.DEFAULT_RUNTIME_BACKEND
 
 
+def new_webhook_secret():
+    return secrets.token_hex(24)
+
+
+class SourceKind(models.TextChoices):
+    ARCHIVE = "archive", "Archive upload"
+    GIT = "git", "Git repository"
+
+
 class Service(models.Model):
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="services")
     name = models.CharField(max_length=30, validators=[dns_label_validator])
@@ -46,6 +57,16 @@ class Service(models.Model):
     )
     instances = models.PositiveSmallIntegerField(default=1, validators=[MinValueValidator(1), MaxValueValidator(10)])
     health_check_path = models.CharField(max_length=200, default="/")
+    source_kind = models.CharField(max_length=16, choices=SourceKind.choices, default=SourceKind.ARCHIVE)
+    git_url = models.CharField(max_length=500, blank=True, help_text="https address of the repository, without credentials.")
+    git_ref = models.CharField(max_length=255, blank=True, default="main", help_text="Branch, tag or commit to deploy.")
+    git_token_encrypted = models.TextField(blank=True, editable=False)
+    git_submodules = models.BooleanField(default=False)
+    source_subdir = models.CharField(
+        max_length=255, blank=True, help_text="The app's folder inside the source, for monorepos (e.g. services/api)."
+    )
+    webhook_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    webhook_secret = models.CharField(max_length=64, default=new_webhook_secret, editable=False)
     live_release = models.ForeignKey(
         "services.Release", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -69,6 +90,36 @@ class Service(models.Model):
         default_port = {"http": 80, "https": 443}.get(settings.ROUTER_SCHEME)
         suffix = "" if port == default_port else f":{port}"
         return f"{settings.ROUTER_SCHEME}://{self.hostname}{suffix}/"
+
+    @property
+    def has_git_token(self) -> bool:
+        return bool(self.git_token_encrypted)
+
+    @property
+    def git_branch(self) -> str:
+        """The branch a push must be to for auto-deploy."""
+        return self.git_ref.removeprefix("refs/heads/")
+
+
+class WebhookDelivery(models.Model):
+    """One push event received for a service, accepted or refused."""
+
+    class Outcome(models.TextChoices):
+        DEPLOYED = "deployed", "Deploy started"
+        IGNORED = "ignored", "Ignored"
+        REFUSED = "refused", "Refused"
+
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="webhook_deliveries")
+    received_at = models.DateTimeField(auto_now_add=True)
+    provider = models.CharField(max_length=16, blank=True)
+    event = models.CharField(max_length=64, blank=True)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    detail = models.CharField(max_length=500)
+    remote_addr = models.GenericIPAddressField(null=True, blank=True)
+    build = models.ForeignKey("builds.Build", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["-received_at"]
 
 
 class Release(models.Model):

@@ -7,18 +7,31 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 
 from hakobune.platform.builds.models import Build
+from hakobune.platform.crypto import encrypt
 
-from .models import Service
+from .models import Service, SourceKind
+from .sources import check_git_source
 
 
 class ServiceActionError(Exception):
     pass
 
 
-def create_service(*, team, name: str, created_by, **settings_fields) -> Service:
+def create_service(
+    *, team, name: str, created_by, git_url: str = "", git_ref: str = "", git_token: str = "", **settings_fields
+) -> Service:
     if Service.objects.filter(team=team, name=name).exists():
         raise ServiceActionError(f"Your team already has a service called {name}.")
     service = Service(team=team, name=name, created_by=created_by, **settings_fields)
+    if git_url:
+        try:
+            checked = check_git_source(git_url, git_ref, git_token)
+        except ValueError as exc:
+            raise ServiceActionError(str(exc))
+        service.source_kind = SourceKind.GIT
+        service.git_url = checked.url
+        service.git_ref = checked.ref
+        service.git_token_encrypted = encrypt(checked.token)
     service.full_clean()
     try:
         with transaction.atomic():
@@ -28,9 +41,53 @@ def create_service(*, team, name: str, created_by, **settings_fields) -> Service
     return service
 
 
-def deploy_service(*, service: Service, source_file, created_by) -> Build:
-    """Records a deploy of an uploaded archive and queues its pipeline once the
-    record is committed."""
+def deploy_service(*, service: Service, source_file=None, created_by, git_ref: str = "", trigger: str = "") -> Build:
+    """Records a deploy and queues its pipeline once the record is committed:
+    of an uploaded archive when one is given, else of the service's git
+    repository at `git_ref` (default: the service's branch or tag)."""
+    if source_file is None and service.source_kind != SourceKind.GIT:
+        raise ServiceActionError("Upload an archive of the app to deploy it.")
+    if source_file is None and git_ref:
+        try:
+            git_ref = check_git_source(service.git_url, git_ref).ref
+        except ValueError as exc:
+            raise ServiceActionError(str(exc))
+
+    def prepare(build):
+        build.source_subdir = service.source_subdir
+        if source_file is not None:
+            build.source_kind = SourceKind.ARCHIVE
+            build.trigger = trigger or "upload"
+            build.source_filename = getattr(source_file, "name", "") or ""
+            build.source_archive.save(
+                f"build-{build.number}{_archive_suffix(build.source_filename)}", source_file, save=False
+            )
+        else:
+            build.source_kind = SourceKind.GIT
+            build.trigger = trigger or "git"
+            build.git_url = service.git_url
+            build.git_ref = git_ref or service.git_ref
+
+    return _queue_build(service, created_by, prepare)
+
+
+def redeploy_build(*, build: Build, created_by, trigger: str = "rebuild") -> Build:
+    """Builds and deploys an earlier build's source snapshot again, as it was."""
+    if not build.source_archive:
+        raise ServiceActionError(f"Deploy #{build.number} has no source snapshot to deploy again.")
+
+    def prepare(new):
+        new.source_kind = SourceKind.ARCHIVE
+        new.trigger = trigger
+        new.source_archive.name = build.source_archive.name
+        new.source_filename = build.source_filename or f"snapshot of deploy #{build.number}"
+        new.git_url, new.git_ref, new.git_commit = build.git_url, build.git_ref, build.git_commit
+        new.source_subdir = build.source_subdir
+
+    return _queue_build(build.service, created_by, prepare)
+
+
+def _queue_build(service: Service, created_by, prepare) -> Build:
     from hakobune.worker.tasks import fetch_source
 
     with transaction.atomic():
@@ -38,8 +95,7 @@ def deploy_service(*, service: Service, source_file, created_by) -> Build:
         Service.objects.select_for_update().filter(id=service.id).first()
         number = (service.builds.aggregate(last=Max("number"))["last"] or 0) + 1
         build = Build(service=service, number=number, created_by=created_by)
-        build.source_filename = getattr(source_file, "name", "") or ""
-        build.source_archive.save(f"build-{number}{_archive_suffix(build.source_filename)}", source_file, save=False)
+        prepare(build)
         build.save()
         transaction.on_commit(lambda: fetch_source.delay(build.id))
     return build

@@ -1,8 +1,12 @@
+from pathlib import PurePosixPath
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import Http404, HttpResponse
+from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from hakobune.platform.accounts.permissions import membership_or_404, teams_of
@@ -13,6 +17,8 @@ from .backends import get_backend
 from .forms import DeployForm, NewServiceForm
 from .models import Service
 from .services import ServiceActionError, create_service, deploy_service
+from .uploads import upload_refusal
+from .webhooks import receive_push
 
 LOG_PAGE_LINES = 2000
 
@@ -54,13 +60,27 @@ def service_new(request, team):
     if not membership.can_deploy:
         raise PermissionDenied("Viewers cannot create services.")
     form = NewServiceForm(request.POST or None, request.FILES or None)
-    if request.method == "POST" and form.is_valid():
+    refusal = upload_refusal(request)
+    if request.method == "POST" and refusal:
+        form.is_valid()
+        form.add_error("source", refusal)
+    elif request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        from_git = data["source_kind"] == "git"
         try:
-            service = create_service(team=membership.team, name=form.cleaned_data["name"], created_by=request.user)
+            service = create_service(
+                team=membership.team,
+                name=data["name"],
+                created_by=request.user,
+                source_subdir=data["source_subdir"],
+                git_url=data["git_url"] if from_git else "",
+                git_ref=data["git_ref"] if from_git else "",
+                git_token=data["git_token"] if from_git else "",
+            )
         except (ServiceActionError, ValidationError) as exc:
             form.add_error("name", exc.messages[0] if isinstance(exc, ValidationError) else str(exc))
         else:
-            deploy_service(service=service, source_file=form.cleaned_data["source"], created_by=request.user)
+            deploy_service(service=service, source_file=None if from_git else data["source"], created_by=request.user)
             return redirect("service_detail", team=team, service=service.name)
     return render(request, "services/service_new.html", {"form": form, "team": membership.team})
 
@@ -82,6 +102,8 @@ def service_detail(request, team, service):
             "releases": service.releases.select_related("build")[:10],
             "status": service_status(service, latest),
             "deploy_form": DeployForm(),
+            "webhook_url": request.build_absolute_uri(reverse("git_webhook", args=[service.webhook_id])),
+            "deliveries": service.webhook_deliveries.all()[:5],
         },
     )
 
@@ -93,13 +115,50 @@ def service_deploy(request, team, service):
     if not membership.can_deploy:
         raise PermissionDenied("Viewers cannot deploy.")
     form = DeployForm(request.POST, request.FILES)
-    if form.is_valid():
-        deploy_service(service=service, source_file=form.cleaned_data["source"], created_by=request.user)
-        messages.success(request, "Deploy started.")
+    refusal = upload_refusal(request)
+    if refusal:
+        messages.error(request, refusal)
+    elif form.is_valid():
+        try:
+            deploy_service(
+                service=service,
+                source_file=form.cleaned_data["source"] or None,
+                git_ref=form.cleaned_data["git_ref"],
+                created_by=request.user,
+            )
+        except ServiceActionError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, "Deploy started.")
     else:
-        for error in form.errors.get("source", []):
-            messages.error(request, error)
+        for errors in form.errors.values():
+            for error in errors:
+                messages.error(request, error)
     return redirect("service_detail", team=team, service=service.name)
+
+
+@login_required
+def build_source(request, team, service, number):
+    """The source snapshot a deploy was built from."""
+    _, service = _service_or_404(request, team, service)
+    build = get_object_or_404(Build, service=service, number=number)
+    if not build.source_archive:
+        raise Http404("This deploy has no source snapshot.")
+    name = PurePosixPath(build.source_archive.name).name
+    suffix = "".join(PurePosixPath(name).suffixes[-2:]) if name.endswith(".tar.gz") else PurePosixPath(name).suffix
+    return FileResponse(
+        build.source_archive.open("rb"), as_attachment=True, filename=f"{service.name}-deploy-{build.number}{suffix}"
+    )
+
+
+@csrf_exempt
+@require_POST
+def git_webhook(request, webhook_id):
+    service = Service.objects.filter(webhook_id=webhook_id).select_related("team").first()
+    if service is None:
+        raise Http404("No such webhook")
+    answer = receive_push(service, request.headers, request.body, request.META.get("REMOTE_ADDR"))
+    return JsonResponse({"message": answer.message, "deploy": answer.build_number}, status=answer.status)
 
 
 @login_required

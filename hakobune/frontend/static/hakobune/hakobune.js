@@ -11,3 +11,63 @@ document.addEventListener("htmx:afterSettle", () => {
 document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("pre.log").forEach((log) => { log.scrollTop = log.scrollHeight; });
 });
+
+// The New service form shows the fields of the chosen source only.
+function showChosenSource(form) {
+  const chosen = form.querySelector("input[name=source_kind]:checked");
+  if (!chosen) return;
+  form.querySelectorAll(".source-panel").forEach((panel) => {
+    panel.hidden = panel.dataset.sourceKind !== chosen.value;
+  });
+}
+document.addEventListener("change", (event) => {
+  if (event.target.name === "source_kind") showChosenSource(event.target.form);
+});
+document.addEventListener("DOMContentLoaded", () => {
+  document.querySelectorAll("form").forEach(showChosenSource);
+});
+
+// Uploads show their progress. The form is sent as the browser would send it;
+// the answer replaces the page (a redirect to the service, or the form again
+// with its errors).
+document.addEventListener("submit", (event) => {
+  const form = event.target;
+  if (!form.hasAttribute("data-upload-progress")) return;
+  const file = form.querySelector("input[type=file]");
+  const chosen = form.querySelector("input[name=source_kind]:checked");
+  if (!file || !file.files.length || (chosen && chosen.value !== "archive")) return;
+  const limit = Number(file.dataset.maxBytes || 0);
+  if (limit && file.files[0].size > limit) {
+    event.preventDefault();
+    alert(`${file.files[0].name} is ${(file.files[0].size / 1e6).toFixed(0)} MB; the limit is ${(limit / 1e6).toFixed(0)} MB. Leave out dependencies and build output (node_modules, .venv, dist).`);
+    return;
+  }
+  event.preventDefault();
+  const box = form.querySelector(".upload-progress");
+  const bar = box.querySelector("progress");
+  const text = box.querySelector(".upload-progress-text");
+  box.hidden = false;
+  form.querySelectorAll("button[type=submit]").forEach((button) => { button.disabled = true; });
+  const request = new XMLHttpRequest();
+  request.open(form.method || "POST", form.action || window.location.href);
+  request.upload.addEventListener("progress", (progress) => {
+    if (!progress.lengthComputable) return;
+    const percent = Math.round((progress.loaded / progress.total) * 100);
+    bar.value = percent;
+    text.textContent = percent < 100 ? `Uploading… ${percent} %` : "Uploaded; starting the deploy…";
+  });
+  request.addEventListener("load", () => {
+    if (request.responseURL && request.responseURL !== (form.action || window.location.href)) {
+      window.location.assign(request.responseURL);
+    } else {
+      document.open();
+      document.write(request.responseText);
+      document.close();
+    }
+  });
+  request.addEventListener("error", () => {
+    text.textContent = "The upload failed: the connection was lost. Try again.";
+    form.querySelectorAll("button[type=submit]").forEach((button) => { button.disabled = false; });
+  });
+  request.send(new FormData(form));
+});

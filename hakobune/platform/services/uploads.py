@@ -1,0 +1,42 @@
+"""Refuses an upload that is over the archive size cap while it arrives, before
+it is written anywhere, and leaves a note for the form to tell the person."""
+
+from django.conf import settings
+from django.core.files.uploadhandler import FileUploadHandler, StopUpload
+
+# Room for the form's other fields around the file.
+FORM_OVERHEAD_BYTES = 64 * 1024
+
+
+class SizeLimitedUploadHandler(FileUploadHandler):
+    def __init__(self, request=None):
+        super().__init__(request)
+        self.received = 0
+
+    def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
+        if content_length and content_length > settings.SOURCE_MAX_ARCHIVE_BYTES + FORM_OVERHEAD_BYTES:
+            self._refuse(content_length)
+
+    def receive_data_chunk(self, raw_data, start):
+        self.received += len(raw_data)
+        if self.received > settings.SOURCE_MAX_ARCHIVE_BYTES:
+            self._refuse(self.received)
+        return raw_data
+
+    def file_complete(self, file_size):
+        return None
+
+    def _refuse(self, size):
+        if self.request is not None:
+            self.request.upload_refused_size = size
+        raise StopUpload(connection_reset=False)
+
+
+def upload_refusal(request) -> str | None:
+    size = getattr(request, "upload_refused_size", None)
+    if size is None:
+        return None
+    return (
+        f"The upload is larger than {settings.SOURCE_MAX_ARCHIVE_BYTES / 1e6:.0f} MB, the limit for an archive. "
+        "Leave out dependencies and build output (node_modules, .venv, dist) and try again."
+    )

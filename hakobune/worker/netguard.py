@@ -1,0 +1,167 @@
+"""The SSRF guard: every URL Hakobune fetches on a person's behalf passes here
+first. A URL is refused unless its scheme is allowed, its host is spelled as a
+plain name or a canonical IP address, and every address it resolves to is a
+public one; an admin allow-list can open a named host. The check happens before
+any connection, and the caller connects to the address that was checked (see
+`GuardedURL.pinned`), so a DNS answer that changes in between cannot move the
+fetch somewhere else."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+BLOCKED_NAMES = {"metadata.google.internal", "metadata", "instance-data", "metadata.goog"}
+# What an IPv4 literal looks like when it is written oddly: hex, octal, fewer
+# than four parts, or one big number. Such hosts are refused outright.
+_NUMERIC_HOST = re.compile(r"^(0x[0-9a-f]+|[0-9]+)(\.(0x[0-9a-f]*|[0-9]+)){0,3}\.?$", re.IGNORECASE)
+_HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$", re.IGNORECASE)
+
+Resolver = Callable[[str, int], Iterable[str]]
+
+
+class UnsafeURL(ValueError):
+    """The URL may not be fetched; the message says why, in a person's words."""
+
+
+@dataclass(frozen=True)
+class Policy:
+    schemes: frozenset[str] = frozenset({"https"})
+    # Hosts ("host" or "host:port") that may be fetched over plain http, and
+    # hosts that may be private or loopback addresses: an admin's allow-list
+    # (the tests name their local git server here).
+    http_hosts: frozenset[str] = frozenset()
+    allowed_hosts: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class GuardedURL:
+    url: str  # without credentials
+    scheme: str
+    host: str
+    port: int
+    addresses: tuple[str, ...]
+    username: str = field(default="", repr=False)
+    password: str = field(default="", repr=False)
+
+    @property
+    def pinned(self) -> str:
+        """host:port:address, as curl's --resolve (and git's http.curloptResolve) take it."""
+        address = self.addresses[0]
+        if ":" in address:
+            address = f"[{address}]"
+        return f"{self.host}:{self.port}:{address}"
+
+
+def default_resolver(host: str, port: int) -> list[str]:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise UnsafeURL(f"the host {host} could not be found ({exc.strerror}). Check the address.") from None
+    return sorted({info[4][0] for info in infos})
+
+
+def check_url(url: str, policy: Policy = Policy(), resolver: Resolver = default_resolver) -> GuardedURL:
+    url = (url or "").strip()
+    if not url:
+        raise UnsafeURL("the URL is empty.")
+    if url.startswith("-"):
+        raise UnsafeURL("a URL cannot start with '-'. Give an https:// address, like https://github.com/you/app.git.")
+    if "::" in url.split("/", 1)[0] and "://" not in url.split("::", 1)[0]:
+        # git's transport::address syntax (ext::, fd::) runs commands.
+        raise UnsafeURL(f"'{url.split('::')[0]}::' addresses are not allowed. Give an https:// address.")
+    if any(ch.isspace() or ord(ch) < 32 for ch in url):
+        raise UnsafeURL("the URL has spaces or control characters in it.")
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if not parts.scheme or "://" not in url:
+        raise UnsafeURL("that is not a web address. Give an https:// address, like https://github.com/you/app.git.")
+    if scheme not in policy.schemes and scheme != "http":
+        allowed = ", ".join(sorted(f"{s}://" for s in policy.schemes))
+        raise UnsafeURL(f"{scheme}:// addresses are not allowed; Hakobune fetches only {allowed} addresses.")
+    if not parts.netloc:
+        raise UnsafeURL("the URL has no host name.")
+    try:
+        host = (parts.hostname or "").rstrip(".").lower()
+        port = parts.port or {"https": 443, "http": 80}.get(scheme, 0)
+    except ValueError:
+        raise UnsafeURL("the port in the URL is not a number between 1 and 65535.") from None
+    if not host:
+        raise UnsafeURL("the URL has no host name.")
+    if host.startswith("-"):
+        raise UnsafeURL("a host name cannot start with '-'.")
+
+    host_port = f"{host}:{port}"
+    if scheme not in policy.schemes and not (
+        scheme == "http" and (host in policy.http_hosts or host_port in policy.http_hosts)
+    ):
+        allowed = ", ".join(sorted(f"{s}://" for s in policy.schemes))
+        raise UnsafeURL(f"{scheme}:// addresses are not allowed; Hakobune fetches only {allowed} addresses.")
+
+    address = _ip_literal(host)
+    if address is None:
+        if _NUMERIC_HOST.match(host):
+            raise UnsafeURL(f"the host {host} is an IP address written in an unusual form; write it plainly.")
+        if not all(_HOST_LABEL.match(label) for label in host.split(".")):
+            raise UnsafeURL(f"the host name {host} is not valid.")
+
+    if host in policy.allowed_hosts or host_port in policy.allowed_hosts:
+        addresses = (str(address),) if address is not None else tuple(resolver(host, port))
+        return _guarded(url, parts, scheme, host, port, addresses)
+
+    if host in BLOCKED_NAMES or host.endswith(".internal") or host == "localhost" or host.endswith(".localhost"):
+        raise UnsafeURL(f"the host {host} is an internal address, which Hakobune does not fetch from.")
+    addresses = (str(address),) if address is not None else tuple(resolver(host, port))
+    if not addresses:
+        raise UnsafeURL(f"the host {host} has no address.")
+    for candidate in addresses:
+        reason = _why_not_public(ipaddress.ip_address(candidate.split("%")[0]))
+        if reason:
+            shown = host if address is not None else f"{host} (which points to {candidate})"
+            raise UnsafeURL(f"the address {shown} is {reason}, which Hakobune does not fetch from.")
+    return _guarded(url, parts, scheme, host, port, addresses)
+
+
+def _guarded(url, parts, scheme, host, port, addresses) -> GuardedURL:
+    netloc = parts.hostname if ":" not in (parts.hostname or "") else f"[{parts.hostname}]"
+    if parts.port:
+        netloc = f"{netloc}:{parts.port}"
+    clean = parts._replace(netloc=netloc).geturl()
+    return GuardedURL(
+        url=clean,
+        scheme=scheme,
+        host=host,
+        port=port,
+        addresses=tuple(addresses),
+        username=parts.username or "",
+        password=parts.password or "",
+    )
+
+
+def _ip_literal(host: str):
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+
+
+def _why_not_public(address) -> str:
+    if isinstance(address, ipaddress.IPv6Address):
+        mapped = address.ipv4_mapped or address.sixtofour
+        if mapped is not None:
+            return _why_not_public(mapped)
+        if address.teredo:
+            return _why_not_public(address.teredo[1])
+    if address.is_loopback:
+        return "a loopback address (this machine)"
+    if address.is_link_local:
+        return "a link-local address (cloud metadata lives there)"
+    if address.is_private or (isinstance(address, ipaddress.IPv6Address) and address in ipaddress.ip_network("fc00::/7")):
+        return "a private network address"
+    if address.is_unspecified or address.is_reserved or address.is_multicast or not address.is_global:
+        return "not a public address"
+    return ""
