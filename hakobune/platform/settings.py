@@ -195,6 +195,13 @@ DEFAULT_RUNTIME_BACKEND = env("DEFAULT_RUNTIME_BACKEND", "local")
 # registry can serve it, Hakobune builds one locally from Debian packages.
 STACK_IMAGES = {
     "python": env("STACK_PYTHON_IMAGE", "python:3.12-slim"),
+    "node": env("STACK_NODE_IMAGE", "node:22-slim"),
+    # The build stage of Go apps; they run on the static stack.
+    "go": env("STACK_GO_IMAGE", "golang:1.23"),
+    # Static sites and the run stage of compiled apps: needs lighttpd and the
+    # config at /etc/lighttpd/hakobune.conf, so by default Hakobune's own
+    # (hakobune/stack-static, built from Debian).
+    "static": env("STACK_STATIC_IMAGE", ""),
 }
 # Locally built stacks are cached here as root filesystem tarballs.
 STACK_CACHE_DIR = Path(env("HAKOBUNE_STACK_CACHE", str(DATA_DIR / "stacks")))
@@ -207,6 +214,10 @@ BUILD_CA_BUNDLE = env("BUILD_CA_BUNDLE", _default_ca if Path(_default_ca).exists
 
 BUILD_TIMEOUT = env_int("BUILD_TIMEOUT", 900)
 BUILD_MEMORY_MB = env_int("BUILD_MEMORY_MB", 2048)
+# CPU of each build step: a relative weight (1024 = one normal process; 0: no
+# limit) and the CPUs it may run on ("0-1"; empty: all).
+BUILD_CPU_SHARES = env_int("BUILD_CPU_SHARES", 512)
+BUILD_CPUSET_CPUS = env("BUILD_CPUSET_CPUS", "")
 BUILD_LOG_TAIL_LINES = 30
 
 # Secrets at rest (git tokens, later env var values) are encrypted with this

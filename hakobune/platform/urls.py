@@ -19,6 +19,7 @@ urlpatterns = [
     path("t/<slug:team>/<slug:service>/builds/<int:number>/log/", services.build_log, name="build_log"),
     path("t/<slug:team>/<slug:service>/builds/<int:number>/status/", services.build_status, name="build_status"),
     path("t/<slug:team>/<slug:service>/builds/<int:number>/source/", services.build_source, name="build_source"),
+    path("t/<slug:team>/<slug:service>/builds/<int:number>/redeploy/", services.build_redeploy, name="build_redeploy"),
     path("hooks/git/<uuid:webhook_id>/", services.git_webhook, name="git_webhook"),
     path("admin/", admin.site.urls),
 ]

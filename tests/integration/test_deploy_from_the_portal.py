@@ -73,3 +73,26 @@ def test_a_broken_app_fails_with_its_reason_and_leaves_the_live_service_alone(lo
     assert hello.releases.filter(status=Release.Status.LIVE).count() == 1
     answer = get_through_router(hello.hostname)
     assert answer.status_code == 200 and answer.text.startswith("Hello from Hakobune!")
+
+
+def test_hostile_archives_fail_and_the_same_worker_then_deploys_a_good_app(login, owner, team, worker):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from tests.unit.test_hostile_sources import HOSTILE_ARCHIVES
+
+    client = login(owner)
+    hostile = ["zip slip", "symlink to /etc", "zip bomb", "truncated", "non-UTF-8 name"]
+    for index, case in enumerate(hostile):
+        filename, make, told = HOSTILE_ARCHIVES[case]
+        response = client.post(
+            reverse("service_new", args=[team.name]),
+            {"name": f"hostile{index}", "source": SimpleUploadedFile(filename, make())},
+        )
+        assert response.status_code == 302
+        build = wait_for_build(Service.objects.get(team=team, name=f"hostile{index}").builds.get())
+        assert build.status == "failed" and told in build.failure_reason, (case, build.failure_reason)
+    assert worker.poll() is None  # the worker process is still there
+
+    good = upload(client, team, "good", "flask-hello")
+    assert wait_for_build(good.builds.get()).status == "live"
+    assert get_through_router(good.hostname).status_code == 200

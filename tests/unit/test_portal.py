@@ -130,3 +130,24 @@ def test_a_team_is_created_with_its_creator_as_owner(login, owner):
     response = client.post(reverse("team_new"), {"name": "blue-team"})
     assert response.status_code == 302
     assert owner.memberships.get(team__name="blue-team").role == "owner"
+
+
+def test_a_developer_redeploys_an_earlier_snapshot_and_a_viewer_cannot(login, developer, viewer, service, owner, queued_tasks):
+    first = deploy_service(service=service, source_file=upload_of("flask-hello"), created_by=owner)
+    url = reverse("build_redeploy", args=["acme", "hello", first.number])
+    assert login(viewer).post(url).status_code == 403
+    response = login(developer).post(url)
+    assert response.status_code == 302
+    again = service.builds.get(number=2)
+    assert again.source_archive.name == first.source_archive.name
+    assert again.trigger == "rebuild" and again.created_by == developer
+
+
+def test_the_team_downloads_a_snapshot_and_an_outsider_cannot(login, viewer, outsider, service, owner):
+    build = deploy_service(service=service, source_file=upload_of("flask-hello"), created_by=owner)
+    url = reverse("build_source", args=["acme", "hello", build.number])
+    response = login(viewer).get(url)
+    assert response.status_code == 200
+    assert response["Content-Disposition"] == 'attachment; filename="hello-deploy-1.tar.gz"'
+    assert b"".join(response.streaming_content) == build.source_archive.open("rb").read()
+    assert login(outsider).get(url).status_code == 404

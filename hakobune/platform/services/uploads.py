@@ -3,6 +3,8 @@ it is written anywhere, and leaves a note for the form to tell the person."""
 
 from django.conf import settings
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
+from django.http import QueryDict
+from django.utils.datastructures import MultiValueDict
 
 # Room for the form's other fields around the file.
 FORM_OVERHEAD_BYTES = 64 * 1024
@@ -15,7 +17,10 @@ class SizeLimitedUploadHandler(FileUploadHandler):
 
     def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
         if content_length and content_length > settings.SOURCE_MAX_ARCHIVE_BYTES + FORM_OVERHEAD_BYTES:
-            self._refuse(content_length)
+            # Handled: nothing of the body is read, parsed or stored.
+            self._note(content_length)
+            return QueryDict(encoding=encoding), MultiValueDict()
+        return None
 
     def receive_data_chunk(self, raw_data, start):
         self.received += len(raw_data)
@@ -26,9 +31,12 @@ class SizeLimitedUploadHandler(FileUploadHandler):
     def file_complete(self, file_size):
         return None
 
-    def _refuse(self, size):
+    def _note(self, size):
         if self.request is not None:
             self.request.upload_refused_size = size
+
+    def _refuse(self, size):
+        self._note(size)
         raise StopUpload(connection_reset=False)
 
 

@@ -16,7 +16,7 @@ from hakobune.runtime.base import RuntimeBackendError, ServiceRef
 from .backends import get_backend
 from .forms import DeployForm, NewServiceForm
 from .models import Service
-from .services import ServiceActionError, create_service, deploy_service
+from .services import ServiceActionError, create_service, deploy_service, redeploy_build
 from .uploads import upload_refusal
 from .webhooks import receive_push
 
@@ -59,11 +59,12 @@ def service_new(request, team):
     membership = membership_or_404(request.user, team)
     if not membership.can_deploy:
         raise PermissionDenied("Viewers cannot create services.")
-    form = NewServiceForm(request.POST or None, request.FILES or None)
+    posted = request.method == "POST"
+    form = NewServiceForm(request.POST if posted else None, request.FILES if posted else None)
     refusal = upload_refusal(request)
-    if request.method == "POST" and refusal:
-        form.is_valid()
-        form.add_error("source", refusal)
+    if posted and refusal:
+        form = NewServiceForm(initial={"name": request.POST.get("name", "")})
+        form.refusal = refusal
     elif request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         from_git = data["source_kind"] == "git"
@@ -134,6 +135,23 @@ def service_deploy(request, team, service):
         for errors in form.errors.values():
             for error in errors:
                 messages.error(request, error)
+    return redirect("service_detail", team=team, service=service.name)
+
+
+@login_required
+@require_POST
+def build_redeploy(request, team, service, number):
+    """Builds and deploys an earlier deploy's source snapshot again."""
+    membership, service = _service_or_404(request, team, service)
+    if not membership.can_deploy:
+        raise PermissionDenied("Viewers cannot deploy.")
+    build = get_object_or_404(Build, service=service, number=number)
+    try:
+        new = redeploy_build(build=build, created_by=request.user)
+    except ServiceActionError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Deploying the source of #{build.number} again, as #{new.number}.")
     return redirect("service_detail", team=team, service=service.name)
 
 
