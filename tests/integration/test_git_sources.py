@@ -157,3 +157,39 @@ def test_a_signed_push_deploys_the_new_commit_and_a_bad_signature_is_refused(rep
     assert build.status == "live", build.failure_reason
     assert build.git_commit == commit and build.trigger == "webhook"
     assert get_through_router(service.hostname).text.startswith("Hello again!")
+
+
+def _with_submodule(git_server, tmp_path, name, library, gitmodules_url=None):
+    """A repository with `library` as a submodule at vendor/lib. With
+    `gitmodules_url`, .gitmodules then names that address instead; it is only
+    written down, never contacted, here."""
+    from tests.support.gitserver import git
+
+    parent = Repository(git_server, name, tmp_path / name)
+    parent.commit({"app.py": FLASK_APP, "requirements.txt": REQUIREMENTS})
+    git("-c", "protocol.file.allow=always", "submodule", "add", "--quiet", library.url, "vendor/lib", cwd=parent.work)
+    if gitmodules_url:
+        git("config", "--file", ".gitmodules", "submodule.vendor/lib.url", gitmodules_url, cwd=parent.work)
+        git("add", ".gitmodules", cwd=parent.work)
+    git("commit", "--quiet", "-m", "add submodule", cwd=parent.work)
+    parent.push()
+    return parent
+
+
+def test_submodules_are_fetched_only_when_asked_and_their_addresses_are_checked(git_server, tmp_path):
+    library = Repository(git_server, "library", tmp_path / "library")
+    library.commit({"lib.py": "VALUE = 42\n"})
+    library.push()
+    parent = _with_submodule(git_server, tmp_path, "with-sub", library)
+    policy = source_policy()
+
+    plain = fetch_git(GitSource(url=parent.url, ref="main"), tmp_path / "plain", policy=policy, log=lambda line: None)
+    assert not (plain.root / "vendor" / "lib" / "lib.py").exists()
+    deep = fetch_git(GitSource(url=parent.url, ref="main", submodules=True), tmp_path / "deep", policy=policy,
+                     log=lambda line: None)
+    assert (deep.root / "vendor" / "lib" / "lib.py").read_text() == "VALUE = 42\n"
+
+    sneaky = _with_submodule(git_server, tmp_path, "sneaky-sub", library, gitmodules_url="https://10.0.0.1/internal.git")
+    with pytest.raises(SourceError, match="10.0.0.1 is a private network address"):
+        fetch_git(GitSource(url=sneaky.url, ref="main", submodules=True), tmp_path / "sneaky", policy=policy,
+                  log=lambda line: None)

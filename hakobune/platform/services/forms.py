@@ -67,6 +67,10 @@ class NewServiceForm(forms.Form):
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
         help_text="Stored encrypted; never shown again.",
     )
+    git_submodules = forms.BooleanField(
+        label="Also fetch the repository's submodules", required=False,
+        help_text="Off unless your app needs them; each submodule's address is checked like the repository's.",
+    )
     source_subdir = forms.CharField(
         label="App folder", required=False, max_length=255,
         help_text="Leave empty when the app is at the top. For a monorepo: the app's folder, like services/api.",

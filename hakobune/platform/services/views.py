@@ -77,6 +77,7 @@ def service_new(request, team):
                 git_url=data["git_url"] if from_git else "",
                 git_ref=data["git_ref"] if from_git else "",
                 git_token=data["git_token"] if from_git else "",
+                git_submodules=from_git and data["git_submodules"],
             )
         except (ServiceActionError, ValidationError) as exc:
             form.add_error("name", exc.messages[0] if isinstance(exc, ValidationError) else str(exc))
