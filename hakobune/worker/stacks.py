@@ -97,7 +97,53 @@ class StackRecipe:
     # Debian package whose version stands in when the probe cannot run.
     version_package: str
     display_name: str
+    # Installed after debootstrap from ``<suite>-backports`` (newer toolchains
+    # than the release carries, e.g. Go 1.23 on bookworm).
+    backports_packages: tuple[str, ...] = ()
+    # Installed after debootstrap with apt-get from the suite itself (packages with
+    # many dependencies, which debootstrap's --include cannot order, like npm).
+    apt_packages: tuple[str, ...] = ()
+    # Prepended to PATH in the image (e.g. the backported Go's bin directory).
+    path_prefix: str = ""
+    # Files written into the root filesystem: (absolute path, content).
+    files: tuple[tuple[str, str], ...] = ()
 
+
+# The static stack serves files with lighttpd: a mature, small, event-driven
+# server from Debian (1.4.x), run unprivileged on $PORT with the configuration
+# below and the document root in $SITE_ROOT. It logs to stdout/stderr, writes
+# nothing outside /tmp (the instance's root filesystem is read-only) and also
+# serves as the slim run stage of compiled apps (Go).
+LIGHTTPD_CONF = """\
+# Hakobune static stack: serves $SITE_ROOT on 0.0.0.0:$PORT.
+server.modules = ("mod_access", "mod_indexfile", "mod_staticfile", "mod_accesslog")
+server.document-root = env.SITE_ROOT
+server.port = env.PORT
+server.bind = "0.0.0.0"
+server.tag = ""
+server.upload-dirs = ("/tmp")
+server.errorlog = "/dev/stderr"
+accesslog.filename = "/dev/stdout"
+index-file.names = ("index.html", "index.htm")
+server.follow-symlink = "disable"
+url.access-deny = ("~", ".inc")
+# Dot-files and dot-folders (.git, .env, .hakobune) are never served.
+$HTTP["url"] =~ "/\\." { url.access-deny = ("") }
+static-file.exclude-extensions = (".php", ".pl", ".cgi")
+mimetype.assign = (
+  ".html" => "text/html; charset=utf-8", ".htm" => "text/html; charset=utf-8",
+  ".css" => "text/css; charset=utf-8", ".js" => "text/javascript; charset=utf-8",
+  ".mjs" => "text/javascript; charset=utf-8", ".json" => "application/json",
+  ".map" => "application/json", ".txt" => "text/plain; charset=utf-8",
+  ".xml" => "application/xml", ".svg" => "image/svg+xml", ".png" => "image/png",
+  ".jpg" => "image/jpeg", ".jpeg" => "image/jpeg", ".gif" => "image/gif",
+  ".webp" => "image/webp", ".avif" => "image/avif", ".ico" => "image/x-icon",
+  ".woff" => "font/woff", ".woff2" => "font/woff2", ".ttf" => "font/ttf",
+  ".otf" => "font/otf", ".wasm" => "application/wasm", ".pdf" => "application/pdf",
+  ".webmanifest" => "application/manifest+json", ".mp4" => "video/mp4",
+  ".webm" => "video/webm", ".mp3" => "audio/mpeg", "" => "application/octet-stream",
+)
+"""
 
 RECIPES: dict[str, StackRecipe] = {
     "python": StackRecipe(
@@ -107,6 +153,38 @@ RECIPES: dict[str, StackRecipe] = {
         version_probe=("/usr/bin/python3", "-c", "import platform; print(platform.python_version())"),
         version_package="python3",
         display_name="Python",
+    ),
+    # Debian bookworm carries Node.js 18 and npm 9; bookworm-backports has no newer
+    # Node.js. yarn and pnpm are installed from the npm registry by the build
+    # plan of the apps that use them.
+    "node": StackRecipe(
+        language="node",
+        packages=("nodejs", "ca-certificates"),
+        apt_packages=("npm",),
+        cmd=("node",),
+        version_probe=("/bin/sh", "-c", 'echo "$(/usr/bin/node -p process.versions.node), npm $(/usr/bin/npm --version)"'),
+        version_package="nodejs",
+        display_name="Node.js",
+    ),
+    # bookworm's golang-go is 1.19; bookworm-backports carries 1.23.
+    "go": StackRecipe(
+        language="go",
+        packages=("ca-certificates", "git"),
+        backports_packages=("golang-1.23-go",),
+        path_prefix="/usr/lib/go-1.23/bin",
+        cmd=("go", "version"),
+        version_probe=("/bin/sh", "-c", "/usr/lib/go-1.23/bin/go env GOVERSION | sed s/^go//"),
+        version_package="golang-1.23-go",
+        display_name="Go",
+    ),
+    "static": StackRecipe(
+        language="static",
+        packages=("lighttpd", "ca-certificates"),
+        cmd=("lighttpd", "-D", "-f", "/etc/lighttpd/hakobune.conf"),
+        version_probe=("/bin/sh", "-c", "/usr/sbin/lighttpd -v | sed -e 's,^lighttpd/,,' -e 's/ .*//'"),
+        version_package="lighttpd",
+        display_name="lighttpd",
+        files=(("/etc/lighttpd/hakobune.conf", LIGHTTPD_CONF),),
     ),
 }
 
@@ -474,7 +552,8 @@ def _describe(rootfs: Path, recipe: StackRecipe, suite: str) -> str:
 
 
 def _changes(recipe: StackRecipe, suite: str, version: str, with_ca: bool) -> list[str]:
-    changes = [f"ENV PATH={DEFAULT_PATH}", "ENV LANG=C.UTF-8"]
+    path = f"{recipe.path_prefix}:{DEFAULT_PATH}" if recipe.path_prefix else DEFAULT_PATH
+    changes = [f"ENV PATH={path}", "ENV LANG=C.UTF-8"]
     if with_ca:
         for name in ("SSL_CERT_FILE", "PIP_CERT", "REQUESTS_CA_BUNDLE"):
             changes.append(f"ENV {name}={CA_BUNDLE_PATH}")
@@ -550,6 +629,11 @@ def build_local_stack(
     tar_path = cache_dir / f"{base}.tar"
     meta_path = cache_dir / f"{base}.json"
     wanted = {"language": language, "suite": suite, "packages": list(recipe.packages), "ca_sha256": ca_digest}
+    if recipe.backports_packages or recipe.files or recipe.apt_packages:
+        wanted["backports_packages"] = list(recipe.backports_packages)
+        if recipe.apt_packages:
+            wanted["apt_packages"] = list(recipe.apt_packages)
+        wanted["files_sha256"] = hashlib.sha256(repr(recipe.files).encode()).hexdigest()
 
     with _locked(cache_dir / f".{base}.lock", log):
         if not force and image_present(client, ref):
@@ -630,6 +714,16 @@ def _debootstrap(recipe, *, suite, mirror, ca_path, cache_dir, base, tar_path, l
             )
         log(f"debootstrap finished in {time.monotonic() - started:.0f}s; finishing the root filesystem")
 
+        if recipe.apt_packages:
+            _apt_install(rootfs, recipe.apt_packages, suite=suite, mirror=mirror, env=env, log=log)
+        if recipe.backports_packages:
+            _apt_install(rootfs, recipe.backports_packages, suite=suite, mirror=mirror, env=env, log=log,
+                         backports=True)
+        for path, content in recipe.files:
+            target = rootfs / path.lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(content)
+            target.chmod(0o644)
         if ca_path is not None:
             target = rootfs / CA_BUNDLE_PATH.lstrip("/")
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -658,6 +752,29 @@ def _debootstrap(recipe, *, suite, mirror, ca_path, cache_dir, base, tar_path, l
                 "seconds": round(time.monotonic() - started, 1)}
     finally:
         _remove_tree(workdir, log)
+
+
+def _apt_install(rootfs: Path, packages, *, suite, mirror, env, log, backports: bool = False) -> None:
+    """apt-get install packages inside the new root filesystem, from the suite or
+    from <suite>-backports (the host's own apt sources are left alone)."""
+    if backports:
+        sources = rootfs / "etc/apt/sources.list.d/backports.list"
+        sources.parent.mkdir(parents=True, exist_ok=True)
+        sources.write_text(f"deb {mirror} {suite}-backports main\n")
+    apt_env = {**env, "DEBIAN_FRONTEND": "noninteractive"}
+    target = ["-t", f"{suite}-backports"] if backports else []
+    for args in (
+        ["chroot", str(rootfs), "apt-get", "update", "-q"],
+        ["chroot", str(rootfs), "apt-get", "install", "-y", "-q", "--no-install-recommends", *target, *packages],
+        ["chroot", str(rootfs), "apt-get", "clean"],
+    ):
+        log("$ " + " ".join(args[2:]))
+        returncode, tail = _run_streaming(args, log=log, timeout=DEBOOTSTRAP_TIMEOUT, env=apt_env)
+        if returncode != 0:
+            raise StackError(
+                f"Installing {', '.join(packages)} from {suite}{'-backports' if backports else ''} failed "
+                f"(exit status {returncode}):\n" + "\n".join(tail[-8:])
+            )
 
 
 # --- resolving ------------------------------------------------------------------------

@@ -161,14 +161,36 @@ def detect_stack(build_id: int) -> None:
     with pipeline_step(build_id, log):
         detection = detect(source_dir(build))
         service = build.service
-        plan = BuildPlan.from_dict({**detection.plan.to_dict(), "port": service.port})
+        plan = _with_service_settings(detection.plan, service, log)
         log.write(f"✓ Detected a {detection.stack} app: {detection.reason}")
-        log.write(f"  start command: {plan.start_command}")
+        for phase, command in plan.steps():
+            if command:
+                log.write(f"  {phase} command: {command}")
+        if plan.uses_own_dockerfile:
+            log.write(f"  built from {plan.dockerfile_path}, started with its CMD")
+        for note in plan.notes:
+            log.write(f"  note: {note}")
         log.flush()
         if advance(
             build_id, S.DETECTING, S.BUILDING, plan=plan.to_dict(), detection_reason=detection.reason
         ):
             build_image.delay(build_id)
+
+
+def _with_service_settings(plan: BuildPlan, service: Service, log: BuildLog) -> BuildPlan:
+    """The service's settings in the portal over the plan: the port (which the
+    runtime gives the app as $PORT and health-checks) and the health-check path
+    when the service names one other than "/"."""
+    from hakobune.worker.buildpacks import apply_service_settings
+
+    port = int(service.port)
+    if plan.sources.get("port") and plan.port != port:
+        log.write(
+            f"  {plan.sources['port']} says port {plan.port}; this service is set to port {port}, "
+            "which wins (change it in the service's settings)."
+        )
+    health = getattr(service, "health_check_path", "") or ""
+    return apply_service_settings(plan, port=port, health_check_path=health if health not in ("", "/") else None)
 
 
 @shared_task
@@ -180,20 +202,32 @@ def build_image(build_id: int) -> None:
     with pipeline_step(build_id, log):
         plan = BuildPlan.from_dict(build.plan)
         client = docker.from_env(timeout=settings.BUILD_TIMEOUT)
-        stack = stacks.resolve_stack(
-            client,
-            plan.stack,
-            settings.STACK_IMAGES[plan.stack],
-            suite=settings.STACK_DEBIAN_SUITE,
-            mirror=settings.STACK_DEBIAN_MIRROR,
-            ca_bundle=settings.BUILD_CA_BUNDLE or None,
-            cache_dir=settings.STACK_CACHE_DIR,
-            log=log.write,
+        images = _resolve_stacks(client, plan, log)
+        run_image = images.get(plan.stack)
+        build_stack_image = images.get(plan.build_stack) if plan.build_stack else None
+        if plan.build_stack:
+            log.write(f"Building on {build_stack_image.ref} ({build_stack_image.version}), "
+                      f"running on {run_image.ref} ({run_image.version})")
+        elif run_image:
+            log.write(f"Building on {run_image.ref} ({run_image.version})")
+        else:
+            log.write(f"Building with your {plan.dockerfile_path}")
+        _warn_language_version(plan, build_stack_image or run_image, log)
+        plan = plan.with_changes(
+            stack_version=run_image.version if run_image else "",
+            build_stack_version=build_stack_image.version if build_stack_image else "",
         )
-        log.write(f"Building on {stack.ref} ({stack.version})")
+        Build.objects.filter(id=build_id).update(plan=plan.to_dict())
         src = source_dir(build)
-        dockerfile = builder.prepare_context(src, plan, stack.ref, settings.BUILD_CA_BUNDLE or None)
-        tag = builder.image_tag(build.service.team.name, build.service.name, build.source_digest, plan, stack.ref)
+        run_ref = run_image.ref if run_image else ""
+        dockerfile = builder.prepare_context(
+            src, plan, run_ref, settings.BUILD_CA_BUNDLE or None,
+            build_image=build_stack_image.ref if build_stack_image else None,
+        )
+        stack_ids = tuple(client.images.get(image.ref).id for image in images.values())
+        tag = builder.image_tag(
+            build.service.team.name, build.service.name, build.source_digest, plan, run_ref, base_image_ids=stack_ids
+        )
         image = builder.build_image(
             client,
             src,
@@ -202,6 +236,9 @@ def build_image(build_id: int) -> None:
             log=log.write,
             timeout=settings.BUILD_TIMEOUT,
             memory_mb=settings.BUILD_MEMORY_MB,
+            cpu_shares=getattr(settings, "BUILD_CPU_SHARES", 0),
+            cpuset_cpus=getattr(settings, "BUILD_CPUSET_CPUS", ""),
+            plan=plan,
         )
         log.write(f"✓ Image {image.ref}")
         log.flush()
@@ -209,6 +246,32 @@ def build_image(build_id: int) -> None:
         shutil.rmtree(workspace_dir(build_id), ignore_errors=True)
         if advance(build_id, S.BUILDING, S.DEPLOYING):
             deploy_release.delay(build_id)
+
+
+def _resolve_stacks(client, plan: BuildPlan, log: BuildLog) -> dict[str, stacks.StackImage]:
+    """Every stack the plan builds on (a two-stage plan needs two), found,
+    pulled or built from Debian."""
+    return {
+        name: stacks.resolve_stack(
+            client,
+            name,
+            settings.STACK_IMAGES.get(name, ""),
+            suite=settings.STACK_DEBIAN_SUITE,
+            mirror=settings.STACK_DEBIAN_MIRROR,
+            ca_bundle=settings.BUILD_CA_BUNDLE or None,
+            cache_dir=settings.STACK_CACHE_DIR,
+            log=log.write,
+        )
+        for name in plan.stacks
+    }
+
+
+def _warn_language_version(plan: BuildPlan, image, log: BuildLog) -> None:
+    if plan.language_version and image is not None:
+        log.write(
+            f"  The app asks for {plan.language_version}; this stack has {image.version}. "
+            "If the build fails on the version, make the app work with this one or ask your operator for a newer stack."
+        )
 
 
 def _deploy_lock(service_id: int):
