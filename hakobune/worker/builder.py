@@ -5,6 +5,7 @@ same source with the same plan again is a no-op."""
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import time
 from collections import deque
@@ -19,6 +20,20 @@ from docker.errors import APIError, DockerException, ImageNotFound
 from .buildpacks.plan import GENERATED_DIR, BuildPlan
 
 TAIL_LINES = 30
+# Written into the build context when the app has no .dockerignore of its own:
+# what is installed in the image is never copied over it from the upload.
+DEFAULT_DOCKERIGNORE = """\
+.git
+node_modules
+.venv
+venv
+__pycache__
+*.pyc
+.pytest_cache
+.mypy_cache
+.DS_Store
+"""
+STEP = re.compile(r"^Step (?P<number>\d+)/(?P<total>\d+) : (?P<instruction>.*)$")
 
 
 class BuildError(Exception):
@@ -39,24 +54,37 @@ class BuiltImage:
     reused: bool
 
 
-def image_tag(team: str, service: str, source_digest: str, plan: BuildPlan, base_image: str) -> str:
-    """hakobune/<team>/<service>:<digest of source, plan and base image>."""
+def image_tag(team: str, service: str, source_digest: str, plan: BuildPlan, base_image: str,
+              *, base_image_ids: tuple[str, ...] = ()) -> str:
+    """hakobune/<team>/<service>:<digest of source, plan and base image(s)>.
+    `base_image_ids` (the stacks' image ids) make a rebuilt stack give new tags."""
     content = hashlib.sha256()
     content.update(source_digest.encode())
     content.update(repr(sorted(plan.to_dict().items())).encode())
     content.update(base_image.encode())
+    for image_id in base_image_ids:
+        content.update(image_id.encode())
     return f"hakobune/{team}/{service}:{content.hexdigest()[:16]}"
 
 
-def prepare_context(src: Path, plan: BuildPlan, base_image: str, ca_bundle: str | None) -> str:
+def prepare_context(src: Path, plan: BuildPlan, base_image: str, ca_bundle: str | None,
+                    *, build_image: str | None = None) -> str:
     """Writes the generated Dockerfile (and the CA bundle, when configured) into
-    the build context; returns the Dockerfile's path relative to it."""
+    the build context; returns the Dockerfile's path relative to it. An app with
+    its own Dockerfile gets it back as it is."""
     generated = src / GENERATED_DIR
     generated.mkdir(exist_ok=True)
     with_ca = bool(ca_bundle) and Path(ca_bundle).is_file()
     if with_ca:
         shutil.copyfile(ca_bundle, generated / "ca-certificates.crt")
-    (generated / "Dockerfile").write_text(plan.dockerfile(base_image, with_ca_bundle=with_ca))
+    if plan.uses_own_dockerfile:
+        path = plan.dockerfile_path or "Dockerfile"
+        if not (src / path).is_file():
+            raise BuildError(f"{path} is not in the app's folder any more.")
+        return path
+    if not (src / ".dockerignore").exists():
+        (src / ".dockerignore").write_text(DEFAULT_DOCKERIGNORE)
+    (generated / "Dockerfile").write_text(plan.dockerfile(base_image, build_image=build_image, with_ca_bundle=with_ca))
     return f"{GENERATED_DIR}/Dockerfile"
 
 
@@ -69,7 +97,15 @@ def build_image(
     log: Callable[[str], None],
     timeout: int = 900,
     memory_mb: int = 2048,
+    cpu_shares: int = 0,
+    cpuset_cpus: str = "",
+    plan: BuildPlan | None = None,
 ) -> BuiltImage:
+    """Builds `tag` from the context, unless an image of that tag exists. Each
+    RUN step runs with `memory_mb` of memory (no swap), `cpu_shares` relative CPU
+    weight and on `cpuset_cpus` (e.g. "0-1"); the whole build stops after
+    `timeout` seconds. With the `plan`, a failing step is named in the error as
+    the install or the build step."""
     try:
         image = client.images.get(tag)
         log(f"An image of this exact source and plan exists already ({tag}); reusing it.")
@@ -83,6 +119,12 @@ def build_image(
     image_id = None
     deadline = time.monotonic() + timeout
     memory = memory_mb * 1024 * 1024
+    limits = {"memory": memory, "memswap": memory}
+    if cpu_shares:
+        limits["cpushares"] = int(cpu_shares)
+    if cpuset_cpus:
+        limits["cpusetcpus"] = cpuset_cpus
+    current_step = ""
     try:
         stream = client.api.build(
             path=str(context),
@@ -93,7 +135,8 @@ def build_image(
             pull=False,
             decode=True,
             timeout=timeout,
-            container_limits={"memory": memory, "memswap": memory},
+            container_limits=limits,
+            buildargs=dict(plan.build_args) if plan and plan.build_args else None,
             labels={"org.hakobune.managed": "true"},
         )
         pending = ""
@@ -102,13 +145,17 @@ def build_image(
                 message = chunk.get("errorDetail", {}).get("message") or chunk["error"]
                 for line in message.splitlines():
                     tail.append(line)
-                raise BuildError(_explain_failure(message), log_tail=list(tail))
+                raise BuildError(explain_failure(message, current_step, plan, memory_mb=memory_mb),
+                                 log_tail=list(tail))
             if "stream" in chunk:
                 pending += chunk["stream"]
                 *lines, pending = pending.split("\n")
                 for line in lines:
                     line = line.rstrip("\r")
                     if line.strip():
+                        step = STEP.match(line)
+                        if step:
+                            current_step = step["instruction"]
                         tail.append(line)
                         log(line)
             if chunk.get("aux", {}).get("ID"):
@@ -120,7 +167,8 @@ def build_image(
         if pending.strip():
             log(pending.rstrip())
     except APIError as exc:
-        raise BuildError(f"the Docker Engine refused the build: {exc.explanation or exc}", log_tail=list(tail))
+        raise BuildError(explain_failure(str(exc.explanation or exc), current_step, plan, memory_mb=memory_mb),
+                         log_tail=list(tail))
     except DockerException as exc:
         raise BuildError(f"the Docker Engine failed during the build: {exc}", user_error=False, log_tail=list(tail))
     except (requests.RequestException, OSError) as exc:
@@ -129,6 +177,67 @@ def build_image(
     if image_id is None:
         image_id = client.images.get(tag).id
     return BuiltImage(ref=tag, id=image_id, reused=False)
+
+
+def failed_phase(instruction: str, plan: BuildPlan | None) -> str:
+    """Which step of the plan a Dockerfile instruction is: "install", "build",
+    "dockerfile" (a step of the person's own Dockerfile), or "" (the platform's)."""
+    if plan is None or not instruction:
+        return ""
+    if plan.uses_own_dockerfile:
+        return "dockerfile"
+    command = instruction[4:].strip() if instruction.upper().startswith("RUN ") else ""
+    if command in plan.install_commands:
+        return "install"
+    if command in plan.build_commands:
+        return "build"
+    return ""
+
+
+def explain_failure(message: str, instruction: str = "", plan: BuildPlan | None = None, *, memory_mb: int = 0) -> str:
+    """The build's failure in words a beginner can act on: which step failed
+    (installing the dependencies, or the app's build command) and what to look at."""
+    message = message.strip()
+    code = re.search(r"returned a non-zero code: (\d+)", message)
+    phase = failed_phase(instruction, plan)
+    out_of_memory = code is not None and code.group(1) == "137"
+    memory_hint = (
+        f" It was stopped with exit code 137, which usually means it ran out of memory (builds get {memory_mb} MiB)."
+        if out_of_memory and memory_mb else ""
+    )
+    command = instruction[4:].strip() if instruction.upper().startswith("RUN ") else instruction
+    if code and phase == "install":
+        return (
+            f"Installing your app's dependencies failed (the install step `{command}` exited with code "
+            f"{code.group(1)}).{memory_hint} Look at the lines above in the log: usually a package name or version "
+            "that does not exist, a lockfile that does not match its manifest, or a package that does not support "
+            "this language version."
+        )
+    if code and phase == "build":
+        return (
+            f"Your app's build command failed (`{command}` exited with code {code.group(1)}).{memory_hint} "
+            "The dependencies installed fine; the error is in the build itself (often a compile or type error in "
+            "the code). Look at the lines above in the log."
+        )
+    if code and phase == "dockerfile":
+        return (
+            f"A step of your Dockerfile failed (`{instruction}` exited with code {code.group(1)}).{memory_hint} "
+            "Look at the lines above in the log."
+        )
+    if plan is not None and plan.uses_own_dockerfile and re.search(
+        r"pull access denied|manifest unknown|not found: manifest|No such image|failed to resolve|"
+        r"repository does not exist|connection refused|dial tcp",
+        message, re.IGNORECASE,
+    ):
+        return (
+            f"Your Dockerfile starts FROM an image this host does not have and cannot download ({message}). "
+            "Hakobune cannot reach image registries here: start FROM one of its stacks (for example "
+            "hakobune/stack-python:bookworm, hakobune/stack-node:bookworm), or set it with a build argument in "
+            "hakobune.toml."
+        )
+    if code:
+        return _explain_failure(message)
+    return message
 
 
 def _explain_failure(message: str) -> str:

@@ -55,3 +55,64 @@ def test_the_ca_bundle_goes_in_before_the_install_when_configured():
 def test_a_plan_survives_being_stored_as_json():
     plan = detect(APPS_DIR / "flask-hello").plan
     assert BuildPlan.from_dict(plan.to_dict()) == plan
+
+
+def test_a_plan_stored_by_an_older_version_is_still_readable():
+    old = {
+        "stack": "python",
+        "start_command": "gunicorn app:app",
+        "port": 8080,
+        "stack_version": "",
+        "dependency_files": ["requirements.txt"],
+        "install_commands": ["pip install -r requirements.txt"],
+        "build_commands": [],
+        "env": {"A": "1"},
+    }
+    plan = BuildPlan.from_dict(old)
+    assert plan.dependency_files == ("requirements.txt",) and plan.build_stack == "" and plan.artifacts == ()
+    assert BuildPlan.from_dict({**old, "a_key_from_the_future": 1}) == plan
+
+
+def test_every_fixture_plan_survives_json():
+    import json
+
+    for app in ("django-static", "python-uv", "node-pnpm", "vite-static", "go-http", "dockerfile", "procfile-custom"):
+        plan = detect(APPS_DIR / app).plan
+        assert BuildPlan.from_dict(json.loads(json.dumps(plan.to_dict()))) == plan, app
+
+
+def test_a_two_stage_dockerfile_copies_only_the_artifacts_into_the_run_image():
+    plan = detect(APPS_DIR / "vite-static").plan
+    lines = plan.dockerfile("hakobune/stack-static:bookworm", build_image="hakobune/stack-node:bookworm",
+                            with_ca_bundle=True).splitlines()
+    assert lines[0] == "FROM hakobune/stack-node:bookworm AS build"
+    copy_deps = lines.index("COPY package.json package-lock.json ./")
+    install = lines.index("RUN NODE_ENV=development npm ci --no-audit --no-fund")
+    copy_code = lines.index("COPY . .")
+    build = lines.index("RUN npm run build")
+    run_stage = lines.index("FROM hakobune/stack-static:bookworm")
+    copy_artifact = lines.index("COPY --from=build /app/dist /app/dist")
+    assert copy_deps < install < copy_code < build < run_stage < copy_artifact
+    # The CA bundle reaches npm in the build stage.
+    assert any("NODE_EXTRA_CA_CERTS=" in line for line in lines[:run_stage])
+    assert any(line.startswith("ENV PORT=8080") and "SITE_ROOT=/app/dist" in line for line in lines[run_stage:])
+    assert lines[-1] == 'CMD ["/bin/sh", "-c", "exec lighttpd -D -f /etc/lighttpd/hakobune.conf"]'
+
+
+def test_a_two_stage_plan_needs_both_images():
+    with pytest.raises(ValueError, match="build_image"):
+        detect(APPS_DIR / "go-http").plan.dockerfile("static")
+
+
+def test_a_start_command_list_is_left_to_the_shell():
+    plan = BuildPlan(stack="python", start_command="cd web && gunicorn app:app")
+    assert plan.dockerfile("x").splitlines()[-1] == 'CMD ["/bin/sh", "-c", "cd web && gunicorn app:app"]'
+
+
+@pytest.mark.parametrize("app", ["flask-hello", "node-express", "go-http", "django-static"])
+def test_the_dependency_layer_comes_before_the_code(app):
+    plan = detect(APPS_DIR / app).plan
+    lines = plan.dockerfile("run", build_image="build").splitlines()
+    copy_deps = next(i for i, line in enumerate(lines) if line.startswith("COPY ") and line.endswith(" ./"))
+    installs = [i for i, line in enumerate(lines) if line in {f"RUN {c}" for c in plan.install_commands}]
+    assert copy_deps < min(installs) and max(installs) < lines.index("COPY . .")

@@ -1,27 +1,181 @@
 """Buildpack-style detection: each detector looks at a source tree and either
 recognises it, saying why in words and returning a BuildPlan, or passes.
-DETECTORS is ordered most specific first."""
+DETECTORS is ordered most specific first.
+
+`detect(src)` takes the folder the app is in (already the chosen subfolder of
+a monorepo); nothing here assumes it is the root of the upload."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from .plan import BuildPlan, Detection, NoStackDetected
-from . import python
+from . import config, dockerfile, go, node, procfile, python, static
+from .plan import BuildPlan, Detection, DetectionError, NoStackDetected
 
-DETECTORS = [python]
+DETECTORS = [dockerfile, procfile, python, go, static, node]
+# The detectors that tell the language (the Procfile only gives a hint).
+LANGUAGE_DETECTORS = [python, go, static, node]
 
 
 def detect(src: Path) -> Detection:
-    for detector in DETECTORS:
-        detection = detector.detect(src)
+    """The app's stack, the reason in words and the plan, with hakobune.toml's
+    settings applied. Raises NoStackDetected (a user error) with what was tried."""
+    src = Path(src)
+    settings = config.read(src)
+    if settings.stack == dockerfile.KEY or settings.dockerfile:
+        detection = dockerfile.detect(src, settings.dockerfile or None)
+        if detection is None:
+            raise DetectionError(
+                f"hakobune.toml asks for a Dockerfile build, but {settings.dockerfile or 'Dockerfile'} "
+                "is not in the app's folder."
+            )
+    elif settings.stack:
+        detection = procfile.detect(src) or detect_language(src)
+    else:
+        detection = _first(src, DETECTORS)
+    if not settings.empty:
+        plan, said = settings.apply(detection.plan)
+        if said:
+            detection = Detection(
+                stack=detection.stack,
+                reason=f"{detection.reason}; hakobune.toml sets the {', '.join(said)}",
+                plan=plan,
+            )
+    return detection
+
+
+def detect_language(src: Path, *, start_command: str = "") -> Detection:
+    """The language detectors alone (what a Procfile's `web:` line applies to),
+    or only the one hakobune.toml names. With `start_command`, detectors that
+    can take it need only the dependency files."""
+    settings = config.read(src)
+    detectors = LANGUAGE_DETECTORS
+    if settings.stack:
+        detectors = [d for d in LANGUAGE_DETECTORS if d.KEY == settings.stack]
+        detection = _first(src, detectors, raise_error=False, start_command=start_command)
+        if detection is None and settings.stack == "static":
+            return Detection("static", "hakobune.toml asks for a static site; serving the whole folder",
+                             static.serve_plan(""))
+        if detection is None:
+            detector = detectors[0]
+            raise NoStackDetected(
+                f"hakobune.toml asks for the {detector.NAME} stack, but Hakobune did not find what it needs: "
+                f"{detector.LOOKS_FOR}."
+            )
+        return detection
+    return _first(src, detectors, start_command=start_command)
+
+
+def _first(src: Path, detectors, *, raise_error: bool = True, start_command: str = "") -> Detection | None:
+    for detector in detectors:
+        if start_command and detector in (python, node):
+            detection = detector.detect(src, start_command=start_command)
+        else:
+            detection = detector.detect(src)
         if detection is not None:
             return detection
-    tried = "; ".join(f"{detector.NAME}: {detector.LOOKS_FOR}" for detector in DETECTORS)
-    raise NoStackDetected(
-        f"Hakobune could not tell what kind of app this is. It looked for — {tried}. "
-        "Add the file your language expects at the top of the folder you upload."
+    if not raise_error:
+        return None
+    raise NoStackDetected(no_match_message(detectors, src))
+
+
+def no_match_message(detectors=None, src: Path | None = None) -> str:
+    detectors = DETECTORS if detectors is None else detectors
+    tried = "\n".join(f"  • {detector.NAME}: {detector.LOOKS_FOR}" for detector in detectors)
+    message = (
+        "Hakobune could not tell what kind of app this is. It looked for:\n"
+        f"{tried}\n"
+        "Add the file your language expects at the top of the app's folder (or name the folder the app is in, "
+        "if it is in a subfolder), or say how to build it in hakobune.toml."
     )
+    found = apps_in_subfolders(src) if src is not None else []
+    if found:
+        listed = ", ".join(f"{folder} ({name})" for folder, name in found)
+        message += f" It did find apps in subfolders: {listed}; set the service's folder to the one to deploy."
+    return message
 
 
-__all__ = ["BuildPlan", "Detection", "NoStackDetected", "DETECTORS", "detect"]
+def apps_in_subfolders(src: Path, *, max_depth: int = 3, limit: int = 10) -> list[tuple[str, str]]:
+    """(folder relative to src, detector name) of apps below `src`, shallowest
+    first: what a monorepo's root holds. Skips node_modules and dot-folders."""
+    found: list[tuple[str, str]] = []
+    frontier = [(Path(src), 0)]
+    while frontier and len(found) < limit:
+        folder, depth = frontier.pop(0)
+        try:
+            children = sorted(p for p in folder.iterdir() if p.is_dir() and not p.is_symlink())
+        except OSError:
+            continue
+        for child in children:
+            if child.name.startswith(".") or child.name in ("node_modules", "venv", "__pycache__", "vendor"):
+                continue
+            for detector in [dockerfile, *LANGUAGE_DETECTORS]:
+                try:
+                    hit = detector.detect(child)
+                except Exception:  # noqa: BLE001 - a hint only
+                    hit = None
+                if hit is not None:
+                    found.append((child.relative_to(src).as_posix(), detector.NAME))
+                    break
+            else:
+                if depth + 1 < max_depth:
+                    frontier.append((child, depth + 1))
+    return found
+
+
+def apply_service_settings(
+    plan: BuildPlan,
+    *,
+    port: int | None = None,
+    health_check_path: str | None = None,
+    start_command: str | None = None,
+    build_command: str | None = None,
+) -> BuildPlan:
+    """The service's settings in the portal over the detected plan (and over
+    hakobune.toml). None (or empty) means "not set: keep the plan's"."""
+    changes, sources = {}, dict(plan.sources)
+    if port:
+        changes["port"] = int(port)
+        if port != plan.port:
+            sources["port"] = "service settings"
+    if health_check_path:
+        changes["health_check_path"] = health_check_path
+        sources["health_check_path"] = "service settings"
+    if start_command and not plan.uses_own_dockerfile:
+        changes["start_command"] = start_command
+        sources["start_command"] = "service settings"
+    if build_command is not None and build_command.strip() and not plan.uses_own_dockerfile:
+        changes["build_commands"] = (build_command.strip(),)
+        sources["build_commands"] = "service settings"
+    if not changes:
+        return plan
+    return plan.with_changes(**changes, sources=sources)
+
+
+def eject(plan: BuildPlan, stack_images: dict[str, str], *, suite: str = "bookworm") -> str:
+    """The Dockerfile a person can download to build this plan themselves
+    ("eject"). `stack_images` maps a stack to its registry image (settings'
+    STACK_IMAGES); a stack without one uses Hakobune's locally built image."""
+    from hakobune.worker.stacks import local_stack_ref
+
+    def image(stack: str) -> str:
+        return (stack_images.get(stack) or "").strip() or local_stack_ref(stack, suite)
+
+    build_image = image(plan.build_stack) if plan.build_stack else None
+    return plan.dockerfile(image(plan.stack) if not plan.uses_own_dockerfile else "", build_image=build_image)
+
+
+__all__ = [
+    "BuildPlan",
+    "Detection",
+    "DetectionError",
+    "NoStackDetected",
+    "DETECTORS",
+    "LANGUAGE_DETECTORS",
+    "apply_service_settings",
+    "apps_in_subfolders",
+    "detect",
+    "detect_language",
+    "eject",
+    "no_match_message",
+]

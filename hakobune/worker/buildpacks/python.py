@@ -1,75 +1,334 @@
-"""Python web apps: a requirements.txt beside a module that makes a WSGI app."""
+"""Python web apps: dependencies from requirements.txt, pyproject.toml (with
+uv.lock, poetry.lock or plain PEP 621), or a Pipfile; the start command from
+the framework the code uses (Django, Flask, FastAPI, any WSGI app), else
+`python main.py` / `python app.py`."""
 
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 
+from ._files import is_file, read_json, read_text, read_toml, walk
 from .plan import BuildPlan, Detection
 
 NAME = "Python"
-LOOKS_FOR = "requirements.txt beside a module that creates a web app (for example app.py with Flask)"
+KEY = "python"
+LOOKS_FOR = (
+    "requirements.txt, pyproject.toml (with uv.lock, poetry.lock or [project] dependencies) or a Pipfile, "
+    "beside a module that creates a web app (Django's manage.py, app.py with Flask or FastAPI, or main.py)"
+)
 
+# Versions Hakobune installs when the app does not bring its own.
 GUNICORN = "gunicorn==23.0.0"
+UVICORN = "uvicorn==0.34.0"
+UV = "uv==0.7.13"
+POETRY = "poetry==2.1.3"
+
 # Modules looked at first, in this order; then any other top-level module.
-LIKELY_MODULES = ("app.py", "main.py", "wsgi.py", "application.py", "server.py")
+LIKELY_MODULES = ("app.py", "main.py", "wsgi.py", "application.py", "server.py", "api.py")
 FLASK_APP = re.compile(r"^(?P<name>[A-Za-z_]\w*)\s*=\s*Flask\s*\(", re.MULTILINE)
+FASTAPI_APP = re.compile(r"^(?P<name>[A-Za-z_]\w*)\s*=\s*(?:fastapi\.)?FastAPI\s*\(", re.MULTILINE)
 WSGI_CALLABLE = re.compile(r"^(?P<name>application|app)\s*=", re.MULTILINE)
 REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)", re.MULTILINE)
+DJANGO_SETTINGS = re.compile(r"""DJANGO_SETTINGS_MODULE['"]\s*,\s*['"](?P<module>[\w.]+)['"]""")
+VERSION = re.compile(r"(\d+\.\d+(?:\.\d+)?)")
+
+VENV_ENV = {
+    "PYTHONUNBUFFERED": "1",
+    "PYTHONDONTWRITEBYTECODE": "1",
+    "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+    "PIP_NO_CACHE_DIR": "1",
+    "VIRTUAL_ENV": "/opt/venv",
+    "PATH": "/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+}
+NEW_VENV = "python3 -m venv /opt/venv"
 
 
-def detect(src: Path) -> Detection | None:
-    requirements = src / "requirements.txt"
-    if not requirements.is_file():
+def detect(src: Path, *, start_command: str = "") -> Detection | None:
+    """With `start_command` (a Procfile's web line), dependencies alone are
+    enough: the command says how to start the app."""
+    manifest = _dependencies(src)
+    if manifest is None:
         return None
-    required = {name.lower().replace("_", "-") for name in REQUIREMENT_NAME.findall(_read(requirements))}
-    found = _find_wsgi_app(src)
+    found = _find_app(src, manifest)
+    if found is None and start_command:
+        found = ("", start_command, "a start command given by the app", [], [])
     if found is None:
         return None
-    module, variable, framework = found
-    install = "python3 -m venv /opt/venv && pip install -r requirements.txt"
-    if "gunicorn" not in required:
-        install += f" {GUNICORN}"
+    server, start, app_words, build_commands, notes = found
+
+    install = manifest.install
+    if server:
+        name = server.split("==")[0]
+        if name not in manifest.names:
+            if manifest.add_command == "pip install" and " && pip install " in install:
+                install += f" {server}"  # one pip run
+            else:
+                install += f" && {manifest.add_command} {server}"
+    env = dict(VENV_ENV)
+    env.update(manifest.env)
+    version = _python_version(src, manifest)
     plan = BuildPlan(
         stack="python",
-        dependency_files=("requirements.txt",),
+        dependency_files=manifest.files,
         install_commands=(install,),
-        start_command=(
-            "gunicorn --bind 0.0.0.0:$PORT --workers ${WEB_CONCURRENCY:-2} "
-            f"--access-logfile - {module}:{variable}"
-        ),
-        env={
-            "PYTHONUNBUFFERED": "1",
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-            "PIP_NO_CACHE_DIR": "1",
-            "VIRTUAL_ENV": "/opt/venv",
-            "PATH": "/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        },
+        build_commands=tuple(build_commands),
+        start_command=start,
+        env=env,
+        language_version=version,
+        notes=tuple(notes),
     )
-    reason = f"found requirements.txt and {module}.py creating a {framework} app named `{variable}`"
+    reason = f"found {manifest.description} and {app_words}"
+    if version:
+        reason += f"; it asks for Python {version}"
     return Detection(stack="python", reason=reason, plan=plan)
 
 
-def _find_wsgi_app(src: Path) -> tuple[str, str, str] | None:
-    candidates = [src / name for name in LIKELY_MODULES if (src / name).is_file()]
-    candidates += sorted(p for p in src.glob("*.py") if p.name not in LIKELY_MODULES and p.is_file())
-    for path in candidates:
-        text = _read(path)
-        match = FLASK_APP.search(text)
-        if match:
-            return path.stem, match["name"], "Flask"
-    for path in candidates:
-        text = _read(path)
-        match = WSGI_CALLABLE.search(text)
-        if match and ("def application" in text or "wsgi" in text.lower()):
-            return path.stem, match["name"], "WSGI"
+class _Manifest:
+    def __init__(self, description, files, install, names, *, env=None, add_command="pip install", raw=None):
+        self.description = description
+        self.files = tuple(files)
+        self.install = install
+        self.names = {_normalise(n) for n in names}
+        self.env = env or {}
+        self.add_command = add_command
+        self.raw = raw or {}
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _dependencies(src: Path) -> _Manifest | None:
+    pyproject = read_toml(src / "pyproject.toml") if is_file(src, "pyproject.toml") else None
+    pyproject_names = _pyproject_names(pyproject or {})
+    with_version_file = ("pyproject.toml",) + ((".python-version",) if is_file(src, ".python-version") else ())
+
+    if pyproject is not None and is_file(src, "uv.lock"):
+        return _Manifest(
+            "pyproject.toml with uv.lock (uv)",
+            ("pyproject.toml", "uv.lock"),
+            # uv lives in its own venv so that `uv sync` (which makes the app's venv
+            # match the lock exactly) does not remove it.
+            f"python3 -m venv /opt/uv && /opt/uv/bin/pip install {UV} && {NEW_VENV} "
+            "&& /opt/uv/bin/uv sync --frozen --no-dev --no-install-project",
+            pyproject_names,
+            env={"UV_PROJECT_ENVIRONMENT": "/opt/venv", "UV_PYTHON_DOWNLOADS": "never", "UV_LINK_MODE": "copy",
+                 "UV_NO_CACHE": "1"},
+            add_command="/opt/uv/bin/uv pip install --python /opt/venv/bin/python",
+            raw=pyproject,
+        )
+    if pyproject is not None and is_file(src, "poetry.lock"):
+        specs = _poetry_lock_specs(src / "poetry.lock")
+        if specs is not None:
+            # The locked versions, installed by pip: Poetry itself is not needed to
+            # run the app, and pip needs only PyPI's simple index.
+            install = NEW_VENV + (f" && pip install --no-deps {' '.join(shlex.quote(s) for s in specs)}" if specs else "")
+            return _Manifest(
+                "pyproject.toml with poetry.lock (Poetry; its locked versions installed with pip)",
+                ("pyproject.toml", "poetry.lock"),
+                install,
+                pyproject_names,
+                raw=pyproject,
+            )
+    if pyproject is not None and "poetry" in (pyproject.get("tool") or {}):
+        return _Manifest(
+            "pyproject.toml for Poetry (no poetry.lock: versions are resolved at build time)",
+            ("pyproject.toml",),
+            # Poetry in its own venv; it installs into the active one (VIRTUAL_ENV).
+            f"python3 -m venv /opt/poetry && /opt/poetry/bin/pip install {POETRY} && {NEW_VENV} "
+            "&& /opt/poetry/bin/poetry install --no-root --only main --no-interaction",
+            pyproject_names,
+            env={"POETRY_VIRTUALENVS_CREATE": "false", "POETRY_NO_INTERACTION": "1"},
+            raw=pyproject,
+        )
+    if is_file(src, "requirements.txt"):
+        names = REQUIREMENT_NAME.findall(read_text(src / "requirements.txt"))
+        return _Manifest(
+            "requirements.txt",
+            ("requirements.txt",),
+            f"{NEW_VENV} && pip install -r requirements.txt",
+            names,
+            raw=pyproject or {},
+        )
+    if is_file(src, "Pipfile"):
+        pipfile = read_toml(src / "Pipfile") or {}
+        lock = read_json(src / "Pipfile.lock") if is_file(src, "Pipfile.lock") else None
+        if lock and isinstance(lock.get("default"), dict):
+            specs = [f"{name}{info.get('version', '')}" for name, info in sorted(lock["default"].items())
+                     if isinstance(info, dict)]
+            files, description = ("Pipfile", "Pipfile.lock"), "Pipfile.lock"
+        else:
+            packages = pipfile.get("packages") or {}
+            specs = [name if spec in ("*", "") or not isinstance(spec, str) else f"{name}{spec}"
+                     for name, spec in sorted(packages.items())]
+            files, description = ("Pipfile",), "a Pipfile"
+        install = NEW_VENV + (f" && pip install {' '.join(shlex.quote(s) for s in specs)}" if specs else "")
+        return _Manifest(description, files, install, [re.split(r"[<>=!~\[; ]", s)[0] for s in specs],
+                         raw={"pipfile": pipfile})
+    if pyproject is not None and isinstance((pyproject.get("project") or {}).get("dependencies"), list):
+        specs = [s for s in pyproject["project"]["dependencies"] if isinstance(s, str)]
+        install = NEW_VENV + (f" && pip install {' '.join(shlex.quote(s) for s in specs)}" if specs else "")
+        return _Manifest("pyproject.toml ([project] dependencies)", with_version_file, install, pyproject_names,
+                         raw=pyproject)
     return None
 
 
-def _read(path: Path) -> str:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            return handle.read(512 * 1024)
-    except OSError:
-        return ""
+def _poetry_lock_specs(path: Path) -> list[str] | None:
+    """`name==version ; markers` of the main group's packages, or None when the
+    lock cannot be read."""
+    lock = read_toml(path)
+    if lock is None or not isinstance(lock.get("package"), list):
+        return None
+    specs = []
+    for package in lock["package"]:
+        if not isinstance(package, dict) or not package.get("name") or not package.get("version"):
+            continue
+        groups = package.get("groups") or ([package["category"]] if package.get("category") else ["main"])
+        if "main" not in groups:
+            continue
+        if (package.get("source") or {}).get("type") in ("directory", "file", "git", "url"):
+            return None  # not installable by name and version: leave it to Poetry
+        markers = package.get("markers")
+        if isinstance(markers, dict):
+            markers = markers.get("main")
+        spec = f"{package['name']}=={package['version']}"
+        specs.append(f"{spec} ; {markers}" if isinstance(markers, str) and markers else spec)
+    return specs
+
+
+def _pyproject_names(pyproject: dict) -> list[str]:
+    names = []
+    for spec in (pyproject.get("project") or {}).get("dependencies") or []:
+        if isinstance(spec, str):
+            match = REQUIREMENT_NAME.match(spec)
+            if match:
+                names.append(match.group(1))
+    poetry = ((pyproject.get("tool") or {}).get("poetry") or {}).get("dependencies") or {}
+    names += [name for name in poetry if name.lower() != "python"]
+    return names
+
+
+def _python_version(src: Path, manifest: _Manifest) -> str:
+    pinned = read_text(src / ".python-version").strip().splitlines()
+    if pinned and VERSION.search(pinned[0]):
+        return VERSION.search(pinned[0]).group(1)
+    requires = (manifest.raw.get("project") or {}).get("requires-python")
+    if isinstance(requires, str) and requires.strip():
+        return requires.strip()
+    pipfile_version = ((manifest.raw.get("pipfile") or {}).get("requires") or {}).get("python_version")
+    if isinstance(pipfile_version, str):
+        return pipfile_version
+    return ""
+
+
+def _candidates(src: Path) -> list[Path]:
+    paths = [src / name for name in LIKELY_MODULES if is_file(src, name)]
+    paths += sorted(p for p in src.glob("*.py") if p.name not in LIKELY_MODULES and p.is_file() and not p.is_symlink())
+    return paths
+
+
+def _find_app(src: Path, manifest: _Manifest):
+    """(server to add, start command, words, build commands, notes) or None."""
+    django = _find_django(src, manifest)
+    if django is not None:
+        return django
+    candidates = _candidates(src)
+    texts = {path: read_text(path) for path in candidates}
+    for path, text in texts.items():
+        match = FASTAPI_APP.search(text)
+        if match:
+            return (
+                UVICORN,
+                f"uvicorn {path.stem}:{match['name']} --host 0.0.0.0 --port $PORT",
+                f"{path.name} creating a FastAPI app named `{match['name']}` (served by uvicorn)",
+                [],
+                [],
+            )
+    for path, text in texts.items():
+        match = FLASK_APP.search(text)
+        if match:
+            return (
+                GUNICORN,
+                _gunicorn(f"{path.stem}:{match['name']}"),
+                f"{path.stem}.py creating a Flask app named `{match['name']}`",
+                [],
+                [],
+            )
+    for path, text in texts.items():
+        match = WSGI_CALLABLE.search(text)
+        if match and ("def application" in text or "wsgi" in text.lower()):
+            return (
+                GUNICORN,
+                _gunicorn(f"{path.stem}:{match['name']}"),
+                f"{path.stem}.py creating a WSGI app named `{match['name']}`",
+                [],
+                [],
+            )
+    for name in ("main.py", "app.py"):
+        if is_file(src, name):
+            return (
+                "",
+                f"python {name}",
+                f"{name} (started with `python {name}`; it must listen on 0.0.0.0 and the port in $PORT)",
+                [],
+                [],
+            )
+    return None
+
+
+def _gunicorn(target: str) -> str:
+    return f"gunicorn --bind 0.0.0.0:$PORT --workers ${{WEB_CONCURRENCY:-2}} --access-logfile - {target}"
+
+
+def _find_django(src: Path, manifest: _Manifest):
+    if not is_file(src, "manage.py") and "django" not in manifest.names:
+        return None
+    manage = read_text(src / "manage.py")
+    settings_module = None
+    match = DJANGO_SETTINGS.search(manage)
+    if match:
+        settings_module = match["module"]
+    wsgi_module = None
+    if settings_module and "." in settings_module:
+        package = settings_module.rsplit(".", 1)[0]
+        if is_file(src, package.replace(".", "/") + "/wsgi.py"):
+            wsgi_module = f"{package}.wsgi"
+    if wsgi_module is None:
+        for path in walk(src, "wsgi.py", max_depth=3):
+            if "get_wsgi_application" in read_text(path):
+                wsgi_module = ".".join(path.relative_to(src).with_suffix("").parts)
+                break
+    if wsgi_module is None:
+        return None
+    if settings_module is None:
+        settings_module = wsgi_module.rsplit(".", 1)[0] + ".settings"
+    settings_path = src / (settings_module.replace(".", "/") + ".py")
+    settings_text = read_text(settings_path)
+    build, notes = [], []
+    words = f"manage.py with a Django project (`{wsgi_module}`, served by gunicorn)"
+    if not is_file(src, "manage.py"):
+        words = f"a Django project (`{wsgi_module}`, served by gunicorn)"
+    if "STATIC_ROOT" in settings_text and is_file(src, "manage.py"):
+        # Settings often read SECRET_KEY from the environment, which a build does not have.
+        build.append(
+            "SECRET_KEY=${SECRET_KEY:-collectstatic-at-build-time} DJANGO_SECRET_KEY=${DJANGO_SECRET_KEY:-"
+            "collectstatic-at-build-time} python manage.py collectstatic --noinput"
+        )
+        if "whitenoise" in manifest.names or "whitenoise" in settings_text.lower():
+            words += "; static files collected at build time and served by WhiteNoise"
+        else:
+            words += "; static files collected at build time"
+            notes.append(
+                "Django does not serve static files (CSS, JavaScript, images) when DEBUG is off. Add WhiteNoise: "
+                "put `whitenoise` in your dependencies and 'whitenoise.middleware.WhiteNoiseMiddleware' right "
+                "after SecurityMiddleware in MIDDLEWARE."
+            )
+    else:
+        notes.append(
+            f"{settings_path.relative_to(src).as_posix() if settings_text else 'Your settings'} has no STATIC_ROOT, "
+            "so static files are not collected: set STATIC_ROOT = BASE_DIR / 'staticfiles' and add WhiteNoise "
+            "to serve them."
+        )
+    return (GUNICORN, _gunicorn(f"{wsgi_module}:application"), words, build, notes)

@@ -1,0 +1,128 @@
+"""hakobune.toml: what the person says about their app, over what detection
+found. Every key is optional:
+
+    stack = "node"                  # python, node, go, static or dockerfile
+    install_command = "npm ci"
+    build_command = "npm run build" # a string, or a list of commands
+    start_command = "node dist/server.js"
+    port = 3000
+    health_check_path = "/healthz"
+    dockerfile = "deploy/Dockerfile"  # the dockerfile stack only
+    [build_args]                      # the dockerfile stack only
+    BASE_IMAGE = "hakobune/stack-python:bookworm"
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ._files import is_file, read_text
+from .plan import BuildPlan, DetectionError
+
+FILENAME = "hakobune.toml"
+STACKS = ("python", "node", "go", "static", "dockerfile")
+KEYS = {"stack", "install_command", "build_command", "start_command", "port", "health_check_path", "dockerfile",
+        "build_args"}
+
+
+@dataclass(frozen=True)
+class ProjectConfig:
+    stack: str = ""
+    install_commands: tuple[str, ...] | None = None
+    build_commands: tuple[str, ...] | None = None
+    start_command: str = ""
+    port: int | None = None
+    health_check_path: str = ""
+    dockerfile: str = ""
+    build_args: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def empty(self) -> bool:
+        return self == ProjectConfig()
+
+    def apply(self, plan: BuildPlan) -> tuple[BuildPlan, list[str]]:
+        """The plan with this file's settings; and what changed, in words."""
+        changes, said = {}, []
+        sources = dict(plan.sources)
+        if self.install_commands is not None and not plan.uses_own_dockerfile:
+            changes["install_commands"] = self.install_commands
+            sources["install_commands"] = FILENAME
+            said.append("install command")
+        if self.build_commands is not None and not plan.uses_own_dockerfile:
+            changes["build_commands"] = self.build_commands
+            sources["build_commands"] = FILENAME
+            said.append("build command")
+        if self.start_command and not plan.uses_own_dockerfile:
+            changes["start_command"] = self.start_command
+            sources["start_command"] = FILENAME
+            said.append(f"start command (`{self.start_command}`)")
+        if self.port is not None:
+            changes["port"] = self.port
+            sources["port"] = FILENAME
+            said.append(f"port {self.port}")
+        if self.health_check_path:
+            changes["health_check_path"] = self.health_check_path
+            sources["health_check_path"] = FILENAME
+            said.append(f"health check {self.health_check_path}")
+        if self.build_args and plan.uses_own_dockerfile:
+            changes["build_args"] = dict(self.build_args)
+            said.append("build arguments " + ", ".join(sorted(self.build_args)))
+        if changes:
+            changes["sources"] = sources
+        return (plan.with_changes(**changes) if changes else plan), said
+
+
+def read(src: Path) -> ProjectConfig:
+    if not is_file(src, FILENAME):
+        return ProjectConfig()
+    try:
+        data = tomllib.loads(read_text(src / FILENAME))
+    except tomllib.TOMLDecodeError as exc:
+        raise DetectionError(f"{FILENAME} is not valid TOML: {exc}. Fix it or remove it.") from None
+    unknown = sorted(set(data) - KEYS)
+    if unknown:
+        raise DetectionError(
+            f"{FILENAME} has keys Hakobune does not know: {', '.join(unknown)}. "
+            f"It understands: {', '.join(sorted(KEYS))}."
+        )
+    stack = data.get("stack", "")
+    if stack and stack not in STACKS:
+        raise DetectionError(f"{FILENAME} asks for the stack {stack!r}; Hakobune has: {', '.join(STACKS)}.")
+    port = data.get("port")
+    if port is not None and (not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535):
+        raise DetectionError(f"{FILENAME}: port must be a number between 1 and 65535, not {port!r}.")
+    health = data.get("health_check_path", "")
+    if health and (not isinstance(health, str) or not health.startswith("/")):
+        raise DetectionError(f"{FILENAME}: health_check_path must be a path starting with /, like \"/healthz\".")
+    build_args = data.get("build_args") or {}
+    if not isinstance(build_args, dict) or not all(isinstance(v, (str, int, float)) for v in build_args.values()):
+        raise DetectionError(f"{FILENAME}: [build_args] must be a table of names to text values.")
+    dockerfile = data.get("dockerfile", "")
+    if dockerfile and (not isinstance(dockerfile, str) or dockerfile.startswith("/") or ".." in Path(dockerfile).parts):
+        raise DetectionError(f"{FILENAME}: dockerfile must be a path inside the app's folder.")
+    start = data.get("start_command", "")
+    if not isinstance(start, str):
+        raise DetectionError(f"{FILENAME}: start_command must be text.")
+    return ProjectConfig(
+        stack=stack,
+        install_commands=_commands(data, "install_command"),
+        build_commands=_commands(data, "build_command"),
+        start_command=start.strip(),
+        port=port,
+        health_check_path=health,
+        dockerfile=dockerfile,
+        build_args={str(k): str(v) for k, v in build_args.items()},
+    )
+
+
+def _commands(data: dict, key: str) -> tuple[str, ...] | None:
+    if key not in data:
+        return None
+    value = data[key]
+    if isinstance(value, str):
+        return (value.strip(),) if value.strip() else ()
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(v.strip() for v in value if v.strip())
+    raise DetectionError(f"{FILENAME}: {key} must be a command or a list of commands.")
