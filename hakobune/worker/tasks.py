@@ -30,8 +30,8 @@ from hakobune.platform.crypto import decrypt
 from hakobune.platform.services import sources
 from hakobune.platform.services.backends import all_backends, get_backend
 from hakobune.platform.services.models import Release, Service
-from hakobune.runtime.base import DeploySpec, LiveRoute, RuntimeBackendError
-from hakobune.worker import builder, gitfetch, source, stacks
+from hakobune.runtime.base import DeploySpec, LiveRoute, RuntimeBackendError, ServiceRef
+from hakobune.worker import builder, gitfetch, images, source, stacks
 from hakobune.worker.buildpacks import BuildPlan, NoStackDetected, detect
 
 logger = logging.getLogger(__name__)
@@ -275,12 +275,24 @@ def _warn_language_version(plan: BuildPlan, image, log: BuildLog) -> None:
 
 
 def _deploy_lock(service_id: int):
+    """One deploy per service at a time, across every worker."""
     client = redis.Redis.from_url(settings.REDIS_URL)
-    return client.lock(f"hakobune:deploy-lock:service:{service_id}", timeout=600, blocking_timeout=600)
+    return client.lock(f"hakobune:deploy-lock:service:{service_id}", timeout=900, blocking_timeout=900)
+
+
+def release_config(service: Service) -> dict:
+    return {
+        "port": service.port,
+        "cpu": float(service.cpu),
+        "memory_mb": service.memory_mb,
+        "instances": service.instances,
+        "health_check_path": service.health_check_path,
+    }
 
 
 @shared_task
 def deploy_release(build_id: int) -> None:
+    """The pipeline's last step: a new release of the built image, started."""
     if not claim(build_id, S.DEPLOYING):
         return
     build = Build.objects.select_related("service__team").get(id=build_id)
@@ -294,36 +306,59 @@ def deploy_release(build_id: int) -> None:
                 build=build,
                 number=number,
                 image=build.image,
-                config={
-                    "port": service.port,
-                    "cpu": float(service.cpu),
-                    "memory_mb": service.memory_mb,
-                    "instances": service.instances,
-                    "health_check_path": service.health_check_path,
-                },
+                config=release_config(service),
+                status=Release.Status.DEPLOYING,
+                description=f"Deploy #{build.number}",
             )
-        spec = _deploy_spec(service, release)
-        log.write(
-            f"Starting v{release.number}: {spec.instances} × ({spec.cpu:g} CPU, {spec.memory_mb} MiB) "
-            f"on {service.target}"
-        )
-        log.flush()
-        try:
-            result = get_backend(service.target).deploy(spec)
-        except RuntimeBackendError as exc:
-            Release.objects.filter(id=release.id).update(status=Release.Status.FAILED, failure_reason=exc.message)
-            raise
-        with transaction.atomic():
-            now = timezone.now()
-            Release.objects.filter(service=service, status=Release.Status.LIVE).update(
-                status=Release.Status.SUPERSEDED
-            )
-            Release.objects.filter(id=release.id).update(
-                status=Release.Status.LIVE, live_at=now, runtime_state=result.state
-            )
-            Service.objects.filter(id=service.id).update(live_release=release)
-            advance(build_id, S.DEPLOYING, S.LIVE)
+        _start_release(release, log.write)
+        advance(build_id, S.DEPLOYING, S.LIVE)
         log.write(f"✓ Live at {service.url}")
+
+
+@shared_task
+def start_release(release_id: int) -> None:
+    """Starts a release made without a build: a rollback or a new configuration
+    of the same image. A failure leaves the live release serving."""
+    if not Release.objects.filter(id=release_id, status=Release.Status.PENDING).update(
+        status=Release.Status.DEPLOYING
+    ):
+        return
+    release = Release.objects.select_related("service__team").get(id=release_id)
+    with _deploy_lock(release.service_id):
+        try:
+            _start_release(release, lambda line: logger.info("%s: %s", release, line))
+        except RuntimeBackendError as exc:
+            logger.warning("%s did not start: %s", release, exc.message)
+        except Exception:
+            logger.exception("%s failed unexpectedly", release)
+            Release.objects.filter(id=release.id).update(
+                status=Release.Status.FAILED, failure_reason="Hakobune failed while starting this release."
+            )
+
+
+def _start_release(release: Release, log) -> None:
+    """Starts the release on its service's backend and makes it the live one.
+    Raises RuntimeBackendError (and marks the release failed) when it does not
+    come up; the previous release then keeps serving."""
+    service = release.service
+    spec = _deploy_spec(service, release)
+    log(f"Starting v{release.number}: {spec.instances} × ({spec.cpu:g} CPU, {spec.memory_mb} MiB) on {service.target}")
+    try:
+        result = get_backend(service.target).deploy(spec)
+    except RuntimeBackendError as exc:
+        tail = "\n".join(exc.log_tail[-10:])
+        Release.objects.filter(id=release.id).update(
+            status=Release.Status.FAILED, failure_reason=exc.message + (f"\n{tail}" if tail else "")
+        )
+        raise
+    with transaction.atomic():
+        Release.objects.filter(service=service, status=Release.Status.LIVE).exclude(id=release.id).update(
+            status=Release.Status.SUPERSEDED
+        )
+        Release.objects.filter(id=release.id).update(
+            status=Release.Status.LIVE, live_at=timezone.now(), runtime_state=result.state
+        )
+        Service.objects.filter(id=service.id).update(live_release=release, desired_state="running")
 
 
 def _deploy_spec(service: Service, release: Release) -> DeploySpec:
@@ -366,3 +401,14 @@ def fail_stalled_builds() -> None:
         "id", flat=True
     ):
         fail(build_id, "The build stopped making progress (the worker may have restarted). Deploy again.")
+
+
+@shared_task
+def destroy_service(service_id: int) -> None:
+    service = Service.objects.select_related("team").filter(id=service_id, desired_state="deleted").first()
+    if service is None:
+        return
+    with _deploy_lock(service.id):
+        get_backend(service.target).destroy(ServiceRef(service.team.name, service.name))
+        images.remove_images(docker.from_env(), service.team.name, service.name)
+        service.delete()

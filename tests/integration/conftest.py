@@ -15,7 +15,6 @@ from urllib.parse import urlsplit
 
 import docker
 import pytest
-import redis
 import requests
 from django.conf import settings
 
@@ -73,7 +72,6 @@ def database_url() -> str:
 @pytest.fixture(scope="session")
 def worker(django_db_setup, django_db_blocker, router, tmp_path_factory):
     """A real Celery worker process on real Redis, using the test database."""
-    redis.Redis.from_url(settings.REDIS_URL).flushdb()
     log = tmp_path_factory.mktemp("worker") / "worker.log"
     env = {**os.environ, "DATABASE_URL": database_url(), "PYTHONPATH": str(PROJECT_DIR)}
     process = subprocess.Popen(

@@ -22,7 +22,7 @@ def queued_tasks(monkeypatch):
     from hakobune.worker import tasks
 
     sent = []
-    for name in ("fetch_source", "detect_stack", "build_image", "deploy_release"):
+    for name in ("fetch_source", "detect_stack", "build_image", "deploy_release", "start_release", "destroy_service"):
         task = getattr(tasks, name)
-        monkeypatch.setattr(task, "delay", lambda build_id, _name=name: sent.append((_name, build_id)))
+        monkeypatch.setattr(task, "delay", lambda object_id, _name=name: sent.append((_name, object_id)))
     return sent

@@ -3,7 +3,8 @@ import uuid
 from decimal import Decimal
 
 from django.conf import settings
-from django.core.validators import MaxValueValidator, MinValueValidator
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
 from hakobune.platform.accounts.models import Team, dns_label_validator
@@ -70,6 +71,10 @@ class Service(models.Model):
     live_release = models.ForeignKey(
         "services.Release", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # What the owner asked for; the reconciler makes the runtime match it.
+    desired_state = models.CharField(
+        max_length=16, choices=[("running", "Running"), ("stopped", "Stopped")], default="running"
+    )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -101,6 +106,38 @@ class Service(models.Model):
         return self.git_ref.removeprefix("refs/heads/")
 
 
+# A name a shell and a container take: letters, digits, underscores, not
+# starting with a digit. PORT is Hakobune's own: the app is told its port in it.
+env_key_validator = RegexValidator(
+    r"^[A-Za-z_][A-Za-z0-9_]*$",
+    "Use letters, digits and underscores, and do not start with a digit (like DATABASE_URL).",
+)
+RESERVED_ENV_KEYS = frozenset({"PORT"})
+
+
+def validate_env_key(key: str) -> None:
+    env_key_validator(key)
+    if key.upper() in RESERVED_ENV_KEYS:
+        raise ValidationError(f"{key} is set by Hakobune (your app listens on $PORT); change the service's port instead.")
+
+
+class EnvVar(models.Model):
+    """One environment variable of a service; its value is encrypted at rest
+    and never shown again after it is set."""
+
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="env_vars")
+    key = models.CharField(max_length=128, validators=[validate_env_key])
+    value_encrypted = models.TextField(blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["key"]
+        constraints = [models.UniqueConstraint(fields=["service", "key"], name="env_key_unique_per_service")]
+
+    def __str__(self):
+        return f"{self.service} {self.key}"
+
+
 class WebhookDelivery(models.Model):
     """One push event received for a service, accepted or refused."""
 
@@ -127,14 +164,16 @@ class Release(models.Model):
     Only its status and the runtime's bookkeeping change after creation."""
 
     class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
         DEPLOYING = "deploying", "Deploying"
         LIVE = "live", "Live"
         SUPERSEDED = "superseded", "Superseded"
         FAILED = "failed", "Failed"
 
     service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="releases")
-    build = models.OneToOneField("builds.Build", on_delete=models.PROTECT, related_name="release")
+    build = models.ForeignKey("builds.Build", on_delete=models.PROTECT, related_name="releases")
     number = models.PositiveIntegerField()
+    description = models.CharField(max_length=200, blank=True, help_text="Why it exists: a deploy, a rollback, a scale.")
     image = models.CharField(max_length=255)
     config = models.JSONField(default=dict, help_text="port, cpu, memory_mb, instances, health_check_path")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DEPLOYING)

@@ -107,3 +107,79 @@ def _archive_suffix(filename: str) -> str:
         if lowered.endswith(suffix):
             return suffix
     return ".archive"
+
+
+# -- releases and the running service -------------------------------------------------
+
+
+def _new_release(service: Service, *, build, image: str, config: dict, description: str):
+    from hakobune.worker.tasks import start_release
+
+    from .models import Release
+
+    with transaction.atomic():
+        Service.objects.select_for_update().filter(id=service.id).first()
+        number = (service.releases.aggregate(last=Max("number"))["last"] or 0) + 1
+        release = Release.objects.create(
+            service=service, build=build, number=number, image=image, config=config,
+            status=Release.Status.PENDING, description=description,
+        )
+        transaction.on_commit(lambda: start_release.delay(release.id))
+    return release
+
+
+def rollback(*, service: Service, to_release, created_by=None):
+    """A new release with an earlier release's image and configuration, like
+    Heroku's rollback: nothing is rebuilt, and history only grows."""
+    if to_release.service_id != service.id:
+        raise ServiceActionError("That release belongs to another service.")
+    if to_release.status not in ("live", "superseded"):
+        raise ServiceActionError(f"v{to_release.number} never ran; only releases that went live can be rolled back to.")
+    if service.live_release_id == to_release.id:
+        raise ServiceActionError(f"v{to_release.number} is already live.")
+    return _new_release(
+        service, build=to_release.build, image=to_release.image, config=dict(to_release.config),
+        description=f"Rollback to v{to_release.number}",
+    )
+
+
+def scale(*, service: Service, instances: int, created_by=None):
+    """Changes the number of instances; a live service gets a new release of
+    the same image with the new count."""
+    if not 1 <= instances <= 10:
+        raise ServiceActionError("A service runs 1 to 10 instances.")
+    Service.objects.filter(id=service.id).update(instances=instances)
+    service.instances = instances
+    live = service.live_release
+    if live is None:
+        return None
+    return _new_release(
+        service, build=live.build, image=live.image, config={**live.config, "instances": instances},
+        description=f"Scaled to {instances} instance{'s' if instances != 1 else ''}",
+    )
+
+
+def stop_service(*, service: Service, created_by=None) -> None:
+    from hakobune.runtime.base import ServiceRef
+
+    from .backends import get_backend
+
+    Service.objects.filter(id=service.id).update(desired_state="stopped")
+    get_backend(service.target).stop(ServiceRef(service.team.name, service.name))
+
+
+def start_service(*, service: Service, created_by=None) -> None:
+    from hakobune.runtime.base import ServiceRef
+
+    from .backends import get_backend
+
+    Service.objects.filter(id=service.id).update(desired_state="running")
+    get_backend(service.target).start(ServiceRef(service.team.name, service.name))
+
+
+def delete_service(*, service: Service, created_by=None) -> None:
+    """Removes the service's instances, route and images, then the service."""
+    from hakobune.worker.tasks import destroy_service
+
+    Service.objects.filter(id=service.id).update(desired_state="deleted")
+    transaction.on_commit(lambda: destroy_service.delay(service.id))

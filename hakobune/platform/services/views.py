@@ -16,7 +16,17 @@ from hakobune.runtime.base import RuntimeBackendError, ServiceRef
 from .backends import get_backend
 from .forms import DeployForm, NewServiceForm
 from .models import Service
-from .services import ServiceActionError, create_service, deploy_service, redeploy_build
+from .services import (
+    ServiceActionError,
+    create_service,
+    delete_service,
+    deploy_service,
+    redeploy_build,
+    rollback,
+    scale,
+    start_service,
+    stop_service,
+)
 from .uploads import upload_refusal
 from .webhooks import receive_push
 
@@ -26,7 +36,9 @@ LOG_PAGE_LINES = 2000
 def _service_or_404(request, team_name, service_name):
     membership = membership_or_404(request.user, team_name)
     service = get_object_or_404(
-        Service.objects.select_related("team", "live_release"), team=membership.team, name=service_name
+        Service.objects.select_related("team", "live_release").exclude(desired_state="deleted"),
+        team=membership.team,
+        name=service_name,
     )
     return membership, service
 
@@ -35,6 +47,8 @@ def service_status(service, latest_build):
     """One word for a service, as the dashboard shows it."""
     if latest_build and latest_build.in_progress:
         return "deploying"
+    if service.live_release_id and service.desired_state == "stopped":
+        return "stopped"
     if service.live_release_id:
         return "live"
     if latest_build and latest_build.status == "failed":
@@ -47,7 +61,7 @@ def dashboard(request):
     teams = []
     for team in teams_of(request.user):
         services = []
-        for service in team.services.select_related("live_release"):
+        for service in team.services.select_related("live_release").exclude(desired_state="deleted"):
             latest = service.builds.first()
             services.append({"service": service, "latest_build": latest, "status": service_status(service, latest)})
         teams.append({"team": team, "services": services})
@@ -102,6 +116,7 @@ def service_detail(request, team, service):
             "build": latest,
             "log_lines": _log_lines(latest),
             "releases": service.releases.select_related("build")[:10],
+            "is_owner": membership.role == "owner",
             "status": service_status(service, latest),
             "deploy_form": DeployForm(),
             "webhook_url": request.build_absolute_uri(reverse("git_webhook", args=[service.webhook_id])),
@@ -154,6 +169,73 @@ def build_redeploy(request, team, service, number):
     else:
         messages.success(request, f"Deploying the source of #{build.number} again, as #{new.number}.")
     return redirect("service_detail", team=team, service=service.name)
+
+
+def _deployer_or_403(request, team, service):
+    membership, service = _service_or_404(request, team, service)
+    if not membership.can_deploy:
+        raise PermissionDenied("Viewers cannot change services.")
+    return membership, service
+
+
+@login_required
+@require_POST
+def release_rollback(request, team, service, number):
+    _, service = _deployer_or_403(request, team, service)
+    target = get_object_or_404(service.releases, number=number)
+    try:
+        release = rollback(service=service, to_release=target, created_by=request.user)
+    except ServiceActionError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Rolling back to v{target.number} as v{release.number}; no rebuild needed.")
+    return redirect("service_detail", team=team, service=service.name)
+
+
+@login_required
+@require_POST
+def service_scale(request, team, service):
+    _, service = _deployer_or_403(request, team, service)
+    try:
+        instances = int(request.POST.get("instances", ""))
+        scale(service=service, instances=instances, created_by=request.user)
+    except ValueError:
+        messages.error(request, "Give the number of instances as a whole number from 1 to 10.")
+    except ServiceActionError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Scaling to {instances} instance{'s' if instances != 1 else ''}.")
+    return redirect("service_detail", team=team, service=service.name)
+
+
+@login_required
+@require_POST
+def service_power(request, team, service, action):
+    _, service = _deployer_or_403(request, team, service)
+    try:
+        if action == "stop":
+            stop_service(service=service, created_by=request.user)
+            messages.success(request, "Stopped. Its address answers again when you start it.")
+        else:
+            start_service(service=service, created_by=request.user)
+            messages.success(request, "Started.")
+    except RuntimeBackendError as exc:
+        messages.error(request, exc.message)
+    return redirect("service_detail", team=team, service=service.name)
+
+
+@login_required
+@require_POST
+def service_delete(request, team, service):
+    membership, service = _service_or_404(request, team, service)
+    if membership.role != "owner":
+        raise PermissionDenied("Only the team's owners can delete a service.")
+    if request.POST.get("confirm_name") != service.name:
+        messages.error(request, f"Type the service's name, {service.name}, to delete it.")
+        return redirect("service_detail", team=team, service=service.name)
+    delete_service(service=service, created_by=request.user)
+    messages.success(request, f"{service.name} is being deleted: its instances, address and images.")
+    return redirect("dashboard")
 
 
 @login_required

@@ -1,0 +1,111 @@
+"""Releases after the first deploy: rollback without a rebuild, scaling as a
+new release of the same image, stop and start, and who may do which."""
+
+import pytest
+from django.urls import reverse
+
+from hakobune.platform.builds.models import Build, BuildStatus
+from hakobune.platform.builds.state import advance
+from hakobune.platform.services.models import Release, Service
+from hakobune.platform.services.services import ServiceActionError, create_service, deploy_service, rollback, scale
+from hakobune.worker import tasks
+from tests.conftest import upload_of
+
+S = BuildStatus
+
+
+@pytest.fixture
+def service(team, owner, dummy_backend):
+    return create_service(team=team, name="hello", created_by=owner)
+
+
+def deployed(service, owner, image):
+    build = deploy_service(service=service, source_file=upload_of("flask-hello"), created_by=owner)
+    for current, following in [(S.QUEUED, S.FETCHING), (S.FETCHING, S.DETECTING), (S.DETECTING, S.BUILDING),
+                               (S.BUILDING, S.DEPLOYING)]:
+        advance(build.id, current, following)
+    Build.objects.filter(id=build.id).update(image=image)
+    tasks.deploy_release(build.id)
+    service.refresh_from_db()
+    return service.live_release
+
+
+def test_a_rollback_is_a_new_release_of_the_old_image_with_no_build(service, owner, dummy_backend, queued_tasks,
+                                                                     django_capture_on_commit_callbacks):
+    v1 = deployed(service, owner, "hakobune/acme/hello:one")
+    deployed(service, owner, "hakobune/acme/hello:two")
+    builds_before = Build.objects.count()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        v3 = rollback(service=service, to_release=v1)
+    assert queued_tasks[-1] == ("start_release", v3.id)
+    tasks.start_release(v3.id)
+    tasks.start_release(v3.id)  # a second delivery does nothing
+
+    service.refresh_from_db()
+    assert service.live_release == v3 and v3.number == 3
+    v3.refresh_from_db()
+    assert v3.status == "live" and v3.image == "hakobune/acme/hello:one" and v3.description == "Rollback to v1"
+    assert Build.objects.count() == builds_before
+    assert [name for name, _ in dummy_backend.calls].count("deploy") == 3
+    assert Release.objects.get(number=2, service=service).status == "superseded"
+
+
+def test_a_rollback_that_fails_keeps_the_live_release(service, owner, dummy_backend, queued_tasks):
+    v1 = deployed(service, owner, "hakobune/acme/hello:one")
+    v2 = deployed(service, owner, "hakobune/acme/hello:two")
+    dummy_backend.options["fail_deploy"] = True
+    v3 = rollback(service=service, to_release=v1)
+    tasks.start_release(v3.id)
+    v3.refresh_from_db()
+    service.refresh_from_db()
+    assert v3.status == "failed" and "did not answer" in v3.failure_reason
+    assert service.live_release == v2
+
+
+def test_only_releases_that_ran_can_be_rolled_back_to(service, owner, dummy_backend, queued_tasks):
+    v1 = deployed(service, owner, "hakobune/acme/hello:one")
+    with pytest.raises(ServiceActionError, match="already live"):
+        rollback(service=service, to_release=v1)
+
+
+def test_scaling_a_live_service_starts_a_release_with_the_new_count(service, owner, dummy_backend, queued_tasks):
+    deployed(service, owner, "hakobune/acme/hello:one")
+    release = scale(service=service, instances=3)
+    tasks.start_release(release.id)
+    assert dummy_backend.calls[-1][1].instances == 3
+    service.refresh_from_db()
+    assert service.instances == 3 and service.live_release.description == "Scaled to 3 instances"
+    with pytest.raises(ServiceActionError):
+        scale(service=service, instances=0)
+
+
+def test_who_may_roll_back_scale_stop_and_delete(login, owner, developer, viewer, outsider, service, dummy_backend,
+                                                 queued_tasks):
+    v1 = deployed(service, owner, "hakobune/acme/hello:one")
+    deployed(service, owner, "hakobune/acme/hello:two")
+    rollback_url = reverse("release_rollback", args=["acme", "hello", v1.number])
+    actions = [(rollback_url, {}), (reverse("service_scale", args=["acme", "hello"]), {"instances": 2}),
+               (reverse("service_stop", args=["acme", "hello"]), {}), (reverse("service_start", args=["acme", "hello"]), {})]
+    for url, data in actions:
+        assert login(outsider).post(url, data).status_code == 404
+        assert login(viewer).post(url, data).status_code == 403
+        assert login(developer).post(url, data).status_code == 302
+    delete = reverse("service_delete", args=["acme", "hello"])
+    assert login(developer).post(delete, {"confirm_name": "hello"}).status_code == 403
+    login(owner).post(delete, {"confirm_name": "wrong"})
+    assert Service.objects.get(id=service.id).desired_state == "running"
+    assert login(owner).post(delete, {"confirm_name": "hello"}).status_code == 302
+    assert Service.objects.get(id=service.id).desired_state == "deleted"
+    assert login(owner).get(reverse("service_detail", args=["acme", "hello"])).status_code == 404
+
+
+def test_stop_and_start_reach_the_backend(login, developer, service, owner, dummy_backend, queued_tasks):
+    deployed(service, owner, "hakobune/acme/hello:one")
+    client = login(developer)
+    client.post(reverse("service_stop", args=["acme", "hello"]))
+    service.refresh_from_db()
+    assert service.desired_state == "stopped"
+    assert b"stopped" in client.get(reverse("dashboard")).content
+    client.post(reverse("service_start", args=["acme", "hello"]))
+    assert [name for name, _ in dummy_backend.calls][-2:] == ["stop", "start"]
