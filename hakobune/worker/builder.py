@@ -100,6 +100,7 @@ def build_image(
     cpu_shares: int = 0,
     cpuset_cpus: str = "",
     plan: BuildPlan | None = None,
+    nocache: bool = False,
 ) -> BuiltImage:
     """Builds `tag` from the context, unless an image of that tag exists. Each
     RUN step runs with `memory_mb` of memory (no swap), `cpu_shares` relative CPU
@@ -133,6 +134,7 @@ def build_image(
             rm=True,
             forcerm=True,
             pull=False,
+            nocache=nocache,
             decode=True,
             timeout=timeout,
             container_limits=limits,

@@ -5,9 +5,11 @@ a re-import of the cached root filesystem afterwards (seconds). The cache is the
 the platform uses ($HAKOBUNE_DATA_DIR/stacks, default ./var/stacks)."""
 
 import hashlib
+import http.client
 import os
 import socket
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -206,3 +208,75 @@ def test_a_registry_that_never_answers_does_not_hang_the_pull(client):
             conn.close()
     assert not ok
     assert "did not answer" in reason
+
+
+# --- the node, go and static stacks ---------------------------------------------------
+
+OTHER_STACKS = {
+    # language: (command run as the app user, what its output starts with, what the version names)
+    "node": (["sh", "-c", "node --version && npm --version"], "v18.", "Node.js 18."),
+    "go": (["go", "version"], "go version go1.23", "Go 1.23"),
+    "static": (["lighttpd", "-v"], "lighttpd/1.4", "lighttpd 1.4"),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(OTHER_STACKS))
+def other_stack(request, client):
+    """The stack as the platform resolves it with no registry: the image on this
+    host, else re-imported from the cached tarball, else built (root only)."""
+    language = request.param
+    cache_dir = _cache_dir()
+    ref = stacks.local_stack_ref(language, SUITE)
+    cached = (cache_dir / f"stack-{language}-{SUITE}.tar").is_file()
+    if not stacks.image_present(client, ref) and not cached and (
+        os.geteuid() != 0 or stacks._find_debootstrap() is None
+    ):
+        pytest.skip("building a stack needs root and debootstrap")
+    stack = stacks.resolve_stack(
+        client, language, UNREACHABLE_IMAGE, suite=SUITE, mirror=MIRROR, ca_bundle=CA_BUNDLE or None,
+        cache_dir=cache_dir, allow_pull=False, allow_build=True, log=lambda line: None,
+    )
+    return language, stack
+
+
+def test_each_stack_has_its_tool_for_the_app_user_and_records_its_version(other_stack, client):
+    language, stack = other_stack
+    command, output_start, version_words = OTHER_STACKS[language]
+    assert stack.ref == stacks.local_stack_ref(language, SUITE) and stack.origin == "local"
+    assert version_words in stack.version and "Debian" in stack.version
+    out = run(client, stack.ref, command, user="10001:10001", tmpfs={"/tmp": ""}, environment={"HOME": "/tmp"})
+    assert out.startswith(output_start), out
+    assert client.images.get(stack.ref).attrs["Config"]["Labels"][stacks.VERSION_LABEL] == stack.version
+
+
+def test_the_static_stack_serves_a_folder_on_port_from_the_environment(client):
+    ref = stacks.local_stack_ref("static", SUITE)
+    if not stacks.image_present(client, ref):
+        pytest.skip("the static stack is not on this host")
+    # The server must start unprivileged on a read-only root with $PORT and $SITE_ROOT.
+    container = client.containers.run(
+        ref, ["lighttpd", "-D", "-f", "/etc/lighttpd/hakobune.conf"], detach=True, user="10001:10001",
+        read_only=True, tmpfs={"/tmp": ""}, environment={"PORT": "8081", "SITE_ROOT": "/etc/lighttpd"},
+        ports={"8081/tcp": ("127.0.0.1", None)}, cap_drop=["ALL"],
+    )
+    try:
+        deadline = time.monotonic() + 15
+        answer = None
+        while time.monotonic() < deadline and answer is None:
+            container.reload()
+            binding = (container.attrs["NetworkSettings"]["Ports"] or {}).get("8081/tcp")
+            if binding:
+                try:
+                    connection = http.client.HTTPConnection("127.0.0.1", int(binding[0]["HostPort"]), timeout=2)
+                    connection.request("GET", "/hakobune.conf")
+                    response = connection.getresponse()
+                    answer = (response.status, response.read().decode())
+                except OSError:
+                    time.sleep(0.2)
+            else:
+                time.sleep(0.2)
+        assert answer is not None, container.logs().decode()
+        status, body = answer
+        assert status == 200 and "server.port = env.PORT" in body
+    finally:
+        container.remove(force=True)

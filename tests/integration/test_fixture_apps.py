@@ -1,0 +1,151 @@
+"""Every fixture app deployed for real: uploaded as an archive, built by a real
+Celery worker on the real Docker Engine, started by the local runtime and
+answered through the tests' Caddy. The apps that must fail, fail with their
+own reason.
+
+All deploys go to one team and are queued at once (the worker builds two at a
+time); the tests then read what each deploy did."""
+
+import secrets
+from dataclasses import dataclass
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from hakobune.platform.accounts.services import create_team
+from hakobune.platform.services.models import Service
+from hakobune.platform.services.services import create_service, deploy_service
+from hakobune.runtime.docker_local import LABEL_TEAM, team_network_name
+from tests.conftest import archive_of, upload_of
+
+from .conftest import get_through_router, wait_for_build
+
+# The database mark makes pytest-django create the test database the worker
+# shares; each test only reads what the module's deploys recorded.
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+# fixture app -> what its answer to GET / contains
+WORKING = {
+    "flask-hello": "Hello from Hakobune!",
+    "django-static": "hello from django-static",
+    "fastapi": "hello from fastapi",
+    "python-uv": "hello from python-uv",
+    "python-poetry": "hello from python-poetry",
+    "node-express": "hello from node-express",
+    "node-pnpm": "hello from node-pnpm",
+    "static-site": "hello from static-site",
+    "vite-static": "hello from vite-static",
+    "go-http": "hello from go-http",
+    "dockerfile": "hello from dockerfile",
+    "procfile-custom": "hello from procfile-custom",
+    "monorepo": "hello from monorepo (services/api)",
+}
+# deploy -> words its failure reason must contain
+FAILING = {
+    "no-app": ["could not tell what kind of app this is", "requirements.txt", "package.json", "go.mod"],
+    "procfile-without-web": ["no `web` process"],
+    "listens-on-localhost": ["did not answer HTTP", "listens on 0.0.0.0"],
+    "exits-at-start": ["the app stopped while starting", "exit code 3", "DATABASE_URL is not set"],
+    "install-fails": ["Installing your app's dependencies failed", "pip install"],
+}
+BUILD_TIMEOUT = 1200
+
+
+@dataclass
+class Outcome:
+    status: str
+    failure_reason: str
+    log: str
+    hostname: str
+    plan: dict
+    responses: dict  # path -> (status code, body)
+
+
+def _upload(app):
+    if app == "install-fails":
+        extra = {"requirements.txt": "flask==3.1.3\nhakobune-no-such-package-anywhere==0.0.1\n"}
+        data = archive_of("flask-hello", extra=extra, folder="install-fails")
+        return SimpleUploadedFile("install-fails.tar.gz", data, content_type="application/octet-stream")
+    return upload_of(app)
+
+
+@pytest.fixture(scope="module")
+def outcomes(django_db_blocker, worker, router, docker_client):
+    team_name = f"fx{secrets.token_hex(3)}"
+    apps = list(WORKING) + list(FAILING)
+    results: dict[str, Outcome] = {}
+    with django_db_blocker.unblock():
+        owner = get_user_model().objects.create_user(username=f"deployer-{team_name}", password="x")
+        team = create_team(name=team_name, owner=owner)
+        builds = {}
+        for app in apps:
+            settings = {}
+            if app == "monorepo" and hasattr(Service, "source_subdir"):
+                settings["source_subdir"] = "services/api"
+            service = create_service(team=team, name=app, created_by=owner, **settings)
+            upload = _upload(app)
+            if app == "monorepo" and not settings:
+                # No folder setting on this version of the portal: upload the subfolder.
+                data = archive_of("monorepo/services/api", folder="api")
+                upload = SimpleUploadedFile("api.tar.gz", data, content_type="application/octet-stream")
+            builds[app] = deploy_service(service=service, source_file=upload, created_by=owner)
+        for app, build in builds.items():
+            build = wait_for_build(build, timeout=BUILD_TIMEOUT)
+            service = build.service
+            responses = {}
+            if build.status == "live":
+                for path in ("/", "/static/hello.css") if app == "django-static" else ("/",):
+                    response = get_through_router(service.hostname, path)
+                    responses[path] = (response.status_code, response.text)
+            results[app] = Outcome(
+                status=build.status,
+                failure_reason=build.failure_reason,
+                log="\n".join(build.log_lines.values_list("text", flat=True)),
+                hostname=service.hostname,
+                plan=build.plan or {},
+                responses=responses,
+            )
+    yield results
+    for container in docker_client.containers.list(all=True, filters={"label": f"{LABEL_TEAM}={team_name}"}):
+        container.remove(force=True)
+    for network in docker_client.networks.list(names=[team_network_name(team_name)]):
+        network.remove()
+    with django_db_blocker.unblock():
+        get_user_model().objects.filter(username=f"deployer-{team_name}").delete()
+
+
+@pytest.mark.parametrize("app", list(WORKING))
+def test_a_working_fixture_app_answers_through_the_router(outcomes, app):
+    outcome = outcomes[app]
+    assert outcome.status == "live", f"{outcome.failure_reason}\n{outcome.log[-4000:]}"
+    status, body = outcome.responses["/"]
+    assert status == 200, body[:500]
+    assert WORKING[app] in body
+
+
+def test_django_static_files_are_collected_and_served(outcomes):
+    status, body = outcomes["django-static"].responses["/static/hello.css"]
+    assert status == 200 and "hello from django-static's stylesheet" in body
+
+
+@pytest.mark.parametrize("app, stacks", [
+    ("go-http", {"stack": "static", "build_stack": "go"}),
+    ("vite-static", {"stack": "static", "build_stack": "node"}),
+    ("node-express", {"stack": "node", "build_stack": ""}),
+])
+def test_the_stack_versions_are_recorded_on_the_build(outcomes, app, stacks):
+    plan = outcomes[app].plan
+    for key, value in stacks.items():
+        assert plan[key] == value
+    assert plan["stack_version"]
+    if stacks["build_stack"]:
+        assert plan["build_stack_version"]
+
+
+@pytest.mark.parametrize("app", list(FAILING))
+def test_a_failing_fixture_app_fails_with_its_reason(outcomes, app):
+    outcome = outcomes[app]
+    assert outcome.status == "failed", outcome.log[-2000:]
+    for words in FAILING[app]:
+        assert words in outcome.failure_reason, outcome.failure_reason
