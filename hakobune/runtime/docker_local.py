@@ -30,6 +30,7 @@ from .base import (
     ServiceRef,
     ServiceStatus,
 )
+from .firewall import Firewall, FirewallError, bridge_of
 from .router import CaddyRouter, Route, RouterError
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,9 @@ class DockerLocalBackend(RuntimeBackend):
             int(options.get("router_port", 8080)),
             access_log=options.get("access_log"),
         )
+        # "iptables" isolates each team bridge (runtime/firewall.py); "off" only
+        # where something else does (never on a shared host).
+        self.firewall = Firewall() if options.get("firewall", "iptables") != "off" else None
         self._client = None
 
     @property
@@ -114,6 +118,11 @@ class DockerLocalBackend(RuntimeBackend):
         )
 
     def _ensure_team_network(self, team: str):
+        network = self._team_network(team)
+        self.isolate(network)
+        return network
+
+    def _team_network(self, team: str):
         name = team_network_name(team)
         existing = self.client.networks.list(names=[name])
         for network in existing:
@@ -127,6 +136,32 @@ class DockerLocalBackend(RuntimeBackend):
             if exc.status_code == 409:  # created meanwhile by another deploy
                 return self.client.networks.get(name)
             raise
+
+    def isolate(self, network) -> None:
+        """The team bridge cut off from the host and other teams (checked on
+        every deploy, so rules lost with a reboot come back)."""
+        if self.firewall is None:
+            return
+        try:
+            self.firewall.apply(bridge_of(network))
+        except FirewallError as exc:
+            raise RuntimeBackendError(
+                f"Hakobune could not isolate the team's network, so the service was not started: {exc}",
+                permanent=False,
+            )
+
+    def isolate_all(self) -> set[str]:
+        """For the reconciler: every team network isolated, and the rules of
+        removed networks pruned. Returns the bridges."""
+        if self.firewall is None:
+            return set()
+        networks = self.client.networks.list(filters={"label": f"{LABEL_MANAGED}=true"})
+        bridges = {bridge_of(network) for network in networks}
+        try:
+            self.firewall.sync(bridges, lambda: {bridge_of(network) for network in self.client.networks.list()})
+        except FirewallError as exc:
+            raise RuntimeBackendError(f"could not apply the network isolation: {exc}", permanent=False)
+        return bridges
 
     def _run_instance(self, spec: DeploySpec, index: int, network):
         name = f"hakobune-{spec.team}-{spec.service}-v{spec.release_number}-{index}-{secrets.token_hex(3)}"

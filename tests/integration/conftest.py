@@ -95,7 +95,15 @@ def worker(django_db_setup, django_db_blocker, router, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def docker_client():
-    return docker.from_env()
+    client = docker.from_env()
+    yield client
+    # The team networks are gone; so go their isolation rules (runtime/firewall.py).
+    from hakobune.runtime.firewall import FirewallError, prune_removed_networks
+
+    try:
+        prune_removed_networks(client)
+    except FirewallError:
+        pass
 
 
 @pytest.fixture

@@ -1,0 +1,307 @@
+"""What a service can do from inside its container, asked of a deployed probe
+(tests/fixtures/apps/probe): no capabilities, a read-only root, no Docker
+socket, a pids limit that stops a fork bomb, a memory limit that ends a hog
+without harming its neighbours, and no way to the host or to another team.
+
+Three services are deployed once for the module through the real pipeline:
+the probe and a neighbour (flask-hello) in one team, and flask-hello in a
+second team. Traffic only ever goes to what the tests made: the team bridge's
+gateway (the host side of a bridge Docker made for the test) and the test
+containers. The metadata block is read from iptables, never tried."""
+
+import http.client
+import secrets
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from hakobune.platform.accounts.services import create_team
+from hakobune.platform.services.backends import get_backend
+from hakobune.platform.services.services import create_service, deploy_service
+from hakobune.runtime.base import LiveRoute, ServiceRef
+from hakobune.runtime.docker_local import LABEL_RELEASE, LABEL_SERVICE, LABEL_TEAM, team_network_name
+from hakobune.runtime.firewall import FORWARD_CHAIN, INPUT_CHAIN, Firewall, bridge_of
+from tests.conftest import upload_of
+
+from .conftest import get_through_router, wait_for_build
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+HOST_SERVICES = {"redis": 6379, "postgresql": 5432, "portal": 8000, "caddy admin": 2019}
+
+
+@dataclass
+class Deployed:
+    hostname: str
+    team: str
+    service: str
+    container_id: str
+    ip: str  # on its team's bridge
+    port: int
+    memory_mb: int
+
+
+@dataclass
+class Place:
+    services: dict  # name -> Deployed
+    gateway: str  # the probe's team bridge, host side
+    bridges: dict  # team -> bridge interface
+
+
+@pytest.fixture(scope="module")
+def place(django_db_blocker, worker, router, docker_client):
+    teams = {"home": f"iso{secrets.token_hex(3)}", "other": f"iso{secrets.token_hex(3)}"}
+    wanted = [("home", "probe", "probe"), ("home", "neighbour", "flask-hello"), ("other", "other", "flask-hello")]
+    username = f"isolation-{teams['home']}"
+    services = {}
+    try:
+        with django_db_blocker.unblock():
+            owner = get_user_model().objects.create_user(username=username, password="x")
+            made = {key: create_team(name=name, owner=owner) for key, name in teams.items()}
+            builds = {}
+            for team_key, name, app in wanted:
+                service = create_service(team=made[team_key], name=name, created_by=owner)
+                builds[name] = deploy_service(service=service, source_file=upload_of(app), created_by=owner)
+            for name, build in builds.items():
+                build = wait_for_build(build, timeout=900)
+                log = "\n".join(build.log_lines.values_list("text", flat=True))
+                assert build.status == "live", f"{name}: {build.failure_reason}\n{log[-3000:]}"
+                service = build.service
+                network = team_network_name(service.team.name)
+                container = docker_client.containers.list(
+                    filters={"label": [f"{LABEL_TEAM}={service.team.name}", f"{LABEL_SERVICE}={name}"]}
+                )[0]
+                services[name] = Deployed(
+                    hostname=service.hostname,
+                    team=service.team.name,
+                    service=name,
+                    container_id=container.id,
+                    ip=container.attrs["NetworkSettings"]["Networks"][network]["IPAddress"],
+                    port=service.port,
+                    memory_mb=service.memory_mb,
+                )
+        networks = {key: docker_client.networks.get(team_network_name(name)) for key, name in teams.items()}
+        yield Place(
+            services=services,
+            gateway=networks["home"].attrs["IPAM"]["Config"][0]["Gateway"],
+            bridges={key: bridge_of(network) for key, network in networks.items()},
+        )
+    finally:
+        firewall = Firewall()
+        for name in teams.values():
+            for container in docker_client.containers.list(all=True, filters={"label": f"{LABEL_TEAM}={name}"}):
+                container.remove(force=True)
+            for network in docker_client.networks.list(names=[team_network_name(name)]):
+                bridge = bridge_of(network)
+                network.remove()
+                firewall.remove(bridge)
+        with django_db_blocker.unblock():
+            get_user_model().objects.filter(username=username).delete()
+
+
+def ask(place, path, timeout=30):
+    """The probe's answer, through the router as any visitor would reach it."""
+    response = get_through_router(place.services["probe"].hostname, path, timeout=timeout)
+    assert response.status_code == 200, response.text[:1000]
+    return response.json()
+
+
+def test_the_service_has_no_capabilities_a_read_only_root_and_no_docker_socket(place):
+    inside = ask(place, "/inside")
+    assert inside["uid"] == 10001 and inside["gid"] == 10001
+    assert int(inside["cap_eff"], 16) == 0
+    assert int(inside["cap_prm"], 16) == 0 and int(inside["cap_bnd"], 16) == 0
+    assert inside["no_new_privs"] == "1"
+    assert inside["root"] == {"writable": False, "error": "EROFS"}
+    assert inside["usr"]["writable"] is False and inside["app"]["writable"] is False
+    assert inside["tmp"] == {"writable": True}  # the tmpfs, the one place to write
+    assert inside["docker_socket"] == {"/var/run/docker.sock": False, "/run/docker.sock": False}
+
+
+def test_a_fork_bomb_stops_at_the_pids_limit_and_the_service_survives(place, docker_client):
+    container = docker_client.containers.get(place.services["probe"].container_id)
+    limit = container.attrs["HostConfig"]["PidsLimit"]
+    started_at = container.attrs["State"]["StartedAt"]
+    assert 0 < limit <= 1024
+
+    report = ask(place, "/forkbomb?seconds=4", timeout=90)
+    assert report.get("eagain", 0) > 0, report  # fork() failed with EAGAIN: the limit held
+    assert report["pids_max"] == str(limit)
+    assert limit - 5 <= report["pids_peak"] <= limit, report
+    assert report["cleaned_up"] is True and int(report["pids_after"]) < 20
+
+    # Still the same instance, and it still answers.
+    container.reload()
+    assert container.status == "running" and container.attrs["State"]["StartedAt"] == started_at
+    assert container.attrs["RestartCount"] == 0
+    assert get_through_router(place.services["probe"].hostname).text == "probe ok\n"
+
+
+@pytest.fixture
+def host_listener(place):
+    """A TCP listener of the test's own on the host, on the probe's bridge
+    gateway address: what a host service listening on 0.0.0.0 looks like to a
+    container. The host itself can connect to it."""
+    server = socket.create_server((place.gateway, 0))
+    server.settimeout(0.2)
+    accepted = []
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                connection, peer = server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            accepted.append(peer)
+            connection.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield server.getsockname()[1], accepted
+    stop.set()
+    thread.join(timeout=2)
+    server.close()
+
+
+def test_the_service_cannot_reach_the_hosts_services(place, host_listener):
+    port, accepted = host_listener
+    with socket.create_connection((place.gateway, port), timeout=2):
+        pass  # the host reaches its own listener on the gateway address
+    deadline = time.monotonic() + 2
+    while not accepted and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert accepted, "the control connection from the host was not accepted"
+    assert ask(place, "/inside")["gateway"] == place.gateway
+    accepted.clear()
+
+    targets = {f"{place.gateway}:{p}": what for what, p in HOST_SERVICES.items()}
+    targets[f"{place.gateway}:{port}"] = "a listener on the gateway"
+    query = "&".join(f"to={target}" for target in targets) + "&timeout=1.5"
+    outcomes = ask(place, f"/connect?{query}")
+
+    # Dropped, not refused: the packets never reach the host's sockets.
+    assert outcomes == {target: "timeout" for target in targets}, outcomes
+    assert accepted == []
+    # The host's 127.0.0.1 is not the container's: there, nothing listens.
+    assert ask(place, "/connect?to=127.0.0.1:6379&to=127.0.0.1:5432&timeout=1") == {
+        "127.0.0.1:6379": "refused", "127.0.0.1:5432": "refused"
+    }
+
+
+def test_the_service_reaches_its_own_team_but_not_another_teams_containers(place):
+    other, neighbour = place.services["other"], place.services["neighbour"]
+    # Both listen: the host reaches each on its bridge.
+    for target in (other, neighbour):
+        with socket.create_connection((target.ip, target.port), timeout=2):
+            pass
+
+    outcomes = ask(place, f"/connect?to={other.ip}:{other.port}&to={neighbour.ip}:{neighbour.port}&timeout=1.5")
+    assert outcomes == {f"{other.ip}:{other.port}": "timeout", f"{neighbour.ip}:{neighbour.port}": "connected"}
+
+
+def test_the_firewall_rules_isolate_each_team_bridge_and_drop_the_metadata_address(place):
+    """Read, never tried: no packet is sent to 169.254.169.254."""
+
+    def rules(chain):
+        return subprocess.run(["iptables", "-w", "5", "-S", chain], capture_output=True, text=True, check=True).stdout
+
+    assert f"-A DOCKER-USER -j {FORWARD_CHAIN}" in rules("DOCKER-USER").splitlines()
+    assert rules("INPUT").splitlines()[1] == f"-A INPUT -j {INPUT_CHAIN}"  # first, before the host's own rules
+    forward, inbound = rules(FORWARD_CHAIN), rules(INPUT_CHAIN)
+    for bridge in place.bridges.values():
+        tag = f'-m comment --comment "hakobune:{bridge}"'
+        assert f"-A {FORWARD_CHAIN} -d 169.254.0.0/16 -i {bridge} {tag} -j DROP" in forward
+        assert f"-A {FORWARD_CHAIN} -i {bridge} -o {bridge} {tag} -j RETURN" in forward
+        assert f"-A {FORWARD_CHAIN} -i {bridge} -o br-+ {tag} -j DROP" in forward
+        assert f"-A {INPUT_CHAIN} -i {bridge} -m conntrack --ctstate RELATED,ESTABLISHED {tag} -j RETURN" in inbound
+        assert f"-A {INPUT_CHAIN} -i {bridge} {tag} -j DROP" in inbound
+
+    # Applying again (as every deploy and the reconciler do) adds nothing.
+    assert Firewall().apply(place.bridges["home"]) is False
+    assert rules(FORWARD_CHAIN) == forward and rules(INPUT_CHAIN) == inbound
+
+
+def test_a_memory_hog_is_oom_killed_and_reported_while_the_neighbour_keeps_serving(place, docker_client):
+    """Last in the module: it takes the probe down (its restart policy brings it back)."""
+    probe, neighbour = place.services["probe"], place.services["neighbour"]
+    container = docker_client.containers.get(probe.container_id)
+    assert container.attrs["HostConfig"]["Memory"] == probe.memory_mb * 1024 * 1024
+    since = int(time.time()) - 1
+
+    failures = []
+    stop = threading.Event()
+
+    def keep_asking():
+        while not stop.is_set():
+            try:
+                response = get_through_router(neighbour.hostname, timeout=5)
+                if response.status_code != 200 or not response.text.startswith("Hello from Hakobune!"):
+                    failures.append(response.status_code)
+            except Exception as exc:  # noqa: BLE001 - any failure of the neighbour counts
+                failures.append(repr(exc))
+            time.sleep(0.05)
+
+    asker = threading.Thread(target=keep_asking, daemon=True)
+    asker.start()
+    try:
+        host, port = "127.0.0.1", int(container.ports[f"{probe.port}/tcp"][0]["HostPort"])
+        connection = http.client.HTTPConnection(host, port, timeout=60)
+        with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
+            connection.request("POST", f"/hog?mb={probe.memory_mb * 4}")
+            connection.getresponse()  # never answered: the process is killed
+        connection.close()
+
+        # Docker saw the OOM kill; the instance restarts by its policy.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            container.reload()
+            if container.attrs["State"]["OOMKilled"] and container.attrs["RestartCount"] >= 1:
+                break
+            time.sleep(0.2)
+        state = container.attrs["State"]
+        assert state["OOMKilled"] is True and container.attrs["RestartCount"] >= 1, state
+        events = docker_client.events(
+            since=since, until=int(time.time()) + 1, decode=True,
+            filters={"container": container.id, "event": "oom"},
+        )
+        assert [event["Action"] for event in events] == ["oom"]
+
+        # The backend reports the instance (running again, or restarting).
+        backend = get_backend("local")
+        status = backend.status(ServiceRef(team=probe.team, service=probe.service))
+        assert status.state in ("running", "crashed"), status
+        # Docker restarts it on a new ephemeral host port, so the router's
+        # route is stale until routes are synced (as the reconciler does).
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            container.reload()
+            if container.status == "running" and container.ports.get(f"{probe.port}/tcp"):
+                break
+            time.sleep(0.2)
+        live = [
+            LiveRoute(hostname=s.hostname, team=s.team, service=s.service,
+                      release_id=int(docker_client.containers.get(s.container_id).labels[LABEL_RELEASE]))
+            for s in place.services.values()
+        ]
+        backend.sync_routes(live)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if get_through_router(probe.hostname, timeout=2).text == "probe ok\n":
+                    break
+            except Exception:  # noqa: BLE001 - still restarting
+                pass
+            time.sleep(0.2)
+        assert get_through_router(probe.hostname).text == "probe ok\n"
+    finally:
+        stop.set()
+        asker.join(timeout=10)
+    assert failures == []
