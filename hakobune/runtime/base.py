@@ -39,6 +39,15 @@ class DeploySpec:
     instances: int = 1
     env: dict[str, str] = field(default_factory=dict)
     health_check_path: str = "/"
+    # For backends that scale by themselves (Cloud Run); None: the backend's
+    # default. `instances` is then the most instances.
+    min_instances: int | None = None
+    max_instances: int | None = None
+    concurrency: int | None = None
+    request_timeout: int | None = None
+    ingress: str = ""
+    # Whether anyone on the internet may call it (Cloud Run: allUsers invoker).
+    public: bool = True
 
     @property
     def ref(self) -> ServiceRef:
