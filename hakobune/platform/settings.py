@@ -190,6 +190,26 @@ RUNTIME_BACKENDS = {
     },
 }
 DEFAULT_RUNTIME_BACKEND = env("DEFAULT_RUNTIME_BACKEND", "local")
+# Google Cloud Run, offered only when a project is set (see .env.example and
+# README "Cloud Run"): Cloud Build builds, Artifact Registry keeps the images.
+if env("CLOUDRUN_PROJECT"):
+    RUNTIME_BACKENDS["cloudrun"] = {
+        "BACKEND": "hakobune.runtime.cloud_run.CloudRunBackend",
+        "OPTIONS": {
+            "project": env("CLOUDRUN_PROJECT"),
+            "region": env("CLOUDRUN_REGION", "europe-west1"),
+            "repository": env("CLOUDRUN_REPOSITORY", "hakobune"),
+            # A service-account key file; empty: application default credentials.
+            "credentials": env("CLOUDRUN_CREDENTIALS", env("GOOGLE_APPLICATION_CREDENTIALS")),
+            "bucket": env("CLOUDRUN_BUCKET"),
+            "builder": env("CLOUDRUN_BUILDER", "dockerfile"),
+            "min_instances": env_int("CLOUDRUN_MIN_INSTANCES", 0),
+            "concurrency": env_int("CLOUDRUN_CONCURRENCY", 80),
+            "request_timeout": env_int("CLOUDRUN_REQUEST_TIMEOUT", 300),
+            "ingress": env("CLOUDRUN_INGRESS", "all"),
+            "service_account": env("CLOUDRUN_SERVICE_ACCOUNT"),
+        },
+    }
 
 # Stacks: the base image for each language. A registry image by default; when no
 # registry can serve it, Hakobune builds one locally from Debian packages.

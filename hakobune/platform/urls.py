@@ -20,6 +20,7 @@ urlpatterns = [
     path("t/<slug:team>/<slug:service>/stop/", services.service_power, {"action": "stop"}, name="service_stop"),
     path("t/<slug:team>/<slug:service>/start/", services.service_power, {"action": "start"}, name="service_start"),
     path("t/<slug:team>/<slug:service>/releases/<int:number>/rollback/", services.release_rollback, name="release_rollback"),
+    path("t/<slug:team>/<slug:service>/traffic/", services.service_traffic, name="service_traffic"),
     path("t/<slug:team>/<slug:service>/builds/<int:number>/", services.build_detail, name="build_detail"),
     path("t/<slug:team>/<slug:service>/builds/<int:number>/log/", services.build_log, name="build_log"),
     path("t/<slug:team>/<slug:service>/builds/<int:number>/status/", services.build_status, name="build_status"),

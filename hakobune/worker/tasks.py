@@ -201,6 +201,9 @@ def build_image(build_id: int) -> None:
     log = BuildLog(build_id)
     with pipeline_step(build_id, log):
         plan = BuildPlan.from_dict(build.plan)
+        remote = _remote_builder(build.service.target)
+        if remote is not None:
+            return _build_remotely(build, plan, remote, log)
         client = docker.from_env(timeout=settings.BUILD_TIMEOUT)
         images = _resolve_stacks(client, plan, log)
         run_image = images.get(plan.stack)
@@ -272,6 +275,48 @@ def _warn_language_version(plan: BuildPlan, image, log: BuildLog) -> None:
             f"  The app asks for {plan.language_version}; this stack has {image.version}. "
             "If the build fails on the version, make the app work with this one or ask your operator for a newer stack."
         )
+
+
+def _remote_builder(target: str):
+    """The service's backend when it builds images itself (Cloud Build), else None."""
+    try:
+        backend = get_backend(target)
+    except RuntimeBackendError:
+        return None
+    return backend if "remote_build" in backend.capabilities else None
+
+
+def _build_remotely(build: Build, plan: BuildPlan, backend, log: BuildLog) -> None:
+    """Builds on the backend's own builder: the source as fetched (the app's
+    folder), the plan's Dockerfile on registry stack images, and the builder's
+    log streamed into the build's log."""
+    import hashlib
+
+    dockerfile = None
+    if not plan.uses_own_dockerfile:
+        refs = {name: settings.STACK_IMAGES.get(name, "") for name in plan.stacks}
+        missing = [name for name, ref in refs.items() if not ref]
+        if missing:
+            raise RuntimeBackendError(
+                f"the {missing[0]} stack has no registry image, so {backend.alias} cannot build on it: "
+                f"set STACK_{missing[0].upper()}_IMAGE to an image a remote builder can pull."
+            )
+        dockerfile = plan.dockerfile(refs[plan.stack], build_image=refs.get(plan.build_stack) or None)
+        log.write(f"Building on {refs[plan.stack]} in {backend.alias}")
+    archive = workspace_dir(build.id) / "remote-source.tar.gz"
+    source.pack_tree(source_dir(build), archive)
+    tag = hashlib.sha256(f"{build.source_digest}\0{dockerfile or plan.dockerfile_path}".encode()).hexdigest()[:16]
+    service = build.service
+    image = backend.build(
+        archive, dockerfile, f"{service.team.name}/{service.name}:{tag}", log.write,
+        dockerfile_path=plan.dockerfile_path or "Dockerfile",
+    )
+    log.write(f"✓ Image {image}")
+    log.flush()
+    Build.objects.filter(id=build.id).update(image=image)
+    shutil.rmtree(workspace_dir(build.id), ignore_errors=True)
+    if advance(build.id, S.BUILDING, S.DEPLOYING):
+        deploy_release.delay(build.id)
 
 
 def _deploy_lock(service_id: int):

@@ -49,3 +49,15 @@ def status_tone(status):
         "ignored": "muted",
         "refused": "bad",
     }.get(str(status), "busy")
+
+
+@register.filter
+def can(service, capability):
+    """Whether the service's runtime backend has this capability flag."""
+    from hakobune.platform.services.backends import get_backend
+    from hakobune.runtime.base import RuntimeBackendError
+
+    try:
+        return capability in get_backend(service.target).capabilities
+    except RuntimeBackendError:
+        return False

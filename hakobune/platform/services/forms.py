@@ -76,6 +76,15 @@ class NewServiceForm(forms.Form):
         help_text="Leave empty when the app is at the top. For a monorepo: the app's folder, like services/api.",
     )
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Where it runs: offered only when the platform has more than one target.
+        if len(settings.RUNTIME_BACKENDS) > 1:
+            self.fields["target"] = forms.ChoiceField(
+                label="Runs on", choices=[(alias, alias) for alias in settings.RUNTIME_BACKENDS],
+                initial=settings.DEFAULT_RUNTIME_BACKEND,
+            )
+
     def clean_source_subdir(self):
         return clean_subdir(self.cleaned_data.get("source_subdir"))
 

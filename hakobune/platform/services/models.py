@@ -91,6 +91,10 @@ class Service(models.Model):
 
     @property
     def url(self) -> str:
+        # Backends that give each service its own address (Cloud Run) keep it
+        # in the live release's runtime state.
+        if self.live_release_id and (self.live_release.runtime_state or {}).get("url"):
+            return self.live_release.runtime_state["url"]
         port = settings.ROUTER_PORT
         default_port = {"http": 80, "https": 443}.get(settings.ROUTER_SCHEME)
         suffix = "" if port == default_port else f":{port}"

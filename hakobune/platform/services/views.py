@@ -92,6 +92,7 @@ def service_new(request, team):
                 git_ref=data["git_ref"] if from_git else "",
                 git_token=data["git_token"] if from_git else "",
                 git_submodules=from_git and data["git_submodules"],
+                **({"target": data["target"]} if data.get("target") else {}),
             )
         except (ServiceActionError, ValidationError) as exc:
             form.add_error("name", exc.messages[0] if isinstance(exc, ValidationError) else str(exc))
@@ -314,3 +315,28 @@ def _log_lines(build):
     if build is None:
         return []
     return list(build.log_lines.values_list("id", "text")[:LOG_PAGE_LINES])
+
+
+@login_required
+@require_POST
+def service_traffic(request, team, service):
+    """Splits requests between releases by percentage (fields v<number>)."""
+    from .services import split_traffic
+
+    _, service = _deployer_or_403(request, team, service)
+    percents = {}
+    for key, value in request.POST.items():
+        if key.startswith("v") and key[1:].isdigit():
+            try:
+                percents[int(key[1:])] = int(value or 0)
+            except ValueError:
+                messages.error(request, f"Give {key}'s share as a whole number of percent.")
+                return redirect("service_detail", team=team, service=service.name)
+    try:
+        split_traffic(service=service, percents=percents, created_by=request.user)
+    except ServiceActionError as exc:
+        messages.error(request, str(exc))
+    else:
+        shares = ", ".join(f"{p}% to v{n}" for n, p in sorted(percents.items()) if p)
+        messages.success(request, f"Requests now go {shares}.")
+    return redirect("service_detail", team=team, service=service.name)

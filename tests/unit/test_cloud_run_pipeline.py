@@ -1,0 +1,145 @@
+"""A deploy to the Cloud Run target through the pipeline's tasks, against the
+fake Google endpoints and the Cloud Storage emulator: the flask fixture is
+built by (fake) Cloud Build instead of the local Docker Engine and ends as a
+live release at the Cloud Run service's address. Then the portal's traffic
+split, shown and used only where the backend can split traffic."""
+
+import pytest
+
+from hakobune.platform.builds.models import BuildStatus
+from hakobune.platform.services.models import Release
+from hakobune.platform.services.services import ServiceActionError, create_service, deploy_service, split_traffic
+from hakobune.worker import tasks
+from tests.conftest import upload_of
+from tests.unit.cloud_run_fixtures import (  # noqa: F401 (fixtures)
+    PROJECT,
+    REGION,
+    backend_options,
+    fake_gcp,
+    loopback_only,
+    storage_emulator,
+)
+
+SERVICE = f"projects/{PROJECT}/locations/{REGION}/services/acme-hello"
+
+
+@pytest.fixture
+def cloudrun_target(settings, fake_gcp, storage_emulator):
+    settings.RUNTIME_BACKENDS = {
+        "local": {"BACKEND": "hakobune.runtime.dummy.DummyBackend", "OPTIONS": {}},
+        "cloudrun": {"BACKEND": "hakobune.runtime.cloud_run.CloudRunBackend",
+                     "OPTIONS": backend_options(fake_gcp, storage_emulator)},
+    }
+    return fake_gcp
+
+
+@pytest.fixture
+def service(team, owner, cloudrun_target):
+    return create_service(team=team, name="hello", created_by=owner, target="cloudrun")
+
+
+def run_pipeline(service, owner, queued_tasks):
+    build = deploy_service(service=service, source_file=upload_of("flask-hello"), created_by=owner)
+    tasks.fetch_source(build.id)
+    tasks.detect_stack(build.id)
+    tasks.build_image(build.id)
+    build.refresh_from_db()
+    assert build.status == BuildStatus.DEPLOYING, build.failure_reason
+    tasks.deploy_release(build.id)
+    build.refresh_from_db()
+    return build
+
+
+def test_a_flask_app_is_built_in_cloud_build_and_goes_live_on_cloud_run(service, owner, queued_tasks, cloudrun_target):
+    build = run_pipeline(service, owner, queued_tasks)
+
+    assert build.status == BuildStatus.LIVE, build.failure_reason
+    assert build.image.startswith(f"{REGION}-docker.pkg.dev/{PROJECT}/apps/acme/hello@sha256:")
+    # Built remotely from the plan's Dockerfile on the registry stack image, with the app's files.
+    files = next(iter(cloudrun_target.builds.values()))["_source_files"]
+    assert files[".hakobune/Dockerfile"].startswith("FROM python:3.12-slim")
+    assert "app.py" in files and "requirements.txt" in files
+    log = list(build.log_lines.values_list("text", flat=True))
+    assert "Step #0: Successfully built 0123abcd" in log
+    # Deployed with the image that was built; the release records its revision.
+    sent = cloudrun_target.calls("POST", r"/services$")[0].body["template"]["containers"][0]
+    assert sent["image"] == build.image
+    release = Release.objects.get(build=build)
+    assert release.status == Release.Status.LIVE
+    assert release.runtime_state["revision"] == "acme-hello-00001-f1k"
+    service.refresh_from_db()
+    assert service.url == "https://acme-hello-fake.a.run.app"
+
+
+def test_a_failed_cloud_build_fails_the_build_with_its_log(service, owner, queued_tasks, cloudrun_target):
+    cloudrun_target.build_outcome = "FAILURE"
+    build = deploy_service(service=service, source_file=upload_of("flask-hello"), created_by=owner)
+    tasks.fetch_source(build.id)
+    tasks.detect_stack(build.id)
+    tasks.build_image(build.id)
+    build.refresh_from_db()
+    assert build.status == BuildStatus.FAILED
+    assert "Cloud Build" in build.failure_reason and "failed" in build.failure_reason
+
+
+def test_local_services_still_build_locally(team, owner, cloudrun_target, monkeypatch, queued_tasks):
+    local = create_service(team=team, name="here", created_by=owner)
+    build = deploy_service(service=local, source_file=upload_of("flask-hello"), created_by=owner)
+    tasks.fetch_source(build.id)
+    tasks.detect_stack(build.id)
+    monkeypatch.setattr(tasks.docker, "from_env", lambda **kw: (_ for _ in ()).throw(RuntimeError("local builder")))
+    tasks.build_image(build.id)
+    build.refresh_from_db()
+    assert build.status == BuildStatus.FAILED  # it went to the local builder (stubbed to fail here)
+    assert cloudrun_target.builds == {}
+
+
+def test_traffic_is_split_between_releases_by_percentage(service, owner, queued_tasks, cloudrun_target):
+    first = run_pipeline(service, owner, queued_tasks)
+    cloudrun_target.build_log = ["another build"]
+    # A second deploy with another configuration makes a second revision.
+    service.memory_mb = 1024
+    service.save()
+    second = run_pipeline(service, owner, queued_tasks)
+    v1, v2 = Release.objects.get(build=first), Release.objects.get(build=second)
+    assert v1.runtime_state["revision"] != v2.runtime_state["revision"]
+
+    splits = split_traffic(service=service, percents={v1.number: 80, v2.number: 20})
+
+    assert splits == {v1.runtime_state["revision"]: 80, v2.runtime_state["revision"]: 20}
+    traffic = cloudrun_target.services[SERVICE]["traffic"]
+    assert [(t["revision"], t["percent"]) for t in traffic] == [
+        (v1.runtime_state["revision"], 80), (v2.runtime_state["revision"], 20)
+    ]
+    with pytest.raises(ServiceActionError, match="together they must make 100"):
+        split_traffic(service=service, percents={v1.number: 50})
+    with pytest.raises(ServiceActionError, match="v9 never ran"):
+        split_traffic(service=service, percents={9: 100})
+
+
+def test_the_portal_offers_the_split_only_where_the_backend_can(service, team, owner, login, queued_tasks, cloudrun_target):
+    build = run_pipeline(service, owner, queued_tasks)
+    client = login(owner)
+    page = client.get(f"/t/acme/{service.name}/").content.decode()
+    assert 'id="traffic-split"' in page
+    number = Release.objects.get(build=build).number
+
+    response = client.post(f"/t/acme/{service.name}/traffic/", {f"v{number}": "100"}, follow=True)
+    assert "Requests now go 100% to v1" in response.content.decode()
+
+    local = create_service(team=team, name="here", created_by=owner)
+    assert 'id="traffic-split"' not in client.get(f"/t/acme/{local.name}/").content.decode()
+    response = client.post(f"/t/acme/{local.name}/traffic/", {"v1": "100"}, follow=True)
+    assert "cannot split traffic" in response.content.decode()
+
+
+def test_viewers_cannot_split_traffic(service, viewer, login, cloudrun_target):
+    assert login(viewer).post(f"/t/acme/{service.name}/traffic/", {"v1": "100"}).status_code == 403
+
+
+def test_the_new_service_form_offers_the_targets_only_when_there_are_several(settings, cloudrun_target):
+    from hakobune.platform.services.forms import NewServiceForm
+
+    assert list(dict(NewServiceForm().fields["target"].choices)) == ["local", "cloudrun"]
+    settings.RUNTIME_BACKENDS = {"local": settings.RUNTIME_BACKENDS["local"]}
+    assert "target" not in NewServiceForm().fields
