@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export HAKOBUNE_DATA_DIR ?= $(CURDIR)/var
 
-.PHONY: run test stop status setup deps stack migrate admin-password logs clean-test
+.PHONY: run test stop status setup deps stack migrate admin-password logs clean-test cloudrun-smoke
 
 run: setup
 	@bash scripts/start.sh
@@ -38,3 +38,8 @@ admin-password:
 
 logs:
 	@tail -n 50 -f $(HAKOBUNE_DATA_DIR)/log/*.log
+
+# Deploys a fixture app to a real Google Cloud project (needs CLOUDRUN_PROJECT and
+# credentials; refuses without them). Not part of `make test`.
+cloudrun-smoke:
+	@$(PY) scripts/cloudrun_smoke.py
