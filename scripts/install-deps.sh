@@ -53,6 +53,7 @@ REQUIRED=(
     "curl curl"
     "update-ca-certificates ca-certificates"
     "iptables iptables"
+    "wrk wrk"  # the load generator of bench/router_overhead.py
 )
 # The browser tests drive Debian's Chromium; only `make test` asks for it.
 if [ "${HAKOBUNE_WITH_BROWSER:-0}" = 1 ]; then

@@ -30,7 +30,7 @@ from .base import (
     ServiceRef,
     ServiceStatus,
 )
-from .firewall import Firewall, FirewallError, bridge_of
+from .firewall import Firewall, FirewallError, bridge_of, host_lock
 from .router import CaddyRouter, Route, RouterError
 
 log = logging.getLogger(__name__)
@@ -124,18 +124,25 @@ class DockerLocalBackend(RuntimeBackend):
 
     def _team_network(self, team: str):
         name = team_network_name(team)
-        existing = self.client.networks.list(names=[name])
-        for network in existing:
-            if network.name == name:
-                return network
-        try:
+        existing = self._networks_named(name)
+        if existing:
+            return existing[0]
+        # The engine's duplicate check is best effort: two first deploys of a
+        # team at once would make two networks of one name, and containers
+        # then cannot start ("network ... is ambiguous"). One creation at a
+        # time on this host (across worker processes: a file lock).
+        with host_lock("team-networks"):
+            existing = self._networks_named(name)
+            if existing:
+                return existing[0]
             return self.client.networks.create(
-                name, driver="bridge", labels={LABEL_MANAGED: "true", LABEL_TEAM: team}
+                name, driver="bridge", labels={LABEL_MANAGED: "true", LABEL_TEAM: team}, check_duplicate=True
             )
-        except APIError as exc:
-            if exc.status_code == 409:  # created meanwhile by another deploy
-                return self.client.networks.get(name)
-            raise
+
+    def _networks_named(self, name: str) -> list:
+        """The networks of exactly this name, oldest first."""
+        found = [network for network in self.client.networks.list(names=[name]) if network.name == name]
+        return sorted(found, key=lambda network: (network.attrs.get("Created", ""), network.id))
 
     def isolate(self, network) -> None:
         """The team bridge cut off from the host and other teams (checked on

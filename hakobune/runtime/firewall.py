@@ -43,7 +43,7 @@ INPUT_CHAIN = "HAKOBUNE-INPUT"
 FORWARD_CHAIN = "HAKOBUNE-FORWARD"
 METADATA_RANGE = "169.254.0.0/16"
 COMMENT_PREFIX = "hakobune:"
-LOCK_FILE = os.environ.get("HAKOBUNE_FIREWALL_LOCK", "/run/lock/hakobune-firewall.lock")
+LOCK_DIR = os.environ.get("HAKOBUNE_LOCK_DIR", "/run/lock" if os.path.isdir("/run/lock") else "/tmp")
 BRIDGE_NAME_OPTION = "com.docker.network.bridge.name"
 
 
@@ -206,12 +206,13 @@ def prune_removed_networks(client, firewall: Firewall | None = None) -> set[str]
 
 
 @contextmanager
-def _lock():
-    """One process at a time checks-then-adds, so two deploys of one team
-    never add a group twice."""
+def host_lock(name: str):
+    """An exclusive lock of this host, across processes (a file lock)."""
+    path = os.path.join(LOCK_DIR, f"hakobune-{name}.lock")
     try:
-        handle = open(LOCK_FILE, "a")
+        handle = open(path, "a")
     except OSError:
+        log.warning("cannot open the lock file %s; going on without it", path)
         yield
         return
     with handle:
@@ -220,3 +221,9 @@ def _lock():
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _lock():
+    """One process at a time checks-then-adds, so two deploys of one team
+    never add a group twice."""
+    return host_lock("firewall")
