@@ -20,6 +20,7 @@ from docker.errors import APIError, DockerException, ImageNotFound
 from .buildpacks.plan import GENERATED_DIR, BuildPlan
 
 TAIL_LINES = 30
+MANAGED_LABEL = "org.hakobune.managed"
 # Written into the build context when the app has no .dockerignore of its own:
 # what is installed in the image is never copied over it from the upload.
 DEFAULT_DOCKERIGNORE = """\
@@ -84,8 +85,19 @@ def prepare_context(src: Path, plan: BuildPlan, base_image: str, ca_bundle: str 
         return path
     if not (src / ".dockerignore").exists():
         (src / ".dockerignore").write_text(DEFAULT_DOCKERIGNORE)
-    (generated / "Dockerfile").write_text(plan.dockerfile(base_image, build_image=build_image, with_ca_bundle=with_ca))
+    text = plan.dockerfile(base_image, build_image=build_image, with_ca_bundle=with_ca)
+    (generated / "Dockerfile").write_text(_with_managed_label(text))
     return f"{GENERATED_DIR}/Dockerfile"
+
+
+def _with_managed_label(dockerfile: str) -> str:
+    """The platform's label, as a step right after the last FROM: there it comes
+    from the cache on a code-only change (a label given to the build API is a
+    step of its own after the code, which costs a container each time)."""
+    lines = dockerfile.splitlines()
+    last_from = max(i for i, line in enumerate(lines) if line.startswith("FROM "))
+    lines.insert(last_from + 1, f"LABEL {MANAGED_LABEL}=true")
+    return "\n".join(lines) + "\n"
 
 
 def build_image(
@@ -139,7 +151,8 @@ def build_image(
             timeout=timeout,
             container_limits=limits,
             buildargs=dict(plan.build_args) if plan and plan.build_args else None,
-            labels={"org.hakobune.managed": "true"},
+            # Generated Dockerfiles carry the label themselves (prepare_context).
+            labels={MANAGED_LABEL: "true"} if plan is None or plan.uses_own_dockerfile else None,
         )
         pending = ""
         for chunk in stream:

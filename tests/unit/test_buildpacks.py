@@ -40,7 +40,10 @@ def test_the_dockerfile_installs_dependencies_before_copying_the_code():
     copy_code = lines.index("COPY . .")
     assert copy_requirements < install < copy_code
     assert "USER 10001:10001" in lines
-    assert lines[-1].startswith('CMD ["/bin/sh", "-c", "exec gunicorn')
+    cmd = next(i for i, line in enumerate(lines) if line.startswith("CMD "))
+    assert lines[cmd].startswith('CMD ["/bin/sh", "-c", "exec gunicorn')
+    # How the app starts comes before the code, so a code-only change does not redo it.
+    assert cmd < copy_code and lines[-1] == "COPY . ."
 
 
 def test_the_ca_bundle_goes_in_before_the_install_when_configured():
@@ -96,7 +99,8 @@ def test_a_two_stage_dockerfile_copies_only_the_artifacts_into_the_run_image():
     # The CA bundle reaches npm in the build stage.
     assert any("NODE_EXTRA_CA_CERTS=" in line for line in lines[:run_stage])
     assert any(line.startswith("ENV PORT=8080") and "SITE_ROOT=/app/dist" in line for line in lines[run_stage:])
-    assert lines[-1] == 'CMD ["/bin/sh", "-c", "exec lighttpd -D -f /etc/lighttpd/hakobune.conf"]'
+    assert 'CMD ["/bin/sh", "-c", "exec lighttpd -D -f /etc/lighttpd/hakobune.conf"]' in lines[run_stage:]
+    assert lines[-1] == "COPY --from=build /app/dist /app/dist"
 
 
 def test_a_two_stage_plan_needs_both_images():
@@ -106,7 +110,13 @@ def test_a_two_stage_plan_needs_both_images():
 
 def test_a_start_command_list_is_left_to_the_shell():
     plan = BuildPlan(stack="python", start_command="cd web && gunicorn app:app")
-    assert plan.dockerfile("x").splitlines()[-1] == 'CMD ["/bin/sh", "-c", "cd web && gunicorn app:app"]'
+    assert 'CMD ["/bin/sh", "-c", "cd web && gunicorn app:app"]' in plan.dockerfile("x").splitlines()
+
+
+def test_build_commands_run_as_root_and_the_app_as_the_app_user():
+    lines = detect(APPS_DIR / "django-static").plan.dockerfile("x").splitlines()
+    collect = next(i for i, line in enumerate(lines) if "collectstatic" in line)
+    assert lines.index("USER 10001:10001") > collect
 
 
 @pytest.mark.parametrize("app", ["flask-hello", "node-express", "go-http", "django-static"])

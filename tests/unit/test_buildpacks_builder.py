@@ -99,7 +99,10 @@ def test_the_context_gets_the_generated_dockerfile_and_a_dockerignore(tmp_path):
     plan = detect(src).plan
     path = builder.prepare_context(src, plan, "run-image", None, build_image="build-image")
     assert path == ".hakobune/Dockerfile"
-    assert (src / path).read_text() == plan.dockerfile("run-image", build_image="build-image")
+    written = (src / path).read_text().splitlines()
+    assert written[written.index("FROM run-image") + 1] == "LABEL org.hakobune.managed=true"
+    written.remove("LABEL org.hakobune.managed=true")
+    assert written == plan.dockerfile("run-image", build_image="build-image").splitlines()
     assert "node_modules" in (src / ".dockerignore").read_text()
 
 

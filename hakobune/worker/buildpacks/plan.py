@@ -138,21 +138,38 @@ class BuildPlan:
             lines.append(f"COPY {' '.join(self.dependency_files)} ./")
         for command in self.install_commands:
             lines.append(f"RUN {command}")
-        lines.append("# Your code.")
-        lines.append("COPY . .")
-        for command in self.build_commands:
-            lines.append(f"RUN {command}")
+        # How the app starts, before the code: each of these is a step of its own,
+        # and before the code layer they come from the cache on a code-only change.
+        run_settings = [
+            f"EXPOSE {self.port}",
+            f"CMD {json.dumps(['/bin/sh', '-c', shell_command(self.start_command)])}",
+        ]
         if two_stage:
+            lines.append("# Your code, built.")
+            lines.append("COPY . .")
+            for command in self.build_commands:
+                lines.append(f"RUN {command}")
             lines.append("")
             lines.append(f"FROM {base_image}")
             lines.append(_env_line({"PORT": str(self.port), **self.env}))
             lines.append("WORKDIR /app")
+            lines += run_settings
+            lines.append(f"USER {APP_USER}")
+            lines.append("# Only what the build made; no compiler, no sources.")
             for artifact in self.artifacts:
                 path = artifact.strip("/")
                 lines.append(f"COPY --from=build /app/{path} /app/{path}")
-        lines.append(f"USER {APP_USER}")
-        lines.append(f"EXPOSE {self.port}")
-        lines.append(f"CMD {json.dumps(['/bin/sh', '-c', shell_command(self.start_command)])}")
+        else:
+            lines += run_settings
+            if not self.build_commands:
+                lines.append(f"USER {APP_USER}")
+            lines.append("# Your code.")
+            lines.append("COPY . .")
+            for command in self.build_commands:
+                lines.append(f"RUN {command}")
+            if self.build_commands:
+                # The build commands run as root (they write in /app); the app does not.
+                lines.append(f"USER {APP_USER}")
         return "\n".join(lines) + "\n"
 
 
