@@ -1,6 +1,7 @@
 """Base images ("stacks") per language.
 
     python manage.py stack ensure python           # find, pull or build it
+    python manage.py stack build node              # node, go (build stage), static (lighttpd; Go's run stage)
     python manage.py stack build python            # re-import the locally built stack
     python manage.py stack build python --no-cache # run debootstrap again
 """
@@ -26,7 +27,7 @@ class Command(BaseCommand):
             help="ensure: use the configured image if present or pullable, else build one from "
             "Debian packages. build: build hakobune/stack-<language>:<suite> locally, even if it exists.",
         )
-        parser.add_argument("language", help="e.g. python")
+        parser.add_argument("language", help="python, node, go or static")
         parser.add_argument("--no-pull", action="store_true", help="ensure: do not try the registry.")
         parser.add_argument(
             "--no-cache",
@@ -56,7 +57,7 @@ class Command(BaseCommand):
             suite=settings.STACK_DEBIAN_SUITE,
             mirror=settings.STACK_DEBIAN_MIRROR,
             ca_bundle=settings.BUILD_CA_BUNDLE or None,
-            cache_dir=Path(settings.DATA_DIR) / "stacks",
+            cache_dir=Path(getattr(settings, "STACK_CACHE_DIR", Path(settings.DATA_DIR) / "stacks")),
             log=log,
         )
         try:
