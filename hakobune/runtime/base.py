@@ -94,6 +94,16 @@ class LogLine:
     text: str
 
 
+@dataclass(frozen=True)
+class MetricSample:
+    """One measurement of one instance: `name` is cpu_percent, memory_bytes or
+    memory_limit_bytes; `labels` say which instance it is."""
+
+    timestamp: datetime
+    name: str
+    value: float
+    labels: dict[str, str] = field(default_factory=dict)
+
 class RuntimeBackend:
     """Base class. Subclasses implement what their runtime supports and say so in
     `capabilities`, so views and tasks never ask which backend they hold."""
@@ -120,6 +130,11 @@ class RuntimeBackend:
         raise NotImplementedError
 
     def logs(self, ref: ServiceRef, *, tail: int = 200) -> list[LogLine]:
+        raise NotImplementedError
+
+    def metrics(self, ref: ServiceRef) -> list[MetricSample]:
+        """The current sample of each running instance (no history: that is
+        kept by the metric collectors, not by the backend)."""
         raise NotImplementedError
 
     def sync_routes(self, live: list[LiveRoute]) -> None:

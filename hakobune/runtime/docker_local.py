@@ -25,6 +25,7 @@ from .base import (
     Instance,
     LiveRoute,
     LogLine,
+    MetricSample,
     RuntimeBackend,
     RuntimeBackendError,
     ServiceRef,
@@ -322,6 +323,28 @@ class DockerLocalBackend(RuntimeBackend):
         lines.sort(key=lambda line: line.timestamp or datetime.min)
         return lines[-tail:]
 
+    def metrics(self, ref: ServiceRef) -> list[MetricSample]:
+        """CPU and memory of each running instance, from one `docker stats`
+        reading (no streaming): the CPU percent is over the interval between
+        the engine's last two readings, as `docker stats` shows it."""
+        samples = []
+        for container in self._containers(ref, all_states=False):
+            try:
+                stats = container.stats(stream=False)
+            except DockerException:
+                continue
+            stamp = _parse_docker_time(stats.get("read", "")) or datetime.now().astimezone()
+            labels = {"instance": container.name, "release": container.labels.get(LABEL_RELEASE, "")}
+            samples.append(MetricSample(stamp, "cpu_percent", _cpu_percent(stats), labels))
+            memory = stats.get("memory_stats") or {}
+            if "usage" in memory:
+                # Like `docker stats`: the page cache the kernel can reclaim is not counted.
+                used = memory["usage"] - (memory.get("stats") or {}).get("inactive_file", 0)
+                samples.append(MetricSample(stamp, "memory_bytes", float(max(used, 0)), labels))
+            if memory.get("limit"):
+                samples.append(MetricSample(stamp, "memory_limit_bytes", float(memory["limit"]), labels))
+        return samples
+
     def sync_routes(self, live: list[LiveRoute]) -> None:
         routes = []
         for entry in live:
@@ -363,6 +386,16 @@ def _last_error_line(lines: list[str]) -> str:
         if _ERROR_LINE.match(line):
             return line.strip()[:300]
     return ""
+
+
+def _cpu_percent(stats: dict) -> float:
+    cpu, previous = stats.get("cpu_stats") or {}, stats.get("precpu_stats") or {}
+    used = (cpu.get("cpu_usage") or {}).get("total_usage", 0) - (previous.get("cpu_usage") or {}).get("total_usage", 0)
+    elapsed = cpu.get("system_cpu_usage", 0) - previous.get("system_cpu_usage", 0)
+    cpus = cpu.get("online_cpus") or len((cpu.get("cpu_usage") or {}).get("percpu_usage") or []) or 1
+    if used <= 0 or elapsed <= 0:
+        return 0.0
+    return round(used / elapsed * cpus * 100.0, 2)
 
 
 def _parse_docker_time(stamp: str) -> datetime | None:

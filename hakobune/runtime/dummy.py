@@ -7,6 +7,7 @@ from .base import (
     Instance,
     LiveRoute,
     LogLine,
+    MetricSample,
     RuntimeBackend,
     RuntimeBackendError,
     ServiceRef,
@@ -15,7 +16,7 @@ from .base import (
 
 
 class DummyBackend(RuntimeBackend):
-    capabilities = frozenset({"logs"})
+    capabilities = frozenset({"logs", "metrics"})
 
     def __init__(self, alias, **options):
         super().__init__(alias, **options)
@@ -48,6 +49,18 @@ class DummyBackend(RuntimeBackend):
 
     def logs(self, ref: ServiceRef, *, tail: int = 200) -> list[LogLine]:
         return [LogLine(timestamp=None, instance="dummy", text=f"{ref.service} is running")]
+
+    def metrics(self, ref: ServiceRef) -> list[MetricSample]:
+        """What it was told to report (OPTIONS["metrics"]: {name: value}) for a
+        running service; nothing for one it does not run."""
+        from datetime import datetime, timezone
+
+        spec = self.running.get(ref)
+        if spec is None:
+            return []
+        now = datetime.now(timezone.utc)
+        labels = {"instance": f"{spec.service}-{spec.release_number}"}
+        return [MetricSample(now, name, float(value), labels) for name, value in self.options.get("metrics", {}).items()]
 
     def sync_routes(self, live: list[LiveRoute]) -> None:
         self.calls.append(("sync_routes", list(live)))
