@@ -15,6 +15,7 @@ urlpatterns = [
     path("t/<slug:team>/<slug:service>/", services.service_detail, name="service_detail"),
     path("t/<slug:team>/<slug:service>/deploy/", services.service_deploy, name="service_deploy"),
     path("t/<slug:team>/<slug:service>/logs/", services.runtime_logs, name="runtime_logs"),
+    path("t/<slug:team>/<slug:service>/env/", services.service_env, name="service_env"),
     path("t/<slug:team>/<slug:service>/scale/", services.service_scale, name="service_scale"),
     path("t/<slug:team>/<slug:service>/delete/", services.service_delete, name="service_delete"),
     path("t/<slug:team>/<slug:service>/stop/", services.service_power, {"action": "stop"}, name="service_stop"),

@@ -30,6 +30,7 @@ from hakobune.platform.crypto import decrypt
 from hakobune.platform.services import sources
 from hakobune.platform.services.backends import all_backends, get_backend
 from hakobune.platform.services.models import Release, Service
+from hakobune.platform.services.services import env_of
 from hakobune.runtime.base import DeploySpec, LiveRoute, RuntimeBackendError, ServiceRef
 from hakobune.worker import builder, gitfetch, images, source, stacks
 from hakobune.worker.buildpacks import BuildPlan, NoStackDetected, detect
@@ -420,6 +421,7 @@ def _deploy_spec(service: Service, release: Release) -> DeploySpec:
         memory_mb=config["memory_mb"],
         instances=config["instances"],
         health_check_path=config["health_check_path"],
+        env=env_of(service),
     )
 
 

@@ -227,3 +227,114 @@ def set_scale_to_zero(*, service: Service, enabled: bool, idle_minutes: int, cre
         from .scaling import wake
 
         wake(service, _deploy_spec(service, service.live_release))
+
+
+# -- settings, source and environment (the API's PATCH, deploys from a git URL, env) ---
+
+SETTINGS_FIELDS = ("cpu", "memory_mb", "port", "health_check_path", "instances")
+
+
+def update_settings(*, service: Service, created_by=None, **fields):
+    """Changes a service's cpu, memory, port, health check path or instances
+    at once; a live service gets one new release of the same image with them,
+    as `scale` does."""
+    from django.core.exceptions import ValidationError
+
+    unknown = set(fields) - set(SETTINGS_FIELDS)
+    if unknown:
+        raise ServiceActionError(f"These cannot be changed here: {', '.join(sorted(unknown))}.")
+    changed = {name: value for name, value in fields.items() if getattr(service, name) != value}
+    if not changed:
+        return None
+    for name, value in changed.items():
+        setattr(service, name, value)
+    try:
+        service.full_clean(exclude=["live_release", "created_by", "team"])
+    except ValidationError as exc:
+        service.refresh_from_db()
+        raise ServiceActionError(" ".join(f"{name}: {' '.join(errors)}" for name, errors in exc.message_dict.items()))
+    Service.objects.filter(id=service.id).update(**changed)
+    live = service.live_release
+    if live is None:
+        return None
+    config = {**live.config, **{name: float(value) if name == "cpu" else value for name, value in changed.items()}}
+    return _new_release(
+        service, build=live.build, image=live.image, config=config,
+        description="Changed " + ", ".join(sorted(changed)),
+    )
+
+
+def set_source(*, service: Service, git_url: str = "", git_ref: str = "", subdir: str | None = None) -> Service:
+    """Points the service at a git repository (and branch), and/or at the
+    app's folder inside the source, for the deploys that follow."""
+    update = {}
+    if subdir is not None:
+        cleaned = (subdir or "").strip().strip("/")
+        if ".." in cleaned.split("/") or "\\" in cleaned:
+            raise ServiceActionError(f"{subdir!r} must be a folder inside the source, like services/api.")
+        update["source_subdir"] = cleaned
+    if git_url:
+        same_repo = service.source_kind == SourceKind.GIT and service.git_url == git_url
+        try:
+            checked = check_git_source(git_url, git_ref or (service.git_ref if same_repo else "") or "main")
+        except ValueError as exc:
+            raise ServiceActionError(str(exc))
+        update.update(source_kind=SourceKind.GIT, git_url=checked.url, git_ref=checked.ref)
+        if not same_repo:
+            # A token given for another repository is not sent to this one.
+            update["git_token_encrypted"] = ""
+    for name, value in update.items():
+        setattr(service, name, value)
+    if update:
+        Service.objects.filter(id=service.id).update(**update)
+    return service
+
+
+MAX_ENV_VALUE_BYTES = 32 * 1024
+
+
+def set_env(*, service: Service, values: dict, unset: list, created_by=None):
+    """Sets and unsets a service's environment variables. A live service gets a
+    new release of its image so that they take effect, as on Heroku; returns
+    it (None when the service is not live or nothing changed)."""
+    from django.core.exceptions import ValidationError
+
+    from .models import EnvVar, validate_env_key
+
+    both = set(values) & set(unset)
+    if both:
+        raise ServiceActionError(f"Either set or unset {', '.join(sorted(both))}, not both.")
+    for key in [*values, *unset]:
+        try:
+            validate_env_key(key)
+        except ValidationError as exc:
+            raise ServiceActionError(f"{key!r}: {' '.join(exc.messages)}")
+    for key, value in values.items():
+        if not isinstance(value, str):
+            raise ServiceActionError(f"The value of {key} must be a string.")
+        if len(value.encode()) > MAX_ENV_VALUE_BYTES:
+            raise ServiceActionError(f"The value of {key} is over {MAX_ENV_VALUE_BYTES // 1024} KiB; keep large data out of the environment.")
+    with transaction.atomic():
+        for key, value in values.items():
+            EnvVar.objects.update_or_create(service=service, key=key, defaults={"value_encrypted": encrypt(value)})
+        removed, _ = EnvVar.objects.filter(service=service, key__in=list(unset)).delete()
+    if not values and not removed:
+        return None
+    live = service.live_release
+    if live is None:
+        return None
+    parts = []
+    if values:
+        parts.append("Set " + ", ".join(sorted(values)))
+    if removed:
+        parts.append("unset " + ", ".join(sorted(unset)))
+    return _new_release(
+        service, build=live.build, image=live.image, config=dict(live.config), description="; ".join(parts)[:200]
+    )
+
+
+def env_of(service: Service) -> dict[str, str]:
+    """The service's environment variables, decrypted, for the runtime."""
+    from hakobune.platform.crypto import decrypt
+
+    return {var.key: decrypt(var.value_encrypted) for var in service.env_vars.all()}

@@ -24,6 +24,7 @@ from .services import (
     redeploy_build,
     rollback,
     scale,
+    set_env,
     start_service,
     stop_service,
 )
@@ -237,6 +238,26 @@ def service_delete(request, team, service):
     delete_service(service=service, created_by=request.user)
     messages.success(request, f"{service.name} is being deleted: its instances, address and images.")
     return redirect("dashboard")
+
+
+@login_required
+@require_POST
+def service_env(request, team, service):
+    """Sets one variable (key, value) or unsets one (unset=key)."""
+    _, service = _deployer_or_403(request, team, service)
+    key = (request.POST.get("unset") or request.POST.get("key") or "").strip()
+    try:
+        if request.POST.get("unset"):
+            release = set_env(service=service, values={}, unset=[key], created_by=request.user)
+            done = f"{key} is unset"
+        else:
+            release = set_env(service=service, values={key: request.POST.get("value", "")}, unset=[], created_by=request.user)
+            done = f"{key} is set"
+    except ServiceActionError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"{done}{f'; v{release.number} applies it' if release else ''}.")
+    return redirect(reverse("service_detail", args=[team, service.name]) + "#env")
 
 
 @login_required
