@@ -73,9 +73,13 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_htmx",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "hakobune.platform.accounts",
     "hakobune.platform.services",
     "hakobune.platform.builds",
+    "hakobune.platform.api",
     "hakobune.frontend",
 ]
 
@@ -176,6 +180,39 @@ CELERY_BEAT_SCHEDULE = {
     "sync-router": {"task": "hakobune.worker.tasks.sync_router", "schedule": 60.0},
     "fail-stalled-builds": {"task": "hakobune.worker.tasks.fail_stalled_builds", "schedule": 60.0},
 }
+
+# The REST API under /api/v1/ (hakobune/platform/api): bearer tokens or the
+# portal's session, JSON errors with a message a person can act on.
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "hakobune.platform.api.auth.BearerTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # JSON everywhere; the deploy endpoint also takes multipart uploads.
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "hakobune.platform.api.errors.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Hakobune API",
+    "DESCRIPTION": "Deploy and run services on Hakobune. Authenticate with `Authorization: Bearer <token>`; "
+    "create a token in the portal (API tokens) or with POST /api/v1/auth/token.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    # The docs page's JavaScript and CSS come from this server, never a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+# How long one streamed answer (a build log or runtime logs with ?follow=1)
+# stays open, and how often it looks for news.
+API_STREAM_MAX_SECONDS = env_int("API_STREAM_MAX_SECONDS", 1800)
+API_STREAM_POLL_SECONDS = float(env("API_STREAM_POLL_SECONDS", "1"))
 
 # Runtime backends, chosen per service like Django's email backends.
 RUNTIME_BACKENDS = {

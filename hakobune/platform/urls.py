@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 
 from hakobune.platform.accounts import views as accounts
 from hakobune.platform.services import views as services
@@ -10,6 +10,9 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(template_name="accounts/login.html"), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("account/password/", accounts.password_change, name="password_change"),
+    path("account/tokens/", accounts.api_tokens, name="api_tokens"),
+    path("account/tokens/<int:token_id>/revoke/", accounts.api_token_revoke, name="api_token_revoke"),
+    path("api/v1/", include("hakobune.platform.api.urls")),
     path("teams/new/", accounts.team_new, name="team_new"),
     path("t/<slug:team>/services/new/", services.service_new, name="service_new"),
     path("t/<slug:team>/<slug:service>/", services.service_detail, name="service_detail"),

@@ -54,3 +54,30 @@ class Profile(models.Model):
     # Set for accounts created with a printed one-time password: the first
     # thing such a person does after logging in is choose their own.
     must_change_password = models.BooleanField(default=False)
+
+
+class ApiToken(models.Model):
+    """A bearer token for the API and the CLI. Only its SHA-256 is stored: the
+    token itself is shown once, when it is created."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, help_text="What it is for, like 'laptop' or 'GitHub Actions'.")
+    # The start of the token, so a person can tell their tokens apart.
+    prefix = models.CharField(max_length=16)
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.user} {self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        from django.utils import timezone
+
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > timezone.now())

@@ -51,3 +51,37 @@ def _team_name_for(username: str) -> str:
     if not cleaned or not cleaned[0].isalpha():
         cleaned = f"team-{cleaned}".strip("-")
     return cleaned[:30]
+
+
+class MembershipError(Exception):
+    pass
+
+
+@transaction.atomic
+def add_member(*, team: Team, user, role: str) -> Membership:
+    """Adds a person to a team, or changes their role when they are in it."""
+    if role not in Role.values:
+        raise MembershipError(f"{role!r} is not a role; choose one of {', '.join(Role.values)}.")
+    membership = Membership.objects.filter(team=team, user=user).first()
+    if membership is None:
+        return Membership.objects.create(team=team, user=user, role=role)
+    if membership.role == Role.OWNER and role != Role.OWNER:
+        _keep_an_owner(team, leaving=membership)
+    membership.role = role
+    membership.save(update_fields=["role"])
+    return membership
+
+
+@transaction.atomic
+def remove_member(*, team: Team, user) -> None:
+    membership = Membership.objects.select_for_update().filter(team=team, user=user).first()
+    if membership is None:
+        raise MembershipError(f"{user.username} is not in {team.name}.")
+    if membership.role == Role.OWNER:
+        _keep_an_owner(team, leaving=membership)
+    membership.delete()
+
+
+def _keep_an_owner(team, *, leaving):
+    if not Membership.objects.filter(team=team, role=Role.OWNER).exclude(id=leaving.id).exists():
+        raise MembershipError(f"{team.name} needs at least one owner; make someone else an owner first.")

@@ -3,11 +3,13 @@ from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import PasswordChangeForm
 from django.core.exceptions import ValidationError
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
 
-from .forms import NewTeamForm
+from .forms import ApiTokenForm, NewTeamForm
 from .models import Profile
 from .services import create_team
+from .tokens import create_api_token, revoke_api_token
 
 
 @login_required
@@ -36,3 +38,30 @@ def password_change(request):
         messages.success(request, "Your password is changed.")
         return redirect("dashboard")
     return render(request, "accounts/password_change.html", {"form": form, "first_time": first_time})
+
+
+@login_required
+def api_tokens(request):
+    """The person's API tokens: a new one is shown once, right after it is made."""
+    form = ApiTokenForm(request.POST or None)
+    new_token = None
+    if request.method == "POST" and form.is_valid():
+        record, new_token = create_api_token(
+            user=request.user, name=form.cleaned_data["name"], expires_in_days=form.cleaned_data["expires_in_days"]
+        )
+        form = ApiTokenForm()
+    tokens = request.user.api_tokens.all()
+    return render(
+        request,
+        "accounts/api_tokens.html",
+        {"form": form, "tokens": tokens, "new_token": new_token, "api_url": request.build_absolute_uri("/")},
+    )
+
+
+@login_required
+@require_POST
+def api_token_revoke(request, token_id):
+    token = get_object_or_404(request.user.api_tokens, id=token_id)
+    revoke_api_token(token=token)
+    messages.success(request, f"The token {token.name} is revoked; it no longer works.")
+    return redirect("api_tokens")

@@ -1,0 +1,253 @@
+"""What the API takes and gives. Output serializers are read-only views of the
+models; input serializers only check shapes, the actions in services.py decide."""
+
+from decimal import Decimal
+
+from django.conf import settings
+from rest_framework import serializers
+
+from hakobune.platform.accounts.models import Role
+from hakobune.platform.services.models import Release, Service
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = serializers.CharField(help_text="What went wrong, and what to do about it.")
+    code = serializers.CharField()
+    fields = serializers.DictField(child=serializers.ListField(child=serializers.CharField()), required=False)
+
+
+class MessageSerializer(serializers.Serializer):
+    message = serializers.CharField()
+
+
+# -- auth and accounts ------------------------------------------------------------------
+
+
+class TokenRequestSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    password = serializers.CharField(max_length=1024, style={"input_type": "password"})
+    name = serializers.CharField(max_length=100, required=False, default="CLI", help_text="What the token is for.")
+    expires_in_days = serializers.IntegerField(min_value=1, max_value=3650, required=False, allow_null=True, default=None)
+
+
+class TokenSerializer(serializers.Serializer):
+    token = serializers.CharField(help_text="Shown only this once; keep it secret.")
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    expires_at = serializers.DateTimeField(allow_null=True)
+
+
+class MembershipOfMeSerializer(serializers.Serializer):
+    team = serializers.CharField(source="team.name")
+    role = serializers.ChoiceField(choices=Role.choices)
+
+
+class MeSerializer(serializers.Serializer):
+    username = serializers.CharField()
+    email = serializers.CharField(allow_blank=True)
+    teams = MembershipOfMeSerializer(many=True, source="memberships")
+
+
+class TeamSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    role = serializers.ChoiceField(choices=Role.choices, help_text="Your role in it.")
+    created_at = serializers.DateTimeField()
+
+
+DNS_LABEL = r"^[a-z]([a-z0-9-]*[a-z0-9])?$"
+DNS_LABEL_MESSAGE = "Use lowercase letters, digits and hyphens; start with a letter and do not end with a hyphen."
+
+
+class TeamCreateSerializer(serializers.Serializer):
+    name = serializers.RegexField(DNS_LABEL, max_length=30, error_messages={"invalid": DNS_LABEL_MESSAGE},
+                                  help_text="Lowercase letters, digits and hyphens; part of every service's address.")
+
+
+class MemberSerializer(serializers.Serializer):
+    username = serializers.CharField(source="user.username")
+    email = serializers.CharField(source="user.email", allow_blank=True)
+    role = serializers.ChoiceField(choices=Role.choices)
+    created_at = serializers.DateTimeField()
+
+
+class MemberAddSerializer(serializers.Serializer):
+    user = serializers.CharField(max_length=254, help_text="Their username or e-mail address; they need an account.")
+    role = serializers.ChoiceField(choices=Role.choices, default=Role.DEVELOPER)
+
+
+# -- services ---------------------------------------------------------------------------
+
+
+class BuildRefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    number = serializers.IntegerField()
+    status = serializers.CharField()
+
+
+class ReleaseSerializer(serializers.ModelSerializer):
+    build = serializers.IntegerField(source="build_id", help_text="The build (its id) whose image it runs.")
+    build_number = serializers.IntegerField(source="build.number")
+
+    class Meta:
+        model = Release
+        fields = ["id", "number", "description", "status", "image", "config", "failure_reason", "build", "build_number",
+                  "created_at", "live_at"]
+
+
+class SourceSerializer(serializers.Serializer):
+    kind = serializers.CharField(source="source_kind")
+    git_url = serializers.CharField(allow_blank=True)
+    git_ref = serializers.CharField(allow_blank=True)
+    subdir = serializers.CharField(source="source_subdir", allow_blank=True)
+
+
+class ServiceSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    team = serializers.CharField(source="team.name")
+    status = serializers.SerializerMethodField(help_text="new, deploying, live, stopped or failed")
+    url = serializers.CharField()
+    target = serializers.CharField()
+    cpu = serializers.FloatField()
+    memory_mb = serializers.IntegerField()
+    instances = serializers.IntegerField()
+    port = serializers.IntegerField()
+    health_check_path = serializers.CharField()
+    source = SourceSerializer(source="*")
+    live_release = ReleaseSerializer(allow_null=True)
+    latest_build = serializers.SerializerMethodField()
+    created_at = serializers.DateTimeField()
+
+    def get_status(self, service) -> str:
+        from hakobune.platform.services.views import service_status
+
+        return service_status(service, service.builds.first())
+
+    def get_latest_build(self, service) -> BuildRefSerializer(allow_null=True):
+        build = service.builds.first()
+        return BuildRefSerializer(build).data if build else None
+
+
+class ServiceCreateSerializer(serializers.Serializer):
+    name = serializers.RegexField(DNS_LABEL, max_length=30, error_messages={"invalid": DNS_LABEL_MESSAGE},
+                                  help_text="Lowercase letters, digits and hyphens; part of its address.")
+    target = serializers.CharField(max_length=32, required=False, help_text="Which runtime runs it (default: the platform's).")
+    cpu = serializers.DecimalField(max_digits=4, decimal_places=2, required=False, min_value=Decimal("0.1"), max_value=Decimal("8"))
+    memory_mb = serializers.IntegerField(required=False, min_value=64, max_value=16384)
+    instances = serializers.IntegerField(required=False, min_value=1, max_value=10)
+    port = serializers.IntegerField(required=False, min_value=1024, max_value=65535)
+    health_check_path = serializers.CharField(required=False, max_length=200)
+    git_url = serializers.CharField(required=False, allow_blank=True, max_length=500)
+    git_ref = serializers.CharField(required=False, allow_blank=True, max_length=255)
+    subdir = serializers.CharField(required=False, allow_blank=True, max_length=255)
+
+    def validate_target(self, value):
+        if value not in settings.RUNTIME_BACKENDS:
+            raise serializers.ValidationError(
+                f"There is no target called {value!r}; this platform has: {', '.join(sorted(settings.RUNTIME_BACKENDS))}."
+            )
+        return value
+
+    def validate_health_check_path(self, value):
+        if not value.startswith("/"):
+            raise serializers.ValidationError("Give a path that starts with /, like /healthz.")
+        return value
+
+
+class ServiceUpdateSerializer(serializers.Serializer):
+    cpu = serializers.DecimalField(max_digits=4, decimal_places=2, required=False, min_value=Decimal("0.1"), max_value=Decimal("8"))
+    memory_mb = serializers.IntegerField(required=False, min_value=64, max_value=16384)
+    instances = serializers.IntegerField(required=False, min_value=1, max_value=10)
+    port = serializers.IntegerField(required=False, min_value=1024, max_value=65535)
+    health_check_path = serializers.CharField(required=False, max_length=200)
+
+    validate_health_check_path = ServiceCreateSerializer.validate_health_check_path
+
+
+class DeployUploadSerializer(serializers.Serializer):
+    source = serializers.FileField(help_text="A .zip, .tar.gz, .tar or .tar.xz of the app's folder.")
+    subdir = serializers.CharField(required=False, allow_blank=True, max_length=255, help_text="The app's folder inside it.")
+
+
+class DeployGitSerializer(serializers.Serializer):
+    git_url = serializers.CharField(required=False, allow_blank=True, max_length=500,
+                                    help_text="https address of the repository; default: the service's.")
+    ref = serializers.CharField(required=False, allow_blank=True, max_length=255, help_text="Branch, tag or commit.")
+    subdir = serializers.CharField(required=False, allow_blank=True, max_length=255)
+
+
+class BuildSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    number = serializers.IntegerField()
+    team = serializers.CharField(source="service.team.name")
+    service = serializers.CharField(source="service.name")
+    status = serializers.CharField()
+    in_progress = serializers.BooleanField()
+    reason = serializers.CharField(source="failure_reason", help_text="Why it failed, when it did.")
+    failed_step = serializers.CharField()
+    trigger = serializers.CharField()
+    source = serializers.CharField(source="source_label")
+    git_commit = serializers.CharField()
+    detection = serializers.CharField(source="detection_reason")
+    plan = serializers.JSONField(allow_null=True)
+    image = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    duration_seconds = serializers.SerializerMethodField()
+    url = serializers.CharField(source="service.url", help_text="Where the service answers once live.")
+
+    def get_duration_seconds(self, build) -> float | None:
+        return build.duration.total_seconds() if build.duration else None
+
+
+class DeployAcceptedSerializer(BuildSerializer):
+    log_url = serializers.CharField()
+
+
+class RollbackSerializer(serializers.Serializer):
+    release = serializers.IntegerField(min_value=1, help_text="The number of the release to go back to (3 for v3).")
+
+
+class EnvVarSerializer(serializers.Serializer):
+    key = serializers.CharField()
+    value = serializers.CharField(help_text="Always masked: values are write-only.")
+    updated_at = serializers.DateTimeField()
+
+
+class EnvSerializer(serializers.Serializer):
+    env = EnvVarSerializer(many=True)
+    release = serializers.IntegerField(allow_null=True, required=False,
+                                       help_text="The new release that applies the change, when the service is live.")
+
+
+class EnvUpdateSerializer(serializers.Serializer):
+    set = serializers.DictField(child=serializers.CharField(allow_blank=True, max_length=32768), required=False, default=dict)
+    unset = serializers.ListField(child=serializers.CharField(max_length=128), required=False, default=list)
+
+
+class LogLineSerializer(serializers.Serializer):
+    timestamp = serializers.DateTimeField(allow_null=True)
+    instance = serializers.CharField()
+    text = serializers.CharField(allow_blank=True)
+
+
+class LogsSerializer(serializers.Serializer):
+    lines = LogLineSerializer(many=True)
+
+
+class MetricSampleSerializer(serializers.Serializer):
+    timestamp = serializers.DateTimeField()
+    name = serializers.CharField(help_text="cpu_percent, memory_bytes or memory_limit_bytes")
+    value = serializers.FloatField()
+    labels = serializers.DictField(child=serializers.CharField(allow_blank=True))
+
+
+class MetricsSerializer(serializers.Serializer):
+    since = serializers.DateTimeField(allow_null=True)
+    step = serializers.IntegerField(help_text="Seconds between points, once history is kept.")
+    history = serializers.BooleanField(help_text="False: only the current sample is known until metrics are collected.")
+    samples = MetricSampleSerializer(many=True)
+
+
+class ServiceChangeSerializer(ServiceSerializer):
+    release = serializers.IntegerField(allow_null=True, required=False, help_text="The new release that applies the change.")

@@ -1,0 +1,677 @@
+"""The REST API, v1. Permissions are the portal's: outsiders get 404, viewers
+read, owners and developers change services, owners manage members and delete.
+Every write goes through the actions in accounts/services.py, accounts/tokens.py
+and services/services.py."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.contrib.auth import authenticate, get_user_model
+from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import Q
+from django.http import Http404, HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import exceptions, status
+from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.permissions import AllowAny
+from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from hakobune.platform.accounts.models import Membership, Role
+from hakobune.platform.accounts.permissions import membership_or_404
+from hakobune.platform.accounts.services import add_member, create_team, remove_member
+from hakobune.platform.accounts.tokens import create_api_token
+from hakobune.platform.builds.models import Build
+from hakobune.platform.services.backends import get_backend
+from hakobune.platform.services.forms import ArchiveField
+from hakobune.platform.services.models import Service
+from hakobune.platform.services.services import (
+    ServiceActionError,
+    create_service,
+    delete_service,
+    deploy_service,
+    rollback,
+    set_env,
+    set_source,
+    update_settings,
+)
+from hakobune.platform.services.uploads import upload_refusal
+from hakobune.runtime.base import ServiceRef
+
+from . import serializers as s
+from .errors import Conflict, NotImplementedHere
+
+MASK = "••••••"
+
+
+def errors(*codes):
+    described = {
+        400: "The request is not valid; `error` says why.",
+        401: "No valid token.",
+        403: "Your role does not allow it.",
+        404: "Not found, or of a team you are not in.",
+        409: "The service is not in a state that allows it.",
+        501: "The service's runtime cannot do this.",
+    }
+    return {code: OpenApiResponse(s.ErrorSerializer, description=described[code]) for code in codes}
+
+
+READ_ERRORS = (401, 404)
+WRITE_ERRORS = (400, 401, 403, 404)
+
+
+# -- shared checks ------------------------------------------------------------------------
+
+
+def _service(request, team, service) -> tuple[Membership, Service]:
+    membership = membership_or_404(request.user, team)
+    found = (
+        Service.objects.select_related("team", "live_release__build")
+        .exclude(desired_state="deleted")
+        .filter(team=membership.team, name=service)
+        .first()
+    )
+    if found is None:
+        raise Http404
+    return membership, found
+
+
+def _deployer(membership: Membership, action: str = "change services") -> None:
+    if not membership.can_deploy:
+        raise PermissionDenied(
+            f"Viewers cannot {action}. Ask an owner of {membership.team.name} to make you a developer."
+        )
+
+
+def _owner(membership: Membership, action: str) -> None:
+    if membership.role != Role.OWNER:
+        raise PermissionDenied(f"Only owners of {membership.team.name} can {action}.")
+
+
+def _django_errors(exc: DjangoValidationError):
+    if hasattr(exc, "error_dict"):
+        return exceptions.ValidationError({name: [m for e in errs for m in e.messages] for name, errs in exc.error_dict.items()})
+    return exceptions.ValidationError({"non_field_errors": exc.messages})
+
+
+DURATION = re.compile(r"^(\d{1,9})([smhd]?)$")
+
+
+def parse_since(value: str | None) -> datetime | None:
+    """An ISO 8601 time, or a duration back from now: 30s, 10m, 2h, 1d."""
+    if not value:
+        return None
+    seconds = parse_duration(value, "since", allow_datetime=True)
+    if isinstance(seconds, datetime):
+        return seconds
+    return timezone.now() - timedelta(seconds=seconds)
+
+
+def parse_duration(value: str, name: str, *, allow_datetime: bool = False):
+    match = DURATION.match(value.strip())
+    if match:
+        number, unit = int(match.group(1)), match.group(2) or "s"
+        return number * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
+    if allow_datetime:
+        try:
+            stamp = parse_datetime(value.strip())
+        except ValueError:
+            stamp = None
+        if stamp is not None:
+            return stamp if timezone.is_aware(stamp) else timezone.make_aware(stamp, timezone.utc)
+    example = "an ISO 8601 time like 2026-01-31T12:00:00Z, or a duration like 10m" if allow_datetime else "a duration like 60s or 5m"
+    raise exceptions.ValidationError({name: [f"{value!r} is not {example}."]})
+
+
+def _truthy(value) -> bool:
+    return str(value or "").lower() in {"1", "true", "yes", "on"}
+
+
+class PlainTextRenderer(BaseRenderer):
+    media_type = "text/plain"
+    format = "txt"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return data if isinstance(data, (str, bytes)) else json.dumps(data)
+
+
+class EventStreamRenderer(PlainTextRenderer):
+    media_type = "text/event-stream"
+    format = "sse"
+
+
+class StreamingView(APIView):
+    """Answers text/plain or text/event-stream; errors are still JSON."""
+
+    renderer_classes = [JSONRenderer, PlainTextRenderer, EventStreamRenderer]
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        if isinstance(response, Response) and response.status_code >= 400:
+            request.accepted_renderer = JSONRenderer()
+            request.accepted_media_type = "application/json"
+        return super().finalize_response(request, response, *args, **kwargs)
+
+
+def sse(data: str, *, event: str | None = None, id: int | str | None = None) -> str:
+    lines = []
+    if event:
+        lines.append(f"event: {event}")
+    if id is not None:
+        lines.append(f"id: {id}")
+    lines += [f"data: {part}" for part in (data.split("\n") or [""])]
+    return "\n".join(lines) + "\n\n"
+
+
+def event_stream(events) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(events, content_type="text/event-stream; charset=utf-8")
+    response["Cache-Control"] = "no-cache"
+    # Proxies must pass each event on as it comes.
+    response["X-Accel-Buffering"] = "no"
+    return response
+
+
+# -- auth ----------------------------------------------------------------------------------
+
+
+class TokenView(APIView):
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        operation_id="auth_token_create",
+        request=s.TokenRequestSerializer,
+        responses={201: s.TokenSerializer, **errors(400, 401)},
+        auth=[],
+        summary="Get an API token with a username and password",
+    )
+    def post(self, request):
+        data = _valid(s.TokenRequestSerializer, request.data)
+        user = authenticate(request._request, username=data["username"], password=data["password"])
+        if user is None:
+            raise WrongPassword()
+        record, token = create_api_token(user=user, name=data["name"], expires_in_days=data["expires_in_days"])
+        return Response(
+            {"token": token, "id": record.id, "name": record.name, "expires_at": record.expires_at},
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class WrongPassword(exceptions.APIException):
+    status_code = status.HTTP_401_UNAUTHORIZED
+    default_detail = "Wrong username or password. Check both, or log in to the portal to be sure."
+    default_code = "authentication_failed"
+
+
+def _valid(serializer_class, data, **kwargs):
+    serializer = serializer_class(data=data, **kwargs)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+class MeView(APIView):
+    @extend_schema(operation_id="me", responses={200: s.MeSerializer, **errors(*READ_ERRORS)}, summary="Who you are")
+    def get(self, request):
+        return Response(s.MeSerializer(request.user).data)
+
+
+# -- teams and members ----------------------------------------------------------------------
+
+
+def _team_data(membership):
+    return {"name": membership.team.name, "role": membership.role, "created_at": membership.team.created_at}
+
+
+class TeamsView(APIView):
+    @extend_schema(operation_id="teams_list", responses={200: s.TeamSerializer(many=True), **errors(401)})
+    def get(self, request):
+        memberships = Membership.objects.filter(user=request.user).select_related("team").order_by("team__name")
+        return Response([_team_data(m) for m in memberships])
+
+    @extend_schema(
+        operation_id="teams_create", request=s.TeamCreateSerializer, responses={201: s.TeamSerializer, **errors(400, 401)},
+        summary="Create a team; you become its owner",
+    )
+    def post(self, request):
+        data = _valid(s.TeamCreateSerializer, request.data)
+        try:
+            team = create_team(name=data["name"], owner=request.user)
+        except DjangoValidationError as exc:
+            if "name" in getattr(exc, "error_dict", {}) and any(e.code == "unique" for e in exc.error_dict["name"]):
+                raise exceptions.ValidationError({"name": [f"The team name {data['name']} is taken. Choose another."]})
+            raise _django_errors(exc)
+        return Response(_team_data(team.memberships.get(user=request.user)), status=status.HTTP_201_CREATED)
+
+
+class MembersView(APIView):
+    @extend_schema(operation_id="members_list", responses={200: s.MemberSerializer(many=True), **errors(*READ_ERRORS)})
+    def get(self, request, team):
+        membership = membership_or_404(request.user, team)
+        members = membership.team.memberships.select_related("user").order_by("user__username")
+        return Response(s.MemberSerializer(members, many=True).data)
+
+    @extend_schema(
+        operation_id="members_add", request=s.MemberAddSerializer,
+        responses={201: s.MemberSerializer, **errors(*WRITE_ERRORS)},
+        summary="Add a person by username or e-mail, or change their role (owners only)",
+    )
+    def post(self, request, team):
+        membership = membership_or_404(request.user, team)
+        _owner(membership, "add members")
+        data = _valid(s.MemberAddSerializer, request.data)
+        User = get_user_model()
+        who = data["user"].strip()
+        user = User.objects.filter(is_active=True).filter(Q(username=who) | Q(email__iexact=who)).order_by("id").first() if who else None
+        if user is None:
+            raise exceptions.ValidationError(
+                {"user": [f"No one has the username or e-mail {who!r}. They need a Hakobune account first."]}
+            )
+        added = add_member(team=membership.team, user=user, role=data["role"])
+        return Response(s.MemberSerializer(added).data, status=status.HTTP_201_CREATED)
+
+
+class MemberView(APIView):
+    @extend_schema(
+        operation_id="members_remove", responses={204: None, **errors(*WRITE_ERRORS)},
+        summary="Remove a member (owners; anyone may leave)",
+    )
+    def delete(self, request, team, username):
+        membership = membership_or_404(request.user, team)
+        if username != request.user.username:
+            _owner(membership, "remove members")
+        target = get_object_or_404(Membership, team=membership.team, user__username=username)
+        remove_member(team=membership.team, user=target.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# -- services -------------------------------------------------------------------------------
+
+
+def _services_of(team):
+    return team.services.exclude(desired_state="deleted").select_related("team", "live_release__build")
+
+
+class ServicesView(APIView):
+    @extend_schema(operation_id="services_list", responses={200: s.ServiceSerializer(many=True), **errors(*READ_ERRORS)})
+    def get(self, request, team):
+        membership = membership_or_404(request.user, team)
+        return Response(s.ServiceSerializer(_services_of(membership.team), many=True).data)
+
+    @extend_schema(
+        operation_id="services_create", request=s.ServiceCreateSerializer,
+        responses={201: s.ServiceSerializer, **errors(*WRITE_ERRORS)},
+        summary="Create a service (then deploy it)",
+    )
+    def post(self, request, team):
+        membership = membership_or_404(request.user, team)
+        _deployer(membership, "create services")
+        data = dict(_valid(s.ServiceCreateSerializer, request.data))
+        subdir = data.pop("subdir", None)
+        try:
+            service = create_service(team=membership.team, created_by=request.user, **data)
+        except DjangoValidationError as exc:
+            raise _django_errors(exc)
+        if subdir:
+            set_source(service=service, subdir=subdir)
+        return Response(s.ServiceSerializer(service).data, status=status.HTTP_201_CREATED)
+
+
+class ServiceView(APIView):
+    @extend_schema(operation_id="services_retrieve", responses={200: s.ServiceSerializer, **errors(*READ_ERRORS)})
+    def get(self, request, team, service):
+        _, found = _service(request, team, service)
+        return Response(s.ServiceSerializer(found).data)
+
+    @extend_schema(
+        operation_id="services_update", request=s.ServiceUpdateSerializer,
+        responses={200: s.ServiceChangeSerializer, **errors(*WRITE_ERRORS)},
+        summary="Change instances, cpu, memory, port or health check; a live service gets a new release",
+    )
+    def patch(self, request, team, service):
+        membership, found = _service(request, team, service)
+        _deployer(membership)
+        data = dict(_valid(s.ServiceUpdateSerializer, request.data))
+        release = update_settings(service=found, created_by=request.user, **data)
+        found.refresh_from_db()
+        body = s.ServiceSerializer(found).data
+        body["release"] = release.number if release else None
+        return Response(body)
+
+    @extend_schema(
+        operation_id="services_destroy", responses={202: s.MessageSerializer, **errors(*WRITE_ERRORS)},
+        summary="Delete a service: its instances, address and images (owners only)",
+    )
+    def delete(self, request, team, service):
+        membership, found = _service(request, team, service)
+        _owner(membership, "delete a service")
+        delete_service(service=found, created_by=request.user)
+        return Response(
+            {"message": f"{found.name} is being deleted: its instances, address and images."},
+            status=status.HTTP_202_ACCEPTED,
+        )
+
+
+def _build_data(request, build, **extra):
+    data = dict(s.BuildSerializer(build).data)
+    data.update(extra)
+    return data
+
+
+class DeploysView(APIView):
+    parser_classes = [MultiPartParser, JSONParser]
+
+    @extend_schema(
+        operation_id="deploys_create",
+        request={"multipart/form-data": s.DeployUploadSerializer, "application/json": s.DeployGitSerializer},
+        responses={202: s.DeployAcceptedSerializer, **errors(*WRITE_ERRORS)},
+        summary="Deploy: upload a `source` archive (multipart), or JSON {git_url, ref, subdir}",
+    )
+    def post(self, request, team, service):
+        membership, found = _service(request, team, service)
+        _deployer(membership, "deploy")
+        refusal = upload_refusal(request._request)
+        if refusal:
+            raise exceptions.ValidationError({"source": [refusal]})
+        if request.content_type.startswith("multipart/"):
+            data = _valid(s.DeployUploadSerializer, request.data)
+            try:
+                upload = ArchiveField().clean(data["source"])
+            except DjangoValidationError as exc:
+                raise exceptions.ValidationError({"source": exc.messages})
+            if "subdir" in data:
+                set_source(service=found, subdir=data["subdir"])
+            build = deploy_service(service=found, source_file=upload, created_by=request.user, trigger="api")
+        else:
+            data = _valid(s.DeployGitSerializer, request.data if isinstance(request.data, dict) else {})
+            if data.get("git_url"):
+                set_source(service=found, git_url=data["git_url"], git_ref=data.get("ref", ""), subdir=data.get("subdir"))
+                ref = ""
+            else:
+                if "subdir" in data:
+                    set_source(service=found, subdir=data["subdir"])
+                ref = data.get("ref", "")
+            if found.source_kind != "git":
+                raise exceptions.ValidationError({"non_field_errors": [
+                    f"{found.name} has no git repository. Upload the app as a multipart `source` archive "
+                    "(`hakobune deploy` does), or send JSON {\"git_url\": \"https://…\", \"ref\": \"main\"}."
+                ]})
+            build = deploy_service(service=found, git_ref=ref, created_by=request.user, trigger="api")
+        log_url = request.build_absolute_uri(f"/api/v1/builds/{build.id}/log")
+        return Response(_build_data(request, build, log_url=log_url), status=status.HTTP_202_ACCEPTED)
+
+
+# -- builds ---------------------------------------------------------------------------------
+
+
+def _build(request, build_id) -> Build:
+    build = (
+        Build.objects.select_related("service__team")
+        .filter(id=build_id, service__team__memberships__user=request.user)
+        .exclude(service__desired_state="deleted")
+        .first()
+    )
+    if build is None:
+        raise Http404
+    return build
+
+
+class BuildView(APIView):
+    @extend_schema(operation_id="builds_retrieve", responses={200: s.BuildSerializer, **errors(*READ_ERRORS)},
+                   summary="A build: status, reason, plan, image, timings")
+    def get(self, request, build_id):
+        return Response(s.BuildSerializer(_build(request, build_id)).data)
+
+
+FOLLOW = OpenApiParameter("follow", OpenApiTypes.BOOL, description="Stream as server-sent events.")
+
+
+class BuildLogView(StreamingView):
+    @extend_schema(
+        operation_id="builds_log",
+        parameters=[
+            FOLLOW,
+            OpenApiParameter("after", OpenApiTypes.INT, description="Only lines after this line id (an event's id)."),
+        ],
+        responses={
+            (200, "text/plain"): OpenApiResponse(OpenApiTypes.STR, description="The log so far, one line per line."),
+            (200, "text/event-stream"): OpenApiResponse(
+                OpenApiTypes.ANY,
+                description="With ?follow=1: one event per line (id = line id) until the build ends, then an "
+                "`end` event whose data is {\"status\", \"reason\"}.",
+            ),
+            **errors(400, *READ_ERRORS),
+        },
+        summary="A build's log, as text or followed as server-sent events",
+    )
+    def get(self, request, build_id):
+        build = _build(request, build_id)
+        after = request.query_params.get("after") or request.headers.get("Last-Event-ID") or "0"
+        if not after.isdigit() or len(after) > 18:
+            raise exceptions.ValidationError({"after": ["Give a line id, a whole number."]})
+        after = int(after)
+        if not _truthy(request.query_params.get("follow")):
+            lines = build.log_lines.filter(id__gt=after).values_list("text", flat=True)
+            text = "".join(f"{line}\n" for line in lines)
+            return HttpResponse(text, content_type="text/plain; charset=utf-8")
+        return event_stream(_follow_build(build.id, after))
+
+
+def _follow_build(build_id: int, after: int):
+    deadline = time.monotonic() + settings.API_STREAM_MAX_SECONDS
+    while True:
+        build = Build.objects.only("status", "failure_reason").get(id=build_id)
+        finished = not build.in_progress
+        lines = list(Build.objects.get(id=build_id).log_lines.filter(id__gt=after).values_list("id", "text")[:1000])
+        for line_id, text in lines:
+            yield sse(text, id=line_id)
+            after = line_id
+        if len(lines) == 1000:
+            continue
+        if finished:
+            yield sse(json.dumps({"status": build.status, "reason": build.failure_reason}), event="end")
+            return
+        if time.monotonic() >= deadline:
+            yield sse(json.dumps({"status": build.status, "reason": "The stream's time is up; follow again to go on."}),
+                      event="timeout")
+            return
+        yield ": waiting\n\n"
+        time.sleep(settings.API_STREAM_POLL_SECONDS)
+
+
+# -- releases ------------------------------------------------------------------------------
+
+
+class ReleasesView(APIView):
+    @extend_schema(operation_id="releases_list", responses={200: s.ReleaseSerializer(many=True), **errors(*READ_ERRORS)})
+    def get(self, request, team, service):
+        _, found = _service(request, team, service)
+        return Response(s.ReleaseSerializer(found.releases.select_related("build")[:100], many=True).data)
+
+
+class RollbackView(APIView):
+    @extend_schema(
+        operation_id="releases_rollback", request=s.RollbackSerializer,
+        responses={202: s.ReleaseSerializer, **errors(*WRITE_ERRORS)},
+        summary="Roll back: a new release with an earlier release's image and settings",
+    )
+    def post(self, request, team, service):
+        membership, found = _service(request, team, service)
+        _deployer(membership, "roll back")
+        data = _valid(s.RollbackSerializer, request.data)
+        target = found.releases.filter(number=data["release"]).first()
+        if target is None:
+            raise exceptions.ValidationError({"release": [f"{found.name} has no release v{data['release']}."]})
+        release = rollback(service=found, to_release=target, created_by=request.user)
+        return Response(s.ReleaseSerializer(release).data, status=status.HTTP_202_ACCEPTED)
+
+
+# -- environment ---------------------------------------------------------------------------
+
+
+def _env_data(service, release=None):
+    return {
+        "env": [{"key": v.key, "value": MASK, "updated_at": v.updated_at} for v in service.env_vars.all()],
+        "release": release.number if release else None,
+    }
+
+
+class EnvView(APIView):
+    @extend_schema(operation_id="env_retrieve", responses={200: s.EnvSerializer, **errors(*READ_ERRORS)},
+                   summary="The service's environment variables (values masked)")
+    def get(self, request, team, service):
+        _, found = _service(request, team, service)
+        return Response(_env_data(found))
+
+    @extend_schema(
+        operation_id="env_update", request=s.EnvUpdateSerializer, responses={200: s.EnvSerializer, **errors(*WRITE_ERRORS)},
+        summary="Set and unset environment variables; a live service gets a new release with them",
+    )
+    def put(self, request, team, service):
+        membership, found = _service(request, team, service)
+        _deployer(membership, "change environment variables")
+        data = _valid(s.EnvUpdateSerializer, request.data)
+        release = set_env(service=found, values=dict(data["set"]), unset=list(data["unset"]), created_by=request.user)
+        return Response(_env_data(found, release))
+
+
+# -- runtime logs and metrics --------------------------------------------------------------
+
+
+def _running(service):
+    if service.live_release_id is None:
+        raise Conflict(f"{service.name} has not been deployed yet, so it has no logs or metrics. Deploy it first.")
+
+
+def _line_data(line):
+    return {"timestamp": line.timestamp, "instance": line.instance, "text": line.text}
+
+
+class LogsView(StreamingView):
+    renderer_classes = [JSONRenderer, EventStreamRenderer]
+
+    @extend_schema(
+        operation_id="logs_retrieve",
+        parameters=[
+            OpenApiParameter("since", OpenApiTypes.STR, description="An ISO 8601 time, or a duration back: 30s, 10m, 2h, 1d."),
+            OpenApiParameter("tail", OpenApiTypes.INT, description="At most this many lines (1–5000, default 200)."),
+            FOLLOW,
+        ],
+        responses={
+            (200, "application/json"): s.LogsSerializer,
+            (200, "text/event-stream"): OpenApiResponse(
+                OpenApiTypes.OBJECT,
+                description="With ?follow=1: one event per line, data as JSON {timestamp, instance, text}; "
+                "a `timeout` event ends a stream that reached its time limit.",
+            ),
+            **errors(400, 409, *READ_ERRORS),
+        },
+        summary="What the service's instances print",
+    )
+    def get(self, request, team, service):
+        _, found = _service(request, team, service)
+        since = parse_since(request.query_params.get("since"))
+        tail = request.query_params.get("tail") or "200"
+        if not tail.isdigit() or not 1 <= int(tail) <= 5000:
+            raise exceptions.ValidationError({"tail": ["Give a number of lines from 1 to 5000."]})
+        _running(found)
+        backend, ref = get_backend(found.target), ServiceRef(found.team.name, found.name)
+        lines = [line for line in backend.logs(ref, tail=int(tail)) if _after(line, since)]
+        if not _truthy(request.query_params.get("follow")):
+            return Response({"lines": [_line_data(line) for line in lines]})
+        return event_stream(_follow_logs(backend, ref, lines))
+
+
+def _after(line, since) -> bool:
+    return since is None or (line.timestamp is not None and line.timestamp >= since)
+
+
+def _follow_logs(backend, ref, first):
+    """Polls the backend every API_STREAM_POLL_SECONDS; sends lines it has not
+    sent, for at most API_STREAM_MAX_SECONDS."""
+    seen = set()
+    last = None
+
+    def fresh(lines):
+        nonlocal last
+        for line in lines:
+            key = (line.timestamp, line.instance, line.text)
+            if key in seen or (last is not None and line.timestamp is not None and line.timestamp < last):
+                continue
+            seen.add(key)
+            if line.timestamp is not None:
+                last = line.timestamp if last is None else max(last, line.timestamp)
+            yield sse(json.dumps(_line_data(line), default=str))
+
+    yield from fresh(first)
+    deadline = time.monotonic() + settings.API_STREAM_MAX_SECONDS
+    while time.monotonic() < deadline:
+        time.sleep(settings.API_STREAM_POLL_SECONDS)
+        try:
+            lines = backend.logs(ref, tail=500)
+        except Exception as exc:  # the runtime went away: say so and end
+            yield sse(json.dumps({"reason": getattr(exc, "message", str(exc))}), event="error")
+            return
+        news = list(fresh(lines))
+        yield from news
+        if not news:
+            yield ": waiting\n\n"
+        # Keep the memory of what was sent bounded.
+        if len(seen) > 20000:
+            seen.clear()
+    yield sse(json.dumps({"reason": "The stream's time is up; follow again to go on."}), event="timeout")
+
+
+class MetricsView(APIView):
+    @extend_schema(
+        operation_id="metrics_retrieve",
+        parameters=[
+            OpenApiParameter("since", OpenApiTypes.STR, description="An ISO 8601 time, or a duration back: 10m, 1h."),
+            OpenApiParameter("step", OpenApiTypes.STR, description="Seconds between points: 60, 60s, 5m (default 60)."),
+        ],
+        responses={200: s.MetricsSerializer, **errors(400, 409, 501, *READ_ERRORS)},
+        summary="CPU and memory of each instance: the current sample (history comes with the metrics collectors)",
+    )
+    def get(self, request, team, service):
+        _, found = _service(request, team, service)
+        since = parse_since(request.query_params.get("since"))
+        step = parse_duration(request.query_params.get("step") or "60", "step")
+        if not 1 <= step <= 86400:
+            raise exceptions.ValidationError({"step": ["Give a step from 1 second to 1 day."]})
+        _running(found)
+        backend = get_backend(found.target)
+        try:
+            samples = backend.metrics(ServiceRef(found.team.name, found.name))
+        except NotImplementedError:
+            raise NotImplementedHere(f"The {found.target} runtime does not report metrics yet.")
+        return Response({
+            "since": since,
+            "step": step,
+            "history": False,
+            "samples": [
+                {"timestamp": m.timestamp, "name": m.name, "value": m.value, "labels": m.labels} for m in samples
+            ],
+        })
+
+
+class NoSuchEndpoint(APIView):
+    """Any other address under /api/v1/: a JSON 404 that points at the docs."""
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(exclude=True)
+    def get(self, request, rest=""):
+        raise exceptions.NotFound(f"There is no API endpoint /api/v1/{rest}. The endpoints are listed at /api/v1/docs/.")
+
+    post = put = patch = delete = get
