@@ -1,0 +1,712 @@
+"""`hakobune`: deploy and run services on a Hakobune platform from a terminal
+or a CI pipeline. It talks to the portal's REST API (/api/v1/) over HTTP only.
+
+    hakobune login https://paas.example.org      # asks for username and password
+    hakobune deploy                               # this folder → a running service
+    hakobune services | logs -f | rollback | env set K=V | open
+
+Credentials live in $XDG_CONFIG_HOME/hakobune/credentials.json (or
+~/.config/hakobune/), readable by you only. In CI set HAKOBUNE_URL and
+HAKOBUNE_TOKEN instead; nothing is asked then.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import re
+import socket
+import sys
+import tarfile
+import tempfile
+import time
+import uuid
+import webbrowser
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+import requests
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+ARCHIVE_LIMIT_HINT = 200 * 1000 * 1000
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int = EXIT_FAILED):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+# -- credentials -----------------------------------------------------------------------------
+
+
+def config_dir() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "hakobune"
+
+
+def credentials_path() -> Path:
+    return config_dir() / "credentials.json"
+
+
+def save_credentials(url: str, token: str, username: str = "") -> Path:
+    directory = config_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+    path = credentials_path()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        json.dump({"url": url, "token": token, "username": username}, file)
+    os.chmod(path, 0o600)
+    return path
+
+
+def load_credentials() -> tuple[str, str]:
+    url, token = os.environ.get("HAKOBUNE_URL", ""), os.environ.get("HAKOBUNE_TOKEN", "")
+    if not (url and token):
+        try:
+            stored = json.loads(credentials_path().read_text())
+        except (OSError, ValueError):
+            stored = {}
+        url, token = url or stored.get("url", ""), token or stored.get("token", "")
+    if not url or not token:
+        raise CliError(
+            "Not logged in. Run `hakobune login https://your-hakobune`, or set HAKOBUNE_URL and HAKOBUNE_TOKEN.",
+            EXIT_USAGE,
+        )
+    return normalize_url(url), token
+
+
+def normalize_url(url: str) -> str:
+    url = url.strip().rstrip("/")
+    if not re.match(r"^https?://", url):
+        url = f"https://{url}"
+    return url
+
+
+# -- the API ---------------------------------------------------------------------------------
+
+
+class Api:
+    def __init__(self, url: str, token: str = ""):
+        self.url = normalize_url(url)
+        self.session = requests.Session()
+        if urlsplit(self.url).hostname in ("localhost", "127.0.0.1", "::1"):
+            # This host's own portal: never through a proxy.
+            self.session.trust_env = False
+        self.session.headers["User-Agent"] = "hakobune-cli"
+        if token:
+            self.session.headers["Authorization"] = f"Bearer {token}"
+
+    def request(self, method: str, path: str, *, expect=(200, 201, 202, 204), **kwargs) -> requests.Response:
+        address = f"{self.url}/api/v1/{path.lstrip('/')}"
+        kwargs.setdefault("timeout", 60)
+        try:
+            response = self.session.request(method, address, **kwargs)
+        except requests.ConnectionError:
+            raise CliError(f"Cannot reach {self.url}. Check the address and that the platform is up.")
+        except requests.Timeout:
+            raise CliError(f"{self.url} did not answer in time. Try again in a moment.")
+        if response.status_code not in expect:
+            raise CliError(self._error_message(response))
+        return response
+
+    def get(self, path, **kwargs):
+        return self.request("GET", path, **kwargs).json()
+
+    def post(self, path, **kwargs):
+        return self.request("POST", path, **kwargs).json()
+
+    @staticmethod
+    def _error_message(response) -> str:
+        try:
+            body = response.json()
+            message = body.get("error") or body.get("detail") or json.dumps(body)
+        except ValueError:
+            message = f"the server answered {response.status_code} {response.reason}"
+            if response.status_code == 404:
+                message += "; is this a Hakobune address?"
+        return message
+
+
+def api_from_config() -> Api:
+    url, token = load_credentials()
+    return Api(url, token)
+
+
+def pick_team(api: Api, team: str | None) -> str:
+    team = team or os.environ.get("HAKOBUNE_TEAM")
+    if team:
+        return team
+    teams = api.get("teams/")
+    if len(teams) == 1:
+        return teams[0]["name"]
+    if not teams:
+        raise CliError("You are in no team yet. Create one in the portal, or ask an owner to add you.", EXIT_USAGE)
+    names = ", ".join(t["name"] for t in teams)
+    raise CliError(f"You are in several teams ({names}); choose one with --team NAME.", EXIT_USAGE)
+
+
+def default_service_name(path: Path) -> str:
+    name = re.sub(r"[^a-z0-9-]+", "-", path.resolve().name.lower()).strip("-")
+    if not name or not name[0].isalpha():
+        name = f"app-{name}".strip("-")
+    return name[:30].rstrip("-")
+
+
+def service_path(team: str, service: str) -> str:
+    return f"teams/{quote(team)}/services/{quote(service)}"
+
+
+# -- packing a folder ------------------------------------------------------------------------
+
+
+class IgnoreRules:
+    """.gitignore semantics that matter for an app folder: comments, `!`
+    negation, trailing `/` for folders, patterns with a `/` anchored at their
+    file's folder, `*`, `?`, `[...]` and `**`. Nested .gitignore files apply
+    below their folder. The last rule that matches wins."""
+
+    def __init__(self):
+        self.rules: list[tuple[str, re.Pattern, bool, bool, bool]] = []
+
+    def add_file(self, path: Path, base: str) -> None:
+        try:
+            text = path.read_text(errors="replace")
+        except OSError:
+            return
+        for raw in text.splitlines():
+            self.add(raw, base)
+
+    def add(self, raw: str, base: str = "") -> None:
+        line = raw.rstrip()
+        if line.endswith("\\"):
+            line += " "
+        if not line or line.startswith("#"):
+            return
+        negate = line.startswith("!")
+        if negate:
+            line = line[1:]
+        elif line.startswith("\\"):
+            line = line[1:]
+        dir_only = line.endswith("/")
+        line = line.rstrip("/")
+        if not line:
+            return
+        anchored = "/" in line
+        line = line.lstrip("/")
+        self.rules.append((base, re.compile(_glob_to_regex(line)), negate, dir_only, anchored))
+
+    def ignored(self, rel: str, is_dir: bool) -> bool:
+        result = False
+        name = rel.rsplit("/", 1)[-1]
+        for base, pattern, negate, dir_only, anchored in self.rules:
+            if base:
+                if not rel.startswith(base + "/"):
+                    continue
+                sub = rel[len(base) + 1:]
+            else:
+                sub = rel
+            if dir_only and not is_dir:
+                continue
+            if pattern.fullmatch(sub if anchored else name):
+                result = not negate
+        return result
+
+
+def _glob_to_regex(glob: str) -> str:
+    out, i = [], 0
+    while i < len(glob):
+        if glob.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif glob.startswith("/**", i) and i + 3 == len(glob):
+            out.append("/.*")
+            i += 3
+        elif glob.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif glob[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif glob[i] == "?":
+            out.append("[^/]")
+            i += 1
+        elif glob[i] == "[":
+            end = glob.find("]", i + 1)
+            if end == -1:
+                out.append(re.escape(glob[i]))
+                i += 1
+            else:
+                body = glob[i + 1:end]
+                if body.startswith("!"):
+                    body = "^" + body[1:]
+                out.append(f"[{body}]")
+                i = end + 1
+        else:
+            out.append(re.escape(glob[i]))
+            i += 1
+    return "".join(out)
+
+
+def files_to_pack(root: Path) -> list[str]:
+    """The folder's files, relative and in order, less what .gitignore files
+    and .hakobuneignore leave out (and .git itself)."""
+    rules = IgnoreRules()
+    rules.add(".git/")
+    chosen = []
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        here = Path(folder)
+        rel_dir = "" if here == root else here.relative_to(root).as_posix()
+        if (here / ".gitignore").is_file():
+            rules.add_file(here / ".gitignore", rel_dir)
+        # .hakobuneignore has the last word over .gitignore files.
+        if rel_dir == "" and (root / ".hakobuneignore").is_file():
+            rules.add_file(root / ".hakobuneignore", "")
+        kept = []
+        for name in sorted(dirs):
+            rel = f"{rel_dir}/{name}" if rel_dir else name
+            if (here / name).is_symlink():
+                if not rules.ignored(rel, False):
+                    chosen.append(rel)
+            elif not rules.ignored(rel, True):
+                kept.append(name)
+        dirs[:] = kept
+        for name in sorted(files):
+            rel = f"{rel_dir}/{name}" if rel_dir else name
+            if not rules.ignored(rel, False):
+                chosen.append(rel)
+    return sorted(chosen)
+
+
+def pack(root: Path, top: str) -> tuple[Path, int]:
+    """A .tar.gz of the folder inside one top folder; returns (path, file count)."""
+    names = files_to_pack(root)
+    if not names:
+        raise CliError(f"{root} has nothing to deploy (every file is ignored, or it is empty).", EXIT_USAGE)
+    handle, archive = tempfile.mkstemp(prefix="hakobune-", suffix=".tar.gz")
+    os.close(handle)
+    with tarfile.open(archive, "w:gz") as tar:
+        for name in names:
+            tar.add(root / name, arcname=f"{top}/{name}", recursive=False)
+    return Path(archive), len(names)
+
+
+# -- uploading with a progress bar ------------------------------------------------------------
+
+
+class ProgressBar:
+    def __init__(self, total: int, label: str, stream=None):
+        self.total, self.label, self.done = max(total, 1), label, 0
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.last_draw = 0.0
+        self.started = time.monotonic()
+
+    def update(self, count: int) -> None:
+        self.done += count
+        now = time.monotonic()
+        if self.tty and (now - self.last_draw > 0.1 or self.done >= self.total):
+            self.last_draw = now
+            self._draw("\r")
+
+    def _draw(self, start: str, end: str = "") -> None:
+        fraction = min(self.done / self.total, 1.0)
+        filled = int(fraction * 30)
+        bar = "█" * filled + "·" * (30 - filled)
+        speed = self.done / max(time.monotonic() - self.started, 1e-6)
+        self.stream.write(
+            f"{start}{self.label} [{bar}] {fraction * 100:5.1f}%  {_size(self.done)}/{_size(self.total)}  {_size(speed)}/s{end}"
+        )
+        self.stream.flush()
+
+    def finish(self) -> None:
+        self._draw("\r" if self.tty else "", "\n")
+
+
+def _size(count: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if count < 1000 or unit == "GB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1000
+
+
+class MultipartUpload:
+    """A multipart/form-data body read in chunks from disk, so that a large
+    archive is never held in memory and the progress bar moves as it goes."""
+
+    def __init__(self, fields: dict[str, str], file_field: str, path: Path, filename: str, progress: ProgressBar | None):
+        self.boundary = f"hakobune-{uuid.uuid4().hex}"
+        head = b""
+        for name, value in fields.items():
+            head += (
+                f"--{self.boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            ).encode()
+        head += (
+            f"--{self.boundary}\r\nContent-Disposition: form-data; name=\"{file_field}\"; filename=\"{filename}\"\r\n"
+            "Content-Type: application/gzip\r\n\r\n"
+        ).encode()
+        self.parts = [head, path, f"\r\n--{self.boundary}--\r\n".encode()]
+        self.length = len(head) + path.stat().st_size + len(self.parts[2])
+        self.progress = progress
+        self._file = None
+        self._index = 0
+        self._offset = 0
+
+    @property
+    def content_type(self) -> str:
+        return f"multipart/form-data; boundary={self.boundary}"
+
+    def __len__(self) -> int:
+        return self.length
+
+    def read(self, size: int = -1) -> bytes:
+        size = 64 * 1024 if size is None or size < 0 else size
+        while self._index < len(self.parts):
+            part = self.parts[self._index]
+            if isinstance(part, Path):
+                if self._file is None:
+                    self._file = open(part, "rb")
+                chunk = self._file.read(size)
+                if not chunk:
+                    self._file.close()
+                    self._index += 1
+                    continue
+            else:
+                chunk = part[self._offset:self._offset + size]
+                self._offset += len(chunk)
+                if not chunk:
+                    self._index, self._offset = self._index + 1, 0
+                    continue
+            if self.progress:
+                self.progress.update(len(chunk))
+            return chunk
+        return b""
+
+
+# -- following streams ------------------------------------------------------------------------
+
+
+def sse_events(response):
+    """(event, id, data) of each server-sent event of a streamed response."""
+    event, event_id, data = "message", None, []
+    for raw in response.iter_lines(chunk_size=None, decode_unicode=True):
+        if raw is None:
+            continue
+        line = raw.rstrip("\r")
+        if line == "":
+            if data:
+                yield event, event_id, "\n".join(data)
+            event, data = "message", []
+            continue
+        if line.startswith(":"):
+            continue
+        field, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if field == "event":
+            event = value
+        elif field == "id":
+            event_id = value
+        elif field == "data":
+            data.append(value)
+    if data:
+        yield event, event_id, "\n".join(data)
+
+
+def follow_build(api: Api, build_id: int, out=None) -> dict:
+    """Prints the build's log as it comes; returns the build once it ended."""
+    out = out or sys.stdout
+    after = "0"
+    while True:
+        response = api.request("GET", f"builds/{build_id}/log", params={"follow": "1", "after": after},
+                               stream=True, timeout=(10, 120), headers={"Accept": "text/event-stream"})
+        ended = False
+        try:
+            for event, event_id, data in sse_events(response):
+                if event == "message":
+                    out.write(f"  {data}\n")
+                    out.flush()
+                    after = event_id or after
+                elif event == "end":
+                    ended = True
+                    break
+                # "timeout": the server closes long streams; follow again.
+        except requests.RequestException:
+            time.sleep(1)
+        finally:
+            response.close()
+        if ended:
+            return api.get(f"builds/{build_id}/")
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+def cmd_login(args) -> int:
+    url = normalize_url(args.url or os.environ.get("HAKOBUNE_URL", ""))
+    if not args.url and not os.environ.get("HAKOBUNE_URL"):
+        raise CliError("Give the platform's address: hakobune login https://your-hakobune", EXIT_USAGE)
+    token = args.token or os.environ.get("HAKOBUNE_TOKEN", "")
+    if not token:
+        if not sys.stdin.isatty() and not args.username:
+            raise CliError("No terminal to ask for a password: use --token T or set HAKOBUNE_TOKEN.", EXIT_USAGE)
+        username = args.username or input("Username: ").strip()
+        password = getpass.getpass("Password: ")
+        answer = Api(url).post(
+            "auth/token",
+            json={"username": username, "password": password, "name": f"hakobune CLI on {socket.gethostname()}"[:100]},
+        )
+        token = answer["token"]
+    me = Api(url, token).get("me/")
+    path = save_credentials(url, token, me["username"])
+    teams = ", ".join(f"{t['team']} ({t['role']})" for t in me["teams"]) or "none yet"
+    print(f"Logged in to {url} as {me['username']}. Teams: {teams}.")
+    print(f"Credentials saved in {path} (readable by you only).")
+    return EXIT_OK
+
+
+def cmd_logout(args) -> int:
+    try:
+        credentials_path().unlink()
+    except FileNotFoundError:
+        pass
+    print("Logged out here. The token still works until you revoke it in the portal (API tokens).")
+    return EXIT_OK
+
+
+def cmd_whoami(args) -> int:
+    api = api_from_config()
+    me = api.get("me/")
+    print(f"{me['username']} on {api.url}")
+    for team in me["teams"]:
+        print(f"  {team['team']}: {team['role']}")
+    return EXIT_OK
+
+
+def cmd_services(args) -> int:
+    api = api_from_config()
+    teams = [args.team] if args.team else [t["name"] for t in api.get("teams/")]
+    rows = []
+    for team in teams:
+        for service in api.get(f"teams/{quote(team)}/services/"):
+            live = service["live_release"]
+            rows.append((team, service["name"], service["status"], f"v{live['number']}" if live else "—", service["url"]))
+    if not rows:
+        print("No services yet. Run `hakobune deploy` in your app's folder.")
+        return EXIT_OK
+    widths = [max(len(str(row[i])) for row in rows + [("TEAM", "SERVICE", "STATUS", "RELEASE", "URL")]) for i in range(5)]
+    for row in [("TEAM", "SERVICE", "STATUS", "RELEASE", "URL"), *rows]:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
+    return EXIT_OK
+
+
+def cmd_deploy(args) -> int:
+    root = Path(args.path or ".").resolve()
+    if not root.is_dir():
+        raise CliError(f"{root} is not a folder.", EXIT_USAGE)
+    api = api_from_config()
+    team = pick_team(api, args.team)
+    name = args.service or default_service_name(root)
+    where = service_path(team, name)
+
+    existing = api.request("GET", f"{where}/", expect=(200, 404))
+    if existing.status_code == 404:
+        body = {"name": name}
+        if args.target:
+            body["target"] = args.target
+        api.post(f"teams/{quote(team)}/services/", json=body)
+        print(f"Created the service {name} in {team}.")
+
+    if args.git:
+        build = api.post(f"{where}/deploys/", json={"git_url": args.git, "ref": args.ref or "", "subdir": args.subdir or ""})
+        print(f"Deploying {args.git}{f' at {args.ref}' if args.ref else ''} as deploy #{build['number']}.")
+    else:
+        archive, count = pack(root, name)
+        try:
+            size = archive.stat().st_size
+            print(f"Packed {count} file{'s' if count != 1 else ''} of {root} ({_size(size)}).")
+            if size > ARCHIVE_LIMIT_HINT:
+                print("That is large: leave out dependencies and build output with a .hakobuneignore.", file=sys.stderr)
+            progress = ProgressBar(0, "Uploading")
+            fields = {"subdir": args.subdir} if args.subdir else {}
+            body = MultipartUpload(fields, "source", archive, f"{name}.tar.gz", progress)
+            progress.total = len(body)
+            build = api.post(f"{where}/deploys/", data=body, headers={"Content-Type": body.content_type},
+                             timeout=(10, 600))
+            progress.finish()
+        finally:
+            archive.unlink(missing_ok=True)
+        print(f"Uploaded; deploy #{build['number']} started. Its build log:")
+    build = follow_build(api, build["id"])
+    if build["status"] == "live":
+        print(f"\n{name} is live (deploy #{build['number']}): {build['url']}")
+        return EXIT_OK
+    reason = build["reason"] or f"the build ended as {build['status']}"
+    print(f"\nDeploy #{build['number']} failed: {reason}", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def _service_args(args) -> tuple[Api, str, str]:
+    api = api_from_config()
+    team = pick_team(api, args.team)
+    return api, team, args.service or default_service_name(Path.cwd())
+
+
+def cmd_logs(args) -> int:
+    api, team, name = _service_args(args)
+    params = {"tail": str(args.tail)}
+    if args.since:
+        params["since"] = args.since
+    where = f"{service_path(team, name)}/logs"
+    if not args.follow:
+        for line in api.get(where, params=params)["lines"]:
+            print(_log_line(line))
+        return EXIT_OK
+    params["follow"] = "1"
+    while True:
+        response = api.request("GET", where, params=params, stream=True, timeout=(10, 120),
+                               headers={"Accept": "text/event-stream"})
+        try:
+            for event, _, data in sse_events(response):
+                if event == "message":
+                    line = json.loads(data)
+                    print(_log_line(line), flush=True)
+                    if line.get("timestamp"):
+                        params["since"] = line["timestamp"]
+                elif event == "error":
+                    raise CliError(json.loads(data).get("reason", "the runtime stopped answering"))
+        except requests.RequestException:
+            time.sleep(1)
+        finally:
+            response.close()
+        params["tail"] = "500"
+
+
+def _log_line(line: dict) -> str:
+    stamp = (line.get("timestamp") or "")[:19].replace("T", " ")
+    return f"{stamp} {line['instance']}: {line['text']}" if stamp else f"{line['instance']}: {line['text']}"
+
+
+def cmd_rollback(args) -> int:
+    api, team, name = _service_args(args)
+    where = service_path(team, name)
+    target = args.release
+    if target is None:
+        service = api.get(f"{where}/")
+        live = service["live_release"]
+        releases = api.get(f"{where}/releases/")
+        earlier = [r for r in releases if r["status"] == "superseded" and (not live or r["number"] < live["number"])]
+        if not earlier:
+            raise CliError(f"{name} has no earlier release that ran; nothing to roll back to.")
+        target = earlier[0]["number"]
+    else:
+        target = int(str(target).lstrip("vV"))
+    release = api.post(f"{where}/rollback/", json={"release": target})
+    print(f"Rolling back {name} to v{target} as v{release['number']}; nothing is rebuilt.")
+    return EXIT_OK
+
+
+def cmd_env(args) -> int:
+    api, team, name = _service_args(args)
+    where = f"{service_path(team, name)}/env/"
+    if args.env_command == "set":
+        values = {}
+        for pair in args.pairs:
+            key, sep, value = pair.partition("=")
+            if not sep:
+                raise CliError(f"{pair!r}: write KEY=VALUE.", EXIT_USAGE)
+            values[key] = value
+        answer = api.request("PUT", where, json={"set": values, "unset": []}).json()
+        print(f"Set {', '.join(values)}" + (f"; v{answer['release']} applies it." if answer.get("release") else "."))
+    elif args.env_command == "unset":
+        answer = api.request("PUT", where, json={"set": {}, "unset": args.keys}).json()
+        print(f"Unset {', '.join(args.keys)}" + (f"; v{answer['release']} applies it." if answer.get("release") else "."))
+    else:
+        answer = api.get(where)
+        if not answer["env"]:
+            print(f"{name} has no environment variables.")
+        for var in answer["env"]:
+            print(f"{var['key']}={var['value']}")
+    return EXIT_OK
+
+
+def cmd_open(args) -> int:
+    api, team, name = _service_args(args)
+    url = api.get(f"{service_path(team, name)}/")["url"]
+    print(url)
+    if not args.print_only:
+        webbrowser.open(url)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hakobune", description="Deploy and run services on Hakobune.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_service(sub):
+        sub.add_argument("--service", "-s", help="the service (default: this folder's name)")
+        sub.add_argument("--team", "-t", help="the team (default: your only team, or $HAKOBUNE_TEAM)")
+        return sub
+
+    login = commands.add_parser("login", help="log in to a Hakobune platform")
+    login.add_argument("url", nargs="?", help="the platform's address, like https://paas.example.org")
+    login.add_argument("--token", help="an API token from the portal, instead of a password")
+    login.add_argument("--username", "-u")
+    login.set_defaults(func=cmd_login)
+
+    commands.add_parser("logout", help="forget the saved credentials").set_defaults(func=cmd_logout)
+    commands.add_parser("whoami", help="who you are logged in as").set_defaults(func=cmd_whoami)
+
+    services = commands.add_parser("services", help="list your services")
+    services.add_argument("--team", "-t")
+    services.set_defaults(func=cmd_services)
+
+    deploy = with_service(commands.add_parser("deploy", help="deploy this folder (or a git repository)"))
+    deploy.add_argument("path", nargs="?", help="the app's folder (default: this one)")
+    deploy.add_argument("--target", help="where it runs when it is created: local, cloudrun, …")
+    deploy.add_argument("--git", metavar="URL", help="deploy this git repository instead of the folder")
+    deploy.add_argument("--ref", help="branch, tag or commit of --git")
+    deploy.add_argument("--subdir", help="the app's folder inside the source")
+    deploy.set_defaults(func=cmd_deploy)
+
+    logs = with_service(commands.add_parser("logs", help="what the service prints"))
+    logs.add_argument("--follow", "-f", action="store_true", help="keep printing new lines")
+    logs.add_argument("--since", help="from this time or duration back: 10m, 2h, 2026-01-31T12:00:00Z")
+    logs.add_argument("--tail", "-n", type=int, default=200)
+    logs.set_defaults(func=cmd_logs)
+
+    back = with_service(commands.add_parser("rollback", help="go back to an earlier release"))
+    back.add_argument("release", nargs="?", help="the release, like v3 (default: the one before the live one)")
+    back.set_defaults(func=cmd_rollback)
+
+    env = with_service(commands.add_parser("env", help="environment variables"))
+    env_commands = env.add_subparsers(dest="env_command", metavar="ACTION")
+    env_set = env_commands.add_parser("set", help="set KEY=VALUE …")
+    env_set.add_argument("pairs", nargs="+", metavar="KEY=VALUE")
+    env_unset = env_commands.add_parser("unset", help="unset KEY …")
+    env_unset.add_argument("keys", nargs="+", metavar="KEY")
+    env_commands.add_parser("list", help="list the keys (values are write-only)")
+    env.set_defaults(func=cmd_env)
+
+    opener = with_service(commands.add_parser("open", help="open the service's address in a browser"))
+    opener.add_argument("--print", dest="print_only", action="store_true", help="only print the address")
+    opener.set_defaults(func=cmd_open)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except CliError as exc:
+        print(f"hakobune: {exc.message}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

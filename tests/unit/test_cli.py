@@ -1,0 +1,82 @@
+"""The `hakobune` command's own parts: what it packs, where it keeps
+credentials, and its words when something is missing."""
+
+import json
+import stat
+import tarfile
+
+import pytest
+
+from hakobune import cli
+
+
+def write(root, files):
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+def test_packing_honours_gitignore_and_hakobuneignore(tmp_path):
+    write(tmp_path, {
+        "app.py": "", "requirements.txt": "", ".git/config": "", "node_modules/x/index.js": "",
+        "build/out.txt": "", "logs/a.log": "", "keep.log": "", "secrets/.env": "", "docs/guide.md": "",
+        "src/nested/.gitignore": "*.tmp\n", "src/nested/a.tmp": "", "src/nested/b.py": "", "src/a.tmp": "",
+        ".gitignore": "# deps\nnode_modules/\n/build\n*.log\n!keep.log\n",
+        ".hakobuneignore": "docs/\nsecrets\n",
+    })
+    assert cli.files_to_pack(tmp_path) == [
+        ".gitignore", ".hakobuneignore", "app.py", "keep.log", "requirements.txt", "src/a.tmp",
+        "src/nested/.gitignore", "src/nested/b.py",
+    ]
+    archive, count = cli.pack(tmp_path, "myapp")
+    with tarfile.open(archive) as tar:
+        assert sorted(tar.getnames())[0] == "myapp/.gitignore" and count == 8
+    archive.unlink()
+
+
+def test_double_star_patterns(tmp_path):
+    rules = cli.IgnoreRules()
+    rules.add("**/cache")
+    rules.add("a/**/z.txt")
+    assert rules.ignored("cache", True) and rules.ignored("x/y/cache", True)
+    assert rules.ignored("a/z.txt", False) and rules.ignored("a/b/c/z.txt", False) and not rules.ignored("b/z.txt", False)
+
+
+def test_credentials_are_readable_by_their_owner_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.delenv("HAKOBUNE_URL", raising=False)
+    monkeypatch.delenv("HAKOBUNE_TOKEN", raising=False)
+    path = cli.save_credentials("http://127.0.0.1:8000/", "hkb_x", "olivia")
+    assert path == tmp_path / "hakobune" / "credentials.json"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert json.loads(path.read_text())["token"] == "hkb_x"
+    assert cli.load_credentials() == ("http://127.0.0.1:8000", "hkb_x")
+    monkeypatch.setenv("HAKOBUNE_URL", "http://ci.example:9000")
+    monkeypatch.setenv("HAKOBUNE_TOKEN", "hkb_ci")
+    assert cli.load_credentials() == ("http://ci.example:9000", "hkb_ci")
+
+
+def test_without_credentials_it_says_how_to_log_in(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.delenv("HAKOBUNE_URL", raising=False)
+    monkeypatch.delenv("HAKOBUNE_TOKEN", raising=False)
+    assert cli.main(["services"]) == cli.EXIT_USAGE
+    assert "hakobune login" in capsys.readouterr().err
+
+
+def test_the_upload_body_is_multipart_and_reports_progress(tmp_path):
+    archive = tmp_path / "a.tar.gz"
+    archive.write_bytes(b"x" * 200_000)
+    bar = cli.ProgressBar(0, "Uploading")
+    body = cli.MultipartUpload({"subdir": "web"}, "source", archive, "app.tar.gz", bar)
+    bar.total = len(body)
+    data = b"".join(iter(lambda: body.read(8192), b""))
+    assert len(data) == len(body) and bar.done == len(body)
+    assert b'name="source"; filename="app.tar.gz"' in data and data.endswith(f"--{body.boundary}--\r\n".encode())
+
+
+@pytest.mark.parametrize("folder,name", [("My App", "my-app"), ("2048", "app-2048"), ("hello_world", "hello-world")])
+def test_the_default_service_name_comes_from_the_folder(tmp_path, folder, name):
+    (tmp_path / folder).mkdir()
+    assert cli.default_service_name(tmp_path / folder) == name
