@@ -12,6 +12,9 @@ export HAKOBUNE_STACK_CACHE="${HAKOBUNE_STACK_CACHE:-$PWD/var/stacks}"
 export REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379/15}"
 # A queue of this run's own, so that runs side by side never take each other's tasks.
 export CELERY_QUEUE="hakobune-test-$(basename "$TEST_DATA_DIR")"
+# Containers of this run carry its own instance label; reconciling never
+# touches those of a live Hakobune or of another run.
+export HAKOBUNE_INSTANCE="$CELERY_QUEUE"
 export ROUTER_ADMIN_URL="http://127.0.0.1:${TEST_ROUTER_ADMIN_PORT:-2999}"
 export ROUTER_PORT="${TEST_ROUTER_PORT:-18080}"
 export SECRET_KEY="test-only-secret-key"

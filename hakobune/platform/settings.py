@@ -61,8 +61,13 @@ ROUTER_ADMIN_URL = env("ROUTER_ADMIN_URL", "http://127.0.0.1:2019")
 # The scheme services are reached with; "http" for *.localhost, where Caddy's
 # automatic HTTPS is off.
 ROUTER_SCHEME = env("ROUTER_SCHEME", "http")
+# The router's JSON access log: one line per request, naming the host (so the
+# service); scale to zero and the metrics read it.
+ROUTER_ACCESS_LOG = env("ROUTER_ACCESS_LOG", str(DATA_DIR / "log" / "router-access.log"))
 
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],.localhost")
+# The services' own hostnames are allowed too: the waker answers a sleeping
+# service's first request under its hostname.
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],.localhost") + [f".{BASE_DOMAIN}"]
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
 
 INSTALLED_APPS = [
@@ -177,7 +182,9 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", "hakobune")
 CELERY_BEAT_SCHEDULE = {
-    "sync-router": {"task": "hakobune.worker.tasks.sync_router", "schedule": 60.0},
+    "scale-idle-to-zero": {"task": "hakobune.worker.tasks.scale_idle_to_zero", "schedule": 15.0},
+    "prune-images": {"task": "hakobune.worker.tasks.prune_images", "schedule": 3600.0},
+    "reconcile": {"task": "hakobune.worker.tasks.reconcile", "schedule": float(env_int("RECONCILE_SECONDS", 30))},
     "fail-stalled-builds": {"task": "hakobune.worker.tasks.fail_stalled_builds", "schedule": 60.0},
 }
 
@@ -220,9 +227,12 @@ RUNTIME_BACKENDS = {
         "BACKEND": "hakobune.runtime.docker_local.DockerLocalBackend",
         "OPTIONS": {
             "docker_url": env("DOCKER_HOST", "unix:///var/run/docker.sock"),
+            "instance": env("HAKOBUNE_INSTANCE", "hakobune"),
             "boot_timeout": env_int("BOOT_TIMEOUT", 60),
             "router_admin_url": ROUTER_ADMIN_URL,
             "router_port": ROUTER_PORT,
+            "access_log": ROUTER_ACCESS_LOG,
+            "waker_upstream": env("WAKER_UPSTREAM", f"127.0.0.1:{PORTAL_PORT}"),
         },
     },
 }
@@ -270,6 +280,8 @@ _default_ca = "/etc/ssl/certs/ca-certificates.crt"
 BUILD_CA_BUNDLE = env("BUILD_CA_BUNDLE", _default_ca if Path(_default_ca).exists() else "")
 
 BUILD_TIMEOUT = env_int("BUILD_TIMEOUT", 900)
+# Images of a service's last N releases are kept for instant rollbacks.
+KEEP_RELEASES = env_int("KEEP_RELEASES", 5)
 BUILD_MEMORY_MB = env_int("BUILD_MEMORY_MB", 2048)
 # CPU of each build step: a relative weight (1024 = one normal process; 0: no
 # limit) and the CPUs it may run on ("0-1"; empty: all).

@@ -18,8 +18,10 @@ urlpatterns = [
     path("t/<slug:team>/<slug:service>/", services.service_detail, name="service_detail"),
     path("t/<slug:team>/<slug:service>/deploy/", services.service_deploy, name="service_deploy"),
     path("t/<slug:team>/<slug:service>/logs/", services.runtime_logs, name="runtime_logs"),
+    path("t/<slug:team>/<slug:service>/runtime/", services.runtime_status, name="runtime_status"),
     path("t/<slug:team>/<slug:service>/env/", services.service_env, name="service_env"),
     path("t/<slug:team>/<slug:service>/scale/", services.service_scale, name="service_scale"),
+    path("t/<slug:team>/<slug:service>/sleep/", services.service_sleep_settings, name="service_sleep_settings"),
     path("t/<slug:team>/<slug:service>/delete/", services.service_delete, name="service_delete"),
     path("t/<slug:team>/<slug:service>/stop/", services.service_power, {"action": "stop"}, name="service_stop"),
     path("t/<slug:team>/<slug:service>/start/", services.service_power, {"action": "start"}, name="service_start"),
@@ -31,5 +33,7 @@ urlpatterns = [
     path("t/<slug:team>/<slug:service>/builds/<int:number>/source/", services.build_source, name="build_source"),
     path("t/<slug:team>/<slug:service>/builds/<int:number>/redeploy/", services.build_redeploy, name="build_redeploy"),
     path("hooks/git/<uuid:webhook_id>/", services.git_webhook, name="git_webhook"),
+    path("_hakobune/wake/", services.wake_service, name="wake_service"),
+    path("_hakobune/wake/<path:path>", services.wake_service, name="wake_service_path"),
     path("admin/", admin.site.urls),
 ]

@@ -78,6 +78,16 @@ class LiveRoute:
     team: str
     service: str
     release_id: int
+    asleep: bool = False
+
+
+@dataclass(frozen=True)
+class DesiredService:
+    """What the database wants of a service: its live release, and whether it
+    should be running, stopped by its owner, or asleep (scaled to zero)."""
+
+    spec: DeploySpec
+    state: str = "running"
 
 
 @dataclass
@@ -103,6 +113,7 @@ class MetricSample:
     name: str
     value: float
     labels: dict[str, str] = field(default_factory=dict)
+
 
 class RuntimeBackend:
     """Base class. Subclasses implement what their runtime supports and say so in
@@ -140,5 +151,25 @@ class RuntimeBackend:
     def sync_routes(self, live: list[LiveRoute]) -> None:
         """Makes the backend's routing serve exactly these services. Backends
         whose platform routes by itself do nothing."""
+
+    def reconcile_service(self, desired: DesiredService) -> list[str]:
+        """Repairs one service so that it runs as desired; returns what was
+        done, in words. Backends whose platform heals itself do nothing."""
+        return []
+
+    def sleep(self, ref: ServiceRef, hostname: str) -> None:
+        """Scales the service to zero: its instances stop, and its next request
+        wakes it (capability "scale_to_zero")."""
+        raise NotImplementedError
+
+    def wake(self, spec: DeploySpec) -> list[str]:
+        """Starts a sleeping service's instances, waits until they answer and
+        routes to them again; returns the addresses that answer."""
+        raise NotImplementedError
+
+    def remove_strays(self, known: set[ServiceRef]) -> list[str]:
+        """Removes what the backend runs for services the database does not
+        know; returns what was removed."""
+        return []
 
 

@@ -20,6 +20,7 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import LogConfig
 
 from .base import (
+    DesiredService,
     DeployResult,
     DeploySpec,
     Instance,
@@ -53,15 +54,20 @@ def team_network_name(team: str) -> str:
 
 
 class DockerLocalBackend(RuntimeBackend):
-    capabilities = frozenset({"logs", "stop_start", "routing", "under_the_hood"})
+    capabilities = frozenset({"logs", "stop_start", "routing", "under_the_hood", "scale_to_zero"})
 
     def __init__(self, alias, **options):
         super().__init__(alias, **options)
         self.docker_url = options.get("docker_url", "unix:///var/run/docker.sock")
+        # Which Hakobune this is: its containers carry it, and it never touches
+        # another's (a test run beside a live platform, two platforms on a host).
+        self.instance = options.get("instance", "hakobune")
         self.boot_timeout = float(options.get("boot_timeout", 60))
         self.stop_grace = int(options.get("stop_grace", 10))
         self.pids_limit = int(options.get("pids_limit", 256))
         self.tmpfs_mb = int(options.get("tmpfs_mb", 64))
+        # Where the router sends requests for a sleeping service: the portal.
+        self.waker = options.get("waker_upstream", "127.0.0.1:8000")
         self.router = CaddyRouter(
             options.get("router_admin_url", "http://127.0.0.1:2019"),
             int(options.get("router_port", 8080)),
@@ -137,7 +143,7 @@ class DockerLocalBackend(RuntimeBackend):
             if existing:
                 return existing[0]
             return self.client.networks.create(
-                name, driver="bridge", labels={LABEL_MANAGED: "true", LABEL_TEAM: team}, check_duplicate=True
+                name, driver="bridge", labels={LABEL_MANAGED: self.instance, LABEL_TEAM: team}, check_duplicate=True
             )
 
     def _networks_named(self, name: str) -> list:
@@ -163,7 +169,7 @@ class DockerLocalBackend(RuntimeBackend):
         removed networks pruned. Returns the bridges."""
         if self.firewall is None:
             return set()
-        networks = self.client.networks.list(filters={"label": f"{LABEL_MANAGED}=true"})
+        networks = self.client.networks.list(filters={"label": f"{LABEL_MANAGED}={self.instance}"})
         bridges = {bridge_of(network) for network in networks}
         try:
             self.firewall.sync(bridges, lambda: {bridge_of(network) for network in self.client.networks.list()})
@@ -180,7 +186,7 @@ class DockerLocalBackend(RuntimeBackend):
             name=name,
             hostname=spec.service,
             labels={
-                LABEL_MANAGED: "true",
+                LABEL_MANAGED: self.instance,
                 LABEL_TEAM: spec.team,
                 LABEL_SERVICE: spec.service,
                 LABEL_RELEASE: str(spec.release_id),
@@ -229,7 +235,7 @@ class DockerLocalBackend(RuntimeBackend):
             if address and _answers_http(address, spec.health_check_path):
                 container.update(restart_policy={"Name": "unless-stopped"})
                 return address
-            time.sleep(0.1)
+            time.sleep(0.05)
         raise RuntimeBackendError(
             f"the app did not answer HTTP on port {spec.port} ($PORT) within {self.boot_timeout:.0f} s. "
             "Make sure it listens on 0.0.0.0 and the port given in $PORT.",
@@ -262,7 +268,7 @@ class DockerLocalBackend(RuntimeBackend):
     def _containers(self, ref: ServiceRef, *, all_states: bool = True):
         return self.client.containers.list(
             all=all_states,
-            filters={"label": [f"{LABEL_MANAGED}=true", f"{LABEL_TEAM}={ref.team}", f"{LABEL_SERVICE}={ref.service}"]},
+            filters={"label": [f"{LABEL_MANAGED}={self.instance}", f"{LABEL_TEAM}={ref.team}", f"{LABEL_SERVICE}={ref.service}"]},
         )
 
     def _stop_other_releases(self, ref: ServiceRef, *, keep_release_id: int) -> None:
@@ -307,11 +313,24 @@ class DockerLocalBackend(RuntimeBackend):
         instances = [Instance(id=c.id, name=c.name, state=c.status) for c in containers]
         if not instances:
             return ServiceStatus(state="missing", instances=instances)
-        if any(c.status == "running" for c in containers):
-            return ServiceStatus(state="running", instances=instances)
-        if any(c.status == "restarting" for c in containers):
-            return ServiceStatus(state="crashed", instances=instances)
-        return ServiceStatus(state="stopped", instances=instances)
+        restarts = sum(c.attrs.get("RestartCount", 0) for c in containers)
+        oom_kills = sum(1 for c in containers if c.attrs["State"].get("OOMKilled"))
+        crashing = [c for c in containers if c.status == "restarting" or (c.status == "exited" and c.attrs.get("RestartCount", 0))]
+        if crashing:
+            state = crashing[0].attrs["State"]
+            detail = f"crash loop: the app exits with code {state.get('ExitCode')} and is restarted with a growing pause ({restarts} restarts)"
+            if oom_kills or state.get("OOMKilled"):
+                detail += f"; it ran out of memory ({oom_kills or 1} OOM kill{'s' if oom_kills > 1 else ''}) — give it more memory or use less"
+            return ServiceStatus(state="crashed", instances=instances, detail=detail)
+        running = [c for c in containers if c.status == "running"]
+        if running:
+            detail = f"{len(running)} of {len(containers)} instance(s) running"
+            if restarts:
+                detail += f"; {restarts} restart(s) so far"
+            if oom_kills:
+                detail += f"; {oom_kills} OOM kill(s)"
+            return ServiceStatus(state="running", instances=instances, detail=detail)
+        return ServiceStatus(state="stopped", instances=instances, detail="no instance is running")
 
     def logs(self, ref: ServiceRef, *, tail: int = 200) -> list[LogLine]:
         lines = []
@@ -345,11 +364,74 @@ class DockerLocalBackend(RuntimeBackend):
                 samples.append(MetricSample(stamp, "memory_limit_bytes", float(memory["limit"]), labels))
         return samples
 
+    def reconcile_service(self, desired: DesiredService) -> list[str]:
+        spec = desired.spec
+        done = []
+        containers = self._containers(spec.ref)
+        current = [c for c in containers if c.labels.get(LABEL_RELEASE) == str(spec.release_id)]
+        for stray in (c for c in containers if c not in current):
+            stray.remove(force=True)
+            done.append(f"removed {stray.name}, an instance of a release that is no longer live")
+        if desired.state == "sleeping":
+            for container in current:
+                if container.status == "running":
+                    container.stop(timeout=self.stop_grace)
+            return done
+        if desired.state != "running":
+            for container in current:
+                if container.status in ("running", "restarting"):
+                    container.stop(timeout=self.stop_grace)
+                    done.append(f"stopped {container.name}")
+            return done
+        alive = [c for c in current if c.status in ("running", "restarting")]
+        if len(alive) == spec.instances:
+            return done
+        if len(current) == spec.instances:
+            for container in current:
+                if container not in alive:
+                    container.start()
+                    done.append(f"started {container.name} again")
+            return done
+        self.deploy(spec)
+        done.append(f"started v{spec.release_number} again ({spec.instances} instance(s); {len(alive)} were running)")
+        return done
+
+    def sleep(self, ref: ServiceRef, hostname: str) -> None:
+        try:
+            self.router.set_route(Route(hostname, (self.waker,), asleep=True))
+        except RouterError as exc:
+            raise RuntimeBackendError(str(exc), permanent=False)
+        for container in self._containers(ref, all_states=False):
+            container.stop(timeout=self.stop_grace)
+
+    def wake(self, spec: DeploySpec) -> list[str]:
+        current = [c for c in self._containers(spec.ref) if c.labels.get(LABEL_RELEASE) == str(spec.release_id)]
+        if len(current) != spec.instances:
+            return [instance.address for instance in self.deploy(spec).instances]
+        for container in current:
+            if container.status != "running":
+                container.start()
+        upstreams = [self._wait_until_healthy(container, spec) for container in current]
+        try:
+            self.router.set_route(Route(spec.hostname, tuple(upstreams)))
+        except RouterError as exc:
+            raise RuntimeBackendError(str(exc), permanent=False)
+        return upstreams
+
+    def remove_strays(self, known: set[ServiceRef]) -> list[str]:
+        done = []
+        for container in self.client.containers.list(all=True, filters={"label": f"{LABEL_MANAGED}={self.instance}"}):
+            ref = ServiceRef(container.labels.get(LABEL_TEAM, ""), container.labels.get(LABEL_SERVICE, ""))
+            if ref not in known:
+                container.remove(force=True)
+                done.append(f"removed {container.name}: no service {ref.team}/{ref.service} exists")
+        return done
+
     def sync_routes(self, live: list[LiveRoute]) -> None:
         routes = []
         for entry in live:
             containers = self.client.containers.list(
-                filters={"label": [f"{LABEL_MANAGED}=true", f"{LABEL_RELEASE}={entry.release_id}"]}
+                filters={"label": [f"{LABEL_MANAGED}={self.instance}", f"{LABEL_RELEASE}={entry.release_id}"]}
             )
             upstreams = []
             for container in containers:
@@ -357,7 +439,9 @@ class DockerLocalBackend(RuntimeBackend):
                 for bindings in port_bindings.values():
                     if bindings:
                         upstreams.append(f"127.0.0.1:{bindings[0]['HostPort']}")
-            if upstreams:
+            if entry.asleep:
+                routes.append(Route(entry.hostname, (self.waker,), asleep=True))
+            elif upstreams:
                 routes.append(Route(entry.hostname, tuple(sorted(upstreams))))
         try:
             self.router.load(routes)

@@ -24,6 +24,12 @@ class RouterError(Exception):
 class Route:
     hostname: str
     upstreams: tuple[str, ...]  # "127.0.0.1:32768"
+    # A sleeping service (scaled to zero): requests go to the waker (the
+    # portal) under WAKE_PREFIX, which starts the service and answers them.
+    asleep: bool = False
+
+
+WAKE_PREFIX = "/_hakobune/wake"
 
 
 def route_id(hostname: str) -> str:
@@ -43,10 +49,11 @@ class CaddyRouter:
     # -- config as data -------------------------------------------------------
 
     def route_config(self, route: Route) -> dict:
+        wake = [{"handler": "rewrite", "uri": WAKE_PREFIX + "{http.request.uri}"}] if route.asleep else []
         return {
             "@id": route_id(route.hostname),
             "match": [{"host": [route.hostname]}],
-            "handle": [
+            "handle": wake + [
                 {
                     "handler": "reverse_proxy",
                     "upstreams": [{"dial": upstream} for upstream in route.upstreams],

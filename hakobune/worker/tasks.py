@@ -31,7 +31,7 @@ from hakobune.platform.services import sources
 from hakobune.platform.services.backends import all_backends, get_backend
 from hakobune.platform.services.models import Release, Service
 from hakobune.platform.services.services import env_of
-from hakobune.runtime.base import DeploySpec, LiveRoute, RuntimeBackendError, ServiceRef
+from hakobune.runtime.base import DeploySpec, DesiredService, LiveRoute, RuntimeBackendError, ServiceRef
 from hakobune.worker import builder, gitfetch, images, source, stacks
 from hakobune.worker.buildpacks import BuildPlan, NoStackDetected, detect
 
@@ -426,13 +426,86 @@ def _deploy_spec(service: Service, release: Release) -> DeploySpec:
 
 
 @shared_task
+def reconcile() -> None:
+    """Makes every backend run what the database wants, both ways: instances
+    that died or vanished (a dockerd or host restart) come back, strays go,
+    and the routes are rewritten. A service being deployed is left alone."""
+    for backend in all_backends():
+        known = set()
+        services = Service.objects.filter(target=backend.alias).exclude(desired_state="deleted")
+        for service in services.select_related("team", "live_release"):
+            ref = ServiceRef(service.team.name, service.name)
+            known.add(ref)
+            if service.live_release is None or service.live_release.status != Release.Status.LIVE:
+                continue
+            lock = _deploy_lock(service.id)
+            if not lock.acquire(blocking=False):
+                logger.info("reconcile %s: skipped, a deploy holds its lock", ref.service)
+                continue
+            try:
+                desired = DesiredService(_deploy_spec(service, service.live_release), state=service.desired_state)
+                for action in backend.reconcile_service(desired):
+                    logger.info("reconcile %s: %s", ref.service, action)
+            except RuntimeBackendError as exc:
+                logger.warning("reconcile could not repair %s/%s: %s", ref.team, ref.service, exc.message)
+            finally:
+                lock.release()
+        try:
+            for action in backend.remove_strays(known):
+                logger.info("reconcile: %s", action)
+        except RuntimeBackendError as exc:
+            logger.warning("reconcile could not remove strays on %s: %s", backend.alias, exc.message)
+    sync_router()
+
+
+@shared_task
+def scale_idle_to_zero() -> None:
+    """Notes the router's traffic, then puts services idle for longer than their
+    idle minutes to sleep."""
+    from hakobune.platform.services import scaling
+
+    scaling.note_traffic(settings.ROUTER_ACCESS_LOG)
+    for service in scaling.idle_services():
+        lock = _deploy_lock(service.id)
+        if not lock.acquire(blocking=False):
+            continue
+        try:
+            scaling.put_to_sleep(service)
+        except RuntimeBackendError as exc:
+            logger.warning("could not scale %s to zero: %s", service, exc.message)
+        finally:
+            lock.release()
+
+
+@shared_task
+def prune_images() -> None:
+    """Keeps the images of each service's last KEEP_RELEASES releases (and the
+    live one), so rollbacks stay instant, and removes older ones."""
+    client = docker.from_env()
+    for service in Service.objects.exclude(desired_state="deleted").select_related("team"):
+        kept = set(service.releases.order_by("-number").values_list("image", flat=True)[: settings.KEEP_RELEASES])
+        if service.live_release_id:
+            kept.add(service.live_release.image)
+        for tag in images.remove_images(client, service.team.name, service.name, keep=kept):
+            logger.info("pruned %s", tag)
+
+
+@shared_task
 def sync_router() -> None:
     """Rewrites each backend's routing from the database, so a restarted router
     serves every live service again."""
     for backend in all_backends():
         live = [
-            LiveRoute(hostname=svc.hostname, team=svc.team.name, service=svc.name, release_id=svc.live_release_id)
-            for svc in Service.objects.filter(target=backend.alias, live_release__isnull=False).select_related("team")
+            LiveRoute(
+                hostname=svc.hostname,
+                team=svc.team.name,
+                service=svc.name,
+                release_id=svc.live_release_id,
+                asleep=svc.desired_state == "sleeping",
+            )
+            for svc in Service.objects.filter(target=backend.alias, live_release__isnull=False)
+            .exclude(desired_state__in=("deleted", "stopped"))
+            .select_related("team")
         ]
         try:
             backend.sync_routes(live)

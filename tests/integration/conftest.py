@@ -115,6 +115,13 @@ def team_name(docker_client):
         container.remove(force=True)
     for network in docker_client.networks.list(names=[team_network_name(name)]):
         network.remove()
+    # Untag the team's images; their layers stay as build cache for the next run.
+    for image in docker_client.images.list(name=f"hakobune/{name}/*"):
+        for tag in image.tags:
+            try:
+                docker_client.images.remove(tag, noprune=True)
+            except docker.errors.APIError:
+                pass  # still used by an instance the worker is starting as the test ends
 
 
 def get_through_router(hostname: str, path: str = "/", timeout: float = 5) -> requests.Response:

@@ -45,6 +45,7 @@ def status_tone(status):
         "superseded": "muted",
         "stopped": "muted",
         "new": "muted",
+        "asleep": "muted",
         "deployed": "good",
         "ignored": "muted",
         "refused": "bad",

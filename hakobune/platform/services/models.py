@@ -73,8 +73,15 @@ class Service(models.Model):
     )
     # What the owner asked for; the reconciler makes the runtime match it.
     desired_state = models.CharField(
-        max_length=16, choices=[("running", "Running"), ("stopped", "Stopped")], default="running"
+        max_length=16,
+        choices=[("running", "Running"), ("stopped", "Stopped"), ("sleeping", "Asleep"), ("deleted", "Deleted")],
+        default="running",
     )
+    # Scale to zero, like Cloud Run: after idle_minutes without a request the
+    # instances stop; the next request wakes the service.
+    scale_to_zero = models.BooleanField(default=False)
+    idle_minutes = models.PositiveIntegerField(default=15, validators=[MinValueValidator(1), MaxValueValidator(1440)])
+    last_request_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -137,6 +137,14 @@ def rollback(*, service: Service, to_release, created_by=None):
         raise ServiceActionError(f"v{to_release.number} never ran; only releases that went live can be rolled back to.")
     if service.live_release_id == to_release.id:
         raise ServiceActionError(f"v{to_release.number} is already live.")
+    from django.conf import settings
+
+    kept = service.releases.order_by("-number").values_list("id", flat=True)[: settings.KEEP_RELEASES]
+    if to_release.id not in set(kept):
+        raise ServiceActionError(
+            f"v{to_release.number} is older than the last {settings.KEEP_RELEASES} releases, whose images are kept. "
+            f"Redeploy its source instead (deploy #{to_release.build.number})."
+        )
     return _new_release(
         service, build=to_release.build, image=to_release.image, config=dict(to_release.config),
         description=f"Rollback to v{to_release.number}",
@@ -183,50 +191,6 @@ def delete_service(*, service: Service, created_by=None) -> None:
 
     Service.objects.filter(id=service.id).update(desired_state="deleted")
     transaction.on_commit(lambda: destroy_service.delay(service.id))
-
-
-# -- traffic split (backends with the "traffic_split" capability) ---------------------
-
-
-def split_traffic(*, service: Service, percents: dict[int, int], created_by=None) -> dict[str, int]:
-    """Sends each release's share of the requests (release number: percent,
-    adding up to 100) to the runtime revision that release runs as; returns
-    what was sent to the backend (revision: percent)."""
-    from hakobune.runtime.base import RuntimeBackendError, ServiceRef
-
-    from .backends import get_backend
-
-    backend = get_backend(service.target)
-    if "traffic_split" not in backend.capabilities:
-        raise ServiceActionError(f"{service.target} cannot split traffic between releases.")
-    percents = {number: percent for number, percent in percents.items() if percent}
-    if any(not 0 <= p <= 100 for p in percents.values()) or sum(percents.values()) != 100:
-        raise ServiceActionError("Give each release a percentage from 0 to 100; together they must make 100.")
-    splits = {}
-    for number, percent in sorted(percents.items()):
-        release = service.releases.filter(number=number).first()
-        revision = (release.runtime_state or {}).get("revision") if release else None
-        if release is None or release.status not in ("live", "superseded") or not revision:
-            raise ServiceActionError(f"v{number} never ran on {service.target}, so it cannot take requests.")
-        splits[revision] = splits.get(revision, 0) + percent
-    try:
-        backend.route_traffic(ServiceRef(service.team.name, service.name), splits)
-    except RuntimeBackendError as exc:
-        raise ServiceActionError(exc.message)
-    return splits
-
-
-def set_scale_to_zero(*, service: Service, enabled: bool, idle_minutes: int, created_by=None) -> None:
-    """Turns scale to zero on or off. Turning it off wakes a sleeping service."""
-    if not 1 <= idle_minutes <= 1440:
-        raise ServiceActionError("Idle minutes go from 1 to 1440 (a day).")
-    Service.objects.filter(id=service.id).update(scale_to_zero=enabled, idle_minutes=idle_minutes)
-    if not enabled and service.desired_state == "sleeping" and service.live_release is not None:
-        from hakobune.worker.tasks import _deploy_spec
-
-        from .scaling import wake
-
-        wake(service, _deploy_spec(service, service.live_release))
 
 
 # -- settings, source and environment (the API's PATCH, deploys from a git URL, env) ---
@@ -338,3 +302,47 @@ def env_of(service: Service) -> dict[str, str]:
     from hakobune.platform.crypto import decrypt
 
     return {var.key: decrypt(var.value_encrypted) for var in service.env_vars.all()}
+
+
+# -- traffic split (backends with the "traffic_split" capability) ---------------------
+
+
+def split_traffic(*, service: Service, percents: dict[int, int], created_by=None) -> dict[str, int]:
+    """Sends each release's share of the requests (release number: percent,
+    adding up to 100) to the runtime revision that release runs as; returns
+    what was sent to the backend (revision: percent)."""
+    from hakobune.runtime.base import RuntimeBackendError, ServiceRef
+
+    from .backends import get_backend
+
+    backend = get_backend(service.target)
+    if "traffic_split" not in backend.capabilities:
+        raise ServiceActionError(f"{service.target} cannot split traffic between releases.")
+    percents = {number: percent for number, percent in percents.items() if percent}
+    if any(not 0 <= p <= 100 for p in percents.values()) or sum(percents.values()) != 100:
+        raise ServiceActionError("Give each release a percentage from 0 to 100; together they must make 100.")
+    splits = {}
+    for number, percent in sorted(percents.items()):
+        release = service.releases.filter(number=number).first()
+        revision = (release.runtime_state or {}).get("revision") if release else None
+        if release is None or release.status not in ("live", "superseded") or not revision:
+            raise ServiceActionError(f"v{number} never ran on {service.target}, so it cannot take requests.")
+        splits[revision] = splits.get(revision, 0) + percent
+    try:
+        backend.route_traffic(ServiceRef(service.team.name, service.name), splits)
+    except RuntimeBackendError as exc:
+        raise ServiceActionError(exc.message)
+    return splits
+
+
+def set_scale_to_zero(*, service: Service, enabled: bool, idle_minutes: int, created_by=None) -> None:
+    """Turns scale to zero on or off. Turning it off wakes a sleeping service."""
+    if not 1 <= idle_minutes <= 1440:
+        raise ServiceActionError("Idle minutes go from 1 to 1440 (a day).")
+    Service.objects.filter(id=service.id).update(scale_to_zero=enabled, idle_minutes=idle_minutes)
+    if not enabled and service.desired_state == "sleeping" and service.live_release is not None:
+        from hakobune.worker.tasks import _deploy_spec
+
+        from .scaling import wake
+
+        wake(service, _deploy_spec(service, service.live_release))

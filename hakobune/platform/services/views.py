@@ -25,6 +25,7 @@ from .services import (
     rollback,
     scale,
     set_env,
+    set_scale_to_zero,
     start_service,
     stop_service,
 )
@@ -50,6 +51,8 @@ def service_status(service, latest_build):
         return "deploying"
     if service.live_release_id and service.desired_state == "stopped":
         return "stopped"
+    if service.live_release_id and service.desired_state == "sleeping":
+        return "asleep"
     if service.live_release_id:
         return "live"
     if latest_build and latest_build.status == "failed":
@@ -212,6 +215,23 @@ def service_scale(request, team, service):
 
 @login_required
 @require_POST
+def service_sleep_settings(request, team, service):
+    _, service = _deployer_or_403(request, team, service)
+    try:
+        idle_minutes = int(request.POST.get("idle_minutes") or service.idle_minutes)
+        set_scale_to_zero(service=service, enabled=request.POST.get("scale_to_zero") == "on",
+                          idle_minutes=idle_minutes, created_by=request.user)
+    except ValueError:
+        messages.error(request, "Give the idle minutes as a whole number.")
+    except (ServiceActionError, RuntimeBackendError) as exc:
+        messages.error(request, getattr(exc, "message", None) or str(exc))
+    else:
+        messages.success(request, "Saved.")
+    return redirect("service_detail", team=team, service=service.name)
+
+
+@login_required
+@require_POST
 def service_power(request, team, service, action):
     _, service = _deployer_or_403(request, team, service)
     try:
@@ -275,6 +295,37 @@ def build_source(request, team, service, number):
 
 
 @csrf_exempt
+def wake_service(request, path=""):
+    """The router sends the requests of a sleeping service here: start it, then
+    answer the request from it."""
+    from django.http import HttpResponse
+
+    from hakobune.worker.tasks import _deploy_lock, _deploy_spec
+
+    from . import scaling
+
+    service = scaling.service_for_hostname(request.get_host().rsplit(":", 1)[0].lower())
+    if service is None or service.live_release is None:
+        raise Http404("No service lives at this address.")
+    if service.desired_state == "stopped":
+        return HttpResponse("This service is stopped by its team.\n", status=503, content_type="text/plain")
+    spec = _deploy_spec(service, service.live_release)
+    try:
+        with _deploy_lock(service.id):
+            upstreams = scaling.wake(service, spec)
+        answer = scaling.forward(request, upstreams[0], path)
+    except RuntimeBackendError as exc:
+        return HttpResponse(f"The service could not be woken: {exc.message}\n", status=503, content_type="text/plain")
+    except Exception as exc:  # the app did not answer the forwarded request
+        return HttpResponse(f"The service woke but did not answer: {exc}\n", status=502, content_type="text/plain")
+    response = HttpResponse(answer.content, status=answer.status_code)
+    for key, value in answer.headers.items():
+        if key.lower() not in scaling.HOP_BY_HOP:
+            response[key] = value
+    return response
+
+
+@csrf_exempt
 @require_POST
 def git_webhook(request, webhook_id):
     service = Service.objects.filter(webhook_id=webhook_id).select_related("team").first()
@@ -317,6 +368,21 @@ def build_status(request, team, service, number):
     _, service = _service_or_404(request, team, service)
     build = get_object_or_404(Build, service=service, number=number)
     return render(request, "services/_build_status.html", {"build": build, "service": service})
+
+
+@login_required
+def runtime_status(request, team, service):
+    """The instances as the runtime sees them now: running, stopped, or in a
+    crash loop (with the exit code and OOM kills)."""
+    _, service = _service_or_404(request, team, service)
+    try:
+        status = get_backend(service.target).status(ServiceRef(service.team.name, service.name))
+    except RuntimeBackendError as exc:
+        status = None
+        error = exc.message
+    else:
+        error = ""
+    return render(request, "services/_runtime_status.html", {"service": service, "runtime": status, "error": error})
 
 
 @login_required

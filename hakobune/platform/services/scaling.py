@@ -1,0 +1,122 @@
+"""Scale to zero. The router's access log says when each service last had a
+request; a service idle for its idle_minutes is put to sleep (its instances
+stop and its route points at the waker); the waker starts it on the next
+request and answers that request once the service is healthy."""
+
+import json
+import logging
+import os
+from datetime import datetime, timedelta
+
+import redis
+import requests
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from hakobune.runtime.base import RuntimeBackendError, ServiceRef
+
+from .backends import get_backend
+from .models import Release, Service
+
+logger = logging.getLogger(__name__)
+HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
+              "transfer-encoding", "upgrade", "content-length", "content-encoding", "host"}
+
+
+def service_for_hostname(hostname: str) -> Service | None:
+    suffix = f".{settings.BASE_DOMAIN}"
+    if not hostname.endswith(suffix):
+        return None
+    label = hostname[: -len(suffix)]
+    # "<service>-<team>": both may hold hyphens, so try each split.
+    query = Q()
+    for index, char in enumerate(label):
+        if char == "-":
+            query |= Q(name=label[:index], team__name=label[index + 1 :])
+    if not query:
+        return None
+    return Service.objects.select_related("team", "live_release").exclude(desired_state="deleted").filter(query).first()
+
+
+def note_traffic(log_path: str) -> int:
+    """Reads the router's access log from where the last call stopped and
+    records each service's latest request. Returns the lines read."""
+    if not log_path or not os.path.exists(log_path):
+        return 0
+    store = redis.Redis.from_url(settings.REDIS_URL)
+    key = f"hakobune:access-log-offset:{log_path}"
+    offset = int(store.get(key) or 0)
+    size = os.path.getsize(log_path)
+    if size < offset:  # the log was rotated
+        offset = 0
+    latest: dict[str, float] = {}
+    count = 0
+    with open(log_path, "rb") as handle:
+        handle.seek(offset)
+        for raw in handle:
+            if not raw.endswith(b"\n"):
+                break  # a line still being written; read it next time
+            offset += len(raw)
+            count += 1
+            try:
+                entry = json.loads(raw)
+                host = entry["request"]["host"].rsplit(":", 1)[0].lower()
+                stamp = float(entry["ts"])
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue
+            latest[host] = max(stamp, latest.get(host, 0.0))
+    store.set(key, offset)
+    for host, stamp in latest.items():
+        service = service_for_hostname(host)
+        if service is not None:
+            seen = datetime.fromtimestamp(stamp, tz=timezone.get_current_timezone())
+            Service.objects.filter(id=service.id).filter(
+                Q(last_request_at__isnull=True) | Q(last_request_at__lt=seen)
+            ).update(last_request_at=seen)
+    return count
+
+
+def idle_services(now=None):
+    now = now or timezone.now()
+    candidates = Service.objects.filter(
+        scale_to_zero=True, desired_state="running", live_release__status=Release.Status.LIVE
+    ).select_related("team", "live_release")
+    for service in candidates:
+        last = max(filter(None, [service.last_request_at, service.live_release.live_at]), default=None)
+        if last is not None and now - last >= timedelta(minutes=service.idle_minutes):
+            yield service
+
+
+def put_to_sleep(service: Service) -> None:
+    backend = get_backend(service.target)
+    if "scale_to_zero" not in backend.capabilities:
+        return
+    Service.objects.filter(id=service.id, desired_state="running").update(desired_state="sleeping")
+    backend.sleep(ServiceRef(service.team.name, service.name), service.hostname)
+    logger.info("%s scaled to zero after %s idle minutes", service, service.idle_minutes)
+
+
+def wake(service: Service, spec) -> list[str]:
+    """Starts a sleeping service and routes to it again; returns the
+    addresses of its healthy instances."""
+    upstreams = get_backend(service.target).wake(spec)
+    Service.objects.filter(id=service.id).update(desired_state="running", last_request_at=timezone.now())
+    return upstreams
+
+
+def forward(request, upstream: str, path: str):
+    """Sends the waking request on to the service and returns its answer."""
+    session = requests.Session()
+    session.trust_env = False
+    headers = {key: value for key, value in request.headers.items() if key.lower() not in HOP_BY_HOP}
+    headers["Host"] = request.get_host()
+    query = request.META.get("QUERY_STRING", "")
+    return session.request(
+        request.method,
+        f"http://{upstream}/{path}" + (f"?{query}" if query else ""),
+        headers=headers,
+        data=request.body,
+        timeout=60,
+        allow_redirects=False,
+    )

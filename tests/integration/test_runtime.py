@@ -1,0 +1,246 @@
+"""The local runtime as its users live with it: redeploys that drop no
+request, a broken release that never replaces a working one, rollbacks
+without rebuilds, and a reconciler that brings services back after their
+containers or the Docker Engine went away."""
+
+import os
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import docker
+import pytest
+from django.urls import reverse
+
+from hakobune.platform.accounts.services import create_team
+from hakobune.platform.services.models import Release, Service
+from hakobune.runtime.docker_local import LABEL_SERVICE, LABEL_TEAM
+from hakobune.worker import tasks
+from tests.conftest import APPS_DIR, archive_of
+
+from .conftest import get_through_router, wait_for_build
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+FLASK_APP = (APPS_DIR / "flask-hello" / "app.py").read_text()
+
+
+def version_of(greeting):
+    return {"app.py": FLASK_APP.replace("Hello from Hakobune", greeting)}
+
+
+@pytest.fixture
+def team(owner, team_name):
+    return create_team(name=team_name, owner=owner)
+
+
+def deploy(client, team, name, greeting=None, app="flask-hello", new=False):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    archive = archive_of(app, extra=version_of(greeting) if greeting else None)
+    upload = SimpleUploadedFile(f"{app}.tar.gz", archive)
+    if new:
+        response = client.post(reverse("service_new", args=[team.name]), {"name": name, "source": upload})
+    else:
+        response = client.post(reverse("service_deploy", args=[team.name, name]), {"source": upload})
+    assert response.status_code == 302
+    service = Service.objects.get(team=team, name=name)
+    return wait_for_build(service.builds.order_by("-number").first())
+
+
+class RequestLoop:
+    """GETs a service through the router, over and over, from a thread;
+    bounded in count and time."""
+
+    def __init__(self, hostname, max_requests=5000, max_seconds=240):
+        self.hostname = hostname
+        self.max_requests = max_requests
+        self.deadline = time.monotonic() + max_seconds
+        self.results = []
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self):
+        while not self.stopped.is_set() and len(self.results) < self.max_requests and time.monotonic() < self.deadline:
+            try:
+                response = get_through_router(self.hostname, timeout=10)
+                self.results.append((response.status_code, response.text.split("!")[0]))
+            except Exception as exc:  # a refused or reset connection is what this test looks for
+                self.results.append(("error", repr(exc)))
+            time.sleep(0.02)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopped.set()
+        self.thread.join(timeout=30)
+
+
+def test_redeploys_drop_no_request_and_a_broken_one_changes_nothing(login, owner, team, worker):
+    client = login(owner)
+    assert deploy(client, team, "web", "Version one", new=True).status == "live"
+    service = Service.objects.get(team=team, name="web")
+
+    with RequestLoop(service.hostname) as loop:
+        time.sleep(0.5)
+        assert deploy(client, team, "web", "Version two").status == "live"
+        time.sleep(0.5)
+        broken = deploy(client, team, "web", app="flask-broken")
+        assert broken.status == "failed"
+        time.sleep(0.5)
+
+    bodies = [body for status, body in loop.results]
+    assert len(loop.results) > 50
+    assert {status for status, _ in loop.results} == {200}, [r for r in loop.results if r[0] != 200][:5]
+    assert set(bodies) == {"Version one", "Version two"}
+    # Once the new version answered, the old one never did again.
+    first_new = bodies.index("Version two")
+    assert "Version one" not in bodies[first_new:]
+    assert get_through_router(service.hostname).text.startswith("Version two")
+
+
+def test_a_rollback_serves_the_old_version_without_a_rebuild(login, owner, team, worker, docker_client):
+    client = login(owner)
+    deploy(client, team, "web", "Version one", new=True)
+    deploy(client, team, "web", "Version two")
+    service = Service.objects.get(team=team, name="web")
+    v1 = service.releases.get(number=1)
+    builds = service.builds.count()
+
+    response = client.post(reverse("release_rollback", args=[team.name, "web", 1]))
+    assert response.status_code == 302
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        v3 = service.releases.filter(number=3).first()
+        if v3 and v3.status in ("live", "failed"):
+            break
+        time.sleep(0.25)
+    assert v3.status == "live", v3.failure_reason
+    assert v3.image == v1.image and service.builds.count() == builds
+    assert get_through_router(service.hostname).text.startswith("Version one")
+    running = docker_client.containers.list(filters={"label": [f"{LABEL_TEAM}={team.name}", f"{LABEL_SERVICE}=web"]})
+    assert {c.labels["org.hakobune.release"] for c in running} == {str(v3.id)}
+
+
+def test_the_reconciler_brings_back_killed_instances_and_removes_strays(login, owner, team, worker, docker_client):
+    client = login(owner)
+    deploy(client, team, "web", "Still here", new=True)
+    service = Service.objects.get(team=team, name="web")
+    labels = [f"{LABEL_TEAM}={team.name}", f"{LABEL_SERVICE}=web"]
+    for container in docker_client.containers.list(filters={"label": labels}):
+        container.remove(force=True)
+    assert get_through_router(service.hostname).status_code == 502
+
+    stray = docker_client.containers.run(
+        "hakobune/stack-python:bookworm", ["sleep", "600"], detach=True,
+        labels={"org.hakobune.managed": os.environ["HAKOBUNE_INSTANCE"], LABEL_TEAM: team.name, LABEL_SERVICE: "ghost"},
+    )
+    # The reconciler runs every half minute; here it is called until it has
+    # repaired (a deploy that just ended may still hold the service's lock).
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        tasks.reconcile()
+        if get_through_router(service.hostname).status_code == 200:
+            break
+        time.sleep(0.5)
+    assert get_through_router(service.hostname).text.startswith("Still here")
+    with pytest.raises(docker.errors.NotFound):
+        docker_client.containers.get(stray.id)
+
+
+def _restart_dockerd():
+    pid = int(subprocess.run(["pidof", "dockerd"], capture_output=True, text=True, check=True).stdout.split()[0])
+    command = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+    os.kill(pid, 15)
+    for _ in range(300):
+        if not Path(f"/proc/{pid}").exists():
+            break
+        time.sleep(0.1)
+    log = open(os.environ.get("HAKOBUNE_DATA_DIR", "/tmp") + "/dockerd-restarted.log", "ab")
+    subprocess.Popen([part.decode() for part in command], stdout=log, stderr=log, start_new_session=True)
+    for _ in range(300):
+        if subprocess.run(["docker", "info"], capture_output=True).returncode == 0:
+            return
+        time.sleep(0.1)
+    raise AssertionError("dockerd did not come back")
+
+
+@pytest.mark.skipif(os.environ.get("HAKOBUNE_TEST_RESTART_DOCKERD") != "1",
+                    reason="restarts the host's Docker Engine; scripts/test.sh enables it")
+def test_services_answer_again_after_the_docker_engine_restarts(login, owner, team, worker):
+    client = login(owner)
+    deploy(client, team, "web", "Survivor", new=True)
+    service = Service.objects.get(team=team, name="web")
+    _restart_dockerd()
+    deadline = time.monotonic() + 90
+    answer = None
+    while time.monotonic() < deadline:
+        tasks.reconcile()
+        try:
+            answer = get_through_router(service.hostname)
+            if answer.status_code == 200:
+                break
+        except Exception:
+            pass
+        time.sleep(1)
+    assert answer is not None and answer.text.startswith("Survivor")
+
+
+def test_an_idle_service_sleeps_and_its_next_request_wakes_it(login, owner, team, worker, live_server, settings,
+                                                               docker_client):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    settings.RUNTIME_BACKENDS = {
+        alias: {**config, "OPTIONS": {**config["OPTIONS"], "waker_upstream": live_server.url.removeprefix("http://")}}
+        for alias, config in settings.RUNTIME_BACKENDS.items()
+    }
+    client = login(owner)
+    deploy(client, team, "sleepy", "Good morning", new=True)
+    client.post(reverse("service_sleep_settings", args=[team.name, "sleepy"]), {"scale_to_zero": "on", "idle_minutes": 5})
+    service = Service.objects.get(team=team, name="sleepy")
+    assert service.scale_to_zero and service.idle_minutes == 5
+    long_ago = timezone.now() - timedelta(minutes=6)
+    Service.objects.filter(id=service.id).update(last_request_at=long_ago)
+    Release.objects.filter(id=service.live_release_id).update(live_at=long_ago)
+
+    tasks.scale_idle_to_zero()
+
+    service.refresh_from_db()
+    assert service.desired_state == "sleeping"
+    labels = [f"{LABEL_TEAM}={team.name}", f"{LABEL_SERVICE}=sleepy"]
+    assert docker_client.containers.list(filters={"label": labels}) == []
+    assert "asleep" in client.get(reverse("dashboard")).content.decode()
+
+    started = time.monotonic()
+    answer = get_through_router(service.hostname, "/", timeout=60)
+    woke_in = time.monotonic() - started
+    assert answer.status_code == 200 and answer.text.startswith("Good morning"), answer.text
+    service.refresh_from_db()
+    assert service.desired_state == "running"
+    assert len(docker_client.containers.list(filters={"label": labels})) == 1
+    # Later requests go straight to the instance again, not through the waker.
+    assert get_through_router(service.hostname).text.startswith("Good morning")
+    print(f"woke in {woke_in:.2f} s")
+
+
+def test_old_images_are_pruned_and_the_last_releases_kept(login, owner, team, worker, docker_client, settings):
+    settings.KEEP_RELEASES = 2
+    client = login(owner)
+    deploy(client, team, "web", "One", new=True)
+    deploy(client, team, "web", "Two")
+    deploy(client, team, "web", "Three")
+    service = Service.objects.get(team=team, name="web")
+    images_before = {tag for image in docker_client.images.list(name=f"hakobune/{team.name}/web") for tag in image.tags}
+    assert len(images_before) == 3
+
+    tasks.prune_images()
+
+    kept = {tag for image in docker_client.images.list(name=f"hakobune/{team.name}/web") for tag in image.tags}
+    assert kept == {service.releases.get(number=n).image for n in (2, 3)}
+    response = client.post(reverse("release_rollback", args=[team.name, "web", 1]), follow=True)
+    assert "older than the last 2 releases" in response.content.decode()
