@@ -31,6 +31,7 @@ urlpatterns = [
     path("t/<slug:team>/<slug:service>/builds/<int:number>/log/", services.build_log, name="build_log"),
     path("t/<slug:team>/<slug:service>/builds/<int:number>/status/", services.build_status, name="build_status"),
     path("t/<slug:team>/<slug:service>/builds/<int:number>/source/", services.build_source, name="build_source"),
+    path("t/<slug:team>/<slug:service>/builds/<int:number>/Dockerfile", services.build_dockerfile, name="build_dockerfile"),
     path("t/<slug:team>/<slug:service>/builds/<int:number>/redeploy/", services.build_redeploy, name="build_redeploy"),
     path("hooks/git/<uuid:webhook_id>/", services.git_webhook, name="git_webhook"),
     path("_hakobune/wake/", services.wake_service, name="wake_service"),

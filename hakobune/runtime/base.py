@@ -172,4 +172,9 @@ class RuntimeBackend:
         know; returns what was removed."""
         return []
 
+    def repair_platform(self) -> list[str]:
+        """Restores what the backend itself relies on (for the local backend,
+        the network isolation rules that a reboot empties)."""
+        return []
+
 

@@ -164,6 +164,10 @@ class DockerLocalBackend(RuntimeBackend):
                 permanent=False,
             )
 
+    def repair_platform(self) -> list[str]:
+        bridges = self.isolate_all()
+        return [f"isolation rules in place for {len(bridges)} team network(s)"] if bridges else []
+
     def isolate_all(self) -> set[str]:
         """For the reconciler: every team network isolated, and the rules of
         removed networks pruned. Returns the bridges."""

@@ -431,6 +431,11 @@ def reconcile() -> None:
     that died or vanished (a dockerd or host restart) come back, strays go,
     and the routes are rewritten. A service being deployed is left alone."""
     for backend in all_backends():
+        try:
+            for action in backend.repair_platform():
+                logger.info("reconcile %s: %s", backend.alias, action)
+        except RuntimeBackendError as exc:
+            logger.warning("reconcile could not repair %s: %s", backend.alias, exc.message)
         known = set()
         services = Service.objects.filter(target=backend.alias).exclude(desired_state="deleted")
         for service in services.select_related("team", "live_release"):

@@ -151,3 +151,18 @@ def test_the_team_downloads_a_snapshot_and_an_outsider_cannot(login, viewer, out
     assert response["Content-Disposition"] == 'attachment; filename="hello-deploy-1.tar.gz"'
     assert b"".join(response.streaming_content) == build.source_archive.open("rb").read()
     assert login(outsider).get(url).status_code == 404
+
+
+def test_the_plan_is_shown_and_ejected_as_a_dockerfile(login, owner, viewer, outsider, service, queued_tasks):
+    from hakobune.worker import tasks
+
+    build = deploy_service(service=service, source_file=upload_of("flask-hello"), created_by=owner)
+    tasks.fetch_source(build.id)
+    tasks.detect_stack(build.id)
+    page = login(viewer).get(reverse("build_detail", args=["acme", "hello", build.number])).content.decode()
+    assert "The recipe for your container" in page and "gunicorn" in page
+    dockerfile = login(viewer).get(reverse("build_dockerfile", args=["acme", "hello", build.number]))
+    text = dockerfile.content.decode()
+    assert dockerfile["Content-Disposition"] == 'attachment; filename="Dockerfile.hakobune"'
+    assert "\nFROM " in text and "COPY requirements.txt" in text and "gunicorn" in text
+    assert login(outsider).get(reverse("build_dockerfile", args=["acme", "hello", build.number])).status_code == 404

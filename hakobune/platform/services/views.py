@@ -281,6 +281,34 @@ def service_env(request, team, service):
 
 
 @login_required
+def build_dockerfile(request, team, service, number):
+    """The build's plan as the equivalent Dockerfile ("eject"): the recipe to
+    build the same image without Hakobune."""
+    from django.conf import settings
+    from django.http import HttpResponse
+
+    from hakobune.worker.buildpacks import BuildPlan, eject
+
+    _, service = _service_or_404(request, team, service)
+    build = get_object_or_404(Build, service=service, number=number)
+    if not build.plan:
+        raise Http404("This deploy has no plan yet: its source was not detected.")
+    plan = BuildPlan.from_dict(build.plan)
+    if plan.uses_own_dockerfile:
+        text = f"# This app is built from its own {plan.dockerfile_path}; Hakobune adds nothing to it.\n"
+    else:
+        text = (
+            f"# The recipe Hakobune made for {service.team.name}/{service.name}, deploy #{build.number}.\n"
+            f"# Detected: {build.detection_reason}\n"
+            "# Build it yourself with: docker build -f Dockerfile.hakobune .   (from the app's folder)\n"
+            + eject(plan, settings.STACK_IMAGES, suite=settings.STACK_DEBIAN_SUITE)
+        )
+    response = HttpResponse(text, content_type="text/plain; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="Dockerfile.hakobune"'
+    return response
+
+
+@login_required
 def build_source(request, team, service, number):
     """The source snapshot a deploy was built from."""
     _, service = _service_or_404(request, team, service)
@@ -339,10 +367,24 @@ def git_webhook(request, webhook_id):
 def build_detail(request, team, service, number):
     membership, service = _service_or_404(request, team, service)
     build = get_object_or_404(Build, service=service, number=number)
+    plan_steps, plan_notes = [], []
+    if build.plan:
+        from hakobune.worker.buildpacks import BuildPlan
+
+        plan = BuildPlan.from_dict(build.plan)
+        plan_steps = [(phase, command) for phase, command in plan.steps() if command]
+        plan_notes = list(plan.notes)
     return render(
         request,
         "services/build_detail.html",
-        {"membership": membership, "service": service, "build": build, "log_lines": _log_lines(build)},
+        {
+            "membership": membership,
+            "service": service,
+            "build": build,
+            "log_lines": _log_lines(build),
+            "plan_steps": plan_steps,
+            "plan_notes": plan_notes,
+        },
     )
 
 
