@@ -14,6 +14,7 @@ urlpatterns = [
     path("account/tokens/<int:token_id>/revoke/", accounts.api_token_revoke, name="api_token_revoke"),
     path("api/v1/", include("hakobune.platform.api.urls")),
     path("teams/new/", accounts.team_new, name="team_new"),
+    path("stacks/", services.stacks_page, name="stacks"),
     path("t/<slug:team>/services/new/", services.service_new, name="service_new"),
     path("t/<slug:team>/<slug:service>/", services.service_detail, name="service_detail"),
     path("t/<slug:team>/<slug:service>/deploy/", services.service_deploy, name="service_deploy"),

@@ -537,3 +537,28 @@ def destroy_service(service_id: int) -> None:
         get_backend(service.target).destroy(ServiceRef(service.team.name, service.name))
         images.remove_images(docker.from_env(), service.team.name, service.name)
         service.delete()
+
+
+@shared_task
+def rebuild_stack(language: str, user_id: int | None = None) -> None:
+    """An admin's one action: build the language's stack afresh from Debian,
+    then redeploy every live service built on it."""
+    from django.contrib.auth import get_user_model
+
+    from hakobune.platform.services.services import redeploy_services_on_stack
+
+    client = docker.from_env()
+    stack = stacks.build_local_stack(
+        client,
+        language,
+        suite=settings.STACK_DEBIAN_SUITE,
+        mirror=settings.STACK_DEBIAN_MIRROR,
+        ca_bundle=settings.BUILD_CA_BUNDLE or None,
+        cache_dir=settings.STACK_CACHE_DIR,
+        use_cache=False,
+        force=True,
+        log=lambda line: logger.info("stack %s: %s", language, line),
+    )
+    user = get_user_model().objects.filter(id=user_id).first() if user_id else None
+    builds = redeploy_services_on_stack(language=language, created_by=user)
+    logger.info("stack %s rebuilt (%s); redeploying %d service(s)", language, stack.version, len(builds))

@@ -109,3 +109,20 @@ def test_stop_and_start_reach_the_backend(login, developer, service, owner, dumm
     assert b"stopped" in client.get(reverse("dashboard")).content
     client.post(reverse("service_start", args=["acme", "hello"]))
     assert [name for name, _ in dummy_backend.calls][-2:] == ["stop", "start"]
+
+
+def test_rebuilding_a_stack_redeploys_the_services_on_it(login, owner, service, dummy_backend, queued_tasks, db):
+    from django.contrib.auth import get_user_model
+
+    from hakobune.platform.services.services import redeploy_services_on_stack
+
+    live = deployed(service, owner, "hakobune/acme/hello:one")
+    Build.objects.filter(id=live.build_id).update(plan={"stack": "python"})
+    assert redeploy_services_on_stack(language="node") == []
+    [again] = redeploy_services_on_stack(language="python")
+    assert again.trigger == "stack" and again.source_archive.name == live.build.source_archive.name
+
+    staff = get_user_model().objects.create_user("root-admin", password="x", is_staff=True)
+    assert login(owner).get(reverse("stacks")).status_code == 403
+    page = login(staff).get(reverse("stacks")).content.decode()
+    assert "Rebuild and redeploy" in page and "python" in page

@@ -346,3 +346,22 @@ def set_scale_to_zero(*, service: Service, enabled: bool, idle_minutes: int, cre
         from .scaling import wake
 
         wake(service, _deploy_spec(service, service.live_release))
+
+
+def services_on_stack(language: str):
+    """Live services whose image was built on the stack (as its run or build stage)."""
+    services = Service.objects.exclude(desired_state="deleted").filter(live_release__isnull=False)
+    for service in services.select_related("team", "live_release__build"):
+        plan = service.live_release.build.plan or {}
+        if language in (plan.get("stack"), plan.get("build_stack")):
+            yield service
+
+
+def redeploy_services_on_stack(*, language: str, created_by=None) -> list[Build]:
+    """Rebuilds each live service on the stack from its live source snapshot;
+    the new images are on the stack as it is now."""
+    return [
+        redeploy_build(build=service.live_release.build, created_by=created_by, trigger="stack")
+        for service in services_on_stack(language)
+        if service.live_release.build.source_archive
+    ]

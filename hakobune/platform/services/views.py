@@ -469,3 +469,39 @@ def service_traffic(request, team, service):
         shares = ", ".join(f"{p}% to v{n}" for n, p in sorted(percents.items()) if p)
         messages.success(request, f"Requests now go {shares}.")
     return redirect("service_detail", team=team, service=service.name)
+
+
+@login_required
+def stacks_page(request):
+    """Staff: each language's stack, how many live services are built on it,
+    and one action to rebuild it from Debian and redeploy them all."""
+    from django.conf import settings
+
+    from hakobune.worker import stacks
+
+    from .services import services_on_stack
+
+    if not request.user.is_staff:
+        raise PermissionDenied("Only administrators manage stacks.")
+    if request.method == "POST":
+        language = request.POST.get("language", "")
+        if language not in stacks.RECIPES:
+            messages.error(request, f"Hakobune cannot build a {language!r} stack here.")
+        else:
+            from hakobune.worker.tasks import rebuild_stack
+
+            rebuild_stack.delay(language, request.user.id)
+            messages.success(
+                request, f"Rebuilding the {language} stack from Debian; every service on it is redeployed after."
+            )
+        return redirect("stacks")
+    rows = [
+        {
+            "language": language,
+            "configured": settings.STACK_IMAGES.get(language, ""),
+            "local": stacks.local_stack_ref(language, settings.STACK_DEBIAN_SUITE),
+            "services": len(list(services_on_stack(language))),
+        }
+        for language in sorted(stacks.RECIPES)
+    ]
+    return render(request, "services/stacks.html", {"rows": rows})

@@ -30,6 +30,11 @@ class Command(BaseCommand):
         parser.add_argument("language", help="python, node, go or static")
         parser.add_argument("--no-pull", action="store_true", help="ensure: do not try the registry.")
         parser.add_argument(
+            "--redeploy",
+            action="store_true",
+            help="build: then redeploy every live service built on this stack (through the worker).",
+        )
+        parser.add_argument(
             "--no-cache",
             action="store_true",
             help="build: delete the cached root filesystem tarball and run debootstrap again.",
@@ -92,3 +97,10 @@ class Command(BaseCommand):
         self.stdout.write(f"  ref:     {result.ref}")
         self.stdout.write(f"  origin:  {result.origin}")
         self.stdout.write(f"  version: {result.version}")
+        if action == "build" and options["redeploy"]:
+            from hakobune.platform.services.services import redeploy_services_on_stack
+
+            builds = redeploy_services_on_stack(language=language)
+            for build in builds:
+                self.stdout.write(f"  redeploying {build.service} as deploy #{build.number}")
+            self.stdout.write(f"{len(builds)} service(s) on the {language} stack are being redeployed.")
