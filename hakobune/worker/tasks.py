@@ -179,19 +179,25 @@ def detect_stack(build_id: int) -> None:
 
 
 def _with_service_settings(plan: BuildPlan, service: Service, log: BuildLog) -> BuildPlan:
-    """The service's settings in the portal over the plan: the port (which the
-    runtime gives the app as $PORT and health-checks) and the health-check path
-    when the service names one other than "/"."""
+    """The service's settings in the portal over the plan. A port changed in
+    the portal (anything but the platform's default) wins over the app's
+    hakobune.toml, which wins over detection; so does a health-check path
+    other than "/"."""
     from hakobune.worker.buildpacks import apply_service_settings
 
     port = int(service.port)
+    chosen_in_portal = port != settings.DEFAULT_SERVICE_PORT
     if plan.sources.get("port") and plan.port != port:
-        log.write(
-            f"  {plan.sources['port']} says port {plan.port}; this service is set to port {port}, "
-            "which wins (change it in the service's settings)."
-        )
+        if chosen_in_portal:
+            log.write(f"  {plan.sources['port']} says port {plan.port}; the service's setting, port {port}, wins.")
+        else:
+            log.write(f"  {plan.sources['port']} sets the port: {plan.port}.")
     health = getattr(service, "health_check_path", "") or ""
-    return apply_service_settings(plan, port=port, health_check_path=health if health not in ("", "/") else None)
+    return apply_service_settings(
+        plan,
+        port=port if chosen_in_portal or not plan.sources.get("port") else None,
+        health_check_path=health if health not in ("", "/") else None,
+    )
 
 
 @shared_task
@@ -326,13 +332,17 @@ def _deploy_lock(service_id: int):
     return client.lock(f"hakobune:deploy-lock:service:{service_id}", timeout=900, blocking_timeout=900)
 
 
-def release_config(service: Service) -> dict:
+def release_config(service: Service, plan: dict | None = None) -> dict:
+    """A release's configuration: the service's resources, and the port and
+    health-check path of the build's plan (where the service's settings and
+    the app's hakobune.toml already met)."""
+    plan = plan or {}
     return {
-        "port": service.port,
+        "port": plan.get("port") or service.port,
         "cpu": float(service.cpu),
         "memory_mb": service.memory_mb,
         "instances": service.instances,
-        "health_check_path": service.health_check_path,
+        "health_check_path": plan.get("health_check_path") or service.health_check_path or "/",
     }
 
 
@@ -352,7 +362,7 @@ def deploy_release(build_id: int) -> None:
                 build=build,
                 number=number,
                 image=build.image,
-                config=release_config(service),
+                config=release_config(service, build.plan),
                 status=Release.Status.DEPLOYING,
                 description=f"Deploy #{build.number}",
             )

@@ -12,7 +12,7 @@ from hakobune.platform.builds.state import advance
 from hakobune.platform.services.models import Release
 from hakobune.platform.services.services import create_service, deploy_service
 from hakobune.worker import tasks
-from tests.conftest import upload_of
+from tests.conftest import archive_of, upload_of
 
 S = BuildStatus
 
@@ -143,3 +143,32 @@ def test_a_failed_deploy_keeps_the_previous_release_live(service, owner, dummy_b
     assert "SyntaxError" in "\n".join(bad.log_lines.values_list("text", flat=True))
     assert service.live_release.build_id == good.id
     assert Release.objects.get(build=bad).status == Release.Status.FAILED
+
+
+def _through_detection(service, owner, extra):
+    build = deploy_service(
+        service=service,
+        source_file=SimpleUploadedFile("app.tar.gz", archive_of("flask-hello", extra=extra)),
+        created_by=owner,
+    )
+    tasks.fetch_source(build.id)
+    tasks.detect_stack(build.id)
+    advance(build.id, S.BUILDING, S.DEPLOYING)
+    Build.objects.filter(id=build.id).update(image="hakobune/acme/hello:toml")
+    tasks.deploy_release(build.id)
+    build.refresh_from_db()
+    return build
+
+
+def test_the_apps_hakobune_toml_sets_port_and_health_check_unless_the_portal_did(service, owner, dummy_backend,
+                                                                                   queued_tasks):
+    toml = {"hakobune.toml": 'port = 5000\nhealth_check_path = "/healthz"\n'}
+    build = _through_detection(service, owner, toml)
+    spec = dummy_backend.calls[-1][1]
+    assert (spec.port, spec.health_check_path) == (5000, "/healthz")
+    assert "hakobune.toml sets the port: 5000" in "\n".join(build.log_lines.values_list("text", flat=True))
+
+    service.port = 9000
+    service.save()
+    _through_detection(service, owner, toml)
+    assert dummy_backend.calls[-1][1].port == 9000
