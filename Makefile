@@ -6,13 +6,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export HAKOBUNE_DATA_DIR ?= $(CURDIR)/var
 
-.PHONY: run test stop status setup deps stack migrate admin-password logs clean-test cloudrun-smoke
+.PHONY: run test stop status setup deps stack stacks-all migrate admin-password logs cloudrun-smoke
 
 run: setup
 	@bash scripts/start.sh
 
 test: export HAKOBUNE_WITH_BROWSER = 1
-test: setup
+test: setup stacks-all
 	@bash scripts/test.sh
 
 stop:
@@ -32,6 +32,10 @@ migrate:
 
 stack:
 	@bash scripts/with-env.sh $(PY) manage.py stack ensure python
+
+# The tests deploy an app of every stack; build them all up front (cached).
+stacks-all: stack
+	@for language in node go static; do bash scripts/with-env.sh $(PY) manage.py stack ensure $$language || exit 1; done
 
 admin-password:
 	@bash scripts/with-env.sh $(PY) manage.py create_first_admin --reset
