@@ -19,6 +19,8 @@ export ROUTER_ADMIN_URL="http://127.0.0.1:${TEST_ROUTER_ADMIN_PORT:-2999}"
 export ROUTER_PORT="${TEST_ROUTER_PORT:-18080}"
 export SECRET_KEY="test-only-secret-key"
 export BOOT_TIMEOUT="${BOOT_TIMEOUT:-60}"
+# The reconciler's test restarts the Docker Engine (set 0 to skip it on a shared host).
+export HAKOBUNE_TEST_RESTART_DOCKERD="${HAKOBUNE_TEST_RESTART_DOCKERD:-1}"
 # The tests' own git server on loopback, which the SSRF guard must let through
 # (and nothing else on loopback).
 export TEST_GIT_PORT="${TEST_GIT_PORT:-18418}"

@@ -128,6 +128,10 @@ class RuntimeBackend:
     def deploy(self, spec: DeploySpec) -> DeployResult:
         raise NotImplementedError
 
+    def retire_previous(self, ref: ServiceRef, *, keep_release_id: int) -> None:
+        """After a new release went live: stops the instances of the releases it
+        replaced. Backends whose platform does this itself do nothing."""
+
     def stop(self, ref: ServiceRef) -> None:
         raise NotImplementedError
 

@@ -44,6 +44,13 @@ LABEL_SERVICE = f"{LABEL_PREFIX}.service"
 LABEL_RELEASE = f"{LABEL_PREFIX}.release"
 LABEL_HOSTNAME = f"{LABEL_PREFIX}.hostname"
 
+CPU_PERIOD = 100_000  # microseconds; the CPU limit is a quota of this period
+
+
+def _cpu_quota(cores: float) -> int:
+    return max(int(cores * CPU_PERIOD), 1000)
+
+
 # The uid:gid every service runs as; stacks create this user.
 SERVICE_USER = "10001:10001"
 LOG_TAIL_LINES = 40
@@ -65,6 +72,8 @@ class DockerLocalBackend(RuntimeBackend):
         self.boot_timeout = float(options.get("boot_timeout", 60))
         self.stop_grace = int(options.get("stop_grace", 10))
         self.pids_limit = int(options.get("pids_limit", 256))
+        # CPU while booting, as a multiple of the service's limit (1: no boost).
+        self.startup_boost = float(options.get("startup_cpu_boost", 2.0))
         self.tmpfs_mb = int(options.get("tmpfs_mb", 64))
         # Where the router sends requests for a sleeping service: the portal.
         self.waker = options.get("waker_upstream", "127.0.0.1:8000")
@@ -116,7 +125,6 @@ class DockerLocalBackend(RuntimeBackend):
             self._remove(started)
             raise RuntimeBackendError(f"the Docker Engine failed while starting the app: {exc}", permanent=False)
 
-        self._stop_other_releases(spec.ref, keep_release_id=spec.release_id)
         instances = [Instance(id=c.id, name=c.name, state="running", address=a) for c, a in zip(started, upstreams)]
         return DeployResult(
             url=f"http://{spec.hostname}:{self.router.listen_port}/",
@@ -199,12 +207,15 @@ class DockerLocalBackend(RuntimeBackend):
             environment={**spec.env, "PORT": str(spec.port)},
             user=SERVICE_USER,
             cap_drop=["ALL"],
-            security_opt=["no-new-privileges:true"],
+            security_opt=["no-new-privileges"],
             read_only=True,
             tmpfs={"/tmp": f"rw,nosuid,nodev,size={self.tmpfs_mb}m"},
             mem_limit=memory,
             memswap_limit=memory,
-            nano_cpus=int(spec.cpu * 1_000_000_000),
+            # Start-up CPU boost, like Cloud Run's: the instance boots with
+            # more CPU than its limit, which it gets once it answers.
+            cpu_period=CPU_PERIOD,
+            cpu_quota=_cpu_quota(max(spec.cpu * self.startup_boost, spec.cpu, 1.0 if self.startup_boost > 1 else 0)),
             pids_limit=self.pids_limit,
             log_config=LogConfig(type=LogConfig.types.JSON, config={"max-size": "10m", "max-file": "3"}),
             ports={f"{spec.port}/tcp": ("127.0.0.1", None)},
@@ -216,11 +227,18 @@ class DockerLocalBackend(RuntimeBackend):
         )
 
     def _wait_until_healthy(self, container, spec: DeploySpec) -> str:
-        """Waits until the instance answers HTTP on its port; returns the
-        host:port the router should send requests to."""
+        """Waits until the instance answers HTTP on its port, then gives it its
+        steady CPU limit and restart policy; returns the host:port the router
+        should send requests to."""
         deadline = time.monotonic() + self.boot_timeout
         address = None
         while time.monotonic() < deadline:
+            if address and _answers_http(address, spec.health_check_path):
+                container.update(
+                    restart_policy={"Name": "unless-stopped"}, cpu_period=CPU_PERIOD, cpu_quota=_cpu_quota(spec.cpu)
+                )
+                return address
+            # Only when the app does not answer yet: has it died?
             container.reload()
             state = container.attrs["State"]
             if state.get("Status") in ("exited", "dead"):
@@ -236,10 +254,7 @@ class DockerLocalBackend(RuntimeBackend):
                 )
             if address is None:
                 address = self._published_address(container, spec.port)
-            if address and _answers_http(address, spec.health_check_path):
-                container.update(restart_policy={"Name": "unless-stopped"})
-                return address
-            time.sleep(0.05)
+            time.sleep(0.03)
         raise RuntimeBackendError(
             f"the app did not answer HTTP on port {spec.port} ($PORT) within {self.boot_timeout:.0f} s. "
             "Make sure it listens on 0.0.0.0 and the port given in $PORT.",
@@ -274,6 +289,11 @@ class DockerLocalBackend(RuntimeBackend):
             all=all_states,
             filters={"label": [f"{LABEL_MANAGED}={self.instance}", f"{LABEL_TEAM}={ref.team}", f"{LABEL_SERVICE}={ref.service}"]},
         )
+
+    def retire_previous(self, ref: ServiceRef, *, keep_release_id: int) -> None:
+        """Drains the releases the new one replaced: SIGTERM, a grace period,
+        then SIGKILL, and removal."""
+        self._stop_other_releases(ref, keep_release_id=keep_release_id)
 
     def _stop_other_releases(self, ref: ServiceRef, *, keep_release_id: int) -> None:
         for container in self._containers(ref):

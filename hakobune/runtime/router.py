@@ -126,8 +126,9 @@ class CaddyRouter:
         if not self.is_configured():
             self.load([route])
             return
-        response = self._request("PATCH", f"/id/{route_id(route.hostname)}", self.route_config(route))
-        if response.status_code == 404:
+        if route.hostname in self.routes():
+            response = self._request("PATCH", f"/id/{route_id(route.hostname)}", self.route_config(route))
+        else:
             # New routes go first so that they come before the fallback.
             response = self._request("PUT", f"{ROUTES_PATH}/0", self.route_config(route))
         self._check(response, f"route {route.hostname}")

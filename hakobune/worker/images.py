@@ -12,9 +12,11 @@ def remove_images(client: docker.DockerClient, team: str, service: str, *, keep:
     """Removes the service's images except those in `keep`; returns the tags
     removed. An image a container still uses stays."""
     removed = []
-    for image in client.images.list(name=service_repository(team, service)):
+    repository = service_repository(team, service)
+    for image in client.images.list(name=repository):
+        # An image built identically for another service carries its tags too.
         for tag in image.tags:
-            if tag in keep:
+            if tag in keep or not tag.startswith(f"{repository}:"):
                 continue
             try:
                 client.images.remove(tag, noprune=False)

@@ -415,6 +415,22 @@ def _start_release(release: Release, log) -> None:
             status=Release.Status.LIVE, live_at=timezone.now(), runtime_state=result.state
         )
         Service.objects.filter(id=service.id).update(live_release=release, desired_state="running")
+    _retire_after_commit(service, release)
+
+
+def _retire_after_commit(service: Service, release: Release) -> None:
+    """The replaced release drains once the new one is recorded live, so the
+    portal says "live" as soon as the router serves it."""
+
+    def retire():
+        try:
+            get_backend(service.target).retire_previous(
+                ServiceRef(service.team.name, service.name), keep_release_id=release.id
+            )
+        except RuntimeBackendError as exc:
+            logger.warning("could not stop the releases %s replaced: %s", release, exc.message)
+
+    transaction.on_commit(retire)
 
 
 def _deploy_spec(service: Service, release: Release) -> DeploySpec:

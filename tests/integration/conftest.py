@@ -117,7 +117,7 @@ def team_name(docker_client):
         network.remove()
     # Untag the team's images; their layers stay as build cache for the next run.
     for image in docker_client.images.list(name=f"hakobune/{name}/*"):
-        for tag in image.tags:
+        for tag in (tag for tag in image.tags if tag.startswith(f"hakobune/{name}/")):
             try:
                 docker_client.images.remove(tag, noprune=True)
             except docker.errors.APIError:

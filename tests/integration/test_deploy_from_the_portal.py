@@ -44,7 +44,8 @@ def test_an_uploaded_flask_app_answers_at_its_url(login, owner, team, worker, do
     host_config = container.attrs["HostConfig"]
     assert {binding["HostIp"] for binding in container.ports[f"{service.port}/tcp"]} == {"127.0.0.1"}
     assert host_config["Memory"] == service.memory_mb * 1024 * 1024
-    assert host_config["NanoCpus"] == int(float(service.cpu) * 1e9)
+    # The start-up CPU boost is over: the instance has the service's CPU limit.
+    assert host_config["CpuQuota"] == int(float(service.cpu) * host_config["CpuPeriod"])
     assert host_config["CapDrop"] == ["ALL"] and host_config["ReadonlyRootfs"] is True
 
 
