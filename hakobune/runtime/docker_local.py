@@ -254,7 +254,7 @@ class DockerLocalBackend(RuntimeBackend):
                 )
             if address is None:
                 address = self._published_address(container, spec.port)
-            time.sleep(0.03)
+            time.sleep(0.015)
         raise RuntimeBackendError(
             f"the app did not answer HTTP on port {spec.port} ($PORT) within {self.boot_timeout:.0f} s. "
             "Make sure it listens on 0.0.0.0 and the port given in $PORT.",

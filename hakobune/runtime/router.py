@@ -123,10 +123,11 @@ class CaddyRouter:
 
     def set_route(self, route: Route) -> None:
         """Points a hostname at these upstreams, adding the route if it is new."""
-        if not self.is_configured():
+        current = self.routes()
+        if not current and not self.is_configured():
             self.load([route])
             return
-        if route.hostname in self.routes():
+        if route.hostname in current:
             response = self._request("PATCH", f"/id/{route_id(route.hostname)}", self.route_config(route))
         else:
             # New routes go first so that they come before the fallback.
