@@ -73,7 +73,10 @@ def main() -> int:
 
     user, _ = get_user_model().objects.get_or_create(username="bench-wake")
     team = Team.objects.filter(name=TEAM).first() or create_team(name=TEAM, owner=user)
-    Service.objects.filter(team=team).delete()
+    for leftover in Service.objects.filter(team=team):
+        Service.objects.filter(id=leftover.id).update(live_release=None)
+        leftover.releases.all().delete()
+        leftover.delete()
     service = create_service(team=team, name="sleepy", created_by=user)
     deploy_service(
         service=service, source_file=SimpleUploadedFile("app.tar.gz", archive_of("flask-hello")), created_by=user

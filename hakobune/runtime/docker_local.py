@@ -215,7 +215,7 @@ class DockerLocalBackend(RuntimeBackend):
             # Start-up CPU boost, like Cloud Run's: the instance boots with
             # more CPU than its limit, which it gets once it answers.
             cpu_period=CPU_PERIOD,
-            cpu_quota=_cpu_quota(max(spec.cpu * self.startup_boost, spec.cpu, 1.0 if self.startup_boost > 1 else 0)),
+            cpu_quota=self._boot_quota(spec),
             pids_limit=self.pids_limit,
             log_config=LogConfig(type=LogConfig.types.JSON, config={"max-size": "10m", "max-file": "3"}),
             ports={f"{spec.port}/tcp": ("127.0.0.1", None)},
@@ -225,6 +225,10 @@ class DockerLocalBackend(RuntimeBackend):
             restart_policy={"Name": "no"},
             privileged=False,
         )
+
+    def _boot_quota(self, spec: DeploySpec) -> int:
+        boosted = max(spec.cpu * self.startup_boost, 1.0) if self.startup_boost > 1 else spec.cpu
+        return _cpu_quota(max(boosted, spec.cpu))
 
     def _wait_until_healthy(self, container, spec: DeploySpec) -> str:
         """Waits until the instance answers HTTP on its port, then gives it its
@@ -434,6 +438,8 @@ class DockerLocalBackend(RuntimeBackend):
             return [instance.address for instance in self.deploy(spec).instances]
         for container in current:
             if container.status != "running":
+                # The same start-up boost as a new instance gets.
+                container.update(cpu_period=CPU_PERIOD, cpu_quota=self._boot_quota(spec))
                 container.start()
         upstreams = [self._wait_until_healthy(container, spec) for container in current]
         try:

@@ -562,7 +562,12 @@ def destroy_service(service_id: int) -> None:
     with _deploy_lock(service.id):
         get_backend(service.target).destroy(ServiceRef(service.team.name, service.name))
         images.remove_images(docker.from_env(), service.team.name, service.name)
-        service.delete()
+        with transaction.atomic():
+            # Releases protect their builds; they go first, then the service
+            # with its builds, logs and webhook deliveries.
+            Service.objects.filter(id=service.id).update(live_release=None)
+            service.releases.all().delete()
+            service.delete()
 
 
 @shared_task

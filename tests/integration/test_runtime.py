@@ -254,3 +254,23 @@ def test_old_images_are_pruned_and_the_last_releases_kept(login, owner, team, wo
     assert tags() == {service.releases.get(number=n).image for n in (2, 3)}
     response = client.post(reverse("release_rollback", args=[team.name, "web", 1]), follow=True)
     assert "older than the last 2 releases" in response.content.decode()
+
+
+def test_deleting_a_service_removes_its_instances_route_images_and_rows(login, owner, team, worker, docker_client):
+    client = login(owner)
+    deploy(client, team, "doomed", "Bye", new=True)
+    service = Service.objects.get(team=team, name="doomed")
+    assert get_through_router(service.hostname).status_code == 200
+
+    response = client.post(reverse("service_delete", args=[team.name, "doomed"]), {"confirm_name": "doomed"})
+    assert response.status_code == 302
+    deadline = time.monotonic() + 60
+    while Service.objects.filter(id=service.id).exists() and time.monotonic() < deadline:
+        time.sleep(0.25)
+    assert not Service.objects.filter(id=service.id).exists()
+    labels = [f"{LABEL_TEAM}={team.name}", f"{LABEL_SERVICE}=doomed"]
+    assert docker_client.containers.list(all=True, filters={"label": labels}) == []
+    assert get_through_router(service.hostname).status_code == 404
+    repository = f"hakobune/{team.name}/doomed"
+    assert not [tag for image in docker_client.images.list(name=repository) for tag in image.tags
+                if tag.startswith(f"{repository}:")]

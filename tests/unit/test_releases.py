@@ -8,6 +8,7 @@ from hakobune.platform.builds.models import Build, BuildStatus
 from hakobune.platform.builds.state import advance
 from hakobune.platform.services.models import Release, Service
 from hakobune.platform.services.services import ServiceActionError, create_service, deploy_service, rollback, scale
+from hakobune.runtime.base import ServiceRef
 from hakobune.worker import tasks
 from tests.conftest import upload_of
 
@@ -126,3 +127,19 @@ def test_rebuilding_a_stack_redeploys_the_services_on_it(login, owner, service, 
     assert login(owner).get(reverse("stacks")).status_code == 403
     page = login(staff).get(reverse("stacks")).content.decode()
     assert "Rebuild and redeploy" in page and "python" in page
+
+
+def test_a_deleted_service_goes_with_its_releases_builds_and_logs(owner, service, dummy_backend, queued_tasks,
+                                                                  django_capture_on_commit_callbacks):
+    from hakobune.platform.builds.models import BuildLogLine
+    from hakobune.platform.services.services import delete_service
+
+    deployed(service, owner, "hakobune/acme/hello:one")
+    deployed(service, owner, "hakobune/acme/hello:two")
+    with django_capture_on_commit_callbacks(execute=True):
+        delete_service(service=service)
+    assert queued_tasks[-1] == ("destroy_service", service.id)
+    tasks.destroy_service(service.id)
+    assert not Service.objects.filter(id=service.id).exists()
+    assert not Release.objects.exists() and not Build.objects.exists() and not BuildLogLine.objects.exists()
+    assert ("destroy", ServiceRef("acme", "hello")) in dummy_backend.calls
