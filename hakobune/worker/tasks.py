@@ -193,10 +193,17 @@ def _with_service_settings(plan: BuildPlan, service: Service, log: BuildLog) -> 
         else:
             log.write(f"  {plan.sources['port']} sets the port: {plan.port}.")
     health = getattr(service, "health_check_path", "") or ""
+    if service.start_command or service.build_command:
+        log.write("  the service's settings set: " + ", ".join(
+            name for name, value in (("start command", service.start_command), ("build command", service.build_command))
+            if value
+        ))
     return apply_service_settings(
         plan,
         port=port if chosen_in_portal or not plan.sources.get("port") else None,
         health_check_path=health if health not in ("", "/") else None,
+        start_command=service.start_command or None,
+        build_command=service.build_command or None,
     )
 
 

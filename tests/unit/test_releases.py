@@ -143,3 +143,38 @@ def test_a_deleted_service_goes_with_its_releases_builds_and_logs(owner, service
     assert not Service.objects.filter(id=service.id).exists()
     assert not Release.objects.exists() and not Build.objects.exists() and not BuildLogLine.objects.exists()
     assert ("destroy", ServiceRef("acme", "hello")) in dummy_backend.calls
+
+
+def test_settings_in_the_portal_make_a_release_and_commands_apply_at_the_next_deploy(
+        login, developer, viewer, service, owner, dummy_backend, queued_tasks):
+    deployed(service, owner, "hakobune/acme/hello:one")
+    url = reverse("service_settings", args=["acme", "hello"])
+    data = {"cpu": "1.0", "memory_mb": 512, "port": 8080, "health_check_path": "/healthz",
+            "start_command": "gunicorn -b 0.0.0.0:$PORT app:app", "build_command": ""}
+    assert login(viewer).post(url, data).status_code == 403
+    assert login(developer).post(url, data).status_code == 302
+    service.refresh_from_db()
+    assert (float(service.cpu), service.memory_mb, service.health_check_path) == (1.0, 512, "/healthz")
+    assert service.start_command == "gunicorn -b 0.0.0.0:$PORT app:app"
+    release = service.releases.order_by("-number").first()
+    assert release.status == "pending" and release.config["memory_mb"] == 512
+    assert release.config["health_check_path"] == "/healthz"
+
+    bad = login(developer).post(url, {**data, "health_check_path": "healthz"}, follow=True)
+    assert "A path on your app, starting with /" in bad.content.decode()
+
+
+def test_the_start_command_set_in_the_portal_wins_over_detection(service, owner, dummy_backend, queued_tasks):
+    Service.objects.filter(id=service.id).update(start_command="python3 -m http.server $PORT")
+    build = deploy_service(service=service, source_file=upload_of("flask-hello"), created_by=owner)
+    tasks.fetch_source(build.id)
+    tasks.detect_stack(build.id)
+    build.refresh_from_db()
+    assert build.plan["start_command"] == "python3 -m http.server $PORT"
+
+
+def test_a_restart_is_a_new_release_of_the_same_image(login, developer, service, owner, dummy_backend, queued_tasks):
+    live = deployed(service, owner, "hakobune/acme/hello:one")
+    assert login(developer).post(reverse("service_restart", args=["acme", "hello"])).status_code == 302
+    restart = service.releases.order_by("-number").first()
+    assert restart.description == "Restart" and restart.image == live.image and restart.config == live.config

@@ -1,3 +1,5 @@
+from decimal import Decimal
+
 from django import forms
 from django.conf import settings
 
@@ -111,3 +113,22 @@ class NewServiceForm(forms.Form):
 class DeployForm(forms.Form):
     source = ArchiveField(label="Source archive", required=False, widget=archive_widget())
     git_ref = forms.CharField(label="Branch, tag or commit", required=False, max_length=255)
+
+
+class ServiceSettingsForm(forms.Form):
+    cpu = forms.DecimalField(label="CPU (cores)", min_value=Decimal("0.1"), max_value=Decimal("8"), decimal_places=2)
+    memory_mb = forms.IntegerField(label="Memory (MiB)", min_value=64, max_value=16384)
+    port = forms.IntegerField(label="Port ($PORT)", min_value=1024, max_value=65535)
+    health_check_path = forms.CharField(label="Health-check path", max_length=200)
+    start_command = forms.CharField(
+        label="Start command", required=False, max_length=500,
+        help_text="Empty: what Hakobune detected (or your hakobune.toml says). Applies from the next deploy.",
+    )
+    build_command = forms.CharField(label="Build command", required=False, max_length=500,
+                                    help_text="Run after the dependencies are installed. Applies from the next deploy.")
+
+    def clean_health_check_path(self):
+        path = self.cleaned_data["health_check_path"].strip()
+        if not path.startswith("/") or any(ch.isspace() for ch in path):
+            raise forms.ValidationError("A path on your app, starting with /, like /healthz.")
+        return path

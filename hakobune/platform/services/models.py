@@ -58,6 +58,9 @@ class Service(models.Model):
     )
     instances = models.PositiveSmallIntegerField(default=1, validators=[MinValueValidator(1), MaxValueValidator(10)])
     health_check_path = models.CharField(max_length=200, default="/")
+    # Over what was detected and what the app's hakobune.toml says; empty: theirs.
+    start_command = models.CharField(max_length=500, blank=True)
+    build_command = models.CharField(max_length=500, blank=True)
     source_kind = models.CharField(max_length=16, choices=SourceKind.choices, default=SourceKind.ARCHIVE)
     git_url = models.CharField(max_length=500, blank=True, help_text="https address of the repository, without credentials.")
     git_ref = models.CharField(max_length=255, blank=True, default="main", help_text="Branch, tag or commit to deploy.")

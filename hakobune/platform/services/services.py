@@ -167,6 +167,14 @@ def scale(*, service: Service, instances: int, created_by=None):
     )
 
 
+def restart_service(*, service: Service, created_by=None):
+    """Fresh instances of the live release, started before the old ones stop."""
+    live = service.live_release
+    if live is None:
+        raise ServiceActionError("The service has no live release to restart.")
+    return _new_release(service, build=live.build, image=live.image, config=dict(live.config), description="Restart")
+
+
 def stop_service(*, service: Service, created_by=None) -> None:
     from hakobune.runtime.base import ServiceRef
 

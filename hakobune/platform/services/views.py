@@ -14,7 +14,7 @@ from hakobune.platform.builds.models import Build
 from hakobune.runtime.base import RuntimeBackendError, ServiceRef
 
 from .backends import get_backend
-from .forms import DeployForm, NewServiceForm
+from .forms import DeployForm, NewServiceForm, ServiceSettingsForm
 from .models import Service
 from .services import (
     ServiceActionError,
@@ -25,7 +25,9 @@ from .services import (
     rollback,
     scale,
     set_env,
+    restart_service,
     set_scale_to_zero,
+    update_settings,
     start_service,
     stop_service,
 )
@@ -122,6 +124,11 @@ def service_detail(request, team, service):
             "log_lines": _log_lines(latest),
             "releases": service.releases.select_related("build")[:10],
             "is_owner": membership.role == "owner",
+            "settings_form": ServiceSettingsForm(initial={
+                "cpu": service.cpu, "memory_mb": service.memory_mb, "port": service.port,
+                "health_check_path": service.health_check_path, "start_command": service.start_command,
+                "build_command": service.build_command,
+            }),
             "status": service_status(service, latest),
             "deploy_form": DeployForm(),
             "webhook_url": request.build_absolute_uri(reverse("git_webhook", args=[service.webhook_id])),
@@ -210,6 +217,54 @@ def service_scale(request, team, service):
         messages.error(request, str(exc))
     else:
         messages.success(request, f"Scaling to {instances} instance{'s' if instances != 1 else ''}.")
+    return redirect("service_detail", team=team, service=service.name)
+
+
+@login_required
+@require_POST
+def service_settings(request, team, service):
+    """Resources, port and health check (a new release of the live image), and
+    the start and build commands (from the next deploy)."""
+    _, service = _deployer_or_403(request, team, service)
+    form = ServiceSettingsForm(request.POST)
+    if not form.is_valid():
+        for field, errors in form.errors.items():
+            for error in errors:
+                messages.error(request, f"{form.fields[field].label if field in form.fields else field}: {error}")
+        return redirect("service_detail", team=team, service=service.name)
+    data = form.cleaned_data
+    commands = {"start_command": data["start_command"].strip(), "build_command": data["build_command"].strip()}
+    commands_changed = any(getattr(service, name) != value for name, value in commands.items())
+    Service.objects.filter(id=service.id).update(**commands)
+    try:
+        release = update_settings(
+            service=service, created_by=request.user, cpu=data["cpu"], memory_mb=data["memory_mb"],
+            port=data["port"], health_check_path=data["health_check_path"],
+        )
+    except ServiceActionError as exc:
+        messages.error(request, str(exc))
+    else:
+        said = []
+        if release is not None:
+            said.append(f"v{release.number} starts with the new settings")
+        if commands_changed:
+            said.append("the commands apply from the next deploy")
+        messages.success(request, "Saved" + (f": {'; '.join(said)}." if said else "."))
+    return redirect("service_detail", team=team, service=service.name)
+
+
+@login_required
+@require_POST
+def service_restart(request, team, service):
+    """Restarts the live release's instances one by one (a new release of the
+    same image, so the old instances serve until the new ones answer)."""
+    _, service = _deployer_or_403(request, team, service)
+    try:
+        release = restart_service(service=service, created_by=request.user)
+    except ServiceActionError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Restarting as v{release.number}; the running instances serve until it answers.")
     return redirect("service_detail", team=team, service=service.name)
 
 
