@@ -2,4 +2,4 @@ from django.conf import settings
 
 
 def platform(request):
-    return {"BASE_DOMAIN": settings.BASE_DOMAIN}
+    return {"BASE_DOMAIN": settings.BASE_DOMAIN, "ROUTER_HTTPS": settings.ROUTER_HTTPS}

@@ -60,7 +60,11 @@ ROUTER_PORT = env_int("ROUTER_PORT", 8080)
 ROUTER_ADMIN_URL = env("ROUTER_ADMIN_URL", "http://127.0.0.1:2019")
 # The scheme services are reached with; "http" for *.localhost, where Caddy's
 # automatic HTTPS is off.
-ROUTER_SCHEME = env("ROUTER_SCHEME", "http")
+# Caddy's automatic HTTPS (certificates for every service address and custom
+# domain) is on when BASE_DOMAIN is a real domain, off for *.localhost.
+ROUTER_HTTPS = env_bool("ROUTER_HTTPS", BASE_DOMAIN not in ("localhost",) and not BASE_DOMAIN.endswith(".localhost"))
+ROUTER_SCHEME = env("ROUTER_SCHEME", "https" if ROUTER_HTTPS else "http")
+ROUTER_HTTPS_PORT = env_int("ROUTER_HTTPS_PORT", 443)
 # The router's JSON access log: one line per request, naming the host (so the
 # service); scale to zero and the metrics read it.
 ROUTER_ACCESS_LOG = env("ROUTER_ACCESS_LOG", str(DATA_DIR / "log" / "router-access.log"))
@@ -232,6 +236,8 @@ RUNTIME_BACKENDS = {
             "router_admin_url": ROUTER_ADMIN_URL,
             "router_port": ROUTER_PORT,
             "access_log": ROUTER_ACCESS_LOG,
+            "https": ROUTER_HTTPS,
+            "https_port": ROUTER_HTTPS_PORT,
             "waker_upstream": env("WAKER_UPSTREAM", f"127.0.0.1:{PORTAL_PORT}"),
         },
     },

@@ -24,6 +24,7 @@ urlpatterns = [
     path("t/<slug:team>/<slug:service>/scale/", services.service_scale, name="service_scale"),
     path("t/<slug:team>/<slug:service>/settings/", services.service_settings, name="service_settings"),
     path("t/<slug:team>/<slug:service>/restart/", services.service_restart, name="service_restart"),
+    path("t/<slug:team>/<slug:service>/domains/", services.service_domains, name="service_domains"),
     path("t/<slug:team>/<slug:service>/sleep/", services.service_sleep_settings, name="service_sleep_settings"),
     path("t/<slug:team>/<slug:service>/delete/", services.service_delete, name="service_delete"),
     path("t/<slug:team>/<slug:service>/stop/", services.service_power, {"action": "stop"}, name="service_stop"),

@@ -39,6 +39,8 @@ class DeploySpec:
     instances: int = 1
     env: dict[str, str] = field(default_factory=dict)
     health_check_path: str = "/"
+    # Custom domains the router serves beside `hostname`.
+    aliases: tuple[str, ...] = ()
     # For backends that scale by themselves (Cloud Run); None: the backend's
     # default. `instances` is then the most instances.
     min_instances: int | None = None
@@ -79,6 +81,7 @@ class LiveRoute:
     service: str
     release_id: int
     asleep: bool = False
+    aliases: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -161,7 +164,7 @@ class RuntimeBackend:
         done, in words. Backends whose platform heals itself do nothing."""
         return []
 
-    def sleep(self, ref: ServiceRef, hostname: str) -> None:
+    def sleep(self, ref: ServiceRef, hostname: str, aliases: tuple[str, ...] = ()) -> None:
         """Scales the service to zero: its instances stop, and its next request
         wakes it (capability "scale_to_zero")."""
         raise NotImplementedError

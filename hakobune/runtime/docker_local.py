@@ -81,6 +81,8 @@ class DockerLocalBackend(RuntimeBackend):
             options.get("router_admin_url", "http://127.0.0.1:2019"),
             int(options.get("router_port", 8080)),
             access_log=options.get("access_log"),
+            https=bool(options.get("https", False)),
+            https_port=int(options.get("https_port", 443)),
         )
         # "iptables" isolates each team bridge (runtime/firewall.py); "off" only
         # where something else does (never on a shared host).
@@ -114,7 +116,7 @@ class DockerLocalBackend(RuntimeBackend):
             for index in range(spec.instances):
                 started.append(self._run_instance(spec, index, network))
             upstreams = [self._wait_until_healthy(container, spec) for container in started]
-            self.router.set_route(Route(spec.hostname, tuple(upstreams)))
+            self.router.set_route(Route(spec.hostname, tuple(upstreams), aliases=tuple(spec.aliases)))
         except RouterError as exc:
             self._remove(started)
             raise RuntimeBackendError(str(exc), permanent=False)
@@ -424,9 +426,9 @@ class DockerLocalBackend(RuntimeBackend):
         done.append(f"started v{spec.release_number} again ({spec.instances} instance(s); {len(alive)} were running)")
         return done
 
-    def sleep(self, ref: ServiceRef, hostname: str) -> None:
+    def sleep(self, ref: ServiceRef, hostname: str, aliases: tuple[str, ...] = ()) -> None:
         try:
-            self.router.set_route(Route(hostname, (self.waker,), asleep=True))
+            self.router.set_route(Route(hostname, (self.waker,), asleep=True, aliases=tuple(aliases)))
         except RouterError as exc:
             raise RuntimeBackendError(str(exc), permanent=False)
         for container in self._containers(ref, all_states=False):
@@ -443,7 +445,7 @@ class DockerLocalBackend(RuntimeBackend):
                 container.start()
         upstreams = [self._wait_until_healthy(container, spec) for container in current]
         try:
-            self.router.set_route(Route(spec.hostname, tuple(upstreams)))
+            self.router.set_route(Route(spec.hostname, tuple(upstreams), aliases=tuple(spec.aliases)))
         except RouterError as exc:
             raise RuntimeBackendError(str(exc), permanent=False)
         return upstreams
@@ -470,9 +472,9 @@ class DockerLocalBackend(RuntimeBackend):
                     if bindings:
                         upstreams.append(f"127.0.0.1:{bindings[0]['HostPort']}")
             if entry.asleep:
-                routes.append(Route(entry.hostname, (self.waker,), asleep=True))
+                routes.append(Route(entry.hostname, (self.waker,), asleep=True, aliases=tuple(entry.aliases)))
             elif upstreams:
-                routes.append(Route(entry.hostname, tuple(sorted(upstreams))))
+                routes.append(Route(entry.hostname, tuple(sorted(upstreams)), aliases=tuple(entry.aliases)))
         try:
             self.router.load(routes)
         except RouterError as exc:

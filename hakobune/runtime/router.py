@@ -27,6 +27,8 @@ class Route:
     # A sleeping service (scaled to zero): requests go to the waker (the
     # portal) under WAKE_PREFIX, which starts the service and answers them.
     asleep: bool = False
+    # The service's custom domains, served by the same route.
+    aliases: tuple[str, ...] = ()
 
 
 WAKE_PREFIX = "/_hakobune/wake"
@@ -37,11 +39,25 @@ def route_id(hostname: str) -> str:
 
 
 class CaddyRouter:
-    def __init__(self, admin_url: str, listen_port: int, *, access_log: str | None = None, timeout: float = 5.0):
+    def __init__(
+        self,
+        admin_url: str,
+        listen_port: int,
+        *,
+        access_log: str | None = None,
+        timeout: float = 5.0,
+        https: bool = False,
+        https_port: int = 443,
+    ):
         self.admin_url = admin_url.rstrip("/")
         self.listen_port = listen_port
         self.access_log = access_log
         self.timeout = timeout
+        # With a real BASE_DOMAIN: Caddy's automatic HTTPS gets a certificate
+        # for every routed hostname (custom domains included) and redirects
+        # plain HTTP on the listen port to it. Off for *.localhost.
+        self.https = https
+        self.https_port = https_port
         self.http = requests.Session()
         # The admin API is on loopback; never send it through a proxy.
         self.http.trust_env = False
@@ -52,7 +68,7 @@ class CaddyRouter:
         wake = [{"handler": "rewrite", "uri": WAKE_PREFIX + "{http.request.uri}"}] if route.asleep else []
         return {
             "@id": route_id(route.hostname),
-            "match": [{"host": [route.hostname]}],
+            "match": [{"host": [route.hostname, *route.aliases]}],
             "handle": wake + [
                 {
                     "handler": "reverse_proxy",
@@ -74,14 +90,19 @@ class CaddyRouter:
         server = {
             "listen": [f":{self.listen_port}"],
             "routes": [self.route_config(route) for route in routes] + [self.fallback_route()],
-            # Services on *.localhost are plain HTTP; a real BASE_DOMAIN gets
-            # certificates through the custom-domains work.
-            "automatic_https": {"disable": True},
         }
+        if self.https:
+            server["listen"] = [f":{self.https_port}"]
+            server["automatic_https"] = {"skip": []}
+        else:
+            server["automatic_https"] = {"disable": True}
         config = {
             "admin": {"listen": admin_listen},
             "apps": {"http": {"servers": {SERVER: server}}},
         }
+        if self.https:
+            config["apps"]["http"]["http_port"] = self.listen_port
+            config["apps"]["http"]["https_port"] = self.https_port
         if self.access_log:
             server["logs"] = {"default_logger_name": "hakobune_access"}
             config["logging"] = {

@@ -454,6 +454,7 @@ def _deploy_spec(service: Service, release: Release) -> DeploySpec:
         memory_mb=config["memory_mb"],
         instances=config["instances"],
         health_check_path=config["health_check_path"],
+        aliases=service.aliases,
         env=env_of(service),
     )
 
@@ -540,6 +541,7 @@ def sync_router() -> None:
                 service=svc.name,
                 release_id=svc.live_release_id,
                 asleep=svc.desired_state == "sleeping",
+                aliases=svc.aliases,
             )
             for svc in Service.objects.filter(target=backend.alias, live_release__isnull=False)
             .exclude(desired_state__in=("deleted", "stopped"))

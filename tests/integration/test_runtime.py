@@ -274,3 +274,21 @@ def test_deleting_a_service_removes_its_instances_route_images_and_rows(login, o
     repository = f"hakobune/{team.name}/doomed"
     assert not [tag for image in docker_client.images.list(name=repository) for tag in image.tags
                 if tag.startswith(f"{repository}:")]
+
+
+def test_a_custom_domain_leads_to_the_service(login, owner, team, worker):
+    client = login(owner)
+    deploy(client, team, "shop", "Welcome to the shop", new=True)
+    service = Service.objects.get(team=team, name="shop")
+    domain = f"www.{team.name}-shop.example"
+    assert get_through_router(domain).status_code == 404
+
+    client.post(reverse("service_domains", args=[team.name, "shop"]), {"hostname": domain})
+    deadline = time.monotonic() + 30
+    while get_through_router(domain).status_code != 200 and time.monotonic() < deadline:
+        time.sleep(0.25)
+    assert get_through_router(domain).text.startswith("Welcome to the shop")
+    # A redeploy keeps it.
+    deploy(client, team, "shop", "Still the shop")
+    assert get_through_router(domain).text.startswith("Still the shop")
+    assert get_through_router(service.hostname).text.startswith("Still the shop")

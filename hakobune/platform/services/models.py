@@ -105,10 +105,14 @@ class Service(models.Model):
         # in the live release's runtime state.
         if self.live_release_id and (self.live_release.runtime_state or {}).get("url"):
             return self.live_release.runtime_state["url"]
-        port = settings.ROUTER_PORT
+        port = settings.ROUTER_HTTPS_PORT if settings.ROUTER_SCHEME == "https" else settings.ROUTER_PORT
         default_port = {"http": 80, "https": 443}.get(settings.ROUTER_SCHEME)
         suffix = "" if port == default_port else f":{port}"
         return f"{settings.ROUTER_SCHEME}://{self.hostname}{suffix}/"
+
+    @property
+    def aliases(self) -> tuple[str, ...]:
+        return tuple(self.domains.values_list("hostname", flat=True))
 
     @property
     def has_git_token(self) -> bool:
@@ -202,3 +206,23 @@ class Release(models.Model):
 
     def __str__(self):
         return f"{self.service} v{self.number}"
+
+
+hostname_validator = RegexValidator(
+    r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$",
+    "Give a full domain name, like www.example.com (lowercase letters, digits, hyphens and dots).",
+)
+
+
+class Domain(models.Model):
+    """A custom domain a service answers at, beside its own address."""
+
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="domains")
+    hostname = models.CharField(max_length=253, unique=True, validators=[hostname_validator])
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["hostname"]
+
+    def __str__(self):
+        return self.hostname

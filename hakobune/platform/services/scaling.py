@@ -25,6 +25,11 @@ HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authoriza
 
 
 def service_for_hostname(hostname: str) -> Service | None:
+    from .models import Domain
+
+    custom = Domain.objects.filter(hostname=hostname).select_related("service__team", "service__live_release").first()
+    if custom is not None:
+        return custom.service
     suffix = f".{settings.BASE_DOMAIN}"
     if not hostname.endswith(suffix):
         return None
@@ -93,7 +98,7 @@ def put_to_sleep(service: Service) -> None:
     if "scale_to_zero" not in backend.capabilities:
         return
     Service.objects.filter(id=service.id, desired_state="running").update(desired_state="sleeping")
-    backend.sleep(ServiceRef(service.team.name, service.name), service.hostname)
+    backend.sleep(ServiceRef(service.team.name, service.name), service.hostname, service.aliases)
     logger.info("%s scaled to zero after %s idle minutes", service, service.idle_minutes)
 
 

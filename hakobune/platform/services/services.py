@@ -373,3 +373,41 @@ def redeploy_services_on_stack(*, language: str, created_by=None) -> list[Build]
         for service in services_on_stack(language)
         if service.live_release.build.source_archive
     ]
+
+
+def add_domain(*, service: Service, hostname: str, created_by=None):
+    """Makes the service answer at a domain of its team's; the route changes at
+    once. The domain's DNS must point at this host (a CNAME to the service's
+    own address, or an A record)."""
+    from django.conf import settings as django_settings
+    from django.core.exceptions import ValidationError
+
+    from .models import Domain
+
+    hostname = (hostname or "").strip().lower().rstrip(".")
+    base = django_settings.BASE_DOMAIN
+    if hostname == base or hostname.endswith(f".{base}") or hostname.endswith(".localhost") or hostname == "localhost":
+        raise ServiceActionError(f"{hostname} is one of Hakobune's own addresses; give a domain of yours.")
+    if Domain.objects.filter(hostname=hostname).exists():
+        raise ServiceActionError(f"{hostname} is already used by a service.")
+    domain = Domain(service=service, hostname=hostname)
+    try:
+        domain.full_clean()
+    except ValidationError as exc:
+        raise ServiceActionError(" ".join(exc.message_dict.get("hostname", exc.messages)))
+    domain.save()
+    _sync_routes_after_commit()
+    return domain
+
+
+def remove_domain(*, service: Service, hostname: str, created_by=None) -> None:
+    deleted, _ = service.domains.filter(hostname=hostname).delete()
+    if not deleted:
+        raise ServiceActionError(f"{hostname} is not a domain of this service.")
+    _sync_routes_after_commit()
+
+
+def _sync_routes_after_commit():
+    from hakobune.worker.tasks import sync_router
+
+    transaction.on_commit(lambda: sync_router.delay())

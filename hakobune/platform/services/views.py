@@ -25,6 +25,8 @@ from .services import (
     rollback,
     scale,
     set_env,
+    add_domain,
+    remove_domain,
     restart_service,
     set_scale_to_zero,
     update_settings,
@@ -250,6 +252,23 @@ def service_settings(request, team, service):
         if commands_changed:
             said.append("the commands apply from the next deploy")
         messages.success(request, "Saved" + (f": {'; '.join(said)}." if said else "."))
+    return redirect("service_detail", team=team, service=service.name)
+
+
+@login_required
+@require_POST
+def service_domains(request, team, service):
+    _, service = _deployer_or_403(request, team, service)
+    hostname = request.POST.get("hostname", "")
+    try:
+        if request.POST.get("remove"):
+            remove_domain(service=service, hostname=hostname, created_by=request.user)
+            messages.success(request, f"{hostname} no longer leads to {service.name}.")
+        else:
+            domain = add_domain(service=service, hostname=hostname, created_by=request.user)
+            messages.success(request, f"{domain.hostname} now leads to {service.name} once its DNS points at this host.")
+    except ServiceActionError as exc:
+        messages.error(request, str(exc))
     return redirect("service_detail", team=team, service=service.name)
 
 
