@@ -18,7 +18,7 @@ from hakobune.platform.accounts.tokens import create_api_token
 from hakobune.platform.services.models import Service
 from tests.conftest import APPS_DIR
 
-from .conftest import get_through_router
+from tests.support.infrastructure import get_through_router
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

@@ -8,7 +8,7 @@ from hakobune.platform.accounts.services import create_team
 from hakobune.platform.services.models import Release, Service
 from tests.conftest import upload_of
 
-from .conftest import get_through_router, wait_for_build
+from tests.support.infrastructure import get_through_router, wait_for_build
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

@@ -19,7 +19,7 @@ from hakobune.platform.services.services import create_service, deploy_service
 from hakobune.runtime.docker_local import LABEL_TEAM, team_network_name
 from tests.conftest import archive_of, upload_of
 
-from .conftest import get_through_router, wait_for_build
+from tests.support.infrastructure import get_through_router, wait_for_build
 
 # The database mark makes pytest-django create the test database the worker
 # shares; each test only reads what the module's deploys recorded.

@@ -18,7 +18,7 @@ from hakobune.worker.source import SourceError, select_subdir
 from tests.conftest import APPS_DIR
 from tests.support.gitserver import GitServer, Repository
 
-from .conftest import get_through_router, wait_for_build
+from tests.support.infrastructure import get_through_router, wait_for_build
 
 pytestmark = pytest.mark.integration
 

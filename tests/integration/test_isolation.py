@@ -28,7 +28,7 @@ from hakobune.runtime.docker_local import LABEL_RELEASE, LABEL_SERVICE, LABEL_TE
 from hakobune.runtime.firewall import FORWARD_CHAIN, INPUT_CHAIN, Firewall, bridge_of
 from tests.conftest import upload_of
 
-from .conftest import get_through_router, wait_for_build
+from tests.support.infrastructure import get_through_router, wait_for_build
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

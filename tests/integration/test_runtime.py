@@ -19,7 +19,7 @@ from hakobune.runtime.docker_local import LABEL_SERVICE, LABEL_TEAM
 from hakobune.worker import tasks
 from tests.conftest import APPS_DIR, archive_of
 
-from .conftest import get_through_router, wait_for_build
+from tests.support.infrastructure import get_through_router, wait_for_build
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

@@ -1,0 +1,146 @@
+"""Real parts for integration tests: a Caddy router of the tests' own (ports
+from ROUTER_ADMIN_URL and ROUTER_PORT), a Celery worker process consuming
+from real Redis and sharing the test database, and a clean-up of every
+container and network the tests' teams made."""
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import docker
+import pytest
+import requests
+from django.conf import settings
+
+from hakobune.runtime.docker_local import LABEL_TEAM, team_network_name
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+
+
+def _wait_for(check, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} did not come up within {timeout} s")
+
+
+@pytest.fixture(scope="session")
+def router(tmp_path_factory):
+    """A Caddy of the tests' own, on the ports the settings name."""
+    if shutil.which("caddy") is None:
+        pytest.fail("caddy is not installed; run `make test`, which installs it")
+    admin = urlsplit(settings.ROUTER_ADMIN_URL).netloc
+    config = tmp_path_factory.mktemp("caddy") / "boot.json"
+    config.write_text(json.dumps({"admin": {"listen": admin}}))
+    process = subprocess.Popen(
+        ["caddy", "run", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "HOME": str(config.parent), "XDG_DATA_HOME": str(config.parent), "XDG_CONFIG_HOME": str(config.parent)},
+    )
+    session = requests.Session()
+    session.trust_env = False
+    _wait_for(lambda: session.get(f"{settings.ROUTER_ADMIN_URL}/config/", timeout=1).ok, 15, "caddy")
+    yield settings.ROUTER_ADMIN_URL
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def database_url() -> str:
+    from django.db import connection
+
+    config = connection.settings_dict
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{config['NAME']}"
+    user = config.get("USER") or ""
+    password = f":{config['PASSWORD']}" if config.get("PASSWORD") else ""
+    auth = f"{user}{password}@" if user else ""
+    return f"postgres://{auth}{config.get('HOST') or '127.0.0.1'}:{config.get('PORT') or 5432}/{config['NAME']}"
+
+
+@pytest.fixture(scope="session")
+def worker(django_db_setup, django_db_blocker, router, tmp_path_factory):
+    """A real Celery worker process on real Redis, using the test database."""
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    env = {**os.environ, "DATABASE_URL": database_url(), "PYTHONPATH": str(PROJECT_DIR)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "hakobune.platform", "worker", "--loglevel", "INFO",
+         "--concurrency", "2", "--hostname", f"test-worker-{secrets.token_hex(3)}@%h"],
+        cwd=PROJECT_DIR,
+        env=env,
+        stdout=open(log, "wb"),
+        stderr=subprocess.STDOUT,
+    )
+    _wait_for(lambda: b"ready." in log.read_bytes(), 60, "the celery worker")
+    yield process
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    if os.environ.get("SHOW_WORKER_LOG"):
+        print(log.read_text())
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    client = docker.from_env()
+    yield client
+    # The team networks are gone; so go their isolation rules (runtime/firewall.py).
+    from hakobune.runtime.firewall import FirewallError, prune_removed_networks
+
+    try:
+        prune_removed_networks(client)
+    except FirewallError:
+        pass
+
+
+@pytest.fixture
+def team_name(docker_client):
+    """A team name of this test only; its containers and network go afterwards."""
+    name = f"it{secrets.token_hex(3)}"
+    yield name
+    for container in docker_client.containers.list(all=True, filters={"label": f"{LABEL_TEAM}={name}"}):
+        container.remove(force=True)
+    for network in docker_client.networks.list(names=[team_network_name(name)]):
+        network.remove()
+    # Untag the team's images; their layers stay as build cache for the next run.
+    for image in docker_client.images.list(name=f"hakobune/{name}/*"):
+        for tag in (tag for tag in image.tags if tag.startswith(f"hakobune/{name}/")):
+            try:
+                docker_client.images.remove(tag, noprune=True)
+            except docker.errors.APIError:
+                pass  # still used by an instance the worker is starting as the test ends
+
+
+def get_through_router(hostname: str, path: str = "/", timeout: float = 5) -> requests.Response:
+    """GETs a service's URL through the tests' Caddy, as a browser resolving
+    *.localhost to 127.0.0.1 would."""
+    session = requests.Session()
+    session.trust_env = False
+    return session.get(
+        f"http://127.0.0.1:{settings.ROUTER_PORT}{path}", headers={"Host": f"{hostname}:{settings.ROUTER_PORT}"}, timeout=timeout
+    )
+
+
+def wait_for_build(build, timeout=300):
+    """Waits until the build has finished; returns it, refreshed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        build.refresh_from_db()
+        if not build.in_progress:
+            return build
+        time.sleep(0.25)
+    log = "\n".join(build.log_lines.values_list("text", flat=True))
+    raise AssertionError(f"build still {build.status} after {timeout} s; log:\n{log}")
