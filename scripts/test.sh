@@ -15,6 +15,10 @@ export CELERY_QUEUE="hakobune-test-$(basename "$TEST_DATA_DIR")"
 # Containers of this run carry its own instance label; reconciling never
 # touches those of a live Hakobune or of another run.
 export HAKOBUNE_INSTANCE="$CELERY_QUEUE"
+if [[ "${DATABASE_URL:-}" == postgres* ]]; then
+  run_id="$(basename "$TEST_DATA_DIR" | tr -c 'a-zA-Z0-9\n' '_' | tr 'A-Z' 'a-z')"
+  export TEST_DATABASE_NAME="test_hakobune_${run_id#hakobune_test_}"
+fi
 export ROUTER_ADMIN_URL="http://127.0.0.1:${TEST_ROUTER_ADMIN_PORT:-2999}"
 export ROUTER_PORT="${TEST_ROUTER_PORT:-18080}"
 export SECRET_KEY="test-only-secret-key"

@@ -130,6 +130,10 @@ DATABASES = {
         conn_max_age=60,
     )
 }
+if env("TEST_DATABASE_NAME"):
+    # A test database of the run's own (scripts/test.sh names it), so a run
+    # beside another, or after one that was killed, never finds it taken.
+    DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The portal, the worker and the scheduler share one SQLite file: wait for
     # locks instead of failing, and let readers run beside the writer.
