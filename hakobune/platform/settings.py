@@ -88,6 +88,7 @@ INSTALLED_APPS = [
     "hakobune.platform.accounts",
     "hakobune.platform.services",
     "hakobune.platform.builds",
+    "hakobune.platform.observability",
     "hakobune.platform.api",
     "hakobune.frontend",
 ]
@@ -191,6 +192,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", "hakobune")
 CELERY_BEAT_SCHEDULE = {
     "scale-idle-to-zero": {"task": "hakobune.worker.tasks.scale_idle_to_zero", "schedule": 15.0},
+    "collect-metrics": {"task": "hakobune.worker.tasks.collect_metrics", "schedule": float(env_int("METRICS_SECONDS", 15))},
     "prune-images": {"task": "hakobune.worker.tasks.prune_images", "schedule": 3600.0},
     "reconcile": {"task": "hakobune.worker.tasks.reconcile", "schedule": float(env_int("RECONCILE_SECONDS", 30))},
     "fail-stalled-builds": {"task": "hakobune.worker.tasks.fail_stalled_builds", "schedule": 60.0},
@@ -290,6 +292,8 @@ _default_ca = "/etc/ssl/certs/ca-certificates.crt"
 BUILD_CA_BUNDLE = env("BUILD_CA_BUNDLE", _default_ca if Path(_default_ca).exists() else "")
 
 BUILD_TIMEOUT = env_int("BUILD_TIMEOUT", 900)
+# Metrics: a reading of every running service every METRICS_SECONDS, kept this long.
+METRICS_RETENTION_HOURS = env_int("METRICS_RETENTION_HOURS", 48)
 # Images of a service's last N releases are kept for instant rollbacks.
 KEEP_RELEASES = env_int("KEEP_RELEASES", 5)
 BUILD_MEMORY_MB = env_int("BUILD_MEMORY_MB", 2048)

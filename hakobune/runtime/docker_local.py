@@ -116,7 +116,11 @@ class DockerLocalBackend(RuntimeBackend):
             for index in range(spec.instances):
                 started.append(self._run_instance(spec, index, network))
             upstreams = [self._wait_until_healthy(container, spec) for container in started]
-            self.router.set_route(Route(spec.hostname, tuple(upstreams), aliases=tuple(spec.aliases)))
+            if spec.public:
+                self.router.set_route(Route(spec.hostname, tuple(upstreams), aliases=tuple(spec.aliases)))
+            else:
+                # Private: no address in the router; the team reaches it by name.
+                self.router.remove_route(spec.hostname)
         except RouterError as exc:
             self._remove(started)
             raise RuntimeBackendError(str(exc), permanent=False)
@@ -222,6 +226,8 @@ class DockerLocalBackend(RuntimeBackend):
             log_config=LogConfig(type=LogConfig.types.JSON, config={"max-size": "10m", "max-file": "3"}),
             ports={f"{spec.port}/tcp": ("127.0.0.1", None)},
             network=network.name,
+            # Teammates reach it at http://<service>:<port> on the team network.
+            networking_config={network.name: self.client.api.create_endpoint_config(aliases=[spec.service])},
             # No restarts while booting, so a crash shows as a crash with its
             # own output; a healthy instance gets its restart policy after.
             restart_policy={"Name": "no"},
@@ -444,6 +450,8 @@ class DockerLocalBackend(RuntimeBackend):
                 container.update(cpu_period=CPU_PERIOD, cpu_quota=self._boot_quota(spec))
                 container.start()
         upstreams = [self._wait_until_healthy(container, spec) for container in current]
+        if not spec.public:
+            return upstreams
         try:
             self.router.set_route(Route(spec.hostname, tuple(upstreams), aliases=tuple(spec.aliases)))
         except RouterError as exc:

@@ -350,6 +350,9 @@ def release_config(service: Service, plan: dict | None = None) -> dict:
         "memory_mb": service.memory_mb,
         "instances": service.instances,
         "health_check_path": plan.get("health_check_path") or service.health_check_path or "/",
+        "min_instances": service.min_instances,
+        "max_instances": service.max_instances,
+        "public": service.public,
     }
 
 
@@ -456,6 +459,10 @@ def _deploy_spec(service: Service, release: Release) -> DeploySpec:
         health_check_path=config["health_check_path"],
         aliases=service.aliases,
         env=env_of(service),
+        # Releases made before these settings existed: the service's.
+        min_instances=config.get("min_instances", service.min_instances),
+        max_instances=config.get("max_instances", service.max_instances),
+        public=config.get("public", service.public),
     )
 
 
@@ -517,6 +524,13 @@ def scale_idle_to_zero() -> None:
 
 
 @shared_task
+def collect_metrics() -> None:
+    from hakobune.platform.observability.collectors import collect_all
+
+    collect_all()
+
+
+@shared_task
 def prune_images() -> None:
     """Keeps the images of each service's last KEEP_RELEASES releases (and the
     live one), so rollbacks stay instant, and removes older ones."""
@@ -543,7 +557,7 @@ def sync_router() -> None:
                 asleep=svc.desired_state == "sleeping",
                 aliases=svc.aliases,
             )
-            for svc in Service.objects.filter(target=backend.alias, live_release__isnull=False)
+            for svc in Service.objects.filter(target=backend.alias, live_release__isnull=False, public=True)
             .exclude(desired_state__in=("deleted", "stopped"))
             .select_related("team")
         ]

@@ -292,3 +292,21 @@ def test_a_custom_domain_leads_to_the_service(login, owner, team, worker):
     deploy(client, team, "shop", "Still the shop")
     assert get_through_router(domain).text.startswith("Still the shop")
     assert get_through_router(service.hostname).text.startswith("Still the shop")
+
+
+def test_a_private_service_has_no_address_and_its_team_reaches_it_by_name(login, owner, team, worker, docker_client):
+    from hakobune.platform.services.services import create_service
+
+    client = login(owner)
+    deploy(client, team, "web", "Public face", new=True)
+    create_service(team=team, name="internal", created_by=owner, public=False)
+    built = deploy(client, team, "internal", "Private parts")
+    assert built.status == "live", built.failure_reason
+    internal = Service.objects.get(team=team, name="internal")
+    assert get_through_router(internal.hostname).status_code == 404
+
+    web = docker_client.containers.list(filters={"label": [f"{LABEL_TEAM}={team.name}", f"{LABEL_SERVICE}=web"]})[0]
+    fetch = "import urllib.request; print(urllib.request.urlopen('http://internal:8080/', timeout=5).read().decode())"
+    result = web.exec_run(["python3", "-c", fetch])
+    assert result.exit_code == 0, result.output
+    assert result.output.decode().startswith("Private parts")

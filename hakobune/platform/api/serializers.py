@@ -110,6 +110,9 @@ class ServiceSerializer(serializers.Serializer):
     cpu = serializers.FloatField()
     memory_mb = serializers.IntegerField()
     instances = serializers.IntegerField()
+    min_instances = serializers.IntegerField(allow_null=True)
+    max_instances = serializers.IntegerField(allow_null=True)
+    public = serializers.BooleanField()
     port = serializers.IntegerField()
     health_check_path = serializers.CharField()
     source = SourceSerializer(source="*")
@@ -134,6 +137,17 @@ class ServiceCreateSerializer(serializers.Serializer):
     cpu = serializers.DecimalField(max_digits=4, decimal_places=2, required=False, min_value=Decimal("0.1"), max_value=Decimal("8"))
     memory_mb = serializers.IntegerField(required=False, min_value=64, max_value=16384)
     instances = serializers.IntegerField(required=False, min_value=1, max_value=10)
+    min_instances = serializers.IntegerField(
+        required=False, allow_null=True, min_value=0, max_value=100,
+        help_text="Runtimes that scale by themselves (Cloud Run): the fewest instances kept warm.",
+    )
+    max_instances = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, max_value=100,
+        help_text="Runtimes that scale by themselves (Cloud Run): the most instances.",
+    )
+    public = serializers.BooleanField(
+        required=False, help_text="False: no public address; the team's other services reach it by name."
+    )
     port = serializers.IntegerField(required=False, min_value=1024, max_value=65535)
     health_check_path = serializers.CharField(required=False, max_length=200)
     git_url = serializers.CharField(required=False, allow_blank=True, max_length=500)
@@ -157,6 +171,17 @@ class ServiceUpdateSerializer(serializers.Serializer):
     cpu = serializers.DecimalField(max_digits=4, decimal_places=2, required=False, min_value=Decimal("0.1"), max_value=Decimal("8"))
     memory_mb = serializers.IntegerField(required=False, min_value=64, max_value=16384)
     instances = serializers.IntegerField(required=False, min_value=1, max_value=10)
+    min_instances = serializers.IntegerField(
+        required=False, allow_null=True, min_value=0, max_value=100,
+        help_text="Runtimes that scale by themselves (Cloud Run): the fewest instances kept warm.",
+    )
+    max_instances = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, max_value=100,
+        help_text="Runtimes that scale by themselves (Cloud Run): the most instances.",
+    )
+    public = serializers.BooleanField(
+        required=False, help_text="False: no public address; the team's other services reach it by name."
+    )
     port = serializers.IntegerField(required=False, min_value=1024, max_value=65535)
     health_check_path = serializers.CharField(required=False, max_length=200)
 
@@ -244,8 +269,8 @@ class MetricSampleSerializer(serializers.Serializer):
 
 class MetricsSerializer(serializers.Serializer):
     since = serializers.DateTimeField(allow_null=True)
-    step = serializers.IntegerField(help_text="Seconds between points, once history is kept.")
-    history = serializers.BooleanField(help_text="False: only the current sample is known until metrics are collected.")
+    step = serializers.IntegerField(help_text="Seconds between points: each point is the average of its step.")
+    history = serializers.BooleanField(help_text="False: nothing was collected yet, so the samples are the current ones.")
     samples = MetricSampleSerializer(many=True)
 
 

@@ -640,7 +640,8 @@ class MetricsView(APIView):
             OpenApiParameter("step", OpenApiTypes.STR, description="Seconds between points: 60, 60s, 5m (default 60)."),
         ],
         responses={200: s.MetricsSerializer, **errors(400, 409, 501, *READ_ERRORS)},
-        summary="CPU and memory of each instance: the current sample (history comes with the metrics collectors)",
+        summary="CPU and memory of each instance: the collected history since `since` (default: the last hour), "
+        "averaged per `step`; the current sample when nothing was collected yet",
     )
     def get(self, request, team, service):
         _, found = _service(request, team, service)
@@ -649,6 +650,12 @@ class MetricsView(APIView):
         if not 1 <= step <= 86400:
             raise exceptions.ValidationError({"step": ["Give a step from 1 second to 1 day."]})
         _running(found)
+        from hakobune.platform.observability.collectors import history
+
+        since = since or timezone.now() - timedelta(hours=1)
+        points = history(found, since, step)
+        if points:
+            return Response({"since": since, "step": step, "history": True, "samples": points})
         backend = get_backend(found.target)
         try:
             samples = backend.metrics(ServiceRef(found.team.name, found.name))

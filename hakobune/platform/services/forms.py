@@ -120,6 +120,10 @@ class ServiceSettingsForm(forms.Form):
     memory_mb = forms.IntegerField(label="Memory (MiB)", min_value=64, max_value=16384)
     port = forms.IntegerField(label="Port ($PORT)", min_value=1024, max_value=65535)
     health_check_path = forms.CharField(label="Health-check path", max_length=200)
+    public = forms.BooleanField(
+        label="Public", required=False,
+        help_text="Off: no public address; your team's other services reach it at http://<name>:<port>.",
+    )
     start_command = forms.CharField(
         label="Start command", required=False, max_length=500,
         help_text="Empty: what Hakobune detected (or your hakobune.toml says). Applies from the next deploy.",

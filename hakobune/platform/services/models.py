@@ -57,6 +57,15 @@ class Service(models.Model):
         help_text="The port your app listens on; it is also given to it as $PORT.",
     )
     instances = models.PositiveSmallIntegerField(default=1, validators=[MinValueValidator(1), MaxValueValidator(10)])
+    # For runtimes that scale by themselves (Cloud Run); the local runtime runs
+    # `instances`. Empty: the runtime's default.
+    min_instances = models.PositiveSmallIntegerField(null=True, blank=True, validators=[MaxValueValidator(100)])
+    max_instances = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(100)]
+    )
+    # A private service has no public address: on the local runtime only its
+    # team's services reach it, at http://<name>:<port> on the team network.
+    public = models.BooleanField(default=True)
     health_check_path = models.CharField(max_length=200, default="/")
     # Over what was detected and what the app's hakobune.toml says; empty: theirs.
     start_command = models.CharField(max_length=500, blank=True)
@@ -94,6 +103,12 @@ class Service(models.Model):
 
     def __str__(self):
         return f"{self.team.name}/{self.name}"
+
+    def clean(self):
+        from django.core.exceptions import ValidationError
+
+        if self.min_instances is not None and self.max_instances is not None and self.min_instances > self.max_instances:
+            raise ValidationError({"min_instances": "The fewest instances cannot be more than the most."})
 
     @property
     def hostname(self) -> str:

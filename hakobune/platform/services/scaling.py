@@ -85,7 +85,7 @@ def note_traffic(log_path: str) -> int:
 def idle_services(now=None):
     now = now or timezone.now()
     candidates = Service.objects.filter(
-        scale_to_zero=True, desired_state="running", live_release__status=Release.Status.LIVE
+        scale_to_zero=True, desired_state="running", live_release__status=Release.Status.LIVE, public=True
     ).select_related("team", "live_release")
     for service in candidates:
         last = max(filter(None, [service.last_request_at, service.live_release.live_at]), default=None)

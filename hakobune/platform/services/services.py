@@ -203,7 +203,9 @@ def delete_service(*, service: Service, created_by=None) -> None:
 
 # -- settings, source and environment (the API's PATCH, deploys from a git URL, env) ---
 
-SETTINGS_FIELDS = ("cpu", "memory_mb", "port", "health_check_path", "instances")
+SETTINGS_FIELDS = (
+    "cpu", "memory_mb", "port", "health_check_path", "instances", "min_instances", "max_instances", "public",
+)
 
 
 def update_settings(*, service: Service, created_by=None, **fields):

@@ -128,7 +128,8 @@ def service_detail(request, team, service):
             "is_owner": membership.role == "owner",
             "settings_form": ServiceSettingsForm(initial={
                 "cpu": service.cpu, "memory_mb": service.memory_mb, "port": service.port,
-                "health_check_path": service.health_check_path, "start_command": service.start_command,
+                "health_check_path": service.health_check_path, "public": service.public,
+                "start_command": service.start_command,
                 "build_command": service.build_command,
             }),
             "status": service_status(service, latest),
@@ -241,7 +242,7 @@ def service_settings(request, team, service):
     try:
         release = update_settings(
             service=service, created_by=request.user, cpu=data["cpu"], memory_mb=data["memory_mb"],
-            port=data["port"], health_check_path=data["health_check_path"],
+            port=data["port"], health_check_path=data["health_check_path"], public=data["public"],
         )
     except ServiceActionError as exc:
         messages.error(request, str(exc))
