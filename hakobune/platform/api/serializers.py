@@ -130,13 +130,9 @@ class ServiceSerializer(serializers.Serializer):
         return BuildRefSerializer(build).data if build else None
 
 
-class ServiceCreateSerializer(serializers.Serializer):
-    name = serializers.RegexField(DNS_LABEL, max_length=30, error_messages={"invalid": DNS_LABEL_MESSAGE},
-                                  help_text="Lowercase letters, digits and hyphens; part of its address.")
-    target = serializers.CharField(max_length=32, required=False, help_text="Which runtime runs it (default: the platform's).")
-    cpu = serializers.DecimalField(max_digits=4, decimal_places=2, required=False, min_value=Decimal("0.1"), max_value=Decimal("8"))
-    memory_mb = serializers.IntegerField(required=False, min_value=64, max_value=16384)
-    instances = serializers.IntegerField(required=False, min_value=1, max_value=10)
+class ScalingSettingsSerializer(serializers.Serializer):
+    """The settings runtimes that scale by themselves need, and visibility."""
+
     min_instances = serializers.IntegerField(
         required=False, allow_null=True, min_value=0, max_value=100,
         help_text="Runtimes that scale by themselves (Cloud Run): the fewest instances kept warm.",
@@ -148,6 +144,15 @@ class ServiceCreateSerializer(serializers.Serializer):
     public = serializers.BooleanField(
         required=False, help_text="False: no public address; the team's other services reach it by name."
     )
+
+
+class ServiceCreateSerializer(ScalingSettingsSerializer):
+    name = serializers.RegexField(DNS_LABEL, max_length=30, error_messages={"invalid": DNS_LABEL_MESSAGE},
+                                  help_text="Lowercase letters, digits and hyphens; part of its address.")
+    target = serializers.CharField(max_length=32, required=False, help_text="Which runtime runs it (default: the platform's).")
+    cpu = serializers.DecimalField(max_digits=4, decimal_places=2, required=False, min_value=Decimal("0.1"), max_value=Decimal("8"))
+    memory_mb = serializers.IntegerField(required=False, min_value=64, max_value=16384)
+    instances = serializers.IntegerField(required=False, min_value=1, max_value=10)
     port = serializers.IntegerField(required=False, min_value=1024, max_value=65535)
     health_check_path = serializers.CharField(required=False, max_length=200)
     git_url = serializers.CharField(required=False, allow_blank=True, max_length=500)
@@ -167,21 +172,10 @@ class ServiceCreateSerializer(serializers.Serializer):
         return value
 
 
-class ServiceUpdateSerializer(serializers.Serializer):
+class ServiceUpdateSerializer(ScalingSettingsSerializer):
     cpu = serializers.DecimalField(max_digits=4, decimal_places=2, required=False, min_value=Decimal("0.1"), max_value=Decimal("8"))
     memory_mb = serializers.IntegerField(required=False, min_value=64, max_value=16384)
     instances = serializers.IntegerField(required=False, min_value=1, max_value=10)
-    min_instances = serializers.IntegerField(
-        required=False, allow_null=True, min_value=0, max_value=100,
-        help_text="Runtimes that scale by themselves (Cloud Run): the fewest instances kept warm.",
-    )
-    max_instances = serializers.IntegerField(
-        required=False, allow_null=True, min_value=1, max_value=100,
-        help_text="Runtimes that scale by themselves (Cloud Run): the most instances.",
-    )
-    public = serializers.BooleanField(
-        required=False, help_text="False: no public address; the team's other services reach it by name."
-    )
     port = serializers.IntegerField(required=False, min_value=1024, max_value=65535)
     health_check_path = serializers.CharField(required=False, max_length=200)
 
