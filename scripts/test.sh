@@ -34,6 +34,23 @@ export SOURCE_ALLOWED_HOSTS="127.0.0.1:$TEST_GIT_PORT"
 set +e
 .venv/bin/python -m pytest "$@"
 status=$?
+if [[ -n "${TEST_DATABASE_NAME:-}" ]]; then
+  # pytest-django drops its test database, unless a straggling connection held
+  # it; then it is dropped here, so runs do not pile databases up.
+  .venv/bin/python - "$TEST_DATABASE_NAME" <<'PY' || true
+import sys
+
+import dj_database_url
+import psycopg
+
+config = dj_database_url.parse(__import__("os").environ["DATABASE_URL"])
+name = sys.argv[1]
+with psycopg.connect(host=config["HOST"] or "127.0.0.1", port=config["PORT"] or 5432, user=config["USER"] or None,
+                     password=config["PASSWORD"] or None, dbname="postgres", autocommit=True) as connection:
+    connection.execute("select pg_terminate_backend(pid) from pg_stat_activity where datname = %s", [name])
+    connection.execute(psycopg.sql.SQL("drop database if exists {}").format(psycopg.sql.Identifier(name)))
+PY
+fi
 set -e
 if [[ $status -eq 5 ]]; then
   echo "pytest collected no tests: that is a failure, not a pass" >&2
