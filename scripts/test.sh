@@ -38,12 +38,13 @@ if [[ -n "${TEST_DATABASE_NAME:-}" ]]; then
   # pytest-django drops its test database, unless a straggling connection held
   # it; then it is dropped here, so runs do not pile databases up.
   .venv/bin/python - "$TEST_DATABASE_NAME" <<'PY' || true
+import os
 import sys
 
 import dj_database_url
 import psycopg
 
-config = dj_database_url.parse(__import__("os").environ["DATABASE_URL"])
+config = dj_database_url.parse(os.environ["DATABASE_URL"])
 name = sys.argv[1]
 with psycopg.connect(host=config["HOST"] or "127.0.0.1", port=config["PORT"] or 5432, user=config["USER"] or None,
                      password=config["PASSWORD"] or None, dbname="postgres", autocommit=True) as connection:
