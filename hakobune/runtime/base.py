@@ -82,6 +82,8 @@ class LiveRoute:
     release_id: int
     asleep: bool = False
     aliases: tuple[str, ...] = ()
+    # Being deployed right now: the router keeps the route it has.
+    keep_current: bool = False
 
 
 @dataclass(frozen=True)

@@ -468,17 +468,26 @@ class DockerLocalBackend(RuntimeBackend):
         return done
 
     def sync_routes(self, live: list[LiveRoute]) -> None:
+        # One listing of this platform's running instances, grouped by release.
+        upstreams_of: dict[str, list[str]] = {}
+        for container in self.client.containers.list(filters={"label": f"{LABEL_MANAGED}={self.instance}"}):
+            port_bindings = container.attrs.get("NetworkSettings", {}).get("Ports") or {}
+            for bindings in port_bindings.values():
+                if bindings:
+                    upstreams_of.setdefault(container.labels.get(LABEL_RELEASE, ""), []).append(
+                        f"127.0.0.1:{bindings[0]['HostPort']}"
+                    )
+        try:
+            current = self.router.routes() if any(entry.keep_current for entry in live) else {}
+        except RouterError as exc:
+            raise RuntimeBackendError(str(exc), permanent=False)
         routes = []
         for entry in live:
-            containers = self.client.containers.list(
-                filters={"label": [f"{LABEL_MANAGED}={self.instance}", f"{LABEL_RELEASE}={entry.release_id}"]}
-            )
-            upstreams = []
-            for container in containers:
-                port_bindings = container.attrs.get("NetworkSettings", {}).get("Ports") or {}
-                for bindings in port_bindings.values():
-                    if bindings:
-                        upstreams.append(f"127.0.0.1:{bindings[0]['HostPort']}")
+            if entry.keep_current and entry.hostname in current:
+                kept = current[entry.hostname]
+                routes.append(Route(entry.hostname, kept, asleep=kept == (self.waker,), aliases=tuple(entry.aliases)))
+                continue
+            upstreams = upstreams_of.get(str(entry.release_id), [])
             if entry.asleep:
                 routes.append(Route(entry.hostname, (self.waker,), asleep=True, aliases=tuple(entry.aliases)))
             elif upstreams:

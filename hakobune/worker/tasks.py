@@ -9,6 +9,7 @@ returns plain values; this is where they meet the models."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import shutil
 from contextlib import contextmanager
@@ -333,10 +334,15 @@ def _build_remotely(build: Build, plan: BuildPlan, backend, log: BuildLog) -> No
         deploy_release.delay(build.id)
 
 
-def _deploy_lock(service_id: int):
+@functools.cache
+def redis_client() -> redis.Redis:
+    """One connection pool per process for locks and bookkeeping."""
+    return redis.Redis.from_url(settings.REDIS_URL)
+
+
+def deploy_lock(service_id: int):
     """One deploy per service at a time, across every worker."""
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    return client.lock(f"hakobune:deploy-lock:service:{service_id}", timeout=900, blocking_timeout=900)
+    return redis_client().lock(f"hakobune:deploy-lock:service:{service_id}", timeout=900, blocking_timeout=900)
 
 
 def release_config(service: Service, plan: dict | None = None) -> dict:
@@ -364,7 +370,7 @@ def deploy_release(build_id: int) -> None:
     build = Build.objects.select_related("service__team").get(id=build_id)
     service = build.service
     log = BuildLog(build_id)
-    with pipeline_step(build_id, log), _deploy_lock(service.id):
+    with pipeline_step(build_id, log), deploy_lock(service.id):
         with transaction.atomic():
             number = (service.releases.aggregate(last=Max("number"))["last"] or 0) + 1
             release = Release.objects.create(
@@ -390,7 +396,7 @@ def start_release(release_id: int) -> None:
     ):
         return
     release = Release.objects.select_related("service__team").get(id=release_id)
-    with _deploy_lock(release.service_id):
+    with deploy_lock(release.service_id):
         try:
             _start_release(release, lambda line: logger.info("%s: %s", release, line))
         except RuntimeBackendError as exc:
@@ -407,7 +413,7 @@ def _start_release(release: Release, log) -> None:
     Raises RuntimeBackendError (and marks the release failed) when it does not
     come up; the previous release then keeps serving."""
     service = release.service
-    spec = _deploy_spec(service, release)
+    spec = deploy_spec(service, release)
     log(f"Starting v{release.number}: {spec.instances} × ({spec.cpu:g} CPU, {spec.memory_mb} MiB) on {service.target}")
     try:
         result = get_backend(service.target).deploy(spec)
@@ -443,7 +449,7 @@ def _retire_after_commit(service: Service, release: Release) -> None:
     transaction.on_commit(retire)
 
 
-def _deploy_spec(service: Service, release: Release) -> DeploySpec:
+def deploy_spec(service: Service, release: Release) -> DeploySpec:
     config = release.config
     return DeploySpec(
         team=service.team.name,
@@ -484,12 +490,12 @@ def reconcile() -> None:
             known.add(ref)
             if service.live_release is None or service.live_release.status != Release.Status.LIVE:
                 continue
-            lock = _deploy_lock(service.id)
+            lock = deploy_lock(service.id)
             if not lock.acquire(blocking=False):
                 logger.info("reconcile %s: skipped, a deploy holds its lock", ref.service)
                 continue
             try:
-                desired = DesiredService(_deploy_spec(service, service.live_release), state=service.desired_state)
+                desired = DesiredService(deploy_spec(service, service.live_release), state=service.desired_state)
                 for action in backend.reconcile_service(desired):
                     logger.info("reconcile %s: %s", ref.service, action)
             except RuntimeBackendError as exc:
@@ -512,7 +518,7 @@ def scale_idle_to_zero() -> None:
 
     scaling.note_traffic(settings.ROUTER_ACCESS_LOG)
     for service in scaling.idle_services():
-        lock = _deploy_lock(service.id)
+        lock = deploy_lock(service.id)
         if not lock.acquire(blocking=False):
             continue
         try:
@@ -548,23 +554,39 @@ def sync_router() -> None:
     """Rewrites each backend's routing from the database, so a restarted router
     serves every live service again."""
     for backend in all_backends():
-        live = [
-            LiveRoute(
-                hostname=svc.hostname,
-                team=svc.team.name,
-                service=svc.name,
-                release_id=svc.live_release_id,
-                asleep=svc.desired_state == "sleeping",
-                aliases=svc.aliases,
-            )
-            for svc in Service.objects.filter(target=backend.alias, live_release__isnull=False, public=True)
+        services = (
+            Service.objects.filter(target=backend.alias, live_release__isnull=False, public=True)
             .exclude(desired_state__in=("deleted", "stopped"))
             .select_related("team")
-        ]
+            .prefetch_related("domains")
+        )
+        held = []
+        live = []
+        for svc in services:
+            # A service being deployed keeps the route it has: its deploy
+            # switches it, and the database tells the new release only after.
+            lock = deploy_lock(svc.id)
+            free = lock.acquire(blocking=False)
+            if free:
+                held.append(lock)
+            live.append(
+                LiveRoute(
+                    hostname=svc.hostname,
+                    team=svc.team.name,
+                    service=svc.name,
+                    release_id=svc.live_release_id,
+                    asleep=svc.desired_state == "sleeping",
+                    aliases=svc.aliases,
+                    keep_current=not free,
+                )
+            )
         try:
             backend.sync_routes(live)
         except RuntimeBackendError as exc:
             logger.warning("could not sync the routes of %s: %s", backend.alias, exc.message)
+        finally:
+            for lock in held:
+                lock.release()
 
 
 @shared_task
@@ -582,7 +604,7 @@ def destroy_service(service_id: int) -> None:
     service = Service.objects.select_related("team").filter(id=service_id, desired_state="deleted").first()
     if service is None:
         return
-    with _deploy_lock(service.id):
+    with deploy_lock(service.id):
         get_backend(service.target).destroy(ServiceRef(service.team.name, service.name))
         images.remove_images(docker.from_env(), service.team.name, service.name)
         with transaction.atomic():

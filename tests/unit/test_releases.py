@@ -178,3 +178,18 @@ def test_a_restart_is_a_new_release_of_the_same_image(login, developer, service,
     assert login(developer).post(reverse("service_restart", args=["acme", "hello"])).status_code == 302
     restart = service.releases.order_by("-number").first()
     assert restart.description == "Restart" and restart.image == live.image and restart.config == live.config
+
+
+def test_the_router_sync_leaves_a_service_being_deployed_alone(service, owner, dummy_backend, queued_tasks):
+    deployed(service, owner, "hakobune/acme/hello:one")
+    lock = tasks.deploy_lock(service.id)
+    assert lock.acquire(blocking=False)
+    try:
+        tasks.sync_router()
+    finally:
+        lock.release()
+    [route] = dummy_backend.calls[-1][1]
+    assert route.keep_current and route.hostname == "hello-acme.localhost"
+    tasks.sync_router()
+    [route] = dummy_backend.calls[-1][1]
+    assert not route.keep_current

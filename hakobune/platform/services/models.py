@@ -127,7 +127,7 @@ class Service(models.Model):
 
     @property
     def aliases(self) -> tuple[str, ...]:
-        return tuple(self.domains.values_list("hostname", flat=True))
+        return tuple(domain.hostname for domain in self.domains.all())
 
     @property
     def has_git_token(self) -> bool:

@@ -8,13 +8,13 @@ import logging
 import os
 from datetime import datetime, timedelta
 
-import redis
 import requests
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
 from hakobune.runtime.base import RuntimeBackendError, ServiceRef
+from hakobune.worker.tasks import deploy_lock, deploy_spec, redis_client
 
 from .backends import get_backend
 from .models import Release, Service
@@ -49,7 +49,7 @@ def note_traffic(log_path: str) -> int:
     records each service's latest request. Returns the lines read."""
     if not log_path or not os.path.exists(log_path):
         return 0
-    store = redis.Redis.from_url(settings.REDIS_URL)
+    store = redis_client()
     key = f"hakobune:access-log-offset:{log_path}"
     offset = int(store.get(key) or 0)
     size = os.path.getsize(log_path)
@@ -102,11 +102,13 @@ def put_to_sleep(service: Service) -> None:
     logger.info("%s scaled to zero after %s idle minutes", service, service.idle_minutes)
 
 
-def wake(service: Service, spec) -> list[str]:
-    """Starts a sleeping service and routes to it again; returns the
-    addresses of its healthy instances."""
-    upstreams = get_backend(service.target).wake(spec)
-    Service.objects.filter(id=service.id).update(desired_state="running", last_request_at=timezone.now())
+def wake(service: Service) -> list[str]:
+    """Starts a sleeping service and routes to it again, under its deploy lock
+    (many first requests wake it once); returns the addresses of its healthy
+    instances."""
+    with deploy_lock(service.id):
+        upstreams = get_backend(service.target).wake(deploy_spec(service, service.live_release))
+        Service.objects.filter(id=service.id).update(desired_state="running", last_request_at=timezone.now())
     return upstreams
 
 

@@ -351,11 +351,9 @@ def set_scale_to_zero(*, service: Service, enabled: bool, idle_minutes: int, cre
         raise ServiceActionError("Idle minutes go from 1 to 1440 (a day).")
     Service.objects.filter(id=service.id).update(scale_to_zero=enabled, idle_minutes=idle_minutes)
     if not enabled and service.desired_state == "sleeping" and service.live_release is not None:
-        from hakobune.worker.tasks import _deploy_spec
-
         from .scaling import wake
 
-        wake(service, _deploy_spec(service, service.live_release))
+        wake(service)
 
 
 def services_on_stack(language: str):

@@ -403,8 +403,6 @@ def wake_service(request, path=""):
     answer the request from it."""
     from django.http import HttpResponse
 
-    from hakobune.worker.tasks import _deploy_lock, _deploy_spec
-
     from . import scaling
 
     service = scaling.service_for_hostname(request.get_host().rsplit(":", 1)[0].lower())
@@ -412,10 +410,8 @@ def wake_service(request, path=""):
         raise Http404("No service lives at this address.")
     if service.desired_state == "stopped":
         return HttpResponse("This service is stopped by its team.\n", status=503, content_type="text/plain")
-    spec = _deploy_spec(service, service.live_release)
     try:
-        with _deploy_lock(service.id):
-            upstreams = scaling.wake(service, spec)
+        upstreams = scaling.wake(service)
         answer = scaling.forward(request, upstreams[0], path)
     except RuntimeBackendError as exc:
         return HttpResponse(f"The service could not be woken: {exc.message}\n", status=503, content_type="text/plain")
