@@ -613,14 +613,11 @@ def cmd_env(args) -> int:
     api, team, name = _service_args(args)
     where = f"{service_path(team, name)}/env/"
     if args.env_command == "set":
-        values = {}
-        for pair in args.pairs:
-            key, sep, value = pair.partition("=")
-            if not sep:
-                raise CliError(f"{pair!r}: write KEY=VALUE.", EXIT_USAGE)
-            values[key] = value
-        answer = api.request("PUT", where, json={"set": values, "unset": []}).json()
-        print(f"Set {', '.join(values)}" + (f"; v{answer['release']} applies it." if answer.get("release") else "."))
+        values, secrets = _pairs(args.pairs, "KEY=VALUE"), _pairs(args.secrets, "KEY=SECRET[:VERSION]")
+        if not values and not secrets:
+            raise CliError("Give KEY=VALUE, or --secret KEY=SECRET for a variable from Secret Manager.", EXIT_USAGE)
+        answer = api.request("PUT", where, json={"set": values, "unset": [], "secrets": secrets}).json()
+        print(f"Set {', '.join([*values, *secrets])}" + (f"; v{answer['release']} applies it." if answer.get("release") else "."))
     elif args.env_command == "unset":
         answer = api.request("PUT", where, json={"set": {}, "unset": args.keys}).json()
         print(f"Unset {', '.join(args.keys)}" + (f"; v{answer['release']} applies it." if answer.get("release") else "."))
@@ -629,8 +626,18 @@ def cmd_env(args) -> int:
         if not answer["env"]:
             print(f"{name} has no environment variables.")
         for var in answer["env"]:
-            print(f"{var['key']}={var['value']}")
+            print(f"{var['key']}={var['value']}" + (f"  (Secret Manager: {var['secret']})" if var.get("secret") else ""))
     return EXIT_OK
+
+
+def _pairs(pairs: list[str] | None, shape: str) -> dict[str, str]:
+    found = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise CliError(f"{pair!r}: write {shape}.", EXIT_USAGE)
+        found[key] = value
+    return found
 
 
 def cmd_open(args) -> int:
@@ -684,8 +691,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     env = with_service(commands.add_parser("env", help="environment variables"))
     env_commands = env.add_subparsers(dest="env_command", metavar="ACTION")
-    env_set = env_commands.add_parser("set", help="set KEY=VALUE …")
-    env_set.add_argument("pairs", nargs="+", metavar="KEY=VALUE")
+    env_set = env_commands.add_parser("set", help="set KEY=VALUE … (--secret KEY=SECRET for Secret Manager)")
+    env_set.add_argument("pairs", nargs="*", metavar="KEY=VALUE")
+    env_set.add_argument(
+        "--secret", dest="secrets", action="append", metavar="KEY=SECRET[:VERSION]",
+        help="a variable Cloud Run reads from Secret Manager (repeatable)",
+    )
     env_unset = env_commands.add_parser("unset", help="unset KEY …")
     env_unset.add_argument("keys", nargs="+", metavar="KEY")
     env_commands.add_parser("list", help="list the keys (values are write-only)")

@@ -15,6 +15,8 @@ urlpatterns = [
     path("api/v1/", include("hakobune.platform.api.urls")),
     path("teams/new/", accounts.team_new, name="team_new"),
     path("stacks/", services.stacks_page, name="stacks"),
+    path("cloud-run/", services.cloud_run_settings, name="cloud_run"),
+    path("cloud-run/t/<slug:team>/", services.cloud_run_settings, name="cloud_run_team"),
     path("t/<slug:team>/services/new/", services.service_new, name="service_new"),
     path("t/<slug:team>/<slug:service>/", services.service_detail, name="service_detail"),
     path("t/<slug:team>/<slug:service>/deploy/", services.service_deploy, name="service_deploy"),

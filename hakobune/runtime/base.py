@@ -38,6 +38,9 @@ class DeploySpec:
     memory_mb: int
     instances: int = 1
     env: dict[str, str] = field(default_factory=dict)
+    # Variables whose values the runtime reads from a secret store itself (Cloud
+    # Run: Secret Manager), by reference ("name:version"); capability "secret_env".
+    secret_env: dict[str, str] = field(default_factory=dict)
     health_check_path: str = "/"
     # Custom domains the router serves beside `hostname`.
     aliases: tuple[str, ...] = ()

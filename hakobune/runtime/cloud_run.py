@@ -12,6 +12,10 @@ OPTIONS (settings.RUNTIME_BACKENDS["cloudrun"]["OPTIONS"]):
     project, region, repository       the GCP project, Cloud Run region, Artifact Registry repository
     credentials                       path to a service-account key JSON; "" = application default
                                       credentials; "anonymous" = none (tests against fakes)
+    credentials_info                  a service-account key as parsed JSON (a key staff stored,
+                                      encrypted, in the portal); wins over `credentials`
+    settings_place                    where a person changes these settings, for error messages
+                                      ("" = the CLOUDRUN_* environment variables)
     bucket                            source and build-log bucket (default: <project>_cloudbuild)
     builder                           "dockerfile" (the plan's Dockerfile) or "buildpacks"
     min_instances, concurrency, request_timeout, ingress, service_account
@@ -92,7 +96,12 @@ _SERVICE_ID = re.compile(r"[^a-z0-9-]")
 
 
 class CloudRunBackend(RuntimeBackend):
-    capabilities = frozenset({"logs", "metrics", "stop_start", "remote_build", "traffic_split", "revisions"})
+    # The staff's Cloud Run settings in the portal layer over OPTIONS, per team
+    # (hakobune.platform.services.cloud_settings).
+    layered_settings = True
+    capabilities = frozenset(
+        {"logs", "metrics", "stop_start", "remote_build", "traffic_split", "revisions", "secret_env"}
+    )
 
     def __init__(self, alias, **options):
         super().__init__(alias, **options)
@@ -115,19 +124,44 @@ class CloudRunBackend(RuntimeBackend):
 
     # -- clients ----------------------------------------------------------------
 
+    def _where(self, variable: str, what: str) -> str:
+        """Where a person changes a setting: an environment variable of the
+        platform, or the staff's Cloud Run settings in the portal."""
+        place = self.options.get("settings_place") or ""
+        return f"the {what} in {place}" if place else variable
+
     def _require_config(self) -> None:
-        missing = [name for name, value in (("CLOUDRUN_PROJECT", self.project), ("CLOUDRUN_REGION", self.region)) if not value]
-        if missing:
-            raise RuntimeBackendError(
-                f"the Cloud Run target is not configured: set {' and '.join(missing)} (see .env.example)."
+        missing = [
+            self._where(variable, what)
+            for variable, what, value in (
+                ("CLOUDRUN_PROJECT", "project", self.project),
+                ("CLOUDRUN_REGION", "region", self.region),
             )
+            if not value
+        ]
+        if missing:
+            raise RuntimeBackendError(f"the Cloud Run target is not configured: set {' and '.join(missing)} (see .env.example).")
 
     @property
     def credentials(self):
         if self._credentials is None:
             self._require_config()
             source = self.options.get("credentials") or ""
-            if source == "anonymous":
+            info = self.options.get("credentials_info")
+            if self.options.get("credentials_problem"):
+                raise RuntimeBackendError(self.options["credentials_problem"])
+            if info:
+                from google.oauth2 import service_account
+
+                try:
+                    credentials = service_account.Credentials.from_service_account_info(info, scopes=SCOPES)
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise RuntimeBackendError(
+                        f"the service-account key in {self._where('the portal', 'Cloud Run settings')} cannot be used "
+                        f"({exc}); upload the key JSON again as Google gave it."
+                    )
+                self._credentials = self._signed_in(credentials)
+            elif source == "anonymous":
                 from google.auth.credentials import AnonymousCredentials
 
                 self._credentials = AnonymousCredentials()
@@ -135,11 +169,12 @@ class CloudRunBackend(RuntimeBackend):
                 from google.oauth2 import service_account
 
                 try:
-                    self._credentials = service_account.Credentials.from_service_account_file(source, scopes=SCOPES)
+                    credentials = service_account.Credentials.from_service_account_file(source, scopes=SCOPES)
                 except (OSError, ValueError) as exc:
                     raise RuntimeBackendError(
                         f"the service-account key {source} (CLOUDRUN_CREDENTIALS) cannot be read: {exc}"
                     )
+                self._credentials = self._signed_in(credentials)
             else:
                 import google.auth
                 from google.auth.exceptions import DefaultCredentialsError
@@ -148,10 +183,36 @@ class CloudRunBackend(RuntimeBackend):
                     self._credentials, _ = google.auth.default(scopes=SCOPES)
                 except DefaultCredentialsError:
                     raise RuntimeBackendError(
-                        "no Google Cloud credentials: set CLOUDRUN_CREDENTIALS to a service-account key file, "
-                        "or give this host application default credentials (gcloud auth application-default login)."
+                        "no Google Cloud credentials: upload a service-account key in the portal (Cloud Run, staff "
+                        "only), set CLOUDRUN_CREDENTIALS to a key file, or give this host application default "
+                        "credentials (gcloud auth application-default login)."
                     )
         return self._credentials
+
+    @staticmethod
+    def _signed_in(credentials):
+        """Gets the key its first access token now, so that a key Google refuses
+        (deleted, disabled, of another project's deleted account) is said in
+        words here rather than failing deep inside the first API call."""
+        from google.auth import exceptions as auth_errors
+        from google.auth.transport.requests import Request
+
+        try:
+            credentials.refresh(Request())
+        except auth_errors.RefreshError as exc:
+            email = getattr(credentials, "service_account_email", "the service account")
+            raise RuntimeBackendError(
+                f"Google refused the key of {email} ({exc}). The key or the account may have been deleted or "
+                "disabled; create a new key (IAM → Service accounts → Keys) and upload it."
+            )
+        except auth_errors.TransportError as exc:
+            raise RuntimeBackendError(f"Google's sign-in could not be reached ({exc}); try again.", permanent=False)
+        return credentials
+
+    @property
+    def identity(self) -> str:
+        """Who Hakobune calls Google as, in words."""
+        return getattr(self.credentials, "service_account_email", None) or "the credentials Hakobune uses"
 
     def _options_for(self, api: str):
         from google.api_core.client_options import ClientOptions
@@ -224,6 +285,27 @@ class CloudRunBackend(RuntimeBackend):
     def image_base(self, ref: ServiceRef) -> str:
         return f"{self.region}-docker.pkg.dev/{self.project}/{self.repository}/{ref.team}/{ref.service}"
 
+    @staticmethod
+    def secret_reference(reference: str) -> str:
+        """A Secret Manager reference as stored ("secret:version"); ValueError in words."""
+        return normalize_secret_ref(reference)
+
+    def check_access(self) -> str:
+        """Asks Cloud Run for the region's services with these credentials;
+        says what it found, or raises RuntimeBackendError in words."""
+        from google.api_core import exceptions as gexc
+
+        self._require_config()
+        try:
+            found = list(self._client("services").list_services(parent=self.location))
+        except gexc.GoogleAPICallError as exc:
+            raise _in_words(exc, "run", self)
+        ours = sum(1 for service in found if LABEL_TEAM in dict(service.labels))
+        return (
+            f"Hakobune reached Cloud Run in project {self.project}, region {self.region}, as {self.identity}: "
+            f"{len(found)} service{'s' if len(found) != 1 else ''} there, {ours} of them Hakobune's."
+        )
+
     # -- build (Cloud Build) ----------------------------------------------------
 
     def build(
@@ -235,6 +317,7 @@ class CloudRunBackend(RuntimeBackend):
         *,
         dockerfile_path: str = "Dockerfile",
         buildpacks: bool | None = None,
+        start_command: str = "",
     ) -> str:
         """Builds `source_archive` (.tar.gz or .zip whose top is the app) in
         Cloud Build and pushes it to Artifact Registry as `image_name`
@@ -242,7 +325,8 @@ class CloudRunBackend(RuntimeBackend):
 
         With `plan_dockerfile` the plan's Dockerfile is written into the source
         and built; with None the app's own `dockerfile_path`; with buildpacks
-        (default: the backend's `builder` option) Google's buildpacks builder."""
+        (default: the backend's `builder` option) Google's buildpacks builder,
+        told `start_command` as GOOGLE_ENTRYPOINT when there is one."""
         from google.api_core import exceptions as gexc
         from google.cloud.devtools import cloudbuild_v1
 
@@ -260,13 +344,10 @@ class CloudRunBackend(RuntimeBackend):
 
         if use_buildpacks:
             log(f"Building in Cloud Build with Google's buildpacks ({BUILDPACKS_BUILDER})")
-            steps = [
-                cloudbuild_v1.BuildStep(
-                    name=PACK_IMAGE,
-                    entrypoint="pack",
-                    args=["build", image, "--builder", BUILDPACKS_BUILDER, "--network", "cloudbuild", "--path", "."],
-                )
-            ]
+            pack = ["build", image, "--builder", BUILDPACKS_BUILDER, "--network", "cloudbuild", "--path", "."]
+            if start_command:
+                pack += ["--env", f"GOOGLE_ENTRYPOINT={start_command}"]
+            steps = [cloudbuild_v1.BuildStep(name=PACK_IMAGE, entrypoint="pack", args=pack)]
         else:
             dockerfile = GENERATED_DOCKERFILE if plan_dockerfile else (dockerfile_path or "Dockerfile")
             log(f"Building in Cloud Build with {'the plan' if plan_dockerfile else 'your'} Dockerfile ({dockerfile})")
@@ -331,7 +412,9 @@ class CloudRunBackend(RuntimeBackend):
                 return
             except gexc.NotFound:
                 if attempt:
-                    raise RuntimeBackendError(f"the bucket gs://{self.bucket_name} (CLOUDRUN_BUCKET) does not exist")
+                    raise RuntimeBackendError(
+                        f"the bucket gs://{self.bucket_name} ({self._where('CLOUDRUN_BUCKET', 'bucket')}) does not exist"
+                    )
                 try:  # like gcloud: the staging bucket is made on first use
                     self._client("storage").create_bucket(self.bucket_name, location=self.region)
                 except gexc.Conflict:
@@ -374,7 +457,7 @@ class CloudRunBackend(RuntimeBackend):
             revision = service.latest_ready_revision.rsplit("/", 1)[-1]
             created = service.latest_created_revision.rsplit("/", 1)[-1]
             if not revision or (created and created != revision):
-                raise RuntimeBackendError(_not_ready(service), log_tail=self._revision_tail(ref, created))
+                raise RuntimeBackendError(_not_ready(service, self), log_tail=self._revision_tail(ref, created))
             self._set_public(name, spec.public)
         except gexc.GoogleAPICallError as exc:
             raise _in_words(exc, "run", self, image=spec.image)
@@ -400,6 +483,10 @@ class CloudRunBackend(RuntimeBackend):
         cpu, memory = cloud_run_resources(spec.cpu, spec.memory_mb)
         labels = {LABEL_TEAM: spec.team, LABEL_SERVICE: spec.service}
         env = [run_v2.EnvVar(name=key, value=value) for key, value in sorted(spec.env.items()) if key != "PORT"]
+        for key, reference in sorted(spec.secret_env.items()):
+            secret, version = parse_secret_ref(reference)
+            selector = run_v2.SecretKeySelector(secret=secret, version=version)
+            env.append(run_v2.EnvVar(name=key, value_source=run_v2.EnvVarSource(secret_key_ref=selector)))
         container = run_v2.Container(
             image=spec.image,
             env=env,
@@ -752,7 +839,8 @@ def _fingerprint(spec: DeploySpec, backend: CloudRunBackend) -> str:
     """What makes two releases the same revision: image and configuration."""
     parts = [
         spec.image, str(spec.port), *cloud_run_resources(spec.cpu, spec.memory_mb), str(spec.instances),
-        spec.health_check_path, repr(sorted(spec.env.items())), str(spec.min_instances), str(spec.max_instances),
+        spec.health_check_path, repr(sorted(spec.env.items())), repr(sorted(spec.secret_env.items())),
+        str(spec.min_instances), str(spec.max_instances),
         str(spec.concurrency or backend.concurrency), str(spec.request_timeout or backend.request_timeout),
     ]
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:32]
@@ -765,9 +853,12 @@ def _is_ready(revision) -> bool:
     return False
 
 
-def _not_ready(service) -> str:
+def _not_ready(service, backend: CloudRunBackend) -> str:
     condition = service.terminal_condition
     message = condition.message or "the new revision did not become ready"
+    secret = _secret_problem(message, backend)
+    if secret is not None:
+        return secret.message
     return (
         f"Cloud Run did not start the new revision: {message}. "
         "Make sure the app listens on 0.0.0.0 and the port given in $PORT; its last lines are in the log."
@@ -852,6 +943,9 @@ def _in_words(exc, api: str, backend: CloudRunBackend, *, image: str = "") -> Ru
     metadata = getattr(exc, "metadata", None) or {}
     project = backend.project
     lowered = message.lower()
+    secret = _secret_problem(message, backend)
+    if secret is not None:
+        return secret
     if reason in ("SERVICE_DISABLED", "ACCESS_NOT_CONFIGURED") or "has not been used in project" in lowered or (
         "is disabled" in lowered and "api" in lowered
     ):
@@ -869,7 +963,7 @@ def _in_words(exc, api: str, backend: CloudRunBackend, *, image: str = "") -> Ru
         if permission.lower() == "iam.serviceaccounts.actas":
             prefix = "iam"
         role = ROLE_FOR.get(prefix, ROLE_FOR.get(api, "roles/editor"))
-        who = getattr(backend.credentials, "service_account_email", None) or "the credentials Hakobune uses"
+        who = backend.identity
         needs = f" (it lacks {permission})" if permission else ""
         return RuntimeBackendError(
             f"permission denied: {who} needs {role} on project {project}{needs}. "
@@ -887,7 +981,7 @@ def _in_words(exc, api: str, backend: CloudRunBackend, *, image: str = "") -> Ru
         if isinstance(exc, (gexc.InvalidArgument, gexc.NotFound, gexc.BadRequest)):
             return RuntimeBackendError(
                 f"{backend.region!r} is not a Cloud Run region this project can use ({message}). "
-                "Set CLOUDRUN_REGION to one like europe-west1 or us-central1.",
+                f"Set {backend._where('CLOUDRUN_REGION', 'region')} to one like europe-west1 or us-central1.",
                 permanent=True,
             )
     if "image" in lowered and ("not found" in lowered or "not exist" in lowered or "manifest unknown" in lowered):
@@ -903,3 +997,62 @@ def _in_words(exc, api: str, backend: CloudRunBackend, *, image: str = "") -> Ru
 def _permission_in(message: str) -> str:
     match = re.search(r"\b((?:run|cloudbuild|storage|logging|monitoring|artifactregistry|iam)\.[A-Za-z]+\.[A-Za-z]+)\b", message)
     return match.group(1) if match else ""
+
+
+# -- Secret Manager references ------------------------------------------------------
+
+_SECRET_REF = re.compile(
+    r"^(?:projects/(?P<project>[a-z0-9-]{1,30})/secrets/)?(?P<name>[A-Za-z0-9_-]{1,255})"
+    r"(?:(?:/versions/|:)(?P<version>latest|[1-9][0-9]{0,9}))?$"
+)
+_SECRET_IN_MESSAGE = re.compile(
+    r"projects/(?P<project>[^/\s]+)/secrets/(?P<name>[A-Za-z0-9_-]+)(?:/versions/(?P<version>[A-Za-z0-9]+))?"
+)
+_RUNS_AS_IN_MESSAGE = re.compile(r"service account (?P<account>[^\s]+@[^\s]+?)\.?(?:\s|$)")
+
+
+def parse_secret_ref(reference: str) -> tuple[str, str]:
+    """A Secret Manager reference as (secret, version): "db-password" (the
+    latest version), "db-password:3", or a full "projects/P/secrets/NAME
+    [/versions/V]" for a secret in another project. Raises ValueError in words."""
+    match = _SECRET_REF.match((reference or "").strip())
+    if not match:
+        raise ValueError(
+            f"{reference!r} is not a Secret Manager secret: give its name (db-password), a name and version "
+            "(db-password:3), or projects/PROJECT/secrets/NAME for a secret in another project."
+        )
+    secret = match["name"] if not match["project"] else f"projects/{match['project']}/secrets/{match['name']}"
+    return secret, match["version"] or "latest"
+
+
+def normalize_secret_ref(reference: str) -> str:
+    """The one spelling Hakobune stores: "secret:version"."""
+    secret, version = parse_secret_ref(reference)
+    return f"{secret}:{version}"
+
+
+def _secret_problem(message: str, backend: CloudRunBackend) -> RuntimeBackendError | None:
+    """Cloud Run's refusals about a referenced secret, as what to do."""
+    found = _SECRET_IN_MESSAGE.search(message)
+    lowered = message.lower()
+    if not found or "secret" not in lowered:
+        return None
+    name, project, version = found["name"], found["project"], found["version"] or "latest"
+    if "permission" in lowered or "denied" in lowered:
+        runs_as = _RUNS_AS_IN_MESSAGE.search(message)
+        account = runs_as["account"] if runs_as else (backend.service_account or "the service's runtime service account")
+        return RuntimeBackendError(
+            f"your service runs as {account}, which may not read the secret {name} in Secret Manager. "
+            f"Grant it the Secret Manager Secret Accessor role: gcloud secrets add-iam-policy-binding {name} "
+            f"--project {project} --member=serviceAccount:{account} --role=roles/secretmanager.secretAccessor, "
+            "then deploy again.",
+            permanent=True,
+        )
+    if "not found" in lowered or "not exist" in lowered:
+        return RuntimeBackendError(
+            f"Secret Manager has no secret {name} (version {version}) in project {project}. Create it "
+            f"(printf %s VALUE | gcloud secrets create {name} --project {project} --data-file=-) or correct the "
+            "reference in the service's environment variables, then deploy again.",
+            permanent=True,
+        )
+    return None

@@ -29,9 +29,9 @@ from hakobune.platform.builds.models import IN_PROGRESS, Build, BuildStatus
 from hakobune.platform.builds.state import advance, claim, fail
 from hakobune.platform.crypto import decrypt
 from hakobune.platform.services import sources
-from hakobune.platform.services.backends import all_backends, get_backend
+from hakobune.platform.services.backends import all_backends, backend_for
 from hakobune.platform.services.models import Release, Service
-from hakobune.platform.services.services import env_of
+from hakobune.platform.services.services import env_of, secret_env_of
 from hakobune.runtime.base import DeploySpec, DesiredService, LiveRoute, RuntimeBackendError, ServiceRef
 from hakobune.worker import builder, gitfetch, images, source, stacks
 from hakobune.worker.buildpacks import BuildPlan, NoStackDetected, detect
@@ -216,7 +216,7 @@ def build_image(build_id: int) -> None:
     log = BuildLog(build_id)
     with pipeline_step(build_id, log):
         plan = BuildPlan.from_dict(build.plan)
-        remote = _remote_builder(build.service.target)
+        remote = _remote_builder(build.service)
         if remote is not None:
             return _build_remotely(build, plan, remote, log)
         client = docker.from_env(timeout=settings.BUILD_TIMEOUT)
@@ -292,10 +292,10 @@ def _warn_language_version(plan: BuildPlan, image, log: BuildLog) -> None:
         )
 
 
-def _remote_builder(target: str):
+def _remote_builder(service: Service):
     """The service's backend when it builds images itself (Cloud Build), else None."""
     try:
-        backend = get_backend(target)
+        backend = backend_for(service)
     except RuntimeBackendError:
         return None
     return backend if "remote_build" in backend.capabilities else None
@@ -303,28 +303,35 @@ def _remote_builder(target: str):
 
 def _build_remotely(build: Build, plan: BuildPlan, backend, log: BuildLog) -> None:
     """Builds on the backend's own builder: the source as fetched (the app's
-    folder), the plan's Dockerfile on registry stack images, and the builder's
-    log streamed into the build's log."""
+    folder), with the plan's Dockerfile on registry stack images or with the
+    builder's buildpacks, as the service chooses; the builder's log is
+    streamed into the build's log."""
     import hashlib
 
+    service = build.service
+    builder = service.cloud_builder or getattr(backend, "builder", "dockerfile")
     dockerfile = None
-    if not plan.uses_own_dockerfile:
+    if builder == "buildpacks":
+        log.write(f"Building with {backend.alias}'s buildpacks, as the service's settings ask (the plan is not used)")
+    elif not plan.uses_own_dockerfile:
         refs = {name: settings.STACK_IMAGES.get(name, "") for name in plan.stacks}
         missing = [name for name, ref in refs.items() if not ref]
         if missing:
             raise RuntimeBackendError(
                 f"the {missing[0]} stack has no registry image, so {backend.alias} cannot build on it: "
-                f"set STACK_{missing[0].upper()}_IMAGE to an image a remote builder can pull."
+                f"set STACK_{missing[0].upper()}_IMAGE to an image a remote builder can pull, "
+                "or choose the buildpacks builder in the service's settings."
             )
         dockerfile = plan.dockerfile(refs[plan.stack], build_image=refs.get(plan.build_stack) or None)
         log.write(f"Building on {refs[plan.stack]} in {backend.alias}")
     archive = workspace_dir(build.id) / "remote-source.tar.gz"
     source.pack_tree(source_dir(build), archive)
-    tag = hashlib.sha256(f"{build.source_digest}\0{dockerfile or plan.dockerfile_path}".encode()).hexdigest()[:16]
-    service = build.service
+    recipe = f"{builder}\0{service.start_command}" if builder == "buildpacks" else (dockerfile or plan.dockerfile_path)
+    tag = hashlib.sha256(f"{build.source_digest}\0{recipe}".encode()).hexdigest()[:16]
     image = backend.build(
         archive, dockerfile, f"{service.team.name}/{service.name}:{tag}", log.write,
-        dockerfile_path=plan.dockerfile_path or "Dockerfile",
+        dockerfile_path=plan.dockerfile_path or "Dockerfile", buildpacks=builder == "buildpacks",
+        start_command=service.start_command,
     )
     log.write(f"✓ Image {image}")
     log.flush()
@@ -416,7 +423,13 @@ def _start_release(release: Release, log) -> None:
     spec = deploy_spec(service, release)
     log(f"Starting v{release.number}: {spec.instances} × ({spec.cpu:g} CPU, {spec.memory_mb} MiB) on {service.target}")
     try:
-        result = get_backend(service.target).deploy(spec)
+        backend = backend_for(service)
+        if spec.secret_env and "secret_env" not in backend.capabilities:
+            raise RuntimeBackendError(
+                f"{', '.join(sorted(spec.secret_env))} should come from Secret Manager, which {service.target} "
+                "cannot read: give them values in the service's environment variables."
+            )
+        result = backend.deploy(spec)
     except RuntimeBackendError as exc:
         tail = "\n".join(exc.log_tail[-10:])
         Release.objects.filter(id=release.id).update(
@@ -440,7 +453,7 @@ def _retire_after_commit(service: Service, release: Release) -> None:
 
     def retire():
         try:
-            get_backend(service.target).retire_previous(
+            backend_for(service).retire_previous(
                 ServiceRef(service.team.name, service.name), keep_release_id=release.id
             )
         except RuntimeBackendError as exc:
@@ -465,6 +478,7 @@ def deploy_spec(service: Service, release: Release) -> DeploySpec:
         health_check_path=config["health_check_path"],
         aliases=service.aliases,
         env=env_of(service),
+        secret_env=secret_env_of(service),
         # Releases made before these settings existed: the service's.
         min_instances=config.get("min_instances", service.min_instances),
         max_instances=config.get("max_instances", service.max_instances),
@@ -605,7 +619,7 @@ def destroy_service(service_id: int) -> None:
     if service is None:
         return
     with deploy_lock(service.id):
-        get_backend(service.target).destroy(ServiceRef(service.team.name, service.name))
+        backend_for(service).destroy(ServiceRef(service.team.name, service.name))
         images.remove_images(docker.from_env(), service.team.name, service.name)
         with transaction.atomic():
             # Releases protect their builds; they go first, then the service

@@ -16,6 +16,14 @@ It implements just enough, the way Google answers:
   grows log-<id>.txt; results name the pushed image with a digest.
 - Cloud Logging v2 entries:list, Cloud Monitoring v3 timeSeries.list,
   Artifact Registry v1 packages delete (an operation).
+- Secret Manager as Cloud Run sees it: an env var that references a secret
+  not in `secrets`, or one whose `readable` is False, ends the rollout with
+  Cloud Run's error for it.
+- OAuth 2.0 token endpoint (POST /token) for service-account keys whose
+  token_uri points here: it checks the JWT assertion's signature against the
+  public keys in `trusted_keys` (email: PEM) and hands out a bearer token;
+  each request records the token it carried (`Recorded.bearer`), and
+  `issued_tokens` says whose each token is.
 Every request is recorded in `requests`; `fail(...)` makes the next matching
 request answer with a Google error body."""
 
@@ -46,6 +54,7 @@ class Recorded:
     path: str
     query: dict
     body: dict | None
+    bearer: str = ""
 
 
 class FakeGCP:
@@ -62,6 +71,10 @@ class FakeGCP:
         self.build_log = ["Step #0: Step 1/6 : FROM python:3.12-slim", "Step #0: Successfully built 0123abcd",
                           "PUSH", "DONE"]
         self.log_entries: list[dict] = []
+        self.secrets: dict[str, dict] = {}
+        self.project_number = "123456789012"
+        self.trusted_keys: dict[str, str] = {}
+        self.issued_tokens: dict[str, str] = {}
         self.time_series: dict[str, list[dict]] = {}
         self._failures: list[dict] = []
         self._ids = itertools.count(1)
@@ -108,9 +121,13 @@ class FakeGCP:
                 query = {k: v if len(v) > 1 else v[0] for k, v in parse_qs(parts.query).items()}
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
-                body = json.loads(raw) if raw.strip() else None
+                if "x-www-form-urlencoded" in self.headers.get("Content-Type", ""):
+                    body = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
+                else:
+                    body = json.loads(raw) if raw.strip() else None
+                bearer = self.headers.get("Authorization", "").removeprefix("Bearer ")
                 with fake._lock:
-                    fake.requests.append(Recorded(self.command, path, query, body))
+                    fake.requests.append(Recorded(self.command, path, query, body, bearer))
                     status, payload = fake._dispatch(self.command, path, query, body)
                 data = json.dumps(payload).encode()
                 self.send_response(status)
@@ -142,6 +159,8 @@ class FakeGCP:
             ("POST", rf"/v2/({loc}/services/[^/:]+):setIamPolicy", self._set_policy),
             ("GET", rf"/v2/({loc}/services/[^/]+)/revisions", self._list_revisions),
             ("GET", rf"/v2/({loc}/services/[^/:]+)", self._get_service),
+            ("GET", rf"/v2/({loc})/services", self._list_services),
+            ("POST", r"/token", self._token),
             ("POST", rf"/v2/({loc})/services", self._create_service),
             ("PATCH", rf"/v2/({loc}/services/[^/:]+)", self._update_service),
             ("DELETE", rf"/v2/({loc}/services/[^/:]+)", self._delete_service),
@@ -198,6 +217,10 @@ class FakeGCP:
             return 404, error_body(404, f"Resource '{match.group(1).rsplit('/', 1)[-1]}' of kind 'SERVICE' does not exist.")
         return 200, service
 
+    def _list_services(self, match, query, body):
+        prefix = match.group(1) + "/services/"
+        return 200, {"services": [s for name, s in self.services.items() if name.startswith(prefix)]}
+
     def _create_service(self, match, query, body):
         parent = match.group(1)
         name = f"{parent}/services/{query['serviceId']}"
@@ -225,6 +248,9 @@ class FakeGCP:
             error = {"code": 5, "message": f"Revision '{service['name'].rsplit('/', 1)[-1]}-00001' is not ready and "
                                            f"cannot serve traffic. Image '{image}' not found."}
             return self._operation(self._new_op_name(parent), finish=lambda: (None, error))
+        refused = self._secret_refusal(service)
+        if refused:
+            return self._operation(self._new_op_name(parent), finish=lambda: (None, {"code": 9, "message": refused}))
         template_changed = previous is None or previous.get("template") != service.get("template")
         if template_changed:
             count = sum(1 for r in self.revisions if r.startswith(name + "/")) + 1
@@ -256,6 +282,56 @@ class FakeGCP:
         self.services[name] = service
         result = {"@type": RUN_SERVICE, **service}
         return self._operation(self._new_op_name(parent), finish=lambda: (result, None))
+
+    def _secret_refusal(self, service) -> str:
+        """Cloud Run's error for the first env var whose secret it cannot read."""
+        runs_as = service["template"].get("serviceAccount") or f"{self.project_number}-compute@developer.gserviceaccount.com"
+        for index, var in enumerate(service["template"]["containers"][0].get("env", [])):
+            ref = var.get("valueSource", {}).get("secretKeyRef")
+            if not ref:
+                continue
+            name = ref["secret"].rsplit("/", 1)[-1]
+            path = f"projects/{self.project_number}/secrets/{name}/versions/{ref.get('version', 'latest')}"
+            secret = self.secrets.get(name)
+            version = ref.get("version", "latest")
+            if secret is None or (version != "latest" and version not in secret.get("versions", {"1"})):
+                return (f"spec.template.spec.containers[0].env[{index}].value_from.secret_key_ref.name: "
+                        f"Secret {path} was not found")
+            if not secret.get("readable", True):
+                return (f"Permission denied on secret: {path} for Revision service account {runs_as}. The service "
+                        "account used must be granted the 'Secret Manager Secret Accessor' role "
+                        "(roles/secretmanager.secretAccessor) at the secret, project or higher level.")
+        return ""
+
+    def _token(self, match, query, body):
+        from google.auth import jwt
+
+        assertion = body.get("assertion", "")
+        try:
+            claims = jwt.decode(assertion, verify=False)
+            key = self.trusted_keys[claims["iss"]]
+            # google-auth signs for Google's token endpoint whatever token_uri says.
+            jwt.decode(assertion, certs=key, audience="https://oauth2.googleapis.com/token")
+        except (KeyError, ValueError) as exc:
+            return 400, {"error": "invalid_grant", "error_description": f"Invalid JWT Signature ({exc})."}
+        token = f"ya29.fake-{next(self._ids)}"
+        self.issued_tokens[token] = claims["iss"]
+        return 200, {"access_token": token, "expires_in": 3600, "token_type": "Bearer"}
+
+    def who(self, bearer: str) -> str | None:
+        """Whose credential a request's bearer is: a token this fake issued, or
+        a JWT the client signed itself with a trusted key (what Google's client
+        libraries send for service-account keys); None for anything else."""
+        from google.auth import jwt
+
+        if bearer in self.issued_tokens:
+            return self.issued_tokens[bearer]
+        try:
+            issuer = jwt.decode(bearer, verify=False)["iss"]
+            jwt.decode(bearer, certs=self.trusted_keys[issuer], verify=True, audience=None)
+        except (KeyError, ValueError):
+            return None
+        return issuer
 
     def _delete_service(self, match, query, body):
         name = match.group(1)

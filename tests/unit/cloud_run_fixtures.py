@@ -88,7 +88,55 @@ def backend_options(fake, storage_url, **extra):
 
 
 @pytest.fixture
+def cloudrun_target(settings, fake_gcp, storage_emulator):
+    """The platform's targets: "local" (the dummy backend) and "cloudrun" on the fakes."""
+    settings.RUNTIME_BACKENDS = {
+        "local": {"BACKEND": "hakobune.runtime.dummy.DummyBackend", "OPTIONS": {}},
+        "cloudrun": {"BACKEND": "hakobune.runtime.cloud_run.CloudRunBackend",
+                     "OPTIONS": backend_options(fake_gcp, storage_emulator)},
+    }
+    return fake_gcp
+
+
+@pytest.fixture
 def cloud_run(fake_gcp, storage_emulator):
     from hakobune.runtime.cloud_run import CloudRunBackend
 
     return CloudRunBackend("cloudrun", **backend_options(fake_gcp, storage_emulator))
+
+
+def service_account_key(fake, email="deployer@acme-prod.iam.gserviceaccount.com", project="acme-prod") -> dict:
+    """A real service-account key (a fresh RSA key) whose token_uri is the
+    fake's token endpoint, which trusts it."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    fake.trusted_keys[email] = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+    pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    return {
+        "type": "service_account", "project_id": project, "private_key_id": "0123abcd", "private_key": pem,
+        "client_email": email, "client_id": "1234567890", "token_uri": f"{fake.url}/token",
+    }
+
+
+def run_pipeline(service, owner, queued_tasks, app="flask-hello"):
+    """Deploys `app` to `service` through the pipeline's tasks, one after the other."""
+    from hakobune.platform.builds.models import BuildStatus
+    from hakobune.platform.services.services import deploy_service
+    from hakobune.worker import tasks
+    from tests.conftest import upload_of
+
+    build = deploy_service(service=service, source_file=upload_of(app), created_by=owner)
+    tasks.fetch_source(build.id)
+    tasks.detect_stack(build.id)
+    tasks.build_image(build.id)
+    build.refresh_from_db()
+    assert build.status == BuildStatus.DEPLOYING, build.failure_reason
+    tasks.deploy_release(build.id)
+    build.refresh_from_db()
+    return build

@@ -10,7 +10,7 @@ import zipfile
 import pytest
 
 from hakobune.runtime.base import DeploySpec, RuntimeBackendError, ServiceRef
-from hakobune.runtime.cloud_run import CloudRunBackend, cloud_run_resources
+from hakobune.runtime.cloud_run import CloudRunBackend, cloud_run_resources, normalize_secret_ref
 from tests.support.fake_gcp import error_info
 from tests.unit.cloud_run_fixtures import (  # noqa: F401 (fixtures)
     PROJECT,
@@ -19,6 +19,7 @@ from tests.unit.cloud_run_fixtures import (  # noqa: F401 (fixtures)
     cloud_run,
     fake_gcp,
     loopback_only,
+    service_account_key,
     storage_emulator,
 )
 
@@ -355,3 +356,124 @@ def test_a_missing_key_file_says_so(fake_gcp, storage_emulator, tmp_path):
     backend = CloudRunBackend("cloudrun", **backend_options(fake_gcp, storage_emulator, credentials=str(tmp_path / "nope.json")))
     with pytest.raises(RuntimeBackendError, match="nope.json.*cannot be read"):
         backend.deploy(spec())
+
+
+def test_an_invalid_region_set_by_staff_says_where_to_change_it(fake_gcp, storage_emulator):
+    place = "team acme's settings on the Cloud Run page of the portal (staff)"
+    backend = CloudRunBackend(
+        "cloudrun", **backend_options(fake_gcp, storage_emulator, region="mars-north1", settings_place=place)
+    )
+    fake_gcp.fail("GET", r"/locations/mars-north1/", 400, "Location 'mars-north1' is not a valid location.")
+    with pytest.raises(RuntimeBackendError, match="Set the region in team acme's settings on the Cloud Run page"):
+        backend.deploy(spec())
+
+
+# -- credentials: a service-account key --------------------------------------------------
+
+
+def test_a_service_account_key_signs_in_and_every_call_carries_its_token(fake_gcp, storage_emulator):
+    key = service_account_key(fake_gcp)
+    options = backend_options(fake_gcp, storage_emulator, credentials="", credentials_info=key)
+    backend = CloudRunBackend("cloudrun", **options)
+
+    backend.deploy(spec())
+
+    # Signing in exchanged a JWT signed with the key for a token; every call then
+    # carried a credential of the key's account, checked against its public key.
+    (exchange,) = fake_gcp.calls("POST", "^/token$")
+    assert exchange.body["grant_type"] == "urn:ietf:params:oauth:grant-type:jwt-bearer"
+    run_calls = fake_gcp.calls(pattern="^/v2/projects/")
+    assert run_calls and {fake_gcp.who(call.bearer) for call in run_calls} == {"deployer@acme-prod.iam.gserviceaccount.com"}
+
+
+def test_a_key_google_refuses_is_said_in_words(fake_gcp, storage_emulator):
+    key = service_account_key(fake_gcp)
+    fake_gcp.trusted_keys.clear()  # as when the key was deleted in the console
+    backend = CloudRunBackend("cloudrun", **backend_options(fake_gcp, storage_emulator, credentials="", credentials_info=key))
+    with pytest.raises(RuntimeBackendError, match="Google refused the key of deployer@acme-prod.*create a new key"):
+        backend.deploy(spec())
+    assert fake_gcp.calls(pattern="^/v2/") == []
+
+
+def test_permission_denied_names_the_keys_account(fake_gcp, storage_emulator):
+    key = service_account_key(fake_gcp)
+    backend = CloudRunBackend("cloudrun", **backend_options(fake_gcp, storage_emulator, credentials="", credentials_info=key))
+    fake_gcp.fail("GET", "/services/", 403, "Permission 'run.services.get' denied on resource")
+    with pytest.raises(RuntimeBackendError, match="deployer@acme-prod.iam.gserviceaccount.com needs roles/run.admin"):
+        backend.deploy(spec())
+
+
+def test_check_access_lists_the_regions_services(cloud_run, fake_gcp):
+    cloud_run.deploy(spec())
+    assert cloud_run.check_access() == (
+        "Hakobune reached Cloud Run in project hk-test, region europe-west1, as the credentials Hakobune uses: "
+        "1 service there, 1 of them Hakobune's."
+    )
+    fake_gcp.fail("GET", r"/services$", 403, "Permission 'run.services.list' denied on resource")
+    with pytest.raises(RuntimeBackendError, match="needs roles/run.admin"):
+        cloud_run.check_access()
+
+
+# -- secrets from Secret Manager ----------------------------------------------------------
+
+
+def test_secret_env_goes_as_secret_manager_references(cloud_run, fake_gcp):
+    fake_gcp.secrets = {"db-password": {"versions": {"1", "2", "3"}}, "api-key": {}}
+    cloud_run.deploy(spec(secret_env={"DB_PASSWORD": "db-password:3", "API_KEY": "projects/shared-keys/secrets/api-key:latest"}))
+
+    env = fake_gcp.calls("POST", r"/services$")[0].body["template"]["containers"][0]["env"]
+    assert env == [
+        {"name": "GREETING", "value": "hi"},
+        {"name": "API_KEY", "valueSource": {"secretKeyRef": {"secret": "projects/shared-keys/secrets/api-key", "version": "latest"}}},
+        {"name": "DB_PASSWORD", "valueSource": {"secretKeyRef": {"secret": "db-password", "version": "3"}}},
+    ]
+
+
+def test_another_secret_version_makes_a_new_revision(cloud_run, fake_gcp):
+    fake_gcp.secrets = {"db-password": {"versions": {"1", "2"}}}
+    first = cloud_run.deploy(spec(secret_env={"DB_PASSWORD": "db-password:1"}))
+    second = cloud_run.deploy(spec(secret_env={"DB_PASSWORD": "db-password:2"}))
+    assert first.state["revision"] != second.state["revision"] and "reused" not in second.state
+
+
+def test_a_secret_that_does_not_exist_says_how_to_create_it(cloud_run, fake_gcp):
+    with pytest.raises(RuntimeBackendError) as caught:
+        cloud_run.deploy(spec(secret_env={"DB_PASSWORD": "db-pasword:latest"}))
+    assert caught.value.message.startswith(
+        "Secret Manager has no secret db-pasword (version latest) in project 123456789012. Create it"
+    )
+    assert "gcloud secrets create db-pasword --project 123456789012 --data-file=-" in caught.value.message
+
+
+def test_a_secret_the_service_may_not_read_names_the_role_and_the_account(cloud_run, fake_gcp):
+    fake_gcp.secrets = {"db-password": {"readable": False}}
+    with pytest.raises(RuntimeBackendError) as caught:
+        cloud_run.deploy(spec(secret_env={"DB_PASSWORD": "db-password:latest"}))
+    assert caught.value.message.startswith(
+        "your service runs as 123456789012-compute@developer.gserviceaccount.com, which may not read the secret "
+        "db-password in Secret Manager."
+    )
+    assert "--role=roles/secretmanager.secretAccessor" in caught.value.message
+
+
+@pytest.mark.parametrize("given, stored", [
+    ("db-password", "db-password:latest"),
+    (" db-password:7 ", "db-password:7"),
+    ("projects/shared-keys/secrets/api-key", "projects/shared-keys/secrets/api-key:latest"),
+    ("projects/shared-keys/secrets/api-key/versions/2", "projects/shared-keys/secrets/api-key:2"),
+])
+def test_secret_references_are_stored_in_one_spelling(given, stored):
+    assert normalize_secret_ref(given) == stored
+
+
+@pytest.mark.parametrize("given", ["", "db password", "db-password:0", "db-password:newest", "projects//secrets/x", "a/b"])
+def test_a_reference_that_is_no_secret_is_refused_in_words(given):
+    with pytest.raises(ValueError, match="is not a Secret Manager secret: give its name"):
+        normalize_secret_ref(given)
+
+
+def test_buildpacks_are_told_the_services_start_command(cloud_run, fake_gcp, tmp_path):
+    cloud_run.build(source_archive(tmp_path), None, "acme/hello:abc", lambda line: None, buildpacks=True,
+                    start_command="gunicorn -b :$PORT app:app")
+    args = fake_gcp.calls("POST", "/builds$")[0].body["steps"][0]["args"]
+    assert args[-2:] == ["--env", "GOOGLE_ENTRYPOINT=gunicorn -b :$PORT app:app"]

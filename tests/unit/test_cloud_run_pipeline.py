@@ -14,9 +14,10 @@ from tests.conftest import upload_of
 from tests.unit.cloud_run_fixtures import (  # noqa: F401 (fixtures)
     PROJECT,
     REGION,
-    backend_options,
+    cloudrun_target,
     fake_gcp,
     loopback_only,
+    run_pipeline,
     storage_emulator,
 )
 
@@ -24,30 +25,8 @@ SERVICE = f"projects/{PROJECT}/locations/{REGION}/services/acme-hello"
 
 
 @pytest.fixture
-def cloudrun_target(settings, fake_gcp, storage_emulator):
-    settings.RUNTIME_BACKENDS = {
-        "local": {"BACKEND": "hakobune.runtime.dummy.DummyBackend", "OPTIONS": {}},
-        "cloudrun": {"BACKEND": "hakobune.runtime.cloud_run.CloudRunBackend",
-                     "OPTIONS": backend_options(fake_gcp, storage_emulator)},
-    }
-    return fake_gcp
-
-
-@pytest.fixture
 def service(team, owner, cloudrun_target):
     return create_service(team=team, name="hello", created_by=owner, target="cloudrun")
-
-
-def run_pipeline(service, owner, queued_tasks):
-    build = deploy_service(service=service, source_file=upload_of("flask-hello"), created_by=owner)
-    tasks.fetch_source(build.id)
-    tasks.detect_stack(build.id)
-    tasks.build_image(build.id)
-    build.refresh_from_db()
-    assert build.status == BuildStatus.DEPLOYING, build.failure_reason
-    tasks.deploy_release(build.id)
-    build.refresh_from_db()
-    return build
 
 
 def test_a_flask_app_is_built_in_cloud_build_and_goes_live_on_cloud_run(service, owner, queued_tasks, cloudrun_target):

@@ -55,10 +55,10 @@ def status_tone(status):
 @register.filter
 def can(service, capability):
     """Whether the service's runtime backend has this capability flag."""
-    from hakobune.platform.services.backends import get_backend
+    from hakobune.platform.services.backends import backend_for
     from hakobune.runtime.base import RuntimeBackendError
 
     try:
-        return capability in get_backend(service.target).capabilities
+        return capability in backend_for(service).capabilities
     except RuntimeBackendError:
         return False

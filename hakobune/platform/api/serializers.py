@@ -115,6 +115,7 @@ class ServiceSerializer(serializers.Serializer):
     public = serializers.BooleanField()
     port = serializers.IntegerField()
     health_check_path = serializers.CharField()
+    cloud_builder = serializers.CharField()
     source = SourceSerializer(source="*")
     live_release = ReleaseSerializer(allow_null=True)
     latest_build = serializers.SerializerMethodField()
@@ -143,6 +144,11 @@ class ScalingSettingsSerializer(serializers.Serializer):
     )
     public = serializers.BooleanField(
         required=False, help_text="False: no public address; the team's other services reach it by name."
+    )
+    cloud_builder = serializers.ChoiceField(
+        required=False, choices=["", "dockerfile", "buildpacks"],
+        help_text="Runtimes that build images themselves (Cloud Build): Hakobune's plan (dockerfile), Google "
+        "Cloud's buildpacks, or empty for the platform's default. Applies from the next deploy.",
     )
 
 
@@ -230,6 +236,9 @@ class RollbackSerializer(serializers.Serializer):
 class EnvVarSerializer(serializers.Serializer):
     key = serializers.CharField()
     value = serializers.CharField(help_text="Always masked: values are write-only.")
+    secret = serializers.CharField(
+        allow_null=True, help_text="The Secret Manager secret it comes from (name:version), or null for a value."
+    )
     updated_at = serializers.DateTimeField()
 
 
@@ -242,6 +251,10 @@ class EnvSerializer(serializers.Serializer):
 class EnvUpdateSerializer(serializers.Serializer):
     set = serializers.DictField(child=serializers.CharField(allow_blank=True, max_length=32768), required=False, default=dict)
     unset = serializers.ListField(child=serializers.CharField(max_length=128), required=False, default=list)
+    secrets = serializers.DictField(
+        child=serializers.CharField(max_length=400), required=False, default=dict,
+        help_text="Variables read from Secret Manager by the runtime (Cloud Run): KEY: secret or secret:version.",
+    )
 
 
 class LogLineSerializer(serializers.Serializer):

@@ -33,7 +33,7 @@ from hakobune.platform.accounts.permissions import membership_or_404
 from hakobune.platform.accounts.services import add_member, create_team, remove_member
 from hakobune.platform.accounts.tokens import create_api_token
 from hakobune.platform.builds.models import Build
-from hakobune.platform.services.backends import get_backend
+from hakobune.platform.services.backends import backend_for
 from hakobune.platform.services.forms import ArchiveField
 from hakobune.platform.services.models import Service
 from hakobune.platform.services.services import (
@@ -342,6 +342,9 @@ class ServiceView(APIView):
         membership, found = _service(request, team, service)
         _deployer(membership)
         data = dict(_valid(s.ServiceUpdateSerializer, request.data))
+        builder = data.pop("cloud_builder", None)
+        if builder is not None:  # from the next deploy: no new release for it
+            Service.objects.filter(id=found.id).update(cloud_builder=builder)
         release = update_settings(service=found, created_by=request.user, **data)
         found.refresh_from_db()
         body = s.ServiceSerializer(found).data
@@ -521,7 +524,10 @@ class RollbackView(APIView):
 
 def _env_data(service, release=None):
     return {
-        "env": [{"key": v.key, "value": MASK, "updated_at": v.updated_at} for v in service.env_vars.all()],
+        "env": [
+            {"key": v.key, "value": MASK, "secret": v.secret_ref or None, "updated_at": v.updated_at}
+            for v in service.env_vars.all()
+        ],
         "release": release.number if release else None,
     }
 
@@ -541,7 +547,10 @@ class EnvView(APIView):
         membership, found = _service(request, team, service)
         _deployer(membership, "change environment variables")
         data = _valid(s.EnvUpdateSerializer, request.data)
-        release = set_env(service=found, values=dict(data["set"]), unset=list(data["unset"]), created_by=request.user)
+        release = set_env(
+            service=found, values=dict(data["set"]), unset=list(data["unset"]), secrets=dict(data["secrets"]),
+            created_by=request.user,
+        )
         return Response(_env_data(found, release))
 
 
@@ -585,7 +594,7 @@ class LogsView(StreamingView):
         if not tail.isdigit() or not 1 <= int(tail) <= 5000:
             raise exceptions.ValidationError({"tail": ["Give a number of lines from 1 to 5000."]})
         _running(found)
-        backend, ref = get_backend(found.target), ServiceRef(found.team.name, found.name)
+        backend, ref = backend_for(found), ServiceRef(found.team.name, found.name)
         lines = [line for line in backend.logs(ref, tail=int(tail)) if _after(line, since)]
         if not _truthy(request.query_params.get("follow")):
             return Response({"lines": [_line_data(line) for line in lines]})
@@ -656,7 +665,7 @@ class MetricsView(APIView):
         points = history(found, since, step)
         if points:
             return Response({"since": since, "step": step, "history": True, "samples": points})
-        backend = get_backend(found.target)
+        backend = backend_for(found)
         try:
             samples = backend.metrics(ServiceRef(found.team.name, found.name))
         except NotImplementedError:

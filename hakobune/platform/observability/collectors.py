@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from hakobune.platform.services.backends import get_backend
+from hakobune.platform.services.backends import backend_for
 from hakobune.platform.services.models import Release, Service
 from hakobune.runtime.base import RuntimeBackendError, ServiceRef
 
@@ -22,7 +22,7 @@ def collect_all() -> int:
     kept = 0
     services = Service.objects.filter(desired_state="running", live_release__status=Release.Status.LIVE)
     for service in services.select_related("team"):
-        backend = get_backend(service.target)
+        backend = backend_for(service)
         try:
             samples = backend.metrics(ServiceRef(service.team.name, service.name))
         except NotImplementedError:

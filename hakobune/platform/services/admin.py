@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import Release, Service
+from .models import Release, Service, TeamCloudRunSettings
 
 
 @admin.register(Service)
@@ -14,3 +14,12 @@ class ServiceAdmin(admin.ModelAdmin):
 class ReleaseAdmin(admin.ModelAdmin):
     list_display = ["service", "number", "status", "image", "created_at"]
     list_filter = ["status"]
+
+
+@admin.register(TeamCloudRunSettings)
+class TeamCloudRunSettingsAdmin(admin.ModelAdmin):
+    """Keys are set on the portal's Cloud Run page; here only who has one shows."""
+
+    list_display = ["team", "project", "region", "credentials", "key_email", "updated_at"]
+    readonly_fields = ["key_email", "updated_at", "updated_by"]
+    exclude = ["key_encrypted"]

@@ -131,8 +131,95 @@ class ServiceSettingsForm(forms.Form):
     build_command = forms.CharField(label="Build command", required=False, max_length=500,
                                     help_text="Run after the dependencies are installed. Applies from the next deploy.")
 
+    def __init__(self, *args, service=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        # How the image is built, where the service's backend builds it itself (Cloud Build).
+        if service is not None and _can(service, "remote_build"):
+            from .models import Service
+
+            self.fields["cloud_builder"] = forms.ChoiceField(
+                label="Builder", required=False, choices=Service._meta.get_field("cloud_builder").choices,
+                help_text="Hakobune's plan builds the Dockerfile shown for each deploy; Google Cloud's buildpacks "
+                "build the source their own way (gcr.io/buildpacks/builder). Applies from the next deploy.",
+            )
+
     def clean_health_check_path(self):
         path = self.cleaned_data["health_check_path"].strip()
         if not path.startswith("/") or any(ch.isspace() for ch in path):
             raise forms.ValidationError("A path on your app, starting with /, like /healthz.")
         return path
+
+
+def _can(service, capability: str) -> bool:
+    from hakobune.runtime.base import RuntimeBackendError
+
+    from .backends import backend_for
+
+    try:
+        return capability in backend_for(service).capabilities
+    except RuntimeBackendError:
+        return False
+
+
+class CloudRunSettingsForm(forms.ModelForm):
+    """Staff: the platform's or a team's Cloud Run settings. The key is taken
+    as an uploaded file or pasted, stored encrypted, and never shown again."""
+
+    key_file = forms.FileField(label="Service-account key (JSON file)", required=False)
+    key_text = forms.CharField(
+        label="…or paste the key", required=False, widget=forms.Textarea(attrs={"rows": 3, "autocomplete": "off"}),
+        help_text="Stored encrypted; only the account's email is shown after.",
+    )
+
+    class Meta:
+        from .models import TeamCloudRunSettings
+
+        model = TeamCloudRunSettings
+        fields = ["project", "region", "repository", "bucket", "service_account", "credentials"]
+        labels = {"project": "Project ID", "service_account": "Runs as (service account email)", "credentials": "Credentials"}
+
+    def __init__(self, *args, inherited: dict | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        # What an empty field means: the value of the layer above.
+        for name, value in (inherited or {}).items():
+            if name in self.fields and value:
+                self.fields[name].widget.attrs["placeholder"] = f"as above: {value}"
+        if self.instance.key_email:
+            self.fields["key_file"].help_text = f"Stored now: a key of {self.instance.key_email}. Give another to replace it."
+
+    def clean(self):
+        from .cloud_settings import read_service_account_key
+
+        data = super().clean()
+        upload = data.get("key_file")
+        text = data.get("key_text", "").strip()
+        if upload:
+            if upload.size > 64 * 1024:
+                self.add_error("key_file", "A service-account key is a few KB of JSON; this file is something else.")
+                return data
+            text = upload.read().decode("utf-8", "replace")
+        self.new_key = ""
+        if text:
+            try:
+                read_service_account_key(text)
+            except ValueError as exc:
+                self.add_error("key_file" if upload else "key_text", str(exc))
+                return data
+            self.new_key = text
+            data["credentials"] = self.instance.Credentials.KEY
+        if data.get("credentials") == self.instance.Credentials.KEY and not (self.new_key or self.instance.key_encrypted):
+            self.add_error("key_file", "Give the service-account key to use.")
+        return data
+
+    def save(self, commit=True):
+        from .cloud_settings import store_key
+
+        row = super().save(commit=False)
+        if self.new_key:
+            store_key(row, self.new_key)
+        elif row.credentials != row.Credentials.KEY:
+            # A key that is not used is not kept.
+            row.key_encrypted = row.key_email = ""
+        if commit:
+            row.save()
+        return row

@@ -35,6 +35,12 @@ class SourceKind(models.TextChoices):
     GIT = "git", "Git repository"
 
 
+CLOUD_BUILDERS = (
+    ("dockerfile", "Hakobune's plan (a Dockerfile)"),
+    ("buildpacks", "Google Cloud's buildpacks"),
+)
+
+
 class Service(models.Model):
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="services")
     name = models.CharField(max_length=30, validators=[dns_label_validator])
@@ -75,6 +81,11 @@ class Service(models.Model):
     git_ref = models.CharField(max_length=255, blank=True, default="main", help_text="Branch, tag or commit to deploy.")
     git_token_encrypted = models.TextField(blank=True, editable=False)
     git_submodules = models.BooleanField(default=False)
+    # How a backend that builds images itself (Cloud Build) builds this one;
+    # empty: the platform's default (CLOUDRUN_BUILDER).
+    cloud_builder = models.CharField(
+        max_length=16, blank=True, choices=[("", "The platform's default")] + list(CLOUD_BUILDERS),
+    )
     source_subdir = models.CharField(
         max_length=255, blank=True, help_text="The app's folder inside the source, for monorepos (e.g. services/api)."
     )
@@ -161,6 +172,9 @@ class EnvVar(models.Model):
     service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="env_vars")
     key = models.CharField(max_length=128, validators=[validate_env_key])
     value_encrypted = models.TextField(blank=True)
+    # Instead of a value: a secret the runtime reads from its secret store
+    # ("name:version" in Secret Manager), for backends that can.
+    secret_ref = models.CharField(max_length=400, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -241,3 +255,70 @@ class Domain(models.Model):
 
     def __str__(self):
         return self.hostname
+
+
+project_id_validator = RegexValidator(
+    r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$",
+    "A Google Cloud project ID: 6 to 30 lowercase letters, digits and hyphens, like my-project-123.",
+)
+region_validator = RegexValidator(r"^[a-z]+-[a-z]+[0-9]+$", "A Cloud Run region, like europe-west1 or us-central1.")
+
+
+class CloudRunSettingsBase(models.Model):
+    """Where Cloud Run services go and as whom. Empty fields keep what the layer
+    above says: a team's settings over the platform's, the platform's over the
+    CLOUDRUN_* environment variables."""
+
+    class Credentials(models.TextChoices):
+        INHERIT = "", "As above"
+        KEY = "key", "A service-account key stored here"
+        HOST = "host", "This host's application default credentials"
+
+    project = models.CharField(max_length=30, blank=True, validators=[project_id_validator])
+    region = models.CharField(max_length=40, blank=True, validators=[region_validator])
+    repository = models.CharField(
+        max_length=63, blank=True, help_text="The Artifact Registry Docker repository in that region."
+    )
+    bucket = models.CharField(max_length=222, blank=True, help_text="For sources and build logs; empty: <project>_cloudbuild.")
+    service_account = models.CharField(
+        max_length=200, blank=True, help_text="The identity services run as; empty: the Compute Engine default."
+    )
+    credentials = models.CharField(max_length=8, blank=True, choices=Credentials.choices)
+    # The key's JSON, encrypted; only its account's email is ever shown.
+    key_encrypted = models.TextField(blank=True, editable=False)
+    key_email = models.CharField(max_length=200, blank=True, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    OVERRIDABLE = ("project", "region", "repository", "bucket", "service_account")
+
+    class Meta:
+        abstract = True
+
+    def overrides(self) -> dict:
+        return {name: getattr(self, name) for name in self.OVERRIDABLE if getattr(self, name)}
+
+
+class CloudRunDefaults(CloudRunSettingsBase):
+    """The platform's own Cloud Run settings, set by staff in the portal (one row)."""
+
+    @classmethod
+    def load(cls) -> "CloudRunDefaults":
+        return cls.objects.filter(pk=1).first() or cls(pk=1)
+
+    def save(self, *args, **kwargs):
+        self.pk = 1
+        super().save(*args, **kwargs)
+
+    def __str__(self):
+        return "Cloud Run settings of the platform"
+
+
+class TeamCloudRunSettings(CloudRunSettingsBase):
+    """A team's Cloud Run settings, set by staff: its own project, say, and the
+    key of a service account in it."""
+
+    team = models.OneToOneField(Team, on_delete=models.CASCADE, related_name="cloud_run_settings")
+
+    def __str__(self):
+        return f"Cloud Run settings of {self.team}"

@@ -16,7 +16,7 @@ from django.utils import timezone
 from hakobune.runtime.base import RuntimeBackendError, ServiceRef
 from hakobune.worker.tasks import deploy_lock, deploy_spec, redis_client
 
-from .backends import get_backend
+from .backends import backend_for
 from .models import Release, Service
 
 logger = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ def idle_services(now=None):
 
 
 def put_to_sleep(service: Service) -> None:
-    backend = get_backend(service.target)
+    backend = backend_for(service)
     if "scale_to_zero" not in backend.capabilities:
         return
     Service.objects.filter(id=service.id, desired_state="running").update(desired_state="sleeping")
@@ -107,7 +107,7 @@ def wake(service: Service) -> list[str]:
     (many first requests wake it once); returns the addresses of its healthy
     instances."""
     with deploy_lock(service.id):
-        upstreams = get_backend(service.target).wake(deploy_spec(service, service.live_release))
+        upstreams = backend_for(service).wake(deploy_spec(service, service.live_release))
         Service.objects.filter(id=service.id).update(desired_state="running", last_request_at=timezone.now())
     return upstreams
 

@@ -178,19 +178,19 @@ def restart_service(*, service: Service, created_by=None):
 def stop_service(*, service: Service, created_by=None) -> None:
     from hakobune.runtime.base import ServiceRef
 
-    from .backends import get_backend
+    from .backends import backend_for
 
     Service.objects.filter(id=service.id).update(desired_state="stopped")
-    get_backend(service.target).stop(ServiceRef(service.team.name, service.name))
+    backend_for(service).stop(ServiceRef(service.team.name, service.name))
 
 
 def start_service(*, service: Service, created_by=None) -> None:
     from hakobune.runtime.base import ServiceRef
 
-    from .backends import get_backend
+    from .backends import backend_for
 
     Service.objects.filter(id=service.id).update(desired_state="running")
-    get_backend(service.target).start(ServiceRef(service.team.name, service.name))
+    backend_for(service).start(ServiceRef(service.team.name, service.name))
 
 
 def delete_service(*, service: Service, created_by=None) -> None:
@@ -267,18 +267,24 @@ def set_source(*, service: Service, git_url: str = "", git_ref: str = "", subdir
 MAX_ENV_VALUE_BYTES = 32 * 1024
 
 
-def set_env(*, service: Service, values: dict, unset: list, created_by=None):
-    """Sets and unsets a service's environment variables. A live service gets a
-    new release of its image so that they take effect, as on Heroku; returns
-    it (None when the service is not live or nothing changed)."""
+def set_env(*, service: Service, values: dict, unset: list, secrets: dict | None = None, created_by=None):
+    """Sets and unsets a service's environment variables; `secrets` sets
+    variables whose values the runtime reads from its secret store (Secret
+    Manager), by reference. A live service gets a new release of its image so
+    that they take effect, as on Heroku; returns it (None when the service is
+    not live or nothing changed)."""
     from django.core.exceptions import ValidationError
 
     from .models import EnvVar, validate_env_key
 
-    both = set(values) & set(unset)
-    if both:
-        raise ServiceActionError(f"Either set or unset {', '.join(sorted(both))}, not both.")
-    for key in [*values, *unset]:
+    secrets = dict(secrets or {})
+    for first, second in ((values, unset), (secrets, unset), (values, secrets)):
+        both = set(first) & set(second)
+        if both:
+            raise ServiceActionError(f"Give {', '.join(sorted(both))} once: a value, a secret or unset.")
+    if secrets:
+        secrets = _secret_references(service, secrets)
+    for key in [*values, *secrets, *unset]:
         try:
             validate_env_key(key)
         except ValidationError as exc:
@@ -290,16 +296,22 @@ def set_env(*, service: Service, values: dict, unset: list, created_by=None):
             raise ServiceActionError(f"The value of {key} is over {MAX_ENV_VALUE_BYTES // 1024} KiB; keep large data out of the environment.")
     with transaction.atomic():
         for key, value in values.items():
-            EnvVar.objects.update_or_create(service=service, key=key, defaults={"value_encrypted": encrypt(value)})
+            EnvVar.objects.update_or_create(
+                service=service, key=key, defaults={"value_encrypted": encrypt(value), "secret_ref": ""}
+            )
+        for key, reference in secrets.items():
+            EnvVar.objects.update_or_create(
+                service=service, key=key, defaults={"value_encrypted": "", "secret_ref": reference}
+            )
         removed, _ = EnvVar.objects.filter(service=service, key__in=list(unset)).delete()
-    if not values and not removed:
+    if not values and not secrets and not removed:
         return None
     live = service.live_release
     if live is None:
         return None
     parts = []
-    if values:
-        parts.append("Set " + ", ".join(sorted(values)))
+    if values or secrets:
+        parts.append("Set " + ", ".join(sorted([*values, *secrets])))
     if removed:
         parts.append("unset " + ", ".join(sorted(unset)))
     return _new_release(
@@ -307,11 +319,43 @@ def set_env(*, service: Service, values: dict, unset: list, created_by=None):
     )
 
 
+def _secret_references(service: Service, secrets: dict) -> dict[str, str]:
+    """The references in the one spelling the runtime stores, or an error
+    saying why the service cannot have them."""
+    from hakobune.runtime.base import RuntimeBackendError
+
+    from .backends import backend_for
+
+    try:
+        backend = backend_for(service)
+    except RuntimeBackendError as exc:
+        raise ServiceActionError(exc.message)
+    if "secret_env" not in backend.capabilities:
+        raise ServiceActionError(
+            f"{service.name} runs on {service.target}, which cannot read Secret Manager; "
+            "give the variable a value instead. Services on Cloud Run can use secrets."
+        )
+    normalized = {}
+    for key, reference in secrets.items():
+        if not isinstance(reference, str):
+            raise ServiceActionError(f"The secret of {key} must be a string, like db-password or db-password:3.")
+        try:
+            normalized[key] = backend.secret_reference(reference)
+        except ValueError as exc:
+            raise ServiceActionError(f"{key}: {exc}")
+    return normalized
+
+
 def env_of(service: Service) -> dict[str, str]:
-    """The service's environment variables, decrypted, for the runtime."""
+    """The service's environment variables with values, decrypted, for the runtime."""
     from hakobune.platform.crypto import decrypt
 
-    return {var.key: decrypt(var.value_encrypted) for var in service.env_vars.all()}
+    return {var.key: decrypt(var.value_encrypted) for var in service.env_vars.all() if not var.secret_ref}
+
+
+def secret_env_of(service: Service) -> dict[str, str]:
+    """The service's variables that come from the runtime's secret store: key: reference."""
+    return {var.key: var.secret_ref for var in service.env_vars.all() if var.secret_ref}
 
 
 # -- traffic split (backends with the "traffic_split" capability) ---------------------
@@ -323,9 +367,9 @@ def split_traffic(*, service: Service, percents: dict[int, int], created_by=None
     what was sent to the backend (revision: percent)."""
     from hakobune.runtime.base import RuntimeBackendError, ServiceRef
 
-    from .backends import get_backend
+    from .backends import backend_for
 
-    backend = get_backend(service.target)
+    backend = backend_for(service)
     if "traffic_split" not in backend.capabilities:
         raise ServiceActionError(f"{service.target} cannot split traffic between releases.")
     percents = {number: percent for number, percent in percents.items() if percent}

@@ -13,7 +13,7 @@ from hakobune.platform.accounts.permissions import membership_or_404, teams_of
 from hakobune.platform.builds.models import Build
 from hakobune.runtime.base import RuntimeBackendError, ServiceRef
 
-from .backends import get_backend
+from .backends import backend_for
 from .forms import DeployForm, NewServiceForm, ServiceSettingsForm
 from .models import Service
 from .services import (
@@ -126,11 +126,12 @@ def service_detail(request, team, service):
             "log_lines": _log_lines(latest),
             "releases": service.releases.select_related("build")[:10],
             "is_owner": membership.role == "owner",
-            "settings_form": ServiceSettingsForm(initial={
+            "settings_form": ServiceSettingsForm(service=service, initial={
                 "cpu": service.cpu, "memory_mb": service.memory_mb, "port": service.port,
                 "health_check_path": service.health_check_path, "public": service.public,
                 "start_command": service.start_command,
                 "build_command": service.build_command,
+                "cloud_builder": service.cloud_builder,
             }),
             "status": service_status(service, latest),
             "deploy_form": DeployForm(),
@@ -229,7 +230,7 @@ def service_settings(request, team, service):
     """Resources, port and health check (a new release of the live image), and
     the start and build commands (from the next deploy)."""
     _, service = _deployer_or_403(request, team, service)
-    form = ServiceSettingsForm(request.POST)
+    form = ServiceSettingsForm(request.POST, service=service)
     if not form.is_valid():
         for field, errors in form.errors.items():
             for error in errors:
@@ -237,6 +238,8 @@ def service_settings(request, team, service):
         return redirect("service_detail", team=team, service=service.name)
     data = form.cleaned_data
     commands = {"start_command": data["start_command"].strip(), "build_command": data["build_command"].strip()}
+    if "cloud_builder" in data:
+        commands["cloud_builder"] = data["cloud_builder"]
     commands_changed = any(getattr(service, name) != value for name, value in commands.items())
     Service.objects.filter(id=service.id).update(**commands)
     try:
@@ -251,7 +254,7 @@ def service_settings(request, team, service):
         if release is not None:
             said.append(f"v{release.number} starts with the new settings")
         if commands_changed:
-            said.append("the commands apply from the next deploy")
+            said.append("the build settings apply from the next deploy")
         messages.success(request, "Saved" + (f": {'; '.join(said)}." if said else "."))
     return redirect("service_detail", team=team, service=service.name)
 
@@ -345,6 +348,12 @@ def service_env(request, team, service):
         if request.POST.get("unset"):
             release = set_env(service=service, values={}, unset=[key], created_by=request.user)
             done = f"{key} is unset"
+        elif request.POST.get("secret", "").strip():
+            if request.POST.get("value"):
+                raise ServiceActionError(f"Give {key} a value or a secret, not both.")
+            secret = request.POST["secret"].strip()
+            release = set_env(service=service, values={}, unset=[], secrets={key: secret}, created_by=request.user)
+            done = f"{key} comes from Secret Manager"
         else:
             release = set_env(service=service, values={key: request.POST.get("value", "")}, unset=[], created_by=request.user)
             done = f"{key} is set"
@@ -489,7 +498,7 @@ def runtime_status(request, team, service):
     crash loop (with the exit code and OOM kills)."""
     _, service = _service_or_404(request, team, service)
     try:
-        status = get_backend(service.target).status(ServiceRef(service.team.name, service.name))
+        status = backend_for(service).status(ServiceRef(service.team.name, service.name))
     except RuntimeBackendError as exc:
         status = None
         error = exc.message
@@ -504,7 +513,7 @@ def runtime_logs(request, team, service):
     if not service.live_release_id:
         raise Http404("This service is not running.")
     try:
-        lines = get_backend(service.target).logs(ServiceRef(service.team.name, service.name), tail=200)
+        lines = backend_for(service).logs(ServiceRef(service.team.name, service.name), tail=200)
         error = ""
     except RuntimeBackendError as exc:
         lines, error = [], exc.message
@@ -576,3 +585,105 @@ def stacks_page(request):
         for language in sorted(stacks.RECIPES)
     ]
     return render(request, "services/stacks.html", {"rows": rows})
+
+
+# -- Cloud Run settings (staff) ---------------------------------------------------------
+
+
+def _staff_or_403(request):
+    if not request.user.is_staff:
+        raise PermissionDenied("Only administrators manage where Cloud Run services go.")
+
+
+def _cloud_run_alias() -> str | None:
+    """The target whose backend takes the staff's Cloud Run settings, if any."""
+    from django.conf import settings
+    from django.utils.module_loading import import_string
+
+    for alias, config in settings.RUNTIME_BACKENDS.items():
+        if getattr(import_string(config["BACKEND"]), "layered_settings", False):
+            return alias
+    return None
+
+
+@login_required
+def cloud_run_settings(request, team=None):
+    """Staff: the platform's Cloud Run settings (project, region, repository,
+    credentials) over the CLOUDRUN_* variables, and each team's over those."""
+    from django.conf import settings
+    from django.forms import modelform_factory
+
+    from hakobune.platform.accounts.models import Team
+
+    from .backends import get_backend
+    from .cloud_settings import layered_options
+    from .forms import CloudRunSettingsForm
+    from .models import CloudRunDefaults, TeamCloudRunSettings
+
+    _staff_or_403(request)
+    alias = _cloud_run_alias()
+    if alias is None:
+        return render(request, "services/cloud_run.html", {"configured": False})
+    base = settings.RUNTIME_BACKENDS[alias].get("OPTIONS", {})
+    if team is None:
+        team_obj = None
+        row = CloudRunDefaults.load()
+        inherited = base
+    else:
+        team_obj = get_object_or_404(Team, name=team)
+        row = TeamCloudRunSettings.objects.filter(team=team_obj).first() or TeamCloudRunSettings(team=team_obj)
+        inherited, _ = layered_options(base, None)
+    form_class = modelform_factory(type(row), form=CloudRunSettingsForm)
+    here = reverse("cloud_run_team", args=[team]) if team else reverse("cloud_run")
+    check = None
+    if request.method == "POST" and request.POST.get("action") == "check":
+        try:
+            check = ("ok", get_backend(alias, team=team_obj).check_access())
+        except RuntimeBackendError as exc:
+            check = ("bad", exc.message)
+        form = form_class(instance=row, inherited=inherited)
+    elif request.method == "POST" and request.POST.get("action") == "reset" and team_obj is not None:
+        TeamCloudRunSettings.objects.filter(team=team_obj).delete()
+        messages.success(request, f"Team {team_obj} uses the platform's Cloud Run settings again.")
+        return redirect(here)
+    elif request.method == "POST":
+        form = form_class(request.POST, request.FILES, instance=row, inherited=inherited)
+        if form.is_valid():
+            saved = form.save(commit=False)
+            saved.updated_by = request.user
+            saved.save()
+            messages.success(request, f"Saved; {alias} services of {team_obj or 'every team'} use these settings from their next action.")
+            return redirect(here)
+    else:
+        form = form_class(instance=row, inherited=inherited)
+    effective, _ = layered_options(base, team_obj)
+    teams = [
+        {"team": t, "settings": getattr(t, "cloud_run_settings", None),
+         "services": t.services.filter(target=alias).exclude(desired_state="deleted").count()}
+        for t in Team.objects.select_related("cloud_run_settings").order_by("name")
+    ]
+    return render(request, "services/cloud_run.html", {
+        "configured": True, "alias": alias, "form": form, "team": team_obj, "row": row, "check": check,
+        "effective": _effective_summary(effective), "teams": teams,
+    })
+
+
+def _effective_summary(options: dict) -> list[tuple[str, str]]:
+    if options.get("credentials_info"):
+        credentials = f"service-account key of {options['credentials_info'].get('client_email', '?')} (stored encrypted)"
+    elif options.get("credentials") and options["credentials"] != "anonymous":
+        credentials = f"key file {options['credentials']}"
+    elif options.get("credentials") == "anonymous":
+        credentials = "none (anonymous)"
+    else:
+        credentials = "this host's application default credentials"
+    project = options.get("project") or ""
+    return [
+        ("Project", project or "— not set"),
+        ("Region", options.get("region") or "— not set"),
+        ("Artifact Registry repository", options.get("repository") or "hakobune"),
+        ("Bucket", options.get("bucket") or (f"{project}_cloudbuild" if project else "—")),
+        ("Services run as", options.get("service_account") or "the Compute Engine default service account"),
+        ("Credentials", credentials),
+        ("Builder", options.get("builder") or "dockerfile"),
+    ]

@@ -1,0 +1,77 @@
+"""The staff's Cloud Run settings in the portal, layered over the CLOUDRUN_*
+environment variables: the platform's over those, a team's over the platform's.
+What comes out are the options a team's Cloud Run backend is made with."""
+
+from __future__ import annotations
+
+import json
+
+from hakobune.platform.crypto import decrypt, encrypt
+
+from .models import CloudRunDefaults, CloudRunSettingsBase, TeamCloudRunSettings
+
+Credentials = CloudRunSettingsBase.Credentials
+PLACE = "the Cloud Run page of the portal (staff)"
+
+
+def layered_options(base: dict, team=None) -> tuple[dict, tuple]:
+    """The backend options for `team` (None: the platform's own), and a stamp
+    that changes whenever they do, so that a backend made with older ones is
+    not used again."""
+    options = dict(base)
+    stamp = []
+    layers = [(CloudRunDefaults.objects.filter(pk=1).first(), f"the platform's settings on {PLACE}")]
+    if team is not None:
+        layers.append((TeamCloudRunSettings.objects.filter(team=team).first(), f"team {team}'s settings on {PLACE}"))
+    for layer, place in layers:
+        if layer is None:
+            continue
+        stamp.append((type(layer).__name__, layer.pk, layer.updated_at.isoformat()))
+        changed = layer.overrides()
+        if "project" in changed and changed["project"] != options.get("project"):
+            # Another project has its own default bucket and runtime identity.
+            options["bucket"] = ""
+            options["service_account"] = ""
+        options.update(changed)
+        if layer.credentials == Credentials.KEY:
+            options["credentials"] = ""
+            try:
+                options["credentials_info"] = json.loads(decrypt(layer.key_encrypted))
+            except ValueError as exc:
+                options["credentials_info"] = None
+                options["credentials_problem"] = f"the service-account key stored for {place} cannot be read: {exc}"
+        elif layer.credentials == Credentials.HOST:
+            options["credentials"] = ""
+            options["credentials_info"] = None
+        if changed or layer.credentials:
+            options["settings_place"] = place
+    return options, tuple(stamp)
+
+
+def read_service_account_key(text: str) -> tuple[dict, str]:
+    """A service-account key as Google gives it (the JSON of `gcloud iam
+    service-accounts keys create`); returns it parsed with its email. Raises
+    ValueError saying what is wrong."""
+    try:
+        key = json.loads(text)
+    except ValueError:
+        raise ValueError("This is not a key file: a service-account key is JSON, as Google Cloud gives it for download.")
+    if not isinstance(key, dict) or key.get("type") != "service_account":
+        raise ValueError('This JSON is not a service-account key (its "type" must be "service_account").')
+    missing = [field for field in ("client_email", "private_key", "token_uri") if not key.get(field)]
+    if missing:
+        raise ValueError(f"The key lacks {', '.join(missing)}; download a new key from the service account's Keys tab.")
+    from google.oauth2 import service_account
+
+    try:
+        service_account.Credentials.from_service_account_info(key)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"The key's private key cannot be read ({exc}); download a new key.")
+    return key, key["client_email"]
+
+
+def store_key(settings_row: CloudRunSettingsBase, text: str) -> None:
+    key, email = read_service_account_key(text)
+    settings_row.key_encrypted = encrypt(json.dumps(key))
+    settings_row.key_email = email
+    settings_row.credentials = Credentials.KEY
