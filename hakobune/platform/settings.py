@@ -190,9 +190,11 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", "hakobune")
+# Metrics: a reading of every running service this often (seconds).
+METRICS_SECONDS = env_int("METRICS_SECONDS", 15)
 CELERY_BEAT_SCHEDULE = {
     "scale-idle-to-zero": {"task": "hakobune.worker.tasks.scale_idle_to_zero", "schedule": 15.0},
-    "collect-metrics": {"task": "hakobune.worker.tasks.collect_metrics", "schedule": float(env_int("METRICS_SECONDS", 15))},
+    "collect-metrics": {"task": "hakobune.worker.tasks.collect_metrics", "schedule": float(METRICS_SECONDS)},
     "prune-images": {"task": "hakobune.worker.tasks.prune_images", "schedule": 3600.0},
     "reconcile": {"task": "hakobune.worker.tasks.reconcile", "schedule": float(env_int("RECONCILE_SECONDS", 30))},
     "fail-stalled-builds": {"task": "hakobune.worker.tasks.fail_stalled_builds", "schedule": 60.0},
@@ -292,7 +294,7 @@ _default_ca = "/etc/ssl/certs/ca-certificates.crt"
 BUILD_CA_BUNDLE = env("BUILD_CA_BUNDLE", _default_ca if Path(_default_ca).exists() else "")
 
 BUILD_TIMEOUT = env_int("BUILD_TIMEOUT", 900)
-# Metrics: a reading of every running service every METRICS_SECONDS, kept this long.
+# Metrics readings are kept this long.
 METRICS_RETENTION_HOURS = env_int("METRICS_RETENTION_HOURS", 48)
 # Images of a service's last N releases are kept for instant rollbacks.
 KEEP_RELEASES = env_int("KEEP_RELEASES", 5)

@@ -22,6 +22,7 @@ urlpatterns = [
     path("t/<slug:team>/<slug:service>/deploy/", services.service_deploy, name="service_deploy"),
     path("t/<slug:team>/<slug:service>/logs/", services.runtime_logs, name="runtime_logs"),
     path("t/<slug:team>/<slug:service>/runtime/", services.runtime_status, name="runtime_status"),
+    path("t/<slug:team>/<slug:service>/metrics/", services.service_metrics, name="service_metrics"),
     path("t/<slug:team>/<slug:service>/env/", services.service_env, name="service_env"),
     path("t/<slug:team>/<slug:service>/scale/", services.service_scale, name="service_scale"),
     path("t/<slug:team>/<slug:service>/settings/", services.service_settings, name="service_settings"),

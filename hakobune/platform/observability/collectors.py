@@ -22,9 +22,8 @@ def collect_all() -> int:
     kept = 0
     services = Service.objects.filter(desired_state="running", live_release__status=Release.Status.LIVE)
     for service in services.select_related("team"):
-        backend = backend_for(service)
         try:
-            samples = backend.metrics(ServiceRef(service.team.name, service.name))
+            samples = backend_for(service).metrics(ServiceRef(service.team.name, service.name))
         except NotImplementedError:
             continue
         except RuntimeBackendError as exc:
@@ -36,15 +35,40 @@ def collect_all() -> int:
                 timestamp=sample.timestamp if sample.timestamp.tzinfo else timezone.make_aware(sample.timestamp),
                 name=sample.name,
                 value=sample.value,
-                instance=sample.labels.get("instance", ""),
+                instance=series_of(sample.labels),
             )
             for sample in samples
         ]
+        if points:
+            # Runtimes that report per minute (Cloud Run) give the same point
+            # again until the next minute; it is kept once.
+            known = set(
+                MetricPoint.objects.filter(service=service, timestamp__gte=min(p.timestamp for p in points))
+                .values_list("name", "instance", "timestamp")
+            )
+            points = [p for p in points if (p.name, p.instance, p.timestamp) not in known]
         MetricPoint.objects.bulk_create(points)
         kept += len(points)
     cutoff = timezone.now() - timedelta(hours=settings.METRICS_RETENTION_HOURS)
     MetricPoint.objects.filter(timestamp__lt=cutoff).delete()
     return kept
+
+
+def series_of(labels: dict[str, str]) -> str:
+    """What tells one series of a metric from another, as stored: the
+    instance's name, or for runtimes that report aggregates, the labels they
+    group by ("response_code_class=2xx")."""
+    if labels.get("instance"):
+        return labels["instance"]
+    return ",".join(f"{key}={value}" for key, value in sorted(labels.items()) if value)
+
+
+def labels_of(series: str) -> dict[str, str]:
+    if not series:
+        return {}
+    if "=" not in series:
+        return {"instance": series}
+    return dict(part.split("=", 1) for part in series.split(","))
 
 
 def history(service: Service, since: datetime, step: int) -> list[dict]:
@@ -62,7 +86,7 @@ def history(service: Service, since: datetime, step: int) -> list[dict]:
             "timestamp": datetime.fromtimestamp(bucket, tz=timezone.get_current_timezone()),
             "name": name,
             "value": sum(values) / len(values),
-            "labels": {"instance": instance} if instance else {},
+            "labels": labels_of(instance),
         }
         for (name, instance, bucket), values in buckets.items()
     ]

@@ -520,6 +520,35 @@ def runtime_logs(request, team, service):
     return render(request, "services/_runtime_logs.html", {"lines": lines, "error": error})
 
 
+METRIC_RANGES = {"1h": 3600, "6h": 6 * 3600, "24h": 24 * 3600, "48h": 48 * 3600}
+
+
+@login_required
+def service_metrics(request, team, service):
+    """Charts of the collected readings (CPU, memory; requests, latency and
+    instances where the runtime reports them) over the chosen range."""
+    from datetime import timedelta
+
+    from django.conf import settings
+    from django.utils import timezone
+
+    from hakobune.frontend.charts import build_charts
+    from hakobune.platform.observability.collectors import history
+
+    _, service = _service_or_404(request, team, service)
+    chosen = request.GET.get("range", "1h")
+    seconds = METRIC_RANGES.get(chosen, METRIC_RANGES["1h"])
+    until = timezone.now()
+    since = until - timedelta(seconds=seconds)
+    # About 60 points a line, but never finer than the runtime reports (15 s here, a minute on Cloud Run).
+    step = max(seconds // 60, 60)
+    charts = build_charts(history(service, since, step), since, until)
+    return render(request, "services/_metrics.html", {
+        "service": service, "charts": charts, "ranges": list(METRIC_RANGES),
+        "chosen": chosen if chosen in METRIC_RANGES else "1h", "every": settings.METRICS_SECONDS,
+    })
+
+
 def _log_lines(build):
     if build is None:
         return []

@@ -1,0 +1,161 @@
+"""The service page's metric charts: the collected history (the same store the
+API reads) drawn as small inline SVG line charts, one per kind of reading,
+with nothing to load in the browser."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from html import escape
+
+from django.utils.timezone import localtime
+
+WIDTH, HEIGHT = 640, 150
+LEFT, RIGHT, TOP, BOTTOM = 48, 8, 10, 22
+PALETTE = ("#1f5fbf", "#177245", "#b42318", "#8a5a00", "#6d3fb8", "#0f7c8c", "#c2410c", "#475569")
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ChartKind:
+    title: str
+    unit: str
+    metrics: tuple[str, ...]
+    scale: float = 1.0
+    # A reading drawn dashed as the line not to cross (the memory limit).
+    limit_metric: str = ""
+    explain: str = ""
+
+
+KINDS = (
+    ChartKind("CPU", "%", ("cpu_percent",),
+              explain="100% is one whole core; the limit is the service's CPU setting."),
+    ChartKind("Memory", "MiB", ("memory_bytes",), scale=1 / MIB, limit_metric="memory_limit_bytes",
+              explain="What each instance uses; at the dashed line the kernel stops it (out of memory)."),
+    ChartKind("Memory", "%", ("memory_percent",), explain="Of the memory each instance may use (95th percentile)."),
+    ChartKind("Requests", "per minute", ("request_count",), explain="By status class: 2xx fine, 4xx the caller's fault, 5xx the app's."),
+    ChartKind("Latency", "ms", ("request_latency_p50_ms", "request_latency_p95_ms", "request_latency_p99_ms"),
+              explain="Half of the requests are faster than p50, all but 1 in 100 faster than p99."),
+    ChartKind("Instances", "", ("instance_count",), explain="Instances running: active ones serve requests, idle ones wait."),
+)
+
+
+@dataclass
+class Line:
+    label: str
+    points: list[tuple[datetime, float]]
+    color: str = ""
+    dashed: bool = False
+
+    @property
+    def latest(self) -> float:
+        return self.points[-1][1]
+
+
+@dataclass
+class Chart:
+    kind: ChartKind
+    lines: list[Line] = field(default_factory=list)
+    svg: str = ""
+
+
+def build_charts(points: list[dict], since: datetime, until: datetime) -> list[Chart]:
+    """Charts for the kinds of reading there are points of, in KINDS order.
+    `points` are history() rows: timestamp, name, value, labels."""
+    by_metric: dict[str, dict[str, list[tuple[datetime, float]]]] = {}
+    for point in points:
+        series = by_metric.setdefault(point["name"], {})
+        series.setdefault(_series_label(point["labels"]), []).append((point["timestamp"], point["value"]))
+    charts = []
+    for kind in KINDS:
+        if not any(metric in by_metric for metric in kind.metrics):
+            continue
+        chart = Chart(kind)
+        for metric in kind.metrics:
+            for label, values in sorted(by_metric.get(metric, {}).items()):
+                name = _metric_label(metric, kind) or label or kind.title.lower()
+                if label and len(kind.metrics) > 1:
+                    name = f"{name} {label}"
+                chart.lines.append(Line(name, [(t, v * kind.scale) for t, v in sorted(values)]))
+        for index, line in enumerate(chart.lines):
+            line.color = PALETTE[index % len(PALETTE)]
+        if kind.limit_metric and kind.limit_metric in by_metric:
+            limits = [v for series in by_metric[kind.limit_metric].values() for _, v in series]
+            if limits:
+                limit = max(limits) * kind.scale
+                chart.lines.append(Line("limit", [(since, limit), (until, limit)], color="#b42318", dashed=True))
+        chart.svg = _svg(chart, since, until)
+        charts.append(chart)
+    return charts
+
+
+def _series_label(labels: dict[str, str]) -> str:
+    if "instance" in labels:
+        return _short_instance(labels["instance"])
+    return " ".join(labels.values())
+
+
+def _short_instance(name: str) -> str:
+    """hakobune-acme-hello-v3-0-1a2b3c → v3 #0: the release and the instance."""
+    parts = name.split("-")
+    for index, part in enumerate(parts):
+        if part[:1] == "v" and part[1:].isdigit() and index + 1 < len(parts) and parts[index + 1].isdigit():
+            return f"{part} #{parts[index + 1]}"
+    return name
+
+
+def _metric_label(metric: str, kind: ChartKind) -> str:
+    if len(kind.metrics) == 1:
+        return ""
+    return metric.removeprefix("request_latency_").removesuffix("_ms")
+
+
+def nice_ceiling(value: float) -> float:
+    """The smallest of 1, 2, 2.5 or 5 times a power of ten at or above `value`."""
+    if value <= 0:
+        return 1.0
+    power = 10.0 ** math.floor(math.log10(value))
+    return next(step * power for step in (1, 2, 2.5, 5, 10) if step * power >= value * (1 - 1e-9))
+
+
+def _svg(chart: Chart, since: datetime, until: datetime) -> str:
+    span = max((until - since).total_seconds(), 1.0)
+    top = nice_ceiling(max((v for line in chart.lines for _, v in line.points), default=0) * 1.05)
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+
+    def x(when: datetime) -> float:
+        return LEFT + plot_w * min(max((when - since).total_seconds() / span, 0.0), 1.0)
+
+    def y(value: float) -> float:
+        return TOP + plot_h * (1 - min(value / top, 1.0))
+
+    parts = [
+        f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
+        f'aria-label="{escape(chart.kind.title)} over time" xmlns="http://www.w3.org/2000/svg">'
+    ]
+    for fraction in (0, 0.5, 1):
+        level = TOP + plot_h * (1 - fraction)
+        parts.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{level:.1f}" y2="{level:.1f}" class="grid"/>')
+        parts.append(f'<text x="{LEFT - 6}" y="{level + 4:.1f}" text-anchor="end" class="axis">{_number(top * fraction)}</text>')
+    parts.append(f'<text x="{LEFT}" y="{HEIGHT - 4}" class="axis">{localtime(since):%H:%M}</text>')
+    parts.append(f'<text x="{WIDTH - RIGHT}" y="{HEIGHT - 4}" text-anchor="end" class="axis">now</text>')
+    for line in chart.lines:
+        coords = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in line.points)
+        dash = ' stroke-dasharray="5 4"' if line.dashed else ""
+        if len(line.points) == 1:
+            cx, cy = coords.split(",")
+            parts.append(f'<circle cx="{cx}" cy="{cy}" r="2.5" fill="{line.color}"><title>{escape(line.label)}</title></circle>')
+        else:
+            parts.append(
+                f'<polyline points="{coords}" fill="none" stroke="{line.color}" stroke-width="1.8"{dash}>'
+                f"<title>{escape(line.label)}</title></polyline>"
+            )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _number(value: float) -> str:
+    if value >= 100 or value == int(value):
+        return f"{value:,.0f}"
+    return f"{value:.1f}"

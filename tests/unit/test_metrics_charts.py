@@ -1,0 +1,89 @@
+"""The service page's metrics: what the collector keeps (the same store the API
+reads) drawn as charts: CPU and memory of each instance with the memory
+limit for a local service; requests by status class, latency percentiles and
+instances for a Cloud Run service, from (fake) Cloud Monitoring."""
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from hakobune.frontend.charts import nice_ceiling
+from hakobune.platform.observability.collectors import collect_all
+from hakobune.platform.observability.models import MetricPoint
+from hakobune.platform.services.services import create_service
+from tests.unit.cloud_run_fixtures import (  # noqa: F401 (fixtures)
+    cloudrun_target,
+    fake_gcp,
+    loopback_only,
+    run_pipeline,
+    storage_emulator,
+)
+from tests.unit.test_api import service  # noqa: F401 (a local service live on the dummy backend)
+
+MIB = 1024 * 1024
+
+
+def test_a_local_service_shows_cpu_and_memory_against_its_limit(service, owner, login, dummy_backend):
+    dummy_backend.options["metrics"] = {"cpu_percent": 20.0, "memory_bytes": 50 * MIB, "memory_limit_bytes": 256 * MIB}
+    collect_all()
+    dummy_backend.options["metrics"] = {"cpu_percent": 40.0, "memory_bytes": 60 * MIB, "memory_limit_bytes": 256 * MIB}
+    collect_all()
+
+    client = login(owner)
+    assert 'id="metrics-charts"' in client.get("/t/acme/hello/").content.decode()
+    page = client.get("/t/acme/hello/metrics/").content.decode()
+
+    assert "<strong>CPU</strong>" in page and "<strong>Memory</strong> <span class=\"muted\">(MiB)</span>" in page
+    assert page.count("<svg") == 2
+    # Each line's latest minute (both readings fall in it: their average), and the limit dashed.
+    instance = "hello-2"  # the dummy backend's name for the instance of v2
+    assert f'{instance} <span class="muted">30</span>' in page  # CPU %
+    assert f'{instance} <span class="muted">55</span>' in page  # MiB
+    assert 'class="dashed"></i>limit' in page and 'stroke-dasharray="5 4"' in page
+    assert "Requests" not in page
+
+
+def test_a_cloud_run_service_shows_requests_latency_and_instances(team, owner, login, cloudrun_target, queued_tasks):
+    service = create_service(team=team, name="hello", created_by=owner, target="cloudrun")
+    run_pipeline(service, owner, queued_tasks)
+    minute = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+
+    def series(labels, value, reducer=None):
+        point = {"interval": {"startTime": (minute - timedelta(minutes=1)).isoformat().replace("+00:00", "Z"),
+                              "endTime": minute.isoformat().replace("+00:00", "Z")}, "value": value}
+        return {"metric": {"labels": labels}, "points": [point], **({"_reducer": reducer} if reducer else {})}
+
+    cloudrun_target.time_series = {
+        "run.googleapis.com/request_count": [series({"response_code_class": "2xx"}, {"int64Value": "42"}),
+                                             series({"response_code_class": "5xx"}, {"int64Value": "3"})],
+        "run.googleapis.com/request_latencies": [series({}, {"doubleValue": 12.5}, "REDUCE_PERCENTILE_50"),
+                                                 series({}, {"doubleValue": 80.0}, "REDUCE_PERCENTILE_95"),
+                                                 series({}, {"doubleValue": 120.0}, "REDUCE_PERCENTILE_99")],
+        "run.googleapis.com/container/cpu/utilizations": [series({}, {"doubleValue": 0.35})],
+        "run.googleapis.com/container/instance_count": [series({"state": "active"}, {"int64Value": "2"})],
+    }
+
+    kept = collect_all()
+    # Cloud Run answers with the same one-minute point until the next minute: kept once.
+    assert collect_all() == 0
+    assert kept == 7 == MetricPoint.objects.filter(service=service).count()
+    assert set(MetricPoint.objects.filter(name="request_count").values_list("instance", flat=True)) == {
+        "response_code_class=2xx", "response_code_class=5xx"
+    }
+
+    page = login(owner).get("/t/acme/hello/metrics/?range=6h").content.decode()
+    for title in ("CPU", "Requests", "Latency", "Instances"):
+        assert f"<strong>{title}</strong>" in page
+    assert "2xx <span class=\"muted\">42</span>" in page and "5xx <span class=\"muted\">3</span>" in page
+    assert "p95 <span class=\"muted\">80</span>" in page and "active <span class=\"muted\">2</span>" in page
+    assert 'class="link chosen" hx-get="/t/acme/hello/metrics/?range=6h"' in page
+
+
+def test_metrics_before_any_reading_and_for_outsiders(service, owner, outsider, login):
+    assert "No readings in this range yet" in login(owner).get("/t/acme/hello/metrics/").content.decode()
+    assert login(outsider).get("/t/acme/hello/metrics/").status_code == 404
+
+
+@pytest.mark.parametrize("value, ceiling", [(0, 1), (0.03, 0.05), (0.7, 1), (3, 5), (12.5, 20), (99, 100), (101, 200), (2400, 2500)])
+def test_chart_scales_end_on_a_round_number(value, ceiling):
+    assert nice_ceiling(value) == pytest.approx(ceiling)
