@@ -181,9 +181,13 @@ class CloudRunSettingsForm(forms.ModelForm):
     def __init__(self, *args, inherited: dict | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         # What an empty field means: the value of the layer above.
-        for name, value in (inherited or {}).items():
+        inherited = dict(inherited or {})
+        if self.instance.project and self.instance.project != inherited.get("project"):
+            # Another project: the defaults are that project's, not the ones above.
+            inherited.update(bucket=f"{self.instance.project}_cloudbuild", service_account="")
+        for name, value in inherited.items():
             if name in self.fields and value:
-                self.fields[name].widget.attrs["placeholder"] = f"as above: {value}"
+                self.fields[name].widget.attrs["placeholder"] = f"empty: {value}"
         if self.instance.key_email:
             self.fields["key_file"].help_text = f"Stored now: a key of {self.instance.key_email}. Give another to replace it."
 
