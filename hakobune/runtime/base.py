@@ -127,6 +127,10 @@ class RuntimeBackend:
     """Base class. Subclasses implement what their runtime supports and say so in
     `capabilities`, so views and tasks never ask which backend they hold."""
 
+    # The flags in use: logs, metrics, stop_start, routing, under_the_hood,
+    # scale_to_zero (the local runtime); remote_build (builds images itself),
+    # traffic_split, revisions, secret_env (reads Secret Manager) and
+    # autoscaling (scales on requests: concurrency, request timeout, ingress).
     capabilities: frozenset[str] = frozenset()
 
     def __init__(self, alias: str, **options):

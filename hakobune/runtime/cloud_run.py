@@ -100,7 +100,7 @@ class CloudRunBackend(RuntimeBackend):
     # (hakobune.platform.services.cloud_settings).
     layered_settings = True
     capabilities = frozenset(
-        {"logs", "metrics", "stop_start", "remote_build", "traffic_split", "revisions", "secret_env"}
+        {"logs", "metrics", "stop_start", "remote_build", "traffic_split", "revisions", "secret_env", "autoscaling"}
     )
 
     def __init__(self, alias, **options):
@@ -445,6 +445,8 @@ class CloudRunBackend(RuntimeBackend):
                 if earlier:
                     # A rollback (or a retried deploy): the revision that ran this
                     # image with this configuration still exists; move traffic to it.
+                    if LABEL_STOPPED not in dict(existing.labels):
+                        existing.ingress = INGRESS.get(spec.ingress or self.ingress, INGRESS["all"])
                     service = self._set_traffic(existing, {earlier: 100})
                     self._set_public(name, spec.public)
                     return self._result(service, earlier, reused=True)

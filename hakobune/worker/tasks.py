@@ -366,6 +366,9 @@ def release_config(service: Service, plan: dict | None = None) -> dict:
         "min_instances": service.min_instances,
         "max_instances": service.max_instances,
         "public": service.public,
+        "concurrency": service.concurrency,
+        "request_timeout": service.request_timeout,
+        "ingress": service.ingress,
     }
 
 
@@ -483,6 +486,9 @@ def deploy_spec(service: Service, release: Release) -> DeploySpec:
         min_instances=config.get("min_instances", service.min_instances),
         max_instances=config.get("max_instances", service.max_instances),
         public=config.get("public", service.public),
+        concurrency=config.get("concurrency"),
+        request_timeout=config.get("request_timeout"),
+        ingress=config.get("ingress") or "",
     )
 
 

@@ -8,6 +8,7 @@ import json
 
 import pytest
 from django.contrib.auth import get_user_model
+from google.cloud.run_v2 import IngressTraffic
 
 from hakobune.platform.builds.models import BuildStatus
 from hakobune.platform.services.backends import backend_for
@@ -25,7 +26,8 @@ from tests.unit.cloud_run_fixtures import (  # noqa: F401 (fixtures)
     storage_emulator,
 )
 
-ACME_SERVICE = f"projects/acme-prod/locations/us-central1/services/acme-hello"
+ACME_SERVICE = "projects/acme-prod/locations/us-central1/services/acme-hello"
+SERVICE = f"projects/{PROJECT}/locations/{REGION}/services/acme-hello"
 KEY_EMAIL = "deployer@acme-prod.iam.gserviceaccount.com"
 
 
@@ -249,3 +251,49 @@ def test_the_builder_through_the_api_makes_no_release(team, owner, cloudrun_targ
     assert refused.status_code == 400
     service.refresh_from_db()
     assert service.cloud_builder == "buildpacks"
+
+
+# -- scaling on requests, per service -----------------------------------------------------------
+
+
+def test_an_owner_tunes_scaling_timeout_and_ingress_and_cloud_run_gets_them(team, owner, login, cloudrun_target, queued_tasks):
+    service = create_service(team=team, name="hello", created_by=owner, target="cloudrun")
+    run_pipeline(service, owner, queued_tasks)
+    client = login(owner)
+    assert 'name="concurrency"' in client.get("/t/acme/hello/").content.decode()
+
+    page = client.post("/t/acme/hello/settings/", {
+        "cpu": "1", "memory_mb": "512", "port": "8080", "health_check_path": "/", "public": "on",
+        "start_command": "", "build_command": "", "cloud_builder": "",
+        "min_instances": "1", "max_instances": "4", "concurrency": "20", "request_timeout": "900", "ingress": "internal",
+    }, follow=True).content.decode()
+    assert "v2 starts with the new settings" in page
+    tasks.start_release(service.releases.get(number=2).id)
+
+    sent = cloudrun_target.calls("PATCH", "/services/acme-hello$")[-1].body
+    assert sent["template"]["scaling"] == {"minInstanceCount": 1, "maxInstanceCount": 4}
+    assert sent["template"]["maxInstanceRequestConcurrency"] == 20 and sent["template"]["timeout"] == "900s"
+    assert sent["ingress"] == IngressTraffic.INGRESS_TRAFFIC_INTERNAL_ONLY  # enums go as numbers on REST
+
+    # A rollback to v1 brings back its revision and its ingress, without a new revision.
+    revisions = len(cloudrun_target.revisions)
+    client.post("/t/acme/hello/releases/1/rollback/")
+    tasks.start_release(service.releases.get(number=3).id)
+    assert len(cloudrun_target.revisions) == revisions
+    assert cloudrun_target.services[SERVICE]["ingress"] == IngressTraffic.INGRESS_TRAFFIC_ALL
+
+
+def test_scaling_bounds_that_cross_are_refused_and_nothing_changes(team, owner, login, cloudrun_target):
+    service = create_service(team=team, name="hello", created_by=owner, target="cloudrun")
+    page = login(owner).post("/t/acme/hello/settings/", {
+        "cpu": "1", "memory_mb": "512", "port": "8080", "health_check_path": "/", "public": "on",
+        "start_command": "", "build_command": "", "min_instances": "5", "max_instances": "2",
+    }, follow=True).content.decode()
+    assert "The fewest instances cannot be more than the most." in page
+    service.refresh_from_db()
+    assert (service.min_instances, service.max_instances) == (None, None)
+
+
+def test_local_services_do_not_offer_request_scaling(team, owner, login, cloudrun_target):
+    create_service(team=team, name="here", created_by=owner)
+    assert 'name="concurrency"' not in login(owner).get("/t/acme/here/").content.decode()

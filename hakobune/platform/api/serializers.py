@@ -115,6 +115,9 @@ class ServiceSerializer(serializers.Serializer):
     public = serializers.BooleanField()
     port = serializers.IntegerField()
     health_check_path = serializers.CharField()
+    concurrency = serializers.IntegerField(allow_null=True)
+    request_timeout = serializers.IntegerField(allow_null=True)
+    ingress = serializers.CharField()
     cloud_builder = serializers.CharField()
     source = SourceSerializer(source="*")
     live_release = ReleaseSerializer(allow_null=True)
@@ -144,6 +147,18 @@ class ScalingSettingsSerializer(serializers.Serializer):
     )
     public = serializers.BooleanField(
         required=False, help_text="False: no public address; the team's other services reach it by name."
+    )
+    concurrency = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, max_value=1000,
+        help_text="Runtimes that scale on requests (Cloud Run): requests one instance serves at once.",
+    )
+    request_timeout = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, max_value=3600,
+        help_text="Runtimes that scale on requests (Cloud Run): seconds before a request is cut off.",
+    )
+    ingress = serializers.ChoiceField(
+        required=False, choices=["", "all", "internal", "internal-and-cloud-load-balancing"],
+        help_text="Runtimes that scale on requests (Cloud Run): where requests may come from; empty: the default.",
     )
     cloud_builder = serializers.ChoiceField(
         required=False, choices=["", "dockerfile", "buildpacks"],

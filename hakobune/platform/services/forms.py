@@ -133,6 +133,27 @@ class ServiceSettingsForm(forms.Form):
 
     def __init__(self, *args, service=None, **kwargs):
         super().__init__(*args, **kwargs)
+        # Runtimes that scale on requests by themselves (Cloud Run).
+        if service is not None and _can(service, "autoscaling"):
+            from .models import INGRESS_CHOICES
+
+            self.fields["min_instances"] = forms.IntegerField(
+                label="Fewest instances", required=False, min_value=0, max_value=100,
+                help_text="Kept warm even without requests (they cost money); empty: 0, the first request waits for a start.",
+            )
+            self.fields["max_instances"] = forms.IntegerField(
+                label="Most instances", required=False, min_value=1, max_value=100,
+                help_text="Empty: the Instances number above.",
+            )
+            self.fields["concurrency"] = forms.IntegerField(
+                label="Requests per instance", required=False, min_value=1, max_value=1000,
+                help_text="Served at once before another instance starts; empty: the platform's default (80).",
+            )
+            self.fields["request_timeout"] = forms.IntegerField(
+                label="Request timeout (seconds)", required=False, min_value=1, max_value=3600,
+                help_text="A longer request is cut off; empty: the platform's default (300).",
+            )
+            self.fields["ingress"] = forms.ChoiceField(label="Requests from", required=False, choices=INGRESS_CHOICES)
         # How the image is built, where the service's backend builds it itself (Cloud Build).
         if service is not None and _can(service, "remote_build"):
             from .models import Service
@@ -142,6 +163,13 @@ class ServiceSettingsForm(forms.Form):
                 help_text="Hakobune's plan builds the Dockerfile shown for each deploy; Google Cloud's buildpacks "
                 "build the source their own way (gcr.io/buildpacks/builder). Applies from the next deploy.",
             )
+
+    def clean(self):
+        data = super().clean()
+        low, high = data.get("min_instances"), data.get("max_instances")
+        if low is not None and high is not None and low > high:
+            self.add_error("min_instances", "The fewest instances cannot be more than the most.")
+        return data
 
     def clean_health_check_path(self):
         path = self.cleaned_data["health_check_path"].strip()

@@ -41,6 +41,14 @@ CLOUD_BUILDERS = (
 )
 
 
+INGRESS_CHOICES = (
+    ("", "The platform's default"),
+    ("all", "Anywhere (the internet)"),
+    ("internal", "Only inside the project's network"),
+    ("internal-and-cloud-load-balancing", "Inside the network and through a Cloud Load Balancer"),
+)
+
+
 class Service(models.Model):
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="services")
     name = models.CharField(max_length=30, validators=[dns_label_validator])
@@ -69,6 +77,16 @@ class Service(models.Model):
     max_instances = models.PositiveSmallIntegerField(
         null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(100)]
     )
+    # For runtimes that scale on requests (Cloud Run); empty: the runtime's default.
+    concurrency = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(1000)],
+        help_text="Requests one instance serves at once before another starts.",
+    )
+    request_timeout = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(3600)],
+        help_text="Seconds a request may take before it is cut off.",
+    )
+    ingress = models.CharField(max_length=40, blank=True, choices=INGRESS_CHOICES, help_text="Where requests may come from.")
     # A private service has no public address: on the local runtime only its
     # team's services reach it, at http://<name>:<port> on the team network.
     public = models.BooleanField(default=True)

@@ -205,6 +205,7 @@ def delete_service(*, service: Service, created_by=None) -> None:
 
 SETTINGS_FIELDS = (
     "cpu", "memory_mb", "port", "health_check_path", "instances", "min_instances", "max_instances", "public",
+    "concurrency", "request_timeout", "ingress",
 )
 
 

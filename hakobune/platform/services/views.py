@@ -132,6 +132,9 @@ def service_detail(request, team, service):
                 "start_command": service.start_command,
                 "build_command": service.build_command,
                 "cloud_builder": service.cloud_builder,
+                "min_instances": service.min_instances, "max_instances": service.max_instances,
+                "concurrency": service.concurrency, "request_timeout": service.request_timeout,
+                "ingress": service.ingress,
             }),
             "status": service_status(service, latest),
             "deploy_form": DeployForm(),
@@ -243,9 +246,13 @@ def service_settings(request, team, service):
     commands_changed = any(getattr(service, name) != value for name, value in commands.items())
     Service.objects.filter(id=service.id).update(**commands)
     try:
+        scaling = {
+            name: data[name] for name in ("min_instances", "max_instances", "concurrency", "request_timeout", "ingress")
+            if name in data
+        }
         release = update_settings(
             service=service, created_by=request.user, cpu=data["cpu"], memory_mb=data["memory_mb"],
-            port=data["port"], health_check_path=data["health_check_path"], public=data["public"],
+            port=data["port"], health_check_path=data["health_check_path"], public=data["public"], **scaling,
         )
     except ServiceActionError as exc:
         messages.error(request, str(exc))
