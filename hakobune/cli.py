@@ -626,7 +626,7 @@ def cmd_env(args) -> int:
         if not answer["env"]:
             print(f"{name} has no environment variables.")
         for var in answer["env"]:
-            print(f"{var['key']}={var['value']}" + (f"  (Secret Manager: {var['secret']})" if var.get("secret") else ""))
+            print(f"{var['key']} from Secret Manager: {var['secret']}" if var.get("secret") else f"{var['key']}={var['value']}")
     return EXIT_OK
 
 

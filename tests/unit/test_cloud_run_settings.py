@@ -297,3 +297,24 @@ def test_scaling_bounds_that_cross_are_refused_and_nothing_changes(team, owner, 
 def test_local_services_do_not_offer_request_scaling(team, owner, login, cloudrun_target):
     create_service(team=team, name="here", created_by=owner)
     assert 'name="concurrency"' not in login(owner).get("/t/acme/here/").content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_cli_sets_a_secret_variable(live_server, owner, cloudrun_target, monkeypatch, capsys, tmp_path):
+    from hakobune import cli
+    from hakobune.platform.accounts.services import create_team
+    from hakobune.platform.accounts.tokens import create_api_token
+
+    team = create_team(name="acme", owner=owner)
+    service = create_service(team=team, name="hello", created_by=owner, target="cloudrun")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.setenv("HAKOBUNE_URL", live_server.url)
+    monkeypatch.setenv("HAKOBUNE_TOKEN", create_api_token(user=owner, name="cli")[1])
+
+    assert cli.main(["env", "-s", "hello", "-t", "acme", "set", "MODE=prod", "--secret", "DB_PASSWORD=db-password:2"]) == 0
+    assert "Set MODE, DB_PASSWORD." in capsys.readouterr().out
+    assert cli.main(["env", "-s", "hello", "-t", "acme", "list"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["DB_PASSWORD from Secret Manager: db-password:2", "MODE=••••••"]
+    assert cli.main(["env", "-s", "hello", "-t", "acme", "set", "--secret", "TOKEN"]) == 2
+    assert "write KEY=SECRET[:VERSION]" in capsys.readouterr().err
+    assert EnvVar.objects.get(service=service, key="DB_PASSWORD").secret_ref == "db-password:2"

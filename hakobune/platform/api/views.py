@@ -649,7 +649,8 @@ class MetricsView(APIView):
             OpenApiParameter("step", OpenApiTypes.STR, description="Seconds between points: 60, 60s, 5m (default 60)."),
         ],
         responses={200: s.MetricsSerializer, **errors(400, 409, 501, *READ_ERRORS)},
-        summary="CPU and memory of each instance: the collected history since `since` (default: the last hour), "
+        summary="The service's readings (CPU and memory of each instance; on Cloud Run also requests by status "
+        "class, latency percentiles and instances): the collected history since `since` (default: the last hour), "
         "averaged per `step`; the current sample when nothing was collected yet",
     )
     def get(self, request, team, service):
