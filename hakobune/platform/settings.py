@@ -89,6 +89,7 @@ INSTALLED_APPS = [
     "hakobune.platform.services",
     "hakobune.platform.builds",
     "hakobune.platform.observability",
+    "hakobune.platform.governance",
     "hakobune.platform.api",
     "hakobune.frontend",
 ]
@@ -294,6 +295,13 @@ _default_ca = "/etc/ssl/certs/ca-certificates.crt"
 BUILD_CA_BUNDLE = env("BUILD_CA_BUNDLE", _default_ca if Path(_default_ca).exists() else "")
 
 BUILD_TIMEOUT = env_int("BUILD_TIMEOUT", 900)
+
+# Governance: what a team may hold unless staff set its own quota (Quotas page),
+# and whether new services wait for an administrator's review before going live.
+TEAM_MAX_SERVICES = env_int("TEAM_MAX_SERVICES", 25)
+TEAM_MAX_CPU = float(env("TEAM_MAX_CPU", "8"))
+TEAM_MAX_MEMORY_MB = env_int("TEAM_MAX_MEMORY_MB", 16384)
+REVIEW_NEW_SERVICES = env_bool("REVIEW_NEW_SERVICES", False)
 # Metrics readings are kept this long.
 METRICS_RETENTION_HOURS = env_int("METRICS_RETENTION_HOURS", 48)
 # Images of a service's last N releases are kept for instant rollbacks.

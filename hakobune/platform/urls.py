@@ -3,6 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from hakobune.platform.accounts import views as accounts
+from hakobune.platform.governance import views as governance
 from hakobune.platform.services import views as services
 
 urlpatterns = [
@@ -15,6 +16,9 @@ urlpatterns = [
     path("api/v1/", include("hakobune.platform.api.urls")),
     path("teams/new/", accounts.team_new, name="team_new"),
     path("stacks/", services.stacks_page, name="stacks"),
+    path("quotas/", governance.governance_page, name="governance"),
+    path("quotas/t/<slug:team>/", governance.team_policy, name="team_policy"),
+    path("quotas/review/<int:service_id>/<str:decision>/", governance.review_service, name="review_service"),
     path("cloud-run/", services.cloud_run_settings, name="cloud_run"),
     path("cloud-run/t/<slug:team>/", services.cloud_run_settings, name="cloud_run_team"),
     path("t/<slug:team>/services/new/", services.service_new, name="service_new"),

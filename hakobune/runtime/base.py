@@ -140,6 +140,14 @@ class RuntimeBackend:
     def deploy(self, spec: DeploySpec) -> DeployResult:
         raise NotImplementedError
 
+    def reserved(
+        self, *, cpu: float, memory_mb: int, instances: int, min_instances: int | None = None,
+        max_instances: int | None = None,
+    ) -> tuple[float, int]:
+        """The most CPU (cores) and memory (MiB) a service with these settings
+        may hold at once here, which team quotas count."""
+        return cpu * instances, memory_mb * instances
+
     def retire_previous(self, ref: ServiceRef, *, keep_release_id: int) -> None:
         """After a new release went live: stops the instances of the releases it
         replaced. Backends whose platform does this itself do nothing."""

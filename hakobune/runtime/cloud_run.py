@@ -424,6 +424,12 @@ class CloudRunBackend(RuntimeBackend):
             except gexc.GoogleAPICallError as exc:
                 raise _in_words(exc, "storage", self)
 
+    def reserved(self, *, cpu, memory_mb, instances, min_instances=None, max_instances=None):
+        """Cloud Run gives whole CPUs and at least 512 MiB, up to the most instances."""
+        count = max_instances if max_instances is not None else max(instances, min_instances or 0, 1)
+        cpus, memory = cloud_run_resources(cpu, memory_mb)
+        return float(cpus) * count, int(memory.removesuffix("Mi")) * count
+
     # -- deploy (Cloud Run) -----------------------------------------------------
 
     def deploy(self, spec: DeploySpec) -> DeployResult:

@@ -262,8 +262,7 @@ def build_image(build_id: int) -> None:
         log.flush()
         Build.objects.filter(id=build_id).update(image=image.ref)
         shutil.rmtree(workspace_dir(build_id), ignore_errors=True)
-        if advance(build_id, S.BUILDING, S.DEPLOYING):
-            deploy_release.delay(build_id)
+        _built(build_id, build.service, log)
 
 
 def _resolve_stacks(client, plan: BuildPlan, log: BuildLog) -> dict[str, stacks.StackImage]:
@@ -337,8 +336,22 @@ def _build_remotely(build: Build, plan: BuildPlan, backend, log: BuildLog) -> No
     log.flush()
     Build.objects.filter(id=build.id).update(image=image)
     shutil.rmtree(workspace_dir(build.id), ignore_errors=True)
-    if advance(build.id, S.BUILDING, S.DEPLOYING):
-        deploy_release.delay(build.id)
+    _built(build.id, service, log)
+
+
+def _built(build_id: int, service: Service, log: BuildLog) -> None:
+    """The image is built: on to the deploy, or first to an administrator's
+    review where the service's team asks for one."""
+    from hakobune.platform.governance.reviews import needs_review, request_review
+
+    if needs_review(service):
+        if advance(build_id, S.BUILDING, S.REVIEWING):
+            request_review(service)
+            log.write("⏸ New services of this team are reviewed by an administrator before they go live; "
+                      "this deploy goes on by itself once they approve.")
+        return
+    if advance(build_id, S.BUILDING, S.DEPLOYING):
+        deploy_release.delay(build_id)
 
 
 @functools.cache
@@ -613,9 +626,9 @@ def sync_router() -> None:
 def fail_stalled_builds() -> None:
     """A build whose worker died mid-step never moves again; tell its owner."""
     cutoff = timezone.now() - timedelta(seconds=settings.BUILD_TIMEOUT + 120)
-    for build_id in Build.objects.filter(status__in=IN_PROGRESS, status_changed_at__lt=cutoff).values_list(
-        "id", flat=True
-    ):
+    stalled = Build.objects.filter(status__in=IN_PROGRESS, status_changed_at__lt=cutoff)
+    # A build waiting for an administrator waits for a person, not a worker.
+    for build_id in stalled.exclude(status=BuildStatus.REVIEWING).values_list("id", flat=True):
         fail(build_id, "The build stopped making progress (the worker may have restarted). Deploy again.")
 
 

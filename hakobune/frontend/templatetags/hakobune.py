@@ -18,11 +18,14 @@ PIPELINE = [
 def pipeline_steps(build):
     """The pipeline's steps, each marked done, current, failed or waiting."""
     steps = []
-    reached = PIPELINE.index(build.status) if build.status in PIPELINE else None
+    # Waiting for review is the deploy step, not yet begun.
+    status = BuildStatus.DEPLOYING if build.status == BuildStatus.REVIEWING else build.status
+    reached = PIPELINE.index(status) if status in PIPELINE else None
     failed_at = None
     if reached is None:
         # A failed or cancelled build stopped at the step it was claimed for.
-        failed_at = max(PIPELINE.index(build.failed_step), 1) if build.failed_step in PIPELINE else 1
+        failed_step = BuildStatus.DEPLOYING if build.failed_step == BuildStatus.REVIEWING else build.failed_step
+        failed_at = max(PIPELINE.index(failed_step), 1) if failed_step in PIPELINE else 1
     for index, status in enumerate(PIPELINE[1:], start=1):
         if reached is not None:
             state = "done" if index < reached or status == BuildStatus.LIVE == build.status else (
@@ -30,7 +33,8 @@ def pipeline_steps(build):
             )
         else:
             state = "done" if index < failed_at else ("failed" if index == failed_at else "waiting")
-        steps.append({"label": status.label, "state": state})
+        label = BuildStatus.REVIEWING.label if build.status == BuildStatus.REVIEWING and state == "current" else status.label
+        steps.append({"label": label, "state": state})
     return steps
 
 

@@ -9,6 +9,8 @@ class BuildStatus(models.TextChoices):
     FETCHING = "fetching", "Fetching source"
     DETECTING = "detecting", "Detecting stack"
     BUILDING = "building", "Building image"
+    # Built; an administrator reviews the service before its first deploy goes live.
+    REVIEWING = "reviewing", "Waiting for review"
     DEPLOYING = "deploying", "Deploying"
     LIVE = "live", "Live"
     FAILED = "failed", "Failed"
@@ -20,6 +22,7 @@ IN_PROGRESS = (
     BuildStatus.FETCHING,
     BuildStatus.DETECTING,
     BuildStatus.BUILDING,
+    BuildStatus.REVIEWING,
     BuildStatus.DEPLOYING,
 )
 FINISHED = (BuildStatus.LIVE, BuildStatus.FAILED, BuildStatus.CANCELLED)

@@ -17,12 +17,25 @@ class ServiceActionError(Exception):
     pass
 
 
+QUOTA_FIELDS = ("cpu", "memory_mb", "instances", "min_instances", "max_instances")
+
+
+def _within_quota(service: Service, *, creating: bool = False, **changes) -> None:
+    from hakobune.platform.governance.quotas import QuotaExceeded, check_quota
+
+    try:
+        check_quota(service, creating=creating, **changes)
+    except QuotaExceeded as exc:
+        raise ServiceActionError(str(exc))
+
+
 def create_service(
     *, team, name: str, created_by, git_url: str = "", git_ref: str = "", git_token: str = "", **settings_fields
 ) -> Service:
     if Service.objects.filter(team=team, name=name).exists():
         raise ServiceActionError(f"Your team already has a service called {name}.")
     service = Service(team=team, name=name, created_by=created_by, **settings_fields)
+    _within_quota(service, creating=True)
     if git_url:
         try:
             checked = check_git_source(git_url, git_ref, git_token)
@@ -145,8 +158,10 @@ def rollback(*, service: Service, to_release, created_by=None):
             f"v{to_release.number} is older than the last {settings.KEEP_RELEASES} releases, whose images are kept. "
             f"Redeploy its source instead (deploy #{to_release.build.number})."
         )
+    config = dict(to_release.config)
+    _within_quota(service, **{name: config[name] for name in QUOTA_FIELDS if name in config})
     return _new_release(
-        service, build=to_release.build, image=to_release.image, config=dict(to_release.config),
+        service, build=to_release.build, image=to_release.image, config=config,
         description=f"Rollback to v{to_release.number}",
     )
 
@@ -156,6 +171,7 @@ def scale(*, service: Service, instances: int, created_by=None):
     the same image with the new count."""
     if not 1 <= instances <= 10:
         raise ServiceActionError("A service runs 1 to 10 instances.")
+    _within_quota(service, instances=instances)
     Service.objects.filter(id=service.id).update(instances=instances)
     service.instances = instances
     live = service.live_release
@@ -221,6 +237,7 @@ def update_settings(*, service: Service, created_by=None, **fields):
     changed = {name: value for name, value in fields.items() if getattr(service, name) != value}
     if not changed:
         return None
+    _within_quota(service, **{name: value for name, value in changed.items() if name in QUOTA_FIELDS})
     for name, value in changed.items():
         setattr(service, name, value)
     try:

@@ -13,6 +13,8 @@ from hakobune.platform.accounts.permissions import membership_or_404, teams_of
 from hakobune.platform.builds.models import Build
 from hakobune.runtime.base import RuntimeBackendError, ServiceRef
 
+from hakobune.platform.governance.quotas import limits_of, usage_of
+
 from .backends import backend_for
 from .forms import DeployForm, NewServiceForm, ServiceSettingsForm
 from .models import Service
@@ -51,6 +53,8 @@ def _service_or_404(request, team_name, service_name):
 
 def service_status(service, latest_build):
     """One word for a service, as the dashboard shows it."""
+    if latest_build and latest_build.status == "reviewing":
+        return "in review"
     if latest_build and latest_build.in_progress:
         return "deploying"
     if service.live_release_id and service.desired_state == "stopped":
@@ -72,7 +76,7 @@ def dashboard(request):
         for service in team.services.select_related("live_release").exclude(desired_state="deleted"):
             latest = service.builds.first()
             services.append({"service": service, "latest_build": latest, "status": service_status(service, latest)})
-        teams.append({"team": team, "services": services})
+        teams.append({"team": team, "services": services, "usage": usage_of(team), "limits": limits_of(team)})
     return render(request, "services/dashboard.html", {"teams": teams})
 
 

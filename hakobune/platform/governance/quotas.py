@@ -1,0 +1,94 @@
+"""Team quotas: how many services a team has, and how much CPU and memory its
+services may hold at once, counted alike for every runtime: each backend says
+what a service's settings reserve on it (Cloud Run rounds up to whole CPUs)."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from hakobune.runtime.base import RuntimeBackendError
+
+from .models import TeamPolicy
+
+
+class QuotaExceeded(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Limits:
+    services: int
+    cpu: float
+    memory_mb: int
+
+
+@dataclass(frozen=True)
+class Usage:
+    services: int
+    cpu: float
+    memory_mb: int
+
+
+def limits_of(team) -> Limits:
+    policy = TeamPolicy.objects.filter(team=team).first()
+
+    def pick(field, default):
+        value = getattr(policy, field, None) if policy else None
+        return default if value is None else value
+
+    return Limits(
+        services=int(pick("max_services", settings.TEAM_MAX_SERVICES)),
+        cpu=float(pick("max_cpu", settings.TEAM_MAX_CPU)),
+        memory_mb=int(pick("max_memory_mb", settings.TEAM_MAX_MEMORY_MB)),
+    )
+
+
+def reservation(service) -> tuple[float, int]:
+    """What the service's current settings hold at most on its runtime."""
+    from hakobune.platform.services.backends import backend_for
+
+    values = dict(
+        cpu=float(service.cpu), memory_mb=int(service.memory_mb), instances=int(service.instances),
+        min_instances=service.min_instances, max_instances=service.max_instances,
+    )
+    try:
+        return backend_for(service).reserved(**values)
+    except RuntimeBackendError:
+        return values["cpu"] * values["instances"], values["memory_mb"] * values["instances"]
+
+
+def usage_of(team) -> Usage:
+    services = list(team.services.exclude(desired_state="deleted"))
+    held = [reservation(service) for service in services]
+    return Usage(len(services), round(sum(c for c, _ in held), 2), sum(m for _, m in held))
+
+
+def check_quota(service, *, creating: bool = False, **changes) -> None:
+    """Raises QuotaExceeded, in words, when creating `service` or giving it
+    `changes` (cpu, memory_mb, instances, min/max_instances) would take its
+    team over a limit. A change that holds no more than before always passes,
+    so lowering a quota never stops a team from shrinking."""
+    team = service.team
+    limits, now = limits_of(team), usage_of(team)
+    before = (0.0, 0) if creating else reservation(service)
+    changed = copy.copy(service)
+    for name, value in changes.items():
+        setattr(changed, name, value)
+    after = reservation(changed)
+    problems = []
+    if creating and now.services + 1 > limits.services:
+        problems.append(f"at most {limits.services} service{'s' if limits.services != 1 else ''} (it has {now.services})")
+    cpu = round(now.cpu - before[0] + after[0], 2)
+    if after[0] > before[0] and cpu > limits.cpu + 1e-9:
+        problems.append(f"{limits.cpu:g} CPU cores at once (its services would hold {cpu:g}; now {now.cpu:g})")
+    memory = now.memory_mb - before[1] + after[1]
+    if after[1] > before[1] and memory > limits.memory_mb:
+        problems.append(f"{limits.memory_mb} MiB of memory at once (its services would hold {memory}; now {now.memory_mb})")
+    if problems:
+        raise QuotaExceeded(
+            f"Team {team.name} may have {' and '.join(problems)}. Use fewer instances, less CPU or memory, or "
+            "delete a service you no longer need; an administrator can raise the team's quota."
+        )

@@ -1,0 +1,87 @@
+"""Review of new services: where the platform or a team asks for it, a
+service's first deploy is built and then waits until an administrator
+approves it; later deploys of an approved service go straight through."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from hakobune.platform.builds.models import Build, BuildStatus
+from hakobune.platform.builds.state import advance, fail
+
+from .models import ServiceReview, TeamPolicy
+
+
+class ReviewError(Exception):
+    pass
+
+
+def review_required(team) -> bool:
+    policy = TeamPolicy.objects.filter(team=team).first()
+    if policy and policy.review:
+        return policy.review == TeamPolicy.Review.REQUIRED
+    return settings.REVIEW_NEW_SERVICES
+
+
+def needs_review(service) -> bool:
+    """Whether a build of `service` waits for an administrator before it deploys."""
+    if not review_required(service.team):
+        return False
+    review = ServiceReview.objects.filter(service=service).first()
+    return review is None or review.status != ServiceReview.Status.APPROVED
+
+
+def request_review(service) -> ServiceReview:
+    """Puts the service in the review queue (again, after a rejection)."""
+    review, created = ServiceReview.objects.get_or_create(service=service)
+    if not created and review.status == ServiceReview.Status.REJECTED:
+        ServiceReview.objects.filter(id=review.id).update(
+            status=ServiceReview.Status.PENDING, requested_at=timezone.now()
+        )
+    return review
+
+
+def waiting_builds(service):
+    return Build.objects.filter(service=service, status=BuildStatus.REVIEWING)
+
+
+def approve(*, service, by, note: str = "") -> list[int]:
+    """Approves the service; its builds waiting for review deploy now. Returns their ids."""
+    from hakobune.worker.tasks import deploy_release
+
+    _check_reviewer(by)
+    ServiceReview.objects.update_or_create(
+        service=service,
+        defaults={"status": ServiceReview.Status.APPROVED, "note": note, "reviewed_by": by, "reviewed_at": timezone.now()},
+    )
+    released = []
+    for build_id in waiting_builds(service).values_list("id", flat=True):
+        if advance(build_id, BuildStatus.REVIEWING, BuildStatus.DEPLOYING):
+            released.append(build_id)
+            transaction.on_commit(lambda build_id=build_id: deploy_release.delay(build_id))
+    return released
+
+
+def reject(*, service, by, note: str) -> list[int]:
+    """Does not approve the service, saying why; its waiting builds fail with the note."""
+    _check_reviewer(by)
+    note = (note or "").strip()
+    if not note:
+        raise ReviewError("Say why, so that the team knows what to change.")
+    ServiceReview.objects.update_or_create(
+        service=service,
+        defaults={"status": ServiceReview.Status.REJECTED, "note": note, "reviewed_by": by, "reviewed_at": timezone.now()},
+    )
+    failed = []
+    for build_id in waiting_builds(service).values_list("id", flat=True):
+        if fail(build_id, f"An administrator did not approve this service: {note} Change it and deploy again; "
+                          "the new deploy is reviewed again."):
+            failed.append(build_id)
+    return failed
+
+
+def _check_reviewer(user) -> None:
+    if not user.is_staff:
+        raise ReviewError("Only administrators review services.")

@@ -1,0 +1,84 @@
+"""Staff: each team's quota and usage, and the queue of services waiting for
+review, with what each would run."""
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from hakobune.platform.accounts.models import Team
+from hakobune.platform.services.models import Service
+
+from .forms import TeamPolicyForm
+from .models import ServiceReview, TeamPolicy
+from .quotas import limits_of, usage_of
+from .reviews import ReviewError, approve, reject, review_required
+
+
+def _staff_or_403(request):
+    if not request.user.is_staff:
+        raise PermissionDenied("Only administrators set quotas and review services.")
+
+
+@login_required
+def governance_page(request):
+    _staff_or_403(request)
+    pending = (
+        ServiceReview.objects.filter(status=ServiceReview.Status.PENDING)
+        .select_related("service__team")
+        .order_by("requested_at")
+    )
+    queue = [{"review": review, "build": review.service.builds.first()} for review in pending]
+    teams = [
+        {"team": team, "usage": usage_of(team), "limits": limits_of(team), "review": review_required(team),
+         "own": TeamPolicy.objects.filter(team=team).exists()}
+        for team in Team.objects.order_by("name")
+    ]
+    recent = ServiceReview.objects.exclude(status=ServiceReview.Status.PENDING).select_related(
+        "service__team", "reviewed_by"
+    ).order_by("-reviewed_at")[:10]
+    return render(request, "governance/governance.html", {
+        "queue": queue, "teams": teams, "recent": recent, "review_default": settings.REVIEW_NEW_SERVICES,
+    })
+
+
+@login_required
+def team_policy(request, team):
+    _staff_or_403(request)
+    team = get_object_or_404(Team, name=team)
+    policy = TeamPolicy.objects.filter(team=team).first() or TeamPolicy(team=team)
+    defaults = {"max_services": settings.TEAM_MAX_SERVICES, "max_cpu": settings.TEAM_MAX_CPU,
+                "max_memory_mb": settings.TEAM_MAX_MEMORY_MB}
+    form = TeamPolicyForm(request.POST or None, instance=policy, defaults=defaults)
+    if request.method == "POST" and form.is_valid():
+        saved = form.save(commit=False)
+        saved.updated_by = request.user
+        saved.save()
+        messages.success(request, f"Saved team {team}'s quota. Services that already hold more keep running; "
+                                  "they cannot grow until they are under it.")
+        return redirect("governance")
+    return render(request, "governance/team_policy.html", {"team": team, "form": form, "usage": usage_of(team),
+                                                           "limits": limits_of(team)})
+
+
+@login_required
+@require_POST
+def review_service(request, service_id, decision):
+    _staff_or_403(request)
+    if decision not in ("approve", "reject"):
+        raise Http404("Approve or reject.")
+    service = get_object_or_404(Service.objects.select_related("team"), id=service_id)
+    note = request.POST.get("note", "")
+    try:
+        if decision == "approve":
+            released = approve(service=service, by=request.user, note=note)
+            messages.success(request, f"Approved {service}." + (" Its deploy goes on now." if released else ""))
+        else:
+            reject(service=service, by=request.user, note=note)
+            messages.success(request, f"Did not approve {service}; the team sees why.")
+    except ReviewError as exc:
+        messages.error(request, str(exc))
+    return redirect("governance")
