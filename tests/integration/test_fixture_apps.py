@@ -14,6 +14,7 @@ from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from hakobune.platform.accounts.services import create_team
+from hakobune.platform.governance.models import TeamPolicy
 from hakobune.platform.services.models import Service
 from hakobune.platform.services.services import create_service, deploy_service
 from hakobune.runtime.docker_local import LABEL_TEAM, team_network_name
@@ -78,6 +79,8 @@ def outcomes(django_db_blocker, worker, router, docker_client):
     with django_db_blocker.unblock():
         owner = get_user_model().objects.create_user(username=f"deployer-{team_name}", password="x")
         team = create_team(name=team_name, owner=owner)
+        # One team holds an app of every stack at once: more than a default quota.
+        TeamPolicy.objects.create(team=team, max_services=len(apps), max_cpu=len(apps), max_memory_mb=len(apps) * 1024)
         builds = {}
         for app in apps:
             settings = {}

@@ -140,3 +140,24 @@ def run_pipeline(service, owner, queued_tasks, app="flask-hello"):
     tasks.deploy_release(build.id)
     build.refresh_from_db()
     return build
+
+
+def cloud_monitoring_series(end: str) -> dict:
+    """What (fake) Cloud Monitoring answers for a service: one one-minute point
+    ending at `end` (RFC 3339) per metric and group, keyed by metric type."""
+    start = end  # only the end matters to Hakobune
+
+    def series(labels, value, reducer=None):
+        point = {"interval": {"startTime": start, "endTime": end}, "value": value}
+        return {"metric": {"labels": labels}, "points": [point], **({"_reducer": reducer} if reducer else {})}
+
+    return {
+        "run.googleapis.com/request_count": [series({"response_code_class": "2xx"}, {"int64Value": "42"}),
+                                             series({"response_code_class": "5xx"}, {"int64Value": "3"})],
+        "run.googleapis.com/request_latencies": [series({}, {"doubleValue": 12.5}, "REDUCE_PERCENTILE_50"),
+                                                 series({}, {"doubleValue": 80.0}, "REDUCE_PERCENTILE_95"),
+                                                 series({}, {"doubleValue": 120.0}, "REDUCE_PERCENTILE_99")],
+        "run.googleapis.com/container/cpu/utilizations": [series({}, {"doubleValue": 0.35})],
+        "run.googleapis.com/container/memory/utilizations": [series({}, {"doubleValue": 0.5})],
+        "run.googleapis.com/container/instance_count": [series({"state": "active"}, {"int64Value": "2"})],
+    }

@@ -16,6 +16,7 @@ from tests.unit.cloud_run_fixtures import (  # noqa: F401 (fixtures)
     PROJECT,
     REGION,
     backend_options,
+    cloud_monitoring_series,
     cloud_run,
     fake_gcp,
     loopback_only,
@@ -232,23 +233,7 @@ def test_logs_come_from_cloud_logging_oldest_first(cloud_run, fake_gcp):
 
 
 def test_metrics_come_from_cloud_monitoring(cloud_run, fake_gcp):
-    def series(labels, value, reducer=None, end="2026-11-28T10:05:00Z"):
-        point = {"interval": {"startTime": "2026-11-28T10:04:00Z", "endTime": end}, "value": value}
-        data = {"metric": {"labels": labels}, "points": [point]}
-        if reducer:
-            data["_reducer"] = reducer
-        return data
-
-    fake_gcp.time_series = {
-        "run.googleapis.com/request_count": [series({"response_code_class": "2xx"}, {"int64Value": "42"}),
-                                             series({"response_code_class": "5xx"}, {"int64Value": "3"})],
-        "run.googleapis.com/request_latencies": [series({}, {"doubleValue": 12.5}, "REDUCE_PERCENTILE_50"),
-                                                 series({}, {"doubleValue": 80.0}, "REDUCE_PERCENTILE_95"),
-                                                 series({}, {"doubleValue": 120.0}, "REDUCE_PERCENTILE_99")],
-        "run.googleapis.com/container/cpu/utilizations": [series({}, {"doubleValue": 0.35})],
-        "run.googleapis.com/container/memory/utilizations": [series({}, {"doubleValue": 0.5})],
-        "run.googleapis.com/container/instance_count": [series({"state": "active"}, {"int64Value": "2"})],
-    }
+    fake_gcp.time_series = cloud_monitoring_series("2026-11-28T10:05:00Z")
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for s in cloud_run.metrics(REF)}
     assert samples == {
         ("request_count", (("response_code_class", "2xx"),)): 42,

@@ -3,7 +3,7 @@ reads) drawn as charts: CPU and memory of each instance with the memory
 limit for a local service; requests by status class, latency percentiles and
 instances for a Cloud Run service, from (fake) Cloud Monitoring."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import pytest
 
@@ -12,6 +12,7 @@ from hakobune.platform.observability.collectors import collect_all
 from hakobune.platform.observability.models import MetricPoint
 from hakobune.platform.services.services import create_service
 from tests.unit.cloud_run_fixtures import (  # noqa: F401 (fixtures)
+    cloud_monitoring_series,
     cloudrun_target,
     fake_gcp,
     loopback_only,
@@ -47,32 +48,18 @@ def test_a_cloud_run_service_shows_requests_latency_and_instances(team, owner, l
     service = create_service(team=team, name="hello", created_by=owner, target="cloudrun")
     run_pipeline(service, owner, queued_tasks)
     minute = datetime.now(timezone.utc).replace(second=0, microsecond=0)
-
-    def series(labels, value, reducer=None):
-        point = {"interval": {"startTime": (minute - timedelta(minutes=1)).isoformat().replace("+00:00", "Z"),
-                              "endTime": minute.isoformat().replace("+00:00", "Z")}, "value": value}
-        return {"metric": {"labels": labels}, "points": [point], **({"_reducer": reducer} if reducer else {})}
-
-    cloudrun_target.time_series = {
-        "run.googleapis.com/request_count": [series({"response_code_class": "2xx"}, {"int64Value": "42"}),
-                                             series({"response_code_class": "5xx"}, {"int64Value": "3"})],
-        "run.googleapis.com/request_latencies": [series({}, {"doubleValue": 12.5}, "REDUCE_PERCENTILE_50"),
-                                                 series({}, {"doubleValue": 80.0}, "REDUCE_PERCENTILE_95"),
-                                                 series({}, {"doubleValue": 120.0}, "REDUCE_PERCENTILE_99")],
-        "run.googleapis.com/container/cpu/utilizations": [series({}, {"doubleValue": 0.35})],
-        "run.googleapis.com/container/instance_count": [series({"state": "active"}, {"int64Value": "2"})],
-    }
+    cloudrun_target.time_series = cloud_monitoring_series(minute.isoformat().replace("+00:00", "Z"))
 
     kept = collect_all()
     # Cloud Run answers with the same one-minute point until the next minute: kept once.
     assert collect_all() == 0
-    assert kept == 7 == MetricPoint.objects.filter(service=service).count()
+    assert kept == 8 == MetricPoint.objects.filter(service=service).count()
     assert set(MetricPoint.objects.filter(name="request_count").values_list("instance", flat=True)) == {
         "response_code_class=2xx", "response_code_class=5xx"
     }
 
     page = login(owner).get("/t/acme/hello/metrics/?range=6h").content.decode()
-    for title in ("CPU", "Requests", "Latency", "Instances"):
+    for title in ("CPU", "Memory", "Requests", "Latency", "Instances"):
         assert f"<strong>{title}</strong>" in page
     assert "2xx <span class=\"muted\">42</span>" in page and "5xx <span class=\"muted\">3</span>" in page
     assert "p95 <span class=\"muted\">80</span>" in page and "active <span class=\"muted\">2</span>" in page
