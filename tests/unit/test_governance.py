@@ -216,3 +216,14 @@ def test_a_build_waiting_for_review_is_not_called_stalled(reviewed_team, owner, 
     settings.BUILD_TIMEOUT = -10_000
     tasks.fail_stalled_builds()
     assert Build.objects.get(id=build.id).status == BuildStatus.REVIEWING
+
+
+def test_the_api_tells_a_member_the_teams_quota(client, owner, team, small_quota, dummy_backend):
+    from tests.unit.test_api import API, bearer
+
+    create_service(team=team, name="api", created_by=owner, cpu=Decimal("0.5"), memory_mb=256, instances=2)
+    (answer,) = client.get(f"{API}/teams/", **bearer(owner)).json()
+    assert answer["quota"] == {
+        "services": {"used": 1, "limit": 2}, "cpu": {"used": 1.0, "limit": 2.0},
+        "memory_mb": {"used": 512, "limit": 1024}, "review": False,
+    }

@@ -48,10 +48,23 @@ class MeSerializer(serializers.Serializer):
     teams = MembershipOfMeSerializer(many=True, source="memberships")
 
 
+class QuotaLineSerializer(serializers.Serializer):
+    used = serializers.FloatField(help_text="What the team's services hold now, as their runtimes count it.")
+    limit = serializers.FloatField()
+
+
+class QuotaSerializer(serializers.Serializer):
+    services = QuotaLineSerializer()
+    cpu = QuotaLineSerializer(help_text="CPU cores held at once.")
+    memory_mb = QuotaLineSerializer(help_text="MiB held at once.")
+    review = serializers.BooleanField(help_text="Whether a new service's first deploy waits for an administrator.")
+
+
 class TeamSerializer(serializers.Serializer):
     name = serializers.CharField()
     role = serializers.ChoiceField(choices=Role.choices, help_text="Your role in it.")
     created_at = serializers.DateTimeField()
+    quota = QuotaSerializer()
 
 
 DNS_LABEL = r"^[a-z]([a-z0-9-]*[a-z0-9])?$"
@@ -104,7 +117,7 @@ class SourceSerializer(serializers.Serializer):
 class ServiceSerializer(serializers.Serializer):
     name = serializers.CharField()
     team = serializers.CharField(source="team.name")
-    status = serializers.SerializerMethodField(help_text="new, deploying, live, stopped or failed")
+    status = serializers.SerializerMethodField(help_text="new, deploying, in review, live, stopped, asleep or failed")
     url = serializers.CharField()
     target = serializers.CharField()
     cpu = serializers.FloatField()
@@ -220,7 +233,7 @@ class BuildSerializer(serializers.Serializer):
     number = serializers.IntegerField()
     team = serializers.CharField(source="service.team.name")
     service = serializers.CharField(source="service.name")
-    status = serializers.CharField()
+    status = serializers.CharField(help_text="queued, fetching, detecting, building, reviewing (waiting for an administrator), deploying, live, failed or cancelled")
     in_progress = serializers.BooleanField()
     reason = serializers.CharField(source="failure_reason", help_text="Why it failed, when it did.")
     failed_step = serializers.CharField()

@@ -230,7 +230,20 @@ class MeView(APIView):
 
 
 def _team_data(membership):
-    return {"name": membership.team.name, "role": membership.role, "created_at": membership.team.created_at}
+    from hakobune.platform.governance.quotas import limits_of, usage_of
+    from hakobune.platform.governance.reviews import review_required
+
+    team = membership.team
+    usage, limits = usage_of(team), limits_of(team)
+    return {
+        "name": team.name, "role": membership.role, "created_at": team.created_at,
+        "quota": {
+            "services": {"used": usage.services, "limit": limits.services},
+            "cpu": {"used": usage.cpu, "limit": limits.cpu},
+            "memory_mb": {"used": usage.memory_mb, "limit": limits.memory_mb},
+            "review": review_required(team),
+        },
+    }
 
 
 class TeamsView(APIView):
