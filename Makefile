@@ -46,4 +46,4 @@ logs:
 # Deploys a fixture app to a real Google Cloud project (needs CLOUDRUN_PROJECT and
 # credentials; refuses without them). Not part of `make test`.
 cloudrun-smoke:
-	@$(PY) scripts/cloudrun_smoke.py
+	@$(PY) scripts/cloudrun_smoke.py $(ARGS)

@@ -35,6 +35,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--app", default="flask-hello", help="a folder in tests/fixtures/apps")
     parser.add_argument("--keep", action="store_true", help="leave the service running")
+    parser.add_argument("--secret", action="append", default=[], metavar="KEY=SECRET[:VERSION]",
+                        help="an env var read from Secret Manager (the secret must exist)")
     args = parser.parse_args()
 
     project = os.environ.get("CLOUDRUN_PROJECT", "")
@@ -65,7 +67,15 @@ def main() -> None:
     ref = ServiceRef("smoke", args.app.replace("_", "-"))
     stack_image = {"python": "python:3.12-slim", "node": "node:22-slim"}.get(plan.stack)
     dockerfile = None if plan.uses_own_dockerfile else plan.dockerfile(stack_image or "", build_image=None)
+    secret_env = {}
+    for pair in args.secret:
+        key, _, reference = pair.partition("=")
+        try:
+            secret_env[key] = backend.secret_reference(reference)
+        except ValueError as exc:
+            refuse(f"--secret {pair}: {exc}")
     try:
+        print(f"✓ {backend.check_access()}")
         with tempfile.TemporaryDirectory() as tmp:
             archive = Path(tmp) / "source.tar.gz"
             source.pack_tree(app, archive)
@@ -73,7 +83,7 @@ def main() -> None:
         print(f"✓ image {image}")
         result = backend.deploy(DeploySpec(
             team=ref.team, service=ref.service, release_id=1, release_number=1, image=image, hostname="",
-            port=plan.port, cpu=1, memory_mb=512, instances=1,
+            port=plan.port, cpu=1, memory_mb=512, instances=1, secret_env=secret_env,
         ))
         print(f"✓ live at {result.url} (revision {result.state['revision']})")
         for attempt in range(10):
