@@ -544,6 +544,10 @@ def cmd_deploy(args) -> int:
     if build["status"] == "live":
         print(f"\n{name} is live (deploy #{build['number']}): {build['url']}")
         return EXIT_OK
+    if build["status"] == "reviewing":
+        print(f"\nDeploy #{build['number']} is built and waits for an administrator's review; "
+              f"it goes live by itself once they approve ({build['url']}).")
+        return EXIT_OK
     reason = build["reason"] or f"the build ended as {build['status']}"
     print(f"\nDeploy #{build['number']} failed: {reason}", file=sys.stderr)
     return EXIT_FAILED

@@ -227,3 +227,30 @@ def test_the_api_tells_a_member_the_teams_quota(client, owner, team, small_quota
         "services": {"used": 1, "limit": 2}, "cpu": {"used": 1.0, "limit": 2.0},
         "memory_mb": {"used": 512, "limit": 1024}, "review": False,
     }
+
+
+def test_of_two_deploys_waiting_only_the_newest_goes_on(
+    reviewed_team, owner, admin, cloudrun_target, queued_tasks, django_capture_on_commit_callbacks
+):
+    from hakobune.platform.governance.reviews import approve
+
+    service = create_service(team=reviewed_team, name="hello", created_by=owner, target="cloudrun")
+    first, second = build_until_review(service, owner), build_until_review(service, owner)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert approve(service=service, by=admin) == [second.id]
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert first.status == BuildStatus.CANCELLED and "Deploy #2 came after it" in first.failure_reason
+    assert second.status == BuildStatus.DEPLOYING
+    assert [task for task in queued_tasks if task[0] == "deploy_release"] == [("deploy_release", second.id)]
+
+
+def test_the_api_log_stream_ends_when_a_build_waits_for_review(client, reviewed_team, owner, cloudrun_target, queued_tasks):
+    from tests.unit.test_api import API, bearer
+
+    service = create_service(team=reviewed_team, name="hello", created_by=owner, target="cloudrun")
+    build = build_until_review(service, owner)
+    stream = client.get(f"{API}/builds/{build.id}/log?follow=1", **bearer(owner))
+    text = b"".join(stream.streaming_content).decode()
+    assert "reviewed by an administrator" in text
+    assert 'event: end\ndata: {"status": "reviewing", "reason": ""}' in text

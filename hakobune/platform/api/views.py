@@ -32,7 +32,7 @@ from hakobune.platform.accounts.models import Membership, Role
 from hakobune.platform.accounts.permissions import membership_or_404
 from hakobune.platform.accounts.services import add_member, create_team, remove_member
 from hakobune.platform.accounts.tokens import create_api_token
-from hakobune.platform.builds.models import Build
+from hakobune.platform.builds.models import Build, BuildStatus
 from hakobune.platform.services.backends import backend_for
 from hakobune.platform.services.forms import ArchiveField
 from hakobune.platform.services.models import Service
@@ -463,8 +463,8 @@ class BuildLogView(StreamingView):
             (200, "text/plain"): OpenApiResponse(OpenApiTypes.STR, description="The log so far, one line per line."),
             (200, "text/event-stream"): OpenApiResponse(
                 OpenApiTypes.ANY,
-                description="With ?follow=1: one event per line (id = line id) until the build ends, then an "
-                "`end` event whose data is {\"status\", \"reason\"}.",
+                description="With ?follow=1: one event per line (id = line id) until the build ends or waits "
+                "for review, then an `end` event whose data is {\"status\", \"reason\"}.",
             ),
             **errors(400, *READ_ERRORS),
         },
@@ -487,7 +487,8 @@ def _follow_build(build_id: int, after: int):
     deadline = time.monotonic() + settings.API_STREAM_MAX_SECONDS
     while True:
         build = Build.objects.only("status", "failure_reason").get(id=build_id)
-        finished = not build.in_progress
+        # Waiting for an administrator's review is waiting for a person: the stream ends there.
+        finished = not build.in_progress or build.status == BuildStatus.REVIEWING
         lines = list(Build.objects.get(id=build_id).log_lines.filter(id__gt=after).values_list("id", "text")[:1000])
         for line_id, text in lines:
             yield sse(text, id=line_id)

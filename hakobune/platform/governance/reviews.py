@@ -48,7 +48,8 @@ def waiting_builds(service):
 
 
 def approve(*, service, by, note: str = "") -> list[int]:
-    """Approves the service; its builds waiting for review deploy now. Returns their ids."""
+    """Approves the service; its newest build waiting for review deploys now
+    (older waiting ones are cancelled). Returns the ids of those that deploy."""
     from hakobune.worker.tasks import deploy_release
 
     _check_reviewer(by)
@@ -56,12 +57,15 @@ def approve(*, service, by, note: str = "") -> list[int]:
         service=service,
         defaults={"status": ServiceReview.Status.APPROVED, "note": note, "reviewed_by": by, "reviewed_at": timezone.now()},
     )
-    released = []
-    for build_id in waiting_builds(service).values_list("id", flat=True):
-        if advance(build_id, BuildStatus.REVIEWING, BuildStatus.DEPLOYING):
-            released.append(build_id)
-            transaction.on_commit(lambda build_id=build_id: deploy_release.delay(build_id))
-    return released
+    # Only the newest waiting deploy goes on; older ones it replaces end here.
+    *older, newest = list(waiting_builds(service).order_by("number").values_list("id", "number")) or [(None, None)]
+    for build_id, _ in older:
+        advance(build_id, BuildStatus.REVIEWING, BuildStatus.CANCELLED,
+                failure_reason=f"Deploy #{newest[1]} came after it and went on in its place once approved.")
+    if newest[0] is not None and advance(newest[0], BuildStatus.REVIEWING, BuildStatus.DEPLOYING):
+        transaction.on_commit(lambda: deploy_release.delay(newest[0]))
+        return [newest[0]]
+    return []
 
 
 def reject(*, service, by, note: str) -> list[int]:
