@@ -318,3 +318,20 @@ def test_the_cli_sets_a_secret_variable(live_server, owner, cloudrun_target, mon
     assert cli.main(["env", "-s", "hello", "-t", "acme", "set", "--secret", "TOKEN"]) == 2
     assert "write KEY=SECRET[:VERSION]" in capsys.readouterr().err
     assert EnvVar.objects.get(service=service, key="DB_PASSWORD").secret_ref == "db-password:2"
+
+
+def test_settings_that_would_strand_running_services_are_not_saved(team, owner, admin, login, cloudrun_target, queued_tasks, acme_key):
+    run_pipeline(create_service(team=team, name="hello", created_by=owner, target="cloudrun"), owner, queued_tasks)
+    client = login(admin)
+
+    page = save_team_settings(client, "acme", region="us-east1").content.decode()
+    assert "Not saved: acme/hello already runs in the project, region and repository in effect now" in page
+    assert not TeamCloudRunSettings.objects.exists()
+    page = client.post("/cloud-run/", {"project": "", "region": "asia-northeast1", "repository": "", "bucket": "",
+                                       "service_account": "", "credentials": ""}).content.decode()
+    assert "Not saved: acme/hello already runs" in page
+    assert CloudRunDefaults.load().region == ""
+
+    # A new key for the same project moves nothing.
+    save_team_settings(client, "acme", key_text=acme_key)
+    assert TeamCloudRunSettings.objects.get(team=team).key_email == KEY_EMAIL

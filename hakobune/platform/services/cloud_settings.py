@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+from django.db import transaction
+
 from hakobune.platform.crypto import decrypt, encrypt
 
 from .models import CloudRunDefaults, CloudRunSettingsBase, TeamCloudRunSettings
@@ -75,3 +77,34 @@ def store_key(settings_row: CloudRunSettingsBase, text: str) -> None:
     settings_row.key_encrypted = encrypt(json.dumps(key))
     settings_row.key_email = email
     settings_row.credentials = Credentials.KEY
+
+
+def save_unless_services_move(row: CloudRunSettingsBase, alias: str, base: dict) -> list[str]:
+    """Saves staff's settings unless they would move existing services to
+    another project, region or repository (where Hakobune would no longer find
+    them, nor delete them and their images). Returns those services, not saving."""
+    from hakobune.platform.accounts.models import Team
+
+    from .models import Service
+
+    services = Service.objects.filter(target=alias, releases__isnull=False).exclude(desired_state="deleted").distinct()
+    if isinstance(row, TeamCloudRunSettings):
+        services = services.filter(team=row.team)
+    teams = list(Team.objects.filter(id__in=services.values("team_id")))
+
+    def where(team) -> tuple:
+        options, _ = layered_options(base, team)
+        return options.get("project"), options.get("region"), options.get("repository")
+
+    before = {team.id: where(team) for team in teams}
+    was_new = row._state.adding
+    with transaction.atomic():
+        row.save()
+        moved = {team.id for team in teams if where(team) != before[team.id]}
+        if moved:
+            transaction.set_rollback(True)
+    if not moved:
+        return []
+    if was_new and not isinstance(row, CloudRunDefaults):
+        row.pk, row._state.adding = None, True
+    return [f"{service.team.name}/{service.name}" for service in services.filter(team_id__in=moved).select_related("team")]

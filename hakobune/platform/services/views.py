@@ -656,7 +656,7 @@ def cloud_run_settings(request, team=None):
     from hakobune.platform.accounts.models import Team
 
     from .backends import get_backend
-    from .cloud_settings import layered_options
+    from .cloud_settings import layered_options, save_unless_services_move
     from .forms import CloudRunSettingsForm
     from .models import CloudRunDefaults, TeamCloudRunSettings
 
@@ -691,9 +691,15 @@ def cloud_run_settings(request, team=None):
         if form.is_valid():
             saved = form.save(commit=False)
             saved.updated_by = request.user
-            saved.save()
-            messages.success(request, f"Saved; {alias} services of {team_obj or 'every team'} use these settings from their next action.")
-            return redirect(here)
+            stranded = save_unless_services_move(saved, alias, base)
+            if not stranded:
+                messages.success(request, f"Saved; {alias} services of {team_obj or 'every team'} use these settings from their next action.")
+                return redirect(here)
+            form.add_error(None, (
+                f"Not saved: {', '.join(stranded)} already run{'s' if len(stranded) == 1 else ''} in the project, region "
+                "and repository in effect now, and would be left behind there. Delete them first, or change only "
+                "the credentials, bucket or runtime identity."
+            ))
     else:
         form = form_class(instance=row, inherited=inherited)
     effective, _ = layered_options(base, team_obj)
