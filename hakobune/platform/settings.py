@@ -196,6 +196,7 @@ METRICS_SECONDS = env_int("METRICS_SECONDS", 15)
 CELERY_BEAT_SCHEDULE = {
     "scale-idle-to-zero": {"task": "hakobune.worker.tasks.scale_idle_to_zero", "schedule": 15.0},
     "collect-metrics": {"task": "hakobune.worker.tasks.collect_metrics", "schedule": float(METRICS_SECONDS)},
+    "roll-up-metrics": {"task": "hakobune.worker.tasks.roll_up_metrics", "schedule": 600.0},
     "prune-images": {"task": "hakobune.worker.tasks.prune_images", "schedule": 3600.0},
     "reconcile": {"task": "hakobune.worker.tasks.reconcile", "schedule": float(env_int("RECONCILE_SECONDS", 30))},
     "fail-stalled-builds": {"task": "hakobune.worker.tasks.fail_stalled_builds", "schedule": 60.0},
@@ -302,7 +303,10 @@ TEAM_MAX_SERVICES = env_int("TEAM_MAX_SERVICES", 25)
 TEAM_MAX_CPU = float(env("TEAM_MAX_CPU", "8"))
 TEAM_MAX_MEMORY_MB = env_int("TEAM_MAX_MEMORY_MB", 16384)
 REVIEW_NEW_SERVICES = env_bool("REVIEW_NEW_SERVICES", False)
-# Metrics readings are kept this long.
+# Metrics readings: each one kept for METRICS_RAW_HOURS, then their averages
+# over METRICS_ROLLUP_SECONDS, until METRICS_RETENTION_HOURS.
+METRICS_RAW_HOURS = env_int("METRICS_RAW_HOURS", 2)
+METRICS_ROLLUP_SECONDS = env_int("METRICS_ROLLUP_SECONDS", 300)
 METRICS_RETENTION_HOURS = env_int("METRICS_RETENTION_HOURS", 48)
 # Images of a service's last N releases are kept for instant rollbacks.
 KEEP_RELEASES = env_int("KEEP_RELEASES", 5)

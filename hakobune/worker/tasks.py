@@ -563,6 +563,13 @@ def scale_idle_to_zero() -> None:
 
 
 @shared_task
+def roll_up_metrics() -> None:
+    from hakobune.platform.observability.collectors import roll_up
+
+    roll_up()
+
+
+@shared_task
 def collect_metrics() -> None:
     from hakobune.platform.observability.collectors import collect_all
 

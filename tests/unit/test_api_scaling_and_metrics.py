@@ -69,3 +69,30 @@ def test_old_readings_are_dropped(service, dummy_backend, settings):
     dummy_backend.options["metrics"] = {"cpu_percent": 5.0}
     collect_all()
     assert list(MetricPoint.objects.values_list("value", flat=True)) == [5.0]
+
+
+def test_readings_older_than_two_hours_become_five_minute_averages(service, settings):
+    from hakobune.platform.observability.collectors import roll_up
+
+    now = timezone.now()
+    stamps = [now - timedelta(seconds=15 * index) for index in range(3 * 240)]  # 3 hours, every 15 s
+    MetricPoint.objects.bulk_create(
+        MetricPoint(service=service, timestamp=stamp, epoch=int(stamp.timestamp()), name="cpu_percent",
+                    value=float(index % 13), instance="hello-2")
+        for index, stamp in enumerate(stamps)
+    )
+    since = now - timedelta(hours=3, minutes=5)
+    before = history(service, since, 300)
+
+    replaced = roll_up(now)
+
+    cutoff = int((now - timedelta(hours=2)).timestamp()) // 300 * 300
+    assert replaced == sum(1 for stamp in stamps if int(stamp.timestamp()) < cutoff) > 200
+    rolled = MetricPoint.objects.filter(period=300)
+    assert rolled.count() == len({int(s.timestamp()) // 300 for s in stamps if int(s.timestamp()) < cutoff})
+    # Five-minute averages are what they were; each reading of the last two hours is still there.
+    after = history(service, since, 300)
+    assert [(row["timestamp"], row["labels"]) for row in after] == [(row["timestamp"], row["labels"]) for row in before]
+    assert [row["value"] for row in after] == pytest.approx([row["value"] for row in before])
+    assert MetricPoint.objects.filter(period=0).count() == len(stamps) - replaced
+    assert roll_up(now) == 0

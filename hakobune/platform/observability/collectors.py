@@ -4,8 +4,11 @@ while; charts and the API read that history."""
 
 import logging
 from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 from django.conf import settings
+from django.db import transaction
+from django.db.models import Avg, F
 from django.utils import timezone
 
 from hakobune.platform.services.backends import backend_for
@@ -29,16 +32,11 @@ def collect_all() -> int:
         except RuntimeBackendError as exc:
             logger.warning("no metrics from %s: %s", service, exc.message)
             continue
-        points = [
-            MetricPoint(
-                service=service,
-                timestamp=sample.timestamp if sample.timestamp.tzinfo else timezone.make_aware(sample.timestamp),
-                name=sample.name,
-                value=sample.value,
-                instance=series_of(sample.labels),
-            )
-            for sample in samples
-        ]
+        points = []
+        for sample in samples:
+            stamp = sample.timestamp if sample.timestamp.tzinfo else timezone.make_aware(sample.timestamp)
+            points.append(MetricPoint(service=service, timestamp=stamp, epoch=int(stamp.timestamp()), name=sample.name,
+                                      value=sample.value, instance=series_of(sample.labels)))
         if points:
             # Runtimes that report per minute (Cloud Run) give the same point
             # again until the next minute; it is kept once.
@@ -52,6 +50,35 @@ def collect_all() -> int:
     cutoff = timezone.now() - timedelta(hours=settings.METRICS_RETENTION_HOURS)
     MetricPoint.objects.filter(timestamp__lt=cutoff).delete()
     return kept
+
+
+def roll_up(now: datetime | None = None) -> int:
+    """Replaces the single readings older than METRICS_RAW_HOURS by their
+    average over each METRICS_ROLLUP_SECONDS, per service, metric and
+    series; returns how many readings were replaced."""
+    period = settings.METRICS_ROLLUP_SECONDS
+    now = now or timezone.now()
+    # Whole periods only, so that no period is rolled up half.
+    cutoff = int((now - timedelta(hours=settings.METRICS_RAW_HOURS)).timestamp()) // period * period
+    single = MetricPoint.objects.filter(period=0, epoch__lt=cutoff)
+    with transaction.atomic():
+        averages = (
+            single.annotate(bucket=F("epoch") / period)
+            .values("service_id", "name", "instance", "bucket")
+            .annotate(average=Avg("value"))
+            .order_by()
+        )
+        rolled = [
+            MetricPoint(
+                service_id=row["service_id"], name=row["name"], instance=row["instance"], value=row["average"],
+                epoch=row["bucket"] * period, period=period,
+                timestamp=datetime.fromtimestamp(row["bucket"] * period, tz=dt_timezone.utc),
+            )
+            for row in averages.iterator()
+        ]
+        replaced, _ = single.delete()
+        MetricPoint.objects.bulk_create(rolled, batch_size=2000)
+    return replaced
 
 
 def series_of(labels: dict[str, str]) -> str:
@@ -73,21 +100,21 @@ def labels_of(series: str) -> dict[str, str]:
 
 def history(service: Service, since: datetime, step: int) -> list[dict]:
     """The service's stored readings since `since`, averaged per `step`
-    seconds, per metric and instance, oldest first."""
-    buckets: dict[tuple[str, str, int], list[float]] = {}
-    points = MetricPoint.objects.filter(service=service, timestamp__gte=since).values_list(
-        "timestamp", "name", "instance", "value"
+    seconds (by the database), per metric and instance, oldest first."""
+    averaged = (
+        MetricPoint.objects.filter(service=service, timestamp__gte=since)
+        # Whole numbers divide to whole numbers on SQLite and PostgreSQL alike.
+        .annotate(bucket=F("epoch") / int(step))
+        .values("bucket", "name", "instance")
+        .annotate(average=Avg("value"))
+        .order_by("bucket", "name", "instance")
     )
-    for stamp, name, instance, value in points.iterator():
-        bucket = int(stamp.timestamp()) // step * step
-        buckets.setdefault((name, instance, bucket), []).append(value)
-    rows = [
+    return [
         {
-            "timestamp": datetime.fromtimestamp(bucket, tz=timezone.get_current_timezone()),
-            "name": name,
-            "value": sum(values) / len(values),
-            "labels": labels_of(instance),
+            "timestamp": datetime.fromtimestamp(row["bucket"] * step, tz=timezone.get_current_timezone()),
+            "name": row["name"],
+            "value": row["average"],
+            "labels": labels_of(row["instance"]),
         }
-        for (name, instance, bucket), values in buckets.items()
+        for row in averaged
     ]
-    return sorted(rows, key=lambda row: (row["timestamp"], row["name"], row["labels"].get("instance", "")))
