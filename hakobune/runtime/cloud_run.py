@@ -212,7 +212,7 @@ class CloudRunBackend(RuntimeBackend):
     @property
     def identity(self) -> str:
         """Who Hakobune calls Google as, in words."""
-        return getattr(self.credentials, "service_account_email", None) or "the credentials Hakobune uses"
+        return getattr(self.credentials, "service_account_email", None) or "the account Hakobune uses"
 
     def _options_for(self, api: str):
         from google.api_core.client_options import ClientOptions

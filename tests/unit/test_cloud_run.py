@@ -391,7 +391,7 @@ def test_permission_denied_names_the_keys_account(fake_gcp, storage_emulator):
 def test_check_access_lists_the_regions_services(cloud_run, fake_gcp):
     cloud_run.deploy(spec())
     assert cloud_run.check_access() == (
-        "Hakobune reached Cloud Run in project hk-test, region europe-west1, as the credentials Hakobune uses: "
+        "Hakobune reached Cloud Run in project hk-test, region europe-west1, as the account Hakobune uses: "
         "1 service there, 1 of them Hakobune's."
     )
     fake_gcp.fail("GET", r"/services$", 403, "Permission 'run.services.list' denied on resource")

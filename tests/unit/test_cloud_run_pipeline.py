@@ -122,3 +122,23 @@ def test_the_new_service_form_offers_the_targets_only_when_there_are_several(set
     assert list(dict(NewServiceForm().fields["target"].choices)) == ["local", "cloudrun"]
     settings.RUNTIME_BACKENDS = {"local": settings.RUNTIME_BACKENDS["local"]}
     assert "target" not in NewServiceForm().fields
+
+
+def test_the_release_table_shows_each_revision_and_its_share(service, owner, login, queued_tasks, cloudrun_target):
+    first = run_pipeline(service, owner, queued_tasks)
+    service.memory_mb = 1024
+    service.save()
+    second = run_pipeline(service, owner, queued_tasks)
+    v1, v2 = Release.objects.get(build=first), Release.objects.get(build=second)
+    split_traffic(service=service, percents={v1.number: 70, v2.number: 30})
+
+    page = login(owner).get(f"/t/acme/{service.name}/").content.decode()
+
+    assert v1.runtime_state["revision"] in page and v2.runtime_state["revision"] in page
+    assert '<td class="traffic"><strong>70%</strong></td>' in page and '<td class="traffic"><strong>30%</strong></td>' in page
+    assert f'name="v{v1.number}" min="0" max="100" value="70"' in page
+    assert f'name="v{v2.number}" min="0" max="100" value="30"' in page
+
+    cloudrun_target.fail("GET", "/services/acme-hello$", 403, "Permission 'run.services.get' denied on resource")
+    page = login(owner).get(f"/t/acme/{service.name}/").content.decode()
+    assert "The traffic split could not be read: permission denied: the account Hakobune uses needs roles/run.admin" in page

@@ -119,6 +119,8 @@ def service_detail(request, team, service):
     membership, service = _service_or_404(request, team, service)
     builds = list(service.builds.all()[:10])
     latest = builds[0] if builds else None
+    releases = list(service.releases.select_related("build")[:10])
+    traffic_error = _mark_traffic(service, releases)
     return render(
         request,
         "services/service_detail.html",
@@ -128,7 +130,8 @@ def service_detail(request, team, service):
             "builds": builds,
             "build": latest,
             "log_lines": _log_lines(latest),
-            "releases": service.releases.select_related("build")[:10],
+            "releases": releases,
+            "traffic_error": traffic_error,
             "is_owner": membership.role == "owner",
             "settings_form": ServiceSettingsForm(service=service, initial={
                 "cpu": service.cpu, "memory_mb": service.memory_mb, "port": service.port,
@@ -146,6 +149,30 @@ def service_detail(request, team, service):
             "deliveries": service.webhook_deliveries.all()[:5],
         },
     )
+
+
+def _mark_traffic(service, releases) -> str:
+    """Where the runtime splits traffic between revisions: each release's
+    share of the requests now, as `release.traffic` (the newest release of a
+    revision carries its share). Returns what went wrong asking, if anything."""
+    for release in releases:
+        release.traffic = None
+    if not service.live_release_id:
+        return ""
+    try:
+        backend = backend_for(service)
+        if "traffic_split" not in backend.capabilities:
+            return ""
+        shares = backend.traffic(ServiceRef(service.team.name, service.name))
+    except RuntimeBackendError as exc:
+        return exc.message
+    seen = set()
+    for release in releases:  # newest first
+        revision = (release.runtime_state or {}).get("revision")
+        if revision and revision not in seen:
+            seen.add(revision)
+            release.traffic = shares.get(revision, 0)
+    return ""
 
 
 @login_required
