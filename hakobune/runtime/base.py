@@ -53,6 +53,9 @@ class DeploySpec:
     ingress: str = ""
     # Whether anyone on the internet may call it (Cloud Run: allUsers invoker).
     public: bool = True
+    # Set by a restart (a new value each time): backends that reuse an
+    # identical revision (Cloud Run) make a fresh one for it.
+    restart: str = ""
 
     @property
     def ref(self) -> ServiceRef:

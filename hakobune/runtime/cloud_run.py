@@ -851,6 +851,8 @@ def _fingerprint(spec: DeploySpec, backend: CloudRunBackend) -> str:
         str(spec.min_instances), str(spec.max_instances),
         str(spec.concurrency or backend.concurrency), str(spec.request_timeout or backend.request_timeout),
     ]
+    if spec.restart:
+        parts.append(spec.restart)
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:32]
 
 

@@ -16,7 +16,7 @@ from .base import (
 
 
 class DummyBackend(RuntimeBackend):
-    capabilities = frozenset({"logs", "metrics"})
+    capabilities = frozenset({"logs", "metrics", "routing"})
 
     def __init__(self, alias, **options):
         super().__init__(alias, **options)

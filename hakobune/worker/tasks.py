@@ -407,6 +407,7 @@ def deploy_release(build_id: int) -> None:
             )
         _start_release(release, log.write)
         advance(build_id, S.DEPLOYING, S.LIVE)
+        service.refresh_from_db()  # the live release now gives its address (Cloud Run's own)
         log.write(f"✓ Live at {service.url}")
 
 
@@ -499,6 +500,7 @@ def deploy_spec(service: Service, release: Release) -> DeploySpec:
         min_instances=config.get("min_instances", service.min_instances),
         max_instances=config.get("max_instances", service.max_instances),
         public=config.get("public", service.public),
+        restart=config.get("restart", ""),
         concurrency=config.get("concurrency"),
         request_timeout=config.get("request_timeout"),
         ingress=config.get("ingress") or "",

@@ -14,6 +14,7 @@ from playwright.sync_api import expect
 from hakobune.platform.accounts.services import create_team
 from hakobune.platform.services.models import TeamCloudRunSettings
 from tests.e2e.test_first_deploy_in_the_browser import browser_page  # noqa: F401 (fixture)
+from tests.unit.conftest import queued_tasks  # noqa: F401 (fixture)
 from tests.unit.cloud_run_fixtures import (  # noqa: F401 (fixtures)
     cloudrun_target,
     fake_gcp,
@@ -61,3 +62,34 @@ def test_an_admin_gives_a_team_its_own_project_and_checks_access(browser_page, l
     )
     screenshot(page, "portal-cloud-run-team.png")
     assert TeamCloudRunSettings.objects.get(team__name="acme").key_email == KEY_EMAIL
+
+
+def test_a_developer_splits_traffic_between_two_revisions(browser_page, live_server, owner, cloudrun_target, queued_tasks):
+    from hakobune.platform.services.models import Release
+    from hakobune.platform.services.services import create_service
+    from tests.unit.cloud_run_fixtures import run_pipeline
+
+    team = create_team(name="acme", owner=owner)
+    service = create_service(team=team, name="shop", created_by=owner, target="cloudrun")
+    first = run_pipeline(service, owner, queued_tasks)
+    service.memory_mb = 1024
+    service.save()
+    second = run_pipeline(service, owner, queued_tasks)
+    v1, v2 = Release.objects.get(build=first), Release.objects.get(build=second)
+    page = browser_page
+
+    page.goto(f"{live_server.url}/login/")
+    page.fill("#id_username", "olivia")
+    page.fill("#id_password", "correct horse battery")
+    page.click("button[type=submit]")
+    page.goto(f"{live_server.url}/t/acme/shop/")
+    releases = page.locator("#releases")
+    expect(releases).to_contain_text(v1.runtime_state["revision"])
+    expect(releases.locator("td.traffic")).to_have_text(["100%", "0%"])
+
+    page.fill(f"input[name=v{v2.number}]", "20")
+    page.fill(f"input[name=v{v1.number}]", "80")
+    page.get_by_role("button", name="Send traffic").click()
+    expect(page.get_by_text(f"Requests now go 80% to v{v1.number}, 20% to v{v2.number}.")).to_be_visible()
+    expect(page.locator("#releases td.traffic")).to_have_text(["20%", "80%"])
+    screenshot(page, "portal-cloud-run-traffic.png")

@@ -142,3 +142,30 @@ def test_the_release_table_shows_each_revision_and_its_share(service, owner, log
     cloudrun_target.fail("GET", "/services/acme-hello$", 403, "Permission 'run.services.get' denied on resource")
     page = login(owner).get(f"/t/acme/{service.name}/").content.decode()
     assert "The traffic split could not be read: permission denied: the account Hakobune uses needs roles/run.admin" in page
+
+
+def test_a_restart_makes_a_fresh_revision_and_a_rollback_reuses_the_old_one(service, owner, queued_tasks, cloudrun_target):
+    from hakobune.platform.services.services import restart_service, rollback
+
+    v1 = Release.objects.get(build=run_pipeline(service, owner, queued_tasks))
+    service.refresh_from_db()
+    tasks.start_release(restart_service(service=service).id)
+    v2 = service.releases.get(number=2)
+    assert v2.status == Release.Status.LIVE and v2.runtime_state["revision"] != v1.runtime_state["revision"]
+
+    service.refresh_from_db()
+    tasks.start_release(rollback(service=service, to_release=v1).id)
+    assert service.releases.get(number=3).runtime_state == {**v1.runtime_state, "reused": True}
+
+
+def test_what_cloud_run_does_by_itself_is_not_offered(service, owner, login, queued_tasks, cloudrun_target):
+    from hakobune.platform.services.services import add_domain, set_scale_to_zero
+
+    run_pipeline(service, owner, queued_tasks)
+    page = login(owner).get(f"/t/acme/{service.name}/").content.decode()
+    assert 'id="domains"' not in page and 'name="scale_to_zero"' not in page and 'id="id_instances"' not in page
+    assert "starts and stops instances with the requests by itself" in page
+    with pytest.raises(ServiceActionError, match="runs on cloudrun, which cannot serve custom domains"):
+        add_domain(service=service, hostname="www.example.com")
+    with pytest.raises(ServiceActionError, match="runs on cloudrun, which cannot scale to zero on its own schedule"):
+        set_scale_to_zero(service=service, enabled=True, idle_minutes=5)

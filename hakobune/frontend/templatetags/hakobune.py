@@ -66,3 +66,15 @@ def can(service, capability):
         return capability in backend_for(service).capabilities
     except RuntimeBackendError:
         return False
+
+
+@register.filter
+def short_image(ref: str) -> str:
+    """An image as a person reads it: team/service and a short tag or digest
+    (the registry's host and path are in the title)."""
+    name, at, digest = (ref or "").partition("@")
+    short = "/".join(name.split("/")[-2:])
+    if at:
+        algorithm, _, value = digest.partition(":")
+        return f"{short}@{algorithm}:{value[:12]}"
+    return short

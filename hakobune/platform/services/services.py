@@ -17,6 +17,19 @@ class ServiceActionError(Exception):
     pass
 
 
+def _require_capability(service: Service, capability: str, what: str) -> None:
+    from hakobune.runtime.base import RuntimeBackendError
+
+    from .backends import backend_for
+
+    try:
+        capable = capability in backend_for(service).capabilities
+    except RuntimeBackendError as exc:
+        raise ServiceActionError(exc.message)
+    if not capable:
+        raise ServiceActionError(f"{service.name} runs on {service.target}, which cannot {what}.")
+
+
 QUOTA_FIELDS = ("cpu", "memory_mb", "instances", "min_instances", "max_instances")
 
 
@@ -159,6 +172,7 @@ def rollback(*, service: Service, to_release, created_by=None):
             f"Redeploy its source instead (deploy #{to_release.build.number})."
         )
     config = dict(to_release.config)
+    config.pop("restart", None)  # back to the release's revision itself, where the runtime keeps it
     _within_quota(service, **{name: config[name] for name in QUOTA_FIELDS if name in config})
     return _new_release(
         service, build=to_release.build, image=to_release.image, config=config,
@@ -188,7 +202,10 @@ def restart_service(*, service: Service, created_by=None):
     live = service.live_release
     if live is None:
         raise ServiceActionError("The service has no live release to restart.")
-    return _new_release(service, build=live.build, image=live.image, config=dict(live.config), description="Restart")
+    from django.utils import timezone
+
+    config = {**live.config, "restart": timezone.now().isoformat()}
+    return _new_release(service, build=live.build, image=live.image, config=config, description="Restart")
 
 
 def stop_service(*, service: Service, created_by=None) -> None:
@@ -411,6 +428,8 @@ def set_scale_to_zero(*, service: Service, enabled: bool, idle_minutes: int, cre
     """Turns scale to zero on or off. Turning it off wakes a sleeping service."""
     if not 1 <= idle_minutes <= 1440:
         raise ServiceActionError("Idle minutes go from 1 to 1440 (a day).")
+    if enabled:
+        _require_capability(service, "scale_to_zero", "scale to zero on its own schedule (it may do so by itself)")
     Service.objects.filter(id=service.id).update(scale_to_zero=enabled, idle_minutes=idle_minutes)
     if not enabled and service.desired_state == "sleeping" and service.live_release is not None:
         from .scaling import wake
@@ -445,6 +464,8 @@ def add_domain(*, service: Service, hostname: str, created_by=None):
     from django.core.exceptions import ValidationError
 
     from .models import Domain
+
+    _require_capability(service, "routing", "serve custom domains through Hakobune's router")
 
     hostname = (hostname or "").strip().lower().rstrip(".")
     base = django_settings.BASE_DOMAIN
