@@ -3,7 +3,7 @@ or a CI pipeline. It talks to the portal's REST API (/api/v1/) over HTTP only.
 
     hakobune login https://paas.example.org      # asks for username and password
     hakobune deploy                               # this folder → a running service
-    hakobune services | logs -f | rollback | env set K=V | open
+    hakobune services | logs -f | rollback | env set K=V | traffic v3=80 v4=20 | open
 
 Credentials live in $XDG_CONFIG_HOME/hakobune/credentials.json (or
 ~/.config/hakobune/), readable by you only. In CI set HAKOBUNE_URL and
@@ -644,6 +644,25 @@ def _pairs(pairs: list[str] | None, shape: str) -> dict[str, str]:
     return found
 
 
+def cmd_traffic(args) -> int:
+    api, team, name = _service_args(args)
+    where = f"{service_path(team, name)}/traffic/"
+    if args.shares:
+        percents = {}
+        for share in args.shares:
+            release, sep, percent = share.partition("=")
+            release = release.strip().lower().removeprefix("v")
+            if not sep or not release.isdigit() or not percent.strip().isdigit():
+                raise CliError(f"{share!r}: write RELEASE=PERCENT, like v3=80.", EXIT_USAGE)
+            percents[release] = int(percent)
+        answer = api.request("PUT", where, json={"percents": percents}).json()
+    else:
+        answer = api.get(where)
+    for share in answer["split"]:
+        print(f"v{share['release']:<4} {share['percent']:>3}%  {share['revision']}")
+    return EXIT_OK
+
+
 def cmd_open(args) -> int:
     api, team, name = _service_args(args)
     url = api.get(f"{service_path(team, name)}/")["url"]
@@ -705,6 +724,10 @@ def build_parser() -> argparse.ArgumentParser:
     env_unset.add_argument("keys", nargs="+", metavar="KEY")
     env_commands.add_parser("list", help="list the keys (values are write-only)")
     env.set_defaults(func=cmd_env)
+
+    traffic = with_service(commands.add_parser("traffic", help="show or split the requests between releases"))
+    traffic.add_argument("shares", nargs="*", metavar="vN=PERCENT", help="like v3=80 v4=20 (Cloud Run)")
+    traffic.set_defaults(func=cmd_traffic)
 
     opener = with_service(commands.add_parser("open", help="open the service's address in a browser"))
     opener.add_argument("--print", dest="print_only", action="store_true", help="only print the address")

@@ -169,3 +169,32 @@ def test_what_cloud_run_does_by_itself_is_not_offered(service, owner, login, que
         add_domain(service=service, hostname="www.example.com")
     with pytest.raises(ServiceActionError, match="runs on cloudrun, which cannot scale to zero on its own schedule"):
         set_scale_to_zero(service=service, enabled=True, idle_minutes=5)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_traffic_through_the_api_and_the_cli(live_server, owner, cloudrun_target, queued_tasks, monkeypatch, capsys, tmp_path):
+    from hakobune import cli
+    from hakobune.platform.accounts.services import create_team
+    from hakobune.platform.accounts.tokens import create_api_token
+
+    team = create_team(name="acme", owner=owner)
+    service = create_service(team=team, name="hello", created_by=owner, target="cloudrun")
+    run_pipeline(service, owner, queued_tasks)
+    service.memory_mb = 1024
+    service.save()
+    run_pipeline(service, owner, queued_tasks)
+    local = create_service(team=team, name="here", created_by=owner)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.setenv("HAKOBUNE_URL", live_server.url)
+    monkeypatch.setenv("HAKOBUNE_TOKEN", create_api_token(user=owner, name="cli")[1])
+
+    assert cli.main(["traffic", "-s", "hello", "-t", "acme", "v1=25", "v2=75"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["v2     75%  acme-hello-00002-f2k", "v1     25%  acme-hello-00001-f1k"]
+    assert [(t["revision"], t["percent"]) for t in cloudrun_target.services[SERVICE]["traffic"]] == [
+        ("acme-hello-00001-f1k", 25), ("acme-hello-00002-f2k", 75)
+    ]
+    assert cli.main(["traffic", "-s", "hello", "-t", "acme", "v1=50"]) == 1
+    assert "together they must make 100" in capsys.readouterr().err
+    assert cli.main(["traffic", "-s", "here", "-t", "acme"]) == 1
+    assert "local cannot split traffic between releases" in capsys.readouterr().err
+    assert local.releases.count() == 0

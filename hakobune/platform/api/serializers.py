@@ -257,6 +257,28 @@ class DeployAcceptedSerializer(BuildSerializer):
     log_url = serializers.CharField()
 
 
+class TrafficShareSerializer(serializers.Serializer):
+    release = serializers.IntegerField(help_text="The release's number (3 for v3).")
+    revision = serializers.CharField(help_text="The runtime's revision it runs as.")
+    percent = serializers.IntegerField()
+
+
+class TrafficSerializer(serializers.Serializer):
+    split = TrafficShareSerializer(many=True, help_text="Each revision's newest release and its share, newest first.")
+
+
+class TrafficUpdateSerializer(serializers.Serializer):
+    percents = serializers.DictField(
+        child=serializers.IntegerField(min_value=0, max_value=100),
+        help_text='Release number: percent, adding up to 100, like {"3": 80, "4": 20}.',
+    )
+
+    def validate_percents(self, value):
+        if not value or not all(str(key).isdigit() for key in value):
+            raise serializers.ValidationError('Give release numbers and percentages, like {"3": 80, "4": 20}.')
+        return {int(key): percent for key, percent in value.items()}
+
+
 class RollbackSerializer(serializers.Serializer):
     release = serializers.IntegerField(min_value=1, help_text="The number of the release to go back to (3 for v3).")
 

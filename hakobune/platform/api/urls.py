@@ -20,6 +20,7 @@ urlpatterns = [
     path(f"{service}/deploys/", views.DeploysView.as_view(), name="api-deploys"),
     path(f"{service}/releases/", views.ReleasesView.as_view(), name="api-releases"),
     path(f"{service}/rollback/", views.RollbackView.as_view(), name="api-rollback"),
+    path(f"{service}/traffic/", views.TrafficView.as_view(), name="api-traffic"),
     path(f"{service}/env/", views.EnvView.as_view(), name="api-env"),
     path(f"{service}/logs", views.LogsView.as_view(), name="api-logs"),
     path(f"{service}/metrics", views.MetricsView.as_view(), name="api-metrics"),

@@ -44,6 +44,8 @@ from hakobune.platform.services.services import (
     rollback,
     set_env,
     set_source,
+    split_traffic,
+    traffic_of,
     update_settings,
 )
 from hakobune.platform.services.uploads import upload_refusal
@@ -531,6 +533,37 @@ class RollbackView(APIView):
             raise exceptions.ValidationError({"release": [f"{found.name} has no release v{data['release']}."]})
         release = rollback(service=found, to_release=target, created_by=request.user)
         return Response(s.ReleaseSerializer(release).data, status=status.HTTP_202_ACCEPTED)
+
+
+class TrafficView(APIView):
+    @extend_schema(operation_id="traffic_retrieve", responses={200: s.TrafficSerializer, **errors(409, *READ_ERRORS)},
+                   summary="How the requests are split between releases (runtimes with revisions: Cloud Run)")
+    def get(self, request, team, service):
+        _, found = _service(request, team, service)
+        return Response(_traffic_data(found))
+
+    @extend_schema(
+        operation_id="traffic_update", request=s.TrafficUpdateSerializer,
+        responses={200: s.TrafficSerializer, **errors(409, *WRITE_ERRORS)},
+        summary="Split the requests between releases by percentage",
+    )
+    def put(self, request, team, service):
+        membership, found = _service(request, team, service)
+        _deployer(membership, "split traffic")
+        data = _valid(s.TrafficUpdateSerializer, request.data)
+        _traffic_data(found)  # a runtime that cannot split says so before anything is checked
+        split_traffic(service=found, percents=data["percents"], created_by=request.user)
+        return Response(_traffic_data(found))
+
+
+def _traffic_data(service):
+    releases = list(service.releases.all()[:50])
+    try:
+        shares = traffic_of(service, releases)
+    except ServiceActionError as exc:  # its runtime has no revisions to split between
+        raise Conflict(str(exc))
+    revisions = {r.number: r.runtime_state.get("revision", "") for r in releases}
+    return {"split": [{"release": n, "revision": revisions[n], "percent": p} for n, p in shares.items()]}
 
 
 # -- environment ---------------------------------------------------------------------------

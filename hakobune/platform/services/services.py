@@ -424,6 +424,28 @@ def split_traffic(*, service: Service, percents: dict[int, int], created_by=None
     return splits
 
 
+def traffic_of(service: Service, releases) -> dict[int, int]:
+    """Each release's share of the requests now (release number: percent),
+    where the runtime splits traffic between revisions; the newest release of
+    a revision carries its share. Raises RuntimeBackendError when the runtime
+    cannot be asked, ServiceActionError when it cannot split."""
+    from hakobune.runtime.base import ServiceRef
+
+    from .backends import backend_for
+
+    backend = backend_for(service)
+    if "traffic_split" not in backend.capabilities:
+        raise ServiceActionError(f"{service.target} cannot split traffic between releases.")
+    shares = backend.traffic(ServiceRef(service.team.name, service.name)) if service.live_release_id else {}
+    found, seen = {}, set()
+    for release in sorted(releases, key=lambda r: -r.number):
+        revision = (release.runtime_state or {}).get("revision")
+        if revision and revision not in seen:
+            seen.add(revision)
+            found[release.number] = shares.get(revision, 0)
+    return found
+
+
 def set_scale_to_zero(*, service: Service, enabled: bool, idle_minutes: int, created_by=None) -> None:
     """Turns scale to zero on or off. Turning it off wakes a sleeping service."""
     if not 1 <= idle_minutes <= 1440:

@@ -34,6 +34,7 @@ from .services import (
     update_settings,
     start_service,
     stop_service,
+    traffic_of,
 )
 from .uploads import upload_refusal
 from .webhooks import receive_push
@@ -157,21 +158,14 @@ def _mark_traffic(service, releases) -> str:
     revision carries its share). Returns what went wrong asking, if anything."""
     for release in releases:
         release.traffic = None
-    if not service.live_release_id:
-        return ""
     try:
-        backend = backend_for(service)
-        if "traffic_split" not in backend.capabilities:
-            return ""
-        shares = backend.traffic(ServiceRef(service.team.name, service.name))
+        shares = traffic_of(service, releases)
+    except ServiceActionError:
+        return ""
     except RuntimeBackendError as exc:
         return exc.message
-    seen = set()
-    for release in releases:  # newest first
-        revision = (release.runtime_state or {}).get("revision")
-        if revision and revision not in seen:
-            seen.add(revision)
-            release.traffic = shares.get(revision, 0)
+    for release in releases:
+        release.traffic = shares.get(release.number)
     return ""
 
 
