@@ -75,7 +75,8 @@ def main() -> None:
         except ValueError as exc:
             refuse(f"--secret {pair}: {exc}")
     try:
-        print(f"✓ {backend.check_access()}")
+        for fine, words in backend.check_access():
+            print(f"{'✓' if fine else '✗'} {words}")
         with tempfile.TemporaryDirectory() as tmp:
             archive = Path(tmp) / "source.tar.gz"
             source.pack_tree(app, archive)

@@ -290,21 +290,65 @@ class CloudRunBackend(RuntimeBackend):
         """A Secret Manager reference as stored ("secret:version"); ValueError in words."""
         return normalize_secret_ref(reference)
 
-    def check_access(self) -> str:
-        """Asks Cloud Run for the region's services with these credentials;
-        says what it found, or raises RuntimeBackendError in words."""
+    def check_access(self) -> list[tuple[bool, str]]:
+        """Reads (changes nothing) what a deploy needs, with these settings:
+        Cloud Run's services in the region, Cloud Build's builds, the bucket
+        and the Artifact Registry repository. Returns (fine, in words) for
+        each; raises RuntimeBackendError when it cannot sign in at all."""
         from google.api_core import exceptions as gexc
 
         self._require_config()
-        try:
+        who = self.identity  # signs in first: a refused key is said once
+        checks = []
+
+        def check(api: str, step: Callable[[], str]) -> None:
+            try:
+                checks.append((True, step()))
+            except gexc.GoogleAPICallError as exc:
+                checks.append((False, _in_words(exc, api, self).message))
+            except RuntimeBackendError as exc:
+                checks.append((False, exc.message))
+
+        def run() -> str:
             found = list(self._client("services").list_services(parent=self.location))
-        except gexc.GoogleAPICallError as exc:
-            raise _in_words(exc, "run", self)
-        ours = sum(1 for service in found if LABEL_TEAM in dict(service.labels))
-        return (
-            f"Hakobune reached Cloud Run in project {self.project}, region {self.region}, as {self.identity}: "
-            f"{len(found)} service{'s' if len(found) != 1 else ''} there, {ours} of them Hakobune's."
-        )
+            ours = sum(1 for service in found if LABEL_TEAM in dict(service.labels))
+            return (
+                f"Hakobune reached Cloud Run in project {self.project}, region {self.region}, as {who}: "
+                f"{len(found)} service{'s' if len(found) != 1 else ''} there, {ours} of them Hakobune's."
+            )
+
+        def cloudbuild() -> str:
+            from google.cloud.devtools import cloudbuild_v1
+
+            request = cloudbuild_v1.ListBuildsRequest(project_id=self.project, page_size=1)
+            next(iter(self._client("cloudbuild").list_builds(request=request)), None)
+            return "Cloud Build answers: builds can start."
+
+        def bucket() -> str:
+            if self._client("storage").lookup_bucket(self.bucket_name) is None:
+                return f"The bucket gs://{self.bucket_name} does not exist yet; the first deploy makes it."
+            return f"The bucket gs://{self.bucket_name} is there for sources and build logs."
+
+        def repository() -> str:
+            url = f"{self._endpoint('artifactregistry')}/v1/{self.location}/repositories/{self.repository}"
+            response = self._client("session").get(url, timeout=30)
+            if response.status_code == 404:
+                raise RuntimeBackendError(
+                    f"Artifact Registry has no repository {self.repository} in {self.region}: create it "
+                    f"(gcloud artifacts repositories create {self.repository} --repository-format=docker "
+                    f"--location={self.region} --project={self.project}) or set "
+                    f"{self._where('CLOUDRUN_REPOSITORY', 'repository')} to one that exists."
+                )
+            body = self._json_or_raise(response, "artifactregistry")
+            if body.get("format") not in (None, "DOCKER"):
+                raise RuntimeBackendError(f"The repository {self.repository} holds {body['format']} packages, not images.")
+            return f"The Artifact Registry repository {self.repository} in {self.region} takes images."
+
+        check("run", run)
+        check("cloudbuild", cloudbuild)
+        check("storage", bucket)
+        check("artifactregistry", repository)
+        return checks
 
     # -- build (Cloud Build) ----------------------------------------------------
 

@@ -15,7 +15,8 @@ It implements just enough, the way Google answers:
   logs bucket on the Cloud Storage emulator in two parts, the way Cloud Build
   grows log-<id>.txt; results name the pushed image with a digest.
 - Cloud Logging v2 entries:list, Cloud Monitoring v3 timeSeries.list,
-  Artifact Registry v1 packages delete (an operation).
+  Artifact Registry v1 repositories get (those in `repositories`) and packages
+  delete (an operation), Cloud Build builds list.
 - Secret Manager as Cloud Run sees it: an env var that references a secret
   not in `secrets`, or one whose `readable` is False, ends the rollout with
   Cloud Run's error for it.
@@ -72,6 +73,7 @@ class FakeGCP:
                           "PUSH", "DONE"]
         self.log_entries: list[dict] = []
         self.secrets: dict[str, dict] = {}
+        self.repositories = {"apps"}
         self.project_number = "123456789012"
         self.trusted_keys: dict[str, str] = {}
         self.issued_tokens: dict[str, str] = {}
@@ -170,6 +172,8 @@ class FakeGCP:
             ("POST", r"/v2/entries:list", self._list_entries),
             ("GET", r"/v3/projects/([^/]+)/timeSeries", self._list_time_series),
             ("DELETE", rf"/v1/({loc}/repositories/[^/]+/packages/.+)", self._delete_package),
+            ("GET", rf"/v1/({loc})/repositories/([^/]+)", self._get_repository),
+            ("GET", r"/v1/projects/([^/]+)/builds", self._list_builds),
             ("GET", rf"/v1/({loc}/operations/[^/]+)", self._get_operation),
         ]
 
@@ -436,6 +440,16 @@ class FakeGCP:
         series = [s for s in self.time_series.get(metric.group(1) if metric else "", [])
                   if s.get("_reducer", reducer) == reducer]
         return 200, {"timeSeries": [{k: v for k, v in s.items() if not k.startswith("_")} for s in series]}
+
+    def _get_repository(self, match, query, body):
+        name = f"{match.group(1)}/repositories/{match.group(2)}"
+        if match.group(2) not in self.repositories:
+            return 404, error_body(404, f"Requested entity was not found: {name}")
+        return 200, {"name": name, "format": "DOCKER"}
+
+    def _list_builds(self, match, query, body):
+        builds = [public(b) for b in self.builds.values() if b["projectId"] == match.group(1)]
+        return 200, {"builds": builds[: int(query.get("pageSize") or 100)]}
 
     def _delete_package(self, match, query, body):
         name = match.group(1)

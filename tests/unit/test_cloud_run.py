@@ -388,15 +388,34 @@ def test_permission_denied_names_the_keys_account(fake_gcp, storage_emulator):
         backend.deploy(spec())
 
 
-def test_check_access_lists_the_regions_services(cloud_run, fake_gcp):
+def test_check_access_reads_what_a_deploy_needs(cloud_run, fake_gcp):
     cloud_run.deploy(spec())
-    assert cloud_run.check_access() == (
-        "Hakobune reached Cloud Run in project hk-test, region europe-west1, as the account Hakobune uses: "
-        "1 service there, 1 of them Hakobune's."
-    )
+    assert cloud_run.check_access() == [
+        (True, "Hakobune reached Cloud Run in project hk-test, region europe-west1, as the account Hakobune uses: "
+               "1 service there, 1 of them Hakobune's."),
+        (True, "Cloud Build answers: builds can start."),
+        (True, "The bucket gs://hk-test_cloudbuild is there for sources and build logs."),
+        (True, "The Artifact Registry repository apps in europe-west1 takes images."),
+    ]
+    # It only reads: checking again sends no write.
+    writes_before = [c for c in fake_gcp.requests if c.method != "GET"]
+    cloud_run.check_access()
+    assert [c for c in fake_gcp.requests if c.method != "GET"] == writes_before
+
+
+def test_check_access_says_each_thing_that_is_missing(fake_gcp, storage_emulator):
+    backend = CloudRunBackend("cloudrun", **backend_options(fake_gcp, storage_emulator, repository="images",
+                                                            bucket="hk-test-sources"))
     fake_gcp.fail("GET", r"/services$", 403, "Permission 'run.services.list' denied on resource")
-    with pytest.raises(RuntimeBackendError, match="needs roles/run.admin"):
-        cloud_run.check_access()
+    fake_gcp.fail("GET", r"/v1/projects/hk-test/builds$", 403, "The caller does not have permission",
+                  details=[error_info("IAM_PERMISSION_DENIED", permission="cloudbuild.builds.list")])
+    checks = backend.check_access()
+    assert [fine for fine, _ in checks] == [False, False, True, False]
+    assert "needs roles/run.admin" in checks[0][1]
+    assert "needs roles/cloudbuild.builds.editor on project hk-test (it lacks cloudbuild.builds.list)" in checks[1][1]
+    assert checks[2][1] == "The bucket gs://hk-test-sources does not exist yet; the first deploy makes it."
+    assert checks[3][1].startswith("Artifact Registry has no repository images in europe-west1: create it (gcloud "
+                                   "artifacts repositories create images --repository-format=docker")
 
 
 # -- secrets from Secret Manager ----------------------------------------------------------

@@ -128,7 +128,8 @@ def test_check_access_says_what_it_found_or_what_is_missing(team, owner, admin, 
     save_team_settings(client, "acme", project="acme-prod", region="us-central1", key_text=acme_key)
 
     page = client.post("/cloud-run/t/acme/", {"action": "check"}).content.decode()
-    assert f"Hakobune reached Cloud Run in project acme-prod, region us-central1, as {KEY_EMAIL}: 0 services there" in page
+    assert f"✓ Hakobune reached Cloud Run in project acme-prod, region us-central1, as {KEY_EMAIL}: 0 services there" in page
+    assert "✓ Cloud Build answers" in page
 
     cloudrun_target.fail("GET", r"/services$", 403, "Permission 'run.services.list' denied on resource")
     page = client.post("/cloud-run/t/acme/", {"action": "check"}).content.decode()

@@ -699,9 +699,9 @@ def cloud_run_settings(request, team=None):
     check = None
     if request.method == "POST" and request.POST.get("action") == "check":
         try:
-            check = ("ok", get_backend(alias, team=team_obj).check_access())
+            check = get_backend(alias, team=team_obj).check_access()
         except RuntimeBackendError as exc:
-            check = ("bad", exc.message)
+            check = [(False, exc.message)]
         form = form_class(instance=row, inherited=inherited)
     elif request.method == "POST" and request.POST.get("action") == "reset" and team_obj is not None:
         TeamCloudRunSettings.objects.filter(team=team_obj).delete()
