@@ -51,14 +51,15 @@ class DummyBackend(RuntimeBackend):
         return [LogLine(timestamp=None, instance="dummy", text=f"{ref.service} is running")]
 
     def metrics(self, ref: ServiceRef) -> list[MetricSample]:
-        """What it was told to report (OPTIONS["metrics"]: {name: value}) for a
-        running service; nothing for one it does not run."""
+        """What it was told to report (OPTIONS["metrics"]: {name: value}, read
+        at OPTIONS["metrics_at"] or now) for a running service; nothing for one
+        it does not run."""
         from datetime import datetime, timezone
 
         spec = self.running.get(ref)
         if spec is None:
             return []
-        now = datetime.now(timezone.utc)
+        now = self.options.get("metrics_at") or datetime.now(timezone.utc)
         labels = {"instance": f"{spec.service}-{spec.release_number}"}
         return [MetricSample(now, name, float(value), labels) for name, value in self.options.get("metrics", {}).items()]
 

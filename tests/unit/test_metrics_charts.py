@@ -3,7 +3,7 @@ reads) drawn as charts: CPU and memory of each instance with the memory
 limit for a local service; requests by status class, latency percentiles and
 instances for a Cloud Run service, from (fake) Cloud Monitoring."""
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -25,10 +25,12 @@ MIB = 1024 * 1024
 
 
 def test_a_local_service_shows_cpu_and_memory_against_its_limit(service, owner, login, dummy_backend):
-    dummy_backend.options["metrics"] = {"cpu_percent": 20.0, "memory_bytes": 50 * MIB, "memory_limit_bytes": 256 * MIB}
-    collect_all()
-    dummy_backend.options["metrics"] = {"cpu_percent": 40.0, "memory_bytes": 60 * MIB, "memory_limit_bytes": 256 * MIB}
-    collect_all()
+    # Two readings 20 s apart within one minute (the 1 h chart's step): the last full minute.
+    minute = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(minutes=1)
+    for offset, cpu, memory in ((10, 20.0, 50), (30, 40.0, 60)):
+        dummy_backend.options["metrics_at"] = minute + timedelta(seconds=offset)
+        dummy_backend.options["metrics"] = {"cpu_percent": cpu, "memory_bytes": memory * MIB, "memory_limit_bytes": 256 * MIB}
+        collect_all()
 
     client = login(owner)
     assert 'id="metrics-charts"' in client.get("/t/acme/hello/").content.decode()
