@@ -93,7 +93,7 @@ def main() -> None:
                     until = timezone.now()
                     since = until - timedelta(seconds=seconds)
                     began = time.perf_counter()
-                    charts = build_charts(history(service, since, step), since, until)
+                    charts = build_charts(history(service, since, step), since, until, step)
                     timings.append(time.perf_counter() - began)
                 print(f"  {label:>4}: {statistics.median(timings) * 1000:7.1f} ms median of {args.runs} "
                       f"(history + {len(charts)} charts)")

@@ -52,6 +52,10 @@ class Line:
     def latest(self) -> float:
         return self.points[-1][1]
 
+    @property
+    def latest_label(self) -> str:
+        return _number(self.latest)
+
 
 @dataclass
 class Chart:
@@ -60,9 +64,10 @@ class Chart:
     svg: str = ""
 
 
-def build_charts(points: list[dict], since: datetime, until: datetime) -> list[Chart]:
+def build_charts(points: list[dict], since: datetime, until: datetime, step: int = 60) -> list[Chart]:
     """Charts for the kinds of reading there are points of, in KINDS order.
-    `points` are history() rows: timestamp, name, value, labels."""
+    `points` are history() rows (timestamp, name, value, labels), one per
+    `step` seconds at most."""
     by_metric: dict[str, dict[str, list[tuple[datetime, float]]]] = {}
     for point in points:
         series = by_metric.setdefault(point["name"], {})
@@ -85,7 +90,7 @@ def build_charts(points: list[dict], since: datetime, until: datetime) -> list[C
             if limits:
                 limit = max(limits) * kind.scale
                 chart.lines.append(Line("limit", [(since, limit), (until, limit)], color="#b42318", dashed=True))
-        chart.svg = _svg(chart, since, until)
+        chart.svg = _svg(chart, since, until, gap=2.5 * step)
         charts.append(chart)
     return charts
 
@@ -119,7 +124,19 @@ def nice_ceiling(value: float) -> float:
     return next(step * power for step in (1, 2, 2.5, 5, 10) if step * power >= value * (1 - 1e-9))
 
 
-def _svg(chart: Chart, since: datetime, until: datetime) -> str:
+def _runs(points: list[tuple[datetime, float]], gap: float) -> list[list[tuple[datetime, float]]]:
+    """The points split where no reading came for longer than `gap` seconds
+    (the service was stopped, or asleep): no line is drawn across that."""
+    runs: list[list[tuple[datetime, float]]] = []
+    for point in points:
+        if runs and (point[0] - runs[-1][-1][0]).total_seconds() <= gap:
+            runs[-1].append(point)
+        else:
+            runs.append([point])
+    return runs
+
+
+def _svg(chart: Chart, since: datetime, until: datetime, gap: float) -> str:
     span = max((until - since).total_seconds(), 1.0)
     top = nice_ceiling(max((v for line in chart.lines for _, v in line.points), default=0) * 1.05)
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
@@ -141,21 +158,24 @@ def _svg(chart: Chart, since: datetime, until: datetime) -> str:
     parts.append(f'<text x="{LEFT}" y="{HEIGHT - 4}" class="axis">{localtime(since):%H:%M}</text>')
     parts.append(f'<text x="{WIDTH - RIGHT}" y="{HEIGHT - 4}" text-anchor="end" class="axis">now</text>')
     for line in chart.lines:
-        coords = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in line.points)
         dash = ' stroke-dasharray="5 4"' if line.dashed else ""
-        if len(line.points) == 1:
-            cx, cy = coords.split(",")
-            parts.append(f'<circle cx="{cx}" cy="{cy}" r="2.5" fill="{line.color}"><title>{escape(line.label)}</title></circle>')
-        else:
-            parts.append(
-                f'<polyline points="{coords}" fill="none" stroke="{line.color}" stroke-width="1.8"{dash}>'
-                f"<title>{escape(line.label)}</title></polyline>"
-            )
+        title = f"<title>{escape(line.label)}</title>"
+        for run in ([line.points] if line.dashed else _runs(line.points, gap)):
+            if len(run) == 1:
+                (t, v), = run
+                parts.append(f'<circle cx="{x(t):.1f}" cy="{y(v):.1f}" r="2.5" fill="{line.color}">{title}</circle>')
+            else:
+                coords = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in run)
+                parts.append(f'<polyline points="{coords}" fill="none" stroke="{line.color}" stroke-width="1.8"{dash}>{title}</polyline>')
     parts.append("</svg>")
     return "".join(parts)
 
 
 def _number(value: float) -> str:
-    if value >= 100 or value == int(value):
+    """An axis label: whole numbers with separators from 100 up, else three
+    significant digits (an idle service's CPU is 0.02 %, not 0.0)."""
+    if value == 0:
+        return "0"
+    if value >= 100:
         return f"{value:,.0f}"
-    return f"{value:.1f}"
+    return f"{value:.3g}"

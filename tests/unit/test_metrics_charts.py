@@ -3,6 +3,7 @@ reads) drawn as charts: CPU and memory of each instance with the memory
 limit for a local service; requests by status class, latency percentiles and
 instances for a Cloud Run service, from (fake) Cloud Monitoring."""
 
+import re
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -76,3 +77,25 @@ def test_metrics_before_any_reading_and_for_outsiders(service, owner, outsider, 
 @pytest.mark.parametrize("value, ceiling", [(0, 1), (0.03, 0.05), (0.7, 1), (3, 5), (12.5, 20), (99, 100), (101, 200), (2400, 2500)])
 def test_chart_scales_end_on_a_round_number(value, ceiling):
     assert nice_ceiling(value) == pytest.approx(ceiling)
+
+
+def test_axis_labels_of_an_idle_service_are_not_all_zero():
+    from hakobune.frontend.charts import build_charts
+
+    until = datetime.now(timezone.utc)
+    points = [{"timestamp": until - timedelta(minutes=m), "name": "cpu_percent", "value": v, "labels": {"instance": "a"}}
+              for m, v in ((3, 0.004), (2, 0.018), (1, 0.0))]
+    (chart,) = build_charts(points, until - timedelta(hours=1), until)
+    labels = re.findall(r'class="axis">([^<]+)<', chart.svg)
+    assert labels[:3] == ["0", "0.01", "0.02"] and labels[-1] == "now"
+
+
+def test_no_line_is_drawn_across_a_time_without_readings():
+    from hakobune.frontend.charts import build_charts
+
+    until = datetime.now(timezone.utc)
+    minutes = (50, 49, 48, 10, 9)  # stopped for 38 minutes in between
+    points = [{"timestamp": until - timedelta(minutes=m), "name": "cpu_percent", "value": 5.0, "labels": {"instance": "a"}}
+              for m in minutes]
+    (chart,) = build_charts(points, until - timedelta(hours=1), until, step=60)
+    assert chart.svg.count("<polyline") == 2

@@ -574,7 +574,7 @@ def service_metrics(request, team, service):
     since = until - timedelta(seconds=seconds)
     # About 60 points a line, but never finer than the runtime reports (15 s here, a minute on Cloud Run).
     step = max(seconds // 60, 60)
-    charts = build_charts(history(service, since, step), since, until)
+    charts = build_charts(history(service, since, step), since, until, step)
     return render(request, "services/_metrics.html", {
         "service": service, "charts": charts, "ranges": list(METRIC_RANGES),
         "chosen": chosen if chosen in METRIC_RANGES else "1h", "every": settings.METRICS_SECONDS,
