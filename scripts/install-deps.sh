@@ -144,6 +144,30 @@ if [ "$CADDY_WAS_MISSING" -eq 1 ] && command -v systemctl >/dev/null 2>&1 \
     note "stopped Debian's caddy.service (Hakobune runs its own Caddy)"
 fi
 
+# --- The router's reloads ---------------------------------------------------------------
+
+# Caddy switches a route (every deploy) by reloading: it opens a second listening
+# socket with SO_REUSEPORT and closes the first. Connections still waiting in the
+# first one's queue are reset then (a request dropped during a deploy) unless the
+# kernel hands them to the second one: net.ipv4.tcp_migrate_req, Linux 5.14+.
+# bench/router_reload.py measures it.
+MIGRATE=/proc/sys/net/ipv4/tcp_migrate_req
+if [ ! -e "$MIGRATE" ]; then
+    note "this kernel cannot hand waiting connections to a reloaded router (no tcp_migrate_req, Linux < 5.14);"
+    note "a request arriving during a deploy's route switch may be reset"
+elif [ "$(cat "$MIGRATE")" = 1 ]; then
+    ok "router reloads keep waiting connections (net.ipv4.tcp_migrate_req = 1)"
+elif is_root; then
+    sysctl -qw net.ipv4.tcp_migrate_req=1
+    if [ -d /etc/sysctl.d ]; then
+        printf '# Hakobune: Caddy reloads keep the connections waiting on the old socket.\nnet.ipv4.tcp_migrate_req = 1\n' \
+            >/etc/sysctl.d/60-hakobune.conf
+    fi
+    ok "router reloads keep waiting connections (set net.ipv4.tcp_migrate_req = 1)"
+else
+    note "set net.ipv4.tcp_migrate_req = 1 as root, or requests arriving during a deploy's route switch may be reset"
+fi
+
 # --- Docker Engine ---------------------------------------------------------------------
 
 if docker info >/dev/null 2>&1; then

@@ -46,7 +46,7 @@ def router(tmp_path_factory):
     process = subprocess.Popen(
         ["caddy", "run", "--config", str(config)],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=open(os.environ.get("CADDY_DEBUG_LOG", os.devnull), "ab"),
         env={**os.environ, "HOME": str(config.parent), "XDG_DATA_HOME": str(config.parent), "XDG_CONFIG_HOME": str(config.parent)},
     )
     session = requests.Session()
