@@ -37,7 +37,8 @@ def _wait_for(check, timeout, what):
 
 @pytest.fixture(scope="session")
 def router(tmp_path_factory):
-    """A Caddy of the tests' own, on the ports the settings name."""
+    """A Caddy of the tests' own, on the ports the settings name; its log goes
+    to $CADDY_DEBUG_LOG when set (to see what it did to a failed request)."""
     if shutil.which("caddy") is None:
         pytest.fail("caddy is not installed; run `make test`, which installs it")
     admin = urlsplit(settings.ROUTER_ADMIN_URL).netloc
