@@ -31,7 +31,6 @@ import io
 import logging
 import re
 import tarfile
-import tempfile
 import time
 import zipfile
 from datetime import datetime, timedelta, timezone
@@ -642,7 +641,7 @@ class CloudRunBackend(RuntimeBackend):
     def _set_public(self, name: str, public: bool) -> None:
         """allUsers may invoke a public service, and nobody else is added;
         a private one has no allUsers binding."""
-        from google.iam.v1 import iam_policy_pb2, policy_pb2
+        from google.iam.v1 import iam_policy_pb2
 
         services = self._client("services")
         policy = services.get_iam_policy(request=iam_policy_pb2.GetIamPolicyRequest(resource=name))

@@ -16,7 +16,7 @@ import time
 from datetime import datetime
 
 import docker
-from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.errors import DockerException, ImageNotFound, NotFound
 from docker.types import LogConfig
 
 from .base import (

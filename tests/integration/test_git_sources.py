@@ -6,7 +6,6 @@ import json
 import os
 
 import pytest
-from django.conf import settings
 from django.urls import reverse
 
 from hakobune.platform.accounts.services import create_team

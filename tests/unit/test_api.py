@@ -12,7 +12,7 @@ from hakobune.platform.accounts.tokens import create_api_token, revoke_api_token
 from hakobune.platform.builds.models import Build, BuildLogLine, BuildStatus
 from hakobune.platform.builds.state import advance
 from hakobune.platform.crypto import decrypt
-from hakobune.platform.services.models import EnvVar, Release, Service
+from hakobune.platform.services.models import EnvVar, Release
 from hakobune.platform.services.services import create_service, deploy_service, set_env
 from hakobune.worker import tasks
 from tests.conftest import upload_of

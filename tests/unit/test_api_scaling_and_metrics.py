@@ -10,7 +10,7 @@ from django.utils import timezone
 from hakobune.platform.observability.collectors import collect_all, history
 from hakobune.platform.observability.models import MetricPoint
 from hakobune.platform.services.models import Service
-from tests.unit.test_api import API, SVC, bearer, deployed  # noqa: F401  (fixtures below reuse its helpers)
+from tests.unit.test_api import API, SVC, bearer
 from tests.unit.test_api import service  # noqa: F401
 
 

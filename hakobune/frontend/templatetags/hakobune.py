@@ -59,13 +59,9 @@ def status_tone(status):
 @register.filter
 def can(service, capability):
     """Whether the service's runtime backend has this capability flag."""
-    from hakobune.platform.services.backends import backend_for
-    from hakobune.runtime.base import RuntimeBackendError
+    from hakobune.platform.services import backends
 
-    try:
-        return capability in backend_for(service).capabilities
-    except RuntimeBackendError:
-        return False
+    return backends.can(service, capability)
 
 
 @register.filter

@@ -4,7 +4,6 @@ on, "code": a stable word, "fields": {field: [problems]} for invalid input}."""
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
 from rest_framework import exceptions, status
-from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from hakobune.platform.accounts.services import MembershipError

@@ -7,7 +7,7 @@ from django.conf import settings
 from rest_framework import serializers
 
 from hakobune.platform.accounts.models import Role
-from hakobune.platform.services.models import Release, Service
+from hakobune.platform.services.models import Release
 
 
 class ErrorSerializer(serializers.Serializer):

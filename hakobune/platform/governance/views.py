@@ -4,12 +4,12 @@ review, with what each would run."""
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from hakobune.platform.accounts.models import Team
+from hakobune.platform.accounts.permissions import staff_or_403
 from hakobune.platform.services.models import Service
 
 from .forms import TeamPolicyForm
@@ -18,14 +18,9 @@ from .quotas import limits_of, usage_of
 from .reviews import ReviewError, approve, reject, review_required
 
 
-def _staff_or_403(request):
-    if not request.user.is_staff:
-        raise PermissionDenied("Only administrators set quotas and review services.")
-
-
 @login_required
 def governance_page(request):
-    _staff_or_403(request)
+    staff_or_403(request.user, "set quotas and review services")
     pending = (
         ServiceReview.objects.filter(status=ServiceReview.Status.PENDING)
         .select_related("service__team")
@@ -47,7 +42,7 @@ def governance_page(request):
 
 @login_required
 def team_policy(request, team):
-    _staff_or_403(request)
+    staff_or_403(request.user, "set quotas and review services")
     team = get_object_or_404(Team, name=team)
     policy = TeamPolicy.objects.filter(team=team).first() or TeamPolicy(team=team)
     defaults = {"max_services": settings.TEAM_MAX_SERVICES, "max_cpu": settings.TEAM_MAX_CPU,
@@ -67,7 +62,7 @@ def team_policy(request, team):
 @login_required
 @require_POST
 def review_service(request, service_id, decision):
-    _staff_or_403(request)
+    staff_or_403(request.user, "set quotas and review services")
     if decision not in ("approve", "reject"):
         raise Http404("Approve or reject.")
     service = get_object_or_404(Service.objects.select_related("team"), id=service_id)

@@ -38,6 +38,15 @@ def backend_for(service) -> RuntimeBackend:
     return get_backend(service.target, team=service.team)
 
 
+def can(service, capability: str) -> bool:
+    """Whether the service's backend has this capability flag (no, when its
+    target is not configured)."""
+    try:
+        return capability in backend_for(service).capabilities
+    except RuntimeBackendError:
+        return False
+
+
 def all_backends() -> list[RuntimeBackend]:
     return [get_backend(alias) for alias in settings.RUNTIME_BACKENDS]
 

@@ -5,6 +5,7 @@ from django.conf import settings
 
 from hakobune.platform.accounts.models import dns_label_validator
 
+from .backends import can
 from .sources import check_git_source
 
 ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar", ".tar.xz", ".txz")
@@ -134,7 +135,7 @@ class ServiceSettingsForm(forms.Form):
     def __init__(self, *args, service=None, **kwargs):
         super().__init__(*args, **kwargs)
         # Runtimes that scale on requests by themselves (Cloud Run).
-        if service is not None and _can(service, "autoscaling"):
+        if service is not None and can(service, "autoscaling"):
             from .models import INGRESS_CHOICES
 
             self.fields["min_instances"] = forms.IntegerField(
@@ -155,7 +156,7 @@ class ServiceSettingsForm(forms.Form):
             )
             self.fields["ingress"] = forms.ChoiceField(label="Requests from", required=False, choices=INGRESS_CHOICES)
         # How the image is built, where the service's backend builds it itself (Cloud Build).
-        if service is not None and _can(service, "remote_build"):
+        if service is not None and can(service, "remote_build"):
             from .models import Service
 
             self.fields["cloud_builder"] = forms.ChoiceField(
@@ -176,17 +177,6 @@ class ServiceSettingsForm(forms.Form):
         if not path.startswith("/") or any(ch.isspace() for ch in path):
             raise forms.ValidationError("A path on your app, starting with /, like /healthz.")
         return path
-
-
-def _can(service, capability: str) -> bool:
-    from hakobune.runtime.base import RuntimeBackendError
-
-    from .backends import backend_for
-
-    try:
-        return capability in backend_for(service).capabilities
-    except RuntimeBackendError:
-        return False
 
 
 class CloudRunSettingsForm(forms.ModelForm):

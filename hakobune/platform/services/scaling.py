@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from hakobune.runtime.base import RuntimeBackendError, ServiceRef
+from hakobune.runtime.base import ServiceRef
 from hakobune.worker.tasks import deploy_lock, deploy_spec, redis_client
 
 from .backends import backend_for

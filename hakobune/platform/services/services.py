@@ -17,17 +17,19 @@ class ServiceActionError(Exception):
     pass
 
 
-def _require_capability(service: Service, capability: str, what: str) -> None:
+def _require_capability(service: Service, capability: str, what: str):
+    """The service's backend, or an error saying that it cannot do `what`."""
     from hakobune.runtime.base import RuntimeBackendError
 
     from .backends import backend_for
 
     try:
-        capable = capability in backend_for(service).capabilities
+        backend = backend_for(service)
     except RuntimeBackendError as exc:
         raise ServiceActionError(exc.message)
-    if not capable:
+    if capability not in backend.capabilities:
         raise ServiceActionError(f"{service.name} runs on {service.target}, which cannot {what}.")
+    return backend
 
 
 QUOTA_FIELDS = ("cpu", "memory_mb", "instances", "min_instances", "max_instances")
@@ -357,19 +359,10 @@ def set_env(*, service: Service, values: dict, unset: list, secrets: dict | None
 def _secret_references(service: Service, secrets: dict) -> dict[str, str]:
     """The references in the one spelling the runtime stores, or an error
     saying why the service cannot have them."""
-    from hakobune.runtime.base import RuntimeBackendError
-
-    from .backends import backend_for
-
-    try:
-        backend = backend_for(service)
-    except RuntimeBackendError as exc:
-        raise ServiceActionError(exc.message)
-    if "secret_env" not in backend.capabilities:
-        raise ServiceActionError(
-            f"{service.name} runs on {service.target}, which cannot read Secret Manager; "
-            "give the variable a value instead. Services on Cloud Run can use secrets."
-        )
+    backend = _require_capability(
+        service, "secret_env",
+        "read Secret Manager; give the variable a value instead. Services on Cloud Run can use secrets",
+    )
     normalized = {}
     for key, reference in secrets.items():
         if not isinstance(reference, str):

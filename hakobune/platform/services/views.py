@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from hakobune.platform.accounts.permissions import membership_or_404, teams_of
+from hakobune.platform.accounts.permissions import membership_or_404, staff_or_403, teams_of
 from hakobune.platform.builds.models import Build
 from hakobune.runtime.base import RuntimeBackendError, ServiceRef
 
@@ -622,8 +622,7 @@ def stacks_page(request):
 
     from .services import services_on_stack
 
-    if not request.user.is_staff:
-        raise PermissionDenied("Only administrators manage stacks.")
+    staff_or_403(request.user, "manage stacks")
     if request.method == "POST":
         language = request.POST.get("language", "")
         if language not in stacks.RECIPES:
@@ -651,11 +650,6 @@ def stacks_page(request):
 # -- Cloud Run settings (staff) ---------------------------------------------------------
 
 
-def _staff_or_403(request):
-    if not request.user.is_staff:
-        raise PermissionDenied("Only administrators manage where Cloud Run services go.")
-
-
 def _cloud_run_alias() -> str | None:
     """The target whose backend takes the staff's Cloud Run settings, if any."""
     from django.conf import settings
@@ -681,7 +675,7 @@ def cloud_run_settings(request, team=None):
     from .forms import CloudRunSettingsForm
     from .models import CloudRunDefaults, TeamCloudRunSettings
 
-    _staff_or_403(request)
+    staff_or_403(request.user, "manage where Cloud Run services go")
     alias = _cloud_run_alias()
     if alias is None:
         return render(request, "services/cloud_run.html", {"configured": False})
