@@ -18,11 +18,16 @@ def dummy_backend(settings):
 
 @pytest.fixture
 def queued_tasks(monkeypatch):
-    """Records tasks the code under test enqueues, instead of sending them to Redis."""
-    from hakobune.worker import tasks
+    """Records the tasks the code under test enqueues, (name, id), instead of
+    sending them to Redis; routes rewritten (sync_router) are not listed."""
+    from hakobune.platform import queue
 
     sent = []
-    for name in ("fetch_source", "detect_stack", "build_image", "deploy_release", "start_release", "destroy_service"):
-        task = getattr(tasks, name)
-        monkeypatch.setattr(task, "delay", lambda object_id, _name=name: sent.append((_name, object_id)))
+
+    def record(name, *args, countdown=None):
+        queue.task_name(name)
+        if name != "sync_router":
+            sent.append((name, *args))
+
+    monkeypatch.setattr(queue, "enqueue", record)
     return sent

@@ -5,6 +5,7 @@ import pytest
 
 from hakobune.platform.builds.models import Build, BuildStatus
 from hakobune.platform.builds.state import TRANSITIONS, InvalidTransition, advance, claim, fail
+from hakobune.platform.diagnoses import Diagnosis
 from hakobune.platform.services.services import create_service
 
 S = BuildStatus
@@ -49,12 +50,13 @@ def test_a_step_is_claimed_once(build):
     assert claim(build.id, S.BUILDING) is False
 
 
-def test_fail_records_the_reason_and_the_step(build):
+def test_fail_records_the_diagnosis_and_the_step(build):
     advance(build.id, S.QUEUED, S.FETCHING)
-    assert fail(build.id, "The archive is empty.")
+    assert fail(build.id, Diagnosis("source.refused", {"detail": "The archive is empty."}))
     build.refresh_from_db()
     assert build.status == S.FAILED
-    assert build.failure_reason == "The archive is empty."
+    assert (build.failure_rule, build.failure_params) == ("source.refused", {"detail": "The archive is empty."})
+    assert build.failure_reason == build.failure_text == "The archive is empty."
     assert build.failed_step == S.FETCHING
     assert build.finished_at is not None
 
@@ -63,6 +65,6 @@ def test_a_finished_build_cannot_fail_afterwards(build):
     for current, following in [(S.QUEUED, S.FETCHING), (S.FETCHING, S.DETECTING), (S.DETECTING, S.BUILDING),
                                (S.BUILDING, S.DEPLOYING), (S.DEPLOYING, S.LIVE)]:
         advance(build.id, current, following)
-    assert fail(build.id, "too late") is False
+    assert fail(build.id, Diagnosis("pipeline.stalled")) is False
     build.refresh_from_db()
     assert build.status == S.LIVE and build.failure_reason == ""

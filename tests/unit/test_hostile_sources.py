@@ -14,6 +14,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import RequestFactory
 from django.urls import reverse
 
+from hakobune.platform.builds import pipeline
 from hakobune.platform.builds.models import Build
 from hakobune.platform.services import sources
 from hakobune.platform.services.models import Service
@@ -172,7 +173,7 @@ def test_a_hostile_archive_fails_its_deploy_with_a_reason(login, owner, team, qu
     filename, make, told = HOSTILE_ARCHIVES[case]
     service = create_service(team=team, name="app", created_by=owner)
     build = deploy_service(service=service, source_file=SimpleUploadedFile(filename, make()), created_by=owner)
-    workspace = tasks.workspace_dir(build.id)
+    workspace = pipeline.workspace_dir(build.id)
 
     tasks.fetch_source(build.id)  # returns normally: the worker survives
 
@@ -197,7 +198,7 @@ def test_setuid_bits_are_dropped_and_the_deploy_goes_on(owner, team, queued_task
     tasks.fetch_source(build.id)
     build.refresh_from_db()
     assert build.status == "detecting"
-    tool = next(tasks.workspace_dir(build.id).rglob("tool"))
+    tool = next(pipeline.workspace_dir(build.id).rglob("tool"))
     assert not tool.stat().st_mode & 0o4000
 
 

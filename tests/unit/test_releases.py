@@ -6,6 +6,7 @@ from django.urls import reverse
 
 from hakobune.platform.builds.models import Build, BuildStatus
 from hakobune.platform.builds.state import advance
+from hakobune.platform.locks import deploy_lock
 from hakobune.platform.services.models import Release, Service
 from hakobune.platform.services.services import ServiceActionError, create_service, deploy_service, rollback, scale
 from hakobune.runtime.base import ServiceRef
@@ -184,7 +185,7 @@ def test_a_restart_is_a_new_release_of_the_same_image(login, developer, service,
 
 def test_the_router_sync_leaves_a_service_being_deployed_alone(service, owner, dummy_backend, queued_tasks):
     deployed(service, owner, "hakobune/acme/hello:one")
-    lock = tasks.deploy_lock(service.id)
+    lock = deploy_lock(service.id)
     assert lock.acquire(blocking=False)
     try:
         tasks.sync_router()

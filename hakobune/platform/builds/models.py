@@ -50,7 +50,11 @@ class Build(models.Model):
     detection_reason = models.TextField(blank=True)
     plan = models.JSONField(null=True, blank=True)
     image = models.CharField(max_length=255, blank=True)
+    # In English, for the API and the admin; the portal shows the diagnosis
+    # (hakobune/platform/diagnoses.py) in the reader's language.
     failure_reason = models.TextField(blank=True)
+    failure_rule = models.CharField(max_length=64, blank=True)
+    failure_params = models.JSONField(default=dict, blank=True)
     # The step a worker has taken on; see state.claim().
     claimed_step = models.CharField(max_length=16, blank=True)
     failed_step = models.CharField(max_length=16, blank=True, choices=BuildStatus.choices)
@@ -77,6 +81,13 @@ class Build(models.Model):
             commit = f" @ {self.git_commit[:10]}" if self.git_commit else ""
             return f"{self.git_ref}{commit}"
         return self.source_filename or "archive"
+
+    @property
+    def failure_text(self) -> str:
+        """Why it failed, in the reader's language."""
+        from hakobune.platform.diagnoses import render
+
+        return render(self.failure_rule, self.failure_params) if self.failure_rule else self.failure_reason
 
     @property
     def duration(self):

@@ -50,13 +50,28 @@ def claim(build_id: int, status: str) -> bool:
     )
 
 
-def fail(build_id: int, reason: str) -> bool:
-    """Marks an unfinished build failed with a reason a person can act on.
-    Returns False when the build had already finished."""
+def fail(build_id: int, diagnosis) -> bool:
+    """Marks an unfinished build failed with a diagnosis (see
+    hakobune/platform/diagnoses.py) that says what a person can do. Returns
+    False when the build had already finished."""
     for _ in range(5):  # the status may move on between the read and the update
         status = Build.objects.values_list("status", flat=True).get(id=build_id)
         if status in FINISHED:
             return False
-        if advance(build_id, status, S.FAILED, failure_reason=reason, failed_step=status):
+        if advance(build_id, status, S.FAILED, failed_step=status, **failure_fields(diagnosis)):
             return True
     return False
+
+
+def failure_fields(diagnosis) -> dict:
+    """The columns a diagnosis is stored in, on a build or a release."""
+    return {
+        "failure_rule": diagnosis.rule,
+        "failure_params": diagnosis.params,
+        "failure_reason": diagnosis.in_english(),
+    }
+
+
+def release_claim(build_id: int, status: str) -> bool:
+    """Gives the step's claim back, so that a retry of the step can take it."""
+    return Build.objects.filter(id=build_id, status=status, claimed_step=status).update(claimed_step="") == 1

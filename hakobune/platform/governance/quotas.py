@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from hakobune.platform.services.backends import backend_for
 from hakobune.runtime.base import RuntimeBackendError
 
 from .models import TeamPolicy
@@ -48,8 +49,6 @@ def limits_of(team) -> Limits:
 
 def reservation(service) -> tuple[float, int]:
     """What the service's current settings hold at most on its runtime."""
-    from hakobune.platform.services.backends import backend_for
-
     values = dict(
         cpu=float(service.cpu), memory_mb=int(service.memory_mb), instances=int(service.instances),
         min_instances=service.min_instances, max_instances=service.max_instances,

@@ -5,11 +5,12 @@ approves it; later deploys of an approved service go straight through."""
 from __future__ import annotations
 
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
 from hakobune.platform.builds.models import Build, BuildStatus
-from hakobune.platform.builds.state import advance, fail
+from hakobune.platform.builds.state import advance, fail, failure_fields
+from hakobune.platform.diagnoses import Diagnosis
+from hakobune.platform.queue import enqueue_on_commit
 
 from .models import ServiceReview, TeamPolicy
 
@@ -50,8 +51,6 @@ def waiting_builds(service):
 def approve(*, service, by, note: str = "") -> list[int]:
     """Approves the service; its newest build waiting for review deploys now
     (older waiting ones are cancelled). Returns the ids of those that deploy."""
-    from hakobune.worker.tasks import deploy_release
-
     _check_reviewer(by)
     ServiceReview.objects.update_or_create(
         service=service,
@@ -61,9 +60,9 @@ def approve(*, service, by, note: str = "") -> list[int]:
     *older, newest = list(waiting_builds(service).order_by("number").values_list("id", "number")) or [(None, None)]
     for build_id, _ in older:
         advance(build_id, BuildStatus.REVIEWING, BuildStatus.CANCELLED,
-                failure_reason=f"Deploy #{newest[1]} came after it and went on in its place once approved.")
+                **failure_fields(Diagnosis("review.replaced", {"number": newest[1]})))
     if newest[0] is not None and advance(newest[0], BuildStatus.REVIEWING, BuildStatus.DEPLOYING):
-        transaction.on_commit(lambda: deploy_release.delay(newest[0]))
+        enqueue_on_commit("deploy_release", newest[0])
         return [newest[0]]
     return []
 
@@ -80,8 +79,7 @@ def reject(*, service, by, note: str) -> list[int]:
     )
     failed = []
     for build_id in waiting_builds(service).values_list("id", flat=True):
-        if fail(build_id, f"An administrator did not approve this service: {note} Change it and deploy again; "
-                          "the new deploy is reviewed again."):
+        if fail(build_id, Diagnosis("review.rejected", {"note": note})):
             failed.append(build_id)
     return failed
 

@@ -14,10 +14,11 @@ from django.db.models import Q
 from django.utils import timezone
 
 from hakobune.runtime.base import ServiceRef
-from hakobune.worker.tasks import deploy_lock, deploy_spec, redis_client
+from hakobune.platform.locks import deploy_lock, redis_client
 
 from .backends import backend_for
 from .models import Release, Service
+from .releases import deploy_spec
 
 logger = logging.getLogger(__name__)
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",

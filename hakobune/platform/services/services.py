@@ -3,13 +3,22 @@ through these functions."""
 
 from __future__ import annotations
 
+from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Max
+from django.utils import timezone
 
 from hakobune.platform.builds.models import Build
 from hakobune.platform.crypto import encrypt
+from hakobune.platform.governance.quotas import QuotaExceeded, check_quota
+from hakobune.platform.queue import enqueue_on_commit
+from hakobune.runtime.base import RuntimeBackendError, ServiceRef
 
-from .models import Service, SourceKind
+from .backends import backend_for
+from .models import Domain, EnvVar, Service, SourceKind, validate_env_key
+from .releases import env_of, new_release, secret_env_of  # noqa: F401 (env_of: read by the API)
+from .scaling import wake
 from .sources import check_git_source
 
 
@@ -19,9 +28,7 @@ class ServiceActionError(Exception):
 
 def _require_capability(service: Service, capability: str, what: str):
     """The service's backend, or an error saying that it cannot do `what`."""
-    from hakobune.runtime.base import RuntimeBackendError
 
-    from .backends import backend_for
 
     try:
         backend = backend_for(service)
@@ -36,7 +43,6 @@ QUOTA_FIELDS = ("cpu", "memory_mb", "instances", "min_instances", "max_instances
 
 
 def _within_quota(service: Service, *, creating: bool = False, **changes) -> None:
-    from hakobune.platform.governance.quotas import QuotaExceeded, check_quota
 
     try:
         check_quota(service, creating=creating, **changes)
@@ -116,8 +122,6 @@ def redeploy_build(*, build: Build, created_by, trigger: str = "rebuild") -> Bui
 
 
 def _queue_build(service: Service, created_by, prepare) -> Build:
-    from hakobune.worker.tasks import fetch_source
-
     with transaction.atomic():
         # Lock the service row so two deploys do not take the same number.
         Service.objects.select_for_update().filter(id=service.id).first()
@@ -125,7 +129,7 @@ def _queue_build(service: Service, created_by, prepare) -> Build:
         build = Build(service=service, number=number, created_by=created_by)
         prepare(build)
         build.save()
-        transaction.on_commit(lambda: fetch_source.delay(build.id))
+        enqueue_on_commit("fetch_source", build.id)
     return build
 
 
@@ -140,22 +144,6 @@ def _archive_suffix(filename: str) -> str:
 # -- releases and the running service -------------------------------------------------
 
 
-def _new_release(service: Service, *, build, image: str, config: dict, description: str):
-    from hakobune.worker.tasks import start_release
-
-    from .models import Release
-
-    with transaction.atomic():
-        Service.objects.select_for_update().filter(id=service.id).first()
-        number = (service.releases.aggregate(last=Max("number"))["last"] or 0) + 1
-        release = Release.objects.create(
-            service=service, build=build, number=number, image=image, config=config,
-            status=Release.Status.PENDING, description=description,
-        )
-        transaction.on_commit(lambda: start_release.delay(release.id))
-    return release
-
-
 def rollback(*, service: Service, to_release, created_by=None):
     """A new release with an earlier release's image and configuration, like
     Heroku's rollback: nothing is rebuilt, and history only grows."""
@@ -165,7 +153,6 @@ def rollback(*, service: Service, to_release, created_by=None):
         raise ServiceActionError(f"v{to_release.number} never ran; only releases that went live can be rolled back to.")
     if service.live_release_id == to_release.id:
         raise ServiceActionError(f"v{to_release.number} is already live.")
-    from django.conf import settings
 
     kept = service.releases.order_by("-number").values_list("id", flat=True)[: settings.KEEP_RELEASES]
     if to_release.id not in set(kept):
@@ -176,7 +163,7 @@ def rollback(*, service: Service, to_release, created_by=None):
     config = dict(to_release.config)
     config.pop("restart", None)  # back to the release's revision itself, where the runtime keeps it
     _within_quota(service, **{name: config[name] for name in QUOTA_FIELDS if name in config})
-    return _new_release(
+    return new_release(
         service, build=to_release.build, image=to_release.image, config=config,
         description=f"Rollback to v{to_release.number}",
     )
@@ -193,7 +180,7 @@ def scale(*, service: Service, instances: int, created_by=None):
     live = service.live_release
     if live is None:
         return None
-    return _new_release(
+    return new_release(
         service, build=live.build, image=live.image, config={**live.config, "instances": instances},
         description=f"Scaled to {instances} instance{'s' if instances != 1 else ''}",
     )
@@ -204,25 +191,20 @@ def restart_service(*, service: Service, created_by=None):
     live = service.live_release
     if live is None:
         raise ServiceActionError("The service has no live release to restart.")
-    from django.utils import timezone
 
     config = {**live.config, "restart": timezone.now().isoformat()}
-    return _new_release(service, build=live.build, image=live.image, config=config, description="Restart")
+    return new_release(service, build=live.build, image=live.image, config=config, description="Restart")
 
 
 def stop_service(*, service: Service, created_by=None) -> None:
-    from hakobune.runtime.base import ServiceRef
 
-    from .backends import backend_for
 
     Service.objects.filter(id=service.id).update(desired_state="stopped")
     backend_for(service).stop(ServiceRef(service.team.name, service.name))
 
 
 def start_service(*, service: Service, created_by=None) -> None:
-    from hakobune.runtime.base import ServiceRef
 
-    from .backends import backend_for
 
     Service.objects.filter(id=service.id).update(desired_state="running")
     backend_for(service).start(ServiceRef(service.team.name, service.name))
@@ -230,10 +212,8 @@ def start_service(*, service: Service, created_by=None) -> None:
 
 def delete_service(*, service: Service, created_by=None) -> None:
     """Removes the service's instances, route and images, then the service."""
-    from hakobune.worker.tasks import destroy_service
-
     Service.objects.filter(id=service.id).update(desired_state="deleted")
-    transaction.on_commit(lambda: destroy_service.delay(service.id))
+    enqueue_on_commit("destroy_service", service.id)
 
 
 # -- settings, source and environment (the API's PATCH, deploys from a git URL, env) ---
@@ -248,8 +228,6 @@ def update_settings(*, service: Service, created_by=None, **fields):
     """Changes a service's cpu, memory, port, health check path or instances
     at once; a live service gets one new release of the same image with them,
     as `scale` does."""
-    from django.core.exceptions import ValidationError
-
     unknown = set(fields) - set(SETTINGS_FIELDS)
     if unknown:
         raise ServiceActionError(f"These cannot be changed here: {', '.join(sorted(unknown))}.")
@@ -269,7 +247,7 @@ def update_settings(*, service: Service, created_by=None, **fields):
     if live is None:
         return None
     config = {**live.config, **{name: float(value) if name == "cpu" else value for name, value in changed.items()}}
-    return _new_release(
+    return new_release(
         service, build=live.build, image=live.image, config=config,
         description="Changed " + ", ".join(sorted(changed)),
     )
@@ -310,10 +288,6 @@ def set_env(*, service: Service, values: dict, unset: list, secrets: dict | None
     Manager), by reference. A live service gets a new release of its image so
     that they take effect, as on Heroku; returns it (None when the service is
     not live or nothing changed)."""
-    from django.core.exceptions import ValidationError
-
-    from .models import EnvVar, validate_env_key
-
     secrets = dict(secrets or {})
     for first, second in ((values, unset), (secrets, unset), (values, secrets)):
         both = set(first) & set(second)
@@ -351,7 +325,7 @@ def set_env(*, service: Service, values: dict, unset: list, secrets: dict | None
         parts.append("Set " + ", ".join(sorted([*values, *secrets])))
     if removed:
         parts.append("unset " + ", ".join(sorted(unset)))
-    return _new_release(
+    return new_release(
         service, build=live.build, image=live.image, config=dict(live.config), description="; ".join(parts)[:200]
     )
 
@@ -374,18 +348,6 @@ def _secret_references(service: Service, secrets: dict) -> dict[str, str]:
     return normalized
 
 
-def env_of(service: Service) -> dict[str, str]:
-    """The service's environment variables with values, decrypted, for the runtime."""
-    from hakobune.platform.crypto import decrypt
-
-    return {var.key: decrypt(var.value_encrypted) for var in service.env_vars.all() if not var.secret_ref}
-
-
-def secret_env_of(service: Service) -> dict[str, str]:
-    """The service's variables that come from the runtime's secret store: key: reference."""
-    return {var.key: var.secret_ref for var in service.env_vars.all() if var.secret_ref}
-
-
 # -- traffic split (backends with the "traffic_split" capability) ---------------------
 
 
@@ -393,10 +355,6 @@ def split_traffic(*, service: Service, percents: dict[int, int], created_by=None
     """Sends each release's share of the requests (release number: percent,
     adding up to 100) to the runtime revision that release runs as; returns
     what was sent to the backend (revision: percent)."""
-    from hakobune.runtime.base import RuntimeBackendError, ServiceRef
-
-    from .backends import backend_for
-
     backend = backend_for(service)
     if "traffic_split" not in backend.capabilities:
         raise ServiceActionError(f"{service.target} cannot split traffic between releases.")
@@ -422,10 +380,6 @@ def traffic_of(service: Service, releases) -> dict[int, int]:
     where the runtime splits traffic between revisions; the newest release of
     a revision carries its share. Raises RuntimeBackendError when the runtime
     cannot be asked, ServiceActionError when it cannot split."""
-    from hakobune.runtime.base import ServiceRef
-
-    from .backends import backend_for
-
     backend = backend_for(service)
     if "traffic_split" not in backend.capabilities:
         raise ServiceActionError(f"{service.target} cannot split traffic between releases.")
@@ -475,15 +429,10 @@ def add_domain(*, service: Service, hostname: str, created_by=None):
     """Makes the service answer at a domain of its team's; the route changes at
     once. The domain's DNS must point at this host (a CNAME to the service's
     own address, or an A record)."""
-    from django.conf import settings as django_settings
-    from django.core.exceptions import ValidationError
-
-    from .models import Domain
-
     _require_capability(service, "routing", "serve custom domains through Hakobune's router")
 
     hostname = (hostname or "").strip().lower().rstrip(".")
-    base = django_settings.BASE_DOMAIN
+    base = settings.BASE_DOMAIN
     if hostname == base or hostname.endswith(f".{base}") or hostname.endswith(".localhost") or hostname == "localhost":
         raise ServiceActionError(f"{hostname} is one of Hakobune's own addresses; give a domain of yours.")
     if Domain.objects.filter(hostname=hostname).exists():
@@ -506,6 +455,4 @@ def remove_domain(*, service: Service, hostname: str, created_by=None) -> None:
 
 
 def _sync_routes_after_commit():
-    from hakobune.worker.tasks import sync_router
-
-    transaction.on_commit(lambda: sync_router.delay())
+    enqueue_on_commit("sync_router")

@@ -628,9 +628,9 @@ def stacks_page(request):
         if language not in stacks.RECIPES:
             messages.error(request, f"Hakobune cannot build a {language!r} stack here.")
         else:
-            from hakobune.worker.tasks import rebuild_stack
+            from hakobune.platform.queue import enqueue
 
-            rebuild_stack.delay(language, request.user.id)
+            enqueue("rebuild_stack", language, request.user.id)
             messages.success(
                 request, f"Rebuilding the {language} stack from Debian; every service on it is redeployed after."
             )

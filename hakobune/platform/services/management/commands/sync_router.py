@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from hakobune.worker.tasks import sync_router
+from hakobune.platform.services.housekeeping import sync_router
 
 
 class Command(BaseCommand):

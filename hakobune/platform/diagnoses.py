@@ -1,0 +1,110 @@
+"""The registry of diagnoses: every failure a person is shown is a rule id
+with its parameters, stored with the build or release that failed, and put
+into words only when shown, in the reader's language. The deploy doctor,
+refusals and translations all add rules here.
+
+A library error may name its own rule by carrying `rule` and `params`
+attributes; otherwise the error's class picks one of the rules below that
+say the library's own words (`detail`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.utils.translation import gettext, override
+
+from hakobune.platform.failures import FailureKind, classify
+from hakobune.runtime.base import RuntimeBackendError
+from hakobune.worker.buildpacks import NoStackDetected
+from hakobune.worker.source import SourceError
+from hakobune.worker.stacks import StackError
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    kind: FailureKind
+    # A %-format with the diagnosis' parameters; marked for translation.
+    text: str
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    rule: str
+    params: dict = field(default_factory=dict)
+
+    @property
+    def kind(self) -> FailureKind:
+        return RULES[self.rule].kind
+
+    def in_words(self) -> str:
+        return render(self.rule, self.params)
+
+    def in_english(self) -> str:
+        with override("en"):
+            return render(self.rule, self.params)
+
+
+RULES: dict[str, Rule] = {}
+
+
+def rule(id: str, kind: FailureKind, text: str) -> Rule:
+    if id in RULES:
+        raise ValueError(f"the diagnosis {id} is declared twice")
+    RULES[id] = Rule(id, kind, text)
+    return RULES[id]
+
+
+def render(rule_id: str, params: dict | None = None) -> str:
+    found = RULES.get(rule_id)
+    if found is None:
+        return (params or {}).get("detail", "") or rule_id
+    try:
+        return gettext(found.text) % (params or {})
+    except (KeyError, TypeError, ValueError):
+        return gettext(found.text)
+
+
+U, T, P = FailureKind.USER, FailureKind.TRANSIENT, FailureKind.PLATFORM
+
+# Failures in the library's own words, by where they happened.
+rule("source.refused", U, "%(detail)s")
+rule("detect.no_app", U, "%(detail)s")
+rule("build.failed", U, "%(detail)s")
+rule("build.platform", P, "%(detail)s")
+rule("runtime.failed", U, "%(detail)s")
+rule("runtime.platform", P, "%(detail)s")
+
+# The pipeline's own.
+rule("pipeline.internal", P,
+     "Hakobune failed while handling this build (an internal error, not your app). Deploy again.")
+rule("pipeline.gave_up", T,
+     "%(what)s did not answer after %(attempts)s attempts (last: %(error)s). This is not your app: "
+     "deploy again in a few minutes, and tell your operator if it keeps happening.")
+rule("pipeline.stalled", P, "The build stopped making progress (the worker may have restarted). Deploy again.")
+rule("release.internal", P, "Hakobune failed while starting this release.")
+
+# Reviews by an administrator.
+rule("review.rejected", U,
+     "An administrator did not approve this service: %(note)s Change it and deploy again; "
+     "the new deploy is reviewed again.")
+rule("review.replaced", U, "Deploy #%(number)s came after it and went on in its place once approved.")
+
+
+def diagnose(exc: BaseException) -> Diagnosis:
+    """The diagnosis of an exception met by a pipeline step."""
+    if getattr(exc, "rule", None) in RULES:
+        return Diagnosis(exc.rule, dict(getattr(exc, "params", None) or {}))
+    detail = getattr(exc, "message", None) or str(exc)
+    kind = classify(exc)
+    if isinstance(exc, SourceError):
+        return Diagnosis("source.refused", {"detail": detail})
+    if isinstance(exc, NoStackDetected):
+        return Diagnosis("detect.no_app", {"detail": detail})
+    if isinstance(exc, RuntimeBackendError):
+        return Diagnosis("runtime.failed" if kind == FailureKind.USER else "runtime.platform", {"detail": detail})
+    if isinstance(exc, StackError):
+        return Diagnosis("build.platform", {"detail": detail})
+    if hasattr(exc, "user_error"):
+        return Diagnosis("build.failed" if kind == FailureKind.USER else "build.platform", {"detail": detail})
+    return Diagnosis("pipeline.internal", {"error": f"{type(exc).__name__}: {exc}"[:500]})

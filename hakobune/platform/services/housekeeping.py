@@ -1,0 +1,163 @@
+"""What the scheduler keeps doing for every service: reconciling the
+runtimes with the database, rewriting the routes, putting idle services to
+sleep, pruning old images; and the long actions a worker does for one
+service or stack (deleting a service, rebuilding a stack)."""
+
+from __future__ import annotations
+
+import logging
+
+import docker
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import transaction
+
+from hakobune.platform.locks import deploy_lock
+from hakobune.runtime.base import DesiredService, LiveRoute, RuntimeBackendError, ServiceRef
+from hakobune.worker import images, stacks
+
+from . import scaling
+from .backends import all_backends, backend_for
+from .models import Release, Service
+from .releases import deploy_spec
+from .services import redeploy_services_on_stack
+
+logger = logging.getLogger(__name__)
+
+
+def reconcile() -> None:
+    """Makes every backend run what the database wants, both ways: instances
+    that died or vanished (a dockerd or host restart) come back, strays go,
+    and the routes are rewritten. A service being deployed is left alone."""
+    for backend in all_backends():
+        try:
+            for action in backend.repair_platform():
+                logger.info("reconcile %s: %s", backend.alias, action)
+        except RuntimeBackendError as exc:
+            logger.warning("reconcile could not repair %s: %s", backend.alias, exc.message)
+        known = set()
+        services = Service.objects.filter(target=backend.alias).exclude(desired_state="deleted")
+        for service in services.select_related("team", "live_release"):
+            ref = ServiceRef(service.team.name, service.name)
+            known.add(ref)
+            if service.live_release is None or service.live_release.status != Release.Status.LIVE:
+                continue
+            lock = deploy_lock(service.id)
+            if not lock.acquire(blocking=False):
+                logger.info("reconcile %s: skipped, a deploy holds its lock", ref.service)
+                continue
+            try:
+                desired = DesiredService(deploy_spec(service, service.live_release), state=service.desired_state)
+                for action in backend.reconcile_service(desired):
+                    logger.info("reconcile %s: %s", ref.service, action)
+            except RuntimeBackendError as exc:
+                logger.warning("reconcile could not repair %s/%s: %s", ref.team, ref.service, exc.message)
+            finally:
+                lock.release()
+        try:
+            for action in backend.remove_strays(known):
+                logger.info("reconcile: %s", action)
+        except RuntimeBackendError as exc:
+            logger.warning("reconcile could not remove strays on %s: %s", backend.alias, exc.message)
+    sync_router()
+
+
+def sync_router() -> None:
+    """Rewrites each backend's routing from the database, so a restarted router
+    serves every live service again."""
+    for backend in all_backends():
+        services = (
+            Service.objects.filter(target=backend.alias, live_release__isnull=False, public=True)
+            .exclude(desired_state__in=("deleted", "stopped"))
+            .select_related("team")
+            .prefetch_related("domains")
+        )
+        held = []
+        live = []
+        for svc in services:
+            # A service being deployed keeps the route it has: its deploy
+            # switches it, and the database tells the new release only after.
+            lock = deploy_lock(svc.id)
+            free = lock.acquire(blocking=False)
+            if free:
+                held.append(lock)
+            live.append(
+                LiveRoute(
+                    hostname=svc.hostname,
+                    team=svc.team.name,
+                    service=svc.name,
+                    release_id=svc.live_release_id,
+                    asleep=svc.desired_state == "sleeping",
+                    aliases=svc.aliases,
+                    keep_current=not free,
+                )
+            )
+        try:
+            backend.sync_routes(live)
+        except RuntimeBackendError as exc:
+            logger.warning("could not sync the routes of %s: %s", backend.alias, exc.message)
+        finally:
+            for lock in held:
+                lock.release()
+
+
+def scale_idle_to_zero() -> None:
+    """Notes the router's traffic, then puts services idle for longer than their
+    idle minutes to sleep."""
+    scaling.note_traffic(settings.ROUTER_ACCESS_LOG)
+    for service in scaling.idle_services():
+        lock = deploy_lock(service.id)
+        if not lock.acquire(blocking=False):
+            continue
+        try:
+            scaling.put_to_sleep(service)
+        except RuntimeBackendError as exc:
+            logger.warning("could not scale %s to zero: %s", service, exc.message)
+        finally:
+            lock.release()
+
+
+def prune_images() -> None:
+    """Keeps the images of each service's last KEEP_RELEASES releases (and the
+    live one), so rollbacks stay instant, and removes older ones."""
+    client = docker.from_env()
+    for service in Service.objects.exclude(desired_state="deleted").select_related("team", "live_release"):
+        kept = set(service.releases.order_by("-number").values_list("image", flat=True)[: settings.KEEP_RELEASES])
+        if service.live_release_id:
+            kept.add(service.live_release.image)
+        for tag in images.remove_images(client, service.team.name, service.name, keep=kept):
+            logger.info("pruned %s", tag)
+
+
+def destroy_service(service_id: int) -> None:
+    service = Service.objects.select_related("team").filter(id=service_id, desired_state="deleted").first()
+    if service is None:
+        return
+    with deploy_lock(service.id):
+        backend_for(service).destroy(ServiceRef(service.team.name, service.name))
+        images.remove_images(docker.from_env(), service.team.name, service.name)
+        with transaction.atomic():
+            # Releases protect their builds; they go first, then the service
+            # with its builds, logs and webhook deliveries.
+            Service.objects.filter(id=service.id).update(live_release=None)
+            service.releases.all().delete()
+            service.delete()
+
+
+def rebuild_stack(language: str, user_id: int | None = None) -> None:
+    """An admin's one action: build the language's stack afresh from Debian,
+    then redeploy every live service built on it."""
+    stack = stacks.build_local_stack(
+        docker.from_env(),
+        language,
+        suite=settings.STACK_DEBIAN_SUITE,
+        mirror=settings.STACK_DEBIAN_MIRROR,
+        ca_bundle=settings.BUILD_CA_BUNDLE or None,
+        cache_dir=settings.STACK_CACHE_DIR,
+        use_cache=False,
+        force=True,
+        log=lambda line: logger.info("stack %s: %s", language, line),
+    )
+    user = get_user_model().objects.filter(id=user_id).first() if user_id else None
+    builds = redeploy_services_on_stack(language=language, created_by=user)
+    logger.info("stack %s rebuilt (%s); redeploying %d service(s)", language, stack.version, len(builds))

@@ -1,0 +1,210 @@
+"""Releases: making one (from a build, or from the live one with a change),
+starting it on the service's runtime, and the DeploySpec the runtime gets.
+The pipeline's deploy step and every change of a live service (scale,
+settings, env, rollback, restart) end here."""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from hakobune.platform.crypto import decrypt
+from hakobune.platform.failures import MAX_ATTEMPTS, FailureKind, RetryStep, backoff, classify
+from hakobune.platform.locks import deploy_lock
+from hakobune.platform.queue import enqueue_on_commit
+from hakobune.runtime.base import DeploySpec, RuntimeBackendError, ServiceRef
+
+from .backends import backend_for
+from .models import Release, Service
+
+logger = logging.getLogger(__name__)
+
+
+def release_config(service: Service, plan: dict | None = None) -> dict:
+    """A release's configuration: the service's resources, and the port and
+    health-check path of the build's plan (where the service's settings and
+    the app's hakobune.toml already met)."""
+    plan = plan or {}
+    return {
+        "port": plan.get("port") or service.port,
+        "cpu": float(service.cpu),
+        "memory_mb": service.memory_mb,
+        "instances": service.instances,
+        "health_check_path": plan.get("health_check_path") or service.health_check_path or "/",
+        "min_instances": service.min_instances,
+        "max_instances": service.max_instances,
+        "public": service.public,
+        "concurrency": service.concurrency,
+        "request_timeout": service.request_timeout,
+        "ingress": service.ingress,
+    }
+
+
+def deploy_spec(service: Service, release: Release) -> DeploySpec:
+    config = release.config
+    return DeploySpec(
+        team=service.team.name,
+        service=service.name,
+        release_id=release.id,
+        release_number=release.number,
+        image=release.image,
+        hostname=service.hostname,
+        port=config["port"],
+        cpu=config["cpu"],
+        memory_mb=config["memory_mb"],
+        instances=config["instances"],
+        health_check_path=config["health_check_path"],
+        aliases=service.aliases,
+        env=env_of(service),
+        secret_env=secret_env_of(service),
+        # Releases made before these settings existed: the service's.
+        min_instances=config.get("min_instances", service.min_instances),
+        max_instances=config.get("max_instances", service.max_instances),
+        public=config.get("public", service.public),
+        restart=config.get("restart", ""),
+        concurrency=config.get("concurrency"),
+        request_timeout=config.get("request_timeout"),
+        ingress=config.get("ingress") or "",
+    )
+
+
+def env_of(service: Service) -> dict[str, str]:
+    """The service's environment variables with values, decrypted, for the runtime."""
+    return {var.key: decrypt(var.value_encrypted) for var in service.env_vars.all() if not var.secret_ref}
+
+
+def secret_env_of(service: Service) -> dict[str, str]:
+    """The service's variables that come from the runtime's secret store: key: reference."""
+    return {var.key: var.secret_ref for var in service.env_vars.all() if var.secret_ref}
+
+
+def _next_number(service: Service) -> int:
+    return (service.releases.aggregate(last=Max("number"))["last"] or 0) + 1
+
+
+def release_for_build(build) -> Release:
+    """The release a build deploys as: made once; a retried deploy step finds
+    the one it made before."""
+    service = build.service
+    with transaction.atomic():
+        Service.objects.select_for_update().filter(id=service.id).first()
+        existing = Release.objects.filter(build=build, status=Release.Status.DEPLOYING).first()
+        if existing is not None:
+            return existing
+        return Release.objects.create(
+            service=service,
+            build=build,
+            number=_next_number(service),
+            image=build.image,
+            config=release_config(service, build.plan),
+            status=Release.Status.DEPLOYING,
+            description=f"Deploy #{build.number}",
+        )
+
+
+def new_release(service: Service, *, build, image: str, config: dict, description: str) -> Release:
+    """A release made without a build (rollback, scale, settings, env,
+    restart), started by a worker once it is committed."""
+    with transaction.atomic():
+        Service.objects.select_for_update().filter(id=service.id).first()
+        release = Release.objects.create(
+            service=service, build=build, number=_next_number(service), image=image, config=config,
+            status=Release.Status.PENDING, description=description,
+        )
+        enqueue_on_commit("start_release", release.id)
+    return release
+
+
+def claim_pending(release_id: int) -> bool:
+    return Release.objects.filter(id=release_id, status=Release.Status.PENDING).update(
+        status=Release.Status.DEPLOYING
+    ) == 1
+
+
+def unclaim(release_id: int) -> None:
+    """Puts a release whose start met a passing fault back, for a retry."""
+    Release.objects.filter(id=release_id, status=Release.Status.DEPLOYING).update(status=Release.Status.PENDING)
+
+
+def start(release: Release, log: Callable[[str], None]) -> None:
+    """Starts the release on its service's backend and makes it the live one.
+    Raises when it does not come up; the previous release then keeps
+    serving. A passing fault leaves the release deploying, for a retry;
+    anything else marks it failed."""
+    service = release.service
+    spec = deploy_spec(service, release)
+    log(f"Starting v{release.number}: {spec.instances} × ({spec.cpu:g} CPU, {spec.memory_mb} MiB) on {service.target}")
+    try:
+        backend = backend_for(service)
+        if spec.secret_env and "secret_env" not in backend.capabilities:
+            raise RuntimeBackendError(
+                f"{', '.join(sorted(spec.secret_env))} should come from Secret Manager, which {service.target} "
+                "cannot read: give them values in the service's environment variables."
+            )
+        result = backend.deploy(spec)
+    except Exception as exc:
+        if classify(exc) != FailureKind.TRANSIENT:
+            mark_failed(release, exc)
+        raise
+    with transaction.atomic():
+        Release.objects.filter(service=service, status=Release.Status.LIVE).exclude(id=release.id).update(
+            status=Release.Status.SUPERSEDED
+        )
+        Release.objects.filter(id=release.id).update(
+            status=Release.Status.LIVE, live_at=timezone.now(), runtime_state=result.state
+        )
+        Service.objects.filter(id=service.id).update(live_release=release, desired_state="running")
+    _retire_after_commit(service, release)
+
+
+def mark_failed(release: Release, exc: BaseException) -> None:
+    if isinstance(exc, RuntimeBackendError):
+        tail = "\n".join(exc.log_tail[-10:])
+        reason = exc.message + (f"\n{tail}" if tail else "")
+    else:
+        reason = "Hakobune failed while starting this release."
+    Release.objects.filter(id=release.id).update(status=Release.Status.FAILED, failure_reason=reason)
+
+
+def _retire_after_commit(service: Service, release: Release) -> None:
+    """The replaced release drains once the new one is recorded live, so the
+    portal says "live" as soon as the router serves it."""
+
+    def retire():
+        try:
+            backend_for(service).retire_previous(
+                ServiceRef(service.team.name, service.name), keep_release_id=release.id
+            )
+        except RuntimeBackendError as exc:
+            logger.warning("could not stop the releases %s replaced: %s", release, exc.message)
+
+    transaction.on_commit(retire)
+
+
+def start_pending(release_id: int, *, attempt: int = 1) -> None:
+    """Starts a release made without a build (a rollback, a new configuration
+    of the same image). A failure leaves the live release serving; a passing
+    fault is tried again with backoff."""
+    if not claim_pending(release_id):
+        return
+    release = Release.objects.select_related("service__team").get(id=release_id)
+    with deploy_lock(release.service_id):
+        try:
+            start(release, lambda line: logger.info("%s: %s", release, line))
+        except Exception as exc:
+            kind = classify(exc)
+            reason = getattr(exc, "message", None) or str(exc)
+            if kind == FailureKind.TRANSIENT and attempt < MAX_ATTEMPTS:
+                logger.warning("%s: attempt %s met a passing fault: %s", release, attempt, reason)
+                unclaim(release.id)
+                raise RetryStep(backoff(attempt), reason) from exc
+            if kind == FailureKind.TRANSIENT:
+                mark_failed(release, exc)
+            if kind == FailureKind.PLATFORM:
+                logger.error("platform fault starting %s: %s", release, reason, exc_info=exc)
+            else:
+                logger.warning("%s did not start: %s", release, reason)
