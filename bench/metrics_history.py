@@ -47,7 +47,7 @@ def main() -> None:
     from django.db import connection
     from django.utils import timezone
 
-    from hakobune.frontend.charts import build_charts
+    from hakobune.platform.observability.charts import build_charts
     from hakobune.platform.accounts.services import create_team
     from django.conf import settings
 

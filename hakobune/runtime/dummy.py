@@ -1,5 +1,7 @@
 """A backend that runs nothing and records every call, for unit tests. Its
-behaviour is set through OPTIONS: `fail_deploy` makes deploys fail."""
+behaviour is set through OPTIONS: `fail_deploy` makes deploys fail; and
+`fail_next_deploys(*errors)` makes the next deploys raise those errors, one
+each, as a runtime that hiccups would."""
 
 from .base import (
     DeployResult,
@@ -22,9 +24,15 @@ class DummyBackend(RuntimeBackend):
         super().__init__(alias, **options)
         self.calls: list[tuple[str, object]] = []
         self.running: dict[ServiceRef, DeploySpec] = {}
+        self.next_deploy_errors: list[Exception] = []
+
+    def fail_next_deploys(self, *errors: Exception) -> None:
+        self.next_deploy_errors.extend(errors)
 
     def deploy(self, spec: DeploySpec) -> DeployResult:
         self.calls.append(("deploy", spec))
+        if self.next_deploy_errors:
+            raise self.next_deploy_errors.pop(0)
         if self.options.get("fail_deploy"):
             raise RuntimeBackendError(
                 "the app did not answer on $PORT", permanent=True, log_tail=["Traceback …", "SyntaxError"]

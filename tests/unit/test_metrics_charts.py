@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from hakobune.frontend.charts import nice_ceiling
+from hakobune.platform.observability.charts import nice_ceiling
 from hakobune.platform.observability.collectors import collect_all
 from hakobune.platform.observability.models import MetricPoint
 from hakobune.platform.services.services import create_service
@@ -80,7 +80,7 @@ def test_chart_scales_end_on_a_round_number(value, ceiling):
 
 
 def test_axis_labels_of_an_idle_service_are_not_all_zero():
-    from hakobune.frontend.charts import build_charts
+    from hakobune.platform.observability.charts import build_charts
 
     until = datetime.now(timezone.utc)
     points = [{"timestamp": until - timedelta(minutes=m), "name": "cpu_percent", "value": v, "labels": {"instance": "a"}}
@@ -91,7 +91,7 @@ def test_axis_labels_of_an_idle_service_are_not_all_zero():
 
 
 def test_no_line_is_drawn_across_a_time_without_readings():
-    from hakobune.frontend.charts import build_charts
+    from hakobune.platform.observability.charts import build_charts
 
     until = datetime.now(timezone.utc)
     minutes = (50, 49, 48, 10, 9)  # stopped for 38 minutes in between

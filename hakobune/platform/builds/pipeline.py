@@ -270,7 +270,7 @@ def deploy_release(build_id: int, *, attempt: int = 1) -> None:
     log = BuildLog(build_id)
     with step(build_id, S.DEPLOYING, log, attempt), deploy_lock(service.id):
         release = releases.release_for_build(build)
-        releases.start(release, log.write)
+        releases.start(release, log.write, may_retry=attempt < MAX_ATTEMPTS)
         advance(build_id, S.DEPLOYING, S.LIVE)
         service.refresh_from_db()  # the live release now gives its address (Cloud Run's own)
         log.write(f"✓ Live at {service.url}")

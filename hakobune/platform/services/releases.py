@@ -130,10 +130,10 @@ def unclaim(release_id: int) -> None:
     Release.objects.filter(id=release_id, status=Release.Status.DEPLOYING).update(status=Release.Status.PENDING)
 
 
-def start(release: Release, log: Callable[[str], None]) -> None:
+def start(release: Release, log: Callable[[str], None], *, may_retry: bool = False) -> None:
     """Starts the release on its service's backend and makes it the live one.
     Raises when it does not come up; the previous release then keeps
-    serving. A passing fault leaves the release deploying, for a retry;
+    serving. A passing fault leaves the release deploying when it `may_retry`;
     anything else marks it failed."""
     service = release.service
     spec = deploy_spec(service, release)
@@ -147,7 +147,7 @@ def start(release: Release, log: Callable[[str], None]) -> None:
             )
         result = backend.deploy(spec)
     except Exception as exc:
-        if classify(exc) != FailureKind.TRANSIENT:
+        if not (may_retry and classify(exc) == FailureKind.TRANSIENT):
             mark_failed(release, exc)
         raise
     with transaction.atomic():
@@ -194,7 +194,7 @@ def start_pending(release_id: int, *, attempt: int = 1) -> None:
     release = Release.objects.select_related("service__team").get(id=release_id)
     with deploy_lock(release.service_id):
         try:
-            start(release, lambda line: logger.info("%s: %s", release, line))
+            start(release, lambda line: logger.info("%s: %s", release, line), may_retry=attempt < MAX_ATTEMPTS)
         except Exception as exc:
             kind = classify(exc)
             reason = getattr(exc, "message", None) or str(exc)
@@ -202,8 +202,6 @@ def start_pending(release_id: int, *, attempt: int = 1) -> None:
                 logger.warning("%s: attempt %s met a passing fault: %s", release, attempt, reason)
                 unclaim(release.id)
                 raise RetryStep(backoff(attempt), reason) from exc
-            if kind == FailureKind.TRANSIENT:
-                mark_failed(release, exc)
             if kind == FailureKind.PLATFORM:
                 logger.error("platform fault starting %s: %s", release, reason, exc_info=exc)
             else:

@@ -564,7 +564,7 @@ def service_metrics(request, team, service):
     from django.conf import settings
     from django.utils import timezone
 
-    from hakobune.frontend.charts import build_charts
+    from hakobune.platform.observability.charts import build_charts
     from hakobune.platform.observability.collectors import history
 
     _, service = _service_or_404(request, team, service)

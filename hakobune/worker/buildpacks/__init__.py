@@ -30,7 +30,7 @@ def detect(src: Path) -> Detection:
                 "is not in the app's folder."
             )
     elif settings.stack:
-        detection = procfile.detect(src) or detect_language(src)
+        detection = procfile.detect(src, detect_language=detect_language) or detect_language(src)
     else:
         detection = _first(src, DETECTORS)
     if not settings.empty:
@@ -68,7 +68,9 @@ def detect_language(src: Path, *, start_command: str = "") -> Detection:
 
 def _first(src: Path, detectors, *, raise_error: bool = True, start_command: str = "") -> Detection | None:
     for detector in detectors:
-        if start_command and detector in (python, node):
+        if detector is procfile:
+            detection = procfile.detect(src, detect_language=detect_language)
+        elif start_command and detector in (python, node):
             detection = detector.detect(src, start_command=start_command)
         else:
             detection = detector.detect(src)

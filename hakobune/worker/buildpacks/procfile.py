@@ -4,6 +4,7 @@ language detectors find. A Procfile without `web` is a user error."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from ._files import is_file, read_text
@@ -29,7 +30,9 @@ def processes(src: Path) -> dict[str, str] | None:
     return found
 
 
-def detect(src: Path) -> Detection | None:
+def detect(src: Path, *, detect_language: Callable[..., Detection]) -> Detection | None:
+    """The Procfile's `web:` line over what `detect_language` (the language
+    detectors that follow this one) finds."""
     found = processes(src)
     if found is None:
         return None
@@ -39,8 +42,6 @@ def detect(src: Path) -> Detection | None:
             f"The Procfile has {names} but no `web` process, so Hakobune does not know how to start your web app. "
             "Add a line like `web: gunicorn app:app` (the command that serves HTTP on $PORT), or remove the Procfile."
         )
-    from . import detect_language  # the language detectors that follow this one
-
     try:
         detection = detect_language(src, start_command=found["web"])
     except NoStackDetected as exc:
