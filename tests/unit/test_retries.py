@@ -12,6 +12,7 @@ import redis
 import requests
 from google.api_core import exceptions as google_errors
 
+from hakobune.platform.accounts.models import Membership, Role
 from hakobune.platform.builds import images
 from hakobune.platform.builds.models import Build, BuildStatus
 from hakobune.platform.builds.state import advance
@@ -136,6 +137,21 @@ def test_a_platform_fault_fails_at_once_for_the_administrator(service, owner, du
     assert "an internal error, not your app" in build.failure_text
     assert "platform fault in build" in caplog.text
     assert "Attempt" not in log_of(build)
+
+
+def test_the_owner_reads_the_diagnosis_and_only_staff_read_the_fault_behind_it(
+    service, owner, dummy_backend, monkeypatch, login, django_user_model
+):
+    build = built(service, owner)
+    monkeypatch.setattr(dummy_backend, "deploy", lambda spec: {}["port"])
+    tasks.deploy_release.apply(args=[build.id])
+    status_page = f"/t/acme/hello/builds/{build.number}/status/"
+
+    seen_by_owner = login(owner).get(status_page).content.decode()
+    assert "an internal error, not your app" in seen_by_owner and "KeyError" not in seen_by_owner
+    staff = django_user_model.objects.create_user(username="ada", password="x", is_staff=True, is_superuser=True)
+    Membership.objects.create(team=service.team, user=staff, role=Role.VIEWER)
+    assert "For administrators: KeyError: &#x27;port&#x27;" in login(staff).get(status_page).content.decode()
 
 
 def test_a_release_without_a_build_is_retried_too(service, owner, dummy_backend, queued_tasks):
