@@ -53,6 +53,9 @@ class DeploySpec:
     ingress: str = ""
     # Whether anyone on the internet may call it (Cloud Run: allUsers invoker).
     public: bool = True
+    # Private networks the team may reach (an administrator's allow-list);
+    # everything else private is out of reach (runtime/firewall.py).
+    egress_allow: tuple[str, ...] = ()
     # Set by a restart (a new value each time): backends that reuse an
     # identical revision (Cloud Run) make a fresh one for it.
     restart: str = ""
@@ -199,9 +202,10 @@ class RuntimeBackend:
         know; returns what was removed."""
         return []
 
-    def repair_platform(self) -> list[str]:
+    def repair_platform(self, egress: dict[str, tuple[str, ...]] | None = None) -> list[str]:
         """Restores what the backend itself relies on (for the local backend,
-        the network isolation rules that a reboot empties)."""
+        the network isolation rules that a reboot empties, with `egress`: the
+        private networks each team may reach, by team name)."""
         return []
 
 

@@ -110,7 +110,7 @@ class DockerLocalBackend(RuntimeBackend):
         except DockerException as exc:
             raise RuntimeBackendError(f"the Docker Engine failed: {exc}", permanent=False)
 
-        network = self._ensure_team_network(spec.team)
+        network = self._ensure_team_network(spec.team, allow=spec.egress_allow)
         started = []
         try:
             for index in range(spec.instances):
@@ -138,9 +138,9 @@ class DockerLocalBackend(RuntimeBackend):
             state={"containers": [c.id for c in started], "upstreams": upstreams},
         )
 
-    def _ensure_team_network(self, team: str):
+    def _ensure_team_network(self, team: str, *, allow: tuple[str, ...] = ()):
         network = self._team_network(team)
-        self.isolate(network)
+        self.isolate(network, allow=allow)
         return network
 
     def _team_network(self, team: str):
@@ -156,8 +156,10 @@ class DockerLocalBackend(RuntimeBackend):
             existing = self._networks_named(name)
             if existing:
                 return existing[0]
+            # IPv4 only: the isolation rules are iptables rules (docs/security.md).
             return self.client.networks.create(
-                name, driver="bridge", labels={LABEL_MANAGED: self.instance, LABEL_TEAM: team}, check_duplicate=True
+                name, driver="bridge", labels={LABEL_MANAGED: self.instance, LABEL_TEAM: team}, check_duplicate=True,
+                enable_ipv6=False,
             )
 
     def _networks_named(self, name: str) -> list:
@@ -165,30 +167,36 @@ class DockerLocalBackend(RuntimeBackend):
         found = [network for network in self.client.networks.list(names=[name]) if network.name == name]
         return sorted(found, key=lambda network: (network.attrs.get("Created", ""), network.id))
 
-    def isolate(self, network) -> None:
-        """The team bridge cut off from the host and other teams (checked on
-        every deploy, so rules lost with a reboot come back)."""
+    def isolate(self, network, *, allow: tuple[str, ...] = ()) -> None:
+        """The team bridge cut off from the host, other teams and private
+        ranges but the `allow`ed networks (checked on every deploy, so rules
+        lost with a reboot come back)."""
         if self.firewall is None:
             return
         try:
-            self.firewall.apply(bridge_of(network))
+            self.firewall.apply(bridge_of(network), allow=allow)
         except FirewallError as exc:
             raise RuntimeBackendError(
                 f"Hakobune could not isolate the team's network, so the service was not started: {exc}",
                 permanent=False,
             )
 
-    def repair_platform(self) -> list[str]:
-        bridges = self.isolate_all()
+    def repair_platform(self, egress: dict[str, tuple[str, ...]] | None = None) -> list[str]:
+        bridges = self.isolate_all(egress)
         return [f"isolation rules in place for {len(bridges)} team network(s)"] if bridges else []
 
-    def isolate_all(self) -> set[str]:
-        """For the reconciler: every team network isolated, and the rules of
+    def isolate_all(self, egress: dict[str, tuple[str, ...]] | None = None) -> dict[str, tuple[str, ...]]:
+        """For the reconciler: every team network isolated, with the networks
+        its team may reach (`egress`: team name: allow-list), and the rules of
         removed networks pruned. Returns the bridges."""
         if self.firewall is None:
-            return set()
+            return {}
+        egress = egress or {}
         networks = self.client.networks.list(filters={"label": f"{LABEL_MANAGED}={self.instance}"})
-        bridges = {bridge_of(network) for network in networks}
+        bridges = {
+            bridge_of(network): tuple(egress.get((network.attrs.get("Labels") or {}).get(LABEL_TEAM, ""), ()))
+            for network in networks
+        }
         try:
             self.firewall.sync(bridges, lambda: {bridge_of(network) for network in self.client.networks.list()})
         except FirewallError as exc:

@@ -25,7 +25,7 @@ from hakobune.platform.services.backends import get_backend
 from hakobune.platform.services.services import create_service, deploy_service
 from hakobune.runtime.base import LiveRoute, ServiceRef
 from hakobune.runtime.docker_local import LABEL_RELEASE, LABEL_SERVICE, LABEL_TEAM, team_network_name
-from hakobune.runtime.firewall import FORWARD_CHAIN, INPUT_CHAIN, Firewall, bridge_of
+from hakobune.runtime.firewall import FORWARD_CHAIN, INPUT_CHAIN, PRIVATE_RANGES, Firewall, bridge_of, host_resolvers
 from tests.conftest import upload_of
 
 from tests.support.infrastructure import get_through_router, wait_for_build
@@ -51,6 +51,8 @@ class Place:
     services: dict  # name -> Deployed
     gateway: str  # the probe's team bridge, host side
     bridges: dict  # team -> bridge interface
+    networks: dict  # team -> docker network
+    teams: dict  # "home"/"other" -> team name
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +92,8 @@ def place(django_db_blocker, worker, router, docker_client):
             services=services,
             gateway=networks["home"].attrs["IPAM"]["Config"][0]["Gateway"],
             bridges={key: bridge_of(network) for key, network in networks.items()},
+            networks=networks,
+            teams=teams,
         )
     finally:
         firewall = Firewall()
@@ -224,9 +228,82 @@ def test_the_firewall_rules_isolate_each_team_bridge_and_drop_the_metadata_addre
         assert f"-A {INPUT_CHAIN} -i {bridge} -m conntrack --ctstate RELATED,ESTABLISHED {tag} -j RETURN" in inbound
         assert f"-A {INPUT_CHAIN} -i {bridge} {tag} -j DROP" in inbound
 
+    # Private ranges are dropped after the host's resolvers are let through
+    # (Docker's DNS inside the container asks them); read, never tried.
+    home = place.bridges["home"]
+    tag = f'-m comment --comment "hakobune:{home}"'
+    ours = [line for line in forward.splitlines() if f"hakobune:{home}" in line]
+    for resolver in host_resolvers():
+        assert f"-A {FORWARD_CHAIN} -d {resolver}/32 -i {home} -p udp -m udp --dport 53 {tag} -j RETURN" in ours
+    drops = [f"-A {FORWARD_CHAIN} -d {network} -i {home} {tag} -j DROP" for network in PRIVATE_RANGES]
+    assert ours[-len(drops):] == drops
+    # No IPv6 on team networks, so there is no path that iptables does not see.
+    for network in place.networks.values():
+        assert network.attrs["EnableIPv6"] is False
+
     # Applying again (as every deploy and the reconciler do) adds nothing.
     assert Firewall().apply(place.bridges["home"]) is False
     assert rules(FORWARD_CHAIN) == forward and rules(INPUT_CHAIN) == inbound
+
+
+@pytest.fixture
+def private_network():
+    """A "company network" of the test's own: a network namespace holding
+    10.231.7.2 behind a veth pair from the host (10.231.7.1), with a TCP
+    listener in it. Nothing outside this host is ever addressed."""
+    namespace = f"hkb{secrets.token_hex(3)}"
+    host_end, ns_end = f"{namespace}h", f"{namespace}n"
+
+    def ip(*args, check=True):
+        return subprocess.run(["ip", *args], capture_output=True, text=True, check=check)
+
+    ip("netns", "add", namespace)
+    listener = None
+    try:
+        ip("link", "add", host_end, "type", "veth", "peer", "name", ns_end)
+        ip("link", "set", ns_end, "netns", namespace)
+        ip("addr", "add", "10.231.7.1/30", "dev", host_end)
+        ip("link", "set", host_end, "up")
+        ip("-n", namespace, "addr", "add", "10.231.7.2/30", "dev", ns_end)
+        ip("-n", namespace, "link", "set", ns_end, "up")
+        ip("-n", namespace, "link", "set", "lo", "up")
+        listener = subprocess.Popen(
+            ["ip", "netns", "exec", namespace, "python3", "-c",
+             "import socket\ns = socket.create_server(('10.231.7.2', 15432))\n"
+             "while True:\n    c, _ = s.accept(); c.close()"],
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("10.231.7.2", 15432), timeout=0.5).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield "10.231.7.0/30", "10.231.7.2:15432"
+    finally:
+        if listener is not None:
+            listener.kill()
+            listener.wait(timeout=5)
+        ip("link", "del", host_end, check=False)
+        ip("netns", "del", namespace, check=False)
+
+
+def test_a_private_network_is_out_of_reach_until_an_administrator_allows_it(place, private_network):
+    """The reconciler's call with the teams' allow-lists (from their
+    policies: tests/unit/test_governance.py) opens exactly that network, for
+    exactly that team, and closes it again when it is taken off the list."""
+    allowed, target = private_network
+    assert ask(place, f"/connect?to={target}&timeout=1.5") == {target: "timeout"}  # 10/8 is dropped
+
+    backend = get_backend("local")
+    try:
+        backend.repair_platform({place.teams["home"]: (allowed,)})
+        assert ask(place, f"/connect?to={target}&timeout=1.5") == {target: "connected"}
+        other = [line for line in Firewall().rules(FORWARD_CHAIN) if f"hakobune:{place.bridges['other']}" in line]
+        assert other and not any(allowed in line for line in other)
+    finally:
+        backend.repair_platform({})
+    assert ask(place, f"/connect?to={target}&timeout=1.5") == {target: "timeout"}
 
 
 def test_a_memory_hog_is_oom_killed_and_reported_while_the_neighbour_keeps_serving(place, docker_client):

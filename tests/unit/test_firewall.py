@@ -12,6 +12,7 @@ from hakobune.runtime.firewall import (
     FirewallError,
     bridge_of,
     forward_rules,
+    host_resolvers,
     input_rules,
 )
 
@@ -58,8 +59,9 @@ def iptables():
     return FakeIptables()
 
 
-def test_a_team_bridge_is_cut_off_from_the_host_other_bridges_and_the_metadata_address(iptables):
-    assert Firewall(run=iptables).apply("br-0123456789ab") is True
+def test_a_team_bridge_is_cut_off_from_the_host_other_bridges_private_ranges_and_the_metadata_address(iptables):
+    firewall = Firewall(run=iptables, resolvers=("10.255.255.53",))
+    assert firewall.apply("br-0123456789ab", allow=("10.20.0.0/16",)) is True
 
     # Jumps first in INPUT and DOCKER-USER, before the host's own rules and Docker's RETURN.
     assert iptables.chains["INPUT"][0] == ["-j", INPUT_CHAIN]
@@ -74,6 +76,17 @@ def test_a_team_bridge_is_cut_off_from_the_host_other_bridges_and_the_metadata_a
         ["-i", "br-0123456789ab", "-o", "br-0123456789ab", *tag, "-j", "RETURN"],
         ["-i", "br-0123456789ab", "-o", "br-+", *tag, "-j", "DROP"],
         ["-i", "br-0123456789ab", "-o", "docker0", *tag, "-j", "DROP"],
+        # The host's resolver, which Docker's DNS inside the container asks.
+        ["-i", "br-0123456789ab", "-d", "10.255.255.53/32", "-p", "udp", "-m", "udp", "--dport", "53", *tag,
+         "-j", "RETURN"],
+        ["-i", "br-0123456789ab", "-d", "10.255.255.53/32", "-p", "tcp", "-m", "tcp", "--dport", "53", *tag,
+         "-j", "RETURN"],
+        # What an administrator allowed this team, then every private range dropped.
+        ["-i", "br-0123456789ab", "-d", "10.20.0.0/16", *tag, "-j", "RETURN"],
+        ["-i", "br-0123456789ab", "-d", "10.0.0.0/8", *tag, "-j", "DROP"],
+        ["-i", "br-0123456789ab", "-d", "172.16.0.0/12", *tag, "-j", "DROP"],
+        ["-i", "br-0123456789ab", "-d", "192.168.0.0/16", *tag, "-j", "DROP"],
+        ["-i", "br-0123456789ab", "-d", "100.64.0.0/10", *tag, "-j", "DROP"],
     ]
     # Only drops and returns: nothing here ever accepts traffic the host would refuse.
     rules = iptables.chains[INPUT_CHAIN] + iptables.chains[FORWARD_CHAIN]
@@ -81,27 +94,27 @@ def test_a_team_bridge_is_cut_off_from_the_host_other_bridges_and_the_metadata_a
 
 
 def test_applying_twice_checks_and_adds_nothing(iptables):
-    firewall = Firewall(run=iptables)
+    firewall = Firewall(run=iptables, resolvers=())
     firewall.apply("br-aaaaaaaaaaaa")
     before = {chain: list(rules) for chain, rules in iptables.chains.items()}
     iptables.commands.clear()
 
     assert firewall.apply("br-aaaaaaaaaaaa") is False
     assert iptables.chains == before
-    assert {command[5] for command in iptables.commands} <= {"-n", "-C"}
+    assert {command[5] for command in iptables.commands} <= {"-n", "-C", "-S"}  # it only reads
 
 
 def test_two_teams_each_get_their_own_rules(iptables):
-    firewall = Firewall(run=iptables)
+    firewall = Firewall(run=iptables, resolvers=())
     firewall.apply("br-aaaaaaaaaaaa")
     firewall.apply("br-bbbbbbbbbbbb")
     assert iptables.chains["INPUT"].count(["-j", INPUT_CHAIN]) == 1
-    assert len(iptables.chains[FORWARD_CHAIN]) == 8 and len(iptables.chains[INPUT_CHAIN]) == 4
+    assert len(iptables.chains[FORWARD_CHAIN]) == 16 and len(iptables.chains[INPUT_CHAIN]) == 4
     assert firewall.bridges() == {"br-aaaaaaaaaaaa", "br-bbbbbbbbbbbb"}
 
 
 def test_a_partly_applied_group_is_redone_whole_so_no_drop_comes_before_its_return(iptables):
-    firewall = Firewall(run=iptables)
+    firewall = Firewall(run=iptables, resolvers=())
     iptables.chains[FORWARD_CHAIN] = [forward_rules("br-aaaaaaaaaaaa")[2]]  # only the DROP to br-+
     iptables.chains[INPUT_CHAIN] = [input_rules("br-aaaaaaaaaaaa")[1]]  # only the DROP
     iptables.chains["INPUT"].insert(0, ["-j", INPUT_CHAIN])
@@ -113,14 +126,14 @@ def test_a_partly_applied_group_is_redone_whole_so_no_drop_comes_before_its_retu
 
 
 def test_sync_applies_the_live_bridges_and_prunes_only_the_rules_of_removed_ones(iptables):
-    firewall = Firewall(run=iptables)
+    firewall = Firewall(run=iptables, resolvers=())
     firewall.apply("br-aaaaaaaaaaaa")
     firewall.apply("br-gonegonegone")
 
     firewall.apply("br-otherinstanc")  # another Hakobune's team on this host
     on_the_host = {"br-aaaaaaaaaaaa", "br-cccccccccccc", "br-otherinstanc", "docker0"}
 
-    firewall.sync({"br-aaaaaaaaaaaa", "br-cccccccccccc"}, lambda: on_the_host)
+    firewall.sync({"br-aaaaaaaaaaaa": (), "br-cccccccccccc": ()}, lambda: on_the_host)
     assert firewall.bridges() == {"br-aaaaaaaaaaaa", "br-cccccccccccc", "br-otherinstanc"}
     assert not any("br-gonegonegone" in rule for rule in iptables.chains[FORWARD_CHAIN] + iptables.chains[INPUT_CHAIN])
 
@@ -128,7 +141,7 @@ def test_sync_applies_the_live_bridges_and_prunes_only_the_rules_of_removed_ones
 @pytest.mark.parametrize("name", ["", "br-x; rm -rf /", "a-bridge-name-too-long", "-j ACCEPT"])
 def test_only_an_interface_name_reaches_iptables(iptables, name):
     with pytest.raises(FirewallError):
-        Firewall(run=iptables).apply(name)
+        Firewall(run=iptables, resolvers=()).apply(name)
     assert iptables.commands == []
 
 
@@ -139,7 +152,7 @@ def test_a_failing_iptables_is_an_error_with_its_words(iptables):
         return iptables(command, **kwargs)
 
     with pytest.raises(FirewallError, match="can't initialize"):
-        Firewall(run=refuses).apply("br-aaaaaaaaaaaa")
+        Firewall(run=refuses, resolvers=()).apply("br-aaaaaaaaaaaa")
 
 
 def test_the_bridge_of_a_network_is_its_given_name_or_dockers():
@@ -165,14 +178,50 @@ def test_the_local_backend_isolates_the_team_network_it_makes(monkeypatch):
 
     backend = DockerLocalBackend("local")
     monkeypatch.setattr(backend, "_client", type("Client", (), {"networks": Networks()})())
-    monkeypatch.setattr(backend.firewall, "apply", applied.append)
-    assert backend._ensure_team_network("acme").name == "hakobune-team-acme"
-    assert applied == ["br-0123456789ab"]
+    monkeypatch.setattr(backend.firewall, "apply", lambda bridge, allow=(): applied.append((bridge, allow)))
+    assert backend._ensure_team_network("acme", allow=("10.20.0.0/16",)).name == "hakobune-team-acme"
+    assert applied == [("br-0123456789ab", ("10.20.0.0/16",))]
 
 
 def test_prune_removes_only_the_rules_of_bridges_that_are_gone(iptables):
-    firewall = Firewall(run=iptables)
+    firewall = Firewall(run=iptables, resolvers=())
     firewall.apply("br-aaaaaaaaaaaa")
     firewall.apply("br-gonegonegone")
     assert firewall.prune(lambda: {"br-aaaaaaaaaaaa", "docker0"}) == {"br-gonegonegone"}
     assert firewall.bridges() == {"br-aaaaaaaaaaaa"}
+
+
+def test_a_changed_allow_list_replaces_the_group_without_a_moment_unfiltered(iptables):
+    firewall = Firewall(run=iptables, resolvers=())
+    firewall.apply("br-aaaaaaaaaaaa", allow=("10.20.0.0/16",))
+    iptables.commands.clear()
+
+    assert firewall.apply("br-aaaaaaaaaaaa", allow=("192.168.50.0/24",)) is True
+    assert iptables.chains[FORWARD_CHAIN] == forward_rules("br-aaaaaaaaaaaa", allow=("192.168.50.0/24",))
+    # The new group went in before the old one came out.
+    ops = [command[5] for command in iptables.commands if command[5] in ("-A", "-D")]
+    assert ops == ["-A"] * 9 + ["-D"] * 9
+    assert firewall.apply("br-aaaaaaaaaaaa", allow=("192.168.50.0/24",)) is False
+
+
+@pytest.mark.parametrize(("entry", "words"), [
+    ("169.254.169.254", "link-local"),
+    ("127.0.0.0/8", "loopback"),
+    ("0.0.0.0/0", "wider than a /8"),
+    ("0.0.0.0/8", "loopback, link-local"),
+    ("10.0.0.0/7", "wider than a /8"),
+    ("fd00::/8", "not an IPv4 network"),
+    ("db.example.com", "does not appear to be"),
+])
+def test_an_allow_list_never_opens_the_metadata_address_or_the_host(iptables, entry, words):
+    with pytest.raises(FirewallError, match=words):
+        Firewall(run=iptables, resolvers=()).apply("br-aaaaaaaaaaaa", allow=(entry,))
+    assert not iptables.commands
+
+
+def test_the_host_resolvers_are_read_from_resolv_conf(tmp_path):
+    conf = tmp_path / "resolv.conf"
+    conf.write_text("# generated\nnameserver 10.255.255.53\nnameserver 127.0.0.53\nnameserver fd00::53\n"
+                    "nameserver 10.255.255.53\nsearch example\n")
+    assert host_resolvers(str(conf)) == ("10.255.255.53",)
+    assert host_resolvers(str(tmp_path / "missing")) == ()

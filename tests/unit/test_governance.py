@@ -11,6 +11,7 @@ from django.contrib.auth import get_user_model
 from hakobune.platform.builds.models import Build, BuildStatus
 from hakobune.platform.governance.models import ServiceReview, TeamPolicy
 from hakobune.platform.services.models import Release, Service
+from hakobune.platform.services.releases import deploy_spec, egress_allow_by_team
 from hakobune.platform.services.services import (
     ServiceActionError,
     create_service,
@@ -127,6 +128,30 @@ def test_staff_set_a_teams_quota_and_others_may_not(team, owner, admin, login, s
     refused = client.post("/quotas/t/acme/", {"max_services": "", "max_cpu": "-1", "max_memory_mb": "", "review": ""})
     assert "Ensure this value is greater than or equal to 0.1" in refused.content.decode()
     assert TeamPolicy.objects.get(team=team).max_cpu is None
+
+
+def test_staff_let_a_team_reach_a_private_network_and_never_the_metadata_address(
+    team, owner, admin, login, queued_tasks, django_capture_on_commit_callbacks
+):
+    form = {"max_services": "", "max_cpu": "", "max_memory_mb": "", "review": ""}
+    assert login(owner).post("/quotas/t/acme/", {**form, "allowed_networks": "10.0.0.0/8"}).status_code == 403
+
+    refused = login(admin).post("/quotas/t/acme/", {**form, "allowed_networks": "10.20.0.0/16\n169.254.169.254"})
+    assert "169.254.169.254 is loopback, link-local (cloud metadata)" in refused.content.decode()
+    assert not TeamPolicy.objects.filter(team=team).exists()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        page = login(admin).post("/quotas/t/acme/", {**form, "allowed_networks": "10.20.0.0/16 192.168.5.9/24"},
+                                 follow=True).content.decode()
+    assert "The private networks it may reach change within seconds." in page
+    assert TeamPolicy.objects.get(team=team).egress_allow == ("10.20.0.0/16", "192.168.5.0/24")
+    assert ("reconcile",) in queued_tasks
+    # What the runtime is told: at each deploy, and by the reconciler for every team.
+    service = create_service(team=team, name="hello", created_by=owner)
+    release = Release(service=service, number=1, image="x", config={
+        "port": 8080, "cpu": 0.5, "memory_mb": 256, "instances": 1, "health_check_path": "/"})
+    assert deploy_spec(service, release).egress_allow == ("10.20.0.0/16", "192.168.5.0/24")
+    assert egress_allow_by_team() == {"acme": ("10.20.0.0/16", "192.168.5.0/24")}
 
 
 # -- review -----------------------------------------------------------------------------------

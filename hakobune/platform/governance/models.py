@@ -28,11 +28,20 @@ class TeamPolicy(models.Model):
         null=True, blank=True, validators=[MinValueValidator(64)], help_text="MiB all its services may hold at once."
     )
     review = models.CharField(max_length=16, blank=True, choices=Review.choices)
+    allowed_networks = models.TextField(
+        blank=True,
+        help_text="Private networks its services may reach (a company database, say), one per line like "
+                  "10.20.0.0/16. Every other private range, the host and other teams stay out of reach.",
+    )
     updated_at = models.DateTimeField(auto_now=True)
     updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
 
     def __str__(self):
         return f"Policy of {self.team}"
+
+    @property
+    def egress_allow(self) -> tuple[str, ...]:
+        return tuple(line.strip() for line in self.allowed_networks.split() if line.strip())
 
 
 class ServiceReview(models.Model):

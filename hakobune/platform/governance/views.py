@@ -10,6 +10,7 @@ from django.views.decorators.http import require_POST
 
 from hakobune.platform.accounts.models import Team
 from hakobune.platform.accounts.permissions import staff_or_403
+from hakobune.platform.queue import enqueue_on_commit
 from hakobune.platform.services.models import Service
 
 from .forms import TeamPolicyForm
@@ -52,8 +53,12 @@ def team_policy(request, team):
         saved = form.save(commit=False)
         saved.updated_by = request.user
         saved.save()
-        messages.success(request, f"Saved team {team}'s quota. Services that already hold more keep running; "
-                                  "they cannot grow until they are under it.")
+        said = (f"Saved team {team}'s quota. Services that already hold more keep running; "
+                "they cannot grow until they are under it.")
+        if "allowed_networks" in form.changed_data:
+            enqueue_on_commit("reconcile")  # the firewall takes the new allow-list now
+            said += " The private networks it may reach change within seconds."
+        messages.success(request, said)
         return redirect("governance")
     return render(request, "governance/team_policy.html", {"team": team, "form": form, "usage": usage_of(team),
                                                            "limits": limits_of(team)})

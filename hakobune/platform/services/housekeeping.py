@@ -19,7 +19,7 @@ from hakobune.worker import images, stacks
 from . import scaling
 from .backends import all_backends, backend_for
 from .models import Release, Service
-from .releases import deploy_spec
+from .releases import deploy_spec, egress_allow_by_team
 from .services import redeploy_services_on_stack
 
 logger = logging.getLogger(__name__)
@@ -29,9 +29,10 @@ def reconcile() -> None:
     """Makes every backend run what the database wants, both ways: instances
     that died or vanished (a dockerd or host restart) come back, strays go,
     and the routes are rewritten. A service being deployed is left alone."""
+    egress = egress_allow_by_team()
     for backend in all_backends():
         try:
-            for action in backend.repair_platform():
+            for action in backend.repair_platform(egress):
                 logger.info("reconcile %s: %s", backend.alias, action)
         except RuntimeBackendError as exc:
             logger.warning("reconcile could not repair %s: %s", backend.alias, exc.message)

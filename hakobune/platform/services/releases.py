@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from hakobune.platform.crypto import decrypt
 from hakobune.platform.failures import MAX_ATTEMPTS, FailureKind, RetryStep, backoff, classify
+from hakobune.platform.governance.models import TeamPolicy
 from hakobune.platform.locks import deploy_lock
 from hakobune.platform.queue import enqueue_on_commit
 from hakobune.runtime.base import DeploySpec, RuntimeBackendError, ServiceRef
@@ -69,7 +70,21 @@ def deploy_spec(service: Service, release: Release) -> DeploySpec:
         concurrency=config.get("concurrency"),
         request_timeout=config.get("request_timeout"),
         ingress=config.get("ingress") or "",
+        egress_allow=egress_allow_of(service.team),
     )
+
+
+def egress_allow_of(team) -> tuple[str, ...]:
+    """The private networks an administrator lets the team's services reach."""
+    policy = TeamPolicy.objects.filter(team=team).only("allowed_networks").first()
+    return policy.egress_allow if policy else ()
+
+
+def egress_allow_by_team() -> dict[str, tuple[str, ...]]:
+    return {
+        policy.team.name: policy.egress_allow
+        for policy in TeamPolicy.objects.exclude(allowed_networks="").select_related("team")
+    }
 
 
 def env_of(service: Service) -> dict[str, str]:
