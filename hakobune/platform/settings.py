@@ -310,6 +310,9 @@ METRICS_ROLLUP_SECONDS = env_int("METRICS_ROLLUP_SECONDS", 300)
 METRICS_RETENTION_HOURS = env_int("METRICS_RETENTION_HOURS", 48)
 # Images of a service's last N releases are kept for instant rollbacks.
 KEEP_RELEASES = env_int("KEEP_RELEASES", 5)
+# Source snapshots (uploads and packed git trees) of each service's last N
+# deploys are kept for "deploy again"; those of its kept releases always are.
+KEEP_SOURCE_SNAPSHOTS = env_int("KEEP_SOURCE_SNAPSHOTS", 10)
 BUILD_MEMORY_MB = env_int("BUILD_MEMORY_MB", 2048)
 # CPU of each build step: a relative weight (1024 = one normal process; 0: no
 # limit) and the CPUs it may run on ("0-1"; empty: all).

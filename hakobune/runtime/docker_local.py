@@ -298,7 +298,7 @@ class DockerLocalBackend(RuntimeBackend):
     def _remove(self, containers) -> None:
         for container in containers:
             try:
-                container.remove(force=True)
+                container.remove(force=True, v=True)
             except NotFound:
                 pass
             except DockerException:
@@ -320,7 +320,7 @@ class DockerLocalBackend(RuntimeBackend):
             if container.labels.get(LABEL_RELEASE) != str(keep_release_id):
                 try:
                     container.stop(timeout=self.stop_grace)
-                    container.remove()
+                    container.remove(v=True)
                 except NotFound:
                     pass
                 except DockerException:
@@ -341,7 +341,7 @@ class DockerLocalBackend(RuntimeBackend):
         hostnames = set()
         for container in self._containers(ref):
             hostnames.add(container.labels.get(LABEL_HOSTNAME))
-            container.remove(force=True)
+            container.remove(force=True, v=True)
         hostnames.discard(None)
         try:
             for hostname in hostnames:
@@ -414,7 +414,7 @@ class DockerLocalBackend(RuntimeBackend):
         containers = self._containers(spec.ref)
         current = [c for c in containers if c.labels.get(LABEL_RELEASE) == str(spec.release_id)]
         for stray in (c for c in containers if c not in current):
-            stray.remove(force=True)
+            stray.remove(force=True, v=True)
             done.append(f"removed {stray.name}, an instance of a release that is no longer live")
         if desired.state == "sleeping":
             for container in current:
@@ -471,7 +471,7 @@ class DockerLocalBackend(RuntimeBackend):
         for container in self.client.containers.list(all=True, filters={"label": f"{LABEL_MANAGED}={self.instance}"}):
             ref = ServiceRef(container.labels.get(LABEL_TEAM, ""), container.labels.get(LABEL_SERVICE, ""))
             if ref not in known:
-                container.remove(force=True)
+                container.remove(force=True, v=True)
                 done.append(f"removed {container.name}: no service {ref.team}/{ref.service} exists")
         return done
 

@@ -1,6 +1,8 @@
 """Releases after the first deploy: rollback without a rebuild, scaling as a
 new release of the same image, stop and start, and who may do which."""
 
+from pathlib import Path
+
 import pytest
 from django.urls import reverse
 
@@ -8,7 +10,10 @@ from hakobune.platform.builds.models import Build, BuildStatus
 from hakobune.platform.builds.state import advance
 from hakobune.platform.locks import deploy_lock
 from hakobune.platform.services.models import Release, Service
-from hakobune.platform.services.services import ServiceActionError, create_service, deploy_service, rollback, scale
+from hakobune.platform.services.housekeeping import prune_source_snapshots
+from hakobune.platform.services.services import (
+    ServiceActionError, create_service, delete_service, deploy_service, redeploy_build, rollback, scale,
+)
 from hakobune.runtime.base import ServiceRef
 from hakobune.worker import tasks
 from tests.conftest import upload_of
@@ -196,3 +201,36 @@ def test_the_router_sync_leaves_a_service_being_deployed_alone(service, owner, d
     tasks.sync_router()
     [route] = dummy_backend.calls[-1][1]
     assert not route.keep_current
+
+
+def test_old_source_snapshots_go_and_those_a_redeploy_or_rollback_needs_stay(
+    service, owner, dummy_backend, queued_tasks, settings
+):
+    settings.KEEP_SOURCE_SNAPSHOTS = 2
+    settings.KEEP_RELEASES = 1
+    first = deploy_service(service=service, source_file=upload_of("flask-hello"), created_by=owner)
+    again = redeploy_build(build=first, created_by=owner)  # shares the first one's file
+    later = [deploy_service(service=service, source_file=upload_of("flask-hello"), created_by=owner) for _ in range(3)]
+    files = {build.number: Path(build.source_archive.path) for build in [first, again, *later]}
+    assert all(path.exists() for path in files.values())
+
+    Build.objects.update(status=BuildStatus.FAILED)
+    # The redeploy (#2) went live: its snapshot is needed by a stack rebuild.
+    Build.objects.filter(id=again.id).update(status=BuildStatus.LIVE, image="hakobune/acme/hello:two")
+    Service.objects.filter(id=service.id).update(
+        live_release=Release.objects.create(service=service, build=again, number=1, image="x", config={},
+                                            status=Release.Status.LIVE))
+    assert prune_source_snapshots() == 1
+
+    kept = dict(Build.objects.values_list("number", "source_archive"))
+    assert kept[1] == "" and kept[2] and kept[4] and kept[5]  # #1's record goes, its file stays for #2
+    assert kept[3] == ""
+    assert files[1].exists() and not files[3].exists() and files[5].exists()
+
+
+def test_deleting_a_service_deletes_its_source_snapshots(service, owner, dummy_backend, queued_tasks):
+    build = deploy_service(service=service, source_file=upload_of("flask-hello"), created_by=owner)
+    snapshot = Path(build.source_archive.path)
+    delete_service(service=service, created_by=owner)
+    tasks.destroy_service(service.id)
+    assert not snapshot.exists()

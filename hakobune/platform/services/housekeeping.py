@@ -10,8 +10,10 @@ import logging
 import docker
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.files.storage import default_storage
 from django.db import transaction
 
+from hakobune.platform.builds.models import IN_PROGRESS, Build
 from hakobune.platform.locks import deploy_lock
 from hakobune.runtime.base import DesiredService, LiveRoute, RuntimeBackendError, ServiceRef
 from hakobune.worker import images, stacks
@@ -130,6 +132,35 @@ def prune_images() -> None:
             logger.info("pruned %s", tag)
 
 
+def prune_source_snapshots() -> int:
+    """Deletes the source snapshots that no redeploy, rollback or stack
+    rebuild can need: each service keeps those of its last
+    KEEP_SOURCE_SNAPSHOTS deploys, of builds still under way, and of the
+    builds of its live and kept releases (a stack rebuild redeploys the live
+    one's). A redeploy shares its snapshot file with the build it came from,
+    so a file goes only when no kept build names it. Returns the files deleted."""
+    deleted = 0
+    storage = default_storage
+    for service in Service.objects.select_related("live_release"):
+        builds = list(service.builds.exclude(source_archive="").order_by("-number").values_list(
+            "id", "source_archive", "status"))
+        kept_ids = {build_id for build_id, _, _ in builds[: settings.KEEP_SOURCE_SNAPSHOTS]}
+        kept_ids |= {build_id for build_id, _, status in builds if status in IN_PROGRESS}
+        kept_ids |= set(service.releases.order_by("-number").values_list("build_id", flat=True)[: settings.KEEP_RELEASES])
+        if service.live_release_id:
+            kept_ids.add(service.live_release.build_id)
+        kept_names = {name for build_id, name, _ in builds if build_id in kept_ids}
+        for build_id, name, _ in builds:
+            if build_id in kept_ids:
+                continue
+            Build.objects.filter(id=build_id).update(source_archive="")
+            if name not in kept_names and storage.exists(name):
+                storage.delete(name)
+                kept_names.add(name)  # deleted once
+                deleted += 1
+    return deleted
+
+
 def destroy_service(service_id: int) -> None:
     service = Service.objects.select_related("team").filter(id=service_id, desired_state="deleted").first()
     if service is None:
@@ -137,12 +168,16 @@ def destroy_service(service_id: int) -> None:
     with deploy_lock(service.id):
         backend_for(service).destroy(ServiceRef(service.team.name, service.name))
         images.remove_images(docker.from_env(), service.team.name, service.name)
+        snapshots = set(service.builds.exclude(source_archive="").values_list("source_archive", flat=True))
         with transaction.atomic():
             # Releases protect their builds; they go first, then the service
             # with its builds, logs and webhook deliveries.
             Service.objects.filter(id=service.id).update(live_release=None)
             service.releases.all().delete()
             service.delete()
+        for name in snapshots:
+            if default_storage.exists(name):
+                default_storage.delete(name)
 
 
 def rebuild_stack(language: str, user_id: int | None = None) -> None:
