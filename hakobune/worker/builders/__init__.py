@@ -1,0 +1,6 @@
+"""Image builders: what turns an app's source and plan into an image. The
+interface and its error family are in base.py."""
+
+from .base import BUILDPACKS, MODES, PLAN, BuildError, BuildRequest, BuiltImage, ImageBuilder
+
+__all__ = ["BUILDPACKS", "MODES", "PLAN", "BuildError", "BuildRequest", "BuiltImage", "ImageBuilder"]
