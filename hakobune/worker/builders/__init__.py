@@ -1,5 +1,6 @@
 """Image builders: what turns an app's source and plan into an image. The
-interface and its error family are in base.py."""
+interface and its error family are in base.py; local_docker.py builds on this
+host's Docker Engine."""
 
 from .base import BUILDPACKS, MODES, PLAN, BuildError, BuildRequest, BuiltImage, ImageBuilder
 
