@@ -16,7 +16,6 @@ from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
-import docker
 import redis
 from celery import shared_task
 from django.conf import settings
@@ -24,6 +23,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from hakobune.platform.builds.images import build_request_for, builder_for, local_builder, prune_service_images
 from hakobune.platform.builds.log import BuildLog
 from hakobune.platform.builds.models import IN_PROGRESS, Build, BuildStatus
 from hakobune.platform.builds.state import advance, claim, fail
@@ -33,7 +33,8 @@ from hakobune.platform.services.backends import all_backends, backend_for
 from hakobune.platform.services.models import Release, Service
 from hakobune.platform.services.services import env_of, secret_env_of
 from hakobune.runtime.base import DeploySpec, DesiredService, LiveRoute, RuntimeBackendError, ServiceRef
-from hakobune.worker import builder, gitfetch, images, source, stacks
+from hakobune.worker import builder, gitfetch, source, stacks
+from hakobune.worker.builders.base import BuildError
 from hakobune.worker.buildpacks import BuildPlan, NoStackDetected, detect
 
 logger = logging.getLogger(__name__)
@@ -216,127 +217,13 @@ def build_image(build_id: int) -> None:
     log = BuildLog(build_id)
     with pipeline_step(build_id, log):
         plan = BuildPlan.from_dict(build.plan)
-        remote = _remote_builder(build.service)
-        if remote is not None:
-            return _build_remotely(build, plan, remote, log)
-        client = docker.from_env(timeout=settings.BUILD_TIMEOUT)
-        images = _resolve_stacks(client, plan, log)
-        run_image = images.get(plan.stack)
-        build_stack_image = images.get(plan.build_stack) if plan.build_stack else None
-        if plan.build_stack:
-            log.write(f"Building on {build_stack_image.ref} ({build_stack_image.version}), "
-                      f"running on {run_image.ref} ({run_image.version})")
-        elif run_image:
-            log.write(f"Building on {run_image.ref} ({run_image.version})")
-        else:
-            log.write(f"Building with your {plan.dockerfile_path}")
-        _warn_language_version(plan, build_stack_image or run_image, log)
-        plan = plan.with_changes(
-            stack_version=run_image.version if run_image else "",
-            build_stack_version=build_stack_image.version if build_stack_image else "",
-        )
-        Build.objects.filter(id=build_id).update(plan=plan.to_dict())
-        src = source_dir(build)
-        run_ref = run_image.ref if run_image else ""
-        dockerfile = builder.prepare_context(
-            src, plan, run_ref, settings.BUILD_CA_BUNDLE or None,
-            build_image=build_stack_image.ref if build_stack_image else None,
-        )
-        stack_ids = tuple(client.images.get(image.ref).id for image in images.values())
-        tag = builder.image_tag(
-            build.service.team.name, build.service.name, build.source_digest, plan, run_ref, base_image_ids=stack_ids
-        )
-        image = builder.build_image(
-            client,
-            src,
-            dockerfile,
-            tag,
-            log=log.write,
-            timeout=settings.BUILD_TIMEOUT,
-            memory_mb=settings.BUILD_MEMORY_MB,
-            cpu_shares=getattr(settings, "BUILD_CPU_SHARES", 0),
-            cpuset_cpus=getattr(settings, "BUILD_CPUSET_CPUS", ""),
-            plan=plan,
-        )
+        request = build_request_for(build, plan, source_dir(build), workspace_dir(build_id))
+        image = builder_for(build.service).build(request, log.write)
         log.write(f"✓ Image {image.ref}")
         log.flush()
-        Build.objects.filter(id=build_id).update(image=image.ref)
+        Build.objects.filter(id=build_id).update(image=image.ref, plan=image.plan.to_dict())
         shutil.rmtree(workspace_dir(build_id), ignore_errors=True)
         _built(build_id, build.service, log)
-
-
-def _resolve_stacks(client, plan: BuildPlan, log: BuildLog) -> dict[str, stacks.StackImage]:
-    """Every stack the plan builds on (a two-stage plan needs two), found,
-    pulled or built from Debian."""
-    return {
-        name: stacks.resolve_stack(
-            client,
-            name,
-            settings.STACK_IMAGES.get(name, ""),
-            suite=settings.STACK_DEBIAN_SUITE,
-            mirror=settings.STACK_DEBIAN_MIRROR,
-            ca_bundle=settings.BUILD_CA_BUNDLE or None,
-            cache_dir=settings.STACK_CACHE_DIR,
-            log=log.write,
-        )
-        for name in plan.stacks
-    }
-
-
-def _warn_language_version(plan: BuildPlan, image, log: BuildLog) -> None:
-    if plan.language_version and image is not None:
-        log.write(
-            f"  The app asks for {plan.language_version}; this stack has {image.version}. "
-            "If the build fails on the version, make the app work with this one or ask your operator for a newer stack."
-        )
-
-
-def _remote_builder(service: Service):
-    """The service's backend when it builds images itself (Cloud Build), else None."""
-    try:
-        backend = backend_for(service)
-    except RuntimeBackendError:
-        return None
-    return backend if "remote_build" in backend.capabilities else None
-
-
-def _build_remotely(build: Build, plan: BuildPlan, backend, log: BuildLog) -> None:
-    """Builds on the backend's own builder: the source as fetched (the app's
-    folder), with the plan's Dockerfile on registry stack images or with the
-    builder's buildpacks, as the service chooses; the builder's log is
-    streamed into the build's log."""
-    import hashlib
-
-    service = build.service
-    builder = service.cloud_builder or getattr(backend, "builder", "dockerfile")
-    dockerfile = None
-    if builder == "buildpacks":
-        log.write(f"Building with {backend.alias}'s buildpacks, as the service's settings ask (the plan is not used)")
-    elif not plan.uses_own_dockerfile:
-        refs = {name: settings.STACK_IMAGES.get(name, "") for name in plan.stacks}
-        missing = [name for name, ref in refs.items() if not ref]
-        if missing:
-            raise RuntimeBackendError(
-                f"the {missing[0]} stack has no registry image, so {backend.alias} cannot build on it: "
-                f"set STACK_{missing[0].upper()}_IMAGE to an image a remote builder can pull, "
-                "or choose the buildpacks builder in the service's settings."
-            )
-        dockerfile = plan.dockerfile(refs[plan.stack], build_image=refs.get(plan.build_stack) or None)
-        log.write(f"Building on {refs[plan.stack]} in {backend.alias}")
-    archive = workspace_dir(build.id) / "remote-source.tar.gz"
-    source.pack_tree(source_dir(build), archive)
-    recipe = f"{builder}\0{service.start_command}" if builder == "buildpacks" else (dockerfile or plan.dockerfile_path)
-    tag = hashlib.sha256(f"{build.source_digest}\0{recipe}".encode()).hexdigest()[:16]
-    image = backend.build(
-        archive, dockerfile, f"{service.team.name}/{service.name}:{tag}", log.write,
-        dockerfile_path=plan.dockerfile_path or "Dockerfile", buildpacks=builder == "buildpacks",
-        start_command=service.start_command,
-    )
-    log.write(f"✓ Image {image}")
-    log.flush()
-    Build.objects.filter(id=build.id).update(image=image)
-    shutil.rmtree(workspace_dir(build.id), ignore_errors=True)
-    _built(build.id, service, log)
 
 
 def _built(build_id: int, service: Service, log: BuildLog) -> None:
@@ -581,13 +468,18 @@ def collect_metrics() -> None:
 @shared_task
 def prune_images() -> None:
     """Keeps the images of each service's last KEEP_RELEASES releases (and the
-    live one), so rollbacks stay instant, and removes older ones."""
-    client = docker.from_env()
+    live one), so rollbacks stay instant, and removes older ones, each through
+    the builder that made them."""
     for service in Service.objects.exclude(desired_state="deleted").select_related("team"):
         kept = set(service.releases.order_by("-number").values_list("image", flat=True)[: settings.KEEP_RELEASES])
         if service.live_release_id:
             kept.add(service.live_release.image)
-        for tag in images.remove_images(client, service.team.name, service.name, keep=kept):
+        try:
+            pruned = prune_service_images(service, kept)
+        except BuildError as exc:
+            logger.warning("could not prune the images of %s: %s", service, exc.message)
+            continue
+        for tag in pruned:
             logger.info("pruned %s", tag)
 
 
@@ -648,7 +540,7 @@ def destroy_service(service_id: int) -> None:
         return
     with deploy_lock(service.id):
         backend_for(service).destroy(ServiceRef(service.team.name, service.name))
-        images.remove_images(docker.from_env(), service.team.name, service.name)
+        prune_service_images(service)
         with transaction.atomic():
             # Releases protect their builds; they go first, then the service
             # with its builds, logs and webhook deliveries.
@@ -665,18 +557,7 @@ def rebuild_stack(language: str, user_id: int | None = None) -> None:
 
     from hakobune.platform.services.services import redeploy_services_on_stack
 
-    client = docker.from_env()
-    stack = stacks.build_local_stack(
-        client,
-        language,
-        suite=settings.STACK_DEBIAN_SUITE,
-        mirror=settings.STACK_DEBIAN_MIRROR,
-        ca_bundle=settings.BUILD_CA_BUNDLE or None,
-        cache_dir=settings.STACK_CACHE_DIR,
-        use_cache=False,
-        force=True,
-        log=lambda line: logger.info("stack %s: %s", language, line),
-    )
+    stack = local_builder().rebuild_stack(language, lambda line: logger.info("stack %s: %s", language, line))
     user = get_user_model().objects.filter(id=user_id).first() if user_id else None
     builds = redeploy_services_on_stack(language=language, created_by=user)
     logger.info("stack %s rebuilt (%s); redeploying %d service(s)", language, stack.version, len(builds))
