@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 from hakobune.runtime.base import DeploySpec, RuntimeBackendError, ServiceRef  # noqa: E402
 from hakobune.runtime.cloud_run import CloudRunBackend  # noqa: E402
 from hakobune.worker import source  # noqa: E402
+from hakobune.worker.builders.base import BuildError, BuildRequest  # noqa: E402
 from hakobune.worker.buildpacks import detect  # noqa: E402
 
 
@@ -61,12 +62,11 @@ def main() -> None:
         credentials=credentials,
         bucket=os.environ.get("CLOUDRUN_BUCKET", ""),
         builder=os.environ.get("CLOUDRUN_BUILDER", "dockerfile"),
+        stack_images={"python": "python:3.12-slim", "node": "node:22-slim"},
     )
     app = ROOT / "tests" / "fixtures" / "apps" / args.app
     plan = detect(app).plan
     ref = ServiceRef("smoke", args.app.replace("_", "-"))
-    stack_image = {"python": "python:3.12-slim", "node": "node:22-slim"}.get(plan.stack)
-    dockerfile = None if plan.uses_own_dockerfile else plan.dockerfile(stack_image or "", build_image=None)
     secret_env = {}
     for pair in args.secret:
         key, _, reference = pair.partition("=")
@@ -78,9 +78,9 @@ def main() -> None:
         for fine, words in backend.check_access():
             print(f"{'✓' if fine else '✗'} {words}")
         with tempfile.TemporaryDirectory() as tmp:
-            archive = Path(tmp) / "source.tar.gz"
-            source.pack_tree(app, archive)
-            image = backend.build(archive, dockerfile, f"{ref.team}/{ref.service}:smoke-{int(time.time())}", print)
+            request = BuildRequest(team=ref.team, service=ref.service, source_dir=app,
+                                   source_digest=source.tree_digest(app), plan=plan, workspace=Path(tmp))
+            image = backend.image_builder().build(request, print).ref
         print(f"✓ image {image}")
         result = backend.deploy(DeploySpec(
             team=ref.team, service=ref.service, release_id=1, release_number=1, image=image, hostname="",
@@ -99,7 +99,7 @@ def main() -> None:
         for line in backend.logs(ref, tail=10):
             print(f"  log: {line.timestamp} {line.text}")
         print(f"✓ {len(backend.metrics(ref))} metric samples")
-    except RuntimeBackendError as exc:
+    except (RuntimeBackendError, BuildError) as exc:
         print(f"✗ {exc.message}", file=sys.stderr)
         for line in exc.log_tail:
             print(f"  {line}", file=sys.stderr)

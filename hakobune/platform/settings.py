@@ -235,6 +235,19 @@ SPECTACULAR_SETTINGS = {
 API_STREAM_MAX_SECONDS = env_int("API_STREAM_MAX_SECONDS", 1800)
 API_STREAM_POLL_SECONDS = float(env("API_STREAM_POLL_SECONDS", "1"))
 
+# Stacks: the base image for each language. A registry image by default; when no
+# registry can serve it, Hakobune builds one locally from Debian packages.
+STACK_IMAGES = {
+    "python": env("STACK_PYTHON_IMAGE", "python:3.12-slim"),
+    "node": env("STACK_NODE_IMAGE", "node:22-slim"),
+    # The build stage of Go apps; they run on the static stack.
+    "go": env("STACK_GO_IMAGE", "golang:1.23"),
+    # Static sites and the run stage of compiled apps: needs lighttpd and the
+    # config at /etc/lighttpd/hakobune.conf, so by default Hakobune's own
+    # (hakobune/stack-static, built from Debian).
+    "static": env("STACK_STATIC_IMAGE", ""),
+}
+
 # Runtime backends, chosen per service like Django's email backends.
 RUNTIME_BACKENDS = {
     "local": {
@@ -266,6 +279,8 @@ if env("CLOUDRUN_PROJECT"):
             "credentials": env("CLOUDRUN_CREDENTIALS", env("GOOGLE_APPLICATION_CREDENTIALS")),
             "bucket": env("CLOUDRUN_BUCKET"),
             "builder": env("CLOUDRUN_BUILDER", "dockerfile"),
+            # Cloud Build builds plans on the stacks' registry images.
+            "stack_images": STACK_IMAGES,
             "min_instances": env_int("CLOUDRUN_MIN_INSTANCES", 0),
             "concurrency": env_int("CLOUDRUN_CONCURRENCY", 80),
             "request_timeout": env_int("CLOUDRUN_REQUEST_TIMEOUT", 300),
@@ -274,18 +289,6 @@ if env("CLOUDRUN_PROJECT"):
         },
     }
 
-# Stacks: the base image for each language. A registry image by default; when no
-# registry can serve it, Hakobune builds one locally from Debian packages.
-STACK_IMAGES = {
-    "python": env("STACK_PYTHON_IMAGE", "python:3.12-slim"),
-    "node": env("STACK_NODE_IMAGE", "node:22-slim"),
-    # The build stage of Go apps; they run on the static stack.
-    "go": env("STACK_GO_IMAGE", "golang:1.23"),
-    # Static sites and the run stage of compiled apps: needs lighttpd and the
-    # config at /etc/lighttpd/hakobune.conf, so by default Hakobune's own
-    # (hakobune/stack-static, built from Debian).
-    "static": env("STACK_STATIC_IMAGE", ""),
-}
 # Locally built stacks are cached here as root filesystem tarballs.
 STACK_CACHE_DIR = Path(env("HAKOBUNE_STACK_CACHE", str(DATA_DIR / "stacks")))
 STACK_DEBIAN_SUITE = env("STACK_DEBIAN_SUITE", "bookworm")
@@ -319,6 +322,27 @@ BUILD_MEMORY_MB = env_int("BUILD_MEMORY_MB", 2048)
 BUILD_CPU_SHARES = env_int("BUILD_CPU_SHARES", 512)
 BUILD_CPUSET_CPUS = env("BUILD_CPUSET_CPUS", "")
 BUILD_LOG_TAIL_LINES = 30
+
+# Image builders, chosen like the runtime backends: a service's images are made
+# by its runtime backend's own builder when it has one (Cloud Run: Cloud Build),
+# else by IMAGE_BUILDERS["local"], on this host's Docker Engine.
+IMAGE_BUILDERS = {
+    "local": {
+        "BACKEND": "hakobune.worker.builders.local_docker.LocalDockerBuilder",
+        "OPTIONS": {
+            # No docker_url: the engine of DOCKER_HOST (and DOCKER_TLS_*), else its socket.
+            "stack_images": STACK_IMAGES,
+            "suite": STACK_DEBIAN_SUITE,
+            "mirror": STACK_DEBIAN_MIRROR,
+            "ca_bundle": BUILD_CA_BUNDLE,
+            "stack_cache_dir": STACK_CACHE_DIR,
+            "timeout": BUILD_TIMEOUT,
+            "memory_mb": BUILD_MEMORY_MB,
+            "cpu_shares": BUILD_CPU_SHARES,
+            "cpuset_cpus": BUILD_CPUSET_CPUS,
+        },
+    },
+}
 
 # Secrets at rest (git tokens, later env var values) are encrypted with this
 # key; empty: a key derived from SECRET_KEY.

@@ -6,6 +6,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hakobune.worker.builders.base import ImageBuilder
 
 
 class RuntimeBackendError(Exception):
@@ -134,7 +138,8 @@ class RuntimeBackend:
     `capabilities`, so views and tasks never ask which backend they hold."""
 
     # The flags in use: logs, metrics, stop_start, routing, under_the_hood,
-    # scale_to_zero (the local runtime); remote_build (builds images itself),
+    # scale_to_zero (the local runtime); remote_build (builds images itself:
+    # image_builder() gives its builder),
     # traffic_split, revisions, secret_env (reads Secret Manager) and
     # autoscaling (scales on requests: concurrency, request timeout, ingress).
     capabilities: frozenset[str] = frozenset()
@@ -145,6 +150,12 @@ class RuntimeBackend:
 
     def deploy(self, spec: DeploySpec) -> DeployResult:
         raise NotImplementedError
+
+    def image_builder(self) -> ImageBuilder | None:
+        """The builder of the images this backend runs, when it needs its own
+        (Cloud Run: Cloud Build, pushing to Artifact Registry); None: the
+        platform's builder (this host's Docker Engine) makes them."""
+        return None
 
     def reserved(
         self, *, cpu: float, memory_mb: int, instances: int, min_instances: int | None = None,

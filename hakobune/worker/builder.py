@@ -1,6 +1,10 @@
 """Builds an app's image on the local Docker Engine from its plan, streaming the
 build's output line by line. Images are tagged by content, so building the
-same source with the same plan again is a no-op."""
+same source with the same plan again is a no-op.
+
+Its failures are BuildError (hakobune.worker.builders.base), importable from
+here too: `user_error` for the app's own build steps, `transient` for an
+engine that could not be reached or answered 5xx."""
 
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ import docker
 import requests
 from docker.errors import APIError, DockerException, ImageNotFound
 
+from .builders.base import BuildError
 from .buildpacks.plan import GENERATED_DIR, BuildPlan
 
 TAIL_LINES = 30
@@ -35,17 +40,6 @@ __pycache__
 .DS_Store
 """
 STEP = re.compile(r"^Step (?P<number>\d+)/(?P<total>\d+) : (?P<instruction>.*)$")
-
-
-class BuildError(Exception):
-    """The image could not be built. `user_error` tells a failure in the app's
-    own install or build steps from a failure of the platform."""
-
-    def __init__(self, message: str, *, log_tail: list[str] | None = None, user_error: bool = True):
-        super().__init__(message)
-        self.message = message
-        self.log_tail = log_tail or []
-        self.user_error = user_error
 
 
 @dataclass(frozen=True)
@@ -126,7 +120,9 @@ def build_image(
     except ImageNotFound:
         pass
     except DockerException as exc:
-        raise BuildError(f"the Docker Engine does not answer: {exc}", user_error=False)
+        raise BuildError(f"the Docker Engine does not answer: {exc}", user_error=False, transient=True)
+    except (requests.RequestException, OSError) as exc:
+        raise BuildError(f"the Docker Engine cannot be reached: {exc}", user_error=False, transient=True)
 
     tail: deque[str] = deque(maxlen=TAIL_LINES)
     image_id = None
@@ -182,16 +178,39 @@ def build_image(
         if pending.strip():
             log(pending.rstrip())
     except APIError as exc:
+        if engine_trouble(exc):
+            raise BuildError(f"the Docker Engine failed during the build: {exc.explanation or exc}",
+                             user_error=False, transient=True, log_tail=list(tail))
+        # The engine refused the build itself (4xx): a Dockerfile it cannot read,
+        # a context without the Dockerfile.
         raise BuildError(explain_failure(str(exc.explanation or exc), current_step, plan, memory_mb=memory_mb),
                          log_tail=list(tail))
     except DockerException as exc:
-        raise BuildError(f"the Docker Engine failed during the build: {exc}", user_error=False, log_tail=list(tail))
+        raise BuildError(f"the Docker Engine failed during the build: {exc}", user_error=False, transient=True,
+                         log_tail=list(tail))
     except (requests.RequestException, OSError) as exc:
-        raise BuildError(f"the build stopped: {exc}", user_error=False, log_tail=list(tail))
+        raise BuildError(f"the build stopped: {exc}", user_error=False, transient=connection_lost(exc),
+                         log_tail=list(tail))
 
     if image_id is None:
         image_id = client.images.get(tag).id
     return BuiltImage(ref=tag, id=image_id, reused=False)
+
+
+def engine_trouble(exc: APIError) -> bool:
+    """Whether the Docker Engine failed (5xx, 429) rather than refused what it
+    was asked (4xx): trying again can help."""
+    status = getattr(exc, "status_code", None)
+    return status is None or status >= 500 or status == 429
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether talking to the engine failed on the way (refused, reset, broken):
+    trying again can help. A read timeout is the build being silent for the
+    whole build time, which it would be again."""
+    if isinstance(exc, requests.Timeout) and not isinstance(exc, requests.ConnectTimeout):
+        return False
+    return isinstance(exc, (requests.ConnectionError, requests.exceptions.ChunkedEncodingError, ConnectionError))
 
 
 def failed_phase(instruction: str, plan: BuildPlan | None) -> str:

@@ -38,6 +38,8 @@ import docker
 import docker.errors
 from docker.utils import parse_repository_tag
 
+from .builders.base import BuildError
+
 __all__ = [
     "StackImage",
     "StackError",
@@ -81,8 +83,13 @@ class StackImage:
     version: str  # human-readable, e.g. "Debian bookworm (12.11), Python 3.11.2"
 
 
-class StackError(Exception):
-    """A stack could not be found or built; the message says what to do."""
+class StackError(BuildError):
+    """A stack could not be found or built; the message says what to do. One of
+    the builders' BuildErrors: the platform's problem, not the app's
+    (`user_error` False); `transient` when the Docker Engine failed."""
+
+    def __init__(self, message: str, *, log_tail: list[str] | None = None, transient: bool = False):
+        super().__init__(message, log_tail=log_tail, user_error=False, transient=transient)
 
 
 @dataclass(frozen=True)
@@ -579,7 +586,9 @@ def _import(client, tar_path: Path, ref: str, changes: list[str], log) -> None:
     try:
         output = client.api.import_image(src=str(tar_path), repository=repository, tag=tag, changes=changes)
     except docker.errors.APIError as exc:
-        raise StackError(f"Docker could not import the stack image {ref}: {_docker_reason(exc)}") from exc
+        status = getattr(exc, "status_code", None)
+        raise StackError(f"Docker could not import the stack image {ref}: {_docker_reason(exc)}",
+                         transient=status is None or status >= 500) from exc
     for line in str(output).splitlines():
         with contextlib.suppress(ValueError):
             message = json.loads(line)

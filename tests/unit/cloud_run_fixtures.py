@@ -93,7 +93,7 @@ def cloudrun_target(settings, fake_gcp, storage_emulator):
     settings.RUNTIME_BACKENDS = {
         "local": {"BACKEND": "hakobune.runtime.dummy.DummyBackend", "OPTIONS": {}},
         "cloudrun": {"BACKEND": "hakobune.runtime.cloud_run.CloudRunBackend",
-                     "OPTIONS": backend_options(fake_gcp, storage_emulator)},
+                     "OPTIONS": backend_options(fake_gcp, storage_emulator, stack_images=settings.STACK_IMAGES)},
     }
     return fake_gcp
 

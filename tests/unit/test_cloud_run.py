@@ -11,6 +11,7 @@ import pytest
 
 from hakobune.runtime.base import DeploySpec, RuntimeBackendError, ServiceRef
 from hakobune.runtime.cloud_run import CloudRunBackend, cloud_run_resources, normalize_secret_ref
+from hakobune.worker.builders.base import BuildError
 from tests.support.fake_gcp import error_info
 from tests.unit.cloud_run_fixtures import (  # noqa: F401 (fixtures)
     PROJECT,
@@ -171,7 +172,7 @@ def test_long_names_become_valid_cloud_run_ids():
 @pytest.mark.parametrize("fmt", ["tar.gz", "zip"])
 def test_build_uploads_the_source_with_the_plans_dockerfile_and_streams_the_log(cloud_run, fake_gcp, tmp_path, fmt):
     lines = []
-    image = cloud_run.build(source_archive(tmp_path, fmt), "FROM python:3.12-slim\nCMD [\"app\"]\n", "acme/hello:abc", lines.append)
+    image = cloud_run.image_builder().submit(source_archive(tmp_path, fmt), "FROM python:3.12-slim\nCMD [\"app\"]\n", "acme/hello:abc", lines.append)
 
     create = fake_gcp.calls("POST", "/v1/projects/hk-test/builds$")[0].body
     tag = f"{REGION}-docker.pkg.dev/{PROJECT}/apps/acme/hello:abc"
@@ -190,7 +191,7 @@ def test_build_uploads_the_source_with_the_plans_dockerfile_and_streams_the_log(
 
 
 def test_build_with_googles_buildpacks(cloud_run, fake_gcp, tmp_path):
-    cloud_run.build(source_archive(tmp_path), None, "acme/hello:abc", lambda line: None, buildpacks=True)
+    cloud_run.image_builder().submit(source_archive(tmp_path), None, "acme/hello:abc", lambda line: None, buildpacks=True)
     step = fake_gcp.calls("POST", "/builds$")[0].body["steps"][0]
     assert step["name"] == "gcr.io/k8s-skaffold/pack"
     assert step["args"][:4] == ["build", f"{REGION}-docker.pkg.dev/{PROJECT}/apps/acme/hello:abc", "--builder", "gcr.io/buildpacks/builder:latest"]
@@ -198,15 +199,15 @@ def test_build_with_googles_buildpacks(cloud_run, fake_gcp, tmp_path):
 
 
 def test_an_apps_own_dockerfile_is_used_as_it_is(cloud_run, fake_gcp, tmp_path):
-    cloud_run.build(source_archive(tmp_path), None, "acme/hello:abc", lambda line: None, dockerfile_path="deploy/Dockerfile")
+    cloud_run.image_builder().submit(source_archive(tmp_path), None, "acme/hello:abc", lambda line: None, dockerfile_path="deploy/Dockerfile")
     assert fake_gcp.calls("POST", "/builds$")[0].body["steps"][0]["args"][-2:] == ["deploy/Dockerfile", "."]
 
 
 def test_a_failed_build_says_so_with_the_last_log_lines(cloud_run, fake_gcp, tmp_path):
     fake_gcp.build_outcome = "FAILURE"
     fake_gcp.build_log = ["Step #0: ERROR: No matching distribution found for flask==99", "ERROR"]
-    with pytest.raises(RuntimeBackendError) as caught:
-        cloud_run.build(source_archive(tmp_path), "FROM x\n", "acme/hello:abc", lambda line: None)
+    with pytest.raises(BuildError) as caught:
+        cloud_run.image_builder().submit(source_archive(tmp_path), "FROM x\n", "acme/hello:abc", lambda line: None)
     assert "failed" in caught.value.message and "non-zero status" in caught.value.message
     assert "No matching distribution found for flask==99" in caught.value.log_tail[0]
 
@@ -296,8 +297,8 @@ def test_permission_denied_names_the_missing_role(cloud_run, fake_gcp):
 
 def test_permission_denied_on_cloud_build_names_its_role(cloud_run, fake_gcp, tmp_path):
     fake_gcp.fail("POST", r"/builds$", 403, "The caller does not have permission")
-    with pytest.raises(RuntimeBackendError, match="needs roles/cloudbuild.builds.editor on project hk-test"):
-        cloud_run.build(source_archive(tmp_path), "FROM x\n", "acme/hello:abc", lambda line: None)
+    with pytest.raises(BuildError, match="needs roles/cloudbuild.builds.editor on project hk-test"):
+        cloud_run.image_builder().submit(source_archive(tmp_path), "FROM x\n", "acme/hello:abc", lambda line: None)
 
 
 def test_an_api_that_is_not_enabled_says_which_to_enable(cloud_run, fake_gcp):
@@ -477,7 +478,7 @@ def test_a_reference_that_is_no_secret_is_refused_in_words(given):
 
 
 def test_buildpacks_are_told_the_services_start_command(cloud_run, fake_gcp, tmp_path):
-    cloud_run.build(source_archive(tmp_path), None, "acme/hello:abc", lambda line: None, buildpacks=True,
+    cloud_run.image_builder().submit(source_archive(tmp_path), None, "acme/hello:abc", lambda line: None, buildpacks=True,
                     start_command="gunicorn -b :$PORT app:app")
     args = fake_gcp.calls("POST", "/builds$")[0].body["steps"][0]["args"]
     assert args[-2:] == ["--env", "GOOGLE_ENTRYPOINT=gunicorn -b :$PORT app:app"]

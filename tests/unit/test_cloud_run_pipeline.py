@@ -6,11 +6,11 @@ split, shown and used only where the backend can split traffic."""
 
 import pytest
 
-from hakobune.platform.builds import images
 from hakobune.platform.builds.models import BuildStatus
 from hakobune.platform.services.models import Release
 from hakobune.platform.services.services import ServiceActionError, create_service, deploy_service, split_traffic
 from hakobune.worker import tasks
+from hakobune.worker.builders.local_docker import LocalDockerBuilder
 from tests.conftest import upload_of
 from tests.unit.cloud_run_fixtures import (  # noqa: F401 (fixtures)
     PROJECT,
@@ -67,7 +67,7 @@ def test_local_services_still_build_locally(team, owner, cloudrun_target, monkey
     build = deploy_service(service=local, source_file=upload_of("flask-hello"), created_by=owner)
     tasks.fetch_source(build.id)
     tasks.detect_stack(build.id)
-    monkeypatch.setattr(images.docker, "from_env", lambda **kw: (_ for _ in ()).throw(RuntimeError("local builder")))
+    monkeypatch.setattr(LocalDockerBuilder, "build", lambda *a, **kw: (_ for _ in ()).throw(RuntimeError("local builder")))
     tasks.build_image(build.id)
     build.refresh_from_db()
     assert build.status == BuildStatus.FAILED  # it went to the local builder (stubbed to fail here)

@@ -14,6 +14,7 @@ from hakobune.worker.buildpacks import (
     detect,
     eject,
 )
+from hakobune.worker.builders.local_docker import stack_refs
 from tests.conftest import APPS_DIR
 
 
@@ -400,9 +401,10 @@ def test_the_services_settings_win_over_the_plan():
 
 def test_eject_gives_a_dockerfile_on_the_configured_images():
     images = {"python": "python:3.12-slim", "node": "node:22-slim", "go": "golang:1.23", "static": ""}
-    python = eject(detect(APPS_DIR / "flask-hello").plan, images)
+    refs = stack_refs(images, "bookworm")  # a stack without a registry image: Hakobune's own
+    python = eject(detect(APPS_DIR / "flask-hello").plan, refs)
     assert python.startswith("FROM python:3.12-slim\n")
-    go = eject(detect(APPS_DIR / "go-http").plan, images).splitlines()
+    go = eject(detect(APPS_DIR / "go-http").plan, refs).splitlines()
     assert go[0] == "FROM golang:1.23 AS build"
     assert "FROM hakobune/stack-static:bookworm" in go
     assert "COPY --from=build /app/server /app/server" in go

@@ -13,7 +13,6 @@ import requests
 from google.api_core import exceptions as google_errors
 
 from hakobune.platform.accounts.models import Membership, Role
-from hakobune.platform.builds import images
 from hakobune.platform.builds.models import Build, BuildStatus
 from hakobune.platform.builds.state import advance
 from hakobune.platform.failures import MAX_ATTEMPTS, FailureKind, classify
@@ -22,6 +21,8 @@ from hakobune.platform.services.services import create_service, deploy_service, 
 from hakobune.runtime.base import RuntimeBackendError
 from hakobune.worker import tasks
 from hakobune.worker.builder import BuildError
+from hakobune.worker.builders.base import BuiltImage
+from hakobune.worker.builders.local_docker import LocalDockerBuilder
 from hakobune.worker.buildpacks import NoStackDetected
 from hakobune.worker.source import SourceError
 from tests.conftest import upload_of
@@ -76,12 +77,12 @@ def test_an_engine_that_does_not_answer_while_building_is_waited_for(service, ow
     tasks.detect_stack(build.id)
     answers = [docker.errors.DockerException("Error while fetching server API version: Connection refused")]
 
-    def builder(build, plan, src, workspace, log):
+    def builds_once_the_engine_answers(self, request, log):
         if answers:
             raise answers.pop()
-        return "hakobune/acme/hello:abc", plan
+        return BuiltImage("hakobune/acme/hello:abc", request.plan)
 
-    monkeypatch.setattr(images, "build", builder)
+    monkeypatch.setattr(LocalDockerBuilder, "build", builds_once_the_engine_answers)
     tasks.build_image.apply(args=[build.id])
 
     build.refresh_from_db()

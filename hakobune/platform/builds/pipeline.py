@@ -236,10 +236,11 @@ def build_image(build_id: int, *, attempt: int = 1) -> None:
     log = BuildLog(build_id)
     with step(build_id, S.BUILDING, log, attempt):
         workspace = workspace_dir(build_id)
-        image_ref, plan = images.build(build, BuildPlan.from_dict(build.plan), source_dir(build), workspace, log)
-        log.write(f"✓ Image {image_ref}")
+        request = images.build_request_for(build, BuildPlan.from_dict(build.plan), source_dir(build), workspace)
+        image = images.builder_for(build.service).build(request, log.write)
+        log.write(f"✓ Image {image.ref}")
         log.flush()
-        Build.objects.filter(id=build_id).update(image=image_ref, plan=plan.to_dict())
+        Build.objects.filter(id=build_id).update(image=image.ref, plan=image.plan.to_dict())
         shutil.rmtree(workspace, ignore_errors=True)
         _built(build, log)
 

@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import logging
 
-import docker
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.files.storage import default_storage
 from django.db import transaction
 
+from hakobune.platform.builds.images import local_builder, prune_service_images
 from hakobune.platform.builds.models import IN_PROGRESS, Build
 from hakobune.platform.locks import deploy_lock
 from hakobune.runtime.base import DesiredService, LiveRoute, RuntimeBackendError, ServiceRef
-from hakobune.worker import images, stacks
+from hakobune.worker.builders.base import BuildError
 
 from . import scaling
 from .backends import all_backends, backend_for
@@ -122,13 +122,18 @@ def scale_idle_to_zero() -> None:
 
 def prune_images() -> None:
     """Keeps the images of each service's last KEEP_RELEASES releases (and the
-    live one), so rollbacks stay instant, and removes older ones."""
-    client = docker.from_env()
+    live one), so rollbacks stay instant, and removes older ones, each through
+    the builder that made them."""
     for service in Service.objects.exclude(desired_state="deleted").select_related("team", "live_release"):
         kept = set(service.releases.order_by("-number").values_list("image", flat=True)[: settings.KEEP_RELEASES])
         if service.live_release_id:
             kept.add(service.live_release.image)
-        for tag in images.remove_images(client, service.team.name, service.name, keep=kept):
+        try:
+            pruned = prune_service_images(service, kept)
+        except BuildError as exc:
+            logger.warning("could not prune the images of %s: %s", service, exc.message)
+            continue
+        for tag in pruned:
             logger.info("pruned %s", tag)
 
 
@@ -167,7 +172,7 @@ def destroy_service(service_id: int) -> None:
         return
     with deploy_lock(service.id):
         backend_for(service).destroy(ServiceRef(service.team.name, service.name))
-        images.remove_images(docker.from_env(), service.team.name, service.name)
+        prune_service_images(service)
         snapshots = set(service.builds.exclude(source_archive="").values_list("source_archive", flat=True))
         with transaction.atomic():
             # Releases protect their builds; they go first, then the service
@@ -183,17 +188,7 @@ def destroy_service(service_id: int) -> None:
 def rebuild_stack(language: str, user_id: int | None = None) -> None:
     """An admin's one action: build the language's stack afresh from Debian,
     then redeploy every live service built on it."""
-    stack = stacks.build_local_stack(
-        docker.from_env(),
-        language,
-        suite=settings.STACK_DEBIAN_SUITE,
-        mirror=settings.STACK_DEBIAN_MIRROR,
-        ca_bundle=settings.BUILD_CA_BUNDLE or None,
-        cache_dir=settings.STACK_CACHE_DIR,
-        use_cache=False,
-        force=True,
-        log=lambda line: logger.info("stack %s: %s", language, line),
-    )
+    stack = local_builder().rebuild_stack(language, lambda line: logger.info("stack %s: %s", language, line))
     user = get_user_model().objects.filter(id=user_id).first() if user_id else None
     builds = redeploy_services_on_stack(language=language, created_by=user)
     logger.info("stack %s rebuilt (%s); redeploying %d service(s)", language, stack.version, len(builds))

@@ -400,9 +400,9 @@ def service_env(request, team, service):
 def build_dockerfile(request, team, service, number):
     """The build's plan as the equivalent Dockerfile ("eject"): the recipe to
     build the same image without Hakobune."""
-    from django.conf import settings
     from django.http import HttpResponse
 
+    from hakobune.platform.builds.images import local_builder
     from hakobune.worker.buildpacks import BuildPlan, eject
 
     _, service = _service_or_404(request, team, service)
@@ -417,7 +417,7 @@ def build_dockerfile(request, team, service, number):
             f"# The recipe Hakobune made for {service.team.name}/{service.name}, deploy #{build.number}.\n"
             f"# Detected: {build.detection_reason}\n"
             "# Build it yourself with: docker build -f Dockerfile.hakobune .   (from the app's folder)\n"
-            + eject(plan, settings.STACK_IMAGES, suite=settings.STACK_DEBIAN_SUITE)
+            + eject(plan, local_builder().stack_refs())
         )
     response = HttpResponse(text, content_type="text/plain; charset=utf-8")
     response["Content-Disposition"] = 'attachment; filename="Dockerfile.hakobune"'

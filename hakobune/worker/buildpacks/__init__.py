@@ -154,14 +154,17 @@ def apply_service_settings(
     return plan.with_changes(**changes, sources=sources)
 
 
-def eject(plan: BuildPlan, stack_images: dict[str, str], *, suite: str = "bookworm") -> str:
+def eject(plan: BuildPlan, stack_refs: dict[str, str]) -> str:
     """The Dockerfile a person can download to build this plan themselves
-    ("eject"). `stack_images` maps a stack to its registry image (settings'
-    STACK_IMAGES); a stack without one uses Hakobune's locally built image."""
-    from hakobune.worker.stacks import local_stack_ref
+    ("eject"). `stack_refs` maps each stack to the image its FROM line names;
+    the caller says which (the builder that would build it knows: for this
+    host's, LocalDockerBuilder.stack_refs()). Detection knows no images."""
 
     def image(stack: str) -> str:
-        return (stack_images.get(stack) or "").strip() or local_stack_ref(stack, suite)
+        ref = (stack_refs.get(stack) or "").strip()
+        if not ref:
+            raise ValueError(f"no image given for the {stack} stack")
+        return ref
 
     build_image = image(plan.build_stack) if plan.build_stack else None
     return plan.dockerfile(image(plan.stack) if not plan.uses_own_dockerfile else "", build_image=build_image)

@@ -6,15 +6,12 @@
     python manage.py stack build python --no-cache # run debootstrap again
 """
 
-from pathlib import Path
-
-import docker
-import docker.errors
-import requests
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from hakobune.platform.builds.images import local_builder
 from hakobune.worker import stacks
+from hakobune.worker.builders.base import BuildError
 
 
 class Command(BaseCommand):
@@ -46,52 +43,19 @@ class Command(BaseCommand):
         if language not in known:
             raise CommandError(f"Unknown language {language!r}; known: {', '.join(known)}.")
 
-        try:
-            client = docker.from_env()
-            client.ping()
-        except (docker.errors.DockerException, requests.RequestException) as exc:
-            raise CommandError(
-                f"Cannot reach the Docker Engine ({exc}). Is dockerd running? (scripts/install-deps.sh starts it.)"
-            ) from exc
-
         def log(line):
             self.stdout.write(line)
             self.stdout.flush()
 
-        common = dict(
-            suite=settings.STACK_DEBIAN_SUITE,
-            mirror=settings.STACK_DEBIAN_MIRROR,
-            ca_bundle=settings.BUILD_CA_BUNDLE or None,
-            cache_dir=Path(getattr(settings, "STACK_CACHE_DIR", Path(settings.DATA_DIR) / "stacks")),
-            log=log,
-        )
+        builder = local_builder()
         try:
             if action == "ensure":
-                result = stacks.resolve_stack(
-                    client,
-                    language,
-                    images.get(language, ""),
-                    allow_pull=not options["no_pull"],
-                    allow_build=True,
-                    **common,
-                )
+                result = builder.ensure_stack(language, log, allow_pull=not options["no_pull"])
             else:
-                if language not in stacks.RECIPES:
-                    raise CommandError(
-                        f"Hakobune cannot build a {language!r} stack locally; it can build: "
-                        f"{', '.join(sorted(stacks.RECIPES))}."
-                    )
-                result = stacks.build_local_stack(
-                    client,
-                    language,
-                    use_cache=not options["no_cache"],
-                    force=True,
-                    **common,
-                )
-        except stacks.StackError as exc:
-            raise CommandError(str(exc)) from exc
-        finally:
-            client.close()
+                result = builder.rebuild_stack(language, log, use_cache=not options["no_cache"])
+        except BuildError as exc:
+            hint = " Is dockerd running? (scripts/install-deps.sh starts it.)" if exc.transient else ""
+            raise CommandError(f"{exc.message}{hint}") from exc
 
         self.stdout.write(self.style.SUCCESS(f"{result.language} stack ready"))
         self.stdout.write(f"  ref:     {result.ref}")

@@ -1,0 +1,219 @@
+"""Builds images on this host's Docker Engine, on Hakobune's stacks: each stack
+of the plan is found, pulled or built from Debian (stacks.py), the plan's
+Dockerfile is written into the source (builder.py) and built with the build
+limits, and the image is tagged by content, hakobune/<team>/<service>:<digest>.
+
+OPTIONS (settings.IMAGE_BUILDERS["local"]["OPTIONS"]):
+    docker_url                        the Docker Engine ("" = DOCKER_HOST or its socket)
+    stack_images                      {language: registry image}; "" = Hakobune's own stack
+    suite, mirror                     the Debian suite and mirror stacks are built from
+    ca_bundle                         a CA bundle copied into stacks and builds ("" = none)
+    stack_cache_dir                   where built stacks' root filesystems are kept
+    timeout                           seconds a build may take
+    memory_mb, cpu_shares, cpuset_cpus  the limits of each build step
+
+Nothing here knows Django."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+
+import docker
+import requests
+from docker.errors import APIError, DockerException, ImageNotFound
+
+from hakobune.worker import builder, stacks
+from hakobune.worker.buildpacks.plan import BuildPlan
+
+from .base import BuildError, BuildRequest, BuiltImage, ImageBuilder
+
+Log = Callable[[str], None]
+
+
+def service_repository(team: str, service: str) -> str:
+    return f"hakobune/{team}/{service}"
+
+
+def stack_refs(stack_images: dict[str, str], suite: str = "bookworm") -> dict[str, str]:
+    """The image each stack is named by in a Dockerfile a person builds
+    themselves: the configured registry image, else Hakobune's locally built
+    one (hakobune/stack-<language>:<suite>)."""
+    languages = set(stack_images) | set(stacks.RECIPES)
+    return {
+        language: (stack_images.get(language) or "").strip() or stacks.local_stack_ref(language, suite)
+        for language in sorted(languages)
+    }
+
+
+class LocalDockerBuilder(ImageBuilder):
+    capabilities = frozenset({"local_images", "stacks"})
+
+    def __init__(self, alias: str, **options):
+        super().__init__(alias, **options)
+        self.docker_url = options.get("docker_url") or ""
+        self.stack_images = dict(options.get("stack_images") or {})
+        self.suite = options.get("suite") or "bookworm"
+        self.mirror = options.get("mirror") or "http://deb.debian.org/debian"
+        self.ca_bundle = options.get("ca_bundle") or None
+        self.stack_cache_dir = Path(options.get("stack_cache_dir") or "var/stacks")
+        self.timeout = int(options.get("timeout") or 900)
+        self.memory_mb = int(options.get("memory_mb") or 2048)
+        self.cpu_shares = int(options.get("cpu_shares") or 0)
+        self.cpuset_cpus = options.get("cpuset_cpus") or ""
+        self._client: docker.DockerClient | None = None
+
+    # -- the engine ---------------------------------------------------------------
+
+    @property
+    def client(self) -> docker.DockerClient:
+        """This builder's own client, made on first use (so each worker process
+        makes its own)."""
+        if self._client is None:
+            try:
+                if self.docker_url:
+                    self._client = docker.DockerClient(base_url=self.docker_url, timeout=self.timeout)
+                else:
+                    self._client = docker.from_env(timeout=self.timeout)
+            except (DockerException, requests.RequestException) as exc:
+                raise BuildError(
+                    f"the Docker Engine does not answer{f' at {self.docker_url}' if self.docker_url else ''}: {exc}",
+                    user_error=False, transient=True,
+                ) from exc
+        return self._client
+
+    def stack_refs(self) -> dict[str, str]:
+        """{language: image} a Dockerfile made from a plan starts FROM (for
+        "eject"): the configured image, else Hakobune's locally built stack."""
+        return stack_refs(self.stack_images, self.suite)
+
+    # -- building -------------------------------------------------------------------
+
+    def build(self, request: BuildRequest, log: Log) -> BuiltImage:
+        with engine_errors():
+            return self._build(request, log)
+
+    def _build(self, request: BuildRequest, log: Log) -> BuiltImage:
+        plan = request.plan
+        client = self.client
+        images = {name: self._resolve(name, log) for name in plan.stacks}
+        run_image = images.get(plan.stack)
+        build_stack_image = images.get(plan.build_stack) if plan.build_stack else None
+        if plan.build_stack:
+            log(f"Building on {build_stack_image.ref} ({build_stack_image.version}), "
+                f"running on {run_image.ref} ({run_image.version})")
+        elif run_image:
+            log(f"Building on {run_image.ref} ({run_image.version})")
+        else:
+            log(f"Building with your {plan.dockerfile_path}")
+        _warn_language_version(plan, build_stack_image or run_image, log)
+        plan = plan.with_changes(
+            stack_version=run_image.version if run_image else "",
+            build_stack_version=build_stack_image.version if build_stack_image else "",
+        )
+        run_ref = run_image.ref if run_image else ""
+        dockerfile = builder.prepare_context(
+            request.source_dir, plan, run_ref, self.ca_bundle,
+            build_image=build_stack_image.ref if build_stack_image else None,
+        )
+        stack_ids = tuple(client.images.get(image.ref).id for image in images.values())
+        tag = builder.image_tag(
+            request.team, request.service, request.source_digest, plan, run_ref, base_image_ids=stack_ids
+        )
+        image = builder.build_image(
+            client,
+            request.source_dir,
+            dockerfile,
+            tag,
+            log=log,
+            timeout=self.timeout,
+            memory_mb=self.memory_mb,
+            cpu_shares=self.cpu_shares,
+            cpuset_cpus=self.cpuset_cpus,
+            plan=plan,
+        )
+        return BuiltImage(ref=image.ref, plan=plan)
+
+    def _resolve(self, language: str, log: Log) -> stacks.StackImage:
+        """A stack the plan builds on (a two-stage plan needs two), found,
+        pulled or built from Debian."""
+        return stacks.resolve_stack(
+            self.client, language, self.stack_images.get(language, ""), log=log, **self._stack_settings()
+        )
+
+    def _stack_settings(self) -> dict:
+        return {"suite": self.suite, "mirror": self.mirror, "ca_bundle": self.ca_bundle,
+                "cache_dir": self.stack_cache_dir}
+
+    # -- stacks ---------------------------------------------------------------------
+
+    def ensure_stack(self, language: str, log: Log, *, allow_pull: bool = True) -> stacks.StackImage:
+        """The language's stack: the configured image if this host has it or can
+        pull it, else Hakobune's own, built from Debian when missing."""
+        with engine_errors():
+            return stacks.resolve_stack(
+                self.client, language, self.stack_images.get(language, ""), allow_pull=allow_pull,
+                allow_build=True, log=log, **self._stack_settings(),
+            )
+
+    def rebuild_stack(self, language: str, log: Log, *, use_cache: bool = False) -> stacks.StackImage:
+        """Builds hakobune/stack-<language>:<suite> afresh from Debian (with
+        `use_cache`, re-imports the kept root filesystem instead)."""
+        if language not in stacks.RECIPES:
+            known = ", ".join(sorted(stacks.RECIPES))
+            raise stacks.StackError(f"Hakobune cannot build a {language!r} stack locally; it can build: {known}.")
+        with engine_errors():
+            return stacks.build_local_stack(
+                self.client, language, use_cache=use_cache, force=True, log=log, **self._stack_settings()
+            )
+
+    # -- housekeeping ---------------------------------------------------------------
+
+    def remove_images(self, team: str, service: str, *, keep: set[str] = frozenset()) -> list[str]:
+        """Removes the service's images except those in `keep`; returns the tags
+        removed. An image a container still uses stays."""
+        removed = []
+        repository = service_repository(team, service)
+        with engine_errors():
+            found = self.client.images.list(name=repository)
+        for image in found:
+            # An image built identically for another service carries its tags too.
+            for tag in image.tags:
+                if tag in keep or not tag.startswith(f"{repository}:"):
+                    continue
+                try:
+                    self.client.images.remove(tag, noprune=False)
+                    removed.append(tag)
+                except (APIError, ImageNotFound):
+                    pass
+        return removed
+
+
+@contextmanager
+def engine_errors():
+    """Turns what the Docker SDK raises outside builder.py's own handling (the
+    engine gone between two calls, a 500 while resolving a stack) into
+    BuildError, transient when trying again can help."""
+    try:
+        yield
+    except BuildError:
+        raise
+    except APIError as exc:
+        if builder.engine_trouble(exc):
+            raise BuildError(f"the Docker Engine failed: {exc.explanation or exc}", user_error=False,
+                             transient=True) from exc
+        raise BuildError(f"the Docker Engine refused: {exc.explanation or exc}", user_error=False) from exc
+    except DockerException as exc:
+        raise BuildError(f"the Docker Engine failed: {exc}", user_error=False, transient=True) from exc
+    except (requests.RequestException, ConnectionError) as exc:
+        raise BuildError(f"the Docker Engine cannot be reached: {exc}", user_error=False,
+                         transient=builder.connection_lost(exc)) from exc
+
+
+def _warn_language_version(plan: BuildPlan, image: stacks.StackImage | None, log: Log) -> None:
+    if plan.language_version and image is not None:
+        log(
+            f"  The app asks for {plan.language_version}; this stack has {image.version}. "
+            "If the build fails on the version, make the app work with this one or ask your operator for a newer stack."
+        )
