@@ -7,6 +7,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from hakobune.platform.transport_security import is_real_domain, transport_security
+
 
 def env(name, default=""):
     return os.environ.get(name, default)
@@ -62,7 +64,7 @@ ROUTER_ADMIN_URL = env("ROUTER_ADMIN_URL", "http://127.0.0.1:2019")
 # automatic HTTPS is off.
 # Caddy's automatic HTTPS (certificates for every service address and custom
 # domain) is on when BASE_DOMAIN is a real domain, off for *.localhost.
-ROUTER_HTTPS = env_bool("ROUTER_HTTPS", BASE_DOMAIN not in ("localhost",) and not BASE_DOMAIN.endswith(".localhost"))
+ROUTER_HTTPS = env_bool("ROUTER_HTTPS", is_real_domain(BASE_DOMAIN))
 ROUTER_SCHEME = env("ROUTER_SCHEME", "https" if ROUTER_HTTPS else "http")
 ROUTER_HTTPS_PORT = env_int("ROUTER_HTTPS_PORT", 443)
 # The router's JSON access log: one line per request, naming the host (so the
@@ -73,6 +75,20 @@ ROUTER_ACCESS_LOG = env("ROUTER_ACCESS_LOG", str(DATA_DIR / "log" / "router-acce
 # service's first request under its hostname.
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],.localhost") + [f".{BASE_DOMAIN}"]
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
+
+# The portal over HTTPS (default: when BASE_DOMAIN is a real domain), behind a
+# proxy that ends TLS: secure cookies, HSTS, and the proxy's X-Forwarded-Proto
+# trusted. See transport_security.py and docs/security.md.
+try:
+    _transport = transport_security(os.environ)
+except ValueError as exc:
+    raise ImproperlyConfigured(str(exc))
+HTTPS = _transport["HTTPS"]
+SESSION_COOKIE_SECURE = _transport["SESSION_COOKIE_SECURE"]
+CSRF_COOKIE_SECURE = _transport["CSRF_COOKIE_SECURE"]
+SECURE_HSTS_SECONDS = _transport["SECURE_HSTS_SECONDS"]
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _transport["SECURE_HSTS_INCLUDE_SUBDOMAINS"]
+SECURE_PROXY_SSL_HEADER = _transport["SECURE_PROXY_SSL_HEADER"]
 
 INSTALLED_APPS = [
     "django.contrib.admin",
