@@ -2,6 +2,7 @@
 works on a laptop. All of them are listed in .env.example."""
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -97,6 +98,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "axes",
     "django_htmx",
     "rest_framework",
     "drf_spectacular",
@@ -121,6 +123,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "hakobune.platform.accounts.middleware.OneTimePasswordMiddleware",
+    # Last: turns a login refused for too many failures into its answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "hakobune.platform.urls"
@@ -170,6 +174,37 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Logins (the portal's, the admin's and POST /api/v1/auth/token) go through
+# django-axes first: after LOGIN_FAILURE_LIMIT failures the same person from the
+# same address is refused, even with the right password, for
+# LOGIN_COOLOFF_MINUTES after the last failure.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_COOLOFF_MINUTES", 15))
+# What is locked: "username+ip_address" (a person at one address: nobody can
+# lock another person out from elsewhere), "ip_address" (an address, whoever it
+# tries), "username"; several separated by commas, any of them locks.
+AXES_LOCKOUT_PARAMETERS = [
+    [part.strip() for part in item.split("+")] for item in env_list("LOGIN_LOCKOUT_BY", "username+ip_address")
+]
+if not all(part in ("username", "ip_address", "user_agent") for item in AXES_LOCKOUT_PARAMETERS for part in item):
+    raise ImproperlyConfigured("LOGIN_LOCKOUT_BY names username, ip_address or user_agent, joined by + or ,")
+# Refused attempts during a lockout do not extend it, so "try again at" holds.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# A success does not forget earlier failures: with a lockout by address alone,
+# an attacker's own good login would otherwise reset the count for the address.
+AXES_RESET_ON_SUCCESS = False
+AXES_LOCKOUT_CALLABLE = "hakobune.platform.accounts.lockout.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "hakobune.platform.accounts.lockout.client_ip"
+# How many proxies in front of the portal add to X-Forwarded-For (0: none, the
+# client's address is the connection's). Only a proxy's own entries are trusted.
+PORTAL_PROXY_COUNT = env_int("PORTAL_PROXY_COUNT", 0)
+AXES_VERBOSE = False
+# No row per successful login: failures are what the lockout needs.
+AXES_DISABLE_ACCESS_LOG = True
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
