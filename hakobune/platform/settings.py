@@ -173,6 +173,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+    # Not a check: Django tells validators when a password changed (any
+    # set_password, in the portal, the admin or `make admin-password`), and this
+    # one revokes the person's API tokens then.
+    {"NAME": "hakobune.platform.accounts.tokens.RevokeApiTokensOnPasswordChange"},
 ]
 # Logins (the portal's, the admin's and POST /api/v1/auth/token) go through
 # django-axes first: after LOGIN_FAILURE_LIMIT failures the same person from the

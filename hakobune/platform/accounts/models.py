@@ -69,6 +69,8 @@ class ApiToken(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # Why, when it was not its person's choice ("the account's password changed").
+    revoked_reason = models.CharField(max_length=100, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

@@ -9,7 +9,7 @@ from django.views.decorators.http import require_POST
 from .forms import ApiTokenForm, NewTeamForm
 from .models import Profile
 from .services import create_team
-from .tokens import create_api_token, revoke_api_token
+from .tokens import active_api_tokens, create_api_token, revoke_api_token
 
 
 @login_required
@@ -32,10 +32,16 @@ def password_change(request):
     first_time = bool(profile and profile.must_change_password)
     form = PasswordChangeForm(request.user, request.POST or None)
     if request.method == "POST" and form.is_valid():
+        tokens = active_api_tokens(request.user).count()
+        # Saving the new password revokes the person's API tokens (settings.AUTH_PASSWORD_VALIDATORS).
         user = form.save()
         update_session_auth_hash(request, user)
         Profile.objects.filter(user=user).update(must_change_password=False)
-        messages.success(request, "Your password is changed.")
+        revoked = ""
+        if tokens:
+            counted = "API token was" if tokens == 1 else f"{tokens} API tokens were"
+            revoked = f" Your {counted} revoked with the old password: create new ones under API tokens."
+        messages.success(request, "Your password is changed." + revoked)
         return redirect("dashboard")
     return render(request, "accounts/password_change.html", {"form": form, "first_time": first_time})
 

@@ -195,7 +195,10 @@ class TokenView(APIView):
     @extend_schema(
         operation_id="auth_token_create",
         request=s.TokenRequestSerializer,
-        responses={201: s.TokenSerializer, **errors(400, 401, 429)},
+        responses={
+            201: s.TokenSerializer, **errors(400, 401, 429),
+            403: OpenApiResponse(s.ErrorSerializer, description="The account must choose its own password first."),
+        },
         auth=[],
         summary="Get an API token with a username and password",
     )
