@@ -357,6 +357,9 @@ BUILD_TIMEOUT = env_int("BUILD_TIMEOUT", 900)
 TEAM_MAX_SERVICES = env_int("TEAM_MAX_SERVICES", 25)
 TEAM_MAX_CPU = float(env("TEAM_MAX_CPU", "8"))
 TEAM_MAX_MEMORY_MB = env_int("TEAM_MAX_MEMORY_MB", 16384)
+# How many teams a person may create (each comes with its own quota);
+# administrators have no limit.
+TEAM_CREATE_LIMIT = env_int("TEAM_CREATE_LIMIT", 3)
 REVIEW_NEW_SERVICES = env_bool("REVIEW_NEW_SERVICES", False)
 # Metrics readings: each one kept for METRICS_RAW_HOURS, then their averages
 # over METRICS_ROLLUP_SECONDS, until METRICS_RETENTION_HOURS.

@@ -17,6 +17,10 @@ class Team(models.Model):
         help_text="Part of every service's address, so keep it short.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # Who created it: a person may create TEAM_CREATE_LIMIT teams.
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="created_teams"
+    )
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="teams")
 
     class Meta:

@@ -6,7 +6,7 @@ from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from hakobune.platform.accounts.services import MembershipError
+from hakobune.platform.accounts.services import MembershipError, TeamLimitReached
 from hakobune.platform.accounts.tokens import PasswordChangeRequired
 from hakobune.platform.services.services import ServiceActionError
 from hakobune.runtime.base import RuntimeBackendError
@@ -59,6 +59,8 @@ def exception_handler(exc, context):
         exc = exceptions.ValidationError({"non_field_errors": [str(exc)]})
     elif isinstance(exc, RuntimeBackendError):
         exc = Conflict(exc.message)
+    elif isinstance(exc, TeamLimitReached):
+        exc = Refused(str(exc), "team_limit")
     elif isinstance(exc, PasswordChangeRequired):
         exc = Refused(str(exc), "password_change_required")
 

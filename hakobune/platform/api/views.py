@@ -261,7 +261,11 @@ class TeamsView(APIView):
         return Response([_team_data(m) for m in memberships])
 
     @extend_schema(
-        operation_id="teams_create", request=s.TeamCreateSerializer, responses={201: s.TeamSerializer, **errors(400, 401)},
+        operation_id="teams_create", request=s.TeamCreateSerializer,
+        responses={
+            201: s.TeamSerializer, **errors(400, 401),
+            403: OpenApiResponse(s.ErrorSerializer, description="You created as many teams as one person may."),
+        },
         summary="Create a team; you become its owner",
     )
     def post(self, request):
