@@ -2,10 +2,13 @@
 works on a laptop. All of them are listed in .env.example."""
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+
+from hakobune.platform.transport_security import is_real_domain, transport_security
 
 
 def env(name, default=""):
@@ -62,7 +65,7 @@ ROUTER_ADMIN_URL = env("ROUTER_ADMIN_URL", "http://127.0.0.1:2019")
 # automatic HTTPS is off.
 # Caddy's automatic HTTPS (certificates for every service address and custom
 # domain) is on when BASE_DOMAIN is a real domain, off for *.localhost.
-ROUTER_HTTPS = env_bool("ROUTER_HTTPS", BASE_DOMAIN not in ("localhost",) and not BASE_DOMAIN.endswith(".localhost"))
+ROUTER_HTTPS = env_bool("ROUTER_HTTPS", is_real_domain(BASE_DOMAIN))
 ROUTER_SCHEME = env("ROUTER_SCHEME", "https" if ROUTER_HTTPS else "http")
 ROUTER_HTTPS_PORT = env_int("ROUTER_HTTPS_PORT", 443)
 # The router's JSON access log: one line per request, naming the host (so the
@@ -74,6 +77,20 @@ ROUTER_ACCESS_LOG = env("ROUTER_ACCESS_LOG", str(DATA_DIR / "log" / "router-acce
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],.localhost") + [f".{BASE_DOMAIN}"]
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
 
+# The portal over HTTPS (default: when BASE_DOMAIN is a real domain), behind a
+# proxy that ends TLS: secure cookies, HSTS, and the proxy's X-Forwarded-Proto
+# trusted. See transport_security.py and docs/security.md.
+try:
+    _transport = transport_security(os.environ)
+except ValueError as exc:
+    raise ImproperlyConfigured(str(exc))
+HTTPS = _transport["HTTPS"]
+SESSION_COOKIE_SECURE = _transport["SESSION_COOKIE_SECURE"]
+CSRF_COOKIE_SECURE = _transport["CSRF_COOKIE_SECURE"]
+SECURE_HSTS_SECONDS = _transport["SECURE_HSTS_SECONDS"]
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _transport["SECURE_HSTS_INCLUDE_SUBDOMAINS"]
+SECURE_PROXY_SSL_HEADER = _transport["SECURE_PROXY_SSL_HEADER"]
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -81,6 +98,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "axes",
     "django_htmx",
     "rest_framework",
     "drf_spectacular",
@@ -105,6 +123,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "hakobune.platform.accounts.middleware.OneTimePasswordMiddleware",
+    # Last: turns a login refused for too many failures into its answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "hakobune.platform.urls"
@@ -153,7 +173,42 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+    # Not a check: Django tells validators when a password changed (any
+    # set_password, in the portal, the admin or `make admin-password`), and this
+    # one revokes the person's API tokens then.
+    {"NAME": "hakobune.platform.accounts.tokens.RevokeApiTokensOnPasswordChange"},
 ]
+# Logins (the portal's, the admin's and POST /api/v1/auth/token) go through
+# django-axes first: after LOGIN_FAILURE_LIMIT failures the same person from the
+# same address is refused, even with the right password, for
+# LOGIN_COOLOFF_MINUTES after the last failure.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_COOLOFF_MINUTES", 15))
+# What is locked: "username+ip_address" (a person at one address: nobody can
+# lock another person out from elsewhere), "ip_address" (an address, whoever it
+# tries), "username"; several separated by commas, any of them locks.
+AXES_LOCKOUT_PARAMETERS = [
+    [part.strip() for part in item.split("+")] for item in env_list("LOGIN_LOCKOUT_BY", "username+ip_address")
+]
+if not all(part in ("username", "ip_address", "user_agent") for item in AXES_LOCKOUT_PARAMETERS for part in item):
+    raise ImproperlyConfigured("LOGIN_LOCKOUT_BY names username, ip_address or user_agent, joined by + or ,")
+# Refused attempts during a lockout do not extend it, so "try again at" holds.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# A success does not forget earlier failures: with a lockout by address alone,
+# an attacker's own good login would otherwise reset the count for the address.
+AXES_RESET_ON_SUCCESS = False
+AXES_LOCKOUT_CALLABLE = "hakobune.platform.accounts.lockout.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "hakobune.platform.accounts.lockout.client_ip"
+# How many proxies in front of the portal add to X-Forwarded-For (0: none, the
+# client's address is the connection's). Only a proxy's own entries are trusted.
+PORTAL_PROXY_COUNT = env_int("PORTAL_PROXY_COUNT", 0)
+AXES_VERBOSE = False
+# No row per successful login: failures are what the lockout needs.
+AXES_DISABLE_ACCESS_LOG = True
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
@@ -305,6 +360,9 @@ BUILD_TIMEOUT = env_int("BUILD_TIMEOUT", 900)
 TEAM_MAX_SERVICES = env_int("TEAM_MAX_SERVICES", 25)
 TEAM_MAX_CPU = float(env("TEAM_MAX_CPU", "8"))
 TEAM_MAX_MEMORY_MB = env_int("TEAM_MAX_MEMORY_MB", 16384)
+# How many teams a person may create (each comes with its own quota);
+# administrators have no limit.
+TEAM_CREATE_LIMIT = env_int("TEAM_CREATE_LIMIT", 3)
 REVIEW_NEW_SERVICES = env_bool("REVIEW_NEW_SERVICES", False)
 # Metrics readings: each one kept for METRICS_RAW_HOURS, then their averages
 # over METRICS_ROLLUP_SECONDS, until METRICS_RETENTION_HOURS.

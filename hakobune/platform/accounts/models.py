@@ -17,6 +17,10 @@ class Team(models.Model):
         help_text="Part of every service's address, so keep it short.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # Who created it: a person may create TEAM_CREATE_LIMIT teams.
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="created_teams"
+    )
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="teams")
 
     class Meta:
@@ -69,6 +73,8 @@ class ApiToken(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # Why, when it was not its person's choice ("the account's password changed").
+    revoked_reason = models.CharField(max_length=100, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

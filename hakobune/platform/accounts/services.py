@@ -2,15 +2,50 @@
 
 import secrets
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from .models import Membership, Profile, Role, Team
 
 
+class TeamLimitReached(Exception):
+    pass
+
+
+def teams_created_by(user) -> int:
+    return Team.objects.filter(created_by=user).count()
+
+
+def team_limit_refusal(user) -> str | None:
+    """Why the person may not create another team, or None when they may.
+    Each team has its own quota, so without a limit quotas would multiply;
+    administrators have none."""
+    if user.is_staff:
+        return None
+    limit = settings.TEAM_CREATE_LIMIT
+    created = teams_created_by(user)
+    if created < limit:
+        return None
+    if limit <= 0:
+        return "Only administrators create teams here. Ask an administrator to create one and add you to it."
+    made = "1 team" if created == 1 else f"{created} teams"
+    return (
+        f"You have created {made}, the most one person may create here ({limit}). "
+        "Use one of your teams, or ask an administrator to create another for you."
+    )
+
+
 @transaction.atomic
 def create_team(*, name: str, owner) -> Team:
-    team = Team(name=name)
+    """Creates a team with `owner` as its owner; refused (TeamLimitReached)
+    once the person created TEAM_CREATE_LIMIT teams."""
+    # One creation per person at a time, so two at once cannot both pass the count.
+    list(get_user_model().objects.select_for_update().filter(pk=owner.pk).values_list("pk", flat=True))
+    refusal = team_limit_refusal(owner)
+    if refusal:
+        raise TeamLimitReached(refusal)
+    team = Team(name=name, created_by=owner)
     team.full_clean()
     team.save()
     Membership.objects.create(team=team, user=owner, role=Role.OWNER)

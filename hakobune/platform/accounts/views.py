@@ -8,22 +8,25 @@ from django.views.decorators.http import require_POST
 
 from .forms import ApiTokenForm, NewTeamForm
 from .models import Profile
-from .services import create_team
-from .tokens import create_api_token, revoke_api_token
+from .services import TeamLimitReached, create_team, team_limit_refusal
+from .tokens import active_api_tokens, create_api_token, revoke_api_token
 
 
 @login_required
 def team_new(request):
     form = NewTeamForm(request.POST or None)
+    refusal = team_limit_refusal(request.user) if request.method == "GET" else None
     if request.method == "POST" and form.is_valid():
         try:
             team = create_team(name=form.cleaned_data["name"], owner=request.user)
+        except TeamLimitReached as exc:
+            form.add_error(None, str(exc))
         except ValidationError:
             form.add_error("name", "That team name is taken. Choose another.")
         else:
             messages.success(request, f"Team {team.name} created. You are its owner.")
             return redirect("dashboard")
-    return render(request, "accounts/team_new.html", {"form": form})
+    return render(request, "accounts/team_new.html", {"form": form, "refusal": refusal})
 
 
 @login_required
@@ -32,10 +35,16 @@ def password_change(request):
     first_time = bool(profile and profile.must_change_password)
     form = PasswordChangeForm(request.user, request.POST or None)
     if request.method == "POST" and form.is_valid():
+        tokens = active_api_tokens(request.user).count()
+        # Saving the new password revokes the person's API tokens (settings.AUTH_PASSWORD_VALIDATORS).
         user = form.save()
         update_session_auth_hash(request, user)
         Profile.objects.filter(user=user).update(must_change_password=False)
-        messages.success(request, "Your password is changed.")
+        revoked = ""
+        if tokens:
+            counted = "API token was" if tokens == 1 else f"{tokens} API tokens were"
+            revoked = f" Your {counted} revoked with the old password: create new ones under API tokens."
+        messages.success(request, "Your password is changed." + revoked)
         return redirect("dashboard")
     return render(request, "accounts/password_change.html", {"form": form, "first_time": first_time})
 

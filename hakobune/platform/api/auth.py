@@ -22,8 +22,10 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         user, record = user_for_token(token)
         if user is None:
             if record is not None and record.revoked_at:
+                why = f" when {record.revoked_reason}" if record.revoked_reason else ""
                 raise exceptions.AuthenticationFailed(
-                    "This token was revoked. Create a new one in the portal (API tokens) or run `hakobune login` again."
+                    f"This token was revoked{why}. Create a new one in the portal (API tokens) "
+                    "or run `hakobune login` again."
                 )
             if record is not None:
                 raise exceptions.AuthenticationFailed(

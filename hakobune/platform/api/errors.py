@@ -6,7 +6,8 @@ from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from hakobune.platform.accounts.services import MembershipError
+from hakobune.platform.accounts.services import MembershipError, TeamLimitReached
+from hakobune.platform.accounts.tokens import PasswordChangeRequired
 from hakobune.platform.services.services import ServiceActionError
 from hakobune.runtime.base import RuntimeBackendError
 
@@ -16,6 +17,14 @@ NOT_FOUND = "Not found: it does not exist, or it belongs to a team you are not i
 class Conflict(exceptions.APIException):
     status_code = status.HTTP_409_CONFLICT
     default_code = "conflict"
+
+
+class Refused(exceptions.PermissionDenied):
+    """A 403 with its own code, for a refusal that is not about a role."""
+
+    def __init__(self, detail, code):
+        super().__init__(detail)
+        self.default_code = code
 
 
 class NotImplementedHere(exceptions.APIException):
@@ -50,6 +59,10 @@ def exception_handler(exc, context):
         exc = exceptions.ValidationError({"non_field_errors": [str(exc)]})
     elif isinstance(exc, RuntimeBackendError):
         exc = Conflict(exc.message)
+    elif isinstance(exc, TeamLimitReached):
+        exc = Refused(str(exc), "team_limit")
+    elif isinstance(exc, PasswordChangeRequired):
+        exc = Refused(str(exc), "password_change_required")
 
     response = drf_exception_handler(exc, context)
     if response is None:

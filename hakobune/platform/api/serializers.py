@@ -14,6 +14,7 @@ class ErrorSerializer(serializers.Serializer):
     error = serializers.CharField(help_text="What went wrong, and what to do about it.")
     code = serializers.CharField()
     fields = serializers.DictField(child=serializers.ListField(child=serializers.CharField()), required=False)
+    retry_after = serializers.IntegerField(required=False, help_text="Seconds to wait before trying again.")
 
 
 class MessageSerializer(serializers.Serializer):

@@ -64,6 +64,7 @@ def errors(*codes):
         403: "Your role does not allow it.",
         404: "Not found, or of a team you are not in.",
         409: "The service is not in a state that allows it.",
+        429: "Too many failed logins: refused, even with the right password, for `retry_after` seconds.",
         501: "The service's runtime cannot do this.",
     }
     return {code: OpenApiResponse(s.ErrorSerializer, description=described[code]) for code in codes}
@@ -194,12 +195,17 @@ class TokenView(APIView):
     @extend_schema(
         operation_id="auth_token_create",
         request=s.TokenRequestSerializer,
-        responses={201: s.TokenSerializer, **errors(400, 401)},
+        responses={
+            201: s.TokenSerializer, **errors(400, 401, 429),
+            403: OpenApiResponse(s.ErrorSerializer, description="The account must choose its own password first."),
+        },
         auth=[],
         summary="Get an API token with a username and password",
     )
     def post(self, request):
         data = _valid(s.TokenRequestSerializer, request.data)
+        # With the request, so that django-axes counts a failure and refuses a
+        # locked-out client (its middleware answers 429, see accounts/lockout.py).
         user = authenticate(request._request, username=data["username"], password=data["password"])
         if user is None:
             raise WrongPassword()
@@ -255,7 +261,11 @@ class TeamsView(APIView):
         return Response([_team_data(m) for m in memberships])
 
     @extend_schema(
-        operation_id="teams_create", request=s.TeamCreateSerializer, responses={201: s.TeamSerializer, **errors(400, 401)},
+        operation_id="teams_create", request=s.TeamCreateSerializer,
+        responses={
+            201: s.TeamSerializer, **errors(400, 401),
+            403: OpenApiResponse(s.ErrorSerializer, description="You created as many teams as one person may."),
+        },
         summary="Create a team; you become its owner",
     )
     def post(self, request):
