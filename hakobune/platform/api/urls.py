@@ -26,5 +26,6 @@ urlpatterns = [
     path(f"{service}/metrics", views.MetricsView.as_view(), name="api-metrics"),
     path("builds/<int:build_id>/", views.BuildView.as_view(), name="api-build"),
     path("builds/<int:build_id>/log", views.BuildLogView.as_view(), name="api-build-log"),
-    re_path(r"^(?P<rest>.*)$", views.NoSuchEndpoint.as_view()),
+    # Any character, newlines too: an unknown path always gets the JSON 404.
+    re_path(r"^(?P<rest>[\s\S]*)$", views.NoSuchEndpoint.as_view()),
 ]
