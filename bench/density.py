@@ -34,6 +34,7 @@ import docker  # noqa: E402
 
 from bench._local import append_results, backend, hello_image, own_caddy, remove_team  # noqa: E402
 from hakobune.runtime.base import DeploySpec, LiveRoute, RuntimeBackendError  # noqa: E402
+from hakobune.runtime.release_config import ReleaseConfig  # noqa: E402
 from hakobune.runtime.docker_local import LABEL_MANAGED, LABEL_TEAM  # noqa: E402
 
 TARGET = 200
@@ -98,7 +99,7 @@ def main() -> int:
             name = f"hello{number:03d}"
             spec = DeploySpec(
                 team=team, service=name, release_id=100000 + number, release_number=1, image=image,
-                hostname=f"{name}-{team}.localhost", port=8000, cpu=0.5, memory_mb=256,
+                hostname=f"{name}-{team}.localhost", config=ReleaseConfig.of(port=8000, cpu=0.5, memory_mb=256),
             )
             began = time.monotonic()
             result = local.deploy(spec)

@@ -38,6 +38,7 @@ import docker  # noqa: E402
 
 from bench._local import append_results, backend, hello_image, own_caddy, remove_team  # noqa: E402
 from hakobune.runtime.base import DeploySpec, ServiceRef  # noqa: E402
+from hakobune.runtime.release_config import ReleaseConfig  # noqa: E402
 
 MIN_THROUGHPUT_RATIO = 0.80
 MAX_ADDED_P50_MS = 1.0
@@ -87,7 +88,7 @@ def main() -> int:
         try:
             result = local.deploy(DeploySpec(
                 team=team, service="hello", release_id=1, release_number=1, image=image, hostname=hostname,
-                port=8000, cpu=args.cpu, memory_mb=256, env={"WEB_CONCURRENCY": str(args.workers)},
+                config=ReleaseConfig.from_dict({"port": 8000, "cpu": args.cpu, "memory_mb": 256}), env={"WEB_CONCURRENCY": str(args.workers)},
             ))
             upstream = result.state["upstreams"][0]
             direct, routed = f"http://{upstream}/", f"http://127.0.0.1:{args.port}/"

@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from hakobune.runtime.base import DeploySpec, RuntimeBackendError, ServiceRef  # noqa: E402
+from hakobune.runtime.release_config import ReleaseConfig  # noqa: E402
 from hakobune.runtime.cloud_run import CloudRunBackend  # noqa: E402
 from hakobune.worker import source  # noqa: E402
 from hakobune.worker.builders.base import BuildError, BuildRequest  # noqa: E402
@@ -84,7 +85,7 @@ def main() -> None:
         print(f"✓ image {image}")
         result = backend.deploy(DeploySpec(
             team=ref.team, service=ref.service, release_id=1, release_number=1, image=image, hostname="",
-            port=plan.port, cpu=1, memory_mb=512, instances=1, secret_env=secret_env,
+            config=ReleaseConfig.of(port=plan.port, cpu=1, memory_mb=512, instances=1), secret_env=secret_env,
         ))
         print(f"✓ live at {result.url} (revision {result.state['revision']})")
         for attempt in range(10):

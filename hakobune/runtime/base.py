@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from hakobune.worker.builders.base import ImageBuilder
 
+from .release_config import ReleaseConfig
+
 
 class RuntimeBackendError(Exception):
     """A deploy or an action failed. `permanent` says whether trying again
@@ -31,38 +33,38 @@ class ServiceRef:
 
 @dataclass(frozen=True)
 class DeploySpec:
+    """What a backend starts: one release of a service. Its settings are in
+    `config` and read as attributes of the spec (`spec.port`, `spec.cpu`,
+    `spec.concurrency`, …: the declared settings of release_config.py)."""
+
     team: str
     service: str
     release_id: int
     release_number: int
     image: str
     hostname: str
-    port: int
-    cpu: float
-    memory_mb: int
-    instances: int = 1
+    config: ReleaseConfig = field(default_factory=lambda: ReleaseConfig.from_dict({}))
     env: dict[str, str] = field(default_factory=dict)
     # Variables whose values the runtime reads from a secret store itself (Cloud
     # Run: Secret Manager), by reference ("name:version"); capability "secret_env".
     secret_env: dict[str, str] = field(default_factory=dict)
-    health_check_path: str = "/"
     # Custom domains the router serves beside `hostname`.
     aliases: tuple[str, ...] = ()
-    # For backends that scale by themselves (Cloud Run); None: the backend's
-    # default. `instances` is then the most instances.
-    min_instances: int | None = None
-    max_instances: int | None = None
-    concurrency: int | None = None
-    request_timeout: int | None = None
-    ingress: str = ""
-    # Whether anyone on the internet may call it (Cloud Run: allUsers invoker).
-    public: bool = True
     # Private networks the team may reach (an administrator's allow-list);
     # everything else private is out of reach (runtime/firewall.py).
     egress_allow: tuple[str, ...] = ()
     # Set by a restart (a new value each time): backends that reuse an
     # identical revision (Cloud Run) make a fresh one for it.
     restart: str = ""
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            config = object.__getattribute__(self, "config")
+        except AttributeError:
+            raise AttributeError(name) from None
+        return getattr(config, name)
 
     @property
     def ref(self) -> ServiceRef:
@@ -141,7 +143,8 @@ class RuntimeBackend:
     # scale_to_zero (the local runtime); remote_build (builds images itself:
     # image_builder() gives its builder),
     # traffic_split, revisions, secret_env (reads Secret Manager) and
-    # autoscaling (scales on requests: concurrency, request timeout, ingress).
+    # autoscaling (scales on requests; the settings that need it say so in
+    # release_config.py).
     capabilities: frozenset[str] = frozenset()
 
     def __init__(self, alias: str, **options):

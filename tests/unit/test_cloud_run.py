@@ -10,6 +10,7 @@ import zipfile
 import pytest
 
 from hakobune.runtime.base import DeploySpec, RuntimeBackendError, ServiceRef
+from hakobune.runtime.release_config import ReleaseConfig, is_setting
 from hakobune.runtime.cloud_run import CloudRunBackend, cloud_run_resources, normalize_secret_ref
 from hakobune.worker.builders.base import BuildError
 from tests.support.fake_gcp import error_info
@@ -34,7 +35,8 @@ def spec(**changes):
     values = dict(team="acme", service="hello", release_id=11, release_number=1, image=IMAGE, hostname="hello-acme.x",
                   port=8080, cpu=0.5, memory_mb=256, instances=3, env={"GREETING": "hi", "PORT": "1"})
     values.update(changes)
-    return DeploySpec(**values)
+    settings = {name: values.pop(name) for name in list(values) if is_setting(name)}
+    return DeploySpec(**values, config=ReleaseConfig.of(**settings))
 
 
 def source_archive(tmp_path, fmt="tar.gz"):

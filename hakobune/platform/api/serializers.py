@@ -5,9 +5,11 @@ from decimal import Decimal
 
 from django.conf import settings
 from rest_framework import serializers
+from rest_framework.utils.serializer_helpers import BindingDict
 
 from hakobune.platform.accounts.models import Role
 from hakobune.platform.services.models import Release
+from hakobune.runtime.release_config import Setting, all_settings, declaration_stamp
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -115,28 +117,99 @@ class SourceSerializer(serializers.Serializer):
     subdir = serializers.CharField(source="source_subdir", allow_blank=True)
 
 
-class ServiceSerializer(serializers.Serializer):
+def setting_output_field(setting: Setting) -> serializers.Field:
+    """How the API shows a declared setting's value."""
+    kind = {bool: serializers.BooleanField, float: serializers.FloatField, int: serializers.IntegerField}
+    return kind.get(setting.type, serializers.CharField)(**({"allow_null": True} if setting.optional else {}))
+
+
+def setting_input_field(setting: Setting) -> serializers.Field:
+    """What the API takes for a declared setting: its type and bounds; never
+    required (what is left out stays as it is)."""
+    options = {"required": False}
+    if setting.description:
+        options["help_text"] = setting.description
+    if setting.optional:
+        options["allow_null"] = True
+    if setting.check:
+        options["validators"] = [_checked_by(setting)]
+    if setting.type is bool:
+        return serializers.BooleanField(**options)
+    if setting.choices:
+        return serializers.ChoiceField(choices=list(setting.choice_values), **options)
+    if setting.type is str:
+        return serializers.CharField(max_length=setting.max_length, allow_blank=setting.blank, **options)
+    limits = {option: getattr(setting, name) for option, name in (("min_value", "min"), ("max_value", "max"))
+              if getattr(setting, name) is not None}
+    if setting.type is float:
+        most, places = setting.digits or (None, None)
+        return serializers.DecimalField(
+            max_digits=most, decimal_places=places, **{k: Decimal(str(v)) for k, v in limits.items()}, **options,
+        )
+    return serializers.IntegerField(**limits, **options)
+
+
+def _checked_by(setting: Setting):
+    def validate(value):
+        problem = setting.check(value)
+        if problem:
+            raise serializers.ValidationError(problem)
+
+    return validate
+
+
+# Adds a field for each declared setting the API offers when the serializer is
+# made (so a setting declared later is there too), after the field named by
+# `settings_after`, or last. (A comment, not a docstring: the API's schema
+# would show a docstring as the description of every serializer using it.)
+class DeclaredSettingsMixin:
+    settings_after: str | None = None
+
+    def setting_field(self, setting: Setting) -> serializers.Field:
+        raise NotImplementedError
+
+    @property
+    def fields(self):
+        # DRF keeps an instance's fields once made; these are made again when
+        # the declaration changed since (a serializer made at import time, in
+        # a view's schema, stays current).
+        stamp, made = self.__dict__.get("_declared_fields_made", (None, None))
+        if stamp != declaration_stamp():
+            made = BindingDict(self)
+            for name, field in self.get_fields().items():
+                made[name] = field
+            self.__dict__["_declared_fields_made"] = (declaration_stamp(), made)
+        return made
+
+    def get_fields(self):
+        fields = super().get_fields()
+        declared = {s.name: self.setting_field(s) for s in all_settings() if s.in_api and s.name not in fields}
+        if self.settings_after not in fields:
+            return {**fields, **declared}
+        ordered = {}
+        for name, field in fields.items():
+            ordered[name] = field
+            if name == self.settings_after:
+                ordered.update(declared)
+        return ordered
+
+
+class ServiceSerializer(DeclaredSettingsMixin, serializers.Serializer):
     name = serializers.CharField()
     team = serializers.CharField(source="team.name")
     status = serializers.SerializerMethodField(help_text="new, deploying, in review, live, stopped, asleep or failed")
     url = serializers.CharField()
     target = serializers.CharField()
-    cpu = serializers.FloatField()
-    memory_mb = serializers.IntegerField()
-    instances = serializers.IntegerField()
-    min_instances = serializers.IntegerField(allow_null=True)
-    max_instances = serializers.IntegerField(allow_null=True)
-    public = serializers.BooleanField()
-    port = serializers.IntegerField()
-    health_check_path = serializers.CharField()
-    concurrency = serializers.IntegerField(allow_null=True)
-    request_timeout = serializers.IntegerField(allow_null=True)
-    ingress = serializers.CharField()
-    cloud_builder = serializers.CharField()
+    # The declared settings come here (DeclaredSettingsMixin).
     source = SourceSerializer(source="*")
     live_release = ReleaseSerializer(allow_null=True)
     latest_build = serializers.SerializerMethodField()
     created_at = serializers.DateTimeField()
+
+    settings_after = "target"
+
+    def setting_field(self, setting):
+        return setting_output_field(setting)
 
     def get_status(self, service) -> str:
         from hakobune.platform.services.views import service_status
@@ -148,48 +221,20 @@ class ServiceSerializer(serializers.Serializer):
         return BuildRefSerializer(build).data if build else None
 
 
-class ScalingSettingsSerializer(serializers.Serializer):
+class ServiceSettingsSerializer(DeclaredSettingsMixin, serializers.Serializer):
     """The settings runtimes that scale by themselves need, and visibility."""
 
-    min_instances = serializers.IntegerField(
-        required=False, allow_null=True, min_value=0, max_value=100,
-        help_text="Runtimes that scale by themselves (Cloud Run): the fewest instances kept warm.",
-    )
-    max_instances = serializers.IntegerField(
-        required=False, allow_null=True, min_value=1, max_value=100,
-        help_text="Runtimes that scale by themselves (Cloud Run): the most instances.",
-    )
-    public = serializers.BooleanField(
-        required=False, help_text="False: no public address; the team's other services reach it by name."
-    )
-    concurrency = serializers.IntegerField(
-        required=False, allow_null=True, min_value=1, max_value=1000,
-        help_text="Runtimes that scale on requests (Cloud Run): requests one instance serves at once.",
-    )
-    request_timeout = serializers.IntegerField(
-        required=False, allow_null=True, min_value=1, max_value=3600,
-        help_text="Runtimes that scale on requests (Cloud Run): seconds before a request is cut off.",
-    )
-    ingress = serializers.ChoiceField(
-        required=False, choices=["", "all", "internal", "internal-and-cloud-load-balancing"],
-        help_text="Runtimes that scale on requests (Cloud Run): where requests may come from; empty: the default.",
-    )
-    cloud_builder = serializers.ChoiceField(
-        required=False, choices=["", "dockerfile", "buildpacks"],
-        help_text="Runtimes that build images themselves (Cloud Build): Hakobune's plan (dockerfile), Google "
-        "Cloud's buildpacks, or empty for the platform's default. Applies from the next deploy.",
-    )
+    # Takes every declared setting the API offers. The docstring is the
+    # description the API's schema was published with, kept as it is.
+
+    def setting_field(self, setting):
+        return setting_input_field(setting)
 
 
-class ServiceCreateSerializer(ScalingSettingsSerializer):
+class ServiceCreateSerializer(ServiceSettingsSerializer):
     name = serializers.RegexField(DNS_LABEL, max_length=30, error_messages={"invalid": DNS_LABEL_MESSAGE},
                                   help_text="Lowercase letters, digits and hyphens; part of its address.")
     target = serializers.CharField(max_length=32, required=False, help_text="Which runtime runs it (default: the platform's).")
-    cpu = serializers.DecimalField(max_digits=4, decimal_places=2, required=False, min_value=Decimal("0.1"), max_value=Decimal("8"))
-    memory_mb = serializers.IntegerField(required=False, min_value=64, max_value=16384)
-    instances = serializers.IntegerField(required=False, min_value=1, max_value=10)
-    port = serializers.IntegerField(required=False, min_value=1024, max_value=65535)
-    health_check_path = serializers.CharField(required=False, max_length=200)
     git_url = serializers.CharField(required=False, allow_blank=True, max_length=500)
     git_ref = serializers.CharField(required=False, allow_blank=True, max_length=255)
     subdir = serializers.CharField(required=False, allow_blank=True, max_length=255)
@@ -201,20 +246,9 @@ class ServiceCreateSerializer(ScalingSettingsSerializer):
             )
         return value
 
-    def validate_health_check_path(self, value):
-        if not value.startswith("/"):
-            raise serializers.ValidationError("Give a path that starts with /, like /healthz.")
-        return value
 
-
-class ServiceUpdateSerializer(ScalingSettingsSerializer):
-    cpu = serializers.DecimalField(max_digits=4, decimal_places=2, required=False, min_value=Decimal("0.1"), max_value=Decimal("8"))
-    memory_mb = serializers.IntegerField(required=False, min_value=64, max_value=16384)
-    instances = serializers.IntegerField(required=False, min_value=1, max_value=10)
-    port = serializers.IntegerField(required=False, min_value=1024, max_value=65535)
-    health_check_path = serializers.CharField(required=False, max_length=200)
-
-    validate_health_check_path = ServiceCreateSerializer.validate_health_check_path
+class ServiceUpdateSerializer(ServiceSettingsSerializer):
+    pass
 
 
 class DeployUploadSerializer(serializers.Serializer):

@@ -367,9 +367,7 @@ class ServiceView(APIView):
         membership, found = _service(request, team, service)
         _deployer(membership)
         data = dict(_valid(s.ServiceUpdateSerializer, request.data))
-        builder = data.pop("cloud_builder", None)
-        if builder is not None:  # from the next deploy: no new release for it
-            Service.objects.filter(id=found.id).update(cloud_builder=builder)
+        # Build settings (cloud_builder) apply from the next deploy: no new release for them.
         release = update_settings(service=found, created_by=request.user, **data)
         found.refresh_from_db()
         body = s.ServiceSerializer(found).data

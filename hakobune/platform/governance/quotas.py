@@ -11,6 +11,7 @@ from django.conf import settings
 
 from hakobune.platform.services.backends import backend_for
 from hakobune.runtime.base import RuntimeBackendError
+from hakobune.runtime.release_config import all_settings
 
 from .models import TeamPolicy
 
@@ -49,10 +50,7 @@ def limits_of(team) -> Limits:
 
 def reservation(service) -> tuple[float, int]:
     """What the service's current settings hold at most on its runtime."""
-    values = dict(
-        cpu=float(service.cpu), memory_mb=int(service.memory_mb), instances=int(service.instances),
-        min_instances=service.min_instances, max_instances=service.max_instances,
-    )
+    values = {setting.name: setting.coerce(getattr(service, setting.name)) for setting in all_settings() if setting.quota}
     try:
         return backend_for(service).reserved(**values)
     except RuntimeBackendError:

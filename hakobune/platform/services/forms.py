@@ -4,6 +4,7 @@ from django import forms
 from django.conf import settings
 
 from hakobune.platform.accounts.models import dns_label_validator
+from hakobune.runtime.release_config import Setting, all_settings, problems
 
 from .backends import can
 from .sources import check_git_source
@@ -116,67 +117,57 @@ class DeployForm(forms.Form):
     git_ref = forms.CharField(label="Branch, tag or commit", required=False, max_length=255)
 
 
+def setting_field(setting: Setting) -> forms.Field:
+    """The form field of a declared setting: its type, bounds, label and help."""
+    bounds = {"min_value": "min", "max_value": "max"}
+    message = f"Give {setting.in_words()}."
+    options = {"label": setting.label, "help_text": setting.help, "required": not (setting.optional or setting.blank)}
+    if setting.check:
+        options["validators"] = [_checked_by(setting)]
+    if setting.type is bool:
+        return forms.BooleanField(**{**options, "required": False})
+    if setting.choices:
+        return forms.ChoiceField(choices=setting.choices, **options)
+    if setting.type is str:
+        return forms.CharField(max_length=setting.max_length, **options)
+    limits = {option: getattr(setting, name) for option, name in bounds.items() if getattr(setting, name) is not None}
+    errors = {"min_value": message, "max_value": message, "invalid": message}
+    if setting.type is float:
+        exact = {option: Decimal(str(value)) for option, value in limits.items()}
+        places = setting.digits[1] if setting.digits else None
+        return forms.DecimalField(decimal_places=places, error_messages={**errors, "max_decimal_places": message},
+                                  **exact, **options)
+    return forms.IntegerField(error_messages=errors, **limits, **options)
+
+
+def _checked_by(setting: Setting):
+    def validate(value):
+        problem = setting.check(value)
+        if problem:
+            raise forms.ValidationError(problem)
+
+    return validate
+
+
 class ServiceSettingsForm(forms.Form):
-    cpu = forms.DecimalField(label="CPU (cores)", min_value=Decimal("0.1"), max_value=Decimal("8"), decimal_places=2)
-    memory_mb = forms.IntegerField(label="Memory (MiB)", min_value=64, max_value=16384)
-    port = forms.IntegerField(label="Port ($PORT)", min_value=1024, max_value=65535)
-    health_check_path = forms.CharField(label="Health-check path", max_length=200)
-    public = forms.BooleanField(
-        label="Public", required=False,
-        help_text="Off: no public address; your team's other services reach it at http://<name>:<port>.",
-    )
-    start_command = forms.CharField(
-        label="Start command", required=False, max_length=500,
-        help_text="Empty: what Hakobune detected (or your hakobune.toml says). Applies from the next deploy.",
-    )
-    build_command = forms.CharField(label="Build command", required=False, max_length=500,
-                                    help_text="Run after the dependencies are installed. Applies from the next deploy.")
+    """The service's declared settings that its runtime honours (a setting
+    that needs a capability the runtime lacks is left out)."""
 
     def __init__(self, *args, service=None, **kwargs):
         super().__init__(*args, **kwargs)
-        # Runtimes that scale on requests by themselves (Cloud Run).
-        if service is not None and can(service, "autoscaling"):
-            from .models import INGRESS_CHOICES
-
-            self.fields["min_instances"] = forms.IntegerField(
-                label="Fewest instances", required=False, min_value=0, max_value=100,
-                help_text="Kept warm even without requests (they cost money); empty: 0, the first request waits for a start.",
-            )
-            self.fields["max_instances"] = forms.IntegerField(
-                label="Most instances", required=False, min_value=1, max_value=100,
-                help_text="Empty: the Instances number above.",
-            )
-            self.fields["concurrency"] = forms.IntegerField(
-                label="Requests per instance", required=False, min_value=1, max_value=1000,
-                help_text="Served at once before another instance starts; empty: the platform's default (80).",
-            )
-            self.fields["request_timeout"] = forms.IntegerField(
-                label="Request timeout (seconds)", required=False, min_value=1, max_value=3600,
-                help_text="A longer request is cut off; empty: the platform's default (300).",
-            )
-            self.fields["ingress"] = forms.ChoiceField(label="Requests from", required=False, choices=INGRESS_CHOICES)
-        # How the image is built, where the service's backend builds it itself (Cloud Build).
-        if service is not None and can(service, "remote_build"):
-            from .models import Service
-
-            self.fields["cloud_builder"] = forms.ChoiceField(
-                label="Builder", required=False, choices=Service._meta.get_field("cloud_builder").choices,
-                help_text="Hakobune's plan builds the Dockerfile shown for each deploy; Google Cloud's buildpacks "
-                "build the source their own way (gcr.io/buildpacks/builder). Applies from the next deploy.",
-            )
+        for setting in all_settings():
+            if not setting.in_form:
+                continue
+            if setting.capability and (service is None or not can(service, setting.capability)):
+                continue
+            self.fields[setting.name] = setting_field(setting)
 
     def clean(self):
         data = super().clean()
-        low, high = data.get("min_instances"), data.get("max_instances")
-        if low is not None and high is not None and low > high:
-            self.add_error("min_instances", "The fewest instances cannot be more than the most.")
+        for problem in problems(data):
+            if problem.setting in self.fields and problem.setting not in self.errors:
+                self.add_error(problem.setting, problem.message)
         return data
-
-    def clean_health_check_path(self):
-        path = self.cleaned_data["health_check_path"].strip()
-        if not path.startswith("/") or any(ch.isspace() for ch in path):
-            raise forms.ValidationError("A path on your app, starting with /, like /healthz.")
-        return path
 
 
 class CloudRunSettingsForm(forms.ModelForm):

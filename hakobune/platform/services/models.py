@@ -8,6 +8,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.db import models
 
 from hakobune.platform.accounts.models import Team, dns_label_validator
+from hakobune.runtime import release_config
 
 
 def default_cpu():
@@ -35,18 +36,25 @@ class SourceKind(models.TextChoices):
     GIT = "git", "Git repository"
 
 
-CLOUD_BUILDERS = (
-    ("dockerfile", "Hakobune's plan (a Dockerfile)"),
-    ("buildpacks", "Google Cloud's buildpacks"),
-)
+# The choices as declared with the settings; importable from here as before.
+CLOUD_BUILDERS = release_config.CLOUD_BUILDERS
+INGRESS_CHOICES = release_config.INGRESS_CHOICES
 
 
-INGRESS_CHOICES = (
-    ("", "The platform's default"),
-    ("all", "Anywhere (the internet)"),
-    ("internal", "Only inside the project's network"),
-    ("internal-and-cloud-load-balancing", "Inside the network and through a Cloud Load Balancer"),
-)
+def validators_for(name: str) -> list:
+    """The bounds of a declared setting as its column's validators."""
+    setting = release_config.get_setting(name)
+    exact = (lambda v: Decimal(str(v))) if setting.digits else (lambda v: v)
+    validators = []
+    if setting.min is not None:
+        validators.append(MinValueValidator(exact(setting.min)))
+    if setting.max is not None:
+        validators.append(MaxValueValidator(exact(setting.max)))
+    return validators
+
+
+def _max_length(name: str) -> int:
+    return release_config.get_setting(name).max_length
 
 
 class Service(models.Model):
@@ -57,43 +65,41 @@ class Service(models.Model):
         max_digits=4,
         decimal_places=2,
         default=default_cpu,
-        validators=[MinValueValidator(Decimal("0.1")), MaxValueValidator(Decimal("8"))],
+        validators=validators_for("cpu"),
         help_text="CPU cores per instance.",
     )
     memory_mb = models.PositiveIntegerField(
         default=default_memory_mb,
-        validators=[MinValueValidator(64), MaxValueValidator(16384)],
+        validators=validators_for("memory_mb"),
         help_text="Memory per instance, in MiB.",
     )
     port = models.PositiveIntegerField(
         default=default_port,
-        validators=[MinValueValidator(1024), MaxValueValidator(65535)],
+        validators=validators_for("port"),
         help_text="The port your app listens on; it is also given to it as $PORT.",
     )
-    instances = models.PositiveSmallIntegerField(default=1, validators=[MinValueValidator(1), MaxValueValidator(10)])
+    instances = models.PositiveSmallIntegerField(default=1, validators=validators_for("instances"))
     # For runtimes that scale by themselves (Cloud Run); the local runtime runs
     # `instances`. Empty: the runtime's default.
-    min_instances = models.PositiveSmallIntegerField(null=True, blank=True, validators=[MaxValueValidator(100)])
-    max_instances = models.PositiveSmallIntegerField(
-        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(100)]
-    )
+    min_instances = models.PositiveSmallIntegerField(null=True, blank=True, validators=validators_for("min_instances"))
+    max_instances = models.PositiveSmallIntegerField(null=True, blank=True, validators=validators_for("max_instances"))
     # For runtimes that scale on requests (Cloud Run); empty: the runtime's default.
     concurrency = models.PositiveSmallIntegerField(
-        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(1000)],
+        null=True, blank=True, validators=validators_for("concurrency"),
         help_text="Requests one instance serves at once before another starts.",
     )
     request_timeout = models.PositiveIntegerField(
-        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(3600)],
+        null=True, blank=True, validators=validators_for("request_timeout"),
         help_text="Seconds a request may take before it is cut off.",
     )
     ingress = models.CharField(max_length=40, blank=True, choices=INGRESS_CHOICES, help_text="Where requests may come from.")
     # A private service has no public address: on the local runtime only its
     # team's services reach it, at http://<name>:<port> on the team network.
     public = models.BooleanField(default=True)
-    health_check_path = models.CharField(max_length=200, default="/")
+    health_check_path = models.CharField(max_length=_max_length("health_check_path"), default="/")
     # Over what was detected and what the app's hakobune.toml says; empty: theirs.
-    start_command = models.CharField(max_length=500, blank=True)
-    build_command = models.CharField(max_length=500, blank=True)
+    start_command = models.CharField(max_length=_max_length("start_command"), blank=True)
+    build_command = models.CharField(max_length=_max_length("build_command"), blank=True)
     source_kind = models.CharField(max_length=16, choices=SourceKind.choices, default=SourceKind.ARCHIVE)
     git_url = models.CharField(max_length=500, blank=True, help_text="https address of the repository, without credentials.")
     git_ref = models.CharField(max_length=255, blank=True, default="main", help_text="Branch, tag or commit to deploy.")
@@ -102,7 +108,7 @@ class Service(models.Model):
     # How a backend that builds images itself (Cloud Build) builds this one;
     # empty: the platform's default (CLOUDRUN_BUILDER).
     cloud_builder = models.CharField(
-        max_length=16, blank=True, choices=[("", "The platform's default")] + list(CLOUD_BUILDERS),
+        max_length=16, blank=True, choices=list(release_config.get_setting("cloud_builder").choices),
     )
     source_subdir = models.CharField(
         max_length=255, blank=True, help_text="The app's folder inside the source, for monorepos (e.g. services/api)."
@@ -123,6 +129,9 @@ class Service(models.Model):
     scale_to_zero = models.BooleanField(default=False)
     idle_minutes = models.PositiveIntegerField(default=15, validators=[MinValueValidator(1), MaxValueValidator(1440)])
     last_request_at = models.DateTimeField(null=True, blank=True)
+    # The declared settings (runtime/release_config.py) that have no column
+    # of their own, by name; read as attributes like the others.
+    extra_settings = models.JSONField(default=dict, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -133,11 +142,32 @@ class Service(models.Model):
     def __str__(self):
         return f"{self.team.name}/{self.name}"
 
-    def clean(self):
-        from django.core.exceptions import ValidationError
+    def __getattr__(self, name):
+        # Only reached when nothing else has the name: a declared setting
+        # without a column is read from extra_settings.
+        if name.startswith("_") or not release_config.is_setting(name):
+            raise AttributeError(name)
+        extra = self.__dict__.get("extra_settings") or {}
+        return release_config.get_setting(name).coerce(extra.get(name))
 
-        if self.min_instances is not None and self.max_instances is not None and self.min_instances > self.max_instances:
-            raise ValidationError({"min_instances": "The fewest instances cannot be more than the most."})
+    @classmethod
+    def has_column(cls, name: str) -> bool:
+        """Whether a declared setting is kept in a column of its own (else in extra_settings)."""
+        return any(field.name == name for field in cls._meta.concrete_fields)
+
+    def clean(self):
+        errors = {}
+        for name, value in (self.extra_settings or {}).items():
+            if release_config.is_setting(name) and not self.has_column(name):
+                try:
+                    release_config.get_setting(name).validate(value)
+                except release_config.SettingError as exc:
+                    errors[name] = exc.message
+        values = {setting.name: getattr(self, setting.name) for setting in release_config.all_settings()}
+        for problem in release_config.problems(values):
+            errors.setdefault(problem.setting, problem.message)
+        if errors:
+            raise ValidationError(errors)
 
     @property
     def hostname(self) -> str:

@@ -18,35 +18,30 @@ from hakobune.platform.governance.models import TeamPolicy
 from hakobune.platform.locks import deploy_lock
 from hakobune.platform.queue import enqueue_on_commit
 from hakobune.runtime.base import DeploySpec, RuntimeBackendError, ServiceRef
+from hakobune.runtime.release_config import RELEASE, ReleaseConfig, release_settings
 
 from .backends import backend_for
+from .declared_settings import values_of
 from .models import Release, Service
 
 logger = logging.getLogger(__name__)
 
 
 def release_config(service: Service, plan: dict | None = None) -> dict:
-    """A release's configuration: the service's resources, and the port and
-    health-check path of the build's plan (where the service's settings and
-    the app's hakobune.toml already met)."""
+    """A release's configuration, stored: the service's release settings, and
+    those the build's plan sets (port, health-check path: where the service's
+    settings and the app's hakobune.toml already met)."""
     plan = plan or {}
-    return {
-        "port": plan.get("port") or service.port,
-        "cpu": float(service.cpu),
-        "memory_mb": service.memory_mb,
-        "instances": service.instances,
-        "health_check_path": plan.get("health_check_path") or service.health_check_path or "/",
-        "min_instances": service.min_instances,
-        "max_instances": service.max_instances,
-        "public": service.public,
-        "concurrency": service.concurrency,
-        "request_timeout": service.request_timeout,
-        "ingress": service.ingress,
-    }
+    values = values_of(service, stage=RELEASE)
+    for setting in release_settings():
+        if setting.from_plan and plan.get(setting.name):
+            values[setting.name] = plan[setting.name]
+    return ReleaseConfig.from_dict(values).to_dict()
 
 
 def deploy_spec(service: Service, release: Release) -> DeploySpec:
-    config = release.config
+    # A setting a release was made without (an older release) is the service's.
+    config = ReleaseConfig.from_dict(release.config, defaults=values_of(service, stage=RELEASE))
     return DeploySpec(
         team=service.team.name,
         service=service.name,
@@ -54,22 +49,11 @@ def deploy_spec(service: Service, release: Release) -> DeploySpec:
         release_number=release.number,
         image=release.image,
         hostname=service.hostname,
-        port=config["port"],
-        cpu=config["cpu"],
-        memory_mb=config["memory_mb"],
-        instances=config["instances"],
-        health_check_path=config["health_check_path"],
+        config=config,
         aliases=service.aliases,
         env=env_of(service),
         secret_env=secret_env_of(service),
-        # Releases made before these settings existed: the service's.
-        min_instances=config.get("min_instances", service.min_instances),
-        max_instances=config.get("max_instances", service.max_instances),
-        public=config.get("public", service.public),
-        restart=config.get("restart", ""),
-        concurrency=config.get("concurrency"),
-        request_timeout=config.get("request_timeout"),
-        ingress=config.get("ingress") or "",
+        restart=release.config.get("restart", ""),
         egress_allow=egress_allow_of(service.team),
     )
 

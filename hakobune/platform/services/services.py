@@ -3,6 +3,8 @@ through these functions."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -14,8 +16,18 @@ from hakobune.platform.crypto import encrypt
 from hakobune.platform.governance.quotas import QuotaExceeded, check_quota
 from hakobune.platform.queue import enqueue_on_commit
 from hakobune.runtime.base import RuntimeBackendError, ServiceRef
+from hakobune.runtime.release_config import (
+    RELEASE,
+    ReleaseConfig,
+    SettingError,
+    all_settings,
+    get_setting,
+    is_setting,
+    problems,
+)
 
 from .backends import backend_for
+from .declared_settings import split_by_storage, values_of
 from .models import Domain, EnvVar, Service, SourceKind, validate_env_key
 from .releases import env_of, new_release, secret_env_of  # noqa: F401 (env_of: read by the API)
 from .scaling import wake
@@ -39,7 +51,9 @@ def _require_capability(service: Service, capability: str, what: str):
     return backend
 
 
-QUOTA_FIELDS = ("cpu", "memory_mb", "instances", "min_instances", "max_instances")
+def quota_fields() -> tuple[str, ...]:
+    """The settings a team's quota counts (what the runtime reserves)."""
+    return tuple(setting.name for setting in all_settings() if setting.quota)
 
 
 def _within_quota(service: Service, *, creating: bool = False, **changes) -> None:
@@ -55,7 +69,8 @@ def create_service(
 ) -> Service:
     if Service.objects.filter(team=team, name=name).exists():
         raise ServiceActionError(f"Your team already has a service called {name}.")
-    service = Service(team=team, name=name, created_by=created_by, **settings_fields)
+    columns, extra = split_by_storage(settings_fields)
+    service = Service(team=team, name=name, created_by=created_by, extra_settings=extra, **columns)
     _within_quota(service, creating=True)
     if git_url:
         try:
@@ -162,7 +177,7 @@ def rollback(*, service: Service, to_release, created_by=None):
         )
     config = dict(to_release.config)
     config.pop("restart", None)  # back to the release's revision itself, where the runtime keeps it
-    _within_quota(service, **{name: config[name] for name in QUOTA_FIELDS if name in config})
+    _within_quota(service, **{name: config[name] for name in quota_fields() if name in config})
     return new_release(
         service, build=to_release.build, image=to_release.image, config=config,
         description=f"Rollback to v{to_release.number}",
@@ -172,8 +187,10 @@ def rollback(*, service: Service, to_release, created_by=None):
 def scale(*, service: Service, instances: int, created_by=None):
     """Changes the number of instances; a live service gets a new release of
     the same image with the new count."""
-    if not 1 <= instances <= 10:
-        raise ServiceActionError("A service runs 1 to 10 instances.")
+    try:
+        instances = get_setting("instances").validate(instances)
+    except SettingError as exc:
+        raise ServiceActionError(exc.message)
     _within_quota(service, instances=instances)
     Service.objects.filter(id=service.id).update(instances=instances)
     service.instances = instances
@@ -181,9 +198,17 @@ def scale(*, service: Service, instances: int, created_by=None):
     if live is None:
         return None
     return new_release(
-        service, build=live.build, image=live.image, config={**live.config, "instances": instances},
+        service, build=live.build, image=live.image, config=_changed_config(service, live, instances=instances),
         description=f"Scaled to {instances} instance{'s' if instances != 1 else ''}",
     )
+
+
+def _changed_config(service: Service, live, **changes) -> dict:
+    """The live release's stored configuration with these release settings
+    changed; what else it holds (a restart's mark) stays."""
+    config = ReleaseConfig.from_dict(live.config, defaults=values_of(service, stage=RELEASE)).replace(**changes)
+    kept = {key: value for key, value in live.config.items() if not is_setting(key) and key != "processes"}
+    return {**kept, **config.to_dict()}
 
 
 def restart_service(*, service: Service, created_by=None):
@@ -218,38 +243,46 @@ def delete_service(*, service: Service, created_by=None) -> None:
 
 # -- settings, source and environment (the API's PATCH, deploys from a git URL, env) ---
 
-SETTINGS_FIELDS = (
-    "cpu", "memory_mb", "port", "health_check_path", "instances", "min_instances", "max_instances", "public",
-    "concurrency", "request_timeout", "ingress",
-)
+def settings_fields() -> tuple[str, ...]:
+    """The settings `update_settings` changes: every declared one."""
+    return tuple(setting.name for setting in all_settings())
 
 
 def update_settings(*, service: Service, created_by=None, **fields):
-    """Changes a service's cpu, memory, port, health check path or instances
-    at once; a live service gets one new release of the same image with them,
-    as `scale` does."""
-    unknown = set(fields) - set(SETTINGS_FIELDS)
+    """Changes any of the service's declared settings at once, each judged
+    against its bounds. A live service gets one new release of the same image
+    when a release setting changed, as `scale` does; build settings apply
+    from the next deploy. Returns the new release, if any."""
+    unknown = set(fields) - set(settings_fields())
     if unknown:
         raise ServiceActionError(f"These cannot be changed here: {', '.join(sorted(unknown))}.")
-    changed = {name: value for name, value in fields.items() if getattr(service, name) != value}
+    try:
+        fields = {name: get_setting(name).validate(value) for name, value in fields.items()}
+    except SettingError as exc:
+        raise ServiceActionError(exc.message)
+    before = values_of(service)
+    changed = {name: value for name, value in fields.items() if get_setting(name).coerce(before[name]) != value}
     if not changed:
         return None
-    _within_quota(service, **{name: value for name, value in changed.items() if name in QUOTA_FIELDS})
-    for name, value in changed.items():
+    for problem in problems({**before, **changed}):
+        raise ServiceActionError(problem.message)
+    _within_quota(service, **{name: value for name, value in changed.items() if name in quota_fields()})
+    columns, extra = split_by_storage(changed)
+    for name, value in columns.items():
+        if get_setting(name).digits and value is not None:  # a decimal column
+            columns[name] = Decimal(str(value))
+    if extra:
+        columns["extra_settings"] = {**(service.extra_settings or {}), **extra}
+    Service.objects.filter(id=service.id).update(**columns)
+    for name, value in columns.items():
         setattr(service, name, value)
-    try:
-        service.full_clean(exclude=["live_release", "created_by", "team"])
-    except ValidationError as exc:
-        service.refresh_from_db()
-        raise ServiceActionError(" ".join(f"{name}: {' '.join(errors)}" for name, errors in exc.message_dict.items()))
-    Service.objects.filter(id=service.id).update(**changed)
+    release_changes = {name: value for name, value in changed.items() if get_setting(name).stage == RELEASE}
     live = service.live_release
-    if live is None:
+    if live is None or not release_changes:
         return None
-    config = {**live.config, **{name: float(value) if name == "cpu" else value for name, value in changed.items()}}
     return new_release(
-        service, build=live.build, image=live.image, config=config,
-        description="Changed " + ", ".join(sorted(changed)),
+        service, build=live.build, image=live.image, config=_changed_config(service, live, **release_changes),
+        description="Changed " + ", ".join(sorted(release_changes)),
     )
 
 

@@ -15,7 +15,10 @@ from hakobune.runtime.base import RuntimeBackendError, ServiceRef
 
 from hakobune.platform.governance.quotas import limits_of, usage_of
 
+from hakobune.runtime.release_config import BUILD, get_setting
+
 from .backends import backend_for
+from .declared_settings import value_of, values_of
 from .forms import DeployForm, NewServiceForm, ServiceSettingsForm
 from .models import Service
 from .services import (
@@ -134,16 +137,7 @@ def service_detail(request, team, service):
             "releases": releases,
             "traffic_error": traffic_error,
             "is_owner": membership.role == "owner",
-            "settings_form": ServiceSettingsForm(service=service, initial={
-                "cpu": service.cpu, "memory_mb": service.memory_mb, "port": service.port,
-                "health_check_path": service.health_check_path, "public": service.public,
-                "start_command": service.start_command,
-                "build_command": service.build_command,
-                "cloud_builder": service.cloud_builder,
-                "min_instances": service.min_instances, "max_instances": service.max_instances,
-                "concurrency": service.concurrency, "request_timeout": service.request_timeout,
-                "ingress": service.ingress,
-            }),
+            "settings_form": ServiceSettingsForm(service=service, initial=values_of(service)),
             "status": service_status(service, latest),
             "deploy_form": DeployForm(),
             "webhook_url": request.build_absolute_uri(reverse("git_webhook", args=[service.webhook_id])),
@@ -244,7 +238,7 @@ def service_scale(request, team, service):
         instances = int(request.POST.get("instances", ""))
         scale(service=service, instances=instances, created_by=request.user)
     except ValueError:
-        messages.error(request, "Give the number of instances as a whole number from 1 to 10.")
+        messages.error(request, f"Give the number of instances as {get_setting('instances').in_words()}.")
     except ServiceActionError as exc:
         messages.error(request, str(exc))
     else:
@@ -265,27 +259,18 @@ def service_settings(request, team, service):
                 messages.error(request, f"{form.fields[field].label if field in form.fields else field}: {error}")
         return redirect("service_detail", team=team, service=service.name)
     data = form.cleaned_data
-    commands = {"start_command": data["start_command"].strip(), "build_command": data["build_command"].strip()}
-    if "cloud_builder" in data:
-        commands["cloud_builder"] = data["cloud_builder"]
-    commands_changed = any(getattr(service, name) != value for name, value in commands.items())
-    Service.objects.filter(id=service.id).update(**commands)
+    build_changed = any(
+        value_of(service, name) != data[name] for name in data if get_setting(name).stage == BUILD
+    )
     try:
-        scaling = {
-            name: data[name] for name in ("min_instances", "max_instances", "concurrency", "request_timeout", "ingress")
-            if name in data
-        }
-        release = update_settings(
-            service=service, created_by=request.user, cpu=data["cpu"], memory_mb=data["memory_mb"],
-            port=data["port"], health_check_path=data["health_check_path"], public=data["public"], **scaling,
-        )
+        release = update_settings(service=service, created_by=request.user, **data)
     except ServiceActionError as exc:
         messages.error(request, str(exc))
     else:
         said = []
         if release is not None:
             said.append(f"v{release.number} starts with the new settings")
-        if commands_changed:
+        if build_changed:
             said.append("the build settings apply from the next deploy")
         messages.success(request, "Saved" + (f": {'; '.join(said)}." if said else "."))
     return redirect("service_detail", team=team, service=service.name)
