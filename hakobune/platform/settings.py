@@ -381,6 +381,21 @@ BUILD_CPU_SHARES = env_int("BUILD_CPU_SHARES", 512)
 BUILD_CPUSET_CPUS = env("BUILD_CPUSET_CPUS", "")
 BUILD_LOG_TAIL_LINES = 30
 
+
+def _repository(image: str) -> str:
+    head, _, last = image.strip().split("@", 1)[0].rpartition("/")
+    return f"{head}/{last.split(':', 1)[0]}" if head else last.split(":", 1)[0]
+
+
+# The images a person's own Dockerfile may build on (FROM, COPY --from) beside
+# Hakobune's stacks, the team's own images and scratch: patterns such as
+# python:*, docker.io/library/*, ghcr.io/acme/*. Default: the registries'
+# images the stacks use, any tag.
+BUILD_ALLOWED_BASE_IMAGES = env_list(
+    "BUILD_ALLOWED_BASE_IMAGES",
+    ",".join(dict.fromkeys(f"{_repository(image)}:*" for image in STACK_IMAGES.values() if image.strip())),
+)
+
 # Image builders, chosen like the runtime backends: a service's images are made
 # by its runtime backend's own builder when it has one (Cloud Run: Cloud Build),
 # else by IMAGE_BUILDERS["local"], on this host's Docker Engine.
@@ -398,6 +413,7 @@ IMAGE_BUILDERS = {
             "memory_mb": BUILD_MEMORY_MB,
             "cpu_shares": BUILD_CPU_SHARES,
             "cpuset_cpus": BUILD_CPUSET_CPUS,
+            "allowed_base_images": BUILD_ALLOWED_BASE_IMAGES,
         },
     },
 }

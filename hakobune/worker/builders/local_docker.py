@@ -11,8 +11,11 @@ OPTIONS (settings.IMAGE_BUILDERS["local"]["OPTIONS"]):
     stack_cache_dir                   where built stacks' root filesystems are kept
     timeout                           seconds a build may take
     memory_mb, cpu_shares, cpuset_cpus  the limits of each build step
+    allowed_base_images               patterns of images a person's Dockerfile may build on beside
+                                      the stacks and the team's own ("python:*", "docker.io/library/*")
 
-Nothing here knows Django."""
+A person's own Dockerfile is checked first (dockerfile_policy.py). Nothing
+here knows Django."""
 
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ from docker.errors import APIError, DockerException, ImageNotFound
 from hakobune.worker import builder, stacks
 from hakobune.worker.buildpacks.plan import BuildPlan
 
+from . import dockerfile_policy
 from .base import BuildError, BuildRequest, BuiltImage, ImageBuilder
 
 Log = Callable[[str], None]
@@ -62,6 +66,11 @@ class LocalDockerBuilder(ImageBuilder):
         self.memory_mb = int(options.get("memory_mb") or 2048)
         self.cpu_shares = int(options.get("cpu_shares") or 0)
         self.cpuset_cpus = options.get("cpuset_cpus") or ""
+        # The Dockerfile policy (dockerfile_policy.py); by default, the registry images of the stacks.
+        allowed = options.get("allowed_base_images")
+        if allowed is None:
+            allowed = [_repository(image) + ":*" for image in self.stack_images.values() if (image or "").strip()]
+        self.allowed_base_images = dockerfile_policy.AllowedImages(dockerfile_policy.allowed_patterns(allowed))
         self._client: docker.DockerClient | None = None
 
     # -- the engine ---------------------------------------------------------------
@@ -117,6 +126,8 @@ class LocalDockerBuilder(ImageBuilder):
             request.source_dir, plan, run_ref, self.ca_bundle,
             build_image=build_stack_image.ref if build_stack_image else None,
         )
+        if plan.uses_own_dockerfile:
+            self.check_dockerfile(request, dockerfile, log)
         stack_ids = tuple(client.images.get(image.ref).id for image in images.values())
         tag = builder.image_tag(
             request.team, request.service, request.source_digest, plan, run_ref, base_image_ids=stack_ids
@@ -134,6 +145,38 @@ class LocalDockerBuilder(ImageBuilder):
             plan=plan,
         )
         return BuiltImage(ref=image.ref, plan=plan)
+
+    # -- the Dockerfile policy ------------------------------------------------------------
+
+    def check_dockerfile(self, request: BuildRequest, dockerfile: str, log: Log) -> list[str]:
+        """Refuses (a user's BuildError, in a sentence) what the person's own
+        Dockerfile may not ask of this engine; returns the images it builds on."""
+        text = dockerfile_policy.read_dockerfile(request.source_dir / dockerfile)
+        policy = dockerfile_policy.Policy(
+            team=request.team,
+            stacks=tuple(self.stack_refs().values()),
+            allowed=self.allowed_base_images,
+            is_own_image=lambda ref: self._is_teams_image(request.team, ref),
+            triggers_of=self._onbuild_triggers,
+        )
+        bases = dockerfile_policy.check(text, policy, build_args=request.plan.build_args, path=dockerfile)
+        if bases:
+            log(f"Your {dockerfile} builds on {', '.join(bases)}")
+        return bases
+
+    def _is_teams_image(self, team: str, ref: str) -> bool:
+        try:
+            image = self.client.images.get(ref)
+        except (ImageNotFound, APIError):
+            return False
+        return any(tag.startswith(f"hakobune/{team}/") for tag in image.tags)
+
+    def _onbuild_triggers(self, ref: str) -> list[str]:
+        try:
+            image = self.client.images.get(ref)
+        except (ImageNotFound, APIError):
+            return []
+        return list((image.attrs.get("Config") or {}).get("OnBuild") or [])
 
     def _resolve(self, language: str, log: Log) -> stacks.StackImage:
         """A stack the plan builds on (a two-stage plan needs two), found,
@@ -209,6 +252,14 @@ def engine_errors():
     except (requests.RequestException, ConnectionError) as exc:
         raise BuildError(f"the Docker Engine cannot be reached: {exc}", user_error=False,
                          transient=builder.connection_lost(exc)) from exc
+
+
+def _repository(image: str) -> str:
+    """python:3.12-slim -> python; ghcr.io/acme/base@sha256:... -> ghcr.io/acme/base."""
+    name = image.strip().split("@", 1)[0]
+    head, _, last = name.rpartition("/")
+    last = last.split(":", 1)[0]
+    return f"{head}/{last}" if head else last
 
 
 def _warn_language_version(plan: BuildPlan, image: stacks.StackImage | None, log: Log) -> None:
