@@ -380,6 +380,16 @@ BUILD_MEMORY_MB = env_int("BUILD_MEMORY_MB", 2048)
 BUILD_CPU_SHARES = env_int("BUILD_CPU_SHARES", 512)
 BUILD_CPUSET_CPUS = env("BUILD_CPUSET_CPUS", "")
 BUILD_LOG_TAIL_LINES = 30
+# Confined builds (docs/security.md, "Builds"): the Docker network every build
+# step runs on, isolated like a team network ("none": no network at all; empty:
+# the engine's default bridge, unconfined, never on a shared host).
+BUILD_NETWORK = env("BUILD_NETWORK", "hakobune-builds")
+# The cgroup each build runs in (one per build, under this path), which holds
+# its pids and memory limits; empty: none, so no pids limit and no disk watch.
+BUILD_CGROUP_PARENT = env("BUILD_CGROUP_PARENT", "/hakobune-builds")
+BUILD_PIDS_LIMIT = env_int("BUILD_PIDS_LIMIT", 1024)
+# What one build's steps may write to their image layers, in MiB (0: unwatched).
+BUILD_DISK_MB = env_int("BUILD_DISK_MB", 10240)
 
 
 def _repository(image: str) -> str:
@@ -413,6 +423,11 @@ IMAGE_BUILDERS = {
             "memory_mb": BUILD_MEMORY_MB,
             "cpu_shares": BUILD_CPU_SHARES,
             "cpuset_cpus": BUILD_CPUSET_CPUS,
+            "instance": env("HAKOBUNE_INSTANCE", "hakobune"),
+            "network": BUILD_NETWORK,
+            "cgroup_parent": BUILD_CGROUP_PARENT,
+            "pids_limit": BUILD_PIDS_LIMIT,
+            "disk_mb": BUILD_DISK_MB,
             "allowed_base_images": BUILD_ALLOWED_BASE_IMAGES,
         },
     },

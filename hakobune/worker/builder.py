@@ -19,8 +19,10 @@ from pathlib import Path
 
 import docker
 import requests
+import urllib3
 from docker.errors import APIError, DockerException, ImageNotFound
 
+from .builders import confinement
 from .builders.base import BuildError
 from .buildpacks.plan import GENERATED_DIR, BuildPlan
 
@@ -107,12 +109,17 @@ def build_image(
     cpuset_cpus: str = "",
     plan: BuildPlan | None = None,
     nocache: bool = False,
+    network_mode: str | None = None,
+    cgroup_parent: str = "",
+    watch=None,
 ) -> BuiltImage:
     """Builds `tag` from the context, unless an image of that tag exists. Each
     RUN step runs with `memory_mb` of memory (no swap), `cpu_shares` relative CPU
     weight and on `cpuset_cpus` (e.g. "0-1"); the whole build stops after
     `timeout` seconds. With the `plan`, a failing step is named in the error as
-    the install or the build step."""
+    the install or the build step. Steps run on the `network_mode` network and
+    inside the `cgroup_parent` cgroup (builders/confinement.py); a `watch` that
+    stopped the build says why (`why_stopped()`)."""
     try:
         image = client.images.get(tag)
         log(f"An image of this exact source and plan exists already ({tag}); reusing it.")
@@ -135,7 +142,10 @@ def build_image(
         limits["cpusetcpus"] = cpuset_cpus
     current_step = ""
     try:
-        stream = client.api.build(
+        stream = confinement.build_stream(
+            client.api,
+            cgroup_parent=cgroup_parent,
+            network_mode=network_mode,
             path=str(context),
             dockerfile=dockerfile,
             tag=tag,
@@ -144,7 +154,9 @@ def build_image(
             pull=False,
             nocache=nocache,
             decode=True,
-            timeout=timeout,
+            # With a watch, the watch stops the build at its time (and says so);
+            # the read timeout is then only a backstop.
+            timeout=timeout + 60 if watch is not None else timeout,
             container_limits=limits,
             buildargs=dict(plan.build_args) if plan and plan.build_args else None,
             # Generated Dockerfiles carry the label themselves (prepare_context).
@@ -156,7 +168,8 @@ def build_image(
                 message = chunk.get("errorDetail", {}).get("message") or chunk["error"]
                 for line in message.splitlines():
                     tail.append(line)
-                raise BuildError(explain_failure(message, current_step, plan, memory_mb=memory_mb),
+                stopped = watch.why_stopped() if watch is not None else None
+                raise BuildError(stopped or explain_failure(message, current_step, plan, memory_mb=memory_mb),
                                  log_tail=list(tail))
             if "stream" in chunk:
                 pending += chunk["stream"]
@@ -173,7 +186,8 @@ def build_image(
                 image_id = chunk["aux"]["ID"]
             if time.monotonic() > deadline:
                 raise BuildError(
-                    f"the build took longer than {timeout} s and was stopped", log_tail=list(tail)
+                    (watch.why_stopped() if watch is not None else None)
+                    or f"the build took longer than {timeout} s and was stopped", log_tail=list(tail)
                 )
         if pending.strip():
             log(pending.rstrip())
@@ -188,7 +202,9 @@ def build_image(
     except DockerException as exc:
         raise BuildError(f"the Docker Engine failed during the build: {exc}", user_error=False, transient=True,
                          log_tail=list(tail))
-    except (requests.RequestException, OSError) as exc:
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+        if watch is not None and watch.reason:
+            raise BuildError(watch.reason, log_tail=list(tail))
         raise BuildError(f"the build stopped: {exc}", user_error=False, transient=connection_lost(exc),
                          log_tail=list(tail))
 

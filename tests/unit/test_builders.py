@@ -205,11 +205,16 @@ def api_error(status: int, message: str = "boom") -> docker.errors.APIError:
     return docker.errors.APIError(message, response=response, explanation=message)
 
 
+# These fake engines have no networks and these tests make no cgroups: the
+# builds' confinement is tested in test_build_confinement.py.
+UNCONFINED = {"network": "", "cgroup_parent": ""}
+
+
 def build_locally(tmp_path, client) -> BuildError:
     """A build of the dockerfile fixture (no stack to find) on `client`; returns its failure."""
     src = tmp_path / "src"
     shutil.copytree(APPS_DIR / "dockerfile", src)
-    builder = LocalDockerBuilder("local", memory_mb=512)
+    builder = LocalDockerBuilder("local", memory_mb=512, **UNCONFINED)
     builder._client = client
     request = BuildRequest(team="acme", service="hello", source_dir=src, source_digest="d", plan=detect(src).plan,
                            workspace=tmp_path)
@@ -278,7 +283,7 @@ def test_the_local_build_fills_the_stack_versions_into_the_plan(tmp_path, monkey
     client.images = Images()
     monkeypatch.setattr(stacks, "resolve_stack", lambda client, language, configured, **kw: stacks.StackImage(
         language, configured, "registry", "Python 3.12.9"))
-    builder = LocalDockerBuilder("local", stack_images={"python": "python:3.12-slim"})
+    builder = LocalDockerBuilder("local", stack_images={"python": "python:3.12-slim"}, **UNCONFINED)
     builder._client = client
     lines = []
 

@@ -9,17 +9,27 @@ OPTIONS (settings.IMAGE_BUILDERS["local"]["OPTIONS"]):
     suite, mirror                     the Debian suite and mirror stacks are built from
     ca_bundle                         a CA bundle copied into stacks and builds ("" = none)
     stack_cache_dir                   where built stacks' root filesystems are kept
-    timeout                           seconds a build may take
-    memory_mb, cpu_shares, cpuset_cpus  the limits of each build step
+    timeout                           seconds a build may take (the watch stops it then)
+    memory_mb, cpu_shares, cpuset_cpus  the limits of each build step (memory: of the whole build too)
+    instance                          the label of this Hakobune on the build network it makes
+    network                           the Docker network build steps run on ("hakobune-builds"),
+                                      isolated like a team network; "none": no network at all;
+                                      "": the engine's default bridge, unconfined (never on a shared host)
+    firewall                          "iptables" (the build network's rules) or "off"
+    cgroup_parent                     the cgroup builds run in, one cgroup each ("/hakobune-builds");
+                                      "": none, and then no pids limit nor disk watch
+    pids_limit                        processes (threads) one build may have at once
+    disk_mb                           what one build's steps may write to their layers (0: no watch)
+    watch_seconds                     how often a running build is looked at
     allowed_base_images               patterns of images a person's Dockerfile may build on beside
                                       the stacks and the team's own ("python:*", "docker.io/library/*")
 
-A person's own Dockerfile is checked first (dockerfile_policy.py). Nothing
-here knows Django."""
+A person's own Dockerfile is checked first (dockerfile_policy.py); the build
+then runs confined (confinement.py). Nothing here knows Django."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -27,10 +37,11 @@ import docker
 import requests
 from docker.errors import APIError, DockerException, ImageNotFound
 
+from hakobune.runtime.firewall import Firewall
 from hakobune.worker import builder, stacks
 from hakobune.worker.buildpacks.plan import BuildPlan
 
-from . import dockerfile_policy
+from . import confinement, dockerfile_policy
 from .base import BuildError, BuildRequest, BuiltImage, ImageBuilder
 
 Log = Callable[[str], None]
@@ -66,6 +77,16 @@ class LocalDockerBuilder(ImageBuilder):
         self.memory_mb = int(options.get("memory_mb") or 2048)
         self.cpu_shares = int(options.get("cpu_shares") or 0)
         self.cpuset_cpus = options.get("cpuset_cpus") or ""
+        # Confinement (confinement.py).
+        self.instance = options.get("instance") or "hakobune"
+        self.network = options.get("network", "hakobune-builds") or ""
+        isolated = options.get("firewall", "iptables") != "off" and self.network not in ("", "none")
+        self.firewall = Firewall() if isolated else None
+        self.cgroup_parent = options.get("cgroup_parent", "/hakobune-builds") or ""
+        self.cgroup_fs = options.get("cgroup_fs") or confinement.CGROUP_FS
+        self.pids_limit = int(options.get("pids_limit") or 1024)
+        self.disk_mb = int(options.get("disk_mb", 10240) or 0)
+        self.watch_seconds = float(options.get("watch_seconds") or 2)
         # The Dockerfile policy (dockerfile_policy.py); by default, the registry images of the stacks.
         allowed = options.get("allowed_base_images")
         if allowed is None:
@@ -132,21 +153,25 @@ class LocalDockerBuilder(ImageBuilder):
         tag = builder.image_tag(
             request.team, request.service, request.source_digest, plan, run_ref, base_image_ids=stack_ids
         )
-        image = builder.build_image(
-            client,
-            request.source_dir,
-            dockerfile,
-            tag,
-            log=log,
-            timeout=self.timeout,
-            memory_mb=self.memory_mb,
-            cpu_shares=self.cpu_shares,
-            cpuset_cpus=self.cpuset_cpus,
-            plan=plan,
-        )
+        with self.confined(request) as (network, cgroup, watch):
+            image = builder.build_image(
+                client,
+                request.source_dir,
+                dockerfile,
+                tag,
+                log=log,
+                timeout=self.timeout,
+                memory_mb=self.memory_mb,
+                cpu_shares=self.cpu_shares,
+                cpuset_cpus=self.cpuset_cpus,
+                plan=plan,
+                network_mode=network,
+                cgroup_parent=cgroup.path if cgroup else "",
+                watch=watch,
+            )
         return BuiltImage(ref=image.ref, plan=plan)
 
-    # -- the Dockerfile policy ------------------------------------------------------------
+    # -- confinement -------------------------------------------------------------------
 
     def check_dockerfile(self, request: BuildRequest, dockerfile: str, log: Log) -> list[str]:
         """Refuses (a user's BuildError, in a sentence) what the person's own
@@ -177,6 +202,27 @@ class LocalDockerBuilder(ImageBuilder):
         except (ImageNotFound, APIError):
             return []
         return list((image.attrs.get("Config") or {}).get("OnBuild") or [])
+
+    @contextmanager
+    def confined(self, request: BuildRequest) -> Iterator[tuple]:
+        """The build's network (made and isolated), its cgroup (made with its
+        limits, removed afterwards) and its watch (running meanwhile)."""
+        network = None
+        if self.network:
+            network = confinement.ensure_build_network(self.client, self.network, instance=self.instance,
+                                                       firewall=self.firewall)
+        cgroup = None
+        if self.cgroup_parent:
+            cgroup = confinement.BuildCgroup.for_build(self.cgroup_parent, request.team, fs_root=self.cgroup_fs)
+            cgroup.prune_stale(max_age=2 * self.timeout + 600)
+            cgroup.create(pids_max=self.pids_limit, memory_bytes=self.memory_mb * 1024 * 1024)
+        try:
+            with confinement.BuildWatch(self.client, cgroup, timeout=self.timeout, disk_mb=self.disk_mb,
+                                        poll=self.watch_seconds) as watch:
+                yield network, cgroup, watch
+        finally:
+            if cgroup is not None:
+                cgroup.remove()
 
     def _resolve(self, language: str, log: Log) -> stacks.StackImage:
         """A stack the plan builds on (a two-stage plan needs two), found,
