@@ -218,6 +218,12 @@ def test_from_with_a_build_argument_is_resolved_from_defaults_and_hakobune_toml(
     assert "ask your administrator" in message
 
 
+def test_build_arguments_of_any_type_and_a_byte_order_mark_are_read_as_the_engine_reads_them(tmp_path, engine):
+    lines = build(tmp_path, engine, "\ufeffARG VERSION=3.11\nFROM python:${VERSION}-slim\n",
+                  toml="[build_args]\nVERSION = 3.12\n")
+    assert "Your Dockerfile builds on python:3.12-slim" in lines
+
+
 def test_from_with_a_build_argument_without_a_value_is_refused(tmp_path, engine):
     message = refusal(tmp_path, engine, "ARG BASE\nFROM $BASE\n")
     assert message.startswith("Line 2 of your Dockerfile, `FROM $BASE`, starts from an image named by BASE, which has "

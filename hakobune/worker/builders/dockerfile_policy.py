@@ -192,7 +192,7 @@ class Instruction:
 
 
 def instructions(text: str) -> list[Instruction]:
-    lines = text.splitlines()
+    lines = text.removeprefix("\ufeff").splitlines()  # the engine skips a byte order mark
     escape = "\\"
     index = 0
     # Parser directives: only at the very top, before any comment, blank line or instruction.
@@ -451,7 +451,7 @@ def check(text: str, policy: Policy, *, build_args: dict[str, str] | None = None
           path: str = "Dockerfile") -> list[str]:
     """Refuses (DockerfileRefused) what the Dockerfile may not do; returns the
     images it builds on, as written after its variables were replaced."""
-    build_args = dict(build_args or {})
+    build_args = {str(name): str(value) for name, value in (build_args or {}).items()}
     found = instructions(text)
     global_args: dict = {}
     stages: list[_Stage] = []
