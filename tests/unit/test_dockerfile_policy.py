@@ -3,16 +3,15 @@ dockerfile_policy.py), asked of the local builder the way the pipeline asks
 it, on a fake engine that records whether a build was started: what another
 team's images, URLs in ADD, image ids and VOLUME get (a refusal before the
 build, in a sentence naming the line), and what stays allowed (the team's own
-images, the stacks, scratch, earlier stages, the administrator's patterns)."""
+images, the stacks, scratch, earlier stages, the administrator's patterns).
+The module itself is imported only by the tests that read it directly."""
 
 import shutil
 
 import docker.errors
 import pytest
 
-from hakobune.worker.builders import dockerfile_policy
 from hakobune.worker.builders.base import BuildError, BuildRequest
-from hakobune.worker.builders.dockerfile_policy import AllowedImages, Policy, parse_reference
 from hakobune.worker.builders.local_docker import LocalDockerBuilder
 from hakobune.worker.buildpacks import detect
 from tests.conftest import APPS_DIR
@@ -256,6 +255,8 @@ def test_the_allow_list_setting_is_checked(settings):
 
 
 def test_references_are_read_as_the_engine_reads_them():
+    from hakobune.worker.builders.dockerfile_policy import AllowedImages, Policy, parse_reference
+
     assert str(parse_reference("python")) == "docker.io/library/python:latest"
     assert str(parse_reference("index.docker.io/library/python:3")) == "docker.io/library/python:3"
     assert str(parse_reference("localhost:5000/app")) == "localhost:5000/app:latest"
@@ -287,6 +288,8 @@ def test_run_options_are_refused(tmp_path, engine, option):
 
 
 def test_a_dockerfile_that_is_a_link_is_not_read(tmp_path):
+    from hakobune.worker.builders import dockerfile_policy
+
     (tmp_path / "elsewhere").write_text("FROM scratch\n")
     (tmp_path / "Dockerfile").symlink_to(tmp_path / "elsewhere")
     with pytest.raises(dockerfile_policy.DockerfileRefused, match="not a link"):
