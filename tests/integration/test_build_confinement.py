@@ -153,6 +153,7 @@ def test_a_run_step_cannot_reach_a_listener_on_the_host_through_the_build_networ
 
     build = deployer("reach", {"Dockerfile": dockerfile, "reach.py": REACH_THE_HOST})
 
+    assert accepted == [], "a build step reached the host:\n" + build.full_log[-2000:]
     # The step ran on the build network, its connection was dropped (a timeout,
     # not a refusal), and the build failed in words.
     gateway = docker_client.networks.get(BUILD_NETWORK).attrs["IPAM"]["Config"][0]["Gateway"]
@@ -161,7 +162,6 @@ def test_a_run_step_cannot_reach_a_listener_on_the_host_through_the_build_networ
     assert build.status == "failed"
     assert build.failure_reason.startswith(f"A step of your Dockerfile failed (`RUN python3 /reach.py {port}` exited "
                                            "with code 3).")
-    assert accepted == []
     # The host itself reaches its listener on that address: only the build was kept out.
     with socket.create_connection((gateway, port), timeout=2):
         pass
@@ -205,12 +205,12 @@ def test_add_of_a_loopback_url_is_refused_before_the_build_and_the_listener_sees
 
     build = deployer("fetch", {"Dockerfile": dockerfile})
 
+    assert requests_seen == [], f"the engine fetched {requests_seen} from the host's loopback"
     assert build.status == "failed"
     assert build.failure_reason.startswith(
         f"Line 2 of your Dockerfile, `ADD http://127.0.0.1:{port}/config/ /routes.json`, downloads a URL "
         f"(http://127.0.0.1:{port}/config/). Hakobune does not let ADD download")
     assert "Step 1/" not in build.full_log  # the engine never saw it
-    assert requests_seen == []
 
 
 # -- the local builder, with small limits ---------------------------------------------------
