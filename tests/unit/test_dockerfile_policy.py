@@ -160,7 +160,7 @@ def test_an_image_id_that_is_not_the_teams_own_is_refused(tmp_path, engine, refe
 
 
 def test_an_image_id_of_the_teams_own_is_allowed(tmp_path, engine):
-    build(tmp_path, engine, f"FROM {OWN_IMAGE_ID[7:19]}\n")
+    assert f"Your Dockerfile builds on {OWN_IMAGE_ID[7:19]}" in build(tmp_path, engine, f"FROM {OWN_IMAGE_ID[7:19]}\n")
     build(tmp_path, engine, f"FROM python:3.12-slim\nCOPY --from={OWN_IMAGE_ID} /srv /srv\n")
     assert len(engine.api.builds) == 2
 
@@ -193,8 +193,9 @@ def test_add_from_a_variable_hakobune_cannot_see_is_refused(tmp_path, engine):
 
 
 def test_add_of_a_local_file_is_allowed(tmp_path, engine):
-    build(tmp_path, engine, "FROM scratch\nARG DIR=assets\nADD ${DIR}/site.tar.gz /srv/\nCOPY . /app\n",
-          files={"site.tar.gz": ""})
+    lines = build(tmp_path, engine, "FROM python:3.12-slim\nARG DIR=assets\nADD ${DIR}/site.tar.gz /srv/\n"
+                  "COPY . /app\n", files={"site.tar.gz": ""})
+    assert "Your Dockerfile builds on python:3.12-slim" in lines  # checked, and allowed
     assert len(engine.api.builds) == 1
 
 
