@@ -218,11 +218,14 @@ def test_add_of_a_loopback_url_is_refused_before_the_build_and_the_listener_sees
 
 def build_with(tmp_path, team, files, **options):
     """Builds an app of these files with the local builder (the real engine,
-    the settings' confinement, these options); returns (log lines, error)."""
+    the settings' confinement, these options); returns (log lines, error).
+    `{nonce}` in a file becomes a word of this build's own, so that its steps
+    run rather than come from the engine's layer cache."""
     src = tmp_path / "src"
     src.mkdir()
+    nonce = secrets.token_hex(8)
     for name, text in files.items():
-        (src / name).write_text(text)
+        (src / name).write_text(text.replace("{nonce}", nonce))
     builder = LocalDockerBuilder("local", instance=os.environ.get("HAKOBUNE_INSTANCE", "hakobune-test"),
                                  watch_seconds=0.5, **options)
     request = BuildRequest(team=team, service="limits", source_dir=src, source_digest=secrets.token_hex(16),
@@ -246,7 +249,8 @@ def leftovers(docker_client, team):
 
 def test_a_fork_bomb_in_a_build_stops_at_the_pids_limit(tmp_path, team_name, docker_client):
     _stack_is_here(docker_client)
-    files = {"Dockerfile": f"FROM {STACK}\nCOPY bomb.py /bomb.py\nRUN python3 /bomb.py\n", "bomb.py": FORK_BOMB}
+    files = {"Dockerfile": f"FROM {STACK}\nCOPY bomb.py /bomb.py\nRUN python3 /bomb.py # {{nonce}}\n",
+             "bomb.py": FORK_BOMB}
     started = time.monotonic()
 
     lines, error = build_with(tmp_path, team_name, files, pids_limit=64)
@@ -262,7 +266,7 @@ def test_a_fork_bomb_in_a_build_stops_at_the_pids_limit(tmp_path, team_name, doc
 def test_a_build_that_writes_more_than_it_may_is_stopped(tmp_path, team_name, docker_client):
     _stack_is_here(docker_client)
     # 20 MB at a time, 30 times (600 MB unconfined), slowly enough to be watched.
-    fill = "RUN for i in $(seq 1 30); do head -c 20000000 /dev/zero > /fill-$i; sleep 0.3; done"
+    fill = "RUN for i in $(seq 1 30); do head -c 20000000 /dev/zero > /fill-$i; sleep 0.3; done # {nonce}"
     lines, error = build_with(tmp_path, team_name, {"Dockerfile": f"FROM {STACK}\n{fill}\n"}, disk_mb=50)
     try:
         assert error is not None, "the build wrote 600 MB"
@@ -279,7 +283,8 @@ def test_a_build_that_writes_more_than_it_may_is_stopped(tmp_path, team_name, do
 def test_a_build_that_outlives_its_time_is_stopped_with_its_step(tmp_path, team_name, docker_client):
     _stack_is_here(docker_client)
     started = time.monotonic()
-    lines, error = build_with(tmp_path, team_name, {"Dockerfile": f"FROM {STACK}\nRUN sleep 120\n"}, timeout=5)
+    lines, error = build_with(tmp_path, team_name, {"Dockerfile": f"FROM {STACK}\nRUN sleep 120 # {{nonce}}\n"},
+                               timeout=5)
     assert isinstance(error, BuildError) and error.user_error
     assert error.message.startswith("The build took longer than 5 s, the time a build may take, and was stopped.")
     assert time.monotonic() - started < 30
