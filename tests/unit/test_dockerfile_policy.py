@@ -224,6 +224,13 @@ def test_build_arguments_of_any_type_and_a_byte_order_mark_are_read_as_the_engin
     assert "Your Dockerfile builds on python:3.12-slim" in lines
 
 
+@pytest.mark.parametrize("name", ["HTTP_PROXY", "https_proxy", "NO_PROXY"])
+def test_a_proxy_among_the_build_arguments_is_refused(tmp_path, engine, name):
+    message = refusal(tmp_path, engine, "FROM python:3.12-slim\nRUN curl http://example.com/\n",
+                      toml=f'[build_args]\n{name} = "http://proxy.example:3128"\n')
+    assert message.startswith(f"hakobune.toml sets the build argument {name}. Hakobune's builds take no proxy")
+
+
 def test_from_with_a_build_argument_without_a_value_is_refused(tmp_path, engine):
     message = refusal(tmp_path, engine, "ARG BASE\nFROM $BASE\n")
     assert message.startswith("Line 2 of your Dockerfile, `FROM $BASE`, starts from an image named by BASE, which has "

@@ -28,6 +28,9 @@ what to write instead:
   the build's network or into other images.
 - The same rules for the instruction inside `ONBUILD`, and for the ONBUILD
   triggers of a base image the engine already holds.
+- Build arguments named like a proxy (`HTTP_PROXY`, ...): the engine leaves
+  them out of its layer cache's key, so a step that went through one team's
+  proxy would be reused as is by another team's identical step.
 
 The parser follows the Docker Engine's: parser directives (`# escape=`),
 comments, line continuations, JSON and shell forms, and `$VAR`, `${VAR}`,
@@ -63,6 +66,9 @@ _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://|^git@", re.IGNORECASE)
 _DIRECTIVE = re.compile(r"^#\s*([A-Za-z][A-Za-z0-9_-]*)\s*=\s*(.*?)\s*$")
 _NAME = re.compile(r"[A-Za-z0-9_]")
 _REFUSED_RUN_OPTIONS = ("--mount", "--network", "--security")
+# Build arguments the engine leaves out of its layer cache's key: a step built
+# through one team's proxy would be reused by another team's identical step.
+PROXY_ARGS = ("HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "ALL_PROXY")
 
 
 class DockerfileRefused(BuildError):
@@ -452,6 +458,14 @@ def check(text: str, policy: Policy, *, build_args: dict[str, str] | None = None
     """Refuses (DockerfileRefused) what the Dockerfile may not do; returns the
     images it builds on, as written after its variables were replaced."""
     build_args = {str(name): str(value) for name, value in (build_args or {}).items()}
+    proxies = sorted(name for name in build_args if name.upper() in PROXY_ARGS)
+    if proxies:
+        raise DockerfileRefused(
+            f"hakobune.toml sets the build argument {', '.join(proxies)}. Hakobune's builds take no proxy from an "
+            "app: the Docker Engine leaves proxy settings out of its build cache, so a step built through your proxy "
+            "could be reused by another team's build. Remove it from [build_args]; builds reach package indexes "
+            "without one."
+        )
     found = instructions(text)
     global_args: dict = {}
     stages: list[_Stage] = []
