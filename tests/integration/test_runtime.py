@@ -14,7 +14,7 @@ import pytest
 from django.urls import reverse
 
 from hakobune.platform.accounts.services import create_team
-from hakobune.platform.services.models import Release, Service
+from hakobune.platform.services.models import DesiredState, Release, Service
 from hakobune.runtime.docker_local import LABEL_SERVICE, LABEL_TEAM
 from hakobune.worker import tasks
 from tests.conftest import APPS_DIR, archive_of
@@ -218,7 +218,7 @@ def test_an_idle_service_sleeps_and_its_next_request_wakes_it(login, owner, team
     tasks.scale_idle_to_zero()
 
     service.refresh_from_db()
-    assert service.desired_state == "sleeping"
+    assert service.desired_state == DesiredState.SLEEPING
     labels = [f"{LABEL_TEAM}={team.name}", f"{LABEL_SERVICE}=sleepy"]
     assert docker_client.containers.list(filters={"label": labels}) == []
     assert "asleep" in client.get(reverse("dashboard")).content.decode()
@@ -228,7 +228,7 @@ def test_an_idle_service_sleeps_and_its_next_request_wakes_it(login, owner, team
     woke_in = time.monotonic() - started
     assert answer.status_code == 200 and answer.text.startswith("Good morning"), answer.text
     service.refresh_from_db()
-    assert service.desired_state == "running"
+    assert service.desired_state == DesiredState.RUNNING
     assert len(docker_client.containers.list(filters={"label": labels})) == 1
     # Later requests go straight to the instance again, not through the waker.
     assert get_through_router(service.hostname).text.startswith("Good morning")

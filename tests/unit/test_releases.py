@@ -6,7 +6,7 @@ from django.urls import reverse
 
 from hakobune.platform.builds.models import Build, BuildStatus
 from hakobune.platform.builds.state import advance
-from hakobune.platform.services.models import Release, Service
+from hakobune.platform.services.models import DesiredState, Release, Service
 from hakobune.platform.services.services import ServiceActionError, create_service, deploy_service, rollback, scale
 from hakobune.runtime.base import ServiceRef
 from hakobune.worker import tasks
@@ -95,9 +95,9 @@ def test_who_may_roll_back_scale_stop_and_delete(login, owner, developer, viewer
     delete = reverse("service_delete", args=["acme", "hello"])
     assert login(developer).post(delete, {"confirm_name": "hello"}).status_code == 403
     login(owner).post(delete, {"confirm_name": "wrong"})
-    assert Service.objects.get(id=service.id).desired_state == "running"
+    assert Service.objects.get(id=service.id).desired_state == DesiredState.RUNNING
     assert login(owner).post(delete, {"confirm_name": "hello"}).status_code == 302
-    assert Service.objects.get(id=service.id).desired_state == "deleted"
+    assert Service.objects.get(id=service.id).desired_state == DesiredState.DELETED
     assert login(owner).get(reverse("service_detail", args=["acme", "hello"])).status_code == 404
 
 
@@ -106,7 +106,7 @@ def test_stop_and_start_reach_the_backend(login, developer, service, owner, dumm
     client = login(developer)
     client.post(reverse("service_stop", args=["acme", "hello"]))
     service.refresh_from_db()
-    assert service.desired_state == "stopped"
+    assert service.desired_state == DesiredState.STOPPED
     assert b"stopped" in client.get(reverse("dashboard")).content
     client.post(reverse("service_start", args=["acme", "hello"]))
     assert [name for name, _ in dummy_backend.calls][-2:] == ["stop", "start"]

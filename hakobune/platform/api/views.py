@@ -35,7 +35,7 @@ from hakobune.platform.accounts.tokens import create_api_token
 from hakobune.platform.builds.models import Build, BuildStatus
 from hakobune.platform.services.backends import backend_for
 from hakobune.platform.services.forms import ArchiveField
-from hakobune.platform.services.models import Service
+from hakobune.platform.services.models import DesiredState, Service
 from hakobune.platform.services.services import (
     ServiceActionError,
     create_service,
@@ -80,7 +80,7 @@ def _service(request, team, service) -> tuple[Membership, Service]:
     membership = membership_or_404(request.user, team)
     found = (
         Service.objects.select_related("team", "live_release__build")
-        .exclude(desired_state="deleted")
+        .exclude(desired_state=DesiredState.DELETED)
         .filter(team=membership.team, name=service)
         .first()
     )
@@ -314,7 +314,7 @@ class MemberView(APIView):
 
 
 def _services_of(team):
-    return team.services.exclude(desired_state="deleted").select_related("team", "live_release__build")
+    return team.services.exclude(desired_state=DesiredState.DELETED).select_related("team", "live_release__build")
 
 
 class ServicesView(APIView):
@@ -436,7 +436,7 @@ def _build(request, build_id) -> Build:
     build = (
         Build.objects.select_related("service__team")
         .filter(id=build_id, service__team__memberships__user=request.user)
-        .exclude(service__desired_state="deleted")
+        .exclude(service__desired_state=DesiredState.DELETED)
         .first()
     )
     if build is None:

@@ -17,7 +17,7 @@ from hakobune.runtime.base import ServiceRef
 from hakobune.worker.tasks import deploy_lock, deploy_spec, redis_client
 
 from .backends import backend_for
-from .models import Release, Service
+from .models import DesiredState, Release, Service
 
 logger = logging.getLogger(__name__)
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
@@ -41,7 +41,8 @@ def service_for_hostname(hostname: str) -> Service | None:
             query |= Q(name=label[:index], team__name=label[index + 1 :])
     if not query:
         return None
-    return Service.objects.select_related("team", "live_release").exclude(desired_state="deleted").filter(query).first()
+    services = Service.objects.select_related("team", "live_release").exclude(desired_state=DesiredState.DELETED)
+    return services.filter(query).first()
 
 
 def note_traffic(log_path: str) -> int:
@@ -85,7 +86,7 @@ def note_traffic(log_path: str) -> int:
 def idle_services(now=None):
     now = now or timezone.now()
     candidates = Service.objects.filter(
-        scale_to_zero=True, desired_state="running", live_release__status=Release.Status.LIVE, public=True
+        scale_to_zero=True, desired_state=DesiredState.RUNNING, live_release__status=Release.Status.LIVE, public=True
     ).select_related("team", "live_release")
     for service in candidates:
         last = max(filter(None, [service.last_request_at, service.live_release.live_at]), default=None)
@@ -97,7 +98,7 @@ def put_to_sleep(service: Service) -> None:
     backend = backend_for(service)
     if "scale_to_zero" not in backend.capabilities:
         return
-    Service.objects.filter(id=service.id, desired_state="running").update(desired_state="sleeping")
+    Service.objects.filter(id=service.id, desired_state=DesiredState.RUNNING).update(desired_state=DesiredState.SLEEPING)
     backend.sleep(ServiceRef(service.team.name, service.name), service.hostname, service.aliases)
     logger.info("%s scaled to zero after %s idle minutes", service, service.idle_minutes)
 
@@ -108,7 +109,7 @@ def wake(service: Service) -> list[str]:
     instances."""
     with deploy_lock(service.id):
         upstreams = backend_for(service).wake(deploy_spec(service, service.live_release))
-        Service.objects.filter(id=service.id).update(desired_state="running", last_request_at=timezone.now())
+        Service.objects.filter(id=service.id).update(desired_state=DesiredState.RUNNING, last_request_at=timezone.now())
     return upstreams
 
 

@@ -17,7 +17,7 @@ from hakobune.platform.governance.quotas import limits_of, usage_of
 
 from .backends import backend_for
 from .forms import DeployForm, NewServiceForm, ServiceSettingsForm
-from .models import Service
+from .models import DesiredState, Service
 from .services import (
     ServiceActionError,
     create_service,
@@ -45,28 +45,11 @@ LOG_PAGE_LINES = 2000
 def _service_or_404(request, team_name, service_name):
     membership = membership_or_404(request.user, team_name)
     service = get_object_or_404(
-        Service.objects.select_related("team", "live_release").exclude(desired_state="deleted"),
+        Service.objects.select_related("team", "live_release").exclude(desired_state=DesiredState.DELETED),
         team=membership.team,
         name=service_name,
     )
     return membership, service
-
-
-def service_status(service, latest_build):
-    """One word for a service, as the dashboard shows it."""
-    if latest_build and latest_build.status == "reviewing":
-        return "in review"
-    if latest_build and latest_build.in_progress:
-        return "deploying"
-    if service.live_release_id and service.desired_state == "stopped":
-        return "stopped"
-    if service.live_release_id and service.desired_state == "sleeping":
-        return "asleep"
-    if service.live_release_id:
-        return "live"
-    if latest_build and latest_build.status == "failed":
-        return "failed"
-    return "new"
 
 
 @login_required
@@ -74,9 +57,9 @@ def dashboard(request):
     teams = []
     for team in teams_of(request.user):
         services = []
-        for service in team.services.select_related("live_release").exclude(desired_state="deleted"):
+        for service in team.services.select_related("live_release").exclude(desired_state=DesiredState.DELETED):
             latest = service.builds.first()
-            services.append({"service": service, "latest_build": latest, "status": service_status(service, latest)})
+            services.append({"service": service, "latest_build": latest, "status": service.status_word(latest)})
         teams.append({"team": team, "services": services, "usage": usage_of(team), "limits": limits_of(team)})
     return render(request, "services/dashboard.html", {"teams": teams})
 
@@ -144,7 +127,7 @@ def service_detail(request, team, service):
                 "concurrency": service.concurrency, "request_timeout": service.request_timeout,
                 "ingress": service.ingress,
             }),
-            "status": service_status(service, latest),
+            "status": service.status_word(latest),
             "deploy_form": DeployForm(),
             "webhook_url": request.build_absolute_uri(reverse("git_webhook", args=[service.webhook_id])),
             "deliveries": service.webhook_deliveries.all()[:5],
@@ -449,7 +432,7 @@ def wake_service(request, path=""):
     service = scaling.service_for_hostname(request.get_host().rsplit(":", 1)[0].lower())
     if service is None or service.live_release is None:
         raise Http404("No service lives at this address.")
-    if service.desired_state == "stopped":
+    if service.is_stopped:
         return HttpResponse("This service is stopped by its team.\n", status=503, content_type="text/plain")
     try:
         upstreams = scaling.wake(service)
@@ -720,7 +703,7 @@ def cloud_run_settings(request, team=None):
     effective, _ = layered_options(base, team_obj)
     teams = [
         {"team": t, "settings": getattr(t, "cloud_run_settings", None),
-         "services": t.services.filter(target=alias).exclude(desired_state="deleted").count()}
+         "services": t.services.filter(target=alias).exclude(desired_state=DesiredState.DELETED).count()}
         for t in Team.objects.select_related("cloud_run_settings").order_by("name")
     ]
     return render(request, "services/cloud_run.html", {
