@@ -2,19 +2,21 @@ from pathlib import PurePosixPath
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from hakobune.platform.accounts.permissions import membership_or_404, staff_or_403, teams_of
+from hakobune.platform.accounts.models import Role
+from hakobune.platform.accounts.permissions import member_of, staff_or_403, teams_of
 from hakobune.platform.builds.models import Build
 from hakobune.runtime.base import RuntimeBackendError, ServiceRef
 
 from hakobune.platform.governance.quotas import limits_of, usage_of
 
+from .access import service_for
 from .backends import backend_for
 from .forms import DeployForm, NewServiceForm, ServiceSettingsForm
 from .models import DesiredState, Service
@@ -42,16 +44,6 @@ from .webhooks import receive_push
 LOG_PAGE_LINES = 2000
 
 
-def _service_or_404(request, team_name, service_name):
-    membership = membership_or_404(request.user, team_name)
-    service = get_object_or_404(
-        Service.objects.select_related("team", "live_release").exclude(desired_state=DesiredState.DELETED),
-        team=membership.team,
-        name=service_name,
-    )
-    return membership, service
-
-
 @login_required
 def dashboard(request):
     teams = []
@@ -66,9 +58,7 @@ def dashboard(request):
 
 @login_required
 def service_new(request, team):
-    membership = membership_or_404(request.user, team)
-    if not membership.can_deploy:
-        raise PermissionDenied("Viewers cannot create services.")
+    membership = member_of(request.user, team, Role.DEVELOPER, "create services")
     posted = request.method == "POST"
     form = NewServiceForm(request.POST if posted else None, request.FILES if posted else None)
     refusal = upload_refusal(request)
@@ -100,7 +90,7 @@ def service_new(request, team):
 
 @login_required
 def service_detail(request, team, service):
-    membership, service = _service_or_404(request, team, service)
+    membership, service = service_for(request.user, team, service)
     builds = list(service.builds.all()[:10])
     latest = builds[0] if builds else None
     releases = list(service.releases.select_related("build")[:10])
@@ -116,7 +106,7 @@ def service_detail(request, team, service):
             "log_lines": _log_lines(latest),
             "releases": releases,
             "traffic_error": traffic_error,
-            "is_owner": membership.role == "owner",
+            "is_owner": membership.is_owner,
             "settings_form": ServiceSettingsForm(service=service, initial={
                 "cpu": service.cpu, "memory_mb": service.memory_mb, "port": service.port,
                 "health_check_path": service.health_check_path, "public": service.public,
@@ -155,9 +145,7 @@ def _mark_traffic(service, releases) -> str:
 @login_required
 @require_POST
 def service_deploy(request, team, service):
-    membership, service = _service_or_404(request, team, service)
-    if not membership.can_deploy:
-        raise PermissionDenied("Viewers cannot deploy.")
+    _, service = service_for(request.user, team, service, Role.DEVELOPER, "deploy")
     form = DeployForm(request.POST, request.FILES)
     refusal = upload_refusal(request)
     if refusal:
@@ -185,9 +173,7 @@ def service_deploy(request, team, service):
 @require_POST
 def build_redeploy(request, team, service, number):
     """Builds and deploys an earlier deploy's source snapshot again."""
-    membership, service = _service_or_404(request, team, service)
-    if not membership.can_deploy:
-        raise PermissionDenied("Viewers cannot deploy.")
+    _, service = service_for(request.user, team, service, Role.DEVELOPER, "deploy")
     build = get_object_or_404(Build, service=service, number=number)
     try:
         new = redeploy_build(build=build, created_by=request.user)
@@ -198,17 +184,10 @@ def build_redeploy(request, team, service, number):
     return redirect("service_detail", team=team, service=service.name)
 
 
-def _deployer_or_403(request, team, service):
-    membership, service = _service_or_404(request, team, service)
-    if not membership.can_deploy:
-        raise PermissionDenied("Viewers cannot change services.")
-    return membership, service
-
-
 @login_required
 @require_POST
 def release_rollback(request, team, service, number):
-    _, service = _deployer_or_403(request, team, service)
+    _, service = service_for(request.user, team, service, Role.DEVELOPER)
     target = get_object_or_404(service.releases, number=number)
     try:
         release = rollback(service=service, to_release=target, created_by=request.user)
@@ -222,7 +201,7 @@ def release_rollback(request, team, service, number):
 @login_required
 @require_POST
 def service_scale(request, team, service):
-    _, service = _deployer_or_403(request, team, service)
+    _, service = service_for(request.user, team, service, Role.DEVELOPER)
     try:
         instances = int(request.POST.get("instances", ""))
         scale(service=service, instances=instances, created_by=request.user)
@@ -240,7 +219,7 @@ def service_scale(request, team, service):
 def service_settings(request, team, service):
     """Resources, port and health check (a new release of the live image), and
     the start and build commands (from the next deploy)."""
-    _, service = _deployer_or_403(request, team, service)
+    _, service = service_for(request.user, team, service, Role.DEVELOPER)
     form = ServiceSettingsForm(request.POST, service=service)
     if not form.is_valid():
         for field, errors in form.errors.items():
@@ -277,7 +256,7 @@ def service_settings(request, team, service):
 @login_required
 @require_POST
 def service_domains(request, team, service):
-    _, service = _deployer_or_403(request, team, service)
+    _, service = service_for(request.user, team, service, Role.DEVELOPER)
     hostname = request.POST.get("hostname", "")
     try:
         if request.POST.get("remove"):
@@ -296,7 +275,7 @@ def service_domains(request, team, service):
 def service_restart(request, team, service):
     """Restarts the live release's instances one by one (a new release of the
     same image, so the old instances serve until the new ones answer)."""
-    _, service = _deployer_or_403(request, team, service)
+    _, service = service_for(request.user, team, service, Role.DEVELOPER)
     try:
         release = restart_service(service=service, created_by=request.user)
     except ServiceActionError as exc:
@@ -309,7 +288,7 @@ def service_restart(request, team, service):
 @login_required
 @require_POST
 def service_sleep_settings(request, team, service):
-    _, service = _deployer_or_403(request, team, service)
+    _, service = service_for(request.user, team, service, Role.DEVELOPER)
     try:
         idle_minutes = int(request.POST.get("idle_minutes") or service.idle_minutes)
         set_scale_to_zero(service=service, enabled=request.POST.get("scale_to_zero") == "on",
@@ -326,7 +305,7 @@ def service_sleep_settings(request, team, service):
 @login_required
 @require_POST
 def service_power(request, team, service, action):
-    _, service = _deployer_or_403(request, team, service)
+    _, service = service_for(request.user, team, service, Role.DEVELOPER)
     try:
         if action == "stop":
             stop_service(service=service, created_by=request.user)
@@ -342,9 +321,7 @@ def service_power(request, team, service, action):
 @login_required
 @require_POST
 def service_delete(request, team, service):
-    membership, service = _service_or_404(request, team, service)
-    if membership.role != "owner":
-        raise PermissionDenied("Only the team's owners can delete a service.")
+    _, service = service_for(request.user, team, service, Role.OWNER, "delete a service")
     if request.POST.get("confirm_name") != service.name:
         messages.error(request, f"Type the service's name, {service.name}, to delete it.")
         return redirect("service_detail", team=team, service=service.name)
@@ -357,7 +334,7 @@ def service_delete(request, team, service):
 @require_POST
 def service_env(request, team, service):
     """Sets one variable (key, value) or unsets one (unset=key)."""
-    _, service = _deployer_or_403(request, team, service)
+    _, service = service_for(request.user, team, service, Role.DEVELOPER)
     key = (request.POST.get("unset") or request.POST.get("key") or "").strip()
     try:
         if request.POST.get("unset"):
@@ -388,7 +365,7 @@ def build_dockerfile(request, team, service, number):
 
     from hakobune.worker.buildpacks import BuildPlan, eject
 
-    _, service = _service_or_404(request, team, service)
+    _, service = service_for(request.user, team, service)
     build = get_object_or_404(Build, service=service, number=number)
     if not build.plan:
         raise Http404("This deploy has no plan yet: its source was not detected.")
@@ -410,7 +387,7 @@ def build_dockerfile(request, team, service, number):
 @login_required
 def build_source(request, team, service, number):
     """The source snapshot a deploy was built from."""
-    _, service = _service_or_404(request, team, service)
+    _, service = service_for(request.user, team, service)
     build = get_object_or_404(Build, service=service, number=number)
     if not build.source_archive:
         raise Http404("This deploy has no source snapshot.")
@@ -460,7 +437,7 @@ def git_webhook(request, webhook_id):
 
 @login_required
 def build_detail(request, team, service, number):
-    membership, service = _service_or_404(request, team, service)
+    membership, service = service_for(request.user, team, service)
     build = get_object_or_404(Build, service=service, number=number)
     plan_steps, plan_notes = [], []
     if build.plan:
@@ -486,7 +463,7 @@ def build_detail(request, team, service, number):
 @login_required
 def build_log(request, team, service, number):
     """New log lines after ?after=<line id>, for the live log on the page."""
-    _, service = _service_or_404(request, team, service)
+    _, service = service_for(request.user, team, service)
     build = get_object_or_404(Build, service=service, number=number)
     try:
         after = int(request.GET.get("after", 0))
@@ -502,7 +479,7 @@ def build_log(request, team, service, number):
 
 @login_required
 def build_status(request, team, service, number):
-    _, service = _service_or_404(request, team, service)
+    _, service = service_for(request.user, team, service)
     build = get_object_or_404(Build, service=service, number=number)
     return render(request, "services/_build_status.html", {"build": build, "service": service})
 
@@ -511,7 +488,7 @@ def build_status(request, team, service, number):
 def runtime_status(request, team, service):
     """The instances as the runtime sees them now: running, stopped, or in a
     crash loop (with the exit code and OOM kills)."""
-    _, service = _service_or_404(request, team, service)
+    _, service = service_for(request.user, team, service)
     try:
         status = backend_for(service).status(ServiceRef(service.team.name, service.name))
     except RuntimeBackendError as exc:
@@ -524,7 +501,7 @@ def runtime_status(request, team, service):
 
 @login_required
 def runtime_logs(request, team, service):
-    _, service = _service_or_404(request, team, service)
+    _, service = service_for(request.user, team, service)
     if not service.live_release_id:
         raise Http404("This service is not running.")
     try:
@@ -550,7 +527,7 @@ def service_metrics(request, team, service):
     from hakobune.frontend.charts import build_charts
     from hakobune.platform.observability.collectors import history
 
-    _, service = _service_or_404(request, team, service)
+    _, service = service_for(request.user, team, service)
     chosen = request.GET.get("range", "1h")
     seconds = METRIC_RANGES.get(chosen, METRIC_RANGES["1h"])
     until = timezone.now()
@@ -576,7 +553,7 @@ def service_traffic(request, team, service):
     """Splits requests between releases by percentage (fields v<number>)."""
     from .services import split_traffic
 
-    _, service = _deployer_or_403(request, team, service)
+    _, service = service_for(request.user, team, service, Role.DEVELOPER)
     percents = {}
     for key, value in request.POST.items():
         if key.startswith("v") and key[1:].isdigit():
