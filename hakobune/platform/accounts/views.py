@@ -22,7 +22,7 @@ def team_new(request):
             form.add_error("name", "That team name is taken. Choose another.")
         else:
             messages.success(request, f"Team {team.name} created. You are its owner.")
-            return redirect("dashboard")
+            return redirect("services:dashboard")
     return render(request, "accounts/team_new.html", {"form": form})
 
 
@@ -36,7 +36,7 @@ def password_change(request):
         update_session_auth_hash(request, user)
         Profile.objects.filter(user=user).update(must_change_password=False)
         messages.success(request, "Your password is changed.")
-        return redirect("dashboard")
+        return redirect("services:dashboard")
     return render(request, "accounts/password_change.html", {"form": form, "first_time": first_time})
 
 
@@ -64,4 +64,4 @@ def api_token_revoke(request, token_id):
     token = get_object_or_404(request.user.api_tokens, id=token_id)
     revoke_api_token(token=token)
     messages.success(request, f"The token {token.name} is revoked; it no longer works.")
-    return redirect("api_tokens")
+    return redirect("accounts:api_tokens")

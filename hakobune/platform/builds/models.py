@@ -28,6 +28,10 @@ IN_PROGRESS = (
 FINISHED = (BuildStatus.LIVE, BuildStatus.FAILED, BuildStatus.CANCELLED)
 
 
+# The most build log lines one page or one poll of the portal shows.
+LOG_PAGE_LINES = 2000
+
+
 def source_upload_path(build, filename):
     return f"sources/{build.service.team.name}/{build.service.name}/{filename}"
 
@@ -77,6 +81,10 @@ class Build(models.Model):
             commit = f" @ {self.git_commit[:10]}" if self.git_commit else ""
             return f"{self.git_ref}{commit}"
         return self.source_filename or "archive"
+
+    def log_page(self, after: int = 0) -> list[tuple[int, str]]:
+        """(id, text) of up to LOG_PAGE_LINES log lines after the line id `after`."""
+        return list(self.log_lines.filter(id__gt=after).values_list("id", "text")[:LOG_PAGE_LINES])
 
     @property
     def duration(self):

@@ -54,7 +54,7 @@ def team_policy(request, team):
         saved.save()
         messages.success(request, f"Saved team {team}'s quota. Services that already hold more keep running; "
                                   "they cannot grow until they are under it.")
-        return redirect("governance")
+        return redirect("governance:quotas")
     return render(request, "governance/team_policy.html", {"team": team, "form": form, "usage": usage_of(team),
                                                            "limits": limits_of(team)})
 
@@ -76,4 +76,4 @@ def review_service(request, service_id, decision):
             messages.success(request, f"Did not approve {service}; the team sees why.")
     except ReviewError as exc:
         messages.error(request, str(exc))
-    return redirect("governance")
+    return redirect("governance:quotas")
