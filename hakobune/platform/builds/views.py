@@ -8,12 +8,12 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_POST
 
 from hakobune.platform.accounts.models import Role
 from hakobune.platform.accounts.permissions import staff_or_403
 from hakobune.platform.services.access import service_for
-from hakobune.platform.services.services import ServiceActionError, redeploy_build, services_on_stack
+from hakobune.platform.services.decorators import service_action
+from hakobune.platform.services.services import redeploy_build, services_on_stack
 from hakobune.worker.buildpacks import BuildPlan, eject
 
 from .models import LOG_PAGE_LINES, Build
@@ -100,18 +100,12 @@ def build_source(request, team, service, number):
     )
 
 
-@login_required
-@require_POST
-def build_redeploy(request, team, service, number):
+@service_action(doing="deploy")
+def build_redeploy(request, service, number):
     """Builds and deploys an earlier deploy's source snapshot again."""
-    _, service, build = build_for(request.user, team, service, number, Role.DEVELOPER, "deploy")
-    try:
-        new = redeploy_build(build=build, created_by=request.user)
-    except ServiceActionError as exc:
-        messages.error(request, str(exc))
-    else:
-        messages.success(request, f"Deploying the source of #{build.number} again, as #{new.number}.")
-    return redirect("services:detail", team=team, service=service.name)
+    build = get_object_or_404(Build, service=service, number=number)
+    new = redeploy_build(build=build, created_by=request.user)
+    return f"Deploying the source of #{build.number} again, as #{new.number}."
 
 
 @login_required

@@ -7,7 +7,6 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_POST
 
 from hakobune.platform.accounts.models import Role
 from hakobune.platform.accounts.permissions import member_of, teams_of
@@ -15,6 +14,7 @@ from hakobune.platform.governance.quotas import limits_of, usage_of
 from hakobune.runtime.base import RuntimeBackendError
 
 from .access import service_for
+from .decorators import service_action
 from .forms import DeployForm, NewServiceForm, ServiceSettingsForm
 from .models import DesiredState, Service
 from .services import (
@@ -136,225 +136,151 @@ def _mark_traffic(service, releases) -> str:
     return ""
 
 
-@login_required
-@require_POST
-def service_deploy(request, team, service):
-    _, service = service_for(request.user, team, service, Role.DEVELOPER, "deploy")
-    form = DeployForm(request.POST, request.FILES)
+@service_action(doing="deploy")
+def service_deploy(request, service):
     refusal = upload_refusal(request)
     if refusal:
-        messages.error(request, refusal)
-    elif form.is_valid():
-        try:
-            deploy_service(
-                service=service,
-                source_file=form.cleaned_data["source"] or None,
-                git_ref=form.cleaned_data["git_ref"],
-                created_by=request.user,
-            )
-        except ServiceActionError as exc:
-            messages.error(request, str(exc))
-        else:
-            messages.success(request, "Deploy started.")
-    else:
+        raise ServiceActionError(refusal)
+    form = DeployForm(request.POST, request.FILES)
+    if not form.is_valid():
         for errors in form.errors.values():
             for error in errors:
                 messages.error(request, error)
-    return redirect("services:detail", team=team, service=service.name)
+        return None
+    deploy_service(
+        service=service,
+        source_file=form.cleaned_data["source"] or None,
+        git_ref=form.cleaned_data["git_ref"],
+        created_by=request.user,
+    )
+    return "Deploy started."
 
 
-@login_required
-@require_POST
-def release_rollback(request, team, service, number):
-    _, service = service_for(request.user, team, service, Role.DEVELOPER)
+@service_action()
+def release_rollback(request, service, number):
     target = get_object_or_404(service.releases, number=number)
-    try:
-        release = rollback(service=service, to_release=target, created_by=request.user)
-    except ServiceActionError as exc:
-        messages.error(request, str(exc))
-    else:
-        messages.success(request, f"Rolling back to v{target.number} as v{release.number}; no rebuild needed.")
-    return redirect("services:detail", team=team, service=service.name)
+    release = rollback(service=service, to_release=target, created_by=request.user)
+    return f"Rolling back to v{target.number} as v{release.number}; no rebuild needed."
 
 
-@login_required
-@require_POST
-def service_scale(request, team, service):
-    _, service = service_for(request.user, team, service, Role.DEVELOPER)
-    try:
-        instances = int(request.POST.get("instances", ""))
-        scale(service=service, instances=instances, created_by=request.user)
-    except ValueError:
-        messages.error(request, "Give the number of instances as a whole number from 1 to 10.")
-    except ServiceActionError as exc:
-        messages.error(request, str(exc))
-    else:
-        messages.success(request, f"Scaling to {instances} instance{'s' if instances != 1 else ''}.")
-    return redirect("services:detail", team=team, service=service.name)
+@service_action()
+def service_scale(request, service):
+    instances = _whole_number(request.POST.get("instances", ""), "Give the number of instances as a whole number from 1 to 10.")
+    scale(service=service, instances=instances, created_by=request.user)
+    return f"Scaling to {instances} instance{'s' if instances != 1 else ''}."
 
 
-@login_required
-@require_POST
-def service_settings(request, team, service):
+@service_action()
+def service_settings(request, service):
     """Resources, port and health check (a new release of the live image), and
     the start and build commands (from the next deploy)."""
-    _, service = service_for(request.user, team, service, Role.DEVELOPER)
     form = ServiceSettingsForm(request.POST, service=service)
     if not form.is_valid():
         for field, errors in form.errors.items():
             for error in errors:
                 messages.error(request, f"{form.fields[field].label if field in form.fields else field}: {error}")
-        return redirect("services:detail", team=team, service=service.name)
+        return None
     data = form.cleaned_data
     commands = {"start_command": data["start_command"].strip(), "build_command": data["build_command"].strip()}
     if "cloud_builder" in data:
         commands["cloud_builder"] = data["cloud_builder"]
     commands_changed = any(getattr(service, name) != value for name, value in commands.items())
     Service.objects.filter(id=service.id).update(**commands)
-    try:
-        scaling = {
-            name: data[name] for name in ("min_instances", "max_instances", "concurrency", "request_timeout", "ingress")
-            if name in data
-        }
-        release = update_settings(
-            service=service, created_by=request.user, cpu=data["cpu"], memory_mb=data["memory_mb"],
-            port=data["port"], health_check_path=data["health_check_path"], public=data["public"], **scaling,
-        )
-    except ServiceActionError as exc:
-        messages.error(request, str(exc))
-    else:
-        said = []
-        if release is not None:
-            said.append(f"v{release.number} starts with the new settings")
-        if commands_changed:
-            said.append("the build settings apply from the next deploy")
-        messages.success(request, "Saved" + (f": {'; '.join(said)}." if said else "."))
-    return redirect("services:detail", team=team, service=service.name)
+    scaling = {
+        name: data[name] for name in ("min_instances", "max_instances", "concurrency", "request_timeout", "ingress")
+        if name in data
+    }
+    release = update_settings(
+        service=service, created_by=request.user, cpu=data["cpu"], memory_mb=data["memory_mb"],
+        port=data["port"], health_check_path=data["health_check_path"], public=data["public"], **scaling,
+    )
+    said = []
+    if release is not None:
+        said.append(f"v{release.number} starts with the new settings")
+    if commands_changed:
+        said.append("the build settings apply from the next deploy")
+    return "Saved" + (f": {'; '.join(said)}." if said else ".")
 
 
-@login_required
-@require_POST
-def service_domains(request, team, service):
-    _, service = service_for(request.user, team, service, Role.DEVELOPER)
+@service_action()
+def service_domains(request, service):
     hostname = request.POST.get("hostname", "")
-    try:
-        if request.POST.get("remove"):
-            remove_domain(service=service, hostname=hostname, created_by=request.user)
-            messages.success(request, f"{hostname} no longer leads to {service.name}.")
-        else:
-            domain = add_domain(service=service, hostname=hostname, created_by=request.user)
-            messages.success(request, f"{domain.hostname} now leads to {service.name} once its DNS points at this host.")
-    except ServiceActionError as exc:
-        messages.error(request, str(exc))
-    return redirect("services:detail", team=team, service=service.name)
+    if request.POST.get("remove"):
+        remove_domain(service=service, hostname=hostname, created_by=request.user)
+        return f"{hostname} no longer leads to {service.name}."
+    domain = add_domain(service=service, hostname=hostname, created_by=request.user)
+    return f"{domain.hostname} now leads to {service.name} once its DNS points at this host."
 
 
-@login_required
-@require_POST
-def service_restart(request, team, service):
+@service_action()
+def service_restart(request, service):
     """Restarts the live release's instances one by one (a new release of the
     same image, so the old instances serve until the new ones answer)."""
-    _, service = service_for(request.user, team, service, Role.DEVELOPER)
-    try:
-        release = restart_service(service=service, created_by=request.user)
-    except ServiceActionError as exc:
-        messages.error(request, str(exc))
-    else:
-        messages.success(request, f"Restarting as v{release.number}; the running instances serve until it answers.")
-    return redirect("services:detail", team=team, service=service.name)
+    release = restart_service(service=service, created_by=request.user)
+    return f"Restarting as v{release.number}; the running instances serve until it answers."
 
 
-@login_required
-@require_POST
-def service_sleep_settings(request, team, service):
-    _, service = service_for(request.user, team, service, Role.DEVELOPER)
-    try:
-        idle_minutes = int(request.POST.get("idle_minutes") or service.idle_minutes)
-        set_scale_to_zero(service=service, enabled=request.POST.get("scale_to_zero") == "on",
-                          idle_minutes=idle_minutes, created_by=request.user)
-    except ValueError:
-        messages.error(request, "Give the idle minutes as a whole number.")
-    except (ServiceActionError, RuntimeBackendError) as exc:
-        messages.error(request, getattr(exc, "message", None) or str(exc))
-    else:
-        messages.success(request, "Saved.")
-    return redirect("services:detail", team=team, service=service.name)
+@service_action()
+def service_sleep_settings(request, service):
+    idle_minutes = _whole_number(request.POST.get("idle_minutes") or service.idle_minutes,
+                                 "Give the idle minutes as a whole number.")
+    set_scale_to_zero(service=service, enabled=request.POST.get("scale_to_zero") == "on",
+                      idle_minutes=idle_minutes, created_by=request.user)
+    return "Saved."
 
 
-@login_required
-@require_POST
-def service_power(request, team, service, action):
-    _, service = service_for(request.user, team, service, Role.DEVELOPER)
-    try:
-        if action == "stop":
-            stop_service(service=service, created_by=request.user)
-            messages.success(request, "Stopped. Its address answers again when you start it.")
-        else:
-            start_service(service=service, created_by=request.user)
-            messages.success(request, "Started.")
-    except RuntimeBackendError as exc:
-        messages.error(request, exc.message)
-    return redirect("services:detail", team=team, service=service.name)
+@service_action()
+def service_power(request, service, action):
+    if action == "stop":
+        stop_service(service=service, created_by=request.user)
+        return "Stopped. Its address answers again when you start it."
+    start_service(service=service, created_by=request.user)
+    return "Started."
 
 
-@login_required
-@require_POST
-def service_delete(request, team, service):
-    _, service = service_for(request.user, team, service, Role.OWNER, "delete a service")
+@service_action(need=Role.OWNER, doing="delete a service")
+def service_delete(request, service):
     if request.POST.get("confirm_name") != service.name:
-        messages.error(request, f"Type the service's name, {service.name}, to delete it.")
-        return redirect("services:detail", team=team, service=service.name)
+        raise ServiceActionError(f"Type the service's name, {service.name}, to delete it.")
     delete_service(service=service, created_by=request.user)
     messages.success(request, f"{service.name} is being deleted: its instances, address and images.")
     return redirect("services:dashboard")
 
 
-@login_required
-@require_POST
-def service_env(request, team, service):
+@service_action(anchor="env")
+def service_env(request, service):
     """Sets one variable (key, value) or unsets one (unset=key)."""
-    _, service = service_for(request.user, team, service, Role.DEVELOPER)
     key = (request.POST.get("unset") or request.POST.get("key") or "").strip()
-    try:
-        if request.POST.get("unset"):
-            release = set_env(service=service, values={}, unset=[key], created_by=request.user)
-            done = f"{key} is unset"
-        elif request.POST.get("secret", "").strip():
-            if request.POST.get("value"):
-                raise ServiceActionError(f"Give {key} a value or a secret, not both.")
-            secret = request.POST["secret"].strip()
-            release = set_env(service=service, values={}, unset=[], secrets={key: secret}, created_by=request.user)
-            done = f"{key} comes from Secret Manager"
-        else:
-            release = set_env(service=service, values={key: request.POST.get("value", "")}, unset=[], created_by=request.user)
-            done = f"{key} is set"
-    except ServiceActionError as exc:
-        messages.error(request, str(exc))
+    secret = request.POST.get("secret", "").strip()
+    if request.POST.get("unset"):
+        release = set_env(service=service, values={}, unset=[key], created_by=request.user)
+        done = f"{key} is unset"
+    elif secret:
+        if request.POST.get("value"):
+            raise ServiceActionError(f"Give {key} a value or a secret, not both.")
+        release = set_env(service=service, values={}, unset=[], secrets={key: secret}, created_by=request.user)
+        done = f"{key} comes from Secret Manager"
     else:
-        messages.success(request, f"{done}{f'; v{release.number} applies it' if release else ''}.")
-    return redirect(reverse("services:detail", args=[team, service.name]) + "#env")
+        release = set_env(service=service, values={key: request.POST.get("value", "")}, unset=[], created_by=request.user)
+        done = f"{key} is set"
+    return f"{done}{f'; v{release.number} applies it' if release else ''}."
 
 
-@login_required
-@require_POST
-def service_traffic(request, team, service):
+@service_action()
+def service_traffic(request, service):
     """Splits requests between releases by percentage (fields v<number>)."""
-    _, service = service_for(request.user, team, service, Role.DEVELOPER)
-    percents = {}
-    for key, value in request.POST.items():
-        if key.startswith("v") and key[1:].isdigit():
-            try:
-                percents[int(key[1:])] = int(value or 0)
-            except ValueError:
-                messages.error(request, f"Give {key}'s share as a whole number of percent.")
-                return redirect("services:detail", team=team, service=service.name)
+    percents = {
+        int(key[1:]): _whole_number(value or 0, f"Give {key}'s share as a whole number of percent.")
+        for key, value in request.POST.items()
+        if key.startswith("v") and key[1:].isdigit()
+    }
+    split_traffic(service=service, percents=percents, created_by=request.user)
+    shares = ", ".join(f"{p}% to v{n}" for n, p in sorted(percents.items()) if p)
+    return f"Requests now go {shares}."
+
+
+def _whole_number(value, refusal: str) -> int:
     try:
-        split_traffic(service=service, percents=percents, created_by=request.user)
-    except ServiceActionError as exc:
-        messages.error(request, str(exc))
-    else:
-        shares = ", ".join(f"{p}% to v{n}" for n, p in sorted(percents.items()) if p)
-        messages.success(request, f"Requests now go {shares}.")
-    return redirect("services:detail", team=team, service=service.name)
-
-
+        return int(value)
+    except ValueError:
+        raise ServiceActionError(refusal) from None
