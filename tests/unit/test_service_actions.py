@@ -60,3 +60,14 @@ def test_deleting_leads_to_the_dashboard(login, service, owner, queued_tasks):
     response = login(owner).post(reverse("services:delete", args=["acme", "hello"]), {"confirm_name": "hello"})
     assert response["Location"] == reverse("services:dashboard")
     assert said(response) == [("success", "hello is being deleted: its instances, address and images.")]
+
+
+def test_an_upload_over_the_cap_is_refused_in_words(login, service, developer, settings, queued_tasks):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    settings.SOURCE_MAX_ARCHIVE_BYTES = 1000
+    upload = SimpleUploadedFile("big.zip", b"\0" * 5000, content_type="application/zip")
+    response = login(developer).post(reverse("services:deploy", args=["acme", "hello"]), {"source": upload})
+    assert response["Location"] == PAGE
+    assert said(response)[-1][0] == "error" and said(response)[-1][1].startswith("The upload is larger than")
+    assert not service.builds.exists()

@@ -18,7 +18,7 @@ def require(membership: Membership, need: Role, doing: str) -> None:
     raise PermissionDenied(f"Viewers cannot {doing}. Ask an owner of {team} to make you a developer.")
 
 
-def member_of(user, team_name, need: Role = Role.VIEWER, doing: str = "change this team's services") -> Membership:
+def member_of(user, team_name, need: Role = Role.VIEWER, doing: str = "change services") -> Membership:
     """The user's membership of the named team, with at least the role `need`.
     An outsider gets the same 404 as for a team that does not exist, so team
     names do not leak."""

@@ -53,32 +53,38 @@ def dashboard(request):
 @login_required
 def service_new(request, team):
     membership = member_of(request.user, team, Role.DEVELOPER, "create services")
-    posted = request.method == "POST"
-    form = NewServiceForm(request.POST if posted else None, request.FILES if posted else None)
+    if request.method != "POST":
+        return _new_service_page(request, NewServiceForm(), membership)
+    form = NewServiceForm(request.POST, request.FILES)  # reading the upload notes a refusal
     refusal = upload_refusal(request)
-    if posted and refusal:
+    if refusal:
         form = NewServiceForm(initial={"name": request.POST.get("name", "")})
         form.refusal = refusal
-    elif request.method == "POST" and form.is_valid():
-        data = form.cleaned_data
-        from_git = data["source_kind"] == "git"
-        try:
-            service = create_service(
-                team=membership.team,
-                name=data["name"],
-                created_by=request.user,
-                source_subdir=data["source_subdir"],
-                git_url=data["git_url"] if from_git else "",
-                git_ref=data["git_ref"] if from_git else "",
-                git_token=data["git_token"] if from_git else "",
-                git_submodules=from_git and data["git_submodules"],
-                **({"target": data["target"]} if data.get("target") else {}),
-            )
-        except (ServiceActionError, ValidationError) as exc:
-            form.add_error("name", exc.messages[0] if isinstance(exc, ValidationError) else str(exc))
-        else:
-            deploy_service(service=service, source_file=None if from_git else data["source"], created_by=request.user)
-            return redirect("services:detail", team=team, service=service.name)
+        return _new_service_page(request, form, membership)
+    if not form.is_valid():
+        return _new_service_page(request, form, membership)
+    data = form.cleaned_data
+    from_git = data["source_kind"] == "git"
+    try:
+        service = create_service(
+            team=membership.team,
+            name=data["name"],
+            created_by=request.user,
+            source_subdir=data["source_subdir"],
+            git_url=data["git_url"] if from_git else "",
+            git_ref=data["git_ref"] if from_git else "",
+            git_token=data["git_token"] if from_git else "",
+            git_submodules=from_git and data["git_submodules"],
+            **({"target": data["target"]} if data.get("target") else {}),
+        )
+    except (ServiceActionError, ValidationError) as exc:
+        form.add_error("name", exc.messages[0] if isinstance(exc, ValidationError) else str(exc))
+        return _new_service_page(request, form, membership)
+    deploy_service(service=service, source_file=None if from_git else data["source"], created_by=request.user)
+    return redirect("services:detail", team=team, service=service.name)
+
+
+def _new_service_page(request, form, membership):
     return render(request, "services/service_new.html", {"form": form, "team": membership.team})
 
 
@@ -100,7 +106,6 @@ def service_detail(request, team, service):
             "log_lines": latest.log_page() if latest else [],
             "releases": releases,
             "traffic_error": traffic_error,
-            "is_owner": membership.is_owner,
             "settings_form": ServiceSettingsForm(service=service, initial={
                 "cpu": service.cpu, "memory_mb": service.memory_mb, "port": service.port,
                 "health_check_path": service.health_check_path, "public": service.public,
@@ -138,10 +143,10 @@ def _mark_traffic(service, releases) -> str:
 
 @service_action(doing="deploy")
 def service_deploy(request, service):
+    form = DeployForm(request.POST, request.FILES)  # reading the upload notes a refusal
     refusal = upload_refusal(request)
     if refusal:
         raise ServiceActionError(refusal)
-    form = DeployForm(request.POST, request.FILES)
     if not form.is_valid():
         for errors in form.errors.values():
             for error in errors:
