@@ -16,12 +16,12 @@ def service(team, owner, dummy_backend):
 
 def test_a_developer_adds_and_removes_a_domain_and_a_viewer_cannot(login, developer, viewer, outsider, service,
                                                                    queued_tasks):
-    url = reverse("service_domains", args=["acme", "shop"])
+    url = reverse("services:domains", args=["acme", "shop"])
     assert login(outsider).post(url, {"hostname": "www.shop.example"}).status_code == 404
     assert login(viewer).post(url, {"hostname": "www.shop.example"}).status_code == 403
     login(developer).post(url, {"hostname": "WWW.Shop.Example."})
     assert service.aliases == ("www.shop.example",)
-    page = login(developer).get(reverse("service_detail", args=["acme", "shop"])).content.decode()
+    page = login(developer).get(reverse("services:detail", args=["acme", "shop"])).content.decode()
     assert "www.shop.example" in page
     login(developer).post(url, {"hostname": "www.shop.example", "remove": "1"})
     assert service.aliases == ()

@@ -8,6 +8,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.db import models
 
 from hakobune.platform.accounts.models import Team, dns_label_validator
+from hakobune.platform.builds.status import BuildStatus
 from hakobune.runtime import release_config
 
 
@@ -29,6 +30,15 @@ def default_target():
 
 def new_webhook_secret():
     return secrets.token_hex(24)
+
+
+class DesiredState(models.TextChoices):
+    """What a service's team asked for; the reconciler makes the runtime match it."""
+
+    RUNNING = "running", "Running"
+    STOPPED = "stopped", "Stopped"
+    SLEEPING = "sleeping", "Asleep"
+    DELETED = "deleted", "Deleted"
 
 
 class SourceKind(models.TextChoices):
@@ -119,11 +129,7 @@ class Service(models.Model):
         "services.Release", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     # What the owner asked for; the reconciler makes the runtime match it.
-    desired_state = models.CharField(
-        max_length=16,
-        choices=[("running", "Running"), ("stopped", "Stopped"), ("sleeping", "Asleep"), ("deleted", "Deleted")],
-        default="running",
-    )
+    desired_state = models.CharField(max_length=16, choices=DesiredState.choices, default=DesiredState.RUNNING)
     # Scale to zero, like Cloud Run: after idle_minutes without a request the
     # instances stop; the next request wakes the service.
     scale_to_zero = models.BooleanField(default=False)
@@ -168,6 +174,30 @@ class Service(models.Model):
             errors.setdefault(problem.setting, problem.message)
         if errors:
             raise ValidationError(errors)
+
+    def status_word(self, latest_build=None) -> str:
+        """One word for the service, as the dashboard and the API show it."""
+        if latest_build and latest_build.status == BuildStatus.REVIEWING:
+            return "in review"
+        if latest_build and latest_build.in_progress:
+            return "deploying"
+        if self.live_release_id and self.is_stopped:
+            return "stopped"
+        if self.live_release_id and self.is_asleep:
+            return "asleep"
+        if self.live_release_id:
+            return "live"
+        if latest_build and latest_build.status == BuildStatus.FAILED:
+            return "failed"
+        return "new"
+
+    @property
+    def is_stopped(self) -> bool:
+        return self.desired_state == DesiredState.STOPPED
+
+    @property
+    def is_asleep(self) -> bool:
+        return self.desired_state == DesiredState.SLEEPING
 
     @property
     def hostname(self) -> str:
@@ -283,6 +313,15 @@ class Release(models.Model):
 
     def __str__(self):
         return f"{self.service} v{self.number}"
+
+    @property
+    def is_superseded(self) -> bool:
+        return self.status == Release.Status.SUPERSEDED
+
+    @property
+    def went_live(self) -> bool:
+        """Whether it served at some time: it is live, or a newer one replaced it."""
+        return self.status in (Release.Status.LIVE, Release.Status.SUPERSEDED)
 
 
 hostname_validator = RegexValidator(
