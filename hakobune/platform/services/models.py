@@ -302,7 +302,10 @@ class Release(models.Model):
     image = models.CharField(max_length=255)
     config = models.JSONField(default=dict, help_text="port, cpu, memory_mb, instances, health_check_path")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DEPLOYING)
+    # As a build's: the English words for the API, the diagnosis for the portal.
     failure_reason = models.TextField(blank=True)
+    failure_rule = models.CharField(max_length=64, blank=True)
+    failure_params = models.JSONField(default=dict, blank=True)
     runtime_state = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     live_at = models.DateTimeField(null=True, blank=True)
@@ -313,6 +316,16 @@ class Release(models.Model):
 
     def __str__(self):
         return f"{self.service} v{self.number}"
+
+    @property
+    def failure_text(self) -> str:
+        """Why it did not start, in the reader's language, with the app's last lines."""
+        from hakobune.platform.diagnoses import render
+
+        if not self.failure_rule:
+            return self.failure_reason
+        tail = self.failure_params.get("tail", "")
+        return render(self.failure_rule, self.failure_params) + (f"\n{tail}" if tail else "")
 
     @property
     def is_superseded(self) -> bool:
