@@ -64,6 +64,7 @@ def errors(*codes):
         403: "Your role does not allow it.",
         404: "Not found, or of a team you are not in.",
         409: "The service is not in a state that allows it.",
+        415: "The body is not multipart/form-data with a `source` file, nor JSON, or it could not be read as either.",
         429: "Too many failed logins: refused, even with the right password, for `retry_after` seconds.",
         501: "The service's runtime cannot do this.",
     }
@@ -371,7 +372,7 @@ class DeploysView(APIView):
     @extend_schema(
         operation_id="deploys_create",
         request={"multipart/form-data": s.DeployUploadSerializer, "application/json": s.DeployGitSerializer},
-        responses={202: s.DeployAcceptedSerializer, **errors(*WRITE_ERRORS)},
+        responses={202: s.DeployAcceptedSerializer, **errors(*WRITE_ERRORS, 415)},
         summary="Deploy: upload a `source` archive (multipart), or JSON {git_url, ref, subdir}",
     )
     def post(self, request, team, service):
