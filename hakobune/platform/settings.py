@@ -374,6 +374,14 @@ KEEP_RELEASES = env_int("KEEP_RELEASES", 5)
 # Source snapshots (uploads and packed git trees) of each service's last N
 # deploys are kept for "deploy again"; those of its kept releases always are.
 KEEP_SOURCE_SNAPSHOTS = env_int("KEEP_SOURCE_SNAPSHOTS", 10)
+# Services' addresses are <service>.<team>.<BASE_DOMAIN>. The addresses they
+# had before (<service>-<team>) redirect there for this many days after the
+# change (0: not at all).
+LEGACY_ADDRESS_DAYS = env_int("LEGACY_ADDRESS_DAYS", 90)
+# Custom domains are verified by a TXT record _hakobune.<domain>, looked up
+# through these name servers (empty: this host's) on this port.
+DOMAIN_VERIFY_NAMESERVERS = env_list("DOMAIN_VERIFY_NAMESERVERS", "")
+DOMAIN_VERIFY_DNS_PORT = env_int("DOMAIN_VERIFY_DNS_PORT", 53)
 BUILD_MEMORY_MB = env_int("BUILD_MEMORY_MB", 2048)
 # CPU of each build step: a relative weight (1024 = one normal process; 0: no
 # limit) and the CPUs it may run on ("0-1"; empty: all).

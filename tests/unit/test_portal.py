@@ -44,7 +44,7 @@ def test_the_owner_creates_a_service_by_uploading_an_archive(login, owner, team,
 
     page = client.get(response["Location"])
     assert b"Deploy #1" in page.content
-    assert b"http://hello-acme.localhost:" in page.content
+    assert b"http://hello.acme.localhost:" in page.content
 
 
 def test_a_developer_deploys_a_new_version(login, developer, service, queued_tasks):

@@ -197,7 +197,7 @@ def test_the_router_sync_leaves_a_service_being_deployed_alone(service, owner, d
     finally:
         lock.release()
     [route] = dummy_backend.calls[-1][1]
-    assert route.keep_current and route.hostname == "hello-acme.localhost"
+    assert route.keep_current and route.hostname == "hello.acme.localhost"
     tasks.sync_router()
     [route] = dummy_backend.calls[-1][1]
     assert not route.keep_current

@@ -2,7 +2,7 @@ from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
 
-# A DNS label: service hostnames are "<service>-<team>.<BASE_DOMAIN>".
+# A DNS label: service hostnames are "<service>.<team>.<BASE_DOMAIN>".
 dns_label_validator = RegexValidator(
     r"^[a-z]([a-z0-9-]*[a-z0-9])?$",
     "Use lowercase letters, digits and hyphens; start with a letter and do not end with a hyphen.",

@@ -1,11 +1,13 @@
 import secrets
 import uuid
+from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
+from django.utils import timezone
 
 from hakobune.platform.accounts.models import Team, dns_label_validator
 from hakobune.platform.builds.status import BuildStatus
@@ -138,6 +140,9 @@ class Service(models.Model):
     # The declared settings (runtime/release_config.py) that have no column
     # of their own, by name; read as attributes like the others.
     extra_settings = models.JSONField(default=dict, blank=True)
+    # Something the platform must tell the service's team, shown on its page
+    # until an owner dismisses it (an old address that went to another service).
+    notice = models.TextField(blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -201,7 +206,10 @@ class Service(models.Model):
 
     @property
     def hostname(self) -> str:
-        return f"{self.name}-{self.team.name}.{settings.BASE_DOMAIN}"
+        """The service's own address, `<service>.<team>.<base>`: names have no
+        dots, so no two services of any teams can have the same one (and the
+        Domain table's unique hostname holds it)."""
+        return platform_hostname(self.name, self.team.name)
 
     @property
     def url(self) -> str:
@@ -216,7 +224,21 @@ class Service(models.Model):
 
     @property
     def aliases(self) -> tuple[str, ...]:
-        return tuple(domain.hostname for domain in self.domains.all())
+        """Its custom domains that are verified: only these are routed."""
+        return tuple(
+            domain.hostname for domain in self.domains.all()
+            if domain.kind == Domain.Kind.CUSTOM and domain.verified_at is not None
+        )
+
+    @property
+    def redirects(self) -> tuple[str, ...]:
+        """Its addresses of before `<service>.<team>`, which redirect to the
+        new one until they expire (LEGACY_ADDRESS_DAYS)."""
+        return tuple(domain.hostname for domain in self.domains.all() if domain.is_live_legacy)
+
+    @property
+    def custom_domains(self) -> list:
+        return [domain for domain in self.domains.all() if domain.kind == Domain.Kind.CUSTOM]
 
     @property
     def has_git_token(self) -> bool:
@@ -343,11 +365,33 @@ hostname_validator = RegexValidator(
 )
 
 
+def platform_hostname(service: str, team: str) -> str:
+    return f"{service}.{team}.{settings.BASE_DOMAIN}"
+
+
+def legacy_hostname(service: str, team: str) -> str:
+    """The address scheme before `<service>.<team>`, which could collide:
+    service my-app of team prod and service my of team app-prod."""
+    return f"{service}-{team}.{settings.BASE_DOMAIN}"
+
+
 class Domain(models.Model):
-    """A custom domain a service answers at, beside its own address."""
+    """Every hostname a service answers at, in one table whose unique
+    hostname means that no two services, of any teams, share one: its own
+    address, its custom domains (routed once verified), and its old address
+    (redirected to the new one for a while)."""
+
+    class Kind(models.TextChoices):
+        PLATFORM = "platform", "Its own address"
+        CUSTOM = "custom", "A custom domain"
+        LEGACY = "legacy", "An old address that redirects"
 
     service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="domains")
     hostname = models.CharField(max_length=253, unique=True, validators=[hostname_validator])
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.CUSTOM)
+    # Custom domains: the TXT record that proves the team holds the domain.
+    verification_token = models.CharField(max_length=64, blank=True)
+    verified_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -355,6 +399,23 @@ class Domain(models.Model):
 
     def __str__(self):
         return self.hostname
+
+    @property
+    def is_live_legacy(self) -> bool:
+        if self.kind != Domain.Kind.LEGACY or settings.LEGACY_ADDRESS_DAYS <= 0:
+            return False
+        return timezone.now() < self.created_at + timedelta(days=settings.LEGACY_ADDRESS_DAYS)
+
+    @property
+    def txt_name(self) -> str:
+        return f"{VERIFICATION_LABEL}.{self.hostname}"
+
+    @property
+    def txt_value(self) -> str:
+        return f"hakobune-verify={self.verification_token}"
+
+
+VERIFICATION_LABEL = "_hakobune"
 
 
 project_id_validator = RegexValidator(

@@ -53,6 +53,7 @@ def deploy_spec(service: Service, release: Release) -> DeploySpec:
         hostname=service.hostname,
         config=config,
         aliases=service.aliases,
+        redirects=service.redirects,
         env=env_of(service),
         secret_env=secret_env_of(service),
         restart=release.config.get("restart", ""),

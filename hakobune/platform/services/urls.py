@@ -16,6 +16,7 @@ urlpatterns = [
     path(f"{service}settings/", views.service_settings, name="settings"),
     path(f"{service}restart/", views.service_restart, name="restart"),
     path(f"{service}domains/", views.service_domains, name="domains"),
+    path(f"{service}notice/", views.service_notice, name="notice"),
     path(f"{service}sleep/", views.service_sleep_settings, name="sleep"),
     path(f"{service}delete/", views.service_delete, name="delete"),
     path(f"{service}stop/", views.service_power, {"action": "stop"}, name="stop"),

@@ -25,6 +25,7 @@ from .services import (
     create_service,
     delete_service,
     deploy_service,
+    dismiss_notice,
     remove_domain,
     restart_service,
     rollback,
@@ -36,6 +37,7 @@ from .services import (
     stop_service,
     traffic_of,
     update_settings,
+    verify_domain,
 )
 from .uploads import upload_refusal
 
@@ -199,8 +201,18 @@ def service_domains(request, service):
     if request.POST.get("remove"):
         remove_domain(service=service, hostname=hostname, created_by=request.user)
         return f"{hostname} no longer leads to {service.name}."
+    if request.POST.get("verify"):
+        domain = verify_domain(service=service, hostname=hostname, created_by=request.user)
+        return f"{domain.hostname} is verified: it leads to {service.name} once its DNS points at this host."
     domain = add_domain(service=service, hostname=hostname, created_by=request.user)
-    return f"{domain.hostname} now leads to {service.name} once its DNS points at this host."
+    return (f"Added {domain.hostname}. To prove it is yours, add a TXT record named {domain.txt_name} "
+            f"with the value {domain.txt_value}, then press Verify.")
+
+
+@service_action(need=Role.OWNER)
+def service_notice(request, service):
+    dismiss_notice(service=service, created_by=request.user)
+    return "Noted."
 
 
 @service_action()
