@@ -18,6 +18,7 @@ from hakobune.platform.services.models import DesiredState, Release, Service
 from hakobune.runtime.docker_local import LABEL_SERVICE, LABEL_TEAM
 from hakobune.worker import tasks
 from tests.conftest import APPS_DIR, archive_of
+from tests.support.dns_stub import DnsStub
 
 from tests.support.infrastructure import get_through_router, wait_for_build
 
@@ -276,14 +277,25 @@ def test_deleting_a_service_removes_its_instances_route_images_and_rows(login, o
                 if tag.startswith(f"{repository}:")]
 
 
-def test_a_custom_domain_leads_to_the_service(login, owner, team, worker):
+def test_a_custom_domain_leads_to_the_service_once_verified(login, owner, team, worker, settings):
     client = login(owner)
     deploy(client, team, "shop", "Welcome to the shop", new=True)
     service = Service.objects.get(team=team, name="shop")
     domain = f"www.{team.name}-shop.example"
     assert get_through_router(domain).status_code == 404
 
-    client.post(reverse("services:domains", args=[team.name, "shop"]), {"hostname": domain})
+    url = reverse("services:domains", args=[team.name, "shop"])
+    client.post(url, {"hostname": domain})
+    time.sleep(1)
+    assert get_through_router(domain).status_code == 404  # not proven yet
+    name_server = DnsStub()
+    settings.DOMAIN_VERIFY_NAMESERVERS, settings.DOMAIN_VERIFY_DNS_PORT = ["127.0.0.1"], name_server.port
+    try:
+        record = service.domains.get(hostname=domain)
+        name_server.records[record.txt_name] = [record.txt_value]
+        client.post(url, {"hostname": domain, "verify": "1"})
+    finally:
+        name_server.close()
     deadline = time.monotonic() + 30
     while get_through_router(domain).status_code != 200 and time.monotonic() < deadline:
         time.sleep(0.25)
