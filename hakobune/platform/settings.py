@@ -374,6 +374,9 @@ KEEP_RELEASES = env_int("KEEP_RELEASES", 5)
 # Source snapshots (uploads and packed git trees) of each service's last N
 # deploys are kept for "deploy again"; those of its kept releases always are.
 KEEP_SOURCE_SNAPSHOTS = env_int("KEEP_SOURCE_SNAPSHOTS", 10)
+# What a build's log keeps of what the build printed; the rest is counted.
+BUILD_LOG_MAX_LINES = env_int("BUILD_LOG_MAX_LINES", 20_000)
+BUILD_LOG_MAX_BYTES = env_int("BUILD_LOG_MAX_BYTES", 5_000_000)
 # Services' addresses are <service>.<team>.<BASE_DOMAIN>. The addresses they
 # had before (<service>-<team>) redirect there for this many days after the
 # change (0: not at all).
