@@ -142,3 +142,91 @@ def test_a_subfolder_reached_through_a_link_is_not_used(tmp_path):
     with pytest.raises(SourceError, match="The source has no folder svc/api"):
         select_subdir(tmp_path, "svc/api")
     assert select_subdir(tmp_path, "services/api") == tmp_path / "services" / "api"
+
+
+# -- the build's own files: never written or read through a link --------------------
+
+
+def app_folder(tmp_path) -> Path:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "app.py").write_bytes(FLASK_APP)
+    (src / "requirements.txt").write_text("flask\n")
+    return src
+
+
+def test_a_linked_hakobune_folder_is_refused_and_nothing_is_written_through_it(tmp_path, outside):
+    src = app_folder(tmp_path)
+    os.symlink(outside, src / ".hakobune")
+    ca_bundle = tmp_path / "ca.crt"
+    ca_bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    with pytest.raises(BuildError, match=r"In the app's folder, \.hakobune is a link\. Hakobune does not follow links"):
+        prepare_context(src, PLAN, "hakobune/stack-python:bookworm", str(ca_bundle))
+    assert list(outside.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["Dockerfile", "ca-certificates.crt"])
+def test_a_generated_file_that_is_a_link_is_not_written_through(tmp_path, outside, name):
+    src = app_folder(tmp_path)
+    (src / ".hakobune").mkdir()
+    victim = outside / "victim"
+    os.symlink(victim, src / ".hakobune" / name)
+    ca_bundle = tmp_path / "ca.crt"
+    ca_bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    with pytest.raises(BuildError, match=rf"In the app's folder, \.hakobune/{name} is a link"):
+        prepare_context(src, PLAN, "hakobune/stack-python:bookworm", str(ca_bundle))
+    assert list(outside.iterdir()) == []
+
+
+@pytest.mark.parametrize("plan", [PLAN, BuildPlan(stack="dockerfile", start_command="", dockerfile_path="Dockerfile")],
+                         ids=["generated", "own Dockerfile"])
+def test_a_dockerignore_linked_to_dev_zero_is_refused_before_anything_reads_it(tmp_path, plan):
+    """The Docker SDK reads .dockerignore whole: /dev/zero would take all the
+    worker's memory. It is refused before the build starts."""
+    src = app_folder(tmp_path)
+    (src / "Dockerfile").write_text("FROM scratch\n")
+    os.symlink("/dev/zero", src / ".dockerignore")
+    with pytest.raises(BuildError, match=r"The app's \.dockerignore is a link \(or not a plain file\)"):
+        prepare_context(src, plan, "hakobune/stack-python:bookworm", None)
+
+
+def test_a_dockerignore_leading_nowhere_is_refused_and_its_target_is_not_created(tmp_path, outside):
+    src = app_folder(tmp_path)
+    os.symlink(outside / "created-through-dockerignore", src / ".dockerignore")
+    with pytest.raises(BuildError, match=r"The app's \.dockerignore is a link"):
+        prepare_context(src, PLAN, "hakobune/stack-python:bookworm", None)
+    assert list(outside.iterdir()) == []
+
+
+def test_an_oversized_dockerignore_is_refused(tmp_path):
+    src = app_folder(tmp_path)
+    (src / ".dockerignore").write_bytes(b"*.log\n" * 20_000)
+    with pytest.raises(BuildError, match=r"The app's \.dockerignore is 120,000 bytes; Hakobune takes one of up to 64 kB"):
+        prepare_context(src, PLAN, "hakobune/stack-python:bookworm", None)
+
+
+def test_a_plain_app_folder_still_gets_its_generated_files(tmp_path):
+    src = app_folder(tmp_path)
+    assert prepare_context(src, PLAN, "hakobune/stack-python:bookworm", None) == ".hakobune/Dockerfile"
+    assert (src / ".hakobune" / "Dockerfile").read_text().startswith("FROM hakobune/stack-python:bookworm")
+    assert (src / ".dockerignore").read_text().startswith(".git\n")
+
+
+def test_the_detectors_read_nothing_through_a_linked_folder(tmp_path, outside):
+    """manage.py names `site.settings`; `site` is a link to a folder outside
+    that holds a Django project: the detectors do not read it, and find the
+    Flask app of the folder itself."""
+    src = app_folder(tmp_path)
+    (src / "manage.py").write_text('os.environ.setdefault("DJANGO_SETTINGS_MODULE", "site.settings")\n')
+    (outside / "wsgi.py").write_text("from django.core.wsgi import get_wsgi_application\n")
+    (outside / "settings.py").write_text("STATIC_ROOT = 'x'\n")
+    os.symlink(outside, src / "site")
+    detection = detect(src)
+    assert "site.wsgi" not in detection.reason
+    assert "app.py creating a Flask app" in detection.reason
+
+
+def test_a_hakobune_toml_linked_to_dev_zero_is_not_read(tmp_path):
+    src = app_folder(tmp_path)
+    os.symlink("/dev/zero", src / "hakobune.toml")
+    assert detect(src).stack == "python"
