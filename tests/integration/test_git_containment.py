@@ -112,25 +112,31 @@ def test_a_host_written_with_a_trailing_dot_is_still_pinned(servers, tmp_path):
 
 
 class Listener:
-    """A TCP listener on loopback that counts connections and closes each."""
+    """A TCP listener on loopback that counts connections and closes each.
+    It polls, so that closing it never leaves a thread in accept() holding
+    the port (a later server could otherwise be given the same one)."""
 
     def __init__(self):
         self.socket = socket.create_server(("127.0.0.1", 0))
+        self.socket.settimeout(0.1)
         self.port = self.socket.getsockname()[1]
         self.accepted = 0
+        self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
 
     def _serve(self):
-        while True:
+        while not self.stopping.is_set():
             try:
                 connection, _ = self.socket.accept()
-            except OSError:
-                return
+            except TimeoutError:
+                continue
             self.accepted += 1
             connection.close()
 
     def close(self):
+        self.stopping.set()
+        self.thread.join(timeout=5)
         self.socket.close()
 
 
