@@ -423,6 +423,12 @@ ENCRYPTION_KEY = env("HAKOBUNE_ENCRYPTION_KEY", "")
 SOURCE_HTTP_HOSTS = frozenset(env_list("SOURCE_HTTP_HOSTS", ""))
 SOURCE_ALLOWED_HOSTS = frozenset(env_list("SOURCE_ALLOWED_HOSTS", ""))
 GIT_TIMEOUT = env_int("GIT_TIMEOUT", 300)
+# A proxy git goes through ("http://proxy:3128", "socks5://proxy:1080"); empty:
+# git connects directly to the address the SSRF guard checked. The worker's own
+# proxy variables (http_proxy, https_proxy, ALL_PROXY) never reach git. Through
+# socks5:// git still connects to the checked address; through http(s):// or
+# socks5h:// the proxy resolves the checked name itself (hakobune/worker/gitfetch.py).
+SOURCE_GIT_PROXY = env("SOURCE_GIT_PROXY", "")
 SOURCE_MAX_ARCHIVE_BYTES = env_int("SOURCE_MAX_ARCHIVE_BYTES", 200 * 1000 * 1000)
 SOURCE_MAX_TOTAL_BYTES = env_int("SOURCE_MAX_TOTAL_BYTES", 1000 * 1000 * 1000)
 SOURCE_MAX_ENTRIES = env_int("SOURCE_MAX_ENTRIES", 20_000)

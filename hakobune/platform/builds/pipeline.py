@@ -160,6 +160,7 @@ def _fetch_git(build: Build, workspace: Path, log: BuildLog) -> Path:
         timeout=settings.GIT_TIMEOUT,
         max_bytes=limits.max_total_bytes,
         max_entries=limits.max_entries,
+        proxy=settings.SOURCE_GIT_PROXY,
         log=log.write,
     )
     snapshot = f"sources/{service.team.name}/{service.name}/build-{build.number}-{fetched.commit[:12]}.tar.gz"
