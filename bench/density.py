@@ -99,7 +99,7 @@ def main() -> int:
             name = f"hello{number:03d}"
             spec = DeploySpec(
                 team=team, service=name, release_id=100000 + number, release_number=1, image=image,
-                hostname=f"{name}-{team}.localhost", config=ReleaseConfig.of(port=8000, cpu=0.5, memory_mb=256),
+                hostname=f"{name}.{team}.localhost", config=ReleaseConfig.of(port=8000, cpu=0.5, memory_mb=256),
             )
             began = time.monotonic()
             result = local.deploy(spec)

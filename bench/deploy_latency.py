@@ -163,7 +163,7 @@ def remove_service_runtime(docker_client, team: str, service: str, log=print) ->
     ):
         container.remove(force=True)
     try:
-        CaddyRouter(settings.ROUTER_ADMIN_URL, settings.ROUTER_PORT).remove_route(f"{service}-{team}.{settings.BASE_DOMAIN}")
+        CaddyRouter(settings.ROUTER_ADMIN_URL, settings.ROUTER_PORT).remove_route(f"{service}.{team}.{settings.BASE_DOMAIN}")
     except Exception as exc:  # noqa: BLE001 — the scheduler's sync_router drops it within a minute anyway
         log(f"  ! could not remove the route of {service}: {exc}")
 
@@ -588,7 +588,7 @@ class Bench:
         run.label = service
         greeting = files["app.py"].split('GREETING = "', 1)[1].split('"', 1)[0]
         archive = tar_gz(files, "flask-hello")
-        hostname = f"{service}-{self.team}.localhost"
+        hostname = f"{service}.{self.team}.localhost"
         failed = lambda: (lambda b: b is not None and b["status"] == "failed")(latest_build(self.team, service))  # noqa: E731
 
         form_token = self.portal.new_service_form() if phase == "cold" else self.portal.deploy_form(service)

@@ -58,5 +58,5 @@ wait_for portal "http://127.0.0.1:$PORTAL_PORT/login/"
 echo
 echo "Hakobune is running: http://localhost:$PORTAL_PORT/"
 "$BIN/python" manage.py create_first_admin
-echo "  services:  http://<service>-<team>.${BASE_DOMAIN:-localhost}:${ROUTER_PORT:-8080}/"
+echo "  services:  http://<service>.<team>.${BASE_DOMAIN:-localhost}:${ROUTER_PORT:-8080}/"
 echo "  stop with: make stop"

@@ -209,9 +209,9 @@ PORTAL_PROXY_COUNT = env_int("PORTAL_PROXY_COUNT", 0)
 AXES_VERBOSE = False
 # No row per successful login: failures are what the lockout needs.
 AXES_DISABLE_ACCESS_LOG = True
-LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "dashboard"
-LOGOUT_REDIRECT_URL = "login"
+LOGIN_URL = "accounts:login"
+LOGIN_REDIRECT_URL = "services:dashboard"
+LOGOUT_REDIRECT_URL = "accounts:login"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -374,6 +374,17 @@ KEEP_RELEASES = env_int("KEEP_RELEASES", 5)
 # Source snapshots (uploads and packed git trees) of each service's last N
 # deploys are kept for "deploy again"; those of its kept releases always are.
 KEEP_SOURCE_SNAPSHOTS = env_int("KEEP_SOURCE_SNAPSHOTS", 10)
+# What a build's log keeps of what the build printed; the rest is counted.
+BUILD_LOG_MAX_LINES = env_int("BUILD_LOG_MAX_LINES", 20_000)
+BUILD_LOG_MAX_BYTES = env_int("BUILD_LOG_MAX_BYTES", 5_000_000)
+# Services' addresses are <service>.<team>.<BASE_DOMAIN>. The addresses they
+# had before (<service>-<team>) redirect there for this many days after the
+# change (0: not at all).
+LEGACY_ADDRESS_DAYS = env_int("LEGACY_ADDRESS_DAYS", 90)
+# Custom domains are verified by a TXT record _hakobune.<domain>, looked up
+# through these name servers (empty: this host's) on this port.
+DOMAIN_VERIFY_NAMESERVERS = env_list("DOMAIN_VERIFY_NAMESERVERS", "")
+DOMAIN_VERIFY_DNS_PORT = env_int("DOMAIN_VERIFY_DNS_PORT", 53)
 BUILD_MEMORY_MB = env_int("BUILD_MEMORY_MB", 2048)
 # CPU of each build step: a relative weight (1024 = one normal process; 0: no
 # limit) and the CPUs it may run on ("0-1"; empty: all).
@@ -443,6 +454,12 @@ ENCRYPTION_KEY = env("HAKOBUNE_ENCRYPTION_KEY", "")
 SOURCE_HTTP_HOSTS = frozenset(env_list("SOURCE_HTTP_HOSTS", ""))
 SOURCE_ALLOWED_HOSTS = frozenset(env_list("SOURCE_ALLOWED_HOSTS", ""))
 GIT_TIMEOUT = env_int("GIT_TIMEOUT", 300)
+# A proxy git goes through ("http://proxy:3128", "socks5://proxy:1080"); empty:
+# git connects directly to the address the SSRF guard checked. The worker's own
+# proxy variables (http_proxy, https_proxy, ALL_PROXY) never reach git. Through
+# socks5:// git still connects to the checked address; through http(s):// or
+# socks5h:// the proxy resolves the checked name itself (hakobune/worker/gitfetch.py).
+SOURCE_GIT_PROXY = env("SOURCE_GIT_PROXY", "")
 SOURCE_MAX_ARCHIVE_BYTES = env_int("SOURCE_MAX_ARCHIVE_BYTES", 200 * 1000 * 1000)
 SOURCE_MAX_TOTAL_BYTES = env_int("SOURCE_MAX_TOTAL_BYTES", 1000 * 1000 * 1000)
 SOURCE_MAX_ENTRIES = env_int("SOURCE_MAX_ENTRIES", 20_000)

@@ -50,6 +50,8 @@ class DeploySpec:
     secret_env: dict[str, str] = field(default_factory=dict)
     # Custom domains the router serves beside `hostname`.
     aliases: tuple[str, ...] = ()
+    # Old addresses the router redirects to `hostname`.
+    redirects: tuple[str, ...] = ()
     # Private networks the team may reach (an administrator's allow-list);
     # everything else private is out of reach (runtime/firewall.py).
     egress_allow: tuple[str, ...] = ()
@@ -97,6 +99,7 @@ class LiveRoute:
     release_id: int
     asleep: bool = False
     aliases: tuple[str, ...] = ()
+    redirects: tuple[str, ...] = ()
     # Being deployed right now: the router keeps the route it has.
     keep_current: bool = False
 
@@ -201,7 +204,9 @@ class RuntimeBackend:
         done, in words. Backends whose platform heals itself do nothing."""
         return []
 
-    def sleep(self, ref: ServiceRef, hostname: str, aliases: tuple[str, ...] = ()) -> None:
+    def sleep(
+        self, ref: ServiceRef, hostname: str, aliases: tuple[str, ...] = (), redirects: tuple[str, ...] = ()
+    ) -> None:
         """Scales the service to zero: its instances stop, and its next request
         wakes it (capability "scale_to_zero")."""
         raise NotImplementedError

@@ -117,7 +117,9 @@ class DockerLocalBackend(RuntimeBackend):
                 started.append(self._run_instance(spec, index, network))
             upstreams = [self._wait_until_healthy(container, spec) for container in started]
             if spec.public:
-                self.router.set_route(Route(spec.hostname, tuple(upstreams), aliases=tuple(spec.aliases)))
+                self.router.set_route(
+                    Route(spec.hostname, tuple(upstreams), aliases=tuple(spec.aliases), redirects=tuple(spec.redirects))
+                )
             else:
                 # Private: no address in the router; the team reaches it by name.
                 self.router.remove_route(spec.hostname)
@@ -440,9 +442,13 @@ class DockerLocalBackend(RuntimeBackend):
         done.append(f"started v{spec.release_number} again ({spec.instances} instance(s); {len(alive)} were running)")
         return done
 
-    def sleep(self, ref: ServiceRef, hostname: str, aliases: tuple[str, ...] = ()) -> None:
+    def sleep(
+        self, ref: ServiceRef, hostname: str, aliases: tuple[str, ...] = (), redirects: tuple[str, ...] = ()
+    ) -> None:
         try:
-            self.router.set_route(Route(hostname, (self.waker,), asleep=True, aliases=tuple(aliases)))
+            self.router.set_route(
+                Route(hostname, (self.waker,), asleep=True, aliases=tuple(aliases), redirects=tuple(redirects))
+            )
         except RouterError as exc:
             raise RuntimeBackendError(str(exc), permanent=False)
         for container in self._containers(ref, all_states=False):
@@ -461,7 +467,9 @@ class DockerLocalBackend(RuntimeBackend):
         if not spec.public:
             return upstreams
         try:
-            self.router.set_route(Route(spec.hostname, tuple(upstreams), aliases=tuple(spec.aliases)))
+            self.router.set_route(
+                Route(spec.hostname, tuple(upstreams), aliases=tuple(spec.aliases), redirects=tuple(spec.redirects))
+            )
         except RouterError as exc:
             raise RuntimeBackendError(str(exc), permanent=False)
         return upstreams
@@ -493,13 +501,16 @@ class DockerLocalBackend(RuntimeBackend):
         for entry in live:
             if entry.keep_current and entry.hostname in current:
                 kept = current[entry.hostname]
-                routes.append(Route(entry.hostname, kept, asleep=kept == (self.waker,), aliases=tuple(entry.aliases)))
+                routes.append(Route(entry.hostname, kept, asleep=kept == (self.waker,),
+                                    aliases=tuple(entry.aliases), redirects=tuple(entry.redirects)))
                 continue
             upstreams = upstreams_of.get(str(entry.release_id), [])
             if entry.asleep:
-                routes.append(Route(entry.hostname, (self.waker,), asleep=True, aliases=tuple(entry.aliases)))
+                routes.append(Route(entry.hostname, (self.waker,), asleep=True, aliases=tuple(entry.aliases),
+                                    redirects=tuple(entry.redirects)))
             elif upstreams:
-                routes.append(Route(entry.hostname, tuple(sorted(upstreams)), aliases=tuple(entry.aliases)))
+                routes.append(Route(entry.hostname, tuple(sorted(upstreams)), aliases=tuple(entry.aliases),
+                                    redirects=tuple(entry.redirects)))
         try:
             self.router.load(routes)
         except RouterError as exc:

@@ -29,6 +29,8 @@ class Route:
     asleep: bool = False
     # The service's custom domains, served by the same route.
     aliases: tuple[str, ...] = ()
+    # Its old addresses: answered with a permanent redirect to `hostname`.
+    redirects: tuple[str, ...] = ()
 
 
 WAKE_PREFIX = "/_hakobune/wake"
@@ -64,12 +66,28 @@ class CaddyRouter:
 
     # -- config as data -------------------------------------------------------
 
+    def address_of(self, hostname: str) -> str:
+        """The scheme, host and port a browser reaches `hostname` at here."""
+        scheme, port = ("https", self.https_port) if self.https else ("http", self.listen_port)
+        return f"{scheme}://{hostname}" + ("" if port == {"http": 80, "https": 443}[scheme] else f":{port}")
+
     def route_config(self, route: Route) -> dict:
         wake = [{"handler": "rewrite", "uri": WAKE_PREFIX + "{http.request.uri}"}] if route.asleep else []
+        redirect = [{
+            "handler": "subroute",
+            "routes": [{
+                "match": [{"host": list(route.redirects)}],
+                "handle": [{
+                    "handler": "static_response", "status_code": 308,
+                    "headers": {"Location": [self.address_of(route.hostname) + "{http.request.uri}"]},
+                }],
+                "terminal": True,
+            }],
+        }] if route.redirects else []
         return {
             "@id": route_id(route.hostname),
-            "match": [{"host": [route.hostname, *route.aliases]}],
-            "handle": wake + [
+            "match": [{"host": [route.hostname, *route.aliases, *route.redirects]}],
+            "handle": redirect + wake + [
                 {
                     "handler": "reverse_proxy",
                     "upstreams": [{"dial": upstream} for upstream in route.upstreams],

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-import shutil
+import stat
 import time
 from collections import deque
 from collections.abc import Callable
@@ -22,6 +22,7 @@ import requests
 import urllib3
 from docker.errors import APIError, DockerException, ImageNotFound
 
+from . import treefs
 from .builders import confinement
 from .builders.base import BuildError
 from .buildpacks.plan import GENERATED_DIR, BuildPlan
@@ -41,6 +42,9 @@ __pycache__
 .mypy_cache
 .DS_Store
 """
+# What the build reads of the app's and the administrator's files, at most.
+MAX_DOCKERIGNORE_BYTES = 64 * 1024
+MAX_CA_BUNDLE_BYTES = 16 * 1024 * 1024
 STEP = re.compile(r"^Step (?P<number>\d+)/(?P<total>\d+) : (?P<instruction>.*)$")
 
 
@@ -68,22 +72,51 @@ def prepare_context(src: Path, plan: BuildPlan, base_image: str, ca_bundle: str 
                     *, build_image: str | None = None) -> str:
     """Writes the generated Dockerfile (and the CA bundle, when configured) into
     the build context; returns the Dockerfile's path relative to it. An app with
-    its own Dockerfile gets it back as it is."""
-    generated = src / GENERATED_DIR
-    generated.mkdir(exist_ok=True)
-    with_ca = bool(ca_bundle) and Path(ca_bundle).is_file()
-    if with_ca:
-        shutil.copyfile(ca_bundle, generated / "ca-certificates.crt")
-    if plan.uses_own_dockerfile:
-        path = plan.dockerfile_path or "Dockerfile"
-        if not (src / path).is_file():
-            raise BuildError(f"{path} is not in the app's folder any more.")
-        return path
-    if not (src / ".dockerignore").exists():
-        (src / ".dockerignore").write_text(DEFAULT_DOCKERIGNORE)
-    text = plan.dockerfile(base_image, build_image=build_image, with_ca_bundle=with_ca)
-    (generated / "Dockerfile").write_text(_with_managed_label(text))
+    its own Dockerfile gets it back as it is. Nothing here follows a link of the
+    app's folder (see treefs): a linked .hakobune, Dockerfile or .dockerignore
+    fails the build with a sentence."""
+    try:
+        with_ca = bool(ca_bundle) and Path(ca_bundle).is_file()
+        treefs.make_folder(src, GENERATED_DIR)
+        if with_ca:
+            with open(ca_bundle, "rb") as bundle:  # the administrator's file, not the app's
+                certificates = bundle.read(MAX_CA_BUNDLE_BYTES + 1)
+            if len(certificates) > MAX_CA_BUNDLE_BYTES:
+                raise BuildError(f"the CA bundle {ca_bundle} (BUILD_CA_BUNDLE) is larger than "
+                                 f"{MAX_CA_BUNDLE_BYTES // 2**20} MiB; point it at a certificate bundle.",
+                                 user_error=False)
+            treefs.write_file(src, f"{GENERATED_DIR}/ca-certificates.crt", certificates)
+        _check_dockerignore(src, write_default=not plan.uses_own_dockerfile)
+        if plan.uses_own_dockerfile:
+            path = plan.dockerfile_path or "Dockerfile"
+            if not treefs.is_plain_file(src, path):
+                raise BuildError(f"{path} is not in the app's folder any more (or it is a link, which is not used).")
+            return path
+        text = plan.dockerfile(base_image, build_image=build_image, with_ca_bundle=with_ca)
+        treefs.write_file(src, f"{GENERATED_DIR}/Dockerfile", _with_managed_label(text).encode())
+    except treefs.UnsafePath as exc:
+        raise BuildError(exc.message) from None
     return f"{GENERATED_DIR}/Dockerfile"
+
+
+def _check_dockerignore(src: Path, *, write_default: bool) -> None:
+    """The Docker SDK reads .dockerignore whole, following links: it must be a
+    plain file of a sane size (or, for generated Dockerfiles, is written)."""
+    info = treefs.lstat(src, ".dockerignore")
+    if info is None:
+        if write_default:
+            treefs.write_file(src, ".dockerignore", DEFAULT_DOCKERIGNORE.encode())
+        return
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISREG(info.st_mode):
+        raise BuildError(
+            "The app's .dockerignore is a link (or not a plain file). Hakobune does not follow links where it "
+            "reads or writes its own files: make .dockerignore a plain file and deploy again."
+        )
+    if info.st_size > MAX_DOCKERIGNORE_BYTES:
+        raise BuildError(
+            f"The app's .dockerignore is {info.st_size:,} bytes; Hakobune takes one of up to "
+            f"{MAX_DOCKERIGNORE_BYTES // 1024} kB. Keep it to the patterns of what to leave out."
+        )
 
 
 def _with_managed_label(dockerfile: str) -> str:

@@ -1,11 +1,29 @@
 """Fetching a git source: a shallow clone of one ref, hardened.
 
 The URL passes the SSRF guard first and git is pinned to the address that was
-checked. Git runs from an argument list with `--` before the URL, without the
-user's or the system's config, without hooks, prompts or redirects, with only
-https (and http for hosts an admin allowed), under a time and a size limit.
+checked: git is given the URL as it was checked (host in lower case, no
+trailing dot) and a pin for both spellings of the host, and each submodule's
+URL is checked, pinned and given to git the same way. Git runs from an
+argument list with `--` before the URL, without the user's or the system's
+config, without hooks, prompts or redirects, with only https (and http for
+hosts an admin allowed), under a time and a size limit.
+
 A token for a private repository travels in an HTTP header set through the
-environment: never in the URL, the command line or the log."""
+environment (never in the URL, the command line or the log), and only for the
+repository's own URL (`http.<url>.extraHeader`): a submodule, on another host
+or on the same one, never receives it.
+
+Proxies: the proxy variables of the worker's environment (http_proxy,
+https_proxy, ALL_PROXY, NO_PROXY, ...) never reach git, and `http.proxy` is
+set, so curl cannot take a proxy from anywhere else. With no proxy configured
+for Hakobune, git connects directly to the checked address. With one
+(SOURCE_GIT_PROXY), git goes through that proxy and only it. What is pinned
+then depends on the proxy's kind: through socks5:// curl resolves the name
+itself, so the pin holds and the proxy is asked for the checked address; through
+http://, https:// or socks5h:// the proxy is asked for the checked host name
+(never an unchecked one: the URL git has is the checked URL) and resolves it
+itself, so which address that name reaches is the proxy's decision, and the
+proxy's own rules must keep private ranges out."""
 
 from __future__ import annotations
 
@@ -25,8 +43,10 @@ from .source import SourceError, check_tree
 
 _REF = re.compile(r"^(?!-)(?!.*\.\.)(?!.*@\{)[A-Za-z0-9._/+-]{1,255}$")
 _FULL_SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
-_PASS_THROUGH_ENV = ("PATH", "LANG", "SSL_CERT_FILE", "SSL_CERT_DIR", "GIT_SSL_CAINFO", "https_proxy", "HTTPS_PROXY",
-                     "no_proxy", "NO_PROXY")
+# No proxy variable is passed: curl would honour it and connect to the proxy
+# instead of the pinned address.
+_PASS_THROUGH_ENV = ("PATH", "LANG", "SSL_CERT_FILE", "SSL_CERT_DIR", "GIT_SSL_CAINFO")
+PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
 
 
 @dataclass(frozen=True)
@@ -62,15 +82,20 @@ def fetch_git(
     timeout: float = 300,
     max_bytes: int = 1024 * 1024 * 1024,
     max_entries: int = 20_000,
+    proxy: str = "",
     log: Callable[[str], None] = print,
 ) -> FetchedGit:
+    """Fetches `source` into `dest`. `proxy` is the administrator's proxy
+    for git (SOURCE_GIT_PROXY), or "" to connect directly."""
+    proxy = check_proxy(proxy)
     guarded = _guard(source.url, policy, resolver)
     ref = validate_ref(source.ref)
     token = source.token or guarded.password
     dest.mkdir(parents=True, exist_ok=True)
     home = dest.parent / "git-home"
     home.mkdir(exist_ok=True)
-    runner = _GitRunner(dest, home, guarded, policy, token=token, timeout=timeout, max_bytes=max_bytes, log=log)
+    runner = _GitRunner(dest, home, guarded, policy, token=token, timeout=timeout, max_bytes=max_bytes, log=log,
+                        proxy=proxy)
 
     log(f"Fetching {guarded.url} at {ref}")
     runner.run(["init", "--quiet", "--template=", str(dest)], cwd=dest.parent)
@@ -90,6 +115,19 @@ def fetch_git(
     return FetchedGit(root=dest, commit=commit, url=guarded.url)
 
 
+def check_proxy(proxy: str) -> str:
+    """The administrator's proxy for git, checked: "" or a proxy URL."""
+    proxy = (proxy or "").strip()
+    if not proxy:
+        return ""
+    scheme, _, rest = proxy.partition("://")
+    if scheme.lower() not in PROXY_SCHEMES or not rest or any(ch.isspace() or ord(ch) < 32 for ch in proxy):
+        raise ValueError(
+            f"SOURCE_GIT_PROXY must be an http://, https://, socks5:// or socks5h:// address, not {_mask_userinfo(proxy)!r}."
+        )
+    return proxy
+
+
 def _guard(url: str, policy: Policy, resolver: Resolver) -> GuardedURL:
     try:
         return check_url(url, policy, resolver)
@@ -98,24 +136,31 @@ def _guard(url: str, policy: Policy, resolver: Resolver) -> GuardedURL:
 
 
 def _fetch_submodules(runner: _GitRunner, dest: Path, policy: Policy, resolver: Resolver) -> None:
-    listed = runner.run(["config", "--file", ".gitmodules", "--get-regexp", r"^submodule\..*\.url$"], quiet=True)
-    for line in listed.splitlines():
-        _, _, url = line.partition(" ")
+    listed = runner.run(["config", "--null", "--file", ".gitmodules", "--get-regexp", r"^submodule\..*\.url$"],
+                        quiet=True)
+    for entry in filter(None, listed.split("\0")):
+        key, _, url = entry.partition("\n")
+        name = key[len("submodule."):-len(".url")]
         guarded = _guard(url, policy, resolver)
-        runner.pins.append(guarded.pinned)
+        runner.pins.extend(guarded.pins)
+        # Set before `submodule update --init`, which then keeps it: git
+        # clones the submodule from the URL exactly as it was checked.
+        runner.run(["config", f"submodule.{name}.url", guarded.url], quiet=True)
     runner.run(["submodule", "update", "--init", "--depth", "1", "--no-recommend-shallow"])
 
 
 class _GitRunner:
-    def __init__(self, dest, home, guarded: GuardedURL, policy: Policy, *, token, timeout, max_bytes, log):
+    def __init__(self, dest, home, guarded: GuardedURL, policy: Policy, *, token, timeout, max_bytes, log, proxy=""):
         self.dest = dest
         self.home = home
         self.token = token
+        self.repository_url = guarded.url
+        self.proxy = proxy
         self.deadline = time.monotonic() + timeout
         self.timeout = timeout
         self.max_bytes = max_bytes
         self.log = log
-        self.pins = [guarded.pinned]
+        self.pins = list(guarded.pins)
         protocols = ["https"]
         if guarded.scheme == "http":
             protocols.append("http")
@@ -136,10 +181,19 @@ class _GitRunner:
             GIT_PROTOCOL_FROM_USER="0",
             LC_ALL="C",
         )
+        # Through the environment, not the command line, which others on the
+        # host can read: the proxy's URL may hold its credentials.
+        # Empty http.proxy: no proxy at all, whatever curl could find elsewhere.
+        config = [("http.proxy", self.proxy)]
         if self.token:
+            # For the repository's URL only: git matches http.<url>.* against
+            # each remote's URL, so a submodule (another URL) gets no token.
             basic = base64.b64encode(f"x-access-token:{self.token}".encode()).decode()
-            env.update(GIT_CONFIG_COUNT="1", GIT_CONFIG_KEY_0="http.extraHeader",
-                       GIT_CONFIG_VALUE_0=f"Authorization: Basic {basic}")
+            config.append((f"http.{self.repository_url}.extraHeader", f"Authorization: Basic {basic}"))
+        env["GIT_CONFIG_COUNT"] = str(len(config))
+        for index, (key, value) in enumerate(config):
+            env[f"GIT_CONFIG_KEY_{index}"] = key
+            env[f"GIT_CONFIG_VALUE_{index}"] = value
         return env
 
     def _config(self) -> list[str]:

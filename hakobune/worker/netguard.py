@@ -3,8 +3,9 @@ first. A URL is refused unless its scheme is allowed, its host is spelled as a
 plain name or a canonical IP address, and every address it resolves to is a
 public one; an admin allow-list can open a named host. The check happens before
 any connection, and the caller connects to the address that was checked (see
-`GuardedURL.pinned`), so a DNS answer that changes in between cannot move the
-fetch somewhere else."""
+`GuardedURL.pins`), so a DNS answer that changes in between cannot move the
+fetch somewhere else. The URL handed back names the host as it was checked:
+in lower case and without a trailing dot."""
 
 from __future__ import annotations
 
@@ -51,10 +52,20 @@ class GuardedURL:
     @property
     def pinned(self) -> str:
         """host:port:address, as curl's --resolve (and git's http.curloptResolve) take it."""
+        return self.pins[0]
+
+    @property
+    def pins(self) -> tuple[str, ...]:
+        """The pin for both spellings of the host, `host` and `host.`: curl
+        matches --resolve entries by the exact name, so a URL written with a
+        trailing dot would otherwise skip the pin and ask DNS again (and a DNS
+        answer that changed since the check would move the fetch)."""
         address = self.addresses[0]
         if ":" in address:
             address = f"[{address}]"
-        return f"{self.host}:{self.port}:{address}"
+        if _ip_literal(self.host) is not None:
+            return (f"{self.host}:{self.port}:{address}",)
+        return (f"{self.host}:{self.port}:{address}", f"{self.host}.:{self.port}:{address}")
 
 
 def default_resolver(host: str, port: int) -> list[str]:
@@ -127,7 +138,9 @@ def check_url(url: str, policy: Policy = Policy(), resolver: Resolver = default_
 
 
 def _guarded(url, parts, scheme, host, port, addresses) -> GuardedURL:
-    netloc = parts.hostname if ":" not in (parts.hostname or "") else f"[{parts.hostname}]"
+    # The URL given back names the host exactly as it was checked (lower
+    # case, no trailing dot), so what fetches it asks for the checked name.
+    netloc = host if ":" not in host else f"[{host}]"
     if parts.port:
         netloc = f"{netloc}:{parts.port}"
     clean = parts._replace(netloc=netloc).geturl()

@@ -12,6 +12,7 @@ import lzma
 import os
 import shutil
 import stat
+import struct
 import tarfile
 import zipfile
 import zlib
@@ -31,6 +32,8 @@ class Limits:
     max_archive_bytes: int = 200 * 1024 * 1024
     max_total_bytes: int = 1024 * 1024 * 1024
     max_entries: int = 20_000
+    # A zip's table of contents (its central directory), read whole by zipfile.
+    max_directory_bytes: int = 32 * 1000 * 1000
     # Expansion beyond this ratio is refused once the output passes 10 MB.
     max_ratio: int = 100
     ratio_floor_bytes: int = 10 * 1024 * 1024
@@ -77,6 +80,7 @@ def extract_archive(archive: Path, dest: Path, limits: Limits = Limits()) -> Ext
     kind = archive_format(archive)
     try:
         if kind == "zip":
+            _check_zip_directory(archive, limits)
             _extract_zip(archive, writer)
         else:
             _extract_tar(archive, writer)
@@ -88,6 +92,10 @@ def extract_archive(archive: Path, dest: Path, limits: Limits = Limits()) -> Ext
         raise SourceError(f"The archive is damaged or cut short ({exc}). Create it again and upload the new file.")
     if writer.files == 0:
         raise SourceError("The archive holds no files. Upload an archive of your app's folder.")
+    # Each link was checked as it was written, but a later entry can change
+    # where an earlier link leads (a link `d -> .` turns `d/d/../../x` into a
+    # way out): the finished tree is what counts.
+    check_links(dest, "archive")
     return ExtractedSource(root=_unwrap_single_folder(dest), files=writer.files, total_bytes=writer.total_bytes)
 
 
@@ -111,6 +119,62 @@ def _extract_tar(archive: Path, writer: _TreeWriter) -> None:
                 raise SourceError(
                     f"The archive has a special file (a device or pipe), {_show(name)}. "
                     "Only files, folders and links are allowed."
+                )
+
+
+# A central directory file header: its fixed part, and where in it the
+# lengths of the name, the extra field and the comment are.
+_CENTRAL_HEADER = 46
+_CENTRAL_SIGNATURE = b"PK\x01\x02"
+_CENTRAL_LENGTHS = struct.Struct("<3H")
+_CENTRAL_LENGTHS_AT = 28
+
+
+def _check_zip_directory(archive: Path, limits: Limits) -> None:
+    """Bounds what opening a zip costs, before zipfile.ZipFile reads its
+    table of contents: ZipFile reads the whole central directory and makes an
+    object per entry (2.3 million empty entries took 1.4 GB) before the first
+    entry reaches the entry cap. So the End Of Central Directory record (and
+    ZIP64's) is read first, with zipfile's own reader of it so that this is the
+    directory ZipFile will read; its entry count and size are checked; then
+    the directory's entries are counted, a 46-byte header at a time, in case
+    the record understates them. Memory stays flat whatever the archive.
+    Damage is left for ZipFile to report."""
+    with open(archive, "rb") as handle:
+        end = zipfile._EndRecData(handle)
+        if not end:
+            return
+        claimed, size = end[zipfile._ECD_ENTRIES_TOTAL], end[zipfile._ECD_SIZE]
+        if claimed > limits.max_entries:
+            raise SourceError(
+                f"The archive has {claimed:,} entries; the limit is {limits.max_entries:,}. "
+                "Leave out dependencies and build output (node_modules, .venv, dist) and try again."
+            )
+        if size > limits.max_directory_bytes:
+            raise SourceError(
+                f"The archive's list of contents takes {size / 1e6:.0f} MB; Hakobune reads at most "
+                f"{limits.max_directory_bytes / 1e6:.0f} MB of it. Leave out dependencies and build output "
+                "and try again."
+            )
+        start = end[zipfile._ECD_LOCATION] - size
+        if end[zipfile._ECD_SIGNATURE] == zipfile.stringEndArchive64:
+            start -= zipfile.sizeEndCentDir64 + zipfile.sizeEndCentDir64Locator
+        if start < 0:
+            return
+        handle.seek(start)
+        counted = done = 0
+        while done < size:
+            header = handle.read(_CENTRAL_HEADER)
+            if len(header) != _CENTRAL_HEADER or header[:4] != _CENTRAL_SIGNATURE:
+                return
+            rest = sum(_CENTRAL_LENGTHS.unpack_from(header, _CENTRAL_LENGTHS_AT))
+            handle.seek(rest, os.SEEK_CUR)
+            done += _CENTRAL_HEADER + rest
+            counted += 1
+            if counted > limits.max_entries:
+                raise SourceError(
+                    f"The archive has more than {limits.max_entries:,} entries. "
+                    "Leave out dependencies and build output and try again."
                 )
 
 
@@ -268,9 +332,61 @@ def remove_workspace(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+def check_links(root: Path, what: str = "source") -> None:
+    """Checks every link of a finished tree: read as it is written, from the
+    link's own folder, its target must stay inside the tree at every step, and
+    reach a file or folder that exists, passing through no other link and
+    being none itself. So a link never leads anywhere but where its text says,
+    whatever other links the tree holds. `what` names the tree in messages
+    ("archive", "source")."""
+    top = os.path.realpath(root)
+    for current, dirs, files in os.walk(top):  # never enters a linked folder
+        for name in dirs + files:
+            path = os.path.join(current, name)
+            if os.path.islink(path):
+                _check_link(top, path, what)
+
+
+def _check_link(top: str, path: str, what: str) -> None:
+    relative = os.path.relpath(path, top)
+    target = os.readlink(path)
+    outside = SourceError(
+        f"The {what} has a link {_show(relative)} pointing outside the app's folder (to {_show(target)}). "
+        "Links must point inside the folder."
+    )
+    if target.startswith("/"):
+        raise outside
+    # Walked one name at a time: `current` is always a real folder of the
+    # tree (os.walk gave a link-free start, and no link is ever followed), so
+    # `..` means the same to this walk as to the kernel.
+    current = os.path.dirname(path)
+    for part in target.split("/"):
+        if part in ("", "."):
+            continue
+        current = os.path.dirname(current) if part == ".." else os.path.join(current, part)
+        if current != top and not current.startswith(top + os.sep):
+            raise outside
+        if part == "..":
+            continue
+        try:
+            info = os.lstat(current)
+        except (FileNotFoundError, NotADirectoryError):
+            raise SourceError(
+                f"The {what} has a link {_show(relative)} to {_show(target)}, which is not in the {what}. "
+                "Links must point to a file or folder inside the app's folder."
+            ) from None
+        if stat.S_ISLNK(info.st_mode):
+            raise SourceError(
+                f"The {what} has a link {_show(relative)} that leads to another link "
+                f"({_show(os.path.relpath(current, top))}). Hakobune takes links to files and folders only, "
+                f"not chains of links: point {_show(relative)} at the file or folder itself."
+            )
+
+
 def check_tree(root: Path, *, max_entries: int = 20_000, max_bytes: int = 1024 * 1024 * 1024) -> None:
     """Checks a tree Hakobune did not unpack itself (a git checkout): links
-    stay inside, no special files, within the entry and size caps."""
+    lead inside, to files and folders (see check_links), no special files,
+    within the entry and size caps."""
     root = root.resolve()
     entries = 0
     total = 0
@@ -283,12 +399,7 @@ def check_tree(root: Path, *, max_entries: int = 20_000, max_bytes: int = 1024 *
             relative = path.relative_to(root).as_posix()
             info = path.lstat()
             if stat.S_ISLNK(info.st_mode):
-                target = (path.parent / os.readlink(path)).resolve()
-                if target != root and root not in target.parents:
-                    raise SourceError(
-                        f"The source has a link {relative!r} pointing outside the app's folder. "
-                        "Links must point inside the folder."
-                    )
+                _check_link(str(root), str(path), "source")
             elif stat.S_ISREG(info.st_mode):
                 total += info.st_size
                 if info.st_mode & 0o6000:
@@ -309,7 +420,9 @@ def select_subdir(root: Path, subdir: str) -> Path:
         raise SourceError(f"The folder {subdir!r} must be a path inside the source, like services/api.")
     candidate = root.joinpath(*parts)
     resolved = candidate.resolve()
-    if root.resolve() not in resolved.parents or candidate.is_symlink() or not candidate.is_dir():
+    # No link on the way: the build reads and writes below this folder.
+    linked = any(root.joinpath(*parts[: index + 1]).is_symlink() for index in range(len(parts)))
+    if root.resolve() not in resolved.parents or linked or not candidate.is_dir():
         folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))[:12]
         shown = ", ".join(folders) if folders else "no folders"
         raise SourceError(f"The source has no folder {subdir}. At its top it has: {shown}.")

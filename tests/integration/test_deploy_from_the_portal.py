@@ -19,7 +19,7 @@ def team(owner, team_name):
 
 
 def upload(client, team, name, app):
-    response = client.post(reverse("service_new", args=[team.name]), {"name": name, "source": upload_of(app)})
+    response = client.post(reverse("services:new", args=[team.name]), {"name": name, "source": upload_of(app)})
     assert response.status_code == 302, response.content.decode()[:2000]
     return Service.objects.get(team=team, name=name)
 
@@ -36,7 +36,7 @@ def test_an_uploaded_flask_app_answers_at_its_url(login, owner, team, worker, do
     # The app runs as the unprivileged user, not root.
     assert "uid 10001" in response.text
 
-    page = client.get(reverse("service_detail", args=[team.name, "hello"])).content.decode()
+    page = client.get(reverse("services:detail", args=[team.name, "hello"])).content.decode()
     assert service.url in page and "live" in page
 
     # Its instance is published on loopback only, with the service's limits.
@@ -61,11 +61,11 @@ def test_a_broken_app_fails_with_its_reason_and_leaves_the_live_service_alone(lo
     log = "\n".join(build.log_lines.values_list("text", flat=True))
     assert "SyntaxError" in log
 
-    page = client.get(reverse("service_detail", args=[team.name, "broken"])).content.decode()
+    page = client.get(reverse("services:detail", args=[team.name, "broken"])).content.decode()
     assert "This deploy failed." in page and "SyntaxError" in page
 
     # The same broken code deployed over the live service: the old release keeps serving.
-    response = client.post(reverse("service_deploy", args=[team.name, "hello"]), {"source": upload_of("flask-broken")})
+    response = client.post(reverse("services:deploy", args=[team.name, "hello"]), {"source": upload_of("flask-broken")})
     assert response.status_code == 302
     failed = wait_for_build(hello.builds.order_by("-number").first())
     assert failed.status == "failed"
@@ -86,7 +86,7 @@ def test_hostile_archives_fail_and_the_same_worker_then_deploys_a_good_app(login
     for index, case in enumerate(hostile):
         filename, make, told = HOSTILE_ARCHIVES[case]
         response = client.post(
-            reverse("service_new", args=[team.name]),
+            reverse("services:new", args=[team.name]),
             {"name": f"hostile{index}", "source": SimpleUploadedFile(filename, make())},
         )
         assert response.status_code == 302

@@ -104,7 +104,7 @@ def test_a_service_from_a_private_repository_deploys_and_keeps_its_token_secret(
     private.commit({"app/app.py": FLASK_APP, "app/requirements.txt": REQUIREMENTS})
     private.push()
     client = login(owner)
-    response = client.post(reverse("service_new", args=[team.name]), {
+    response = client.post(reverse("services:new", args=[team.name]), {
         "name": "private", "source_kind": "git", "git_url": private.url, "git_ref": "main",
         "git_token": git_server.token, "source_subdir": "app",
     })
@@ -116,17 +116,17 @@ def test_a_service_from_a_private_repository_deploys_and_keeps_its_token_secret(
 
     assert build.git_commit and build.source_archive.name.endswith(".tar.gz")
     log = "\n".join(build.log_lines.values_list("text", flat=True))
-    page = client.get(reverse("service_detail", args=[team.name, "private"])).content.decode()
+    page = client.get(reverse("services:detail", args=[team.name, "private"])).content.decode()
     for place in (log, page, service.git_url, service.git_token_encrypted, build.git_url):
         assert git_server.token not in place
-    snapshot = client.get(reverse("build_source", args=[team.name, "private", build.number]))
+    snapshot = client.get(reverse("builds:source", args=[team.name, "private", build.number]))
     assert snapshot.status_code == 200 and snapshot["Content-Disposition"].startswith("attachment")
 
 
 @pytest.mark.django_db(transaction=True)
 def test_a_signed_push_deploys_the_new_commit_and_a_bad_signature_is_refused(repo, login, owner, team, worker, client):
     owner_client = login(owner)
-    response = owner_client.post(reverse("service_new", args=[team.name]), {
+    response = owner_client.post(reverse("services:new", args=[team.name]), {
         "name": "pushy", "source_kind": "git", "git_url": repo.url, "git_ref": "main",
     })
     assert response.status_code == 302, response.content.decode()[:3000]
@@ -136,7 +136,7 @@ def test_a_signed_push_deploys_the_new_commit_and_a_bad_signature_is_refused(rep
     commit = repo.commit({"app.py": FLASK_APP.replace("Hello from Hakobune", "Hello again")}, "greet again")
     repo.push()
     body = json.dumps({"ref": "refs/heads/main", "after": commit}).encode()
-    hook = reverse("git_webhook", args=[service.webhook_id])
+    hook = reverse("services:git_webhook", args=[service.webhook_id])
 
     forged = client.post(hook, body, content_type="application/json", headers={
         "X-GitHub-Event": "push", "X-Hub-Signature-256": github_signature("not-the-secret", body)})

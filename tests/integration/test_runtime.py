@@ -14,10 +14,11 @@ import pytest
 from django.urls import reverse
 
 from hakobune.platform.accounts.services import create_team
-from hakobune.platform.services.models import Release, Service
+from hakobune.platform.services.models import DesiredState, Release, Service
 from hakobune.runtime.docker_local import LABEL_SERVICE, LABEL_TEAM
 from hakobune.worker import tasks
 from tests.conftest import APPS_DIR, archive_of
+from tests.support.dns_stub import DnsStub
 
 from tests.support.infrastructure import get_through_router, wait_for_build
 
@@ -41,9 +42,9 @@ def deploy(client, team, name, greeting=None, app="flask-hello", new=False):
     archive = archive_of(app, extra=version_of(greeting) if greeting else None)
     upload = SimpleUploadedFile(f"{app}.tar.gz", archive)
     if new:
-        response = client.post(reverse("service_new", args=[team.name]), {"name": name, "source": upload})
+        response = client.post(reverse("services:new", args=[team.name]), {"name": name, "source": upload})
     else:
-        response = client.post(reverse("service_deploy", args=[team.name, name]), {"source": upload})
+        response = client.post(reverse("services:deploy", args=[team.name, name]), {"source": upload})
     assert response.status_code == 302
     service = Service.objects.get(team=team, name=name)
     return wait_for_build(service.builds.order_by("-number").first())
@@ -110,7 +111,7 @@ def test_a_rollback_serves_the_old_version_without_a_rebuild(login, owner, team,
     v1 = service.releases.get(number=1)
     builds = service.builds.count()
 
-    response = client.post(reverse("release_rollback", args=[team.name, "web", 1]))
+    response = client.post(reverse("services:rollback", args=[team.name, "web", 1]))
     assert response.status_code == 302
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -208,7 +209,7 @@ def test_an_idle_service_sleeps_and_its_next_request_wakes_it(login, owner, team
     }
     client = login(owner)
     deploy(client, team, "sleepy", "Good morning", new=True)
-    client.post(reverse("service_sleep_settings", args=[team.name, "sleepy"]), {"scale_to_zero": "on", "idle_minutes": 5})
+    client.post(reverse("services:sleep", args=[team.name, "sleepy"]), {"scale_to_zero": "on", "idle_minutes": 5})
     service = Service.objects.get(team=team, name="sleepy")
     assert service.scale_to_zero and service.idle_minutes == 5
     long_ago = timezone.now() - timedelta(minutes=6)
@@ -218,17 +219,17 @@ def test_an_idle_service_sleeps_and_its_next_request_wakes_it(login, owner, team
     tasks.scale_idle_to_zero()
 
     service.refresh_from_db()
-    assert service.desired_state == "sleeping"
+    assert service.desired_state == DesiredState.SLEEPING
     labels = [f"{LABEL_TEAM}={team.name}", f"{LABEL_SERVICE}=sleepy"]
     assert docker_client.containers.list(filters={"label": labels}) == []
-    assert "asleep" in client.get(reverse("dashboard")).content.decode()
+    assert "asleep" in client.get(reverse("services:dashboard")).content.decode()
 
     started = time.monotonic()
     answer = get_through_router(service.hostname, "/", timeout=60)
     woke_in = time.monotonic() - started
     assert answer.status_code == 200 and answer.text.startswith("Good morning"), answer.text
     service.refresh_from_db()
-    assert service.desired_state == "running"
+    assert service.desired_state == DesiredState.RUNNING
     assert len(docker_client.containers.list(filters={"label": labels})) == 1
     # Later requests go straight to the instance again, not through the waker.
     assert get_through_router(service.hostname).text.startswith("Good morning")
@@ -252,7 +253,7 @@ def test_old_images_are_pruned_and_the_last_releases_kept(login, owner, team, wo
     tasks.prune_images()
 
     assert tags() == {service.releases.get(number=n).image for n in (2, 3)}
-    response = client.post(reverse("release_rollback", args=[team.name, "web", 1]), follow=True)
+    response = client.post(reverse("services:rollback", args=[team.name, "web", 1]), follow=True)
     assert "older than the last 2 releases" in response.content.decode()
 
 
@@ -262,7 +263,7 @@ def test_deleting_a_service_removes_its_instances_route_images_and_rows(login, o
     service = Service.objects.get(team=team, name="doomed")
     assert get_through_router(service.hostname).status_code == 200
 
-    response = client.post(reverse("service_delete", args=[team.name, "doomed"]), {"confirm_name": "doomed"})
+    response = client.post(reverse("services:delete", args=[team.name, "doomed"]), {"confirm_name": "doomed"})
     assert response.status_code == 302
     deadline = time.monotonic() + 60
     while Service.objects.filter(id=service.id).exists() and time.monotonic() < deadline:
@@ -276,14 +277,25 @@ def test_deleting_a_service_removes_its_instances_route_images_and_rows(login, o
                 if tag.startswith(f"{repository}:")]
 
 
-def test_a_custom_domain_leads_to_the_service(login, owner, team, worker):
+def test_a_custom_domain_leads_to_the_service_once_verified(login, owner, team, worker, settings):
     client = login(owner)
     deploy(client, team, "shop", "Welcome to the shop", new=True)
     service = Service.objects.get(team=team, name="shop")
     domain = f"www.{team.name}-shop.example"
     assert get_through_router(domain).status_code == 404
 
-    client.post(reverse("service_domains", args=[team.name, "shop"]), {"hostname": domain})
+    url = reverse("services:domains", args=[team.name, "shop"])
+    client.post(url, {"hostname": domain})
+    time.sleep(1)
+    assert get_through_router(domain).status_code == 404  # not proven yet
+    name_server = DnsStub()
+    settings.DOMAIN_VERIFY_NAMESERVERS, settings.DOMAIN_VERIFY_DNS_PORT = ["127.0.0.1"], name_server.port
+    try:
+        record = service.domains.get(hostname=domain)
+        name_server.records[record.txt_name] = [record.txt_value]
+        client.post(url, {"hostname": domain, "verify": "1"})
+    finally:
+        name_server.close()
     deadline = time.monotonic() + 30
     while get_through_router(domain).status_code != 200 and time.monotonic() < deadline:
         time.sleep(0.25)

@@ -131,7 +131,8 @@ def get_through_router(hostname: str, path: str = "/", timeout: float = 5) -> re
     session = requests.Session()
     session.trust_env = False
     return session.get(
-        f"http://127.0.0.1:{settings.ROUTER_PORT}{path}", headers={"Host": f"{hostname}:{settings.ROUTER_PORT}"}, timeout=timeout
+        f"http://127.0.0.1:{settings.ROUTER_PORT}{path}", headers={"Host": f"{hostname}:{settings.ROUTER_PORT}"},
+        timeout=timeout, allow_redirects=False,  # a redirect is an answer to look at, not to follow
     )
 
 

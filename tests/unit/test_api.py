@@ -205,7 +205,7 @@ def test_a_service_is_created_and_its_settings_changed_through_the_actions(as_, 
     assert response.status_code == 201, response.json()
     body = response.json()
     assert body["status"] == "new" and body["memory_mb"] == 512 and body["source"]["subdir"] == "web"
-    assert body["url"].startswith("http://api-acme.")
+    assert body["url"].startswith("http://api.acme.")
     again = as_(owner, "post", f"{API}/teams/acme/services/", {"name": "api"})
     assert again.status_code == 400 and "already has a service called api" in again.json()["error"]
     wrong = as_(owner, "post", f"{API}/teams/acme/services/", {"name": "x2", "target": "mars"})

@@ -225,3 +225,20 @@ def test_the_host_resolvers_are_read_from_resolv_conf(tmp_path):
                     "nameserver 10.255.255.53\nsearch example\n")
     assert host_resolvers(str(conf)) == ("10.255.255.53",)
     assert host_resolvers(str(tmp_path / "missing")) == ()
+
+
+def test_removed_instances_take_their_anonymous_volumes_with_them():
+    """An image's VOLUME becomes an anonymous volume on the host's disk; a
+    removed instance must not leave it behind."""
+    from hakobune.runtime.docker_local import DockerLocalBackend
+
+    removed = []
+
+    class Container:
+        name = "hakobune-acme-hello-v1-0-abc"
+
+        def remove(self, **kwargs):
+            removed.append(kwargs)
+
+    DockerLocalBackend("local")._remove([Container()])
+    assert removed == [{"force": True, "v": True}]

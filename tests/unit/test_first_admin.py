@@ -24,13 +24,13 @@ def test_the_first_admin_gets_a_one_time_password_shown_once(db, capsys):
 def test_the_admin_must_choose_a_password_before_anything_else(client, db, capsys):
     call_command("create_first_admin")
     password = capsys.readouterr().out.split("password:")[1].split()[0]
-    client.post(reverse("login"), {"username": "admin", "password": password})
-    response = client.get(reverse("dashboard"))
-    assert response.status_code == 302 and response["Location"] == reverse("password_change")
+    client.post(reverse("accounts:login"), {"username": "admin", "password": password})
+    response = client.get(reverse("services:dashboard"))
+    assert response.status_code == 302 and response["Location"] == reverse("accounts:password_change")
 
     response = client.post(
-        reverse("password_change"),
+        reverse("accounts:password_change"),
         {"old_password": password, "new_password1": "a long new secret 42", "new_password2": "a long new secret 42"},
     )
     assert response.status_code == 302
-    assert client.get(reverse("dashboard")).status_code == 200
+    assert client.get(reverse("services:dashboard")).status_code == 200

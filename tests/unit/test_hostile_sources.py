@@ -64,7 +64,7 @@ HOSTILE_URLS = [
 @pytest.mark.parametrize("url, told", HOSTILE_URLS, ids=[url for url, _ in HOSTILE_URLS])
 def test_a_hostile_git_url_is_refused_in_the_form(login, owner, team, queued_tasks, no_network, url, told):
     response = login(owner).post(
-        reverse("service_new", args=["acme"]), {"name": "app", "source_kind": "git", "git_url": url, "git_ref": "main"}
+        reverse("services:new", args=["acme"]), {"name": "app", "source_kind": "git", "git_url": url, "git_ref": "main"}
     )
     assert response.status_code == 200
     assert told in response.content.decode().replace("&#x27;", "'")
@@ -75,7 +75,7 @@ def test_a_hostile_git_url_is_refused_in_the_form(login, owner, team, queued_tas
 def test_a_host_that_resolves_to_loopback_is_refused(login, owner, team, queued_tasks, monkeypatch):
     monkeypatch.setattr(sources, "resolver", lambda host, port: ["127.0.0.1"])
     response = login(owner).post(
-        reverse("service_new", args=["acme"]),
+        reverse("services:new", args=["acme"]),
         {"name": "app", "source_kind": "git", "git_url": "https://sneaky.example.com/app.git"},
     )
     assert "sneaky.example.com (which points to 127.0.0.1) is a loopback address" in response.content.decode()
@@ -98,7 +98,7 @@ def test_a_host_that_turns_private_after_creation_is_refused_by_the_worker(owner
 def test_a_bad_ref_is_refused_in_the_form(login, owner, team, queued_tasks, monkeypatch):
     monkeypatch.setattr(sources, "resolver", lambda host, port: ["93.184.216.34"])
     response = login(owner).post(
-        reverse("service_new", args=["acme"]),
+        reverse("services:new", args=["acme"]),
         {"name": "app", "source_kind": "git", "git_url": "https://example.com/a.git", "git_ref": "--upload-pack=x"},
     )
     assert "is not a branch, tag or commit name" in response.content.decode().replace("&#x27;", "'")
@@ -180,7 +180,7 @@ def test_a_hostile_archive_fails_its_deploy_with_a_reason(login, owner, team, qu
     build.refresh_from_db()
     assert build.status == "failed" and build.failed_step == "fetching"
     assert told in build.failure_reason
-    page = login(owner).get(reverse("service_detail", args=["acme", "app"])).content.decode().replace("&#x27;", "'")
+    page = login(owner).get(reverse("services:detail", args=["acme", "app"])).content.decode().replace("&#x27;", "'")
     assert told in page
     # Nothing escaped the workspace, which is gone with the failed build.
     for outside in (workspace.parent / "escaped.txt", workspace.parents[1] / "escaped.txt",
@@ -226,7 +226,7 @@ def test_a_300_mb_upload_is_refused_before_it_is_stored(owner, team, queued_task
             "Content-Type: application/zip\r\n\r\n").encode()
     request = RequestFactory().generic(
         "POST",
-        reverse("service_new", args=["acme"]),
+        reverse("services:new", args=["acme"]),
         **{
             "wsgi.input": _Chain(head, _Zeros(size)),
             "CONTENT_LENGTH": str(len(head) + size),

@@ -15,7 +15,7 @@ RIGHT = "correct horse battery"
 
 
 def log_in(client, username, password, **extra):
-    return client.post(reverse("login"), {"username": username, "password": password}, **extra)
+    return client.post(reverse("accounts:login"), {"username": username, "password": password}, **extra)
 
 
 def test_a_real_domain_gets_secure_cookies_hsts_and_the_proxy_header():
@@ -54,8 +54,8 @@ def test_the_settings_are_the_rule_applied_to_the_environment():
 def test_over_https_the_portal_sends_hsts_and_secure_cookies(client, owner, settings):
     for name, value in transport_security({"BASE_DOMAIN": "paas.example.org"}).items():
         setattr(settings, name, value)
-    assert "Strict-Transport-Security" not in client.get(reverse("login"))  # plain HTTP: the header means nothing
-    page = client.get(reverse("login"), HTTP_X_FORWARDED_PROTO="https")
+    assert "Strict-Transport-Security" not in client.get(reverse("accounts:login"))  # plain HTTP: the header means nothing
+    page = client.get(reverse("accounts:login"), HTTP_X_FORWARDED_PROTO="https")
     assert page["Strict-Transport-Security"].startswith("max-age=31536000")
     assert page.cookies["csrftoken"]["secure"]
     response = log_in(client, "olivia", RIGHT, HTTP_X_FORWARDED_PROTO="https")

@@ -26,11 +26,11 @@ def ask_token(client, username, password, **extra):
 
 
 def log_in(client, username, password, **extra):
-    return client.post(reverse("login"), {"username": username, "password": password}, **extra)
+    return client.post(reverse("accounts:login"), {"username": username, "password": password}, **extra)
 
 
 def logged_in(client) -> bool:
-    return client.get(reverse("dashboard")).status_code == 200
+    return client.get(reverse("services:dashboard")).status_code == 200
 
 
 @pytest.fixture

@@ -117,7 +117,7 @@ def test_a_deploy_makes_a_live_release_and_supersedes_the_previous_one(service, 
     assert Release.objects.get(build=first).status == Release.Status.SUPERSEDED
     spec = dummy_backend.calls[-1][1]
     assert spec.image == "hakobune/acme/hello:two"
-    assert spec.hostname == "hello-acme.localhost"
+    assert spec.hostname == "hello.acme.localhost"
     assert spec.memory_mb == service.memory_mb and spec.port == service.port
 
 

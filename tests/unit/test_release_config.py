@@ -107,11 +107,11 @@ def settings_post(service, **changes):
 def test_a_declared_setting_is_in_the_portals_form_with_its_bounds(login, owner, service, drain_seconds, dummy_backend,
                                                                   queued_tasks):
     client = login(owner)
-    page = client.get(reverse("service_detail", args=["acme", "hello"])).content.decode()
+    page = client.get(reverse("services:detail", args=["acme", "hello"])).content.decode()
     assert 'name="drain_seconds"' in page and 'min="1"' in page and 'max="600"' in page
     assert "Drain time (seconds)" in page and "finishes its requests before it stops" in page
 
-    url = reverse("service_settings", args=["acme", "hello"])
+    url = reverse("services:settings", args=["acme", "hello"])
     refused = client.post(url, settings_post(service, drain_seconds="601"), follow=True).content.decode()
     assert "Drain time (seconds): Give a whole number from 1 to 600." in refused
     service.refresh_from_db()

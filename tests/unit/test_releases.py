@@ -9,7 +9,7 @@ from django.urls import reverse
 from hakobune.platform.builds.models import Build, BuildStatus
 from hakobune.platform.builds.state import advance
 from hakobune.platform.locks import deploy_lock
-from hakobune.platform.services.models import Release, Service
+from hakobune.platform.services.models import DesiredState, Release, Service
 from hakobune.platform.services.housekeeping import prune_source_snapshots
 from hakobune.platform.services.services import (
     ServiceActionError, create_service, delete_service, deploy_service, redeploy_build, rollback, scale,
@@ -91,30 +91,30 @@ def test_who_may_roll_back_scale_stop_and_delete(login, owner, developer, viewer
                                                  queued_tasks):
     v1 = deployed(service, owner, "hakobune/acme/hello:one")
     deployed(service, owner, "hakobune/acme/hello:two")
-    rollback_url = reverse("release_rollback", args=["acme", "hello", v1.number])
-    actions = [(rollback_url, {}), (reverse("service_scale", args=["acme", "hello"]), {"instances": 2}),
-               (reverse("service_stop", args=["acme", "hello"]), {}), (reverse("service_start", args=["acme", "hello"]), {})]
+    rollback_url = reverse("services:rollback", args=["acme", "hello", v1.number])
+    actions = [(rollback_url, {}), (reverse("services:scale", args=["acme", "hello"]), {"instances": 2}),
+               (reverse("services:stop", args=["acme", "hello"]), {}), (reverse("services:start", args=["acme", "hello"]), {})]
     for url, data in actions:
         assert login(outsider).post(url, data).status_code == 404
         assert login(viewer).post(url, data).status_code == 403
         assert login(developer).post(url, data).status_code == 302
-    delete = reverse("service_delete", args=["acme", "hello"])
+    delete = reverse("services:delete", args=["acme", "hello"])
     assert login(developer).post(delete, {"confirm_name": "hello"}).status_code == 403
     login(owner).post(delete, {"confirm_name": "wrong"})
-    assert Service.objects.get(id=service.id).desired_state == "running"
+    assert Service.objects.get(id=service.id).desired_state == DesiredState.RUNNING
     assert login(owner).post(delete, {"confirm_name": "hello"}).status_code == 302
-    assert Service.objects.get(id=service.id).desired_state == "deleted"
-    assert login(owner).get(reverse("service_detail", args=["acme", "hello"])).status_code == 404
+    assert Service.objects.get(id=service.id).desired_state == DesiredState.DELETED
+    assert login(owner).get(reverse("services:detail", args=["acme", "hello"])).status_code == 404
 
 
 def test_stop_and_start_reach_the_backend(login, developer, service, owner, dummy_backend, queued_tasks):
     deployed(service, owner, "hakobune/acme/hello:one")
     client = login(developer)
-    client.post(reverse("service_stop", args=["acme", "hello"]))
+    client.post(reverse("services:stop", args=["acme", "hello"]))
     service.refresh_from_db()
-    assert service.desired_state == "stopped"
-    assert b"stopped" in client.get(reverse("dashboard")).content
-    client.post(reverse("service_start", args=["acme", "hello"]))
+    assert service.desired_state == DesiredState.STOPPED
+    assert b"stopped" in client.get(reverse("services:dashboard")).content
+    client.post(reverse("services:start", args=["acme", "hello"]))
     assert [name for name, _ in dummy_backend.calls][-2:] == ["stop", "start"]
 
 
@@ -130,8 +130,8 @@ def test_rebuilding_a_stack_redeploys_the_services_on_it(login, owner, service, 
     assert again.trigger == "stack" and again.source_archive.name == live.build.source_archive.name
 
     staff = get_user_model().objects.create_user("root-admin", password="x", is_staff=True)
-    assert login(owner).get(reverse("stacks")).status_code == 403
-    page = login(staff).get(reverse("stacks")).content.decode()
+    assert login(owner).get(reverse("builds:stacks")).status_code == 403
+    page = login(staff).get(reverse("builds:stacks")).content.decode()
     assert "Rebuild and redeploy" in page and "python" in page
 
 
@@ -154,7 +154,7 @@ def test_a_deleted_service_goes_with_its_releases_builds_and_logs(owner, service
 def test_settings_in_the_portal_make_a_release_and_commands_apply_at_the_next_deploy(
         login, developer, viewer, service, owner, dummy_backend, queued_tasks):
     deployed(service, owner, "hakobune/acme/hello:one")
-    url = reverse("service_settings", args=["acme", "hello"])
+    url = reverse("services:settings", args=["acme", "hello"])
     data = {"cpu": "1.0", "memory_mb": 512, "port": 8080, "health_check_path": "/healthz",
             "start_command": "gunicorn -b 0.0.0.0:$PORT app:app", "build_command": ""}
     assert login(viewer).post(url, data).status_code == 403
@@ -181,7 +181,7 @@ def test_the_start_command_set_in_the_portal_wins_over_detection(service, owner,
 
 def test_a_restart_is_a_new_release_of_the_same_image(login, developer, service, owner, dummy_backend, queued_tasks):
     live = deployed(service, owner, "hakobune/acme/hello:one")
-    assert login(developer).post(reverse("service_restart", args=["acme", "hello"])).status_code == 302
+    assert login(developer).post(reverse("services:restart", args=["acme", "hello"])).status_code == 302
     restart = service.releases.order_by("-number").first()
     assert restart.description == "Restart" and restart.image == live.image
     # The same configuration, marked as a restart (so that runtimes that reuse revisions make a fresh one).
@@ -197,7 +197,7 @@ def test_the_router_sync_leaves_a_service_being_deployed_alone(service, owner, d
     finally:
         lock.release()
     [route] = dummy_backend.calls[-1][1]
-    assert route.keep_current and route.hostname == "hello-acme.localhost"
+    assert route.keep_current and route.hostname == "hello.acme.localhost"
     tasks.sync_router()
     [route] = dummy_backend.calls[-1][1]
     assert not route.keep_current

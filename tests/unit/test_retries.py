@@ -102,6 +102,9 @@ def test_a_users_error_is_not_retried(settings, service, owner, dummy_backend):
     assert "the app did not answer on $PORT" in build.failure_reason
     assert [name for name, _ in dummy_backend.calls].count("deploy") == 1
     assert "Attempt" not in log_of(build)
+    release = service.releases.get()
+    assert (release.status, release.failure_rule) == (Release.Status.FAILED, "runtime.failed")
+    assert release.failure_reason == release.failure_text == "the app did not answer on $PORT\nTraceback …\nSyntaxError"
 
 
 def test_a_fault_that_does_not_pass_fails_after_the_last_attempt_saying_so(service, owner, dummy_backend):
@@ -117,7 +120,9 @@ def test_a_fault_that_does_not_pass_fails_after_the_last_attempt_saying_so(servi
     assert "This is not your app" in build.failure_reason
     log = log_of(build)
     assert all(f"Attempt {n} of {MAX_ATTEMPTS}" in log for n in range(1, MAX_ATTEMPTS))
-    assert service.releases.get().status == Release.Status.FAILED
+    release = service.releases.get()
+    assert (release.status, release.failure_rule) == (Release.Status.FAILED, "pipeline.gave_up")
+    assert "This is not your app" in release.failure_text
     service.refresh_from_db()
     assert service.live_release is None
 

@@ -24,12 +24,13 @@ def test_hostnames_with_hyphens_find_their_service(services, team, owner):
     from hakobune.platform.accounts.services import create_team
 
     other = create_team(name="app-acme", owner=owner)
-    create_service(team=other, name="my", created_by=owner)
-    assert scaling.service_for_hostname("my-app-acme.localhost").name in ("my-app", "my")
-    assert scaling.service_for_hostname("my-app-acme.localhost").team.name in ("acme", "app-acme")
-    assert scaling.service_for_hostname("api-acme.localhost") == services["api"]
-    assert scaling.service_for_hostname("nothing-here.localhost") is None
-    assert scaling.service_for_hostname("api-acme.example.com") is None
+    mine = create_service(team=other, name="my", created_by=owner)
+    assert scaling.service_for_hostname("my-app.acme.localhost") == services["my-app"]
+    assert scaling.service_for_hostname("my.app-acme.localhost") == mine
+    assert scaling.service_for_hostname("api.acme.localhost") == services["api"]
+    assert scaling.service_for_hostname("API.acme.localhost.") == services["api"]
+    assert scaling.service_for_hostname("nothing.here.localhost") is None
+    assert scaling.service_for_hostname("api.acme.example.com") is None
 
 
 def test_the_access_log_records_each_services_latest_request(services, tmp_path, settings):
@@ -37,9 +38,9 @@ def test_the_access_log_records_each_services_latest_request(services, tmp_path,
     log = tmp_path / "access.log"
     now = timezone.now().timestamp()
     lines = [
-        {"ts": now - 50, "request": {"host": "api-acme.localhost:8080"}},
-        {"ts": now - 10, "request": {"host": "api-acme.localhost:8080"}},
-        {"ts": now - 30, "request": {"host": "unknown-acme.localhost"}},
+        {"ts": now - 50, "request": {"host": "api.acme.localhost:8080"}},
+        {"ts": now - 10, "request": {"host": "api.acme.localhost:8080"}},
+        {"ts": now - 30, "request": {"host": "unknown.acme.localhost"}},
     ]
     log.write_text("".join(json.dumps(line) + "\n" for line in lines) + '{"ts": 1, "request": {"host": "my-a')
     assert scaling.note_traffic(str(log)) == 3
@@ -48,7 +49,7 @@ def test_the_access_log_records_each_services_latest_request(services, tmp_path,
     assert Service.objects.get(id=services["my-app"].id).last_request_at is None
     # The half-written last line is read once it is whole.
     with open(log, "a") as handle:
-        handle.write('pp-acme.localhost"}}\n')
+        handle.write('pp.acme.localhost"}}\n')
     assert scaling.note_traffic(str(log)) == 1
     assert Service.objects.get(id=services["my-app"].id).last_request_at is not None
 

@@ -29,8 +29,8 @@ def test_a_person_creates_a_limited_number_of_teams(client, login, owner, team, 
     assert "You have created 2 teams, the most one person may create here (2)" in refused.json()["error"]
 
     portal = login(owner)
-    assert "the most one person may create here" in portal.get(reverse("team_new")).content.decode()
-    page = portal.post(reverse("team_new"), {"name": "fourth"})
+    assert "the most one person may create here" in portal.get(reverse("accounts:team_new")).content.decode()
+    page = portal.post(reverse("accounts:team_new"), {"name": "fourth"})
     assert page.status_code == 200 and "the most one person may create here" in page.content.decode()
     assert not Team.objects.filter(name__in=["third", "fourth"]).exists()
     assert Team.objects.get(name="second").created_by == owner
@@ -41,11 +41,11 @@ def test_administrators_create_teams_without_a_limit(client, login, settings, db
     admin = get_user_model().objects.create_user(username="ada", password=RIGHT, is_staff=True)
     portal = login(admin)
     for name in ("one", "two", "three"):
-        assert portal.post(reverse("team_new"), {"name": name}).status_code == 302
+        assert portal.post(reverse("accounts:team_new"), {"name": name}).status_code == 302
     assert Team.objects.filter(created_by=admin).count() == 3
 
 
 def test_a_limit_of_zero_leaves_team_creation_to_administrators(login, owner, settings):
     settings.TEAM_CREATE_LIMIT = 0
-    page = login(owner).post(reverse("team_new"), {"name": "mine"}).content.decode()
+    page = login(owner).post(reverse("accounts:team_new"), {"name": "mine"}).content.decode()
     assert "Only administrators create teams here" in page

@@ -32,7 +32,7 @@ def ask_token(client, username, password, **extra):
 
 
 def log_in(client, username, password, **extra):
-    return client.post(reverse("login"), {"username": username, "password": password}, **extra)
+    return client.post(reverse("accounts:login"), {"username": username, "password": password}, **extra)
 
 
 # -- the first admin ---------------------------------------------------------------------------
@@ -50,7 +50,7 @@ def test_the_first_admin_gets_no_token_until_they_choose_a_password(client, db, 
     assert not ApiToken.objects.exists()
 
     log_in(client, "admin", one_time)
-    client.post(reverse("password_change"), {
+    client.post(reverse("accounts:password_change"), {
         "old_password": one_time, "new_password1": "a long new secret 42", "new_password2": "a long new secret 42",
     })
     assert ask_token(client, "admin", one_time).status_code == 401
@@ -82,9 +82,9 @@ def test_tokens_made_before_a_password_change_are_refused_after_it(client, login
     assert client.get(f"{API}/me/", HTTP_AUTHORIZATION=f"Bearer {laptop}").status_code == 200
 
     portal = login(owner)
-    page = portal.get(reverse("password_change")).content.decode()
+    page = portal.get(reverse("accounts:password_change")).content.decode()
     assert "revokes your API tokens" in page
-    response = portal.post(reverse("password_change"), {
+    response = portal.post(reverse("accounts:password_change"), {
         "old_password": RIGHT, "new_password1": "a long new secret 42", "new_password2": "a long new secret 42",
     }, follow=True)
     assert "Your 2 API tokens were revoked" in response.content.decode()

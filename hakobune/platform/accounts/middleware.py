@@ -13,7 +13,7 @@ class OneTimePasswordMiddleware:
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated:
             profile = getattr(user, "profile", None)
-            allowed = {reverse("password_change"), reverse("logout")}
+            allowed = {reverse("accounts:password_change"), reverse("accounts:logout")}
             if profile and profile.must_change_password and request.path not in allowed:
-                return redirect("password_change")
+                return redirect("accounts:password_change")
         return self.get_response(request)

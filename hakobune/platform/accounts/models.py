@@ -2,7 +2,7 @@ from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
 
-# A DNS label: service hostnames are "<service>-<team>.<BASE_DOMAIN>".
+# A DNS label: service hostnames are "<service>.<team>.<BASE_DOMAIN>".
 dns_label_validator = RegexValidator(
     r"^[a-z]([a-z0-9-]*[a-z0-9])?$",
     "Use lowercase letters, digits and hyphens; start with a letter and do not end with a hyphen.",
@@ -31,9 +31,20 @@ class Team(models.Model):
 
 
 class Role(models.TextChoices):
+    """A member's role in a team: a viewer reads, a developer also changes the
+    team's services, an owner also manages members and deletes."""
+
     OWNER = "owner", "Owner"
     DEVELOPER = "developer", "Developer"
     VIEWER = "viewer", "Viewer"
+
+    @property
+    def rank(self) -> int:
+        return (Role.VIEWER, Role.DEVELOPER, Role.OWNER).index(self)
+
+    def at_least(self, need: "Role") -> bool:
+        """Whether this role may do what `need` may (viewer < developer < owner)."""
+        return self.rank >= Role(need).rank
 
 
 class Membership(models.Model):
@@ -48,9 +59,16 @@ class Membership(models.Model):
     def __str__(self):
         return f"{self.user} in {self.team} ({self.role})"
 
+    def has_role(self, need: Role) -> bool:
+        return Role(self.role).at_least(need)
+
     @property
-    def can_deploy(self):
-        return self.role in (Role.OWNER, Role.DEVELOPER)
+    def can_deploy(self) -> bool:
+        return self.has_role(Role.DEVELOPER)
+
+    @property
+    def is_owner(self) -> bool:
+        return self.has_role(Role.OWNER)
 
 
 class Profile(models.Model):

@@ -1,18 +1,33 @@
-"""Who may see and change what. Views ask these; nothing else decides."""
+"""Who may see and change what. Views and the API ask these; nothing else decides.
+A team's objects are found through the person's membership of it, so an
+outsider gets the same 404 as for something that does not exist."""
 
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 
-from .models import Membership, Team
+from .models import Membership, Role, Team
 
 
-def membership_or_404(user, team_name) -> Membership:
-    """The user's membership of the named team. An outsider gets the same 404 as
-    for a team that does not exist, so team names do not leak."""
+def require(membership: Membership, need: Role, doing: str) -> None:
+    """Refuses, in a sentence, a member whose role is below `need`."""
+    if membership.has_role(need):
+        return
+    team = membership.team.name
+    if Role(need) == Role.OWNER:
+        raise PermissionDenied(f"Only owners of {team} can {doing}.")
+    raise PermissionDenied(f"Viewers cannot {doing}. Ask an owner of {team} to make you a developer.")
+
+
+def member_of(user, team_name, need: Role = Role.VIEWER, doing: str = "change services") -> Membership:
+    """The user's membership of the named team, with at least the role `need`.
+    An outsider gets the same 404 as for a team that does not exist, so team
+    names do not leak."""
     try:
-        return Membership.objects.select_related("team").get(team__name=team_name, user=user)
+        membership = Membership.objects.select_related("team").get(team__name=team_name, user=user)
     except Membership.DoesNotExist:
         raise Http404("No such team")
+    require(membership, need, doing)
+    return membership
 
 
 def staff_or_403(user, doing: str) -> None:

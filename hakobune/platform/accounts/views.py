@@ -25,7 +25,7 @@ def team_new(request):
             form.add_error("name", "That team name is taken. Choose another.")
         else:
             messages.success(request, f"Team {team.name} created. You are its owner.")
-            return redirect("dashboard")
+            return redirect("services:dashboard")
     return render(request, "accounts/team_new.html", {"form": form, "refusal": refusal})
 
 
@@ -45,7 +45,7 @@ def password_change(request):
             counted = "API token was" if tokens == 1 else f"{tokens} API tokens were"
             revoked = f" Your {counted} revoked with the old password: create new ones under API tokens."
         messages.success(request, "Your password is changed." + revoked)
-        return redirect("dashboard")
+        return redirect("services:dashboard")
     return render(request, "accounts/password_change.html", {"form": form, "first_time": first_time})
 
 
@@ -73,4 +73,4 @@ def api_token_revoke(request, token_id):
     token = get_object_or_404(request.user.api_tokens, id=token_id)
     revoke_api_token(token=token)
     messages.success(request, f"The token {token.name} is revoked; it no longer works.")
-    return redirect("api_tokens")
+    return redirect("accounts:api_tokens")

@@ -212,9 +212,7 @@ class ServiceSerializer(DeclaredSettingsMixin, serializers.Serializer):
         return setting_output_field(setting)
 
     def get_status(self, service) -> str:
-        from hakobune.platform.services.views import service_status
-
-        return service_status(service, service.builds.first())
+        return service.status_word(service.builds.first())
 
     def get_latest_build(self, service) -> BuildRefSerializer(allow_null=True):
         build = service.builds.first()

@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth import authenticate, get_user_model
-from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Q
 from django.http import Http404, HttpResponse, StreamingHttpResponse
@@ -29,13 +28,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from hakobune.platform.accounts.models import Membership, Role
-from hakobune.platform.accounts.permissions import membership_or_404
+from hakobune.platform.accounts.permissions import member_of, require
 from hakobune.platform.accounts.services import add_member, create_team, remove_member
 from hakobune.platform.accounts.tokens import create_api_token
 from hakobune.platform.builds.models import Build, BuildStatus
+from hakobune.platform.services.access import service_for
 from hakobune.platform.services.backends import backend_for
 from hakobune.platform.services.forms import ArchiveField
-from hakobune.platform.services.models import Service
+from hakobune.platform.services.models import DesiredState, Service
 from hakobune.platform.services.services import (
     ServiceActionError,
     create_service,
@@ -64,6 +64,7 @@ def errors(*codes):
         403: "Your role does not allow it.",
         404: "Not found, or of a team you are not in.",
         409: "The service is not in a state that allows it.",
+        415: "The body is not multipart/form-data with a `source` file, nor JSON, or it could not be read as either.",
         429: "Too many failed logins: refused, even with the right password, for `retry_after` seconds.",
         501: "The service's runtime cannot do this.",
     }
@@ -75,31 +76,6 @@ WRITE_ERRORS = (400, 401, 403, 404)
 
 
 # -- shared checks ------------------------------------------------------------------------
-
-
-def _service(request, team, service) -> tuple[Membership, Service]:
-    membership = membership_or_404(request.user, team)
-    found = (
-        Service.objects.select_related("team", "live_release__build")
-        .exclude(desired_state="deleted")
-        .filter(team=membership.team, name=service)
-        .first()
-    )
-    if found is None:
-        raise Http404
-    return membership, found
-
-
-def _deployer(membership: Membership, action: str = "change services") -> None:
-    if not membership.can_deploy:
-        raise PermissionDenied(
-            f"Viewers cannot {action}. Ask an owner of {membership.team.name} to make you a developer."
-        )
-
-
-def _owner(membership: Membership, action: str) -> None:
-    if membership.role != Role.OWNER:
-        raise PermissionDenied(f"Only owners of {membership.team.name} can {action}.")
 
 
 def _django_errors(exc: DjangoValidationError):
@@ -282,7 +258,7 @@ class TeamsView(APIView):
 class MembersView(APIView):
     @extend_schema(operation_id="members_list", responses={200: s.MemberSerializer(many=True), **errors(*READ_ERRORS)})
     def get(self, request, team):
-        membership = membership_or_404(request.user, team)
+        membership = member_of(request.user, team)
         members = membership.team.memberships.select_related("user").order_by("user__username")
         return Response(s.MemberSerializer(members, many=True).data)
 
@@ -292,8 +268,7 @@ class MembersView(APIView):
         summary="Add a person by username or e-mail, or change their role (owners only)",
     )
     def post(self, request, team):
-        membership = membership_or_404(request.user, team)
-        _owner(membership, "add members")
+        membership = member_of(request.user, team, Role.OWNER, "add members")
         data = _valid(s.MemberAddSerializer, request.data)
         User = get_user_model()
         who = data["user"].strip()
@@ -312,9 +287,9 @@ class MemberView(APIView):
         summary="Remove a member (owners; anyone may leave)",
     )
     def delete(self, request, team, username):
-        membership = membership_or_404(request.user, team)
+        membership = member_of(request.user, team)
         if username != request.user.username:
-            _owner(membership, "remove members")
+            require(membership, Role.OWNER, "remove members")
         target = get_object_or_404(Membership, team=membership.team, user__username=username)
         remove_member(team=membership.team, user=target.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -324,13 +299,13 @@ class MemberView(APIView):
 
 
 def _services_of(team):
-    return team.services.exclude(desired_state="deleted").select_related("team", "live_release__build")
+    return team.services.exclude(desired_state=DesiredState.DELETED).select_related("team", "live_release__build")
 
 
 class ServicesView(APIView):
     @extend_schema(operation_id="services_list", responses={200: s.ServiceSerializer(many=True), **errors(*READ_ERRORS)})
     def get(self, request, team):
-        membership = membership_or_404(request.user, team)
+        membership = member_of(request.user, team)
         return Response(s.ServiceSerializer(_services_of(membership.team), many=True).data)
 
     @extend_schema(
@@ -339,8 +314,7 @@ class ServicesView(APIView):
         summary="Create a service (then deploy it)",
     )
     def post(self, request, team):
-        membership = membership_or_404(request.user, team)
-        _deployer(membership, "create services")
+        membership = member_of(request.user, team, Role.DEVELOPER, "create services")
         data = dict(_valid(s.ServiceCreateSerializer, request.data))
         subdir = data.pop("subdir", None)
         try:
@@ -355,7 +329,7 @@ class ServicesView(APIView):
 class ServiceView(APIView):
     @extend_schema(operation_id="services_retrieve", responses={200: s.ServiceSerializer, **errors(*READ_ERRORS)})
     def get(self, request, team, service):
-        _, found = _service(request, team, service)
+        _, found = service_for(request.user, team, service)
         return Response(s.ServiceSerializer(found).data)
 
     @extend_schema(
@@ -364,8 +338,7 @@ class ServiceView(APIView):
         summary="Change instances, cpu, memory, port or health check; a live service gets a new release",
     )
     def patch(self, request, team, service):
-        membership, found = _service(request, team, service)
-        _deployer(membership)
+        _, found = service_for(request.user, team, service, Role.DEVELOPER)
         data = dict(_valid(s.ServiceUpdateSerializer, request.data))
         # Build settings (cloud_builder) apply from the next deploy: no new release for them.
         release = update_settings(service=found, created_by=request.user, **data)
@@ -379,8 +352,7 @@ class ServiceView(APIView):
         summary="Delete a service: its instances, address and images (owners only)",
     )
     def delete(self, request, team, service):
-        membership, found = _service(request, team, service)
-        _owner(membership, "delete a service")
+        _, found = service_for(request.user, team, service, Role.OWNER, "delete a service")
         delete_service(service=found, created_by=request.user)
         return Response(
             {"message": f"{found.name} is being deleted: its instances, address and images."},
@@ -400,12 +372,11 @@ class DeploysView(APIView):
     @extend_schema(
         operation_id="deploys_create",
         request={"multipart/form-data": s.DeployUploadSerializer, "application/json": s.DeployGitSerializer},
-        responses={202: s.DeployAcceptedSerializer, **errors(*WRITE_ERRORS)},
+        responses={202: s.DeployAcceptedSerializer, **errors(*WRITE_ERRORS, 415)},
         summary="Deploy: upload a `source` archive (multipart), or JSON {git_url, ref, subdir}",
     )
     def post(self, request, team, service):
-        membership, found = _service(request, team, service)
-        _deployer(membership, "deploy")
+        _, found = service_for(request.user, team, service, Role.DEVELOPER, "deploy")
         refusal = upload_refusal(request._request)
         if refusal:
             raise exceptions.ValidationError({"source": [refusal]})
@@ -441,14 +412,11 @@ class DeploysView(APIView):
 
 
 def _build(request, build_id) -> Build:
-    build = (
-        Build.objects.select_related("service__team")
-        .filter(id=build_id, service__team__memberships__user=request.user)
-        .exclude(service__desired_state="deleted")
-        .first()
-    )
+    """A build of a service of one of the person's teams (404 otherwise)."""
+    build = Build.objects.select_related("service__team").filter(id=build_id).first()
     if build is None:
         raise Http404
+    service_for(request.user, build.service.team.name, build.service.name)
     return build
 
 
@@ -522,7 +490,7 @@ def _follow_build(build_id: int, after: int):
 class ReleasesView(APIView):
     @extend_schema(operation_id="releases_list", responses={200: s.ReleaseSerializer(many=True), **errors(*READ_ERRORS)})
     def get(self, request, team, service):
-        _, found = _service(request, team, service)
+        _, found = service_for(request.user, team, service)
         return Response(s.ReleaseSerializer(found.releases.select_related("build")[:100], many=True).data)
 
 
@@ -533,8 +501,7 @@ class RollbackView(APIView):
         summary="Roll back: a new release with an earlier release's image and settings",
     )
     def post(self, request, team, service):
-        membership, found = _service(request, team, service)
-        _deployer(membership, "roll back")
+        _, found = service_for(request.user, team, service, Role.DEVELOPER, "roll back")
         data = _valid(s.RollbackSerializer, request.data)
         target = found.releases.filter(number=data["release"]).first()
         if target is None:
@@ -547,7 +514,7 @@ class TrafficView(APIView):
     @extend_schema(operation_id="traffic_retrieve", responses={200: s.TrafficSerializer, **errors(409, *READ_ERRORS)},
                    summary="How the requests are split between releases (runtimes with revisions: Cloud Run)")
     def get(self, request, team, service):
-        _, found = _service(request, team, service)
+        _, found = service_for(request.user, team, service)
         return Response(_traffic_data(found))
 
     @extend_schema(
@@ -556,8 +523,7 @@ class TrafficView(APIView):
         summary="Split the requests between releases by percentage",
     )
     def put(self, request, team, service):
-        membership, found = _service(request, team, service)
-        _deployer(membership, "split traffic")
+        _, found = service_for(request.user, team, service, Role.DEVELOPER, "split traffic")
         data = _valid(s.TrafficUpdateSerializer, request.data)
         _traffic_data(found)  # a runtime that cannot split says so before anything is checked
         split_traffic(service=found, percents=data["percents"], created_by=request.user)
@@ -591,7 +557,7 @@ class EnvView(APIView):
     @extend_schema(operation_id="env_retrieve", responses={200: s.EnvSerializer, **errors(*READ_ERRORS)},
                    summary="The service's environment variables (values masked)")
     def get(self, request, team, service):
-        _, found = _service(request, team, service)
+        _, found = service_for(request.user, team, service)
         return Response(_env_data(found))
 
     @extend_schema(
@@ -599,8 +565,7 @@ class EnvView(APIView):
         summary="Set and unset environment variables; a live service gets a new release with them",
     )
     def put(self, request, team, service):
-        membership, found = _service(request, team, service)
-        _deployer(membership, "change environment variables")
+        _, found = service_for(request.user, team, service, Role.DEVELOPER, "change environment variables")
         data = _valid(s.EnvUpdateSerializer, request.data)
         release = set_env(
             service=found, values=dict(data["set"]), unset=list(data["unset"]), secrets=dict(data["secrets"]),
@@ -643,7 +608,7 @@ class LogsView(StreamingView):
         summary="What the service's instances print",
     )
     def get(self, request, team, service):
-        _, found = _service(request, team, service)
+        _, found = service_for(request.user, team, service)
         since = parse_since(request.query_params.get("since"))
         tail = request.query_params.get("tail") or "200"
         if not tail.isdigit() or not 1 <= int(tail) <= 5000:
@@ -709,7 +674,7 @@ class MetricsView(APIView):
         "averaged per `step`; the current sample when nothing was collected yet",
     )
     def get(self, request, team, service):
-        _, found = _service(request, team, service)
+        _, found = service_for(request.user, team, service)
         since = parse_since(request.query_params.get("since"))
         step = parse_duration(request.query_params.get("step") or "60", "step")
         if not 1 <= step <= 86400:

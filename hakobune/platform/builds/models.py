@@ -3,29 +3,10 @@ from django.db import models
 
 from hakobune.platform.services.models import Service
 
+from .status import FINISHED, IN_PROGRESS, BuildStatus  # noqa: F401 (importable from here)
 
-class BuildStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    FETCHING = "fetching", "Fetching source"
-    DETECTING = "detecting", "Detecting stack"
-    BUILDING = "building", "Building image"
-    # Built; an administrator reviews the service before its first deploy goes live.
-    REVIEWING = "reviewing", "Waiting for review"
-    DEPLOYING = "deploying", "Deploying"
-    LIVE = "live", "Live"
-    FAILED = "failed", "Failed"
-    CANCELLED = "cancelled", "Cancelled"
-
-
-IN_PROGRESS = (
-    BuildStatus.QUEUED,
-    BuildStatus.FETCHING,
-    BuildStatus.DETECTING,
-    BuildStatus.BUILDING,
-    BuildStatus.REVIEWING,
-    BuildStatus.DEPLOYING,
-)
-FINISHED = (BuildStatus.LIVE, BuildStatus.FAILED, BuildStatus.CANCELLED)
+# The most build log lines one page or one poll of the portal shows.
+LOG_PAGE_LINES = 2000
 
 
 def source_upload_path(build, filename):
@@ -81,6 +62,10 @@ class Build(models.Model):
             commit = f" @ {self.git_commit[:10]}" if self.git_commit else ""
             return f"{self.git_ref}{commit}"
         return self.source_filename or "archive"
+
+    def log_page(self, after: int = 0) -> list[tuple[int, str]]:
+        """(id, text) of up to LOG_PAGE_LINES log lines after the line id `after`."""
+        return list(self.log_lines.filter(id__gt=after).values_list("id", "text")[:LOG_PAGE_LINES])
 
     @property
     def failure_text(self) -> str:

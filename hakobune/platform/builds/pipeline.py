@@ -71,7 +71,7 @@ def step(build_id: int, status: str, log: BuildLog, attempt: int):
         if kind == FailureKind.TRANSIENT and attempt < MAX_ATTEMPTS:
             wait = backoff(attempt)
             log.write(f"⟳ Attempt {attempt} of {MAX_ATTEMPTS} met a passing fault: {reason}. "
-                      f"Trying again in {wait} s.")
+                      f"Trying again in {wait} s.", keep=True)
             log.flush()
             logger.warning("build %s, %s: attempt %s met a passing fault: %s", build_id, status, attempt, reason)
             release_claim(build_id, status)
@@ -87,10 +87,10 @@ def step(build_id: int, status: str, log: BuildLog, attempt: int):
             logger.error("platform fault in build %s at %s: %s", build_id, status, reason, exc_info=exc)
         tail = getattr(exc, "log_tail", None) or []
         if tail:
-            log.write("---- last lines ----")
+            log.write("---- last lines ----", keep=True)
             for line in tail:
-                log.write(line)
-        log.write(f"✗ {diagnosis.in_english()}")
+                log.write(line, keep=True)
+        log.write(f"✗ {diagnosis.in_english()}", keep=True)
         log.flush()
         fail(build_id, diagnosis)
         shutil.rmtree(workspace_dir(build_id), ignore_errors=True)
@@ -160,6 +160,7 @@ def _fetch_git(build: Build, workspace: Path, log: BuildLog) -> Path:
         timeout=settings.GIT_TIMEOUT,
         max_bytes=limits.max_total_bytes,
         max_entries=limits.max_entries,
+        proxy=settings.SOURCE_GIT_PROXY,
         log=log.write,
     )
     snapshot = f"sources/{service.team.name}/{service.name}/build-{build.number}-{fetched.commit[:12]}.tar.gz"
@@ -238,7 +239,7 @@ def build_image(build_id: int, *, attempt: int = 1) -> None:
         workspace = workspace_dir(build_id)
         request = images.build_request_for(build, BuildPlan.from_dict(build.plan), source_dir(build), workspace)
         image = images.builder_for(build.service).build(request, log.write)
-        log.write(f"✓ Image {image.ref}")
+        log.write(f"✓ Image {image.ref}", keep=True)
         log.flush()
         Build.objects.filter(id=build_id).update(image=image.ref, plan=image.plan.to_dict())
         shutil.rmtree(workspace, ignore_errors=True)
@@ -274,7 +275,7 @@ def deploy_release(build_id: int, *, attempt: int = 1) -> None:
         releases.start(release, log.write, may_retry=attempt < MAX_ATTEMPTS)
         advance(build_id, S.DEPLOYING, S.LIVE)
         service.refresh_from_db()  # the live release now gives its address (Cloud Run's own)
-        log.write(f"✓ Live at {service.url}")
+        log.write(f"✓ Live at {service.url}", keep=True)
 
 
 # -- builds whose worker died -------------------------------------------------------

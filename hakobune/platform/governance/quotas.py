@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from hakobune.platform.services.backends import backend_for
+from hakobune.platform.services.models import DesiredState
 from hakobune.runtime.base import RuntimeBackendError
 from hakobune.runtime.release_config import all_settings
 
@@ -58,7 +59,7 @@ def reservation(service) -> tuple[float, int]:
 
 
 def usage_of(team) -> Usage:
-    services = list(team.services.exclude(desired_state="deleted"))
+    services = list(team.services.exclude(desired_state=DesiredState.DELETED))
     held = [reservation(service) for service in services]
     return Usage(len(services), round(sum(c for c, _ in held), 2), sum(m for _, m in held))
 

@@ -59,7 +59,7 @@ def team_policy(request, team):
             enqueue_on_commit("reconcile")  # the firewall takes the new allow-list now
             said += " The private networks it may reach change within seconds."
         messages.success(request, said)
-        return redirect("governance")
+        return redirect("governance:quotas")
     return render(request, "governance/team_policy.html", {"team": team, "form": form, "usage": usage_of(team),
                                                            "limits": limits_of(team)})
 
@@ -81,4 +81,4 @@ def review_service(request, service_id, decision):
             messages.success(request, f"Did not approve {service}; the team sees why.")
     except ReviewError as exc:
         messages.error(request, str(exc))
-    return redirect("governance")
+    return redirect("governance:quotas")

@@ -12,7 +12,7 @@ from django.db.models import Avg, F
 from django.utils import timezone
 
 from hakobune.platform.services.backends import backend_for
-from hakobune.platform.services.models import Release, Service
+from hakobune.platform.services.models import DesiredState, Release, Service
 from hakobune.runtime.base import RuntimeBackendError, ServiceRef
 
 from .models import MetricPoint
@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 def collect_all() -> int:
     """Stores one reading of every running service; returns the points kept."""
     kept = 0
-    services = Service.objects.filter(desired_state="running", live_release__status=Release.Status.LIVE)
+    services = Service.objects.filter(desired_state=DesiredState.RUNNING, live_release__status=Release.Status.LIVE)
     for service in services.select_related("team"):
         try:
             samples = backend_for(service).metrics(ServiceRef(service.team.name, service.name))

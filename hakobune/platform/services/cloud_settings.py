@@ -85,9 +85,9 @@ def save_unless_services_move(row: CloudRunSettingsBase, alias: str, base: dict)
     them, nor delete them and their images). Returns those services, not saving."""
     from hakobune.platform.accounts.models import Team
 
-    from .models import Service
+    from .models import DesiredState, Service
 
-    services = Service.objects.filter(target=alias, releases__isnull=False).exclude(desired_state="deleted").distinct()
+    services = Service.objects.filter(target=alias, releases__isnull=False).exclude(desired_state=DesiredState.DELETED).distinct()
     if isinstance(row, TeamCloudRunSettings):
         services = services.filter(team=row.team)
     teams = list(Team.objects.filter(id__in=services.values("team_id")))

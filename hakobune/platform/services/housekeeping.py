@@ -92,6 +92,7 @@ def sync_router() -> None:
                     release_id=svc.live_release_id,
                     asleep=svc.desired_state == "sleeping",
                     aliases=svc.aliases,
+                    redirects=svc.redirects,
                     keep_current=not free,
                 )
             )

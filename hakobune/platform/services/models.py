@@ -1,13 +1,16 @@
 import secrets
 import uuid
+from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
+from django.utils import timezone
 
 from hakobune.platform.accounts.models import Team, dns_label_validator
+from hakobune.platform.builds.status import BuildStatus
 from hakobune.runtime import release_config
 
 
@@ -29,6 +32,15 @@ def default_target():
 
 def new_webhook_secret():
     return secrets.token_hex(24)
+
+
+class DesiredState(models.TextChoices):
+    """What a service's team asked for; the reconciler makes the runtime match it."""
+
+    RUNNING = "running", "Running"
+    STOPPED = "stopped", "Stopped"
+    SLEEPING = "sleeping", "Asleep"
+    DELETED = "deleted", "Deleted"
 
 
 class SourceKind(models.TextChoices):
@@ -119,11 +131,7 @@ class Service(models.Model):
         "services.Release", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     # What the owner asked for; the reconciler makes the runtime match it.
-    desired_state = models.CharField(
-        max_length=16,
-        choices=[("running", "Running"), ("stopped", "Stopped"), ("sleeping", "Asleep"), ("deleted", "Deleted")],
-        default="running",
-    )
+    desired_state = models.CharField(max_length=16, choices=DesiredState.choices, default=DesiredState.RUNNING)
     # Scale to zero, like Cloud Run: after idle_minutes without a request the
     # instances stop; the next request wakes the service.
     scale_to_zero = models.BooleanField(default=False)
@@ -132,6 +140,9 @@ class Service(models.Model):
     # The declared settings (runtime/release_config.py) that have no column
     # of their own, by name; read as attributes like the others.
     extra_settings = models.JSONField(default=dict, blank=True)
+    # Something the platform must tell the service's team, shown on its page
+    # until an owner dismisses it (an old address that went to another service).
+    notice = models.TextField(blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -169,9 +180,36 @@ class Service(models.Model):
         if errors:
             raise ValidationError(errors)
 
+    def status_word(self, latest_build=None) -> str:
+        """One word for the service, as the dashboard and the API show it."""
+        if latest_build and latest_build.status == BuildStatus.REVIEWING:
+            return "in review"
+        if latest_build and latest_build.in_progress:
+            return "deploying"
+        if self.live_release_id and self.is_stopped:
+            return "stopped"
+        if self.live_release_id and self.is_asleep:
+            return "asleep"
+        if self.live_release_id:
+            return "live"
+        if latest_build and latest_build.status == BuildStatus.FAILED:
+            return "failed"
+        return "new"
+
+    @property
+    def is_stopped(self) -> bool:
+        return self.desired_state == DesiredState.STOPPED
+
+    @property
+    def is_asleep(self) -> bool:
+        return self.desired_state == DesiredState.SLEEPING
+
     @property
     def hostname(self) -> str:
-        return f"{self.name}-{self.team.name}.{settings.BASE_DOMAIN}"
+        """The service's own address, `<service>.<team>.<base>`: names have no
+        dots, so no two services of any teams can have the same one (and the
+        Domain table's unique hostname holds it)."""
+        return platform_hostname(self.name, self.team.name)
 
     @property
     def url(self) -> str:
@@ -186,7 +224,21 @@ class Service(models.Model):
 
     @property
     def aliases(self) -> tuple[str, ...]:
-        return tuple(domain.hostname for domain in self.domains.all())
+        """Its custom domains that are verified: only these are routed."""
+        return tuple(
+            domain.hostname for domain in self.domains.all()
+            if domain.kind == Domain.Kind.CUSTOM and domain.verified_at is not None
+        )
+
+    @property
+    def redirects(self) -> tuple[str, ...]:
+        """Its addresses of before `<service>.<team>`, which redirect to the
+        new one until they expire (LEGACY_ADDRESS_DAYS)."""
+        return tuple(domain.hostname for domain in self.domains.all() if domain.is_live_legacy)
+
+    @property
+    def custom_domains(self) -> list:
+        return [domain for domain in self.domains.all() if domain.kind == Domain.Kind.CUSTOM]
 
     @property
     def has_git_token(self) -> bool:
@@ -272,7 +324,10 @@ class Release(models.Model):
     image = models.CharField(max_length=255)
     config = models.JSONField(default=dict, help_text="port, cpu, memory_mb, instances, health_check_path")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DEPLOYING)
+    # As a build's: the English words for the API, the diagnosis for the portal.
     failure_reason = models.TextField(blank=True)
+    failure_rule = models.CharField(max_length=64, blank=True)
+    failure_params = models.JSONField(default=dict, blank=True)
     runtime_state = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     live_at = models.DateTimeField(null=True, blank=True)
@@ -284,6 +339,25 @@ class Release(models.Model):
     def __str__(self):
         return f"{self.service} v{self.number}"
 
+    @property
+    def failure_text(self) -> str:
+        """Why it did not start, in the reader's language, with the app's last lines."""
+        from hakobune.platform.diagnoses import render
+
+        if not self.failure_rule:
+            return self.failure_reason
+        tail = self.failure_params.get("tail", "")
+        return render(self.failure_rule, self.failure_params) + (f"\n{tail}" if tail else "")
+
+    @property
+    def is_superseded(self) -> bool:
+        return self.status == Release.Status.SUPERSEDED
+
+    @property
+    def went_live(self) -> bool:
+        """Whether it served at some time: it is live, or a newer one replaced it."""
+        return self.status in (Release.Status.LIVE, Release.Status.SUPERSEDED)
+
 
 hostname_validator = RegexValidator(
     r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$",
@@ -291,11 +365,33 @@ hostname_validator = RegexValidator(
 )
 
 
+def platform_hostname(service: str, team: str) -> str:
+    return f"{service}.{team}.{settings.BASE_DOMAIN}"
+
+
+def legacy_hostname(service: str, team: str) -> str:
+    """The address scheme before `<service>.<team>`, which could collide:
+    service my-app of team prod and service my of team app-prod."""
+    return f"{service}-{team}.{settings.BASE_DOMAIN}"
+
+
 class Domain(models.Model):
-    """A custom domain a service answers at, beside its own address."""
+    """Every hostname a service answers at, in one table whose unique
+    hostname means that no two services, of any teams, share one: its own
+    address, its custom domains (routed once verified), and its old address
+    (redirected to the new one for a while)."""
+
+    class Kind(models.TextChoices):
+        PLATFORM = "platform", "Its own address"
+        CUSTOM = "custom", "A custom domain"
+        LEGACY = "legacy", "An old address that redirects"
 
     service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="domains")
     hostname = models.CharField(max_length=253, unique=True, validators=[hostname_validator])
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.CUSTOM)
+    # Custom domains: the TXT record that proves the team holds the domain.
+    verification_token = models.CharField(max_length=64, blank=True)
+    verified_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -303,6 +399,23 @@ class Domain(models.Model):
 
     def __str__(self):
         return self.hostname
+
+    @property
+    def is_live_legacy(self) -> bool:
+        if self.kind != Domain.Kind.LEGACY or settings.LEGACY_ADDRESS_DAYS <= 0:
+            return False
+        return timezone.now() < self.created_at + timedelta(days=settings.LEGACY_ADDRESS_DAYS)
+
+    @property
+    def txt_name(self) -> str:
+        return f"{VERIFICATION_LABEL}.{self.hostname}"
+
+    @property
+    def txt_value(self) -> str:
+        return f"hakobune-verify={self.verification_token}"
+
+
+VERIFICATION_LABEL = "_hakobune"
 
 
 project_id_validator = RegexValidator(

@@ -12,7 +12,9 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from hakobune.platform.builds.state import failure_fields
 from hakobune.platform.crypto import decrypt
+from hakobune.platform.diagnoses import Diagnosis, diagnose
 from hakobune.platform.failures import MAX_ATTEMPTS, FailureKind, RetryStep, backoff, classify
 from hakobune.platform.governance.models import TeamPolicy
 from hakobune.platform.locks import deploy_lock
@@ -51,6 +53,7 @@ def deploy_spec(service: Service, release: Release) -> DeploySpec:
         hostname=service.hostname,
         config=config,
         aliases=service.aliases,
+        redirects=service.redirects,
         env=env_of(service),
         secret_env=secret_env_of(service),
         restart=release.config.get("restart", ""),
@@ -147,7 +150,7 @@ def start(release: Release, log: Callable[[str], None], *, may_retry: bool = Fal
         result = backend.deploy(spec)
     except Exception as exc:
         if not (may_retry and classify(exc) == FailureKind.TRANSIENT):
-            mark_failed(release, exc)
+            mark_failed(release, exc, gave_up=classify(exc) == FailureKind.TRANSIENT)
         raise
     with transaction.atomic():
         Release.objects.filter(service=service, status=Release.Status.LIVE).exclude(id=release.id).update(
@@ -160,13 +163,23 @@ def start(release: Release, log: Callable[[str], None], *, may_retry: bool = Fal
     _retire_after_commit(service, release)
 
 
-def mark_failed(release: Release, exc: BaseException) -> None:
-    if isinstance(exc, RuntimeBackendError):
-        tail = "\n".join(exc.log_tail[-10:])
-        reason = exc.message + (f"\n{tail}" if tail else "")
+def mark_failed(release: Release, exc: BaseException, *, gave_up: bool = False) -> None:
+    """Records why the release did not start, as a diagnosis with the app's
+    last lines."""
+    reason = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    if gave_up:
+        diagnosis = Diagnosis("pipeline.gave_up", {"what": "The runtime", "attempts": MAX_ATTEMPTS, "error": reason[:300]})
+    elif isinstance(exc, RuntimeBackendError):
+        diagnosis = diagnose(exc)
     else:
-        reason = "Hakobune failed while starting this release."
-    Release.objects.filter(id=release.id).update(status=Release.Status.FAILED, failure_reason=reason)
+        diagnosis = Diagnosis("release.internal", {"error": f"{type(exc).__name__}: {exc}"[:500]})
+    tail = "\n".join(getattr(exc, "log_tail", None) or [])[-4000:]
+    if tail:
+        diagnosis = Diagnosis(diagnosis.rule, {**diagnosis.params, "tail": "\n".join(tail.splitlines()[-10:])})
+    fields = failure_fields(diagnosis)
+    if diagnosis.params.get("tail"):
+        fields["failure_reason"] += "\n" + diagnosis.params["tail"]
+    Release.objects.filter(id=release.id).update(status=Release.Status.FAILED, **fields)
 
 
 def _retire_after_commit(service: Service, release: Release) -> None:

@@ -17,7 +17,7 @@ from hakobune.runtime.base import ServiceRef
 from hakobune.platform.locks import deploy_lock, redis_client
 
 from .backends import backend_for
-from .models import Release, Service
+from .models import DesiredState, Domain, Release, Service
 from .releases import deploy_spec
 
 logger = logging.getLogger(__name__)
@@ -26,23 +26,21 @@ HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authoriza
 
 
 def service_for_hostname(hostname: str) -> Service | None:
-    from .models import Domain
-
-    custom = Domain.objects.filter(hostname=hostname).select_related("service__team", "service__live_release").first()
-    if custom is not None:
-        return custom.service
-    suffix = f".{settings.BASE_DOMAIN}"
-    if not hostname.endswith(suffix):
+    """The service that answers at `hostname`: its own address, a verified
+    custom domain, or an old address still redirecting (one table, one row
+    per hostname)."""
+    domain = (
+        Domain.objects.filter(hostname=hostname.rstrip(".").lower())
+        .select_related("service__team", "service__live_release")
+        .first()
+    )
+    if domain is None or domain.service.desired_state == DesiredState.DELETED:
         return None
-    label = hostname[: -len(suffix)]
-    # "<service>-<team>": both may hold hyphens, so try each split.
-    query = Q()
-    for index, char in enumerate(label):
-        if char == "-":
-            query |= Q(name=label[:index], team__name=label[index + 1 :])
-    if not query:
+    if domain.kind == Domain.Kind.CUSTOM and domain.verified_at is None:
         return None
-    return Service.objects.select_related("team", "live_release").exclude(desired_state="deleted").filter(query).first()
+    if domain.kind == Domain.Kind.LEGACY and not domain.is_live_legacy:
+        return None
+    return domain.service
 
 
 def note_traffic(log_path: str) -> int:
@@ -86,7 +84,7 @@ def note_traffic(log_path: str) -> int:
 def idle_services(now=None):
     now = now or timezone.now()
     candidates = Service.objects.filter(
-        scale_to_zero=True, desired_state="running", live_release__status=Release.Status.LIVE, public=True
+        scale_to_zero=True, desired_state=DesiredState.RUNNING, live_release__status=Release.Status.LIVE, public=True
     ).select_related("team", "live_release")
     for service in candidates:
         last = max(filter(None, [service.last_request_at, service.live_release.live_at]), default=None)
@@ -98,8 +96,8 @@ def put_to_sleep(service: Service) -> None:
     backend = backend_for(service)
     if "scale_to_zero" not in backend.capabilities:
         return
-    Service.objects.filter(id=service.id, desired_state="running").update(desired_state="sleeping")
-    backend.sleep(ServiceRef(service.team.name, service.name), service.hostname, service.aliases)
+    Service.objects.filter(id=service.id, desired_state=DesiredState.RUNNING).update(desired_state=DesiredState.SLEEPING)
+    backend.sleep(ServiceRef(service.team.name, service.name), service.hostname, service.aliases, service.redirects)
     logger.info("%s scaled to zero after %s idle minutes", service, service.idle_minutes)
 
 
@@ -109,7 +107,7 @@ def wake(service: Service) -> list[str]:
     instances."""
     with deploy_lock(service.id):
         upstreams = backend_for(service).wake(deploy_spec(service, service.live_release))
-        Service.objects.filter(id=service.id).update(desired_state="running", last_request_at=timezone.now())
+        Service.objects.filter(id=service.id).update(desired_state=DesiredState.RUNNING, last_request_at=timezone.now())
     return upstreams
 
 

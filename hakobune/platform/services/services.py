@@ -3,6 +3,8 @@ through these functions."""
 
 from __future__ import annotations
 
+import secrets
+
 from decimal import Decimal
 
 from django.conf import settings
@@ -29,6 +31,7 @@ from hakobune.runtime.release_config import (
 from .backends import backend_for
 from .declared_settings import split_by_storage, values_of
 from .models import Domain, EnvVar, Service, SourceKind, validate_env_key
+from .domains import LookupFailed, txt_values
 from .releases import env_of, new_release, secret_env_of  # noqa: F401 (env_of: read by the API)
 from .scaling import wake
 from .sources import check_git_source
@@ -85,8 +88,13 @@ def create_service(
     try:
         with transaction.atomic():
             service.save()
+            # The address is taken in the same transaction: the table's unique
+            # hostname is what keeps two services from one address.
+            Domain.objects.create(service=service, hostname=service.hostname, kind=Domain.Kind.PLATFORM)
     except IntegrityError:
-        raise ServiceActionError(f"Your team already has a service called {name}.")
+        if Service.objects.filter(team=team, name=name).exists():
+            raise ServiceActionError(f"Your team already has a service called {name}.")
+        raise ServiceActionError(f"The address {service.hostname} is already taken; choose another name.")
     return service
 
 
@@ -459,32 +467,68 @@ def redeploy_services_on_stack(*, language: str, created_by=None) -> list[Build]
 
 
 def add_domain(*, service: Service, hostname: str, created_by=None):
-    """Makes the service answer at a domain of its team's; the route changes at
-    once. The domain's DNS must point at this host (a CNAME to the service's
-    own address, or an A record)."""
+    """Adds a domain of the team's; it is routed once verified (a TXT record
+    `_hakobune.<domain>` with its token: see verify_domain), and its DNS must
+    point at this host (a CNAME to the service's own address, or an A record)."""
     _require_capability(service, "routing", "serve custom domains through Hakobune's router")
-
     hostname = (hostname or "").strip().lower().rstrip(".")
     base = settings.BASE_DOMAIN
     if hostname == base or hostname.endswith(f".{base}") or hostname.endswith(".localhost") or hostname == "localhost":
         raise ServiceActionError(f"{hostname} is one of Hakobune's own addresses; give a domain of yours.")
+    if hostname in portal_hostnames():
+        raise ServiceActionError(f"{hostname} is the address of Hakobune's portal; give a domain of yours.")
     if Domain.objects.filter(hostname=hostname).exists():
         raise ServiceActionError(f"{hostname} is already used by a service.")
-    domain = Domain(service=service, hostname=hostname)
+    domain = Domain(service=service, hostname=hostname, kind=Domain.Kind.CUSTOM,
+                    verification_token=secrets.token_urlsafe(24))
     try:
         domain.full_clean()
     except ValidationError as exc:
         raise ServiceActionError(" ".join(exc.message_dict.get("hostname", exc.messages)))
-    domain.save()
+    try:
+        with transaction.atomic():
+            domain.save()
+    except IntegrityError:
+        raise ServiceActionError(f"{hostname} is already used by a service.")
+    return domain
+
+
+def verify_domain(*, service: Service, hostname: str, created_by=None):
+    """Routes a custom domain once its TXT record holds the domain's token."""
+    domain = service.domains.filter(hostname=hostname, kind=Domain.Kind.CUSTOM).first()
+    if domain is None:
+        raise ServiceActionError(f"{hostname} is not a domain of this service.")
+    if domain.verified_at is not None:
+        return domain
+    try:
+        found = txt_values(domain.txt_name)
+    except LookupFailed as exc:
+        raise ServiceActionError(f"{hostname} is not verified yet: {exc}.")
+    if domain.txt_value not in found:
+        said = f"it has {', '.join(repr(value) for value in found)}" if found else "there is none yet"
+        raise ServiceActionError(
+            f"{hostname} is not verified yet: add a TXT record named {domain.txt_name} with the value "
+            f"{domain.txt_value} ({said}; a new record can take a few minutes to show), then verify again."
+        )
+    Domain.objects.filter(id=domain.id).update(verified_at=timezone.now())
     _sync_routes_after_commit()
     return domain
 
 
+def portal_hostnames() -> set[str]:
+    """The names the portal itself answers at, which no service may take."""
+    return {host.lower() for host in settings.ALLOWED_HOSTS if host and not host.startswith(".") and host != "*"}
+
+
 def remove_domain(*, service: Service, hostname: str, created_by=None) -> None:
-    deleted, _ = service.domains.filter(hostname=hostname).delete()
+    deleted, _ = service.domains.filter(hostname=hostname, kind=Domain.Kind.CUSTOM).delete()
     if not deleted:
         raise ServiceActionError(f"{hostname} is not a domain of this service.")
     _sync_routes_after_commit()
+
+
+def dismiss_notice(*, service: Service, created_by=None) -> None:
+    Service.objects.filter(id=service.id).update(notice="")
 
 
 def _sync_routes_after_commit():

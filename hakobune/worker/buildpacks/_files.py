@@ -1,27 +1,30 @@
-"""Reading a person's source safely: bounded reads, no exceptions for
-unreadable or malformed files (a detector that cannot read a file passes)."""
+"""Reading a person's source safely: bounded reads that follow no link (not
+as the file, not as a folder on the way: see treefs), and no exceptions for
+unreadable or malformed files (a detector that cannot read a file passes).
+Every path is given as the app's folder and a path inside it."""
 
 from __future__ import annotations
 
 import json
 import tomllib
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+
+from .. import treefs
 
 MAX_READ = 512 * 1024
 
 
-def read_text(path: Path) -> str:
+def read_text(src: Path, name: str | PurePosixPath) -> str:
+    """The first MAX_READ bytes of src/name as text; "" when it is missing, a
+    link, reached through a link, or not a plain file."""
     try:
-        if path.is_symlink() or not path.is_file():
-            return ""
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            return handle.read(MAX_READ)
-    except OSError:
+        return treefs.read_head(src, name, MAX_READ).decode("utf-8", errors="replace")
+    except (treefs.UnsafePath, OSError):
         return ""
 
 
-def read_json(path: Path) -> dict | None:
-    text = read_text(path)
+def read_json(src: Path, name: str | PurePosixPath) -> dict | None:
+    text = read_text(src, name)
     if not text:
         return None
     try:
@@ -31,8 +34,8 @@ def read_json(path: Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def read_toml(path: Path) -> dict | None:
-    text = read_text(path)
+def read_toml(src: Path, name: str | PurePosixPath) -> dict | None:
+    text = read_text(src, name)
     if not text:
         return None
     try:
@@ -41,9 +44,9 @@ def read_toml(path: Path) -> dict | None:
         return None
 
 
-def is_file(src: Path, name: str) -> bool:
-    path = src / name
-    return path.is_file() and not path.is_symlink()
+def is_file(src: Path, name: str | PurePosixPath) -> bool:
+    """src/name is a plain file, reached through no link."""
+    return treefs.is_plain_file(src, name)
 
 
 def first_file(src: Path, names) -> str | None:

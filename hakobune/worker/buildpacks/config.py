@@ -78,7 +78,7 @@ def read(src: Path) -> ProjectConfig:
     if not is_file(src, FILENAME):
         return ProjectConfig()
     try:
-        data = tomllib.loads(read_text(src / FILENAME))
+        data = tomllib.loads(read_text(src, FILENAME))
     except tomllib.TOMLDecodeError as exc:
         raise DetectionError(f"{FILENAME} is not valid TOML: {exc}. Fix it or remove it.") from None
     unknown = sorted(set(data) - KEYS)

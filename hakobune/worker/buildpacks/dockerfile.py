@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ._files import first_file, read_text
+from ._files import first_file, is_file, read_text
 from .plan import DOCKERFILE_STACK, BuildPlan, Detection
 
 NAME = "Dockerfile"
@@ -18,9 +18,9 @@ EXPOSE = re.compile(r"^\s*EXPOSE\s+(\d+)", re.MULTILINE | re.IGNORECASE)
 
 def detect(src: Path, path: str | None = None) -> Detection | None:
     name = path or first_file(src, NAMES)
-    if name is None or not (src / name).is_file():
+    if name is None or not is_file(src, name):
         return None
-    text = read_text(src / name)
+    text = read_text(src, name)
     plan = BuildPlan(stack=DOCKERFILE_STACK, start_command="", dockerfile_path=name)
     reason = f"found {name}; it is built as it is"
     exposed = EXPOSE.findall(text)

@@ -20,7 +20,7 @@ PACKAGE_MAIN = re.compile(r"^package\s+main\b", re.MULTILINE)
 def detect(src: Path) -> Detection | None:
     if not is_file(src, "go.mod"):
         return None
-    gomod = read_text(src / "go.mod")
+    gomod = read_text(src, "go.mod")
     package = _main_package(src)
     if package is None:
         return None
@@ -51,11 +51,11 @@ def detect(src: Path) -> Detection | None:
 
 
 def _main_package(src: Path) -> str | None:
-    if any(PACKAGE_MAIN.search(read_text(p)) for p in sorted(src.glob("*.go")) if not p.name.endswith("_test.go")):
+    if any(PACKAGE_MAIN.search(read_text(src, p.name)) for p in sorted(src.glob("*.go")) if not p.name.endswith("_test.go")):
         return "."
     folders = []
     for path in walk(src, "*.go", max_depth=3):
-        if not path.name.endswith("_test.go") and PACKAGE_MAIN.search(read_text(path)):
+        if not path.name.endswith("_test.go") and PACKAGE_MAIN.search(read_text(src, path.relative_to(src).as_posix())):
             folder = path.parent.relative_to(src).as_posix()
             if folder not in folders:
                 folders.append(folder)

@@ -39,7 +39,7 @@ def detect(src: Path, *, start_command: str = "") -> Detection | None:
     """With `start_command` (a Procfile's web line), package.json alone is enough."""
     if not is_file(src, "package.json"):
         return None
-    package = read_json(src / "package.json")
+    package = read_json(src, "package.json")
     if package is None:
         return None
     scripts = package.get("scripts") if isinstance(package.get("scripts"), dict) else {}

@@ -21,7 +21,7 @@ def processes(src: Path) -> dict[str, str] | None:
     if not is_file(src, "Procfile"):
         return None
     found = {}
-    for line in read_text(src / "Procfile").splitlines():
+    for line in read_text(src, "Procfile").splitlines():
         if line.strip().startswith("#"):
             continue
         match = LINE.match(line)

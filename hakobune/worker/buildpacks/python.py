@@ -101,7 +101,7 @@ def _normalise(name: str) -> str:
 
 
 def _dependencies(src: Path) -> _Manifest | None:
-    pyproject = read_toml(src / "pyproject.toml") if is_file(src, "pyproject.toml") else None
+    pyproject = read_toml(src, "pyproject.toml") if is_file(src, "pyproject.toml") else None
     pyproject_names = _pyproject_names(pyproject or {})
     with_version_file = ("pyproject.toml",) + ((".python-version",) if is_file(src, ".python-version") else ())
 
@@ -120,7 +120,7 @@ def _dependencies(src: Path) -> _Manifest | None:
             raw=pyproject,
         )
     if pyproject is not None and is_file(src, "poetry.lock"):
-        specs = _poetry_lock_specs(src / "poetry.lock")
+        specs = _poetry_lock_specs(src)
         if specs is not None:
             # The locked versions, installed by pip: Poetry itself is not needed to
             # run the app, and pip needs only PyPI's simple index.
@@ -144,7 +144,7 @@ def _dependencies(src: Path) -> _Manifest | None:
             raw=pyproject,
         )
     if is_file(src, "requirements.txt"):
-        names = REQUIREMENT_NAME.findall(read_text(src / "requirements.txt"))
+        names = REQUIREMENT_NAME.findall(read_text(src, "requirements.txt"))
         return _Manifest(
             "requirements.txt",
             ("requirements.txt",),
@@ -153,8 +153,8 @@ def _dependencies(src: Path) -> _Manifest | None:
             raw=pyproject or {},
         )
     if is_file(src, "Pipfile"):
-        pipfile = read_toml(src / "Pipfile") or {}
-        lock = read_json(src / "Pipfile.lock") if is_file(src, "Pipfile.lock") else None
+        pipfile = read_toml(src, "Pipfile") or {}
+        lock = read_json(src, "Pipfile.lock") if is_file(src, "Pipfile.lock") else None
         if lock and isinstance(lock.get("default"), dict):
             specs = [f"{name}{info.get('version', '')}" for name, info in sorted(lock["default"].items())
                      if isinstance(info, dict)]
@@ -175,10 +175,10 @@ def _dependencies(src: Path) -> _Manifest | None:
     return None
 
 
-def _poetry_lock_specs(path: Path) -> list[str] | None:
+def _poetry_lock_specs(src: Path) -> list[str] | None:
     """`name==version ; markers` of the main group's packages, or None when the
     lock cannot be read."""
-    lock = read_toml(path)
+    lock = read_toml(src, "poetry.lock")
     if lock is None or not isinstance(lock.get("package"), list):
         return None
     specs = []
@@ -211,7 +211,7 @@ def _pyproject_names(pyproject: dict) -> list[str]:
 
 
 def _python_version(src: Path, manifest: _Manifest) -> str:
-    pinned = read_text(src / ".python-version").strip().splitlines()
+    pinned = read_text(src, ".python-version").strip().splitlines()
     if pinned and VERSION.search(pinned[0]):
         return VERSION.search(pinned[0]).group(1)
     requires = (manifest.raw.get("project") or {}).get("requires-python")
@@ -235,7 +235,7 @@ def _find_app(src: Path, manifest: _Manifest):
     if django is not None:
         return django
     candidates = _candidates(src)
-    texts = {path: read_text(path) for path in candidates}
+    texts = {path: read_text(src, path.name) for path in candidates}
     for path, text in texts.items():
         match = FASTAPI_APP.search(text)
         if match:
@@ -285,7 +285,7 @@ def _gunicorn(target: str) -> str:
 def _find_django(src: Path, manifest: _Manifest):
     if not is_file(src, "manage.py") and "django" not in manifest.names:
         return None
-    manage = read_text(src / "manage.py")
+    manage = read_text(src, "manage.py")
     settings_module = None
     match = DJANGO_SETTINGS.search(manage)
     if match:
@@ -297,15 +297,15 @@ def _find_django(src: Path, manifest: _Manifest):
             wsgi_module = f"{package}.wsgi"
     if wsgi_module is None:
         for path in walk(src, "wsgi.py", max_depth=3):
-            if "get_wsgi_application" in read_text(path):
+            if "get_wsgi_application" in read_text(src, path.relative_to(src).as_posix()):
                 wsgi_module = ".".join(path.relative_to(src).with_suffix("").parts)
                 break
     if wsgi_module is None:
         return None
     if settings_module is None:
         settings_module = wsgi_module.rsplit(".", 1)[0] + ".settings"
-    settings_path = src / (settings_module.replace(".", "/") + ".py")
-    settings_text = read_text(settings_path)
+    settings_file = settings_module.replace(".", "/") + ".py"
+    settings_text = read_text(src, settings_file)
     build, notes = [], []
     words = f"manage.py with a Django project (`{wsgi_module}`, served by gunicorn)"
     if not is_file(src, "manage.py"):
@@ -327,7 +327,7 @@ def _find_django(src: Path, manifest: _Manifest):
             )
     else:
         notes.append(
-            f"{settings_path.relative_to(src).as_posix() if settings_text else 'Your settings'} has no STATIC_ROOT, "
+            f"{settings_file if settings_text else 'Your settings'} has no STATIC_ROOT, "
             "so static files are not collected: set STATIC_ROOT = BASE_DIR / 'staticfiles' and add WhiteNoise "
             "to serve them."
         )

@@ -22,7 +22,7 @@ def serve_plan(site_root: str, **changes) -> BuildPlan:
 
 
 def detect(src: Path) -> Detection | None:
-    package = read_json(src / "package.json") if is_file(src, "package.json") else None
+    package = read_json(src, "package.json") if is_file(src, "package.json") else None
     if package is not None:
         scripts = package.get("scripts") or {}
         if isinstance(scripts, dict) and ({"build", "start"} & set(scripts)):

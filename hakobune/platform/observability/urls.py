@@ -1,0 +1,13 @@
+from django.urls import path
+
+from . import views
+
+app_name = "observability"
+
+service = "t/<slug:team>/<slug:service>/"
+
+urlpatterns = [
+    path(f"{service}logs/", views.runtime_logs, name="runtime_logs"),
+    path(f"{service}runtime/", views.runtime_status, name="runtime_status"),
+    path(f"{service}metrics/", views.service_metrics, name="metrics"),
+]
