@@ -295,13 +295,17 @@ def test_run_options_are_refused(tmp_path, engine, option):
 # -- the file itself -----------------------------------------------------------------------
 
 
-def test_a_dockerfile_that_is_a_link_is_not_read(tmp_path):
+def test_a_dockerfile_that_is_a_link_or_behind_one_is_not_read(tmp_path):
     from hakobune.worker.builders import dockerfile_policy
 
-    (tmp_path / "elsewhere").write_text("FROM scratch\n")
-    (tmp_path / "Dockerfile").symlink_to(tmp_path / "elsewhere")
-    with pytest.raises(dockerfile_policy.DockerfileRefused, match="not a link"):
-        dockerfile_policy.read_dockerfile(tmp_path / "Dockerfile")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "Dockerfile").write_text("FROM scratch\n")
+    (tmp_path / "Dockerfile").symlink_to(tmp_path / "elsewhere" / "Dockerfile")
+    (tmp_path / "docker").symlink_to(tmp_path / "elsewhere")
+    for relative in ("Dockerfile", "docker/Dockerfile"):
+        with pytest.raises(dockerfile_policy.DockerfileRefused, match="link"):
+            dockerfile_policy.read_dockerfile(tmp_path, relative)
+    assert dockerfile_policy.read_dockerfile(tmp_path, "elsewhere/Dockerfile") == "FROM scratch\n"
 
 
 def test_a_dockerfile_without_from_is_refused(tmp_path, engine):

@@ -41,11 +41,11 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import os
 import re
-import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+
+from hakobune.worker import treefs
 
 from .base import BuildError
 
@@ -625,21 +625,16 @@ def _check_triggers(policy: Policy, image: str, instruction: Instruction, refuse
         check_body(inner, None, "\\", where=where, onbuild=True)
 
 
-def read_dockerfile(path) -> str:
-    """The Dockerfile's text, read without following a link and refused when
-    it is not a small text file."""
+def read_dockerfile(root, relative: str) -> str:
+    """The Dockerfile's text, read without following a link (on the way or as
+    the file, see treefs) and refused when it is not a small plain file."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+        data = treefs.read_head(root, relative, MAX_BYTES + 1)
+    except treefs.UnsafePath as exc:
+        raise DockerfileRefused(exc.message) from None
     except OSError as exc:
-        raise DockerfileRefused(
-            f"Hakobune could not read your {os.path.basename(path)} ({exc.strerror}); it must be a plain file in "
-            "your app's folder, not a link."
-        ) from None
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            raise DockerfileRefused(f"Your {os.path.basename(path)} is not a plain file.")
-        data = handle.read(MAX_BYTES + 1)
+        raise DockerfileRefused(f"Hakobune could not read your {relative} ({exc.strerror}).") from None
     if len(data) > MAX_BYTES:
-        raise DockerfileRefused(f"Your {os.path.basename(path)} is larger than {MAX_BYTES // 1024} KiB; a Dockerfile "
-                                "is a short recipe: keep data in files and COPY them.")
+        raise DockerfileRefused(f"Your {relative} is larger than {MAX_BYTES // 1024} KiB; a Dockerfile is a short "
+                                "recipe: keep data in files and COPY them.")
     return data.decode("utf-8", errors="replace")

@@ -176,7 +176,7 @@ class LocalDockerBuilder(ImageBuilder):
     def check_dockerfile(self, request: BuildRequest, dockerfile: str, log: Log) -> list[str]:
         """Refuses (a user's BuildError, in a sentence) what the person's own
         Dockerfile may not ask of this engine; returns the images it builds on."""
-        text = dockerfile_policy.read_dockerfile(request.source_dir / dockerfile)
+        text = dockerfile_policy.read_dockerfile(request.source_dir, dockerfile)
         policy = dockerfile_policy.Policy(
             team=request.team,
             stacks=tuple(self.stack_refs().values()),
