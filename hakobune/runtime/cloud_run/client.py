@@ -177,9 +177,7 @@ class GoogleCloud:
                 project=self.project, credentials=credentials, client_options=self._options_for("storage")
             )
         elif api == "logging":
-            from google.cloud import logging as cloud_logging
-
-            client = cloud_logging.Client(
+            client = _reading_logging_client()(
                 project=self.project, credentials=credentials, _use_grpc=False, client_options=self._options_for("logging")
             )
         elif api == "session":
@@ -208,6 +206,22 @@ class GoogleCloud:
         if response.status_code >= 400:
             raise _in_words(gexc.from_http_response(response), api, self)
         return response.text if raw else response.json()
+
+
+def _reading_logging_client():
+    """Cloud Logging's client for reading only. The library makes a Logger for
+    each log an entry it reads belongs to, and a Logger made without a
+    resource asks the metadata server (metadata.google.internal) where this
+    process runs; Hakobune writes nothing, so its loggers get a resource and
+    nothing is asked."""
+    from google.cloud import logging as cloud_logging
+    from google.cloud.logging_v2.resource import Resource
+
+    class ReadingClient(cloud_logging.Client):
+        def logger(self, name, *, labels=None, resource=None):
+            return super().logger(name, labels=labels, resource=resource or Resource(type="global", labels={}))
+
+    return ReadingClient
 
 
 def _in_words(exc, api: str, backend: GoogleCloud, *, image: str = "") -> RuntimeBackendError:
