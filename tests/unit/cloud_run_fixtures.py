@@ -97,6 +97,7 @@ def backend_options(fake, storage_url, **extra):
             "logging": fake.url,
             "monitoring": fake.url,
             "artifactregistry": fake.url,
+            "iam": fake.url,
             "storage": storage_url,
         },
         **extra,
