@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--app", default="flask-hello", help="a folder in tests/fixtures/apps")
     parser.add_argument("--keep", action="store_true", help="leave the service running")
     parser.add_argument("--secret", action="append", default=[], metavar="KEY=SECRET[:VERSION]",
-                        help="an env var read from Secret Manager (the secret must exist)")
+                        help="an env var read from Secret Manager (hakobune_smoke_SECRET must exist)")
     args = parser.parse_args()
 
     project = os.environ.get("CLOUDRUN_PROJECT", "")
@@ -72,7 +72,7 @@ def main() -> None:
     for pair in args.secret:
         key, _, reference = pair.partition("=")
         try:
-            secret_env[key] = backend.secret_reference(reference)
+            secret_env[key] = backend.secret_reference(reference, team=ref.team)
         except ValueError as exc:
             refuse(f"--secret {pair}: {exc}")
     try:

@@ -10,7 +10,8 @@ AuthorizedSession, with Monitoring's own message types for the answer.
 
 The package, by concern:
     client.py     GoogleCloud: settings, credentials, clients, endpoints; Google's errors
-                  in words (_in_words); Secret Manager references
+                  in words (_in_words)
+    tenants.py    what each team has of its own: the prefix of its Secret Manager secrets
     build.py      CloudBuildBuilder, the image builder (image_builder() below)
     serve.py      deploy, traffic, stop/start, destroy, status, revisions
     observe.py    logs and metrics
@@ -38,17 +39,18 @@ from collections.abc import Callable
 
 from ..base import RuntimeBackend, RuntimeBackendError
 from .build import CloudBuildBuilder
-from .client import GoogleCloud, _in_words, normalize_secret_ref, parse_secret_ref
+from .client import GoogleCloud, _in_words
 from .observe import Observing
 from .serve import LABEL_TEAM, Serving, cloud_run_resources
+from .tenants import secret_prefix, team_secret
 
 __all__ = [
     "CloudBuildBuilder",
     "CloudRunBackend",
     "GoogleCloud",
     "cloud_run_resources",
-    "normalize_secret_ref",
-    "parse_secret_ref",
+    "secret_prefix",
+    "team_secret",
 ]
 
 

@@ -2,7 +2,8 @@
 (a service-account key, application default credentials, or none against the
 tests' fakes), with one client per API on its REST transport; and Google's
 errors turned into something a person can act on (`_in_words`), including
-Cloud Run's refusals about Secret Manager references.
+Cloud Run's refusals about Secret Manager references (tenants.py says which
+a team may name).
 
 The Cloud Run backend (serving) and the Cloud Build builder (building) both
 stand on a GoogleCloud, the backend being one itself and the builder sharing
@@ -13,6 +14,7 @@ from __future__ import annotations
 import re
 
 from ..base import RuntimeBackendError
+from .tenants import secret_prefix
 
 SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
 DEFAULT_ENDPOINTS = {
@@ -55,6 +57,11 @@ class GoogleCloud:
         self.endpoints = dict(options.get("endpoints") or {})
         self._credentials = None
         self._clients: dict[str, object] = {}
+
+    @staticmethod
+    def secret_prefix(team: str) -> str:
+        """How the names of the secrets `team`'s services may read begin."""
+        return secret_prefix(team)
 
     def _where(self, variable: str, what: str) -> str:
         """Where a person changes a setting: an environment variable of the
@@ -289,36 +296,12 @@ def _permission_in(message: str) -> str:
     return match.group(1) if match else ""
 
 
-# -- Secret Manager references ------------------------------------------------------
+# -- Secret Manager references in Google's refusals -------------------------------------
 
-_SECRET_REF = re.compile(
-    r"^(?:projects/(?P<project>[a-z0-9-]{1,30})/secrets/)?(?P<name>[A-Za-z0-9_-]{1,255})"
-    r"(?:(?:/versions/|:)(?P<version>latest|[1-9][0-9]{0,9}))?$"
-)
 _SECRET_IN_MESSAGE = re.compile(
     r"projects/(?P<project>[^/\s]+)/secrets/(?P<name>[A-Za-z0-9_-]+)(?:/versions/(?P<version>[A-Za-z0-9]+))?"
 )
 _RUNS_AS_IN_MESSAGE = re.compile(r"service account (?P<account>[^\s]+@[^\s]+?)\.?(?:\s|$)")
-
-
-def parse_secret_ref(reference: str) -> tuple[str, str]:
-    """A Secret Manager reference as (secret, version): "db-password" (the
-    latest version), "db-password:3", or a full "projects/P/secrets/NAME
-    [/versions/V]" for a secret in another project. Raises ValueError in words."""
-    match = _SECRET_REF.match((reference or "").strip())
-    if not match:
-        raise ValueError(
-            f"{reference!r} is not a Secret Manager secret: give its name (db-password), a name and version "
-            "(db-password:3), or projects/PROJECT/secrets/NAME for a secret in another project."
-        )
-    secret = match["name"] if not match["project"] else f"projects/{match['project']}/secrets/{match['name']}"
-    return secret, match["version"] or "latest"
-
-
-def normalize_secret_ref(reference: str) -> str:
-    """The one spelling Hakobune stores: "secret:version"."""
-    secret, version = parse_secret_ref(reference)
-    return f"{secret}:{version}"
 
 
 def _secret_problem(message: str, backend: GoogleCloud) -> RuntimeBackendError | None:

@@ -3,6 +3,9 @@ earlier one reused on a rollback), traffic between revisions, who may call a
 service, stop and start (no outside requests), destroy (the service and its
 images), status and the revisions the portal lists.
 
+Each team's revisions may read only the team's secrets (tenants.py); a stored
+reference that does not fit is refused before anything is sent.
+
 `Serving` is a part of CloudRunBackend (hakobune.runtime.cloud_run): it stands
 on its GoogleCloud (clients, names, `_in_words`) and its Cloud Run settings
 (min_instances, concurrency, request_timeout, ingress, service_account,
@@ -17,7 +20,8 @@ from datetime import timedelta
 from urllib.parse import quote
 
 from ..base import DeployResult, DeploySpec, Instance, RuntimeBackendError, ServiceRef, ServiceStatus
-from .client import _in_words, _secret_problem, normalize_secret_ref, parse_secret_ref
+from .client import _in_words, _secret_problem
+from .tenants import parse_secret_ref, stored_secret_problem, team_secret
 
 LABEL_TEAM = "hakobune-team"
 LABEL_SERVICE = "hakobune-service"
@@ -56,10 +60,22 @@ class Serving:
     def image_base(self, ref: ServiceRef) -> str:
         return self.image_path(f"{ref.team}/{ref.service}")
 
-    @staticmethod
-    def secret_reference(reference: str) -> str:
-        """A Secret Manager reference as stored ("secret:version"); ValueError in words."""
-        return normalize_secret_ref(reference)
+    def secret_reference(self, reference: str, *, team: str) -> str:
+        """What a member of `team` wrote as the Secret Manager reference stored
+        ("name:version" of one of the team's secrets in the project in effect;
+        a short name means the team's); ValueError in words."""
+        return team_secret(reference, team=team, project=self.project)
+
+    def _refuse_foreign_secrets(self, spec: DeploySpec) -> None:
+        """Stored references are checked again before a deploy: one stored
+        before these rules, or before the team moved to another project."""
+        problems = [
+            stored_secret_problem(key, reference, team=spec.team, project=self.project)
+            for key, reference in sorted(spec.secret_env.items())
+        ]
+        problems = [problem for problem in problems if problem]
+        if problems:
+            raise RuntimeBackendError(" ".join(problems), permanent=True)
 
     def reserved(self, *, cpu, memory_mb, instances, min_instances=None, max_instances=None):
         """Cloud Run gives whole CPUs and at least 512 MiB, up to the most instances."""
@@ -73,6 +89,7 @@ class Serving:
         from google.api_core import exceptions as gexc
 
         self._require_config()
+        self._refuse_foreign_secrets(spec)
         ref = spec.ref
         name = self.service_name(ref)
         fingerprint = _fingerprint(spec, self)
@@ -129,7 +146,7 @@ class Serving:
         labels = {LABEL_TEAM: spec.team, LABEL_SERVICE: spec.service}
         env = [run_v2.EnvVar(name=key, value=value) for key, value in sorted(spec.env.items()) if key != "PORT"]
         for key, reference in sorted(spec.secret_env.items()):
-            secret, version = parse_secret_ref(reference)
+            _, secret, version = parse_secret_ref(reference)  # the team's project: the name alone
             selector = run_v2.SecretKeySelector(secret=secret, version=version)
             env.append(run_v2.EnvVar(name=key, value_source=run_v2.EnvVarSource(secret_key_ref=selector)))
         container = run_v2.Container(
