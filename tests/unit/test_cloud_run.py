@@ -179,7 +179,7 @@ def test_build_uploads_the_source_with_the_plans_dockerfile_and_streams_the_log(
     create = fake_gcp.calls("POST", "/v1/projects/hk-test/builds$")[0].body
     tag = f"{REGION}-docker.pkg.dev/{PROJECT}/apps/acme/hello:abc"
     assert create["steps"] == [{"name": "gcr.io/cloud-builders/docker",
-                                "args": ["build", "--network", "cloudbuild", "-t", tag, "-f", ".hakobune/Dockerfile", "."]}]
+                                "args": ["build", "-t", tag, "-f", ".hakobune/Dockerfile", "."]}]
     assert create["images"] == [tag]
     assert create["source"]["storageSource"]["bucket"] == "hk-test_cloudbuild"
     build = next(iter(fake_gcp.builds.values()))
@@ -458,7 +458,7 @@ def test_a_secret_the_service_may_not_read_names_the_role_and_the_account(cloud_
     with pytest.raises(RuntimeBackendError) as caught:
         cloud_run.deploy(spec(secret_env={"DB_PASSWORD": "hakobune_acme_db-password:latest"}))
     assert caught.value.message.startswith(
-        "your service runs as 123456789012-compute@developer.gserviceaccount.com, which may not read the secret "
+        "your service runs as hakobune-run-acme@hk-test.iam.gserviceaccount.com, which may not read the secret "
         "hakobune_acme_db-password in Secret Manager."
     )
     assert "--role=roles/secretmanager.secretAccessor" in caught.value.message

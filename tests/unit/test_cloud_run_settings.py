@@ -87,13 +87,13 @@ def test_a_change_of_settings_reaches_the_next_action_without_a_restart(team, ow
     assert backend_for(service).region == "asia-northeast1"
 
 
-def test_a_team_project_has_its_own_default_bucket(team, owner, admin, login, settings, cloudrun_target):
-    settings.RUNTIME_BACKENDS["cloudrun"]["OPTIONS"]["service_account"] = "runner@hk-test.iam.gserviceaccount.com"
+def test_a_team_project_has_its_own_default_bucket_and_accounts(team, owner, admin, login, settings, cloudrun_target):
     service = create_service(team=team, name="hello", created_by=owner, target="cloudrun")
     save_team_settings(login(admin), "acme", project="acme-prod")
     backend = backend_for(service)
     assert backend.bucket_name == "acme-prod_cloudbuild"
-    assert backend.service_account == ""  # the platform's runner lives in the platform's project
+    assert backend.runtime_account("acme") == "hakobune-run-acme@acme-prod.iam.gserviceaccount.com"
+    assert backend.build_account("acme") == "hakobune-build-acme@acme-prod.iam.gserviceaccount.com"
 
 
 def test_a_bad_key_is_refused_in_words_and_the_settings_stay(team, admin, login, acme_key, cloudrun_target):
