@@ -19,7 +19,6 @@ from hakobune.platform.services.models import TeamCloudRunSettings
 from hakobune.platform.services.services import create_service, set_env
 from hakobune.runtime.base import DeploySpec, RuntimeBackendError, ServiceRef
 from hakobune.runtime.cloud_run import CloudRunBackend
-from hakobune.runtime.cloud_run.tenants import ACCOUNT_ID, BUILD, RUNTIME, account_id
 from hakobune.runtime.release_config import ReleaseConfig
 from tests.unit.cloud_run_fixtures import (  # noqa: F401 (fixtures)
     PROJECT,
@@ -70,6 +69,8 @@ TEAM_NAMES = [
 
 
 def test_every_team_gets_account_names_no_other_team_can_get():
+    from hakobune.runtime.cloud_run.tenants import ACCOUNT_ID, BUILD, RUNTIME, account_id
+
     ids = [(account_id(kind, team), team, kind) for team in TEAM_NAMES for kind in (RUNTIME, BUILD)]
     for name, team, kind in ids:
         assert ACCOUNT_ID.match(name) and len(name) <= 30, (team, kind, name)

@@ -14,8 +14,6 @@ from hakobune.platform.builds.models import BuildStatus
 from hakobune.platform.services.models import EnvVar, Release
 from hakobune.platform.services.services import ServiceActionError, create_service, set_env
 from hakobune.runtime.base import DeploySpec, RuntimeBackendError
-from hakobune.runtime.cloud_run import team_secret
-from hakobune.runtime.cloud_run.tenants import secret_prefix
 from hakobune.runtime.release_config import ReleaseConfig
 from tests.unit.cloud_run_fixtures import (  # noqa: F401 (fixtures)
     PROJECT,
@@ -48,12 +46,16 @@ TEAM_NAMES = [
 
 
 def test_no_teams_secret_prefix_begins_another_teams():
+    from hakobune.runtime.cloud_run.tenants import secret_prefix
+
     # Team a's names never reach team a-b's secrets, nor the other way round.
     for first, second in itertools.permutations(TEAM_NAMES, 2):
         assert not secret_prefix(second).startswith(secret_prefix(first)), (first, second)
 
 
 def test_team_secret_spells_what_is_allowed():
+    from hakobune.runtime.cloud_run import team_secret
+
     assert team_secret("db-password:4", team="acme", project=PROJECT) == "hakobune_acme_db-password:4"
     with pytest.raises(ValueError, match="longer than the 255 characters"):
         team_secret("x" * 250, team="acme", project=PROJECT)
