@@ -258,6 +258,7 @@ def test_the_staff_page_shows_each_teams_accounts_and_secret_prefix(team, outsid
     ("service_account", OTHER_RUNS_AS, "is team other&#x27;s runtime account; each team needs its own"),
     ("build_service_account", "hakobune-run-other@elsewhere.iam.gserviceaccount.com", "is team other&#x27;s runtime account"),
     ("service_account", "shared@hk-test.iam.gserviceaccount.com", "is already team other&#x27;s"),
+    ("service_account", "hakobune-run-later@hk-test.iam.gserviceaccount.com", "are kept for the accounts Hakobune names"),
     ("service_account", "not an email", "Give the email of a service account"),
 ])
 def test_staff_cannot_give_a_team_a_shared_account_or_another_teams(team, outsider, admin, login, cloudrun_target,

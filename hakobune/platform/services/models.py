@@ -12,7 +12,7 @@ from django.utils import timezone
 from hakobune.platform.accounts.models import Team, dns_label_validator
 from hakobune.platform.builds.status import BuildStatus
 from hakobune.runtime import release_config
-from hakobune.runtime.cloud_run.tenants import RUNTIME, derived_by, is_shared_account
+from hakobune.runtime.cloud_run.tenants import BUILD, RUNTIME, account_id, derived_by, in_derived_scheme, is_shared_account
 
 
 def default_cpu():
@@ -534,6 +534,12 @@ def cloud_run_account_problem(email: str, *, team: str, kind: str) -> str:
     derived = derived_by(email, others)
     if derived:
         return f"{email} is team {derived[0]}'s {derived[1]} account; each team needs its own."
+    own = {account_id(RUNTIME, team), account_id(BUILD, team)}
+    if in_derived_scheme(email) and email.partition("@")[0].lower() not in own:
+        return (
+            f"Names like {email.partition('@')[0]} are kept for the accounts Hakobune names after teams (a team made "
+            "later may get it); give the account another name."
+        )
     taken = (
         TeamCloudRunSettings.objects.exclude(team__name=team)
         .filter(models.Q(service_account__iexact=email) | models.Q(build_service_account__iexact=email))

@@ -68,6 +68,14 @@ def team_account(kind: str, team: str, project: str, team_accounts: dict | None 
     return ((team_accounts or {}).get(team) or {}).get(kind) or account_email(kind, team, project)
 
 
+def in_derived_scheme(email: str) -> bool:
+    """Whether `email`'s account id is spelled the way derived ids are: such
+    names are kept for the teams they are derived from, including teams not
+    made yet."""
+    local = (email or "").partition("@")[0].lower()
+    return local.startswith((*_WHOLE.values(), *_HASHED.values()))
+
+
 def derived_by(email: str, teams) -> tuple[str, str] | None:
     """(team, kind) when `email`'s account id is one derived for one of
     `teams`, in any project."""
