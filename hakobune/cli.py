@@ -718,7 +718,8 @@ def build_parser() -> argparse.ArgumentParser:
     env_set.add_argument("pairs", nargs="*", metavar="KEY=VALUE")
     env_set.add_argument(
         "--secret", dest="secrets", action="append", metavar="KEY=SECRET[:VERSION]",
-        help="a variable Cloud Run reads from Secret Manager (repeatable)",
+        help="a variable Cloud Run reads from Secret Manager, one of your team's secrets: "
+             "db-password means hakobune_<team>_db-password (repeatable)",
     )
     env_unset = env_commands.add_parser("unset", help="unset KEY …")
     env_unset.add_argument("keys", nargs="+", metavar="KEY")

@@ -3,6 +3,10 @@ the Cloud Run backend, without the portal: Cloud Storage upload, Cloud Build,
 Cloud Run service, public invoker binding; then reads status, logs and
 metrics, and deletes the service and its images (unless --keep).
 
+It deploys as team "smoke": its builds run as hakobune-build-smoke@<project>
+and its service as hakobune-run-smoke@<project>, which must exist (Check
+access, printed first, says how to make them).
+
 Needs CLOUDRUN_PROJECT and credentials (CLOUDRUN_CREDENTIALS = a service-account
 key file, or application default credentials). Not run in CI: it costs money
 and talks to Google. Run it with `make cloudrun-smoke`."""
@@ -38,7 +42,8 @@ def main() -> None:
     parser.add_argument("--app", default="flask-hello", help="a folder in tests/fixtures/apps")
     parser.add_argument("--keep", action="store_true", help="leave the service running")
     parser.add_argument("--secret", action="append", default=[], metavar="KEY=SECRET[:VERSION]",
-                        help="an env var read from Secret Manager (the secret must exist)")
+                        help="an env var read from Secret Manager (hakobune_smoke_SECRET must exist, readable by "
+                             "the team's runtime account)")
     args = parser.parse_args()
 
     project = os.environ.get("CLOUDRUN_PROJECT", "")
@@ -72,11 +77,11 @@ def main() -> None:
     for pair in args.secret:
         key, _, reference = pair.partition("=")
         try:
-            secret_env[key] = backend.secret_reference(reference)
+            secret_env[key] = backend.secret_reference(reference, team=ref.team)
         except ValueError as exc:
             refuse(f"--secret {pair}: {exc}")
     try:
-        for fine, words in backend.check_access():
+        for fine, words in backend.check_access(teams=[ref.team]):
             print(f"{'✓' if fine else '✗'} {words}")
         with tempfile.TemporaryDirectory() as tmp:
             request = BuildRequest(team=ref.team, service=ref.service, source_dir=app,

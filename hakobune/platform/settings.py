@@ -323,6 +323,12 @@ RUNTIME_BACKENDS = {
 DEFAULT_RUNTIME_BACKEND = env("DEFAULT_RUNTIME_BACKEND", "local")
 # Google Cloud Run, offered only when a project is set (see .env.example and
 # README "Cloud Run"): Cloud Build builds, Artifact Registry keeps the images.
+if env("CLOUDRUN_SERVICE_ACCOUNT"):
+    raise ImproperlyConfigured(
+        "CLOUDRUN_SERVICE_ACCOUNT is no longer read: one account for every team's services would let each team "
+        "read the others' secrets. Each team's services and builds run as accounts of their own (README, Cloud Run); "
+        "remove the variable, and name a team's account on the Cloud Run page when it is not the derived one."
+    )
 if env("CLOUDRUN_PROJECT"):
     RUNTIME_BACKENDS["cloudrun"] = {
         "BACKEND": "hakobune.runtime.cloud_run.CloudRunBackend",
@@ -340,7 +346,8 @@ if env("CLOUDRUN_PROJECT"):
             "concurrency": env_int("CLOUDRUN_CONCURRENCY", 80),
             "request_timeout": env_int("CLOUDRUN_REQUEST_TIMEOUT", 300),
             "ingress": env("CLOUDRUN_INGRESS", "all"),
-            "service_account": env("CLOUDRUN_SERVICE_ACCOUNT"),
+            # No one service account for every team's services: each team runs
+            # and builds as accounts of its own (README "Cloud Run").
         },
     }
 

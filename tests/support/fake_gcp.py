@@ -13,7 +13,14 @@ It implements just enough, the way Google answers:
   and get; the operation moves QUEUED → WORKING → SUCCESS (or FAILURE when
   `build_outcome` says so) over the polls, writing the build's log into the
   logs bucket on the Cloud Storage emulator in two parts, the way Cloud Build
-  grows log-<id>.txt; results name the pushed image with a digest.
+  grows log-<id>.txt (into `log_entries` with CLOUD_LOGGING_ONLY); results
+  name the pushed image with a digest. A build with its own `serviceAccount`
+  is refused, as Cloud Build refuses it, unless it keeps its log in a bucket
+  or in Cloud Logging only.
+- Service accounts: Cloud Run and Cloud Build refuse to run as an account
+  not in `service_accounts` (None: every account exists) or not in `acts_as`
+  (None: Hakobune may act as each), with IAM's actAs error; IAM v1
+  serviceAccounts get and testIamPermissions answer from the same sets.
 - Cloud Logging v2 entries:list, Cloud Monitoring v3 timeSeries.list,
   Artifact Registry v1 repositories get (those in `repositories`) and packages
   delete (an operation), Cloud Build builds list.
@@ -73,6 +80,8 @@ class FakeGCP:
                           "PUSH", "DONE"]
         self.log_entries: list[dict] = []
         self.secrets: dict[str, dict] = {}
+        self.service_accounts: set[str] | None = None
+        self.acts_as: set[str] | None = None
         self.repositories = {"apps"}
         self.project_number = "123456789012"
         self.trusted_keys: dict[str, str] = {}
@@ -175,6 +184,8 @@ class FakeGCP:
             ("GET", rf"/v1/({loc})/repositories/([^/]+)", self._get_repository),
             ("GET", r"/v1/projects/([^/]+)/builds", self._list_builds),
             ("GET", rf"/v1/({loc}/operations/[^/]+)", self._get_operation),
+            ("GET", r"/v1/projects/([^/]+)/serviceAccounts/([^/:]+)", self._get_account),
+            ("POST", r"/v1/projects/([^/]+)/serviceAccounts/([^/:]+):testIamPermissions", self._test_account),
         ]
 
     # -- operations -----------------------------------------------------------------
@@ -213,7 +224,32 @@ class FakeGCP:
     def _new_op_name(self, parent: str) -> str:
         return f"{parent}/operations/op-{next(self._ids)}"
 
-    # -- Cloud Run --------------------------------------------------------------------
+    # -- service accounts (IAM) -----------------------------------------------------------
+
+    def account_refusal(self, account: str) -> tuple[int, dict] | None:
+        """IAM's answer when the caller may not act as `account` (or it does
+        not exist: Google says both the same way)."""
+        exists = self.service_accounts is None or account in self.service_accounts
+        allowed = self.acts_as is None or account in self.acts_as
+        if account and not (exists and allowed):
+            return 403, error_body(403, f"Permission 'iam.serviceaccounts.actAs' denied on service account {account} "
+                                        "(or it may not exist).")
+        return None
+
+    def _get_account(self, match, query, body):
+        email = match.group(2)
+        if self.service_accounts is not None and email not in self.service_accounts:
+            return 404, error_body(404, "Unknown service account")
+        project = email.partition("@")[2].removesuffix(".iam.gserviceaccount.com")
+        return 200, {"name": f"projects/{project}/serviceAccounts/{email}", "email": email, "projectId": project,
+                     "uniqueId": str(int(hashlib.sha256(email.encode()).hexdigest()[:15], 16))}
+
+    def _test_account(self, match, query, body):
+        email = match.group(2)
+        allowed = self.acts_as is None or email in self.acts_as
+        return 200, {"permissions": list(body.get("permissions", [])) if allowed else []}
+
+    # -- Cloud Run: services ----------------------------------------------------------
 
     def _get_service(self, match, query, body):
         service = self.services.get(match.group(1))
@@ -227,6 +263,9 @@ class FakeGCP:
 
     def _create_service(self, match, query, body):
         parent = match.group(1)
+        refused = self.account_refusal(body.get("template", {}).get("serviceAccount", ""))
+        if refused:
+            return refused
         name = f"{parent}/services/{query['serviceId']}"
         if name in self.services:
             return 409, error_body(409, f"Resource '{query['serviceId']}' already exists.")
@@ -240,6 +279,9 @@ class FakeGCP:
         current = self.services.get(name)
         if current is None:
             return 404, error_body(404, f"Resource '{name}' of kind 'SERVICE' does not exist.")
+        refused = self.account_refusal(body.get("template", {}).get("serviceAccount", ""))
+        if refused:
+            return refused
         service = {**current, **copy.deepcopy(body), "name": name, "uri": current["uri"]}
         service["generation"] = str(int(current.get("generation", "1")) + 1)
         service["etag"] = f'"e{service["generation"]}"'
@@ -265,6 +307,8 @@ class FakeGCP:
                 "labels": service["template"].get("labels", {}),
                 "containers": service["template"]["containers"],
                 "scaling": service["template"].get("scaling", {}),
+                "serviceAccount": service["template"].get("serviceAccount")
+                or f"{self.project_number}-compute@developer.gserviceaccount.com",
                 "conditions": [{"type": "Ready", "state": "CONDITION_SUCCEEDED" if ready else "CONDITION_FAILED",
                                 "message": "" if ready else "The user-provided container failed to start and listen "
                                 "on the port defined provided by the PORT=8080 environment variable."}],
@@ -362,6 +406,17 @@ class FakeGCP:
 
     def _create_build(self, match, query, body):
         project = match.group(1)
+        logging = LOGGING_MODES.get(body.get("options", {}).get("logging", 0), body.get("options", {}).get("logging"))
+        account = body.get("serviceAccount", "")
+        if account and not (body.get("logsBucket") or logging in ("CLOUD_LOGGING_ONLY", "NONE")
+                            or body.get("options", {}).get("defaultLogsBucketBehavior") in (1, "REGIONAL_USER_OWNED_BUCKET")):
+            return 400, error_body(400, "generic::invalid_argument: if 'build.service_account' is specified, the build "
+                                        "must either (a) specify 'build.logs_bucket', (b) use the REGIONAL_USER_OWNED_BUCKET "
+                                        "build.options.default_logs_bucket_behavior option, or (c) use either "
+                                        "CLOUD_LOGGING_ONLY / NONE logging options")
+        refused = self.account_refusal(account.rpartition("/serviceAccounts/")[2])
+        if refused:
+            return refused
         build_id = f"b{next(self._ids):04d}-fake"
         build = {**copy.deepcopy(body), "id": build_id, "projectId": project, "status": "QUEUED",
                  "logUrl": f"https://console.cloud.google.com/cloud-build/builds/{build_id}"}
@@ -417,6 +472,17 @@ class FakeGCP:
         return files
 
     def _write_log(self, build, lines):
+        logging = build.get("options", {}).get("logging", 0)
+        if LOGGING_MODES.get(logging, logging) in ("CLOUD_LOGGING_ONLY", "NONE"):
+            if LOGGING_MODES.get(logging, logging) == "CLOUD_LOGGING_ONLY":
+                known = {e["insertId"] for e in self.log_entries}
+                for index, line in enumerate(lines):
+                    entry = {"logName": f"projects/{build['projectId']}/logs/cloudbuild", "insertId": f"{build['id']}-{index}",
+                             "resource": {"type": "build", "labels": {"build_id": build["id"]}},
+                             "timestamp": f"2026-11-28T10:00:{index:02d}Z", "textPayload": line}
+                    if entry["insertId"] not in known:
+                        self.log_entries.append(entry)
+            return
         if not self.storage_url or not lines:
             return
         bucket, _, prefix = build["logsBucket"].removeprefix("gs://").partition("/")
@@ -455,6 +521,11 @@ class FakeGCP:
         name = match.group(1)
         parent = name.split("/repositories/")[0]
         return 200, self._operation(self._new_op_name(parent), finish=lambda: ({}, None))
+
+
+# Cloud Build's LoggingMode, which the REST transport sends as numbers.
+LOGGING_MODES = {0: "LOGGING_UNSPECIFIED", 1: "LEGACY", 2: "GCS_ONLY", 3: "STACKDRIVER_ONLY", 4: "NONE",
+                 5: "CLOUD_LOGGING_ONLY"}
 
 
 def public(build: dict) -> dict:

@@ -1,7 +1,7 @@
 """Fixtures for the Cloud Run tests: the fake Google endpoints, the Cloud
 Storage emulator, a backend pointed at both, and a guard that fails a test
-whose code tries to reach any address but loopback (the metadata server
-169.254.169.254, oauth2.googleapis.com, ...)."""
+whose code tries to reach, or even look up, any address but loopback (the
+metadata server 169.254.169.254, oauth2.googleapis.com, ...)."""
 
 import ipaddress
 import socket
@@ -51,7 +51,23 @@ def loopback_only(monkeypatch):
             raise OSError(f"test tried to reach {address}: only loopback is allowed")
         return real_connect(sock, address)
 
+    real_getaddrinfo = socket.getaddrinfo
+
+    def resolve(host, *args, **kwargs):
+        # A name is not even looked up unless it is loopback's: a DNS query for
+        # a Google host is traffic too.
+        name = host.decode() if isinstance(host, bytes) else host
+        try:
+            loopback = name is None or ipaddress.ip_address(name).is_loopback
+        except ValueError:
+            loopback = name == "localhost"
+        if not loopback:
+            attempts.append((name, "lookup"))
+            raise socket.gaierror(socket.EAI_NONAME, f"test tried to look up {name}: only loopback is allowed")
+        return real_getaddrinfo(host, *args, **kwargs)
+
     monkeypatch.setattr(socket.socket, "connect", guarded)
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
     monkeypatch.setenv("GCE_METADATA_HOST", "127.0.0.1:9")
     monkeypatch.setenv("GCE_METADATA_IP", "127.0.0.1:9")
     monkeypatch.setenv("NO_GCE_CHECK", "True")
@@ -81,6 +97,7 @@ def backend_options(fake, storage_url, **extra):
             "logging": fake.url,
             "monitoring": fake.url,
             "artifactregistry": fake.url,
+            "iam": fake.url,
             "storage": storage_url,
         },
         **extra,

@@ -11,7 +11,7 @@ import pytest
 
 from hakobune.runtime.base import DeploySpec, RuntimeBackendError, ServiceRef
 from hakobune.runtime.release_config import ReleaseConfig, is_setting
-from hakobune.runtime.cloud_run import CloudRunBackend, cloud_run_resources, normalize_secret_ref
+from hakobune.runtime.cloud_run import CloudRunBackend, cloud_run_resources, team_secret
 from hakobune.worker.builders.base import BuildError
 from tests.support.fake_gcp import error_info
 from tests.unit.cloud_run_fixtures import (  # noqa: F401 (fixtures)
@@ -179,7 +179,7 @@ def test_build_uploads_the_source_with_the_plans_dockerfile_and_streams_the_log(
     create = fake_gcp.calls("POST", "/v1/projects/hk-test/builds$")[0].body
     tag = f"{REGION}-docker.pkg.dev/{PROJECT}/apps/acme/hello:abc"
     assert create["steps"] == [{"name": "gcr.io/cloud-builders/docker",
-                                "args": ["build", "--network", "cloudbuild", "-t", tag, "-f", ".hakobune/Dockerfile", "."]}]
+                                "args": ["build", "-t", tag, "-f", ".hakobune/Dockerfile", "."]}]
     assert create["images"] == [tag]
     assert create["source"]["storageSource"]["bucket"] == "hk-test_cloudbuild"
     build = next(iter(fake_gcp.builds.values()))
@@ -425,58 +425,64 @@ def test_check_access_says_each_thing_that_is_missing(fake_gcp, storage_emulator
 
 
 def test_secret_env_goes_as_secret_manager_references(cloud_run, fake_gcp):
-    fake_gcp.secrets = {"db-password": {"versions": {"1", "2", "3"}}, "api-key": {}}
-    cloud_run.deploy(spec(secret_env={"DB_PASSWORD": "db-password:3", "API_KEY": "projects/shared-keys/secrets/api-key:latest"}))
+    fake_gcp.secrets = {"hakobune_acme_db-password": {"versions": {"1", "2", "3"}}, "hakobune_acme_api-key": {}}
+    cloud_run.deploy(spec(secret_env={"DB_PASSWORD": "hakobune_acme_db-password:3",
+                                      "API_KEY": f"projects/{PROJECT}/secrets/hakobune_acme_api-key/versions/latest"}))
 
     env = fake_gcp.calls("POST", r"/services$")[0].body["template"]["containers"][0]["env"]
     assert env == [
         {"name": "GREETING", "value": "hi"},
-        {"name": "API_KEY", "valueSource": {"secretKeyRef": {"secret": "projects/shared-keys/secrets/api-key", "version": "latest"}}},
-        {"name": "DB_PASSWORD", "valueSource": {"secretKeyRef": {"secret": "db-password", "version": "3"}}},
+        {"name": "API_KEY", "valueSource": {"secretKeyRef": {"secret": "hakobune_acme_api-key", "version": "latest"}}},
+        {"name": "DB_PASSWORD", "valueSource": {"secretKeyRef": {"secret": "hakobune_acme_db-password", "version": "3"}}},
     ]
 
 
 def test_another_secret_version_makes_a_new_revision(cloud_run, fake_gcp):
-    fake_gcp.secrets = {"db-password": {"versions": {"1", "2"}}}
-    first = cloud_run.deploy(spec(secret_env={"DB_PASSWORD": "db-password:1"}))
-    second = cloud_run.deploy(spec(secret_env={"DB_PASSWORD": "db-password:2"}))
+    fake_gcp.secrets = {"hakobune_acme_db-password": {"versions": {"1", "2"}}}
+    first = cloud_run.deploy(spec(secret_env={"DB_PASSWORD": "hakobune_acme_db-password:1"}))
+    second = cloud_run.deploy(spec(secret_env={"DB_PASSWORD": "hakobune_acme_db-password:2"}))
     assert first.state["revision"] != second.state["revision"] and "reused" not in second.state
 
 
 def test_a_secret_that_does_not_exist_says_how_to_create_it(cloud_run, fake_gcp):
     with pytest.raises(RuntimeBackendError) as caught:
-        cloud_run.deploy(spec(secret_env={"DB_PASSWORD": "db-pasword:latest"}))
+        cloud_run.deploy(spec(secret_env={"DB_PASSWORD": "hakobune_acme_db-pasword:latest"}))
     assert caught.value.message.startswith(
-        "Secret Manager has no secret db-pasword (version latest) in project 123456789012. Create it"
+        "Secret Manager has no secret hakobune_acme_db-pasword (version latest) in project 123456789012. Create it"
     )
-    assert "gcloud secrets create db-pasword --project 123456789012 --data-file=-" in caught.value.message
+    assert "gcloud secrets create hakobune_acme_db-pasword --project 123456789012 --data-file=-" in caught.value.message
 
 
 def test_a_secret_the_service_may_not_read_names_the_role_and_the_account(cloud_run, fake_gcp):
-    fake_gcp.secrets = {"db-password": {"readable": False}}
+    fake_gcp.secrets = {"hakobune_acme_db-password": {"readable": False}}
     with pytest.raises(RuntimeBackendError) as caught:
-        cloud_run.deploy(spec(secret_env={"DB_PASSWORD": "db-password:latest"}))
+        cloud_run.deploy(spec(secret_env={"DB_PASSWORD": "hakobune_acme_db-password:latest"}))
     assert caught.value.message.startswith(
-        "your service runs as 123456789012-compute@developer.gserviceaccount.com, which may not read the secret "
-        "db-password in Secret Manager."
+        "your service runs as hakobune-run-acme@hk-test.iam.gserviceaccount.com, which may not read the secret "
+        "hakobune_acme_db-password in Secret Manager."
     )
     assert "--role=roles/secretmanager.secretAccessor" in caught.value.message
 
 
 @pytest.mark.parametrize("given, stored", [
-    ("db-password", "db-password:latest"),
-    (" db-password:7 ", "db-password:7"),
-    ("projects/shared-keys/secrets/api-key", "projects/shared-keys/secrets/api-key:latest"),
-    ("projects/shared-keys/secrets/api-key/versions/2", "projects/shared-keys/secrets/api-key:2"),
+    ("db-password", "hakobune_acme_db-password:latest"),
+    (" db-password:7 ", "hakobune_acme_db-password:7"),
+    ("hakobune_acme_db-password", "hakobune_acme_db-password:latest"),
+    (f"projects/{PROJECT}/secrets/api-key", "hakobune_acme_api-key:latest"),
+    (f"projects/{PROJECT}/secrets/hakobune_acme_api-key/versions/2", "hakobune_acme_api-key:2"),
 ])
 def test_secret_references_are_stored_in_one_spelling(given, stored):
-    assert normalize_secret_ref(given) == stored
+    if given.startswith("projects/") and "hakobune_acme_" not in given:
+        with pytest.raises(ValueError, match="is not one of team acme's secrets"):
+            team_secret(given, team="acme", project=PROJECT)
+        return
+    assert team_secret(given, team="acme", project=PROJECT) == stored
 
 
 @pytest.mark.parametrize("given", ["", "db password", "db-password:0", "db-password:newest", "projects//secrets/x", "a/b"])
 def test_a_reference_that_is_no_secret_is_refused_in_words(given):
     with pytest.raises(ValueError, match="is not a Secret Manager secret: give its name"):
-        normalize_secret_ref(given)
+        team_secret(given, team="acme", project=PROJECT)
 
 
 def test_buildpacks_are_told_the_services_start_command(cloud_run, fake_gcp, tmp_path):

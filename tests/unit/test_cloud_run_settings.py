@@ -87,13 +87,13 @@ def test_a_change_of_settings_reaches_the_next_action_without_a_restart(team, ow
     assert backend_for(service).region == "asia-northeast1"
 
 
-def test_a_team_project_has_its_own_default_bucket(team, owner, admin, login, settings, cloudrun_target):
-    settings.RUNTIME_BACKENDS["cloudrun"]["OPTIONS"]["service_account"] = "runner@hk-test.iam.gserviceaccount.com"
+def test_a_team_project_has_its_own_default_bucket_and_accounts(team, owner, admin, login, settings, cloudrun_target):
     service = create_service(team=team, name="hello", created_by=owner, target="cloudrun")
     save_team_settings(login(admin), "acme", project="acme-prod")
     backend = backend_for(service)
     assert backend.bucket_name == "acme-prod_cloudbuild"
-    assert backend.service_account == ""  # the platform's runner lives in the platform's project
+    assert backend.runtime_account("acme") == "hakobune-run-acme@acme-prod.iam.gserviceaccount.com"
+    assert backend.build_account("acme") == "hakobune-build-acme@acme-prod.iam.gserviceaccount.com"
 
 
 def test_a_bad_key_is_refused_in_words_and_the_settings_stay(team, admin, login, acme_key, cloudrun_target):
@@ -152,18 +152,20 @@ def test_the_page_says_how_to_turn_cloud_run_on_when_it_is_off(admin, login, set
 
 
 def test_a_developer_takes_a_variable_from_secret_manager_in_the_portal(team, owner, login, cloudrun_target, queued_tasks):
-    cloudrun_target.secrets = {"db-password": {"versions": {"1", "2"}}}
+    cloudrun_target.secrets = {"hakobune_acme_db-password": {"versions": {"1", "2"}}}
     service = create_service(team=team, name="hello", created_by=owner, target="cloudrun")
     client = login(owner)
+    assert "<code>db-password</code> means <code>hakobune_acme_db-password</code>" in client.get("/t/acme/hello/").content.decode()
 
     page = client.post("/t/acme/hello/env/", {"key": "DATABASE_PASSWORD", "secret": "db-password:2"}, follow=True)
     assert "DATABASE_PASSWORD comes from Secret Manager" in page.content.decode()
-    assert "from Secret Manager: <code>db-password:2</code>" in page.content.decode()
+    assert "from Secret Manager: <code>hakobune_acme_db-password:2</code>" in page.content.decode()
     build = run_pipeline(service, owner, queued_tasks)
 
     assert build.status == BuildStatus.LIVE, build.failure_reason
     env = cloudrun_target.calls("POST", r"/services$")[0].body["template"]["containers"][0]["env"]
-    assert {"name": "DATABASE_PASSWORD", "valueSource": {"secretKeyRef": {"secret": "db-password", "version": "2"}}} in env
+    assert {"name": "DATABASE_PASSWORD",
+            "valueSource": {"secretKeyRef": {"secret": "hakobune_acme_db-password", "version": "2"}}} in env
 
 
 def test_a_secret_that_cannot_be_read_fails_the_release_in_words(team, owner, cloudrun_target, queued_tasks):
@@ -174,7 +176,7 @@ def test_a_secret_that_cannot_be_read_fails_the_release_in_words(team, owner, cl
 
     assert build.status == BuildStatus.FAILED
     release = Release.objects.get(build=build)
-    assert release.failure_reason.startswith("Secret Manager has no secret db-password (version latest)")
+    assert release.failure_reason.startswith("Secret Manager has no secret hakobune_acme_db-password (version latest)")
 
 
 def test_local_services_cannot_take_secrets_and_say_why(team, owner, login, cloudrun_target):
@@ -204,11 +206,11 @@ def test_secrets_through_the_api(team, owner, cloudrun_target):
     answer = api.put("/api/v1/teams/acme/services/hello/env/", {"set": {"MODE": "prod"}, "secrets": {"DB": "db-password:3"}},
                      format="json")
     assert answer.status_code == 200, answer.content
-    assert [(v["key"], v["secret"]) for v in answer.json()["env"]] == [("DB", "db-password:3"), ("MODE", None)]
+    assert [(v["key"], v["secret"]) for v in answer.json()["env"]] == [("DB", "hakobune_acme_db-password:3"), ("MODE", None)]
     refused = api.put("/api/v1/teams/acme/services/hello/env/", {"set": {"DB": "x"}, "secrets": {"DB": "db-password"}},
                       format="json")
     assert refused.status_code == 400 and "Give DB once" in refused.content.decode()
-    assert EnvVar.objects.get(service=service, key="DB").secret_ref == "db-password:3"
+    assert EnvVar.objects.get(service=service, key="DB").secret_ref == "hakobune_acme_db-password:3"
 
 
 # -- the builder, per service ---------------------------------------------------------------------
@@ -315,10 +317,11 @@ def test_the_cli_sets_a_secret_variable(live_server, owner, cloudrun_target, mon
     assert cli.main(["env", "-s", "hello", "-t", "acme", "set", "MODE=prod", "--secret", "DB_PASSWORD=db-password:2"]) == 0
     assert "Set MODE, DB_PASSWORD." in capsys.readouterr().out
     assert cli.main(["env", "-s", "hello", "-t", "acme", "list"]) == 0
-    assert capsys.readouterr().out.splitlines() == ["DB_PASSWORD from Secret Manager: db-password:2", "MODE=••••••"]
+    assert capsys.readouterr().out.splitlines() == ["DB_PASSWORD from Secret Manager: hakobune_acme_db-password:2",
+                                                    "MODE=••••••"]
     assert cli.main(["env", "-s", "hello", "-t", "acme", "set", "--secret", "TOKEN"]) == 2
     assert "write KEY=SECRET[:VERSION]" in capsys.readouterr().err
-    assert EnvVar.objects.get(service=service, key="DB_PASSWORD").secret_ref == "db-password:2"
+    assert EnvVar.objects.get(service=service, key="DB_PASSWORD").secret_ref == "hakobune_acme_db-password:2"
 
 
 def test_settings_that_would_strand_running_services_are_not_saved(team, owner, admin, login, cloudrun_target, queued_tasks, acme_key):

@@ -74,3 +74,18 @@ def short_image(ref: str) -> str:
         algorithm, _, value = digest.partition(":")
         return f"{short}@{algorithm}:{value[:12]}"
     return short
+
+
+@register.filter
+def secret_prefix(service):
+    """The start of the names of the secrets the service's team may use, where
+    its runtime reads a secret store with one ("" elsewhere)."""
+    from hakobune.platform.services.backends import backend_for
+    from hakobune.runtime.base import RuntimeBackendError
+
+    try:
+        backend = backend_for(service)
+    except RuntimeBackendError:
+        return ""
+    prefix = getattr(backend, "secret_prefix", None)
+    return prefix(service.team.name) if prefix else ""

@@ -336,7 +336,8 @@ class EnvUpdateSerializer(serializers.Serializer):
     unset = serializers.ListField(child=serializers.CharField(max_length=128), required=False, default=list)
     secrets = serializers.DictField(
         child=serializers.CharField(max_length=400), required=False, default=dict,
-        help_text="Variables read from Secret Manager by the runtime (Cloud Run): KEY: secret or secret:version.",
+        help_text="Variables read from Secret Manager by the runtime (Cloud Run): KEY: secret or secret:version, "
+                  "one of the team's own secrets (a short name like db-password means hakobune_<team>_db-password).",
     )
 
 

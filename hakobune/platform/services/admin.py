@@ -20,6 +20,7 @@ class ReleaseAdmin(admin.ModelAdmin):
 class TeamCloudRunSettingsAdmin(admin.ModelAdmin):
     """Keys are set on the portal's Cloud Run page; here only who has one shows."""
 
-    list_display = ["team", "project", "region", "credentials", "key_email", "updated_at"]
+    list_display = ["team", "project", "region", "service_account", "build_service_account", "credentials", "key_email",
+                    "updated_at"]
     readonly_fields = ["key_email", "updated_at", "updated_by"]
     exclude = ["key_encrypted"]

@@ -1,5 +1,7 @@
 """Staff: where Cloud Run services go and as whom — the platform's settings
-over the CLOUDRUN_* variables, and each team's over those."""
+over the CLOUDRUN_* variables, and each team's over those; what each team has
+of its own there (the accounts its services and builds run as, the prefix of
+its secrets)."""
 
 from django.conf import settings
 from django.contrib import messages
@@ -14,9 +16,9 @@ from hakobune.platform.accounts.permissions import staff_or_403
 from hakobune.runtime.base import RuntimeBackendError
 
 from .backends import get_backend
-from .cloud_settings import layered_options, save_unless_services_move
+from .cloud_settings import identities, layered_options, save_unless_services_move
 from .forms import CloudRunSettingsForm
-from .models import CloudRunDefaults, DesiredState, TeamCloudRunSettings
+from .models import CloudRunDefaults, DesiredState, Service, TeamCloudRunSettings
 
 
 def _cloud_run_alias() -> str | None:
@@ -44,12 +46,12 @@ def cloud_run_settings(request, team=None):
         team_obj = get_object_or_404(Team, name=team)
         row = TeamCloudRunSettings.objects.filter(team=team_obj).first() or TeamCloudRunSettings(team=team_obj)
         inherited, _ = layered_options(base, None)
-    form_class = modelform_factory(type(row), form=CloudRunSettingsForm)
+    form_class = modelform_factory(type(row), form=CloudRunSettingsForm, fields=CloudRunSettingsForm.fields_for(type(row)))
     here = reverse("services:cloud_run_team", args=[team]) if team else reverse("services:cloud_run")
     check = None
     if request.method == "POST" and request.POST.get("action") == "check":
         try:
-            check = get_backend(alias, team=team_obj).check_access()
+            check = get_backend(alias, team=team_obj).check_access(teams=_teams_to_check(alias, team_obj))
         except RuntimeBackendError as exc:
             check = [(False, exc.message)]
         form = form_class(instance=row, inherited=inherited)
@@ -76,16 +78,29 @@ def cloud_run_settings(request, team=None):
     effective, _ = layered_options(base, team_obj)
     teams = [
         {"team": t, "settings": getattr(t, "cloud_run_settings", None),
-         "services": t.services.filter(target=alias).exclude(desired_state=DesiredState.DELETED).count()}
+         "services": t.services.filter(target=alias).exclude(desired_state=DesiredState.DELETED).count(),
+         "own": identities(layered_options(base, t)[0], t.name)}
         for t in Team.objects.select_related("cloud_run_settings").order_by("name")
-    ]
+    ] if team_obj is None else []
     return render(request, "services/cloud_run.html", {
         "configured": True, "alias": alias, "form": form, "team": team_obj, "row": row, "check": check,
-        "effective": _effective_summary(effective), "teams": teams,
+        "effective": _effective_summary(effective, team_obj), "teams": teams,
     })
 
 
-def _effective_summary(options: dict) -> list[tuple[str, str]]:
+def _teams_to_check(alias: str, team) -> list[str]:
+    """Whose accounts Check access looks at: the team's, on its page; on the
+    platform's, those of the teams with services here that use the platform's
+    settings (a team with its own may have other credentials)."""
+    if team is not None:
+        return [team.name]
+    running = Service.objects.filter(target=alias).exclude(desired_state=DesiredState.DELETED).values("team_id")
+    return list(
+        Team.objects.filter(id__in=running, cloud_run_settings__isnull=True).order_by("name").values_list("name", flat=True)
+    )
+
+
+def _effective_summary(options: dict, team=None) -> list[tuple[str, str]]:
     if options.get("credentials_info"):
         credentials = f"service-account key of {options['credentials_info'].get('client_email', '?')} (stored encrypted)"
     elif options.get("credentials") and options["credentials"] != "anonymous":
@@ -95,12 +110,22 @@ def _effective_summary(options: dict) -> list[tuple[str, str]]:
     else:
         credentials = "this host's application default credentials"
     project = options.get("project") or ""
-    return [
+    rows = [
         ("Project", project or "— not set"),
         ("Region", options.get("region") or "— not set"),
         ("Artifact Registry repository", options.get("repository") or "hakobune"),
         ("Bucket", options.get("bucket") or (f"{project}_cloudbuild" if project else "—")),
-        ("Services run as", options.get("service_account") or "the Compute Engine default service account"),
-        ("Credentials", credentials),
-        ("Builder", options.get("builder") or "dockerfile"),
     ]
+    if team is not None:
+        own = identities(options, team.name)
+        rows += [
+            ("Services run as", own["runtime"] or "—"),
+            ("Builds run as", own["build"] or "—"),
+            ("Secrets it may use", f"{own['secret_prefix']}… in project {project or '—'}"),
+        ]
+    else:
+        rows += [
+            ("Services run as", "each team's own account (below)"),
+            ("Builds run as", "each team's own account (below)"),
+        ]
+    return rows + [("Credentials", credentials), ("Builder", options.get("builder") or "dockerfile")]

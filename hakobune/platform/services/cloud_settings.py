@@ -1,6 +1,8 @@
 """The staff's Cloud Run settings in the portal, layered over the CLOUDRUN_*
 environment variables: the platform's over those, a team's over the platform's.
-What comes out are the options a team's Cloud Run backend is made with."""
+What comes out are the options a team's Cloud Run backend is made with; and
+what each team has of its own there (its accounts and secret prefix), for the
+staff's page."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import json
 from django.db import transaction
 
 from hakobune.platform.crypto import decrypt, encrypt
+from hakobune.runtime.cloud_run.tenants import BUILD, RUNTIME, secret_prefix, team_account
 
 from .models import CloudRunDefaults, CloudRunSettingsBase, TeamCloudRunSettings
 
@@ -21,6 +24,10 @@ def layered_options(base: dict, team=None) -> tuple[dict, tuple]:
     that changes whenever they do, so that a backend made with older ones is
     not used again."""
     options = dict(base)
+    # One account for every team is what per-team accounts replace: an older
+    # CLOUDRUN_SERVICE_ACCOUNT is not used.
+    options.pop("service_account", None)
+    options.pop("team_accounts", None)
     stamp = []
     layers = [(CloudRunDefaults.objects.filter(pk=1).first(), f"the platform's settings on {PLACE}")]
     if team is not None:
@@ -31,10 +38,14 @@ def layered_options(base: dict, team=None) -> tuple[dict, tuple]:
         stamp.append((type(layer).__name__, layer.pk, layer.updated_at.isoformat()))
         changed = layer.overrides()
         if "project" in changed and changed["project"] != options.get("project"):
-            # Another project has its own default bucket and runtime identity.
+            # Another project has its own default bucket.
             options["bucket"] = ""
-            options["service_account"] = ""
         options.update(changed)
+        accounts = layer.team_accounts()
+        if accounts:
+            # Only ever the team's own: keyed by its name, so that a backend
+            # made with these options runs no other team as them.
+            options["team_accounts"] = {team.name: accounts}
         if layer.credentials == Credentials.KEY:
             options["credentials"] = ""
             try:
@@ -45,9 +56,22 @@ def layered_options(base: dict, team=None) -> tuple[dict, tuple]:
         elif layer.credentials == Credentials.HOST:
             options["credentials"] = ""
             options["credentials_info"] = None
-        if changed or layer.credentials:
+        if changed or accounts or layer.credentials:
             options["settings_place"] = place
     return options, tuple(stamp)
+
+
+def identities(options: dict, team: str) -> dict:
+    """What `team` has of its own with these (layered) options: the accounts
+    its services and builds run as, and the prefix of its secrets."""
+    project = options.get("project") or ""
+    accounts = options.get("team_accounts")
+    return {
+        "project": project,
+        "runtime": team_account(RUNTIME, team, project, accounts) if project else "",
+        "build": team_account(BUILD, team, project, accounts) if project else "",
+        "secret_prefix": secret_prefix(team),
+    }
 
 
 def read_service_account_key(text: str) -> tuple[dict, str]:

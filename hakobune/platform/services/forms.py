@@ -184,18 +184,35 @@ class CloudRunSettingsForm(forms.ModelForm):
         from .models import TeamCloudRunSettings
 
         model = TeamCloudRunSettings
-        fields = ["project", "region", "repository", "bucket", "service_account", "credentials"]
-        labels = {"project": "Project ID", "service_account": "Runs as (service account email)", "credentials": "Credentials"}
+        fields = ["project", "region", "repository", "bucket", "service_account", "build_service_account", "credentials"]
+        labels = {
+            "project": "Project ID", "service_account": "Services run as (service account email)",
+            "build_service_account": "Builds run as (service account email)", "credentials": "Credentials",
+        }
+
+    # The platform's settings name no accounts: each team runs as its own.
+    PLATFORM_FIELDS = ["project", "region", "repository", "bucket", "credentials"]
+
+    @classmethod
+    def fields_for(cls, model) -> list[str]:
+        return cls.Meta.fields if model is cls.Meta.model else cls.PLATFORM_FIELDS
 
     def __init__(self, *args, inherited: dict | None = None, **kwargs):
+        from hakobune.runtime.cloud_run.tenants import BUILD, RUNTIME, account_email
+
         super().__init__(*args, **kwargs)
         # What an empty field means: the value of the layer above.
         inherited = dict(inherited or {})
         if self.instance.project and self.instance.project != inherited.get("project"):
             # Another project: the defaults are that project's, not the ones above.
-            inherited.update(bucket=f"{self.instance.project}_cloudbuild", service_account="")
+            inherited.update(bucket=f"{self.instance.project}_cloudbuild")
+        team = getattr(self.instance, "team", None)
+        project = self.instance.project or inherited.get("project")
+        if team is not None and project:
+            inherited.update(service_account=account_email(RUNTIME, team.name, project),
+                             build_service_account=account_email(BUILD, team.name, project))
         for name, value in inherited.items():
-            if name in self.fields and value:
+            if name in self.fields and value and isinstance(value, str):
                 self.fields[name].widget.attrs["placeholder"] = f"empty: {value}"
         if self.instance.key_email:
             self.fields["key_file"].help_text = f"Stored now: a key of {self.instance.key_email}. Give another to replace it."

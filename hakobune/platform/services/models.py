@@ -12,6 +12,7 @@ from django.utils import timezone
 from hakobune.platform.accounts.models import Team, dns_label_validator
 from hakobune.platform.builds.status import BuildStatus
 from hakobune.runtime import release_config
+from hakobune.runtime.cloud_run.tenants import BUILD, RUNTIME, account_id, derived_by, in_derived_scheme, is_shared_account
 
 
 def default_cpu():
@@ -441,9 +442,6 @@ class CloudRunSettingsBase(models.Model):
         max_length=63, blank=True, help_text="The Artifact Registry Docker repository in that region."
     )
     bucket = models.CharField(max_length=222, blank=True, help_text="For sources and build logs; empty: <project>_cloudbuild.")
-    service_account = models.CharField(
-        max_length=200, blank=True, help_text="The identity services run as; empty: the Compute Engine default."
-    )
     credentials = models.CharField(max_length=8, blank=True, choices=Credentials.choices)
     # The key's JSON, encrypted; only its account's email is ever shown.
     key_encrypted = models.TextField(blank=True, editable=False)
@@ -451,13 +449,17 @@ class CloudRunSettingsBase(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
 
-    OVERRIDABLE = ("project", "region", "repository", "bucket", "service_account")
+    OVERRIDABLE = ("project", "region", "repository", "bucket")
 
     class Meta:
         abstract = True
 
     def overrides(self) -> dict:
         return {name: getattr(self, name) for name in self.OVERRIDABLE if getattr(self, name)}
+
+    def team_accounts(self) -> dict:
+        """The accounts staff named for the team, by kind ("runtime", "build")."""
+        return {}
 
 
 class CloudRunDefaults(CloudRunSettingsBase):
@@ -477,9 +479,72 @@ class CloudRunDefaults(CloudRunSettingsBase):
 
 class TeamCloudRunSettings(CloudRunSettingsBase):
     """A team's Cloud Run settings, set by staff: its own project, say, and the
-    key of a service account in it."""
+    key of a service account in it; and the accounts its services and builds
+    run as when not the ones derived from its name. The platform has no such
+    accounts of its own: one identity for every team is what these prevent."""
 
     team = models.OneToOneField(Team, on_delete=models.CASCADE, related_name="cloud_run_settings")
+    service_account = models.CharField(
+        max_length=200, blank=True,
+        help_text="The account the team's services run as; empty: hakobune-run-<team>@<project>.iam.gserviceaccount.com.",
+    )
+    build_service_account = models.CharField(
+        max_length=200, blank=True,
+        help_text="The account the team's Cloud Builds run as; empty: hakobune-build-<team>@<project>.iam.gserviceaccount.com.",
+    )
+
+    def team_accounts(self) -> dict:
+        accounts = {"runtime": self.service_account.strip(), "build": self.build_service_account.strip()}
+        return {kind: email for kind, email in accounts.items() if email}
+
+    def clean(self):
+        """Never an account every workload of a project shares, nor another
+        team's: the portal's form and the admin site both check here."""
+        super().clean()
+        self.service_account = self.service_account.strip()
+        self.build_service_account = self.build_service_account.strip()
+        problems = {}
+        for field, kind in (("service_account", "runtime"), ("build_service_account", "build")):
+            email = getattr(self, field)
+            problem = cloud_run_account_problem(email, team=self.team.name, kind=kind) if email and self.team_id else ""
+            if problem:
+                problems[field] = problem
+        if problems:
+            raise ValidationError(problems)
 
     def __str__(self):
         return f"Cloud Run settings of {self.team}"
+
+
+def cloud_run_account_problem(email: str, *, team: str, kind: str) -> str:
+    """Why staff may not name `email` as `team`'s runtime or build account, or
+    "": never an account every workload of a project shares, another team's
+    (named for it or derived from its name), nor anything but a service
+    account's email."""
+    email = email.strip()
+    what = "its services" if kind == RUNTIME else "its builds"
+    if "@" not in email or not email.endswith(".gserviceaccount.com"):
+        return f"Give the email of a service account, like name@project.iam.gserviceaccount.com, for {what} to run as."
+    if is_shared_account(email):
+        return (
+            f"{email} is one of the project's default accounts, which everything in the project may share; give team "
+            f"{team} an account of its own (empty: Hakobune's name for it)."
+        )
+    others = Team.objects.exclude(name=team).values_list("name", flat=True)
+    derived = derived_by(email, others)
+    if derived:
+        return f"{email} is team {derived[0]}'s {derived[1]} account; each team needs its own."
+    own = {account_id(RUNTIME, team), account_id(BUILD, team)}
+    if in_derived_scheme(email) and email.partition("@")[0].lower() not in own:
+        return (
+            f"Names like {email.partition('@')[0]} are kept for the accounts Hakobune names after teams (a team made "
+            "later may get it); give the account another name."
+        )
+    taken = (
+        TeamCloudRunSettings.objects.exclude(team__name=team)
+        .filter(models.Q(service_account__iexact=email) | models.Q(build_service_account__iexact=email))
+        .select_related("team").first()
+    )
+    if taken is not None:
+        return f"{email} is already team {taken.team.name}'s; each team needs its own."
+    return ""

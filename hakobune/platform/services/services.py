@@ -373,7 +373,9 @@ def set_env(*, service: Service, values: dict, unset: list, secrets: dict | None
 
 def _secret_references(service: Service, secrets: dict) -> dict[str, str]:
     """The references in the one spelling the runtime stores, or an error
-    saying why the service cannot have them."""
+    saying why the service cannot have them: a team's services read only the
+    team's own secrets (Cloud Run: those of the team's project whose names
+    start with the team's prefix; a short name means the team's)."""
     backend = _require_capability(
         service, "secret_env",
         "read Secret Manager; give the variable a value instead. Services on Cloud Run can use secrets",
@@ -383,7 +385,7 @@ def _secret_references(service: Service, secrets: dict) -> dict[str, str]:
         if not isinstance(reference, str):
             raise ServiceActionError(f"The secret of {key} must be a string, like db-password or db-password:3.")
         try:
-            normalized[key] = backend.secret_reference(reference)
+            normalized[key] = backend.secret_reference(reference, team=service.team.name)
         except ValueError as exc:
             raise ServiceActionError(f"{key}: {exc}")
     return normalized

@@ -9,8 +9,11 @@ which has no library here): those are plain REST calls through google-auth's
 AuthorizedSession, with Monitoring's own message types for the answer.
 
 The package, by concern:
-    client.py     GoogleCloud: settings, credentials, clients, endpoints; Google's errors
-                  in words (_in_words); Secret Manager references
+    client.py     GoogleCloud: settings, credentials, clients, endpoints, each team's
+                  accounts; Google's errors in words (_in_words)
+    tenants.py    what each team has of its own: runtime and build service accounts,
+                  the prefix of its Secret Manager secrets, and the gcloud commands
+                  that set them up
     build.py      CloudBuildBuilder, the image builder (image_builder() below)
     serve.py      deploy, traffic, stop/start, destroy, status, revisions
     observe.py    logs and metrics
@@ -26,7 +29,10 @@ OPTIONS (settings.RUNTIME_BACKENDS["cloudrun"]["OPTIONS"]):
     bucket                            source and build-log bucket (default: <project>_cloudbuild)
     builder                           "dockerfile" (the plan's Dockerfile) or "buildpacks"
     stack_images                      {language: registry image} Cloud Build builds plans on
-    min_instances, concurrency, request_timeout, ingress, service_account
+    min_instances, concurrency, request_timeout, ingress
+    team_accounts                     {team: {"runtime": email, "build": email}}: accounts staff
+                                      named for a team; otherwise each team runs and builds as
+                                      accounts derived from its name (tenants.py)
     poll_interval, build_timeout, deploy_timeout   seconds
     endpoints                         {api: "http://127.0.0.1:PORT"}: only for tests against fakes
 
@@ -36,19 +42,25 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import requests
+
 from ..base import RuntimeBackend, RuntimeBackendError
 from .build import CloudBuildBuilder
-from .client import GoogleCloud, _in_words, normalize_secret_ref, parse_secret_ref
+from .client import GoogleCloud, _in_words
 from .observe import Observing
 from .serve import LABEL_TEAM, Serving, cloud_run_resources
+from .tenants import BUILD, KIND_WORDS, RUNTIME, account_email, secret_prefix, team_secret
 
 __all__ = [
+    "BUILD",
+    "RUNTIME",
     "CloudBuildBuilder",
     "CloudRunBackend",
     "GoogleCloud",
+    "account_email",
     "cloud_run_resources",
-    "normalize_secret_ref",
-    "parse_secret_ref",
+    "secret_prefix",
+    "team_secret",
 ]
 
 
@@ -77,10 +89,11 @@ class CloudRunBackend(Serving, Observing, GoogleCloud, RuntimeBackend):
             self._image_builder = CloudBuildBuilder(self.alias, cloud=self, **self.options)
         return self._image_builder
 
-    def check_access(self) -> list[tuple[bool, str]]:
+    def check_access(self, teams: tuple[str, ...] | list[str] = ()) -> list[tuple[bool, str]]:
         """Reads (changes nothing) what a deploy needs, with these settings:
         Cloud Run's services in the region, Cloud Build's builds, the bucket
-        and the Artifact Registry repository. Returns (fine, in words) for
+        and the Artifact Registry repository, and for each of `teams` the
+        accounts its services and builds run as. Returns (fine, in words) for
         each; raises RuntimeBackendError when it cannot sign in at all."""
         from google.api_core import exceptions as gexc
 
@@ -95,6 +108,8 @@ class CloudRunBackend(Serving, Observing, GoogleCloud, RuntimeBackend):
                 checks.append((False, _in_words(exc, api, self).message))
             except RuntimeBackendError as exc:
                 checks.append((False, exc.message))
+            except requests.RequestException as exc:
+                checks.append((False, f"Google Cloud could not be reached ({exc})."))
 
         def run() -> str:
             found = list(self._client("services").list_services(parent=self.location))
@@ -135,5 +150,41 @@ class CloudRunBackend(Serving, Observing, GoogleCloud, RuntimeBackend):
         check("cloudbuild", cloudbuild)
         check("storage", bucket)
         check("artifactregistry", repository)
+        for team in teams:
+            for kind in (RUNTIME, BUILD):
+                check("iam", lambda: self._check_account(kind, team))
         return checks
+
+    def _check_account(self, kind: str, team: str) -> str:
+        """That a team's runtime or build account exists, is enabled, and that
+        Hakobune may act as it (deploy, or start builds, as it)."""
+        email = self.account(kind, team)
+        url = f"{self._endpoint('iam')}/v1/projects/-/serviceAccounts/{email}"
+        response = self._client("session").get(url, timeout=30)
+        missing = (
+            f"Team {team}'s {KIND_WORDS[kind]} run as {email}, which does not exist or which {self.identity} may not "
+            f"see. To set it up, {self.account_setup(kind, team)}."
+        )
+        if response.status_code in (403, 404):
+            raise RuntimeBackendError(missing)
+        found = self._json_or_raise(response, "iam")
+        if found.get("disabled"):
+            raise RuntimeBackendError(
+                f"Team {team}'s {KIND_WORDS[kind]} run as {email}, which is disabled: gcloud iam service-accounts "
+                f"enable {email}"
+            )
+        response = self._client("session").post(
+            f"{url}:testIamPermissions", json={"permissions": ["iam.serviceAccounts.actAs"]}, timeout=30
+        )
+        if "iam.serviceAccounts.actAs" not in self._json_or_raise(response, "iam").get("permissions", []):
+            raise RuntimeBackendError(
+                f"Team {team}'s {KIND_WORDS[kind]} run as {email}, which {self.identity} may not act as. "
+                f"To set it up, {self.account_setup(kind, team)}."
+            )
+        if kind == RUNTIME:
+            return (
+                f"Team {team}'s services run as {email}; Hakobune lets them name only the secrets of project "
+                f"{self.project} whose names start with {secret_prefix(team)}."
+            )
+        return f"Team {team}'s builds run as {email}."
 

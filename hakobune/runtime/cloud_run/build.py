@@ -8,6 +8,17 @@ app's own Dockerfile or for Google's buildpacks (mode "buildpacks"). The log
 Cloud Build writes into the bucket is read as it grows and passed on line by
 line.
 
+A build runs user code (a Dockerfile's RUN lines, an app's install step), so
+it runs confined, per team: as the team's own build service account
+(tenants.py), which needs only to read the team's sources, write their logs
+and push images; the containers its steps start are not put on the
+`cloudbuild` Docker network, through which they would reach the account's
+credentials. Each team's sources and build logs live under their own prefixes
+of the bucket (hakobune/sources/<team>/, hakobune/build-logs/<team>/), so
+that the account can be granted those and nothing else. A build with its own
+service account must keep its log in a bucket or in Cloud Logging; here it is
+the bucket only (GCS_ONLY), read as it grows.
+
 OPTIONS (those of the Cloud Run backend it belongs to, see the package):
     builder                           the default mode: "dockerfile" (the plan) or "buildpacks"
     stack_images                      {language: registry image} the plan's Dockerfile starts FROM
@@ -85,7 +96,7 @@ class CloudBuildBuilder(ImageBuilder):
         image = self.submit(
             archive, dockerfile, f"{request.team}/{request.service}:{tag}", log,
             dockerfile_path=plan.dockerfile_path or "Dockerfile", buildpacks=buildpacks,
-            start_command=request.start_command,
+            start_command=request.start_command, team=request.team,
         )
         return BuiltImage(ref=image, plan=plan)
 
@@ -106,9 +117,11 @@ class CloudBuildBuilder(ImageBuilder):
         dockerfile_path: str = "Dockerfile",
         buildpacks: bool | None = None,
         start_command: str = "",
+        team: str = "",
     ) -> str:
         """Builds `source_archive` (.tar.gz or .zip whose top is the app) in
-        Cloud Build and pushes it to Artifact Registry as `image_name`
+        Cloud Build, as `team`'s build account (default: the team `image_name`
+        begins with), and pushes it to Artifact Registry as `image_name`
         ("team/service:tag"); returns the pushed image as name@digest.
 
         With `plan_dockerfile` the plan's Dockerfile is written into the source
@@ -118,7 +131,8 @@ class CloudBuildBuilder(ImageBuilder):
         BuildError."""
         with _google_errors():
             return self._submit(source_archive, plan_dockerfile, image_name, log, dockerfile_path=dockerfile_path,
-                                buildpacks=buildpacks, start_command=start_command)
+                                buildpacks=buildpacks, start_command=start_command,
+                                team=team or image_name.split("/", 1)[0])
 
     def _submit(
         self,
@@ -130,6 +144,7 @@ class CloudBuildBuilder(ImageBuilder):
         dockerfile_path: str = "Dockerfile",
         buildpacks: bool | None = None,
         start_command: str = "",
+        team: str,
     ) -> str:
         from google.api_core import exceptions as gexc
         from google.cloud.devtools import cloudbuild_v1
@@ -141,15 +156,16 @@ class CloudBuildBuilder(ImageBuilder):
         upload = _repack(Path(source_archive), None if use_buildpacks else plan_dockerfile)
         try:
             digest = hashlib.sha256(upload.getvalue()).hexdigest()[:16]
-            object_name = f"hakobune/sources/{image_name.replace(':', '/').replace('/', '-')}-{digest}.tar.gz"
+            name = image_name.split("/", 1)[-1].replace(":", "-").replace("/", "-")
+            object_name = f"hakobune/sources/{team}/{name}-{digest}.tar.gz"
             log(f"Uploading the source to gs://{cloud.bucket_name}/{object_name}")
-            self._upload(object_name, upload)
+            self._upload(object_name, upload, team)
         finally:
             upload.close()
 
         if use_buildpacks:
             log(f"Building in Cloud Build with Google's buildpacks ({BUILDPACKS_BUILDER})")
-            pack = ["build", image, "--builder", BUILDPACKS_BUILDER, "--network", "cloudbuild", "--path", "."]
+            pack = ["build", image, "--builder", BUILDPACKS_BUILDER, "--path", "."]
             if start_command:
                 pack += ["--env", f"GOOGLE_ENTRYPOINT={start_command}"]
             steps = [cloudbuild_v1.BuildStep(name=PACK_IMAGE, entrypoint="pack", args=pack)]
@@ -157,11 +173,11 @@ class CloudBuildBuilder(ImageBuilder):
             dockerfile = GENERATED_DOCKERFILE if plan_dockerfile else (dockerfile_path or "Dockerfile")
             log(f"Building in Cloud Build with {'the plan' if plan_dockerfile else 'your'} Dockerfile ({dockerfile})")
             steps = [
-                cloudbuild_v1.BuildStep(
-                    name=DOCKER_BUILDER, args=["build", "--network", "cloudbuild", "-t", image, "-f", dockerfile, "."]
-                )
+                cloudbuild_v1.BuildStep(name=DOCKER_BUILDER, args=["build", "-t", image, "-f", dockerfile, "."])
             ]
-        logs_prefix = "hakobune/build-logs"
+        logs_prefix = f"hakobune/build-logs/{team}"
+        account = cloud.build_account(team)
+        log(f"Building as team {team}'s build account {account}")
         build = cloudbuild_v1.Build(
             source=cloudbuild_v1.Source(
                 storage_source=cloudbuild_v1.StorageSource(bucket=cloud.bucket_name, object_=object_name)
@@ -169,14 +185,16 @@ class CloudBuildBuilder(ImageBuilder):
             steps=steps,
             images=[image],
             logs_bucket=f"gs://{cloud.bucket_name}/{logs_prefix}",
+            service_account=f"projects/{cloud.project}/serviceAccounts/{account}",
+            options=cloudbuild_v1.BuildOptions(logging=cloudbuild_v1.BuildOptions.LoggingMode.GCS_ONLY),
             timeout=timedelta(seconds=self.build_timeout),
-            tags=["hakobune"],
+            tags=["hakobune", f"team-{team}"],
         )
         client = cloud._client("cloudbuild")
         try:
             operation = client.create_build(project_id=cloud.project, build=build)
         except gexc.GoogleAPICallError as exc:
-            raise _failed(_in_words(exc, "cloudbuild", cloud))
+            raise _failed(_in_words(exc, "cloudbuild", cloud, team=team))
         build_id = operation.metadata.build.id if operation.metadata else ""
         log(f"Cloud Build {build_id} started")
         reader = _LogReader(cloud._client("storage").bucket(cloud.bucket_name), f"{logs_prefix}/log-{build_id}.txt", log)
@@ -193,7 +211,7 @@ class CloudBuildBuilder(ImageBuilder):
             reader.read()
             result = client.get_build(project_id=cloud.project, id=build_id)
         except gexc.GoogleAPICallError as exc:
-            raise _failed(_in_words(exc, "cloudbuild", cloud))
+            raise _failed(_in_words(exc, "cloudbuild", cloud, team=team))
         status = cloudbuild_v1.Build.Status(result.status).name
         if status != "SUCCESS":
             detail = result.status_detail or f"the build ended {status}"
@@ -209,7 +227,7 @@ class CloudBuildBuilder(ImageBuilder):
                 return f"{image.rsplit(':', 1)[0]}@{built.digest}"
         return image
 
-    def _upload(self, object_name: str, data: io.BytesIO) -> None:
+    def _upload(self, object_name: str, data: io.BytesIO, team: str) -> None:
         from google.api_core import exceptions as gexc
 
         cloud = self.cloud
@@ -225,14 +243,19 @@ class CloudBuildBuilder(ImageBuilder):
                         f"the bucket gs://{cloud.bucket_name} ({cloud._where('CLOUDRUN_BUCKET', 'bucket')}) does not exist",
                         user_error=False,
                     )
-                try:  # like gcloud: the staging bucket is made on first use
-                    cloud._client("storage").create_bucket(cloud.bucket_name, location=cloud.region)
+                try:  # like gcloud: the staging bucket is made on first use, with
+                    # uniform access, so that each team's build account can be
+                    # granted its own prefixes of it (IAM conditions need it).
+                    storage = cloud._client("storage")
+                    new = storage.bucket(cloud.bucket_name)
+                    new.iam_configuration.uniform_bucket_level_access_enabled = True
+                    storage.create_bucket(new, location=cloud.region)
                 except gexc.Conflict:
                     pass
                 except gexc.GoogleAPICallError as exc:
-                    raise _failed(_in_words(exc, "storage", cloud))
+                    raise _failed(_in_words(exc, "storage", cloud, team=team))
             except gexc.GoogleAPICallError as exc:
-                raise _failed(_in_words(exc, "storage", cloud))
+                raise _failed(_in_words(exc, "storage", cloud, team=team))
 
 
 

@@ -2,7 +2,8 @@
 (a service-account key, application default credentials, or none against the
 tests' fakes), with one client per API on its REST transport; and Google's
 errors turned into something a person can act on (`_in_words`), including
-Cloud Run's refusals about Secret Manager references.
+Cloud Run's refusals about Secret Manager references and about the accounts
+teams run and build as (tenants.py says whose each is).
 
 The Cloud Run backend (serving) and the Cloud Build builder (building) both
 stand on a GoogleCloud, the backend being one itself and the builder sharing
@@ -13,11 +14,13 @@ from __future__ import annotations
 import re
 
 from ..base import RuntimeBackendError
+from .tenants import BUILD, KIND_WORDS, RUNTIME, account_setup, secret_prefix, team_account
 
 SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
 DEFAULT_ENDPOINTS = {
     "monitoring": "https://monitoring.googleapis.com",
     "artifactregistry": "https://artifactregistry.googleapis.com",
+    "iam": "https://iam.googleapis.com",
 }
 ROLE_FOR = {
     "run": "roles/run.admin",
@@ -35,14 +38,15 @@ API_NAME = {
     "logging": ("Cloud Logging API", "logging.googleapis.com"),
     "monitoring": ("Cloud Monitoring API", "monitoring.googleapis.com"),
     "artifactregistry": ("Artifact Registry API", "artifactregistry.googleapis.com"),
+    "iam": ("Identity and Access Management (IAM) API", "iam.googleapis.com"),
 }
 
 
 class GoogleCloud:
     """The settings and clients shared by everything that calls Google for one
     project: OPTIONS project, region, repository, bucket, credentials,
-    credentials_info, credentials_problem, settings_place, poll_interval and
-    endpoints (see the package's docstring)."""
+    credentials_info, credentials_problem, settings_place, poll_interval,
+    team_accounts and endpoints (see the package's docstring)."""
 
     def __init__(self, options: dict):
         self.options = options
@@ -50,11 +54,38 @@ class GoogleCloud:
         self.region = options.get("region") or ""
         self.repository = options.get("repository") or "hakobune"
         self.bucket_name = options.get("bucket") or (f"{self.project}_cloudbuild" if self.project else "")
-        self.service_account = options.get("service_account") or ""
+        # {team: {"runtime": email, "build": email}}: accounts staff named for a
+        # team instead of the ones derived from its name (tenants.py).
+        self.team_accounts = {team: dict(accounts) for team, accounts in (options.get("team_accounts") or {}).items()}
         self.poll_interval = float(options.get("poll_interval", 2.0))
         self.endpoints = dict(options.get("endpoints") or {})
         self._credentials = None
         self._clients: dict[str, object] = {}
+
+    # -- what each team has of its own (tenants.py) ---------------------------
+
+    def account(self, kind: str, team: str) -> str:
+        """The service account `team`'s services (RUNTIME) or builds (BUILD)
+        run as: the one staff named in the team's settings, else the one
+        derived from the team's name in the project in effect."""
+        return team_account(kind, team, self.project, self.team_accounts)
+
+    def runtime_account(self, team: str) -> str:
+        return self.account(RUNTIME, team)
+
+    def build_account(self, team: str) -> str:
+        return self.account(BUILD, team)
+
+    @staticmethod
+    def secret_prefix(team: str) -> str:
+        """How the names of the secrets `team`'s services may read begin."""
+        return secret_prefix(team)
+
+    def account_setup(self, kind: str, team: str) -> str:
+        return account_setup(
+            kind, team, self.account(kind, team), deployer=self.identity, project=self.project,
+            bucket=self.bucket_name, repository=self.repository, region=self.region,
+        )
 
     def _where(self, variable: str, what: str) -> str:
         """Where a person changes a setting: an environment variable of the
@@ -177,9 +208,7 @@ class GoogleCloud:
                 project=self.project, credentials=credentials, client_options=self._options_for("storage")
             )
         elif api == "logging":
-            from google.cloud import logging as cloud_logging
-
-            client = cloud_logging.Client(
+            client = _reading_logging_client()(
                 project=self.project, credentials=credentials, _use_grpc=False, client_options=self._options_for("logging")
             )
         elif api == "session":
@@ -210,8 +239,25 @@ class GoogleCloud:
         return response.text if raw else response.json()
 
 
-def _in_words(exc, api: str, backend: GoogleCloud, *, image: str = "") -> RuntimeBackendError:
-    """A Google API error as something a person can act on."""
+def _reading_logging_client():
+    """Cloud Logging's client for reading only. The library makes a Logger for
+    each log an entry it reads belongs to, and a Logger made without a
+    resource asks the metadata server (metadata.google.internal) where this
+    process runs; Hakobune writes nothing, so its loggers get a resource and
+    nothing is asked."""
+    from google.cloud import logging as cloud_logging
+    from google.cloud.logging_v2.resource import Resource
+
+    class ReadingClient(cloud_logging.Client):
+        def logger(self, name, *, labels=None, resource=None):
+            return super().logger(name, labels=labels, resource=resource or Resource(type="global", labels={}))
+
+    return ReadingClient
+
+
+def _in_words(exc, api: str, backend: GoogleCloud, *, image: str = "", team: str = "") -> RuntimeBackendError:
+    """A Google API error as something a person can act on; `team`, whose
+    deploy or build it was, names that team's accounts."""
     from google.api_core import exceptions as gexc
 
     message = getattr(exc, "message", None) or str(exc)
@@ -222,6 +268,9 @@ def _in_words(exc, api: str, backend: GoogleCloud, *, image: str = "") -> Runtim
     secret = _secret_problem(message, backend)
     if secret is not None:
         return secret
+    account = _account_problem(message, backend, team)
+    if account is not None:
+        return account
     if reason in ("SERVICE_DISABLED", "ACCESS_NOT_CONFIGURED") or "has not been used in project" in lowered or (
         "is disabled" in lowered and "api" in lowered
     ):
@@ -275,36 +324,40 @@ def _permission_in(message: str) -> str:
     return match.group(1) if match else ""
 
 
-# -- Secret Manager references ------------------------------------------------------
+# -- Secret Manager references and service accounts in Google's refusals ----------------
 
-_SECRET_REF = re.compile(
-    r"^(?:projects/(?P<project>[a-z0-9-]{1,30})/secrets/)?(?P<name>[A-Za-z0-9_-]{1,255})"
-    r"(?:(?:/versions/|:)(?P<version>latest|[1-9][0-9]{0,9}))?$"
-)
 _SECRET_IN_MESSAGE = re.compile(
     r"projects/(?P<project>[^/\s]+)/secrets/(?P<name>[A-Za-z0-9_-]+)(?:/versions/(?P<version>[A-Za-z0-9]+))?"
 )
 _RUNS_AS_IN_MESSAGE = re.compile(r"service account (?P<account>[^\s]+@[^\s]+?)\.?(?:\s|$)")
+_ACCOUNT_IN_MESSAGE = re.compile(
+    r"service ?account (?:projects/[^/\s]+/serviceAccounts/)?(?P<account>[^\s'\"()]+@[^\s'\"()]+?)[.,]?(?:[\s'\")]|$)", re.I
+)
 
 
-def parse_secret_ref(reference: str) -> tuple[str, str]:
-    """A Secret Manager reference as (secret, version): "db-password" (the
-    latest version), "db-password:3", or a full "projects/P/secrets/NAME
-    [/versions/V]" for a secret in another project. Raises ValueError in words."""
-    match = _SECRET_REF.match((reference or "").strip())
-    if not match:
-        raise ValueError(
-            f"{reference!r} is not a Secret Manager secret: give its name (db-password), a name and version "
-            "(db-password:3), or projects/PROJECT/secrets/NAME for a secret in another project."
+def _account_problem(message: str, backend: GoogleCloud, team: str) -> RuntimeBackendError | None:
+    """Google's refusal to run or build as a service account that does not
+    exist, or that Hakobune may not act as (Google says both the same way)."""
+    lowered = message.lower()
+    found = _ACCOUNT_IN_MESSAGE.search(message)
+    if not found or not ("actas" in lowered or "does not exist" in lowered or "not found" in lowered):
+        return None
+    email = found["account"]
+    kinds = [kind for kind in (RUNTIME, BUILD) if team and backend.account(kind, team) == email]
+    if kinds:
+        kind = kinds[0]
+        return RuntimeBackendError(
+            f"team {team}'s {KIND_WORDS[kind]} run as {email}, which does not exist or which "
+            f"{backend.identity} may not act as. To set it up, {backend.account_setup(kind, team)}. "
+            "Then deploy again (staff can try it first with Check access on the Cloud Run page).",
+            permanent=True,
         )
-    secret = match["name"] if not match["project"] else f"projects/{match['project']}/secrets/{match['name']}"
-    return secret, match["version"] or "latest"
-
-
-def normalize_secret_ref(reference: str) -> str:
-    """The one spelling Hakobune stores: "secret:version"."""
-    secret, version = parse_secret_ref(reference)
-    return f"{secret}:{version}"
+    return RuntimeBackendError(
+        f"{backend.identity} may not act as the service account {email}, or it does not exist: create it, or grant "
+        f"roles/iam.serviceAccountUser on it (gcloud iam service-accounts add-iam-policy-binding {email} "
+        f"--member=serviceAccount:<Hakobune's account> --role=roles/iam.serviceAccountUser).",
+        permanent=True,
+    )
 
 
 def _secret_problem(message: str, backend: GoogleCloud) -> RuntimeBackendError | None:
@@ -316,7 +369,7 @@ def _secret_problem(message: str, backend: GoogleCloud) -> RuntimeBackendError |
     name, project, version = found["name"], found["project"], found["version"] or "latest"
     if "permission" in lowered or "denied" in lowered:
         runs_as = _RUNS_AS_IN_MESSAGE.search(message)
-        account = runs_as["account"] if runs_as else (backend.service_account or "the service's runtime service account")
+        account = runs_as["account"] if runs_as else "your team's runtime service account"
         return RuntimeBackendError(
             f"your service runs as {account}, which may not read the secret {name} in Secret Manager. "
             f"Grant it the Secret Manager Secret Accessor role: gcloud secrets add-iam-policy-binding {name} "

@@ -3,9 +3,13 @@ earlier one reused on a rollback), traffic between revisions, who may call a
 service, stop and start (no outside requests), destroy (the service and its
 images), status and the revisions the portal lists.
 
+Each team's revisions run as the team's own runtime service account and may
+read only the team's secrets (tenants.py); a reference that does not fit, or
+a revision made as another identity, is refused before anything is sent.
+
 `Serving` is a part of CloudRunBackend (hakobune.runtime.cloud_run): it stands
-on its GoogleCloud (clients, names, `_in_words`) and its Cloud Run settings
-(min_instances, concurrency, request_timeout, ingress, service_account,
+on its GoogleCloud (clients, names, accounts, `_in_words`) and its Cloud Run
+settings (min_instances, concurrency, request_timeout, ingress,
 deploy_timeout)."""
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from datetime import timedelta
 from urllib.parse import quote
 
 from ..base import DeployResult, DeploySpec, Instance, RuntimeBackendError, ServiceRef, ServiceStatus
-from .client import _in_words, _secret_problem, normalize_secret_ref, parse_secret_ref
+from .client import _in_words, _secret_problem
+from .tenants import parse_secret_ref, stored_secret_problem, team_secret
 
 LABEL_TEAM = "hakobune-team"
 LABEL_SERVICE = "hakobune-service"
@@ -56,10 +61,22 @@ class Serving:
     def image_base(self, ref: ServiceRef) -> str:
         return self.image_path(f"{ref.team}/{ref.service}")
 
-    @staticmethod
-    def secret_reference(reference: str) -> str:
-        """A Secret Manager reference as stored ("secret:version"); ValueError in words."""
-        return normalize_secret_ref(reference)
+    def secret_reference(self, reference: str, *, team: str) -> str:
+        """What a member of `team` wrote as the Secret Manager reference stored
+        ("name:version" of one of the team's secrets in the project in effect;
+        a short name means the team's); ValueError in words."""
+        return team_secret(reference, team=team, project=self.project)
+
+    def _refuse_foreign_secrets(self, spec: DeploySpec) -> None:
+        """Stored references are checked again before a deploy: one stored
+        before these rules, or before the team moved to another project."""
+        problems = [
+            stored_secret_problem(key, reference, team=spec.team, project=self.project)
+            for key, reference in sorted(spec.secret_env.items())
+        ]
+        problems = [problem for problem in problems if problem]
+        if problems:
+            raise RuntimeBackendError(" ".join(problems), permanent=True)
 
     def reserved(self, *, cpu, memory_mb, instances, min_instances=None, max_instances=None):
         """Cloud Run gives whole CPUs and at least 512 MiB, up to the most instances."""
@@ -73,6 +90,7 @@ class Serving:
         from google.api_core import exceptions as gexc
 
         self._require_config()
+        self._refuse_foreign_secrets(spec)
         ref = spec.ref
         name = self.service_name(ref)
         fingerprint = _fingerprint(spec, self)
@@ -84,7 +102,7 @@ class Serving:
                 existing = None
             if existing is not None:
                 self._check_owner(existing, ref)
-                earlier = self._revision_with(name, fingerprint)
+                earlier = self._revision_with(name, fingerprint, ref.team)
                 if earlier:
                     # A rollback (or a retried deploy): the revision that ran this
                     # image with this configuration still exists; move traffic to it.
@@ -105,7 +123,7 @@ class Serving:
                 raise RuntimeBackendError(_not_ready(service, self), log_tail=self._revision_tail(ref, created))
             self._set_public(name, spec.public)
         except gexc.GoogleAPICallError as exc:
-            raise _in_words(exc, "run", self, image=spec.image)
+            raise _in_words(exc, "run", self, image=spec.image, team=spec.team)
         return self._result(service, revision)
 
     def _result(self, service, revision: str, *, reused: bool = False) -> DeployResult:
@@ -129,7 +147,7 @@ class Serving:
         labels = {LABEL_TEAM: spec.team, LABEL_SERVICE: spec.service}
         env = [run_v2.EnvVar(name=key, value=value) for key, value in sorted(spec.env.items()) if key != "PORT"]
         for key, reference in sorted(spec.secret_env.items()):
-            secret, version = parse_secret_ref(reference)
+            _, secret, version = parse_secret_ref(reference)  # the team's project: the name alone
             selector = run_v2.SecretKeySelector(secret=secret, version=version)
             env.append(run_v2.EnvVar(name=key, value_source=run_v2.EnvVarSource(secret_key_ref=selector)))
         container = run_v2.Container(
@@ -153,7 +171,7 @@ class Serving:
             scaling=run_v2.RevisionScaling(min_instance_count=minimum, max_instance_count=maximum),
             max_instance_request_concurrency=spec.concurrency or self.concurrency,
             timeout=timedelta(seconds=spec.request_timeout or self.request_timeout),
-            service_account=self.service_account or None,
+            service_account=self.runtime_account(spec.team),
         )
         latest = run_v2.TrafficTarget(type_=run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST, percent=100)
         return run_v2.Service(
@@ -174,7 +192,10 @@ class Serving:
             time.sleep(self.poll_interval)
         return operation.result()
 
-    def _revision_with(self, service_name: str, fingerprint: str) -> str | None:
+    def _revision_with(self, service_name: str, fingerprint: str, team: str) -> str | None:
+        """A ready revision of this image and configuration (the fingerprint
+        holds the runtime account and the secrets) that runs as the team's
+        account and reads only its secrets, to roll back to."""
         from google.api_core import exceptions as gexc
 
         try:
@@ -182,7 +203,8 @@ class Serving:
         except gexc.NotFound:
             return None
         for revision in revisions:
-            if dict(revision.labels).get(LABEL_CONFIG) == fingerprint and _is_ready(revision):
+            if (dict(revision.labels).get(LABEL_CONFIG) == fingerprint and _is_ready(revision)
+                    and not self._revision_problem(revision, team)):
                 return revision.name.rsplit("/", 1)[-1]
         return None
 
@@ -204,13 +226,39 @@ class Serving:
         name = self.service_name(ref)
         try:
             service = self._client("services").get_service(name=name)
-            known = {r.name.rsplit("/", 1)[-1] for r in self._client("revisions").list_revisions(parent=name)}
-            unknown = sorted(set(splits) - known)
+            known = {r.name.rsplit("/", 1)[-1]: r for r in self._client("revisions").list_revisions(parent=name)}
+            unknown = sorted(set(splits) - set(known))
             if unknown:
                 raise RuntimeBackendError(f"Cloud Run has no revision {', '.join(unknown)} of this service (any more)")
+            for revision in sorted(revision for revision, percent in splits.items() if percent):
+                problem = self._revision_problem(known[revision], ref.team)
+                if problem:
+                    raise RuntimeBackendError(problem, permanent=True)
             self._set_traffic(service, splits)
         except gexc.GoogleAPICallError as exc:
             raise _in_words(exc, "run", self)
+
+    def _revision_problem(self, revision, team: str) -> str:
+        """Why requests may not go to an existing revision: one made before
+        each team ran as its own account, or reading secrets not the team's."""
+        name = revision.name.rsplit("/", 1)[-1]
+        runs_as = revision.service_account or "the project's default service account"
+        if runs_as != self.runtime_account(team):
+            return (
+                f"the revision {name} runs as {runs_as}, not as team {team}'s own account "
+                f"{self.runtime_account(team)}; deploy again, and split traffic between the releases made since."
+            )
+        for container in revision.containers:
+            for var in container.env:
+                selector = var.value_source.secret_key_ref if var.value_source else None
+                if selector and selector.secret:
+                    reference = f"{selector.secret}:{selector.version or 'latest'}"
+                    if "/" in selector.secret:  # projects/P/secrets/NAME
+                        reference = f"{selector.secret}/versions/{selector.version or 'latest'}"
+                    problem = stored_secret_problem(var.name, reference, team=team, project=self.project)
+                    if problem:
+                        return f"the revision {name} reads a secret that is not team {team}'s: {problem}"
+        return ""
 
     def traffic(self, ref: ServiceRef) -> dict[str, int]:
         """The revisions that get requests now and their percentages."""
@@ -383,6 +431,7 @@ def cloud_run_resources(cpu: float, memory_mb: int) -> tuple[str, str]:
 def _fingerprint(spec: DeploySpec, backend: Serving) -> str:
     """What makes two releases the same revision: image and configuration."""
     parts = [
+        backend.runtime_account(spec.team),
         spec.image, str(spec.port), *cloud_run_resources(spec.cpu, spec.memory_mb), str(spec.instances),
         spec.health_check_path, repr(sorted(spec.env.items())), repr(sorted(spec.secret_env.items())),
         str(spec.min_instances), str(spec.max_instances),
