@@ -26,6 +26,7 @@ from . import treefs
 from .builders import confinement
 from .builders.base import BuildError
 from .buildpacks.plan import GENERATED_DIR, BuildPlan
+from .logcap import LineSplitter
 
 TAIL_LINES = 30
 MANAGED_LABEL = "org.hakobune.managed"
@@ -195,7 +196,9 @@ def build_image(
             # Generated Dockerfiles carry the label themselves (prepare_context).
             labels={MANAGED_LABEL: "true"} if plan is None or plan.uses_own_dockerfile else None,
         )
-        pending = ""
+        # Output without newlines is cut as it comes, so a step that prints
+        # gigabytes on one line holds at most one line's worth here.
+        lines_of = LineSplitter()
         for chunk in stream:
             if "error" in chunk:
                 message = chunk.get("errorDetail", {}).get("message") or chunk["error"]
@@ -205,10 +208,7 @@ def build_image(
                 raise BuildError(stopped or explain_failure(message, current_step, plan, memory_mb=memory_mb),
                                  log_tail=list(tail))
             if "stream" in chunk:
-                pending += chunk["stream"]
-                *lines, pending = pending.split("\n")
-                for line in lines:
-                    line = line.rstrip("\r")
+                for line in lines_of.feed(chunk["stream"]):
                     if line.strip():
                         step = STEP.match(line)
                         if step:
@@ -222,8 +222,9 @@ def build_image(
                     (watch.why_stopped() if watch is not None else None)
                     or f"the build took longer than {timeout} s and was stopped", log_tail=list(tail)
                 )
-        if pending.strip():
-            log(pending.rstrip())
+        for line in lines_of.flush():
+            if line.strip():
+                log(line.rstrip())
     except APIError as exc:
         if engine_trouble(exc):
             raise BuildError(f"the Docker Engine failed during the build: {exc.explanation or exc}",

@@ -119,3 +119,15 @@ def test_a_rebuilt_stack_gives_a_new_tag():
     one = builder.image_tag("t", "s", "digest", plan, "stack", base_image_ids=("sha256:1",))
     two = builder.image_tag("t", "s", "digest", plan, "stack", base_image_ids=("sha256:2",))
     assert one != two and one.startswith("hakobune/t/s:")
+
+
+def test_a_step_that_prints_without_newlines_is_cut_as_it_comes(tmp_path):
+    """A RUN step printing 10 MB on one line: the worker holds one line's
+    worth, and the log gets the line cut, with how much was left out."""
+    plan = detect(APPS_DIR / "dockerfile").plan
+    flood = [{"stream": "y" * 65_536} for _ in range(160)]
+    client = FakeClient(stream("Step 1/2 : FROM x") + flood + [{"stream": "\ndone\n"}, {"aux": {"ID": "sha256:abc"}}])
+    lines = []
+    builder.build_image(client, tmp_path, "Dockerfile", "t", log=lines.append, plan=plan)
+    assert lines[0] == "Step 1/2 : FROM x" and lines[2] == "done"
+    assert lines[1].startswith("y" * 4000) and lines[1].endswith(f"[{160 * 65_536 - 4000:,} more characters not kept]")
