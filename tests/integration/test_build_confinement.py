@@ -33,6 +33,7 @@ from hakobune.worker.buildpacks import detect
 from tests.conftest import archive_of
 
 from tests.support.infrastructure import wait_for_build
+from tests.support.listeners import host_listener as listening_on
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -122,28 +123,8 @@ def host_listener():
     """A TCP listener of the test's own on every address of the host, so on
     the gateway of any Docker bridge too: what a host service listening on
     0.0.0.0 (Redis, PostgreSQL, the portal) looks like to a build step."""
-    server = socket.create_server(("0.0.0.0", 0))
-    server.settimeout(0.2)
-    accepted = []
-    stop = threading.Event()
-
-    def serve():
-        while not stop.is_set():
-            try:
-                connection, peer = server.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            accepted.append(peer)
-            connection.close()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield server.getsockname()[1], accepted
-    stop.set()
-    thread.join(timeout=2)
-    server.close()
+    with listening_on("0.0.0.0") as (port, accepted):
+        yield port, accepted
 
 
 def test_a_run_step_cannot_reach_a_listener_on_the_host_through_the_build_networks_gateway(

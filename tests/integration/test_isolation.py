@@ -29,6 +29,7 @@ from hakobune.runtime.firewall import FORWARD_CHAIN, INPUT_CHAIN, PRIVATE_RANGES
 from tests.conftest import upload_of
 
 from tests.support.infrastructure import get_through_router, wait_for_build
+from tests.support.listeners import host_listener as listening_on
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -151,28 +152,8 @@ def host_listener(place):
     """A TCP listener of the test's own on the host, on the probe's bridge
     gateway address: what a host service listening on 0.0.0.0 looks like to a
     container. The host itself can connect to it."""
-    server = socket.create_server((place.gateway, 0))
-    server.settimeout(0.2)
-    accepted = []
-    stop = threading.Event()
-
-    def serve():
-        while not stop.is_set():
-            try:
-                connection, peer = server.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            accepted.append(peer)
-            connection.close()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield server.getsockname()[1], accepted
-    stop.set()
-    thread.join(timeout=2)
-    server.close()
+    with listening_on(place.gateway) as (port, accepted):
+        yield port, accepted
 
 
 def test_the_service_cannot_reach_the_hosts_services(place, host_listener):

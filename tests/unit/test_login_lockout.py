@@ -3,7 +3,6 @@ in the portal or at POST /api/v1/auth/token, the same person from the same
 address is refused, even with the right password, until the cool-off has
 passed; the answer says when to try again."""
 
-import json
 from datetime import timedelta
 
 import pytest
@@ -14,19 +13,10 @@ from django.urls import reverse
 from hakobune.platform.accounts.lockout import client_ip
 from hakobune.platform.accounts.models import ApiToken
 
+from tests.support.logins import ask_token, log_in
+
 API = "/api/v1"
 RIGHT = "correct horse battery"
-
-
-def ask_token(client, username, password, **extra):
-    return client.post(
-        f"{API}/auth/token", json.dumps({"username": username, "password": password}),
-        content_type="application/json", **extra,
-    )
-
-
-def log_in(client, username, password, **extra):
-    return client.post(reverse("accounts:login"), {"username": username, "password": password}, **extra)
 
 
 def logged_in(client) -> bool:

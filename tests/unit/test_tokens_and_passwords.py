@@ -2,7 +2,6 @@
 token until they chose their own, and a password change, by any way, revokes
 the tokens made before it."""
 
-import json
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import MD5PasswordHasher
@@ -13,6 +12,8 @@ from hakobune.platform.accounts.models import ApiToken
 from hakobune.platform.accounts.services import reset_one_time_password
 from hakobune.platform.accounts.tokens import create_api_token
 
+from tests.support.logins import ask_token, log_in
+
 API = "/api/v1"
 RIGHT = "correct horse battery"
 
@@ -22,17 +23,6 @@ class UpgradedHasher(MD5PasswordHasher):
     Django upgrade), and as quick."""
 
     algorithm = "upgraded-md5"
-
-
-def ask_token(client, username, password, **extra):
-    return client.post(
-        f"{API}/auth/token", json.dumps({"username": username, "password": password}),
-        content_type="application/json", **extra,
-    )
-
-
-def log_in(client, username, password, **extra):
-    return client.post(reverse("accounts:login"), {"username": username, "password": password}, **extra)
 
 
 # -- the first admin ---------------------------------------------------------------------------
