@@ -305,6 +305,10 @@ SPECTACULAR_SETTINGS = {
 # stays open, and how often it looks for news.
 API_STREAM_MAX_SECONDS = env_int("API_STREAM_MAX_SECONDS", 1800)
 API_STREAM_POLL_SECONDS = float(env("API_STREAM_POLL_SECONDS", "1"))
+# How many streams one portal process serves at once, in all and of one
+# person; beyond them a new one is refused (503, 429) rather than queued.
+API_STREAM_MAX_OPEN = env_int("API_STREAM_MAX_OPEN", 100)
+API_STREAM_MAX_OPEN_PER_PERSON = env_int("API_STREAM_MAX_OPEN_PER_PERSON", 8)
 
 # Stacks: the base image for each language. A registry image by default; when no
 # registry can serve it, Hakobune builds one locally from Debian packages.
