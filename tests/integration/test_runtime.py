@@ -18,7 +18,7 @@ from django.urls import reverse
 from hakobune.platform.accounts.services import create_team
 from hakobune.platform.services.models import DesiredState, Release, Service
 from hakobune.runtime.docker_local import LABEL_SERVICE, LABEL_TEAM
-from hakobune.runtime.router import WAKE_PREFIX, WAKER_HEADER
+from hakobune.runtime.router import WAKE_PREFIX
 from hakobune.worker import tasks
 from tests.conftest import APPS_DIR, archive_of
 
@@ -199,6 +199,8 @@ def test_services_answer_again_after_the_docker_engine_restarts(login, owner, te
     assert answer is not None and answer.text.startswith("Survivor")
 
 
+# What the router adds toward the waker (runtime/router.py).
+WAKER_HEADER = "X-Hakobune-Waker"
 HEADERS_ROUTE = """
 
 @app.get("/headers")
@@ -269,7 +271,8 @@ def test_an_idle_service_sleeps_and_its_next_request_wakes_it(login, owner, team
 
     # Through the router it wakes, and a copy of the secret header a client sends goes nowhere.
     started = time.monotonic()
-    answer = _through_router(service.hostname, "/headers", {WAKER_HEADER: "forged", "X-Other": "kept"}, timeout=90)
+    answer = _through_router(service.hostname, "/headers",
+                             {WAKER_HEADER: "forged", "X_Hakobune_Waker": "forged", "X-Other": "kept"}, timeout=90)
     woke_in = time.monotonic() - started
     assert answer.status_code == 200, answer.text
     seen = answer.json()
