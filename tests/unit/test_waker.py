@@ -60,6 +60,7 @@ class Upstream:
     def __init__(self):
         self.requests = []
         self.release_rest = threading.Event()
+        self.rest_sent = threading.Event()
         upstream = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -87,6 +88,7 @@ class Upstream:
                     if self.path.startswith("/slow"):
                         upstream.release_rest.wait(timeout=10)
                         self.wfile.write(b"y" * 10)
+                        upstream.rest_sent.set()
                         return
                     for _ in range(BIG // 65536):
                         try:
@@ -321,13 +323,13 @@ def test_the_answer_is_streamed_as_it_comes_not_read_whole_first(sleepy, backend
     async def on_chunk(answer):
         if answer.body and not firsts:
             # The first bytes are here while the service still holds back the rest.
-            firsts.append(len(answer.body))
-            assert not upstream.release_rest.is_set()
+            firsts.append((len(answer.body), upstream.rest_sent.is_set()))
             upstream.release_rest.set()
 
     answer = async_to_sync(ask)(sleepy.hostname, "/slow", on_chunk=on_chunk)
     assert answer.status == 200 and answer.complete and answer.error is None
-    assert firsts and firsts[0] < 65536 + 10
+    (size, rest_already_sent), = firsts
+    assert 0 < size <= 65536 and not rest_already_sent
     assert answer.body == b"x" * 65536 + b"y" * 10
 
 
