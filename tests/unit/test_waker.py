@@ -144,8 +144,8 @@ def _service(team, owner, name, *, state=DesiredState.SLEEPING, public=True):
     release = Release.objects.create(service=service, build=build, number=1, image="i", status="live", config={})
     Service.objects.filter(id=service.id).update(live_release=release, desired_state=state, public=public,
                                                  scale_to_zero=True)
-    store = redis_client()
-    store.delete(f"hakobune:waking:{service.id}", f"hakobune:deploy-lock:service:{service.id}")
+    # A wake of an earlier run's service with the same id is not this one's.
+    redis_client().delete(f"hakobune:waking:{service.id}")
     return Service.objects.select_related("team").get(id=service.id)
 
 
