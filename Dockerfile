@@ -10,4 +10,4 @@ COPY manage.py ./
 RUN pip install --no-cache-dir .
 ENV HAKOBUNE_DATA_DIR=/var/lib/hakobune
 EXPOSE 8000
-CMD ["gunicorn", "hakobune.platform.wsgi", "--bind", "0.0.0.0:8000", "--workers", "2", "--threads", "4"]
+CMD ["gunicorn", "-c", "python:hakobune.platform.gunicorn_conf", "hakobune.platform.asgi", "--bind", "0.0.0.0:8000"]

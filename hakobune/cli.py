@@ -416,13 +416,33 @@ def sse_events(response):
         yield event, event_id, "\n".join(data)
 
 
+def open_stream(api: Api, path: str, params: dict):
+    """A followed stream; None after waiting, when the portal serves as many
+    streams as it may right now (503 with Retry-After): the caller asks again."""
+    response = api.request("GET", path, params=params, stream=True, timeout=(10, 120),
+                           headers={"Accept": "text/event-stream"}, expect=(200, 503))
+    if response.status_code == 503:
+        try:
+            busy = response.json().get("code") == "too_many_streams"
+        except ValueError:
+            busy = False
+        if not busy:
+            raise CliError(Api._error_message(response))
+        wait = response.headers.get("Retry-After", "")
+        response.close()
+        time.sleep(min(int(wait), 60) if wait.isdigit() else 10)
+        return None
+    return response
+
+
 def follow_build(api: Api, build_id: int, out=None) -> dict:
     """Prints the build's log as it comes; returns the build once it ended."""
     out = out or sys.stdout
     after = "0"
     while True:
-        response = api.request("GET", f"builds/{build_id}/log", params={"follow": "1", "after": after},
-                               stream=True, timeout=(10, 120), headers={"Accept": "text/event-stream"})
+        response = open_stream(api, f"builds/{build_id}/log", {"follow": "1", "after": after})
+        if response is None:
+            continue
         ended = False
         try:
             for event, event_id, data in sse_events(response):
@@ -571,8 +591,9 @@ def cmd_logs(args) -> int:
         return EXIT_OK
     params["follow"] = "1"
     while True:
-        response = api.request("GET", where, params=params, stream=True, timeout=(10, 120),
-                               headers={"Accept": "text/event-stream"})
+        response = open_stream(api, where, params)
+        if response is None:
+            continue
         try:
             for event, _, data in sse_events(response):
                 if event == "message":

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Starts the router (Caddy), the portal (gunicorn), the worker and the scheduler
+# Starts the router (Caddy), the portal (gunicorn, ASGI: scripts/portal.sh), the worker and the scheduler
 # (Celery) in the background, each once: a process whose pid file points at a
 # live process is left alone, so running this twice changes nothing.
 set -euo pipefail
@@ -51,8 +51,8 @@ wait_for router "$ROUTER_ADMIN_URL/config/"
 start worker "$BIN/celery" -A hakobune.platform worker --loglevel INFO --concurrency "${WORKER_CONCURRENCY:-2}" \
   --hostname "hakobune-worker@%h"
 start scheduler "$BIN/celery" -A hakobune.platform beat --loglevel INFO --schedule "$RUN/celerybeat-schedule"
-start portal "$BIN/gunicorn" hakobune.platform.wsgi --bind "$PORTAL_BIND:$PORTAL_PORT" --workers 2 --threads 4 \
-  --access-logfile "$LOG/portal-access.log"
+export PORTAL_BIND PORTAL_PORT
+start portal bash scripts/portal.sh
 wait_for portal "http://127.0.0.1:$PORTAL_PORT/login/"
 
 echo

@@ -45,6 +45,19 @@ def upload_of(app: str, fmt: str = "tar.gz", **kwargs) -> SimpleUploadedFile:
     return SimpleUploadedFile(f"{app}.{fmt}", archive_of(app, fmt, **kwargs), content_type="application/octet-stream")
 
 
+def read_stream(response) -> str:
+    """All of a streamed answer (the follow streams are async generators, as
+    the portal serves them over ASGI). The test client closes the answer at
+    its end, as a server does."""
+    from asgiref.sync import async_to_sync
+
+    async def drain():
+        return [part async for part in response.streaming_content]
+
+    parts = async_to_sync(drain)() if response.is_async else list(response.streaming_content)
+    return b"".join(parts).decode()
+
+
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

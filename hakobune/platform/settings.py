@@ -1,6 +1,8 @@
 """Hakobune settings: every value comes from the environment, with a default that
 works on a laptop. All of them are listed in .env.example."""
 
+import hashlib
+import hmac
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -71,6 +73,20 @@ ROUTER_HTTPS_PORT = env_int("ROUTER_HTTPS_PORT", 443)
 # The router's JSON access log: one line per request, naming the host (so the
 # service); scale to zero and the metrics read it.
 ROUTER_ACCESS_LOG = env("ROUTER_ACCESS_LOG", str(DATA_DIR / "log" / "router-access.log"))
+# The secret the router adds (as X-Hakobune-Waker) to the requests it sends to
+# the waker, the portal's /_hakobune/wake/; the waker answers nothing without
+# it. Empty: derived from SECRET_KEY. Changing it takes effect for the routes
+# once they are rewritten (`manage.py sync_router`, which `make run` does).
+WAKER_SECRET = env("WAKER_SECRET") or hmac.new(SECRET_KEY.encode(), b"hakobune waker", hashlib.sha256).hexdigest()
+# How long a request to a sleeping service waits for it to wake before it is
+# answered 503 "still starting" (the wake itself goes on).
+WAKER_WAIT_SECONDS = env_int("WAKER_WAIT_SECONDS", 90)
+# Wakes run at once in each portal process (each in a thread of the waker's
+# own, never in a request's); more wait for a free one.
+WAKER_MAX_WAKES = env_int("WAKER_MAX_WAKES", 4)
+# The largest answer the waker passes on from a service it woke; a longer one
+# is cut off (later requests go straight to the service, with no such cap).
+WAKER_MAX_ANSWER_BYTES = env_int("WAKER_MAX_ANSWER_BYTES", 50 * 1000 * 1000)
 
 # The services' own hostnames are allowed too: the waker answers a sleeping
 # service's first request under its hostname.
@@ -114,7 +130,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "hakobune.platform.static_files.StaticFilesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -289,6 +305,10 @@ SPECTACULAR_SETTINGS = {
 # stays open, and how often it looks for news.
 API_STREAM_MAX_SECONDS = env_int("API_STREAM_MAX_SECONDS", 1800)
 API_STREAM_POLL_SECONDS = float(env("API_STREAM_POLL_SECONDS", "1"))
+# How many streams one portal process serves at once, in all and of one
+# person; beyond them a new one is refused (503, 429) rather than queued.
+API_STREAM_MAX_OPEN = env_int("API_STREAM_MAX_OPEN", 100)
+API_STREAM_MAX_OPEN_PER_PERSON = env_int("API_STREAM_MAX_OPEN_PER_PERSON", 8)
 
 # Stacks: the base image for each language. A registry image by default; when no
 # registry can serve it, Hakobune builds one locally from Debian packages.
@@ -317,6 +337,7 @@ RUNTIME_BACKENDS = {
             "https": ROUTER_HTTPS,
             "https_port": ROUTER_HTTPS_PORT,
             "waker_upstream": env("WAKER_UPSTREAM", f"127.0.0.1:{PORTAL_PORT}"),
+            "waker_secret": WAKER_SECRET,
         },
     },
 }

@@ -83,6 +83,7 @@ class DockerLocalBackend(RuntimeBackend):
             access_log=options.get("access_log"),
             https=bool(options.get("https", False)),
             https_port=int(options.get("https_port", 443)),
+            waker_secret=options.get("waker_secret", ""),
         )
         # "iptables" isolates each team bridge (runtime/firewall.py); "off" only
         # where something else does (never on a shared host).

@@ -34,6 +34,14 @@ class Route:
 
 
 WAKE_PREFIX = "/_hakobune/wake"
+# The router's word to the waker: a sleeping service's route sets this header
+# to a secret only the router and the portal know (overwriting any copy a
+# client sent), and every other route deletes it, so no service ever sees it.
+# The waker answers nothing without it.
+WAKER_HEADER = "X-Hakobune-Waker"
+# Go (Caddy) keeps a name spelt with underscores apart from the hyphenated one,
+# while Django reads both as HTTP_X_HAKOBUNE_WAKER: deleted too.
+_WAKER_HEADER_UNDERSCORED = WAKER_HEADER.replace("-", "_")
 
 
 def route_id(hostname: str) -> str:
@@ -50,6 +58,7 @@ class CaddyRouter:
         timeout: float = 5.0,
         https: bool = False,
         https_port: int = 443,
+        waker_secret: str = "",
     ):
         self.admin_url = admin_url.rstrip("/")
         self.listen_port = listen_port
@@ -60,6 +69,7 @@ class CaddyRouter:
         # plain HTTP on the listen port to it. Off for *.localhost.
         self.https = https
         self.https_port = https_port
+        self.waker_secret = waker_secret
         self.http = requests.Session()
         # The admin API is on loopback; never send it through a proxy.
         self.http.trust_env = False
@@ -72,28 +82,38 @@ class CaddyRouter:
         return f"{scheme}://{hostname}" + ("" if port == {"http": 80, "https": 443}[scheme] else f":{port}")
 
     def route_config(self, route: Route) -> dict:
-        wake = [{"handler": "rewrite", "uri": WAKE_PREFIX + "{http.request.uri}"}] if route.asleep else []
-        redirect = [{
-            "handler": "subroute",
-            "routes": [{
-                "match": [{"host": list(route.redirects)}],
-                "handle": [{
-                    "handler": "static_response", "status_code": 308,
-                    "headers": {"Location": [self.address_of(route.hostname) + "{http.request.uri}"]},
+        proxy = {
+            "handler": "reverse_proxy",
+            "upstreams": [{"dial": upstream} for upstream in route.upstreams],
+            "load_balancing": {"selection_policy": {"policy": "round_robin"}},
+            "headers": {"request": {"delete": [WAKER_HEADER, _WAKER_HEADER_UNDERSCORED]}},
+        }
+        handle = [proxy]
+        if route.asleep:
+            # To the waker: under its prefix, with the router's secret (set
+            # replaces whatever the client sent under that name).
+            proxy["headers"]["request"] = {
+                "delete": [_WAKER_HEADER_UNDERSCORED],
+                "set": {WAKER_HEADER: [self.waker_secret]},
+            }
+            handle = [{"handler": "rewrite", "uri": WAKE_PREFIX + "{http.request.uri}"}, proxy]
+        if route.redirects:
+            # Old addresses answer with a redirect to the service's own.
+            handle = [{
+                "handler": "subroute",
+                "routes": [{
+                    "match": [{"host": list(route.redirects)}],
+                    "handle": [{
+                        "handler": "static_response", "status_code": 308,
+                        "headers": {"Location": [self.address_of(route.hostname) + "{http.request.uri}"]},
+                    }],
+                    "terminal": True,
                 }],
-                "terminal": True,
-            }],
-        }] if route.redirects else []
+            }, *handle]
         return {
             "@id": route_id(route.hostname),
             "match": [{"host": [route.hostname, *route.aliases, *route.redirects]}],
-            "handle": redirect + wake + [
-                {
-                    "handler": "reverse_proxy",
-                    "upstreams": [{"dial": upstream} for upstream in route.upstreams],
-                    "load_balancing": {"selection_policy": {"policy": "round_robin"}},
-                }
-            ],
+            "handle": handle,
             "terminal": True,
         }
 

@@ -42,14 +42,14 @@ def run_cli(args, *, cwd, env, timeout=600):
     return subprocess.run([str(HAKOBUNE), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
-def test_hakobune_deploy_prints_a_url_that_answers(live_server, owner, team_name, worker, app_folder, tmp_path,
+def test_hakobune_deploy_prints_a_url_that_answers(portal, owner, team_name, worker, app_folder, tmp_path,
                                                    docker_client):
     assert HAKOBUNE.exists(), "the console script is missing: pip install -e . in .venv"
     team = create_team(name=team_name, owner=owner)
     _, token = create_api_token(user=owner, name="ci")
     env = {
         **{k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")},
-        "HAKOBUNE_URL": live_server.url,
+        "HAKOBUNE_URL": portal.url,
         "HAKOBUNE_TOKEN": token,
         "XDG_CONFIG_HOME": str(tmp_path / "config"),
     }
@@ -103,12 +103,12 @@ def test_hakobune_deploy_prints_a_url_that_answers(live_server, owner, team_name
         time.sleep(0.5)
 
 
-def test_a_failing_deploy_exits_non_zero_with_the_reason(live_server, owner, team_name, worker, tmp_path):
+def test_a_failing_deploy_exits_non_zero_with_the_reason(portal, owner, team_name, worker, tmp_path):
     create_team(name=team_name, owner=owner)
     _, token = create_api_token(user=owner, name="ci")
     folder = tmp_path / "broken"
     shutil.copytree(APPS_DIR / "flask-broken", folder)
-    env = {**os.environ, "HAKOBUNE_URL": live_server.url, "HAKOBUNE_TOKEN": token, "XDG_CONFIG_HOME": str(tmp_path)}
+    env = {**os.environ, "HAKOBUNE_URL": portal.url, "HAKOBUNE_TOKEN": token, "XDG_CONFIG_HOME": str(tmp_path)}
     result = run_cli(["deploy"], cwd=folder, env=env)
     assert result.returncode == 1
     assert "Deploy #1 failed: " in result.stderr and "the app stopped while starting" in result.stderr

@@ -11,11 +11,14 @@ from pathlib import Path
 
 import docker
 import pytest
+import requests
+from django.conf import settings
 from django.urls import reverse
 
 from hakobune.platform.accounts.services import create_team
 from hakobune.platform.services.models import DesiredState, Release, Service
 from hakobune.runtime.docker_local import LABEL_SERVICE, LABEL_TEAM
+from hakobune.runtime.router import WAKE_PREFIX
 from hakobune.worker import tasks
 from tests.conftest import APPS_DIR, archive_of
 from tests.support.dns_stub import DnsStub
@@ -197,18 +200,53 @@ def test_services_answer_again_after_the_docker_engine_restarts(login, owner, te
     assert answer is not None and answer.text.startswith("Survivor")
 
 
-def test_an_idle_service_sleeps_and_its_next_request_wakes_it(login, owner, team, worker, live_server, settings,
+# What the router adds toward the waker (runtime/router.py).
+WAKER_HEADER = "X-Hakobune-Waker"
+HEADERS_ROUTE = """
+
+@app.get("/headers")
+def headers():
+    from flask import request
+
+    return {name.lower(): value for name, value in request.headers.items()}
+"""
+
+
+def _through_router(hostname, path="/", headers=None, timeout=10):
+    session = requests.Session()
+    session.trust_env = False
+    return session.get(f"http://127.0.0.1:{settings.ROUTER_PORT}{path}",
+                       headers={"Host": f"{hostname}:{settings.ROUTER_PORT}", **(headers or {})}, timeout=timeout)
+
+
+def _to_the_waker(portal, hostname, secret=None):
+    """Straight to the portal's waker, past the router, as anyone on the host could."""
+    session = requests.Session()
+    session.trust_env = False
+    headers = {"Host": f"{hostname}:{settings.ROUTER_PORT}"}
+    if secret is not None:
+        headers[WAKER_HEADER] = secret
+    return session.get(f"{portal.url}{WAKE_PREFIX}/headers", headers=headers, timeout=30)
+
+
+def test_an_idle_service_sleeps_and_its_next_request_wakes_it(login, owner, team, worker, portal, settings,
                                                                docker_client):
     from datetime import timedelta
 
     from django.utils import timezone
 
     settings.RUNTIME_BACKENDS = {
-        alias: {**config, "OPTIONS": {**config["OPTIONS"], "waker_upstream": live_server.url.removeprefix("http://")}}
+        alias: {**config, "OPTIONS": {**config["OPTIONS"], "waker_upstream": portal.address}}
         for alias, config in settings.RUNTIME_BACKENDS.items()
     }
     client = login(owner)
-    deploy(client, team, "sleepy", "Good morning", new=True)
+    app = FLASK_APP.replace("Hello from Hakobune", "Good morning") + HEADERS_ROUTE
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    upload = SimpleUploadedFile("flask-hello.tar.gz", archive_of("flask-hello", extra={"app.py": app}))
+    assert client.post(reverse("services:new", args=[team.name]), {"name": "sleepy", "source": upload}).status_code == 302
+    service = Service.objects.get(team=team, name="sleepy")
+    assert wait_for_build(service.builds.get()).status == "live"
     client.post(reverse("services:sleep", args=[team.name, "sleepy"]), {"scale_to_zero": "on", "idle_minutes": 5})
     service = Service.objects.get(team=team, name="sleepy")
     assert service.scale_to_zero and service.idle_minutes == 5
@@ -224,15 +262,35 @@ def test_an_idle_service_sleeps_and_its_next_request_wakes_it(login, owner, team
     assert docker_client.containers.list(filters={"label": labels}) == []
     assert "asleep" in client.get(reverse("services:dashboard")).content.decode()
 
+    # Past the router, the waker answers no one: without the router's secret, or with a guess.
+    for secret in (None, "guessed"):
+        refused = _to_the_waker(portal, service.hostname, secret)
+        assert refused.status_code == 403 and "answers the router only" in refused.text
+    service.refresh_from_db()
+    assert service.desired_state == DesiredState.SLEEPING
+    assert docker_client.containers.list(filters={"label": labels}) == []
+
+    # Through the router it wakes, and a copy of the secret header a client sends goes nowhere.
     started = time.monotonic()
-    answer = get_through_router(service.hostname, "/", timeout=60)
+    answer = _through_router(service.hostname, "/headers",
+                             {WAKER_HEADER: "forged", "X_Hakobune_Waker": "forged", "X-Other": "kept"}, timeout=90)
     woke_in = time.monotonic() - started
-    assert answer.status_code == 200 and answer.text.startswith("Good morning"), answer.text
+    assert answer.status_code == 200, answer.text
+    seen = answer.json()
+    assert seen["x-other"] == "kept" and seen["host"] == f"{service.hostname}:{settings.ROUTER_PORT}"
+    assert not [name for name in seen if "hakobune" in name], seen
+    assert settings.WAKER_SECRET not in answer.text
     service.refresh_from_db()
     assert service.desired_state == DesiredState.RUNNING
     assert len(docker_client.containers.list(filters={"label": labels})) == 1
-    # Later requests go straight to the instance again, not through the waker.
-    assert get_through_router(service.hostname).text.startswith("Good morning")
+    # Later requests go straight to the instance again, not through the waker, and the
+    # route deletes the header there too.
+    assert _through_router(service.hostname).text.startswith("Good morning")
+    direct = _through_router(service.hostname, "/headers", {WAKER_HEADER: settings.WAKER_SECRET})
+    assert not [name for name in direct.json() if "hakobune" in name]
+    # Awake, the service is not reached through the waker, even with the router's secret.
+    late = _to_the_waker(portal, service.hostname, settings.WAKER_SECRET)
+    assert late.status_code == 503 and "awake now" in late.text
     print(f"woke in {woke_in:.2f} s")
 
 

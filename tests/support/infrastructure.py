@@ -1,15 +1,18 @@
 """Real parts for integration tests: a Caddy router of the tests' own (ports
 from ROUTER_ADMIN_URL and ROUTER_PORT), a Celery worker process consuming
-from real Redis and sharing the test database, and a clean-up of every
-container and network the tests' teams made."""
+from real Redis and sharing the test database, the portal served as `make run`
+serves it (on a port of its own, on the test database), and a clean-up of
+every container and network the tests' teams made."""
 
 import json
 import os
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -91,6 +94,49 @@ def worker(django_db_setup, django_db_blocker, router, tmp_path_factory):
     except subprocess.TimeoutExpired:
         process.kill()
     if os.environ.get("SHOW_WORKER_LOG"):
+        print(log.read_text())
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class Portal:
+    url: str
+    address: str  # host:port, what the router dials
+    log: Path
+
+
+@pytest.fixture(scope="session")
+def portal(django_db_setup, django_db_blocker, tmp_path_factory):
+    """The portal served the way `make run` serves it (scripts/portal.sh), on a
+    free loopback port, on the test database and the tests' settings."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("portal") / "portal.log"
+    env = {**os.environ, "DATABASE_URL": database_url(), "PYTHONPATH": str(PROJECT_DIR),
+           "PORTAL_BIND": "127.0.0.1", "PORTAL_PORT": str(port)}
+    process = subprocess.Popen(
+        ["bash", str(PROJECT_DIR / "scripts" / "portal.sh")],
+        cwd=PROJECT_DIR, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT,
+    )
+    session = requests.Session()
+    session.trust_env = False
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for(lambda: session.get(f"{url}/login/", timeout=2).status_code == 200, 60, "the portal")
+    except RuntimeError:
+        process.terminate()
+        raise RuntimeError(f"the portal did not come up; its log:\n{log.read_text()}")
+    yield Portal(url, f"127.0.0.1:{port}", log)
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    if os.environ.get("SHOW_PORTAL_LOG"):
         print(log.read_text())
 
 

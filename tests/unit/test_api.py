@@ -15,7 +15,7 @@ from hakobune.platform.crypto import decrypt
 from hakobune.platform.services.models import EnvVar, Release
 from hakobune.platform.services.services import create_service, deploy_service, set_env
 from hakobune.worker import tasks
-from tests.conftest import upload_of
+from tests.conftest import read_stream, upload_of
 
 S = BuildStatus
 API = "/api/v1"
@@ -268,7 +268,7 @@ def test_following_a_build_log_streams_events_until_it_ends(as_, owner, service)
     build = Build.objects.get(service=service, number=1)
     response = as_(owner, "get", f"{API}/builds/{build.id}/log?follow=1", HTTP_ACCEPT="text/event-stream")
     assert response["Content-Type"].startswith("text/event-stream")
-    stream = b"".join(response.streaming_content).decode()
+    stream = read_stream(response)
     line = build.log_lines.get(text__startswith="building")
     assert f"id: {line.id}\ndata: building hakobune/acme/hello:one\n\n" in stream
     assert stream.rstrip().endswith('event: end\ndata: {"status": "live", "reason": ""}')
@@ -276,7 +276,7 @@ def test_following_a_build_log_streams_events_until_it_ends(as_, owner, service)
 
 def test_following_a_running_build_stops_at_the_time_limit(as_, owner, service):
     build = deploy_service(service=service, source_file=upload_of("flask-hello"), created_by=owner)
-    stream = b"".join(as_(owner, "get", f"{API}/builds/{build.id}/log?follow=1").streaming_content).decode()
+    stream = read_stream(as_(owner, "get", f"{API}/builds/{build.id}/log?follow=1"))
     assert "event: timeout" in stream
 
 
@@ -324,7 +324,7 @@ def test_logs_with_since_and_follow(as_, viewer, service):
     assert as_(viewer, "get", f"{SVC}/logs?since=10m").json()["lines"] == []
     bad = as_(viewer, "get", f"{SVC}/logs?since=yesterday")
     assert bad.status_code == 400 and "duration like 10m" in bad.json()["error"]
-    stream = b"".join(as_(viewer, "get", f"{SVC}/logs?follow=1").streaming_content).decode()
+    stream = read_stream(as_(viewer, "get", f"{SVC}/logs?follow=1"))
     assert stream.startswith('data: {"timestamp": null, "instance": "dummy", "text": "hello is running"}\n\n')
     assert stream.count("hello is running") == 1 and "event: timeout" in stream
 

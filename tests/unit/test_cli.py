@@ -80,3 +80,33 @@ def test_the_upload_body_is_multipart_and_reports_progress(tmp_path):
 def test_the_default_service_name_comes_from_the_folder(tmp_path, folder, name):
     (tmp_path / folder).mkdir()
     assert cli.default_service_name(tmp_path / folder) == name
+
+
+class _Answer:
+    def __init__(self, status, body, headers=None):
+        self.status_code, self._body, self.headers, self.closed = status, body, headers or {}, False
+
+    def json(self):
+        return json.loads(self._body)
+
+    def close(self):
+        self.closed = True
+
+
+class _Api:
+    def __init__(self, answer):
+        self.answer = answer
+
+    def request(self, method, path, *, expect=(), **kwargs):
+        assert self.answer.status_code in expect
+        return self.answer
+
+
+def test_a_portal_serving_all_the_streams_it_may_is_asked_again_after_retry_after():
+    busy = _Answer(503, '{"error": "busy", "code": "too_many_streams"}', {"Retry-After": "0"})
+    assert cli.open_stream(_Api(busy), "builds/1/log", {"follow": "1"}) is None and busy.closed
+    down = _Answer(503, '{"error": "The portal is down for maintenance.", "code": "maintenance"}')
+    with pytest.raises(cli.CliError, match="down for maintenance"):
+        cli.open_stream(_Api(down), "builds/1/log", {"follow": "1"})
+    fine = _Answer(200, "")
+    assert cli.open_stream(_Api(fine), "builds/1/log", {"follow": "1"}) is fine

@@ -102,6 +102,7 @@ def test_a_rollback_that_would_go_over_the_quota_is_refused(team, owner, small_q
 
 
 def test_the_api_says_why_a_service_is_refused(client, owner, team, small_quota, dummy_backend):
+    from tests.conftest import read_stream
     from tests.unit.test_api import API, bearer
 
     for name in ("one", "two"):
@@ -244,6 +245,7 @@ def test_a_build_waiting_for_review_is_not_called_stalled(reviewed_team, owner, 
 
 
 def test_the_api_tells_a_member_the_teams_quota(client, owner, team, small_quota, dummy_backend):
+    from tests.conftest import read_stream
     from tests.unit.test_api import API, bearer
 
     create_service(team=team, name="api", created_by=owner, cpu=Decimal("0.5"), memory_mb=256, instances=2)
@@ -271,11 +273,12 @@ def test_of_two_deploys_waiting_only_the_newest_goes_on(
 
 
 def test_the_api_log_stream_ends_when_a_build_waits_for_review(client, reviewed_team, owner, cloudrun_target, queued_tasks):
+    from tests.conftest import read_stream
     from tests.unit.test_api import API, bearer
 
     service = create_service(team=reviewed_team, name="hello", created_by=owner, target="cloudrun")
     build = build_until_review(service, owner)
     stream = client.get(f"{API}/builds/{build.id}/log?follow=1", **bearer(owner))
-    text = b"".join(stream.streaming_content).decode()
+    text = read_stream(stream)
     assert "reviewed by an administrator" in text
     assert 'event: end\ndata: {"status": "reviewing", "reason": ""}' in text

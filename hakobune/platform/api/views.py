@@ -5,16 +5,18 @@ and services/services.py."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
 from datetime import datetime, timedelta
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth import authenticate, get_user_model
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Q
-from django.http import Http404, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -53,6 +55,7 @@ from hakobune.runtime.base import ServiceRef
 
 from . import serializers as s
 from .errors import Conflict, NotImplementedHere
+from .streams import event_stream, sse
 
 MASK = "••••••"
 
@@ -141,24 +144,6 @@ class StreamingView(APIView):
             request.accepted_renderer = JSONRenderer()
             request.accepted_media_type = "application/json"
         return super().finalize_response(request, response, *args, **kwargs)
-
-
-def sse(data: str, *, event: str | None = None, id: int | str | None = None) -> str:
-    lines = []
-    if event:
-        lines.append(f"event: {event}")
-    if id is not None:
-        lines.append(f"id: {id}")
-    lines += [f"data: {part}" for part in (data.split("\n") or [""])]
-    return "\n".join(lines) + "\n\n"
-
-
-def event_stream(events) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(events, content_type="text/event-stream; charset=utf-8")
-    response["Cache-Control"] = "no-cache"
-    # Proxies must pass each event on as it comes.
-    response["X-Accel-Buffering"] = "no"
-    return response
 
 
 # -- auth ----------------------------------------------------------------------------------
@@ -428,6 +413,13 @@ class BuildView(APIView):
 
 
 FOLLOW = OpenApiParameter("follow", OpenApiTypes.BOOL, description="Stream as server-sent events.")
+# A portal process serves a bounded number of followed streams (api/streams.py).
+STREAM_ERRORS = {
+    429: OpenApiResponse(s.ErrorSerializer, description="With ?follow=1: you follow as many logs at once as one "
+                         "person may; close one. `Retry-After` says when to try again."),
+    503: OpenApiResponse(s.ErrorSerializer, description="With ?follow=1: the portal serves as many followed logs as it "
+                         "may; follow again after `Retry-After` seconds, or read without ?follow=1."),
+}
 
 
 class BuildLogView(StreamingView):
@@ -445,6 +437,7 @@ class BuildLogView(StreamingView):
                 "for review, then an `end` event whose data is {\"status\", \"reason\"}.",
             ),
             **errors(400, *READ_ERRORS),
+            **STREAM_ERRORS,
         },
         summary="A build's log, as text or followed as server-sent events",
     )
@@ -458,16 +451,23 @@ class BuildLogView(StreamingView):
             lines = build.log_lines.filter(id__gt=after).values_list("text", flat=True)
             text = "".join(f"{line}\n" for line in lines)
             return HttpResponse(text, content_type="text/plain; charset=utf-8")
-        return event_stream(_follow_build(build.id, after))
+        return event_stream(request, _follow_build(build.id, after))
 
 
-def _follow_build(build_id: int, after: int):
+def _build_news(build_id: int, after: int):
+    build = Build.objects.only("status", "failure_reason").get(id=build_id)
+    return build, list(build.log_lines.filter(id__gt=after).values_list("id", "text")[:1000])
+
+
+async def _follow_build(build_id: int, after: int):
+    """Polls the build every API_STREAM_POLL_SECONDS (asleep on the event loop
+    in between); sends its new lines until it ends, for at most
+    API_STREAM_MAX_SECONDS."""
     deadline = time.monotonic() + settings.API_STREAM_MAX_SECONDS
     while True:
-        build = Build.objects.only("status", "failure_reason").get(id=build_id)
+        build, lines = await sync_to_async(_build_news)(build_id, after)
         # Waiting for an administrator's review is waiting for a person: the stream ends there.
         finished = not build.in_progress or build.status == BuildStatus.REVIEWING
-        lines = list(Build.objects.get(id=build_id).log_lines.filter(id__gt=after).values_list("id", "text")[:1000])
         for line_id, text in lines:
             yield sse(text, id=line_id)
             after = line_id
@@ -481,7 +481,7 @@ def _follow_build(build_id: int, after: int):
                       event="timeout")
             return
         yield ": waiting\n\n"
-        time.sleep(settings.API_STREAM_POLL_SECONDS)
+        await asyncio.sleep(settings.API_STREAM_POLL_SECONDS)
 
 
 # -- releases ------------------------------------------------------------------------------
@@ -604,6 +604,7 @@ class LogsView(StreamingView):
                 "a `timeout` event ends a stream that reached its time limit.",
             ),
             **errors(400, 409, *READ_ERRORS),
+            **STREAM_ERRORS,
         },
         summary="What the service's instances print",
     )
@@ -618,16 +619,17 @@ class LogsView(StreamingView):
         lines = [line for line in backend.logs(ref, tail=int(tail)) if _after(line, since)]
         if not _truthy(request.query_params.get("follow")):
             return Response({"lines": [_line_data(line) for line in lines]})
-        return event_stream(_follow_logs(backend, ref, lines))
+        return event_stream(request, _follow_logs(backend, ref, lines))
 
 
 def _after(line, since) -> bool:
     return since is None or (line.timestamp is not None and line.timestamp >= since)
 
 
-def _follow_logs(backend, ref, first):
-    """Polls the backend every API_STREAM_POLL_SECONDS; sends lines it has not
-    sent, for at most API_STREAM_MAX_SECONDS."""
+async def _follow_logs(backend, ref, first):
+    """Polls the backend every API_STREAM_POLL_SECONDS (asleep on the event
+    loop in between); sends lines it has not sent, for at most
+    API_STREAM_MAX_SECONDS."""
     seen = set()
     last = None
 
@@ -642,17 +644,19 @@ def _follow_logs(backend, ref, first):
                 last = line.timestamp if last is None else max(last, line.timestamp)
             yield sse(json.dumps(_line_data(line), default=str))
 
-    yield from fresh(first)
+    for event in fresh(first):
+        yield event
     deadline = time.monotonic() + settings.API_STREAM_MAX_SECONDS
     while time.monotonic() < deadline:
-        time.sleep(settings.API_STREAM_POLL_SECONDS)
+        await asyncio.sleep(settings.API_STREAM_POLL_SECONDS)
         try:
-            lines = backend.logs(ref, tail=500)
+            lines = await sync_to_async(backend.logs)(ref, tail=500)
         except Exception as exc:  # the runtime went away: say so and end
             yield sse(json.dumps({"reason": getattr(exc, "message", str(exc))}), event="error")
             return
         news = list(fresh(lines))
-        yield from news
+        for event in news:
+            yield event
         if not news:
             yield ": waiting\n\n"
         # Keep the memory of what was sent bounded.

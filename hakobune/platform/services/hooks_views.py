@@ -1,39 +1,47 @@
 """What reaches the portal from outside it, with no one logged in: a git host's
 push (the webhook), and the requests of a sleeping service (the waker)."""
 
-from django.http import Http404, HttpResponse, JsonResponse
+from asgiref.sync import sync_to_async
+from django.core.exceptions import RequestDataTooBig
+from django.http import Http404, JsonResponse
+from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from hakobune.runtime.base import RuntimeBackendError
-
-from .models import Service
+from . import scaling, waker
+from .models import DesiredState, Service
 from .webhooks import receive_push
 
 
 @csrf_exempt
-def wake_service(request, path=""):
+@xframe_options_exempt
+async def wake_service(request, path=""):
     """The router sends the requests of a sleeping service here: start it, then
-    answer the request from it."""
-    from . import scaling  # it imports the worker's tasks: only when a sleeping service is asked
-
-    service = scaling.service_for_hostname(request.get_host().rsplit(":", 1)[0].lower())
-    if service is None or service.live_release is None:
-        raise Http404("No service lives at this address.")
+    answer the request from it. Only the router's requests (with its secret
+    header), only for a public service that is asleep; see waker.py."""
+    if not waker.came_from_router(request):
+        return waker.text_answer(403, "This address is how the router wakes a sleeping service; it answers the router only.")
+    host = request.get_host()
+    service = await sync_to_async(scaling.service_for_hostname)(host.rsplit(":", 1)[0].lower())
+    if service is None or service.live_release_id is None or not service.public:
+        return waker.text_answer(404, "No service lives at this address. Check the name in the Hakobune portal.")
     if service.is_stopped:
-        return HttpResponse("This service is stopped by its team.\n", status=503, content_type="text/plain")
+        return waker.text_answer(503, "This service is stopped by its team.")
+    if service.desired_state != DesiredState.SLEEPING:
+        # Only a request the router sent just before the route changed.
+        return waker.text_answer(503, "This service is awake now: send the request again.", retry_after=1)
+    outcome = await waker.wait_until_awake(service.id)
+    if outcome is None:
+        return waker.text_answer(503, "The service is still starting: try again in a few seconds.", retry_after=5)
+    if outcome.not_asleep:
+        return waker.text_answer(503, "This service is awake now: send the request again.", retry_after=1)
+    if outcome.problem:
+        return waker.text_answer(503, f"The service could not be woken: {outcome.problem}", retry_after=10)
     try:
-        upstreams = scaling.wake(service)
-        answer = scaling.forward(request, upstreams[0], path)
-    except RuntimeBackendError as exc:
-        return HttpResponse(f"The service could not be woken: {exc.message}\n", status=503, content_type="text/plain")
-    except Exception as exc:  # the app did not answer the forwarded request
-        return HttpResponse(f"The service woke but did not answer: {exc}\n", status=502, content_type="text/plain")
-    response = HttpResponse(answer.content, status=answer.status_code)
-    for key, value in answer.headers.items():
-        if key.lower() not in scaling.HOP_BY_HOP:
-            response[key] = value
-    return response
+        return await waker.forward(request, outcome.upstreams[0], host)
+    except RequestDataTooBig:
+        return waker.text_answer(413, "The service is awake now, but this first request's body is too large for the "
+                                      "waker to pass on: send it again.", retry_after=1)
 
 
 @csrf_exempt

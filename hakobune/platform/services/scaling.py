@@ -1,19 +1,20 @@
 """Scale to zero. The router's access log says when each service last had a
 request; a service idle for its idle_minutes is put to sleep (its instances
-stop and its route points at the waker); the waker starts it on the next
-request and answers that request once the service is healthy."""
+stop and its route points at the waker); the waker (waker.py) starts it on the
+next request and answers that request once the service is healthy."""
 
 import json
 import logging
 import os
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
-import requests
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
+from redis.exceptions import LockError
 
-from hakobune.runtime.base import ServiceRef
+from hakobune.runtime.base import RuntimeBackendError, ServiceRef
 from hakobune.platform.locks import deploy_lock, redis_client
 
 from .backends import backend_for
@@ -21,8 +22,6 @@ from .models import DesiredState, Domain, Release, Service
 from .releases import deploy_spec
 
 logger = logging.getLogger(__name__)
-HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
-              "transfer-encoding", "upgrade", "content-length", "content-encoding", "host"}
 
 
 def service_for_hostname(hostname: str) -> Service | None:
@@ -101,6 +100,60 @@ def put_to_sleep(service: Service) -> None:
     logger.info("%s scaled to zero after %s idle minutes", service, service.idle_minutes)
 
 
+def is_wakeable(service: Service) -> bool:
+    """Only a public service with a live release that is asleep is woken by a
+    request: a private one has no address, a stopped one was stopped by its
+    team, and a running one is reached by the router directly."""
+    return service.public and service.live_release_id is not None and service.desired_state == DesiredState.SLEEPING
+
+
+@dataclass(frozen=True)
+class WakeOutcome:
+    upstreams: tuple[str, ...] = ()
+    # Why it did not wake, in words for the person who asked.
+    problem: str = ""
+    # It was no longer asleep (woken by someone else, stopped, made private).
+    not_asleep: bool = False
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text) -> "WakeOutcome":
+        data = json.loads(text)
+        return cls(tuple(data.get("upstreams") or ()), data.get("problem", ""), bool(data.get("not_asleep")))
+
+
+def wake_sleeping(service_id: int, *, lock_wait: float) -> WakeOutcome:
+    """Wakes a service that a request asked for while it slept, once for all
+    the requests that came meanwhile (the waker makes sure of that). Waits at
+    most `lock_wait` seconds for the service's deploy lock, and wakes it only
+    if it is still wakeable then."""
+    lock = deploy_lock(service_id)
+    if not lock.acquire(blocking_timeout=lock_wait):
+        return WakeOutcome(problem="a deploy of this service is under way; try again in a minute")
+    try:
+        service = Service.objects.select_related("team", "live_release").filter(id=service_id).first()
+        if service is None or not is_wakeable(service):
+            return WakeOutcome(not_asleep=True)
+        try:
+            upstreams = backend_for(service).wake(deploy_spec(service, service.live_release))
+        except RuntimeBackendError as exc:
+            return WakeOutcome(problem=exc.message)
+        if not upstreams:
+            return WakeOutcome(problem="no instance of it answered")
+        Service.objects.filter(id=service.id, desired_state=DesiredState.SLEEPING).update(
+            desired_state=DesiredState.RUNNING, last_request_at=timezone.now()
+        )
+        logger.info("%s woken by a request", service)
+        return WakeOutcome(tuple(upstreams))
+    finally:
+        try:
+            lock.release()
+        except LockError:  # it expired meanwhile
+            pass
+
+
 def wake(service: Service) -> list[str]:
     """Starts a sleeping service and routes to it again, under its deploy lock
     (many first requests wake it once); returns the addresses of its healthy
@@ -109,20 +162,3 @@ def wake(service: Service) -> list[str]:
         upstreams = backend_for(service).wake(deploy_spec(service, service.live_release))
         Service.objects.filter(id=service.id).update(desired_state=DesiredState.RUNNING, last_request_at=timezone.now())
     return upstreams
-
-
-def forward(request, upstream: str, path: str):
-    """Sends the waking request on to the service and returns its answer."""
-    session = requests.Session()
-    session.trust_env = False
-    headers = {key: value for key, value in request.headers.items() if key.lower() not in HOP_BY_HOP}
-    headers["Host"] = request.get_host()
-    query = request.META.get("QUERY_STRING", "")
-    return session.request(
-        request.method,
-        f"http://{upstream}/{path}" + (f"?{query}" if query else ""),
-        headers=headers,
-        data=request.body,
-        timeout=60,
-        allow_redirects=False,
-    )
