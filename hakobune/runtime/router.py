@@ -42,6 +42,12 @@ WAKER_HEADER = "X-Hakobune-Waker"
 # Go (Caddy) keeps a name spelt with underscores apart from the hyphenated one,
 # while Django reads both as HTTP_X_HAKOBUNE_WAKER: deleted too.
 _WAKER_HEADER_UNDERSCORED = WAKER_HEADER.replace("-", "_")
+# The host a sleeping service was asked at, which the router passes to the
+# waker while it sends the request itself to the portal's own name (a custom
+# domain is no name the portal answers at).
+WAKE_HOST_HEADER = "X-Hakobune-Wake-Host"
+_WAKE_HOST_HEADER_UNDERSCORED = WAKE_HOST_HEADER.replace("-", "_")
+PORTAL_HOST = "127.0.0.1"
 
 
 def route_id(hostname: str) -> str:
@@ -86,15 +92,21 @@ class CaddyRouter:
             "handler": "reverse_proxy",
             "upstreams": [{"dial": upstream} for upstream in route.upstreams],
             "load_balancing": {"selection_policy": {"policy": "round_robin"}},
-            "headers": {"request": {"delete": [WAKER_HEADER, _WAKER_HEADER_UNDERSCORED]}},
+            "headers": {"request": {"delete": [
+                WAKER_HEADER, _WAKER_HEADER_UNDERSCORED, WAKE_HOST_HEADER, _WAKE_HOST_HEADER_UNDERSCORED,
+            ]}},
         }
         handle = [proxy]
         if route.asleep:
             # To the waker: under its prefix, with the router's secret (set
             # replaces whatever the client sent under that name).
             proxy["headers"]["request"] = {
-                "delete": [_WAKER_HEADER_UNDERSCORED],
-                "set": {WAKER_HEADER: [self.waker_secret]},
+                "delete": [_WAKER_HEADER_UNDERSCORED, _WAKE_HOST_HEADER_UNDERSCORED],
+                "set": {
+                    WAKER_HEADER: [self.waker_secret],
+                    WAKE_HOST_HEADER: ["{http.request.host}"],
+                    "Host": [PORTAL_HOST],
+                },
             }
             handle = [{"handler": "rewrite", "uri": WAKE_PREFIX + "{http.request.uri}"}, proxy]
         if route.redirects:

@@ -357,9 +357,37 @@ def test_the_router_sets_the_secret_toward_the_waker_only_and_strips_it_everywhe
     asleep = router.route_config(Route("sleepy-acme.localhost", ("127.0.0.1:8000",), asleep=True))
     rewrite, proxy = asleep["handle"]
     assert rewrite == {"handler": "rewrite", "uri": WAKE_PREFIX + "{http.request.uri}"}
-    # "set" replaces any copy a client sent; the underscore spelling is deleted.
-    assert proxy["headers"]["request"] == {"delete": ["X_Hakobune_Waker"], "set": {WAKER_HEADER: ["s3cret"]}}
+    # "set" replaces any copy a client sent; the underscore spellings are deleted.
+    # The request goes to the portal's own name, and the host it was asked at
+    # travels in a header (a custom domain is no name the portal answers at).
+    assert proxy["headers"]["request"] == {
+        "delete": ["X_Hakobune_Waker", "X_Hakobune_Wake_Host"],
+        "set": {WAKER_HEADER: ["s3cret"], "X-Hakobune-Wake-Host": ["{http.request.host}"], "Host": ["127.0.0.1"]},
+    }
     awake = router.route_config(Route("sleepy-acme.localhost", ("127.0.0.1:32768",)))
     (proxy,) = awake["handle"]
-    assert proxy["headers"]["request"] == {"delete": [WAKER_HEADER, "X_Hakobune_Waker"]}
+    assert proxy["headers"]["request"] == {
+        "delete": [WAKER_HEADER, "X_Hakobune_Waker", "X-Hakobune-Wake-Host", "X_Hakobune_Wake_Host"]
+    }
     assert "s3cret" not in json.dumps(awake)
+
+
+def test_a_sleeping_service_asked_at_its_custom_domain_is_woken_through_the_routers_host_header(
+    sleepy, backend, upstream, settings
+):
+    """The router sends a sleeping service's requests to the portal's own name
+    (a custom domain is no name the portal answers at) and passes the host it
+    was asked at in its own header."""
+    from django.utils import timezone
+
+    from hakobune.platform.services.models import Domain
+
+    Domain.objects.create(service=sleepy, hostname="www.sleepy.example", kind=Domain.Kind.CUSTOM,
+                          verified_at=timezone.now())
+    answer = async_to_sync(ask)("127.0.0.1", headers=[("X-Hakobune-Wake-Host", "www.sleepy.example")])
+    assert answer.status == 201, answer.body
+    headers = {k.lower(): v for k, v in upstream.requests[0]["headers"].items()}
+    assert headers["host"] == "www.sleepy.example" and "x-hakobune-wake-host" not in headers
+    # An unverified domain wakes nothing.
+    Domain.objects.create(service=sleepy, hostname="www.not-yet.example", kind=Domain.Kind.CUSTOM)
+    assert async_to_sync(ask)("127.0.0.1", headers=[("X-Hakobune-Wake-Host", "www.not-yet.example")]).status == 404

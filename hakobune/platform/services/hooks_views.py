@@ -8,6 +8,8 @@ from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from hakobune.runtime.router import WAKE_HOST_HEADER
+
 from . import scaling, waker
 from .models import DesiredState, Service
 from .webhooks import receive_push
@@ -21,7 +23,9 @@ async def wake_service(request, path=""):
     header), only for a public service that is asleep; see waker.py."""
     if not waker.came_from_router(request):
         return waker.text_answer(403, "This address is how the router wakes a sleeping service; it answers the router only.")
-    host = request.get_host()
+    # The host the service was asked at, as the router passes it (the request
+    # itself comes to the portal's own name: see router.WAKE_HOST_HEADER).
+    host = request.headers.get(WAKE_HOST_HEADER) or request.get_host()
     service = await sync_to_async(scaling.service_for_hostname)(host.rsplit(":", 1)[0].lower())
     if service is None or service.live_release_id is None or not service.public:
         return waker.text_answer(404, "No service lives at this address. Check the name in the Hakobune portal.")

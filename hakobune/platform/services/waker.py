@@ -25,7 +25,7 @@ from django.http import HttpResponse, StreamingHttpResponse
 from django.utils.encoding import escape_uri_path
 
 from hakobune.platform.locks import redis_client
-from hakobune.runtime.router import WAKE_PREFIX, WAKER_HEADER
+from hakobune.runtime.router import WAKER_HEADER, WAKE_HOST_HEADER, WAKE_PREFIX
 
 from . import scaling
 
@@ -150,7 +150,7 @@ def upstream_path(request) -> str:
 
 
 def _request_headers(request, host: str) -> list[tuple[str, str]]:
-    dropped = HOP_BY_HOP | {"host", "content-length", WAKER_HEADER.lower()}
+    dropped = HOP_BY_HOP | {"host", "content-length", WAKER_HEADER.lower(), WAKE_HOST_HEADER.lower()}
     headers = [(name, value) for name, value in request.headers.items() if name.lower() not in dropped]
     headers.append(("Host", host))
     return headers
