@@ -104,7 +104,7 @@ class CaddyRouter:
                 "delete": [_WAKER_HEADER_UNDERSCORED, _WAKE_HOST_HEADER_UNDERSCORED],
                 "set": {
                     WAKER_HEADER: [self.waker_secret],
-                    WAKE_HOST_HEADER: ["{http.request.host}"],
+                    WAKE_HOST_HEADER: ["{http.request.hostport}"],
                     "Host": [PORTAL_HOST],
                 },
             }

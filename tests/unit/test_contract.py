@@ -6,7 +6,7 @@ is meant)."""
 import json
 from pathlib import Path
 
-from tests.support.contract import openapi_schema, url_paths
+from tests.support.contract import openapi_schema, url_paths, without_database_ranges
 
 RECORD = Path(__file__).resolve().parent.parent / "fixtures" / "contract"
 
@@ -18,4 +18,5 @@ def test_every_url_path_is_where_it_was():
 
 def test_the_openapi_schema_is_unchanged():
     recorded = json.loads((RECORD / "openapi.json").read_text())
-    assert json.loads(json.dumps(openapi_schema(), sort_keys=True)) == recorded
+    now = json.loads(json.dumps(openapi_schema(), sort_keys=True))
+    assert without_database_ranges(now) == without_database_ranges(recorded)

@@ -362,7 +362,7 @@ def test_the_router_sets_the_secret_toward_the_waker_only_and_strips_it_everywhe
     # travels in a header (a custom domain is no name the portal answers at).
     assert proxy["headers"]["request"] == {
         "delete": ["X_Hakobune_Waker", "X_Hakobune_Wake_Host"],
-        "set": {WAKER_HEADER: ["s3cret"], "X-Hakobune-Wake-Host": ["{http.request.host}"], "Host": ["127.0.0.1"]},
+        "set": {WAKER_HEADER: ["s3cret"], "X-Hakobune-Wake-Host": ["{http.request.hostport}"], "Host": ["127.0.0.1"]},
     }
     awake = router.route_config(Route("sleepy-acme.localhost", ("127.0.0.1:32768",)))
     (proxy,) = awake["handle"]
