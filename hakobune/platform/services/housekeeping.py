@@ -20,7 +20,7 @@ from hakobune.worker.builders.base import BuildError
 
 from . import scaling
 from .backends import all_backends, backend_for
-from .models import Release, Service
+from .models import DesiredState, Release, Service
 from .releases import deploy_spec, egress_allow_by_team
 from .services import redeploy_services_on_stack
 
@@ -39,7 +39,7 @@ def reconcile() -> None:
         except RuntimeBackendError as exc:
             logger.warning("reconcile could not repair %s: %s", backend.alias, exc.message)
         known = set()
-        services = Service.objects.filter(target=backend.alias).exclude(desired_state="deleted")
+        services = Service.objects.filter(target=backend.alias).exclude(desired_state=DesiredState.DELETED)
         for service in services.select_related("team", "live_release"):
             ref = ServiceRef(service.team.name, service.name)
             known.add(ref)
@@ -71,7 +71,7 @@ def sync_router() -> None:
     for backend in all_backends():
         services = (
             Service.objects.filter(target=backend.alias, live_release__isnull=False, public=True)
-            .exclude(desired_state__in=("deleted", "stopped"))
+            .exclude(desired_state__in=(DesiredState.DELETED, DesiredState.STOPPED))
             .select_related("team")
             .prefetch_related("domains")
         )
@@ -90,7 +90,7 @@ def sync_router() -> None:
                     team=svc.team.name,
                     service=svc.name,
                     release_id=svc.live_release_id,
-                    asleep=svc.desired_state == "sleeping",
+                    asleep=svc.is_asleep,
                     aliases=svc.aliases,
                     redirects=svc.redirects,
                     keep_current=not free,
@@ -125,7 +125,7 @@ def prune_images() -> None:
     """Keeps the images of each service's last KEEP_RELEASES releases (and the
     live one), so rollbacks stay instant, and removes older ones, each through
     the builder that made them."""
-    for service in Service.objects.exclude(desired_state="deleted").select_related("team", "live_release"):
+    for service in Service.objects.exclude(desired_state=DesiredState.DELETED).select_related("team", "live_release"):
         kept = set(service.releases.order_by("-number").values_list("image", flat=True)[: settings.KEEP_RELEASES])
         if service.live_release_id:
             kept.add(service.live_release.image)
@@ -168,7 +168,7 @@ def prune_source_snapshots() -> int:
 
 
 def destroy_service(service_id: int) -> None:
-    service = Service.objects.select_related("team").filter(id=service_id, desired_state="deleted").first()
+    service = Service.objects.select_related("team").filter(id=service_id, desired_state=DesiredState.DELETED).first()
     if service is None:
         return
     with deploy_lock(service.id):

@@ -24,7 +24,7 @@ from hakobune.runtime.release_config import RELEASE, ReleaseConfig, release_sett
 
 from .backends import backend_for
 from .declared_settings import values_of
-from .models import Release, Service
+from .models import DesiredState, Release, Service
 
 logger = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ def start(release: Release, log: Callable[[str], None], *, may_retry: bool = Fal
         Release.objects.filter(id=release.id).update(
             status=Release.Status.LIVE, live_at=timezone.now(), runtime_state=result.state
         )
-        Service.objects.filter(id=service.id).update(live_release=release, desired_state="running")
+        Service.objects.filter(id=service.id).update(live_release=release, desired_state=DesiredState.RUNNING)
     _retire_after_commit(service, release)
 
 

@@ -9,7 +9,6 @@ import os
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 from redis.exceptions import LockError

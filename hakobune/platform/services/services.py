@@ -30,9 +30,9 @@ from hakobune.runtime.release_config import (
 
 from .backends import backend_for
 from .declared_settings import split_by_storage, values_of
-from .models import Domain, EnvVar, Service, SourceKind, validate_env_key
+from .models import DesiredState, Domain, EnvVar, Service, SourceKind, validate_env_key
 from .domains import LookupFailed, txt_values
-from .releases import env_of, new_release, secret_env_of  # noqa: F401 (env_of: read by the API)
+from .releases import new_release
 from .scaling import wake
 from .sources import check_git_source
 
@@ -172,7 +172,7 @@ def rollback(*, service: Service, to_release, created_by=None):
     Heroku's rollback: nothing is rebuilt, and history only grows."""
     if to_release.service_id != service.id:
         raise ServiceActionError("That release belongs to another service.")
-    if to_release.status not in ("live", "superseded"):
+    if not to_release.went_live:
         raise ServiceActionError(f"v{to_release.number} never ran; only releases that went live can be rolled back to.")
     if service.live_release_id == to_release.id:
         raise ServiceActionError(f"v{to_release.number} is already live.")
@@ -232,20 +232,20 @@ def restart_service(*, service: Service, created_by=None):
 def stop_service(*, service: Service, created_by=None) -> None:
 
 
-    Service.objects.filter(id=service.id).update(desired_state="stopped")
+    Service.objects.filter(id=service.id).update(desired_state=DesiredState.STOPPED)
     backend_for(service).stop(ServiceRef(service.team.name, service.name))
 
 
 def start_service(*, service: Service, created_by=None) -> None:
 
 
-    Service.objects.filter(id=service.id).update(desired_state="running")
+    Service.objects.filter(id=service.id).update(desired_state=DesiredState.RUNNING)
     backend_for(service).start(ServiceRef(service.team.name, service.name))
 
 
 def delete_service(*, service: Service, created_by=None) -> None:
     """Removes the service's instances, route and images, then the service."""
-    Service.objects.filter(id=service.id).update(desired_state="deleted")
+    Service.objects.filter(id=service.id).update(desired_state=DesiredState.DELETED)
     enqueue_on_commit("destroy_service", service.id)
 
 
@@ -408,7 +408,7 @@ def split_traffic(*, service: Service, percents: dict[int, int], created_by=None
     for number, percent in sorted(percents.items()):
         release = service.releases.filter(number=number).first()
         revision = (release.runtime_state or {}).get("revision") if release else None
-        if release is None or release.status not in ("live", "superseded") or not revision:
+        if release is None or not release.went_live or not revision:
             raise ServiceActionError(f"v{number} never ran on {service.target}, so it cannot take requests.")
         splits[revision] = splits.get(revision, 0) + percent
     try:
@@ -443,15 +443,13 @@ def set_scale_to_zero(*, service: Service, enabled: bool, idle_minutes: int, cre
     if enabled:
         _require_capability(service, "scale_to_zero", "scale to zero on its own schedule (it may do so by itself)")
     Service.objects.filter(id=service.id).update(scale_to_zero=enabled, idle_minutes=idle_minutes)
-    if not enabled and service.desired_state == "sleeping" and service.live_release is not None:
-        from .scaling import wake
-
+    if not enabled and service.is_asleep and service.live_release is not None:
         wake(service)
 
 
 def services_on_stack(language: str):
     """Live services whose image was built on the stack (as its run or build stage)."""
-    services = Service.objects.exclude(desired_state="deleted").filter(live_release__isnull=False)
+    services = Service.objects.exclude(desired_state=DesiredState.DELETED).filter(live_release__isnull=False)
     for service in services.select_related("team", "live_release__build"):
         plan = service.live_release.build.plan or {}
         if language in (plan.get("stack"), plan.get("build_stack")):

@@ -18,7 +18,7 @@ from .access import service_for
 from .declared_settings import value_of, values_of
 from .decorators import service_action
 from .forms import DeployForm, NewServiceForm, ServiceSettingsForm
-from .models import DesiredState, Service
+from .models import DesiredState
 from .services import (
     ServiceActionError,
     add_domain,
