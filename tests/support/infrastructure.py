@@ -8,7 +8,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ import requests
 from django.conf import settings
 
 from hakobune.runtime.docker_local import LABEL_TEAM, team_network_name
+from tests.support.ports import free_port
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 
@@ -61,6 +61,17 @@ def router(tmp_path_factory):
     process.wait(timeout=10)
 
 
+def _stop(process, log, show_variable: str) -> None:
+    """Ends a process the tests started; its log is printed when asked."""
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    if os.environ.get(show_variable):
+        print(log.read_text())
+
+
 def database_url() -> str:
     from django.db import connection
 
@@ -88,19 +99,7 @@ def worker(django_db_setup, django_db_blocker, router, tmp_path_factory):
     )
     _wait_for(lambda: b"ready." in log.read_bytes(), 60, "the celery worker")
     yield process
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    if os.environ.get("SHOW_WORKER_LOG"):
-        print(log.read_text())
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    _stop(process, log, "SHOW_WORKER_LOG")
 
 
 @dataclass
@@ -131,13 +130,7 @@ def portal(django_db_setup, django_db_blocker, tmp_path_factory):
         process.terminate()
         raise RuntimeError(f"the portal did not come up; its log:\n{log.read_text()}")
     yield Portal(url, f"127.0.0.1:{port}", log)
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    if os.environ.get("SHOW_PORTAL_LOG"):
-        print(log.read_text())
+    _stop(process, log, "SHOW_PORTAL_LOG")
 
 
 @pytest.fixture(scope="session")

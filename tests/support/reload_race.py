@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import tempfile
 import threading
@@ -19,6 +18,7 @@ from pathlib import Path
 import requests
 
 from hakobune.runtime.router import CaddyRouter, Route
+from tests.support.ports import free_port
 
 MIGRATE = Path("/proc/sys/net/ipv4/tcp_migrate_req")
 HOSTNAME = "race.localhost"
@@ -29,12 +29,6 @@ class RaceResult:
     switches: int
     ok: int = 0
     failures: list[str] = field(default_factory=list)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _upstream(answer: bytes) -> ThreadingHTTPServer:
@@ -54,7 +48,7 @@ def _upstream(answer: bytes) -> ThreadingHTTPServer:
 
 
 def run_reload_race(*, switches: int = 100, clients: int = 8) -> RaceResult:
-    admin_port, http_port = _free_port(), _free_port()
+    admin_port, http_port = free_port(), free_port()
     upstreams = [_upstream(b"a"), _upstream(b"b")]
     addresses = [f"127.0.0.1:{server.server_address[1]}" for server in upstreams]
     with tempfile.TemporaryDirectory(prefix="hakobune-reload-race-") as home:

@@ -9,16 +9,11 @@ import socket
 import pytest
 
 from tests.support.fake_gcp import FakeGCP
+from tests.support.ports import free_port
 
 PROJECT = "hk-test"
 REGION = "europe-west1"
 BUCKET = "hk-test_cloudbuild"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -26,7 +21,7 @@ def storage_emulator():
     """gcp-storage-emulator in this process, on loopback, in memory."""
     from gcp_storage_emulator.server import create_server
 
-    port = _free_port()
+    port = free_port()
     server = create_server("127.0.0.1", port, in_memory=True, default_bucket=BUCKET)
     server.start()
     yield f"http://127.0.0.1:{port}"

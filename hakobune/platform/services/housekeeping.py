@@ -50,7 +50,8 @@ def reconcile() -> None:
                 logger.info("reconcile %s: skipped, a deploy holds its lock", ref.service)
                 continue
             try:
-                desired = DesiredService(deploy_spec(service, service.live_release), state=service.desired_state)
+                spec = deploy_spec(service, service.live_release, egress_allow=egress.get(service.team.name, ()))
+                desired = DesiredService(spec, state=service.desired_state)
                 for action in backend.reconcile_service(desired):
                     logger.info("reconcile %s: %s", ref.service, action)
             except RuntimeBackendError as exc:

@@ -41,7 +41,9 @@ def release_config(service: Service, plan: dict | None = None) -> dict:
     return ReleaseConfig.from_dict(values).to_dict()
 
 
-def deploy_spec(service: Service, release: Release) -> DeploySpec:
+def deploy_spec(service: Service, release: Release, *, egress_allow: tuple[str, ...] | None = None) -> DeploySpec:
+    """What the runtime starts. `egress_allow`: the team's allow-list, when the
+    caller has read every team's at once (the reconciler)."""
     # A setting a release was made without (an older release) is the service's.
     config = ReleaseConfig.from_dict(release.config, defaults=values_of(service, stage=RELEASE))
     return DeploySpec(
@@ -57,7 +59,7 @@ def deploy_spec(service: Service, release: Release) -> DeploySpec:
         env=env_of(service),
         secret_env=secret_env_of(service),
         restart=release.config.get("restart", ""),
-        egress_allow=egress_allow_of(service.team),
+        egress_allow=egress_allow_of(service.team) if egress_allow is None else egress_allow,
     )
 
 

@@ -55,6 +55,23 @@ PACK_IMAGE = "gcr.io/k8s-skaffold/pack"
 DOCKER_BUILDER = "gcr.io/cloud-builders/docker"
 
 
+@contextmanager
+def _google_errors():
+    """What Google's libraries raise outside the calls handled in place (the
+    sign-in, a connection that failed) as BuildError."""
+    from google.auth import exceptions as auth_errors
+
+    try:
+        yield
+    except BuildError:
+        raise
+    except RuntimeBackendError as exc:
+        raise _failed(exc) from exc
+    except (requests.ConnectionError, requests.Timeout, auth_errors.TransportError, ConnectionError) as exc:
+        raise BuildError(f"Google Cloud could not be reached ({exc}); deploy again.", user_error=False,
+                         transient=True) from exc
+
+
 class CloudBuildBuilder(ImageBuilder):
     capabilities = frozenset({"buildpacks"})
 
@@ -107,6 +124,7 @@ class CloudBuildBuilder(ImageBuilder):
         repository can age old ones out."""
         return []
 
+    @_google_errors()
     def submit(
         self,
         source_archive: Path,
@@ -129,26 +147,10 @@ class CloudBuildBuilder(ImageBuilder):
         (default: the `builder` option) Google's buildpacks builder, told
         `start_command` as GOOGLE_ENTRYPOINT when there is one. Raises
         BuildError."""
-        with _google_errors():
-            return self._submit(source_archive, plan_dockerfile, image_name, log, dockerfile_path=dockerfile_path,
-                                buildpacks=buildpacks, start_command=start_command,
-                                team=team or image_name.split("/", 1)[0])
-
-    def _submit(
-        self,
-        source_archive: Path,
-        plan_dockerfile: str | None,
-        image_name: str,
-        log: Callable[[str], None],
-        *,
-        dockerfile_path: str = "Dockerfile",
-        buildpacks: bool | None = None,
-        start_command: str = "",
-        team: str,
-    ) -> str:
         from google.api_core import exceptions as gexc
         from google.cloud.devtools import cloudbuild_v1
 
+        team = team or image_name.split("/", 1)[0]
         cloud = self.cloud
         cloud._require_config()
         use_buildpacks = self.default_mode == BUILDPACKS if buildpacks is None else buildpacks
@@ -256,24 +258,6 @@ class CloudBuildBuilder(ImageBuilder):
                     raise _failed(_in_words(exc, "storage", cloud, team=team))
             except gexc.GoogleAPICallError as exc:
                 raise _failed(_in_words(exc, "storage", cloud, team=team))
-
-
-
-@contextmanager
-def _google_errors():
-    """What Google's libraries raise outside the calls handled in place (the
-    sign-in, a connection that failed) as BuildError."""
-    from google.auth import exceptions as auth_errors
-
-    try:
-        yield
-    except BuildError:
-        raise
-    except RuntimeBackendError as exc:
-        raise _failed(exc) from exc
-    except (requests.ConnectionError, requests.Timeout, auth_errors.TransportError, ConnectionError) as exc:
-        raise BuildError(f"Google Cloud could not be reached ({exc}); deploy again.", user_error=False,
-                         transient=True) from exc
 
 
 def _failed(error: RuntimeBackendError) -> BuildError:
