@@ -1,6 +1,6 @@
 """What the scheduler keeps doing for every service: reconciling the
 runtimes with the database, rewriting the routes, putting idle services to
-sleep, pruning old images; and the long actions a worker does for one
+sleep, pruning what rollback does not need; and the long actions a worker does for one
 service or stack (deleting a service, rebuilding a stack)."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from django.contrib.auth import get_user_model
 from django.core.files.storage import default_storage
 from django.db import transaction
 
+from hakobune.platform.builds import disk
 from hakobune.platform.builds.images import local_builder, prune_service_images
 from hakobune.platform.builds.models import IN_PROGRESS, Build
 from hakobune.platform.locks import deploy_lock
@@ -122,21 +123,50 @@ def scale_idle_to_zero() -> None:
             lock.release()
 
 
-def prune_images() -> None:
-    """Keeps the images of each service's last KEEP_RELEASES releases (and the
-    live one), so rollbacks stay instant, and removes older ones, each through
-    the builder that made them."""
+def prune_images() -> int:
+    """Removes each service's images that the policy does not keep
+    (builds/disk.py: its live release's, its last KEEP_RELEASES releases',
+    and those of builds on their way to a release), each through the builder
+    that made them. Returns how many went."""
+    removed = 0
     for service in Service.objects.exclude(desired_state=DesiredState.DELETED).select_related("team", "live_release"):
-        kept = set(service.releases.order_by("-number").values_list("image", flat=True)[: settings.KEEP_RELEASES])
-        if service.live_release_id:
-            kept.add(service.live_release.image)
+        # Under the service's deploy lock: a deploy or rollback choosing an
+        # image never races its removal.
+        lock = deploy_lock(service.id)
+        if not lock.acquire(blocking=False):
+            continue
         try:
-            pruned = prune_service_images(service, kept)
+            pruned = prune_service_images(service, disk.images_kept_for(service))
         except BuildError as exc:
             logger.warning("could not prune the images of %s: %s", service, exc.message)
             continue
+        finally:
+            lock.release()
         for tag in pruned:
             logger.info("pruned %s", tag)
+        removed += len(pruned)
+    return removed
+
+
+def prune() -> dict:
+    """The scheduled prune: images the policy does not keep, build leftovers
+    older than BUILD_CACHE_PRUNE_HOURS, and source snapshots nothing needs.
+    Records what it freed for the administrators' page; returns it."""
+    before = {space.path: space.free_bytes for space in disk.watched_spaces()}
+    outcome = {"images_removed": prune_images(), "leftover_bytes": 0, "errors": []}
+    if settings.BUILD_CACHE_PRUNE_HOURS > 0:
+        try:
+            outcome["leftover_bytes"] = local_builder().prune_leftovers(settings.BUILD_CACHE_PRUNE_HOURS)
+        except BuildError as exc:
+            outcome["errors"].append(exc.message)
+            logger.warning("could not prune the build leftovers: %s", exc.message)
+    outcome["snapshots_deleted"] = prune_source_snapshots()
+    after = {space.path: space.free_bytes for space in disk.watched_spaces()}
+    # What the file systems gained (another writer may have taken some meanwhile).
+    outcome["bytes_freed"] = max(sum(after.get(path, 0) - free for path, free in before.items()), 0)
+    disk.record_prune(outcome)
+    logger.info("prune: %s", outcome)
+    return outcome
 
 
 def prune_source_snapshots() -> int:
