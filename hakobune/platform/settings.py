@@ -63,6 +63,9 @@ BASE_DOMAIN = env("BASE_DOMAIN", "localhost")
 PORTAL_PORT = env_int("PORTAL_PORT", 8000)
 ROUTER_PORT = env_int("ROUTER_PORT", 8080)
 ROUTER_ADMIN_URL = env("ROUTER_ADMIN_URL", "http://127.0.0.1:2019")
+# Where the router's last good config is kept (last-good.json): a restarted
+# Caddy starts from it (scripts/start.sh), and a refused config falls back to it.
+ROUTER_STATE_DIR = Path(env("ROUTER_STATE_DIR", str(DATA_DIR / "router")))
 # The scheme services are reached with; "http" for *.localhost, where Caddy's
 # automatic HTTPS is off.
 # Caddy's automatic HTTPS (certificates for every service address and custom
@@ -338,6 +341,7 @@ RUNTIME_BACKENDS = {
             "https_port": ROUTER_HTTPS_PORT,
             "waker_upstream": env("WAKER_UPSTREAM", f"127.0.0.1:{PORTAL_PORT}"),
             "waker_secret": WAKER_SECRET,
+            "router_state_dir": str(ROUTER_STATE_DIR),
         },
     },
 }

@@ -68,8 +68,10 @@ def reconcile() -> None:
 
 
 def sync_router() -> None:
-    """Rewrites each backend's routing from the database, so a restarted router
-    serves every live service again."""
+    """Rewrites each backend's routing from the database, whole, so a
+    restarted router serves every live service again. A route the router
+    leaves out (it failed its checks) is told on its service's page, and the
+    others are served all the same."""
     for backend in all_backends():
         services = (
             Service.objects.filter(target=backend.alias, live_release__isnull=False, public=True)
@@ -77,6 +79,7 @@ def sync_router() -> None:
             .select_related("team")
             .prefetch_related("domains")
         )
+        services = list(services)
         held = []
         live = []
         for svc in services:
@@ -99,12 +102,26 @@ def sync_router() -> None:
                 )
             )
         try:
-            backend.sync_routes(live)
+            refused = backend.sync_routes(live) or {}
         except RuntimeBackendError as exc:
             logger.warning("could not sync the routes of %s: %s", backend.alias, exc.message)
+            continue
         finally:
             for lock in held:
                 lock.release()
+        _note_route_problems(backend.alias, services, refused)
+
+
+def _note_route_problems(alias: str, services, refused: dict[str, str]) -> None:
+    """Writes on each service why its route was left out, or clears it."""
+    Service.objects.filter(target=alias).exclude(id__in=[svc.id for svc in services]).exclude(
+        route_problem="").update(route_problem="")
+    for svc in services:
+        problem = refused.get(svc.hostname, "")
+        if problem:
+            logger.warning("the route of %s was left out: %s", svc, problem)
+        if svc.route_problem != problem:
+            Service.objects.filter(id=svc.id).update(route_problem=problem)
 
 
 def scale_idle_to_zero() -> None:
