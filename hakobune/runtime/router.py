@@ -367,7 +367,10 @@ class CaddyRouter:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             partial = path.with_name(f".{path.name}.{os.getpid()}")
-            partial.write_text(json.dumps(config))
+            # It holds the waker's secret (the routes of sleeping services): for Hakobune's eyes only.
+            descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(descriptor, "w") as out:
+                out.write(json.dumps(config))
             os.replace(partial, path)
         except OSError:
             pass  # a full disk must not fail a route change; the database still has every route
