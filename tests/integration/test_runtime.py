@@ -318,14 +318,21 @@ def test_old_images_are_pruned_and_the_last_releases_kept(login, owner, team, wo
     assert "older than the last 2 releases" in response.content.decode()
 
 
-def _rollback(client, team, service, number):
+def _rollback(client, team, service, number, docker_client):
+    """Rolls back to v`number`; returns the new release once it is live and
+    the one it replaced has drained (the deploy's lock is free again)."""
     before = service.releases.count()
     assert client.post(reverse("services:rollback", args=[team.name, service.name, number])).status_code == 302
     deadline = time.monotonic() + 120
+    labels = [f"{LABEL_TEAM}={team.name}", f"{LABEL_SERVICE}={service.name}"]
     while time.monotonic() < deadline:
         release = service.releases.filter(number=before + 1).first()
-        if release and release.status in ("live", "failed"):
+        if release and release.status == "failed":
             return release
+        if release and release.status == "live":
+            running = {c.labels["org.hakobune.release"] for c in docker_client.containers.list(filters={"label": labels})}
+            if running == {str(release.id)}:
+                return release
         time.sleep(0.25)
     raise AssertionError(f"the rollback to v{number} did not end")
 
@@ -341,7 +348,7 @@ def test_pruning_never_removes_an_image_a_kept_release_needs_and_rollback_works_
     service = Service.objects.get(team=team, name="web")
     image = {n: service.releases.get(number=n).image for n in (1, 2, 3)}
     # Back to Two: v4 runs v2's image, which is no longer among the last two releases by number but live.
-    assert _rollback(client, team, service, 2).status == "live"
+    assert _rollback(client, team, service, 2, docker_client).status == "live"
     repository = f"hakobune/{team.name}/web"
 
     outcome = housekeeping.prune()
@@ -352,7 +359,7 @@ def test_pruning_never_removes_an_image_a_kept_release_needs_and_rollback_works_
     assert outcome["images_removed"] == 1
     assert get_through_router(service.hostname).text.startswith("Two")
     # Rolling back to a kept release still needs no rebuild, after the prune.
-    v5 = _rollback(client, team, service, 3)
+    v5 = _rollback(client, team, service, 3, docker_client)
     assert v5.status == "live", v5.failure_reason
     assert get_through_router(service.hostname).text.startswith("Three")
 

@@ -27,6 +27,10 @@ from .services import redeploy_services_on_stack
 
 logger = logging.getLogger(__name__)
 
+# Seconds a prune waits for a deploy of the service to end before it leaves
+# the service to the next prune.
+PRUNE_LOCK_WAIT = 10
+
 
 def reconcile() -> None:
     """Makes every backend run what the database wants, both ways: instances
@@ -150,7 +154,8 @@ def prune_images() -> int:
         # Under the service's deploy lock: a deploy or rollback choosing an
         # image never races its removal.
         lock = deploy_lock(service.id)
-        if not lock.acquire(blocking=False):
+        if not lock.acquire(blocking=True, blocking_timeout=PRUNE_LOCK_WAIT):
+            logger.info("prune %s: skipped, a deploy holds its lock", service)
             continue
         try:
             pruned = prune_service_images(service, disk.images_kept_for(service))
