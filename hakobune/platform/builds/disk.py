@@ -109,7 +109,7 @@ def watched_spaces(*, docker: bool = True) -> list[Space]:
         root = docker_data_root()
         if root:
             places.append(("the Docker Engine's data root (images and build cache)", root))
-    spaces, devices = [], set()
+    found: dict[int, tuple[Space, list[str]]] = {}
     for what, path in places:
         space = _space(what, path)
         if space is None:
@@ -117,12 +117,14 @@ def watched_spaces(*, docker: bool = True) -> list[Space]:
         probe = Path(space.path)
         while not probe.exists() and probe != probe.parent:
             probe = probe.parent
-        device = probe.stat().st_dev
-        if device in devices:
-            continue
-        devices.add(device)
-        spaces.append(space)
-    return spaces
+        found.setdefault(probe.stat().st_dev, (space, []))[1].append(what)
+    # One entry per file system, named by everything it holds.
+    return [Space("the disk that holds " + _joined(names), space.path, space.free_bytes, space.total_bytes)
+            for space, names in found.values()]
+
+
+def _joined(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def check_free_disk(service=None) -> None:
