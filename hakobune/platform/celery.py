@@ -1,7 +1,7 @@
 import os
 
 from celery import Celery
-from celery.signals import celeryd_after_setup, worker_ready
+from celery.signals import celeryd_after_setup, task_revoked, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hakobune.platform.settings")
 
@@ -40,3 +40,13 @@ def reconcile_when_ready(sender, **kwargs):
     if redis_client().set(f"hakobune:{queue.prefix()}:reconcile-at-start", "1", nx=True,
                           ex=RECONCILE_AT_START_SECONDS):
         queue.enqueue("reconcile")
+
+
+@task_revoked.connect
+def count_stale_collections(sender=None, expired=False, **kwargs):
+    """A metrics collection that waited in the queue past its period is
+    dropped by the worker; it is counted with the skipped ones."""
+    if expired and getattr(sender, "name", "").endswith(".collect_metrics"):
+        from hakobune.platform.observability import collectors
+
+        collectors.count_skipped("it waited in the queue past its period")

@@ -280,8 +280,10 @@ _HOUSEKEEPING = {"queue": f"{CELERY_TASK_DEFAULT_QUEUE}.housekeeping"}
 CELERY_BEAT_SCHEDULE = {
     "scale-idle-to-zero": {"task": "hakobune.worker.tasks.scale_idle_to_zero", "schedule": 15.0,
                            "options": _HOUSEKEEPING},
+    # A collection still waiting after one period is dropped (and counted):
+    # the next one is due.
     "collect-metrics": {"task": "hakobune.worker.tasks.collect_metrics", "schedule": float(METRICS_SECONDS),
-                        "options": _HOUSEKEEPING},
+                        "options": {**_HOUSEKEEPING, "expires": float(METRICS_SECONDS)}},
     "roll-up-metrics": {"task": "hakobune.worker.tasks.roll_up_metrics", "schedule": 600.0, "options": _HOUSEKEEPING},
     "prune-images": {"task": "hakobune.worker.tasks.prune_images", "schedule": 3600.0, "options": _HOUSEKEEPING},
     "reconcile": {"task": "hakobune.worker.tasks.reconcile", "schedule": float(env_int("RECONCILE_SECONDS", 30)),

@@ -129,8 +129,9 @@ class LogLine:
 
 @dataclass(frozen=True)
 class MetricSample:
-    """One measurement of one instance: `name` is cpu_percent, memory_bytes or
-    memory_limit_bytes; `labels` say which instance it is."""
+    """One measurement of one instance: `name` is cpu_percent, memory_bytes,
+    memory_limit_bytes or pids (what a backend adds besides); `labels` say
+    which instance it is."""
 
     timestamp: datetime
     name: str
@@ -193,6 +194,13 @@ class RuntimeBackend:
     def metrics(self, ref: ServiceRef) -> list[MetricSample]:
         """The current sample of each running instance (no history: that is
         kept by the metric collectors, not by the backend)."""
+        raise NotImplementedError
+
+    def metrics_all(self, refs: list[ServiceRef] | None = None) -> dict[ServiceRef, list[MetricSample]]:
+        """One reading of every running service of this backend (of `refs`
+        only, when given), at once: {ref: samples}. Backends that can only
+        be asked per service (Cloud Run) do not implement it; the collector
+        then asks `metrics` for each."""
         raise NotImplementedError
 
     def sync_routes(self, live: list[LiveRoute]) -> None:
