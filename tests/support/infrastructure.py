@@ -90,7 +90,7 @@ WORKER_PURPOSES = (("pipeline", 2), ("builds", 2), ("housekeeping", 1))
 
 
 def start_worker(log: Path, queues: list[str], *, concurrency: int, env: dict | None = None,
-                 wait: bool = True) -> subprocess.Popen:
+                 wait: bool = True, include: str | None = None) -> subprocess.Popen:
     """A real Celery worker process on real Redis, using the test database,
     consuming `queues` (with their prefix, CELERY_QUEUE); waits until it is
     ready (see wait_until_ready)."""
@@ -99,7 +99,8 @@ def start_worker(log: Path, queues: list[str], *, concurrency: int, env: dict | 
     process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "hakobune.platform", "worker", "--loglevel", "INFO",
          "-Q", ",".join(f"{prefix}.{queue}" for queue in queues),
-         "--concurrency", str(concurrency), "--hostname", f"test-{queues[0]}-{secrets.token_hex(3)}@%h"],
+         "--concurrency", str(concurrency), "--hostname", f"test-{queues[0]}-{secrets.token_hex(3)}@%h",
+         *(["--include", include] if include else [])],
         cwd=PROJECT_DIR,
         env=env,
         stdout=open(log, "wb"),
