@@ -66,3 +66,49 @@ def test_every_scheduled_task_carries_its_queue():
     for entry in settings.CELERY_BEAT_SCHEDULE.values():
         name = queue.short_name(entry["task"])
         assert entry["options"]["queue"] == queue.queue_of(queue.ROUTES[name]), entry["task"]
+
+
+class FakeQueues(dict):
+    def __init__(self, names):
+        super().__init__()
+        self.consume_from = {name: type("Q", (), {"name": name})() for name in names}
+        self.added = []
+
+    def select_add(self, name):
+        self.added.append(name)
+
+
+def fake_worker(names):
+    queues = FakeQueues(names)
+    amqp = type("Amqp", (), {"queues": queues})()
+    return type("Worker", (), {"app": type("App", (), {"amqp": amqp})()})(), queues
+
+
+def test_a_worker_that_builds_also_takes_its_hosts_queue(settings):
+    from hakobune.platform.celery import take_this_hosts_steps
+
+    settings.WORKER_HOST = "builder.one"
+    builds, queues = fake_worker([queue.queue_of("builds")])
+    take_this_hosts_steps(sender="w", instance=builds)
+    assert queues.added == [f"{settings.CELERY_TASK_DEFAULT_QUEUE}.host.builder-one"]
+    pipeline, queues = fake_worker([queue.queue_of("pipeline")])
+    take_this_hosts_steps(sender="w", instance=pipeline)
+    assert queues.added == []
+
+
+def test_one_reconcile_after_a_start_not_one_per_worker(settings, monkeypatch):
+    import secrets
+
+    from hakobune.platform.celery import reconcile_when_ready
+    from hakobune.platform.locks import redis_client
+
+    settings.CELERY_TASK_DEFAULT_QUEUE = f"hakobune-unit-{secrets.token_hex(4)}"
+    sent = []
+    monkeypatch.setattr(queue, "enqueue", lambda name, *args, **kwargs: sent.append(name))
+    try:
+        for names in (["pipeline"], ["builds"], ["housekeeping"], ["housekeeping"], ["pipeline", "housekeeping"]):
+            worker, _ = fake_worker([queue.queue_of(name) for name in names])
+            reconcile_when_ready(sender=worker)
+        assert sent == ["reconcile"]
+    finally:
+        redis_client().delete(f"hakobune:{settings.CELERY_TASK_DEFAULT_QUEUE}:reconcile-at-start")
