@@ -34,6 +34,7 @@ import sys
 import tarfile
 import tempfile
 import time
+from decimal import Decimal
 from pathlib import Path
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -175,11 +176,15 @@ def main() -> None:
         from django.contrib.auth import get_user_model
 
         from hakobune.platform.accounts.services import create_team
+        from hakobune.platform.governance.models import TeamPolicy
         from hakobune.platform.observability.collectors import collection_health
         from hakobune.platform.services.services import create_service
 
         owner = get_user_model().objects.create(username="bench-owner")
         team = create_team(name=team_name, owner=owner)
+        # Room for every filler: the default team quota holds 16 services of 0.5 CPU.
+        TeamPolicy.objects.create(team=team, max_services=1000, max_cpu=Decimal("1000"), max_memory_mb=10_000_000,
+                                  review=TeamPolicy.Review.TRUSTED)
         probe = create_service(team=team, name="probe", created_by=owner)
         first = wait_until_ended([deploy(probe, owner, "flask-hello")], 600)[0]
         if first.status != "live":
@@ -190,7 +195,8 @@ def main() -> None:
             started = time.perf_counter()
             builds = []
             while fillers < count:
-                service = create_service(team=team, name=f"f{fillers}", created_by=owner)
+                service = create_service(team=team, name=f"f{fillers}", created_by=owner, memory_mb=64,
+                                         cpu=Decimal("0.1"))
                 builds.append(deploy(service, owner, args.filler))
                 fillers += 1
             failed = [b for b in wait_until_ended(builds, 3600) if b.status != "live"]
