@@ -94,6 +94,10 @@ def route(name, args=None, kwargs=None, options=None, task=None, **kw):
     its purpose. A queue named when sending (a host's) wins over this."""
     if not name.startswith(f"{TASK_MODULE}."):
         return None  # Celery's own (none are sent today)
+    # A retry is sent with the routing key it came with: a host's step stays on its host.
+    routing_key = (options or {}).get("routing_key") or ""
+    if routing_key.startswith(f"{prefix()}.host."):
+        return {"queue": routing_key}
     purpose = ROUTES.get(short_name(name))
     if purpose is None:
         raise LookupError(f"the task {name} has no queue: give it a purpose in hakobune/platform/queue.py ROUTES")

@@ -53,6 +53,17 @@ def test_a_queue_named_when_sending_wins_over_the_purpose():
     assert route["queue"].name == host
 
 
+def test_a_retried_step_of_a_host_stays_on_its_host():
+    # Celery sends a retry with the delivery information it was received with.
+    host = queue.host_queue("host-a")
+    route = app.amqp.router.route({"exchange": host, "routing_key": host}, f"{queue.TASK_MODULE}.build_image", (), {})
+    assert route["queue"].name == host and route["routing_key"] == host
+    shared = queue.queue_of("builds")
+    route = app.amqp.router.route({"exchange": shared, "routing_key": shared}, f"{queue.TASK_MODULE}.build_image", (),
+                                  {})
+    assert route["queue"].name == shared
+
+
 def test_enqueue_sends_to_the_hosts_queue_when_told(monkeypatch):
     sent = []
     monkeypatch.setattr(queue.current_app, "send_task", lambda name, **options: sent.append((name, options)))
