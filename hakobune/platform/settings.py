@@ -268,7 +268,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", "hakobune")
 CELERY_TASK_ROUTES = ("hakobune.platform.queue.route",)
 # What a worker started without -Q consumes: every purpose (and its host's queue).
-CELERY_TASK_QUEUES = {f"{CELERY_TASK_DEFAULT_QUEUE}.{purpose}": {} for purpose in ("pipeline", "builds", "housekeeping")}
+CELERY_TASK_QUEUES = {
+    f"{CELERY_TASK_DEFAULT_QUEUE}.{purpose}": {} for purpose in ("pipeline", "builds", "housekeeping")
+}
 # This worker host's name: the steps after a build's fetch run here, where
 # its source was unpacked (in WORKSPACE_DIR), through <prefix>.host.<name>.
 WORKER_HOST = env("WORKER_HOST", "") or socket.gethostname()

@@ -87,7 +87,8 @@ class CgroupReader:
     # -- cgroup v2 -------------------------------------------------------------------
 
     def _dir_v2(self, container_id: str) -> Path | None:
-        for folder in (self.root / "system.slice" / f"docker-{container_id}.scope", self.root / "docker" / container_id):
+        for folder in (self.root / "system.slice" / f"docker-{container_id}.scope",
+                       self.root / "docker" / container_id):
             if folder.is_dir():
                 return folder
         return None

@@ -406,7 +406,9 @@ class DockerLocalBackend(RuntimeBackend):
         engine's `stats` call instead (slow: a second or two each)."""
         wanted = set(refs) if refs is not None else None
         try:
-            listed = self.client.api.containers(filters={"label": f"{LABEL_MANAGED}={self.instance}", "status": "running"})
+            listed = self.client.api.containers(
+                filters={"label": f"{LABEL_MANAGED}={self.instance}", "status": "running"}
+            )
         except DockerException as exc:
             raise RuntimeBackendError(f"the Docker Engine failed: {exc}", permanent=False)
         samples: dict[ServiceRef, list[MetricSample]] = {}

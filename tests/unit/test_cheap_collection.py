@@ -184,7 +184,8 @@ def test_a_collection_that_finds_the_one_before_running_is_skipped_and_counted(d
 def test_the_lock_lasts_at_most_one_period(db, own_keys, monkeypatch, settings):
     settings.METRICS_SECONDS = 15
     seen = []
-    monkeypatch.setattr(collectors, "collect_all", lambda: seen.append(redis_client().pttl(collectors._key("collecting"))) or 0)
+    monkeypatch.setattr(collectors, "collect_all",
+                        lambda: seen.append(redis_client().pttl(collectors._key("collecting"))) or 0)
     collectors.collect_on_schedule()
     assert 0 < seen[0] <= 15_000
 
