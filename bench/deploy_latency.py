@@ -297,15 +297,19 @@ WORKER_LINE = re.compile(
 )
 
 
-def worker_tasks(log_path: Path, start: float, end: float) -> dict[str, dict]:
-    """The pipeline tasks the worker logged between start and end (epoch s):
-    {task: {"received": t, "succeeded": t, "runtime": s}} (first of each)."""
+def worker_tasks(log_dir: Path, start: float, end: float) -> dict[str, dict]:
+    """The pipeline tasks the workers (one log per queue purpose) logged
+    between start and end (epoch s): {task: {"received": t, "succeeded": t,
+    "runtime": s}} (first of each)."""
     tasks: dict[str, dict] = {}
-    try:
-        text = log_path.read_text(errors="replace")
-    except OSError:
-        return tasks
-    for line in text.splitlines():
+    lines = []
+    for log_path in sorted(log_dir.glob("worker*.log")):
+        try:
+            lines += log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            continue
+    lines.sort(key=lambda line: line[:24])
+    for line in lines:
         match = WORKER_LINE.match(line)
         if not match:
             continue
@@ -649,7 +653,7 @@ class Bench:
                         continue
                     m[key] = created.timestamp()
         end = m.get("finished", m["200"]) + 1
-        tasks = worker_tasks(self.log_dir / "worker.log", m["t0"] - 0.5, end)
+        tasks = worker_tasks(self.log_dir, m["t0"] - 0.5, end)
         for task in ("fetch_source", "detect_stack", "build_image", "deploy_release"):
             for what in ("received", "succeeded"):
                 if what in tasks.get(task, {}):

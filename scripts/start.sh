@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Starts the router (Caddy), the portal (gunicorn, ASGI: scripts/portal.sh), the worker and the scheduler
-# (Celery) in the background, each once: a process whose pid file points at a
+# Starts the router (Caddy), the portal (gunicorn, ASGI: scripts/portal.sh), the workers (one per
+# queue purpose) and the scheduler (Celery) in the background, each once: a process whose pid file points at a
 # live process is left alone, so running this twice changes nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -60,8 +60,16 @@ start router caddy run --config "$RUN/caddy-boot.json"
 wait_for router "$ROUTER_ADMIN_URL/config/"
 "$BIN/python" manage.py sync_router
 
-start worker "$BIN/celery" -A hakobune.platform worker --loglevel INFO --concurrency "${WORKER_CONCURRENCY:-2}" \
-  --hostname "hakobune-worker@%h"
+# One worker per purpose (hakobune/platform/queue.py), sized for 2 cores: the
+# short pipeline steps never wait behind a build or the housekeeping. The
+# builds worker also takes this host's own queue (<prefix>.host.<WORKER_HOST>).
+QUEUE="${CELERY_QUEUE:-hakobune}"
+start worker-pipeline "$BIN/celery" -A hakobune.platform worker --loglevel INFO -Q "$QUEUE.pipeline" \
+  --concurrency "${PIPELINE_CONCURRENCY:-2}" --hostname "hakobune-pipeline@%h"
+start worker-builds "$BIN/celery" -A hakobune.platform worker --loglevel INFO -Q "$QUEUE.builds" \
+  --concurrency "${BUILD_CONCURRENCY:-1}" --hostname "hakobune-builds@%h"
+start worker-housekeeping "$BIN/celery" -A hakobune.platform worker --loglevel INFO -Q "$QUEUE.housekeeping" \
+  --concurrency "${HOUSEKEEPING_CONCURRENCY:-1}" --hostname "hakobune-housekeeping@%h"
 start scheduler "$BIN/celery" -A hakobune.platform beat --loglevel INFO --schedule "$RUN/celerybeat-schedule"
 export PORTAL_BIND PORTAL_PORT
 start portal bash scripts/portal.sh

@@ -2,19 +2,106 @@
 name, so the platform never imports the task modules (they sit above it and
 call its actions); `TASKS` lists every name the platform may send, and
 `tests/unit/test_layers.py` checks that each one exists in
-`hakobune.worker.tasks`."""
+`hakobune.worker.tasks`.
+
+Queues by purpose: every task has one (`ROUTES`), and its queue is the
+platform's prefix (settings.CELERY_TASK_DEFAULT_QUEUE, the CELERY_QUEUE
+variable) and the purpose: `<prefix>.pipeline` for the short steps a person
+waits on, `<prefix>.builds` for image builds, `<prefix>.housekeeping` for
+what the scheduler starts. Each purpose has workers of its own
+(scripts/start.sh), so a deploy never waits behind a collection or a build.
+Celery asks `route` (settings.CELERY_TASK_ROUTES) for every task it sends;
+a task without a purpose is refused there, and tests/unit/test_queues.py
+fails for it.
+
+Worker hosts: the steps after the fetch read the unpacked source from the
+fetching host's workspace, so they go to that host's own queue,
+`<prefix>.host.<name>`, which the host's build worker consumes besides the
+shared ones (hakobune/platform/celery.py)."""
 
 from __future__ import annotations
 
+import re
+
 from celery import current_app
+from django.conf import settings
 from django.db import transaction
 
 TASK_MODULE = "hakobune.worker.tasks"
+
+PIPELINE, BUILDS, HOUSEKEEPING = "pipeline", "builds", "housekeeping"
+PURPOSES = (PIPELINE, BUILDS, HOUSEKEEPING)
+
+# Every task of hakobune.worker.tasks and its purpose.
+ROUTES = {
+    # Short steps a person waits on: seconds each.
+    "fetch_source": PIPELINE,
+    "detect_stack": PIPELINE,
+    "deploy_release": PIPELINE,
+    "start_release": PIPELINE,
+    "destroy_service": PIPELINE,
+    # Minutes each, bounded by the build workers' concurrency.
+    "build_image": BUILDS,
+    "rebuild_stack": BUILDS,
+    # What the scheduler starts; never in a deploy's way.
+    "collect_metrics": HOUSEKEEPING,
+    "roll_up_metrics": HOUSEKEEPING,
+    "reconcile": HOUSEKEEPING,
+    "sync_router": HOUSEKEEPING,
+    "scale_idle_to_zero": HOUSEKEEPING,
+    "prune_images": HOUSEKEEPING,
+    "fail_stalled_builds": HOUSEKEEPING,
+}
 
 TASKS = frozenset({
     "fetch_source", "detect_stack", "build_image", "deploy_release", "start_release",
     "destroy_service", "sync_router", "reconcile", "rebuild_stack", "prune_images",
 })
+
+# The steps that read the fetched source, and so run on the host that fetched it.
+ON_FETCHING_HOST = frozenset({"detect_stack", "build_image"})
+
+
+def prefix() -> str:
+    return settings.CELERY_TASK_DEFAULT_QUEUE
+
+
+def queue_of(purpose: str) -> str:
+    if purpose not in PURPOSES:
+        raise ValueError(f"there is no queue for {purpose!r}")
+    return f"{prefix()}.{purpose}"
+
+
+def host_name(name: str) -> str:
+    """A worker host's name as it may stand in a queue's name."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-")[:63] or "host"
+
+
+def host_queue(host: str) -> str:
+    return f"{prefix()}.host.{host_name(host)}"
+
+
+def this_host() -> str:
+    return host_name(settings.WORKER_HOST)
+
+
+def short_name(name: str) -> str:
+    return name.removeprefix(f"{TASK_MODULE}.")
+
+
+def route(name, args=None, kwargs=None, options=None, task=None, **kw):
+    """Celery's router (settings.CELERY_TASK_ROUTES): the queue of a task by
+    its purpose. A queue named when sending (a host's) wins over this."""
+    if not name.startswith(f"{TASK_MODULE}."):
+        return None  # Celery's own (none are sent today)
+    # A retry is sent with the routing key it came with: a host's step stays on its host.
+    routing_key = (options or {}).get("routing_key") or ""
+    if routing_key.startswith(f"{prefix()}.host."):
+        return {"queue": routing_key}
+    purpose = ROUTES.get(short_name(name))
+    if purpose is None:
+        raise LookupError(f"the task {name} has no queue: give it a purpose in hakobune/platform/queue.py ROUTES")
+    return {"queue": queue_of(purpose)}
 
 
 def task_name(name: str) -> str:
@@ -23,10 +110,12 @@ def task_name(name: str) -> str:
     return f"{TASK_MODULE}.{name}"
 
 
-def enqueue(name: str, *args, countdown: float | None = None) -> None:
-    """Sends the task now. Work that a person asked for is enqueued with
-    `enqueue_on_commit`, so a worker never reads a row that is not there yet."""
-    current_app.send_task(task_name(name), args=args, countdown=countdown)
+def enqueue(name: str, *args, countdown: float | None = None, host: str | None = None) -> None:
+    """Sends the task now; to the queue of worker host `host` when given.
+    Work that a person asked for is enqueued with `enqueue_on_commit`, so a
+    worker never reads a row that is not there yet."""
+    options = {"queue": host_queue(host)} if host else {}
+    current_app.send_task(task_name(name), args=args, countdown=countdown, **options)
 
 
 def enqueue_on_commit(name: str, *args) -> None:
@@ -34,3 +123,4 @@ def enqueue_on_commit(name: str, *args) -> None:
     outside one)."""
     task_name(name)
     transaction.on_commit(lambda: enqueue(name, *args))
+

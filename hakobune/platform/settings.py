@@ -4,6 +4,7 @@ works on a laptop. All of them are listed in .env.example."""
 import hashlib
 import hmac
 import os
+import socket
 from datetime import timedelta
 from pathlib import Path
 
@@ -264,16 +265,39 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# The prefix of this platform's queues: <prefix>.pipeline, <prefix>.builds,
+# <prefix>.housekeeping and <prefix>.host.<WORKER_HOST> (hakobune/platform/queue.py
+# routes each task to one). A test run uses a prefix of its own.
 CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", "hakobune")
+CELERY_TASK_ROUTES = ("hakobune.platform.queue.route",)
+# What a worker started without -Q consumes: every purpose (and its host's queue).
+CELERY_TASK_QUEUES = {
+    f"{CELERY_TASK_DEFAULT_QUEUE}.{purpose}": {} for purpose in ("pipeline", "builds", "housekeeping")
+}
+# This worker host's name: the steps after a build's fetch run here, where
+# its source was unpacked (in WORKSPACE_DIR), through <prefix>.host.<name>.
+WORKER_HOST = env("WORKER_HOST", "") or socket.gethostname()
+WORKSPACE_DIR = Path(env("WORKSPACE_DIR", str(DATA_DIR / "workspaces"))).resolve()
+# How many image builds one host runs at once (the builds worker's
+# concurrency in scripts/start.sh).
+BUILD_CONCURRENCY = env_int("BUILD_CONCURRENCY", 1)
 # Metrics: a reading of every running service this often (seconds).
 METRICS_SECONDS = env_int("METRICS_SECONDS", 15)
+_HOUSEKEEPING = {"queue": f"{CELERY_TASK_DEFAULT_QUEUE}.housekeeping"}
 CELERY_BEAT_SCHEDULE = {
-    "scale-idle-to-zero": {"task": "hakobune.worker.tasks.scale_idle_to_zero", "schedule": 15.0},
-    "collect-metrics": {"task": "hakobune.worker.tasks.collect_metrics", "schedule": float(METRICS_SECONDS)},
-    "roll-up-metrics": {"task": "hakobune.worker.tasks.roll_up_metrics", "schedule": 600.0},
-    "prune-images": {"task": "hakobune.worker.tasks.prune_images", "schedule": float(env_int("PRUNE_SECONDS", 3600))},
-    "reconcile": {"task": "hakobune.worker.tasks.reconcile", "schedule": float(env_int("RECONCILE_SECONDS", 30))},
-    "fail-stalled-builds": {"task": "hakobune.worker.tasks.fail_stalled_builds", "schedule": 60.0},
+    "scale-idle-to-zero": {"task": "hakobune.worker.tasks.scale_idle_to_zero", "schedule": 15.0,
+                           "options": _HOUSEKEEPING},
+    # A collection still waiting after one period is dropped (and counted):
+    # the next one is due.
+    "collect-metrics": {"task": "hakobune.worker.tasks.collect_metrics", "schedule": float(METRICS_SECONDS),
+                        "options": {**_HOUSEKEEPING, "expires": float(METRICS_SECONDS)}},
+    "roll-up-metrics": {"task": "hakobune.worker.tasks.roll_up_metrics", "schedule": 600.0, "options": _HOUSEKEEPING},
+    "prune-images": {"task": "hakobune.worker.tasks.prune_images", "schedule": float(env_int("PRUNE_SECONDS", 3600)),
+                     "options": _HOUSEKEEPING},
+    "reconcile": {"task": "hakobune.worker.tasks.reconcile", "schedule": float(env_int("RECONCILE_SECONDS", 30)),
+                  "options": _HOUSEKEEPING},
+    "fail-stalled-builds": {"task": "hakobune.worker.tasks.fail_stalled_builds", "schedule": 60.0,
+                            "options": _HOUSEKEEPING},
 }
 
 # The REST API under /api/v1/ (hakobune/platform/api): bearer tokens or the
@@ -414,9 +438,6 @@ BUILD_CACHE_PRUNE_HOURS = env_int("BUILD_CACHE_PRUNE_HOURS", 24)
 # have less free space than this (MiB; 0: no check). The build is refused in
 # words, naming what to prune.
 BUILD_MIN_FREE_DISK_MB = env_int("BUILD_MIN_FREE_DISK_MB", 2048)
-# Where builds unpack their sources, one folder per build (removed once the
-# build ends).
-WORKSPACE_DIR = Path(env("HAKOBUNE_WORKSPACE_DIR", str(DATA_DIR / "workspaces")))
 # Source snapshots (uploads and packed git trees) of each service's last N
 # deploys are kept for "deploy again"; those of its kept releases always are.
 KEEP_SOURCE_SNAPSHOTS = env_int("KEEP_SOURCE_SNAPSHOTS", 10)

@@ -129,8 +129,9 @@ class LogLine:
 
 @dataclass(frozen=True)
 class MetricSample:
-    """One measurement of one instance: `name` is cpu_percent, memory_bytes or
-    memory_limit_bytes; `labels` say which instance it is."""
+    """One measurement of one instance: `name` is cpu_percent, memory_bytes,
+    memory_limit_bytes or pids (what a backend adds besides); `labels` say
+    which instance it is."""
 
     timestamp: datetime
     name: str
@@ -201,6 +202,13 @@ class RuntimeBackend:
         router's checks), while the others are served. Backends whose
         platform routes by itself do nothing."""
         return {}
+
+    def metrics_all(self, refs: list[ServiceRef] | None = None) -> dict[ServiceRef, list[MetricSample]]:
+        """One reading of every running service of this backend (of `refs`
+        only, when given), at once: {ref: samples}. Backends that can only
+        be asked per service (Cloud Run) do not implement it; the collector
+        then asks `metrics` for each."""
+        raise NotImplementedError
 
     def reconcile_service(self, desired: DesiredService) -> list[str]:
         """Repairs one service so that it runs as desired; returns what was

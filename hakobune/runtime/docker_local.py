@@ -32,6 +32,7 @@ from .base import (
     ServiceRef,
     ServiceStatus,
 )
+from .cgroups import CgroupReader, CpuRates
 from .firewall import Firewall, FirewallError, bridge_of, host_lock
 from .router import CaddyRouter, Route, RouterError
 
@@ -89,6 +90,9 @@ class DockerLocalBackend(RuntimeBackend):
         # "iptables" isolates each team bridge (runtime/firewall.py); "off" only
         # where something else does (never on a shared host).
         self.firewall = Firewall() if options.get("firewall", "iptables") != "off" else None
+        # Metrics come from the containers' cgroup files, read on this host.
+        self.cgroups = CgroupReader(options.get("cgroup_root", "/sys/fs/cgroup"))
+        self.cpu_rates = CpuRates()
         self._client = None
 
     @property
@@ -391,26 +395,75 @@ class DockerLocalBackend(RuntimeBackend):
         return lines[-tail:]
 
     def metrics(self, ref: ServiceRef) -> list[MetricSample]:
-        """CPU and memory of each running instance, from one `docker stats`
-        reading (no streaming): the CPU percent is over the interval between
-        the engine's last two readings, as `docker stats` shows it."""
-        samples = []
-        for container in self._containers(ref, all_states=False):
-            try:
-                stats = container.stats(stream=False)
-            except DockerException:
+        """CPU, memory and processes of each running instance of one service
+        (see metrics_all)."""
+        return self.metrics_all([ref]).get(ref, [])
+
+    def metrics_all(self, refs=None) -> dict[ServiceRef, list[MetricSample]]:
+        """One reading of every running instance of this Hakobune (of `refs`
+        only, when given), per service: one listing call to the engine, then
+        each container's cgroup files on this host (hakobune/runtime/cgroups.py).
+        A container whose cgroup this host does not show is read with the
+        engine's `stats` call instead (slow: a second or two each)."""
+        wanted = set(refs) if refs is not None else None
+        try:
+            listed = self.client.api.containers(
+                filters={"label": f"{LABEL_MANAGED}={self.instance}", "status": "running"}
+            )
+        except DockerException as exc:
+            raise RuntimeBackendError(f"the Docker Engine failed: {exc}", permanent=False)
+        samples: dict[ServiceRef, list[MetricSample]] = {}
+        stamp = datetime.now().astimezone()
+        for entry in listed:
+            labels = entry.get("Labels") or {}
+            ref = ServiceRef(labels.get(LABEL_TEAM, ""), labels.get(LABEL_SERVICE, ""))
+            if wanted is not None and ref not in wanted:
                 continue
-            stamp = _parse_docker_time(stats.get("read", "")) or datetime.now().astimezone()
-            labels = {"instance": container.name, "release": container.labels.get(LABEL_RELEASE, "")}
-            samples.append(MetricSample(stamp, "cpu_percent", _cpu_percent(stats), labels))
-            memory = stats.get("memory_stats") or {}
-            if "usage" in memory:
-                # Like `docker stats`: the page cache the kernel can reclaim is not counted.
-                used = memory["usage"] - (memory.get("stats") or {}).get("inactive_file", 0)
-                samples.append(MetricSample(stamp, "memory_bytes", float(max(used, 0)), labels))
-            if memory.get("limit"):
-                samples.append(MetricSample(stamp, "memory_limit_bytes", float(memory["limit"]), labels))
+            names = entry.get("Names") or [entry["Id"][:12]]
+            series = {"instance": names[0].lstrip("/"), "release": labels.get(LABEL_RELEASE, "")}
+            reading = self.cgroups.read(entry["Id"]) if self.cgroups.available() else None
+            if reading is None:
+                found = self._stats_samples(entry["Id"], series)
+            else:
+                found = self._cgroup_samples(entry["Id"], reading, stamp, series)
+            samples.setdefault(ref, []).extend(found)
+        if wanted is None:
+            self.cpu_rates.keep_only(entry["Id"] for entry in listed)
         return samples
+
+    def _cgroup_samples(self, container_id, reading, stamp, labels) -> list[MetricSample]:
+        found = []
+        cpu = self.cpu_rates.percent(container_id, reading.cpu_ns, reading.at)
+        if cpu is not None:
+            found.append(MetricSample(stamp, "cpu_percent", cpu, labels))
+        if reading.memory_bytes is not None:
+            found.append(MetricSample(stamp, "memory_bytes", float(reading.memory_bytes), labels))
+        if reading.memory_limit_bytes is not None:
+            found.append(MetricSample(stamp, "memory_limit_bytes", float(reading.memory_limit_bytes), labels))
+        if reading.pids is not None:
+            found.append(MetricSample(stamp, "pids", float(reading.pids), labels))
+        return found
+
+    def _stats_samples(self, container_id, labels) -> list[MetricSample]:
+        """The engine's own reading (no streaming): the CPU percent is over
+        the interval between its last two readings, as `docker stats` shows it."""
+        try:
+            stats = self.client.api.stats(container_id, stream=False)
+        except DockerException:
+            return []
+        stamp = _parse_docker_time(stats.get("read", "")) or datetime.now().astimezone()
+        found = [MetricSample(stamp, "cpu_percent", _cpu_percent(stats), labels)]
+        memory = stats.get("memory_stats") or {}
+        if "usage" in memory:
+            # Like `docker stats`: the page cache the kernel can reclaim is not counted.
+            memory_stat = memory.get("stats") or {}
+            inactive = memory_stat.get("total_inactive_file", memory_stat.get("inactive_file", 0))
+            found.append(MetricSample(stamp, "memory_bytes", float(max(memory["usage"] - inactive, 0)), labels))
+        if memory.get("limit"):
+            found.append(MetricSample(stamp, "memory_limit_bytes", float(memory["limit"]), labels))
+        if (stats.get("pids_stats") or {}).get("current") is not None:
+            found.append(MetricSample(stamp, "pids", float(stats["pids_stats"]["current"]), labels))
+        return found
 
     def reconcile_service(self, desired: DesiredService) -> list[str]:
         spec = desired.spec

@@ -92,7 +92,7 @@ def prune_images() -> None:
 
 @shared_task
 def collect_metrics() -> None:
-    collectors.collect_all()
+    collectors.collect_on_schedule()
 
 
 @shared_task

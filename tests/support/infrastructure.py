@@ -1,6 +1,6 @@
 """Real parts for integration tests: a Caddy router of the tests' own (ports
-from ROUTER_ADMIN_URL and ROUTER_PORT), a Celery worker process consuming
-from real Redis and sharing the test database, the portal served as `make run`
+from ROUTER_ADMIN_URL and ROUTER_PORT), Celery worker processes (one per
+queue purpose) consuming from real Redis and sharing the test database, the portal served as `make run`
 serves it (on a port of its own, on the test database), and a clean-up of
 every container and network the tests' teams made."""
 
@@ -112,22 +112,56 @@ def database_url() -> str:
     return f"postgres://{auth}{config.get('HOST') or '127.0.0.1'}:{config.get('PORT') or 5432}/{config['NAME']}"
 
 
-@pytest.fixture(scope="session")
-def worker(django_db_setup, django_db_blocker, router, tmp_path_factory):
-    """A real Celery worker process on real Redis, using the test database."""
-    log = tmp_path_factory.mktemp("worker") / "worker.log"
-    env = {**os.environ, "DATABASE_URL": database_url(), "PYTHONPATH": str(PROJECT_DIR)}
+# The workers as `make run` starts them: one per queue purpose, so a busy
+# housekeeping worker or a long build holds up no pipeline step here either.
+WORKER_PURPOSES = (("pipeline", 2), ("builds", 2), ("housekeeping", 1))
+
+
+def start_worker(log: Path, queues: list[str], *, concurrency: int, env: dict | None = None,
+                 wait: bool = True, include: str | None = None) -> subprocess.Popen:
+    """A real Celery worker process on real Redis, using the test database,
+    consuming `queues` (with their prefix, CELERY_QUEUE); waits until it is
+    ready (see wait_until_ready)."""
+    env = {**os.environ, "DATABASE_URL": database_url(), "PYTHONPATH": str(PROJECT_DIR), **(env or {})}
+    prefix = env.get("CELERY_QUEUE", settings.CELERY_TASK_DEFAULT_QUEUE)
     process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "hakobune.platform", "worker", "--loglevel", "INFO",
-         "--concurrency", "2", "--hostname", f"test-worker-{secrets.token_hex(3)}@%h"],
+         "-Q", ",".join(f"{prefix}.{queue}" for queue in queues),
+         "--concurrency", str(concurrency), "--hostname", f"test-{queues[0]}-{secrets.token_hex(3)}@%h",
+         *(["--include", include] if include else [])],
         cwd=PROJECT_DIR,
         env=env,
         stdout=open(log, "wb"),
         stderr=subprocess.STDOUT,
     )
-    _wait_for(lambda: b"ready." in log.read_bytes(), 60, "the celery worker")
-    yield process
-    _stop(process, log, "SHOW_WORKER_LOG")
+    if wait:
+        wait_until_ready(process, log)
+    return process
+
+
+def wait_until_ready(process: subprocess.Popen, log: Path) -> None:
+    try:
+        _wait_for(lambda: b"ready." in log.read_bytes(), 60, "the celery worker")
+    except RuntimeError:
+        _stop(process, log, "SHOW_WORKER_LOG")
+        raise
+
+
+@pytest.fixture(scope="session")
+def worker(django_db_setup, django_db_blocker, router, tmp_path_factory):
+    """Real Celery workers, one per queue purpose; yields {purpose: process}."""
+    folder = tmp_path_factory.mktemp("worker")
+    processes = {}
+    try:
+        for purpose, concurrency in WORKER_PURPOSES:
+            processes[purpose] = start_worker(folder / f"worker-{purpose}.log", [purpose], concurrency=concurrency,
+                                              wait=False)
+        for purpose, process in processes.items():
+            wait_until_ready(process, folder / f"worker-{purpose}.log")
+        yield processes
+    finally:
+        for purpose, process in processes.items():
+            _stop(process, folder / f"worker-{purpose}.log", "SHOW_WORKER_LOG")
 
 
 @dataclass

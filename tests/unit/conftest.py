@@ -28,7 +28,7 @@ def queued_tasks(monkeypatch):
 
     sent = []
 
-    def record(name, *args, countdown=None):
+    def record(name, *args, countdown=None, host=None):
         queue.task_name(name)
         if name != "sync_router":
             sent.append((name, *args))

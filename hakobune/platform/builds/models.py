@@ -28,6 +28,9 @@ class Build(models.Model):
     source_subdir = models.CharField(max_length=255, blank=True)
     trigger = models.CharField(max_length=16, default="upload", help_text="upload, git, webhook or rebuild")
     source_digest = models.CharField(max_length=64, blank=True)
+    # The worker host that fetched the source (settings.WORKER_HOST): the
+    # steps that read it run there (hakobune/platform/queue.py).
+    worker_host = models.CharField(max_length=63, blank=True)
     detection_reason = models.TextField(blank=True)
     plan = models.JSONField(null=True, blank=True)
     image = models.CharField(max_length=255, blank=True)

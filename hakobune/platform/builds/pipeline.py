@@ -48,7 +48,8 @@ STEP_RELIES_ON = {
 
 
 def workspace_dir(build_id: int) -> Path:
-    return Path(settings.WORKSPACE_DIR) / f"build-{build_id}"
+    """On the worker host that fetched the build (Build.worker_host)."""
+    return settings.WORKSPACE_DIR / f"build-{build_id}"
 
 
 def source_dir(build: Build) -> Path:
@@ -120,11 +121,12 @@ def fetch_source(build_id: int, *, attempt: int = 1) -> None:
             log.write(f"Using the folder {build.source_subdir}")
         digest = source.tree_digest(root)
         (workspace / "root").write_text(str(root))
-        Build.objects.filter(id=build_id).update(source_digest=digest)
+        host = queue.this_host()
+        Build.objects.filter(id=build_id).update(source_digest=digest, worker_host=host)
         log.write(f"✓ Source digest {digest[:12]}")
         log.flush()
         if advance(build_id, S.FETCHING, S.DETECTING):
-            queue.enqueue("detect_stack", build_id)
+            queue.enqueue("detect_stack", build_id, host=host)
 
 
 def source_limits() -> source.Limits:
@@ -199,7 +201,7 @@ def detect_stack(build_id: int, *, attempt: int = 1) -> None:
             log.write(f"  note: {note}")
         log.flush()
         if advance(build_id, S.DETECTING, S.BUILDING, plan=plan.to_dict(), detection_reason=detection.reason):
-            queue.enqueue("build_image", build_id)
+            queue.enqueue("build_image", build_id, host=build.worker_host)
 
 
 def _with_service_settings(plan: BuildPlan, service, log: BuildLog) -> BuildPlan:

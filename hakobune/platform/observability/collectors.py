@@ -2,7 +2,9 @@
 asked for its instances' current readings, which are kept as history for a
 while; charts and the API read that history."""
 
+import json
 import logging
+import time
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 
@@ -10,7 +12,9 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Avg, F
 from django.utils import timezone
+from redis.exceptions import LockError
 
+from hakobune.platform.locks import redis_client
 from hakobune.platform.services.backends import backend_for
 from hakobune.platform.services.models import DesiredState, Release, Service
 from hakobune.runtime.base import RuntimeBackendError, ServiceRef
@@ -21,35 +25,114 @@ logger = logging.getLogger(__name__)
 
 
 def collect_all() -> int:
-    """Stores one reading of every running service; returns the points kept."""
-    kept = 0
+    """Stores one reading of every running service; returns the points kept.
+    A backend that reads all its services at once (the local one: one
+    listing call and the containers' cgroup files) is asked once; the others
+    (Cloud Run) once per service."""
     services = Service.objects.filter(desired_state=DesiredState.RUNNING, live_release__status=Release.Status.LIVE)
+    by_backend: dict[int, tuple] = {}
     for service in services.select_related("team"):
         try:
-            samples = backend_for(service).metrics(ServiceRef(service.team.name, service.name))
-        except NotImplementedError:
-            continue
+            backend = backend_for(service)
         except RuntimeBackendError as exc:
             logger.warning("no metrics from %s: %s", service, exc.message)
             continue
-        points = []
-        for sample in samples:
-            stamp = sample.timestamp if sample.timestamp.tzinfo else timezone.make_aware(sample.timestamp)
-            points.append(MetricPoint(service=service, timestamp=stamp, epoch=int(stamp.timestamp()), name=sample.name,
-                                      value=sample.value, instance=series_of(sample.labels)))
-        if points:
+        by_backend.setdefault(id(backend), (backend, {}))[1][ServiceRef(service.team.name, service.name)] = service
+    points = []
+    for backend, refs in by_backend.values():
+        try:
+            found = backend.metrics_all(list(refs))
+        except NotImplementedError:
+            points += _per_service(backend, refs)
+            continue
+        except RuntimeBackendError as exc:
+            logger.warning("no metrics from the %s backend: %s", backend.alias, exc.message)
+            continue
+        for ref, samples in found.items():
+            if ref in refs:
+                points += [_point(refs[ref], sample) for sample in samples]
+    MetricPoint.objects.bulk_create(points, batch_size=BATCH)
+    cutoff = timezone.now() - timedelta(hours=settings.METRICS_RETENTION_HOURS)
+    MetricPoint.objects.filter(timestamp__lt=cutoff).delete()
+    return len(points)
+
+
+BATCH = 1000
+
+
+def _point(service: Service, sample) -> MetricPoint:
+    stamp = sample.timestamp if sample.timestamp.tzinfo else timezone.make_aware(sample.timestamp)
+    return MetricPoint(service=service, timestamp=stamp, epoch=int(stamp.timestamp()), name=sample.name,
+                       value=sample.value, instance=series_of(sample.labels))
+
+
+def _per_service(backend, refs: dict) -> list[MetricPoint]:
+    """The points of a backend asked service by service."""
+    points = []
+    for ref, service in refs.items():
+        try:
+            samples = backend.metrics(ref)
+        except NotImplementedError:
+            return points
+        except RuntimeBackendError as exc:
+            logger.warning("no metrics from %s: %s", service, exc.message)
+            continue
+        found = [_point(service, sample) for sample in samples]
+        if found:
             # Runtimes that report per minute (Cloud Run) give the same point
             # again until the next minute; it is kept once.
             known = set(
-                MetricPoint.objects.filter(service=service, timestamp__gte=min(p.timestamp for p in points))
+                MetricPoint.objects.filter(service=service, timestamp__gte=min(p.timestamp for p in found))
                 .values_list("name", "instance", "timestamp")
             )
-            points = [p for p in points if (p.name, p.instance, p.timestamp) not in known]
-        MetricPoint.objects.bulk_create(points)
-        kept += len(points)
-    cutoff = timezone.now() - timedelta(hours=settings.METRICS_RETENTION_HOURS)
-    MetricPoint.objects.filter(timestamp__lt=cutoff).delete()
+            points += [p for p in found if (p.name, p.instance, p.timestamp) not in known]
+    return points
+
+
+# -- on the scheduler's period -------------------------------------------------------
+
+
+def _key(name: str) -> str:
+    return f"hakobune:{settings.CELERY_TASK_DEFAULT_QUEUE}:metrics:{name}"
+
+
+def collect_on_schedule() -> int | None:
+    """The scheduler's collection: one at a time across every worker (a Redis
+    lock that lasts at most one period). One that finds another still
+    running is skipped and counted, never stacked behind it; returns the
+    points kept, or None when skipped."""
+    period = settings.METRICS_SECONDS
+    lock = redis_client().lock(_key("collecting"), timeout=period)
+    if not lock.acquire(blocking=False):
+        count_skipped("the one before is still running")
+        return None
+    started = time.monotonic()
+    try:
+        kept = collect_all()
+    finally:
+        try:
+            lock.release()
+        except LockError:
+            pass  # it outlasted its period and the lock went by itself
+    took = time.monotonic() - started
+    redis_client().set(_key("last"), json.dumps({"at": timezone.now().isoformat(), "seconds": round(took, 3),
+                                                 "points": kept}))
+    if took > period:
+        logger.warning("a metrics collection took %.1f s, more than its period (%s s)", took, period)
     return kept
+
+
+def count_skipped(why: str) -> None:
+    skipped = redis_client().incr(_key("skipped"))
+    logger.warning("a metrics collection was skipped (%s); %s skipped so far", why, skipped)
+
+
+def collection_health() -> dict:
+    """For the administrators: how many collections were skipped, and the
+    last one's time and size."""
+    client = redis_client()
+    last = client.get(_key("last"))
+    return {"skipped": int(client.get(_key("skipped")) or 0), "last": json.loads(last) if last else None}
 
 
 def roll_up(now: datetime | None = None) -> int:

@@ -1,0 +1,270 @@
+#!/usr/bin/env python
+"""A busy platform: the warm-redeploy latency of one service with 0, 50 and
+200 other live services, while the scheduler runs metrics collection (every
+15 s), the reconciler (every 30 s) and the rest of the housekeeping, as under
+`make run`.
+
+    .venv/bin/python bench/busy_platform.py [--counts 0,50,200] [--runs 5] [--filler static-site]
+
+The platform is started by scripts/start.sh itself (router, portal, the three
+workers, the scheduler), isolated from any other Hakobune on the host: a data
+directory, SQLite database, Celery queue prefix, instance label and Redis
+database of its own, and Caddy and the portal on free loopback ports. A
+probe service (tests/fixtures/apps/flask-hello) is deployed, then for each
+count the filler services (a small app, `--filler`, default the static site:
+lighttpd) are deployed through the pipeline up to that count, two collection
+periods pass, and the probe is redeployed `--runs` times with a one-line
+change: the time from the deploy (services.deploy_service, as the portal
+calls it) to the first HTTP 200 through the router showing the new text.
+
+Target (issue 16): with 200 live services, within 1.2x of the latency with none.
+Everything it started is stopped and removed at the end (scripts/stop.sh,
+its containers, network, firewall rules, images and queues)."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from decimal import Decimal
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT_DIR))
+
+import docker  # noqa: E402
+import requests  # noqa: E402
+
+from bench._local import append_results, remove_team  # noqa: E402
+
+APPS = PROJECT_DIR / "tests" / "fixtures" / "apps"
+TARGET_RATIO = 1.2
+PERIOD = 15
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def archive(app: str, extra: dict[str, str] | None = None) -> bytes:
+    root = APPS / app
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        files = {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+        files.update({name: text.encode() for name, text in (extra or {}).items()})
+        for name, data in files.items():
+            info = tarfile.TarInfo(f"{app}/{name}")
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+class Platform:
+    """A Hakobune of the benchmark's own, started and stopped by the scripts
+    `make run` and `make stop` use."""
+
+    def __init__(self, redis_db: int):
+        suffix = secrets.token_hex(3)
+        self.data_dir = Path(tempfile.mkdtemp(prefix="hakobune-bench-busy."))
+        self.prefix = f"hakobune-bench-busy-{suffix}"
+        self.router_port = free_port()
+        self.env = {
+            "HAKOBUNE_DATA_DIR": str(self.data_dir),
+            "DATABASE_URL": f"sqlite:///{self.data_dir}/hakobune.sqlite3",
+            "CELERY_QUEUE": self.prefix,
+            "HAKOBUNE_INSTANCE": self.prefix,
+            "REDIS_URL": f"redis://127.0.0.1:6379/{redis_db}",
+            "ROUTER_ADMIN_URL": f"http://127.0.0.1:{free_port()}",
+            "ROUTER_PORT": str(self.router_port),
+            "PORTAL_PORT": str(free_port()),
+            "SECRET_KEY": f"bench-{secrets.token_hex(16)}",
+            "HAKOBUNE_STACK_CACHE": os.environ.get("HAKOBUNE_STACK_CACHE", str(PROJECT_DIR / "var" / "stacks")),
+            "METRICS_SECONDS": str(PERIOD),
+            "RECONCILE_SECONDS": "30",
+            "DJANGO_SETTINGS_MODULE": "hakobune.platform.settings",
+        }
+        os.environ.update(self.env)
+
+    def start(self) -> None:
+        import django
+        from django.core.management import call_command
+
+        django.setup()
+        call_command("migrate", verbosity=0)
+        subprocess.run(["bash", "scripts/start.sh"], cwd=PROJECT_DIR, env={**os.environ, **self.env}, check=True,
+                       stdout=subprocess.DEVNULL)
+
+    def stop(self) -> None:
+        subprocess.run(["bash", "scripts/stop.sh"], cwd=PROJECT_DIR, env={**os.environ, **self.env},
+                       stdout=subprocess.DEVNULL)
+
+    def get(self, hostname: str) -> requests.Response:
+        session = requests.Session()
+        session.trust_env = False
+        return session.get(f"http://127.0.0.1:{self.router_port}/", headers={"Host": f"{hostname}:{self.router_port}"},
+                           timeout=5)
+
+
+def deploy(service, owner, app: str, extra=None):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from hakobune.platform.services.services import deploy_service
+
+    return deploy_service(service=service, source_file=SimpleUploadedFile(f"{app}.tar.gz", archive(app, extra)),
+                          created_by=owner)
+
+
+def wait_until_ended(builds, timeout: float) -> list:
+    deadline = time.monotonic() + timeout
+    pending = list(builds)
+    while pending and time.monotonic() < deadline:
+        for build in list(pending):
+            build.refresh_from_db()
+            if not build.in_progress:
+                pending.remove(build)
+        time.sleep(0.5)
+    if pending:
+        raise SystemExit(f"{len(pending)} builds did not end within {timeout:.0f} s")
+    return builds
+
+
+def redeploy_latency(platform, probe, owner, text: str, timeout: float = 300) -> float:
+    app_py = (APPS / "flask-hello" / "app.py").read_text().replace("Hello from Hakobune", text)
+    started = time.perf_counter()
+    build = deploy(probe, owner, "flask-hello", {"app.py": app_py})
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            response = platform.get(probe.hostname)
+            if response.status_code == 200 and response.text.startswith(text):
+                return time.perf_counter() - started
+        except requests.RequestException:
+            pass
+        build.refresh_from_db()
+        if build.status == "failed":
+            raise SystemExit(f"the probe's redeploy failed: {build.failure_reason}")
+        time.sleep(0.05)
+    raise SystemExit(f"the probe's redeploy did not answer within {timeout:.0f} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--counts", default="0,50,200")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--filler", default="static-site", help="the fixture app of the other services")
+    parser.add_argument("--redis-db", type=int, default=12)
+    parser.add_argument("--no-record", action="store_true")
+    args = parser.parse_args()
+    counts = [int(c) for c in args.counts.split(",")]
+
+    platform = Platform(args.redis_db)
+    client = docker.from_env(timeout=120)
+    team_name = f"busy{secrets.token_hex(2)}"
+    rows, load = [], []
+    try:
+        platform.start()
+        from django.contrib.auth import get_user_model
+
+        from hakobune.platform.accounts.services import create_team
+        from hakobune.platform.governance.models import TeamPolicy
+        from hakobune.platform.observability.collectors import collection_health
+        from hakobune.platform.services.services import create_service
+
+        owner = get_user_model().objects.create(username="bench-owner")
+        team = create_team(name=team_name, owner=owner)
+        # Room for every filler: the default team quota holds 16 services of 0.5 CPU.
+        TeamPolicy.objects.create(team=team, max_services=1000, max_cpu=Decimal("1000"), max_memory_mb=10_000_000,
+                                  review=TeamPolicy.Review.TRUSTED)
+        probe = create_service(team=team, name="probe", created_by=owner)
+        first = wait_until_ended([deploy(probe, owner, "flask-hello")], 600)[0]
+        if first.status != "live":
+            raise SystemExit(f"the probe did not go live: {first.failure_reason}")
+        probe.refresh_from_db()
+        fillers = 0
+        for count in counts:
+            started = time.perf_counter()
+            builds = []
+            while fillers < count:
+                service = create_service(team=team, name=f"f{fillers}", created_by=owner, memory_mb=64,
+                                         cpu=Decimal("0.1"))
+                builds.append(deploy(service, owner, args.filler))
+                fillers += 1
+            failed = [b for b in wait_until_ended(builds, 3600) if b.status != "live"]
+            fill_s = time.perf_counter() - started
+            time.sleep(2 * PERIOD)  # collections and reconciles run meanwhile
+            load.append(os.getloadavg()[0])
+            before = collection_health()
+            latencies = [redeploy_latency(platform, probe, owner, f"Busy {count} run {run}")
+                         for run in range(args.runs)]
+            after = collection_health()
+            rows.append({"count": count, "latencies": latencies, "failed": len(failed), "fill_s": fill_s,
+                         "skipped": after["skipped"] - before["skipped"], "last": after["last"]})
+            print(f"{count} live: median {statistics.median(latencies):.2f} s {['%.2f' % v for v in latencies]}",
+                  flush=True)
+    finally:
+        platform.stop()
+        remove_team(client, team_name)
+        for image in client.images.list(name=f"hakobune/{team_name}/*"):
+            for tag in image.tags:
+                try:
+                    client.images.remove(tag)
+                except docker.errors.APIError:
+                    pass
+        try:
+            import redis
+
+            connection = redis.Redis.from_url(platform.env["REDIS_URL"])
+            for key in connection.scan_iter(f"{platform.prefix}*"):
+                connection.delete(key)
+            for key in connection.scan_iter(f"hakobune:{platform.prefix}:*"):
+                connection.delete(key)
+        except Exception as exc:  # noqa: BLE001
+            print(f"could not clear the benchmark's Redis keys: {exc}")
+        subprocess.run(["rm", "-rf", str(platform.data_dir)])
+
+    if not rows:
+        return
+    base = statistics.median(rows[0]["latencies"])
+    lines = [
+        f"`bench/busy_platform.py --counts {args.counts} --runs {args.runs} --filler {args.filler}`: a platform "
+        f"started by scripts/start.sh (three workers: pipeline 2, builds 1, housekeeping 1; the scheduler with "
+        f"collection every {PERIOD} s and the reconciler every 30 s), SQLite. The probe is flask-hello, redeployed "
+        f"with a one-line change; latency = deploy_service() to the first 200 through the router showing the new text.",
+        "",
+        "| live services besides the probe | redeploy median | min | max | vs 0 | skipped collections | last collection | load avg |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row, avg in zip(rows, load):
+        median = statistics.median(row["latencies"])
+        last = row["last"] or {}
+        lines.append(
+            f"| {row['count']} | {median:.2f} s | {min(row['latencies']):.2f} s | {max(row['latencies']):.2f} s | "
+            f"{median / base:.2f}x | {row['skipped']} | {last.get('seconds', '?')} s, {last.get('points', '?')} points | "
+            f"{avg:.1f} |"
+        )
+    biggest = rows[-1]
+    ratio = statistics.median(biggest["latencies"]) / base
+    lines += [
+        "",
+        f"- target (with {biggest['count']} live services within {TARGET_RATIO}x of none): "
+        f"**{'met' if ratio <= TARGET_RATIO else 'not met'}** ({ratio:.2f}x)",
+        "- fillers deployed: " + ", ".join(f"{r['count']} in {r['fill_s']:.0f} s ({r['failed']} failed)" for r in rows),
+    ]
+    body = "\n".join(lines)
+    print(body)
+    if not args.no_record:
+        append_results("Busy platform (bench/busy_platform.py)", body)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,238 @@
+#!/usr/bin/env python
+"""The metrics collector at 200 services: what one collection costs, in the
+collector's own CPU time, in the Docker Engine's CPU time and in wall time,
+and so what share of one core it takes at its period (15 s).
+
+    .venv/bin/python bench/collector.py [--services 200] [--rounds 5] [--old 20]
+
+Starts `--services` small containers (the python stack's image, `sleep`, a
+64 MiB and 0.1 CPU limit each) with the labels the local runtime gives its
+instances, under an instance label of the benchmark's own, so the platform
+and test runs never see them; a temporary SQLite database holds a team and
+one live service per container. Then:
+
+- the collection as the scheduler runs it (collectors.collect_all: one
+  listing call, each container's cgroup files, one bulk insert), `--rounds`
+  times after a first one (which gives no CPU percentages yet);
+- the backend's bulk reading alone (DockerLocalBackend.metrics_all);
+- the old path on `--old` of the containers: the Docker API's `stats` call
+  per container, one after another (what collect_all did before).
+
+Every container it started is removed at the end (also on ^C)."""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import os
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import docker  # noqa: E402
+
+from bench._local import append_results  # noqa: E402
+
+PERIOD = 15.0
+IMAGE_CANDIDATES = ("hakobune/stack-python:bookworm", "hakobune/stack-static:bookworm")
+
+
+def dockerd_cpu_seconds() -> float | None:
+    """The Docker Engine's CPU time so far (user + system), from /proc."""
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "dockerd":
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except OSError:
+            continue
+    return None
+
+
+def image(client) -> str:
+    for name in IMAGE_CANDIDATES:
+        try:
+            client.images.get(name)
+            return name
+        except docker.errors.ImageNotFound:
+            continue
+    raise SystemExit(f"none of {IMAGE_CANDIDATES} is on this host: run `make stack` first")
+
+
+def start_containers(client, instance: str, team: str, count: int, image_name: str) -> list[str]:
+    from hakobune.runtime.docker_local import LABEL_MANAGED, LABEL_RELEASE, LABEL_SERVICE, LABEL_TEAM
+
+    def one(number: int) -> str:
+        container = client.containers.run(
+            image_name, ["sleep", "infinity"], detach=True, name=f"{instance}-s{number}",
+            labels={LABEL_MANAGED: instance, LABEL_TEAM: team, LABEL_SERVICE: f"s{number}", LABEL_RELEASE: "1"},
+            mem_limit="64m", nano_cpus=100_000_000, network_mode="none", pids_limit=16,
+        )
+        return container.id
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        return list(pool.map(one, range(count)))
+
+
+def remove_containers(client, instance: str) -> int:
+    from hakobune.runtime.docker_local import LABEL_MANAGED
+
+    found = client.containers.list(all=True, filters={"label": f"{LABEL_MANAGED}={instance}"})
+
+    def remove(container):
+        try:
+            container.remove(force=True)
+        except docker.errors.NotFound:
+            pass
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(remove, found))
+    return len(found)
+
+
+def setup_django(data_dir: str, instance: str):
+    os.environ.update({
+        "HAKOBUNE_DATA_DIR": data_dir, "HAKOBUNE_INSTANCE": instance, "SECRET_KEY": "bench-only",
+        "DATABASE_URL": f"sqlite:///{data_dir}/bench.sqlite3", "DJANGO_SETTINGS_MODULE": "hakobune.platform.settings",
+    })
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+
+
+def make_services(team_name: str, count: int):
+    from django.contrib.auth import get_user_model
+
+    from hakobune.platform.accounts.models import Team
+    from hakobune.platform.builds.models import Build
+    from hakobune.platform.services.models import DesiredState, Release, Service
+
+    owner = get_user_model().objects.create(username="bench")
+    team = Team.objects.create(name=team_name, created_by=owner)
+    for number in range(count):
+        service = Service.objects.create(team=team, name=f"s{number}", target="local",
+                                         desired_state=DesiredState.RUNNING)
+        build = Build.objects.create(service=service, number=1, status="live", image="bench")
+        release = Release.objects.create(service=service, build=build, number=1, status=Release.Status.LIVE,
+                                         image="bench")
+        Service.objects.filter(id=service.id).update(live_release=release)
+
+
+def measure(action, rounds: int) -> dict:
+    walls, cpus, engine = [], [], []
+    result = None
+    for _ in range(rounds):
+        engine_before = dockerd_cpu_seconds()
+        cpu_before, wall_before = time.process_time(), time.perf_counter()
+        result = action()
+        walls.append(time.perf_counter() - wall_before)
+        cpus.append(time.process_time() - cpu_before)
+        engine_after = dockerd_cpu_seconds()
+        if engine_before is not None and engine_after is not None:
+            engine.append(engine_after - engine_before)
+    return {"wall": statistics.median(walls), "wall_max": max(walls), "cpu": statistics.median(cpus),
+            "engine": statistics.median(engine) if engine else None, "result": result, "rounds": rounds}
+
+
+def share(seconds: float) -> str:
+    return f"{seconds / PERIOD * 100:.2f} %"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--services", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--old", type=int, default=20, help="containers read the old way (stats per container)")
+    parser.add_argument("--no-record", action="store_true", help="print, do not append to RESULTS.md")
+    args = parser.parse_args()
+
+    suffix = secrets.token_hex(3)
+    instance, team = f"hakobune-bench-collector-{suffix}", f"bc{suffix}"
+    data_dir = tempfile.mkdtemp(prefix="hakobune-bench-collector.")
+    setup_django(data_dir, instance)
+    from hakobune.platform.observability import collectors
+    from hakobune.platform.observability.models import MetricPoint
+    from hakobune.platform.services.backends import get_backend
+
+    client = docker.from_env(timeout=120)
+    load_before = os.getloadavg()
+    try:
+        started = time.perf_counter()
+        ids = start_containers(client, instance, team, args.services, image(client))
+        start_s = time.perf_counter() - started
+        make_services(team, args.services)
+        backend = get_backend("local")
+        cgroup_layout = f"cgroup v{backend.cgroups.version} under {backend.cgroups.root}"
+        time.sleep(2)
+
+        collectors.collect_all()  # the first reading: no CPU percentages yet
+        time.sleep(1)
+        full = measure(collectors.collect_all, args.rounds)
+        bulk = measure(backend.metrics_all, args.rounds)
+        samples = bulk["result"]
+        cpu_samples = sum(1 for found in samples.values() for s in found if s.name == "cpu_percent")
+        points = MetricPoint.objects.count()
+
+        subset = ids[: args.old]
+
+        def old_path():
+            for container_id in subset:
+                client.api.stats(container_id, stream=False)
+
+        old = measure(old_path, max(1, min(args.rounds, 2)))
+    finally:
+        removed = remove_containers(client, instance)
+        left = client.containers.list(all=True, filters={"label": f"org.hakobune.managed={instance}"})
+
+    per_container_old = old["wall"] / max(len(subset), 1)
+    lines = [
+        f"`bench/collector.py --services {args.services} --rounds {args.rounds} --old {args.old}`: "
+        f"{args.services} containers (`sleep` in {image(client)}, 64 MiB / 0.1 CPU each, labelled as the local runtime "
+        f"labels its instances, started in {start_s:.0f} s), one live service each in a temporary SQLite database; "
+        f"{cgroup_layout}. Medians of {args.rounds} collections after a first one. CPU = the collector process's own "
+        f"CPU time (user + system); engine = dockerd's CPU time over the same span (/proc). Load average at the "
+        f"start: {load_before[0]:.1f} on {os.cpu_count()} CPUs (other runs share this host).",
+        "",
+        "| path | containers | wall | collector CPU | engine CPU | collector CPU at a 15 s period | with the engine's |",
+        "|---|---|---|---|---|---|---|",
+    ]
+
+    def row(name, count, m):
+        engine = m["engine"] or 0.0
+        lines.append(
+            f"| {name} | {count} | {m['wall'] * 1000:.0f} ms (max {m['wall_max'] * 1000:.0f} ms) | "
+            f"{m['cpu'] * 1000:.0f} ms | {engine * 1000:.0f} ms | {share(m['cpu'])} of one core | "
+            f"{share(m['cpu'] + engine)} |"
+        )
+
+    row("collect_all (cgroup files, one listing call, bulk insert)", args.services, full)
+    row("DockerLocalBackend.metrics_all alone", args.services, bulk)
+    row("old: `stats` per container, serial", len(subset), old)
+    lines += [
+        "",
+        f"- each collection stored {full['result']} points ({cpu_samples} CPU readings from the second on; "
+        f"{points} points in all after {args.rounds + 1} collections)",
+        f"- old path: {per_container_old:.2f} s per container, so about {per_container_old * args.services:.0f} s "
+        f"for {args.services} (the period is {PERIOD:.0f} s)",
+        f"- target (collection of 200 services under 5 % of one core at 15 s): "
+        f"**{'met' if full['cpu'] / PERIOD < 0.05 else 'not met'}** ({share(full['cpu'])} collector, "
+        f"{share(full['cpu'] + (full['engine'] or 0))} with dockerd's listing)",
+        f"- removed {removed} containers; {len(left)} left",
+    ]
+    body = "\n".join(lines)
+    print(body)
+    if not args.no_record:
+        append_results("Metrics collection (bench/collector.py)", body)
+
+
+if __name__ == "__main__":
+    main()
