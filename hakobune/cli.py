@@ -634,6 +634,22 @@ def cmd_rollback(args) -> int:
     return EXIT_OK
 
 
+def cmd_cancel(args) -> int:
+    api, team, name = _service_args(args)
+    where = service_path(team, name)
+    number = args.build
+    if number is None:
+        latest = api.get(f"{where}/")["latest_build"]
+        if not latest or latest["status"] not in ("queued", "fetching", "detecting", "building", "reviewing"):
+            raise CliError(f"{name} has no deploy in progress to cancel.")
+        number = latest["number"]
+    else:
+        number = int(str(number).lstrip("#"))
+    build = api.post(f"{where}/builds/{number}/cancel/")
+    print(f"Cancelled deploy #{build['number']} of {name}; the live release keeps serving.")
+    return EXIT_OK
+
+
 def cmd_env(args) -> int:
     api, team, name = _service_args(args)
     where = f"{service_path(team, name)}/env/"
@@ -732,6 +748,10 @@ def build_parser() -> argparse.ArgumentParser:
     back = with_service(commands.add_parser("rollback", help="go back to an earlier release"))
     back.add_argument("release", nargs="?", help="the release, like v3 (default: the one before the live one)")
     back.set_defaults(func=cmd_rollback)
+
+    cancel = with_service(commands.add_parser("cancel", help="stop a deploy still queued or building"))
+    cancel.add_argument("build", nargs="?", help="the deploy's number, like 7 (default: the newest one in progress)")
+    cancel.set_defaults(func=cmd_cancel)
 
     env = with_service(commands.add_parser("env", help="environment variables"))
     env_commands = env.add_subparsers(dest="env_command", metavar="ACTION")

@@ -14,6 +14,7 @@ TASK_MODULE = "hakobune.worker.tasks"
 TASKS = frozenset({
     "fetch_source", "detect_stack", "build_image", "deploy_release", "start_release",
     "destroy_service", "sync_router", "reconcile", "rebuild_stack",
+    "admit_builds", "stop_build",
 })
 
 

@@ -271,6 +271,9 @@ CELERY_BEAT_SCHEDULE = {
     "prune-images": {"task": "hakobune.worker.tasks.prune_images", "schedule": 3600.0},
     "reconcile": {"task": "hakobune.worker.tasks.reconcile", "schedule": float(env_int("RECONCILE_SECONDS", 30))},
     "fail-stalled-builds": {"task": "hakobune.worker.tasks.fail_stalled_builds", "schedule": 60.0},
+    # Admission is also asked after every deploy and every build's end; this
+    # is the safety net (a Redis restart that lost those requests loses no build).
+    "admit-builds": {"task": "hakobune.worker.tasks.admit_builds", "schedule": float(env_int("ADMIT_BUILDS_SECONDS", 10))},
 }
 
 # The REST API under /api/v1/ (hakobune/platform/api): bearer tokens or the
@@ -382,6 +385,10 @@ _default_ca = "/etc/ssl/certs/ca-certificates.crt"
 BUILD_CA_BUNDLE = env("BUILD_CA_BUNDLE", _default_ca if Path(_default_ca).exists() else "")
 
 BUILD_TIMEOUT = env_int("BUILD_TIMEOUT", 900)
+# How many builds fetch, detect or build at once on this platform; the rest
+# wait, queued, and are admitted fairly (the team with the fewest builds in
+# progress first, then the oldest). Sized for two cores.
+BUILD_CONCURRENCY = env_int("BUILD_CONCURRENCY", 2)
 
 # Governance: what a team may hold unless staff set its own quota (Quotas page),
 # and whether new services wait for an administrator's review before going live.

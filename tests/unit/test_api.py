@@ -232,7 +232,7 @@ def test_an_archive_deploy_answers_202_with_the_build(as_, client, developer, se
     build = Build.objects.get(id=body["id"])
     assert body["number"] == 3 and body["status"] == "queued" and build.trigger == "api"
     assert body["log_url"].endswith(f"/api/v1/builds/{build.id}/log")
-    assert ("fetch_source", build.id) in queued_tasks
+    assert ("admit_builds",) in queued_tasks
 
 
 def test_a_deploy_that_is_not_an_archive_is_refused_with_words(client, owner, service):
