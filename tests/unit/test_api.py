@@ -84,6 +84,8 @@ CASES = [
     ("patch", f"{SVC}/", {"instances": 2}, {**WRITE, "owner": 200, "developer": 200}),
     ("delete", f"{SVC}/", None, {**OWNER_ONLY, "owner": 202}),
     ("post", f"{SVC}/deploys/", {"ref": "main"}, {**WRITE, "owner": 400, "developer": 400}),
+    # Deploy #1 is long finished: members who may deploy hear why it cannot be cancelled.
+    ("post", f"{SVC}/builds/1/cancel/", None, {**WRITE, "owner": 409, "developer": 409}),
     ("get", f"{SVC}/releases/", None, READ),
     ("post", f"{SVC}/rollback/", {"release": 1}, {**WRITE, "owner": 202, "developer": 202}),
     ("get", f"{SVC}/env/", None, READ),
