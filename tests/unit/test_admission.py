@@ -30,6 +30,11 @@ def test_the_fair_order_takes_turns_between_teams_then_the_oldest():
     assert admission.fair_order(queued, {}) == [1, 6, 9, 2, 7, 3, 8, 4, 5]
 
 
+def test_between_teams_with_as_many_in_progress_the_one_served_longest_ago_goes_first():
+    # Team 3 never had a build admitted, team 2 longer ago than team 1.
+    assert admission.fair_order([(10, 1), (11, 2), (12, 3)], {}, {1: 100.0, 2: 50.0}) == [12, 11, 10]
+
+
 def test_a_team_with_builds_in_progress_waits_behind_teams_with_none():
     queued = [(1, 1), (2, 1), (3, 2), (4, 3)]
     assert admission.fair_order(queued, {1: 2, 2: 1}) == [4, 3, 1, 2]
@@ -83,10 +88,11 @@ def test_a_free_slot_goes_to_the_team_with_fewest_builds_in_progress(teams, owne
     assert admission.waiting_ahead(Build.objects.get(id=alpha[1].id)) == 1
     assert admission.waiting_ahead(Build.objects.get(id=alpha[0].id)) is None
     fail(alpha[0].id, Diagnosis("pipeline.stalled"))
-    # Alpha and gamma have none in progress now: the older build, alpha's, goes first.
-    assert admission.admit_builds() == [alpha[1].id]
-    fail(beta[0].id, Diagnosis("pipeline.stalled"))
+    # Alpha and gamma have none in progress now: gamma, never served, goes before alpha's older build.
     assert admission.admit_builds() == [gamma[0].id]
+    fail(beta[0].id, Diagnosis("pipeline.stalled"))
+    # Alpha and beta have none in progress: alpha was served longer ago.
+    assert admission.admit_builds() == [alpha[1].id]
 
 
 def test_the_api_and_the_page_say_how_many_builds_are_ahead(teams, owner, queued_tasks, client):

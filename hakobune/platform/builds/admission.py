@@ -4,9 +4,9 @@ into the pipeline here, a bounded number at a time and fairly between teams.
 A build takes a slot while it fetches, detects or builds (`ADMITTED`); at most
 `settings.BUILD_CONCURRENCY` builds hold one at once, so twenty deploys at
 once on two cores do not run twenty compilers side by side. A free slot goes
-to the team with the fewest builds in progress, then to the oldest build
-(`fair_order`), so one team's twenty deploys do not keep another's one
-waiting behind them all.
+to the team with the fewest builds in progress, then to the team served
+longest ago, then to its oldest build (`fair_order`): teams take turns, and
+one team's twenty deploys do not keep another's one waiting behind them all.
 
 `admit_builds` is asked after every accepted deploy, whenever a build leaves
 its slot, and by the scheduler every few seconds as a safety net: the queued
@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 from django.conf import settings
+from django.db.models import Max
 from django.utils import timezone
 
 from hakobune.platform import queue
@@ -43,26 +44,43 @@ SCAN_LIMIT = 1000
 UNCLAIMED_SECONDS = 60
 
 
-def fair_order(queued: list[tuple[int, int]], in_progress: dict[int, int]) -> list[int]:
+def fair_order(queued: list[tuple[int, int]], in_progress: dict[int, int],
+               last_admitted: dict[int, float] | None = None) -> list[int]:
     """The order queued builds are admitted in: `queued` is (build id, team
     id), oldest first; `in_progress` the builds each team has in the
-    pipeline. Each pick goes to the team with the fewest in progress
-    (counting the ones picked before it), then to the oldest build."""
+    pipeline; `last_admitted` when each team last had a build admitted
+    (a timestamp; never: none). Each pick goes to the team with the fewest in
+    progress (counting the ones picked before it); between teams with as many,
+    to the one served longest ago (so teams take turns, whoever deployed
+    first); then to the team's oldest build."""
     waiting: dict[int, deque[int]] = {}
     for build_id, team_id in queued:
         waiting.setdefault(team_id, deque()).append(build_id)
-    counts = {team_id: in_progress.get(team_id, 0) for team_id in waiting}
-    heap = [(counts[team_id], builds[0], team_id) for team_id, builds in waiting.items()]
+    served = dict(last_admitted or {})
+    heap = [(in_progress.get(team_id, 0), served.get(team_id, float("-inf")), builds[0], team_id)
+            for team_id, builds in waiting.items()]
     heapq.heapify(heap)
+    clock = max([0.0, *served.values()])
     order = []
     while heap:
-        count, build_id, team_id = heapq.heappop(heap)
+        count, _, build_id, team_id = heapq.heappop(heap)
         order.append(build_id)
+        clock += 1
         builds = waiting[team_id]
         builds.popleft()
         if builds:
-            heapq.heappush(heap, (count + 1, builds[0], team_id))
+            heapq.heappush(heap, (count + 1, clock, builds[0], team_id))
     return order
+
+
+def _last_admitted(team_ids) -> dict[int, float]:
+    rows = (Build.objects.filter(service__team_id__in=set(team_ids), started_at__isnull=False)
+            .values("service__team_id").annotate(last=Max("started_at")))
+    return {row["service__team_id"]: row["last"].timestamp() for row in rows}
+
+
+def _order(queued: list[tuple[int, int]], in_progress: dict[int, int]) -> list[int]:
+    return fair_order(queued, in_progress, _last_admitted(team_id for _, team_id in queued))
 
 
 def _in_progress_by_team() -> Counter:
@@ -78,7 +96,7 @@ def _queued() -> list[tuple[int, int]]:
 def queue_positions() -> dict[int, int]:
     """{queued build id: how many queued builds go before it}, as admission
     stands now (a build ending elsewhere may change it)."""
-    return {build_id: ahead for ahead, build_id in enumerate(fair_order(_queued(), _in_progress_by_team()))}
+    return {build_id: ahead for ahead, build_id in enumerate(_order(_queued(), _in_progress_by_team()))}
 
 
 def waiting_ahead(build: Build) -> int | None:
@@ -121,7 +139,7 @@ def admit_builds() -> list[int]:
         admitted: list[int] = []
         if free <= 0:
             return admitted
-        for build_id in fair_order(_queued(), in_progress):
+        for build_id in _order(_queued(), in_progress):
             if len(admitted) >= free:
                 break
             # The claim: a build cancelled or superseded meanwhile is not admitted.
