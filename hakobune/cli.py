@@ -568,6 +568,13 @@ def cmd_deploy(args) -> int:
         print(f"\nDeploy #{build['number']} is built and waits for an administrator's review; "
               f"it goes live by itself once they approve ({build['url']}).")
         return EXIT_OK
+    if build["status"] == "superseded":
+        print(f"\nDeploy #{build['number']} was superseded: a newer deploy of {name} was accepted, and the newest "
+              "one is the one that goes live.", file=sys.stderr)
+        return EXIT_FAILED
+    if build["status"] == "cancelled":
+        print(f"\nDeploy #{build['number']} was cancelled; the live release keeps serving.", file=sys.stderr)
+        return EXIT_FAILED
     reason = build["reason"] or f"the build ended as {build['status']}"
     print(f"\nDeploy #{build['number']} failed: {reason}", file=sys.stderr)
     return EXIT_FAILED

@@ -147,3 +147,10 @@ def test_a_members_deploy_is_queued_and_admission_asked(teams, owner, queued_tas
     with django_capture_on_commit_callbacks(execute=True):
         build = deploy_service(service=service, source_file=upload_of("flask-hello"), created_by=owner)
     assert build.status == S.QUEUED and queued_tasks == [("admit_builds",)]
+
+
+def test_a_build_waiting_in_a_long_queue_is_not_called_stalled(teams, owner, queued_tasks, settings):
+    (build,) = queue_builds(teams["alpha"], owner, 1)
+    settings.BUILD_TIMEOUT = -10_000
+    tasks.fail_stalled_builds()
+    assert statuses([build]) == [S.QUEUED]

@@ -369,7 +369,8 @@ def fail_stalled_builds() -> int:
     cutoff = timezone.now() - timedelta(seconds=settings.BUILD_TIMEOUT + 120)
     stalled = Build.objects.filter(status__in=IN_PROGRESS, status_changed_at__lt=cutoff)
     failed = 0
-    # A build waiting for an administrator waits for a person, not a worker.
-    for build_id in stalled.exclude(status=S.REVIEWING).values_list("id", flat=True):
+    # A build waiting for an administrator waits for a person, not a worker; one
+    # queued waits for a build slot (admission), however long the queue is.
+    for build_id in stalled.exclude(status__in=(S.REVIEWING, S.QUEUED)).values_list("id", flat=True):
         failed += fail(build_id, Diagnosis("pipeline.stalled"))
     return failed
