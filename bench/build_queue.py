@@ -209,16 +209,30 @@ def burst(concurrency: int, args, data: Path) -> dict:
             total = time.monotonic() - started
     finally:
         stop(worker)
-    rows = list(Build.objects.filter(id__in=[b.id for b in builds]).select_related("service__team"))
+    from django.db.models import Min
+
+    rows = list(Build.objects.filter(id__in=[b.id for b in builds]).select_related("service__team")
+                .annotate(began=Min("log_lines__created_at")))
     label_of = {name: label for label, name in teams.items()}
-    order = "".join(label_of[b.service.team.name].upper() for b in sorted(rows, key=lambda b: (b.started_at, b.id)))
-    waits = {}
+
+    def order_by(key):
+        return "".join(label_of[b.service.team.name].upper() for b in sorted(rows, key=lambda b: (key(b), b.id)))
+
+    waits, began, live = {}, {}, {}
     for label, _ in TEAMS:
-        seconds = [(b.started_at - b.created_at).total_seconds() for b in rows if label_of[b.service.team.name] == label]
+        ours = [b for b in rows if label_of[b.service.team.name] == label]
+        seconds = [(b.started_at - b.created_at).total_seconds() for b in ours]
         waits[label] = (statistics.mean(seconds), max(seconds))
+        seconds = [(b.began - b.created_at).total_seconds() for b in ours]
+        began[label] = (statistics.mean(seconds), max(seconds))
+        seconds = [(b.finished_at - b.created_at).total_seconds() for b in ours]
+        live[label] = (statistics.mean(seconds), max(seconds))
     result = {
         "concurrency": concurrency,
-        "order": order,
+        "order": order_by(lambda b: b.started_at),
+        "began_order": order_by(lambda b: b.began),
+        "began": began,
+        "live": live,
         "statuses": {status: sum(1 for b in rows if b.status == status) for status in {b.status for b in rows}},
         "max_admitted": sampler.max_admitted,
         "max_steps": sampler.max_steps,
@@ -236,17 +250,22 @@ def burst(concurrency: int, args, data: Path) -> dict:
 
 
 def report(result: dict) -> str:
-    waits = ", ".join(f"team {label.upper()} ({count} builds) mean {result['waits'][label][0]:.1f} s, "
-                      f"max {result['waits'][label][1]:.1f} s" for label, count in TEAMS)
+    def per_team(key):
+        return ", ".join(f"team {label.upper()} ({count} builds) mean {result[key][label][0]:.1f} s, "
+                         f"max {result[key][label][1]:.1f} s" for label, count in TEAMS)
+
     return (
         f"- BUILD_CONCURRENCY={result['concurrency']} (worker: {WORKER_PROCESSES} processes): "
         f"{', '.join(f'{n} {s}' for s, n in sorted(result['statuses'].items()))}; total {result['total']:.1f} s "
         f"from the first deploy to the last live (the 20 deploys accepted within {result['accepted']:.1f} s; "
         f"median build + deploy {result['build_seconds']:.1f} s)\n"
-        f"  - admitted in the order {result['order']}\n"
+        f"  - admitted in the order {result['order']}; began fetching (first log line) in the order "
+        f"{result['began_order']}\n"
         f"  - most builds in fetching/detecting/building at once: {result['max_admitted']} (database); "
         f"with a running build step: {result['max_steps']} (cgroups)\n"
-        f"  - wait from deploy to admission: {waits}\n"
+        f"  - wait from deploy to admission: {per_team('waits')}\n"
+        f"  - wait from deploy to its fetch beginning: {per_team('began')}\n"
+        f"  - time from deploy to live: {per_team('live')}\n"
         f"  - peak memory of the builds' cgroups together: {result['peak_cgroups_mb']:.0f} MiB; host used "
         f"{result['peak_host_mb']:.0f} MiB at peak ({result['baseline_host_mb']:.0f} MiB before); "
         f"out-of-memory kills in the builds' cgroups: {result['oom_kills']}\n"
