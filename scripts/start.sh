@@ -43,7 +43,19 @@ wait_for() {
 }
 
 echo "Starting Hakobune"
-printf '{"admin": {"listen": "%s"}}\n' "$ROUTER_ADMIN" >"$RUN/caddy-boot.json"
+# Caddy starts from the last config it took (kept by Hakobune in
+# $ROUTER_STATE_DIR/last-good.json), so the services answer again before the
+# sync below rebuilds it from the database; else from an empty one.
+LAST_GOOD="${ROUTER_STATE_DIR:-$VAR/router}/last-good.json"
+if ! "$BIN/python" - "$LAST_GOOD" "$ROUTER_ADMIN" >"$RUN/caddy-boot.json" 2>/dev/null <<'PY'
+import json, sys
+config = json.load(open(sys.argv[1]))
+config["admin"] = {"listen": sys.argv[2]}
+print(json.dumps(config))
+PY
+then
+  printf '{"admin": {"listen": "%s"}}\n' "$ROUTER_ADMIN" >"$RUN/caddy-boot.json"
+fi
 start router caddy run --config "$RUN/caddy-boot.json"
 wait_for router "$ROUTER_ADMIN_URL/config/"
 "$BIN/python" manage.py sync_router

@@ -9,6 +9,7 @@ say the library's own words (`detail`)."""
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass, field
 
 from django.utils.translation import gettext, override
@@ -84,6 +85,17 @@ rule("pipeline.gave_up", T,
 rule("pipeline.stalled", P, "The build stopped making progress (the worker may have restarted). Deploy again.")
 rule("release.internal", P, "Hakobune failed while starting this release.")
 
+# Disk (builds/disk.py): not the person's app; an administrator frees space.
+rule("disk.low", P,
+     "Hakobune did not start this build: %(where)s has only %(free)s free (%(path)s), under the %(threshold)s "
+     "a build needs. This is not your app. An administrator must free space: prune old images and build cache "
+     "(\"Prune now\" on the Quotas page, or `manage.py prune`), or remove what else fills that disk; "
+     "then deploy again.")
+rule("disk.full", P,
+     "The disk filled up during this build (%(detail)s). This is not your app. An administrator must free space: "
+     "prune old images and build cache (\"Prune now\" on the Quotas page, or `manage.py prune`); "
+     "then deploy again.")
+
 # Reviews by an administrator.
 rule("review.rejected", U,
      "An administrator did not approve this service: %(note)s Change it and deploy again; "
@@ -96,6 +108,8 @@ def diagnose(exc: BaseException) -> Diagnosis:
     if getattr(exc, "rule", None) in RULES:
         return Diagnosis(exc.rule, dict(getattr(exc, "params", None) or {}))
     detail = getattr(exc, "message", None) or str(exc)
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return Diagnosis("disk.full", {"detail": f"no space left on {exc.filename or 'the device'}"})
     kind = classify(exc)
     if isinstance(exc, SourceError):
         return Diagnosis("source.refused", {"detail": detail})

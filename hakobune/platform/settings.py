@@ -63,6 +63,9 @@ BASE_DOMAIN = env("BASE_DOMAIN", "localhost")
 PORTAL_PORT = env_int("PORTAL_PORT", 8000)
 ROUTER_PORT = env_int("ROUTER_PORT", 8080)
 ROUTER_ADMIN_URL = env("ROUTER_ADMIN_URL", "http://127.0.0.1:2019")
+# Where the router's last good config is kept (last-good.json): a restarted
+# Caddy starts from it (scripts/start.sh), and a refused config falls back to it.
+ROUTER_STATE_DIR = Path(env("ROUTER_STATE_DIR", str(DATA_DIR / "router")))
 # The scheme services are reached with; "http" for *.localhost, where Caddy's
 # automatic HTTPS is off.
 # Caddy's automatic HTTPS (certificates for every service address and custom
@@ -268,7 +271,7 @@ CELERY_BEAT_SCHEDULE = {
     "scale-idle-to-zero": {"task": "hakobune.worker.tasks.scale_idle_to_zero", "schedule": 15.0},
     "collect-metrics": {"task": "hakobune.worker.tasks.collect_metrics", "schedule": float(METRICS_SECONDS)},
     "roll-up-metrics": {"task": "hakobune.worker.tasks.roll_up_metrics", "schedule": 600.0},
-    "prune-images": {"task": "hakobune.worker.tasks.prune_images", "schedule": 3600.0},
+    "prune-images": {"task": "hakobune.worker.tasks.prune_images", "schedule": float(env_int("PRUNE_SECONDS", 3600))},
     "reconcile": {"task": "hakobune.worker.tasks.reconcile", "schedule": float(env_int("RECONCILE_SECONDS", 30))},
     "fail-stalled-builds": {"task": "hakobune.worker.tasks.fail_stalled_builds", "schedule": 60.0},
     # Admission is also asked after every deploy and every build's end; this
@@ -341,6 +344,7 @@ RUNTIME_BACKENDS = {
             "https_port": ROUTER_HTTPS_PORT,
             "waker_upstream": env("WAKER_UPSTREAM", f"127.0.0.1:{PORTAL_PORT}"),
             "waker_secret": WAKER_SECRET,
+            "router_state_dir": str(ROUTER_STATE_DIR),
         },
     },
 }
@@ -404,8 +408,22 @@ REVIEW_NEW_SERVICES = env_bool("REVIEW_NEW_SERVICES", False)
 METRICS_RAW_HOURS = env_int("METRICS_RAW_HOURS", 2)
 METRICS_ROLLUP_SECONDS = env_int("METRICS_ROLLUP_SECONDS", 300)
 METRICS_RETENTION_HOURS = env_int("METRICS_RETENTION_HOURS", 48)
-# Images of a service's last N releases are kept for instant rollbacks.
+# Images of a service's last N releases are kept for instant rollbacks (with
+# the live release's and those of builds on their way to a release); older
+# ones are pruned every PRUNE_SECONDS (docs/architecture.md, "Disk").
 KEEP_RELEASES = env_int("KEEP_RELEASES", 5)
+PRUNE_SECONDS = env_int("PRUNE_SECONDS", 3600)
+# Build leftovers (untagged images Hakobune's builds made, and the engine's
+# build cache) unused for this many hours go at each prune (0: never). More
+# than BUILD_TIMEOUT, so a build under way never loses its layers.
+BUILD_CACHE_PRUNE_HOURS = env_int("BUILD_CACHE_PRUNE_HOURS", 24)
+# No build starts while the workspace, uploads or the Docker Engine's data root
+# have less free space than this (MiB; 0: no check). The build is refused in
+# words, naming what to prune.
+BUILD_MIN_FREE_DISK_MB = env_int("BUILD_MIN_FREE_DISK_MB", 2048)
+# Where builds unpack their sources, one folder per build (removed once the
+# build ends).
+WORKSPACE_DIR = Path(env("HAKOBUNE_WORKSPACE_DIR", str(DATA_DIR / "workspaces")))
 # Source snapshots (uploads and packed git trees) of each service's last N
 # deploys are kept for "deploy again"; those of its kept releases always are.
 KEEP_SOURCE_SNAPSHOTS = env_int("KEEP_SOURCE_SNAPSHOTS", 10)

@@ -195,9 +195,12 @@ class RuntimeBackend:
         kept by the metric collectors, not by the backend)."""
         raise NotImplementedError
 
-    def sync_routes(self, live: list[LiveRoute]) -> None:
-        """Makes the backend's routing serve exactly these services. Backends
-        whose platform routes by itself do nothing."""
+    def sync_routes(self, live: list[LiveRoute]) -> dict[str, str]:
+        """Makes the backend's routing serve exactly these services; returns
+        {hostname: why} of those whose route was left out (it failed the
+        router's checks), while the others are served. Backends whose
+        platform routes by itself do nothing."""
+        return {}
 
     def reconcile_service(self, desired: DesiredService) -> list[str]:
         """Repairs one service so that it runs as desired; returns what was

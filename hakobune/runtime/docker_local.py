@@ -84,6 +84,7 @@ class DockerLocalBackend(RuntimeBackend):
             https=bool(options.get("https", False)),
             https_port=int(options.get("https_port", 443)),
             waker_secret=options.get("waker_secret", ""),
+            state_dir=options.get("router_state_dir"),
         )
         # "iptables" isolates each team bridge (runtime/firewall.py); "off" only
         # where something else does (never on a shared host).
@@ -126,7 +127,7 @@ class DockerLocalBackend(RuntimeBackend):
                 self.router.remove_route(spec.hostname)
         except RouterError as exc:
             self._remove(started)
-            raise RuntimeBackendError(str(exc), permanent=False)
+            raise RuntimeBackendError(str(exc), permanent=exc.permanent)
         except RuntimeBackendError:
             self._remove(started)
             raise
@@ -484,7 +485,7 @@ class DockerLocalBackend(RuntimeBackend):
                 done.append(f"removed {container.name}: no service {ref.team}/{ref.service} exists")
         return done
 
-    def sync_routes(self, live: list[LiveRoute]) -> None:
+    def sync_routes(self, live: list[LiveRoute]) -> dict[str, str]:
         # One listing of this platform's running instances, grouped by release.
         upstreams_of: dict[str, list[str]] = {}
         for container in self.client.containers.list(filters={"label": f"{LABEL_MANAGED}={self.instance}"}):
@@ -513,7 +514,7 @@ class DockerLocalBackend(RuntimeBackend):
                 routes.append(Route(entry.hostname, tuple(sorted(upstreams)), aliases=tuple(entry.aliases),
                                     redirects=tuple(entry.redirects)))
         try:
-            self.router.load(routes)
+            return self.router.load(routes)
         except RouterError as exc:
             raise RuntimeBackendError(str(exc), permanent=False)
 

@@ -25,6 +25,8 @@ class DummyBackend(RuntimeBackend):
         self.calls: list[tuple[str, object]] = []
         self.running: dict[ServiceRef, DeploySpec] = {}
         self.next_deploy_errors: list[Exception] = []
+        # {hostname: why}: routes the router would leave out (sync_routes).
+        self.refused_routes: dict[str, str] = {}
 
     def fail_next_deploys(self, *errors: Exception) -> None:
         self.next_deploy_errors.extend(errors)
@@ -71,5 +73,7 @@ class DummyBackend(RuntimeBackend):
         labels = {"instance": f"{spec.service}-{spec.release_number}"}
         return [MetricSample(now, name, float(value), labels) for name, value in self.options.get("metrics", {}).items()]
 
-    def sync_routes(self, live: list[LiveRoute]) -> None:
+    def sync_routes(self, live: list[LiveRoute]) -> dict[str, str]:
         self.calls.append(("sync_routes", list(live)))
+        return {entry.hostname: self.refused_routes[entry.hostname] for entry in live
+                if entry.hostname in self.refused_routes}

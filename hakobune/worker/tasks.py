@@ -97,8 +97,7 @@ def scale_idle_to_zero() -> None:
 
 @shared_task
 def prune_images() -> None:
-    housekeeping.prune_images()
-    housekeeping.prune_source_snapshots()
+    housekeeping.prune()
 
 
 @shared_task

@@ -38,8 +38,38 @@ def _wait_for(check, timeout, what):
     raise RuntimeError(f"{what} did not come up within {timeout} s")
 
 
+class CaddyProcess:
+    """The tests' Caddy, which a fault test may kill and start again (from
+    the empty boot config, or from another, such as the last good one)."""
+
+    def __init__(self, boot: Path):
+        self.boot = boot
+        self.process = None
+
+    def start(self, config: Path | None = None) -> None:
+        home = self.boot.parent
+        self.process = subprocess.Popen(
+            ["caddy", "run", "--config", str(config or self.boot)],
+            stdout=subprocess.DEVNULL,
+            stderr=open(os.environ.get("CADDY_DEBUG_LOG", os.devnull), "ab"),
+            env={**os.environ, "HOME": str(home), "XDG_DATA_HOME": str(home), "XDG_CONFIG_HOME": str(home)},
+        )
+        session = requests.Session()
+        session.trust_env = False
+        _wait_for(lambda: session.get(f"{settings.ROUTER_ADMIN_URL}/config/", timeout=1).ok, 15, "caddy")
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
 @pytest.fixture(scope="session")
-def router(tmp_path_factory):
+def caddy(tmp_path_factory) -> CaddyProcess:
     """A Caddy of the tests' own, on the ports the settings name; its log goes
     to $CADDY_DEBUG_LOG when set (to see what it did to a failed request)."""
     if shutil.which("caddy") is None:
@@ -47,18 +77,16 @@ def router(tmp_path_factory):
     admin = urlsplit(settings.ROUTER_ADMIN_URL).netloc
     config = tmp_path_factory.mktemp("caddy") / "boot.json"
     config.write_text(json.dumps({"admin": {"listen": admin}}))
-    process = subprocess.Popen(
-        ["caddy", "run", "--config", str(config)],
-        stdout=subprocess.DEVNULL,
-        stderr=open(os.environ.get("CADDY_DEBUG_LOG", os.devnull), "ab"),
-        env={**os.environ, "HOME": str(config.parent), "XDG_DATA_HOME": str(config.parent), "XDG_CONFIG_HOME": str(config.parent)},
-    )
-    session = requests.Session()
-    session.trust_env = False
-    _wait_for(lambda: session.get(f"{settings.ROUTER_ADMIN_URL}/config/", timeout=1).ok, 15, "caddy")
-    yield settings.ROUTER_ADMIN_URL
-    process.terminate()
-    process.wait(timeout=10)
+    process = CaddyProcess(config)
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def router(caddy):
+    """The tests' Caddy (see `caddy`): its admin URL."""
+    return settings.ROUTER_ADMIN_URL
 
 
 def _stop(process, log, show_variable: str) -> None:

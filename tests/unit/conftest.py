@@ -5,6 +5,10 @@ import pytest
 def _isolated_files(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.DATA_DIR = tmp_path / "data"
+    settings.WORKSPACE_DIR = tmp_path / "data" / "workspaces"
+    # The free-disk check asks the Docker Engine where its data is; unit tests
+    # that check it turn it on (test_disk.py).
+    settings.BUILD_MIN_FREE_DISK_MB = 0
 
 
 @pytest.fixture

@@ -38,7 +38,7 @@ from hakobune.platform.services import releases, sources
 from hakobune.worker import gitfetch, source
 from hakobune.worker.buildpacks import BuildPlan, apply_service_settings, detect
 
-from . import admission, images
+from . import admission, disk, images
 from .log import BuildLog, BuildStopped
 from .models import ADMITTED, IN_PROGRESS, Build, BuildStatus
 from .state import advance, claim, fail, is_stopped, release_claim
@@ -56,7 +56,7 @@ STEP_RELIES_ON = {
 
 
 def workspace_dir(build_id: int) -> Path:
-    return settings.DATA_DIR / "workspaces" / f"build-{build_id}"
+    return Path(settings.WORKSPACE_DIR) / f"build-{build_id}"
 
 
 def source_dir(build: Build) -> Path:
@@ -155,6 +155,8 @@ def fetch_source(build_id: int, *, attempt: int = 1) -> None:
     build = Build.objects.select_related("service__team").get(id=build_id)
     log = step_log(build_id)
     with step(build_id, S.FETCHING, log, attempt):
+        # No build starts on a disk too full to finish it (builds/disk.py).
+        disk.check_free_disk(build.service)
         workspace = workspace_dir(build_id)
         shutil.rmtree(workspace, ignore_errors=True)
         if build.source_kind == "git" and not build.source_archive:

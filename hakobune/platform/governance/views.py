@@ -1,5 +1,6 @@
-"""Staff: each team's quota and usage, and the queue of services waiting for
-review, with what each would run."""
+"""Staff: each team's quota and usage, the queue of services waiting for
+review, with what each would run, and the host's disk (what pruning keeps and
+freed)."""
 
 from django.conf import settings
 from django.contrib import messages
@@ -10,6 +11,7 @@ from django.views.decorators.http import require_POST
 
 from hakobune.platform.accounts.models import Team
 from hakobune.platform.accounts.permissions import staff_or_403
+from hakobune.platform.builds import disk
 from hakobune.platform.queue import enqueue_on_commit
 from hakobune.platform.services.models import Service
 
@@ -82,3 +84,18 @@ def review_service(request, service_id, decision):
     except ReviewError as exc:
         messages.error(request, str(exc))
     return redirect("governance:quotas")
+
+
+@login_required
+def disk_page(request):
+    staff_or_403(request.user, "see the host's disk")
+    return render(request, "governance/disk.html", {"report": disk.usage_report()})
+
+
+@login_required
+@require_POST
+def prune_now(request):
+    staff_or_403(request.user, "prune images")
+    enqueue_on_commit("prune_images")
+    messages.success(request, "Pruning now; this page shows what it freed once it is done (reload in a minute).")
+    return redirect("governance:disk")

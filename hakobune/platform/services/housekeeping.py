@@ -1,6 +1,6 @@
 """What the scheduler keeps doing for every service: reconciling the
 runtimes with the database, rewriting the routes, putting idle services to
-sleep, pruning old images; and the long actions a worker does for one
+sleep, pruning what rollback does not need; and the long actions a worker does for one
 service or stack (deleting a service, rebuilding a stack)."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from django.contrib.auth import get_user_model
 from django.core.files.storage import default_storage
 from django.db import transaction
 
+from hakobune.platform.builds import disk
 from hakobune.platform.builds.images import local_builder, prune_service_images
 from hakobune.platform.builds.models import IN_PROGRESS, Build
 from hakobune.platform.locks import deploy_lock
@@ -25,6 +26,10 @@ from .releases import deploy_spec, egress_allow_by_team
 from .services import redeploy_services_on_stack
 
 logger = logging.getLogger(__name__)
+
+# Seconds a prune waits for a deploy of the service to end before it leaves
+# the service to the next prune.
+PRUNE_LOCK_WAIT = 10
 
 
 def reconcile() -> None:
@@ -67,8 +72,10 @@ def reconcile() -> None:
 
 
 def sync_router() -> None:
-    """Rewrites each backend's routing from the database, so a restarted router
-    serves every live service again."""
+    """Rewrites each backend's routing from the database, whole, so a
+    restarted router serves every live service again. A route the router
+    leaves out (it failed its checks) is told on its service's page, and the
+    others are served all the same."""
     for backend in all_backends():
         services = (
             Service.objects.filter(target=backend.alias, live_release__isnull=False, public=True)
@@ -76,6 +83,7 @@ def sync_router() -> None:
             .select_related("team")
             .prefetch_related("domains")
         )
+        services = list(services)
         held = []
         live = []
         for svc in services:
@@ -98,12 +106,26 @@ def sync_router() -> None:
                 )
             )
         try:
-            backend.sync_routes(live)
+            refused = backend.sync_routes(live) or {}
         except RuntimeBackendError as exc:
             logger.warning("could not sync the routes of %s: %s", backend.alias, exc.message)
+            continue
         finally:
             for lock in held:
                 lock.release()
+        _note_route_problems(backend.alias, services, refused)
+
+
+def _note_route_problems(alias: str, services, refused: dict[str, str]) -> None:
+    """Writes on each service why its route was left out, or clears it."""
+    Service.objects.filter(target=alias).exclude(id__in=[svc.id for svc in services]).exclude(
+        route_problem="").update(route_problem="")
+    for svc in services:
+        problem = refused.get(svc.hostname, "")
+        if problem:
+            logger.warning("the route of %s was left out: %s", svc, problem)
+        if svc.route_problem != problem:
+            Service.objects.filter(id=svc.id).update(route_problem=problem)
 
 
 def scale_idle_to_zero() -> None:
@@ -122,21 +144,51 @@ def scale_idle_to_zero() -> None:
             lock.release()
 
 
-def prune_images() -> None:
-    """Keeps the images of each service's last KEEP_RELEASES releases (and the
-    live one), so rollbacks stay instant, and removes older ones, each through
-    the builder that made them."""
+def prune_images() -> int:
+    """Removes each service's images that the policy does not keep
+    (builds/disk.py: its live release's, its last KEEP_RELEASES releases',
+    and those of builds on their way to a release), each through the builder
+    that made them. Returns how many went."""
+    removed = 0
     for service in Service.objects.exclude(desired_state=DesiredState.DELETED).select_related("team", "live_release"):
-        kept = set(service.releases.order_by("-number").values_list("image", flat=True)[: settings.KEEP_RELEASES])
-        if service.live_release_id:
-            kept.add(service.live_release.image)
+        # Under the service's deploy lock: a deploy or rollback choosing an
+        # image never races its removal.
+        lock = deploy_lock(service.id)
+        if not lock.acquire(blocking=True, blocking_timeout=PRUNE_LOCK_WAIT):
+            logger.info("prune %s: skipped, a deploy holds its lock", service)
+            continue
         try:
-            pruned = prune_service_images(service, kept)
+            pruned = prune_service_images(service, disk.images_kept_for(service))
         except BuildError as exc:
             logger.warning("could not prune the images of %s: %s", service, exc.message)
             continue
+        finally:
+            lock.release()
         for tag in pruned:
             logger.info("pruned %s", tag)
+        removed += len(pruned)
+    return removed
+
+
+def prune() -> dict:
+    """The scheduled prune: images the policy does not keep, build leftovers
+    older than BUILD_CACHE_PRUNE_HOURS, and source snapshots nothing needs.
+    Records what it freed for the administrators' page; returns it."""
+    before = {space.path: space.free_bytes for space in disk.watched_spaces()}
+    outcome = {"images_removed": prune_images(), "leftover_bytes": 0, "errors": []}
+    if settings.BUILD_CACHE_PRUNE_HOURS > 0:
+        try:
+            outcome["leftover_bytes"] = local_builder().prune_leftovers(settings.BUILD_CACHE_PRUNE_HOURS)
+        except BuildError as exc:
+            outcome["errors"].append(exc.message)
+            logger.warning("could not prune the build leftovers: %s", exc.message)
+    outcome["snapshots_deleted"] = prune_source_snapshots()
+    after = {space.path: space.free_bytes for space in disk.watched_spaces()}
+    # What the file systems gained (another writer may have taken some meanwhile).
+    outcome["bytes_freed"] = max(sum(after.get(path, 0) - free for path, free in before.items()), 0)
+    disk.record_prune(outcome)
+    logger.info("prune: %s", outcome)
+    return outcome
 
 
 def prune_source_snapshots() -> int:

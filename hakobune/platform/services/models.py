@@ -144,6 +144,9 @@ class Service(models.Model):
     # Something the platform must tell the service's team, shown on its page
     # until an owner dismisses it (an old address that went to another service).
     notice = models.TextField(blank=True)
+    # Why the router left its route out, when it did (the reconciler's last
+    # look; empty: routed). The other services are served all the same.
+    route_problem = models.TextField(blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 

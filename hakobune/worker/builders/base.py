@@ -97,3 +97,20 @@ class ImageBuilder:
         from any process on the builder's host; returns how many running
         steps it stopped. Builders with nothing to stop do nothing."""
         return 0
+
+    def prune_leftovers(self, older_than_hours: int) -> int:
+        """Removes what builds left behind and nothing needs (untagged images
+        of this builder's builds, the engine's build cache) unused for
+        `older_than_hours`; returns the bytes freed. Builders that keep
+        nothing on this host free nothing."""
+        return 0
+
+    def disk_usage(self) -> dict | None:
+        """What this builder's engine holds on disk, for the administrators'
+        page (see LocalDockerBuilder.disk_usage); None: nothing on this host."""
+        return None
+
+    def data_root(self) -> str:
+        """The folder this builder's engine keeps images and build cache in,
+        on this host; "": none here."""
+        return ""

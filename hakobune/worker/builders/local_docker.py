@@ -93,6 +93,7 @@ class LocalDockerBuilder(ImageBuilder):
             allowed = [_repository(image) + ":*" for image in self.stack_images.values() if (image or "").strip()]
         self.allowed_base_images = dockerfile_policy.AllowedImages(dockerfile_policy.allowed_patterns(allowed))
         self._client: docker.DockerClient | None = None
+        self._data_root: str | None = None
 
     # -- the engine ---------------------------------------------------------------
 
@@ -294,6 +295,54 @@ class LocalDockerBuilder(ImageBuilder):
                 except (APIError, ImageNotFound):
                     pass
         return removed
+
+    def prune_leftovers(self, older_than_hours: int) -> int:
+        """`docker image prune` and `docker builder prune` for what Hakobune's
+        builds left: untagged images carrying its label (a redeploy's image
+        once its tag was pruned, the layers of a failed build) and BuildKit's
+        cache, each unused for `older_than_hours`. Images of other tools on
+        the engine are never touched; tagged images are the release policy's
+        (remove_images)."""
+        until = f"{int(older_than_hours)}h"
+        freed = 0
+        with engine_errors():
+            result = self.client.api.prune_images(
+                filters={"dangling": True, "until": until, "label": builder.MANAGED_LABEL})
+            freed += int(result.get("SpaceReclaimed") or 0)
+            try:
+                result = self.client.api.prune_builds(filters={"until": until})
+                freed += int(result.get("SpaceReclaimed") or 0)
+            except APIError as exc:
+                # An engine without BuildKit has no build cache to prune.
+                if exc.status_code != 404:
+                    raise
+        return freed
+
+    def data_root(self) -> str:
+        if self._data_root is None:
+            with engine_errors():
+                self._data_root = self.client.info().get("DockerRootDir") or ""
+        return self._data_root
+
+    def disk_usage(self) -> dict:
+        """{"data_root", "images", "images_bytes", "dangling_images",
+        "build_cache_bytes", "volumes", "volumes_bytes"}: `docker system df`
+        in one call, and where the engine keeps its data."""
+        with engine_errors():
+            info = self.client.info()
+            usage = self.client.df()
+        images = usage.get("Images") or []
+        volumes = usage.get("Volumes") or []
+        return {
+            "data_root": info.get("DockerRootDir") or "",
+            "images": len(images),
+            "images_bytes": int(usage.get("LayersSize") or 0),
+            "dangling_images": sum(1 for image in images if not image.get("RepoTags") or
+                                   image.get("RepoTags") == ["<none>:<none>"]),
+            "build_cache_bytes": sum(int(entry.get("Size") or 0) for entry in usage.get("BuildCache") or []),
+            "volumes": len(volumes),
+            "volumes_bytes": sum(max(int((volume.get("UsageData") or {}).get("Size") or 0), 0) for volume in volumes),
+        }
 
 
 @contextmanager
