@@ -128,34 +128,35 @@ def _dispatcher_lock():
 
 def admit_builds() -> list[int]:
     """Admits queued builds while fewer than BUILD_CONCURRENCY are in the
-    pipeline, fairly per team; sends each admitted one's first step. Returns
-    the ids admitted."""
+    pipeline, fairly per team; sends each admitted one's first step (once
+    the dispatcher's lock is given back). Returns the ids admitted."""
+    admitted: list[int] = []
     with _dispatcher_lock() as got:
         if not got:
-            return []
-        _ask_again_for_unclaimed()
+            return admitted
+        again = _unclaimed_to_ask_again()
         in_progress = _in_progress_by_team()
         free = settings.BUILD_CONCURRENCY - sum(in_progress.values())
-        admitted: list[int] = []
-        if free <= 0:
-            return admitted
-        for build_id in _order(_queued(), in_progress):
-            if len(admitted) >= free:
-                break
-            # The claim: a build cancelled or superseded meanwhile is not admitted.
-            if advance(build_id, S.QUEUED, S.FETCHING):
-                admitted.append(build_id)
-                queue.enqueue("fetch_source", build_id)
-        if admitted:
-            logger.info("admitted builds %s (%s were in progress)", admitted, sum(in_progress.values()))
-        return admitted
+        if free > 0:
+            for build_id in _order(_queued(), in_progress):
+                if len(admitted) >= free:
+                    break
+                # The claim: a build cancelled or superseded meanwhile is not admitted.
+                if advance(build_id, S.QUEUED, S.FETCHING):
+                    admitted.append(build_id)
+    if admitted:
+        logger.info("admitted builds %s (%s were in progress)", admitted, sum(in_progress.values()))
+    for build_id in again + admitted:
+        queue.enqueue("fetch_source", build_id)
+    return admitted
 
 
-def _ask_again_for_unclaimed() -> None:
-    """An admitted build that no worker took up for a minute lost its request
-    (Redis restarted): it is asked for again. The step's claim makes a
+def _unclaimed_to_ask_again() -> list[int]:
+    """Admitted builds that no worker took up for a minute: their request was
+    lost (Redis restarted) and is sent again. The step's claim makes a
     duplicate request harmless."""
     cutoff = timezone.now() - timedelta(seconds=UNCLAIMED_SECONDS)
+    again = []
     for build_id in Build.objects.filter(
         status=S.FETCHING, claimed_step="", status_changed_at__lt=cutoff
     ).values_list("id", flat=True)[:SCAN_LIMIT]:
@@ -163,7 +164,8 @@ def _ask_again_for_unclaimed() -> None:
         if Build.objects.filter(id=build_id, status=S.FETCHING, claimed_step="",
                                 status_changed_at__lt=cutoff).update(status_changed_at=timezone.now()):
             logger.warning("build %s was admitted but never taken up; asking for its fetch again", build_id)
-            queue.enqueue("fetch_source", build_id)
+            again.append(build_id)
+    return again
 
 
 def admit_one(build_id: int) -> bool:
