@@ -194,3 +194,31 @@ def test_who_may_cancel_in_the_portal(request, client, service, owner, queued_ta
     if cancelled:
         shown = client.get(page).content.decode()
         assert "Cancelled" in shown and 'id="cancel-build"' not in shown
+
+
+def test_deploys_and_rollbacks_of_a_service_start_under_one_deploy_lock(service, owner, queued_tasks, monkeypatch,
+                                                                       django_capture_on_commit_callbacks):
+    from contextlib import contextmanager
+
+    from hakobune.platform.services import releases
+    from hakobune.platform.services.services import rollback
+
+    held = []
+
+    @contextmanager
+    def recorded(service_id, **kwargs):
+        held.append(service_id)
+        yield
+
+    monkeypatch.setattr(pipeline, "deploy_lock", recorded)
+    monkeypatch.setattr(releases, "deploy_lock", recorded)
+    first = moved_to(deploy(service, owner), S.DEPLOYING, "hakobune/acme/hello:one")
+    tasks.deploy_release(first.id)
+    second = moved_to(deploy(service, owner), S.DEPLOYING, "hakobune/acme/hello:two")
+    tasks.deploy_release(second.id)
+    with django_capture_on_commit_callbacks(execute=True):
+        back = rollback(service=service, to_release=Release.objects.get(build=first))
+    tasks.start_release(back.id)
+    assert held == [service.id] * 3
+    service.refresh_from_db()
+    assert service.live_release_id == back.id
