@@ -83,6 +83,11 @@ def _order(queued: list[tuple[int, int]], in_progress: dict[int, int]) -> list[i
     return fair_order(queued, in_progress, _last_admitted(team_id for _, team_id in queued))
 
 
+def slots() -> int:
+    """How many builds may be in the pipeline at once (at least one)."""
+    return max(1, settings.BUILD_CONCURRENCY)
+
+
 def _in_progress_by_team() -> Counter:
     return Counter(Build.objects.filter(status__in=ADMITTED).values_list("service__team_id", flat=True))
 
@@ -136,7 +141,7 @@ def admit_builds() -> list[int]:
             return admitted
         again = _unclaimed_to_ask_again()
         in_progress = _in_progress_by_team()
-        free = settings.BUILD_CONCURRENCY - sum(in_progress.values())
+        free = slots() - sum(in_progress.values())
         if free > 0:
             for build_id in _order(_queued(), in_progress):
                 if len(admitted) >= free:
@@ -173,6 +178,6 @@ def admit_one(build_id: int) -> bool:
     is free: for a fetch asked for a build still queued (a request sent before
     admission existed, or a test driving the pipeline step by step)."""
     with _dispatcher_lock() as got:
-        if not got or sum(_in_progress_by_team().values()) >= settings.BUILD_CONCURRENCY:
+        if not got or sum(_in_progress_by_team().values()) >= slots():
             return False
         return advance(build_id, S.QUEUED, S.FETCHING, claimed_step=S.FETCHING)
