@@ -568,6 +568,13 @@ def cmd_deploy(args) -> int:
         print(f"\nDeploy #{build['number']} is built and waits for an administrator's review; "
               f"it goes live by itself once they approve ({build['url']}).")
         return EXIT_OK
+    if build["status"] == "superseded":
+        print(f"\nDeploy #{build['number']} was superseded: a newer deploy of {name} was accepted, and the newest "
+              "one is the one that goes live.", file=sys.stderr)
+        return EXIT_FAILED
+    if build["status"] == "cancelled":
+        print(f"\nDeploy #{build['number']} was cancelled; the live release keeps serving.", file=sys.stderr)
+        return EXIT_FAILED
     reason = build["reason"] or f"the build ended as {build['status']}"
     print(f"\nDeploy #{build['number']} failed: {reason}", file=sys.stderr)
     return EXIT_FAILED
@@ -631,6 +638,22 @@ def cmd_rollback(args) -> int:
         target = int(str(target).lstrip("vV"))
     release = api.post(f"{where}/rollback/", json={"release": target})
     print(f"Rolling back {name} to v{target} as v{release['number']}; nothing is rebuilt.")
+    return EXIT_OK
+
+
+def cmd_cancel(args) -> int:
+    api, team, name = _service_args(args)
+    where = service_path(team, name)
+    number = args.build
+    if number is None:
+        latest = api.get(f"{where}/")["latest_build"]
+        if not latest or latest["status"] not in ("queued", "fetching", "detecting", "building", "reviewing"):
+            raise CliError(f"{name} has no deploy in progress to cancel.")
+        number = latest["number"]
+    else:
+        number = int(str(number).lstrip("#"))
+    build = api.post(f"{where}/builds/{number}/cancel/")
+    print(f"Cancelled deploy #{build['number']} of {name}; the live release keeps serving.")
     return EXIT_OK
 
 
@@ -732,6 +755,10 @@ def build_parser() -> argparse.ArgumentParser:
     back = with_service(commands.add_parser("rollback", help="go back to an earlier release"))
     back.add_argument("release", nargs="?", help="the release, like v3 (default: the one before the live one)")
     back.set_defaults(func=cmd_rollback)
+
+    cancel = with_service(commands.add_parser("cancel", help="stop a deploy still queued or building"))
+    cancel.add_argument("build", nargs="?", help="the deploy's number, like 7 (default: the newest one in progress)")
+    cancel.set_defaults(func=cmd_cancel)
 
     env = with_service(commands.add_parser("env", help="environment variables"))
     env_commands = env.add_subparsers(dest="env_command", metavar="ACTION")

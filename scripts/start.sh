@@ -67,7 +67,7 @@ QUEUE="${CELERY_QUEUE:-hakobune}"
 start worker-pipeline "$BIN/celery" -A hakobune.platform worker --loglevel INFO -Q "$QUEUE.pipeline" \
   --concurrency "${PIPELINE_CONCURRENCY:-2}" --hostname "hakobune-pipeline@%h"
 start worker-builds "$BIN/celery" -A hakobune.platform worker --loglevel INFO -Q "$QUEUE.builds" \
-  --concurrency "${BUILD_CONCURRENCY:-1}" --hostname "hakobune-builds@%h"
+  --concurrency "${BUILD_CONCURRENCY:-2}" --hostname "hakobune-builds@%h"
 start worker-housekeeping "$BIN/celery" -A hakobune.platform worker --loglevel INFO -Q "$QUEUE.housekeeping" \
   --concurrency "${HOUSEKEEPING_CONCURRENCY:-1}" --hostname "hakobune-housekeeping@%h"
 start scheduler "$BIN/celery" -A hakobune.platform beat --loglevel INFO --schedule "$RUN/celerybeat-schedule"

@@ -40,6 +40,9 @@ ROUTES = {
     "deploy_release": PIPELINE,
     "start_release": PIPELINE,
     "destroy_service": PIPELINE,
+    # Admission and stopping a cancelled build: never behind the builds they admit or stop.
+    "admit_builds": PIPELINE,
+    "stop_build": PIPELINE,
     # Minutes each, bounded by the build workers' concurrency.
     "build_image": BUILDS,
     "rebuild_stack": BUILDS,
@@ -56,6 +59,7 @@ ROUTES = {
 TASKS = frozenset({
     "fetch_source", "detect_stack", "build_image", "deploy_release", "start_release",
     "destroy_service", "sync_router", "reconcile", "rebuild_stack", "prune_images",
+    "admit_builds", "stop_build",
 })
 
 # The steps that read the fetched source, and so run on the host that fetched it.

@@ -278,9 +278,6 @@ CELERY_TASK_QUEUES = {
 # its source was unpacked (in WORKSPACE_DIR), through <prefix>.host.<name>.
 WORKER_HOST = env("WORKER_HOST", "") or socket.gethostname()
 WORKSPACE_DIR = Path(env("WORKSPACE_DIR", str(DATA_DIR / "workspaces"))).resolve()
-# How many image builds one host runs at once (the builds worker's
-# concurrency in scripts/start.sh).
-BUILD_CONCURRENCY = env_int("BUILD_CONCURRENCY", 1)
 # Metrics: a reading of every running service this often (seconds).
 METRICS_SECONDS = env_int("METRICS_SECONDS", 15)
 _HOUSEKEEPING = {"queue": f"{CELERY_TASK_DEFAULT_QUEUE}.housekeeping"}
@@ -298,6 +295,10 @@ CELERY_BEAT_SCHEDULE = {
                   "options": _HOUSEKEEPING},
     "fail-stalled-builds": {"task": "hakobune.worker.tasks.fail_stalled_builds", "schedule": 60.0,
                             "options": _HOUSEKEEPING},
+    # Admission is also asked after every deploy and every build's end; this
+    # is the safety net (a Redis restart that lost those requests loses no build).
+    "admit-builds": {"task": "hakobune.worker.tasks.admit_builds", "schedule": float(env_int("ADMIT_BUILDS_SECONDS", 10)),
+                     "options": {"queue": f"{CELERY_TASK_DEFAULT_QUEUE}.pipeline"}},
 }
 
 # The REST API under /api/v1/ (hakobune/platform/api): bearer tokens or the
@@ -410,6 +411,10 @@ _default_ca = "/etc/ssl/certs/ca-certificates.crt"
 BUILD_CA_BUNDLE = env("BUILD_CA_BUNDLE", _default_ca if Path(_default_ca).exists() else "")
 
 BUILD_TIMEOUT = env_int("BUILD_TIMEOUT", 900)
+# How many builds fetch, detect or build at once on this platform; the rest
+# wait, queued, and are admitted fairly (the team with the fewest builds in
+# progress first, then the oldest). Sized for two cores.
+BUILD_CONCURRENCY = env_int("BUILD_CONCURRENCY", 2)
 
 # Governance: what a team may hold unless staff set its own quota (Quotas page),
 # and whether new services wait for an administrator's review before going live.

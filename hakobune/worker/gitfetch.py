@@ -31,6 +31,7 @@ import base64
 import os
 import re
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -84,9 +85,12 @@ def fetch_git(
     max_entries: int = 20_000,
     proxy: str = "",
     log: Callable[[str], None] = print,
+    should_stop: Callable[[], bool] | None = None,
 ) -> FetchedGit:
     """Fetches `source` into `dest`. `proxy` is the administrator's proxy
-    for git (SOURCE_GIT_PROXY), or "" to connect directly."""
+    for git (SOURCE_GIT_PROXY), or "" to connect directly. `should_stop` is
+    asked while git runs: True (the build was cancelled) kills git and raises
+    FetchStopped."""
     proxy = check_proxy(proxy)
     guarded = _guard(source.url, policy, resolver)
     ref = validate_ref(source.ref)
@@ -95,7 +99,7 @@ def fetch_git(
     home = dest.parent / "git-home"
     home.mkdir(exist_ok=True)
     runner = _GitRunner(dest, home, guarded, policy, token=token, timeout=timeout, max_bytes=max_bytes, log=log,
-                        proxy=proxy)
+                        proxy=proxy, should_stop=should_stop)
 
     log(f"Fetching {guarded.url} at {ref}")
     runner.run(["init", "--quiet", "--template=", str(dest)], cwd=dest.parent)
@@ -150,8 +154,10 @@ def _fetch_submodules(runner: _GitRunner, dest: Path, policy: Policy, resolver: 
 
 
 class _GitRunner:
-    def __init__(self, dest, home, guarded: GuardedURL, policy: Policy, *, token, timeout, max_bytes, log, proxy=""):
+    def __init__(self, dest, home, guarded: GuardedURL, policy: Policy, *, token, timeout, max_bytes, log, proxy="",
+                 should_stop=None):
         self.dest = dest
+        self.should_stop = should_stop
         self.home = home
         self.token = token
         self.repository_url = guarded.url
@@ -212,6 +218,9 @@ class _GitRunner:
 
     def run(self, args: list[str], *, cwd: Path | None = None, quiet: bool = False) -> str:
         remaining = self.deadline - time.monotonic()
+        stopped = threading.Event()
+        if self.should_stop is not None and self.should_stop():
+            raise FetchStopped("The fetch was stopped: the build was cancelled.")
         if remaining <= 0:
             raise SourceError(f"Fetching the repository took longer than {self.timeout:.0f} s and was stopped.")
         command = ["git", *self._config(), *args]
@@ -225,7 +234,7 @@ class _GitRunner:
             start_new_session=True,
         )
         too_big = threading.Event()
-        watcher = threading.Thread(target=self._watch_size, args=(process, too_big), daemon=True)
+        watcher = threading.Thread(target=self._watch_size, args=(process, too_big, stopped), daemon=True)
         watcher.start()
         try:
             stdout, stderr = process.communicate(timeout=remaining)
@@ -235,6 +244,8 @@ class _GitRunner:
             raise SourceError(f"Fetching the repository took longer than {self.timeout:.0f} s and was stopped.")
         finally:
             watcher.join(timeout=1)
+        if stopped.is_set():
+            raise FetchStopped("The fetch was stopped: the build was cancelled.")
         if too_big.is_set():
             raise SourceError(
                 f"The repository is larger than {self.max_bytes / 1e6:.0f} MB and was not fetched. "
@@ -249,11 +260,15 @@ class _GitRunner:
             raise SourceError(_explain_git_failure(text, args))
         return stdout.decode("utf-8", "replace")
 
-    def _watch_size(self, process, too_big: threading.Event) -> None:
+    def _watch_size(self, process, too_big: threading.Event, stopped: threading.Event) -> None:
         while process.poll() is None:
             if _tree_size(self.dest) > self.max_bytes:
                 too_big.set()
                 process.kill()
+                return
+            if self.should_stop is not None and self.should_stop():
+                stopped.set()
+                _kill_group(process)
                 return
             time.sleep(0.25)
 
@@ -262,6 +277,19 @@ class _GitRunner:
             text = text.replace(self.token, "****")
             text = text.replace(base64.b64encode(f"x-access-token:{self.token}".encode()).decode(), "****")
         return _mask_userinfo(text)
+
+
+class FetchStopped(SourceError):
+    """The build was cancelled while git ran; git and its helpers were killed."""
+
+
+def _kill_group(process) -> None:
+    """Kills git and the helpers it started (git-remote-https…): it runs in a
+    session of its own."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        process.kill()
 
 
 def _is_progress_noise(line: str) -> bool:

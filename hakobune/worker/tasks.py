@@ -8,7 +8,7 @@ the backoff the platform chose."""
 
 from celery import shared_task
 
-from hakobune.platform.builds import pipeline
+from hakobune.platform.builds import admission, pipeline
 from hakobune.platform.failures import MAX_ATTEMPTS, RetryStep
 from hakobune.platform.observability import collectors
 from hakobune.platform.services import housekeeping, releases
@@ -47,6 +47,16 @@ def deploy_release(self, build_id: int) -> None:
 @shared_task(bind=True)
 def start_release(self, release_id: int) -> None:
     _attempt(self, releases.start_pending, release_id)
+
+
+@shared_task
+def admit_builds() -> None:
+    admission.admit_builds()
+
+
+@shared_task
+def stop_build(build_id: int) -> None:
+    pipeline.stop_build_work(build_id)
 
 
 @shared_task

@@ -84,6 +84,8 @@ CASES = [
     ("patch", f"{SVC}/", {"instances": 2}, {**WRITE, "owner": 200, "developer": 200}),
     ("delete", f"{SVC}/", None, {**OWNER_ONLY, "owner": 202}),
     ("post", f"{SVC}/deploys/", {"ref": "main"}, {**WRITE, "owner": 400, "developer": 400}),
+    # Deploy #1 is long finished: members who may deploy hear why it cannot be cancelled.
+    ("post", f"{SVC}/builds/1/cancel/", None, {**WRITE, "owner": 409, "developer": 409}),
     ("get", f"{SVC}/releases/", None, READ),
     ("post", f"{SVC}/rollback/", {"release": 1}, {**WRITE, "owner": 202, "developer": 202}),
     ("get", f"{SVC}/env/", None, READ),
@@ -232,7 +234,7 @@ def test_an_archive_deploy_answers_202_with_the_build(as_, client, developer, se
     build = Build.objects.get(id=body["id"])
     assert body["number"] == 3 and body["status"] == "queued" and build.trigger == "api"
     assert body["log_url"].endswith(f"/api/v1/builds/{build.id}/log")
-    assert ("fetch_source", build.id) in queued_tasks
+    assert ("admit_builds",) in queued_tasks
 
 
 def test_a_deploy_that_is_not_an_archive_is_refused_with_words(client, owner, service):

@@ -14,6 +14,7 @@ from hakobune.worker import builder
 from hakobune.worker.builders import confinement
 from hakobune.worker.builders.base import BuildError
 from hakobune.worker.builders.confinement import BuildCgroup, BuildWatch
+from hakobune.worker.builders.local_docker import LocalDockerBuilder
 
 CONTAINER = "ab" * 32
 OTHER_CONTAINER = "cd" * 32
@@ -332,3 +333,45 @@ def test_the_platforms_builder_is_confined_as_the_settings_say(settings):
     assert local.network == settings.BUILD_NETWORK == "hakobune-builds" and local.firewall is not None
     assert local.cgroup_parent == settings.BUILD_CGROUP_PARENT == "/hakobune-builds"
     assert (local.pids_limit, local.disk_mb) == (99, 77)
+
+
+# -- a cancelled build ---------------------------------------------------------------------
+
+
+def test_the_watch_stops_a_build_that_was_cancelled(running):
+    engine, asked = WatchedEngine(), []
+
+    def should_stop():
+        asked.append(True)
+        return len(asked) > 1
+
+    watch = BuildWatch(engine, running, timeout=60, should_stop=should_stop)
+    watch.check()
+    assert engine.api.killed == [] and watch.reason is None
+    watch.check()
+    assert engine.api.killed == [CONTAINER]
+    assert "cancelled or superseded" in watch.why_stopped()
+
+
+def test_a_builds_cgroups_are_found_by_its_id_from_another_process(v1):
+    mine = BuildCgroup.for_build("/hakobune-builds", "acme", build_id=42, fs_root=v1)
+    other = BuildCgroup.for_build("/hakobune-builds", "acme", build_id=421, fs_root=v1)
+    for cgroup in (mine, other):
+        cgroup.create(pids_max=10, memory_bytes=0)
+        (cgroup.dir("pids") / CONTAINER).mkdir()
+    assert mine.path.startswith("/hakobune-builds/acme-b42-")
+    found = BuildCgroup.of_build("/hakobune-builds", "acme", 42, fs_root=v1)
+    assert [cgroup.path for cgroup in found] == [mine.path]
+    assert found[0].container_ids() == [CONTAINER]
+    assert BuildCgroup.of_build("/hakobune-builds", "acme", 7, fs_root=v1) == []
+
+
+def test_the_builder_kills_the_running_steps_of_a_build_by_its_id(v1):
+    cgroup = BuildCgroup.for_build("/hakobune-builds", "acme", build_id=9, fs_root=v1)
+    cgroup.create(pids_max=10, memory_bytes=0)
+    (cgroup.dir("pids") / CONTAINER).mkdir()
+    builder = LocalDockerBuilder("local", cgroup_parent="/hakobune-builds", cgroup_fs=str(v1), firewall="off")
+    builder._client = WatchedEngine()
+    assert builder.stop("acme", 9) == 1 and builder._client.api.killed == [CONTAINER]
+    assert builder.stop("acme", 10) == 0
+    assert LocalDockerBuilder("local", cgroup_parent="", firewall="off").stop("acme", 9) == 0

@@ -110,3 +110,40 @@ def test_a_portal_serving_all_the_streams_it_may_is_asked_again_after_retry_afte
         cli.open_stream(_Api(down), "builds/1/log", {"follow": "1"})
     fine = _Answer(200, "")
     assert cli.open_stream(_Api(fine), "builds/1/log", {"follow": "1"}) is fine
+
+
+class _CancelApi:
+    """Records what `hakobune cancel` asks the portal."""
+
+    def __init__(self, latest):
+        self.latest = latest
+        self.posted = []
+
+    def get(self, path, **kwargs):
+        assert path == "teams/acme/services/web/"
+        return {"latest_build": self.latest}
+
+    def post(self, path, **kwargs):
+        self.posted.append(path)
+        return {"number": int(path.split("/")[-3]), "status": "cancelled"}
+
+
+@pytest.mark.parametrize("given,latest,posted", [
+    (None, {"number": 7, "status": "building"}, "teams/acme/services/web/builds/7/cancel/"),
+    ("#3", {"number": 7, "status": "building"}, "teams/acme/services/web/builds/3/cancel/"),
+])
+def test_cancel_asks_for_the_newest_deploy_in_progress_or_the_one_named(monkeypatch, capsys, given, latest, posted):
+    api = _CancelApi(latest)
+    monkeypatch.setattr(cli, "api_from_config", lambda: api)
+    argv = ["cancel", "--team", "acme", "--service", "web"] + ([given] if given else [])
+    args = cli.build_parser().parse_args(argv)
+    assert args.func(args) == cli.EXIT_OK
+    assert api.posted == [posted]
+    assert "Cancelled deploy" in capsys.readouterr().out
+
+
+def test_cancel_without_a_deploy_in_progress_says_so(monkeypatch):
+    monkeypatch.setattr(cli, "api_from_config", lambda: _CancelApi({"number": 7, "status": "live"}))
+    args = cli.build_parser().parse_args(["cancel", "--team", "acme", "--service", "web"])
+    with pytest.raises(cli.CliError, match="no deploy in progress"):
+        args.func(args)

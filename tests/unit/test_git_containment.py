@@ -130,3 +130,40 @@ def test_a_refused_url_still_starts_no_git(recorded, tmp_path):
         fetch("https://10.0.0.1./app.git", tmp_path)
     with pytest.raises(FileNotFoundError):
         recorded()
+
+
+def test_a_cancelled_build_kills_git_and_what_it_started(tmp_path, monkeypatch):
+    import time
+
+    from hakobune.worker.gitfetch import FetchStopped
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    pids = tmp_path / "pids"
+    script = bin_dir / "git"
+    # A fetch that hangs, with a helper of its own (as git-remote-https is).
+    script.write_text(textwrap.dedent(f"""\
+        #!{sys.executable}
+        import os, subprocess, sys, time
+        if "fetch" in sys.argv:
+            helper = subprocess.Popen(["sleep", "60"])
+            open({str(pids)!r}, "w").write(f"{{os.getpid()}} {{helper.pid}}")
+            time.sleep(60)
+    """))
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    started = time.monotonic()
+    with pytest.raises(FetchStopped):
+        fetch_git(GitSource(url="https://git.example.com/a.git", ref="main"), tmp_path / "src", policy=Policy(),
+                  resolver=lambda host, port: [PUBLIC], log=lambda line: None,
+                  should_stop=lambda: pids.exists() and time.monotonic() - started > 0.5)
+    assert time.monotonic() - started < 10
+    for pid in map(int, pids.read_text().split()):
+        for _ in range(50):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail(f"process {pid} still runs")

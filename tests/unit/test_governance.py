@@ -267,7 +267,9 @@ def test_of_two_deploys_waiting_only_the_newest_goes_on(
         assert approve(service=service, by=admin) == [second.id]
     first.refresh_from_db()
     second.refresh_from_db()
-    assert first.status == BuildStatus.CANCELLED and "Deploy #2 came after it" in first.failure_reason
+    # The second deploy superseded the first, waiting for review, when it was accepted.
+    assert first.status == BuildStatus.SUPERSEDED and first.failed_step == BuildStatus.REVIEWING
+    assert any("Superseded by deploy #2" in line for line in first.log_lines.values_list("text", flat=True))
     assert second.status == BuildStatus.DEPLOYING
     assert [task for task in queued_tasks if task[0] == "deploy_release"] == [("deploy_release", second.id)]
 

@@ -32,7 +32,8 @@ def test_deploying_queues_the_pipeline_only_after_commit(service, owner, queued_
         assert queued_tasks == []
     assert len(callbacks) == 1
     callbacks[0]()
-    assert queued_tasks == [("fetch_source", build.id)]
+    # Admission lets the build into the pipeline (builds/admission.py).
+    assert queued_tasks == [("admit_builds",)]
     assert build.status == S.QUEUED and build.number == 1
 
 
@@ -57,8 +58,8 @@ def test_a_duplicate_delivery_does_nothing_twice(service, owner, queued_tasks):
 
 def test_the_same_source_in_another_format_has_the_same_digest(service, owner, queued_tasks):
     first = deploy(service, owner, fmt="tar.gz")
-    second = deploy(service, owner, fmt="zip")
     tasks.fetch_source(first.id)
+    second = deploy(service, owner, fmt="zip")  # supersedes the first, whose fetch is done
     tasks.fetch_source(second.id)
     first.refresh_from_db()
     second.refresh_from_db()
@@ -93,7 +94,7 @@ def test_an_archive_that_is_not_an_app_fails_with_what_was_looked_for(service, o
     assert build.status == S.FAILED
     assert build.failed_step == S.DETECTING
     assert "requirements.txt" in build.failure_reason
-    assert queued_tasks == [("detect_stack", build.id)]
+    assert queued_tasks == [("detect_stack", build.id), ("admit_builds",)]
 
 
 def _built(service, owner, image="hakobune/acme/hello:abc"):

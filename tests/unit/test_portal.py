@@ -40,7 +40,7 @@ def test_the_owner_creates_a_service_by_uploading_an_archive(login, owner, team,
     service = Service.objects.get(team=team, name="hello")
     build = service.builds.get()
     assert build.source_filename == "flask-hello.zip"
-    assert queued_tasks == [("fetch_source", build.id)]
+    assert queued_tasks == [("admit_builds",)]
 
     page = client.get(response["Location"])
     assert b"Deploy #1" in page.content

@@ -8,6 +8,7 @@ from rest_framework import serializers
 from rest_framework.utils.serializer_helpers import BindingDict
 
 from hakobune.platform.accounts.models import Role
+from hakobune.platform.builds.admission import waiting_ahead
 from hakobune.platform.services.models import Release
 from hakobune.runtime.release_config import Setting, all_settings, declaration_stamp
 
@@ -266,8 +267,11 @@ class BuildSerializer(serializers.Serializer):
     number = serializers.IntegerField()
     team = serializers.CharField(source="service.team.name")
     service = serializers.CharField(source="service.name")
-    status = serializers.CharField(help_text="queued, fetching, detecting, building, reviewing (waiting for an administrator), deploying, live, failed or cancelled")
+    status = serializers.CharField(help_text="queued, fetching, detecting, building, reviewing (waiting for an administrator), deploying, live, failed, cancelled or superseded (a newer deploy of the service won)")
     in_progress = serializers.BooleanField()
+    waiting_ahead = serializers.SerializerMethodField(
+        help_text="While queued: how many builds go before it (builds run a few at a time, in turn between teams)."
+    )
     reason = serializers.CharField(source="failure_reason", help_text="Why it failed, when it did.")
     failed_step = serializers.CharField()
     trigger = serializers.CharField()
@@ -284,6 +288,9 @@ class BuildSerializer(serializers.Serializer):
 
     def get_duration_seconds(self, build) -> float | None:
         return build.duration.total_seconds() if build.duration else None
+
+    def get_waiting_ahead(self, build) -> int | None:
+        return waiting_ahead(build)
 
 
 class DeployAcceptedSerializer(BuildSerializer):

@@ -20,6 +20,7 @@ urlpatterns = [
     path(f"{team}/services/", views.ServicesView.as_view(), name="services"),
     path(f"{service}/", views.ServiceView.as_view(), name="service"),
     path(f"{service}/deploys/", views.DeploysView.as_view(), name="deploys"),
+    path(f"{service}/builds/<int:number>/cancel/", views.BuildCancelView.as_view(), name="build_cancel"),
     path(f"{service}/releases/", views.ReleasesView.as_view(), name="releases"),
     path(f"{service}/rollback/", views.RollbackView.as_view(), name="rollback"),
     path(f"{service}/traffic/", views.TrafficView.as_view(), name="traffic"),

@@ -40,6 +40,7 @@ from hakobune.platform.services.forms import ArchiveField
 from hakobune.platform.services.models import DesiredState, Service
 from hakobune.platform.services.services import (
     ServiceActionError,
+    cancel_build,
     create_service,
     delete_service,
     deploy_service,
@@ -410,6 +411,22 @@ class BuildView(APIView):
                    summary="A build: status, reason, plan, image, timings")
     def get(self, request, build_id):
         return Response(s.BuildSerializer(_build(request, build_id)).data)
+
+
+class BuildCancelView(APIView):
+    @extend_schema(
+        operation_id="builds_cancel", request=None,
+        responses={200: s.BuildSerializer, **errors(409, *WRITE_ERRORS)},
+        summary="Cancel a deploy still queued or building: its running step and containers are stopped",
+    )
+    def post(self, request, team, service, number):
+        _, found = service_for(request.user, team, service, Role.DEVELOPER, "cancel deploys")
+        build = get_object_or_404(Build.objects.select_related("service__team"), service=found, number=number)
+        try:
+            build = cancel_build(build=build, cancelled_by=request.user)
+        except ServiceActionError as exc:
+            raise Conflict(str(exc))
+        return Response(s.BuildSerializer(build).data)
 
 
 FOLLOW = OpenApiParameter("follow", OpenApiTypes.BOOL, description="Stream as server-sent events.")

@@ -48,7 +48,7 @@ def builder_for(service) -> ImageBuilder:
     return own if own is not None else local_builder()
 
 
-def build_request_for(build, plan: BuildPlan, source_dir: Path, workspace: Path) -> BuildRequest:
+def build_request_for(build, plan: BuildPlan, source_dir: Path, workspace: Path, *, should_stop=None) -> BuildRequest:
     """What `build` asks its service's builder to make: the plan (or, where
     the builder has buildpacks and the service or the builder's default
     chooses them, the builder's buildpacks)."""
@@ -67,6 +67,8 @@ def build_request_for(build, plan: BuildPlan, source_dir: Path, workspace: Path)
         workspace=Path(workspace),
         mode=mode,
         start_command=service.start_command,
+        build_id=build.id or 0,
+        should_stop=should_stop,
     )
 
 

@@ -16,14 +16,25 @@ from hakobune.worker.logcap import MAX_LINE_CHARS, LogBudget, cut
 
 from .models import BuildLogLine
 
-__all__ = ["MAX_LINE_CHARS", "BuildLog"]
+__all__ = ["MAX_LINE_CHARS", "BuildLog", "BuildStopped"]
 
 _LEFT_OUT = re.compile(r"^… (?P<lines>[\d,]+) more lines \((?P<bytes>[\d,]+) bytes\)")
 
 
+class BuildStopped(Exception):
+    """The build was cancelled or superseded while its step wrote its log:
+    the step stops where it is (see BuildLog's `stop_check`)."""
+
+
 class BuildLog:
-    def __init__(self, build_id: int, *, flush_every: float = 0.25, batch: int = 100):
+    def __init__(self, build_id: int, *, flush_every: float = 0.25, batch: int = 100, stop_check=None,
+                 check_every: float = 1.0):
         self.build_id = build_id
+        # Asked, at most every `check_every` s, whether the build was stopped;
+        # a step that is still printing then ends with BuildStopped.
+        self.stop_check = stop_check
+        self.check_every = check_every
+        self._last_check = time.monotonic()
         self.flush_every = flush_every
         self.batch = batch
         self.pending: list[str] = []
@@ -67,6 +78,10 @@ class BuildLog:
                 self.pending.append(line)
         if len(self.pending) >= self.batch or time.monotonic() - self.last_flush >= self.flush_every:
             self.flush()
+        if self.stop_check is not None and time.monotonic() - self._last_check >= self.check_every:
+            self._last_check = time.monotonic()
+            if self.stop_check():
+                raise BuildStopped(self.build_id)
 
     def flush(self) -> None:
         if self._budget is not None and self._budget.dropped_lines > self._reported_dropped:

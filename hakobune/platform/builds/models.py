@@ -3,7 +3,7 @@ from django.db import models
 
 from hakobune.platform.services.models import Service
 
-from .status import FINISHED, IN_PROGRESS, BuildStatus  # noqa: F401 (importable from here)
+from .status import ADMITTED, FINISHED, IN_PROGRESS, STOPPABLE, STOPPED, BuildStatus  # noqa: F401 (importable from here)
 
 # The most build log lines one page or one poll of the portal shows.
 LOG_PAGE_LINES = 2000
@@ -58,6 +58,11 @@ class Build(models.Model):
     @property
     def in_progress(self):
         return self.status in IN_PROGRESS
+
+    @property
+    def stoppable(self):
+        """Whether it may still be cancelled (it has not reached its deploy)."""
+        return self.status in STOPPABLE
 
     @property
     def source_label(self) -> str:

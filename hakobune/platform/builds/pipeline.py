@@ -4,6 +4,11 @@ delivered twice does its work once; each queues the next when it is done.
 
     queued → fetching → detecting → building → deploying → live   (or failed)
 
+A build waits queued until admission lets it in (builds/admission.py). A
+build cancelled or superseded (builds/stopping.py) stops where it is: its
+claims fail, its log raises BuildStopped, its build's watch and its git fetch
+kill what runs, and its later steps do nothing.
+
 The Celery tasks in hakobune/worker/tasks.py only call these. Failures are
 classified once (hakobune/platform/failures.py): a passing fault gives the
 step back and asks for a retry with backoff, a user's error fails at once
@@ -13,11 +18,14 @@ from __future__ import annotations
 
 import logging
 import shutil
+import threading
+import time
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
 from hakobune.platform.crypto import decrypt
@@ -30,10 +38,10 @@ from hakobune.platform.services import releases, sources
 from hakobune.worker import gitfetch, source
 from hakobune.worker.buildpacks import BuildPlan, apply_service_settings, detect
 
-from . import disk, images
-from .log import BuildLog
-from .models import IN_PROGRESS, Build, BuildStatus
-from .state import advance, claim, fail, release_claim
+from . import admission, disk, images
+from .log import BuildLog, BuildStopped
+from .models import ADMITTED, IN_PROGRESS, Build, BuildStatus
+from .state import advance, claim, fail, is_stopped, release_claim
 
 logger = logging.getLogger(__name__)
 S = BuildStatus
@@ -58,15 +66,51 @@ def source_dir(build: Build) -> Path:
     return Path(marker.read_text().strip())
 
 
+def stop_check(build_id: int, every: float = 1.0):
+    """A callable saying whether the build was cancelled or superseded, asking
+    the database at most every `every` s; safe to call from a step's helper
+    threads (the build's watch, git's), which close their own connection."""
+    last = {"at": 0.0, "stopped": False}
+
+    def stopped() -> bool:
+        now = time.monotonic()
+        if last["stopped"] or now - last["at"] < every:
+            return last["stopped"]
+        last["at"] = now
+        try:
+            last["stopped"] = is_stopped(build_id)
+        except Exception:  # noqa: BLE001 - a failed look is no reason to stop a build
+            logger.warning("could not read whether build %s was stopped", build_id, exc_info=True)
+        finally:
+            if threading.current_thread() is not threading.main_thread():
+                connection.close()
+        return last["stopped"]
+
+    return stopped
+
+
+def step_log(build_id: int) -> BuildLog:
+    return BuildLog(build_id, stop_check=stop_check(build_id))
+
+
 @contextmanager
 def step(build_id: int, status: str, log: BuildLog, attempt: int):
     """Runs one step of the build: any failure inside it is classified and
-    acted on, and the workspace goes once the build has ended."""
+    acted on, and the workspace goes once the build has ended. A build
+    stopped (cancelled, superseded) meanwhile just ends here: whatever its
+    step raised on the way out is no failure of the build."""
     try:
         yield
-    except RetryStep:
-        raise
     except Exception as exc:
+        log.stop_check = None
+        if isinstance(exc, BuildStopped) or is_stopped(build_id):
+            log.write("⊘ Stopped here.", keep=True)
+            log.flush()
+            shutil.rmtree(workspace_dir(build_id), ignore_errors=True)
+            logger.info("build %s stopped at %s (%s)", build_id, status, type(exc).__name__)
+            return
+        if isinstance(exc, RetryStep):
+            raise
         kind = classify(exc)
         reason = getattr(exc, "message", None) or str(exc) or type(exc).__name__
         if kind == FailureKind.TRANSIENT and attempt < MAX_ATTEMPTS:
@@ -95,6 +139,8 @@ def step(build_id: int, status: str, log: BuildLog, attempt: int):
         log.flush()
         fail(build_id, diagnosis)
         shutil.rmtree(workspace_dir(build_id), ignore_errors=True)
+        if status in ADMITTED:
+            queue.enqueue("admit_builds")  # its slot is free
     finally:
         log.flush()
 
@@ -103,10 +149,12 @@ def step(build_id: int, status: str, log: BuildLog, attempt: int):
 
 
 def fetch_source(build_id: int, *, attempt: int = 1) -> None:
-    if not (advance(build_id, S.QUEUED, S.FETCHING, claimed_step=S.FETCHING) or claim(build_id, S.FETCHING)):
+    # Admission moved the build to fetching; a fetch asked for a build still
+    # queued admits it only if a slot is free (otherwise admission will).
+    if not (claim(build_id, S.FETCHING) or admission.admit_one(build_id)):
         return
     build = Build.objects.select_related("service__team").get(id=build_id)
-    log = BuildLog(build_id)
+    log = step_log(build_id)
     with step(build_id, S.FETCHING, log, attempt):
         # No build starts on a disk too full to finish it (builds/disk.py).
         disk.check_free_disk(build.service)
@@ -166,6 +214,7 @@ def _fetch_git(build: Build, workspace: Path, log: BuildLog) -> Path:
         max_entries=limits.max_entries,
         proxy=settings.SOURCE_GIT_PROXY,
         log=log.write,
+        should_stop=stop_check(build.id),
     )
     snapshot = f"sources/{service.team.name}/{service.name}/build-{build.number}-{fetched.commit[:12]}.tar.gz"
     source.pack_tree(fetched.root, Path(settings.MEDIA_ROOT) / snapshot)
@@ -187,7 +236,7 @@ def detect_stack(build_id: int, *, attempt: int = 1) -> None:
     if not claim(build_id, S.DETECTING):
         return
     build = Build.objects.select_related("service").get(id=build_id)
-    log = BuildLog(build_id)
+    log = step_log(build_id)
     with step(build_id, S.DETECTING, log, attempt):
         detection = detect(source_dir(build))
         plan = _with_service_settings(detection.plan, build.service, log)
@@ -238,10 +287,11 @@ def build_image(build_id: int, *, attempt: int = 1) -> None:
     if not claim(build_id, S.BUILDING):
         return
     build = Build.objects.select_related("service__team").get(id=build_id)
-    log = BuildLog(build_id)
+    log = step_log(build_id)
     with step(build_id, S.BUILDING, log, attempt):
         workspace = workspace_dir(build_id)
-        request = images.build_request_for(build, BuildPlan.from_dict(build.plan), source_dir(build), workspace)
+        request = images.build_request_for(build, BuildPlan.from_dict(build.plan), source_dir(build), workspace,
+                                           should_stop=stop_check(build_id))
         image = images.builder_for(build.service).build(request, log.write)
         log.write(f"✓ Image {image.ref}", keep=True)
         log.flush()
@@ -258,9 +308,11 @@ def _built(build: Build, log: BuildLog) -> None:
             request_review(build.service)
             log.write("⏸ New services of this team are reviewed by an administrator before they go live; "
                       "this deploy goes on by itself once they approve.")
+            queue.enqueue("admit_builds")
         return
     if advance(build.id, S.BUILDING, S.DEPLOYING):
         queue.enqueue("deploy_release", build.id)
+        queue.enqueue("admit_builds")  # its build slot is free
 
 
 # -- deploying --------------------------------------------------------------------
@@ -275,11 +327,42 @@ def deploy_release(build_id: int, *, attempt: int = 1) -> None:
     service = build.service
     log = BuildLog(build_id)
     with step(build_id, S.DEPLOYING, log, attempt), deploy_lock(service.id):
+        # Under the lock, the later deploy wins: one that went live while this
+        # one waited for the lock is not replaced by this older one.
+        newer = service.builds.filter(number__gt=build.number, status=S.LIVE).order_by("-number").first()
+        if newer is not None:
+            if advance(build_id, S.DEPLOYING, S.SUPERSEDED, failed_step=S.DEPLOYING):
+                log.write(f"⊘ Superseded: deploy #{newer.number}, a newer one, went live first; "
+                          "this one is not deployed over it.", keep=True)
+            return
         release = releases.release_for_build(build)
         releases.start(release, log.write, may_retry=attempt < MAX_ATTEMPTS)
         advance(build_id, S.DEPLOYING, S.LIVE)
         service.refresh_from_db()  # the live release now gives its address (Cloud Run's own)
         log.write(f"✓ Live at {service.url}", keep=True)
+
+
+# -- builds stopped ------------------------------------------------------------------
+
+
+def stop_build_work(build_id: int) -> None:
+    """What a cancelled or superseded build still runs is stopped: its build
+    step containers (found by the builder, e.g. in the build's cgroup) and its
+    workspace. The step's own worker stops its processes too (its log and the
+    build's watch see the status); this reaches them from outside, even when
+    that worker is stuck."""
+    build = Build.objects.select_related("service__team").filter(id=build_id).first()
+    if build is None or not is_stopped(build_id):
+        return
+    try:
+        stopped = images.builder_for(build.service).stop(build.service.team.name, build.id)
+    except Exception as exc:  # noqa: BLE001 - the build's own watch stops them too
+        logger.warning("could not stop the containers of build %s: %s", build_id, exc)
+        stopped = 0
+    if stopped:
+        with BuildLog(build_id) as log:
+            log.write(f"⊘ Stopped {stopped} running build step{'s' if stopped != 1 else ''}.", keep=True)
+    shutil.rmtree(workspace_dir(build_id), ignore_errors=True)
 
 
 # -- builds whose worker died -------------------------------------------------------
@@ -290,7 +373,8 @@ def fail_stalled_builds() -> int:
     cutoff = timezone.now() - timedelta(seconds=settings.BUILD_TIMEOUT + 120)
     stalled = Build.objects.filter(status__in=IN_PROGRESS, status_changed_at__lt=cutoff)
     failed = 0
-    # A build waiting for an administrator waits for a person, not a worker.
-    for build_id in stalled.exclude(status=S.REVIEWING).values_list("id", flat=True):
+    # A build waiting for an administrator waits for a person, not a worker; one
+    # queued waits for a build slot (admission), however long the queue is.
+    for build_id in stalled.exclude(status__in=(S.REVIEWING, S.QUEUED)).values_list("id", flat=True):
         failed += fail(build_id, Diagnosis("pipeline.stalled"))
     return failed

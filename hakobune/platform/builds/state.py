@@ -5,20 +5,23 @@ delivered twice does its work only once."""
 
 from django.utils import timezone
 
-from .models import FINISHED, Build, BuildStatus
+from .models import FINISHED, STOPPABLE, STOPPED, Build, BuildStatus
 
 S = BuildStatus
 
 TRANSITIONS = {
-    S.QUEUED: {S.FETCHING, S.FAILED, S.CANCELLED},
-    S.FETCHING: {S.DETECTING, S.FAILED, S.CANCELLED},
-    S.DETECTING: {S.BUILDING, S.FAILED, S.CANCELLED},
-    S.BUILDING: {S.DEPLOYING, S.REVIEWING, S.FAILED, S.CANCELLED},
-    S.REVIEWING: {S.DEPLOYING, S.FAILED, S.CANCELLED},
-    S.DEPLOYING: {S.LIVE, S.FAILED},
+    S.QUEUED: {S.FETCHING, S.FAILED, S.CANCELLED, S.SUPERSEDED},
+    S.FETCHING: {S.DETECTING, S.FAILED, S.CANCELLED, S.SUPERSEDED},
+    S.DETECTING: {S.BUILDING, S.FAILED, S.CANCELLED, S.SUPERSEDED},
+    S.BUILDING: {S.DEPLOYING, S.REVIEWING, S.FAILED, S.CANCELLED, S.SUPERSEDED},
+    S.REVIEWING: {S.DEPLOYING, S.FAILED, S.CANCELLED, S.SUPERSEDED},
+    # Superseded here only when a newer build of the service went live first
+    # (pipeline.deploy_release, under the deploy lock).
+    S.DEPLOYING: {S.LIVE, S.FAILED, S.SUPERSEDED},
     S.LIVE: set(),
     S.FAILED: set(),
     S.CANCELLED: set(),
+    S.SUPERSEDED: set(),
 }
 
 
@@ -33,7 +36,7 @@ def advance(build_id: int, from_status: str, to_status: str, **fields) -> bool:
         raise InvalidTransition(f"a build cannot go from {from_status} to {to_status}")
     now = timezone.now()
     fields["status_changed_at"] = now
-    if from_status == S.QUEUED:
+    if from_status == S.QUEUED and to_status == S.FETCHING:
         fields["started_at"] = now
     fields.setdefault("claimed_step", "")
     if to_status in FINISHED:
@@ -61,6 +64,24 @@ def fail(build_id: int, diagnosis) -> bool:
         if advance(build_id, status, S.FAILED, failed_step=status, **failure_fields(diagnosis)):
             return True
     return False
+
+
+def stop(build_id: int, to_status: str, *, among=STOPPABLE) -> str | None:
+    """Ends an unfinished build as cancelled or superseded, from whichever of
+    `among` it is in. Returns the status it was stopped in, or None when it had
+    already moved past them (finished, or deploying)."""
+    for _ in range(5):  # the status may move on between the read and the update
+        status = Build.objects.values_list("status", flat=True).get(id=build_id)
+        if status not in among:
+            return None
+        if advance(build_id, status, to_status, failed_step=status):
+            return status
+    return None
+
+
+def is_stopped(build_id: int) -> bool:
+    """Whether the build was cancelled or superseded: its steps stop."""
+    return Build.objects.filter(id=build_id, status__in=STOPPED).exists()
 
 
 def failure_fields(diagnosis) -> dict:

@@ -13,5 +13,6 @@ urlpatterns = [
     path(f"{build}source/", views.build_source, name="source"),
     path(f"{build}Dockerfile", views.build_dockerfile, name="dockerfile"),
     path(f"{build}redeploy/", views.build_redeploy, name="redeploy"),
+    path(f"{build}cancel/", views.build_cancel, name="cancel"),
     path("stacks/", views.stacks_page, name="stacks"),
 ]

@@ -8,16 +8,18 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
 
 from hakobune.platform.accounts.models import Role
 from hakobune.platform.accounts.permissions import staff_or_403
 from hakobune.platform.queue import enqueue
 from hakobune.platform.services.access import service_for
 from hakobune.platform.services.decorators import service_action
-from hakobune.platform.services.services import redeploy_build, services_on_stack
+from hakobune.platform.services.services import ServiceActionError, cancel_build, redeploy_build, services_on_stack
 from hakobune.worker import stacks
 from hakobune.worker.buildpacks import BuildPlan, eject
 
+from .admission import waiting_ahead
 from .images import local_builder
 from .models import LOG_PAGE_LINES, Build
 
@@ -43,6 +45,7 @@ def build_detail(request, team, service, number):
         "log_lines": build.log_page(),
         "plan_steps": plan_steps,
         "plan_notes": plan_notes,
+        "waiting_ahead": waiting_ahead(build),
     })
 
 
@@ -64,8 +67,10 @@ def build_log(request, team, service, number):
 
 @login_required
 def build_status(request, team, service, number):
-    _, service, build = build_for(request.user, team, service, number)
-    return render(request, "builds/_build_status.html", {"build": build, "service": service})
+    membership, service, build = build_for(request.user, team, service, number)
+    return render(request, "builds/_build_status.html", {
+        "build": build, "service": service, "membership": membership, "waiting_ahead": waiting_ahead(build),
+    })
 
 
 @login_required
@@ -109,6 +114,22 @@ def build_redeploy(request, service, number):
     build = get_object_or_404(Build, service=service, number=number)
     new = redeploy_build(build=build, created_by=request.user)
     return f"Deploying the source of #{build.number} again, as #{new.number}."
+
+
+@login_required
+@require_POST
+def build_cancel(request, team, service, number):
+    """Cancels a deploy still queued or building: its running step stops."""
+    _, service, build = build_for(request.user, team, service, number, Role.DEVELOPER, "cancel deploys")
+    try:
+        cancel_build(build=build, cancelled_by=request.user)
+    except ServiceActionError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Deploy #{build.number} was cancelled.")
+    if request.POST.get("back") == "service":
+        return redirect("services:detail", service.team.name, service.name)
+    return redirect("builds:detail", service.team.name, service.name, build.number)
 
 
 @login_required

@@ -13,7 +13,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from hakobune.platform.builds.models import Build
+from hakobune.platform.builds.models import STOPPABLE, Build, BuildStatus
+from hakobune.platform.builds.stopping import stop_build, supersede_earlier
 from hakobune.platform.crypto import encrypt
 from hakobune.platform.governance.quotas import QuotaExceeded, check_quota
 from hakobune.platform.queue import enqueue_on_commit
@@ -99,7 +100,9 @@ def create_service(
 
 
 def deploy_service(*, service: Service, source_file=None, created_by, git_ref: str = "", trigger: str = "") -> Build:
-    """Records a deploy and queues its pipeline once the record is committed:
+    """Records a deploy (a queued build, admitted into the pipeline by
+    builds/admission.py once a build slot is free), superseding the service's
+    earlier deploys that have not reached their deploy step:
     of an uploaded archive when one is given, else of the service's git
     repository at `git_ref` (default: the service's branch or tag)."""
     if source_file is None and service.source_kind != SourceKind.GIT:
@@ -152,7 +155,27 @@ def _queue_build(service: Service, created_by, prepare) -> Build:
         build = Build(service=service, number=number, created_by=created_by)
         prepare(build)
         build.save()
-        enqueue_on_commit("fetch_source", build.id)
+        # The later deploy wins: earlier ones not yet deploying end here.
+        supersede_earlier(build)
+        enqueue_on_commit("admit_builds")
+    return build
+
+
+def cancel_build(*, build: Build, cancelled_by) -> Build:
+    """Cancels a deploy that has not reached its deploy step: its running
+    step is stopped (containers, git), its workspace removed, and it ends
+    cancelled, saying who cancelled it."""
+    if build.status not in STOPPABLE:
+        if build.status == BuildStatus.DEPLOYING:
+            raise ServiceActionError(f"Deploy #{build.number} is already starting its release and cannot be "
+                                     "cancelled now; roll back once it is live if you do not want it.")
+        raise ServiceActionError(f"Deploy #{build.number} has already ended ({build.get_status_display().lower()}).")
+    who = getattr(cancelled_by, "username", "") or "someone"
+    if not stop_build(build, BuildStatus.CANCELLED, f"⊘ Cancelled by {who}."):
+        build.refresh_from_db()
+        raise ServiceActionError(f"Deploy #{build.number} moved on meanwhile ({build.get_status_display().lower()}) "
+                                 "and was not cancelled.")
+    build.refresh_from_db()
     return build
 
 

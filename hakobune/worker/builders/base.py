@@ -13,7 +13,7 @@ API could not be reached or answered 5xx/429)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hakobune.worker.buildpacks.plan import BuildPlan
@@ -54,6 +54,10 @@ class BuildRequest:
     workspace: Path  # this build's scratch folder (the platform removes it afterwards)
     mode: str = PLAN  # "plan" or "buildpacks" (see MODES)
     start_command: str = ""  # the service's own start command, for builders that take one (buildpacks)
+    build_id: int = 0  # names what the build runs, so that `ImageBuilder.stop` finds it from another process
+    # Asked now and then while the build runs: True when the build was cancelled
+    # or superseded, and its running step is to be stopped.
+    should_stop: Callable[[], bool] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,12 @@ class ImageBuilder:
         """Removes the images this builder made for the service, except `keep`;
         returns what went. Builders that keep no images do nothing."""
         return []
+
+    def stop(self, team: str, build_id: int) -> int:
+        """Stops what the build `build_id` (BuildRequest.build_id) still runs,
+        from any process on the builder's host; returns how many running
+        steps it stopped. Builders with nothing to stop do nothing."""
+        return 0
 
     def prune_leftovers(self, older_than_hours: int) -> int:
         """Removes what builds left behind and nothing needs (untagged images

@@ -143,9 +143,23 @@ class BuildCgroup:
         self.pids_max = 0
 
     @classmethod
-    def for_build(cls, parent: str, team: str, *, fs_root: str | Path = CGROUP_FS) -> BuildCgroup:
-        label = re.sub(r"[^a-z0-9-]", "", team.lower())[:40] or "build"
-        return cls(parent, f"{label}-{secrets.token_hex(4)}", fs_root=fs_root)
+    def for_build(cls, parent: str, team: str, *, build_id: int = 0, fs_root: str | Path = CGROUP_FS) -> BuildCgroup:
+        """A new cgroup for one attempt of a build, named `<team>-b<build id>-<random>`
+        so that `of_build` finds it from another process."""
+        return cls(parent, f"{_build_prefix(team, build_id)}{secrets.token_hex(4)}", fs_root=fs_root)
+
+    @classmethod
+    def of_build(cls, parent: str, team: str, build_id: int, *, fs_root: str | Path = CGROUP_FS) -> list[BuildCgroup]:
+        """The cgroups of the build `build_id` that exist now (one per attempt
+        still running or not yet removed)."""
+        probe = cls(parent, "probe", fs_root=fs_root)
+        prefix = _build_prefix(team, build_id)
+        try:
+            names = sorted(entry.name for entry in probe.dir("pids", probe.parent).iterdir()
+                           if entry.is_dir() and entry.name.startswith(prefix))
+        except OSError:
+            return []
+        return [cls(parent, name, fs_root=fs_root) for name in names]
 
     def dir(self, controller: str, path: str | None = None) -> Path:
         relative = (path or self.path).lstrip("/")
@@ -265,6 +279,11 @@ class BuildCgroup:
                 self.remove(f"{self.parent}/{entry.name}")
 
 
+def _build_prefix(team: str, build_id: int) -> str:
+    label = re.sub(r"[^a-z0-9-]", "", team.lower())[:40] or "build"
+    return f"{label}-b{int(build_id)}-" if build_id else f"{label}-"
+
+
 def _write(path: Path, value: str) -> None:
     with open(path, "w") as handle:
         handle.write(value)
@@ -332,6 +351,10 @@ def disk_message(limit_mb: int) -> str:
     )
 
 
+def stopped_message() -> str:
+    return "The build was cancelled or superseded by a newer deploy, so Hakobune stopped its running step."
+
+
 def timeout_message(seconds: int) -> str:
     return (
         f"The build took longer than {seconds} s, the time a build may take, and was stopped. Look at the last "
@@ -345,8 +368,10 @@ class BuildWatch:
     then gives the sentence for the build's failure."""
 
     def __init__(self, client, cgroup: BuildCgroup | None, *, timeout: int, disk_mb: int = 0, poll: float = 2.0,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, should_stop: Callable[[], bool] | None = None):
         self.client = client
+        # True once the build was cancelled or superseded: its running step is stopped.
+        self.should_stop = should_stop
         self.cgroup = cgroup
         self.timeout = int(timeout)
         self.disk_mb = int(disk_mb)
@@ -378,8 +403,12 @@ class BuildWatch:
                 return
 
     def check(self) -> None:
-        """One look: the time, the pids limit, the bytes written."""
+        """One look: whether the build was stopped, the time, the pids limit,
+        the bytes written."""
         if self.reason:
+            return
+        if self.should_stop is not None and self.should_stop():
+            self.stop(stopped_message())
             return
         if self.clock() > self.deadline:
             self.stop(timeout_message(self.timeout))

@@ -214,16 +214,33 @@ class LocalDockerBuilder(ImageBuilder):
                                                        firewall=self.firewall)
         cgroup = None
         if self.cgroup_parent:
-            cgroup = confinement.BuildCgroup.for_build(self.cgroup_parent, request.team, fs_root=self.cgroup_fs)
+            cgroup = confinement.BuildCgroup.for_build(self.cgroup_parent, request.team, build_id=request.build_id,
+                                                       fs_root=self.cgroup_fs)
             cgroup.prune_stale(max_age=2 * self.timeout + 600)
             cgroup.create(pids_max=self.pids_limit, memory_bytes=self.memory_mb * 1024 * 1024)
         try:
             with confinement.BuildWatch(self.client, cgroup, timeout=self.timeout, disk_mb=self.disk_mb,
-                                        poll=self.watch_seconds) as watch:
+                                        poll=self.watch_seconds, should_stop=request.should_stop) as watch:
                 yield network, cgroup, watch
         finally:
             if cgroup is not None:
                 cgroup.remove()
+
+    def stop(self, team: str, build_id: int) -> int:
+        """Kills the running step containers of the build, found in its
+        cgroups (confinement.BuildCgroup.of_build); without cgroups there is
+        nothing to find them by, and the build's own watch stops them."""
+        if not self.cgroup_parent or not build_id:
+            return 0
+        killed = 0
+        for cgroup in confinement.BuildCgroup.of_build(self.cgroup_parent, team, build_id, fs_root=self.cgroup_fs):
+            for container in cgroup.container_ids():
+                try:
+                    self.client.api.kill(container)
+                    killed += 1
+                except (APIError, DockerException):
+                    pass  # it ended by itself meanwhile
+        return killed
 
     def _resolve(self, language: str, log: Log) -> stacks.StackImage:
         """A stack the plan builds on (a two-stage plan needs two), found,
