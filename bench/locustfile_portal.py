@@ -22,6 +22,7 @@ import tarfile
 import time
 from pathlib import Path
 
+import requests
 from locust import HttpUser, between, events, task
 
 PLAN = json.loads(Path(os.environ["LOAD_PLAN"]).read_text())
@@ -63,17 +64,24 @@ class Person(HttpUser):
         self.rng = random.Random(self.person["username"])
         self.api = {"Authorization": f"Bearer {self.person['token']}"}
         self.client.trust_env = False
-        page = self.client.get("/login/", name="login page")
-        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
+        # Logged in outside locust's statistics (a person's logins often
+        # outlast the ramp under load, and --reset-stats would count them
+        # among the pages): timed here, reported apart.
         started = time.perf_counter()
-        self.client.post(
-            "/login/",
+        session = requests.Session()
+        session.trust_env = False
+        page = session.get(self.host + "/login/", timeout=120)
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
+        answer = session.post(
+            self.host + "/login/",
             data={"username": self.person["username"], "password": PLAN["password"],
                   "csrfmiddlewaretoken": token.group(1) if token else ""},
-            headers={"Referer": self.host + "/login/"},
-            name="login (POST)",
+            headers={"Referer": self.host + "/login/"}, timeout=120, allow_redirects=False,
         )
+        if answer.status_code != 302:
+            raise RuntimeError(f"{self.person['username']} could not log in: {answer.status_code}")
         LOGIN_TIMES.append(time.perf_counter() - started)
+        self.client.cookies.update(session.cookies)
 
     # -- what a person looks at -----------------------------------------------
 

@@ -63,6 +63,21 @@ def wait_for(url: str, process: subprocess.Popen, seconds: float = 60) -> None:
     raise SystemExit(f"the portal did not answer at {url}")
 
 
+def portal_cpu_seconds(portal: subprocess.Popen) -> float:
+    """User and system CPU seconds of the portal's processes (gunicorn's master and workers)."""
+    import psutil  # comes with locust
+
+    total = 0.0
+    root = psutil.Process(portal.pid)
+    for process in [root, *root.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
 def stop(process: subprocess.Popen | None) -> None:
     if process is None or process.poll() is not None:
         return
@@ -115,14 +130,20 @@ def run_one(db: str, args, folder: Path) -> dict:
         load_before = loadavg()
         log(f"{db}: locust, {args.users} people for {args.run_time} s (load average {load_before})")
         prefix = data / "locust"
-        subprocess.run(
+        locust = subprocess.Popen(
             [PROJECT / ".venv" / "bin" / "locust", "-f", PROJECT / "bench" / "locustfile_portal.py", "--headless",
              "-u", str(args.users), "-r", str(args.spawn_rate), "-t", f"{args.run_time}s",
              "-H", f"http://127.0.0.1:{args.port}", "--csv", str(prefix), "--only-summary", "--reset-stats", "--stop-timeout", "10",
              "--loglevel", "WARNING"],
             cwd=PROJECT, env={**env, "LOAD_PLAN": str(plan), "LOAD_LOGINS": str(data / "logins.json"), "LOAD_DEPLOYS": "0" if args.no_deploys else "1"},
-            check=False,
         )
+        # The portal's own CPU time over the measured part (from the end of
+        # the ramp, when the statistics are reset): a figure that the other
+        # work on a shared host does not inflate as it does the latencies.
+        time.sleep(args.users / args.spawn_rate + 1)
+        cpu_before, cpu_clock = portal_cpu_seconds(portal), time.monotonic()
+        locust.wait()
+        cpu_used, measured_s = portal_cpu_seconds(portal) - cpu_before, time.monotonic() - cpu_clock
         load_after = loadavg()
         rows = list(csv.DictReader(open(f"{prefix}_stats.csv")))
         failures = list(csv.DictReader(open(f"{prefix}_failures.csv")))
@@ -135,7 +156,8 @@ def run_one(db: str, args, folder: Path) -> dict:
             pass
         logins = sorted(json.loads((data / "logins.json").read_text())) if (data / "logins.json").exists() else []
         return {"db": db, "counts": counts, "rows": rows, "failures": failures, "load_before": load_before,
-                "load_after": load_after, "queued": queued, "logins": logins}
+                "load_after": load_after, "queued": queued, "logins": logins, "cpu_used": cpu_used,
+                "measured_s": measured_s}
     finally:
         stop(portal)
         if portal is not None:
@@ -176,6 +198,16 @@ def report(results: list[dict], args) -> tuple[str, bool]:
             if row["Name"] not in ("Aggregated", "login (POST)", "login page") and row["95%"] not in ("", "N/A"):
                 if float(row["95%"]) >= TARGET_P95_MS:
                     ok = False
+        total = next((row for row in result["rows"] if row["Name"] == "Aggregated"), None)
+        if total and int(total["Request Count"]):
+            # Requests in the CPU window: the measured rate over the window's length.
+            requests_in_window = float(total["Requests/s"]) * result["measured_s"]
+            lines.append("")
+            lines.append(
+                f"The portal's processes used {result['cpu_used']:.0f} CPU-seconds in the last {result['measured_s']:.0f} s "
+                f"({result['cpu_used'] / result['measured_s']:.2f} cores), "
+                f"**{result['cpu_used'] * 1000 / max(requests_in_window, 1):.1f} ms of CPU per request** on average."
+            )
         failed = sum(int(row["Occurrences"]) for row in result["failures"])
         lines.append("")
         if failed:
