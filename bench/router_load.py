@@ -19,7 +19,8 @@ Loads, with wrk on loopback, each for --rounds rounds alternating:
   instance gives);
 - one service: every request through Caddy to that service;
 - last route: every request to the service whose route Caddy tries last
-  (a new route goes first, so the first one deployed is the last of 200);
+  (the last of the configuration's routes: Caddy tries their host matchers in
+  turn);
 - spread: each request to the next of all services in turn (a wrk Lua script
   setting the Host header).
 Target: spread throughput >= 90 % of one service's. Everything is removed at
