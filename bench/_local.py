@@ -49,9 +49,10 @@ def own_caddy(admin_port: int, listen_port: int):
     folder = Path(tempfile.mkdtemp(prefix="hakobune-bench-caddy."))
     (folder / "boot.json").write_text(json.dumps({"admin": {"listen": f"127.0.0.1:{admin_port}"}}))
     env = {**os.environ, "HOME": str(folder), "XDG_DATA_HOME": str(folder), "XDG_CONFIG_HOME": str(folder)}
+    # Its output to a log file, as scripts/start.sh starts the platform's.
+    output = open(folder / "caddy.log", "ab")
     process = subprocess.Popen(
-        ["caddy", "run", "--config", str(folder / "boot.json")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+        ["caddy", "run", "--config", str(folder / "boot.json")], stdout=output, stderr=output, env=env,
     )
     admin = f"http://127.0.0.1:{admin_port}"
     session = requests.Session()
@@ -75,6 +76,7 @@ def own_caddy(admin_port: int, listen_port: int):
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
+        output.close()
         shutil.rmtree(folder, ignore_errors=True)
 
 

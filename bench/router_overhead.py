@@ -5,6 +5,7 @@ measured directly on its published port (127.0.0.1:<port>) and through Caddy
 loopback.
 
     .venv/bin/python bench/router_overhead.py [--rounds 3] [--seconds 8] [--connections 16] [--check]
+    .venv/bin/python bench/router_overhead.py --cpu 2 --workers 4   # the set-up before 2026-11-29
 
 Two loads, each run direct then routed, alternating, for --rounds rounds
 (medians reported):
@@ -13,12 +14,24 @@ Two loads, each run direct then routed, alternating, for --rounds rounds
 - throughput: --connections connections on 2 threads: requests/s (and p50/p99
   under load).
 
-The service runs through the local backend (DockerLocalBackend.deploy, the same
-locked-down container as any service, on a team network with its firewall) with
-WEB_CONCURRENCY gunicorn workers; Caddy is the benchmark's own (admin
-127.0.0.1:2997, port 18097) with the JSON access log on, as the platform runs
-it. Everything is removed at the end. Targets: routed throughput >= 80 % of
-direct, p50 added < 1 ms. Needs wrk (Debian package `wrk`)."""
+The service runs as the platform runs a deployed flask-hello: through the
+local backend (DockerLocalBackend.deploy, the same locked-down container as any
+service, on a team network with its firewall), with the platform's default
+CPU limit (DEFAULT_SERVICE_CPU, 0.5) and the python buildpack's gunicorn (2
+sync workers, WEB_CONCURRENCY unset). Caddy is the benchmark's own (admin
+127.0.0.1:2997, port 18097), started as scripts/start.sh starts the platform's
+(its output to a log file) and configured by hakobune/runtime/router.py with
+the JSON access log on; the run checks that Caddy holds exactly the
+configuration router.py writes. Everything is removed at the end. Targets:
+routed throughput >= 80 % of direct, p50 added < 1 ms. Needs wrk (Debian
+package `wrk`).
+
+Before, the service ran with a CPU limit of every core of the host (2 here)
+and 4 gunicorn workers: on a 2-core host the app alone could then take all
+the CPU, and Caddy, docker-proxy and wrk took theirs from it, so the routed
+path measured the host's CPU shared four ways rather than the router
+(bench/RESULTS.md, "Router overhead: why the benchmark disagreed with wrk").
+`--cpu 2 --workers 4` runs that set-up again."""
 
 from __future__ import annotations
 
@@ -38,11 +51,57 @@ import docker  # noqa: E402
 
 from bench._local import append_results, backend, hello_image, own_caddy, remove_team  # noqa: E402
 from hakobune.runtime.base import DeploySpec, ServiceRef  # noqa: E402
+from hakobune.runtime.router import Route  # noqa: E402
 from hakobune.runtime.release_config import ReleaseConfig  # noqa: E402
 
 MIN_THROUGHPUT_RATIO = 0.80
 MAX_ADDED_P50_MS = 1.0
 UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+# The platform's default CPU limit of a service (settings.DEFAULT_SERVICE_CPU).
+PLATFORM_CPU = float(os.environ.get("DEFAULT_SERVICE_CPU", "0.5"))
+
+
+def loadavg() -> str:
+    return Path("/proc/loadavg").read_text().split()[0]
+
+
+class CpuMeter:
+    """CPU seconds used so far by each part of a request's path: the app (its
+    container's cgroup), docker-proxy (the userland proxy of its published
+    port), Caddy, and wrk (this script's waited-for children). Per request,
+    this tells where a 2-core host's CPU goes whatever else runs on it."""
+
+    def __init__(self, container_id: str, host_port: str):
+        import psutil  # installed with the test dependencies (locust needs it)
+
+        self.psutil = psutil
+        self.cgroup = Path("/sys/fs/cgroup/cpuacct/docker") / container_id / "cpuacct.usage"
+        me = psutil.Process()
+        self.caddy = next((p for p in me.children() if p.name() == "caddy"), None)
+        self.proxy = next((
+            p for p in psutil.process_iter(["name", "cmdline"])
+            if p.info["name"] == "docker-proxy" and f"-host-port {host_port} " in " ".join(p.info["cmdline"] or []) + " "
+        ), None)
+
+    def _process(self, process) -> float:
+        if process is None:
+            return float("nan")
+        try:
+            times = process.cpu_times()
+        except self.psutil.Error:
+            return float("nan")
+        return times.user + times.system
+
+    def snapshot(self) -> dict[str, float]:
+        import resource
+
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        try:
+            app = int(self.cgroup.read_text()) / 1e9
+        except OSError:
+            app = float("nan")
+        return {"app": app, "docker-proxy": self._process(self.proxy), "caddy": self._process(self.caddy),
+                "wrk": children.ru_utime + children.ru_stime}
 
 
 def wrk(url: str, *, host: str | None, connections: int, threads: int, seconds: int) -> dict:
@@ -67,8 +126,10 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn workers in the service (WEB_CONCURRENCY)")
-    parser.add_argument("--cpu", type=float, default=float(os.cpu_count() or 1), help="the service's CPU limit")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="gunicorn workers in the service (WEB_CONCURRENCY); 0: unset, the buildpack's default (2)")
+    parser.add_argument("--cpu", type=float, default=PLATFORM_CPU,
+                        help=f"the service's CPU limit (default: the platform's, {PLATFORM_CPU:g})")
     parser.add_argument("--image", help="a flask-hello image (default: one the platform built)")
     parser.add_argument("--admin-port", type=int, default=2997)
     parser.add_argument("--port", type=int, default=18097)
@@ -88,9 +149,16 @@ def main() -> int:
         try:
             result = local.deploy(DeploySpec(
                 team=team, service="hello", release_id=1, release_number=1, image=image, hostname=hostname,
-                config=ReleaseConfig.from_dict({"port": 8000, "cpu": args.cpu, "memory_mb": 256}), env={"WEB_CONCURRENCY": str(args.workers)},
+                config=ReleaseConfig.from_dict({"port": 8000, "cpu": args.cpu, "memory_mb": 256}),
+                env={"WEB_CONCURRENCY": str(args.workers)} if args.workers else {},
             ))
             upstream = result.state["upstreams"][0]
+            # The router as the platform configures it: exactly what router.py writes.
+            written = local.router.full_config([Route(hostname, (upstream,))])
+            held = local.router.http.get(f"{admin}/config/", timeout=5).json()
+            if held != written:
+                raise SystemExit(f"Caddy's configuration is not router.py's:\n{held}\n!=\n{written}")
+            meter = CpuMeter(result.state["containers"][0], upstream.rsplit(":", 1)[1])
             direct, routed = f"http://{upstream}/", f"http://127.0.0.1:{args.port}/"
             print(f"service {hostname}: direct {direct}, routed {routed} (Host: {hostname})")
             for url, host in ((direct, None), (routed, hostname)):  # warm both paths
@@ -98,12 +166,18 @@ def main() -> int:
             for round_number in range(1, args.rounds + 1):
                 for kind, (url, host) in (("direct", (direct, None)), ("routed", (routed, hostname))):
                     latency = wrk(url, host=host, connections=1, threads=1, seconds=args.seconds)
+                    before = meter.snapshot()
                     load = wrk(url, host=host, connections=args.connections, threads=2, seconds=args.seconds)
+                    after = meter.snapshot()
+                    load["cpu_ms"] = {part: (after[part] - before[part]) * 1000 / max(load["requests"], 1) for part in after}
+                    latency["load"] = load["load"] = loadavg()
                     runs[kind]["latency"].append(latency)
                     runs[kind]["load"].append(load)
                     print(f"round {round_number} {kind:6}: 1 conn p50 {latency['p50']:.3f} ms p99 {latency['p99']:.3f} ms"
                           f" | {args.connections} conns {load['rps']:.0f} req/s p50 {load['p50']:.2f} ms p99 {load['p99']:.2f} ms"
-                          f" errors {load['errors']}")
+                          f" errors {load['errors']} | CPU ms/request "
+                          + " ".join(f"{part} {value:.3f}" for part, value in load["cpu_ms"].items())
+                          + f" (load {load['load']})", flush=True)
         finally:
             try:
                 local.destroy(ServiceRef(team=team, service="hello"))
@@ -118,10 +192,13 @@ def main() -> int:
     added_p99 = median("routed", "latency", "p99") - median("direct", "latency", "p99")
     added_load_p50 = median("routed", "load", "p50") - median("direct", "load", "p50")
     ok_ratio, ok_p50 = ratio >= MIN_THROUGHPUT_RATIO, added_p50 < MAX_ADDED_P50_MS
+    workers = f"{args.workers} sync workers (WEB_CONCURRENCY)" if args.workers else "the buildpack's 2 sync workers"
+    loads = [run["load"] for kind in runs for run in runs[kind]["load"]]
     lines = [
-        f"flask-hello (gunicorn, {args.workers} sync workers, CPU limit {args.cpu:g}) in the local runtime; "
+        f"flask-hello (gunicorn, {workers}, CPU limit {args.cpu:g}) in the local runtime; "
         f"wrk on loopback, {args.rounds} rounds of {args.seconds} s per load and path, direct and routed alternating; "
-        "medians. Caddy with the JSON access log on.",
+        "medians. Caddy configured by router.py (checked), JSON access log on. "
+        f"Load average (1 min) during the rounds: {min(loads)}–{max(loads)} on {os.cpu_count()} CPUs.",
         "",
         "| path | 1 conn p50 | 1 conn p99 | req/s at %d conns | p50 / p99 at %d conns |" % (args.connections, args.connections),
         "|---|---|---|---|---|",
@@ -131,6 +208,21 @@ def main() -> int:
             f"| {kind} | {median(kind, 'latency', 'p50'):.3f} ms | {median(kind, 'latency', 'p99'):.3f} ms | "
             f"{median(kind, 'load', 'rps'):.0f} | {median(kind, 'load', 'p50'):.2f} / {median(kind, 'load', 'p99'):.2f} ms |"
         )
+    parts = ("app", "docker-proxy", "caddy", "wrk")
+
+    def cpu(kind, part):
+        return statistics.median(run["cpu_ms"][part] for run in runs[kind]["load"])
+
+    lines += [
+        "",
+        f"CPU per request at {args.connections} connections (ms, medians of the rounds):",
+        "",
+        "| path | " + " | ".join(parts) + " | all |",
+        "|---|" + "---|" * (len(parts) + 1),
+    ]
+    for kind in ("direct", "routed"):
+        values = [cpu(kind, part) for part in parts]
+        lines.append(f"| {kind} | " + " | ".join(f"{v:.3f}" for v in values) + f" | {sum(v for v in values if v == v):.3f} |")
     lines += [
         "",
         f"- routed / direct throughput: **{ratio:.1%}** (target ≥ {MIN_THROUGHPUT_RATIO:.0%}: {'met' if ok_ratio else 'MISSED'})",

@@ -166,10 +166,17 @@ TEMPLATES = [
     },
 ]
 
+# A connection per request (or task), closed at its end: the portal is served
+# under ASGI, where each request runs in a thread of its own, and a connection
+# kept for the next request of the same thread (CONN_MAX_AGE > 0) is never
+# reused nor closed: under 50 people (bench/portal_load.py) the portal held
+# PostgreSQL's 100 connections within a minute and a third of its answers were
+# 500s ("too many clients already"). Django's documentation says as much for
+# ASGI. DB_CONN_MAX_AGE is there for a deployment that knows better.
 DATABASES = {
     "default": dj_database_url.parse(
         env("DATABASE_URL", f"sqlite:///{DATA_DIR / 'hakobune.sqlite3'}"),
-        conn_max_age=60,
+        conn_max_age=env_int("DB_CONN_MAX_AGE", 0),
     )
 }
 if env("TEST_DATABASE_NAME"):

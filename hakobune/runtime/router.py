@@ -276,6 +276,11 @@ class CaddyRouter:
             server["logs"] = {"default_logger_name": "hakobune_access"}
             config["logging"] = {
                 "logs": {
+                    # Caddy's default log (its output: var/log/router.log) would
+                    # take every access entry too, unless told otherwise: each
+                    # request would be encoded and written twice, once to a file
+                    # that nothing rotates.
+                    "default": {"exclude": ["http.log.access.hakobune_access"]},
                     "hakobune_access": {
                         "writer": {"output": "file", "filename": self.access_log},
                         "encoder": {"format": "json"},

@@ -213,10 +213,10 @@ class ServiceSerializer(DeclaredSettingsMixin, serializers.Serializer):
         return setting_output_field(setting)
 
     def get_status(self, service) -> str:
-        return service.status_word(service.builds.first())
+        return service.status_word(service.latest_build)
 
     def get_latest_build(self, service) -> BuildRefSerializer(allow_null=True):
-        build = service.builds.first()
+        build = service.latest_build
         return BuildRefSerializer(build).data if build else None
 
 

@@ -37,7 +37,7 @@ from hakobune.platform.builds.models import Build, BuildStatus
 from hakobune.platform.services.access import service_for
 from hakobune.platform.services.backends import backend_for
 from hakobune.platform.services.forms import ArchiveField
-from hakobune.platform.services.models import DesiredState, Service
+from hakobune.platform.services.models import DesiredState, Service, with_latest_builds
 from hakobune.platform.services.services import (
     ServiceActionError,
     cancel_build,
@@ -292,7 +292,7 @@ class ServicesView(APIView):
     @extend_schema(operation_id="services_list", responses={200: s.ServiceSerializer(many=True), **errors(*READ_ERRORS)})
     def get(self, request, team):
         membership = member_of(request.user, team)
-        return Response(s.ServiceSerializer(_services_of(membership.team), many=True).data)
+        return Response(s.ServiceSerializer(with_latest_builds(_services_of(membership.team)), many=True).data)
 
     @extend_schema(
         operation_id="services_create", request=s.ServiceCreateSerializer,

@@ -7,7 +7,9 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
+from django.utils.functional import cached_property
 
 from hakobune.platform.accounts.models import Team, dns_label_validator
 from hakobune.platform.builds.status import BuildStatus
@@ -184,6 +186,12 @@ class Service(models.Model):
         if errors:
             raise ValidationError(errors)
 
+    @cached_property
+    def latest_build(self):
+        """The newest build (deploy), or None. Lists of services fill it for
+        all of them in one query with with_latest_builds()."""
+        return self.builds.first()
+
     def status_word(self, latest_build=None) -> str:
         """One word for the service, as the dashboard and the API show it."""
         if latest_build and latest_build.status == BuildStatus.REVIEWING:
@@ -267,6 +275,23 @@ def validate_env_key(key: str) -> None:
     env_key_validator(key)
     if key.upper() in RESERVED_ENV_KEYS:
         raise ValidationError(f"{key} is set by Hakobune (your app listens on $PORT); change the service's port instead.")
+
+
+def with_latest_builds(services) -> list:
+    """The services (a queryset or a list) as a list, each with its
+    latest_build read in one query for all, instead of one query each."""
+    services = list(services)
+    if not services:
+        return services
+    Build = Service._meta.get_field("builds").related_model
+    newest = Build.objects.filter(service=OuterRef("pk")).order_by("-number").values("pk")[:1]
+    latest = Build.objects.filter(
+        pk__in=Subquery(Service.objects.filter(pk__in=[service.pk for service in services]).values(newest_id=Subquery(newest)))
+    )
+    by_service = {build.service_id: build for build in latest}
+    for service in services:
+        service.__dict__["latest_build"] = by_service.get(service.pk)
+    return services
 
 
 class EnvVar(models.Model):

@@ -18,7 +18,7 @@ from .access import service_for
 from .declared_settings import value_of, values_of
 from .decorators import service_action
 from .forms import DeployForm, NewServiceForm, ServiceSettingsForm
-from .models import DesiredState
+from .models import DesiredState, with_latest_builds
 from .services import (
     ServiceActionError,
     add_domain,
@@ -47,10 +47,11 @@ def dashboard(request):
     teams = []
     for team in teams_of(request.user):
         services = []
-        for service in team.services.select_related("live_release").exclude(desired_state=DesiredState.DELETED):
-            latest = service.builds.first()
+        found = with_latest_builds(team.services.select_related("live_release").exclude(desired_state=DesiredState.DELETED))
+        for service in found:
+            latest = service.latest_build
             services.append({"service": service, "latest_build": latest, "status": service.status_word(latest)})
-        teams.append({"team": team, "services": services, "usage": usage_of(team), "limits": limits_of(team)})
+        teams.append({"team": team, "services": services, "usage": usage_of(team, found), "limits": limits_of(team)})
     return render(request, "services/dashboard.html", {"teams": teams})
 
 
