@@ -13,5 +13,11 @@ app.autodiscover_tasks(["hakobune.worker"])
 @worker_ready.connect
 def reconcile_when_ready(sender, **kwargs):
     """After a restart of the worker (or of dockerd, or of the host) bring every
-    service back as the database wants it, at once."""
+    service back as the database wants it, at once; and resume the pipeline's
+    steps whose worker died: now, and again once the leases of steps this
+    worker ran before it restarted have run out."""
+    from django.conf import settings
+
     sender.app.send_task("hakobune.worker.tasks.reconcile")
+    sender.app.send_task("hakobune.worker.tasks.sweep_pipeline")
+    sender.app.send_task("hakobune.worker.tasks.sweep_pipeline", countdown=settings.STEP_LEASE_SECONDS + 2)

@@ -13,7 +13,7 @@ TASK_MODULE = "hakobune.worker.tasks"
 
 TASKS = frozenset({
     "fetch_source", "detect_stack", "build_image", "deploy_release", "start_release",
-    "destroy_service", "sync_router", "reconcile", "rebuild_stack",
+    "destroy_service", "sync_router", "reconcile", "rebuild_stack", "sweep_pipeline",
 })
 
 

@@ -22,7 +22,7 @@ server, and it has no process or disk limit. Here:
   and a worker that may write the host's /sys/fs/cgroup (cgroup v1 or v2).
 - **A watch** that, every few seconds, stops the build's running step (kills
   its container, found in the build's cgroup) when the build outlives its
-  time, when a step met the pids limit (a fork bomb), or when what the
+  time (and when the build is left early: its task's time limit), when a step met the pids limit (a fork bomb), or when what the
   build's steps wrote to their layers passes its disk allowance (overlay2 on
   ext4 has no per-container quota, so the writable layers are measured: the
   engine's `SizeRw`). The build then fails with a sentence saying which.
@@ -363,10 +363,14 @@ class BuildWatch:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, exc_type, *exc_info) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
+        if exc_type is not None and self.reason is None:
+            # The build was left early (its task's time limit, a failure, the
+            # worker shutting down): its running step must not outlive it.
+            self.stop("the build was interrupted")
 
     def _run(self) -> None:
         while not self._stop.wait(self.poll):
