@@ -122,7 +122,11 @@ class _Renewer:
                 try:
                     lock.renew()
                 except redis.RedisError as exc:
+                    # Redis is away (restarting): try again in a second, so that
+                    # the lock is back as soon as Redis is, before anyone else
+                    # may take it.
                     logger.warning("could not renew the lock %s: %s", lock.name, exc)
+                    last = time.monotonic() - every + 1
                 except Exception:  # noqa: BLE001 - the next round tries again
                     logger.exception("could not renew the lock %s", lock.name)
 

@@ -265,6 +265,37 @@ class BuildCgroup:
                 self.remove(f"{self.parent}/{entry.name}")
 
 
+# Where a build's workspace notes the cgroup its build runs in.
+CGROUP_NOTE = ".build-cgroup"
+
+
+def end_earlier_attempt(client, cgroup: BuildCgroup, workspace: Path) -> None:
+    """A build step run again in the same workspace (its worker died, and the
+    step was resumed) first ends what the earlier attempt left: the step
+    containers still in that attempt's cgroup, and the cgroup. Then it notes
+    its own cgroup there."""
+    note = Path(workspace) / CGROUP_NOTE
+    try:
+        earlier = note.read_text().strip()
+    except OSError:
+        earlier = ""
+    if earlier and earlier != cgroup.path and earlier.startswith(f"{cgroup.parent}/") and _CGROUP_PATH.match(earlier) \
+            and ".." not in earlier.split("/"):
+        dead = BuildCgroup(cgroup.parent, earlier[len(cgroup.parent) + 1:], fs_root=cgroup.fs_root)
+        for container in dead.container_ids():
+            try:
+                client.api.kill(container)
+            except (NotFound, APIError, DockerException):
+                pass
+        dead.remove()
+        log.info("removed %s, the cgroup of an earlier attempt of this build", earlier)
+    try:
+        note.parent.mkdir(parents=True, exist_ok=True)
+        note.write_text(cgroup.path)
+    except OSError as exc:
+        log.warning("could not note the build's cgroup in %s: %s", note, exc)
+
+
 def _write(path: Path, value: str) -> None:
     with open(path, "w") as handle:
         handle.write(value)
