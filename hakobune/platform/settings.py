@@ -265,6 +265,9 @@ CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", "hakobune")
 # A worker that lost Redis (a restart of it) goes on with the steps it runs;
 # they need the database, not the broker (docs/architecture.md, "Crash safety").
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
+# Kombu's Redis transport, repaired so that a worker lives through a restart of
+# Redis (hakobune/platform/broker.py).
+CELERY_BROKER_TRANSPORT = "hakobune.platform.broker:Transport"
 # Metrics: a reading of every running service this often (seconds).
 METRICS_SECONDS = env_int("METRICS_SECONDS", 15)
 CELERY_BEAT_SCHEDULE = {

@@ -14,7 +14,9 @@ def log_of(build) -> str:
     return "\n".join(Build.objects.get(id=build.id).log_lines.values_list("text", flat=True))
 
 
-def wait_until(check, timeout: float, what: str):
+def wait_until(check, timeout: float, what: str, *, build=None):
+    """Waits until `check()` is true; else fails saying `what` (and the
+    `build`'s status and log)."""
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -25,7 +27,10 @@ def wait_until(check, timeout: float, what: str):
         except Exception as exc:  # noqa: BLE001 - not there yet
             last = exc
         time.sleep(0.5)
-    raise AssertionError(f"{what} within {timeout} s (last error: {last})")
+    about = ""
+    if build is not None:
+        about = f"\nthe build is {Build.objects.get(id=build.id).status}; its log:\n{log_of(build)}"
+    raise AssertionError(f"{what} within {timeout} s (last error: {last}){about}")
 
 
 def wait_for_final(build, timeout: float) -> Build:

@@ -11,6 +11,8 @@ import time
 import pytest
 
 from hakobune.platform.builds.models import Build
+from hakobune.platform.services.models import Release
+from hakobune.runtime.docker_local import LABEL_RELEASE
 from tests.faults.checks import answers, assert_clean_end, log_of, wait_for_final, wait_until
 from tests.support.host import flush_firewall_chains, may_restart_dockerd, restart_dockerd
 
@@ -40,10 +42,19 @@ def in_its_slow_step(build, marker: str) -> bool:
     return current.status == "building" and marker in log_of(build)
 
 
+def starting(docker_client, build) -> bool:
+    """Whether the build's release has an instance booting (its log says so
+    only when the deploy ends: lines are written in batches)."""
+    release = Release.objects.filter(build_id=build.id, status=Release.Status.DEPLOYING).first()
+    return release is not None and bool(
+        docker_client.containers.list(filters={"label": f"{LABEL_RELEASE}={release.id}"})
+    )
+
+
 def test_a_worker_killed_mid_build_is_resumed_and_the_build_goes_live(platform, deployer, docker_client):
     marker = f"slow-build-{secrets.token_hex(4)}"
     build = deployer("web", files=app_saying("Survived a kill"), build_command=slow_build_command(marker))
-    wait_until(lambda: in_its_slow_step(build, marker), 300, "the build did not reach its slow step")
+    wait_until(lambda: in_its_slow_step(build, marker), 300, "the build did not reach its slow step", build=build)
     time.sleep(2)
 
     platform.kill("worker")  # kill -9 of the worker and its pool processes
@@ -51,7 +62,7 @@ def test_a_worker_killed_mid_build_is_resumed_and_the_build_goes_live(platform, 
     restarted = time.monotonic()
 
     wait_until(lambda: "The worker running the build step stopped" in log_of(build), 60,
-               "the build step was not resumed within a minute of the worker restarting")
+               "the build step was not resumed within a minute of the worker restarting", build=build)
     resumed_after = time.monotonic() - restarted
     build = wait_for_final(build, 240)
     live_after = time.monotonic() - restarted
@@ -66,9 +77,8 @@ def test_a_redis_restart_during_a_deploy_does_not_stop_it(platform, deployer, do
     assert first.status == "live", first.failure_reason
     # The second version takes a while to boot: the deploy waits for it.
     second = deployer("web", files=app_saying("Second", boot_seconds=12))
-    wait_until(lambda: Build.objects.get(id=second.id).status == "deploying" and "Starting v2" in log_of(second),
-               300, "the second deploy did not start its release")
-    time.sleep(1)
+    wait_until(lambda: starting(docker_client, second), 300, "the second deploy did not start its release",
+               build=second)
 
     platform.kill("redis")  # it keeps nothing on disk: it comes back empty
     time.sleep(3)
@@ -88,7 +98,8 @@ def test_after_a_host_restart_the_service_answers_and_the_build_ends(platform, d
     assert first.status == "live", first.failure_reason
     marker = f"slow-build-{secrets.token_hex(4)}"
     second = deployer("web", files=app_saying("After the restart"), build_command=slow_build_command(marker))
-    wait_until(lambda: in_its_slow_step(second, marker), 300, "the build did not reach its slow step")
+    wait_until(lambda: in_its_slow_step(second, marker), 300, "the build did not reach its slow step",
+               build=second)
 
     # Every process of the platform stops at once; Redis comes back empty.
     platform.stop_all()
