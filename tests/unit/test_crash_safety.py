@@ -217,6 +217,19 @@ def test_after_redis_lost_its_memory_every_waiting_step_is_queued_again_at_once(
     assert queued_tasks == [("deploy_release", waiting.id)]
 
 
+def test_after_redis_lost_its_memory_a_release_waiting_to_start_is_queued_again(service, build, queued_tasks,
+                                                                                 monkeypatch):
+    waiting = Release.objects.create(service=service, build=build, number=1, image="hakobune/acme/hello:one",
+                                     config={}, status=Release.Status.PENDING)
+    monkeypatch.setattr(sweeper, "broker_forgot", lambda: False)
+    queued_tasks.clear()
+    sweeper.sweep()
+    assert ("start_release", waiting.id) not in queued_tasks
+    monkeypatch.setattr(sweeper, "broker_forgot", lambda: True)
+    sweeper.sweep()
+    assert ("start_release", waiting.id) in queued_tasks
+
+
 def test_a_queued_build_whose_message_was_lost_is_fetched(build, queued_tasks, redis_kept):
     # DISPATCHER: until the build dispatcher admits queued builds, the sweeper does.
     queued_tasks.clear()

@@ -55,6 +55,8 @@ class Build(models.Model):
     class Meta:
         ordering = ["-number"]
         constraints = [models.UniqueConstraint(fields=["service", "number"], name="build_number_unique_per_service")]
+        # The sweeper reads the builds in progress every few seconds.
+        indexes = [models.Index(fields=["status"], name="build_status")]
 
     def __str__(self):
         return f"{self.service} build #{self.number}"

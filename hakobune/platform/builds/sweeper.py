@@ -17,7 +17,8 @@ scheduler) and when a worker starts.
   the step, the others find it claimed and do nothing.
 
 Builds waiting for an administrator's review wait for a person, not a
-worker, and are left alone."""
+worker, and are left alone. Releases waiting to start (rollbacks, new
+settings) are queued again after Redis lost its memory."""
 
 from __future__ import annotations
 
@@ -90,7 +91,23 @@ def sweep() -> Swept:
         except Exception:  # noqa: BLE001 - one build's trouble must not stop the sweep of the others
             logger.exception("could not sweep build %s", build.id)
     swept.requeued += _requeue_waiting_builds(forgot, requeue_cutoff)
+    if forgot:
+        swept.requeued += _requeue_pending_releases()
     return swept
+
+
+def _requeue_pending_releases() -> int:
+    """Releases made without a build (a rollback, a scale, new settings) wait
+    `pending` for start_release; after Redis lost its memory, that message is
+    gone. A duplicate does nothing (releases.claim_pending)."""
+    count = 0
+    for release_id in Release.objects.filter(status=Release.Status.PENDING).values_list("id", flat=True):
+        try:
+            queue.enqueue("start_release", release_id)
+            count += 1
+        except Exception:  # noqa: BLE001
+            logger.exception("could not queue release %s again", release_id)
+    return count
 
 
 def _lease_ran_out(build: Build, swept: Swept) -> None:
