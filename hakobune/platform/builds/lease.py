@@ -48,8 +48,9 @@ class Heartbeat:
                 try:
                     if not renew(self.build_id, self.status):
                         self.lost = True
-                        logger.warning("build %s: the %s step is no longer this worker's", self.build_id,
-                                       self.status)
+                        # Usually the step has just moved the build on; else the
+                        # sweeper took it back from a worker it thought dead.
+                        logger.info("build %s: the %s step is no longer this worker's", self.build_id, self.status)
                         return
                 except Exception:  # noqa: BLE001 - a missed renewal is not fatal; the lease has slack
                     logger.exception("build %s: could not renew the lease of its %s step", self.build_id,
