@@ -30,15 +30,25 @@ def take_this_hosts_steps(sender, instance, **kwargs):
 
 @worker_ready.connect
 def reconcile_when_ready(sender, **kwargs):
-    """After a restart of the workers (or of dockerd, or of the host) bring
-    every service back as the database wants it, at once."""
+    """After a restart of the workers (or of dockerd, or of the host) route and
+    bring every service back as the database wants it, at once (once, from
+    the worker that does housekeeping); and resume the pipeline's steps whose
+    worker died: now, and again once the leases of steps this worker ran
+    before it restarted have run out."""
+    from django.conf import settings
+
     from hakobune.platform import queue
     from hakobune.platform.locks import redis_client
 
+    queue.enqueue("sweep_pipeline")
+    queue.enqueue("sweep_pipeline", countdown=settings.STEP_LEASE_SECONDS + 2)
     if not _consumes(sender, queue.queue_of(queue.HOUSEKEEPING)):
         return
     if redis_client().set(f"hakobune:{queue.prefix()}:reconcile-at-start", "1", nx=True,
                           ex=RECONCILE_AT_START_SECONDS):
+        # The routes first: they need neither the firewall nor the runtime's
+        # repair, which may wait for a host lock.
+        queue.enqueue("sync_router")
         queue.enqueue("reconcile")
 
 

@@ -83,6 +83,16 @@ rule("pipeline.gave_up", T,
      "%(what)s did not answer after %(attempts)s attempts (last: %(error)s). This is not your app: "
      "deploy again in a few minutes, and tell your operator if it keeps happening.")
 rule("pipeline.stalled", P, "The build stopped making progress (the worker may have restarted). Deploy again.")
+rule("pipeline.worker_lost", P,
+     "The worker running the %(step)s step stopped %(times)s times (it was killed, ran out of memory or its host "
+     "restarted), so Hakobune stopped trying. This is not your app's fault if the log shows no error: "
+     "deploy again, and tell your operator if it keeps happening.")
+rule("pipeline.step_timeout", P,
+     "The %(step)s step took longer than %(seconds)s s, the time it may take, and was stopped. "
+     "Deploy again; tell your operator if it keeps happening.")
+rule("build.timed_out", U,
+     "The build took longer than %(seconds)s s, the time a build may take, and was stopped. Look at the last "
+     "step in the log: a step that waits for input, or for a server that never answers, runs until it is stopped.")
 rule("release.internal", P, "Hakobune failed while starting this release.")
 
 # Disk (builds/disk.py): not the person's app; an administrator frees space.

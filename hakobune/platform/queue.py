@@ -43,6 +43,8 @@ ROUTES = {
     # Admission and stopping a cancelled build: never behind the builds they admit or stop.
     "admit_builds": PIPELINE,
     "stop_build": PIPELINE,
+    # The sweeper resumes steps whose worker died: seconds, and never behind housekeeping.
+    "sweep_pipeline": PIPELINE,
     # Minutes each, bounded by the build workers' concurrency.
     "build_image": BUILDS,
     "rebuild_stack": BUILDS,
@@ -53,13 +55,12 @@ ROUTES = {
     "sync_router": HOUSEKEEPING,
     "scale_idle_to_zero": HOUSEKEEPING,
     "prune_images": HOUSEKEEPING,
-    "fail_stalled_builds": HOUSEKEEPING,
 }
 
 TASKS = frozenset({
     "fetch_source", "detect_stack", "build_image", "deploy_release", "start_release",
     "destroy_service", "sync_router", "reconcile", "rebuild_stack", "prune_images",
-    "admit_builds", "stop_build",
+    "admit_builds", "stop_build", "sweep_pipeline",
 })
 
 # The steps that read the fetched source, and so run on the host that fetched it.

@@ -285,6 +285,12 @@ CELERY_TASK_QUEUES = {
 # its source was unpacked (in WORKSPACE_DIR), through <prefix>.host.<name>.
 WORKER_HOST = env("WORKER_HOST", "") or socket.gethostname()
 WORKSPACE_DIR = Path(env("WORKSPACE_DIR", str(DATA_DIR / "workspaces"))).resolve()
+# A worker that lost Redis (a restart of it) goes on with the steps it runs;
+# they need the database, not the broker (docs/architecture.md, "Crash safety").
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
+# Kombu's Redis transport, repaired so that a worker lives through a restart of
+# Redis (hakobune/platform/broker.py).
+CELERY_BROKER_TRANSPORT = "hakobune.platform.broker:Transport"
 # Metrics: a reading of every running service this often (seconds).
 METRICS_SECONDS = env_int("METRICS_SECONDS", 15)
 _HOUSEKEEPING = {"queue": f"{CELERY_TASK_DEFAULT_QUEUE}.housekeeping"}
@@ -300,8 +306,8 @@ CELERY_BEAT_SCHEDULE = {
                      "options": _HOUSEKEEPING},
     "reconcile": {"task": "hakobune.worker.tasks.reconcile", "schedule": float(env_int("RECONCILE_SECONDS", 30)),
                   "options": _HOUSEKEEPING},
-    "fail-stalled-builds": {"task": "hakobune.worker.tasks.fail_stalled_builds", "schedule": 60.0,
-                            "options": _HOUSEKEEPING},
+    "sweep-pipeline": {"task": "hakobune.worker.tasks.sweep_pipeline", "schedule": float(env_int("SWEEP_SECONDS", 20)),
+                       "options": {"queue": f"{CELERY_TASK_DEFAULT_QUEUE}.pipeline"}},
     # Admission is also asked after every deploy and every build's end; this
     # is the safety net (a Redis restart that lost those requests loses no build).
     "admit-builds": {"task": "hakobune.worker.tasks.admit_builds", "schedule": float(env_int("ADMIT_BUILDS_SECONDS", 10)),
@@ -533,6 +539,52 @@ ENCRYPTION_KEY = env("HAKOBUNE_ENCRYPTION_KEY", "")
 SOURCE_HTTP_HOSTS = frozenset(env_list("SOURCE_HTTP_HOSTS", ""))
 SOURCE_ALLOWED_HOSTS = frozenset(env_list("SOURCE_ALLOWED_HOSTS", ""))
 GIT_TIMEOUT = env_int("GIT_TIMEOUT", 300)
+
+# The pipeline's crash safety (docs/architecture.md, "Crash safety"). A worker
+# renews its lease on the step it runs every STEP_HEARTBEAT_SECONDS; a step
+# whose lease is STEP_LEASE_SECONDS old (its worker died) is resumed by the
+# sweeper, which runs every SWEEP_SECONDS and when a worker starts, at most
+# STEP_MAX_RESUMES times; a step queued but not claimed for
+# STEP_REQUEUE_SECONDS (its message lost) is queued again.
+STEP_HEARTBEAT_SECONDS = env_int("STEP_HEARTBEAT_SECONDS", 5)
+STEP_LEASE_SECONDS = env_int("STEP_LEASE_SECONDS", 30)
+STEP_MAX_RESUMES = env_int("STEP_MAX_RESUMES", 3)
+STEP_REQUEUE_SECONDS = env_int("STEP_REQUEUE_SECONDS", 60)
+# Every task's time limit, in seconds: at it, the task is interrupted (a
+# pipeline step then fails in words, and what it started is stopped); one that
+# does not stop within TASK_KILL_GRACE more is killed with its worker process.
+# The build's own limit (BUILD_TIMEOUT) is kept by the build's watch, which
+# stops its containers; the step's limit leaves time around it for the stacks
+# and the image's bookkeeping.
+DEPLOY_TIMEOUT = env_int("DEPLOY_TIMEOUT", 900)
+TASK_KILL_GRACE = 30
+TASK_TIME_LIMITS = {
+    "fetch_source": GIT_TIMEOUT + 120,
+    "detect_stack": env_int("DETECT_TIMEOUT", 120),
+    "build_image": BUILD_TIMEOUT + 60,
+    "deploy_release": DEPLOY_TIMEOUT,
+    "start_release": DEPLOY_TIMEOUT,
+    "destroy_service": 600,
+    "rebuild_stack": env_int("STACK_BUILD_TIMEOUT", 1800),
+}
+# Housekeeping and anything not named above.
+TASK_DEFAULT_TIME_LIMIT = env_int("TASK_DEFAULT_TIME_LIMIT", 600)
+CELERY_TASK_SOFT_TIME_LIMIT = TASK_DEFAULT_TIME_LIMIT
+CELERY_TASK_TIME_LIMIT = TASK_DEFAULT_TIME_LIMIT + TASK_KILL_GRACE
+CELERY_TASK_ANNOTATIONS = {
+    f"hakobune.worker.tasks.{name}": {"soft_time_limit": seconds, "time_limit": seconds + TASK_KILL_GRACE}
+    for name, seconds in TASK_TIME_LIMITS.items()
+}
+# Redis gives a message that a worker took but never acknowledged (late
+# acknowledgement: the worker died) to another worker after this long. Longer
+# than any task may run, so a task still running is never delivered twice;
+# the pipeline does not wait for it (the sweeper queues its steps again from
+# the database), and a duplicate would be harmless there (claim()).
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": max([*TASK_TIME_LIMITS.values(), TASK_DEFAULT_TIME_LIMIT]) + TASK_KILL_GRACE + 60,
+}
+# A deploy waits this long at most for another deploy of the same service.
+DEPLOY_LOCK_WAIT = env_int("DEPLOY_LOCK_WAIT", 600)
 # A proxy git goes through ("http://proxy:3128", "socks5://proxy:1080"); empty:
 # git connects directly to the address the SSRF guard checked. The worker's own
 # proxy variables (http_proxy, https_proxy, ALL_PROXY) never reach git. Through

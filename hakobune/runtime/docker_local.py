@@ -138,6 +138,11 @@ class DockerLocalBackend(RuntimeBackend):
         except DockerException as exc:
             self._remove(started)
             raise RuntimeBackendError(f"the Docker Engine failed while starting the app: {exc}", permanent=False)
+        except BaseException:
+            # Interrupted (the deploy step's time limit): nothing half-started stays.
+            self._remove(started)
+            raise
+        self._remove_earlier_attempts(spec, keep=started)
 
         instances = [Instance(id=c.id, name=c.name, state="running", address=a) for c, a in zip(started, upstreams)]
         return DeployResult(
@@ -145,6 +150,18 @@ class DockerLocalBackend(RuntimeBackend):
             instances=instances,
             state={"containers": [c.id for c in started], "upstreams": upstreams},
         )
+
+    def _remove_earlier_attempts(self, spec: DeploySpec, *, keep) -> None:
+        """Instances of this release that an earlier attempt of its deploy
+        started (a worker that died mid-deploy; the step was resumed) go once
+        the new ones serve: a release has exactly its instances."""
+        kept = {container.id for container in keep}
+        try:
+            others = [c for c in self._containers(spec.ref) if c.labels.get(LABEL_RELEASE) == str(spec.release_id)]
+        except DockerException:
+            log.exception("could not list the instances of %s", spec.hostname)
+            return
+        self._remove([c for c in others if c.id not in kept])
 
     def _ensure_team_network(self, team: str, *, allow: tuple[str, ...] = ()):
         network = self._team_network(team)

@@ -4,11 +4,12 @@ that claims its work; nothing imports this module (the platform sends tasks
 by name, hakobune/platform/queue.py).
 
 A step that met a passing fault raises RetryStep; it is retried here, with
-the backoff the platform chose."""
+the backoff the platform chose. Every task's time limits come from
+settings.TASK_TIME_LIMITS (CELERY_TASK_ANNOTATIONS)."""
 
 from celery import shared_task
 
-from hakobune.platform.builds import admission, pipeline
+from hakobune.platform.builds import admission, pipeline, sweeper
 from hakobune.platform.failures import MAX_ATTEMPTS, RetryStep
 from hakobune.platform.observability import collectors
 from hakobune.platform.services import housekeeping, releases
@@ -60,8 +61,8 @@ def stop_build(build_id: int) -> None:
 
 
 @shared_task
-def fail_stalled_builds() -> None:
-    pipeline.fail_stalled_builds()
+def sweep_pipeline() -> None:
+    sweeper.sweep()
 
 
 # -- one service or stack --------------------------------------------------------------

@@ -4,10 +4,8 @@ without rebuilds, and a reconciler that brings services back after their
 containers or the Docker Engine went away."""
 
 import os
-import subprocess
 import threading
 import time
-from pathlib import Path
 
 import docker
 import pytest
@@ -23,6 +21,7 @@ from hakobune.runtime.router import WAKE_PREFIX
 from hakobune.worker import tasks
 from tests.conftest import APPS_DIR, archive_of
 from tests.support.dns_stub import DnsStub
+from tests.support.host import restart_dockerd
 
 from tests.support.infrastructure import get_through_router, wait_for_build
 
@@ -163,30 +162,13 @@ def test_the_reconciler_brings_back_killed_instances_and_removes_strays(login, o
         docker_client.containers.get(stray.id)
 
 
-def _restart_dockerd():
-    pid = int(subprocess.run(["pidof", "dockerd"], capture_output=True, text=True, check=True).stdout.split()[0])
-    command = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
-    os.kill(pid, 15)
-    for _ in range(300):
-        if not Path(f"/proc/{pid}").exists():
-            break
-        time.sleep(0.1)
-    log = open(os.environ.get("HAKOBUNE_DATA_DIR", "/tmp") + "/dockerd-restarted.log", "ab")
-    subprocess.Popen([part.decode() for part in command], stdout=log, stderr=log, start_new_session=True)
-    for _ in range(300):
-        if subprocess.run(["docker", "info"], capture_output=True).returncode == 0:
-            return
-        time.sleep(0.1)
-    raise AssertionError("dockerd did not come back")
-
-
 @pytest.mark.skipif(os.environ.get("HAKOBUNE_TEST_RESTART_DOCKERD") != "1",
                     reason="restarts the host's Docker Engine; scripts/test.sh enables it")
 def test_services_answer_again_after_the_docker_engine_restarts(login, owner, team, worker):
     client = login(owner)
     deploy(client, team, "web", "Survivor", new=True)
     service = Service.objects.get(team=team, name="web")
-    _restart_dockerd()
+    restart_dockerd()
     deadline = time.monotonic() + 90
     answer = None
     while time.monotonic() < deadline:

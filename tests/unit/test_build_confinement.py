@@ -248,6 +248,32 @@ def test_the_watch_stops_a_build_that_outlives_its_time(running):
     assert watch.why_stopped().startswith("The build took longer than 60 s, the time a build may take")
 
 
+def test_a_build_left_early_stops_its_running_step(running):
+    # Its task's time limit (SoftTimeLimitExceeded), or any failure that leaves the build.
+    engine = WatchedEngine()
+    with pytest.raises(RuntimeError), BuildWatch(engine, running, timeout=600, poll=60):
+        raise RuntimeError("the step's time limit")
+    assert engine.api.killed == [CONTAINER]
+
+
+def test_a_resumed_build_first_ends_what_its_dead_attempt_left(running, v1, tmp_path):
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    (workspace / confinement.CGROUP_NOTE).write_text(running.path)  # the dead attempt's
+    engine = WatchedEngine()
+    resumed = BuildCgroup("/hakobune-builds", "acme-2", fs_root=v1)
+
+    confinement.end_earlier_attempt(engine, resumed, workspace)
+
+    assert engine.api.killed == [CONTAINER]
+    assert not running.dir("pids").exists()
+    assert (workspace / confinement.CGROUP_NOTE).read_text() == resumed.path
+    # A note that names anything else is not acted on.
+    (workspace / confinement.CGROUP_NOTE).write_text("/elsewhere/acme-1")
+    confinement.end_earlier_attempt(engine, resumed, workspace)
+    assert engine.api.killed == [CONTAINER]
+
+
 def test_the_watch_stops_a_build_at_its_pids_limit(running):
     engine = WatchedEngine()
     watch = BuildWatch(engine, running, timeout=60)

@@ -239,9 +239,11 @@ def test_review_for_every_team_but_trusted_ones(team, owner, outsider, settings,
 def test_a_build_waiting_for_review_is_not_called_stalled(reviewed_team, owner, settings, cloudrun_target, queued_tasks):
     service = create_service(team=reviewed_team, name="hello", created_by=owner, target="cloudrun")
     build = build_until_review(service, owner)
-    settings.BUILD_TIMEOUT = -10_000
-    tasks.fail_stalled_builds()
+    settings.STEP_LEASE_SECONDS = settings.STEP_REQUEUE_SECONDS = -10_000
+    queued_tasks.clear()
+    tasks.sweep_pipeline()
     assert Build.objects.get(id=build.id).status == BuildStatus.REVIEWING
+    assert queued_tasks == []
 
 
 def test_the_api_tells_a_member_the_teams_quota(client, owner, team, small_quota, dummy_backend):

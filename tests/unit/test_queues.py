@@ -29,7 +29,9 @@ def test_every_task_has_a_purpose_and_no_purpose_names_a_missing_task():
     ("build_image", "builds"), ("rebuild_stack", "builds"),
     ("collect_metrics", "housekeeping"), ("roll_up_metrics", "housekeeping"), ("reconcile", "housekeeping"),
     ("sync_router", "housekeeping"), ("scale_idle_to_zero", "housekeeping"), ("prune_images", "housekeeping"),
-    ("fail_stalled_builds", "housekeeping"),
+    ("sweep_pipeline", "pipeline"),
+    ("admit_builds", "pipeline"),
+    ("stop_build", "pipeline"),
 ])
 def test_celery_routes_each_task_to_the_queue_of_its_purpose(name, purpose):
     route = app.amqp.router.route({}, f"{queue.TASK_MODULE}.{name}", (), {})
@@ -120,6 +122,8 @@ def test_one_reconcile_after_a_start_not_one_per_worker(settings, monkeypatch):
         for names in (["pipeline"], ["builds"], ["housekeeping"], ["housekeeping"], ["pipeline", "housekeeping"]):
             worker, _ = fake_worker([queue.queue_of(name) for name in names])
             reconcile_when_ready(sender=worker)
-        assert sent == ["reconcile"]
+        assert [name for name in sent if name != "sweep_pipeline"] == ["sync_router", "reconcile"]
+        # Every worker's start looks for steps whose worker died (now and once their lease ran out).
+        assert sent.count("sweep_pipeline") == 2 * 5
     finally:
         redis_client().delete(f"hakobune:{settings.CELERY_TASK_DEFAULT_QUEUE}:reconcile-at-start")

@@ -302,8 +302,8 @@ def test_a_slow_wake_answers_503_within_the_bound_and_takes_the_deploy_lock_once
 
 def test_a_deploy_holding_the_lock_makes_the_waker_answer_503_not_wait_for_it(sleepy, backend, upstream, settings):
     settings.WAKER_WAIT_SECONDS = 1
-    # A deploy under way (its lock expires by itself, so that nothing here waits forever).
-    lock = deploy_lock(sleepy.id, timeout=20)
+    # A deploy under way (its lock expires by itself, should this test die holding it).
+    lock = deploy_lock(sleepy.id)
     assert lock.acquire(blocking=False)
     try:
         started = time.monotonic()

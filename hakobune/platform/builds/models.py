@@ -39,8 +39,15 @@ class Build(models.Model):
     failure_reason = models.TextField(blank=True)
     failure_rule = models.CharField(max_length=64, blank=True)
     failure_params = models.JSONField(default=dict, blank=True)
-    # The step a worker has taken on; see state.claim().
+    # The step a worker has taken on; see state.claim(). The worker renews its
+    # lease on it (heartbeat_at) while the step runs; a step whose lease ran
+    # out is given back and queued again by the sweeper (builds/sweeper.py).
+    # Unclaimed, heartbeat_at is when the step was last queued.
     claimed_step = models.CharField(max_length=16, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # How often the sweeper took the current step back from a worker that died.
+    step_resumes = models.PositiveSmallIntegerField(default=0)
     failed_step = models.CharField(max_length=16, blank=True, choices=BuildStatus.choices)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -51,6 +58,8 @@ class Build(models.Model):
     class Meta:
         ordering = ["-number"]
         constraints = [models.UniqueConstraint(fields=["service", "number"], name="build_number_unique_per_service")]
+        # The sweeper reads the builds in progress every few seconds.
+        indexes = [models.Index(fields=["status"], name="build_status")]
 
     def __str__(self):
         return f"{self.service} build #{self.number}"

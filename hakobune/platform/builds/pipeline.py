@@ -12,7 +12,12 @@ kill what runs, and its later steps do nothing.
 The Celery tasks in hakobune/worker/tasks.py only call these. Failures are
 classified once (hakobune/platform/failures.py): a passing fault gives the
 step back and asks for a retry with backoff, a user's error fails at once
-in words, a platform fault fails with a reason for the administrator."""
+in words, a platform fault fails with a reason for the administrator.
+
+While a step runs, its worker renews its lease on the claim (lease.py); a
+step whose worker died is taken back and queued again by the sweeper
+(sweeper.py), so every step must be safe to run again from its start. A
+step past its time limit (settings.TASK_TIME_LIMITS) fails in words."""
 
 from __future__ import annotations
 
@@ -21,12 +26,11 @@ import shutil
 import threading
 import time
 from contextlib import contextmanager
-from datetime import timedelta
 from pathlib import Path
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import connection
-from django.utils import timezone
 
 from hakobune.platform.crypto import decrypt
 from hakobune.platform.diagnoses import Diagnosis, diagnose
@@ -39,9 +43,12 @@ from hakobune.worker import gitfetch, source
 from hakobune.worker.buildpacks import BuildPlan, apply_service_settings, detect
 
 from . import admission, disk, images
+from .lease import Heartbeat
 from .log import BuildLog, BuildStopped
-from .models import ADMITTED, IN_PROGRESS, Build, BuildStatus
+from .models import ADMITTED, Build, BuildStatus
 from .state import advance, claim, fail, is_stopped, release_claim
+from .sweeper import step_time_limit, timeout_diagnosis
+from .workspace import workspace_dir
 
 logger = logging.getLogger(__name__)
 S = BuildStatus
@@ -53,11 +60,6 @@ STEP_RELIES_ON = {
     S.BUILDING: "The image builder",
     S.DEPLOYING: "The runtime",
 }
-
-
-def workspace_dir(build_id: int) -> Path:
-    """On the worker host that fetched the build (Build.worker_host)."""
-    return settings.WORKSPACE_DIR / f"build-{build_id}"
 
 
 def source_dir(build: Build) -> Path:
@@ -95,12 +97,26 @@ def step_log(build_id: int) -> BuildLog:
 
 @contextmanager
 def step(build_id: int, status: str, log: BuildLog, attempt: int):
-    """Runs one step of the build: any failure inside it is classified and
-    acted on, and the workspace goes once the build has ended. A build
-    stopped (cancelled, superseded) meanwhile just ends here: whatever its
-    step raised on the way out is no failure of the build."""
+    """Runs one step of the build under its lease (renewed meanwhile): any
+    failure inside it is classified and acted on, and the workspace goes
+    once the build has ended. A build stopped (cancelled, superseded)
+    meanwhile just ends here: whatever its step raised on the way out is no
+    failure of the build."""
     try:
-        yield
+        with Heartbeat(build_id, status):
+            yield
+    except SoftTimeLimitExceeded:
+        # What the step started is stopped as the exception leaves it (the
+        # build's watch kills its step containers; a deploy removes the
+        # instances it started).
+        diagnosis = timeout_diagnosis(status, step_time_limit(status))
+        logger.warning("build %s: the %s step passed its time limit", build_id, status)
+        log.write(f"✗ {diagnosis.in_english()}", keep=True)
+        log.flush()
+        fail(build_id, diagnosis)
+        shutil.rmtree(workspace_dir(build_id), ignore_errors=True)
+        if status in ADMITTED:
+            queue.enqueue("admit_builds")  # its slot is free
     except Exception as exc:
         log.stop_check = None
         if isinstance(exc, BuildStopped) or is_stopped(build_id):
@@ -335,8 +351,13 @@ def deploy_release(build_id: int, *, attempt: int = 1) -> None:
                 log.write(f"⊘ Superseded: deploy #{newer.number}, a newer one, went live first; "
                           "this one is not deployed over it.", keep=True)
             return
-        release = releases.release_for_build(build)
-        releases.start(release, log.write, may_retry=attempt < MAX_ATTEMPTS)
+        service.refresh_from_db()
+        if service.live_release is None or service.live_release.build_id != build_id:
+            # A resumed deploy finds the release the dead attempt made, and
+            # starts it afresh (what that attempt started is replaced).
+            release = releases.release_for_build(build)
+            releases.start(release, log.write, may_retry=attempt < MAX_ATTEMPTS)
+        # else: the dead attempt made it live, and died before saying so.
         advance(build_id, S.DEPLOYING, S.LIVE)
         service.refresh_from_db()  # the live release now gives its address (Cloud Run's own)
         log.write(f"✓ Live at {service.url}", keep=True)
@@ -363,18 +384,3 @@ def stop_build_work(build_id: int) -> None:
         with BuildLog(build_id) as log:
             log.write(f"⊘ Stopped {stopped} running build step{'s' if stopped != 1 else ''}.", keep=True)
     shutil.rmtree(workspace_dir(build_id), ignore_errors=True)
-
-
-# -- builds whose worker died -------------------------------------------------------
-
-
-def fail_stalled_builds() -> int:
-    """A build whose worker died mid-step never moves again; tell its owner."""
-    cutoff = timezone.now() - timedelta(seconds=settings.BUILD_TIMEOUT + 120)
-    stalled = Build.objects.filter(status__in=IN_PROGRESS, status_changed_at__lt=cutoff)
-    failed = 0
-    # A build waiting for an administrator waits for a person, not a worker; one
-    # queued waits for a build slot (admission), however long the queue is.
-    for build_id in stalled.exclude(status__in=(S.REVIEWING, S.QUEUED)).values_list("id", flat=True):
-        failed += fail(build_id, Diagnosis("pipeline.stalled"))
-    return failed

@@ -1,8 +1,11 @@
 """The build status machine. Every change of a build's status goes through
 `advance`, a conditional UPDATE that succeeds for exactly one caller. A step's
 worker first `claim`s the step (another conditional UPDATE), so a task
-delivered twice does its work only once."""
+delivered twice does its work only once. A claim is a lease: the worker
+renews it while the step runs (`renew`), and the sweeper takes back one that
+ran out (`take_back`, builds/sweeper.py)."""
 
+from django.db.models import F
 from django.utils import timezone
 
 from .models import FINISHED, STOPPABLE, STOPPED, Build, BuildStatus
@@ -39,6 +42,10 @@ def advance(build_id: int, from_status: str, to_status: str, **fields) -> bool:
     if from_status == S.QUEUED and to_status == S.FETCHING:
         fields["started_at"] = now
     fields.setdefault("claimed_step", "")
+    # A step is claimed with its move (fetching) or queued for a worker.
+    fields["claimed_at"] = now if fields["claimed_step"] else None
+    fields["heartbeat_at"] = now
+    fields["step_resumes"] = 0
     if to_status in FINISHED:
         fields["finished_at"] = now
     return Build.objects.filter(id=build_id, status=from_status).update(status=to_status, **fields) == 1
@@ -47,10 +54,40 @@ def advance(build_id: int, from_status: str, to_status: str, **fields) -> bool:
 def claim(build_id: int, status: str) -> bool:
     """Takes on the work of the build's current step. The step's status is set
     by the step before; exactly one worker gets True for it."""
+    now = timezone.now()
     return (
-        Build.objects.filter(id=build_id, status=status).exclude(claimed_step=status).update(claimed_step=status)
+        Build.objects.filter(id=build_id, status=status)
+        .exclude(claimed_step=status)
+        .update(claimed_step=status, claimed_at=now, heartbeat_at=now)
         == 1
     )
+
+
+def renew(build_id: int, status: str) -> bool:
+    """Renews the lease of a claimed step: the worker running it is alive.
+    False when the step is no longer this worker's (the build moved on,
+    failed, or the sweeper took the step back)."""
+    return (
+        Build.objects.filter(id=build_id, status=status, claimed_step=status).update(heartbeat_at=timezone.now())
+        == 1
+    )
+
+
+def take_back(build_id: int, status: str, heartbeat_at) -> bool:
+    """Gives back the claim of a step whose worker stopped renewing it (its
+    lease as last seen: `heartbeat_at`), counting the resume; the step is
+    then queued again. Exactly one sweeper gets True."""
+    return Build.objects.filter(
+        id=build_id, status=status, claimed_step=status, heartbeat_at=heartbeat_at
+    ).update(claimed_step="", claimed_at=None, heartbeat_at=timezone.now(), step_resumes=F("step_resumes") + 1) == 1
+
+
+def requeued(build_id: int, status: str, heartbeat_at) -> bool:
+    """Notes that an unclaimed step (its message lost) was queued again.
+    Exactly one sweeper gets True."""
+    return Build.objects.filter(id=build_id, status=status, claimed_step="", heartbeat_at=heartbeat_at).update(
+        heartbeat_at=timezone.now()
+    ) == 1
 
 
 def fail(build_id: int, diagnosis) -> bool:
@@ -95,4 +132,6 @@ def failure_fields(diagnosis) -> dict:
 
 def release_claim(build_id: int, status: str) -> bool:
     """Gives the step's claim back, so that a retry of the step can take it."""
-    return Build.objects.filter(id=build_id, status=status, claimed_step=status).update(claimed_step="") == 1
+    return Build.objects.filter(id=build_id, status=status, claimed_step=status).update(
+        claimed_step="", claimed_at=None, heartbeat_at=timezone.now()
+    ) == 1

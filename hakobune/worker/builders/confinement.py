@@ -22,7 +22,7 @@ server, and it has no process or disk limit. Here:
   and a worker that may write the host's /sys/fs/cgroup (cgroup v1 or v2).
 - **A watch** that, every few seconds, stops the build's running step (kills
   its container, found in the build's cgroup) when the build outlives its
-  time, when a step met the pids limit (a fork bomb), or when what the
+  time (and when the build is left early: its task's time limit), when a step met the pids limit (a fork bomb), or when what the
   build's steps wrote to their layers passes its disk allowance (overlay2 on
   ext4 has no per-container quota, so the writable layers are measured: the
   engine's `SizeRw`). The build then fails with a sentence saying which.
@@ -284,6 +284,37 @@ def _build_prefix(team: str, build_id: int) -> str:
     return f"{label}-b{int(build_id)}-" if build_id else f"{label}-"
 
 
+# Where a build's workspace notes the cgroup its build runs in.
+CGROUP_NOTE = ".build-cgroup"
+
+
+def end_earlier_attempt(client, cgroup: BuildCgroup, workspace: Path) -> None:
+    """A build step run again in the same workspace (its worker died, and the
+    step was resumed) first ends what the earlier attempt left: the step
+    containers still in that attempt's cgroup, and the cgroup. Then it notes
+    its own cgroup there."""
+    note = Path(workspace) / CGROUP_NOTE
+    try:
+        earlier = note.read_text().strip()
+    except OSError:
+        earlier = ""
+    if earlier and earlier != cgroup.path and earlier.startswith(f"{cgroup.parent}/") and _CGROUP_PATH.match(earlier) \
+            and ".." not in earlier.split("/"):
+        dead = BuildCgroup(cgroup.parent, earlier[len(cgroup.parent) + 1:], fs_root=cgroup.fs_root)
+        for container in dead.container_ids():
+            try:
+                client.api.kill(container)
+            except (NotFound, APIError, DockerException):
+                pass
+        dead.remove()
+        log.info("removed %s, the cgroup of an earlier attempt of this build", earlier)
+    try:
+        note.parent.mkdir(parents=True, exist_ok=True)
+        note.write_text(cgroup.path)
+    except OSError as exc:
+        log.warning("could not note the build's cgroup in %s: %s", note, exc)
+
+
 def _write(path: Path, value: str) -> None:
     with open(path, "w") as handle:
         handle.write(value)
@@ -388,10 +419,14 @@ class BuildWatch:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, exc_type, *exc_info) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
+        if exc_type is not None and self.reason is None:
+            # The build was left early (its task's time limit, a failure, the
+            # worker shutting down): its running step must not outlive it.
+            self.stop("the build was interrupted")
 
     def _run(self) -> None:
         while not self._stop.wait(self.poll):

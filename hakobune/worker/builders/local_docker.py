@@ -217,6 +217,7 @@ class LocalDockerBuilder(ImageBuilder):
             cgroup = confinement.BuildCgroup.for_build(self.cgroup_parent, request.team, build_id=request.build_id,
                                                        fs_root=self.cgroup_fs)
             cgroup.prune_stale(max_age=2 * self.timeout + 600)
+            confinement.end_earlier_attempt(self.client, cgroup, request.workspace)
             cgroup.create(pids_max=self.pids_limit, memory_bytes=self.memory_mb * 1024 * 1024)
         try:
             with confinement.BuildWatch(self.client, cgroup, timeout=self.timeout, disk_mb=self.disk_mb,

@@ -1,0 +1,182 @@
+"""The sweeper: work the database says was accepted, but that no worker is
+doing, is queued again from the database. It runs every SWEEP_SECONDS (the
+scheduler) and when a worker starts.
+
+- A claimed step whose lease ran out (its worker died: kill -9, out of
+  memory, a host restart) is taken back and queued again, so that another
+  worker resumes it; the steps are idempotent (the fetch wipes its
+  workspace first, a build re-run reuses the engine's cache, a deploy finds
+  the release it made and replaces what the dead attempt started). After
+  STEP_MAX_RESUMES resumes of one step, or when the step had run for its
+  whole time limit (its worker was killed at the hard limit), the build
+  fails with a reason instead.
+- A step that was queued but never claimed (its message was lost: Redis
+  restarted, which keeps nothing on disk, or a worker died holding it) is
+  queued again: at once when Redis lost its memory, else once it has waited
+  STEP_REQUEUE_SECONDS. A duplicate is harmless: the first delivery claims
+  the step, the others find it claimed and do nothing.
+
+Builds waiting for an administrator's review wait for a person, not a
+worker, and are left alone. Releases waiting to start (rollbacks, new
+settings) are queued again after Redis lost its memory."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+from datetime import timedelta
+
+import redis
+from django.conf import settings
+from django.utils import timezone
+
+from hakobune.platform import queue
+from hakobune.platform.diagnoses import Diagnosis
+from hakobune.platform.locks import redis_client
+from hakobune.platform.services.models import Release
+
+from .log import BuildLog
+from .models import Build, BuildStatus
+from .state import fail, failure_fields, requeued, take_back
+from .workspace import workspace_dir
+
+logger = logging.getLogger(__name__)
+S = BuildStatus
+
+# The task that runs each step, and the step in words.
+STEP_TASKS = {
+    S.FETCHING: "fetch_source",
+    S.DETECTING: "detect_stack",
+    S.BUILDING: "build_image",
+    S.DEPLOYING: "deploy_release",
+}
+STEP_NAMES = {S.FETCHING: "fetch", S.DETECTING: "detect", S.BUILDING: "build", S.DEPLOYING: "deploy"}
+
+
+@dataclass
+class Swept:
+    resumed: int = 0
+    requeued: int = 0
+    failed: int = 0
+
+
+def step_time_limit(status: str) -> int:
+    """The soft time limit of the step's task, in seconds (settings.TASK_TIME_LIMITS)."""
+    return int(settings.TASK_TIME_LIMITS[STEP_TASKS[status]])
+
+
+def sweep() -> Swept:
+    now = timezone.now()
+    swept = Swept()
+    lease_cutoff = now - timedelta(seconds=settings.STEP_LEASE_SECONDS)
+    requeue_cutoff = now - timedelta(seconds=settings.STEP_REQUEUE_SECONDS)
+    forgot = broker_forgot()
+    if forgot:
+        logger.warning("Redis holds no marker of this platform (it restarted empty): queuing again every "
+                       "step that was waiting for a worker")
+    builds = Build.objects.filter(status__in=list(STEP_TASKS)).only(
+        "id", "status", "claimed_step", "claimed_at", "heartbeat_at", "step_resumes", "worker_host"
+    )
+    for build in builds:
+        try:
+            if build.claimed_step == build.status:
+                if build.heartbeat_at is None or build.heartbeat_at < lease_cutoff:
+                    _lease_ran_out(build, swept)
+            elif forgot or build.heartbeat_at is None or build.heartbeat_at < requeue_cutoff:
+                if requeued(build.id, build.status, build.heartbeat_at):
+                    logger.info("build %s: its %s step waited for a worker; queued again", build.id, build.status)
+                    _send_step(build, build.status)
+                    swept.requeued += 1
+        except Exception:  # noqa: BLE001 - one build's trouble must not stop the sweep of the others
+            logger.exception("could not sweep build %s", build.id)
+    if forgot:
+        swept.requeued += _requeue_pending_releases()
+    return swept
+
+
+def _requeue_pending_releases() -> int:
+    """Releases made without a build (a rollback, a scale, new settings) wait
+    `pending` for start_release; after Redis lost its memory, that message is
+    gone. A duplicate does nothing (releases.claim_pending)."""
+    count = 0
+    for release_id in Release.objects.filter(status=Release.Status.PENDING).values_list("id", flat=True):
+        try:
+            queue.enqueue("start_release", release_id)
+            count += 1
+        except Exception:  # noqa: BLE001
+            logger.exception("could not queue release %s again", release_id)
+    return count
+
+
+def _send_step(build: Build, status: str) -> None:
+    """Queues the step again; those that read the fetched source go to the
+    host that fetched it (hakobune/platform/queue.py, "worker hosts")."""
+    task = STEP_TASKS[status]
+    host = build.worker_host if task in queue.ON_FETCHING_HOST else None
+    queue.enqueue(task, build.id, host=host or None)
+
+
+def _lease_ran_out(build: Build, swept: Swept) -> None:
+    status = build.status
+    step = STEP_NAMES[status]
+    limit = step_time_limit(status)
+    ran = (build.heartbeat_at - build.claimed_at).total_seconds() if build.heartbeat_at and build.claimed_at else 0
+    diagnosis = None
+    if ran >= limit:
+        # It ran until the worker killed it at the hard limit.
+        diagnosis = timeout_diagnosis(status, limit)
+    elif build.step_resumes >= settings.STEP_MAX_RESUMES:
+        diagnosis = Diagnosis("pipeline.worker_lost", {"step": step, "times": build.step_resumes + 1})
+    if diagnosis is not None:
+        if fail(build.id, diagnosis):
+            log = BuildLog(build.id)
+            log.write(f"✗ {diagnosis.in_english()}", keep=True)
+            log.flush()
+            _abandon(build, diagnosis)
+            logger.warning("build %s failed at its %s step: %s", build.id, status, diagnosis.in_english())
+            swept.failed += 1
+        return
+    if not take_back(build.id, status, build.heartbeat_at):
+        return  # its worker renewed the lease meanwhile, or another sweeper took it
+    log = BuildLog(build.id)
+    log.write(f"⟳ The worker running the {step} step stopped (resume {build.step_resumes + 1} of "
+              f"{settings.STEP_MAX_RESUMES}); the step starts again.", keep=True)
+    log.flush()
+    logger.warning("build %s: the worker of its %s step stopped; resuming the step", build.id, status)
+    _send_step(build, status)
+    swept.resumed += 1
+
+
+def timeout_diagnosis(status: str, seconds: int) -> Diagnosis:
+    if status == S.BUILDING:
+        return Diagnosis("build.timed_out", {"seconds": seconds})
+    return Diagnosis("pipeline.step_timeout", {"step": STEP_NAMES.get(status, status), "seconds": seconds})
+
+
+def _abandon(build: Build, diagnosis: Diagnosis) -> None:
+    """What a failed build's dead worker left: its workspace, and the release
+    it was starting (whose instances the reconciler removes: they belong to
+    no live release)."""
+    shutil.rmtree(workspace_dir(build.id), ignore_errors=True)
+    Release.objects.filter(build_id=build.id, status=Release.Status.DEPLOYING).update(
+        status=Release.Status.FAILED, **failure_fields(diagnosis)
+    )
+
+
+# -- whether Redis lost what it held -------------------------------------------------------
+
+
+def marker_key() -> str:
+    return f"hakobune:broker-marker:{settings.CELERY_TASK_DEFAULT_QUEUE}"
+
+
+def broker_forgot() -> bool:
+    """True when Redis holds no marker of this platform: it restarted empty
+    (the Redis here keeps nothing on disk) or this is the first sweep, so any
+    message it held is gone. The marker is set again at once."""
+    try:
+        return bool(redis_client().set(marker_key(), "1", nx=True))
+    except redis.RedisError as exc:
+        logger.warning("the sweeper cannot reach Redis: %s", exc)
+        return False
