@@ -83,6 +83,12 @@ rule("pipeline.gave_up", T,
      "deploy again in a few minutes, and tell your operator if it keeps happening.")
 rule("pipeline.stalled", P, "The build stopped making progress (the worker may have restarted). Deploy again.")
 rule("release.internal", P, "Hakobune failed while starting this release.")
+rule("network.no_room", P,
+     "Hakobune has no room for another team network: all %(capacity)s blocks of TEAM_SUBNET_POOL (%(pool)s) "
+     "are taken. This is not your app: an administrator must widen TEAM_SUBNET_POOL (or delete teams "
+     "that are no longer used).")
+rule("network.bad_pool", P,
+     "Hakobune cannot give this team a network: %(detail)s. An administrator must correct TEAM_SUBNET_POOL.")
 
 # Reviews by an administrator.
 rule("review.rejected", U,
