@@ -22,7 +22,7 @@ import json
 import subprocess
 from typing import Iterable, Iterator
 
-from .firewall import host_resolvers
+from .firewall import PRIVATE_RANGES, host_resolvers
 
 DEFAULT_PREFIX = 26
 
@@ -43,8 +43,11 @@ def parse_pool(text: str, prefix: int = DEFAULT_PREFIX) -> ipaddress.IPv4Network
         raise PoolError(f"TEAM_SUBNET_PREFIX={prefix} must be between 8 and 29")
     if pool.prefixlen > prefix:
         raise PoolError(f"TEAM_SUBNET_POOL={text} is smaller than one team's block (a /{prefix})")
-    if not pool.is_private:
-        raise PoolError(f"TEAM_SUBNET_POOL={text} is not a private range; containers would shadow public addresses")
+    if not any(pool.subnet_of(ipaddress.ip_network(private)) for private in PRIVATE_RANGES):
+        raise PoolError(
+            f"TEAM_SUBNET_POOL={text} is not a private range ({', '.join(PRIVATE_RANGES)}): the firewall keeps "
+            "containers out of those, and so out of other teams' networks"
+        )
     return pool
 
 
