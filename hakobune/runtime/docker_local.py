@@ -176,11 +176,15 @@ class DockerLocalBackend(RuntimeBackend):
                 )
             except APIError as exc:
                 if "overlaps" in str(exc) or "available" in str(exc):
-                    raise RuntimeBackendError(
+                    error = RuntimeBackendError(
                         f"the Docker Engine could not make the team network {name}"
                         f"{f' with the block {subnet}' if subnet else ''}: {exc.explanation or exc}",
                         permanent=False,
-                    ) from exc
+                    )
+                    # Another network on this host (another Hakobune sharing
+                    # the range) took the block first: the platform claims another.
+                    error.subnet_taken = subnet if subnet and "overlaps" in str(exc) else ""
+                    raise error from exc
                 raise
 
     def remove_team_networks(self, known_teams: set[str]) -> list[str]:

@@ -297,3 +297,22 @@ def test_the_networks_of_deleted_teams_go_with_their_rules_once_their_containers
     assert gone.removed and not kept.removed and not busy.removed
     assert removed_rules == ["br-bbbbbbbbbbbb"]
     assert done == ["removed the network hakobune-team-gone: no team gone exists"]
+
+
+def test_a_block_another_network_took_first_is_exchanged_for_a_free_one(networked, queued_tasks, db):
+    """Two Hakobune on one host sharing the range: the engine refuses the
+    block the other made a network in first; the deploy takes the next."""
+    from hakobune.runtime.base import RuntimeBackendError
+
+    owner = _owner()
+    team = create_team(name="late", owner=owner)
+    assert team.network.subnet == "10.213.0.0/26"
+    taken = RuntimeBackendError("Pool overlaps with other one on this address space", permanent=False)
+    taken.subnet_taken = "10.213.0.0/26"
+    networked.fail_next_deploys(taken)
+    networked.host.append(net("10.213.0.0/26"))  # the other one's bridge, now routed
+    build = _deploy(create_service(team=team, name="hello", created_by=owner), owner)
+    assert build.status == "live"
+    assert TeamNetwork.objects.get(team=team).subnet == "10.213.0.64/26"
+    assert [spec.network_subnet for name, spec in networked.calls if name == "deploy"] == [
+        "10.213.0.0/26", "10.213.0.64/26"]

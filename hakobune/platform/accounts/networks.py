@@ -113,6 +113,13 @@ def claim(team, *, avoid=None) -> str:
     raise refusal
 
 
+def claim_another(team, taken: str) -> str:
+    """The team's block `taken` turned out to be in use on the host (another
+    Hakobune sharing the range made a network in it first): a new one."""
+    TeamNetwork.objects.filter(team=team, subnet=taken).delete()
+    return claim(team)
+
+
 def release(team) -> None:
     """Frees the team's block (deleting the team does it too)."""
     TeamNetwork.objects.filter(team=team).delete()

@@ -166,7 +166,15 @@ def start(release: Release, log: Callable[[str], None], *, may_retry: bool = Fal
                 f"{', '.join(sorted(spec.secret_env))} should come from Secret Manager, which {service.target} "
                 "cannot read: give them values in the service's environment variables."
             )
-        result = backend.deploy(spec)
+        try:
+            result = backend.deploy(spec)
+        except RuntimeBackendError as exc:
+            if not getattr(exc, "subnet_taken", ""):
+                raise
+            log("The team network's address block is in use on this host; taking another")
+            networks.claim_another(service.team, exc.subnet_taken)
+            spec = deploy_spec(service, release)
+            result = backend.deploy(spec)
     except Exception as exc:
         if not (may_retry and classify(exc) == FailureKind.TRANSIENT):
             mark_failed(release, exc, gave_up=classify(exc) == FailureKind.TRANSIENT)
