@@ -230,15 +230,13 @@ class Firewall:
                 rules.append(words[2:])
         return rules
 
-    def _exists(self, chain: str, rule: list[str]) -> bool:
-        return self._call("-C", chain, *rule, check=False).returncode == 0
-
     def _ensure_base(self) -> dict[str, list[list[str]]]:
         """The chains, the shared rules, and the jumps from INPUT and
         DOCKER-USER, first. Each is read, and only what differs is written.
         Returns the per-bridge chains' rules as read (chain: rules)."""
-        for parent in ("INPUT", "DOCKER-USER"):
-            if self._read(parent) is None:
+        parents = {parent: self._read(parent) for parent in ("INPUT", "DOCKER-USER")}
+        for parent, rules in parents.items():
+            if rules is None:
                 raise FirewallError(f"the chain {parent} does not exist; is the Docker Engine running with iptables?")
         # Chains are declared first in a batch, their rules after. Declaring
         # an existing chain empties it: the shared chains are rewritten whole
@@ -265,7 +263,7 @@ class Firewall:
         # The jumps after the chains exist (a batch cannot jump to a chain it
         # declares in the same breath on every iptables).
         for chain, parent in ((INPUT_CHAIN, "INPUT"), (FORWARD_CHAIN, "DOCKER-USER")):
-            if not self._exists(parent, ["-j", chain]):
+            if ["-j", chain] not in parents[parent]:
                 self._call("-I", parent, "1", "-j", chain)
         return {chain: rules or [] for chain, rules in current.items()}
 
