@@ -217,36 +217,36 @@ class Firewall:
         if result.returncode != 0:
             raise FirewallError(f"`{' '.join(command)}` failed: {(result.stderr or result.stdout).strip()}")
 
-    def _read(self, chain: str) -> list[list[str]] | None:
-        """The chain's rules as argument lists (without `-A chain`), or None
-        when it does not exist."""
-        result = self._call("-S", chain, check=False)
-        if result.returncode != 0:
-            return None
-        rules = []
+    def _read(self) -> dict[str, list[list[str]]]:
+        """The filter table: each chain's rules as argument lists (without
+        `-A chain`). One read of the whole table: with iptables-nft each
+        command costs about as much as reading all of it (bench/RESULTS.md)."""
+        result = self._call("-S")
+        table: dict[str, list[list[str]]] = {}
         for line in result.stdout.splitlines():
             words = shlex.split(line)
-            if words[:2] == ["-A", chain]:
-                rules.append(words[2:])
-        return rules
+            if len(words) >= 2 and words[0] in ("-P", "-N"):
+                table.setdefault(words[1], [])
+            elif len(words) >= 2 and words[0] == "-A":
+                table.setdefault(words[1], []).append(words[2:])
+        return table
 
     def _ensure_base(self) -> dict[str, list[list[str]]]:
         """The chains, the shared rules, and the jumps from INPUT and
-        DOCKER-USER, first. Each is read, and only what differs is written.
-        Returns the per-bridge chains' rules as read (chain: rules)."""
-        parents = {parent: self._read(parent) for parent in ("INPUT", "DOCKER-USER")}
-        for parent, rules in parents.items():
-            if rules is None:
+        DOCKER-USER, first: the table is read once, and only what differs is
+        written. Returns the per-bridge chains' rules as read (chain: rules)."""
+        table = self._read()
+        for parent in ("INPUT", "DOCKER-USER"):
+            if parent not in table:
                 raise FirewallError(f"the chain {parent} does not exist; is the Docker Engine running with iptables?")
         # Chains are declared first in a batch, their rules after. Declaring
         # an existing chain empties it: the shared chains are rewritten whole
         # when they differ (new resolvers), atomically.
-        declare, batch, current = [], [], {}
+        declare, batch = [], []
         for chain in (INPUT_CHAIN, FORWARD_CHAIN):
-            current[chain] = self._read(chain)
-            if current[chain] is None:
+            if chain not in table:
                 declare.append(f":{chain} - [0:0]")
-        private = current[PRIVATE_CHAIN] = self._read(PRIVATE_CHAIN)
+        private = table.get(PRIVATE_CHAIN)
         if private is None:
             declare.append(f":{PRIVATE_CHAIN} - [0:0]")
             batch.append(_line("-A", PRIVATE_CHAIN, ["-j", "DROP"]))
@@ -255,17 +255,16 @@ class Firewall:
             batch += [_line("-D", PRIVATE_CHAIN, rule) for rule in private if _tag_of(rule) is None]
             batch.append(_line("-A", PRIVATE_CHAIN, ["-j", "DROP"]))
         for chain, wanted in ((TEAM_IN_CHAIN, team_in_rules()), (TEAM_OUT_CHAIN, team_out_rules(self.resolvers))):
-            if self._read(chain) != wanted:
+            if table.get(chain) != wanted:
                 declare.append(f":{chain} - [0:0]")
                 batch += [_line("-A", chain, rule) for rule in wanted]
-        batch = declare + batch
-        self._restore(batch)
+        self._restore(declare + batch)
         # The jumps after the chains exist (a batch cannot jump to a chain it
         # declares in the same breath on every iptables).
         for chain, parent in ((INPUT_CHAIN, "INPUT"), (FORWARD_CHAIN, "DOCKER-USER")):
-            if ["-j", chain] not in parents[parent]:
+            if ["-j", chain] not in table[parent]:
                 self._call("-I", parent, "1", "-j", chain)
-        return {chain: rules or [] for chain, rules in current.items()}
+        return {chain: table.get(chain) or [] for chain in PER_BRIDGE_CHAINS}
 
     def _changes(self, current: dict[str, list[list[str]]], wanted: dict[str, dict[str, list[list[str]]]],
                  *, only: set[str] | None = None) -> list[str]:
@@ -294,7 +293,8 @@ class Firewall:
         return lines
 
     def _current(self) -> dict[str, list[list[str]]]:
-        return {chain: self._read(chain) or [] for chain in PER_BRIDGE_CHAINS}
+        table = self._read()
+        return {chain: table.get(chain) or [] for chain in PER_BRIDGE_CHAINS}
 
     def _wanted(self, bridge: str, allow: tuple[str, ...]) -> dict[str, list[list[str]]]:
         return {INPUT_CHAIN: input_rules(bridge), FORWARD_CHAIN: forward_rules(bridge),
