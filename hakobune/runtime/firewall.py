@@ -218,17 +218,23 @@ class Firewall:
             raise FirewallError(f"`{' '.join(command)}` failed: {(result.stderr or result.stdout).strip()}")
 
     def _read(self) -> dict[str, list[list[str]]]:
-        """The filter table: each chain's rules as argument lists (without
-        `-A chain`). One read of the whole table: with iptables-nft each
-        command costs about as much as reading all of it (bench/RESULTS.md)."""
+        """The filter table, chain: rules as argument lists (without `-A
+        chain`), for Hakobune's chains, INPUT and DOCKER-USER; other chains
+        are listed without their rules. One read of the whole table: with
+        iptables-nft each command costs about as much as reading all of it
+        (bench/RESULTS.md, "Room for many teams")."""
         result = self._call("-S")
         table: dict[str, list[list[str]]] = {}
         for line in result.stdout.splitlines():
-            words = shlex.split(line)
-            if len(words) >= 2 and words[0] in ("-P", "-N"):
-                table.setdefault(words[1], [])
-            elif len(words) >= 2 and words[0] == "-A":
-                table.setdefault(words[1], []).append(words[2:])
+            kind, _, rest = line.partition(" ")
+            chain, _, rule = rest.partition(" ")
+            if kind in ("-P", "-N"):
+                table.setdefault(chain, [])
+            elif kind == "-A":
+                rules = table.setdefault(chain, [])
+                # Docker's thousands of rules are only counted, not split into words.
+                if chain.startswith("HAKOBUNE-") or chain in ("INPUT", "DOCKER-USER"):
+                    rules.append(shlex.split(rule))
         return table
 
     def _ensure_base(self) -> dict[str, list[list[str]]]:
@@ -267,12 +273,13 @@ class Firewall:
         return {chain: table.get(chain) or [] for chain in PER_BRIDGE_CHAINS}
 
     def _changes(self, current: dict[str, list[list[str]]], wanted: dict[str, dict[str, list[list[str]]]],
-                 *, only: set[str] | None = None) -> list[str]:
+                 *, only: set[str] | None = None) -> tuple[list[str], set[str]]:
         """The batch lines that turn the per-bridge rules `current` (chain:
         rules) into `wanted` (bridge: chain: rules) for the bridges in
-        `only` (None: every bridge `wanted` names, and no other is touched)."""
+        `only` (None: every bridge `wanted` names, and no other is touched),
+        and the bridges they change. One pass over the rules read."""
         bridges = set(wanted) if only is None else only
-        lines = []
+        lines, changed = [], set()
         for chain in PER_BRIDGE_CHAINS:
             have: dict[str, list[list[str]]] = {}
             for rule in current.get(chain) or []:
@@ -283,6 +290,7 @@ class Firewall:
                 want = wanted.get(bridge, {}).get(chain, [])
                 if have.get(bridge, []) == want:
                     continue
+                changed.add(bridge)
                 # Removed and written again whole, in one atomic batch: the
                 # order within a group (RETURN before the jump) always holds.
                 lines += [_line("-D", chain, rule) for rule in have.get(bridge, [])]
@@ -290,7 +298,7 @@ class Firewall:
                     lines += [_line("-I", chain, ["1", *rule]) for rule in reversed(want)]
                 else:
                     lines += [_line("-A", chain, rule) for rule in want]
-        return lines
+        return lines, changed
 
     def _current(self) -> dict[str, list[list[str]]]:
         table = self._read()
@@ -317,9 +325,8 @@ class Firewall:
             except ValueError as exc:
                 raise FirewallError(str(exc)) from exc
         with _lock():
-            current = self._ensure_base()
-            changed = {bridge for bridge in wanted if self._changes(current, wanted, only={bridge})}
-            self._restore(self._changes(current, wanted))
+            lines, changed = self._changes(self._ensure_base(), wanted)
+            self._restore(lines)
         for bridge in sorted(changed):
             log.info("isolated the team bridge %s", bridge)
         return changed
@@ -331,7 +338,7 @@ class Firewall:
         if not bridges:
             return
         with _lock():
-            self._restore(self._changes(self._current(), {}, only=set(bridges)))
+            self._restore(self._changes(self._current(), {}, only=set(bridges))[0])
 
     def bridges(self) -> set[str]:
         """The bridges that have rules here, read from the rules' comments."""

@@ -6,6 +6,7 @@ import subprocess
 
 import pytest
 
+from hakobune.runtime import firewall as firewall_module
 from hakobune.runtime.firewall import (
     FORWARD_CHAIN,
     INPUT_CHAIN,
@@ -91,7 +92,9 @@ class FakeIptables:
 
 
 @pytest.fixture
-def iptables():
+def iptables(monkeypatch, tmp_path):
+    # A lock of the test's own: the host's is held by whatever isolates real bridges meanwhile.
+    monkeypatch.setattr(firewall_module, "LOCK_DIR", str(tmp_path))
     return FakeIptables()
 
 
