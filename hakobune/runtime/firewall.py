@@ -15,6 +15,8 @@ that name it (three, plus one per network on its allow-list):
       -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN
       -j DROP
     DOCKER-USER -j HAKOBUNE-FORWARD                      (once, first)
+    FORWARD     -j HAKOBUNE-FORWARD                      (once, first: see
+                                                          _ensure_first_in_forward)
     HAKOBUNE-FORWARD
       -i <bridge> -o <bridge> -j RETURN                  its own team
       -i <bridge> -j HAKOBUNE-TEAM-OUT                   one pair per bridge
@@ -232,8 +234,11 @@ class Firewall:
                 table.setdefault(chain, [])
             elif kind == "-A":
                 rules = table.setdefault(chain, [])
-                # Docker's thousands of rules are only counted, not split into words.
+                # Docker's thousands of rules are not split into words: of
+                # FORWARD, only its first rule and Hakobune's jumps.
                 if chain.startswith("HAKOBUNE-") or chain in ("INPUT", "DOCKER-USER"):
+                    rules.append(shlex.split(rule))
+                elif chain == "FORWARD" and (not rules or rule == f"-j {FORWARD_CHAIN}"):
                     rules.append(shlex.split(rule))
         return table
 
@@ -270,7 +275,25 @@ class Firewall:
         for chain, parent in ((INPUT_CHAIN, "INPUT"), (FORWARD_CHAIN, "DOCKER-USER")):
             if ["-j", chain] not in table[parent]:
                 self._call("-I", parent, "1", "-j", chain)
+        self._ensure_first_in_forward(table.get("FORWARD"))
         return {chain: table.get(chain) or [] for chain in PER_BRIDGE_CHAINS}
+
+    def _ensure_first_in_forward(self, forward: list[list[str]] | None) -> None:
+        """A jump to HAKOBUNE-FORWARD first in FORWARD itself, beside the one
+        in DOCKER-USER: each time Docker makes a network it deletes its jump
+        to DOCKER-USER and inserts it again at the top, and in between (tens
+        of milliseconds with many networks) forwarded traffic of every bridge
+        meets Docker's ACCEPT rules without Hakobune's. Docker inserts a new
+        network's rules above this jump too; they match only that bridge,
+        which is isolated (and this jump put back on top) before anything
+        runs on it. Moved in one atomic batch, so there is no moment without it."""
+        if forward is None:
+            return
+        jump = ["-j", FORWARD_CHAIN]
+        copies = sum(rule == jump for rule in forward)
+        if forward and forward[0] == jump and copies == 1:
+            return
+        self._restore([_line("-D", "FORWARD", jump)] * copies + [_line("-I", "FORWARD", ["1", *jump])])
 
     def _changes(self, current: dict[str, list[list[str]]], wanted: dict[str, dict[str, list[list[str]]]],
                  *, only: set[str] | None = None) -> tuple[list[str], set[str]]:

@@ -105,6 +105,7 @@ def test_a_team_bridge_is_cut_off_from_the_host_other_bridges_private_ranges_and
     # Jumps first in INPUT and DOCKER-USER, before the host's own rules and Docker's RETURN.
     assert iptables.chains["INPUT"][0] == ["-j", INPUT_CHAIN]
     assert iptables.chains["DOCKER-USER"] == [["-j", FORWARD_CHAIN], ["-j", "RETURN"]]
+    assert iptables.chains["FORWARD"] == [["-j", FORWARD_CHAIN]]
     tag = ["-m", "comment", "--comment", "hakobune:br-0123456789ab"]
     # The bridge's own rules: the host is for replies only, its team is reached, the rest is shared.
     assert iptables.chains[INPUT_CHAIN] == [["-i", "br-0123456789ab", *tag, "-j", TEAM_IN_CHAIN]]
@@ -323,3 +324,18 @@ def test_removed_instances_take_their_anonymous_volumes_with_them():
 
     DockerLocalBackend("local")._remove([Container()])
     assert removed == [{"force": True, "v": True}]
+
+
+def test_the_jump_in_forward_goes_back_on_top_after_docker_put_a_new_networks_rules_above_it(iptables):
+    """Docker deletes and re-inserts its jump to DOCKER-USER for every network
+    it makes; Hakobune's own jump first in FORWARD closes that gap."""
+    firewall = Firewall(run=iptables, resolvers=())
+    firewall.apply("br-aaaaaaaaaaaa")
+    docker_rules = [["-i", "br-newnewnewnew", "!", "-o", "br-newnewnewnew", "-j", "ACCEPT"], ["-j", "DOCKER-USER"]]
+    iptables.chains["FORWARD"][0:0] = docker_rules
+    iptables.batches.clear()
+
+    firewall.apply("br-newnewnewnew")
+    assert iptables.chains["FORWARD"] == [["-j", FORWARD_CHAIN], *docker_rules]
+    # Moved in one atomic batch: never a moment without it.
+    assert ["-D FORWARD -j HAKOBUNE-FORWARD", "-I FORWARD 1 -j HAKOBUNE-FORWARD"] in iptables.batches
