@@ -168,6 +168,29 @@ else
     note "set net.ipv4.tcp_migrate_req = 1 as root, or requests arriving during a deploy's route switch may be reset"
 fi
 
+# --- Many team networks ----------------------------------------------------------------
+
+# Each team has its own bridge, and the host talks to every instance it routes to over
+# its team's bridge (docker-proxy dials the container's address), one neighbour (ARP)
+# entry each. The kernel's default cap on that table is 1,024 entries
+# (gc_thresh3) across all interfaces: past it, new connections to instances fail with
+# "neighbour table overflow". Raised for a host of many teams (bench/teams.py).
+NEIGH=/proc/sys/net/ipv4/neigh/default/gc_thresh3
+if [ -e "$NEIGH" ] && [ "$(cat "$NEIGH")" -lt 16384 ]; then
+    if is_root; then
+        sysctl -qw net.ipv4.neigh.default.gc_thresh1=4096 net.ipv4.neigh.default.gc_thresh2=8192 \
+            net.ipv4.neigh.default.gc_thresh3=16384
+        if [ -d /etc/sysctl.d ]; then
+            printf '# Hakobune: one neighbour entry per routed instance, over many team bridges.\n%s\n%s\n%s\n' \
+                'net.ipv4.neigh.default.gc_thresh1 = 4096' 'net.ipv4.neigh.default.gc_thresh2 = 8192' \
+                'net.ipv4.neigh.default.gc_thresh3 = 16384' >/etc/sysctl.d/61-hakobune-neighbours.conf
+        fi
+        ok "room for many instances' neighbour entries (net.ipv4.neigh.default.gc_thresh3 = 16384)"
+    else
+        note "as root, raise net.ipv4.neigh.default.gc_thresh3 (1,024 by default) on a host of many teams"
+    fi
+fi
+
 # --- Docker Engine ---------------------------------------------------------------------
 
 if docker info >/dev/null 2>&1; then

@@ -94,6 +94,12 @@ rule("build.timed_out", U,
      "The build took longer than %(seconds)s s, the time a build may take, and was stopped. Look at the last "
      "step in the log: a step that waits for input, or for a server that never answers, runs until it is stopped.")
 rule("release.internal", P, "Hakobune failed while starting this release.")
+rule("network.no_room", P,
+     "Hakobune has no room for another team network: all %(capacity)s blocks of TEAM_SUBNET_POOL (%(pool)s) "
+     "are taken. This is not your app: an administrator must widen TEAM_SUBNET_POOL (or delete teams "
+     "that are no longer used).")
+rule("network.bad_pool", P,
+     "Hakobune cannot give this team a network: %(detail)s. An administrator must correct TEAM_SUBNET_POOL.")
 
 # Disk (builds/disk.py): not the person's app; an administrator frees space.
 rule("disk.low", P,

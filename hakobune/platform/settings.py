@@ -384,6 +384,20 @@ RUNTIME_BACKENDS = {
     },
 }
 DEFAULT_RUNTIME_BACKEND = env("DEFAULT_RUNTIME_BACKEND", "local")
+# Each team's network on the local runtime gets a block of TEAM_SUBNET_PREFIX
+# from this range (accounts/networks.py; blocks that overlap the host's own
+# networks or resolvers are skipped). A /16 of /26 blocks: 1,024 teams. It must
+# lie in a private range, which the firewall keeps containers out of. Empty:
+# Docker's default pools, which hold about 31 networks.
+TEAM_SUBNET_POOL = env("TEAM_SUBNET_POOL", "10.213.0.0/16")
+TEAM_SUBNET_PREFIX = env_int("TEAM_SUBNET_PREFIX", 26)
+if TEAM_SUBNET_POOL.strip():
+    from hakobune.runtime.subnets import PoolError, parse_pool
+
+    try:
+        parse_pool(TEAM_SUBNET_POOL, TEAM_SUBNET_PREFIX)
+    except PoolError as exc:
+        raise ImproperlyConfigured(str(exc)) from exc
 # Google Cloud Run, offered only when a project is set (see .env.example and
 # README "Cloud Run"): Cloud Build builds, Artifact Registry keeps the images.
 if env("CLOUDRUN_SERVICE_ACCOUNT"):

@@ -55,6 +55,10 @@ class DeploySpec:
     # Private networks the team may reach (an administrator's allow-list);
     # everything else private is out of reach (runtime/firewall.py).
     egress_allow: tuple[str, ...] = ()
+    # The address block of the team's network ("10.213.0.64/26"), used when
+    # the backend creates that network (capability "team_networks"); empty:
+    # the runtime's own choice (Docker's default pools).
+    network_subnet: str = ""
     # Set by a restart (a new value each time): backends that reuse an
     # identical revision (Cloud Run) make a fresh one for it.
     restart: str = ""
@@ -230,6 +234,11 @@ class RuntimeBackend:
     def remove_strays(self, known: set[ServiceRef]) -> list[str]:
         """Removes what the backend runs for services the database does not
         know; returns what was removed."""
+        return []
+
+    def remove_team_networks(self, known_teams: set[str]) -> list[str]:
+        """Removes what the backend keeps per team for teams that are gone
+        (the local runtime: their networks). Returns what it did."""
         return []
 
     def repair_platform(self, egress: dict[str, tuple[str, ...]] | None = None) -> list[str]:

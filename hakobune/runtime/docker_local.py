@@ -9,6 +9,7 @@ come up never replaces one that works."""
 from __future__ import annotations
 
 import http.client
+import ipaddress
 import logging
 import re
 import secrets
@@ -16,8 +17,8 @@ import time
 from datetime import datetime
 
 import docker
-from docker.errors import DockerException, ImageNotFound, NotFound
-from docker.types import LogConfig
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.types import IPAMConfig, IPAMPool, LogConfig
 
 from .base import (
     DesiredService,
@@ -62,7 +63,7 @@ def team_network_name(team: str) -> str:
 
 
 class DockerLocalBackend(RuntimeBackend):
-    capabilities = frozenset({"logs", "stop_start", "routing", "under_the_hood", "scale_to_zero"})
+    capabilities = frozenset({"logs", "stop_start", "routing", "under_the_hood", "scale_to_zero", "team_networks"})
 
     def __init__(self, alias, **options):
         super().__init__(alias, **options)
@@ -116,7 +117,7 @@ class DockerLocalBackend(RuntimeBackend):
         except DockerException as exc:
             raise RuntimeBackendError(f"the Docker Engine failed: {exc}", permanent=False)
 
-        network = self._ensure_team_network(spec.team, allow=spec.egress_allow)
+        network = self._ensure_team_network(spec.team, allow=spec.egress_allow, subnet=spec.network_subnet)
         started = []
         try:
             for index in range(spec.instances):
@@ -163,12 +164,16 @@ class DockerLocalBackend(RuntimeBackend):
             return
         self._remove([c for c in others if c.id not in kept])
 
-    def _ensure_team_network(self, team: str, *, allow: tuple[str, ...] = ()):
-        network = self._team_network(team)
+    def _ensure_team_network(self, team: str, *, allow: tuple[str, ...] = (), subnet: str = ""):
+        network = self._team_network(team, subnet=subnet)
         self.isolate(network, allow=allow)
         return network
 
-    def _team_network(self, team: str):
+    def _team_network(self, team: str, *, subnet: str = ""):
+        """The team's network, made with the address block `subnet` when it
+        does not exist yet (empty: from Docker's default pools, which hold
+        about 31 networks). A network that exists is used as it is, whatever
+        its subnet: one made before the team had a block keeps working."""
         name = team_network_name(team)
         existing = self._networks_named(name)
         if existing:
@@ -181,11 +186,59 @@ class DockerLocalBackend(RuntimeBackend):
             existing = self._networks_named(name)
             if existing:
                 return existing[0]
-            # IPv4 only: the isolation rules are iptables rules (docs/security.md).
-            return self.client.networks.create(
-                name, driver="bridge", labels={LABEL_MANAGED: self.instance, LABEL_TEAM: team}, check_duplicate=True,
-                enable_ipv6=False,
-            )
+            ipam = None
+            if subnet:
+                block = ipaddress.ip_network(subnet)
+                ipam = IPAMConfig(pool_configs=[IPAMPool(subnet=str(block), gateway=str(block.network_address + 1))])
+            try:
+                # IPv4 only: the isolation rules are iptables rules (docs/security.md).
+                return self.client.networks.create(
+                    name, driver="bridge", labels={LABEL_MANAGED: self.instance, LABEL_TEAM: team},
+                    check_duplicate=True, enable_ipv6=False, ipam=ipam,
+                )
+            except APIError as exc:
+                if "overlaps" in str(exc) or "available" in str(exc):
+                    error = RuntimeBackendError(
+                        f"the Docker Engine could not make the team network {name}"
+                        f"{f' with the block {subnet}' if subnet else ''}: {exc.explanation or exc}",
+                        permanent=False,
+                    )
+                    # Another network on this host (another Hakobune sharing
+                    # the range) took the block first: the platform claims another.
+                    error.subnet_taken = subnet if subnet and "overlaps" in str(exc) else ""
+                    raise error from exc
+                raise
+
+    def remove_team_networks(self, known_teams: set[str]) -> list[str]:
+        """Removes this platform's networks of teams that are gone (and their
+        isolation rules), once no container uses them."""
+        done = []
+        try:
+            listed = self.client.networks.list(filters={"label": f"{LABEL_MANAGED}={self.instance}"})
+        except DockerException as exc:
+            raise RuntimeBackendError(f"the Docker Engine failed: {exc}", permanent=False)
+        for network in listed:
+            team = (network.attrs.get("Labels") or {}).get(LABEL_TEAM, "")
+            if not team or team in known_teams:
+                continue
+            try:
+                network.reload()
+                if network.attrs.get("Containers"):
+                    continue  # its containers go first (remove_strays); next time
+                bridge = bridge_of(network)
+                network.remove()
+            except NotFound:
+                continue
+            except DockerException as exc:
+                log.warning("could not remove the network %s: %s", network.name, exc)
+                continue
+            if self.firewall is not None:
+                try:
+                    self.firewall.remove(bridge)
+                except FirewallError as exc:
+                    log.warning("could not remove the rules of %s: %s", bridge, exc)
+            done.append(f"removed the network {network.name}: no team {team} exists")
+        return done
 
     def _networks_named(self, name: str) -> list:
         """The networks of exactly this name, oldest first."""

@@ -26,7 +26,16 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from hakobune.platform.accounts.services import create_team
 from hakobune.platform.services.services import create_service, deploy_service
-from hakobune.runtime.firewall import FORWARD_CHAIN, INPUT_CHAIN, PRIVATE_RANGES, bridge_of, host_resolvers
+from hakobune.runtime.firewall import (
+    FORWARD_CHAIN,
+    INPUT_CHAIN,
+    PRIVATE_CHAIN,
+    PRIVATE_RANGES,
+    TEAM_IN_CHAIN,
+    TEAM_OUT_CHAIN,
+    bridge_of,
+    host_resolvers,
+)
 from hakobune.worker.builders.base import BuildError, BuildRequest
 from hakobune.worker.builders.local_docker import LocalDockerBuilder
 from hakobune.worker.buildpacks import detect
@@ -291,12 +300,16 @@ def test_the_build_networks_rules_are_read_from_iptables(tmp_path, team_name, do
     tag = f'-m comment --comment "hakobune:{bridge}"'
     forward = [line for line in rules(FORWARD_CHAIN) if f"hakobune:{bridge}" in line]
     inbound = [line for line in rules(INPUT_CHAIN) if f"hakobune:{bridge}" in line]
-    assert f"-A {FORWARD_CHAIN} -d 169.254.0.0/16 -i {bridge} {tag} -j DROP" == forward[0]  # metadata, first
-    assert f"-A {FORWARD_CHAIN} -i {bridge} -o br-+ {tag} -j DROP" in forward  # other teams' bridges
-    assert f"-A {FORWARD_CHAIN} -i {bridge} -o docker0 {tag} -j DROP" in forward
+    # Its own rules send it through the shared ones (tests/integration/test_isolation.py reads those).
+    assert forward == [f"-A {FORWARD_CHAIN} -i {bridge} -o {bridge} {tag} -j RETURN",
+                       f"-A {FORWARD_CHAIN} -i {bridge} {tag} -j {TEAM_OUT_CHAIN}"]
+    out = rules(TEAM_OUT_CHAIN)
+    assert f"-A {TEAM_OUT_CHAIN} -d 169.254.0.0/16 -j DROP" == out[1]  # metadata, first
+    assert f"-A {TEAM_OUT_CHAIN} -o br-+ -j DROP" in out  # other teams' bridges
+    assert f"-A {TEAM_OUT_CHAIN} -o docker0 -j DROP" in out
     for resolver in host_resolvers():
-        assert f"-A {FORWARD_CHAIN} -d {resolver}/32 -i {bridge} -p udp -m udp --dport 53 {tag} -j RETURN" in forward
-    drops = [f"-A {FORWARD_CHAIN} -d {private} -i {bridge} {tag} -j DROP" for private in PRIVATE_RANGES]
-    assert forward[-len(drops):] == drops  # the LAN, a VPC, a company network: after DNS, last
-    assert inbound == [f"-A {INPUT_CHAIN} -i {bridge} -m conntrack --ctstate RELATED,ESTABLISHED {tag} -j RETURN",
-                       f"-A {INPUT_CHAIN} -i {bridge} {tag} -j DROP"]  # the host itself
+        assert f"-A {TEAM_OUT_CHAIN} -d {resolver}/32 -p udp -m udp --dport 53 -j RETURN" in out
+    drops = [f"-A {TEAM_OUT_CHAIN} -d {private} -j {PRIVATE_CHAIN}" for private in PRIVATE_RANGES]
+    assert out[-len(drops):] == drops  # the LAN, a VPC, a company network: after DNS, last
+    assert rules(PRIVATE_CHAIN)[-1] == f"-A {PRIVATE_CHAIN} -j DROP"
+    assert inbound == [f"-A {INPUT_CHAIN} -i {bridge} {tag} -j {TEAM_IN_CHAIN}"]  # the host: replies only

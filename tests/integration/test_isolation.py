@@ -10,6 +10,7 @@ gateway (the host side of a bridge Docker made for the test) and the test
 containers. The metadata block is read from iptables, never tried."""
 
 import http.client
+import ipaddress
 import secrets
 import socket
 import subprocess
@@ -18,6 +19,7 @@ import time
 from dataclasses import dataclass
 
 import pytest
+from django.conf import settings
 from django.contrib.auth import get_user_model
 
 from hakobune.platform.accounts.services import create_team
@@ -25,7 +27,17 @@ from hakobune.platform.services.backends import get_backend
 from hakobune.platform.services.services import create_service, deploy_service
 from hakobune.runtime.base import LiveRoute, ServiceRef
 from hakobune.runtime.docker_local import LABEL_RELEASE, LABEL_SERVICE, LABEL_TEAM, team_network_name
-from hakobune.runtime.firewall import FORWARD_CHAIN, INPUT_CHAIN, PRIVATE_RANGES, Firewall, bridge_of, host_resolvers
+from hakobune.runtime.firewall import (
+    FORWARD_CHAIN,
+    INPUT_CHAIN,
+    PRIVATE_CHAIN,
+    PRIVATE_RANGES,
+    TEAM_IN_CHAIN,
+    TEAM_OUT_CHAIN,
+    Firewall,
+    bridge_of,
+    host_resolvers,
+)
 from tests.conftest import upload_of
 
 from tests.support.infrastructure import get_through_router, wait_for_build
@@ -203,28 +215,41 @@ def test_the_firewall_rules_isolate_each_team_bridge_and_drop_the_metadata_addre
     forward, inbound = rules(FORWARD_CHAIN), rules(INPUT_CHAIN)
     for bridge in place.bridges.values():
         tag = f'-m comment --comment "hakobune:{bridge}"'
-        assert f"-A {FORWARD_CHAIN} -d 169.254.0.0/16 -i {bridge} {tag} -j DROP" in forward
-        assert f"-A {FORWARD_CHAIN} -i {bridge} -o {bridge} {tag} -j RETURN" in forward
-        assert f"-A {FORWARD_CHAIN} -i {bridge} -o br-+ {tag} -j DROP" in forward
-        assert f"-A {INPUT_CHAIN} -i {bridge} -m conntrack --ctstate RELATED,ESTABLISHED {tag} -j RETURN" in inbound
-        assert f"-A {INPUT_CHAIN} -i {bridge} {tag} -j DROP" in inbound
+        ours = [line for line in forward.splitlines() if f"hakobune:{bridge}" in line]
+        assert ours == [f"-A {FORWARD_CHAIN} -i {bridge} -o {bridge} {tag} -j RETURN",
+                        f"-A {FORWARD_CHAIN} -i {bridge} {tag} -j {TEAM_OUT_CHAIN}"]
+        assert f"-A {INPUT_CHAIN} -i {bridge} {tag} -j {TEAM_IN_CHAIN}" in inbound
+    assert rules(TEAM_IN_CHAIN).splitlines()[1:] == [
+        f"-A {TEAM_IN_CHAIN} -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN", f"-A {TEAM_IN_CHAIN} -j DROP"]
 
-    # Private ranges are dropped after the host's resolvers are let through
-    # (Docker's DNS inside the container asks them); read, never tried.
-    home = place.bridges["home"]
-    tag = f'-m comment --comment "hakobune:{home}"'
-    ours = [line for line in forward.splitlines() if f"hakobune:{home}" in line]
+    # The metadata address and other bridges first; private ranges are
+    # dropped after the host's resolvers are let through (Docker's DNS inside
+    # the container asks them); read, never tried.
+    out = rules(TEAM_OUT_CHAIN).splitlines()[1:]
+    assert out[:3] == [f"-A {TEAM_OUT_CHAIN} -d 169.254.0.0/16 -j DROP", f"-A {TEAM_OUT_CHAIN} -o br-+ -j DROP",
+                       f"-A {TEAM_OUT_CHAIN} -o docker0 -j DROP"]
     for resolver in host_resolvers():
-        assert f"-A {FORWARD_CHAIN} -d {resolver}/32 -i {home} -p udp -m udp --dport 53 {tag} -j RETURN" in ours
-    drops = [f"-A {FORWARD_CHAIN} -d {network} -i {home} {tag} -j DROP" for network in PRIVATE_RANGES]
-    assert ours[-len(drops):] == drops
+        assert f"-A {TEAM_OUT_CHAIN} -d {resolver}/32 -p udp -m udp --dport 53 -j RETURN" in out
+    assert out[-len(PRIVATE_RANGES):] == [f"-A {TEAM_OUT_CHAIN} -d {network} -j {PRIVATE_CHAIN}"
+                                          for network in PRIVATE_RANGES]
+    assert rules(PRIVATE_CHAIN).splitlines()[-1] == f"-A {PRIVATE_CHAIN} -j DROP"
     # No IPv6 on team networks, so there is no path that iptables does not see.
     for network in place.networks.values():
         assert network.attrs["EnableIPv6"] is False
+    # Each team's network is its own block of TEAM_SUBNET_POOL.
+    pool = ipaddress.ip_network(settings.TEAM_SUBNET_POOL)
+    subnets = [ipaddress.ip_network(network.attrs["IPAM"]["Config"][0]["Subnet"]) for network in place.networks.values()]
+    assert all(subnet.subnet_of(pool) and subnet.prefixlen == settings.TEAM_SUBNET_PREFIX for subnet in subnets)
+    assert len(set(subnets)) == len(subnets)
 
-    # Applying again (as every deploy and the reconciler do) adds nothing.
+    # Applying again (as every deploy and the reconciler do) adds nothing. Only
+    # this test's bridges are compared: other runs on the host add theirs meanwhile.
+    def of_this_test(text):
+        return [line for line in text.splitlines() if any(f"hakobune:{b}\"" in line for b in place.bridges.values())]
+
     assert Firewall().apply(place.bridges["home"]) is False
-    assert rules(FORWARD_CHAIN) == forward and rules(INPUT_CHAIN) == inbound
+    assert of_this_test(rules(FORWARD_CHAIN)) == of_this_test(forward)
+    assert of_this_test(rules(INPUT_CHAIN)) == of_this_test(inbound)
 
 
 @pytest.fixture
@@ -280,8 +305,9 @@ def test_a_private_network_is_out_of_reach_until_an_administrator_allows_it(plac
     try:
         backend.repair_platform({place.teams["home"]: (allowed,)})
         assert ask(place, f"/connect?to={target}&timeout=1.5") == {target: "connected"}
-        other = [line for line in Firewall().rules(FORWARD_CHAIN) if f"hakobune:{place.bridges['other']}" in line]
-        assert other and not any(allowed in line for line in other)
+        opened = Firewall().rules(PRIVATE_CHAIN)
+        assert any(allowed in line and f"hakobune:{place.bridges['home']}" in line for line in opened)
+        assert not any(f"hakobune:{place.bridges['other']}" in line for line in opened)
     finally:
         backend.repair_platform({})
     assert ask(place, f"/connect?to={target}&timeout=1.5") == {target: "timeout"}

@@ -105,3 +105,20 @@ class ApiToken(models.Model):
         from django.utils import timezone
 
         return self.revoked_at is None and (self.expires_at is None or self.expires_at > timezone.now())
+
+
+class TeamNetwork(models.Model):
+    """The address block of a team's network on the local runtime, cut from
+    TEAM_SUBNET_POOL (accounts/networks.py). One block a team, one team a
+    block: the unique constraints are what makes two claims at once safe.
+    Deleting the team frees the row; the reconciler removes the network."""
+
+    team = models.OneToOneField(Team, on_delete=models.CASCADE, related_name="network")
+    subnet = models.CharField(max_length=18, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["subnet"]
+
+    def __str__(self):
+        return f"{self.team_id}: {self.subnet}"

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
+from . import networks
 from .models import Membership, Profile, Role, Team
 
 
@@ -39,7 +40,9 @@ def team_limit_refusal(user) -> str | None:
 @transaction.atomic
 def create_team(*, name: str, owner) -> Team:
     """Creates a team with `owner` as its owner; refused (TeamLimitReached)
-    once the person created TEAM_CREATE_LIMIT teams."""
+    once the person created TEAM_CREATE_LIMIT teams, and
+    (networks.NoRoomForTeamNetwork) when no address block is left for its
+    network."""
     # One creation per person at a time, so two at once cannot both pass the count.
     list(get_user_model().objects.select_for_update().filter(pk=owner.pk).values_list("pk", flat=True))
     refusal = team_limit_refusal(owner)
@@ -49,6 +52,10 @@ def create_team(*, name: str, owner) -> Team:
     team.full_clean()
     team.save()
     Membership.objects.create(team=team, user=owner, role=Role.OWNER)
+    # Its network's address block now, so that a full range refuses the team
+    # (NoRoomForTeamNetwork, and nothing is created) before anyone uses it.
+    if networks.enabled():
+        networks.claim(team)
     return team
 
 

@@ -8,6 +8,7 @@ from django.views.decorators.http import require_POST
 
 from .forms import ApiTokenForm, NewTeamForm
 from .models import Profile
+from .networks import NoRoomForTeamNetwork
 from .services import TeamLimitReached, create_team, team_limit_refusal
 from .tokens import active_api_tokens, create_api_token, revoke_api_token
 
@@ -21,6 +22,8 @@ def team_new(request):
             team = create_team(name=form.cleaned_data["name"], owner=request.user)
         except TeamLimitReached as exc:
             form.add_error(None, str(exc))
+        except NoRoomForTeamNetwork as exc:
+            form.add_error(None, exc.in_words())
         except ValidationError:
             form.add_error("name", "That team name is taken. Choose another.")
         else:

@@ -6,6 +6,7 @@ from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from hakobune.platform.accounts.networks import NoRoomForTeamNetwork
 from hakobune.platform.accounts.services import MembershipError, TeamLimitReached
 from hakobune.platform.accounts.tokens import PasswordChangeRequired
 from hakobune.platform.services.services import ServiceActionError
@@ -57,6 +58,8 @@ def exception_handler(exc, context):
         exc = exceptions.PermissionDenied(str(exc) or "Your role in this team does not allow this.")
     elif isinstance(exc, (ServiceActionError, MembershipError)):
         exc = exceptions.ValidationError({"non_field_errors": [str(exc)]})
+    elif isinstance(exc, NoRoomForTeamNetwork):
+        exc = Refused(exc.in_words(), "no_room_for_team_network")
     elif isinstance(exc, RuntimeBackendError):
         exc = Conflict(exc.message)
     elif isinstance(exc, TeamLimitReached):

@@ -226,7 +226,11 @@ class TeamsView(APIView):
         operation_id="teams_create", request=s.TeamCreateSerializer,
         responses={
             201: s.TeamSerializer, **errors(400, 401),
-            403: OpenApiResponse(s.ErrorSerializer, description="You created as many teams as one person may."),
+            403: OpenApiResponse(
+                s.ErrorSerializer,
+                description="You created as many teams as one person may, or Hakobune has no room for another "
+                "team network (code no_room_for_team_network: an administrator must widen TEAM_SUBNET_POOL).",
+            ),
         },
         summary="Create a team; you become its owner",
     )

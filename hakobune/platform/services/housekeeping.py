@@ -12,6 +12,8 @@ from django.contrib.auth import get_user_model
 from django.core.files.storage import default_storage
 from django.db import transaction
 
+from hakobune.platform.accounts import networks
+from hakobune.platform.accounts.models import Team
 from hakobune.platform.builds import disk
 from hakobune.platform.builds.images import local_builder, prune_service_images
 from hakobune.platform.builds.models import IN_PROGRESS, Build
@@ -37,6 +39,7 @@ def reconcile() -> None:
     that died or vanished (a dockerd or host restart) come back, strays go,
     and the routes are rewritten. A service being deployed is left alone."""
     egress = egress_allow_by_team()
+    subnets = networks.subnets_by_team()
     for backend in all_backends():
         try:
             for action in backend.repair_platform(egress):
@@ -55,7 +58,10 @@ def reconcile() -> None:
                 logger.info("reconcile %s: skipped, a deploy holds its lock", ref.service)
                 continue
             try:
-                spec = deploy_spec(service, service.live_release, egress_allow=egress.get(service.team.name, ()))
+                spec = deploy_spec(
+                    service, service.live_release, egress_allow=egress.get(service.team.name, ()),
+                    network_subnet=subnets.get(service.team.name),
+                )
                 desired = DesiredService(spec, state=service.desired_state)
                 for action in backend.reconcile_service(desired):
                     logger.info("reconcile %s: %s", ref.service, action)
@@ -68,6 +74,13 @@ def reconcile() -> None:
                 logger.info("reconcile: %s", action)
         except RuntimeBackendError as exc:
             logger.warning("reconcile could not remove strays on %s: %s", backend.alias, exc.message)
+        try:
+            # Deleted teams: their networks go once their containers have.
+            for action in backend.remove_team_networks(set(Team.objects.values_list("name", flat=True))):
+                logger.info("reconcile: %s", action)
+        except RuntimeBackendError as exc:
+            logger.warning("reconcile could not remove the networks of deleted teams on %s: %s", backend.alias,
+                           exc.message)
     sync_router()
 
 

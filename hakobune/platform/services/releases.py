@@ -12,6 +12,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from hakobune.platform.accounts import networks
 from hakobune.platform.builds.state import failure_fields
 from hakobune.platform.crypto import decrypt
 from hakobune.platform.diagnoses import Diagnosis, diagnose
@@ -22,7 +23,7 @@ from hakobune.platform.queue import enqueue_on_commit
 from hakobune.runtime.base import DeploySpec, RuntimeBackendError, ServiceRef
 from hakobune.runtime.release_config import RELEASE, ReleaseConfig, release_settings
 
-from .backends import backend_for
+from .backends import backend_for, can
 from .declared_settings import values_of
 from .models import DesiredState, Release, Service
 
@@ -41,9 +42,13 @@ def release_config(service: Service, plan: dict | None = None) -> dict:
     return ReleaseConfig.from_dict(values).to_dict()
 
 
-def deploy_spec(service: Service, release: Release, *, egress_allow: tuple[str, ...] | None = None) -> DeploySpec:
-    """What the runtime starts. `egress_allow`: the team's allow-list, when the
-    caller has read every team's at once (the reconciler)."""
+def deploy_spec(
+    service: Service, release: Release, *, egress_allow: tuple[str, ...] | None = None, network_subnet: str | None = None
+) -> DeploySpec:
+    """What the runtime starts. `egress_allow`: the team's allow-list, and
+    `network_subnet`: its network's block, when the caller has read every
+    team's at once (the reconciler). A team without a block claims one here
+    (accounts/networks.py), or raises NoRoomForTeamNetwork."""
     # A setting a release was made without (an older release) is the service's.
     config = ReleaseConfig.from_dict(release.config, defaults=values_of(service, stage=RELEASE))
     return DeploySpec(
@@ -60,7 +65,15 @@ def deploy_spec(service: Service, release: Release, *, egress_allow: tuple[str, 
         secret_env=secret_env_of(service),
         restart=release.config.get("restart", ""),
         egress_allow=egress_allow_of(service.team) if egress_allow is None else egress_allow,
+        network_subnet=network_subnet or network_subnet_of(service),
     )
+
+
+def network_subnet_of(service: Service) -> str:
+    """The block of the service's team network, where its runtime makes team networks."""
+    if not can(service, networks.CAPABILITY):
+        return ""
+    return networks.subnet_of(service.team) or ""
 
 
 def egress_allow_of(team) -> tuple[str, ...]:
@@ -140,7 +153,11 @@ def start(release: Release, log: Callable[[str], None], *, may_retry: bool = Fal
     serving. A passing fault leaves the release deploying when it `may_retry`;
     anything else marks it failed."""
     service = release.service
-    spec = deploy_spec(service, release)
+    try:
+        spec = deploy_spec(service, release)
+    except RuntimeBackendError as exc:  # no network block left for a new team
+        mark_failed(release, exc)
+        raise
     log(f"Starting v{release.number}: {spec.instances} × ({spec.cpu:g} CPU, {spec.memory_mb} MiB) on {service.target}")
     try:
         backend = backend_for(service)
@@ -149,7 +166,15 @@ def start(release: Release, log: Callable[[str], None], *, may_retry: bool = Fal
                 f"{', '.join(sorted(spec.secret_env))} should come from Secret Manager, which {service.target} "
                 "cannot read: give them values in the service's environment variables."
             )
-        result = backend.deploy(spec)
+        try:
+            result = backend.deploy(spec)
+        except RuntimeBackendError as exc:
+            if not getattr(exc, "subnet_taken", ""):
+                raise
+            log("The team network's address block is in use on this host; taking another")
+            networks.claim_another(service.team, exc.subnet_taken)
+            spec = deploy_spec(service, release)
+            result = backend.deploy(spec)
     except Exception as exc:
         if not (may_retry and classify(exc) == FailureKind.TRANSIENT):
             mark_failed(release, exc, gave_up=classify(exc) == FailureKind.TRANSIENT)
