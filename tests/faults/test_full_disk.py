@@ -54,7 +54,7 @@ def small_disk(tmp_path):
 def pipeline_here(monkeypatch):
     """Runs each task the platform sends at once, in this process."""
 
-    def run(name, *args, countdown=None):
+    def run(name, *args, countdown=None, host=None):
         getattr(tasks, name)(*args)
 
     monkeypatch.setattr(queue, "enqueue", run)
