@@ -117,6 +117,28 @@ class DesiredService:
     state: str = "running"
 
 
+@dataclass(frozen=True)
+class ObservedInstance:
+    """One instance as one look at the whole backend saw it."""
+
+    release_id: str
+    state: str  # the runtime's word: running, restarting, exited, created…
+
+
+def looks_as_desired(desired: DesiredService, observed: list[ObservedInstance]) -> bool:
+    """Whether a service's instances, as observed, are what the database
+    wants: only its live release's, as many as it asks for and all running
+    (or none running, when it is stopped or asleep). The reconciler leaves
+    such a service alone without asking the backend about it again."""
+    release = str(desired.spec.release_id)
+    if any(instance.release_id != release for instance in observed):
+        return False
+    running = [instance for instance in observed if instance.state == "running"]
+    if desired.state == "running":
+        return len(observed) == desired.spec.instances and len(running) == len(observed)
+    return not running
+
+
 @dataclass
 class ServiceStatus:
     state: str  # running, stopped, crashed, missing
@@ -213,6 +235,13 @@ class RuntimeBackend:
         be asked per service (Cloud Run) do not implement it; the collector
         then asks `metrics` for each."""
         raise NotImplementedError
+
+    def observe(self) -> dict[ServiceRef, list[ObservedInstance]] | None:
+        """Every instance of this backend in one look, by service, so the
+        reconciler asks `reconcile_service` only about services that do not
+        look as desired (`looks_as_desired`); None when the backend cannot
+        look at everything at once (then every service is asked)."""
+        return None
 
     def reconcile_service(self, desired: DesiredService) -> list[str]:
         """Repairs one service so that it runs as desired; returns what was

@@ -22,6 +22,7 @@ from docker.types import IPAMConfig, IPAMPool, LogConfig
 
 from .base import (
     DesiredService,
+    ObservedInstance,
     DeployResult,
     DeploySpec,
     Instance,
@@ -535,6 +536,24 @@ class DockerLocalBackend(RuntimeBackend):
             found.append(MetricSample(stamp, "pids", float(stats["pids_stats"]["current"]), labels))
         return found
 
+    def observe(self) -> dict[ServiceRef, list[ObservedInstance]]:
+        # One sparse listing: labels and state come with it, without the
+        # inspect per container that a full listing makes.
+        found: dict[ServiceRef, list[ObservedInstance]] = {}
+        try:
+            containers = self.client.containers.list(
+                all=True, sparse=True, filters={"label": f"{LABEL_MANAGED}={self.instance}"}
+            )
+        except DockerException as exc:
+            raise RuntimeBackendError(f"could not list the instances: {exc}", permanent=False)
+        for container in containers:
+            labels = container.attrs.get("Labels") or {}
+            ref = ServiceRef(labels.get(LABEL_TEAM, ""), labels.get(LABEL_SERVICE, ""))
+            found.setdefault(ref, []).append(
+                ObservedInstance(release_id=labels.get(LABEL_RELEASE, ""), state=str(container.attrs.get("State", "")))
+            )
+        return found
+
     def reconcile_service(self, desired: DesiredService) -> list[str]:
         spec = desired.spec
         done = []
@@ -601,11 +620,14 @@ class DockerLocalBackend(RuntimeBackend):
 
     def remove_strays(self, known: set[ServiceRef]) -> list[str]:
         done = []
-        for container in self.client.containers.list(all=True, filters={"label": f"{LABEL_MANAGED}={self.instance}"}):
-            ref = ServiceRef(container.labels.get(LABEL_TEAM, ""), container.labels.get(LABEL_SERVICE, ""))
+        listed = self.client.containers.list(all=True, sparse=True, filters={"label": f"{LABEL_MANAGED}={self.instance}"})
+        for container in listed:
+            labels = container.attrs.get("Labels") or {}
+            ref = ServiceRef(labels.get(LABEL_TEAM, ""), labels.get(LABEL_SERVICE, ""))
             if ref not in known:
                 container.remove(force=True, v=True)
-                done.append(f"removed {container.name}: no service {ref.team}/{ref.service} exists")
+                name = (container.attrs.get("Names") or [container.short_id])[0].lstrip("/")
+                done.append(f"removed {name}: no service {ref.team}/{ref.service} exists")
         return done
 
     def sync_routes(self, live: list[LiveRoute]) -> dict[str, str]:

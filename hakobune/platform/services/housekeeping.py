@@ -18,7 +18,7 @@ from hakobune.platform.builds import disk
 from hakobune.platform.builds.images import local_builder, prune_service_images
 from hakobune.platform.builds.models import IN_PROGRESS, Build
 from hakobune.platform.locks import deploy_lock
-from hakobune.runtime.base import DesiredService, LiveRoute, RuntimeBackendError, ServiceRef
+from hakobune.runtime.base import DesiredService, LiveRoute, RuntimeBackendError, ServiceRef, looks_as_desired
 from hakobune.worker.builders.base import BuildError
 
 from . import scaling
@@ -46,6 +46,11 @@ def reconcile() -> None:
                 logger.info("reconcile %s: %s", backend.alias, action)
         except RuntimeBackendError as exc:
             logger.warning("reconcile could not repair %s: %s", backend.alias, exc.message)
+        try:
+            observed = backend.observe()
+        except RuntimeBackendError as exc:
+            logger.warning("reconcile could not look at %s at once: %s", backend.alias, exc.message)
+            observed = None
         known = set()
         services = Service.objects.filter(target=backend.alias).exclude(desired_state=DesiredState.DELETED)
         for service in services.select_related("team", "live_release"):
@@ -53,16 +58,18 @@ def reconcile() -> None:
             known.add(ref)
             if service.live_release is None or service.live_release.status != Release.Status.LIVE:
                 continue
+            spec = deploy_spec(
+                service, service.live_release, egress_allow=egress.get(service.team.name, ()),
+                network_subnet=subnets.get(service.team.name),
+            )
+            desired = DesiredService(spec, state=service.desired_state)
+            if observed is not None and looks_as_desired(desired, observed.get(ref, [])):
+                continue
             lock = deploy_lock(service.id)
             if not lock.acquire(blocking=False):
                 logger.info("reconcile %s: skipped, a deploy holds its lock", ref.service)
                 continue
             try:
-                spec = deploy_spec(
-                    service, service.live_release, egress_allow=egress.get(service.team.name, ()),
-                    network_subnet=subnets.get(service.team.name),
-                )
-                desired = DesiredService(spec, state=service.desired_state)
                 for action in backend.reconcile_service(desired):
                     logger.info("reconcile %s: %s", ref.service, action)
             except RuntimeBackendError as exc:
