@@ -15,7 +15,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,25 +29,12 @@ from hakobune.platform.accounts.services import create_team
 from hakobune.platform.builds.models import Build
 from hakobune.platform.services.services import create_service, deploy_service
 from tests.conftest import archive_of
+from tests.faults.checks import wait_until
 from tests.support.infrastructure import PROJECT_DIR, database_url
 from tests.support.ports import free_port
 
 # Each fault test is bounded: it fails rather than waits past this.
 FAULT_TEST_SECONDS = 420
-
-
-def _wait_for(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            found = check()
-            if found:
-                return found
-        except Exception as exc:  # noqa: BLE001 - not up yet
-            last = exc
-        time.sleep(0.2)
-    raise AssertionError(f"{what} within {timeout} s (last error: {last})")
 
 
 @dataclass
@@ -112,7 +98,7 @@ class Platform:
     def start_redis(self) -> None:
         self._start("redis", ["redis-server", "--save", "", "--appendonly", "no", "--port", str(self.redis_port),
                               "--bind", "127.0.0.1", "--protected-mode", "no"])
-        _wait_for(lambda: redis.Redis.from_url(self.redis_url).ping(), 15, "the test's Redis did not answer")
+        wait_until(lambda: redis.Redis.from_url(self.redis_url).ping(), 15, "the test's Redis did not answer")
 
     def start_router(self) -> None:
         home = self.folder / "caddy"
@@ -121,14 +107,14 @@ class Platform:
         config.write_text(json.dumps({"admin": {"listen": f"127.0.0.1:{self.admin_port}"}}))
         env = {**os.environ, "HOME": str(home), "XDG_DATA_HOME": str(home), "XDG_CONFIG_HOME": str(home)}
         self._start("router", ["caddy", "run", "--config", str(config)], env=env)
-        _wait_for(lambda: self.session().get(f"http://127.0.0.1:{self.admin_port}/config/", timeout=1).ok, 15,
+        wait_until(lambda: self.session().get(f"http://127.0.0.1:{self.admin_port}/config/", timeout=1).ok, 15,
                   "the test's Caddy did not answer")
 
     def start_worker(self) -> None:
         start = len(self.log("worker"))
         self._start("worker", [sys.executable, "-m", "celery", "-A", "hakobune.platform", "worker", "--loglevel",
                                "INFO", "--concurrency", "2", "--hostname", f"{self.queue}@%h"])
-        _wait_for(lambda: "ready." in self.log("worker")[start:], 60, "the test's worker was not ready")
+        wait_until(lambda: "ready." in self.log("worker")[start:], 60, "the test's worker was not ready")
 
     def start_scheduler(self) -> None:
         self._start("scheduler", [sys.executable, "-m", "celery", "-A", "hakobune.platform", "beat", "--loglevel",

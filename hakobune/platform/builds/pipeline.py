@@ -109,14 +109,8 @@ def step(build_id: int, status: str, log: BuildLog, attempt: int):
         # What the step started is stopped as the exception leaves it (the
         # build's watch kills its step containers; a deploy removes the
         # instances it started).
-        diagnosis = timeout_diagnosis(status, step_time_limit(status))
         logger.warning("build %s: the %s step passed its time limit", build_id, status)
-        log.write(f"✗ {diagnosis.in_english()}", keep=True)
-        log.flush()
-        fail(build_id, diagnosis)
-        shutil.rmtree(workspace_dir(build_id), ignore_errors=True)
-        if status in ADMITTED:
-            queue.enqueue("admit_builds")  # its slot is free
+        _fail_step(build_id, status, log, timeout_diagnosis(status, step_time_limit(status)))
     except Exception as exc:
         log.stop_check = None
         if isinstance(exc, BuildStopped) or is_stopped(build_id):
@@ -151,14 +145,20 @@ def step(build_id: int, status: str, log: BuildLog, attempt: int):
             log.write("---- last lines ----", keep=True)
             for line in tail:
                 log.write(line, keep=True)
-        log.write(f"✗ {diagnosis.in_english()}", keep=True)
-        log.flush()
-        fail(build_id, diagnosis)
-        shutil.rmtree(workspace_dir(build_id), ignore_errors=True)
-        if status in ADMITTED:
-            queue.enqueue("admit_builds")  # its slot is free
+        _fail_step(build_id, status, log, diagnosis)
     finally:
         log.flush()
+
+
+def _fail_step(build_id: int, status: str, log: BuildLog, diagnosis: Diagnosis) -> None:
+    """The build ends failed at this step, saying why; its workspace goes and
+    its build slot is free for the next queued build."""
+    log.write(f"✗ {diagnosis.in_english()}", keep=True)
+    log.flush()
+    fail(build_id, diagnosis)
+    shutil.rmtree(workspace_dir(build_id), ignore_errors=True)
+    if status in ADMITTED:
+        queue.enqueue("admit_builds")
 
 
 # -- fetching ---------------------------------------------------------------------
