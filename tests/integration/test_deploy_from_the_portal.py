@@ -92,7 +92,7 @@ def test_hostile_archives_fail_and_the_same_worker_then_deploys_a_good_app(login
         assert response.status_code == 302
         build = wait_for_build(Service.objects.get(team=team, name=f"hostile{index}").builds.get())
         assert build.status == "failed" and told in build.failure_reason, (case, build.failure_reason)
-    assert worker.poll() is None  # the worker process is still there
+    assert all(process.poll() is None for process in worker.values())  # every worker process is still there
 
     good = upload(client, team, "good", "flask-hello")
     assert wait_for_build(good.builds.get()).status == "live"
