@@ -293,6 +293,8 @@ CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_BROKER_TRANSPORT = "hakobune.platform.broker:Transport"
 # Metrics: a reading of every running service this often (seconds).
 METRICS_SECONDS = env_int("METRICS_SECONDS", 15)
+# Images and build leftovers are pruned this often (seconds; "Disk" below).
+PRUNE_SECONDS = env_int("PRUNE_SECONDS", 3600)
 _HOUSEKEEPING = {"queue": f"{CELERY_TASK_DEFAULT_QUEUE}.housekeeping"}
 CELERY_BEAT_SCHEDULE = {
     "scale-idle-to-zero": {"task": "hakobune.worker.tasks.scale_idle_to_zero", "schedule": 15.0,
@@ -302,7 +304,7 @@ CELERY_BEAT_SCHEDULE = {
     "collect-metrics": {"task": "hakobune.worker.tasks.collect_metrics", "schedule": float(METRICS_SECONDS),
                         "options": {**_HOUSEKEEPING, "expires": float(METRICS_SECONDS)}},
     "roll-up-metrics": {"task": "hakobune.worker.tasks.roll_up_metrics", "schedule": 600.0, "options": _HOUSEKEEPING},
-    "prune-images": {"task": "hakobune.worker.tasks.prune_images", "schedule": float(env_int("PRUNE_SECONDS", 3600)),
+    "prune-images": {"task": "hakobune.worker.tasks.prune_images", "schedule": float(PRUNE_SECONDS),
                      "options": _HOUSEKEEPING},
     "reconcile": {"task": "hakobune.worker.tasks.reconcile", "schedule": float(env_int("RECONCILE_SECONDS", 30)),
                   "options": _HOUSEKEEPING},
@@ -461,7 +463,6 @@ METRICS_RETENTION_HOURS = env_int("METRICS_RETENTION_HOURS", 48)
 # the live release's and those of builds on their way to a release); older
 # ones are pruned every PRUNE_SECONDS (docs/architecture.md, "Disk").
 KEEP_RELEASES = env_int("KEEP_RELEASES", 5)
-PRUNE_SECONDS = env_int("PRUNE_SECONDS", 3600)
 # Build leftovers (untagged images Hakobune's builds made, and the engine's
 # build cache) unused for this many hours go at each prune (0: never). More
 # than BUILD_TIMEOUT, so a build under way never loses its layers.
