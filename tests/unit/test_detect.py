@@ -151,7 +151,7 @@ def test_a_uv_project_installs_from_its_lock_with_uv():
     detection = detect(APPS_DIR / "python-uv")
     plan = detection.plan
     assert detection.reason.startswith("found pyproject.toml with uv.lock (uv) and app.py creating a Flask app")
-    assert detection.reason.endswith("it asks for Python 3.11")
+    assert detection.reason.endswith("it asks for Python 3.11 (.python-version)")
     assert plan.dependency_files == ("pyproject.toml", "uv.lock")
     assert "uv sync --frozen --no-dev --no-install-project" in plan.install_commands[0]
     assert plan.env["UV_PROJECT_ENVIRONMENT"] == "/opt/venv"
@@ -195,7 +195,7 @@ def test_a_plain_pep_621_project_installs_its_dependencies(tmp_path):
     detection = detect(tmp_path)
     assert detection.plan.install_commands[0] == "python3 -m venv /opt/venv && pip install 'flask>=3' gunicorn"
     assert detection.plan.language_version == ">=3.11"
-    assert "it asks for Python >=3.11" in detection.reason
+    assert "it asks for Python >=3.11 (pyproject.toml)" in detection.reason
 
 
 def test_a_pipfile_lock_installs_its_pins(tmp_path):

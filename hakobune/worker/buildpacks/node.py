@@ -1,7 +1,11 @@
 """Node.js apps: package.json with the npm, yarn or pnpm lockfile; engines.node;
 the `build` script when present; the `start` script (or main/server.js) to run.
 A package that builds but does not start (a Vite, React or Astro site) is
-built on the Node stack and served as static files."""
+built on the Node stack and served as static files.
+
+Without package.json, a server.js or index.js (or app.js, main.js) that
+serves HTTP is an app of Node's own modules: nothing to install, started
+with `node <file>`."""
 
 from __future__ import annotations
 
@@ -9,13 +13,16 @@ import re
 import shlex
 from pathlib import Path
 
-from ._files import is_file, read_json
+from ._files import is_file, read_json, read_text
 from .plan import BuildPlan, Detection
 from .static import serve_plan
 
 NAME = "Node.js"
 KEY = "node"
-LOOKS_FOR = "package.json with a `start` script, a main file (server.js, index.js, app.js), or a `build` script"
+LOOKS_FOR = (
+    "package.json with a `start` script, a main file (server.js, index.js, app.js), or a `build` script; "
+    "or, without package.json, a server.js or index.js that serves HTTP"
+)
 
 # Used when package.json does not name a version in "packageManager".
 PNPM = "pnpm@9.15.9"
@@ -26,6 +33,8 @@ MAIN_FILES = ("server.js", "index.js", "app.js", "main.js", "server.mjs", "index
 # What a front-end build writes, by the tool in the build script.
 BUILD_OUTPUT = (("vite", "dist"), ("react-scripts", "build"), ("astro", "dist"), ("parcel", "dist"),
                 ("webpack", "dist"), ("ng ", "dist"), ("eleventy", "_site"), ("next export", "out"))
+# What a file of Node's own modules serves HTTP with.
+SERVES_HTTP = re.compile(r"""(?:require\(\s*['"](?:node:)?https?['"]\s*\)|from\s+['"](?:node:)?https?['"])""")
 RUN_ENV = {
     "NODE_ENV": "production",
     # The instance's root filesystem is read-only; npm writes its cache and logs here.
@@ -38,7 +47,7 @@ RUN_ENV = {
 def detect(src: Path, *, start_command: str = "") -> Detection | None:
     """With `start_command` (a Procfile's web line), package.json alone is enough."""
     if not is_file(src, "package.json"):
-        return None
+        return _without_package_json(src, start_command)
     package = read_json(src, "package.json")
     if package is None:
         return None
@@ -103,6 +112,33 @@ def detect(src: Path, *, start_command: str = "") -> Detection | None:
         )
         return Detection(stack="static", reason=reason, plan=plan)
     return None
+
+
+def _without_package_json(src: Path, start_command: str) -> Detection | None:
+    """A server.js/index.js of Node's own modules (no dependencies): started
+    with node, or with the Procfile's command when it runs node."""
+    if start_command:
+        words = start_command.split()
+        if not words or words[0] != "node":
+            return None
+        main = next((w for w in words[1:] if w.endswith((".js", ".mjs", ".cjs")) and is_file(src, w)), None)
+        if main is None:
+            return None
+        start, how = start_command, f"the app's own start command (`{start_command}`)"
+    else:
+        main = next((name for name in MAIN_FILES if SERVES_HTTP.search(read_text(src, name))), None)
+        if main is None:
+            return None
+        start, how = f"node {shlex.quote(main)}", f"`node {main}`"
+    plan = BuildPlan(
+        stack="node",
+        start_command=start,
+        env=dict(RUN_ENV),
+        notes=("Hakobune found no package.json, so nothing is installed: add one (with a lockfile) when the app "
+               "needs a package from npm.",),
+    )
+    reason = f"found {main} serving HTTP with Node's own modules and no package.json (nothing to install), started with {how}"
+    return Detection(stack="node", reason=reason, plan=plan)
 
 
 def _package_manager(src: Path, package: dict) -> tuple[str, str, str]:

@@ -1,7 +1,12 @@
 """Python web apps: dependencies from requirements.txt, pyproject.toml (with
 uv.lock, poetry.lock or plain PEP 621), or a Pipfile; the start command from
 the framework the code uses (Django, Flask, FastAPI, any WSGI app), else
-`python main.py` / `python app.py`."""
+`python main.py` / `python app.py`.
+
+An app of the standard library alone has no dependency file: it is Python
+when a Procfile's `web:` line starts it with python (or names one of its .py
+files), or when its main.py or app.py serves HTTP itself (http.server,
+wsgiref, socketserver)."""
 
 from __future__ import annotations
 
@@ -16,7 +21,9 @@ NAME = "Python"
 KEY = "python"
 LOOKS_FOR = (
     "requirements.txt, pyproject.toml (with uv.lock, poetry.lock or [project] dependencies) or a Pipfile, "
-    "beside a module that creates a web app (Django's manage.py, app.py with Flask or FastAPI, or main.py)"
+    "beside a module that creates a web app (Django's manage.py, app.py with Flask or FastAPI, or main.py); "
+    "or, with no dependency file, a main.py or app.py that serves HTTP with the standard library, or a Procfile "
+    "whose `web:` line starts a .py file"
 )
 
 # Versions Hakobune installs when the app does not bring its own.
@@ -33,6 +40,13 @@ WSGI_CALLABLE = re.compile(r"^(?P<name>application|app)\s*=", re.MULTILINE)
 REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)", re.MULTILINE)
 DJANGO_SETTINGS = re.compile(r"""DJANGO_SETTINGS_MODULE['"]\s*,\s*['"](?P<module>[\w.]+)['"]""")
 VERSION = re.compile(r"(\d+\.\d+(?:\.\d+)?)")
+# What a module of the standard library alone serves HTTP with.
+SERVES_HTTP = re.compile(r"^\s*(?:from|import)\s+(?:http\.server|wsgiref|socketserver)\b", re.MULTILINE)
+# A Procfile command that runs Python: `python3 -u web.py`, `PYTHONPATH=. python -m site`.
+RUNS_PYTHON = re.compile(r"^(?:[A-Za-z_]\w*=\S*\s+)*(?:exec\s+)?(?:\S*/)?python(?:3(?:\.\d+)?)?(?:\s|$)")
+PY_FILE = re.compile(r"(?:^|\s)(?:\./)?(?P<name>[\w-]+\.py)\b")
+# runtime.txt (Heroku's): python-3.12.4
+RUNTIME_TXT = re.compile(r"^\s*python-(?P<version>\d+\.\d+(?:\.\d+)?)\s*$")
 
 VENV_ENV = {
     "PYTHONUNBUFFERED": "1",
@@ -50,7 +64,7 @@ def detect(src: Path, *, start_command: str = "") -> Detection | None:
     enough: the command says how to start the app."""
     manifest = _dependencies(src)
     if manifest is None:
-        return None
+        return _without_dependencies(src, start_command)
     found = _find_app(src, manifest)
     if found is None and start_command:
         found = ("", start_command, "a start command given by the app", [], [])
@@ -68,7 +82,7 @@ def detect(src: Path, *, start_command: str = "") -> Detection | None:
                 install += f" && {manifest.add_command} {server}"
     env = dict(VENV_ENV)
     env.update(manifest.env)
-    version = _python_version(src, manifest)
+    version, version_file = _python_version(src, manifest)
     plan = BuildPlan(
         stack="python",
         dependency_files=manifest.files,
@@ -81,7 +95,41 @@ def detect(src: Path, *, start_command: str = "") -> Detection | None:
     )
     reason = f"found {manifest.description} and {app_words}"
     if version:
-        reason += f"; it asks for Python {version}"
+        reason += f"; it asks for Python {version} ({version_file})"
+    return Detection(stack="python", reason=reason, plan=plan)
+
+
+def _without_dependencies(src: Path, start_command: str) -> Detection | None:
+    """An app of the standard library alone: started by its Procfile's python
+    command, or by its main.py/app.py when that serves HTTP."""
+    if start_command:
+        named = PY_FILE.search(start_command)
+        if not (RUNS_PYTHON.match(start_command.strip()) or (named and is_file(src, named["name"]))):
+            return None
+        if not any(p.is_file() and not p.is_symlink() for p in src.glob("*.py")) and not named:
+            return None
+        start, words = start_command, f"a start command that runs Python (`{start_command}`)"
+    else:
+        name = next((n for n in ("main.py", "app.py") if SERVES_HTTP.search(read_text(src, n))), None)
+        if name is None:
+            return None
+        start = f"python {name}"
+        words = (f"{name} serving HTTP with the standard library (started with `python {name}`; it must listen "
+                 "on 0.0.0.0 and the port in $PORT)")
+    manifest = _Manifest("no dependency file (the standard library only)", (), NEW_VENV, [])
+    version, version_file = _python_version(src, manifest)
+    plan = BuildPlan(
+        stack="python",
+        install_commands=(NEW_VENV,),
+        start_command=start,
+        env=dict(VENV_ENV),
+        language_version=version,
+        notes=("Hakobune found no requirements.txt or pyproject.toml, so nothing is installed: add one when the "
+               "app needs a package from PyPI.",),
+    )
+    reason = f"found {manifest.description} and {words}"
+    if version:
+        reason += f"; it asks for Python {version} ({version_file})"
     return Detection(stack="python", reason=reason, plan=plan)
 
 
@@ -210,17 +258,21 @@ def _pyproject_names(pyproject: dict) -> list[str]:
     return names
 
 
-def _python_version(src: Path, manifest: _Manifest) -> str:
+def _python_version(src: Path, manifest: _Manifest) -> tuple[str, str]:
+    """The Python version the app asks for, and the file that asks."""
     pinned = read_text(src, ".python-version").strip().splitlines()
     if pinned and VERSION.search(pinned[0]):
-        return VERSION.search(pinned[0]).group(1)
+        return VERSION.search(pinned[0]).group(1), ".python-version"
+    runtime = RUNTIME_TXT.match(read_text(src, "runtime.txt").strip())
+    if runtime:
+        return runtime["version"], "runtime.txt"
     requires = (manifest.raw.get("project") or {}).get("requires-python")
     if isinstance(requires, str) and requires.strip():
-        return requires.strip()
+        return requires.strip(), "pyproject.toml"
     pipfile_version = ((manifest.raw.get("pipfile") or {}).get("requires") or {}).get("python_version")
     if isinstance(pipfile_version, str):
-        return pipfile_version
-    return ""
+        return pipfile_version, "Pipfile"
+    return "", ""
 
 
 def _candidates(src: Path) -> list[Path]:

@@ -1,0 +1,52 @@
+"""Every fixture app under tests/fixtures/apps and what it is detected as.
+A new detector (or a change to one) must not change what an existing app is
+detected as; a new fixture app must be listed here."""
+
+import pytest
+
+from hakobune.worker.buildpacks import DetectionError, NoStackDetected, detect
+from tests.conftest import APPS_DIR
+
+# app -> (stack, build stack), or the error detection raises.
+EXPECTED = {
+    "django-static": ("python", ""),
+    "dockerfile": ("dockerfile", ""),
+    "exits-at-start": ("python", ""),
+    "fastapi": ("python", ""),
+    "flask-broken": ("python", ""),
+    "flask-hello": ("python", ""),
+    "go-godir": ("go", "go"),
+    "go-gopath": ("go", "go"),
+    "go-http": ("go", "go"),
+    "listens-on-localhost": ("python", ""),
+    "monorepo": NoStackDetected,
+    "no-app": NoStackDetected,
+    "node-express": ("node", ""),
+    "node-no-package": ("node", ""),
+    "node-pnpm": ("node", ""),
+    "probe": ("python", ""),
+    "procfile-custom": ("python", ""),
+    "procfile-without-web": DetectionError,
+    "python-poetry": ("python", ""),
+    "python-stdlib-main": ("python", ""),
+    "python-stdlib-procfile": ("python", ""),
+    "python-uv": ("python", ""),
+    "static-site": ("static", ""),
+    "vite-static": ("static", "node"),
+}
+
+
+def test_every_fixture_app_is_listed():
+    apps = {path.name for path in APPS_DIR.iterdir() if path.is_dir()}
+    assert apps == set(EXPECTED), "list the new fixture app (or remove the gone one) in EXPECTED"
+
+
+@pytest.mark.parametrize("app", sorted(EXPECTED))
+def test_a_fixture_app_keeps_its_detected_stack(app):
+    expected = EXPECTED[app]
+    if isinstance(expected, type):
+        with pytest.raises(expected):
+            detect(APPS_DIR / app)
+        return
+    detection = detect(APPS_DIR / app)
+    assert (detection.stack, detection.plan.build_stack) == expected, detection.reason
