@@ -76,6 +76,12 @@ rule("build.platform", P, "%(detail)s")
 rule("runtime.failed", U, "%(detail)s")
 rule("runtime.platform", P, "%(detail)s")
 
+# Detection (hakobune.worker.buildpacks.versions): a language version no stack here has.
+rule("detect.version_unavailable", U,
+     "The app asks for %(language)s %(asked)s (%(source)s), but the stacks here have %(have)s. Ask for one of "
+     "these versions (or remove the version the app asks for), or ask your operator to add a stack that has it "
+     "(STACK_VARIANTS).")
+
 # The pipeline's own.
 rule("pipeline.internal", P,
      "Hakobune failed while handling this build (an internal error, not your app). Deploy again.")

@@ -434,6 +434,16 @@ if env("CLOUDRUN_PROJECT"):
 STACK_CACHE_DIR = Path(env("HAKOBUNE_STACK_CACHE", str(DATA_DIR / "stacks")))
 STACK_DEBIAN_SUITE = env("STACK_DEBIAN_SUITE", "bookworm")
 STACK_DEBIAN_MIRROR = env("STACK_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+# Further stacks for apps that ask for a language version the default stack
+# lacks (.python-version, runtime.txt, engines.node, go.mod): "python=trixie,
+# node=trixie" builds them from Debian's next release like the default one;
+# "python=python:3.13-slim" uses an image. Detection picks the first stack that
+# has the version asked for, and refuses the app in a sentence when none has.
+STACK_VARIANTS: dict[str, list[str]] = {}
+for _item in env("STACK_VARIANTS", "").split(","):
+    _language, _, _variant = _item.strip().partition("=")
+    if _language.strip() and _variant.strip():
+        STACK_VARIANTS.setdefault(_language.strip(), []).append(_variant.strip())
 # A CA bundle copied into locally built stacks and into every build, for hosts
 # whose HTTPS goes through a proxy with its own CA. Empty: none.
 _default_ca = "/etc/ssl/certs/ca-certificates.crt"
@@ -527,6 +537,7 @@ IMAGE_BUILDERS = {
             # No docker_url: the engine of DOCKER_HOST (and DOCKER_TLS_*), else its socket.
             "stack_images": STACK_IMAGES,
             "suite": STACK_DEBIAN_SUITE,
+            "stack_variants": STACK_VARIANTS,
             "mirror": STACK_DEBIAN_MIRROR,
             "ca_bundle": BUILD_CA_BUNDLE,
             "stack_cache_dir": STACK_CACHE_DIR,

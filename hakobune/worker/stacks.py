@@ -50,6 +50,8 @@ __all__ = [
     "CA_BUNDLE_PATH",
     "VERSION_LABEL",
     "local_stack_ref",
+    "SUITE_VERSIONS",
+    "language_version",
     "image_present",
     "stack_version",
     "pull_image",
@@ -194,6 +196,24 @@ RECIPES: dict[str, StackRecipe] = {
         files=(("/etc/lighttpd/hakobune.conf", LIGHTTPD_CONF),),
     ),
 }
+
+
+# The language versions Debian's releases carry (what a stack built from that
+# suite has), to tell before a stack is built which version it will have. A
+# built stack's own label (VERSION_LABEL) wins over this.
+SUITE_VERSIONS: dict[str, dict[str, str]] = {
+    "bookworm": {"python": "3.11.2", "node": "18.19.0", "go": "1.23"},
+    "trixie": {"python": "3.13.5", "node": "20.19.2", "go": "1.24"},
+}
+
+
+def language_version(description: str, language: str) -> str:
+    """The language's version in a stack's description ("Debian bookworm
+    (12.15), Python 3.11.2" -> "3.11.2"); "" when it does not say."""
+    recipe = RECIPES.get(language)
+    name = recipe.display_name if recipe else language
+    match = re.search(rf"{re.escape(name)} v?(\d+\.\d+(?:\.\d+)?)", description or "")
+    return match.group(1) if match else ""
 
 
 def _print(line):

@@ -40,7 +40,7 @@ from hakobune.platform.locks import deploy_lock
 from hakobune.platform import queue
 from hakobune.platform.services import releases, sources
 from hakobune.worker import gitfetch, source
-from hakobune.worker.buildpacks import BuildPlan, apply_service_settings, detect
+from hakobune.worker.buildpacks import BuildPlan, apply_service_settings, detect, versions
 
 from . import admission, disk, images
 from .lease import Heartbeat
@@ -256,7 +256,11 @@ def detect_stack(build_id: int, *, attempt: int = 1) -> None:
     with step(build_id, S.DETECTING, log, attempt):
         detection = detect(source_dir(build))
         plan = _with_service_settings(detection.plan, build.service, log)
+        # The stack that has the language version the app asks for, or a refusal in words.
+        plan, chosen = versions.fit_stack(plan, images.builder_for(build.service).stack_offers)
         log.write(f"✓ Detected a {detection.stack} app: {detection.reason}")
+        if chosen:
+            log.write(f"  {chosen}")
         for phase, command in plan.steps():
             if command:
                 log.write(f"  {phase} command: {command}")

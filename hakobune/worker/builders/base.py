@@ -87,6 +87,13 @@ class ImageBuilder:
         to `log` line by line. Raises BuildError."""
         raise NotImplementedError
 
+    def stack_offers(self, language: str) -> list | None:
+        """The stacks this builder can build `language` apps on, with the
+        language version each carries (buildpacks.versions.StackOffer), the
+        default first; None when it cannot tell before building (then the
+        version an app asks for is not checked at detection)."""
+        return None
+
     def remove_images(self, team: str, service: str, *, keep: set[str] = frozenset()) -> list[str]:
         """Removes the images this builder made for the service, except `keep`;
         returns what went. Builders that keep no images do nothing."""

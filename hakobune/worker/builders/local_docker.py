@@ -7,6 +7,9 @@ OPTIONS (settings.IMAGE_BUILDERS["local"]["OPTIONS"]):
     docker_url                        the Docker Engine ("" = DOCKER_HOST or its socket)
     stack_images                      {language: registry image}; "" = Hakobune's own stack
     suite, mirror                     the Debian suite and mirror stacks are built from
+    stack_variants                    {language: [variant, ...]}: further stacks for apps that ask for
+                                      a version the default one lacks; a variant is a Debian suite
+                                      (built like the default, e.g. "trixie") or an image ("python:3.13-slim")
     ca_bundle                         a CA bundle copied into stacks and builds ("" = none)
     stack_cache_dir                   where built stacks' root filesystems are kept
     timeout                           seconds a build may take (the watch stops it then)
@@ -29,6 +32,7 @@ then runs confined (confinement.py). Nothing here knows Django."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,6 +43,7 @@ from docker.errors import APIError, DockerException, ImageNotFound
 
 from hakobune.runtime.firewall import Firewall
 from hakobune.worker import builder, stacks
+from hakobune.worker.buildpacks import versions
 from hakobune.worker.buildpacks.plan import BuildPlan
 
 from . import confinement, dockerfile_policy
@@ -70,6 +75,8 @@ class LocalDockerBuilder(ImageBuilder):
         self.docker_url = options.get("docker_url") or ""
         self.stack_images = dict(options.get("stack_images") or {})
         self.suite = options.get("suite") or "bookworm"
+        self.stack_variants = {language: [v.strip() for v in variants if v.strip()]
+                               for language, variants in dict(options.get("stack_variants") or {}).items()}
         self.mirror = options.get("mirror") or "http://deb.debian.org/debian"
         self.ca_bundle = options.get("ca_bundle") or None
         self.stack_cache_dir = Path(options.get("stack_cache_dir") or "var/stacks")
@@ -128,7 +135,9 @@ class LocalDockerBuilder(ImageBuilder):
     def _build(self, request: BuildRequest, log: Log) -> BuiltImage:
         plan = request.plan
         client = self.client
-        images = {name: self._resolve(name, log) for name in plan.stacks}
+        language = versions.language_of(plan)
+        images = {name: self._resolve(name, log, variant=plan.stack_variant if name == language else "")
+                  for name in plan.stacks}
         run_image = images.get(plan.stack)
         build_stack_image = images.get(plan.build_stack) if plan.build_stack else None
         if plan.build_stack:
@@ -243,12 +252,59 @@ class LocalDockerBuilder(ImageBuilder):
                     pass  # it ended by itself meanwhile
         return killed
 
-    def _resolve(self, language: str, log: Log) -> stacks.StackImage:
+    def _resolve(self, language: str, log: Log, *, variant: str = "") -> stacks.StackImage:
         """A stack the plan builds on (a two-stage plan needs two), found,
-        pulled or built from Debian."""
-        return stacks.resolve_stack(
-            self.client, language, self.stack_images.get(language, ""), log=log, **self._stack_settings()
-        )
+        pulled or built from Debian; `variant` names one of stack_variants."""
+        if not variant:
+            return stacks.resolve_stack(
+                self.client, language, self.stack_images.get(language, ""), log=log, **self._stack_settings()
+            )
+        if variant not in self.stack_variants.get(language, []):
+            raise stacks.StackError(f"The {language} stack {variant!r} this build was planned on is no longer "
+                                    "configured (STACK_VARIANTS); deploy again.")
+        if _is_image(variant):
+            if not stacks.image_present(self.client, variant):
+                pulled, why = stacks.pull_image(self.client, variant, log=log)
+                if not pulled:
+                    raise stacks.StackError(f"No base image for {language} ({variant}, from STACK_VARIANTS): it is "
+                                            f"not on this host and could not be pulled ({why}).")
+            return stacks.StackImage(language, variant, "registry", stacks.stack_version(self.client, variant))
+        return stacks.resolve_stack(self.client, language, "", log=log, **{**self._stack_settings(), "suite": variant})
+
+    def stack_offers(self, language: str) -> list[versions.StackOffer]:
+        """The default stack of `language` and its configured variants, with
+        the version each has: read from the image when this host has it, else
+        what the Debian suite carries (SUITE_VERSIONS) or the image's tag says;
+        "" when it cannot be told before building."""
+        offers = []
+        with engine_errors():
+            for variant in ["", *self.stack_variants.get(language, [])]:
+                if _is_image(variant):
+                    offers.append(versions.StackOffer(language, variant, self._image_version(variant, language),
+                                                      variant))
+                    continue
+                suite = variant or self.suite
+                local = stacks.local_stack_ref(language, suite)
+                configured = "" if variant else (self.stack_images.get(language) or "").strip()
+                if configured and stacks.image_present(self.client, configured):
+                    ref, version = configured, self._image_version(configured, language)
+                elif stacks.image_present(self.client, local):
+                    ref, version = local, stacks.language_version(stacks.stack_version(self.client, local), language)
+                elif configured:
+                    # Pulled if the registry answers, else built from Debian: not known yet.
+                    ref, version = configured, ""
+                else:
+                    ref, version = local, stacks.SUITE_VERSIONS.get(suite, {}).get(language, "")
+                offers.append(versions.StackOffer(language, variant, version, ref))
+        return offers
+
+    def _image_version(self, ref: str, language: str) -> str:
+        if stacks.image_present(self.client, ref):
+            return stacks.language_version(stacks.stack_version(self.client, ref), language)
+        # Not pulled yet: the version its tag says (python:3.13-slim), if any.
+        tag = ref.rsplit(":", 1)[1] if ":" in ref.rsplit("/", 1)[-1] else ""
+        match = re.match(r"^(\d+\.\d+(?:\.\d+)?)", tag)
+        return match.group(1) if match else ""
 
     def _stack_settings(self) -> dict:
         return {"suite": self.suite, "mirror": self.mirror, "ca_bundle": self.ca_bundle,
@@ -365,6 +421,11 @@ def engine_errors():
     except (requests.RequestException, ConnectionError) as exc:
         raise BuildError(f"the Docker Engine cannot be reached: {exc}", user_error=False,
                          transient=builder.connection_lost(exc)) from exc
+
+
+def _is_image(variant: str) -> bool:
+    """A variant naming an image (python:3.13-slim, ghcr.io/acme/py) rather than a Debian suite."""
+    return any(ch in variant for ch in ":/@")
 
 
 def _repository(image: str) -> str:

@@ -54,6 +54,7 @@ def _module(src: Path) -> Detection | None:
         start_command=f"/app/{binary}",
         build_env=dict(BUILD_ENV),
         language_version=version,
+        sources={"language_version": "go.mod"} if version else {},
     )
     module = MODULE.search(gomod)
     where = "at the top" if package == "." else f"in {package.removeprefix('./')}"

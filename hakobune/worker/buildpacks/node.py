@@ -84,6 +84,7 @@ def detect(src: Path, *, start_command: str = "") -> Detection | None:
             start_command=start,
             env=dict(RUN_ENV),
             language_version=node_version,
+            sources={"language_version": "package.json engines.node"} if node_version else {},
             notes=notes,
         )
         reason = f"found package.json installed with {tool}"
@@ -104,6 +105,7 @@ def detect(src: Path, *, start_command: str = "") -> Detection | None:
             build_commands=build,
             artifacts=(output,),
             language_version=node_version,
+            sources={"language_version": "package.json engines.node"} if node_version else {},
             notes=notes,
         )
         reason = (

@@ -59,8 +59,10 @@ class BuildPlan:
     artifacts: tuple[str, ...] = ()
     # Environment of the build steps only (not of the running app).
     build_env: dict[str, str] = field(default_factory=dict)
-    # The language version the app asks for (.python-version, engines.node, go.mod).
+    # The language version the app asks for (.python-version, engines.node, go.mod),
+    # and the variant of the stack chosen for it ("": the default stack; see versions.py).
     language_version: str = ""
+    stack_variant: str = ""
     # "" means: the service's own setting.
     health_check_path: str = ""
     # The dockerfile stack: the person's Dockerfile (relative to the source) and

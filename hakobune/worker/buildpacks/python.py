@@ -91,6 +91,7 @@ def detect(src: Path, *, start_command: str = "") -> Detection | None:
         start_command=start,
         env=env,
         language_version=version,
+        sources={"language_version": version_file} if version else {},
         notes=tuple(notes),
     )
     reason = f"found {manifest.description} and {app_words}"
@@ -124,6 +125,7 @@ def _without_dependencies(src: Path, start_command: str) -> Detection | None:
         start_command=start,
         env=dict(VENV_ENV),
         language_version=version,
+        sources={"language_version": version_file} if version else {},
         notes=("Hakobune found no requirements.txt or pyproject.toml, so nothing is installed: add one when the "
                "app needs a package from PyPI.",),
     )

@@ -1,0 +1,217 @@
+"""Language versions: what an app asks for (.python-version, runtime.txt,
+requires-python, engines.node, go.mod's `go` line, GOOGLE_RUNTIME_VERSION) and
+which of the stacks on offer gives it.
+
+A builder says which stacks it can build a language on and the version each
+carries (`StackOffer`s: the default stack, then the variants an operator
+configured, e.g. one built from Debian's next release). `fit_stack` picks the
+first that gives the version the app asks for, or fails at detection with a
+sentence naming the versions there are. When a stack's version is not known
+before it is built (a registry image this host has not pulled), nothing is
+refused: the build says which version it got.
+
+The forms understood:
+  python  3.12, 3.12.4 (that release line), and PEP 440 specifiers:
+          >=3.11, >=3.10,<3.13, ~=3.11, ==3.12.*, !=3.12.0
+  node    npm ranges: 20, 20.x, ^20.1, ~18.19, >=18 <21, 18 || 20, 18 - 20, *
+  go      1.21 (go.mod's `go` line: that version or newer)
+Anything else is not refused (the build says which version it got)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .plan import BuildPlan, NoStackDetected
+
+NAMES = {"python": "Python", "node": "Node.js", "go": "Go"}
+NUMBER = re.compile(r"^v?(\d+)(?:\.(\d+|[xX*]))?(?:\.(\d+|[xX*]))?$")
+COMPARATOR = re.compile(r"^(===|==|!=|~=|>=|<=|>|<|=|\^|~)?\s*(.+)$")
+
+
+@dataclass(frozen=True)
+class StackOffer:
+    """A stack a builder can build `language` apps on: `variant` "" is the
+    default one; `version` the language's version it carries ("" when not
+    known before it is built); `name` what a person is told it is."""
+
+    language: str
+    variant: str
+    version: str
+    name: str
+
+
+class VersionUnavailable(NoStackDetected):
+    """The app asks for a language version no stack here has: a user error,
+    in the registry of diagnoses as `detect.version_unavailable`."""
+
+    rule = "detect.version_unavailable"
+
+    def __init__(self, language: str, asked: str, source: str, offers: list[StackOffer]):
+        have = ", ".join(f"{NAMES.get(language, language)} {o.version} ({o.name})" for o in offers)
+        self.params = {"language": NAMES.get(language, language), "asked": asked, "source": source or "the app",
+                       "have": have}
+        self.message = (
+            f"The app asks for {self.params['language']} {asked} ({self.params['source']}), but the stacks here "
+            f"have {have}. Ask for one of these versions (or remove the version the app asks for), or ask your "
+            "operator to add a stack that has it (STACK_VARIANTS)."
+        )
+        super().__init__(self.message)
+
+
+def language_of(plan: BuildPlan) -> str:
+    """The stack whose language version the app asks for: the build stage's
+    (Go, a Node-built site) or else the run stage's."""
+    return plan.build_stack or plan.stack
+
+
+def fit_stack(plan: BuildPlan, offers_of: Callable[[str], list[StackOffer] | None]) -> tuple[BuildPlan, str]:
+    """The plan on the first stack on offer (`offers_of(language)`, asked only
+    when the app asks for a version) that gives the version it asks for, and
+    what was chosen in words ("" when nothing was to choose). Raises
+    VersionUnavailable when every stack's version is known and none gives it."""
+    asked = plan.language_version.strip()
+    language = language_of(plan)
+    if not asked or language not in NAMES or plan.uses_own_dockerfile:
+        return plan, ""
+    offers = offers_of(language)
+    if not offers:
+        return plan, ""
+    verdicts = [(offer, satisfies(language, asked, offer.version)) for offer in offers]
+    for offer, verdict in verdicts:
+        if verdict:
+            if not offer.variant:
+                return plan, ""
+            words = (f"{NAMES[language]} {asked} is asked for: built on {offer.name} "
+                     f"({NAMES[language]} {offer.version})")
+            return plan.with_changes(stack_variant=offer.variant), words
+    if any(verdict is None for _, verdict in verdicts):
+        return plan, ""  # a version not known before the build, or a form not understood
+    raise VersionUnavailable(language, asked, plan.sources.get("language_version", ""), offers)
+
+
+def satisfies(language: str, asked: str, have: str) -> bool | None:
+    """Whether version `have` gives what `asked` asks for; None when either
+    cannot be read (then nothing is refused)."""
+    version = _version(have)
+    if version is None:
+        return None
+    asked = asked.strip()
+    if asked in ("", "*", "x", "latest"):
+        return True
+    try:
+        if language == "go":
+            wanted = _partial(asked.removeprefix("go"))
+            return None if wanted is None else _pad(version) >= _pad(wanted)
+        if language == "node":
+            return any(_node_set(part.strip(), version) for part in asked.split("||"))
+        if language == "python":
+            if NUMBER.match(asked):
+                # 3.12.4 asks for the 3.12 line: a stack has the release its Debian carries.
+                return _prefix(_need(asked)[:2], version)
+            return all(_python_clause(clause.strip(), version) for clause in asked.split(",") if clause.strip())
+    except _Unreadable:
+        return None
+    return None
+
+
+class _Unreadable(ValueError):
+    pass
+
+
+def _version(text: str) -> tuple[int, ...] | None:
+    match = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", text or "")
+    if not match:
+        return None
+    return tuple(int(part) for part in match.groups() if part is not None)
+
+
+def _partial(text: str) -> tuple[int, ...] | None:
+    """"3.12" -> (3, 12); "18.x" -> (18,); None when it is not a version."""
+    match = NUMBER.match(text.strip())
+    if not match:
+        return None
+    parts = []
+    for part in match.groups():
+        if part is None or not part.isdigit():
+            break
+        parts.append(int(part))
+    return tuple(parts)
+
+
+def _need(text: str) -> tuple[int, ...]:
+    parts = _partial(text)
+    if parts is None:
+        raise _Unreadable(text)
+    return parts
+
+
+def _pad(parts: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(parts) + (0,) * (3 - len(parts))
+
+
+def _prefix(parts: tuple[int, ...] | None, version: tuple[int, ...]) -> bool:
+    if parts is None:
+        raise _Unreadable("")
+    return _pad(version)[: len(parts)] == parts
+
+
+def _bump(parts: tuple[int, ...], index: int) -> tuple[int, ...]:
+    """The first version past `parts` at `index` (0: major, 1: minor)."""
+    return _pad(parts[:index] + (parts[index] + 1,))
+
+
+def _compare(op: str, parts: tuple[int, ...], version: tuple[int, ...]) -> bool:
+    have, want = _pad(version), _pad(parts)
+    if op in ("", "=", "==", "==="):
+        return _prefix(parts, version)
+    if op == "!=":
+        return not _prefix(parts, version)
+    if op == ">=":
+        return have >= want
+    if op == "<=":
+        return have <= want or _prefix(parts, version)
+    if op == ">":
+        return have > want and not _prefix(parts, version)
+    if op == "<":
+        return have < want
+    raise _Unreadable(op)
+
+
+def _python_clause(clause: str, version: tuple[int, ...]) -> bool:
+    match = COMPARATOR.match(clause)
+    if not match:
+        raise _Unreadable(clause)
+    op, text = match.group(1) or "==", match.group(2).strip()
+    if op == "~=":
+        parts = _need(text)
+        if len(parts) < 2:
+            raise _Unreadable(clause)
+        return _pad(version) >= _pad(parts) and _prefix(parts[:-1], version)
+    return _compare(op, _need(text.removesuffix(".*")), version)
+
+
+def _node_set(text: str, version: tuple[int, ...]) -> bool:
+    """One of npm's comparator sets: space-separated comparators, all to hold,
+    or a hyphen range."""
+    if not text or text in ("*", "x", "X"):
+        return True
+    hyphen = re.match(r"^(\S+)\s+-\s+(\S+)$", text)
+    if hyphen:
+        return _compare(">=", _need(hyphen[1]), version) and _compare("<=", _need(hyphen[2]), version)
+    tokens = re.findall(r"(?:===|==|>=|<=|>|<|=|\^|~)?\s*v?[\dxX*][\w.*]*", text)
+    if not tokens:
+        raise _Unreadable(text)
+    for token in tokens:
+        match = COMPARATOR.match(token.strip())
+        op, parts = match.group(1) or "", _need(match.group(2).strip())
+        if op == "^":
+            if not _compare(">=", parts, version) or _pad(version) >= _bump(parts, 0):
+                return False
+        elif op == "~":
+            if not _compare(">=", parts, version) or _pad(version) >= _bump(parts, min(1, len(parts) - 1)):
+                return False
+        elif not _compare(op, parts, version):
+            return False
+    return True
