@@ -186,6 +186,20 @@ RECIPES: dict[str, StackRecipe] = {
         version_package="golang-1.23-go",
         display_name="Go",
     ),
+    # Apps built with two languages (hakobune.toml `languages`, .buildpacks):
+    # Python to run, with Node.js and npm for the build of their assets (or the
+    # other way round). Both from Debian, as on their own stacks.
+    "python-node": StackRecipe(
+        language="python-node",
+        packages=("python3", "python3-venv", "python3-pip", "nodejs", "ca-certificates"),
+        apt_packages=("npm",),
+        cmd=("python3",),
+        version_probe=("/bin/sh", "-c", "echo \"Python $(/usr/bin/python3 -c 'import platform; "
+                       "print(platform.python_version())'), Node.js $(/usr/bin/node -p process.versions.node), "
+                       "npm $(/usr/bin/npm --version)\""),
+        version_package="python3",
+        display_name="",
+    ),
     "static": StackRecipe(
         language="static",
         packages=("lighttpd", "ca-certificates"),
@@ -212,6 +226,8 @@ def language_version(description: str, language: str) -> str:
     (12.15), Python 3.11.2" -> "3.11.2"); "" when it does not say."""
     recipe = RECIPES.get(language)
     name = recipe.display_name if recipe else language
+    if not name:
+        return ""
     match = re.search(rf"{re.escape(name)} v?(\d+\.\d+(?:\.\d+)?)", description or "")
     return match.group(1) if match else ""
 
@@ -575,7 +591,8 @@ def _describe(rootfs: Path, recipe: StackRecipe, suite: str) -> str:
     with contextlib.suppress(OSError):
         debian = (rootfs / "etc/debian_version").read_text().strip()
     debian_part = f"Debian {suite} ({debian})" if debian else f"Debian {suite}"
-    return f"{debian_part}, {recipe.display_name} {version}"
+    named = f"{recipe.display_name} {version}" if recipe.display_name else version
+    return f"{debian_part}, {named}"
 
 
 def _changes(recipe: StackRecipe, suite: str, version: str, with_ca: bool) -> list[str]:

@@ -27,6 +27,7 @@ EXPECTED = {
     "probe": ("python", ""),
     "procfile-custom": ("python", ""),
     "procfile-without-web": DetectionError,
+    "python-npm-assets": ("python-node", ""),
     "python-poetry": ("python", ""),
     "python-stdlib-main": ("python", ""),
     "python-stdlib-procfile": ("python", ""),

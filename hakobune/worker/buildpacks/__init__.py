@@ -7,9 +7,11 @@ a monorepo); nothing here assumes it is the root of the upload."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
-from . import config, dockerfile, go, node, procfile, python, static
+from . import config, dockerfile, go, multi, node, procfile, python, static
 from .plan import BuildPlan, Detection, DetectionError, NoStackDetected
 
 DETECTORS = [dockerfile, procfile, python, go, static, node]
@@ -22,7 +24,14 @@ def detect(src: Path) -> Detection:
     settings applied. Raises NoStackDetected (a user error) with what was tried."""
     src = Path(src)
     settings = config.read(src)
-    if settings.stack == dockerfile.KEY or settings.dockerfile:
+    languages, said_by = list(settings.languages), config.FILENAME
+    if not languages and not settings.stack and not settings.dockerfile:
+        languages, said_by = multi.read_buildpacks(src) or [], multi.FILENAME
+    if len(languages) == 1:
+        settings = replace(settings, stack=languages[0])
+    if len(languages) > 1:
+        detection = multi.detect(src, languages, said_by)
+    elif settings.stack == dockerfile.KEY or settings.dockerfile:
         detection = dockerfile.detect(src, settings.dockerfile or None)
         if detection is None:
             raise DetectionError(
@@ -30,7 +39,8 @@ def detect(src: Path) -> Detection:
                 "is not in the app's folder."
             )
     elif settings.stack:
-        detection = procfile.detect(src, detect_language=detect_language) or detect_language(src)
+        only = partial(detect_language, stack=settings.stack)
+        detection = procfile.detect(src, detect_language=only) or only(src)
     else:
         detection = _first(src, DETECTORS)
     if not settings.empty:
@@ -44,11 +54,13 @@ def detect(src: Path) -> Detection:
     return detection
 
 
-def detect_language(src: Path, *, start_command: str = "") -> Detection:
+def detect_language(src: Path, *, start_command: str = "", stack: str | None = None) -> Detection:
     """The language detectors alone (what a Procfile's `web:` line applies to),
-    or only the one hakobune.toml names. With `start_command`, detectors that
-    can take it need only the dependency files."""
+    or only the one `stack` (else hakobune.toml) names. With `start_command`,
+    detectors that can take it need only the dependency files."""
     settings = config.read(src)
+    if stack is not None:
+        settings = replace(settings, stack=stack)
     detectors = LANGUAGE_DETECTORS
     if settings.stack:
         detectors = [d for d in LANGUAGE_DETECTORS if d.KEY == settings.stack]

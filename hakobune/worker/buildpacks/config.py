@@ -2,6 +2,7 @@
 found. Every key is optional:
 
     stack = "node"                  # python, node, go, static or dockerfile
+    languages = ["node", "python"]  # more than one: each one's install and build steps, in order
     install_command = "npm ci"
     build_command = "npm run build" # a string, or a list of commands
     start_command = "node dist/server.js"
@@ -23,13 +24,16 @@ from .plan import BuildPlan, DetectionError
 
 FILENAME = "hakobune.toml"
 STACKS = ("python", "node", "go", "static", "dockerfile")
-KEYS = {"stack", "install_command", "build_command", "start_command", "port", "health_check_path", "dockerfile",
+# Languages that can be combined (`languages`), on a stack that has them all.
+LANGUAGES = ("node", "python")
+KEYS = {"stack", "languages", "install_command", "build_command", "start_command", "port", "health_check_path", "dockerfile",
         "build_args"}
 
 
 @dataclass(frozen=True)
 class ProjectConfig:
     stack: str = ""
+    languages: tuple[str, ...] = ()
     install_commands: tuple[str, ...] | None = None
     build_commands: tuple[str, ...] | None = None
     start_command: str = ""
@@ -90,6 +94,17 @@ def read(src: Path) -> ProjectConfig:
     stack = data.get("stack", "")
     if stack and stack not in STACKS:
         raise DetectionError(f"{FILENAME} asks for the stack {stack!r}; Hakobune has: {', '.join(STACKS)}.")
+    languages = data.get("languages", [])
+    if not isinstance(languages, list) or not all(isinstance(v, str) for v in languages):
+        raise DetectionError(f"{FILENAME}: languages must be a list of names, like [\"node\", \"python\"].")
+    unknown_languages = [v for v in languages if v not in LANGUAGES]
+    if unknown_languages:
+        raise DetectionError(
+            f"{FILENAME}: languages names {', '.join(unknown_languages)}; Hakobune can combine "
+            f"{' and '.join(LANGUAGES)}."
+        )
+    if languages and (stack or data.get("dockerfile")):
+        raise DetectionError(f"{FILENAME}: set either languages or stack (or dockerfile), not both.")
     port = data.get("port")
     if port is not None and (not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535):
         raise DetectionError(f"{FILENAME}: port must be a number between 1 and 65535, not {port!r}.")
@@ -107,6 +122,7 @@ def read(src: Path) -> ProjectConfig:
         raise DetectionError(f"{FILENAME}: start_command must be text.")
     return ProjectConfig(
         stack=stack,
+        languages=tuple(dict.fromkeys(languages)),
         install_commands=_commands(data, "install_command"),
         build_commands=_commands(data, "build_command"),
         start_command=start.strip(),

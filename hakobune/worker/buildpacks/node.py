@@ -116,6 +116,34 @@ def detect(src: Path, *, start_command: str = "") -> Detection | None:
     return None
 
 
+BUILD_LOOKS_FOR = "package.json (its dependencies installed, then its `build` script run, if it has one)"
+
+
+def build_steps(src: Path) -> tuple[BuildPlan, str] | None:
+    """Node's part of an app built with more than one language: install
+    package.json's dependencies (its postinstall script runs then) and run its
+    build script; the other language starts the app."""
+    package = read_json(src, "package.json") if is_file(src, "package.json") else None
+    if package is None:
+        return None
+    scripts = package.get("scripts") if isinstance(package.get("scripts"), dict) else {}
+    build_script = scripts.get("build") if isinstance(scripts.get("build"), str) else None
+    manager, version, lockfile = _package_manager(src, package)
+    tool = f"{manager} ({lockfile})" if lockfile else f"{manager} (no lockfile: versions are not pinned)"
+    plan = BuildPlan(
+        stack="node",
+        start_command="",
+        dependency_files=tuple(name for name in ("package.json", lockfile, ".npmrc") if name and is_file(src, name)),
+        install_commands=(_install_command(manager, version, lockfile, with_dev=True),),
+        build_commands=(f"{manager} run build",) if build_script else (),
+        env={key: value for key, value in RUN_ENV.items() if key != "NODE_ENV"},
+    )
+    reason = f"found package.json installed with {tool}"
+    if build_script:
+        reason += f" and its build script (`{build_script}`)"
+    return plan, reason
+
+
 def _without_package_json(src: Path, start_command: str) -> Detection | None:
     """A server.js/index.js of Node's own modules (no dependencies): started
     with node, or with the Procfile's command when it runs node."""

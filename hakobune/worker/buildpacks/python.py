@@ -100,6 +100,20 @@ def detect(src: Path, *, start_command: str = "") -> Detection | None:
     return Detection(stack="python", reason=reason, plan=plan)
 
 
+BUILD_LOOKS_FOR = "requirements.txt, pyproject.toml or a Pipfile (its dependencies installed)"
+
+
+def build_steps(src: Path) -> tuple[BuildPlan, str] | None:
+    """Python's part of an app built with more than one language: its
+    dependencies installed; the other language starts the app."""
+    manifest = _dependencies(src)
+    if manifest is None:
+        return None
+    plan = BuildPlan(stack="python", start_command="", dependency_files=manifest.files,
+                     install_commands=(manifest.install,), env={**VENV_ENV, **manifest.env})
+    return plan, f"found {manifest.description}, installed"
+
+
 def _without_dependencies(src: Path, start_command: str) -> Detection | None:
     """An app of the standard library alone: started by its Procfile's python
     command, or by its main.py/app.py when that serves HTTP."""

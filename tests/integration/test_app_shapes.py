@@ -1,0 +1,135 @@
+"""The app shapes beyond the usual ones, each deployed for real as an owner
+uploads it (built by a real Celery worker on the real Docker Engine, started
+by the local runtime, answered through the tests' Caddy): Python of the
+standard library alone, Go from before modules, Node without package.json,
+an app built with two languages, Google Cloud's buildpack settings. An app
+asking for a language version no stack here has is refused at detection
+with the versions there are.
+
+All deploys go to one team and are queued at once; the tests then read what
+each deploy did."""
+
+import secrets
+from dataclasses import dataclass
+
+import pytest
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from hakobune.platform.accounts.services import create_team
+from hakobune.platform.governance.models import TeamPolicy
+from hakobune.platform.services.services import create_service, deploy_service
+from hakobune.runtime.docker_local import LABEL_TEAM, team_network_name
+from hakobune.worker.builders.local_docker import LocalDockerBuilder
+from tests.conftest import archive_of, upload_of
+from tests.support.infrastructure import get_through_router, wait_for_build
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+# deploy -> {path: what its answer contains}
+WORKING = {
+    "python-stdlib-procfile": {"/": "hello from python-stdlib-procfile"},
+    "python-stdlib-main": {"/": "hello from python-stdlib-main"},
+    "go-godir": {"/": "hello from go-godir (vendored greeting)"},
+    "go-gopath": {"/": "hello from go-gopath"},
+    "node-no-package": {"/": "hello from node-no-package"},
+}
+# deploy -> words its failure reason must contain
+FAILING = {
+    "python-too-new": ["The app asks for Python 3.99 (.python-version), but the stacks here have Python 3.11",
+                       "STACK_VARIANTS"],
+}
+# deploy -> (fixture app, files added to it)
+VARIANTS = {
+    "python-too-new": ("python-stdlib-main", {".python-version": "3.99\n"}),
+}
+BUILD_TIMEOUT = 1200
+
+
+@dataclass
+class Outcome:
+    status: str
+    failure_reason: str
+    failed_step: str
+    log: str
+    plan: dict
+    responses: dict  # path -> (status code, body)
+
+
+def _upload(deploy):
+    app, extra = VARIANTS.get(deploy, (deploy, None))
+    if extra is None:
+        return upload_of(app)
+    data = archive_of(app, extra=extra, folder=deploy)
+    return SimpleUploadedFile(f"{deploy}.tar.gz", data, content_type="application/octet-stream")
+
+
+@pytest.fixture(scope="module")
+def outcomes(django_db_blocker, worker, router, docker_client):
+    team_name = f"sh{secrets.token_hex(3)}"
+    deploys = list(WORKING) + list(FAILING)
+    results: dict[str, Outcome] = {}
+    with django_db_blocker.unblock():
+        owner = get_user_model().objects.create_user(username=f"owner-{team_name}", password="x")
+        team = create_team(name=team_name, owner=owner)
+        TeamPolicy.objects.create(team=team, max_services=len(deploys), max_cpu=len(deploys),
+                                  max_memory_mb=len(deploys) * 1024)
+        builds = {}
+        for deploy in deploys:
+            service = create_service(team=team, name=deploy, created_by=owner)
+            builds[deploy] = deploy_service(service=service, source_file=_upload(deploy), created_by=owner)
+        for deploy, build in builds.items():
+            build = wait_for_build(build, timeout=BUILD_TIMEOUT)
+            responses = {}
+            if build.status == "live":
+                for path in WORKING[deploy]:
+                    response = get_through_router(build.service.hostname, path)
+                    responses[path] = (response.status_code, response.text)
+            results[deploy] = Outcome(
+                status=build.status,
+                failure_reason=build.failure_reason,
+                failed_step=getattr(build, "failed_step", ""),
+                log="\n".join(build.log_lines.values_list("text", flat=True)),
+                plan=build.plan or {},
+                responses=responses,
+            )
+    yield results
+    for container in docker_client.containers.list(all=True, filters={"label": f"{LABEL_TEAM}={team_name}"}):
+        container.remove(force=True)
+    for network in docker_client.networks.list(names=[team_network_name(team_name)]):
+        network.remove()
+    with django_db_blocker.unblock():
+        get_user_model().objects.filter(username=f"owner-{team_name}").delete()
+
+
+@pytest.mark.parametrize("deploy", list(WORKING))
+def test_an_app_of_this_shape_answers_through_the_router(outcomes, deploy):
+    outcome = outcomes[deploy]
+    assert outcome.status == "live", f"{outcome.failure_reason}\n{outcome.log[-4000:]}"
+    for path, words in WORKING[deploy].items():
+        status, body = outcome.responses[path]
+        assert status == 200, body[:500]
+        assert words in body
+
+
+@pytest.mark.parametrize("deploy", list(FAILING))
+def test_an_app_that_cannot_be_built_here_is_refused_at_detection(outcomes, deploy):
+    outcome = outcomes[deploy]
+    assert outcome.status == "failed", outcome.log[-2000:]
+    assert outcome.failed_step in ("", "detecting"), outcome.failed_step
+    for words in FAILING[deploy]:
+        assert words in outcome.failure_reason, outcome.failure_reason
+    assert not outcome.plan, "nothing was built"
+
+
+def test_the_stacks_on_offer_are_read_from_this_hosts_images(docker_client):
+    options = dict(settings.IMAGE_BUILDERS["local"]["OPTIONS"])
+    builder = LocalDockerBuilder("local", **{**options, "stack_variants": {"python": ["trixie", "python:3.13-slim"]}})
+    offers = builder.stack_offers("python")
+    default = offers[0]
+    assert default.variant == "" and default.version.startswith("3.")
+    # The default stack's version is the one its image says.
+    image_label = docker_client.images.get(default.name).labels.get("org.hakobune.stack.version", "")
+    assert not image_label or default.version in image_label
+    assert [(o.variant, o.version) for o in offers[1:]] == [("trixie", "3.13.5"), ("python:3.13-slim", "3.13")]
