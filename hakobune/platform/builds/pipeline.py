@@ -254,7 +254,9 @@ def detect_stack(build_id: int, *, attempt: int = 1) -> None:
     build = Build.objects.select_related("service").get(id=build_id)
     log = step_log(build_id)
     with step(build_id, S.DETECTING, log, attempt):
-        detection = detect(source_dir(build))
+        # Google Cloud's buildpack settings among the service's variables are build settings too.
+        build_env = {key: value for key, value in releases.env_of(build.service).items() if key.startswith("GOOGLE_")}
+        detection = detect(source_dir(build), build_env=build_env)
         plan = _with_service_settings(detection.plan, build.service, log)
         # The stack that has the language version the app asks for, or a refusal in words.
         plan, chosen = versions.fit_stack(plan, images.builder_for(build.service).stack_offers)

@@ -11,7 +11,7 @@ from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
-from . import config, dockerfile, go, multi, node, procfile, python, static
+from . import config, dockerfile, go, google, multi, node, procfile, python, static
 from .plan import BuildPlan, Detection, DetectionError, NoStackDetected
 
 DETECTORS = [dockerfile, procfile, python, go, static, node]
@@ -19,18 +19,23 @@ DETECTORS = [dockerfile, procfile, python, go, static, node]
 LANGUAGE_DETECTORS = [python, go, static, node]
 
 
-def detect(src: Path) -> Detection:
+def detect(src: Path, *, build_env: dict[str, str] | None = None) -> Detection:
     """The app's stack, the reason in words and the plan, with hakobune.toml's
-    settings applied. Raises NoStackDetected (a user error) with what was tried."""
+    settings applied. `build_env` holds the service's own build settings
+    (Google Cloud's GOOGLE_* names; see google.py). Raises NoStackDetected (a
+    user error) with what was tried."""
     src = Path(src)
     settings = config.read(src)
+    gcp = google.read(src, settings.build_env, build_env)
+    entry = gcp.entrypoint
     languages, said_by = list(settings.languages), config.FILENAME
     if not languages and not settings.stack and not settings.dockerfile:
         languages, said_by = multi.read_buildpacks(src) or [], multi.FILENAME
     if len(languages) == 1:
         settings = replace(settings, stack=languages[0])
+    only = partial(detect_language, stack=settings.stack or None, buildable=gcp.buildable)
     if len(languages) > 1:
-        detection = multi.detect(src, languages, said_by)
+        detection = multi.detect(src, languages, said_by, start_command=entry)
     elif settings.stack == dockerfile.KEY or settings.dockerfile:
         detection = dockerfile.detect(src, settings.dockerfile or None)
         if detection is None:
@@ -38,11 +43,14 @@ def detect(src: Path) -> Detection:
                 f"hakobune.toml asks for a Dockerfile build, but {settings.dockerfile or 'Dockerfile'} "
                 "is not in the app's folder."
             )
+    elif entry:
+        # GOOGLE_ENTRYPOINT starts the app, as a Procfile's `web:` line would (and over it).
+        detection = (None if settings.stack else dockerfile.detect(src)) or only(src, start_command=entry)
     elif settings.stack:
-        only = partial(detect_language, stack=settings.stack)
         detection = procfile.detect(src, detect_language=only) or only(src)
     else:
-        detection = _first(src, DETECTORS)
+        detection = _first(src, DETECTORS, buildable=gcp.buildable)
+    detection = _with_google_settings(detection, gcp)
     if not settings.empty:
         plan, said = settings.apply(detection.plan)
         if said:
@@ -54,7 +62,32 @@ def detect(src: Path) -> Detection:
     return detection
 
 
-def detect_language(src: Path, *, start_command: str = "", stack: str | None = None) -> Detection:
+def _with_google_settings(detection: Detection, gcp: google.GoogleSettings) -> Detection:
+    """GOOGLE_ENTRYPOINT and GOOGLE_RUNTIME_VERSION over what detection found."""
+    plan, reason = detection.plan, detection.reason
+    if plan.uses_own_dockerfile:
+        if gcp.said:
+            plan = plan.with_changes(notes=plan.notes + (
+                f"{', '.join(gcp.said)} ({', '.join(sorted(set(gcp.said.values())))}) is not used: the Dockerfile "
+                "says how the app is built and started.",))
+        return Detection(detection.stack, reason, plan)
+    sources = dict(plan.sources)
+    if gcp.entrypoint:
+        plan = plan.with_changes(start_command=gcp.entrypoint)
+        sources["start_command"] = google.ENTRYPOINT
+        reason += f"; {google.ENTRYPOINT} ({gcp.said[google.ENTRYPOINT]}) starts it (`{gcp.entrypoint}`)"
+    if gcp.runtime_version:
+        plan = plan.with_changes(language_version=gcp.runtime_version)
+        sources["language_version"] = google.RUNTIME_VERSION
+        reason += f"; {google.RUNTIME_VERSION} ({gcp.said[google.RUNTIME_VERSION]}) asks for {gcp.runtime_version}"
+    if gcp.buildable and (plan.build_stack or plan.stack) != "go":
+        plan = plan.with_changes(notes=plan.notes + (
+            f"{google.BUILDABLE} names the Go package to build; this is not a Go app, so it is not used.",))
+    return Detection(detection.stack, reason, plan.with_changes(sources=sources))
+
+
+def detect_language(src: Path, *, start_command: str = "", stack: str | None = None,
+                    buildable: str = "") -> Detection:
     """The language detectors alone (what a Procfile's `web:` line applies to),
     or only the one `stack` (else hakobune.toml) names. With `start_command`,
     detectors that can take it need only the dependency files."""
@@ -64,7 +97,7 @@ def detect_language(src: Path, *, start_command: str = "", stack: str | None = N
     detectors = LANGUAGE_DETECTORS
     if settings.stack:
         detectors = [d for d in LANGUAGE_DETECTORS if d.KEY == settings.stack]
-        detection = _first(src, detectors, raise_error=False, start_command=start_command)
+        detection = _first(src, detectors, raise_error=False, start_command=start_command, buildable=buildable)
         if detection is None and settings.stack == "static":
             return Detection("static", "hakobune.toml asks for a static site; serving the whole folder",
                              static.serve_plan(""))
@@ -75,13 +108,16 @@ def detect_language(src: Path, *, start_command: str = "", stack: str | None = N
                 f"{detector.LOOKS_FOR}."
             )
         return detection
-    return _first(src, detectors, start_command=start_command)
+    return _first(src, detectors, start_command=start_command, buildable=buildable)
 
 
-def _first(src: Path, detectors, *, raise_error: bool = True, start_command: str = "") -> Detection | None:
+def _first(src: Path, detectors, *, raise_error: bool = True, start_command: str = "",
+           buildable: str = "") -> Detection | None:
     for detector in detectors:
         if detector is procfile:
-            detection = procfile.detect(src, detect_language=detect_language)
+            detection = procfile.detect(src, detect_language=partial(detect_language, buildable=buildable))
+        elif detector is go and buildable:
+            detection = go.detect(src, buildable=buildable)
         elif start_command and detector in (python, node):
             detection = detector.detect(src, start_command=start_command)
         else:

@@ -11,6 +11,10 @@ found. Every key is optional:
     dockerfile = "deploy/Dockerfile"  # the dockerfile stack only
     [build_args]                      # the dockerfile stack only
     BASE_IMAGE = "hakobune/stack-python:bookworm"
+    [build_env]                       # Google Cloud's buildpack settings (google.py)
+    GOOGLE_ENTRYPOINT = "python3 -u web.py"
+    GOOGLE_RUNTIME_VERSION = "3.11"
+    GOOGLE_BUILDABLE = "./cmd/web"
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ FILENAME = "hakobune.toml"
 STACKS = ("python", "node", "go", "static", "dockerfile")
 # Languages that can be combined (`languages`), on a stack that has them all.
 LANGUAGES = ("node", "python")
-KEYS = {"stack", "languages", "install_command", "build_command", "start_command", "port", "health_check_path", "dockerfile",
+BUILD_ENV_NAMES = ("GOOGLE_ENTRYPOINT", "GOOGLE_RUNTIME_VERSION", "GOOGLE_BUILDABLE")
+KEYS = {"stack", "languages", "build_env", "install_command", "build_command", "start_command", "port", "health_check_path", "dockerfile",
         "build_args"}
 
 
@@ -41,6 +46,7 @@ class ProjectConfig:
     health_check_path: str = ""
     dockerfile: str = ""
     build_args: dict[str, str] = field(default_factory=dict)
+    build_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
@@ -114,6 +120,13 @@ def read(src: Path) -> ProjectConfig:
     build_args = data.get("build_args") or {}
     if not isinstance(build_args, dict) or not all(isinstance(v, (str, int, float)) for v in build_args.values()):
         raise DetectionError(f"{FILENAME}: [build_args] must be a table of names to text values.")
+    build_env = data.get("build_env") or {}
+    if not isinstance(build_env, dict) or not all(isinstance(v, str) for v in build_env.values()):
+        raise DetectionError(f"{FILENAME}: [build_env] must be a table of names to text values.")
+    unknown_env = sorted(set(build_env) - set(BUILD_ENV_NAMES))
+    if unknown_env:
+        raise DetectionError(f"{FILENAME}: [build_env] has {', '.join(unknown_env)}; it takes "
+                             f"{', '.join(BUILD_ENV_NAMES)}.")
     dockerfile = data.get("dockerfile", "")
     if dockerfile and (not isinstance(dockerfile, str) or dockerfile.startswith("/") or ".." in Path(dockerfile).parts):
         raise DetectionError(f"{FILENAME}: dockerfile must be a path inside the app's folder.")
@@ -130,6 +143,7 @@ def read(src: Path) -> ProjectConfig:
         health_check_path=health,
         dockerfile=dockerfile,
         build_args={str(k): str(v) for k, v in build_args.items()},
+        build_env=dict(build_env),
     )
 
 

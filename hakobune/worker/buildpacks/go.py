@@ -29,15 +29,23 @@ GOPATH = "/tmp/gopath"
 RUN_PATH = "/app/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def detect(src: Path) -> Detection | None:
+def detect(src: Path, *, buildable: str = "") -> Detection | None:
+    """With `buildable` (GOOGLE_BUILDABLE), that package is built."""
+    buildable = _relative(buildable) if buildable else ""
     if is_file(src, "go.mod"):
-        return _module(src)
-    return _gopath(src)
+        return _module(src, buildable)
+    return _gopath(src, buildable)
 
 
-def _module(src: Path) -> Detection | None:
+def _relative(package: str) -> str:
+    """cmd/web -> ./cmd/web (a path in the app, not a package of Go's own)."""
+    first = package.split("/", 1)[0]
+    return package if package.startswith("./") or package == "." or "." in first else f"./{package}"
+
+
+def _module(src: Path, buildable: str = "") -> Detection | None:
     gomod = read_text(src, "go.mod")
-    package = _main_package(src)
+    package = buildable or _main_package(src)
     if package is None:
         return None
     binary = "server.bin" if (src / "server").exists() else "server"
@@ -58,6 +66,8 @@ def _module(src: Path) -> Detection | None:
     )
     module = MODULE.search(gomod)
     where = "at the top" if package == "." else f"in {package.removeprefix('./')}"
+    if buildable:
+        where = f"in {buildable} (GOOGLE_BUILDABLE)"
     reason = (
         f"found go.mod ({module.group(1) if module else 'a Go module'}) with package main {where}; "
         "compiled in a build stage and run from a slim image"
@@ -82,27 +92,29 @@ def _main_package(src: Path) -> str | None:
     return "./" + preferred[0]
 
 
-def _gopath(src: Path) -> Detection | None:
+def _gopath(src: Path, buildable: str = "") -> Detection | None:
     """An app from before modules, built in GOPATH mode (GO111MODULE=off), with
     its vendor/ folder. The binary is named after the import path's last part
     and put in /app/bin, which is on PATH."""
-    if _has_main(src, "."):
+    if _has_main(src, ".") or (buildable and not (src / "src").is_dir() and walk(src, "*.go", max_depth=3)):
         import_path, where = _import_path(src)
         name = import_path.rsplit("/", 1)[-1]
         parent = import_path.rsplit("/", 1)[0] if "/" in import_path else ""
         build = (
             f"mkdir -p {GOPATH}/src/{parent} && ln -s /app {GOPATH}/src/{import_path} "
             f"&& cd {GOPATH}/src/{import_path} && GOPATH={GOPATH} go build -trimpath -ldflags=\"-s -w\" "
-            f"-o /app/bin/{name} ."
+            f"-o /app/bin/{name} {buildable or '.'}"
         )
         words = f"a `package main` at the top, import path {import_path} ({where})"
+        if buildable:
+            words = f"{buildable} (GOOGLE_BUILDABLE), import path {import_path} ({where})"
         if (src / "vendor").is_dir() and not (src / "vendor").is_symlink():
             words += ", dependencies in vendor/"
     else:
         found = _gopath_main(src)
         if found is None:
             return None
-        import_path = found
+        import_path = buildable.removeprefix("./").rstrip("/") if buildable else found
         name = import_path.rsplit("/", 1)[-1]
         build = f'GOPATH=/app go build -trimpath -ldflags="-s -w" -o /app/bin/{name} {import_path}'
         words = f"a GOPATH (src/) with `package main` in src/{import_path}"

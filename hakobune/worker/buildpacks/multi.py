@@ -60,9 +60,10 @@ def read_buildpacks(src: Path) -> list[str] | None:
     return languages
 
 
-def detect(src: Path, languages: list[str], said_by: str) -> Detection:
+def detect(src: Path, languages: list[str], said_by: str, *, start_command: str = "") -> Detection:
     """The plan of an app built with `languages` (two or more), in that order;
-    `said_by` is where they were named (".buildpacks", "hakobune.toml")."""
+    `said_by` is where they were named (".buildpacks", "hakobune.toml").
+    `start_command` (GOOGLE_ENTRYPOINT) starts it over the Procfile's."""
     stack = STACKS.get(frozenset(languages))
     if stack is None:
         names = " and ".join(NAMES.get(language, language) for language in languages)
@@ -72,6 +73,8 @@ def detect(src: Path, languages: list[str], said_by: str) -> Detection:
         )
     runner = languages[-1]
     web = (procfile.processes(src) or {}).get("web", "")
+    procfile_starts = bool(web) and not start_command
+    web = start_command or web
     parts: list[tuple[str, BuildPlan]] = []
     words = []
     for language in languages:
@@ -107,12 +110,12 @@ def detect(src: Path, languages: list[str], said_by: str) -> Detection:
         build_commands=tuple(c for _, p in parts for c in p.build_commands),
         env=env,
         notes=tuple(dict.fromkeys(n for _, p in parts for n in p.notes)),
-        sources={**run.sources, **({"start_command": "Procfile"} if web else {})},
+        sources={**run.sources, **({"start_command": "Procfile"} if procfile_starts else {})},
     )
     if web:
         plan = plan.with_changes(start_command=web)
     order = ", then ".join(NAMES[language] for language in languages)
     reason = f"{said_by} asks for {order}, built in that order on the {stack} stack. " + "; ".join(words)
-    if web:
+    if procfile_starts:
         reason += f"; the Procfile's `web:` line starts it (`{web}`)"
     return Detection(stack=stack, reason=reason, plan=plan)
