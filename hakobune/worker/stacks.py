@@ -216,7 +216,7 @@ RECIPES: dict[str, StackRecipe] = {
 # suite has), to tell before a stack is built which version it will have. A
 # built stack's own label (VERSION_LABEL) wins over this.
 SUITE_VERSIONS: dict[str, dict[str, str]] = {
-    "bookworm": {"python": "3.11.2", "node": "18.19.0", "go": "1.23"},
+    "bookworm": {"python": "3.11.2", "node": "18.20.4", "go": "1.23.5"},
     "trixie": {"python": "3.13.5", "node": "20.19.2", "go": "1.24"},
 }
 

@@ -19,7 +19,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from hakobune.platform.accounts.services import create_team
 from hakobune.platform.governance.models import TeamPolicy
-from hakobune.platform.services.services import create_service, deploy_service
+from hakobune.platform.services.services import create_service, deploy_service, set_env
 from hakobune.runtime.docker_local import LABEL_TEAM, team_network_name
 from hakobune.worker.builders.local_docker import LocalDockerBuilder
 from tests.conftest import archive_of, upload_of
@@ -34,6 +34,11 @@ WORKING = {
     "go-godir": {"/": "hello from go-godir (vendored greeting)"},
     "go-gopath": {"/": "hello from go-gopath"},
     "node-no-package": {"/": "hello from node-no-package"},
+    # .buildpacks: Node.js builds the stylesheet, then Python serves it.
+    "python-npm-assets": {"/": "hello from python-npm-assets", "/static/app.css": "/* built by npm from 2 files */"},
+    "google-python": {"/": "hello from google-python (started by GOOGLE_ENTRYPOINT)"},
+    "google-python-service": {"/": "hello from the service's settings"},
+    "go-buildable": {"/": "hello from go-buildable (cmd/web)"},
 }
 # deploy -> words its failure reason must contain
 FAILING = {
@@ -43,6 +48,11 @@ FAILING = {
 # deploy -> (fixture app, files added to it)
 VARIANTS = {
     "python-too-new": ("python-stdlib-main", {".python-version": "3.99\n"}),
+    "google-python-service": ("google-python", {}),
+}
+# deploy -> the service's own variables, set before it is deployed
+SERVICE_ENV = {
+    "google-python-service": {"GOOGLE_ENTRYPOINT": "python3 serve.py --greeting \"hello from the service's settings\""},
 }
 BUILD_TIMEOUT = 1200
 
@@ -59,7 +69,7 @@ class Outcome:
 
 def _upload(deploy):
     app, extra = VARIANTS.get(deploy, (deploy, None))
-    if extra is None:
+    if not extra and app == deploy:
         return upload_of(app)
     data = archive_of(app, extra=extra, folder=deploy)
     return SimpleUploadedFile(f"{deploy}.tar.gz", data, content_type="application/octet-stream")
@@ -78,6 +88,8 @@ def outcomes(django_db_blocker, worker, router, docker_client):
         builds = {}
         for deploy in deploys:
             service = create_service(team=team, name=deploy, created_by=owner)
+            if deploy in SERVICE_ENV:
+                set_env(service=service, values=SERVICE_ENV[deploy], unset=[], created_by=owner)
             builds[deploy] = deploy_service(service=service, source_file=_upload(deploy), created_by=owner)
         for deploy, build in builds.items():
             build = wait_for_build(build, timeout=BUILD_TIMEOUT)
@@ -121,6 +133,13 @@ def test_an_app_that_cannot_be_built_here_is_refused_at_detection(outcomes, depl
     for words in FAILING[deploy]:
         assert words in outcome.failure_reason, outcome.failure_reason
     assert not outcome.plan, "nothing was built"
+
+
+def test_the_app_of_two_languages_was_built_on_the_stack_that_has_both(outcomes):
+    outcome = outcomes["python-npm-assets"]
+    assert outcome.plan["stack"] == "python-node"
+    assert "Python 3." in outcome.plan["stack_version"] and "Node.js 18." in outcome.plan["stack_version"]
+    assert "npm run build" in outcome.log and "static/app.css: 2 stylesheets" in outcome.log
 
 
 def test_the_stacks_on_offer_are_read_from_this_hosts_images(docker_client):
