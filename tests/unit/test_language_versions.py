@@ -139,3 +139,17 @@ def test_each_python_version_file_is_read(tmp_path):
     tree(tmp_path / "b", {"main.py": HTTP, ".python-version": "3.12\n", "runtime.txt": "python-3.13.1\n"})
     assert detect(tmp_path / "a").plan.sources["language_version"] == "runtime.txt"
     assert detect(tmp_path / "b").plan.language_version == "3.12"
+
+
+def test_the_recipe_of_a_plan_built_on_a_variant_starts_from_that_stack():
+    from hakobune.worker.builders.local_docker import LocalDockerBuilder
+    from hakobune.worker.buildpacks import eject
+
+    builder = LocalDockerBuilder("local", stack_images={"python": ""}, network="none",
+                                 stack_variants={"python": ["trixie", "python:3.14-slim"]})
+    plan = BuildPlan(stack="python", start_command="python main.py", language_version="3.13")
+    assert eject(plan, builder.stack_refs(plan)).startswith("FROM hakobune/stack-python:bookworm\n")
+    on_trixie = plan.with_changes(stack_variant="trixie")
+    assert eject(on_trixie, builder.stack_refs(on_trixie)).startswith("FROM hakobune/stack-python:trixie\n")
+    on_image = plan.with_changes(stack_variant="python:3.14-slim")
+    assert eject(on_image, builder.stack_refs(on_image)).startswith("FROM python:3.14-slim\n")

@@ -88,7 +88,7 @@ def build_dockerfile(request, team, service, number):
             f"# The recipe Hakobune made for {service.team.name}/{service.name}, deploy #{build.number}.\n"
             f"# Detected: {build.detection_reason}\n"
             "# Build it yourself with: docker build -f Dockerfile.hakobune .   (from the app's folder)\n"
-            + eject(plan, local_builder().stack_refs())
+            + eject(plan, local_builder().stack_refs(plan))
         )
     response = HttpResponse(text, content_type="text/plain; charset=utf-8")
     response["Content-Disposition"] = 'attachment; filename="Dockerfile.hakobune"'

@@ -121,10 +121,16 @@ class LocalDockerBuilder(ImageBuilder):
                 ) from exc
         return self._client
 
-    def stack_refs(self) -> dict[str, str]:
+    def stack_refs(self, plan: BuildPlan | None = None) -> dict[str, str]:
         """{language: image} a Dockerfile made from a plan starts FROM (for
-        "eject"): the configured image, else Hakobune's locally built stack."""
-        return stack_refs(self.stack_images, self.suite)
+        "eject"): the configured image, else Hakobune's locally built stack;
+        with `plan`, the variant it was built on (stack_variant)."""
+        refs = stack_refs(self.stack_images, self.suite)
+        if plan is not None and plan.stack_variant:
+            language = versions.language_of(plan)
+            variant = plan.stack_variant
+            refs[language] = variant if _is_image(variant) else stacks.local_stack_ref(language, variant)
+        return refs
 
     # -- building -------------------------------------------------------------------
 
@@ -438,6 +444,10 @@ def _repository(image: str) -> str:
 
 def _warn_language_version(plan: BuildPlan, image: stacks.StackImage | None, log: Log) -> None:
     if plan.language_version and image is not None:
+        have = stacks.language_version(image.version, image.language)
+        if have and versions.satisfies(image.language, plan.language_version, have):
+            log(f"  The app asks for {plan.language_version}; this stack has {image.version}.")
+            return
         log(
             f"  The app asks for {plan.language_version}; this stack has {image.version}. "
             "If the build fails on the version, make the app work with this one or ask your operator for a newer stack."
