@@ -109,7 +109,7 @@ def test_go_without_an_import_path_is_called_app(tmp_path):
     assert detect(tmp_path).plan.start_command == "/app/bin/app"
 
 
-@pytest.mark.parametrize("godir", ["../../etc", "/abs/path", "a b"])
+@pytest.mark.parametrize("godir", ["../../etc", "/abs/path", "a b", "github.com/x; touch /tmp/owned", "$(id)"])
 def test_a_godir_that_is_not_an_import_path_is_not_followed(tmp_path, godir):
     tree(tmp_path, {"main.go": "package main\n", ".godir": godir})
     assert detect(tmp_path).plan.start_command == "/app/bin/app"
