@@ -1,4 +1,5 @@
-"""How fast do app images rebuild? For flask-hello and node-express, straight
+"""How fast do app images rebuild? For flask-hello, node-express and
+python-npm-assets (Python with its stylesheet built by npm), straight
 against the Docker Engine with hakobune.worker.builder (no portal, no worker):
 
   cold          every layer built (nocache): dependencies downloaded and installed
@@ -9,7 +10,7 @@ against the Docker Engine with hakobune.worker.builder (no portal, no worker):
                 the code layer (and what follows it) is rebuilt
 
 Each is run --runs times (cold: --cold-runs); the median and the range are
-reported. Needs the stacks on this host (python manage.py stack ensure python|node).
+reported. Needs the stacks on this host (python manage.py stack ensure python|node|python-node).
 
     .venv/bin/python bench/build_cache.py [--runs 7] [--cold-runs 3] [--record]
 
@@ -42,6 +43,8 @@ APPS = {
     # app: (file changed by the "code change" runs, the line appended to it)
     "flask-hello": ("app.py", "# change {n}\n"),
     "node-express": ("server.js", "// change {n}\n"),
+    # Two languages: a code change also runs the npm build again (it follows the code).
+    "python-npm-assets": ("app.py", "# change {n}\n"),
 }
 CA_BUNDLE = os.environ.get("BUILD_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
 IMAGES = {
@@ -49,6 +52,7 @@ IMAGES = {
     "node": os.environ.get("STACK_NODE_IMAGE", "node:22-slim"),
     "go": os.environ.get("STACK_GO_IMAGE", "golang:1.23"),
     "static": os.environ.get("STACK_STATIC_IMAGE", ""),
+    "python-node": "",
 }
 SECTION = "## Build cache"
 

@@ -100,7 +100,7 @@ def test_a_build_stopped_during_its_step_ends_stopped_not_failed(service, owner,
     build = deploy(service, owner)
     tasks.fetch_source(build.id)
 
-    def detect_while_cancelled(src):
+    def detect_while_cancelled(src, **options):
         with django_capture_on_commit_callbacks(execute=True):
             cancel_build(build=Build.objects.get(id=build.id), cancelled_by=owner)
         raise RuntimeError("the step met its end half-way")
