@@ -364,6 +364,10 @@ STACK_IMAGES = {
     # config at /etc/lighttpd/hakobune.conf, so by default Hakobune's own
     # (hakobune/stack-static, built from Debian).
     "static": env("STACK_STATIC_IMAGE", ""),
+    # Apps built with Node.js and Python together (.buildpacks, hakobune.toml
+    # `languages`): no official image has both, so by default Hakobune's own
+    # (hakobune/stack-python-node, built from Debian).
+    "python-node": env("STACK_PYTHON_NODE_IMAGE", ""),
 }
 
 # Runtime backends, chosen per service like Django's email backends.

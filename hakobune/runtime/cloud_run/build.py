@@ -100,7 +100,7 @@ class CloudBuildBuilder(ImageBuilder):
             if missing:
                 raise BuildError(
                     f"the {missing[0]} stack has no registry image, so {self.alias} cannot build on it: "
-                    f"set STACK_{missing[0].upper()}_IMAGE to an image a remote builder can pull, "
+                    f"set STACK_{missing[0].upper().replace('-', '_')}_IMAGE to an image a remote builder can pull, "
                     "or choose the buildpacks builder in the service's settings.",
                     user_error=False,
                 )
