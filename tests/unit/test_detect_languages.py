@@ -123,3 +123,8 @@ def test_hakobune_toml_wins_over_buildpacks(tmp_path):
     tree(tmp_path, {"hakobune.toml": 'stack = "python"\n', ".buildpacks": "https://example.com/unknown\n",
                     "requirements.txt": "", "app.py": FLASK})
     assert detect(tmp_path).stack == "python"
+
+
+def test_a_dockerfile_wins_over_buildpacks(tmp_path):
+    tree(tmp_path, {".buildpacks": "https://example.com/unknown\n", "Dockerfile": "FROM scratch\n"})
+    assert detect(tmp_path).stack == "dockerfile"

@@ -29,7 +29,8 @@ def detect(src: Path, *, build_env: dict[str, str] | None = None) -> Detection:
     gcp = google.read(src, settings.build_env, build_env)
     entry = gcp.entrypoint
     languages, said_by = list(settings.languages), config.FILENAME
-    if not languages and not settings.stack and not settings.dockerfile:
+    if not languages and not settings.stack and not settings.dockerfile and dockerfile.detect(src) is None:
+        # Heroku's .buildpacks; a Dockerfile wins over it, as over everything detected.
         languages, said_by = multi.read_buildpacks(src) or [], multi.FILENAME
     if len(languages) == 1:
         settings = replace(settings, stack=languages[0])
