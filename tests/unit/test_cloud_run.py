@@ -490,3 +490,10 @@ def test_buildpacks_are_told_the_services_start_command(cloud_run, fake_gcp, tmp
                     start_command="gunicorn -b :$PORT app:app")
     args = fake_gcp.calls("POST", "/builds$")[0].body["steps"][0]["args"]
     assert args[-2:] == ["--env", "GOOGLE_ENTRYPOINT=gunicorn -b :$PORT app:app"]
+
+
+def test_buildpacks_are_told_the_services_google_settings(cloud_run, fake_gcp, tmp_path):
+    cloud_run.image_builder().submit(source_archive(tmp_path), None, "acme/hello:abc", lambda line: None, buildpacks=True,
+                    build_env={"GOOGLE_RUNTIME_VERSION": "3.12", "GOOGLE_BUILDABLE": "./cmd/web", "OTHER": "x"})
+    args = fake_gcp.calls("POST", "/builds$")[0].body["steps"][0]["args"]
+    assert args[-4:] == ["--env", "GOOGLE_BUILDABLE=./cmd/web", "--env", "GOOGLE_RUNTIME_VERSION=3.12"]

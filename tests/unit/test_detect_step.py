@@ -77,3 +77,13 @@ def test_an_app_asking_for_a_python_no_stack_has_fails_at_detection_in_words(ser
     with override("en"):
         assert build.failure_reason.startswith("The app asks for Python 3.99.1 (runtime.txt), but the stacks here")
     assert stacks_here.asked == "python"
+
+
+def test_the_build_request_carries_the_services_google_settings_and_no_other_variable(service, owner, tmp_path):
+    from hakobune.worker.buildpacks.plan import BuildPlan
+
+    set_env(service=service, values={"GOOGLE_RUNTIME_VERSION": "3.11", "DATABASE_PASSWORD": "s3cret"}, unset=[])
+    build = deploy(service, owner)
+    request = images.build_request_for(build, BuildPlan(stack="python", start_command="python main.py"),
+                                       tmp_path, tmp_path)
+    assert request.build_env == {"GOOGLE_RUNTIME_VERSION": "3.11"}

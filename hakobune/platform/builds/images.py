@@ -67,9 +67,18 @@ def build_request_for(build, plan: BuildPlan, source_dir: Path, workspace: Path,
         workspace=Path(workspace),
         mode=mode,
         start_command=service.start_command,
+        build_env=google_build_env(service),
         build_id=build.id or 0,
         should_stop=should_stop,
     )
+
+
+def google_build_env(service) -> dict[str, str]:
+    """The service's variables named like Google Cloud's buildpack settings
+    (GOOGLE_*): build settings as well as the app's environment."""
+    from hakobune.platform.services.releases import env_of
+
+    return {key: value for key, value in env_of(service).items() if key.startswith("GOOGLE_")}
 
 
 def prune_service_images(service, keep: set[str] = frozenset()) -> list[str]:

@@ -255,8 +255,7 @@ def detect_stack(build_id: int, *, attempt: int = 1) -> None:
     log = step_log(build_id)
     with step(build_id, S.DETECTING, log, attempt):
         # Google Cloud's buildpack settings among the service's variables are build settings too.
-        build_env = {key: value for key, value in releases.env_of(build.service).items() if key.startswith("GOOGLE_")}
-        detection = detect(source_dir(build), build_env=build_env)
+        detection = detect(source_dir(build), build_env=images.google_build_env(build.service))
         plan = _with_service_settings(detection.plan, build.service, log)
         # The stack that has the language version the app asks for, or a refusal in words.
         plan, chosen = versions.fit_stack(plan, images.builder_for(build.service).stack_offers)

@@ -108,12 +108,14 @@ class CloudBuildBuilder(ImageBuilder):
             log(f"Building on {refs[plan.stack]} in {self.alias}")
         archive = Path(request.workspace) / "remote-source.tar.gz"
         source.pack_tree(Path(request.source_dir), archive)
-        recipe = f"{BUILDPACKS}\0{request.start_command}" if buildpacks else (dockerfile or plan.dockerfile_path)
+        settings = "\0".join(f"{k}={v}" for k, v in sorted(request.build_env.items()))
+        recipe = (f"{BUILDPACKS}\0{request.start_command}\0{settings}" if buildpacks
+                  else (dockerfile or plan.dockerfile_path))
         tag = hashlib.sha256(f"{request.source_digest}\0{recipe}".encode()).hexdigest()[:16]
         image = self.submit(
             archive, dockerfile, f"{request.team}/{request.service}:{tag}", log,
             dockerfile_path=plan.dockerfile_path or "Dockerfile", buildpacks=buildpacks,
-            start_command=request.start_command, team=request.team,
+            start_command=request.start_command, team=request.team, build_env=request.build_env,
         )
         return BuiltImage(ref=image, plan=plan)
 
@@ -136,6 +138,7 @@ class CloudBuildBuilder(ImageBuilder):
         buildpacks: bool | None = None,
         start_command: str = "",
         team: str = "",
+        build_env: dict[str, str] | None = None,
     ) -> str:
         """Builds `source_archive` (.tar.gz or .zip whose top is the app) in
         Cloud Build, as `team`'s build account (default: the team `image_name`
@@ -145,8 +148,9 @@ class CloudBuildBuilder(ImageBuilder):
         With `plan_dockerfile` the plan's Dockerfile is written into the source
         and built; with None the app's own `dockerfile_path`; with buildpacks
         (default: the `builder` option) Google's buildpacks builder, told
-        `start_command` as GOOGLE_ENTRYPOINT when there is one. Raises
-        BuildError."""
+        `start_command` as GOOGLE_ENTRYPOINT when there is one and
+        `build_env` (the service's GOOGLE_* settings) as build environment.
+        Raises BuildError."""
         from google.api_core import exceptions as gexc
         from google.cloud.devtools import cloudbuild_v1
 
@@ -168,8 +172,11 @@ class CloudBuildBuilder(ImageBuilder):
         if use_buildpacks:
             log(f"Building in Cloud Build with Google's buildpacks ({BUILDPACKS_BUILDER})")
             pack = ["build", image, "--builder", BUILDPACKS_BUILDER, "--path", "."]
+            env = {key: value for key, value in (build_env or {}).items() if key.startswith("GOOGLE_")}
             if start_command:
-                pack += ["--env", f"GOOGLE_ENTRYPOINT={start_command}"]
+                env["GOOGLE_ENTRYPOINT"] = start_command  # the service's start command wins, as here
+            for key, value in sorted(env.items()):
+                pack += ["--env", f"{key}={value}"]
             steps = [cloudbuild_v1.BuildStep(name=PACK_IMAGE, entrypoint="pack", args=pack)]
         else:
             dockerfile = GENERATED_DOCKERFILE if plan_dockerfile else (dockerfile_path or "Dockerfile")

@@ -54,6 +54,9 @@ class BuildRequest:
     workspace: Path  # this build's scratch folder (the platform removes it afterwards)
     mode: str = PLAN  # "plan" or "buildpacks" (see MODES)
     start_command: str = ""  # the service's own start command, for builders that take one (buildpacks)
+    # Google Cloud's buildpack settings among the service's variables (GOOGLE_ENTRYPOINT,
+    # GOOGLE_RUNTIME_VERSION, GOOGLE_BUILDABLE), for builders with buildpacks.
+    build_env: dict = field(default_factory=dict)
     build_id: int = 0  # names what the build runs, so that `ImageBuilder.stop` finds it from another process
     # Asked now and then while the build runs: True when the build was cancelled
     # or superseded, and its running step is to be stopped.
