@@ -34,6 +34,7 @@ WORKING = {
     "go-godir": {"/": "hello from go-godir (vendored greeting)"},
     "go-gopath": {"/": "hello from go-gopath"},
     "node-no-package": {"/": "hello from node-no-package"},
+    "node-no-start": {"/": "hello from node-no-start"},
     # .buildpacks: Node.js builds the stylesheet, then Python serves it.
     "python-npm-assets": {"/": "hello from python-npm-assets", "/static/app.css": "/* built by npm from 2 files */"},
     "google-python": {"/": "hello from google-python (started by GOOGLE_ENTRYPOINT)"},

@@ -156,3 +156,11 @@ def test_node_says_what_it_looks_for_when_nothing_matches(tmp_path):
         detect(tmp_path)
     assert f"{node.NAME}: {node.LOOKS_FOR}" in str(excinfo.value)
     assert "without package.json, a server.js or index.js that serves HTTP" in node.LOOKS_FOR
+
+
+def test_a_package_json_without_a_start_script_runs_its_main_file():
+    detection = detect(APPS_DIR / "node-no-start")
+    assert detection.stack == "node"
+    assert detection.plan.start_command == "node index.js"
+    assert detection.plan.install_commands == ("NODE_ENV=production npm ci --no-audit --no-fund",)
+    assert "started with index.js" in detection.reason

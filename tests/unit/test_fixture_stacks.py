@@ -25,6 +25,7 @@ EXPECTED = {
     "no-app": NoStackDetected,
     "node-express": ("node", ""),
     "node-no-package": ("node", ""),
+    "node-no-start": ("node", ""),
     "node-pnpm": ("node", ""),
     "probe": ("python", ""),
     "procfile-custom": ("python", ""),
