@@ -29,10 +29,14 @@ Caddy starts from it and a refused config never leaves it empty."""
 
 from __future__ import annotations
 
+import fcntl
 import ipaddress
 import json
 import os
+import random
 import re
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -192,9 +196,13 @@ HOSTS_ID = "hakobune-hosts"
 FOLDED_HOSTS_ID = "hakobune-hosts-folded"
 FALLBACK_ID = "hakobune-fallback"
 REDIRECT = "redirect"
-# How many times a change (set_route, remove_route) is tried again when
-# another change came between its read and its write.
-CHANGE_ATTEMPTS = 8
+# How long a change (set_route, remove_route) keeps trying when other changes
+# keep coming between its read and its write, and the longest pause between tries.
+CHANGE_PATIENCE = 15.0
+CHANGE_PAUSE = 0.1
+CHANGE_LOCK = "change.lock"
+# How many connections a request to the admin API may try.
+ADMIN_ATTEMPTS = 3
 
 
 def _placeholder(name: str, folded: bool = False) -> str:
@@ -464,16 +472,26 @@ class CaddyRouter:
     # -- admin API ------------------------------------------------------------
 
     def _request(self, method: str, path: str, payload=None, headers: dict | None = None) -> requests.Response:
-        try:
-            return self.http.request(
-                method,
-                self.admin_url + path,
-                data=None if payload is None else json.dumps(payload),
-                headers={"Content-Type": "application/json", **(headers or {})},
-                timeout=self.timeout,
-            )
-        except requests.RequestException as exc:
-            raise RouterError(f"the router (Caddy) does not answer at {self.admin_url}: {exc}") from exc
+        # Caddy restarts its admin endpoint with every config change, closing
+        # the connections other processes held open to it: a connection that
+        # breaks is tried again on a new one. (Every request here may be sent
+        # twice: a load is the same config again, a change carries If-Match.)
+        for attempt in range(ADMIN_ATTEMPTS):
+            try:
+                return self.http.request(
+                    method,
+                    self.admin_url + path,
+                    data=None if payload is None else json.dumps(payload),
+                    headers={"Content-Type": "application/json", **(headers or {})},
+                    timeout=self.timeout,
+                )
+            except requests.ConnectionError as exc:
+                failure = exc
+                time.sleep(0.05 * (attempt + 1))
+            except requests.RequestException as exc:
+                failure = exc
+                break
+        raise RouterError(f"the router (Caddy) does not answer at {self.admin_url}: {failure}") from failure
 
     def _check(self, response: requests.Response, action: str) -> None:
         if response.status_code >= 400:
@@ -535,9 +553,31 @@ class CaddyRouter:
 
     def _change(self, change, hostname: str | None, empty) -> None:
         """Reads Caddy's config, changes its routes and writes it back whole,
-        if no other change came in between (If-Match), else again. An empty
-        (restarted) Caddy gets the last good config first, or `empty()`."""
-        for _ in range(CHANGE_ATTEMPTS):
+        if no other change came in between (If-Match), else again after a
+        pause. The processes of this host take turns (a lock file beside the
+        last good config), so they seldom meet. An empty (restarted) Caddy
+        gets the last good config first, or `empty()`."""
+        with self._turn():
+            self._change_now(change, hostname, empty)
+
+    @contextmanager
+    def _turn(self):
+        if self.state_dir is None:
+            yield
+            return
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            lock = open(self.state_dir / CHANGE_LOCK, "a")
+        except OSError:
+            yield  # If-Match alone keeps the changes apart
+            return
+        with lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    def _change_now(self, change, hostname: str | None, empty) -> None:
+        deadline = time.monotonic() + CHANGE_PATIENCE
+        while time.monotonic() < deadline:
             response = self._request("GET", "/config/")
             self._check(response, "show its configuration")
             config = json.loads(response.content or b"null") or {}
@@ -560,7 +600,10 @@ class CaddyRouter:
             new = self.full_config(kept)
             written = self._request("POST", "/config/", new, headers={"If-Match": config_etag(response.content)})
             if written.status_code == 412:
-                continue  # another change came first: read it, and change that
+                # Another change came first: read it, and change that, after a
+                # pause of its own so that writers meeting again part.
+                time.sleep(random.uniform(0.2, 1.0) * CHANGE_PAUSE)
+                continue
             if written.status_code >= 400 and hostname and _refused_service(new, written.text) == hostname:
                 raise RouterError(
                     f"the router (Caddy) refused the route of {hostname}: {_caddy_error(written.text)}", permanent=True

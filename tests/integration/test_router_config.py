@@ -54,7 +54,7 @@ def test_a_bad_route_is_left_out_and_reported_while_the_others_answer(owner, tea
     assert get_through_router(web.hostname).text.startswith("Hello from Hakobune!")
     shop.refresh_from_db()
     assert "the router (Caddy) refused its route" in shop.route_problem
-    assert "repeated" in shop.route_problem
+    assert "duplicate input" in shop.route_problem
 
     # Fixed: served again, and nothing to tell.
     monkeypatch.undo()

@@ -10,6 +10,7 @@ import pytest
 from hakobune.platform.services.housekeeping import sync_router
 from hakobune.platform.services.models import Release, Service
 from hakobune.platform.services.services import create_service
+from hakobune.runtime import router as router_module
 from hakobune.runtime.router import (
     HOSTS_ID, CaddyRouter, Route, RouterError, config_etag, host_problem, refused_mapping_index, route_problems,
     routes_of, screen, upstream_problem,
@@ -295,8 +296,9 @@ def test_a_deploy_while_caddy_runs_the_config_of_one_route_per_service_keeps_eve
 
 def test_two_route_changes_at_once_lose_neither(router, tmp_path, monkeypatch):
     router.load([Route("web.acme.localhost", UP)])
-    # Another process (a second worker, the waker) shares the same Caddy.
-    other = CaddyRouter("http://127.0.0.1:2999", 18080, state_dir=tmp_path / "router")
+    # Another process (a worker on another host, or one whose state folder is
+    # elsewhere: no shared lock to take turns by) shares the same Caddy.
+    other = CaddyRouter("http://127.0.0.1:2999", 18080)
     monkeypatch.setattr(other, "_request", router.caddy)
     router.caddy.before_write = lambda: other.set_route(Route("api.acme.localhost", ("127.0.0.1:40001",)))
 
@@ -308,7 +310,8 @@ def test_two_route_changes_at_once_lose_neither(router, tmp_path, monkeypatch):
     assert json.loads((tmp_path / "router" / "last-good.json").read_text()) == router.caddy.config
 
 
-def test_a_route_that_keeps_meeting_other_changes_fails_to_be_tried_again(router):
+def test_a_route_that_keeps_meeting_other_changes_fails_to_be_tried_again(router, monkeypatch):
+    monkeypatch.setattr(router_module, "CHANGE_PATIENCE", 0.5)
     router.load([Route("web.acme.localhost", UP)])
 
     def someone_else_writes(*args, **kwargs):
