@@ -18,9 +18,10 @@ Loads, with wrk on loopback, each for --rounds rounds alternating:
 - direct: the first service on its published port, no router (what one
   instance gives);
 - one service: every request through Caddy to that service;
-- last route: every request to the service whose route Caddy tries last
-  (the last of the configuration's routes: Caddy tries their host matchers in
-  turn);
+- last route: every request to the service whose host Caddy looks at last
+  (the last entry of the router's host map, which compares the host with its
+  entries in turn; before the map, the last of one route per service, whose
+  host matchers Caddy tried in turn);
 - spread: each request to the next of all services in turn (a wrk Lua script
   setting the Host header).
 Target: spread throughput >= 90 % of one service's. Everything is removed at
@@ -163,7 +164,7 @@ def main() -> int:
 
             hosts = [deployed[n][0].hostname for n in sorted(deployed)]
             first_spec, first_upstream = deployed[0]
-            # Which route Caddy tries last: the order of its routes list.
+            # Which host Caddy looks at last: the order of its host map.
             ordered = list(routes)
             last_host = ordered[-1] if ordered else hosts[0]
             spread_script = script_folder / "spread.lua"
@@ -220,7 +221,7 @@ def main() -> int:
     labels = {
         "direct": "one service, direct (its published port, no router)",
         "one service": "one service through the router",
-        "last route": f"the route Caddy tries last (of {len(deployed)})",
+        "last route": f"the host Caddy looks at last (of {len(deployed)})",
         "spread": f"spread over all {len(deployed)} services",
     }
     for kind in runs:
@@ -232,7 +233,7 @@ def main() -> int:
         "",
         f"- spread over {len(deployed)} / one service, through the router: **{ratio:.1%}** "
         f"(target ≥ {TARGET_RATIO:.0%}: {'met' if ok else 'MISSED'})",
-        f"- the last of {len(deployed)} routes / one service: {median('last route', 'rps') / median('one service', 'rps'):.1%}; "
+        f"- the last of {len(deployed)} hosts / one service: {median('last route', 'rps') / median('one service', 'rps'):.1%}; "
         f"one service through the router / direct: {median('one service', 'rps') / median('direct', 'rps'):.1%}",
         f"- removing everything took {removal_s:.0f} s; the whole run {time.monotonic() - started:.0f} s",
     ]

@@ -288,9 +288,9 @@ def _routes_of_legacy(server_routes: list) -> list[Route]:
 
 
 def config_etag(body: bytes, path: str = "/config/") -> str:
-    """The ETag Caddy gives the config at `path` (a 32-bit FNV-1a hash of the
-    JSON it answers GET with), for an If-Match on the write that follows. Caddy
-    sends it as an HTTP trailer, which no Python HTTP client hands over."""
+    """The ETag Caddy 2.6 gives the config at `path` (a 32-bit FNV-1a hash of
+    the JSON it answers GET with), for an If-Match on the write that follows.
+    Caddy 2.6 sends it as an HTTP trailer, which no Python HTTP client hands over."""
     value = 0x811C9DC5
     for byte in body:
         value = ((value ^ byte) * 0x01000193) & 0xFFFFFFFF
@@ -598,7 +598,9 @@ class CaddyRouter:
             if hostname in refused:
                 raise RouterError(f"the router cannot serve {hostname}: {refused[hostname]}", permanent=True)
             new = self.full_config(kept)
-            written = self._request("POST", "/config/", new, headers={"If-Match": config_etag(response.content)})
+            # Caddy 2.6 sends the ETag as a trailer (computed here); later ones as a header.
+            etag = response.headers.get("ETag") or config_etag(response.content)
+            written = self._request("POST", "/config/", new, headers={"If-Match": etag})
             if written.status_code == 412:
                 # Another change came first: read it, and change that, after a
                 # pause of its own so that writers meeting again part.
