@@ -18,11 +18,16 @@ Loads, with wrk on loopback, each for --rounds rounds alternating:
 - direct: the first service on its published port, no router (what one
   instance gives);
 - one service: every request through Caddy to that service;
-- last route: every request to the service whose route Caddy tries last
-  (the last of the configuration's routes: Caddy tries their host matchers in
-  turn);
+- last route: every request to the service whose host Caddy looks at last
+  (the last entry of the router's host map, which compares the host with its
+  entries in turn; before the map, the last of one route per service, whose
+  host matchers Caddy tried in turn);
 - spread: each request to the next of all services in turn (a wrk Lua script
-  setting the Host header).
+  setting the Host header);
+- spread, one upstream: each request to the next of as many custom domains of
+  the first service (the same number of hosts to look up, one container
+  behind them), which tells the lookup's cost from that of spreading the
+  requests over as many containers.
 Target: spread throughput >= 90 % of one service's. Everything is removed at
 the end (containers, the team network and its firewall rules, the image)."""
 
@@ -47,6 +52,7 @@ import docker  # noqa: E402
 from bench._local import append_results, backend, own_caddy, remove_team  # noqa: E402
 from hakobune.runtime.base import DeploySpec, LiveRoute, RuntimeBackendError  # noqa: E402
 from hakobune.runtime.release_config import ReleaseConfig  # noqa: E402
+from hakobune.runtime.router import Route  # noqa: E402
 
 TARGET_RATIO = 0.90
 STACK = "hakobune/stack-static:bookworm"
@@ -121,7 +127,8 @@ def main() -> int:
 
     client = docker.from_env(timeout=300)
     team = f"benchrl{secrets.token_hex(2)}"
-    runs: dict[str, list[dict]] = {"direct": [], "one service": [], "last route": [], "spread": []}
+    runs: dict[str, list[dict]] = {"direct": [], "one service": [], "last route": [], "spread": [],
+                                   "spread, one upstream": []}
     started = time.monotonic()
     script_folder = Path(tempfile.mkdtemp(prefix="hakobune-router-load-wrk."))
     image = build_image(client)
@@ -163,11 +170,16 @@ def main() -> int:
 
             hosts = [deployed[n][0].hostname for n in sorted(deployed)]
             first_spec, first_upstream = deployed[0]
-            # Which route Caddy tries last: the order of its routes list.
+            # Which host Caddy looks at last: the order of its host map.
             ordered = list(routes)
             last_host = ordered[-1] if ordered else hosts[0]
             spread_script = script_folder / "spread.lua"
             spread_script.write_text(SPREAD_LUA % ", ".join(f'"{host}"' for host in hosts))
+            # As many custom domains of the first service, after the routes above were read.
+            domains = [f"d{number:03d}.{first_spec.hostname}" for number in range(len(hosts))]
+            local.router.set_route(Route(first_spec.hostname, (first_upstream,), aliases=tuple(domains)))
+            one_upstream_script = script_folder / "one-upstream.lua"
+            one_upstream_script.write_text(SPREAD_LUA % ", ".join(f'"{host}"' for host in domains))
             routed = f"http://127.0.0.1:{args.port}/"
             loads = {
                 "direct": lambda: wrk(f"http://{first_upstream}/", connections=args.connections, threads=args.threads,
@@ -178,8 +190,11 @@ def main() -> int:
                                           threads=args.threads, seconds=args.seconds),
                 "spread": lambda: wrk(routed, script=str(spread_script), connections=args.connections,
                                       threads=args.threads, seconds=args.seconds),
+                "spread, one upstream": lambda: wrk(routed, script=str(one_upstream_script),
+                                                    connections=args.connections, threads=args.threads,
+                                                    seconds=args.seconds),
             }
-            for check_host in (first_spec.hostname, last_host, hosts[len(hosts) // 2]):  # every path answers 200
+            for check_host in (first_spec.hostname, last_host, hosts[len(hosts) // 2], domains[-1]):  # each answers 200
                 result = wrk(routed, host=check_host, connections=2, threads=1, seconds=1)
                 if result["errors"]:
                     raise SystemExit(f"{check_host} does not answer 200 through the router: {result}")
@@ -220,8 +235,9 @@ def main() -> int:
     labels = {
         "direct": "one service, direct (its published port, no router)",
         "one service": "one service through the router",
-        "last route": f"the route Caddy tries last (of {len(deployed)})",
+        "last route": f"the host Caddy looks at last (of {len(deployed)})",
         "spread": f"spread over all {len(deployed)} services",
+        "spread, one upstream": f"spread over {len(deployed)} custom domains of one service",
     }
     for kind in runs:
         lines.append(
@@ -232,8 +248,12 @@ def main() -> int:
         "",
         f"- spread over {len(deployed)} / one service, through the router: **{ratio:.1%}** "
         f"(target ≥ {TARGET_RATIO:.0%}: {'met' if ok else 'MISSED'})",
-        f"- the last of {len(deployed)} routes / one service: {median('last route', 'rps') / median('one service', 'rps'):.1%}; "
+        f"- the last of {len(deployed)} hosts / one service: {median('last route', 'rps') / median('one service', 'rps'):.1%}; "
         f"one service through the router / direct: {median('one service', 'rps') / median('direct', 'rps'):.1%}",
+        f"- spread over {len(deployed)} hosts of one service / one service: "
+        f"{median('spread, one upstream', 'rps') / median('one service', 'rps'):.1%} (the lookup alone; "
+        f"spread over {len(deployed)} services / over {len(deployed)} hosts of one service: "
+        f"{median('spread', 'rps') / median('spread, one upstream', 'rps'):.1%}, the upstreams)",
         f"- removing everything took {removal_s:.0f} s; the whole run {time.monotonic() - started:.0f} s",
     ]
     report = "\n".join(lines)

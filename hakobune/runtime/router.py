@@ -1,23 +1,42 @@
 """A client for Caddy's admin API. Hakobune owns one HTTP server in Caddy's
-config, "hakobune", listening on the router port; each live service is one
-route in it, found again by its @id. The whole config can be rebuilt from
-what should be live, so a restarted Caddy loses nothing.
+config, "hakobune", listening on the router port. The whole config is built
+from what should be live (a list of Route), so a restarted Caddy loses nothing.
+
+The host lookup is one step, whatever the number of services: Caddy would try
+a server's routes in turn, each with its own host matcher, so a request for
+the last of 200 services would be matched against 199 others first. Instead
+one `map` handler looks the request's host up among every routed host and
+names what to do with it (its "kind": proxy to n instances, wake, redirect)
+and where (the dial addresses, or the redirect's target), in placeholders; a
+few fixed routes, one per kind in use, act on them, and a host no service has
+gets the platform's 404. Host names are compared exactly (lower case, as the
+checks below require and browsers send them); a host sent with capitals takes
+a second map of case-insensitive patterns, so it still reaches its service.
+Each host's entry in the map names its service, so the routes can be read
+back from Caddy's config (routes_of).
 
 Every route is checked before Caddy sees it (route_problems: host names,
 upstreams, a host claimed twice); one that fails is left out and reported,
 never the whole config. The whole config goes to Caddy in one POST /load,
 which Caddy applies atomically (a config it refuses leaves the running one in
-place); should Caddy still refuse a route, the route it names is left out too
-and the rest loaded. The last config Caddy took is kept on disk (state_dir/
-last-good.json), so a restarted Caddy starts from it and a refused config
-never leaves it empty."""
+place); should Caddy still refuse a route, the map entry it names is traced
+to its route, which is left out too, and the rest loaded. One deploy's change
+(set_route, remove_route) reads Caddy's config, changes its route and writes
+the whole config back with If-Match, so two changes at once never lose one
+another's route (the later is refused with 412 and done again). The last
+config Caddy took is kept on disk (state_dir/last-good.json), so a restarted
+Caddy starts from it and a refused config never leaves it empty."""
 
 from __future__ import annotations
 
+import fcntl
 import ipaddress
 import json
 import os
+import random
 import re
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -145,8 +164,10 @@ def screen(routes: list[Route]) -> tuple[list[Route], dict[str, str]]:
     owners: dict[str, str] = {}
     for route in kept:  # own addresses first
         owners.setdefault(route.hostname, route.hostname)
-    result = []
+    result, served = [], set()
     for route in kept:
+        if route.hostname in served:
+            continue  # the same address twice: the first is served (and nothing to tell its service)
         if owners[route.hostname] != route.hostname or route.hostname in refused:
             refused[route.hostname] = f"{route.hostname} is routed to another service already"
             continue
@@ -156,18 +177,124 @@ def screen(routes: list[Route]) -> tuple[list[Route], dict[str, str]]:
             continue
         for host in (*route.aliases, *route.redirects):
             owners[host] = route.hostname
+        served.add(route.hostname)
         result.append(route)
     return result, refused
 
 
-_REFUSED_ROUTE = re.compile(rf"server {SERVER}: [^:]*: route (\d+):")
+# -- the host lookup ------------------------------------------------------------
+
+# What the map names for each host (placeholders "{hakobune_<name>}"; the
+# case-insensitive map's are "{hakobune_ci_<name>}"), then one dial address per
+# instance ("up_0", "up_1", ...). Host names hold no underscore, so no output
+# can name a placeholder (which Caddy would refuse as a loop).
+KIND, SERVICE, LOCATION = "kind", "service", "location"
+# The variable the fixed routes match on: the kind, copied once per request
+# from whichever map found the host (a plain lookup, not a scan of the map).
+ROUTE_VAR = "hakobune_route"
+HOSTS_ID = "hakobune-hosts"
+FOLDED_HOSTS_ID = "hakobune-hosts-folded"
+FALLBACK_ID = "hakobune-fallback"
+REDIRECT = "redirect"
+# How long a change (set_route, remove_route) keeps trying when other changes
+# keep coming between its read and its write, and the longest pause between tries.
+CHANGE_PATIENCE = 15.0
+CHANGE_PAUSE = 0.1
+CHANGE_LOCK = "change.lock"
+# How many connections a request to the admin API may try.
+ADMIN_ATTEMPTS = 3
 
 
-def refused_route_index(message: str) -> int | None:
-    """The position of the route Caddy's error names in Hakobune's server
-    ("... server hakobune: setting up route handlers: route 3: ..."), if it names one."""
-    found = _REFUSED_ROUTE.search(message or "")
+def _placeholder(name: str, folded: bool = False) -> str:
+    return "{hakobune_" + ("ci_" if folded else "") + name + "}"
+
+
+def _up(index: int) -> str:
+    return f"up_{index}"
+
+
+def kind_of(route: Route) -> str:
+    """The fixed route that serves `route`: "proxy-<instances>" or "wake-<upstreams>"."""
+    return f"{'wake' if route.asleep else 'proxy'}-{len(route.upstreams)}"
+
+
+_REFUSED_MAPPING = re.compile(r"mapping (\d+)")
+
+
+def refused_mapping_index(message: str) -> int | None:
+    """The position of the host entry Caddy's error names in the map
+    ("... loading module 'map': ...: mapping 3 has a duplicate input ..."), if it names one."""
+    if "'map'" not in (message or "") and "http.handlers.map" not in (message or ""):
+        return None
+    found = _REFUSED_MAPPING.search(message)
     return int(found.group(1)) if found else None
+
+
+def routes_of(server_routes: list | None) -> list[Route]:
+    """The routes a config of Hakobune's server holds, read back from its
+    host map (each entry names its service); or, from a config written before
+    the map (one route per service, "@id": "hakobune-route-<host>"), from
+    those routes."""
+    server_routes = server_routes or []
+    for entry in server_routes:
+        for handler in entry.get("handle", []):
+            if handler.get("handler") == "map" and handler.get("destinations", [None])[0] == _placeholder(KIND):
+                return _routes_of_map(handler)
+    return _routes_of_legacy(server_routes)
+
+
+def _routes_of_map(handler: dict) -> list[Route]:
+    names = [destination.strip("{}").removeprefix("hakobune_") for destination in handler["destinations"]]
+    found: dict[str, dict] = {}
+    for mapping in handler.get("mappings", []):
+        outputs = dict(zip(names, mapping.get("outputs", [])))
+        host, kind, service = mapping.get("input", ""), outputs.get(KIND) or "", outputs.get(SERVICE) or ""
+        entry = found.setdefault(service, {"upstreams": (), "asleep": False, "aliases": [], "redirects": []})
+        if kind == REDIRECT:
+            entry["redirects"].append(host)
+            continue
+        if host != service:
+            entry["aliases"].append(host)
+            continue
+        count = int(kind.rpartition("-")[2] or 0)
+        entry["upstreams"] = tuple(outputs.get(_up(index)) or "" for index in range(count))
+        entry["asleep"] = kind.startswith("wake-")
+    return [
+        Route(service, entry["upstreams"], asleep=entry["asleep"], aliases=tuple(entry["aliases"]),
+              redirects=tuple(entry["redirects"]))
+        for service, entry in found.items()
+    ]
+
+
+def _routes_of_legacy(server_routes: list) -> list[Route]:
+    routes = []
+    for entry in server_routes:
+        hostname = (entry.get("@id") or "").removeprefix("hakobune-route-")
+        if not entry.get("@id", "").startswith("hakobune-route-"):
+            continue
+        hosts = [host for matcher in entry.get("match", []) for host in matcher.get("host", [])]
+        redirects, upstreams, asleep = [], (), False
+        for handler in entry.get("handle", []):
+            if handler.get("handler") == "subroute":
+                redirects = [host for route in handler.get("routes", []) for matcher in route.get("match", [])
+                             for host in matcher.get("host", [])]
+            elif handler.get("handler") == "rewrite":
+                asleep = True
+            elif handler.get("handler") == "reverse_proxy":
+                upstreams = tuple(upstream["dial"] for upstream in handler.get("upstreams", []))
+        aliases = tuple(host for host in hosts if host != hostname and host not in redirects)
+        routes.append(Route(hostname, upstreams, asleep=asleep, aliases=aliases, redirects=tuple(redirects)))
+    return routes
+
+
+def config_etag(body: bytes, path: str = "/config/") -> str:
+    """The ETag Caddy 2.6 gives the config at `path` (a 32-bit FNV-1a hash of
+    the JSON it answers GET with), for an If-Match on the write that follows.
+    Caddy 2.6 sends it as an HTTP trailer, which no Python HTTP client hands over."""
+    value = 0x811C9DC5
+    for byte in body:
+        value = ((value ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return f'"{path} {value:08x}"'
 
 
 class CaddyRouter:
@@ -206,59 +333,111 @@ class CaddyRouter:
         scheme, port = ("https", self.https_port) if self.https else ("http", self.listen_port)
         return f"{scheme}://{hostname}" + ("" if port == {"http": 80, "https": 443}[scheme] else f":{port}")
 
-    def route_config(self, route: Route) -> dict:
-        proxy = {
+    def host_entries(self, routes: list[Route]) -> list[tuple[str, dict[str, str]]]:
+        """(host, {name: output}) for every host the routes name, in order: a
+        service's own address and custom domains go to its upstreams, its old
+        addresses to a redirect."""
+        entries = []
+        for route in routes:
+            served = {KIND: kind_of(route), SERVICE: route.hostname, LOCATION: ""}
+            served.update({_up(index): dial for index, dial in enumerate(route.upstreams)})
+            for host in (route.hostname, *route.aliases):
+                entries.append((host, served))
+            for host in route.redirects:
+                entries.append((host, {KIND: REDIRECT, SERVICE: route.hostname,
+                                       LOCATION: self.address_of(route.hostname)}))
+        return entries
+
+    def host_map(self, routes: list[Route], *, folded: bool = False) -> dict:
+        """The map handler: the request's host to what the fixed routes need.
+        Folded: case-insensitive patterns, for a host sent with capitals."""
+        width = max((len(route.upstreams) for route in routes), default=1)
+        names = [KIND, SERVICE, LOCATION, *(_up(index) for index in range(width))]
+        mappings = []
+        for host, outputs in self.host_entries(routes):
+            mapping = {"input_regexp": "(?i)^" + re.escape(host) + "$"} if folded else {"input": host}
+            mapping["outputs"] = [outputs.get(name, "") for name in names]
+            mappings.append(mapping)
+        return {
+            "handler": "map",
+            "source": "{http.request.host}",
+            "destinations": [_placeholder(name, folded) for name in names],
+            "mappings": mappings,
+            "defaults": [""] * len(names),
+        }
+
+    def _proxy(self, count: int) -> dict:
+        # Whichever map found the host, the other's placeholder is empty.
+        return {
             "handler": "reverse_proxy",
-            "upstreams": [{"dial": upstream} for upstream in route.upstreams],
+            "upstreams": [{"dial": _placeholder(_up(index)) + _placeholder(_up(index), True)} for index in range(count)],
             "load_balancing": {"selection_policy": {"policy": "round_robin"}},
             "headers": {"request": {"delete": [
                 WAKER_HEADER, _WAKER_HEADER_UNDERSCORED, WAKE_HOST_HEADER, _WAKE_HOST_HEADER_UNDERSCORED,
             ]}},
         }
-        handle = [proxy]
-        if route.asleep:
-            # To the waker: under its prefix, with the router's secret (set
-            # replaces whatever the client sent under that name).
-            proxy["headers"]["request"] = {
-                "delete": [_WAKER_HEADER_UNDERSCORED, _WAKE_HOST_HEADER_UNDERSCORED],
-                "set": {
-                    WAKER_HEADER: [self.waker_secret],
-                    WAKE_HOST_HEADER: ["{http.request.hostport}"],
-                    "Host": [PORTAL_HOST],
-                },
-            }
-            handle = [{"handler": "rewrite", "uri": WAKE_PREFIX + "{http.request.uri}"}, proxy]
-        if route.redirects:
+
+    def kind_route(self, kind: str) -> dict:
+        """The fixed route for one kind: to n instances (round robin, the
+        waker's headers deleted), to the waker, or the redirect of an old address."""
+        if kind == REDIRECT:
             # Old addresses answer with a redirect to the service's own.
             handle = [{
-                "handler": "subroute",
-                "routes": [{
-                    "match": [{"host": list(route.redirects)}],
-                    "handle": [{
-                        "handler": "static_response", "status_code": 308,
-                        "headers": {"Location": [self.address_of(route.hostname) + "{http.request.uri}"]},
-                    }],
-                    "terminal": True,
-                }],
-            }, *handle]
-        return {
-            "@id": route_id(route.hostname),
-            "match": [{"host": [route.hostname, *route.aliases, *route.redirects]}],
-            "handle": handle,
-            "terminal": True,
-        }
+                "handler": "static_response", "status_code": 308,
+                "headers": {"Location": [_placeholder(LOCATION) + _placeholder(LOCATION, True) + "{http.request.uri}"]},
+            }]
+        else:
+            asleep, _, count = kind.partition("-")
+            proxy = self._proxy(int(count))
+            handle = [proxy]
+            if asleep == "wake":
+                # To the waker: under its prefix, with the router's secret (set
+                # replaces whatever the client sent under that name).
+                proxy["headers"]["request"] = {
+                    "delete": [_WAKER_HEADER_UNDERSCORED, _WAKE_HOST_HEADER_UNDERSCORED],
+                    "set": {
+                        WAKER_HEADER: [self.waker_secret],
+                        WAKE_HOST_HEADER: ["{http.request.hostport}"],
+                        "Host": [PORTAL_HOST],
+                    },
+                }
+                handle = [{"handler": "rewrite", "uri": WAKE_PREFIX + "{http.request.uri}"}, proxy]
+        return {"@id": f"hakobune-{kind}", "match": [{"vars": {ROUTE_VAR: [kind]}}], "handle": handle, "terminal": True}
 
     def fallback_route(self) -> dict:
         return {
-            "@id": "hakobune-fallback",
+            "@id": FALLBACK_ID,
             "handle": [{"handler": "static_response", "status_code": 404, "body": NOT_FOUND_BODY}],
         }
+
+    def server_routes(self, routes: list[Route]) -> list[dict]:
+        """Hakobune's server's routes: the host lookup (exact, then the
+        case-insensitive one for a host it did not find that has capitals),
+        one route per kind in use, and the 404 for every other host."""
+        if not routes:
+            return [self.fallback_route()]
+        lookup = {"@id": HOSTS_ID, "handle": [self.host_map(routes), {"handler": "vars", ROUTE_VAR: _placeholder(KIND)}]}
+        if self.https:
+            # Automatic HTTPS gets certificates for the hosts it finds in host
+            # matchers: every routed host is named here (one matcher, which
+            # Caddy searches by halves past 100 names).
+            lookup["match"] = [{"host": sorted({host for host, _ in self.host_entries(routes)})}]
+        folded = {
+            "@id": FOLDED_HOSTS_ID,
+            "match": [{"vars": {ROUTE_VAR: [""]}, "header_regexp": {"Host": {"pattern": "[A-Z]"}}}],
+            "handle": [self.host_map(routes, folded=True), {"handler": "vars", ROUTE_VAR: _placeholder(KIND, True)}],
+        }
+        kinds = {kind_of(route) for route in routes}
+        ordered = sorted(kinds, key=lambda kind: (kind.startswith("wake"), int(kind.rpartition("-")[2])))
+        if any(route.redirects for route in routes):
+            ordered.append(REDIRECT)
+        return [lookup, folded, *(self.kind_route(kind) for kind in ordered), self.fallback_route()]
 
     def full_config(self, routes: list[Route]) -> dict:
         admin_listen = urlsplit(self.admin_url).netloc
         server = {
             "listen": [f":{self.listen_port}"],
-            "routes": [self.route_config(route) for route in routes] + [self.fallback_route()],
+            "routes": self.server_routes(routes),
         }
         if self.https:
             server["listen"] = [f":{self.https_port}"]
@@ -292,17 +471,27 @@ class CaddyRouter:
 
     # -- admin API ------------------------------------------------------------
 
-    def _request(self, method: str, path: str, payload=None) -> requests.Response:
-        try:
-            return self.http.request(
-                method,
-                self.admin_url + path,
-                data=None if payload is None else json.dumps(payload),
-                headers={"Content-Type": "application/json"},
-                timeout=self.timeout,
-            )
-        except requests.RequestException as exc:
-            raise RouterError(f"the router (Caddy) does not answer at {self.admin_url}: {exc}") from exc
+    def _request(self, method: str, path: str, payload=None, headers: dict | None = None) -> requests.Response:
+        # Caddy restarts its admin endpoint with every config change, closing
+        # the connections other processes held open to it: a connection that
+        # breaks is tried again on a new one. (Every request here may be sent
+        # twice: a load is the same config again, a change carries If-Match.)
+        for attempt in range(ADMIN_ATTEMPTS):
+            try:
+                return self.http.request(
+                    method,
+                    self.admin_url + path,
+                    data=None if payload is None else json.dumps(payload),
+                    headers={"Content-Type": "application/json", **(headers or {})},
+                    timeout=self.timeout,
+                )
+            except requests.ConnectionError as exc:
+                failure = exc
+                time.sleep(0.05 * (attempt + 1))
+            except requests.RequestException as exc:
+                failure = exc
+                break
+        raise RouterError(f"the router (Caddy) does not answer at {self.admin_url}: {failure}") from failure
 
     def _check(self, response: requests.Response, action: str) -> None:
         if response.status_code >= 400:
@@ -325,38 +514,107 @@ class CaddyRouter:
             if response.status_code < 400:
                 self._keep(config)
                 return refused
-            index = refused_route_index(response.text)
-            if index is None or index >= len(routes) or len(refused) >= MAX_REFUSED:
+            hostname = _refused_service(config, response.text)
+            bad = next((route for route in routes if route.hostname == hostname), None)
+            if bad is None or len(refused) >= MAX_REFUSED:
                 self._check(response, "load its configuration")
-            bad = routes.pop(index)
+            routes.remove(bad)
             refused[bad.hostname] = f"the router (Caddy) refused its route: {_caddy_error(response.text)}"
 
     def set_route(self, route: Route) -> None:
-        """Points a hostname at these upstreams, adding the route if it is new.
-        A restarted Caddy that lost its config gets the last good one back
-        first, so one deploy never leaves it serving that deploy alone."""
+        """Points a hostname (and its custom domains and old addresses) at
+        these upstreams, adding the route if it is new; the route takes its
+        hosts from any other that still named them. A restarted Caddy that
+        lost its config gets the last good one back first, so one deploy never
+        leaves it serving that deploy alone."""
         problems = route_problems(route)
         if problems:
             raise RouterError(f"the router cannot serve {route.hostname}: {'; '.join(problems)}", permanent=True)
-        current = self.routes()
-        if not current and not self.is_configured() and not self.restore():
-            self.load([route])
-            return
-        current = current or self.routes()
-        if route.hostname in current:
-            response = self._request("PATCH", f"/id/{route_id(route.hostname)}", self.route_config(route))
-        else:
-            # New routes go first so that they come before the fallback.
-            response = self._request("PUT", f"{ROUTES_PATH}/0", self.route_config(route))
-        self._check(response, f"route {route.hostname}")
-        self.keep_current()
+        claimed = {route.hostname, *route.aliases, *route.redirects}
+
+        def change(current: list[Route]) -> list[Route]:
+            changed, placed = [], False
+            for other in current:
+                if other.hostname == route.hostname:
+                    changed.append(route)
+                    placed = True
+                elif other.hostname not in claimed:
+                    changed.append(Route(
+                        other.hostname, other.upstreams, asleep=other.asleep,
+                        aliases=tuple(host for host in other.aliases if host not in claimed),
+                        redirects=tuple(host for host in other.redirects if host not in claimed),
+                    ))
+            return changed if placed else [*changed, route]
+
+        self._change(change, route.hostname, empty=lambda: self.load([route]))
 
     def remove_route(self, hostname: str) -> None:
-        response = self._request("DELETE", f"/id/{route_id(hostname)}")
-        if response.status_code not in (200, 404):
-            self._check(response, f"remove the route of {hostname}")
-        if response.status_code == 200:
-            self.keep_current()
+        self._change(lambda current: [route for route in current if route.hostname != hostname], None, empty=None)
+
+    def _change(self, change, hostname: str | None, empty) -> None:
+        """Reads Caddy's config, changes its routes and writes it back whole,
+        if no other change came in between (If-Match), else again after a
+        pause. The processes of this host take turns (a lock file beside the
+        last good config), so they seldom meet. An empty (restarted) Caddy
+        gets the last good config first, or `empty()`."""
+        with self._turn():
+            self._change_now(change, hostname, empty)
+
+    @contextmanager
+    def _turn(self):
+        if self.state_dir is None:
+            yield
+            return
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            lock = open(self.state_dir / CHANGE_LOCK, "a")
+        except OSError:
+            yield  # If-Match alone keeps the changes apart
+            return
+        with lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    def _change_now(self, change, hostname: str | None, empty) -> None:
+        deadline = time.monotonic() + CHANGE_PATIENCE
+        while time.monotonic() < deadline:
+            response = self._request("GET", "/config/")
+            self._check(response, "show its configuration")
+            config = json.loads(response.content or b"null") or {}
+            server = config.get("apps", {}).get("http", {}).get("servers", {}).get(SERVER)
+            if server is None:
+                if self.restore():
+                    continue
+                if empty is not None:
+                    refused = empty()
+                    if hostname in (refused or {}):
+                        raise RouterError(f"the router cannot serve {hostname}: {refused[hostname]}", permanent=True)
+                return
+            current = routes_of(server.get("routes"))
+            routes = change(current)
+            if routes == current:
+                return
+            kept, refused = screen(routes)
+            if hostname in refused:
+                raise RouterError(f"the router cannot serve {hostname}: {refused[hostname]}", permanent=True)
+            new = self.full_config(kept)
+            # Caddy 2.6 sends the ETag as a trailer (computed here); later ones as a header.
+            etag = response.headers.get("ETag") or config_etag(response.content)
+            written = self._request("POST", "/config/", new, headers={"If-Match": etag})
+            if written.status_code == 412:
+                # Another change came first: read it, and change that, after a
+                # pause of its own so that writers meeting again part.
+                time.sleep(random.uniform(0.2, 1.0) * CHANGE_PAUSE)
+                continue
+            if written.status_code >= 400 and hostname and _refused_service(new, written.text) == hostname:
+                raise RouterError(
+                    f"the router (Caddy) refused the route of {hostname}: {_caddy_error(written.text)}", permanent=True
+                )
+            self._check(written, f"route {hostname}" if hostname else "remove a route")
+            self._keep(new)
+            return
+        raise RouterError(f"the router's configuration kept changing while {hostname or 'a route'} was written; "
+                          "try again")
 
     # -- the last good config -------------------------------------------------
 
@@ -380,15 +638,6 @@ class CaddyRouter:
         except OSError:
             pass  # a full disk must not fail a route change; the database still has every route
 
-    def keep_current(self) -> None:
-        """Keeps what Caddy runs now as the last good config (after a route
-        changed one by one)."""
-        if self.last_good_path is None:
-            return
-        response = self._request("GET", "/config/")
-        if response.status_code == 200 and response.text.strip() not in ("", "null"):
-            self._keep(response.json())
-
     def last_good(self) -> dict | None:
         path = self.last_good_path
         try:
@@ -408,18 +657,30 @@ class CaddyRouter:
         return response.status_code < 400
 
     def routes(self) -> dict[str, tuple[str, ...]]:
-        response = self._request("GET", ROUTES_PATH)
+        """{host: upstreams} of every host Caddy routes now."""
+        response = self._request("GET", f"/config/apps/http/servers/{SERVER}/routes")
         if response.status_code != 200 or response.text.strip() in ("", "null"):
             return {}
-        result = {}
-        for route in response.json():
-            hosts = [host for matcher in route.get("match", []) for host in matcher.get("host", [])]
-            for handler in route.get("handle", []):
-                if handler.get("handler") == "reverse_proxy":
-                    upstreams = tuple(upstream["dial"] for upstream in handler.get("upstreams", []))
-                    for host in hosts:
-                        result[host] = upstreams
-        return result
+        return {
+            host: route.upstreams
+            for route in routes_of(response.json())
+            for host in (route.hostname, *route.aliases, *route.redirects)
+        }
+
+
+def _refused_service(config: dict, message: str) -> str | None:
+    """The service whose host entry Caddy's error names, if it names one."""
+    index = refused_mapping_index(message)
+    if index is None:
+        return None
+    # Both maps list the hosts in the same order; the exact one names the service.
+    for entry in config["apps"]["http"]["servers"][SERVER]["routes"]:
+        if entry.get("@id") == HOSTS_ID:
+            host_map = entry["handle"][0]
+            if index < len(host_map["mappings"]):
+                outputs = dict(zip(host_map["destinations"], host_map["mappings"][index]["outputs"]))
+                return outputs.get(_placeholder(SERVICE))
+    return None
 
 
 def _caddy_error(text: str) -> str:
@@ -427,5 +688,5 @@ def _caddy_error(text: str) -> str:
         message = json.loads(text).get("error", text)
     except (ValueError, AttributeError):
         message = text
-    # Its last clause says what was wrong ("... host at index 0 is repeated ...").
-    return message.strip().rsplit(": provision ", 1)[-1][:300]
+    # Its last clause says what was wrong ("... mapping 3 has a duplicate input ...").
+    return re.split(r": provision |: invalid configuration: ", message.strip())[-1][:300]

@@ -40,7 +40,8 @@ def test_a_bad_route_is_left_out_and_reported_while_the_others_answer(owner, tea
     assert Service.objects.get(id=web.id).route_problem == ""
 
     # Past Hakobune's own checks, Caddy refuses the whole config for a host named
-    # twice in one route: the route it names is left out and the rest loaded.
+    # twice in one route (twice in its host map): the route of the entry it
+    # names is left out and the rest loaded.
     monkeypatch.setattr(router_module, "screen", lambda routes: (list(routes), {}))
     twice = router_module.Route(shop.hostname, ("127.0.0.1:9",), aliases=("dup.example",), redirects=("dup.example",))
     original = router_module.CaddyRouter.full_config
@@ -54,7 +55,7 @@ def test_a_bad_route_is_left_out_and_reported_while_the_others_answer(owner, tea
     assert get_through_router(web.hostname).text.startswith("Hello from Hakobune!")
     shop.refresh_from_db()
     assert "the router (Caddy) refused its route" in shop.route_problem
-    assert "repeated" in shop.route_problem
+    assert "duplicate input" in shop.route_problem
 
     # Fixed: served again, and nothing to tell.
     monkeypatch.undo()

@@ -171,19 +171,28 @@ def test_old_addresses_redirect_and_a_collision_goes_to_the_older_service(team, 
 def test_the_router_redirects_old_addresses_and_routes_every_other_hostname():
     route = Route("shop.acme.apps.example.com", ("127.0.0.1:32768",), aliases=("www.shop.example",),
                   redirects=("shop-acme.apps.example.com",))
-    plain = CaddyRouter("http://127.0.0.1:2019", 8080).full_config([route])
-    server = plain["apps"]["http"]["servers"]["hakobune"]
-    first = server["routes"][0]
-    assert first["match"] == [{"host": ["shop.acme.apps.example.com", "www.shop.example", "shop-acme.apps.example.com"]}]
-    redirect = first["handle"][0]["routes"][0]
-    assert redirect["match"] == [{"host": ["shop-acme.apps.example.com"]}]
-    assert redirect["handle"][0]["status_code"] == 308
-    assert redirect["handle"][0]["headers"]["Location"] == ["http://shop.acme.apps.example.com:8080{http.request.uri}"]
-    assert server["automatic_https"] == {"disable": True} and server["listen"] == [":8080"]
 
-    secure = CaddyRouter("http://127.0.0.1:2019", 80, https=True, https_port=443).full_config([route])
-    server = secure["apps"]["http"]["servers"]["hakobune"]
+    def lookup(config):
+        server = config["apps"]["http"]["servers"]["hakobune"]
+        host_map = server["routes"][0]["handle"][0]
+        return server, {mapping["input"]: dict(zip(host_map["destinations"], mapping["outputs"]))
+                        for mapping in host_map["mappings"]}
+
+    server, hosts = lookup(CaddyRouter("http://127.0.0.1:2019", 8080).full_config([route]))
+    assert set(hosts) == {"shop.acme.apps.example.com", "www.shop.example", "shop-acme.apps.example.com"}
+    assert hosts["www.shop.example"] == hosts["shop.acme.apps.example.com"]
+    assert hosts["www.shop.example"]["{hakobune_up_0}"] == "127.0.0.1:32768"
+    assert hosts["shop-acme.apps.example.com"]["{hakobune_kind}"] == "redirect"
+    assert hosts["shop-acme.apps.example.com"]["{hakobune_location}"] == "http://shop.acme.apps.example.com:8080"
+    (redirect,) = [entry for entry in server["routes"] if entry.get("@id") == "hakobune-redirect"]
+    assert redirect["handle"][0]["status_code"] == 308
+    assert redirect["handle"][0]["headers"]["Location"] == [
+        "{hakobune_location}{hakobune_ci_location}{http.request.uri}"]
+    assert server["automatic_https"] == {"disable": True} and server["listen"] == [":8080"]
+    assert "match" not in server["routes"][0]  # no host matcher to try: the map is the lookup
+
+    server, hosts = lookup(CaddyRouter("http://127.0.0.1:2019", 80, https=True, https_port=443).full_config([route]))
     assert server["listen"] == [":443"] and "disable" not in server["automatic_https"]
-    assert server["routes"][0]["handle"][0]["routes"][0]["handle"][0]["headers"]["Location"] == [
-        "https://shop.acme.apps.example.com{http.request.uri}"
-    ]
+    assert hosts["shop-acme.apps.example.com"]["{hakobune_location}"] == "https://shop.acme.apps.example.com"
+    # Automatic HTTPS finds the names to get certificates for in host matchers: every routed host is in one.
+    assert server["routes"][0]["match"] == [{"host": sorted(hosts)}]
