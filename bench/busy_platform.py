@@ -5,7 +5,7 @@
 `make run`.
 
     .venv/bin/python bench/busy_platform.py [--counts 0,50,200] [--runs 5] [--filler static-site]
-        [--per-team 10] [--ports 19120]
+        [--per-team 10] [--ports 19120] [--deploy-latency "--runs-cold 2 --runs-warm 9"]
 
 The platform is started by scripts/start.sh itself (router, portal, the three
 workers, the scheduler), isolated from any other Hakobune on the host: a data
@@ -24,6 +24,11 @@ or a company would have them; one team of 200 would need a network block for
 numbers, so the counts are visited up and back down (0, 50, 200, 50, 0: the
 way down stops fillers through the platform, as a person's Stop does), each
 visit timing `--runs` redeploys, and every visit's load average is kept.
+
+`--deploy-latency ARGS` also runs bench/deploy_latency.py (with ARGS) against
+this platform once, at the highest count: the platform's warm redeploy
+against the same change built and run by hand, on a busy platform, with its
+step-by-step profile (printed, and written to --latency-output when given).
 
 Target (issue 16): with 200 live services, within 1.2x of the latency with none.
 Everything it started is stopped and removed at the end (scripts/stop.sh,
@@ -167,6 +172,29 @@ def redeploy_latency(platform, probe, owner, text: str, timeout: float = 300) ->
     raise SystemExit(f"the probe's redeploy did not answer within {timeout:.0f} s")
 
 
+def run_deploy_latency(platform, extra: str, output: str | None) -> None:
+    """bench/deploy_latency.py against this platform as it is now (its
+    portal, router and data directory), its output printed and kept."""
+    import shlex
+
+    command = [
+        sys.executable, str(PROJECT_DIR / "bench" / "deploy_latency.py"),
+        "--portal", f"http://127.0.0.1:{platform.env['PORTAL_PORT']}",
+        "--router", f"127.0.0.1:{platform.router_port}",
+        "--data-dir", str(platform.data_dir), "--team", f"lat{secrets.token_hex(2)}", "--user", "latency",
+        *shlex.split(extra),
+    ]
+    print("running", " ".join(command), flush=True)
+    load = os.getloadavg()
+    result = subprocess.run(command, cwd=PROJECT_DIR, env={**os.environ, **platform.env}, capture_output=True,
+                            text=True)
+    text = result.stdout + (f"\n(stderr)\n{result.stderr[-3000:]}" if result.returncode else "")
+    text += f"\n(load average when it started: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f})\n"
+    print(text, flush=True)
+    if output:
+        Path(output).write_text(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--counts", default="0,50,200")
@@ -175,6 +203,9 @@ def main() -> None:
     parser.add_argument("--per-team", type=int, default=10, help="filler services per team")
     parser.add_argument("--ports", type=int, default=None, help="the router's port; its admin API and the portal "
                         "take the next two (default: free ports)")
+    parser.add_argument("--deploy-latency", metavar="ARGS", default=None,
+                        help="run bench/deploy_latency.py with these arguments at the highest count")
+    parser.add_argument("--latency-output", default=None, help="where deploy_latency.py's output goes")
     parser.add_argument("--redis-db", type=int, default=12)
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args()
@@ -188,6 +219,7 @@ def main() -> None:
     team_name = f"busy{secrets.token_hex(2)}"
     filler_teams: list[str] = []
     rows, load = [], []
+    latency_done = False
     try:
         platform.start()
         from django.contrib.auth import get_user_model
@@ -214,12 +246,15 @@ def main() -> None:
             while len(fillers) < count:
                 if len(fillers) % args.per_team == 0:
                     # A new team of the default quota, as a class's teams are.
-                    filler_team = create_team(name=f"{team_name}t{len(fillers) // args.per_team}", owner=owner)
+                    # Each team its own owner (one person may create only a few teams).
+                    number = len(fillers) // args.per_team
+                    member = get_user_model().objects.create(username=f"bench-owner-{number}")
+                    filler_team = create_team(name=f"{team_name}t{number}", owner=member)
                     filler_teams.append(filler_team.name)
                     TeamPolicy.objects.create(team=filler_team, review=TeamPolicy.Review.TRUSTED)
-                service = create_service(team=filler_team, name=f"f{len(fillers)}", created_by=owner, memory_mb=64,
+                service = create_service(team=filler_team, name=f"f{len(fillers)}", created_by=member, memory_mb=64,
                                          cpu=Decimal("0.1"))
-                builds.append(deploy(service, owner, args.filler))
+                builds.append(deploy(service, member, args.filler))
                 fillers.append(service)
             if builds:
                 failed = [b for b in wait_until_ended(builds, 3600) if b.status != "live"]
@@ -229,10 +264,10 @@ def main() -> None:
                 live = count
             # Up to this count again (the way back up never happens; kept for other orders).
             for service in fillers[live:count]:
-                start_service(service=service, created_by=owner)
+                start_service(service=service, created_by=service.created_by)
             # Down to this count: the fillers past it stop, as a person's Stop does.
             for service in fillers[count:live]:
-                stop_service(service=service, created_by=owner)
+                stop_service(service=service, created_by=service.created_by)
             live = count
             fill_s = time.perf_counter() - started
             time.sleep(2 * PERIOD)  # collections and reconciles run meanwhile
@@ -244,12 +279,20 @@ def main() -> None:
             load.append((load_before[0], os.getloadavg()[0]))
             rows.append({"count": count, "latencies": latencies, "failed": len(failed), "fill_s": fill_s,
                          "skipped": after["skipped"] - before["skipped"], "last": after["last"]})
+            if args.deploy_latency is not None and count == max(counts) and not latency_done:
+                latency_done = True
+                run_deploy_latency(platform, args.deploy_latency, args.latency_output)
             print(f"{count} live (visit {len(rows)}): median {statistics.median(latencies):.2f} s "
                   f"{['%.2f' % v for v in latencies]} load {load[-1][0]:.1f}-{load[-1][1]:.1f}", flush=True)
     finally:
         platform.stop()
         for name in [team_name, *filler_teams]:
-            remove_team(client, name)
+            try:
+                remove_team(client, name)
+            except docker.errors.APIError:
+                # An instance started as the workers stopped: once more.
+                time.sleep(5)
+                remove_team(client, name)
             for image in client.images.list(name=f"hakobune/{name}/*"):
                 for tag in image.tags:
                     try:

@@ -52,7 +52,8 @@ BYHAND_REPO = "hakobune-bench-byhand"
 
 # Targets.
 WARM_PLATFORM_MAX_S = 3.0
-MAX_RATIO = 1.5
+MAX_RATIO = 1.5  # cold
+WARM_MAX_RATIO = 1.3  # issue 16: the warm redeploy on a busy platform
 
 
 # -- the app -------------------------------------------------------------------
@@ -919,7 +920,8 @@ def summarize(runs: list[Run]) -> bool:
     # None: not measured (no runs of that phase asked for, or none valid).
     checks = [
         (f"warm platform median < {WARM_PLATFORM_MAX_S:g} s", None if pw is None else pw < WARM_PLATFORM_MAX_S),
-        (f"warm platform ≤ {MAX_RATIO:g}× by hand", None if pw is None or hw is None else pw <= MAX_RATIO * hw),
+        (f"warm platform ≤ {WARM_MAX_RATIO:g}× by hand",
+         None if pw is None or hw is None else pw <= WARM_MAX_RATIO * hw),
         (f"cold platform ≤ {MAX_RATIO:g}× by hand", None if pc is None or hc is None else pc <= MAX_RATIO * hc),
     ]
     print("\nTargets")
