@@ -440,8 +440,11 @@ class DockerLocalBackend(RuntimeBackend):
         self._stop_other_releases(ref, keep_release_id=keep_release_id)
 
     def _stop_other_releases(self, ref: ServiceRef, *, keep_release_id: int) -> None:
+        """Stops the instances of releases older than the kept one (a newer
+        one, started by a later deploy meanwhile, stays)."""
         for container in self._containers(ref):
-            if container.labels.get(LABEL_RELEASE) != str(keep_release_id):
+            release = container.labels.get(LABEL_RELEASE, "")
+            if not release.isdigit() or int(release) < keep_release_id:
                 try:
                     container.stop(timeout=self.stop_grace)
                     container.remove(v=True)
