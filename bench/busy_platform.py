@@ -57,6 +57,7 @@ import docker  # noqa: E402
 import requests  # noqa: E402
 
 from bench._local import append_results, remove_team  # noqa: E402
+from bench.deploy_latency import dependency_layer_cached  # noqa: E402
 
 APPS = PROJECT_DIR / "tests" / "fixtures" / "apps"
 TARGET_RATIO = 1.2
@@ -153,7 +154,8 @@ def wait_until_ended(builds, timeout: float) -> list:
     return builds
 
 
-def redeploy_latency(platform, probe, owner, text: str, timeout: float = 300) -> float:
+def redeploy_latency(platform, probe, owner, text: str, timeout: float = 300):
+    """Seconds to the first 200 with `text`, and the build."""
     app_py = (APPS / "flask-hello" / "app.py").read_text().replace("Hello from Hakobune", text)
     started = time.perf_counter()
     build = deploy(probe, owner, "flask-hello", {"app.py": app_py})
@@ -162,7 +164,7 @@ def redeploy_latency(platform, probe, owner, text: str, timeout: float = 300) ->
         try:
             response = platform.get(probe.hostname)
             if response.status_code == 200 and response.text.startswith(text):
-                return time.perf_counter() - started
+                return time.perf_counter() - started, build
         except requests.RequestException:
             pass
         build.refresh_from_db()
@@ -172,16 +174,24 @@ def redeploy_latency(platform, probe, owner, text: str, timeout: float = 300) ->
     raise SystemExit(f"the probe's redeploy did not answer within {timeout:.0f} s")
 
 
-def run_deploy_latency(platform, extra: str, output: str | None) -> None:
+nan = float("nan")
+
+
+def median_of(values) -> float:
+    return statistics.median(values) if values else nan
+
+
+def run_deploy_latency(platform, extra: str, output: str | None) -> str:
     """bench/deploy_latency.py against this platform as it is now (its
     portal, router and data directory), its output printed and kept."""
     import shlex
 
+    team = f"lat{secrets.token_hex(2)}"
     command = [
         sys.executable, str(PROJECT_DIR / "bench" / "deploy_latency.py"),
         "--portal", f"http://127.0.0.1:{platform.env['PORTAL_PORT']}",
         "--router", f"127.0.0.1:{platform.router_port}",
-        "--data-dir", str(platform.data_dir), "--team", f"lat{secrets.token_hex(2)}", "--user", "latency",
+        "--data-dir", str(platform.data_dir), "--team", team, "--user", "latency",
         *shlex.split(extra),
     ]
     print("running", " ".join(command), flush=True)
@@ -193,6 +203,7 @@ def run_deploy_latency(platform, extra: str, output: str | None) -> None:
     print(text, flush=True)
     if output:
         Path(output).write_text(text)
+    return team
 
 
 def main() -> None:
@@ -273,17 +284,25 @@ def main() -> None:
             time.sleep(2 * PERIOD)  # collections and reconciles run meanwhile
             load_before = os.getloadavg()
             before = collection_health()
-            latencies = [redeploy_latency(platform, probe, owner, f"Busy {count} visit {len(rows)} run {run}")
-                         for run in range(args.runs)]
+            latencies, rebuilt = [], []
+            for run in range(args.runs):
+                seconds, build = redeploy_latency(platform, probe, owner, f"Busy {count} visit {len(rows)} run {run}")
+                # A redeploy whose dependency layer was not in the cache (something
+                # on the host removed it) reinstalled the packages: not a warm
+                # redeploy, so it is counted apart.
+                lines = build.log_lines.order_by("id").values_list("text", flat=True)
+                (rebuilt if dependency_layer_cached(lines) is False else latencies).append(seconds)
             after = collection_health()
             load.append((load_before[0], os.getloadavg()[0]))
-            rows.append({"count": count, "latencies": latencies, "failed": len(failed), "fill_s": fill_s,
+            rows.append({"count": count, "latencies": latencies, "rebuilt": rebuilt, "failed": len(failed),
+                         "fill_s": fill_s,
                          "skipped": after["skipped"] - before["skipped"], "last": after["last"]})
             if args.deploy_latency is not None and count == max(counts) and not latency_done:
                 latency_done = True
-                run_deploy_latency(platform, args.deploy_latency, args.latency_output)
-            print(f"{count} live (visit {len(rows)}): median {statistics.median(latencies):.2f} s "
-                  f"{['%.2f' % v for v in latencies]} load {load[-1][0]:.1f}-{load[-1][1]:.1f}", flush=True)
+                # Its team goes with the others at the end, whatever it left.
+                filler_teams.append(run_deploy_latency(platform, args.deploy_latency, args.latency_output))
+            print(f"{count} live (visit {len(rows)}): median {median_of(latencies):.2f} s "
+                  f"{['%.2f' % v for v in latencies]} left out {['%.1f' % v for v in rebuilt]} load {load[-1][0]:.1f}-{load[-1][1]:.1f}", flush=True)
     finally:
         platform.stop()
         for name in [team_name, *filler_teams]:
@@ -326,15 +345,16 @@ def main() -> None:
         f"(default quota), visited up and back down ({', '.join(str(v) for v in visits)}); the way down stops "
         "fillers with the platform's Stop.",
         "",
-        "| visit | live services besides the probe | redeploy median | min | max | skipped collections | "
-        "last collection | load avg (1 min) before → after |",
-        "|---|---|---|---|---|---|---|---|",
+        "| visit | live services besides the probe | redeploy median | min | max | left out (packages reinstalled) "
+        "| skipped collections | last collection | load avg (1 min) before → after |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for number, (row, avg) in enumerate(zip(rows, load), 1):
         last = row["last"] or {}
         lines.append(
-            f"| {number} | {row['count']} | {statistics.median(row['latencies']):.2f} s | "
-            f"{min(row['latencies']):.2f} s | {max(row['latencies']):.2f} s | {row['skipped']} | "
+            f"| {number} | {row['count']} | {median_of(row['latencies']):.2f} s | "
+            f"{min(row['latencies'], default=nan):.2f} s | {max(row['latencies'], default=nan):.2f} s | "
+            f"{', '.join('%.1f s' % v for v in row['rebuilt']) or '–'} | {row['skipped']} | "
             f"{last.get('seconds', '?')} s, {last.get('points', '?')} points | {avg[0]:.1f} → {avg[1]:.1f} |"
         )
     lines += ["", "| live services | runs (all visits) | median | vs 0 |", "|---|---|---|---|"]

@@ -179,7 +179,7 @@ def cleanup_platform(team: str, docker_client, log=print) -> None:
     from django.db import DEFAULT_DB_ALIAS, transaction
 
     from hakobune.platform.builds.models import Build, BuildLogLine
-    from hakobune.platform.services.models import Release, Service
+    from hakobune.platform.services.models import Service
     from hakobune.runtime.docker_local import team_network_name
 
     services = list(Service.objects.filter(team__name=team).values_list("id", "name", "target"))
@@ -188,14 +188,13 @@ def cleanup_platform(team: str, docker_client, log=print) -> None:
     if services:
         ids = [service_id for service_id, _, _ in services]
         build_ids = list(Build.objects.filter(service_id__in=ids).values_list("id", flat=True))
-        # Row by row in dependency order (not Django's cascade, which would
-        # load every column of every related model).
+        # The log lines (the bulk) without Django's cascade, which would load
+        # every column of each; the rest with it, so rows of models added
+        # since (metrics, domains, ...) go too and no foreign key is left dangling.
         with transaction.atomic():
             Service.objects.filter(id__in=ids).update(live_release=None)
             BuildLogLine.objects.filter(build_id__in=build_ids)._raw_delete(DEFAULT_DB_ALIAS)
-            Release.objects.filter(service_id__in=ids)._raw_delete(DEFAULT_DB_ALIAS)
-            Build.objects.filter(id__in=build_ids)._raw_delete(DEFAULT_DB_ALIAS)
-            Service.objects.filter(id__in=ids)._raw_delete(DEFAULT_DB_ALIAS)
+            Service.objects.filter(id__in=ids).delete()
     for _, name, _ in services:
         shutil.rmtree(Path(settings.MEDIA_ROOT) / "sources" / team / name, ignore_errors=True)
     removed = 0
