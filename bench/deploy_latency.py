@@ -52,7 +52,8 @@ BYHAND_REPO = "hakobune-bench-byhand"
 
 # Targets.
 WARM_PLATFORM_MAX_S = 3.0
-MAX_RATIO = 1.5
+MAX_RATIO = 1.5  # cold
+WARM_MAX_RATIO = 1.3  # issue 16: the warm redeploy on a busy platform
 
 
 # -- the app -------------------------------------------------------------------
@@ -187,14 +188,16 @@ def cleanup_platform(team: str, docker_client, log=print) -> None:
     if services:
         ids = [service_id for service_id, _, _ in services]
         build_ids = list(Build.objects.filter(service_id__in=ids).values_list("id", flat=True))
-        # Row by row in dependency order (not Django's cascade, which would
-        # load every column of every related model).
+        # The log lines (the bulk) without Django's cascade, which would load
+        # every column of each; the rest with it, so rows of models added
+        # since (metrics, domains, ...) go too and no foreign key is left dangling.
         with transaction.atomic():
             Service.objects.filter(id__in=ids).update(live_release=None)
             BuildLogLine.objects.filter(build_id__in=build_ids)._raw_delete(DEFAULT_DB_ALIAS)
-            Release.objects.filter(service_id__in=ids)._raw_delete(DEFAULT_DB_ALIAS)
-            Build.objects.filter(id__in=build_ids)._raw_delete(DEFAULT_DB_ALIAS)
-            Service.objects.filter(id__in=ids)._raw_delete(DEFAULT_DB_ALIAS)
+            # Releases, then builds (a service protects its builds), then the services.
+            Release.objects.filter(service_id__in=ids).delete()
+            Build.objects.filter(id__in=build_ids).delete()
+            Service.objects.filter(id__in=ids).delete()
     for _, name, _ in services:
         shutil.rmtree(Path(settings.MEDIA_ROOT) / "sources" / team / name, ignore_errors=True)
     removed = 0
@@ -919,7 +922,8 @@ def summarize(runs: list[Run]) -> bool:
     # None: not measured (no runs of that phase asked for, or none valid).
     checks = [
         (f"warm platform median < {WARM_PLATFORM_MAX_S:g} s", None if pw is None else pw < WARM_PLATFORM_MAX_S),
-        (f"warm platform ≤ {MAX_RATIO:g}× by hand", None if pw is None or hw is None else pw <= MAX_RATIO * hw),
+        (f"warm platform ≤ {WARM_MAX_RATIO:g}× by hand",
+         None if pw is None or hw is None else pw <= WARM_MAX_RATIO * hw),
         (f"cold platform ≤ {MAX_RATIO:g}× by hand", None if pc is None or hc is None else pc <= MAX_RATIO * hc),
     ]
     print("\nTargets")
@@ -961,7 +965,10 @@ def main(argv=None) -> int:
     try:
         runs = bench.run()
     finally:
-        bench.cleanup()
+        try:
+            bench.cleanup()
+        except Exception as exc:  # noqa: BLE001 - the numbers are still worth printing
+            print(f"\n! the clean-up failed: {type(exc).__name__}: {exc}")
     ok = summarize(runs)
     load_after = os.getloadavg()
     print(

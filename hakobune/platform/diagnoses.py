@@ -101,9 +101,17 @@ rule("build.timed_out", U,
      "step in the log: a step that waits for input, or for a server that never answers, runs until it is stopped.")
 rule("release.internal", P, "Hakobune failed while starting this release.")
 rule("network.no_room", P,
-     "Hakobune has no room for another team network: all %(capacity)s blocks of TEAM_SUBNET_POOL (%(pool)s) "
-     "are taken. This is not your app: an administrator must widen TEAM_SUBNET_POOL (or delete teams "
-     "that are no longer used).")
+     "Hakobune has no room for another team network: TEAM_SUBNET_POOL (%(pool)s) has no free /%(prefix)s block "
+     "left (the size this team's quota asks for: room for %(room)s containers). This is not your app: an "
+     "administrator must widen TEAM_SUBNET_POOL, or delete teams that are no longer used.")
+# The runtime's (docker_local.py): the team's block has no address left.
+rule("network.full", P,
+     "The network of team %(team)s is full: its address block %(subnet)s has room for %(room)s containers and "
+     "all of them are in use (the team's running instances, and during a deploy the new ones started beside "
+     "the old). This is not your app, and deploying again will not help until room is made: scale down, stop "
+     "or delete services the team does not need. An administrator can lower what the team may run (its quota), "
+     "or give it a bigger block: a block is sized from the team's quota when its network is made, between "
+     "TEAM_SUBNET_PREFIX and TEAM_SUBNET_LARGEST_PREFIX.")
 rule("network.bad_pool", P,
      "Hakobune cannot give this team a network: %(detail)s. An administrator must correct TEAM_SUBNET_POOL.")
 

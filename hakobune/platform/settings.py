@@ -390,18 +390,28 @@ RUNTIME_BACKENDS = {
     },
 }
 DEFAULT_RUNTIME_BACKEND = env("DEFAULT_RUNTIME_BACKEND", "local")
-# Each team's network on the local runtime gets a block of TEAM_SUBNET_PREFIX
-# from this range (accounts/networks.py; blocks that overlap the host's own
-# networks or resolvers are skipped). A /16 of /26 blocks: 1,024 teams. It must
-# lie in a private range, which the firewall keeps containers out of. Empty:
-# Docker's default pools, which hold about 31 networks.
-TEAM_SUBNET_POOL = env("TEAM_SUBNET_POOL", "10.213.0.0/16")
+# Each team's network on the local runtime gets a block of this range
+# (accounts/networks.py; blocks that overlap the host's own networks or
+# resolvers are skipped), sized from the team's quota when it is claimed:
+# room for twice the instances the quota allows (a redeploy starts the new
+# ones beside the live ones), no smaller than a /TEAM_SUBNET_PREFIX and no
+# larger than a /TEAM_SUBNET_LARGEST_PREFIX. The default quota (8 CPU) asks
+# for 160 addresses, a /24, so the default /14 holds 1,024 such teams. It
+# must lie in a private range, which the firewall keeps containers out of.
+# Empty: Docker's default pools, which hold about 31 networks.
+TEAM_SUBNET_POOL = env("TEAM_SUBNET_POOL", "10.212.0.0/14")
 TEAM_SUBNET_PREFIX = env_int("TEAM_SUBNET_PREFIX", 26)
+TEAM_SUBNET_LARGEST_PREFIX = env_int("TEAM_SUBNET_LARGEST_PREFIX", 22)
 if TEAM_SUBNET_POOL.strip():
     from hakobune.runtime.subnets import PoolError, parse_pool
 
     try:
-        parse_pool(TEAM_SUBNET_POOL, TEAM_SUBNET_PREFIX)
+        if not 8 <= TEAM_SUBNET_LARGEST_PREFIX <= TEAM_SUBNET_PREFIX:
+            raise PoolError(
+                f"TEAM_SUBNET_LARGEST_PREFIX={TEAM_SUBNET_LARGEST_PREFIX} must be between 8 and "
+                f"TEAM_SUBNET_PREFIX ({TEAM_SUBNET_PREFIX}): the largest block a team gets is a /{TEAM_SUBNET_LARGEST_PREFIX}"
+            )
+        parse_pool(TEAM_SUBNET_POOL, TEAM_SUBNET_LARGEST_PREFIX)
     except PoolError as exc:
         raise ImproperlyConfigured(str(exc)) from exc
 # Google Cloud Run, offered only when a project is set (see .env.example and

@@ -25,6 +25,24 @@ class RuntimeBackendError(Exception):
         self.log_tail = log_tail or []
 
 
+
+class TeamNetworkFull(RuntimeBackendError):
+    """The team's network has no address left for another instance. Not the
+    person's app and not passing: it stays full until something of the team
+    stops (or an administrator acts), so trying again unchanged cannot help.
+    Names its diagnosis (`rule`, `params`; platform/diagnoses.py)."""
+
+    platform_fault = True
+    rule = "network.full"
+
+    def __init__(self, team: str, subnet: str, room: int | str):
+        self.params = {"team": team, "subnet": subnet or "?", "room": room}
+        super().__init__(
+            f"the network of team {team} is full: its block {subnet or '?'} has room for {room} containers, "
+            "all in use",
+            permanent=True,
+        )
+
 @dataclass(frozen=True)
 class ServiceRef:
     team: str

@@ -33,10 +33,12 @@ from .base import (
     RuntimeBackendError,
     ServiceRef,
     ServiceStatus,
+    TeamNetworkFull,
 )
 from .cgroups import CgroupReader, CpuRates
 from .firewall import Firewall, FirewallError, bridge_of, host_lock
 from .router import CaddyRouter, Route, RouterError
+from .subnets import room_of
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,12 @@ LOG_TAIL_LINES = 40
 
 def team_network_name(team: str) -> str:
     return f"hakobune-team-{team}"
+
+
+def network_is_full(exc: APIError) -> bool:
+    """The engine's answer when a network's subnet has no address left
+    ("no available IPv4 addresses on this network's address pools")."""
+    return "no available ipv4 addresses" in str(exc).lower()
 
 
 class DockerLocalBackend(RuntimeBackend):
@@ -284,6 +292,43 @@ class DockerLocalBackend(RuntimeBackend):
 
     def _run_instance(self, spec: DeploySpec, index: int, network):
         name = f"hakobune-{spec.team}-{spec.service}-v{spec.release_number}-{index}-{secrets.token_hex(3)}"
+        try:
+            return self._create_and_start(spec, name, network)
+        except APIError as exc:
+            if not network_is_full(exc):
+                raise
+            # Created but never started: it goes, so the name and nothing else stay.
+            try:
+                self.client.containers.get(name).remove(force=True, v=True)
+            except DockerException:
+                log.warning("could not remove %s, which found no address", name)
+            raise self._full(network, spec.team) from exc
+
+    def _full(self, network, team: str) -> TeamNetworkFull:
+        """The error saying the team's network is full, with its block as the engine has it."""
+        subnet = ""
+        try:
+            if network is None:
+                raise NotFound("no team network")
+            network.reload()
+            configs = (network.attrs.get("IPAM") or {}).get("Config") or []
+            subnet = next((c.get("Subnet", "") for c in configs if ":" not in c.get("Subnet", ":")), "")
+        except DockerException:
+            pass
+        return TeamNetworkFull(team, subnet, room_of(subnet) if subnet else "?")
+
+    def _start_again(self, container, team: str) -> None:
+        """Starts a stopped instance; a full network says so (its address went
+        to another instance while it was stopped)."""
+        try:
+            container.start()
+        except APIError as exc:
+            if not network_is_full(exc):
+                raise
+            found = self._networks_named(team_network_name(team))
+            raise self._full(found[0] if found else None, team) from exc
+
+    def _create_and_start(self, spec: DeploySpec, name: str, network):
         memory = f"{spec.memory_mb}m"
         return self.client.containers.run(
             spec.image,
@@ -395,8 +440,11 @@ class DockerLocalBackend(RuntimeBackend):
         self._stop_other_releases(ref, keep_release_id=keep_release_id)
 
     def _stop_other_releases(self, ref: ServiceRef, *, keep_release_id: int) -> None:
+        """Stops the instances of releases older than the kept one (a newer
+        one, started by a later deploy meanwhile, stays)."""
         for container in self._containers(ref):
-            if container.labels.get(LABEL_RELEASE) != str(keep_release_id):
+            release = container.labels.get(LABEL_RELEASE, "")
+            if not release.isdigit() or int(release) < keep_release_id:
                 try:
                     container.stop(timeout=self.stop_grace)
                     container.remove(v=True)
@@ -414,7 +462,7 @@ class DockerLocalBackend(RuntimeBackend):
     def start(self, ref: ServiceRef) -> None:
         for container in self._containers(ref):
             if container.status != "running":
-                container.start()
+                self._start_again(container, ref.team)
 
     def destroy(self, ref: ServiceRef) -> None:
         hostnames = set()
@@ -579,7 +627,7 @@ class DockerLocalBackend(RuntimeBackend):
         if len(current) == spec.instances:
             for container in current:
                 if container not in alive:
-                    container.start()
+                    self._start_again(container, spec.team)
                     done.append(f"started {container.name} again")
             return done
         self.deploy(spec)
@@ -606,7 +654,7 @@ class DockerLocalBackend(RuntimeBackend):
             if container.status != "running":
                 # The same start-up boost as a new instance gets.
                 container.update(cpu_period=CPU_PERIOD, cpu_quota=self._boot_quota(spec))
-                container.start()
+                self._start_again(container, spec.team)
         upstreams = [self._wait_until_healthy(container, spec) for container in current]
         if not spec.public:
             return upstreams

@@ -3,21 +3,25 @@
 Docker's default address pools hold about 31 bridge networks (the
 172.17–172.31 /16 blocks and sixteen 192.168 /20 blocks), so a host with one
 network per team runs out at the 31st team. Hakobune instead gives each team
-network a small block of its own from TEAM_SUBNET_POOL (a /16 by default:
-1,024 blocks of /26) and creates the network with that subnet.
+network a block of its own from TEAM_SUBNET_POOL and creates the network with
+that subnet.
 
-A /26 has 64 addresses: the network and broadcast addresses and the bridge's
-gateway leave 61 for containers, enough for a team's instances (each service
-runs a few, the quota caps them) and the instances of a release being
-replaced beside the live ones during a deploy. A /28 (13 usable) would run
-out with four services of three instances mid-deploy.
+A block's size follows the team's quota (the platform works out how many
+containers the quota lets the team run at once, and twice that, since a
+redeploy starts the new instances beside the live ones): `prefix_for` picks
+the smallest block that holds them, no smaller than TEAM_SUBNET_PREFIX and no
+larger than TEAM_SUBNET_LARGEST_PREFIX. A Docker bridge network has one IPv4
+subnet for its life, so the size is chosen when the block is claimed; blocks
+of different sizes sit side by side in the range, each aligned on its size.
 
 This module only does address arithmetic and reads the host; which team holds
 which block is the platform's (a database row with a unique subnet)."""
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
+import itertools
 import json
 import subprocess
 from typing import Iterable, Iterator
@@ -25,6 +29,9 @@ from typing import Iterable, Iterator
 from .firewall import PRIVATE_RANGES, host_resolvers
 
 DEFAULT_PREFIX = 26
+# Addresses of a block no container gets: the network's, the broadcast and
+# the bridge's gateway.
+RESERVED_ADDRESSES = 3
 
 
 class PoolError(ValueError):
@@ -56,7 +63,30 @@ def blocks(pool: ipaddress.IPv4Network, prefix: int = DEFAULT_PREFIX) -> Iterato
 
 
 def capacity(pool: ipaddress.IPv4Network, prefix: int = DEFAULT_PREFIX) -> int:
+    """How many blocks of this size the pool holds."""
     return 2 ** (prefix - pool.prefixlen)
+
+
+def room(prefix: int) -> int:
+    """How many containers a block of this prefix holds."""
+    return max(2 ** (32 - prefix) - RESERVED_ADDRESSES, 0)
+
+
+def room_of(subnet: str) -> int:
+    return room(ipaddress.ip_network(subnet, strict=False).prefixlen)
+
+
+def prefix_for(containers: int, *, smallest: int = DEFAULT_PREFIX, largest: int = DEFAULT_PREFIX) -> int:
+    """The prefix of the smallest block that holds `containers`, but no
+    smaller than a /`smallest` and no larger than a /`largest` (a team whose
+    quota asks for more gets the largest: its network fills before its
+    quota, and says so)."""
+    if largest > smallest:
+        raise PoolError(f"the largest team block (/{largest}) is smaller than the smallest (/{smallest})")
+    prefix = smallest
+    while prefix > largest and room(prefix) < containers:
+        prefix -= 1
+    return prefix
 
 
 def host_networks(run=subprocess.run, resolv_conf: str = "/etc/resolv.conf") -> list[ipaddress.IPv4Network]:
@@ -107,14 +137,23 @@ def free_blocks(
     avoid: Iterable[ipaddress.IPv4Network] = (),
     prefix: int = DEFAULT_PREFIX,
 ) -> Iterator[ipaddress.IPv4Network]:
-    """The pool's blocks, lowest first, that no team holds (`taken`) and that
-    overlap none of the host's networks (`avoid`; the team networks' own
-    routes are among the host's routes, and are skipped as taken anyway)."""
-    held = {str(ipaddress.ip_network(text, strict=False)) for text in taken}
+    """The pool's blocks of this size, lowest first, that overlap no block a
+    team holds (`taken`, of any size) and none of the host's networks
+    (`avoid`; the team networks' own routes are among the host's routes, and
+    are skipped as taken anyway)."""
+    held = sorted(
+        (ipaddress.ip_network(text, strict=False) for text in taken), key=lambda network: network.network_address
+    )
     # The host's networks that touch the pool, to test each block against.
     near = [network for network in avoid if network.version == 4 and network.overlaps(pool)]
+    starts = [int(network.network_address) for network in held]
+    # reach[i]: the highest address any of the first i + 1 held blocks covers.
+    reach = list(itertools.accumulate((int(network.broadcast_address) for network in held), max))
     for block in blocks(pool, prefix):
-        if str(block) in held:
+        # Of the held blocks starting before this one ends (a bisection finds
+        # them), one overlaps it when any reaches its first address.
+        index = bisect.bisect_right(starts, int(block.broadcast_address))
+        if index and reach[index - 1] >= int(block.network_address):
             continue
         if any(block.overlaps(network) for network in near):
             continue

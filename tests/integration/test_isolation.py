@@ -236,10 +236,11 @@ def test_the_firewall_rules_isolate_each_team_bridge_and_drop_the_metadata_addre
     # No IPv6 on team networks, so there is no path that iptables does not see.
     for network in place.networks.values():
         assert network.attrs["EnableIPv6"] is False
-    # Each team's network is its own block of TEAM_SUBNET_POOL.
+    # Each team's network is its own block of TEAM_SUBNET_POOL, sized between the two bounds.
     pool = ipaddress.ip_network(settings.TEAM_SUBNET_POOL)
     subnets = [ipaddress.ip_network(network.attrs["IPAM"]["Config"][0]["Subnet"]) for network in place.networks.values()]
-    assert all(subnet.subnet_of(pool) and subnet.prefixlen == settings.TEAM_SUBNET_PREFIX for subnet in subnets)
+    assert all(subnet.subnet_of(pool) and settings.TEAM_SUBNET_LARGEST_PREFIX <= subnet.prefixlen
+               <= settings.TEAM_SUBNET_PREFIX for subnet in subnets)
     assert len(set(subnets)) == len(subnets)
 
     # Applying again (as every deploy and the reconciler do) adds nothing. Only

@@ -15,6 +15,7 @@ import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
 
+from hakobune.platform.accounts import networks
 from hakobune.platform.accounts.models import Team, TeamNetwork
 from hakobune.platform.accounts.services import create_team
 from hakobune.platform.services.backends import get_backend
@@ -43,8 +44,9 @@ def test_forty_teams_each_get_a_network_of_their_own_and_a_service_that_answers(
         blocks = {team.name: ipaddress.ip_network(team.network.subnet) for team in teams}
         pool = ipaddress.ip_network(settings.TEAM_SUBNET_POOL)
         assert len(set(blocks.values())) == TEAMS
-        assert all(block.subnet_of(pool) and block.prefixlen == settings.TEAM_SUBNET_PREFIX
-                   for block in blocks.values())
+        # Each sized from its quota (the default one here: the same size for all).
+        assert all(blocks[team.name].subnet_of(pool) and blocks[team.name].prefixlen == networks.block_prefix(team)
+                   for team in teams)
 
         # A few through the whole pipeline, at once.
         builds = []

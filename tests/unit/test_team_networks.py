@@ -42,6 +42,7 @@ def networked(settings, monkeypatch):
     settings.RUNTIME_BACKENDS = {"local": {"BACKEND": f"{__name__}.NetworkedDummy", "OPTIONS": {}}}
     settings.TEAM_SUBNET_POOL = "10.213.0.0/16"
     settings.TEAM_SUBNET_PREFIX = 26
+    settings.TEAM_SUBNET_LARGEST_PREFIX = 26  # every team a /26 here; sizing has tests of its own
     host = []  # the host's networks, as the test sets them
     monkeypatch.setattr(networks, "host_networks", lambda: list(host))
     backend = get_backend("local")
@@ -107,7 +108,75 @@ def test_the_hosts_networks_are_read_from_its_addresses_routes_and_resolvers(tmp
                                  resolv_conf=str(tmp_path / "none")) == []
 
 
+def test_a_block_is_the_smallest_that_holds_the_containers_between_the_two_bounds():
+    assert subnets.room(26) == 61 and subnets.room(24) == 253 and subnets.room(29) == 5
+    assert subnets.prefix_for(10, smallest=26, largest=22) == 26  # never under the smallest
+    assert subnets.prefix_for(61, smallest=26, largest=22) == 26
+    assert subnets.prefix_for(62, smallest=26, largest=22) == 25
+    assert subnets.prefix_for(160, smallest=26, largest=22) == 24
+    assert subnets.prefix_for(100_000, smallest=26, largest=22) == 22  # never over the largest
+    with pytest.raises(subnets.PoolError):
+        subnets.prefix_for(10, smallest=22, largest=26)
+
+
+def test_blocks_of_different_sizes_sit_side_by_side_without_overlapping():
+    pool = subnets.parse_pool("10.213.0.0/22")
+    taken = ["10.213.0.64/26", "10.213.1.0/24"]
+    # A /24 may not take the first 256 addresses (a /26 is in them) nor the second (held).
+    assert [str(b) for b in subnets.free_blocks(pool, taken, [], 24)] == ["10.213.2.0/24", "10.213.3.0/24"]
+    # A /26 fits around the small one, never inside the big one.
+    small = [str(b) for b in subnets.free_blocks(pool, taken, [], 26)]
+    assert small[:3] == ["10.213.0.0/26", "10.213.0.128/26", "10.213.0.192/26"]
+    assert not [b for b in small if net(b).subnet_of(net("10.213.1.0/24"))]
+    # A big block held around smaller ones (older rows, say) still keeps them all out.
+    assert [str(b) for b in subnets.free_blocks(pool, ["10.213.0.0/23", "10.213.0.64/26"], [], 24)] == [
+        "10.213.2.0/24", "10.213.3.0/24"]
+
+
 # -- claims ------------------------------------------------------------------------
+
+
+def test_a_teams_block_is_sized_from_its_quota_twice_its_instances(networked, settings, db):
+    """An instance holds at least 0.1 CPU and 64 MiB, so the quota bounds how
+    many the team runs at once; a redeploy of all of them needs as many again."""
+    from hakobune.platform.governance.models import TeamPolicy
+
+    settings.TEAM_SUBNET_PREFIX, settings.TEAM_SUBNET_LARGEST_PREFIX = 28, 22
+    settings.TEAM_MAX_CPU, settings.TEAM_MAX_MEMORY_MB = 8, 16384
+    owner = _owner()
+    # The default quota: 80 instances by CPU (256 by memory), 160 addresses: a /24.
+    usual = create_team(name="usual", owner=owner)
+    assert networks.containers_for(usual) == 160 and usual.network.subnet == "10.213.0.0/24"
+    # A small team: 1 CPU, 10 instances, 20 addresses: a /27, after the /24.
+    small = Team.objects.create(name="small")
+    TeamPolicy.objects.create(team=small, max_cpu=1)
+    assert networks.claim(small) == "10.213.1.0/27"
+    # Memory can be the tighter bound: 640 MiB is 10 instances of 64 MiB.
+    lean = Team.objects.create(name="lean")
+    TeamPolicy.objects.create(team=lean, max_memory_mb=640)
+    assert networks.containers_for(lean) == 20 and networks.claim(lean) == "10.213.1.32/27"
+    # A huge quota gets the largest block, no more.
+    huge = Team.objects.create(name="huge")
+    TeamPolicy.objects.create(team=huge, max_cpu=1000, max_memory_mb=10_000_000)
+    assert networks.claim(huge) == "10.213.4.0/22"
+
+
+def test_a_pool_with_no_block_of_the_teams_size_left_says_which_size_it_needed(networked, settings, db):
+    settings.TEAM_SUBNET_POOL = "10.213.0.0/24"
+    settings.TEAM_SUBNET_PREFIX, settings.TEAM_SUBNET_LARGEST_PREFIX = 28, 24
+    settings.TEAM_MAX_CPU, settings.TEAM_MAX_MEMORY_MB = 8, 16384
+    owner = _owner()
+    from hakobune.platform.governance.models import TeamPolicy
+
+    small = Team.objects.create(name="small")
+    TeamPolicy.objects.create(team=small, max_cpu="0.3")  # 3 instances, 6 addresses: a /28
+    assert networks.claim(small) == "10.213.0.0/28"
+    with pytest.raises(networks.NoRoomForTeamNetwork) as refused:
+        create_team(name="usual", owner=owner)  # wants the whole /24, of which a /28 is held
+    text = refused.value.in_words()
+    assert "no free /24 block" in text and "room for 253 containers" in text and "widen TEAM_SUBNET_POOL" in text
+    assert "deploy again" not in text.lower()
+
 
 
 def test_a_new_team_gets_the_lowest_free_block_skipping_the_hosts(networked, db):
@@ -233,7 +302,73 @@ def test_a_deploy_with_no_room_left_fails_with_the_administrators_reason_not_dep
     assert release.status == "failed" and "widen TEAM_SUBNET_POOL" in release.failure_reason
 
 
+def test_a_full_team_network_fails_the_deploy_for_the_administrator_never_as_passing(networked, queued_tasks, db):
+    """The engine found no address for the new instance: it stays full until
+    the team runs less, so the person is not told to deploy again, and the
+    step is not retried."""
+    from hakobune.platform.diagnoses import diagnose
+    from hakobune.platform.failures import FailureKind, classify
+    from hakobune.runtime.base import TeamNetworkFull
+
+    owner = _owner()
+    team = create_team(name="crowd", owner=owner)
+    full = TeamNetworkFull("crowd", "10.213.0.0/26", 61)
+    assert classify(full) == FailureKind.PLATFORM and diagnose(full).rule == "network.full"
+    networked.fail_next_deploys(full)
+    service = create_service(team=team, name="hello", created_by=owner)
+    build = _deploy(service, owner)
+    assert build.status == "failed" and build.failure_rule == "network.full"
+    for text in (build.failure_reason, build.failure_text):
+        assert "network of team crowd is full" in text and "10.213.0.0/26" in text and "61 containers" in text
+        assert "scale down, stop or delete services" in text and "An administrator can" in text
+        assert "deploy again." not in text.lower() and "deploy again in" not in text.lower()
+    assert len([name for name, _ in networked.calls if name == "deploy"]) == 1  # not retried
+    assert Release.objects.get(service=service).status == "failed"
+
+
 # -- the local runtime ------------------------------------------------------------------
+
+
+def test_the_local_backend_names_a_full_network_and_removes_the_instance_that_got_no_address(monkeypatch):
+    from docker.errors import APIError
+
+    from hakobune.runtime.base import TeamNetworkFull
+    from hakobune.runtime.docker_local import DockerLocalBackend
+
+    network = FakeNetwork("hakobune-team-crowd", "crowd")
+    network.attrs["IPAM"] = {"Config": [{"Subnet": "10.213.0.0/29", "Gateway": "10.213.0.1"}]}
+    removed = []
+
+    class Container:
+        def __init__(self, name):
+            self.name = name
+
+        def remove(self, force=False, v=False):
+            removed.append(self.name)
+
+    class Containers:
+        def run(self, image, **kwargs):
+            self.name = kwargs["name"]
+            raise APIError("500 Server Error: Internal Server Error (\"no available IPv4 addresses on this "
+                           "network's address pools: hakobune-team-crowd (0123)\")")
+
+        def get(self, name):
+            return Container(name)
+
+    class Api:
+        def create_endpoint_config(self, **kwargs):
+            return kwargs
+
+    client = type("Client", (), {"containers": Containers(), "api": Api()})()
+    backend = DockerLocalBackend("local", firewall="off")
+    monkeypatch.setattr(backend, "_client", client)
+    spec = type("Spec", (), {"team": "crowd", "service": "hello", "release_number": 3, "release_id": 9,
+                             "image": "x", "hostname": "h", "env": {}, "port": 8080, "memory_mb": 64, "cpu": 0.1})()
+    with pytest.raises(TeamNetworkFull) as full:
+        backend._run_instance(spec, 0, network)
+    assert full.value.params == {"team": "crowd", "subnet": "10.213.0.0/29", "room": 5}
+    assert full.value.permanent and removed == [client.containers.name]
+
 
 
 class FakeNetwork:

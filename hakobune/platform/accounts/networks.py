@@ -1,6 +1,15 @@
 """Which address block each team's network has (runtime/subnets.py cuts the
 blocks; this module hands them out).
 
+A block is sized from the team's quota when it is claimed: room for every
+instance the quota's CPU and memory let the team run at once (each at the
+smallest an instance may have), twice, since a redeploy starts the new
+instances beside the live ones (`containers_for`). A team whose quota is
+raised later keeps its block (a Docker bridge network keeps its subnet for
+its life); when its network does fill up, the deploy fails with the
+diagnosis `network.full`, which says so and how to make room, never "deploy
+again".
+
 A team is given its block when it is created, so that a full range refuses
 the new team at once, in words an administrator can act on, instead of
 letting its people write code and fail at their first deploy. A team that has
@@ -27,7 +36,7 @@ from django.utils.module_loading import import_string
 
 from hakobune.platform.diagnoses import Diagnosis
 from hakobune.runtime.base import RuntimeBackendError
-from hakobune.runtime.subnets import PoolError, capacity, free_blocks, host_networks, parse_pool
+from hakobune.runtime.subnets import PoolError, capacity, free_blocks, host_networks, parse_pool, prefix_for, room
 
 from .models import TeamNetwork
 
@@ -74,6 +83,33 @@ def pool():
         raise NoRoomForTeamNetwork("network.bad_pool", {"detail": str(exc)}) from exc
 
 
+def containers_for(team) -> int:
+    """How many containers the team's block should hold: every instance its
+    quota allows at once, at the smallest CPU and memory an instance may
+    have, and as many again for a redeploy of all of them."""
+    from hakobune.platform.governance.quotas import limits_of
+    from hakobune.runtime.release_config import all_settings
+
+    smallest = {setting.name: setting.min for setting in all_settings() if setting.name in ("cpu", "memory_mb")}
+    limits = limits_of(team)
+    instances = min(
+        int(limits.cpu / (smallest.get("cpu") or 0.1) + 1e-9),
+        int(limits.memory_mb // (smallest.get("memory_mb") or 64)),
+    )
+    return 2 * max(instances, 1)
+
+
+def block_prefix(team) -> int:
+    """The prefix of the block the team gets: sized from its quota, between
+    TEAM_SUBNET_PREFIX (the smallest) and TEAM_SUBNET_LARGEST_PREFIX."""
+    try:
+        return prefix_for(
+            containers_for(team), smallest=settings.TEAM_SUBNET_PREFIX, largest=settings.TEAM_SUBNET_LARGEST_PREFIX
+        )
+    except PoolError as exc:
+        raise NoRoomForTeamNetwork("network.bad_pool", {"detail": str(exc)}) from exc
+
+
 def subnet_of(team) -> str | None:
     """The team's block, claimed now if it has none; None where teams get no
     blocks (no range set, or no local runtime)."""
@@ -89,11 +125,12 @@ def subnets_by_team() -> dict[str, str]:
 
 
 def claim(team, *, avoid=None) -> str:
-    """Gives the team the lowest free block and returns it (the one it has,
-    when it has one). `avoid`: the host's networks (read from the host when
-    not given). Raises NoRoomForTeamNetwork when none is left."""
+    """Gives the team the lowest free block of the size its quota asks for
+    (block_prefix) and returns it (the one it has, when it has one).
+    `avoid`: the host's networks (read from the host when not given). Raises
+    NoRoomForTeamNetwork when none is left."""
     the_pool = pool()
-    prefix = settings.TEAM_SUBNET_PREFIX
+    prefix = max(block_prefix(team), the_pool.prefixlen)
     avoid = host_networks() if avoid is None else avoid
     taken = set(TeamNetwork.objects.values_list("subnet", flat=True))
     for block in free_blocks(the_pool, taken, avoid, prefix):
@@ -108,7 +145,10 @@ def claim(team, *, avoid=None) -> str:
             continue
         logger.info("team %s: network block %s", team.name, block)
         return str(block)
-    refusal = NoRoomForTeamNetwork("network.no_room", {"capacity": capacity(the_pool, prefix), "pool": str(the_pool)})
+    refusal = NoRoomForTeamNetwork(
+        "network.no_room",
+        {"capacity": capacity(the_pool, prefix), "pool": str(the_pool), "prefix": prefix, "room": room(prefix)},
+    )
     logger.error("team %s: %s", team.name, refusal.message)
     raise refusal
 

@@ -347,6 +347,7 @@ def deploy_release(build_id: int, *, attempt: int = 1) -> None:
     build = Build.objects.select_related("service__team").get(id=build_id)
     service = build.service
     log = BuildLog(build_id)
+    started = None
     with step(build_id, S.DEPLOYING, log, attempt), deploy_lock(service.id):
         # Under the lock, the later deploy wins: one that went live while this
         # one waited for the lock is not replaced by this older one.
@@ -362,10 +363,15 @@ def deploy_release(build_id: int, *, attempt: int = 1) -> None:
             # starts it afresh (what that attempt started is replaced).
             release = releases.release_for_build(build)
             releases.start(release, log.write, may_retry=attempt < MAX_ATTEMPTS)
+            started = release
         # else: the dead attempt made it live, and died before saying so.
         advance(build_id, S.DEPLOYING, S.LIVE)
         service.refresh_from_db()  # the live release now gives its address (Cloud Run's own)
         log.write(f"✓ Live at {service.url}", keep=True)
+    if started is not None and service.live_release_id == started.id:
+        # Outside the lock: the replaced release drains while the next
+        # deploy of the service may already start.
+        releases.retire_replaced(started)
 
 
 # -- builds stopped ------------------------------------------------------------------

@@ -151,7 +151,9 @@ def start(release: Release, log: Callable[[str], None], *, may_retry: bool = Fal
     """Starts the release on its service's backend and makes it the live one.
     Raises when it does not come up; the previous release then keeps
     serving. A passing fault leaves the release deploying when it `may_retry`;
-    anything else marks it failed."""
+    anything else marks it failed. The releases it replaced still run: the
+    caller retires them (retire_replaced) once it has let go of the
+    service's deploy lock."""
     service = release.service
     try:
         spec = deploy_spec(service, release)
@@ -187,7 +189,6 @@ def start(release: Release, log: Callable[[str], None], *, may_retry: bool = Fal
             status=Release.Status.LIVE, live_at=timezone.now(), runtime_state=result.state
         )
         Service.objects.filter(id=service.id).update(live_release=release, desired_state=DesiredState.RUNNING)
-    _retire_after_commit(service, release)
 
 
 def mark_failed(release: Release, exc: BaseException, *, gave_up: bool = False) -> None:
@@ -209,19 +210,17 @@ def mark_failed(release: Release, exc: BaseException, *, gave_up: bool = False) 
     Release.objects.filter(id=release.id).update(status=Release.Status.FAILED, **fields)
 
 
-def _retire_after_commit(service: Service, release: Release) -> None:
-    """The replaced release drains once the new one is recorded live, so the
-    portal says "live" as soon as the router serves it."""
-
-    def retire():
-        try:
-            backend_for(service).retire_previous(
-                ServiceRef(service.team.name, service.name), keep_release_id=release.id
-            )
-        except RuntimeBackendError as exc:
-            logger.warning("could not stop the releases %s replaced: %s", release, exc.message)
-
-    transaction.on_commit(retire)
+def retire_replaced(release: Release) -> None:
+    """Drains the releases `release` replaced (older ones only: a newer
+    deploy that went live meanwhile is left alone). Called after the deploy
+    let go of the service's lock and recorded the build live, so the portal
+    says "live" as soon as the router serves it, and a next deploy of the
+    service does not wait behind the old instances' grace period."""
+    service = release.service
+    try:
+        backend_for(service).retire_previous(ServiceRef(service.team.name, service.name), keep_release_id=release.id)
+    except RuntimeBackendError as exc:
+        logger.warning("could not stop the releases %s replaced: %s", release, exc.message)
 
 
 def start_pending(release_id: int, *, attempt: int = 1) -> None:
@@ -234,7 +233,9 @@ def start_pending(release_id: int, *, attempt: int = 1) -> None:
     with deploy_lock(release.service_id):
         try:
             start(release, lambda line: logger.info("%s: %s", release, line), may_retry=attempt < MAX_ATTEMPTS)
+            started = True
         except Exception as exc:
+            started = False
             kind = classify(exc)
             reason = getattr(exc, "message", None) or str(exc)
             if kind == FailureKind.TRANSIENT and attempt < MAX_ATTEMPTS:
@@ -245,3 +246,5 @@ def start_pending(release_id: int, *, attempt: int = 1) -> None:
                 logger.error("platform fault starting %s: %s", release, reason, exc_info=exc)
             else:
                 logger.warning("%s did not start: %s", release, reason)
+    if started:
+        retire_replaced(release)
