@@ -171,7 +171,8 @@ def cancel_build(*, build: Build, cancelled_by) -> Build:
                                      "cancelled now; roll back once it is live if you do not want it.")
         raise ServiceActionError(f"Deploy #{build.number} has already ended ({build.get_status_display().lower()}).")
     who = getattr(cancelled_by, "username", "") or "someone"
-    if not stop_build(build, BuildStatus.CANCELLED, f"⊘ Cancelled by {who}."):
+    if not stop_build(build, BuildStatus.CANCELLED, f"⊘ Cancelled by {who}.",
+                      review_note=f"Deploy #{build.number}, which waited for this review, was cancelled by {who}."):
         build.refresh_from_db()
         raise ServiceActionError(f"Deploy #{build.number} moved on meanwhile ({build.get_status_display().lower()}) "
                                  "and was not cancelled.")
