@@ -580,6 +580,8 @@ TASK_TIME_LIMITS = {
     "deploy_release": DEPLOY_TIMEOUT,
     "start_release": DEPLOY_TIMEOUT,
     "destroy_service": 600,
+    # Each of the team's services as destroy_service, one after another.
+    "destroy_team": env_int("DESTROY_TEAM_TIMEOUT", 1800),
     "rebuild_stack": env_int("STACK_BUILD_TIMEOUT", 1800),
 }
 # Housekeeping and anything not named above.
