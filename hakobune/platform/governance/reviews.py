@@ -13,6 +13,7 @@ from hakobune.platform.diagnoses import Diagnosis
 from hakobune.platform.queue import enqueue_on_commit
 
 from .models import ServiceReview, TeamPolicy
+from .quotas import policy_of
 
 
 class ReviewError(Exception):
@@ -20,7 +21,7 @@ class ReviewError(Exception):
 
 
 def review_required(team) -> bool:
-    policy = TeamPolicy.objects.filter(team=team).first()
+    policy = policy_of(team)
     if policy and policy.review:
         return policy.review == TeamPolicy.Review.REQUIRED
     return settings.REVIEW_NEW_SERVICES
