@@ -204,7 +204,10 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_i
     # Sized for one portal process (gunicorn_conf.py: PORTAL_WORKERS processes,
     # each serving several requests at once): DB_POOL_MAX_SIZE connections at
     # most per process, DB_POOL_MIN_SIZE (1) kept open; a request that finds none
-    # free waits up to DB_POOL_TIMEOUT seconds, then fails. 8 is more than a
+    # free waits up to DB_POOL_TIMEOUT seconds, then fails: 30 s, since on a
+    # host overloaded by other work (load average 20 on 2 cores) requests held
+    # their connection for seconds and 1 % of them waited more than 10 s and
+    # failed, where the same load without a pool only grew slower. 8 is more than a
     # process on 2 cores runs at once (50 people: about 28 requests/s of
     # 30 ms each, over 2 processes), and 2 portal processes with the workers'
     # one connection per task stay far under PostgreSQL's 100.
@@ -217,7 +220,7 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_i
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": env_int("DB_POOL_MIN_SIZE", 1),
         "max_size": env_int("DB_POOL_MAX_SIZE", 8),
-        "timeout": env_int("DB_POOL_TIMEOUT", 10),
+        "timeout": env_int("DB_POOL_TIMEOUT", 30),
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
