@@ -114,7 +114,7 @@ def run_one(db: str, args, folder: Path) -> dict:
         env["DATABASE_URL"] = f"postgresql://postgres@127.0.0.1:5432/{args.pg_database}"
         # "postgres": with the connection pool the settings give PostgreSQL;
         # "postgres-nopool": a connection per request, as before the pool.
-        env["DB_POOL_MAX_SIZE"] = "0" if db == "postgres-nopool" else os.environ.get("DB_POOL_MAX_SIZE", "8")
+        env["DB_POOL_MAX_SIZE"] = "0" if db == "postgres-nopool" else os.environ.get("DB_POOL_MAX_SIZE", "20")
     portal = None
     try:
         log(f"{db}: migrating")
@@ -182,7 +182,7 @@ def report(results: list[dict], args) -> tuple[str, bool]:
     ok = True
     for result in results:
         counts = result["counts"]
-        heading = {"postgres": f"postgres (connection pool: {os.environ.get('DB_POOL_MAX_SIZE', '8')} per process)",
+        heading = {"postgres": f"postgres (connection pool: {os.environ.get('DB_POOL_MAX_SIZE', '20')} per process)",
                    "postgres-nopool": "postgres (no pool: a connection per request)"}.get(result["db"], result["db"])
         lines += [
             f"### {heading}",

@@ -36,7 +36,7 @@ def database_settings(tmp_path, **env) -> dict:
 
 def test_postgresql_gets_a_pool_sized_for_a_portal_process(tmp_path):
     db = database_settings(tmp_path, DATABASE_URL=POSTGRES)
-    assert db["options"]["pool"] == {"min_size": 1, "max_size": 8, "timeout": 30}
+    assert db["options"]["pool"] == {"min_size": 1, "max_size": 20, "timeout": 30}
     assert db["age"] == 0  # the pool hands connections out; none is kept per thread
 
 
