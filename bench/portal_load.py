@@ -4,8 +4,9 @@ locust on loopback, against the portal served as `make run` serves it
 (scripts/portal.sh: gunicorn with its ASGI worker, PORTAL_WORKERS processes),
 on SQLite and on PostgreSQL.
 
-    .venv/bin/python bench/portal_load.py [--db sqlite,postgres] [--users 50] [--run-time 180]
-                                          [--port 8106] [--check] [--no-record]
+    .venv/bin/python bench/portal_load.py [--db sqlite,postgres,postgres-nopool] [--users 50] [--run-time 180]
+                                          [--port 8106] [--redis-port 16406] [--pg-database hakobune_load]
+                                          [--check] [--no-record]
 
 For each database: a data directory of its own (and, for PostgreSQL, a
 database of its own, dropped at the end), migrated and seeded by
@@ -107,10 +108,13 @@ def run_one(db: str, args, folder: Path) -> dict:
     }
     if args.portal_workers:
         env["PORTAL_WORKERS"] = str(args.portal_workers)
-    if db == "postgres":
-        subprocess.run(["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", PG_DATABASE], check=True)
-        subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", PG_DATABASE], check=True)
-        env["DATABASE_URL"] = f"postgresql://postgres@127.0.0.1:5432/{PG_DATABASE}"
+    if db.startswith("postgres"):
+        subprocess.run(["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", args.pg_database], check=True)
+        subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", args.pg_database], check=True)
+        env["DATABASE_URL"] = f"postgresql://postgres@127.0.0.1:5432/{args.pg_database}"
+        # "postgres": with the connection pool the settings give PostgreSQL;
+        # "postgres-nopool": a connection per request, as before the pool.
+        env["DB_POOL_MAX_SIZE"] = "0" if db == "postgres-nopool" else os.environ.get("DB_POOL_MAX_SIZE", "20")
     portal = None
     try:
         log(f"{db}: migrating")
@@ -165,8 +169,8 @@ def run_one(db: str, args, folder: Path) -> dict:
                 os.killpg(portal.pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
-        if db == "postgres" and not args.keep:
-            subprocess.run(["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", PG_DATABASE], check=False)
+        if db.startswith("postgres") and not args.keep:
+            subprocess.run(["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", args.pg_database], check=False)
 
 
 def ms(value: str) -> str:
@@ -178,8 +182,10 @@ def report(results: list[dict], args) -> tuple[str, bool]:
     ok = True
     for result in results:
         counts = result["counts"]
+        heading = {"postgres": f"postgres (connection pool: {os.environ.get('DB_POOL_MAX_SIZE', '20')} per process)",
+                   "postgres-nopool": "postgres (no pool: a connection per request)"}.get(result["db"], result["db"])
         lines += [
-            f"### {result['db']}",
+            f"### {heading}",
             "",
             f"Seeded: {counts['teams']} teams, {counts['people']} people ({counts['memberships']} memberships), "
             f"{counts['services']} services, {counts['builds']} builds with {counts['log_lines']:,} log lines, "
@@ -230,7 +236,11 @@ def report(results: list[dict], args) -> tuple[str, bool]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--db", default="sqlite,postgres", help="sqlite, postgres or both (comma-separated)")
+    parser.add_argument("--db", default="sqlite,postgres",
+                        help="sqlite, postgres (with its connection pool), postgres-nopool (a connection per request); "
+                             "comma-separated")
+    parser.add_argument("--pg-database", default=PG_DATABASE,
+                        help="the PostgreSQL database the run makes and drops (one of its own beside another run)")
     parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--spawn-rate", type=float, default=1, help="people started per second (each logs in)")
     parser.add_argument("--run-time", type=int, default=240, help="seconds of load per database, the ramp included")

@@ -40,6 +40,7 @@ ROUTES = {
     "deploy_release": PIPELINE,
     "start_release": PIPELINE,
     "destroy_service": PIPELINE,
+    "destroy_team": PIPELINE,
     # Admission and stopping a cancelled build: never behind the builds they admit or stop.
     "admit_builds": PIPELINE,
     "stop_build": PIPELINE,
@@ -59,7 +60,7 @@ ROUTES = {
 
 TASKS = frozenset({
     "fetch_source", "detect_stack", "build_image", "deploy_release", "start_release",
-    "destroy_service", "sync_router", "reconcile", "rebuild_stack", "prune_images",
+    "destroy_service", "destroy_team", "sync_router", "reconcile", "rebuild_stack", "prune_images",
     "admit_builds", "stop_build", "sweep_pipeline",
 })
 

@@ -194,6 +194,38 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     # A file, not memory, so that a worker process can share the test database.
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_int("DB_POOL_MAX_SIZE", 20) > 0:
+    # PostgreSQL: a pool of connections per process (psycopg_pool), so a request
+    # borrows an open connection instead of opening one (a new PostgreSQL
+    # connection costs a process fork and an authentication, 5-10 ms, more on a
+    # busy host: PostgreSQL's p95 under bench/portal_load.py was 310 ms without
+    # the pool). A request returns its connection when it ends, so the ASGI
+    # worker's thread per request is no leak, unlike CONN_MAX_AGE > 0 above.
+    # Sized for one portal process (gunicorn_conf.py: PORTAL_WORKERS processes,
+    # each serving several requests at once): DB_POOL_MAX_SIZE connections at
+    # most per process, DB_POOL_MIN_SIZE (1) kept open; a request that finds none
+    # free waits up to DB_POOL_TIMEOUT seconds, then fails: 30 s, since on a
+    # host overloaded by other work (load average 20 on 2 cores) requests held
+    # their connection for seconds and 1 % of them waited more than 10 s and
+    # failed, where the same load without a pool only grew slower. A request
+    # holds its connection from its first query to its end (a login through
+    # its password hash), so a process needs as many as it has requests in
+    # flight: 20 covers 50 people over 2 processes even when the host is so
+    # busy that each request takes seconds (with 8, logins waited for a
+    # connection longer than the timeout and failed), and 2 portal processes
+    # with the workers' one connection per task stay under PostgreSQL's 100.
+    # Idle ones above DB_POOL_MIN_SIZE close after 10 minutes (psycopg_pool).
+    # The Celery workers (prefork) close their pool after each task, as they
+    # close a plain connection (celery's Django fix-up), so a task still opens
+    # one connection, as before; that is why the pool keeps only one open when
+    # idle. DB_POOL_MAX_SIZE=0 turns the pool off.
+    if DATABASES["default"]["CONN_MAX_AGE"]:
+        raise ImproperlyConfigured("DB_CONN_MAX_AGE and the connection pool exclude each other: set DB_POOL_MAX_SIZE=0 to keep connections per thread.")
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": env_int("DB_POOL_MIN_SIZE", 1),
+        "max_size": env_int("DB_POOL_MAX_SIZE", 20),
+        "timeout": env_int("DB_POOL_TIMEOUT", 30),
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -605,6 +637,8 @@ TASK_TIME_LIMITS = {
     "deploy_release": DEPLOY_TIMEOUT,
     "start_release": DEPLOY_TIMEOUT,
     "destroy_service": 600,
+    # Each of the team's services as destroy_service, one after another.
+    "destroy_team": env_int("DESTROY_TEAM_TIMEOUT", 1800),
     "rebuild_stack": env_int("STACK_BUILD_TIMEOUT", 1800),
 }
 # Housekeeping and anything not named above.

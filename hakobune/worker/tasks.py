@@ -74,6 +74,11 @@ def destroy_service(service_id: int) -> None:
 
 
 @shared_task
+def destroy_team(team_id: int) -> None:
+    housekeeping.destroy_team(team_id)
+
+
+@shared_task
 def rebuild_stack(language: str, user_id: int | None = None) -> None:
     housekeeping.rebuild_stack(language, user_id)
 

@@ -12,7 +12,7 @@ from hakobune.platform.accounts.tokens import create_api_token, revoke_api_token
 from hakobune.platform.builds.models import Build, BuildLogLine, BuildStatus
 from hakobune.platform.builds.state import advance
 from hakobune.platform.crypto import decrypt
-from hakobune.platform.services.models import EnvVar, Release
+from hakobune.platform.services.models import EnvVar, Release, Service
 from hakobune.platform.services.services import create_service, deploy_service, set_env
 from hakobune.worker import tasks
 from tests.conftest import read_stream, upload_of
@@ -365,3 +365,19 @@ def test_the_env_card_on_the_service_page(login, owner, viewer, service):
     client.post("/t/acme/hello/env/", {"unset": "SECRET"})
     assert not EnvVar.objects.filter(key="SECRET").exists()
     assert login(viewer).post("/t/acme/hello/env/", {"key": "X", "value": "1"}).status_code == 403
+
+
+def test_a_member_reads_why_the_router_left_the_services_route_out(as_, owner, viewer, outsider, service):
+    from hakobune.platform.services.housekeeping import _note_route_problems
+
+    assert as_(viewer, "get", f"{SVC}/").json()["route_problem"] == ""
+    # The reconciler's last look: the router refused this service's route.
+    problem = "The host name www.example.com is served by another service."
+    _note_route_problems(service.target, [service], {service.hostname: problem})
+    assert as_(viewer, "get", f"{SVC}/").json()["route_problem"] == problem
+    (listed,) = as_(owner, "get", f"{API}/teams/acme/services/").json()
+    assert listed["route_problem"] == problem
+    assert as_(outsider, "get", f"{SVC}/").status_code == 404
+    # Routed again at the next look: the problem is gone.
+    _note_route_problems(service.target, [Service.objects.get(id=service.id)], {})
+    assert as_(owner, "get", f"{SVC}/").json()["route_problem"] == ""

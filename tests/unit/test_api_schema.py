@@ -8,6 +8,7 @@ from schemathesis import checks
 from hypothesis import HealthCheck, settings
 
 from hakobune.platform.accounts.tokens import create_api_token
+from hakobune.platform.services.models import Service
 from hakobune.platform.services.services import create_service, set_env
 
 from .test_api import deployed
@@ -57,6 +58,8 @@ def world(settings, team, owner, developer, dummy_backend, queued_tasks):
     v1 = deployed(service, owner, "hakobune/acme/hello:one")
     deployed(service, owner, "hakobune/acme/hello:two")
     set_env(service=service, values={"GREETING": "hi"}, unset=[])
+    # A route the router left out, so that answers carry a route problem in words.
+    Service.objects.filter(id=service.id).update(route_problem="The host name www.example.com is taken.")
     return {"token": create_api_token(user=owner, name="schemathesis")[1], "build": v1.build_id}
 
 
@@ -73,3 +76,10 @@ def test_the_api_matches_its_schema_and_never_fails(case, world):
     if isinstance(params.get("build_id"), int) and params["build_id"] % 2 == 0:
         params["build_id"] = world["build"]
     case.call_and_validate(headers={"Authorization": f"Bearer {world['token']}"}, checks=CHECKS)
+
+
+def test_the_schema_describes_a_services_route_problem():
+    service = schema.raw_schema["components"]["schemas"]["Service"]
+    assert service["properties"]["route_problem"]["type"] == "string"
+    assert "route_problem" in service["required"]
+    assert "router leaves this service's route out" in service["properties"]["route_problem"]["description"]

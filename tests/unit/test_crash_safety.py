@@ -15,12 +15,13 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.utils import timezone
 
 from hakobune.platform.builds import sweeper
-from hakobune.platform.builds.lease import Heartbeat
+from hakobune.platform.builds.lease import Heartbeat, Lease
 from hakobune.platform.builds.models import Build, BuildStatus
 from hakobune.platform.builds.state import advance, claim, renew, take_back
 from hakobune.platform.locks import deploy_lock, redis_client
 from hakobune.platform.services.models import Release
-from hakobune.platform.services.services import create_service, deploy_service
+from hakobune.platform.services import releases
+from hakobune.platform.services.services import create_service, deploy_service, restart_service, scale
 from hakobune.worker import tasks
 from hakobune.worker.builders.local_docker import LocalDockerBuilder
 from tests.conftest import upload_of
@@ -287,6 +288,126 @@ def test_a_step_past_its_time_limit_fails_in_words(service, build, queued_tasks,
     assert failed.status == S.FAILED and failed.failure_rule == "build.timed_out"
     assert f"took longer than {settings.BUILD_TIMEOUT + 60} s" in failed.failure_reason
     assert failed.failure_reason in log_of(build)
+
+
+# -- releases made without a build (rollback, scale, settings, env, restart) -----------------------
+
+
+@pytest.fixture
+def live_service(service, build, queued_tasks, dummy_backend):
+    """The owner's service with a first release live, from a deploy."""
+    at(build, S.DEPLOYING)
+    Build.objects.filter(id=build.id).update(image="hakobune/acme/hello:one")
+    tasks.deploy_release(build.id)
+    assert Build.objects.get(id=build.id).status == S.LIVE
+    queued_tasks.clear()
+    service.refresh_from_db()
+    return service
+
+
+def test_a_restart_whose_worker_died_is_started_again_by_the_sweeper(live_service, owner, queued_tasks,
+                                                                    redis_kept, dummy_backend,
+                                                                    django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        restart = restart_service(service=live_service, created_by=owner)
+    assert queued_tasks == [("start_release", restart.id)]
+    assert releases.claim_pending(restart.id)  # a worker took it ...
+    claimed = Release.objects.get(id=restart.id)
+    assert claimed.status == Release.Status.DEPLOYING and claimed.claimed_at is not None
+    # ... and was killed: its lease is no longer renewed.
+    Release.objects.filter(id=restart.id).update(claimed_at=ago(60), heartbeat_at=ago(45))
+    queued_tasks.clear()
+
+    swept = sweeper.sweep()
+
+    assert (swept.resumed, swept.failed) == (1, 0)
+    assert queued_tasks == [("start_release", restart.id)]
+    taken_back = Release.objects.get(id=restart.id)
+    assert taken_back.status == Release.Status.PENDING and taken_back.start_resumes == 1
+    # Another worker starts it; the restart goes live and replaces the first release.
+    with django_capture_on_commit_callbacks(execute=True):
+        tasks.start_release(restart.id)
+    assert Release.objects.get(id=restart.id).status == Release.Status.LIVE
+    assert list(live_service.releases.values_list("number", "status")) == [
+        (2, Release.Status.LIVE), (1, Release.Status.SUPERSEDED)]
+
+
+def test_a_release_being_started_by_a_live_worker_is_left_alone(live_service, owner, queued_tasks, redis_kept):
+    scaled = scale(service=live_service, instances=2, created_by=owner)
+    assert releases.claim_pending(scaled.id)
+    Release.objects.filter(id=scaled.id).update(claimed_at=ago(300), heartbeat_at=ago(3))
+    queued_tasks.clear()
+    assert sweeper.sweep() == sweeper.Swept()
+    assert Release.objects.get(id=scaled.id).status == Release.Status.DEPLOYING
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_start_renews_its_lease_while_it_runs(live_service, owner, queued_tasks, redis_kept):
+    restart = restart_service(service=live_service, created_by=owner)
+    assert releases.claim_pending(restart.id)
+    Release.objects.filter(id=restart.id).update(heartbeat_at=ago(100))
+    with Lease("test", lambda: releases.renew_start(restart.id), every=0.05) as lease:
+        deadline = time.monotonic() + 5
+        while Release.objects.get(id=restart.id).heartbeat_at < ago(5) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert Release.objects.get(id=restart.id).heartbeat_at > ago(5)
+        Release.objects.filter(id=restart.id).update(status=Release.Status.LIVE)  # it went live
+        while not lease.lost and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert lease.lost
+
+
+def test_a_release_whose_workers_kept_dying_fails_with_a_reason_and_the_live_one_stays(
+        live_service, owner, queued_tasks, redis_kept, settings):
+    rollback_to = live_service.releases.get(number=1)
+    restart = restart_service(service=live_service, created_by=owner)
+    assert releases.claim_pending(restart.id)
+    Release.objects.filter(id=restart.id).update(
+        claimed_at=ago(60), heartbeat_at=ago(45), start_resumes=settings.STEP_MAX_RESUMES)
+    queued_tasks.clear()
+
+    assert sweeper.sweep().failed == 1
+
+    failed = Release.objects.get(id=restart.id)
+    assert failed.status == Release.Status.FAILED and failed.failure_rule == "pipeline.worker_lost"
+    assert failed.failure_reason.startswith("The worker running the start step stopped 4 times")
+    assert queued_tasks == []
+    live_service.refresh_from_db()
+    assert live_service.live_release_id == rollback_to.id
+
+
+def test_a_start_that_ran_for_its_whole_time_limit_fails_as_too_long(live_service, owner, queued_tasks,
+                                                                     redis_kept, settings):
+    restart = restart_service(service=live_service, created_by=owner)
+    assert releases.claim_pending(restart.id)
+    limit = settings.TASK_TIME_LIMITS["start_release"]
+    Release.objects.filter(id=restart.id).update(claimed_at=ago(limit + 60), heartbeat_at=ago(40))
+    sweeper.sweep()
+    failed = Release.objects.get(id=restart.id)
+    assert failed.status == Release.Status.FAILED and failed.failure_rule == "pipeline.step_timeout"
+    assert f"The start step took longer than {limit} s" in failed.failure_reason
+
+
+def test_a_release_whose_start_message_was_lost_is_queued_again_once_a_while(live_service, owner, queued_tasks,
+                                                                             redis_kept):
+    scaled = scale(service=live_service, instances=2, created_by=owner)
+    queued_tasks.clear()
+    assert sweeper.sweep().requeued == 0  # just queued: its worker may be busy
+    Release.objects.filter(id=scaled.id).update(heartbeat_at=ago(61))
+    assert sweeper.sweep().requeued == 1
+    assert sweeper.sweep().requeued == 0  # not again at once
+    assert queued_tasks == [("start_release", scaled.id)]
+
+
+def test_a_builds_own_release_is_left_to_its_builds_deploy_step(service, build, queued_tasks, redis_kept):
+    at(build, S.DEPLOYING)
+    claim(build.id, S.DEPLOYING)
+    release = Release.objects.create(service=service, build=build, number=1, image="hakobune/acme/hello:one",
+                                     config={}, status=Release.Status.DEPLOYING, heartbeat_at=ago(600))
+    queued_tasks.clear()
+    sweeper.sweep()
+    assert Release.objects.get(id=release.id).status == Release.Status.DEPLOYING
+    assert queued_tasks == []
 
 
 # -- a resumed deploy ---------------------------------------------------------------------------

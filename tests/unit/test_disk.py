@@ -179,3 +179,38 @@ def test_the_disk_page_shows_free_space_the_engine_and_the_last_prune(
         response = login(admin).post(reverse("governance:prune"))
     assert response.status_code == 302 and ("prune_images",) in queued_tasks
     assert login(owner).get(reverse("governance:disk")).status_code == 403
+
+
+def test_the_disk_page_shows_the_metrics_collections_skipped_because_they_overran(
+    admin, owner, login, settings, builder, monkeypatch
+):
+    import secrets
+
+    from hakobune.platform.locks import redis_client
+    from hakobune.platform.observability import collectors
+
+    _full(monkeypatch, 300)
+    settings.CELERY_TASK_DEFAULT_QUEUE = f"hakobune-unit-{secrets.token_hex(4)}"  # Redis keys of its own
+    try:
+        page = login(admin).get(reverse("governance:disk")).content.decode()
+        assert "none yet" in page and "0 since Redis last started" in page
+
+        monkeypatch.setattr(collectors, "collect_all", lambda: 42)
+        assert collectors.collect_on_schedule() == 42
+        held = redis_client().lock(collectors._key("collecting"), timeout=settings.METRICS_SECONDS)
+        assert held.acquire(blocking=False)  # a collection still running ...
+        try:
+            assert collectors.collect_on_schedule() is None  # ... so the next two are skipped
+            assert collectors.collect_on_schedule() is None
+        finally:
+            held.release()
+
+        page = login(admin).get(reverse("governance:disk")).content.decode()
+        section = page.split('id="metrics-collection"')[1]
+        assert "42 readings in" in section
+        assert '<span class="badge bad">2</span> since Redis last started' in section
+        assert f"A collection took longer than {settings.METRICS_SECONDS} s" in section
+        assert login(owner).get(reverse("governance:disk")).status_code == 403
+    finally:
+        for name in ("collecting", "skipped", "last"):
+            redis_client().delete(collectors._key(name))

@@ -286,3 +286,60 @@ def test_the_api_log_stream_ends_when_a_build_waits_for_review(client, reviewed_
     text = read_stream(stream)
     assert "reviewed by an administrator" in text
     assert 'event: end\ndata: {"status": "reviewing", "reason": ""}' in text
+
+
+def test_a_deploy_superseded_while_it_waits_for_review_closes_the_review_saying_why(
+    reviewed_team, owner, admin, login, cloudrun_target, queued_tasks, django_capture_on_commit_callbacks
+):
+    from hakobune.platform.governance.reviews import approve
+
+    service = create_service(team=reviewed_team, name="hello", created_by=owner, target="cloudrun")
+    first = build_until_review(service, owner)
+    assert ServiceReview.objects.get(service=service).status == ServiceReview.Status.PENDING
+
+    # The owner deploys again before an administrator decided: the first deploy is superseded.
+    second = deploy_service(service=service, source_file=upload_of("flask-hello"), created_by=owner)
+
+    review = ServiceReview.objects.get(service=service)
+    assert review.status == ServiceReview.Status.CLOSED
+    assert review.note == ("Deploy #1, which waited for this review, was superseded by deploy #2. "
+                           "The review opens again once that one is built.")
+    page = login(admin).get("/quotas/").content.decode()
+    waiting = page.split('id="review-queue"')[1].split("<details>")[0]
+    assert "Nothing is waiting." in waiting and "acme/hello" not in waiting
+    assert "was superseded by deploy #2" in page and "Closed: nothing waits" in page
+
+    # The newer deploy, once built, opens the review again, and approving it deploys it.
+    tasks.fetch_source(second.id)
+    tasks.detect_stack(second.id)
+    tasks.build_image(second.id)
+    assert Build.objects.get(id=second.id).status == BuildStatus.REVIEWING
+    review.refresh_from_db()
+    assert review.status == ServiceReview.Status.PENDING and review.note == ""
+    with django_capture_on_commit_callbacks(execute=True):
+        assert approve(service=service, by=admin) == [second.id]
+    assert Build.objects.get(id=first.id).status == BuildStatus.SUPERSEDED
+
+
+def test_a_deploy_cancelled_while_it_waits_for_review_closes_the_review(
+    reviewed_team, owner, cloudrun_target, queued_tasks
+):
+    from hakobune.platform.services.services import cancel_build
+
+    service = create_service(team=reviewed_team, name="hello", created_by=owner, target="cloudrun")
+    build = build_until_review(service, owner)
+    cancel_build(build=build, cancelled_by=owner)
+    review = ServiceReview.objects.get(service=service)
+    assert review.status == ServiceReview.Status.CLOSED
+    assert review.note == "Deploy #1, which waited for this review, was cancelled by olivia."
+
+
+def test_a_review_stays_open_while_another_deploy_still_waits_for_it(
+    reviewed_team, owner, cloudrun_target, queued_tasks
+):
+    from hakobune.platform.governance.reviews import close_review
+
+    service = create_service(team=reviewed_team, name="hello", created_by=owner, target="cloudrun")
+    build_until_review(service, owner)
+    assert close_review(service, "no") is False
+    assert ServiceReview.objects.get(service=service).status == ServiceReview.Status.PENDING

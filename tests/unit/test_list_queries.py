@@ -7,6 +7,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from hakobune.platform.accounts.models import Team
 from hakobune.platform.accounts.tokens import create_api_token
 from hakobune.platform.builds.models import Build, BuildStatus
 from hakobune.platform.services.models import Service, with_latest_builds
@@ -58,3 +59,35 @@ def test_the_lists_take_as_many_queries_for_ten_services_as_for_one(client, logi
     else:
         assert [entry["latest_build"]["number"] for entry in response.json()] == [2] * 10
         assert [entry["status"] for entry in response.json()] == ["new"] + ["failed"] * 9
+
+
+@pytest.mark.parametrize("page", ["dashboard", "api teams"])
+def test_a_person_in_four_teams_costs_as_many_queries_as_in_one(client, login, team, owner, dummy_backend, page,
+                                                                settings):
+    """A teacher in several class teams: the dashboard and the API's list of
+    teams read every team's services, latest builds and policy at once
+    (bench/portal_load.py found 16 and 17 queries for a person in 4 teams)."""
+    from hakobune.platform.accounts.services import create_team
+    from hakobune.platform.governance.models import TeamPolicy
+
+    if page == "dashboard":
+        login(owner)
+        call = lambda: client.get("/")  # noqa: E731
+    else:
+        token = create_api_token(user=owner, name="test")[1]
+        call = lambda: client.get("/api/v1/teams/", HTTP_AUTHORIZATION=f"Bearer {token}")  # noqa: E731
+    settings.TEAM_CREATE_LIMIT = 10
+    add_services(team, owner, ["svc0"])
+    call()
+    one, _ = count_queries(call)
+    for name in ("beta", "gamma", "delta"):
+        other = create_team(name=name, owner=owner)
+        add_services(other, owner, [f"{name}-one", f"{name}-two"])
+    TeamPolicy.objects.create(team=Team.objects.get(name="beta"), max_services=7)
+    four, response = count_queries(call)
+    assert four == one
+    if page == "dashboard":
+        assert "delta-two" in response.content.decode()
+    else:
+        quotas = {entry["name"]: entry["quota"]["services"] for entry in response.json()}
+        assert quotas["beta"] == {"used": 2, "limit": 7} and quotas["acme"]["used"] == 1

@@ -25,7 +25,7 @@ def test_every_task_has_a_purpose_and_no_purpose_names_a_missing_task():
 
 @pytest.mark.parametrize("name, purpose", [
     ("fetch_source", "pipeline"), ("detect_stack", "pipeline"), ("deploy_release", "pipeline"),
-    ("start_release", "pipeline"), ("destroy_service", "pipeline"),
+    ("start_release", "pipeline"), ("destroy_service", "pipeline"), ("destroy_team", "pipeline"),
     ("build_image", "builds"), ("rebuild_stack", "builds"),
     ("collect_metrics", "housekeeping"), ("roll_up_metrics", "housekeeping"), ("reconcile", "housekeeping"),
     ("sync_router", "housekeeping"), ("scale_idle_to_zero", "housekeeping"), ("prune_images", "housekeeping"),

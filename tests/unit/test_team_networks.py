@@ -19,8 +19,9 @@ from hakobune.platform.accounts.tokens import create_api_token
 from hakobune.platform.builds.models import Build, BuildStatus
 from hakobune.platform.builds.state import advance
 from hakobune.platform.services.models import Release
-from hakobune.platform.services.services import create_service, deploy_service
+from hakobune.platform.services.services import ServiceActionError, create_service, deploy_service
 from hakobune.runtime import subnets
+from hakobune.runtime.base import ServiceRef
 from hakobune.runtime.dummy import DummyBackend
 from hakobune.worker import tasks
 from tests.conftest import upload_of
@@ -33,6 +34,10 @@ class NetworkedDummy(DummyBackend):
     """The dummy backend, saying it makes team networks as the local one does."""
 
     capabilities = DummyBackend.capabilities | {"team_networks"}
+
+    def remove_team_networks(self, known_teams: set[str]) -> list[str]:
+        self.calls.append(("remove_team_networks", frozenset(known_teams)))
+        return []
 
 
 @pytest.fixture
@@ -451,3 +456,70 @@ def test_a_block_another_network_took_first_is_exchanged_for_a_free_one(networke
     assert TeamNetwork.objects.get(team=team).subnet == "10.213.0.64/26"
     assert [spec.network_subnet for name, spec in networked.calls if name == "deploy"] == [
         "10.213.0.0/26", "10.213.0.64/26"]
+
+
+# -- an administrator deletes a team -------------------------------------------------------
+
+
+def test_an_administrator_deletes_a_team_with_live_services_after_a_confirmation(
+        networked, settings, queued_tasks, client, django_capture_on_commit_callbacks, db):
+    settings.TEAM_SUBNET_POOL = "10.213.0.0/26"  # one block: the next team needs this one's
+    owner = get_user_model().objects.create_user(username="olga", password="x")
+    admin = get_user_model().objects.create_superuser(username="ada", password="x")
+    team = create_team(name="gone", owner=owner)
+    service = create_service(team=team, name="hello", created_by=owner)
+    assert _deploy(service, owner).status == "live" and _deploy(service, owner).status == "live"
+    assert Release.objects.filter(service=service).count() == 2  # one live, one it replaced
+    delete_url = reverse("admin:accounts_team_delete", args=[team.id])
+
+    # A member who is not an administrator cannot.
+    client.force_login(owner)
+    assert client.post(delete_url, {"post": "yes"}).status_code == 302  # to the admin's login
+    assert Team.objects.filter(id=team.id, deleting_since__isnull=True).exists()
+
+    # The administrator is asked to confirm, and told what goes with the team.
+    client.force_login(admin)
+    page = client.get(delete_url).content.decode()
+    assert "Service gone/hello: its instances stopped and removed, with its 2 release(s), 2 build(s)" in page
+    assert "Its network (10.213.0.0/26): removed, its address block free for another team" in page
+    assert "protected" not in page.lower() and "Cannot delete" not in page
+    with django_capture_on_commit_callbacks(execute=True):
+        answer = client.post(delete_url, {"post": "yes"}, follow=True)
+    assert "are being stopped and removed" in answer.content.decode()
+    assert ("destroy_team", team.id) in queued_tasks
+    # Meanwhile its services are no longer wanted, and no new one is made in it.
+    service.refresh_from_db()
+    assert service.desired_state == "deleted"
+    with pytest.raises(ServiceActionError, match="being deleted"):
+        create_service(team=Team.objects.get(id=team.id), name="late", created_by=owner)
+
+    tasks.destroy_team(team.id)
+
+    assert ("destroy", ServiceRef("gone", "hello")) in networked.calls
+    assert ("remove_team_networks", frozenset()) in networked.calls
+    assert not Team.objects.filter(id=team.id).exists()
+    assert not Release.objects.filter(service_id=service.id).exists()
+    assert not Build.objects.filter(service_id=service.id).exists()
+    # Its block serves the next team.
+    assert create_team(name="next", owner=owner).network.subnet == "10.213.0.0/26"
+    # Run twice (a duplicate delivery): nothing more to do.
+    tasks.destroy_team(team.id)
+
+
+def test_a_team_not_marked_for_deletion_is_never_destroyed_by_a_stray_task(networked, queued_tasks, db):
+    owner = _owner()
+    team = create_team(name="stays", owner=owner)
+    create_service(team=team, name="hello", created_by=owner)
+    tasks.destroy_team(team.id)
+    assert Team.objects.filter(id=team.id).exists() and team.services.count() == 1
+    assert not [call for call in networked.calls if call[0] == "destroy"]
+
+
+def test_only_administrators_delete_teams(networked, db):
+    from hakobune.platform.services.services import delete_team
+
+    owner = get_user_model().objects.create_user(username="olga", password="x")
+    team = create_team(name="acme", owner=owner)
+    with pytest.raises(ServiceActionError, match="Only administrators"):
+        delete_team(team=team, deleted_by=owner)
+    assert Team.objects.get(id=team.id).deleting_since is None

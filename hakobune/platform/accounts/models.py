@@ -22,6 +22,10 @@ class Team(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="created_teams"
     )
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="teams")
+    # Set when an administrator deletes the team: a worker stops and removes
+    # its services, then deletes it and reclaims its network
+    # (services/housekeeping.py, destroy_team). No service is created meanwhile.
+    deleting_since = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["name"]
@@ -111,7 +115,7 @@ class TeamNetwork(models.Model):
     """The address block of a team's network on the local runtime, cut from
     TEAM_SUBNET_POOL (accounts/networks.py). One block a team, one team a
     block: the unique constraints are what makes two claims at once safe.
-    Deleting the team frees the row; the reconciler removes the network."""
+    Deleting the team frees the row; destroy_team removes the network."""
 
     team = models.OneToOneField(Team, on_delete=models.CASCADE, related_name="network")
     subnet = models.CharField(max_length=18, unique=True)

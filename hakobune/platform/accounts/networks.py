@@ -22,8 +22,8 @@ loser moves on to the next free one.
 A team's existing network is never torn down for its subnet: the runtime
 uses a network of the team's name as it finds it (one made from Docker's
 pools before this keeps working) and uses the block only when it creates the
-network. Deleting the team deletes its row (a cascade); the reconciler
-removes the network, and the block is not handed out again while the host
+network. Deleting the team deletes its row (a cascade); destroy_team (or
+later the reconciler) removes the network, and the block is not handed out again while the host
 still routes it (host_networks lists it)."""
 
 from __future__ import annotations

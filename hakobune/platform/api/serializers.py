@@ -205,6 +205,10 @@ class ServiceSerializer(DeclaredSettingsMixin, serializers.Serializer):
     source = SourceSerializer(source="*")
     live_release = ReleaseSerializer(allow_null=True)
     latest_build = serializers.SerializerMethodField()
+    route_problem = serializers.CharField(
+        help_text="Why the router leaves this service's route out (a domain it cannot serve, say), in words; "
+                  "empty when it is routed. The platform's other services are served all the same."
+    )
     created_at = serializers.DateTimeField()
 
     settings_after = "target"

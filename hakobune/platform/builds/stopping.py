@@ -12,6 +12,7 @@ serializes it with the newer one, which replaces it once live."""
 from __future__ import annotations
 
 from hakobune.platform import queue
+from hakobune.platform.governance.reviews import close_review
 
 from .log import BuildLog
 from .models import STOPPABLE, Build, BuildStatus
@@ -20,14 +21,18 @@ from .state import stop
 S = BuildStatus
 
 
-def stop_build(build: Build, to_status: str, line: str) -> bool:
+def stop_build(build: Build, to_status: str, line: str, *, review_note: str = "") -> bool:
     """Ends the build as `to_status` (cancelled or superseded) if it has not
-    reached its deploy; `line` goes into its log. Returns whether it did."""
+    reached its deploy; `line` goes into its log. A build that waited for an
+    administrator's review closes the review (nothing waits for it any more),
+    with `review_note` as the reason. Returns whether it did."""
     was = stop(build.id, to_status)
     if was is None:
         return False
     with BuildLog(build.id) as log:
         log.write(line, keep=True)
+    if was == S.REVIEWING:
+        close_review(build.service, review_note or line.lstrip("⊘ "))
     if was != S.QUEUED:
         queue.enqueue_on_commit("stop_build", build.id)  # its containers, processes and workspace
     queue.enqueue_on_commit("admit_builds")  # its slot, or its place in the queue, is free
@@ -41,6 +46,8 @@ def supersede_earlier(build: Build) -> list[int]:
     superseded = []
     for older in earlier.order_by("number"):
         if stop_build(older, S.SUPERSEDED, f"⊘ Superseded by deploy #{build.number}: a newer deploy of this service "
-                                            "was accepted, and the newest deploy wins. Nothing of this one goes live."):
+                                            "was accepted, and the newest deploy wins. Nothing of this one goes live.",
+                      review_note=f"Deploy #{older.number}, which waited for this review, was superseded by deploy "
+                                  f"#{build.number}. The review opens again once that one is built."):
             superseded.append(older.number)
     return superseded

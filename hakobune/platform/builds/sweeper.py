@@ -17,8 +17,11 @@ scheduler) and when a worker starts.
   the step, the others find it claimed and do nothing.
 
 Builds waiting for an administrator's review wait for a person, not a
-worker, and are left alone. Releases waiting to start (rollbacks, new
-settings) are queued again after Redis lost its memory."""
+worker, and are left alone. Releases made without a build (a rollback, a
+scale, new settings or environment, a restart) are swept the same way: one
+whose worker died while starting it (its lease ran out) is started again, at
+most STEP_MAX_RESUMES times, then fails with a reason; one waiting to start
+whose message was lost is queued again."""
 
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ from datetime import timedelta
 
 import redis
 from django.conf import settings
+from django.db.models import F
 from django.utils import timezone
 
 from hakobune.platform import queue
@@ -90,23 +94,60 @@ def sweep() -> Swept:
                     swept.requeued += 1
         except Exception:  # noqa: BLE001 - one build's trouble must not stop the sweep of the others
             logger.exception("could not sweep build %s", build.id)
-    if forgot:
-        swept.requeued += _requeue_pending_releases()
+    _sweep_releases(swept, lease_cutoff, requeue_cutoff, forgot)
     return swept
 
 
-def _requeue_pending_releases() -> int:
-    """Releases made without a build (a rollback, a scale, new settings) wait
-    `pending` for start_release; after Redis lost its memory, that message is
-    gone. A duplicate does nothing (releases.claim_pending)."""
-    count = 0
-    for release_id in Release.objects.filter(status=Release.Status.PENDING).values_list("id", flat=True):
+def _sweep_releases(swept: Swept, lease_cutoff, requeue_cutoff, forgot: bool) -> None:
+    """Releases made without a build wait `pending` for start_release, then
+    are `deploying` under their worker's lease (releases.start_pending). A
+    build's own release (no claimed_at) is its build's deploy step's."""
+    R = Release.Status
+    waiting = Release.objects.filter(status=R.PENDING) | Release.objects.filter(
+        status=R.DEPLOYING, claimed_at__isnull=False
+    )
+    for release in waiting.only("id", "status", "claimed_at", "heartbeat_at", "start_resumes"):
         try:
-            queue.enqueue("start_release", release_id)
-            count += 1
-        except Exception:  # noqa: BLE001
-            logger.exception("could not queue release %s again", release_id)
-    return count
+            if release.status == R.DEPLOYING:
+                if release.heartbeat_at is None or release.heartbeat_at < lease_cutoff:
+                    _release_lease_ran_out(release, swept)
+            elif forgot or release.heartbeat_at is None or release.heartbeat_at < requeue_cutoff:
+                # Its message was lost (Redis restarted empty, or a worker died
+                # holding it). A duplicate does nothing (releases.claim_pending).
+                if Release.objects.filter(id=release.id, status=R.PENDING, heartbeat_at=release.heartbeat_at).update(
+                    heartbeat_at=timezone.now()
+                ):
+                    logger.info("release %s waited for a worker to start it; queued again", release.id)
+                    queue.enqueue("start_release", release.id)
+                    swept.requeued += 1
+        except Exception:  # noqa: BLE001 - one release's trouble must not stop the sweep of the others
+            logger.exception("could not sweep release %s", release.id)
+
+
+def _release_lease_ran_out(release: Release, swept: Swept) -> None:
+    R = Release.Status
+    limit = int(settings.TASK_TIME_LIMITS["start_release"])
+    seen = release.heartbeat_at
+    ran = (seen - release.claimed_at).total_seconds() if seen and release.claimed_at else 0
+    diagnosis = None
+    if ran >= limit:
+        diagnosis = Diagnosis("pipeline.step_timeout", {"step": "start", "seconds": limit})
+    elif release.start_resumes >= settings.STEP_MAX_RESUMES:
+        diagnosis = Diagnosis("pipeline.worker_lost", {"step": "start", "times": release.start_resumes + 1})
+    if diagnosis is not None:
+        if Release.objects.filter(id=release.id, status=R.DEPLOYING, heartbeat_at=seen).update(
+            status=R.FAILED, **failure_fields(diagnosis)
+        ):
+            logger.warning("release %s failed to start: %s", release.id, diagnosis.in_english())
+            swept.failed += 1
+        return
+    if not Release.objects.filter(id=release.id, status=R.DEPLOYING, heartbeat_at=seen).update(
+        status=R.PENDING, claimed_at=None, heartbeat_at=timezone.now(), start_resumes=F("start_resumes") + 1
+    ):
+        return  # its worker renewed the lease meanwhile, or another sweeper took it
+    logger.warning("release %s: the worker starting it stopped; starting it again", release.id)
+    queue.enqueue("start_release", release.id)
+    swept.resumed += 1
 
 
 def _send_step(build: Build, status: str) -> None:

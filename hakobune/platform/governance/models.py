@@ -52,6 +52,9 @@ class ServiceReview(models.Model):
         PENDING = "pending", "Waiting for review"
         APPROVED = "approved", "Approved"
         REJECTED = "rejected", "Not approved"
+        # Nothing waits for it any more: the build that waited was superseded
+        # or cancelled. A newer build of the service opens it again.
+        CLOSED = "closed", "Closed: nothing waits"
 
     service = models.OneToOneField("services.Service", on_delete=models.CASCADE, related_name="review")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)

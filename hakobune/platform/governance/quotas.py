@@ -35,8 +35,17 @@ class Usage:
     memory_mb: int
 
 
+def policy_of(team) -> TeamPolicy | None:
+    """The team's policy (None: the platform's defaults); read with the team
+    when it was selected with `select_related("policy")`, so that a page
+    listing teams asks once, not once per team."""
+    if "policy" in team._state.fields_cache:
+        return team._state.fields_cache["policy"]
+    return TeamPolicy.objects.filter(team=team).first()
+
+
 def limits_of(team) -> Limits:
-    policy = TeamPolicy.objects.filter(team=team).first()
+    policy = policy_of(team)
 
     def pick(field, default):
         value = getattr(policy, field, None) if policy else None

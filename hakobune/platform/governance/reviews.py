@@ -13,6 +13,7 @@ from hakobune.platform.diagnoses import Diagnosis
 from hakobune.platform.queue import enqueue_on_commit
 
 from .models import ServiceReview, TeamPolicy
+from .quotas import policy_of
 
 
 class ReviewError(Exception):
@@ -20,7 +21,7 @@ class ReviewError(Exception):
 
 
 def review_required(team) -> bool:
-    policy = TeamPolicy.objects.filter(team=team).first()
+    policy = policy_of(team)
     if policy and policy.review:
         return policy.review == TeamPolicy.Review.REQUIRED
     return settings.REVIEW_NEW_SERVICES
@@ -37,11 +38,24 @@ def needs_review(service) -> bool:
 def request_review(service) -> ServiceReview:
     """Puts the service in the review queue (again, after a rejection)."""
     review, created = ServiceReview.objects.get_or_create(service=service)
-    if not created and review.status == ServiceReview.Status.REJECTED:
+    if not created and review.status in (ServiceReview.Status.REJECTED, ServiceReview.Status.CLOSED):
         ServiceReview.objects.filter(id=review.id).update(
-            status=ServiceReview.Status.PENDING, requested_at=timezone.now()
+            status=ServiceReview.Status.PENDING, requested_at=timezone.now(), note="", reviewed_by=None,
+            reviewed_at=None,
         )
     return review
+
+
+def close_review(service, why: str) -> bool:
+    """Closes the service's open review once no build of it waits for one
+    any more (the one that waited was superseded or cancelled), saying why:
+    an administrator is not asked to decide on a deploy that is gone. The
+    service's next build that needs a review opens it again."""
+    if waiting_builds(service).exists():
+        return False
+    return ServiceReview.objects.filter(service=service, status=ServiceReview.Status.PENDING).update(
+        status=ServiceReview.Status.CLOSED, note=why, reviewed_by=None, reviewed_at=timezone.now()
+    ) == 1
 
 
 def waiting_builds(service):

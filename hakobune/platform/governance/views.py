@@ -1,17 +1,21 @@
 """Staff: each team's quota and usage, the queue of services waiting for
 review, with what each would run, and the host's disk (what pruning keeps and
-freed)."""
+freed) and housekeeping (metrics collections, and those skipped)."""
+
+import redis
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_POST
 
 from hakobune.platform.accounts.models import Team
 from hakobune.platform.accounts.permissions import staff_or_403
 from hakobune.platform.builds import disk
+from hakobune.platform.observability import collectors
 from hakobune.platform.queue import enqueue_on_commit
 from hakobune.platform.services.models import Service
 
@@ -89,7 +93,22 @@ def review_service(request, service_id, decision):
 @login_required
 def disk_page(request):
     staff_or_403(request.user, "see the host's disk")
-    return render(request, "governance/disk.html", {"report": disk.usage_report()})
+    return render(request, "governance/disk.html", {
+        "report": disk.usage_report(), "collection": _collection_health(), "metrics_seconds": settings.METRICS_SECONDS,
+    })
+
+
+def _collection_health() -> dict:
+    """The metrics collections: the last one, and how many were skipped
+    because the one before was still running (counted in Redis)."""
+    try:
+        health = collectors.collection_health()
+    except redis.RedisError as exc:
+        return {"error": str(exc)}
+    last = health.get("last")
+    if last and last.get("at"):
+        last = {**last, "at": parse_datetime(last["at"])}
+    return {"skipped": health["skipped"], "last": last}
 
 
 @login_required

@@ -259,6 +259,36 @@ def destroy_service(service_id: int) -> None:
                 default_storage.delete(name)
 
 
+def destroy_team(team_id: int) -> None:
+    """The worker's half of deleting a team (services.delete_team): each of
+    its services is destroyed as a deleted service is, then the team goes
+    (its members, policy and network block with it) and its network is
+    removed from each runtime at once, so its block serves the next team. A
+    service that could not be removed raises: the task is tried again, and
+    the team stays, marked deleting, until it is done."""
+    team = Team.objects.filter(id=team_id, deleting_since__isnull=False).first()
+    if team is None:
+        return
+    for service_id in Service.objects.filter(team=team).values_list("id", flat=True):
+        Service.objects.filter(id=service_id).update(desired_state=DesiredState.DELETED)
+        destroy_service(service_id)
+    with transaction.atomic():
+        # Releases protect their builds; they go first (as destroy_service does).
+        Service.objects.filter(team=team).update(live_release=None)
+        Release.objects.filter(service__team=team).delete()
+        team.delete()
+    logger.info("team %s deleted, with its services", team.name)
+    known = set(Team.objects.values_list("name", flat=True))
+    for backend in all_backends():
+        try:
+            for action in backend.remove_team_networks(known):
+                logger.info("%s", action)
+        except RuntimeBackendError as exc:
+            # The reconciler removes it later.
+            logger.warning("could not remove the network of team %s on %s yet: %s", team.name, backend.alias,
+                           exc.message)
+
+
 def rebuild_stack(language: str, user_id: int | None = None) -> None:
     """An admin's one action: build the language's stack afresh from Debian,
     then redeploy every live service built on it."""

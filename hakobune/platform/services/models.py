@@ -360,6 +360,15 @@ class Release(models.Model):
     runtime_state = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     live_at = models.DateTimeField(null=True, blank=True)
+    # A release made without a build is started by a worker (start_release)
+    # under a lease, as a build's step is (builds/sweeper.py): claimed_at is
+    # when a worker took it (None while it waits, and for a build's own
+    # release, which the build's deploy step holds); heartbeat_at is renewed
+    # while the worker runs and set when it is queued; start_resumes counts
+    # the starts taken back from a worker that died.
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True, default=timezone.now)
+    start_resumes = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
         ordering = ["-number"]

@@ -13,6 +13,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from hakobune.platform.accounts import networks
+from hakobune.platform.builds.lease import Lease
 from hakobune.platform.builds.state import failure_fields
 from hakobune.platform.crypto import decrypt
 from hakobune.platform.diagnoses import Diagnosis, diagnose
@@ -137,14 +138,28 @@ def new_release(service: Service, *, build, image: str, config: dict, descriptio
 
 
 def claim_pending(release_id: int) -> bool:
+    """A worker takes a pending release to start it: a lease it renews
+    (renew_start) while it starts it, as a build's step is claimed."""
+    now = timezone.now()
     return Release.objects.filter(id=release_id, status=Release.Status.PENDING).update(
-        status=Release.Status.DEPLOYING
+        status=Release.Status.DEPLOYING, claimed_at=now, heartbeat_at=now
     ) == 1
+
+
+def renew_start(release_id: int) -> bool:
+    """Renews the lease of a release being started: its worker is alive.
+    False once it is no longer being started (live, failed, or taken back by
+    the sweeper)."""
+    return Release.objects.filter(
+        id=release_id, status=Release.Status.DEPLOYING, claimed_at__isnull=False
+    ).update(heartbeat_at=timezone.now()) == 1
 
 
 def unclaim(release_id: int) -> None:
     """Puts a release whose start met a passing fault back, for a retry."""
-    Release.objects.filter(id=release_id, status=Release.Status.DEPLOYING).update(status=Release.Status.PENDING)
+    Release.objects.filter(id=release_id, status=Release.Status.DEPLOYING).update(
+        status=Release.Status.PENDING, claimed_at=None, heartbeat_at=timezone.now()
+    )
 
 
 def start(release: Release, log: Callable[[str], None], *, may_retry: bool = False) -> None:
@@ -230,7 +245,11 @@ def start_pending(release_id: int, *, attempt: int = 1) -> None:
     if not claim_pending(release_id):
         return
     release = Release.objects.select_related("service__team").get(id=release_id)
-    with deploy_lock(release.service_id):
+    # The lease is renewed while this worker waits for the deploy lock and
+    # starts the release; a worker that dies stops renewing it, and the
+    # sweeper starts the release again (builds/sweeper.py).
+    with Lease(f"the start of release {release_id}", lambda: renew_start(release_id)), \
+            deploy_lock(release.service_id):
         try:
             start(release, lambda line: logger.info("%s: %s", release, line), may_retry=attempt < MAX_ATTEMPTS)
             started = True

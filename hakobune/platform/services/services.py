@@ -3,6 +3,7 @@ through these functions."""
 
 from __future__ import annotations
 
+import logging
 import secrets
 
 from decimal import Decimal
@@ -13,6 +14,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from hakobune.platform.accounts.models import Team
 from hakobune.platform.builds.models import STOPPABLE, Build, BuildStatus
 from hakobune.platform.builds.stopping import stop_build, supersede_earlier
 from hakobune.platform.crypto import encrypt
@@ -36,6 +38,8 @@ from .domains import LookupFailed, txt_values
 from .releases import new_release
 from .scaling import wake
 from .sources import check_git_source
+
+logger = logging.getLogger(__name__)
 
 
 class ServiceActionError(Exception):
@@ -71,6 +75,8 @@ def _within_quota(service: Service, *, creating: bool = False, **changes) -> Non
 def create_service(
     *, team, name: str, created_by, git_url: str = "", git_ref: str = "", git_token: str = "", **settings_fields
 ) -> Service:
+    if team.deleting_since is not None:
+        raise ServiceActionError(f"Team {team.name} is being deleted by an administrator.")
     if Service.objects.filter(team=team, name=name).exists():
         raise ServiceActionError(f"Your team already has a service called {name}.")
     columns, extra = split_by_storage(settings_fields)
@@ -171,7 +177,8 @@ def cancel_build(*, build: Build, cancelled_by) -> Build:
                                      "cancelled now; roll back once it is live if you do not want it.")
         raise ServiceActionError(f"Deploy #{build.number} has already ended ({build.get_status_display().lower()}).")
     who = getattr(cancelled_by, "username", "") or "someone"
-    if not stop_build(build, BuildStatus.CANCELLED, f"⊘ Cancelled by {who}."):
+    if not stop_build(build, BuildStatus.CANCELLED, f"⊘ Cancelled by {who}.",
+                      review_note=f"Deploy #{build.number}, which waited for this review, was cancelled by {who}."):
         build.refresh_from_db()
         raise ServiceActionError(f"Deploy #{build.number} moved on meanwhile ({build.get_status_display().lower()}) "
                                  "and was not cancelled.")
@@ -264,6 +271,22 @@ def start_service(*, service: Service, created_by=None) -> None:
 
     Service.objects.filter(id=service.id).update(desired_state=DesiredState.RUNNING)
     backend_for(service).start(ServiceRef(service.team.name, service.name))
+
+
+def delete_team(*, team, deleted_by) -> int:
+    """An administrator deletes a team: its services are marked deleted at
+    once (no longer routed or reconciled), and a worker stops and removes
+    them (instances, routes, images, releases, builds, logs, metrics), then
+    deletes the team and removes its network, whose address block is free
+    again. Returns how many services go with it."""
+    if not getattr(deleted_by, "is_staff", False):
+        raise ServiceActionError("Only administrators delete teams.")
+    with transaction.atomic():
+        Team.objects.filter(id=team.id, deleting_since__isnull=True).update(deleting_since=timezone.now())
+        count = Service.objects.filter(team=team).update(desired_state=DesiredState.DELETED)
+        enqueue_on_commit("destroy_team", team.id)
+    logger.info("team %s deleted by %s: %s service(s) to remove", team.name, deleted_by, count)
+    return count
 
 
 def delete_service(*, service: Service, created_by=None) -> None:
