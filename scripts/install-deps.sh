@@ -54,6 +54,7 @@ REQUIRED=(
     "update-ca-certificates ca-certificates"
     "iptables iptables"
     "wrk wrk"  # the load generator of bench/router_overhead.py
+    "msgfmt gettext"  # checks and compiles the Japanese catalogue (tests/unit/test_i18n.py)
 )
 # The browser tests drive Debian's Chromium; only `make test` asks for it.
 if [ "${HAKOBUNE_WITH_BROWSER:-0}" = 1 ]; then

@@ -1,4 +1,6 @@
 from django import forms
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from hakobune.runtime.firewall import allowed_network
 
@@ -10,8 +12,8 @@ class TeamPolicyForm(forms.ModelForm):
         model = TeamPolicy
         fields = ["max_services", "max_cpu", "max_memory_mb", "review", "allowed_networks"]
         labels = {
-            "max_services": "Most services", "max_cpu": "CPU cores at once", "max_memory_mb": "Memory at once (MiB)",
-            "review": "New services", "allowed_networks": "Private networks it may reach",
+            "max_services": _("Most services"), "max_cpu": _("CPU cores at once"), "max_memory_mb": _("Memory at once (MiB)"),
+            "review": _("New services"), "allowed_networks": _("Private networks it may reach"),
         }
         widgets = {"allowed_networks": forms.Textarea(attrs={"rows": 2, "placeholder": "10.20.0.0/16"})}
 
@@ -27,4 +29,5 @@ class TeamPolicyForm(forms.ModelForm):
     def __init__(self, *args, defaults=None, **kwargs):
         super().__init__(*args, **kwargs)
         for name, value in (defaults or {}).items():
-            self.fields[name].widget.attrs["placeholder"] = f"empty: {value:g}" if isinstance(value, float) else f"empty: {value}"
+            self.fields[name].widget.attrs["placeholder"] = gettext("empty: %(value)s") % {
+                "value": f"{value:g}" if isinstance(value, float) else value}

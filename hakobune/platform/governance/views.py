@@ -7,6 +7,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from hakobune.platform.accounts.models import Team
@@ -55,11 +56,11 @@ def team_policy(request, team):
         saved = form.save(commit=False)
         saved.updated_by = request.user
         saved.save()
-        said = (f"Saved team {team}'s quota. Services that already hold more keep running; "
-                "they cannot grow until they are under it.")
+        said = _("Saved team %(team)s's quota. Services that already hold more keep running; "
+                 "they cannot grow until they are under it.") % {"team": team}
         if "allowed_networks" in form.changed_data:
             enqueue_on_commit("reconcile")  # the firewall takes the new allow-list now
-            said += " The private networks it may reach change within seconds."
+            said += " " + _("The private networks it may reach change within seconds.")
         messages.success(request, said)
         return redirect("governance:quotas")
     return render(request, "governance/team_policy.html", {"team": team, "form": form, "usage": usage_of(team),
@@ -77,10 +78,10 @@ def review_service(request, service_id, decision):
     try:
         if decision == "approve":
             released = approve(service=service, by=request.user, note=note)
-            messages.success(request, f"Approved {service}." + (" Its deploy goes on now." if released else ""))
+            messages.success(request, _("Approved %(service)s.") % {"service": service} + (" " + _("Its deploy goes on now.") if released else ""))
         else:
             reject(service=service, by=request.user, note=note)
-            messages.success(request, f"Did not approve {service}; the team sees why.")
+            messages.success(request, _("Did not approve %(service)s; the team sees why.") % {"service": service})
     except ReviewError as exc:
         messages.error(request, str(exc))
     return redirect("governance:quotas")
@@ -97,5 +98,5 @@ def disk_page(request):
 def prune_now(request):
     staff_or_403(request.user, "prune images")
     enqueue_on_commit("prune_images")
-    messages.success(request, "Pruning now; this page shows what it freed once it is done (reload in a minute).")
+    messages.success(request, _("Pruning now; this page shows what it freed once it is done (reload in a minute)."))
     return redirect("governance:disk")
