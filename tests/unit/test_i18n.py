@@ -19,10 +19,14 @@ MSGFMT = shutil.which("msgfmt")
 needs_msgfmt = pytest.mark.skipif(MSGFMT is None, reason="Debian's gettext (msgfmt) is not installed; `make deps` installs it")
 
 
+DOMAINS = ["django", "hakobune-cli"]
+
+
 @needs_msgfmt
-def test_the_japanese_catalogue_has_no_untranslated_or_fuzzy_entry(tmp_path):
+@pytest.mark.parametrize("domain", DOMAINS)
+def test_the_japanese_catalogue_has_no_untranslated_or_fuzzy_entry(tmp_path, domain):
     checked = subprocess.run(
-        [MSGFMT, "--check", "--statistics", "-o", str(tmp_path / "django.mo"), str(CATALOGUE / "django.po")],
+        [MSGFMT, "--check", "--statistics", "-o", str(tmp_path / f"{domain}.mo"), str(CATALOGUE / f"{domain}.po")],
         capture_output=True, text=True,
     )
     assert checked.returncode == 0, checked.stderr
@@ -32,12 +36,13 @@ def test_the_japanese_catalogue_has_no_untranslated_or_fuzzy_entry(tmp_path):
 
 
 @needs_msgfmt
-def test_the_committed_compiled_catalogue_is_the_current_one(tmp_path):
+@pytest.mark.parametrize("domain", DOMAINS)
+def test_the_committed_compiled_catalogue_is_the_current_one(tmp_path, domain):
     """A fresh clone serves Japanese without gettext: the .mo is committed, and
     must be compiled from the .po as it is now."""
-    subprocess.run([MSGFMT, "-o", str(tmp_path / "django.mo"), str(CATALOGUE / "django.po")], check=True)
-    assert (CATALOGUE / "django.mo").read_bytes() == (tmp_path / "django.mo").read_bytes(), (
-        "run: msgfmt -o hakobune/platform/locale/ja/LC_MESSAGES/django.mo hakobune/platform/locale/ja/LC_MESSAGES/django.po"
+    subprocess.run([MSGFMT, "-o", str(tmp_path / f"{domain}.mo"), str(CATALOGUE / f"{domain}.po")], check=True)
+    assert (CATALOGUE / f"{domain}.mo").read_bytes() == (tmp_path / f"{domain}.mo").read_bytes(), (
+        f"run: msgfmt -o {CATALOGUE}/{domain}.mo {CATALOGUE}/{domain}.po"
     )
 
 
@@ -89,3 +94,19 @@ def test_one_stored_diagnosis_reads_in_either_language():
     with translation.override("ja"):
         assert diagnosis.in_words().startswith("ビルドが制限時間の 900 秒を超えたため止めました。")
         assert diagnosis.in_english().startswith("The build took longer than 900 s")
+
+
+def test_the_command_speaks_the_language_of_lang(tmp_path, monkeypatch, capsys):
+    from hakobune import cli
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    for name in ("HAKOBUNE_URL", "HAKOBUNE_TOKEN", "LANGUAGE", "LC_ALL", "LC_MESSAGES"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LANG", "ja_JP.UTF-8")
+    assert cli.main(["whoami"]) == cli.EXIT_USAGE
+    assert "ログインしていません。`hakobune login https://your-hakobune` を実行するか" in capsys.readouterr().err
+    assert cli.Api("http://127.0.0.1:1").session.headers["Accept-Language"] == "ja"
+    monkeypatch.setenv("LANG", "C.UTF-8")
+    assert cli.main(["whoami"]) == cli.EXIT_USAGE
+    assert "Not logged in. Run `hakobune login" in capsys.readouterr().err
+    assert cli.Api("http://127.0.0.1:1").session.headers["Accept-Language"] == "en"
