@@ -69,6 +69,11 @@ for pair in "${REQUIRED[@]}"; do
     fi
 done
 
+# The browser tests look at Japanese pages: without a Japanese font they show boxes.
+if [ "${HAKOBUNE_WITH_BROWSER:-0}" = 1 ] && ! { command -v fc-list >/dev/null 2>&1 && [ -n "$(fc-list :lang=ja 2>/dev/null)" ]; }; then
+    MISSING+=(fonts-ipafont-gothic)
+fi
+
 # --- Python >= 3.12 ----------------------------------------------------------------
 
 py_ok() {  # py_ok PYTHON: it runs and is at least 3.12

@@ -1,6 +1,9 @@
+import re
+
 from django import template
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
+from django.utils.translation import gettext, ngettext
 
 from hakobune.platform.builds.models import BuildStatus
 
@@ -102,6 +105,41 @@ def status_tone(status):
 def status_label(status):
     """A status word in the reader's language (the word itself when unknown)."""
     return STATUS_LABELS.get(str(status), status)
+
+
+# Words stored in English (a release's description) or said by a runtime
+# library (an instance count), matched whole and put in the reader's language;
+# anything else is shown as it is.
+STORED_WORDS = [
+    (re.compile(r"Deploy #(?P<number>\d+)"), lambda m: gettext("Deploy #%(number)s") % m.groupdict()),
+    (re.compile(r"Rollback to v(?P<number>\d+)"), lambda m: gettext("Rollback to v%(number)s") % m.groupdict()),
+    (re.compile(r"Scaled to (?P<count>\d+) instances?"),
+     lambda m: ngettext("Scaled to %(count)s instance", "Scaled to %(count)s instances", int(m["count"])) % m.groupdict()),
+    (re.compile(r"Restart"), lambda m: gettext("Restart")),
+    (re.compile(r"Changed (?P<what>[\w, ]+)"), lambda m: gettext("Changed %(what)s") % m.groupdict()),
+    (re.compile(r"Set (?P<keys>[\w, ]+)"), lambda m: gettext("Set %(keys)s") % m.groupdict()),
+    (re.compile(r"Unset (?P<keys>[\w, ]+)"), lambda m: gettext("Unset %(keys)s") % m.groupdict()),
+    (re.compile(r"(?P<running>\d+) of (?P<total>\d+) instance\(s\) running"),
+     lambda m: gettext("%(running)s of %(total)s instances running") % m.groupdict()),
+    (re.compile(r"(?P<count>\d+) restart\(s\) so far"), lambda m: gettext("%(count)s restarts so far") % m.groupdict()),
+    (re.compile(r"(?P<count>\d+) OOM kill\(s\)"), lambda m: gettext("%(count)s OOM kills") % m.groupdict()),
+    (re.compile(r"no instance is running"), lambda m: gettext("no instance is running")),
+]
+
+
+@register.filter
+def in_readers_words(text):
+    """A stored or library sentence in the reader's language, part by part
+    ("; " between parts); parts it does not know stay as they are."""
+    parts = []
+    for part in str(text or "").split("; "):
+        for pattern, words in STORED_WORDS:
+            match = pattern.fullmatch(part)
+            if match:
+                part = str(words(match))
+                break
+        parts.append(part)
+    return gettext("; ").join(parts)
 
 
 @register.filter

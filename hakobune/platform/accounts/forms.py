@@ -17,7 +17,7 @@ class ApiTokenForm(forms.Form):
     name = forms.CharField(
         max_length=100,
         label=_("Name"), help_text=_("What it is for, like “laptop” or “GitHub Actions”."),
-        widget=forms.TextInput(attrs={"placeholder": "laptop", "autocomplete": "off"}),
+        widget=forms.TextInput(attrs={"placeholder": _("laptop"), "autocomplete": "off"}),
     )
     expires_in_days = forms.TypedChoiceField(
         label=_("Expires"),

@@ -8,6 +8,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from hakobune.platform.accounts.models import Team
@@ -90,7 +91,27 @@ def review_service(request, service_id, decision):
 @login_required
 def disk_page(request):
     staff_or_403(request.user, "see the host's disk")
-    return render(request, "governance/disk.html", {"report": disk.usage_report()})
+    report = disk.usage_report()
+    for space in report["spaces"]:
+        space["what"] = _place_words(space["what"])
+    return render(request, "governance/disk.html", {"report": report})
+
+
+# What each watched file system holds (builds/disk.py names them in English).
+PLACES = {
+    "the build workspace": gettext_lazy("the build workspace"),
+    "the uploads and source snapshots": gettext_lazy("the uploads and source snapshots"),
+    "Hakobune's data folder": gettext_lazy("Hakobune's data folder"),
+    "the Docker Engine's data root (images and build cache)": gettext_lazy("the Docker Engine's data root (images and build cache)"),
+}
+
+
+def _place_words(what: str) -> str:
+    """"the disk that holds A, B and C" in the reader's language."""
+    found = sorted((what.find(name), words) for name, words in PLACES.items() if name in what)
+    if not found:
+        return what
+    return _("the disk that holds %(places)s") % {"places": _(", ").join(str(words) for _at, words in found)}
 
 
 @login_required
