@@ -211,7 +211,8 @@ def test_every_page_fits_a_phone_and_speaks_japanese(live_server, deployed):
     with sync_playwright() as playwright:
         for language in ("en", "ja"):
             # The browser's own words (a file field's button) in the same language.
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, f"--lang={language}"])
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, f"--lang={language}"],
+                                                 env={**os.environ, "LANGUAGE": language})
             try:
                 for size, viewport in (("phone", PHONE), ("desktop", DESKTOP)):
                     # The login page, before anyone logs in.
