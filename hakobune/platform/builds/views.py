@@ -8,7 +8,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
@@ -119,7 +119,7 @@ def build_redeploy(request, service, number):
     """Builds and deploys an earlier deploy's source snapshot again."""
     build = get_object_or_404(Build, service=service, number=number)
     new = redeploy_build(build=build, created_by=request.user)
-    return _("Deploying the source of #%(old)s again, as #%(new)s.") % {"old": build.number, "new": new.number}
+    return gettext("Deploying the source of #%(old)s again, as #%(new)s.") % {"old": build.number, "new": new.number}
 
 
 @login_required
@@ -132,7 +132,7 @@ def build_cancel(request, team, service, number):
     except ServiceActionError as exc:
         messages.error(request, str(exc))
     else:
-        messages.success(request, _("Deploy #%(number)s was cancelled.") % {"number": build.number})
+        messages.success(request, gettext("Deploy #%(number)s was cancelled.") % {"number": build.number})
     if request.POST.get("back") == "service":
         return redirect("services:detail", service.team.name, service.name)
     return redirect("builds:detail", service.team.name, service.name, build.number)
@@ -159,8 +159,8 @@ def stacks_page(request):
 
 def _rebuild_stack(request, language):
     if language not in stacks.RECIPES:
-        messages.error(request, _("Hakobune cannot build a %(language)r stack here.") % {"language": language})
+        messages.error(request, gettext("Hakobune cannot build a %(language)r stack here.") % {"language": language})
         return redirect("builds:stacks")
     enqueue("rebuild_stack", language, request.user.id)
-    messages.success(request, _("Rebuilding the %(language)s stack from Debian; every service on it is redeployed after.") % {"language": language})
+    messages.success(request, gettext("Rebuilding the %(language)s stack from Debian; every service on it is redeployed after.") % {"language": language})
     return redirect("builds:stacks")
