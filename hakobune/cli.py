@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import gettext
 import json
 import os
 import re
@@ -31,6 +32,28 @@ import requests
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 ARCHIVE_LIMIT_HINT = 200 * 1000 * 1000
+
+
+# Messages in the language of $LANGUAGE, $LC_ALL, $LC_MESSAGES or $LANG (English,
+# or Japanese from the catalogue beside the portal's, domain hakobune-cli).
+LOCALE_DIR = Path(__file__).resolve().parent / "platform" / "locale"
+
+
+def _(message: str) -> str:
+    return gettext.translation("hakobune-cli", LOCALE_DIR, fallback=True).gettext(message)
+
+
+def ngettext(singular: str, plural: str, count: int) -> str:
+    return gettext.translation("hakobune-cli", LOCALE_DIR, fallback=True).ngettext(singular, plural, count)
+
+
+def language() -> str:
+    """The reader's language as the portal names it, for Accept-Language."""
+    for name in ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG"):
+        value = os.environ.get(name, "")
+        if value:
+            return "ja" if value.split(":")[0].lower().startswith("ja") else "en"
+    return "en"
 
 
 class CliError(Exception):
@@ -74,7 +97,7 @@ def load_credentials() -> tuple[str, str]:
         url, token = url or stored.get("url", ""), token or stored.get("token", "")
     if not url or not token:
         raise CliError(
-            "Not logged in. Run `hakobune login https://your-hakobune`, or set HAKOBUNE_URL and HAKOBUNE_TOKEN.",
+            _("Not logged in. Run `hakobune login https://your-hakobune`, or set HAKOBUNE_URL and HAKOBUNE_TOKEN."),
             EXIT_USAGE,
         )
     return normalize_url(url), token
@@ -98,6 +121,8 @@ class Api:
             # This host's own portal: never through a proxy.
             self.session.trust_env = False
         self.session.headers["User-Agent"] = "hakobune-cli"
+        # The platform's own refusals come back in the same language.
+        self.session.headers["Accept-Language"] = language()
         if token:
             self.session.headers["Authorization"] = f"Bearer {token}"
 
@@ -107,9 +132,9 @@ class Api:
         try:
             response = self.session.request(method, address, **kwargs)
         except requests.ConnectionError:
-            raise CliError(f"Cannot reach {self.url}. Check the address and that the platform is up.")
+            raise CliError(_("Cannot reach {url}. Check the address and that the platform is up.").format(url=self.url))
         except requests.Timeout:
-            raise CliError(f"{self.url} did not answer in time. Try again in a moment.")
+            raise CliError(_("{url} did not answer in time. Try again in a moment.").format(url=self.url))
         if response.status_code not in expect:
             raise CliError(self._error_message(response))
         return response
@@ -126,9 +151,9 @@ class Api:
             body = response.json()
             message = body.get("error") or body.get("detail") or json.dumps(body)
         except ValueError:
-            message = f"the server answered {response.status_code} {response.reason}"
+            message = _("the server answered {status} {reason}").format(status=response.status_code, reason=response.reason)
             if response.status_code == 404:
-                message += "; is this a Hakobune address?"
+                message += _("; is this a Hakobune address?")
         return message
 
 
@@ -145,9 +170,9 @@ def pick_team(api: Api, team: str | None) -> str:
     if len(teams) == 1:
         return teams[0]["name"]
     if not teams:
-        raise CliError("You are in no team yet. Create one in the portal, or ask an owner to add you.", EXIT_USAGE)
+        raise CliError(_("You are in no team yet. Create one in the portal, or ask an owner to add you."), EXIT_USAGE)
     names = ", ".join(t["name"] for t in teams)
-    raise CliError(f"You are in several teams ({names}); choose one with --team NAME.", EXIT_USAGE)
+    raise CliError(_("You are in several teams ({names}); choose one with --team NAME.").format(names=names), EXIT_USAGE)
 
 
 def default_service_name(path: Path) -> str:
@@ -286,7 +311,7 @@ def pack(root: Path, top: str) -> tuple[Path, int]:
     """A .tar.gz of the folder inside one top folder; returns (path, file count)."""
     names = files_to_pack(root)
     if not names:
-        raise CliError(f"{root} has nothing to deploy (every file is ignored, or it is empty).", EXIT_USAGE)
+        raise CliError(_("{root} has nothing to deploy (every file is ignored, or it is empty).").format(root=root), EXIT_USAGE)
     handle, archive = tempfile.mkstemp(prefix="hakobune-", suffix=".tar.gz")
     os.close(handle)
     with tarfile.open(archive, "w:gz") as tar:
@@ -468,13 +493,13 @@ def follow_build(api: Api, build_id: int, out=None) -> dict:
 def cmd_login(args) -> int:
     url = normalize_url(args.url or os.environ.get("HAKOBUNE_URL", ""))
     if not args.url and not os.environ.get("HAKOBUNE_URL"):
-        raise CliError("Give the platform's address: hakobune login https://your-hakobune", EXIT_USAGE)
+        raise CliError(_("Give the platform's address: hakobune login https://your-hakobune"), EXIT_USAGE)
     token = args.token or os.environ.get("HAKOBUNE_TOKEN", "")
     if not token:
         if not sys.stdin.isatty() and not args.username:
-            raise CliError("No terminal to ask for a password: use --token T or set HAKOBUNE_TOKEN.", EXIT_USAGE)
-        username = args.username or input("Username: ").strip()
-        password = getpass.getpass("Password: ")
+            raise CliError(_("No terminal to ask for a password: use --token T or set HAKOBUNE_TOKEN."), EXIT_USAGE)
+        username = args.username or input(_("Username: ")).strip()
+        password = getpass.getpass(_("Password: "))
         answer = Api(url).post(
             "auth/token",
             json={"username": username, "password": password, "name": f"hakobune CLI on {socket.gethostname()}"[:100]},
@@ -482,9 +507,9 @@ def cmd_login(args) -> int:
         token = answer["token"]
     me = Api(url, token).get("me/")
     path = save_credentials(url, token, me["username"])
-    teams = ", ".join(f"{t['team']} ({t['role']})" for t in me["teams"]) or "none yet"
-    print(f"Logged in to {url} as {me['username']}. Teams: {teams}.")
-    print(f"Credentials saved in {path} (readable by you only).")
+    teams = ", ".join(f"{t['team']} ({t['role']})" for t in me["teams"]) or _("none yet")
+    print(_("Logged in to {url} as {user}. Teams: {teams}.").format(url=url, user=me["username"], teams=teams))
+    print(_("Credentials saved in {path} (readable by you only).").format(path=path))
     return EXIT_OK
 
 
@@ -493,14 +518,14 @@ def cmd_logout(args) -> int:
         credentials_path().unlink()
     except FileNotFoundError:
         pass
-    print("Logged out here. The token still works until you revoke it in the portal (API tokens).")
+    print(_("Logged out here. The token still works until you revoke it in the portal (API tokens)."))
     return EXIT_OK
 
 
 def cmd_whoami(args) -> int:
     api = api_from_config()
     me = api.get("me/")
-    print(f"{me['username']} on {api.url}")
+    print(_("{user} on {url}").format(user=me["username"], url=api.url))
     for team in me["teams"]:
         print(f"  {team['team']}: {team['role']}")
     return EXIT_OK
@@ -515,7 +540,7 @@ def cmd_services(args) -> int:
             live = service["live_release"]
             rows.append((team, service["name"], service["status"], f"v{live['number']}" if live else "—", service["url"]))
     if not rows:
-        print("No services yet. Run `hakobune deploy` in your app's folder.")
+        print(_("No services yet. Run `hakobune deploy` in your app's folder."))
         return EXIT_OK
     widths = [max(len(str(row[i])) for row in rows + [("TEAM", "SERVICE", "STATUS", "RELEASE", "URL")]) for i in range(5)]
     for row in [("TEAM", "SERVICE", "STATUS", "RELEASE", "URL"), *rows]:
@@ -526,7 +551,7 @@ def cmd_services(args) -> int:
 def cmd_deploy(args) -> int:
     root = Path(args.path or ".").resolve()
     if not root.is_dir():
-        raise CliError(f"{root} is not a folder.", EXIT_USAGE)
+        raise CliError(_("{root} is not a folder.").format(root=root), EXIT_USAGE)
     api = api_from_config()
     team = pick_team(api, args.team)
     name = args.service or default_service_name(root)
@@ -538,19 +563,21 @@ def cmd_deploy(args) -> int:
         if args.target:
             body["target"] = args.target
         api.post(f"teams/{quote(team)}/services/", json=body)
-        print(f"Created the service {name} in {team}.")
+        print(_("Created the service {name} in {team}.").format(name=name, team=team))
 
     if args.git:
         build = api.post(f"{where}/deploys/", json={"git_url": args.git, "ref": args.ref or "", "subdir": args.subdir or ""})
-        print(f"Deploying {args.git}{f' at {args.ref}' if args.ref else ''} as deploy #{build['number']}.")
+        print((_("Deploying {git} at {ref} as deploy #{number}.") if args.ref else _("Deploying {git} as deploy #{number}."))
+              .format(git=args.git, ref=args.ref, number=build["number"]))
     else:
         archive, count = pack(root, name)
         try:
             size = archive.stat().st_size
-            print(f"Packed {count} file{'s' if count != 1 else ''} of {root} ({_size(size)}).")
+            print(ngettext("Packed {count} file of {root} ({size}).", "Packed {count} files of {root} ({size}).", count)
+                  .format(count=count, root=root, size=_size(size)))
             if size > ARCHIVE_LIMIT_HINT:
-                print("That is large: leave out dependencies and build output with a .hakobuneignore.", file=sys.stderr)
-            progress = ProgressBar(0, "Uploading")
+                print(_("That is large: leave out dependencies and build output with a .hakobuneignore."), file=sys.stderr)
+            progress = ProgressBar(0, _("Uploading"))
             fields = {"subdir": args.subdir} if args.subdir else {}
             body = MultipartUpload(fields, "source", archive, f"{name}.tar.gz", progress)
             progress.total = len(body)
@@ -559,24 +586,25 @@ def cmd_deploy(args) -> int:
             progress.finish()
         finally:
             archive.unlink(missing_ok=True)
-        print(f"Uploaded; deploy #{build['number']} started. Its build log:")
+        print(_("Uploaded; deploy #{number} started. Its build log:").format(number=build["number"]))
     build = follow_build(api, build["id"])
     if build["status"] == "live":
-        print(f"\n{name} is live (deploy #{build['number']}): {build['url']}")
+        print("\n" + _("{name} is live (deploy #{number}): {url}").format(name=name, number=build["number"], url=build["url"]))
         return EXIT_OK
     if build["status"] == "reviewing":
-        print(f"\nDeploy #{build['number']} is built and waits for an administrator's review; "
-              f"it goes live by itself once they approve ({build['url']}).")
+        print("\n" + _("Deploy #{number} is built and waits for an administrator's review; "
+                       "it goes live by itself once they approve ({url}).").format(number=build["number"], url=build["url"]))
         return EXIT_OK
     if build["status"] == "superseded":
-        print(f"\nDeploy #{build['number']} was superseded: a newer deploy of {name} was accepted, and the newest "
-              "one is the one that goes live.", file=sys.stderr)
+        print("\n" + _("Deploy #{number} was superseded: a newer deploy of {name} was accepted, and the newest "
+                       "one is the one that goes live.").format(number=build["number"], name=name), file=sys.stderr)
         return EXIT_FAILED
     if build["status"] == "cancelled":
-        print(f"\nDeploy #{build['number']} was cancelled; the live release keeps serving.", file=sys.stderr)
+        print("\n" + _("Deploy #{number} was cancelled; the live release keeps serving.").format(number=build["number"]),
+              file=sys.stderr)
         return EXIT_FAILED
-    reason = build["reason"] or f"the build ended as {build['status']}"
-    print(f"\nDeploy #{build['number']} failed: {reason}", file=sys.stderr)
+    reason = build["reason"] or _("the build ended as {status}").format(status=build["status"])
+    print("\n" + _("Deploy #{number} failed: {reason}").format(number=build["number"], reason=reason), file=sys.stderr)
     return EXIT_FAILED
 
 
@@ -609,7 +637,7 @@ def cmd_logs(args) -> int:
                     if line.get("timestamp"):
                         params["since"] = line["timestamp"]
                 elif event == "error":
-                    raise CliError(json.loads(data).get("reason", "the runtime stopped answering"))
+                    raise CliError(json.loads(data).get("reason", _("the runtime stopped answering")))
         except requests.RequestException:
             time.sleep(1)
         finally:
@@ -632,12 +660,13 @@ def cmd_rollback(args) -> int:
         releases = api.get(f"{where}/releases/")
         earlier = [r for r in releases if r["status"] == "superseded" and (not live or r["number"] < live["number"])]
         if not earlier:
-            raise CliError(f"{name} has no earlier release that ran; nothing to roll back to.")
+            raise CliError(_("{name} has no earlier release that ran; nothing to roll back to.").format(name=name))
         target = earlier[0]["number"]
     else:
         target = int(str(target).lstrip("vV"))
     release = api.post(f"{where}/rollback/", json={"release": target})
-    print(f"Rolling back {name} to v{target} as v{release['number']}; nothing is rebuilt.")
+    print(_("Rolling back {name} to v{target} as v{number}; nothing is rebuilt.").format(
+        name=name, target=target, number=release["number"]))
     return EXIT_OK
 
 
@@ -648,12 +677,12 @@ def cmd_cancel(args) -> int:
     if number is None:
         latest = api.get(f"{where}/")["latest_build"]
         if not latest or latest["status"] not in ("queued", "fetching", "detecting", "building", "reviewing"):
-            raise CliError(f"{name} has no deploy in progress to cancel.")
+            raise CliError(_("{name} has no deploy in progress to cancel.").format(name=name))
         number = latest["number"]
     else:
         number = int(str(number).lstrip("#"))
     build = api.post(f"{where}/builds/{number}/cancel/")
-    print(f"Cancelled deploy #{build['number']} of {name}; the live release keeps serving.")
+    print(_("Cancelled deploy #{number} of {name}; the live release keeps serving.").format(number=build["number"], name=name))
     return EXIT_OK
 
 
@@ -663,19 +692,27 @@ def cmd_env(args) -> int:
     if args.env_command == "set":
         values, secrets = _pairs(args.pairs, "KEY=VALUE"), _pairs(args.secrets, "KEY=SECRET[:VERSION]")
         if not values and not secrets:
-            raise CliError("Give KEY=VALUE, or --secret KEY=SECRET for a variable from Secret Manager.", EXIT_USAGE)
+            raise CliError(_("Give KEY=VALUE, or --secret KEY=SECRET for a variable from Secret Manager."), EXIT_USAGE)
         answer = api.request("PUT", where, json={"set": values, "unset": [], "secrets": secrets}).json()
-        print(f"Set {', '.join([*values, *secrets])}" + (f"; v{answer['release']} applies it." if answer.get("release") else "."))
+        print(_env_said(_("Set {keys}"), [*values, *secrets], answer))
     elif args.env_command == "unset":
         answer = api.request("PUT", where, json={"set": {}, "unset": args.keys}).json()
-        print(f"Unset {', '.join(args.keys)}" + (f"; v{answer['release']} applies it." if answer.get("release") else "."))
+        print(_env_said(_("Unset {keys}"), args.keys, answer))
     else:
         answer = api.get(where)
         if not answer["env"]:
-            print(f"{name} has no environment variables.")
+            print(_("{name} has no environment variables.").format(name=name))
         for var in answer["env"]:
-            print(f"{var['key']} from Secret Manager: {var['secret']}" if var.get("secret") else f"{var['key']}={var['value']}")
+            print(_("{key} from Secret Manager: {secret}").format(key=var["key"], secret=var["secret"])
+                  if var.get("secret") else f"{var['key']}={var['value']}")
     return EXIT_OK
+
+
+def _env_said(done: str, keys: list[str], answer: dict) -> str:
+    done = done.format(keys=", ".join(keys))
+    if answer.get("release"):
+        return _("{done}; v{number} applies it.").format(done=done, number=answer["release"])
+    return _("{done}.").format(done=done)
 
 
 def _pairs(pairs: list[str] | None, shape: str) -> dict[str, str]:
@@ -683,7 +720,7 @@ def _pairs(pairs: list[str] | None, shape: str) -> dict[str, str]:
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise CliError(f"{pair!r}: write {shape}.", EXIT_USAGE)
+            raise CliError(_("{pair}: write {shape}.").format(pair=repr(pair), shape=shape), EXIT_USAGE)
         found[key] = value
     return found
 
@@ -697,7 +734,7 @@ def cmd_traffic(args) -> int:
             release, sep, percent = share.partition("=")
             release = release.strip().lower().removeprefix("v")
             if not sep or not release.isdigit() or not percent.strip().isdigit():
-                raise CliError(f"{share!r}: write RELEASE=PERCENT, like v3=80.", EXIT_USAGE)
+                raise CliError(_("{share}: write RELEASE=PERCENT, like v3=80.").format(share=repr(share)), EXIT_USAGE)
             percents[release] = int(percent)
         answer = api.request("PUT", where, json={"percents": percents}).json()
     else:
@@ -717,69 +754,69 @@ def cmd_open(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hakobune", description="Deploy and run services on Hakobune.")
+    parser = argparse.ArgumentParser(prog="hakobune", description=_("Deploy and run services on Hakobune."))
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def with_service(sub):
-        sub.add_argument("--service", "-s", help="the service (default: this folder's name)")
-        sub.add_argument("--team", "-t", help="the team (default: your only team, or $HAKOBUNE_TEAM)")
+        sub.add_argument("--service", "-s", help=_("the service (default: this folder's name)"))
+        sub.add_argument("--team", "-t", help=_("the team (default: your only team, or $HAKOBUNE_TEAM)"))
         return sub
 
-    login = commands.add_parser("login", help="log in to a Hakobune platform")
-    login.add_argument("url", nargs="?", help="the platform's address, like https://paas.example.org")
-    login.add_argument("--token", help="an API token from the portal, instead of a password")
+    login = commands.add_parser("login", help=_("log in to a Hakobune platform"))
+    login.add_argument("url", nargs="?", help=_("the platform's address, like https://paas.example.org"))
+    login.add_argument("--token", help=_("an API token from the portal, instead of a password"))
     login.add_argument("--username", "-u")
     login.set_defaults(func=cmd_login)
 
-    commands.add_parser("logout", help="forget the saved credentials").set_defaults(func=cmd_logout)
-    commands.add_parser("whoami", help="who you are logged in as").set_defaults(func=cmd_whoami)
+    commands.add_parser("logout", help=_("forget the saved credentials")).set_defaults(func=cmd_logout)
+    commands.add_parser("whoami", help=_("who you are logged in as")).set_defaults(func=cmd_whoami)
 
-    services = commands.add_parser("services", help="list your services")
+    services = commands.add_parser("services", help=_("list your services"))
     services.add_argument("--team", "-t")
     services.set_defaults(func=cmd_services)
 
-    deploy = with_service(commands.add_parser("deploy", help="deploy this folder (or a git repository)"))
-    deploy.add_argument("path", nargs="?", help="the app's folder (default: this one)")
-    deploy.add_argument("--target", help="where it runs when it is created: local, cloudrun, …")
-    deploy.add_argument("--git", metavar="URL", help="deploy this git repository instead of the folder")
-    deploy.add_argument("--ref", help="branch, tag or commit of --git")
-    deploy.add_argument("--subdir", help="the app's folder inside the source")
+    deploy = with_service(commands.add_parser("deploy", help=_("deploy this folder (or a git repository)")))
+    deploy.add_argument("path", nargs="?", help=_("the app's folder (default: this one)"))
+    deploy.add_argument("--target", help=_("where it runs when it is created: local, cloudrun, …"))
+    deploy.add_argument("--git", metavar="URL", help=_("deploy this git repository instead of the folder"))
+    deploy.add_argument("--ref", help=_("branch, tag or commit of --git"))
+    deploy.add_argument("--subdir", help=_("the app's folder inside the source"))
     deploy.set_defaults(func=cmd_deploy)
 
-    logs = with_service(commands.add_parser("logs", help="what the service prints"))
-    logs.add_argument("--follow", "-f", action="store_true", help="keep printing new lines")
-    logs.add_argument("--since", help="from this time or duration back: 10m, 2h, 2026-01-31T12:00:00Z")
+    logs = with_service(commands.add_parser("logs", help=_("what the service prints")))
+    logs.add_argument("--follow", "-f", action="store_true", help=_("keep printing new lines"))
+    logs.add_argument("--since", help=_("from this time or duration back: 10m, 2h, 2026-01-31T12:00:00Z"))
     logs.add_argument("--tail", "-n", type=int, default=200)
     logs.set_defaults(func=cmd_logs)
 
-    back = with_service(commands.add_parser("rollback", help="go back to an earlier release"))
-    back.add_argument("release", nargs="?", help="the release, like v3 (default: the one before the live one)")
+    back = with_service(commands.add_parser("rollback", help=_("go back to an earlier release")))
+    back.add_argument("release", nargs="?", help=_("the release, like v3 (default: the one before the live one)"))
     back.set_defaults(func=cmd_rollback)
 
-    cancel = with_service(commands.add_parser("cancel", help="stop a deploy still queued or building"))
-    cancel.add_argument("build", nargs="?", help="the deploy's number, like 7 (default: the newest one in progress)")
+    cancel = with_service(commands.add_parser("cancel", help=_("stop a deploy still queued or building")))
+    cancel.add_argument("build", nargs="?", help=_("the deploy's number, like 7 (default: the newest one in progress)"))
     cancel.set_defaults(func=cmd_cancel)
 
-    env = with_service(commands.add_parser("env", help="environment variables"))
+    env = with_service(commands.add_parser("env", help=_("environment variables")))
     env_commands = env.add_subparsers(dest="env_command", metavar="ACTION")
-    env_set = env_commands.add_parser("set", help="set KEY=VALUE … (--secret KEY=SECRET for Secret Manager)")
+    env_set = env_commands.add_parser("set", help=_("set KEY=VALUE … (--secret KEY=SECRET for Secret Manager)"))
     env_set.add_argument("pairs", nargs="*", metavar="KEY=VALUE")
     env_set.add_argument(
         "--secret", dest="secrets", action="append", metavar="KEY=SECRET[:VERSION]",
-        help="a variable Cloud Run reads from Secret Manager, one of your team's secrets: "
-             "db-password means hakobune_<team>_db-password (repeatable)",
+        help=_("a variable Cloud Run reads from Secret Manager, one of your team's secrets: "
+               "db-password means hakobune_<team>_db-password (repeatable)"),
     )
-    env_unset = env_commands.add_parser("unset", help="unset KEY …")
+    env_unset = env_commands.add_parser("unset", help=_("unset KEY …"))
     env_unset.add_argument("keys", nargs="+", metavar="KEY")
-    env_commands.add_parser("list", help="list the keys (values are write-only)")
+    env_commands.add_parser("list", help=_("list the keys (values are write-only)"))
     env.set_defaults(func=cmd_env)
 
-    traffic = with_service(commands.add_parser("traffic", help="show or split the requests between releases"))
-    traffic.add_argument("shares", nargs="*", metavar="vN=PERCENT", help="like v3=80 v4=20 (Cloud Run)")
+    traffic = with_service(commands.add_parser("traffic", help=_("show or split the requests between releases")))
+    traffic.add_argument("shares", nargs="*", metavar="vN=PERCENT", help=_("like v3=80 v4=20 (Cloud Run)"))
     traffic.set_defaults(func=cmd_traffic)
 
-    opener = with_service(commands.add_parser("open", help="open the service's address in a browser"))
-    opener.add_argument("--print", dest="print_only", action="store_true", help="only print the address")
+    opener = with_service(commands.add_parser("open", help=_("open the service's address in a browser")))
+    opener.add_argument("--print", dest="print_only", action="store_true", help=_("only print the address"))
     opener.set_defaults(func=cmd_open)
     return parser
 

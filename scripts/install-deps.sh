@@ -54,6 +54,7 @@ REQUIRED=(
     "update-ca-certificates ca-certificates"
     "iptables iptables"
     "wrk wrk"  # the load generator of bench/router_overhead.py
+    "msgfmt gettext"  # checks and compiles the Japanese catalogue (tests/unit/test_i18n.py)
 )
 # The browser tests drive Debian's Chromium; only `make test` asks for it.
 if [ "${HAKOBUNE_WITH_BROWSER:-0}" = 1 ]; then
@@ -67,6 +68,11 @@ for pair in "${REQUIRED[@]}"; do
         case " ${MISSING[*]-} " in *" $pkg "*) ;; *) MISSING+=("$pkg") ;; esac
     fi
 done
+
+# The browser tests look at Japanese pages: without a Japanese font they show boxes.
+if [ "${HAKOBUNE_WITH_BROWSER:-0}" = 1 ] && ! { command -v fc-list >/dev/null 2>&1 && [ -n "$(fc-list :lang=ja 2>/dev/null)" ]; }; then
+    MISSING+=(fonts-ipafont-gothic)
+fi
 
 # --- Python >= 3.12 ----------------------------------------------------------------
 

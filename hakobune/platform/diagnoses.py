@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno
 from dataclasses import dataclass, field
 
-from django.utils.translation import gettext, override
+from django.utils.translation import gettext, gettext_noop, override
 
 from hakobune.platform.failures import FailureKind, classify
 from hakobune.runtime.base import RuntimeBackendError
@@ -78,59 +78,59 @@ rule("runtime.platform", P, "%(detail)s")
 
 # Detection (hakobune.worker.buildpacks.versions): a language version no stack here has.
 rule("detect.version_unavailable", U,
-     "The app asks for %(language)s %(asked)s (%(source)s), but the stacks here have %(have)s. Ask for one of "
-     "these versions (or remove the version the app asks for), or ask your operator to add a stack that has it "
-     "(STACK_VARIANTS).")
+     gettext_noop("The app asks for %(language)s %(asked)s (%(source)s), but the stacks here have %(have)s. Ask for one of "
+                  "these versions (or remove the version the app asks for), or ask your operator to add a stack that has it "
+                  "(STACK_VARIANTS)."))
 
 # The pipeline's own.
 rule("pipeline.internal", P,
-     "Hakobune failed while handling this build (an internal error, not your app). Deploy again.")
+     gettext_noop("Hakobune failed while handling this build (an internal error, not your app). Deploy again."))
 rule("pipeline.gave_up", T,
-     "%(what)s did not answer after %(attempts)s attempts (last: %(error)s). This is not your app: "
-     "deploy again in a few minutes, and tell your operator if it keeps happening.")
-rule("pipeline.stalled", P, "The build stopped making progress (the worker may have restarted). Deploy again.")
+     gettext_noop("%(what)s did not answer after %(attempts)s attempts (last: %(error)s). This is not your app: "
+                  "deploy again in a few minutes, and tell your operator if it keeps happening."))
+rule("pipeline.stalled", P, gettext_noop("The build stopped making progress (the worker may have restarted). Deploy again."))
 rule("pipeline.worker_lost", P,
-     "The worker running the %(step)s step stopped %(times)s times (it was killed, ran out of memory or its host "
-     "restarted), so Hakobune stopped trying. This is not your app's fault if the log shows no error: "
-     "deploy again, and tell your operator if it keeps happening.")
+     gettext_noop("The worker running the %(step)s step stopped %(times)s times (it was killed, ran out of memory or its host "
+                  "restarted), so Hakobune stopped trying. This is not your app's fault if the log shows no error: "
+                  "deploy again, and tell your operator if it keeps happening."))
 rule("pipeline.step_timeout", P,
-     "The %(step)s step took longer than %(seconds)s s, the time it may take, and was stopped. "
-     "Deploy again; tell your operator if it keeps happening.")
+     gettext_noop("The %(step)s step took longer than %(seconds)s s, the time it may take, and was stopped. "
+                  "Deploy again; tell your operator if it keeps happening."))
 rule("build.timed_out", U,
-     "The build took longer than %(seconds)s s, the time a build may take, and was stopped. Look at the last "
-     "step in the log: a step that waits for input, or for a server that never answers, runs until it is stopped.")
-rule("release.internal", P, "Hakobune failed while starting this release.")
+     gettext_noop("The build took longer than %(seconds)s s, the time a build may take, and was stopped. Look at the last "
+                  "step in the log: a step that waits for input, or for a server that never answers, runs until it is stopped."))
+rule("release.internal", P, gettext_noop("Hakobune failed while starting this release."))
 rule("network.no_room", P,
-     "Hakobune has no room for another team network: TEAM_SUBNET_POOL (%(pool)s) has no free /%(prefix)s block "
-     "left (the size this team's quota asks for: room for %(room)s containers). This is not your app: an "
-     "administrator must widen TEAM_SUBNET_POOL, or delete teams that are no longer used.")
+     gettext_noop("Hakobune has no room for another team network: TEAM_SUBNET_POOL (%(pool)s) has no free /%(prefix)s block "
+                  "left (the size this team's quota asks for: room for %(room)s containers). This is not your app: an "
+                  "administrator must widen TEAM_SUBNET_POOL, or delete teams that are no longer used."))
 # The runtime's (docker_local.py): the team's block has no address left.
 rule("network.full", P,
-     "The network of team %(team)s is full: its address block %(subnet)s has room for %(room)s containers and "
-     "all of them are in use (the team's running instances, and during a deploy the new ones started beside "
-     "the old). This is not your app, and deploying again will not help until room is made: scale down, stop "
-     "or delete services the team does not need. An administrator can lower what the team may run (its quota), "
-     "or give it a bigger block: a block is sized from the team's quota when its network is made, between "
-     "TEAM_SUBNET_PREFIX and TEAM_SUBNET_LARGEST_PREFIX.")
+     gettext_noop("The network of team %(team)s is full: its address block %(subnet)s has room for %(room)s containers and "
+                  "all of them are in use (the team's running instances, and during a deploy the new ones started beside "
+                  "the old). This is not your app, and deploying again will not help until room is made: scale down, stop "
+                  "or delete services the team does not need. An administrator can lower what the team may run (its quota), "
+                  "or give it a bigger block: a block is sized from the team's quota when its network is made, between "
+                  "TEAM_SUBNET_PREFIX and TEAM_SUBNET_LARGEST_PREFIX."))
 rule("network.bad_pool", P,
-     "Hakobune cannot give this team a network: %(detail)s. An administrator must correct TEAM_SUBNET_POOL.")
+     gettext_noop("Hakobune cannot give this team a network: %(detail)s. An administrator must correct TEAM_SUBNET_POOL."))
 
 # Disk (builds/disk.py): not the person's app; an administrator frees space.
 rule("disk.low", P,
-     "Hakobune did not start this build: %(where)s has only %(free)s free (%(path)s), under the %(threshold)s "
-     "a build needs. This is not your app. An administrator must free space: prune old images and build cache "
-     "(\"Prune now\" on the Quotas page, or `manage.py prune`), or remove what else fills that disk; "
-     "then deploy again.")
+     gettext_noop("Hakobune did not start this build: %(where)s has only %(free)s free (%(path)s), under the %(threshold)s "
+                  "a build needs. This is not your app. An administrator must free space: prune old images and build cache "
+                  "(\"Prune now\" on the Disk page, or `manage.py prune`), or remove what else fills that disk; "
+                  "then deploy again."))
 rule("disk.full", P,
-     "The disk filled up during this build (%(detail)s). This is not your app. An administrator must free space: "
-     "prune old images and build cache (\"Prune now\" on the Quotas page, or `manage.py prune`); "
-     "then deploy again.")
+     gettext_noop("The disk filled up during this build (%(detail)s). This is not your app. An administrator must free space: "
+                  "prune old images and build cache (\"Prune now\" on the Disk page, or `manage.py prune`); "
+                  "then deploy again."))
 
 # Reviews by an administrator.
 rule("review.rejected", U,
-     "An administrator did not approve this service: %(note)s Change it and deploy again; "
-     "the new deploy is reviewed again.")
-rule("review.replaced", U, "Deploy #%(number)s came after it and went on in its place once approved.")
+     gettext_noop("An administrator did not approve this service: %(note)s Change it and deploy again; "
+                  "the new deploy is reviewed again."))
+rule("review.replaced", U, gettext_noop("Deploy #%(number)s came after it and went on in its place once approved."))
 
 
 def diagnose(exc: BaseException) -> Diagnosis:

@@ -136,6 +136,9 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "hakobune.platform.static_files.StaticFilesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The portal speaks the browser's language (Accept-Language), or the one
+    # picked with the header's switcher (a cookie); after sessions, before common.
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -272,7 +275,12 @@ LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "services:dashboard"
 LOGOUT_REDIRECT_URL = "accounts:login"
 
-LANGUAGE_CODE = "en-us"
+# English, and Japanese from hakobune/platform/locale (compiled .mo files are
+# committed, so a fresh clone needs no gettext to serve them). Anything else the
+# browser asks for gets English.
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("ja", "日本語")]
+LOCALE_PATHS = [PACKAGE_DIR / "platform" / "locale"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True

@@ -13,4 +13,6 @@ urlpatterns = [
     path("", include("hakobune.platform.governance.urls")),
     path("api/v1/", include("hakobune.platform.api.urls")),
     path("admin/", admin.site.urls),
+    # The header's language switcher posts here (Django's set_language).
+    path("i18n/", include("django.conf.urls.i18n")),
 ]

@@ -381,3 +381,43 @@ def test_a_member_reads_why_the_router_left_the_services_route_out(as_, owner, v
     # Routed again at the next look: the problem is gone.
     _note_route_problems(service.target, [Service.objects.get(id=service.id)], {})
     assert as_(owner, "get", f"{SVC}/").json()["route_problem"] == ""
+
+
+# -- what a newcomer sends ----------------------------------------------------------------------
+
+
+def test_env_values_keep_their_spaces_and_newlines_byte_for_byte(as_, developer, service, login, owner):
+    values = {"TRAILING": "ends in a space ", "LEADING": "  two before", "NEWLINE": "line\n", "PEM": "-----BEGIN-----\nabc\n-----END-----\n"}
+    response = as_(developer, "put", f"{SVC}/env/", {"set": values})
+    assert response.status_code == 200
+    for key, value in values.items():
+        assert decrypt(EnvVar.objects.get(service=service, key=key).value_encrypted) == value
+    # The portal's form keeps them too.
+    login(owner).post("/t/acme/hello/env/", {"key": "FROM_PORTAL", "value": " spaced out \n"})
+    assert decrypt(EnvVar.objects.get(service=service, key="FROM_PORTAL").value_encrypted) == " spaced out \n"
+
+
+def test_a_field_the_endpoint_does_not_take_is_refused_by_name(as_, developer, owner, service):
+    before = {v.key: v.value_encrypted for v in EnvVar.objects.filter(service=service)}
+    response = as_(developer, "put", f"{SVC}/env/", {"HELLO": "x"})
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == "invalid" and list(body["fields"]) == ["HELLO"]
+    assert "'HELLO'" in body["error"] and "set, unset, secrets" in body["error"]
+    assert {v.key: v.value_encrypted for v in EnvVar.objects.filter(service=service)} == before
+    # The same on every writable endpoint, and nothing is done.
+    for method, path, body in [
+        ("patch", f"{SVC}/", {"instances": 2, "replicas": 3}),
+        ("post", f"{API}/teams/acme/services/", {"name": "second", "replicas": 2}),
+        ("post", f"{SVC}/rollback/", {"release": 1, "to": 1}),
+        ("put", f"{SVC}/traffic/", {"percent": {"1": 100}}),
+        ("post", f"{API}/teams/", {"name": "beta", "owner": "olivia"}),
+        ("post", f"{API}/teams/acme/members/", {"user": "dev", "role": "viewer", "admin": True}),
+        ("post", f"{SVC}/deploys/", {"git": "https://example.org/app.git"}),
+    ]:
+        refused = as_(owner, method, path, body)
+        assert refused.status_code == 400, (path, refused.content)
+        assert "does not take the field" in refused.json()["error"], path
+    service.refresh_from_db()
+    assert service.instances != 2
+    assert not service.team.services.filter(name="second").exists()

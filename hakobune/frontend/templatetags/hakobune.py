@@ -1,8 +1,53 @@
+import re
+
 from django import template
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
+from django.utils.translation import gettext, ngettext
 
 from hakobune.platform.builds.models import BuildStatus
 
 register = template.Library()
+
+# The status words the portal shows (services, builds, releases, instances,
+# webhook deliveries), in the reader's language; the stored words stay English.
+STATUS_LABELS = {
+    "new": pgettext_lazy("status", "new"),
+    "queued": pgettext_lazy("status", "queued"),
+    "fetching": pgettext_lazy("status", "fetching"),
+    "detecting": pgettext_lazy("status", "detecting"),
+    "building": pgettext_lazy("status", "building"),
+    "reviewing": pgettext_lazy("status", "in review"),
+    "in review": pgettext_lazy("status", "in review"),
+    "deploying": pgettext_lazy("status", "deploying"),
+    "live": pgettext_lazy("status", "live"),
+    "failed": pgettext_lazy("status", "failed"),
+    "cancelled": pgettext_lazy("status", "cancelled"),
+    "superseded": pgettext_lazy("status", "superseded"),
+    "pending": pgettext_lazy("status", "pending"),
+    "stopped": pgettext_lazy("status", "stopped"),
+    "asleep": pgettext_lazy("status", "asleep"),
+    "running": pgettext_lazy("status", "running"),
+    "starting": pgettext_lazy("status", "starting"),
+    "crashed": pgettext_lazy("status", "crashed"),
+    "missing": pgettext_lazy("status", "missing"),
+    "unknown": pgettext_lazy("status", "unknown"),
+    "deployed": pgettext_lazy("status", "deploy started"),
+    "ignored": pgettext_lazy("status", "ignored"),
+    "refused": pgettext_lazy("status", "refused"),
+    "approved": pgettext_lazy("status", "approved"),
+    "rejected": pgettext_lazy("status", "not approved"),
+}
+
+# The pipeline's steps as the progress bar names them.
+STEP_LABELS = {
+    BuildStatus.FETCHING: _("Fetching source"),
+    BuildStatus.DETECTING: _("Detecting stack"),
+    BuildStatus.BUILDING: _("Building image"),
+    BuildStatus.REVIEWING: _("Waiting for review"),
+    BuildStatus.DEPLOYING: _("Deploying"),
+    BuildStatus.LIVE: _("Live"),
+}
 
 PIPELINE = [
     BuildStatus.QUEUED,
@@ -33,7 +78,7 @@ def pipeline_steps(build):
             )
         else:
             state = "done" if index < failed_at else ("failed" if index == failed_at else "waiting")
-        label = BuildStatus.REVIEWING.label if build.status == BuildStatus.REVIEWING and state == "current" else status.label
+        label = STEP_LABELS[BuildStatus.REVIEWING] if build.status == BuildStatus.REVIEWING and state == "current" else STEP_LABELS[status]
         steps.append({"label": label, "state": state})
     return steps
 
@@ -54,6 +99,47 @@ def status_tone(status):
         "ignored": "muted",
         "refused": "bad",
     }.get(str(status), "busy")
+
+
+@register.filter
+def status_label(status):
+    """A status word in the reader's language (the word itself when unknown)."""
+    return STATUS_LABELS.get(str(status), status)
+
+
+# Words stored in English (a release's description) or said by a runtime
+# library (an instance count), matched whole and put in the reader's language;
+# anything else is shown as it is.
+STORED_WORDS = [
+    (re.compile(r"Deploy #(?P<number>\d+)"), lambda m: gettext("Deploy #%(number)s") % m.groupdict()),
+    (re.compile(r"Rollback to v(?P<number>\d+)"), lambda m: gettext("Rollback to v%(number)s") % m.groupdict()),
+    (re.compile(r"Scaled to (?P<count>\d+) instances?"),
+     lambda m: ngettext("Scaled to %(count)s instance", "Scaled to %(count)s instances", int(m["count"])) % m.groupdict()),
+    (re.compile(r"Restart"), lambda m: gettext("Restart")),
+    (re.compile(r"Changed (?P<what>[\w, ]+)"), lambda m: gettext("Changed %(what)s") % m.groupdict()),
+    (re.compile(r"Set (?P<keys>[\w, ]+)"), lambda m: gettext("Set %(keys)s") % m.groupdict()),
+    (re.compile(r"Unset (?P<keys>[\w, ]+)"), lambda m: gettext("Unset %(keys)s") % m.groupdict()),
+    (re.compile(r"(?P<running>\d+) of (?P<total>\d+) instance\(s\) running"),
+     lambda m: gettext("%(running)s of %(total)s instances running") % m.groupdict()),
+    (re.compile(r"(?P<count>\d+) restart\(s\) so far"), lambda m: gettext("%(count)s restarts so far") % m.groupdict()),
+    (re.compile(r"(?P<count>\d+) OOM kill\(s\)"), lambda m: gettext("%(count)s OOM kills") % m.groupdict()),
+    (re.compile(r"no instance is running"), lambda m: gettext("no instance is running")),
+]
+
+
+@register.filter
+def in_readers_words(text):
+    """A stored or library sentence in the reader's language, part by part
+    ("; " between parts); parts it does not know stay as they are."""
+    parts = []
+    for part in str(text or "").split("; "):
+        for pattern, words in STORED_WORDS:
+            match = pattern.fullmatch(part)
+            if match:
+                part = str(words(match))
+                break
+        parts.append(part)
+    return gettext("; ").join(parts)
 
 
 @register.filter

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.http import JsonResponse
 from django.shortcuts import render
 from django.utils import timezone
+from django.utils.translation import ngettext
 
 API_PREFIX = "/api/"
 
@@ -49,11 +50,13 @@ def lockout_message(request, credentials=None) -> tuple[str, int]:
     """The sentence and the seconds until the next try may succeed."""
     seconds = max(1, math.ceil((unlocks_at(request, credentials) - timezone.now()).total_seconds()))
     minutes = math.ceil(seconds / 60)
-    wait = "1 minute" if minutes == 1 else f"{minutes} minutes"
-    message = (
-        f"Too many failed logins: logging in is refused for {wait}, even with the right password. "
-        f"Try again in {wait}; an administrator can lift the lock sooner."
-    )
+    message = ngettext(
+        "Too many failed logins: logging in is refused for %(minutes)s minute, even with the right password. "
+        "Try again in %(minutes)s minute; an administrator can lift the lock sooner.",
+        "Too many failed logins: logging in is refused for %(minutes)s minutes, even with the right password. "
+        "Try again in %(minutes)s minutes; an administrator can lift the lock sooner.",
+        minutes,
+    ) % {"minutes": minutes}
     return message, seconds
 
 

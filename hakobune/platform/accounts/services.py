@@ -5,6 +5,7 @@ import secrets
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.utils.translation import gettext, ngettext
 
 from . import networks
 from .models import Membership, Profile, Role, Team
@@ -29,12 +30,14 @@ def team_limit_refusal(user) -> str | None:
     if created < limit:
         return None
     if limit <= 0:
-        return "Only administrators create teams here. Ask an administrator to create one and add you to it."
-    made = "1 team" if created == 1 else f"{created} teams"
-    return (
-        f"You have created {made}, the most one person may create here ({limit}). "
-        "Use one of your teams, or ask an administrator to create another for you."
-    )
+        return gettext("Only administrators create teams here. Ask an administrator to create one and add you to it.")
+    return ngettext(
+        "You have created %(count)s team, the most one person may create here (%(limit)s). "
+        "Use one of your teams, or ask an administrator to create another for you.",
+        "You have created %(count)s teams, the most one person may create here (%(limit)s). "
+        "Use one of your teams, or ask an administrator to create another for you.",
+        created,
+    ) % {"count": created, "limit": limit}
 
 
 @transaction.atomic

@@ -9,6 +9,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from .models import ApiToken, Profile
 
@@ -85,7 +86,7 @@ class RevokeApiTokensOnPasswordChange:
             revoke_api_tokens_of(user, reason=PASSWORD_CHANGED)
 
     def get_help_text(self):
-        return "Changing your password revokes your API tokens: the CLI and scripts need a new one."
+        return gettext("Changing your password revokes your API tokens: the CLI and scripts need a new one.")
 
 
 def user_for_token(token: str):

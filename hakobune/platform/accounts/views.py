@@ -4,6 +4,8 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import PasswordChangeForm
 from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
 from .forms import ApiTokenForm, NewTeamForm
@@ -25,9 +27,9 @@ def team_new(request):
         except NoRoomForTeamNetwork as exc:
             form.add_error(None, exc.in_words())
         except ValidationError:
-            form.add_error("name", "That team name is taken. Choose another.")
+            form.add_error("name", _("That team name is taken. Choose another."))
         else:
-            messages.success(request, f"Team {team.name} created. You are its owner.")
+            messages.success(request, _("Team %(team)s created. You are its owner.") % {"team": team.name})
             return redirect("services:dashboard")
     return render(request, "accounts/team_new.html", {"form": form, "refusal": refusal})
 
@@ -45,9 +47,12 @@ def password_change(request):
         Profile.objects.filter(user=user).update(must_change_password=False)
         revoked = ""
         if tokens:
-            counted = "API token was" if tokens == 1 else f"{tokens} API tokens were"
-            revoked = f" Your {counted} revoked with the old password: create new ones under API tokens."
-        messages.success(request, "Your password is changed." + revoked)
+            revoked = " " + ngettext(
+                "Your API token was revoked with the old password: create new ones under API tokens.",
+                "Your %(count)s API tokens were revoked with the old password: create new ones under API tokens.",
+                tokens,
+            ) % {"count": tokens}
+        messages.success(request, _("Your password is changed.") + revoked)
         return redirect("services:dashboard")
     return render(request, "accounts/password_change.html", {"form": form, "first_time": first_time})
 
@@ -75,5 +80,5 @@ def api_tokens(request):
 def api_token_revoke(request, token_id):
     token = get_object_or_404(request.user.api_tokens, id=token_id)
     revoke_api_token(token=token)
-    messages.success(request, f"The token {token.name} is revoked; it no longer works.")
+    messages.success(request, _("The token %(name)s is revoked; it no longer works.") % {"name": token.name})
     return redirect("accounts:api_tokens")

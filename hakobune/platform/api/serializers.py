@@ -343,7 +343,10 @@ class EnvSerializer(serializers.Serializer):
 
 
 class EnvUpdateSerializer(serializers.Serializer):
-    set = serializers.DictField(child=serializers.CharField(allow_blank=True, max_length=32768), required=False, default=dict)
+    # Values are kept byte for byte: a trailing space or newline is part of the value.
+    set = serializers.DictField(
+        child=serializers.CharField(allow_blank=True, max_length=32768, trim_whitespace=False), required=False, default=dict
+    )
     unset = serializers.ListField(child=serializers.CharField(max_length=128), required=False, default=list)
     secrets = serializers.DictField(
         child=serializers.CharField(max_length=400), required=False, default=dict,

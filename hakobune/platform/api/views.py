@@ -186,8 +186,24 @@ class WrongPassword(exceptions.APIException):
 
 def _valid(serializer_class, data, **kwargs):
     serializer = serializer_class(data=data, **kwargs)
+    _refuse_unknown_fields(serializer, data)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
+
+
+def _refuse_unknown_fields(serializer, data):
+    """A field the endpoint does not take is refused (400) rather than ignored: a
+    misspelt or misplaced field (PUT …/env/ {"HELLO": "x"} instead of {"set": {…}})
+    would otherwise answer 200 and change nothing."""
+    if not hasattr(data, "keys"):
+        return
+    accepted = [name for name, field in serializer.fields.items() if not field.read_only]
+    unknown = sorted(str(key) for key in data.keys() if key not in accepted)
+    if unknown:
+        takes = ", ".join(accepted) if accepted else "no fields"
+        raise exceptions.ValidationError({
+            name: [f"This endpoint does not take the field {name!r}; it takes: {takes}."] for name in unknown
+        })
 
 
 class MeView(APIView):

@@ -8,6 +8,8 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from hakobune.platform.accounts.models import Role
@@ -24,6 +26,10 @@ from .images import local_builder
 from .models import LOG_PAGE_LINES, Build
 
 
+# The plan's phases as the recipe table names them.
+PHASES = {"install": gettext_lazy("install"), "build": gettext_lazy("build"), "start": gettext_lazy("start")}
+
+
 def build_for(user, team, service, number, need=Role.VIEWER, doing="change services"):
     """The membership, the service and its deploy #number, as service_for finds them."""
     membership, service = service_for(user, team, service, need, doing)
@@ -36,7 +42,7 @@ def build_detail(request, team, service, number):
     plan_steps, plan_notes = [], []
     if build.plan:
         plan = BuildPlan.from_dict(build.plan)
-        plan_steps = [(phase, command) for phase, command in plan.steps() if command]
+        plan_steps = [(PHASES.get(phase, phase), command) for phase, command in plan.steps() if command]
         plan_notes = list(plan.notes)
     return render(request, "builds/build_detail.html", {
         "membership": membership,
@@ -113,7 +119,7 @@ def build_redeploy(request, service, number):
     """Builds and deploys an earlier deploy's source snapshot again."""
     build = get_object_or_404(Build, service=service, number=number)
     new = redeploy_build(build=build, created_by=request.user)
-    return f"Deploying the source of #{build.number} again, as #{new.number}."
+    return gettext("Deploying the source of #%(old)s again, as #%(new)s.") % {"old": build.number, "new": new.number}
 
 
 @login_required
@@ -126,7 +132,7 @@ def build_cancel(request, team, service, number):
     except ServiceActionError as exc:
         messages.error(request, str(exc))
     else:
-        messages.success(request, f"Deploy #{build.number} was cancelled.")
+        messages.success(request, gettext("Deploy #%(number)s was cancelled.") % {"number": build.number})
     if request.POST.get("back") == "service":
         return redirect("services:detail", service.team.name, service.name)
     return redirect("builds:detail", service.team.name, service.name, build.number)
@@ -153,8 +159,8 @@ def stacks_page(request):
 
 def _rebuild_stack(request, language):
     if language not in stacks.RECIPES:
-        messages.error(request, f"Hakobune cannot build a {language!r} stack here.")
+        messages.error(request, gettext("Hakobune cannot build a %(language)r stack here.") % {"language": language})
         return redirect("builds:stacks")
     enqueue("rebuild_stack", language, request.user.id)
-    messages.success(request, f"Rebuilding the {language} stack from Debian; every service on it is redeployed after.")
+    messages.success(request, gettext("Rebuilding the %(language)s stack from Debian; every service on it is redeployed after.") % {"language": language})
     return redirect("builds:stacks")

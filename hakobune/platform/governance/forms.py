@@ -1,8 +1,18 @@
 from django import forms
+from django.utils.translation import gettext, gettext_noop
+from django.utils.translation import gettext_lazy as _
 
 from hakobune.runtime.firewall import allowed_network
 
 from .models import TeamPolicy
+
+
+# The model's review choices, marked for translation (shown through gettext).
+REVIEW_WORDS = [
+    gettext_noop("The platform's default"),
+    gettext_noop("Reviewed before their first deploy goes live"),
+    gettext_noop("Not reviewed"),
+]
 
 
 class TeamPolicyForm(forms.ModelForm):
@@ -10,8 +20,14 @@ class TeamPolicyForm(forms.ModelForm):
         model = TeamPolicy
         fields = ["max_services", "max_cpu", "max_memory_mb", "review", "allowed_networks"]
         labels = {
-            "max_services": "Most services", "max_cpu": "CPU cores at once", "max_memory_mb": "Memory at once (MiB)",
-            "review": "New services", "allowed_networks": "Private networks it may reach",
+            "max_services": _("Most services"), "max_cpu": _("CPU cores at once"), "max_memory_mb": _("Memory at once (MiB)"),
+            "review": _("New services"), "allowed_networks": _("Private networks it may reach"),
+        }
+        help_texts = {
+            "max_cpu": _("CPU cores all its services may hold at once."),
+            "max_memory_mb": _("MiB all its services may hold at once."),
+            "allowed_networks": _("Private networks its services may reach (a company database, say), one per line like "
+                                  "10.20.0.0/16. Every other private range, the host and other teams stay out of reach."),
         }
         widgets = {"allowed_networks": forms.Textarea(attrs={"rows": 2, "placeholder": "10.20.0.0/16"})}
 
@@ -26,5 +42,7 @@ class TeamPolicyForm(forms.ModelForm):
 
     def __init__(self, *args, defaults=None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.fields["review"].choices = [(value, gettext(label)) for value, label in self.fields["review"].choices]
         for name, value in (defaults or {}).items():
-            self.fields[name].widget.attrs["placeholder"] = f"empty: {value:g}" if isinstance(value, float) else f"empty: {value}"
+            self.fields[name].widget.attrs["placeholder"] = gettext("empty: %(value)s") % {
+                "value": f"{value:g}" if isinstance(value, float) else value}

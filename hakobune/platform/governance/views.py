@@ -10,6 +10,8 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from hakobune.platform.accounts.models import Team
@@ -59,11 +61,11 @@ def team_policy(request, team):
         saved = form.save(commit=False)
         saved.updated_by = request.user
         saved.save()
-        said = (f"Saved team {team}'s quota. Services that already hold more keep running; "
-                "they cannot grow until they are under it.")
+        said = _("Saved team %(team)s's quota. Services that already hold more keep running; "
+                 "they cannot grow until they are under it.") % {"team": team}
         if "allowed_networks" in form.changed_data:
             enqueue_on_commit("reconcile")  # the firewall takes the new allow-list now
-            said += " The private networks it may reach change within seconds."
+            said += " " + _("The private networks it may reach change within seconds.")
         messages.success(request, said)
         return redirect("governance:quotas")
     return render(request, "governance/team_policy.html", {"team": team, "form": form, "usage": usage_of(team),
@@ -81,10 +83,10 @@ def review_service(request, service_id, decision):
     try:
         if decision == "approve":
             released = approve(service=service, by=request.user, note=note)
-            messages.success(request, f"Approved {service}." + (" Its deploy goes on now." if released else ""))
+            messages.success(request, _("Approved %(service)s.") % {"service": service} + (" " + _("Its deploy goes on now.") if released else ""))
         else:
             reject(service=service, by=request.user, note=note)
-            messages.success(request, f"Did not approve {service}; the team sees why.")
+            messages.success(request, _("Did not approve %(service)s; the team sees why.") % {"service": service})
     except ReviewError as exc:
         messages.error(request, str(exc))
     return redirect("governance:quotas")
@@ -93,8 +95,11 @@ def review_service(request, service_id, decision):
 @login_required
 def disk_page(request):
     staff_or_403(request.user, "see the host's disk")
+    report = disk.usage_report()
+    for space in report["spaces"]:
+        space["what"] = _place_words(space["what"])
     return render(request, "governance/disk.html", {
-        "report": disk.usage_report(), "collection": _collection_health(), "metrics_seconds": settings.METRICS_SECONDS,
+        "report": report, "collection": _collection_health(), "metrics_seconds": settings.METRICS_SECONDS,
     })
 
 
@@ -111,10 +116,27 @@ def _collection_health() -> dict:
     return {"skipped": health["skipped"], "last": last}
 
 
+# What each watched file system holds (builds/disk.py names them in English).
+PLACES = {
+    "the build workspace": gettext_lazy("the build workspace"),
+    "the uploads and source snapshots": gettext_lazy("the uploads and source snapshots"),
+    "Hakobune's data folder": gettext_lazy("Hakobune's data folder"),
+    "the Docker Engine's data root (images and build cache)": gettext_lazy("the Docker Engine's data root (images and build cache)"),
+}
+
+
+def _place_words(what: str) -> str:
+    """"the disk that holds A, B and C" in the reader's language."""
+    found = sorted((what.find(name), words) for name, words in PLACES.items() if name in what)
+    if not found:
+        return what
+    return _("the disk that holds %(places)s") % {"places": _(", ").join(str(words) for _at, words in found)}
+
+
 @login_required
 @require_POST
 def prune_now(request):
     staff_or_403(request.user, "prune images")
     enqueue_on_commit("prune_images")
-    messages.success(request, "Pruning now; this page shows what it freed once it is done (reload in a minute).")
+    messages.success(request, _("Pruning now; this page shows what it freed once it is done (reload in a minute)."))
     return redirect("governance:disk")

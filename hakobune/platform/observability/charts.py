@@ -10,6 +10,8 @@ from datetime import datetime
 from html import escape
 
 from django.utils.timezone import localtime
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 WIDTH, HEIGHT = 640, 150
 LEFT, RIGHT, TOP, BOTTOM = 48, 8, 10, 22
@@ -30,14 +32,15 @@ class ChartKind:
 
 KINDS = (
     ChartKind("CPU", "%", ("cpu_percent",),
-              explain="100% is one whole core; the limit is the service's CPU setting."),
-    ChartKind("Memory", "MiB", ("memory_bytes",), scale=1 / MIB, limit_metric="memory_limit_bytes",
-              explain="What each instance uses; at the dashed line the kernel stops it (out of memory)."),
-    ChartKind("Memory", "%", ("memory_percent",), explain="Of the memory each instance may use (95th percentile)."),
-    ChartKind("Requests", "per minute", ("request_count",), explain="By status class: 2xx fine, 4xx the caller's fault, 5xx the app's."),
-    ChartKind("Latency", "ms", ("request_latency_p50_ms", "request_latency_p95_ms", "request_latency_p99_ms"),
-              explain="Half of the requests are faster than p50, all but 1 in 100 faster than p99."),
-    ChartKind("Instances", "", ("instance_count",), explain="Instances running: active ones serve requests, idle ones wait."),
+              # xgettext:no-python-format
+              explain=_("100% is one whole core; the limit is the service's CPU setting.")),
+    ChartKind(_("Memory"), "MiB", ("memory_bytes",), scale=1 / MIB, limit_metric="memory_limit_bytes",
+              explain=_("What each instance uses; at the dashed line the kernel stops it (out of memory).")),
+    ChartKind(_("Memory"), "%", ("memory_percent",), explain=_("Of the memory each instance may use (95th percentile).")),
+    ChartKind(_("Requests"), _("per minute"), ("request_count",), explain=_("By status class: 2xx fine, 4xx the caller's fault, 5xx the app's.")),
+    ChartKind(_("Latency"), "ms", ("request_latency_p50_ms", "request_latency_p95_ms", "request_latency_p99_ms"),
+              explain=_("Half of the requests are faster than p50, all but 1 in 100 faster than p99.")),
+    ChartKind(_("Instances"), "", ("instance_count",), explain=_("Instances running: active ones serve requests, idle ones wait.")),
 )
 
 
@@ -147,9 +150,10 @@ def _svg(chart: Chart, since: datetime, until: datetime, gap: float) -> str:
     def y(value: float) -> float:
         return TOP + plot_h * (1 - min(value / top, 1.0))
 
+    said = gettext("%(title)s over time") % {"title": chart.kind.title}
     parts = [
         f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
-        f'aria-label="{escape(chart.kind.title)} over time" xmlns="http://www.w3.org/2000/svg">'
+        f'aria-label="{escape(said)}" xmlns="http://www.w3.org/2000/svg">'
     ]
     for fraction in (0, 0.5, 1):
         level = TOP + plot_h * (1 - fraction)

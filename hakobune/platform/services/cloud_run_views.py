@@ -10,6 +10,7 @@ from django.forms import modelform_factory
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.module_loading import import_string
+from django.utils.translation import gettext, ngettext
 
 from hakobune.platform.accounts.models import Team
 from hakobune.platform.accounts.permissions import staff_or_403
@@ -57,7 +58,7 @@ def cloud_run_settings(request, team=None):
         form = form_class(instance=row, inherited=inherited)
     elif request.method == "POST" and request.POST.get("action") == "reset" and team_obj is not None:
         TeamCloudRunSettings.objects.filter(team=team_obj).delete()
-        messages.success(request, f"Team {team_obj} uses the platform's Cloud Run settings again.")
+        messages.success(request, gettext("Team %(team)s uses the platform's Cloud Run settings again.") % {"team": team_obj})
         return redirect(here)
     elif request.method == "POST":
         form = form_class(request.POST, request.FILES, instance=row, inherited=inherited)
@@ -66,13 +67,21 @@ def cloud_run_settings(request, team=None):
             saved.updated_by = request.user
             stranded = save_unless_services_move(saved, alias, base)
             if not stranded:
-                messages.success(request, f"Saved; {alias} services of {team_obj or 'every team'} use these settings from their next action.")
+                messages.success(request, (
+                    gettext("Saved; %(alias)s services of %(team)s use these settings from their next action.")
+                    % {"alias": alias, "team": team_obj} if team_obj else
+                    gettext("Saved; %(alias)s services of every team use these settings from their next action.")
+                    % {"alias": alias}))
                 return redirect(here)
-            form.add_error(None, (
-                f"Not saved: {', '.join(stranded)} already run{'s' if len(stranded) == 1 else ''} in the project, region "
+            form.add_error(None, ngettext(
+                "Not saved: %(services)s already runs in the project, region "
+                "and repository in effect now, and would be left behind there. Delete it first, or change only "
+                "the credentials, bucket or runtime identity.",
+                "Not saved: %(services)s already run in the project, region "
                 "and repository in effect now, and would be left behind there. Delete them first, or change only "
-                "the credentials, bucket or runtime identity."
-            ))
+                "the credentials, bucket or runtime identity.",
+                len(stranded),
+            ) % {"services": ", ".join(stranded)})
     else:
         form = form_class(instance=row, inherited=inherited)
     effective, _ = layered_options(base, team_obj)
@@ -102,30 +111,32 @@ def _teams_to_check(alias: str, team) -> list[str]:
 
 def _effective_summary(options: dict, team=None) -> list[tuple[str, str]]:
     if options.get("credentials_info"):
-        credentials = f"service-account key of {options['credentials_info'].get('client_email', '?')} (stored encrypted)"
+        credentials = gettext("service-account key of %(email)s (stored encrypted)") % {
+            "email": options["credentials_info"].get("client_email", "?")}
     elif options.get("credentials") and options["credentials"] != "anonymous":
-        credentials = f"key file {options['credentials']}"
+        credentials = gettext("key file %(path)s") % {"path": options["credentials"]}
     elif options.get("credentials") == "anonymous":
-        credentials = "none (anonymous)"
+        credentials = gettext("none (anonymous)")
     else:
-        credentials = "this host's application default credentials"
+        credentials = gettext("this host's application default credentials")
     project = options.get("project") or ""
     rows = [
-        ("Project", project or "— not set"),
-        ("Region", options.get("region") or "— not set"),
-        ("Artifact Registry repository", options.get("repository") or "hakobune"),
-        ("Bucket", options.get("bucket") or (f"{project}_cloudbuild" if project else "—")),
+        (gettext("Project"), project or gettext("— not set")),
+        (gettext("Region"), options.get("region") or gettext("— not set")),
+        (gettext("Artifact Registry repository"), options.get("repository") or "hakobune"),
+        (gettext("Bucket"), options.get("bucket") or (f"{project}_cloudbuild" if project else "—")),
     ]
     if team is not None:
         own = identities(options, team.name)
         rows += [
-            ("Services run as", own["runtime"] or "—"),
-            ("Builds run as", own["build"] or "—"),
-            ("Secrets it may use", f"{own['secret_prefix']}… in project {project or '—'}"),
+            (gettext("Services run as"), own["runtime"] or "—"),
+            (gettext("Builds run as"), own["build"] or "—"),
+            (gettext("Secrets it may use"), gettext("%(prefix)s… in project %(project)s") % {
+                "prefix": own["secret_prefix"], "project": project or "—"}),
         ]
     else:
         rows += [
-            ("Services run as", "each team's own account (below)"),
-            ("Builds run as", "each team's own account (below)"),
+            (gettext("Services run as"), gettext("each team's own account (below)")),
+            (gettext("Builds run as"), gettext("each team's own account (below)")),
         ]
-    return rows + [("Credentials", credentials), ("Builder", options.get("builder") or "dockerfile")]
+    return rows + [(gettext("Credentials"), credentials), (gettext("Builder"), options.get("builder") or "dockerfile")]

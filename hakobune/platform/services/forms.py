@@ -2,6 +2,8 @@ from decimal import Decimal
 
 from django import forms
 from django.conf import settings
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from hakobune.platform.accounts.models import dns_label_validator
 from hakobune.runtime.release_config import Setting, all_settings, problems
@@ -10,7 +12,7 @@ from .backends import can
 from .sources import check_git_source
 
 ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar", ".tar.xz", ".txz")
-SOURCE_CHOICES = [("archive", "Upload an archive"), ("git", "From a Git repository")]
+SOURCE_CHOICES = [("archive", _("Upload an archive")), ("git", _("From a Git repository"))]
 
 
 class ArchiveField(forms.FileField):
@@ -20,15 +22,17 @@ class ArchiveField(forms.FileField):
             return upload
         if not upload.name.lower().endswith(ARCHIVE_SUFFIXES):
             raise forms.ValidationError(
-                f"{upload.name} is not an archive Hakobune takes. Upload a .zip, .tar.gz, .tar or .tar.xz of your app's folder."
+                gettext("%(name)s is not an archive Hakobune takes. Upload a .zip, .tar.gz, .tar or .tar.xz of your app's folder.")
+                % {"name": upload.name}
             )
         if upload.size > settings.SOURCE_MAX_ARCHIVE_BYTES:
             raise forms.ValidationError(
-                f"{upload.name} is {upload.size / 1e6:.0f} MB; the limit is {settings.SOURCE_MAX_ARCHIVE_BYTES / 1e6:.0f} MB. "
-                "Leave out dependencies and build output (node_modules, .venv, dist)."
+                gettext("%(name)s is %(size)s MB; the limit is %(limit)s MB. "
+                        "Leave out dependencies and build output (node_modules, .venv, dist).")
+                % {"name": upload.name, "size": f"{upload.size / 1e6:.0f}", "limit": f"{settings.SOURCE_MAX_ARCHIVE_BYTES / 1e6:.0f}"}
             )
         if upload.size == 0:
-            raise forms.ValidationError(f"{upload.name} is empty.")
+            raise forms.ValidationError(gettext("%(name)s is empty.") % {"name": upload.name})
         return upload
 
 
@@ -44,7 +48,7 @@ def clean_subdir(value: str) -> str:
         # Whether the folder exists is known once the source is fetched; here
         # only its spelling is judged.
         if ".." in value.split("/") or "\\" in value:
-            raise forms.ValidationError(f"{value!r} must be a folder inside the source, like services/api.")
+            raise forms.ValidationError(gettext("%(value)r must be a folder inside the source, like services/api.") % {"value": value})
     return value
 
 
@@ -52,32 +56,32 @@ class NewServiceForm(forms.Form):
     name = forms.CharField(
         max_length=30,
         validators=[dns_label_validator],
-        help_text="Lowercase letters, digits and hyphens. It becomes part of the address.",
+        label=_("Name"), help_text=_("Lowercase letters, digits and hyphens. It becomes part of the address."),
         widget=forms.TextInput(attrs={"placeholder": "my-app", "autocomplete": "off", "autofocus": True}),
     )
     source_kind = forms.ChoiceField(
-        choices=SOURCE_CHOICES, initial="archive", required=False, widget=forms.RadioSelect, label="Source"
+        choices=SOURCE_CHOICES, initial="archive", required=False, widget=forms.RadioSelect, label=_("Source")
     )
     source = ArchiveField(
-        label="Source archive", required=False, help_text="A .zip or .tar.gz of your app's folder.", widget=archive_widget()
+        label=_("Source archive"), required=False, help_text=_("A .zip or .tar.gz of your app's folder."), widget=archive_widget()
     )
     git_url = forms.CharField(
-        label="Repository URL", required=False, max_length=500,
+        label=_("Repository URL"), required=False, max_length=500,
         widget=forms.TextInput(attrs={"placeholder": "https://github.com/you/app.git", "autocomplete": "off"}),
     )
-    git_ref = forms.CharField(label="Branch, tag or commit", required=False, initial="main", max_length=255)
+    git_ref = forms.CharField(label=_("Branch, tag or commit"), required=False, initial="main", max_length=255)
     git_token = forms.CharField(
-        label="Access token (private repositories)", required=False, max_length=500,
+        label=_("Access token (private repositories)"), required=False, max_length=500,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
-        help_text="Stored encrypted; never shown again.",
+        help_text=_("Stored encrypted; never shown again."),
     )
     git_submodules = forms.BooleanField(
-        label="Also fetch the repository's submodules", required=False,
-        help_text="Off unless your app needs them; each submodule's address is checked like the repository's.",
+        label=_("Also fetch the repository's submodules"), required=False,
+        help_text=_("Off unless your app needs them; each submodule's address is checked like the repository's."),
     )
     source_subdir = forms.CharField(
-        label="App folder", required=False, max_length=255,
-        help_text="Leave empty when the app is at the top. For a monorepo: the app's folder, like services/api.",
+        label=_("App folder"), required=False, max_length=255,
+        help_text=_("Leave empty when the app is at the top. For a monorepo: the app's folder, like services/api."),
     )
 
     def __init__(self, *args, **kwargs):
@@ -85,7 +89,7 @@ class NewServiceForm(forms.Form):
         # Where it runs: offered only when the platform has more than one target.
         if len(settings.RUNTIME_BACKENDS) > 1:
             self.fields["target"] = forms.ChoiceField(
-                label="Runs on", choices=[(alias, alias) for alias in settings.RUNTIME_BACKENDS],
+                label=_("Runs on"), choices=[(alias, alias) for alias in settings.RUNTIME_BACKENDS],
                 initial=settings.DEFAULT_RUNTIME_BACKEND,
             )
 
@@ -99,7 +103,7 @@ class NewServiceForm(forms.Form):
         data = super().clean()
         if data.get("source_kind") == "git":
             if not data.get("git_url"):
-                self.add_error("git_url", "Give the repository's https:// address.")
+                self.add_error("git_url", gettext("Give the repository's https:// address."))
             else:
                 try:
                     checked = check_git_source(data["git_url"], data.get("git_ref") or "main", data.get("git_token", ""))
@@ -108,26 +112,27 @@ class NewServiceForm(forms.Form):
                 else:
                     data["git_ref"] = checked.ref
         elif not data.get("source") and "source" not in self.errors:
-            self.add_error("source", "Choose the archive of your app to upload.")
+            self.add_error("source", gettext("Choose the archive of your app to upload."))
         return data
 
 
 class DeployForm(forms.Form):
-    source = ArchiveField(label="Source archive", required=False, widget=archive_widget())
-    git_ref = forms.CharField(label="Branch, tag or commit", required=False, max_length=255)
+    source = ArchiveField(label=_("Source archive"), required=False, widget=archive_widget())
+    git_ref = forms.CharField(label=_("Branch, tag or commit"), required=False, max_length=255)
 
 
 def setting_field(setting: Setting) -> forms.Field:
     """The form field of a declared setting: its type, bounds, label and help."""
     bounds = {"min_value": "min", "max_value": "max"}
-    message = f"Give {setting.in_words()}."
-    options = {"label": setting.label, "help_text": setting.help, "required": not (setting.optional or setting.blank)}
+    message = gettext("Give %(what)s.") % {"what": setting.in_words()}
+    options = {"label": gettext(setting.label), "help_text": gettext(setting.help),
+               "required": not (setting.optional or setting.blank)}
     if setting.check:
         options["validators"] = [_checked_by(setting)]
     if setting.type is bool:
         return forms.BooleanField(**{**options, "required": False})
     if setting.choices:
-        return forms.ChoiceField(choices=setting.choices, **options)
+        return forms.ChoiceField(choices=[(value, gettext(label)) for value, label in setting.choices], **options)
     if setting.type is str:
         return forms.CharField(max_length=setting.max_length, **options)
     limits = {option: getattr(setting, name) for option, name in bounds.items() if getattr(setting, name) is not None}
@@ -174,10 +179,10 @@ class CloudRunSettingsForm(forms.ModelForm):
     """Staff: the platform's or a team's Cloud Run settings. The key is taken
     as an uploaded file or pasted, stored encrypted, and never shown again."""
 
-    key_file = forms.FileField(label="Service-account key (JSON file)", required=False)
+    key_file = forms.FileField(label=_("Service-account key (JSON file)"), required=False)
     key_text = forms.CharField(
-        label="…or paste the key", required=False, widget=forms.Textarea(attrs={"rows": 3, "autocomplete": "off"}),
-        help_text="Stored encrypted; only the account's email is shown after.",
+        label=_("…or paste the key"), required=False, widget=forms.Textarea(attrs={"rows": 3, "autocomplete": "off"}),
+        help_text=_("Stored encrypted; only the account's email is shown after."),
     )
 
     class Meta:
@@ -186,8 +191,8 @@ class CloudRunSettingsForm(forms.ModelForm):
         model = TeamCloudRunSettings
         fields = ["project", "region", "repository", "bucket", "service_account", "build_service_account", "credentials"]
         labels = {
-            "project": "Project ID", "service_account": "Services run as (service account email)",
-            "build_service_account": "Builds run as (service account email)", "credentials": "Credentials",
+            "project": _("Project ID"), "service_account": _("Services run as (service account email)"),
+            "build_service_account": _("Builds run as (service account email)"), "credentials": _("Credentials"),
         }
 
     # The platform's settings name no accounts: each team runs as its own.
@@ -213,9 +218,9 @@ class CloudRunSettingsForm(forms.ModelForm):
                              build_service_account=account_email(BUILD, team.name, project))
         for name, value in inherited.items():
             if name in self.fields and value and isinstance(value, str):
-                self.fields[name].widget.attrs["placeholder"] = f"empty: {value}"
+                self.fields[name].widget.attrs["placeholder"] = gettext("empty: %(value)s") % {"value": value}
         if self.instance.key_email:
-            self.fields["key_file"].help_text = f"Stored now: a key of {self.instance.key_email}. Give another to replace it."
+            self.fields["key_file"].help_text = gettext("Stored now: a key of %(email)s. Give another to replace it.") % {"email": self.instance.key_email}
 
     def clean(self):
         from .cloud_settings import read_service_account_key
@@ -225,7 +230,7 @@ class CloudRunSettingsForm(forms.ModelForm):
         text = data.get("key_text", "").strip()
         if upload:
             if upload.size > 64 * 1024:
-                self.add_error("key_file", "A service-account key is a few KB of JSON; this file is something else.")
+                self.add_error("key_file", gettext("A service-account key is a few KB of JSON; this file is something else."))
                 return data
             text = upload.read().decode("utf-8", "replace")
         self.new_key = ""
@@ -238,7 +243,7 @@ class CloudRunSettingsForm(forms.ModelForm):
             self.new_key = text
             data["credentials"] = self.instance.Credentials.KEY
         if data.get("credentials") == self.instance.Credentials.KEY and not (self.new_key or self.instance.key_encrypted):
-            self.add_error("key_file", "Give the service-account key to use.")
+            self.add_error("key_file", gettext("Give the service-account key to use."))
         return data
 
     def save(self, commit=True):

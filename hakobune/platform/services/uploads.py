@@ -5,6 +5,7 @@ from django.conf import settings
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
 from django.http import QueryDict
 from django.utils.datastructures import MultiValueDict
+from django.utils.translation import gettext
 
 # Room for the form's other fields around the file.
 FORM_OVERHEAD_BYTES = 64 * 1024
@@ -44,7 +45,7 @@ def upload_refusal(request) -> str | None:
     size = getattr(request, "upload_refused_size", None)
     if size is None:
         return None
-    return (
-        f"The upload is larger than {settings.SOURCE_MAX_ARCHIVE_BYTES / 1e6:.0f} MB, the limit for an archive. "
+    return gettext(
+        "The upload is larger than %(limit)s MB, the limit for an archive. "
         "Leave out dependencies and build output (node_modules, .venv, dist) and try again."
-    )
+    ) % {"limit": f"{settings.SOURCE_MAX_ARCHIVE_BYTES / 1e6:.0f}"}

@@ -7,6 +7,8 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from hakobune.platform.accounts.models import Role
 from hakobune.platform.accounts.permissions import member_of, teams_of
@@ -160,23 +162,24 @@ def service_deploy(request, service):
         git_ref=form.cleaned_data["git_ref"],
         created_by=request.user,
     )
-    return "Deploy started."
+    return _("Deploy started.")
 
 
 @service_action()
 def release_rollback(request, service, number):
     target = get_object_or_404(service.releases, number=number)
     release = rollback(service=service, to_release=target, created_by=request.user)
-    return f"Rolling back to v{target.number} as v{release.number}; no rebuild needed."
+    return _("Rolling back to v%(target)s as v%(number)s; no rebuild needed.") % {"target": target.number, "number": release.number}
 
 
 @service_action()
 def service_scale(request, service):
     instances = _whole_number(
-        request.POST.get("instances", ""), f"Give the number of instances as {get_setting('instances').in_words()}."
+        request.POST.get("instances", ""), _("Give the number of instances as a whole number from %(min)s to %(max)s.") % {
+            "min": get_setting("instances").min, "max": get_setting("instances").max}
     )
     scale(service=service, instances=instances, created_by=request.user)
-    return f"Scaling to {instances} instance{'s' if instances != 1 else ''}."
+    return ngettext("Scaling to %(count)s instance.", "Scaling to %(count)s instances.", instances) % {"count": instances}
 
 
 @service_action()
@@ -187,7 +190,8 @@ def service_settings(request, service):
     if not form.is_valid():
         for field, errors in form.errors.items():
             for error in errors:
-                messages.error(request, f"{form.fields[field].label if field in form.fields else field}: {error}")
+                messages.error(request, _("%(field)s: %(error)s") % {
+                    "field": form.fields[field].label if field in form.fields else field, "error": error})
         return None
     data = form.cleaned_data
     build_changed = any(
@@ -196,10 +200,10 @@ def service_settings(request, service):
     release = update_settings(service=service, created_by=request.user, **data)
     said = []
     if release is not None:
-        said.append(f"v{release.number} starts with the new settings")
+        said.append(_("v%(number)s starts with the new settings") % {"number": release.number})
     if build_changed:
-        said.append("the build settings apply from the next deploy")
-    return "Saved" + (f": {'; '.join(said)}." if said else ".")
+        said.append(_("the build settings apply from the next deploy"))
+    return _("Saved: %(what)s.") % {"what": _("; ").join(said)} if said else _("Saved.")
 
 
 @service_action()
@@ -207,19 +211,20 @@ def service_domains(request, service):
     hostname = request.POST.get("hostname", "")
     if request.POST.get("remove"):
         remove_domain(service=service, hostname=hostname, created_by=request.user)
-        return f"{hostname} no longer leads to {service.name}."
+        return _("%(hostname)s no longer leads to %(service)s.") % {"hostname": hostname, "service": service.name}
     if request.POST.get("verify"):
         domain = verify_domain(service=service, hostname=hostname, created_by=request.user)
-        return f"{domain.hostname} is verified: it leads to {service.name} once its DNS points at this host."
+        return _("%(hostname)s is verified: it leads to %(service)s once its DNS points at this host.") % {"hostname": domain.hostname, "service": service.name}
     domain = add_domain(service=service, hostname=hostname, created_by=request.user)
-    return (f"Added {domain.hostname}. To prove it is yours, add a TXT record named {domain.txt_name} "
-            f"with the value {domain.txt_value}, then press Verify.")
+    return _("Added %(hostname)s. To prove it is yours, add a TXT record named %(name)s "
+             "with the value %(value)s, then press Verify.") % {
+        "hostname": domain.hostname, "name": domain.txt_name, "value": domain.txt_value}
 
 
 @service_action(need=Role.OWNER)
 def service_notice(request, service):
     dismiss_notice(service=service, created_by=request.user)
-    return "Noted."
+    return _("Noted.")
 
 
 @service_action()
@@ -227,33 +232,33 @@ def service_restart(request, service):
     """Restarts the live release's instances one by one (a new release of the
     same image, so the old instances serve until the new ones answer)."""
     release = restart_service(service=service, created_by=request.user)
-    return f"Restarting as v{release.number}; the running instances serve until it answers."
+    return _("Restarting as v%(number)s; the running instances serve until it answers.") % {"number": release.number}
 
 
 @service_action()
 def service_sleep_settings(request, service):
     idle_minutes = _whole_number(request.POST.get("idle_minutes") or service.idle_minutes,
-                                 "Give the idle minutes as a whole number.")
+                                 _("Give the idle minutes as a whole number."))
     set_scale_to_zero(service=service, enabled=request.POST.get("scale_to_zero") == "on",
                       idle_minutes=idle_minutes, created_by=request.user)
-    return "Saved."
+    return _("Saved.")
 
 
 @service_action()
 def service_power(request, service, action):
     if action == "stop":
         stop_service(service=service, created_by=request.user)
-        return "Stopped. Its address answers again when you start it."
+        return _("Stopped. Its address answers again when you start it.")
     start_service(service=service, created_by=request.user)
-    return "Started."
+    return _("Started.")
 
 
 @service_action(need=Role.OWNER, doing="delete a service")
 def service_delete(request, service):
     if request.POST.get("confirm_name") != service.name:
-        raise ServiceActionError(f"Type the service's name, {service.name}, to delete it.")
+        raise ServiceActionError(_("Type the service's name, %(name)s, to delete it.") % {"name": service.name})
     delete_service(service=service, created_by=request.user)
-    messages.success(request, f"{service.name} is being deleted: its instances, address and images.")
+    messages.success(request, _("%(name)s is being deleted: its instances, address and images.") % {"name": service.name})
     return redirect("services:dashboard")
 
 
@@ -264,29 +269,32 @@ def service_env(request, service):
     secret = request.POST.get("secret", "").strip()
     if request.POST.get("unset"):
         release = set_env(service=service, values={}, unset=[key], created_by=request.user)
-        done = f"{key} is unset"
+        done = _("%(key)s is unset") % {"key": key}
     elif secret:
         if request.POST.get("value"):
-            raise ServiceActionError(f"Give {key} a value or a secret, not both.")
+            raise ServiceActionError(_("Give %(key)s a value or a secret, not both.") % {"key": key})
         release = set_env(service=service, values={}, unset=[], secrets={key: secret}, created_by=request.user)
-        done = f"{key} comes from Secret Manager"
+        done = _("%(key)s comes from Secret Manager") % {"key": key}
     else:
         release = set_env(service=service, values={key: request.POST.get("value", "")}, unset=[], created_by=request.user)
-        done = f"{key} is set"
-    return f"{done}{f'; v{release.number} applies it' if release else ''}."
+        done = _("%(key)s is set") % {"key": key}
+    if release:
+        return _("%(done)s; v%(number)s applies it.") % {"done": done, "number": release.number}
+    return _("%(done)s.") % {"done": done}
 
 
 @service_action()
 def service_traffic(request, service):
     """Splits requests between releases by percentage (fields v<number>)."""
     percents = {
-        int(key[1:]): _whole_number(value or 0, f"Give {key}'s share as a whole number of percent.")
+        int(key[1:]): _whole_number(value or 0, _("Give %(key)s's share as a whole number of percent.") % {"key": key})
         for key, value in request.POST.items()
         if key.startswith("v") and key[1:].isdigit()
     }
     split_traffic(service=service, percents=percents, created_by=request.user)
-    shares = ", ".join(f"{p}% to v{n}" for n, p in sorted(percents.items()) if p)
-    return f"Requests now go {shares}."
+    shares = _(", ").join(_("%(percent)s%% to v%(number)s") % {"percent": p, "number": n}
+                          for n, p in sorted(percents.items()) if p)
+    return _("Requests now go %(shares)s.") % {"shares": shares}
 
 
 def _whole_number(value, refusal: str) -> int:

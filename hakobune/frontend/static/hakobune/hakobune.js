@@ -27,6 +27,13 @@ document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("form").forEach(showChosenSource);
 });
 
+// The words the upload shows, in the page's language: the form's data-words-*
+// attributes (templates/_upload_words.html), with {name} filled in.
+function words(form, key, values) {
+  const said = form.dataset["words" + key[0].toUpperCase() + key.slice(1)] || "";
+  return said.replace(/\{(\w+)\}/g, (_, name) => String(values[name] ?? ""));
+}
+
 // Uploads show their progress. The form is sent as the browser would send it;
 // the answer replaces the page (a redirect to the service, or the form again
 // with its errors).
@@ -39,7 +46,9 @@ document.addEventListener("submit", (event) => {
   const limit = Number(file.dataset.maxBytes || 0);
   if (limit && file.files[0].size > limit) {
     event.preventDefault();
-    alert(`${file.files[0].name} is ${(file.files[0].size / 1e6).toFixed(0)} MB; the limit is ${(limit / 1e6).toFixed(0)} MB. Leave out dependencies and build output (node_modules, .venv, dist).`);
+    alert(words(form, "tooBig", {
+      name: file.files[0].name, size: (file.files[0].size / 1e6).toFixed(0), limit: (limit / 1e6).toFixed(0),
+    }));
     return;
   }
   event.preventDefault();
@@ -54,7 +63,7 @@ document.addEventListener("submit", (event) => {
     if (!progress.lengthComputable) return;
     const percent = Math.round((progress.loaded / progress.total) * 100);
     bar.value = percent;
-    text.textContent = percent < 100 ? `Uploading… ${percent} %` : "Uploaded; starting the deploy…";
+    text.textContent = percent < 100 ? words(form, "uploading", { percent }) : words(form, "uploaded", {});
   });
   request.addEventListener("load", () => {
     if (request.responseURL && request.responseURL !== (form.action || window.location.href)) {
@@ -66,7 +75,7 @@ document.addEventListener("submit", (event) => {
     }
   });
   request.addEventListener("error", () => {
-    text.textContent = "The upload failed: the connection was lost. Try again.";
+    text.textContent = words(form, "lost", {});
     form.querySelectorAll("button[type=submit]").forEach((button) => { button.disabled = false; });
   });
   request.send(new FormData(form));
