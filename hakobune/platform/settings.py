@@ -572,12 +572,16 @@ STEP_REQUEUE_SECONDS = env_int("STEP_REQUEUE_SECONDS", 60)
 # stops its containers; the step's limit leaves time around it for the stacks
 # and the image's bookkeeping.
 DEPLOY_TIMEOUT = env_int("DEPLOY_TIMEOUT", 900)
+# The release phase (a Procfile's `release:` command, run once per new
+# release before its instances start) is stopped after this many seconds and
+# the deploy fails; the deploy step's own limit is longer by as much.
+RELEASE_COMMAND_TIMEOUT = env_int("RELEASE_COMMAND_TIMEOUT", 300)
 TASK_KILL_GRACE = 30
 TASK_TIME_LIMITS = {
     "fetch_source": GIT_TIMEOUT + 120,
     "detect_stack": env_int("DETECT_TIMEOUT", 120),
     "build_image": BUILD_TIMEOUT + 60,
-    "deploy_release": DEPLOY_TIMEOUT,
+    "deploy_release": DEPLOY_TIMEOUT + RELEASE_COMMAND_TIMEOUT,
     "start_release": DEPLOY_TIMEOUT,
     "destroy_service": 600,
     "rebuild_stack": env_int("STACK_BUILD_TIMEOUT", 1800),

@@ -319,6 +319,20 @@ class TrafficUpdateSerializer(serializers.Serializer):
         return {int(key): percent for key, percent in value.items()}
 
 
+class ProcessSerializer(serializers.Serializer):
+    name = serializers.CharField(help_text="The process type: web, or a name from the Procfile (worker…).")
+    instances = serializers.IntegerField(help_text="How many instances of it run.")
+    cpu = serializers.FloatField(help_text="CPU cores per instance.")
+    memory_mb = serializers.IntegerField(help_text="Memory per instance, in MiB.")
+    command = serializers.CharField(help_text="The command it runs (web: the image's start command).")
+    routed = serializers.BooleanField(help_text="Whether requests are routed to it (web only).")
+
+
+class ProcessesSerializer(serializers.Serializer):
+    processes = ProcessSerializer(many=True)
+    release = serializers.IntegerField(allow_null=True, help_text="The release a change made, if any.")
+
+
 class RollbackSerializer(serializers.Serializer):
     release = serializers.IntegerField(min_value=1, help_text="The number of the release to go back to (3 for v3).")
 

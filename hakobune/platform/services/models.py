@@ -143,6 +143,12 @@ class Service(models.Model):
     # The declared settings (runtime/release_config.py) that have no column
     # of their own, by name; read as attributes like the others.
     extra_settings = models.JSONField(default=dict, blank=True)
+    # Process types besides web (the live build's Procfile and hakobune.toml)
+    # and their sizes: {"worker": {"instances": 2}}; a size not given is web's.
+    processes = models.JSONField(default=dict, blank=True)
+    # Whether the app has a web process (a Procfile of workers only has none:
+    # nothing is routed to it, and its web instances are not counted).
+    serves_web = models.BooleanField(default=True)
     # Something the platform must tell the service's team, shown on its page
     # until an owner dismisses it (an old address that went to another service).
     notice = models.TextField(blank=True)

@@ -7,6 +7,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext as _
 
 from hakobune.platform.accounts.models import Role
 from hakobune.platform.accounts.permissions import member_of, teams_of
@@ -29,7 +30,9 @@ from .services import (
     remove_domain,
     restart_service,
     rollback,
+    process_table,
     scale,
+    scale_processes,
     set_env,
     set_scale_to_zero,
     split_traffic,
@@ -111,6 +114,7 @@ def service_detail(request, team, service):
             "log_lines": latest.log_page() if latest else [],
             "releases": releases,
             "traffic_error": traffic_error,
+            "processes": process_table(service),
             "settings_form": ServiceSettingsForm(service=service, initial=values_of(service)),
             "status": service.status_word(latest),
             "deploy_form": DeployForm(),
@@ -171,6 +175,20 @@ def service_scale(request, service):
     )
     scale(service=service, instances=instances, created_by=request.user)
     return f"Scaling to {instances} instance{'s' if instances != 1 else ''}."
+
+
+@service_action()
+def service_processes(request, service):
+    """The Run card's process table: instances of each process type at once."""
+    counts = {}
+    for row in process_table(service):
+        value = request.POST.get(f"count_{row['name']}", "").strip()
+        if value and value != str(row["instances"]):
+            counts[row["name"]] = value
+    if not counts:
+        return _("Nothing to change.")
+    scale_processes(service=service, counts=counts, created_by=request.user)
+    return _("Scaling %(counts)s.") % {"counts": ", ".join(f"{name}={value}" for name, value in counts.items())}
 
 
 @service_action()
