@@ -167,6 +167,10 @@ class OneOffResult:
     # Its last lines of output.
     tail: list[str] = field(default_factory=list)
     timed_out: bool = False
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    # It was gone before it could be read (removed, the engine restarted).
+    lost: bool = False
 
     @property
     def succeeded(self) -> bool:
@@ -230,6 +234,18 @@ class RuntimeBackend:
         and waits for it to end, or kills it after `timeout` seconds; each
         line it prints goes to `on_line`. `purpose` names it ("release", a
         job's name). Capability "one_off"."""
+        raise NotImplementedError
+
+    def start_one_off(self, spec: DeploySpec, command: str, *, purpose: str) -> str:
+        """Starts `command` in a one-off container of this release, as
+        `run_once` does, without waiting; returns what `one_off_result` takes
+        to find it again (capability "one_off")."""
+        raise NotImplementedError
+
+    def one_off_result(self, ref: ServiceRef, handle: str, *, stop: bool = False) -> OneOffResult | None:
+        """How a one-off started by `start_one_off` ended (then it is
+        removed), or None while it runs; with `stop`, it is killed first (its
+        time is up), and the result says it timed out."""
         raise NotImplementedError
 
     def image_builder(self) -> ImageBuilder | None:

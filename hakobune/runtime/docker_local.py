@@ -385,7 +385,7 @@ class DockerLocalBackend(RuntimeBackend):
 
     # -- one-off containers ---------------------------------------------------
 
-    def run_once(self, spec: DeploySpec, command: str, *, purpose: str, timeout: float, on_line=None) -> OneOffResult:
+    def _one_off(self, spec: DeploySpec, command: str, purpose: str):
         try:
             self.client.images.get(spec.image)
         except ImageNotFound:
@@ -395,10 +395,8 @@ class DockerLocalBackend(RuntimeBackend):
         network = self._ensure_team_network(spec.team, allow=spec.egress_allow, subnet=spec.network_subnet)
         memory = f"{spec.memory_mb}m"
         name = f"hakobune-{spec.team}-{spec.service}-v{spec.release_number}-{purpose}-{secrets.token_hex(3)}"
-        tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
-        container = None
         try:
-            container = self.client.containers.run(
+            return self.client.containers.run(
                 spec.image, command=["/bin/sh", "-c", _exec(command)], detach=True, name=name, hostname=spec.service,
                 labels={
                     LABEL_MANAGED: self.instance, LABEL_TEAM: spec.team, LABEL_SERVICE: spec.service,
@@ -411,6 +409,46 @@ class DockerLocalBackend(RuntimeBackend):
                 log_config=LogConfig(type=LogConfig.types.JSON, config={"max-size": "10m", "max-file": "3"}),
                 network=network.name, restart_policy={"Name": "no"}, privileged=False,
             )
+        except DockerException as exc:
+            raise RuntimeBackendError(f"the Docker Engine failed while starting {purpose}: {exc}", permanent=False)
+
+    def start_one_off(self, spec: DeploySpec, command: str, *, purpose: str) -> str:
+        return self._one_off(spec, command, purpose).id
+
+    def one_off_result(self, ref: ServiceRef, handle: str, *, stop: bool = False) -> OneOffResult | None:
+        try:
+            container = self.client.containers.get(handle)
+        except NotFound:
+            return OneOffResult(exit_code=None, lost=True)
+        except DockerException as exc:
+            raise RuntimeBackendError(f"the Docker Engine failed: {exc}", permanent=False)
+        labels = container.labels
+        if labels.get(LABEL_TEAM) != ref.team or labels.get(LABEL_SERVICE) != ref.service or LABEL_ONEOFF not in labels:
+            return OneOffResult(exit_code=None, lost=True)
+        try:
+            if container.status in ("running", "created", "restarting"):
+                if not stop:
+                    return None
+                container.kill()
+                container.reload()
+            state = container.attrs["State"]
+            result = OneOffResult(
+                exit_code=None if stop else state.get("ExitCode"), tail=self._tail(container, 200), timed_out=stop,
+                started_at=_parse_docker_time(state.get("StartedAt", "")),
+                finished_at=_parse_docker_time(state.get("FinishedAt", "")),
+            )
+        except NotFound:
+            return OneOffResult(exit_code=None, lost=True)
+        except DockerException as exc:
+            raise RuntimeBackendError(f"the Docker Engine failed: {exc}", permanent=False)
+        self._remove([container])
+        return result
+
+    def run_once(self, spec: DeploySpec, command: str, *, purpose: str, timeout: float, on_line=None) -> OneOffResult:
+        tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
+        container = None
+        try:
+            container = self._one_off(spec, command, purpose)
             # Its output is read here (on_line runs in the caller's thread);
             # a timer kills it at its time limit, which ends the output.
             timed_out = threading.Event()
@@ -724,10 +762,35 @@ class DockerLocalBackend(RuntimeBackend):
                         container.start()
                         done.append(f"started {container.name} again")
                 continue
+            if process != WEB:
+                # Another process type's instances are replaced on their own:
+                # web (and its route) is left as it is.
+                done += self._refill(spec, process, mine, alive, count)
+                continue
             missing.append(f"{process}: {len(alive)} of {count} running")
         if missing:
             self.deploy(spec)
             done.append(f"started v{spec.release_number} again ({'; '.join(missing)})")
+        return done
+
+    def _refill(self, spec: DeploySpec, process: str, mine: list, alive: list, count: int) -> list[str]:
+        done = []
+        for container in [c for c in mine if c not in alive] + alive[count:]:
+            container.remove(force=True, v=True)
+            done.append(f"removed {container.name}")
+        alive = alive[:count]
+        network = self._ensure_team_network(spec.team, allow=spec.egress_allow, subnet=spec.network_subnet)
+        started = []
+        try:
+            for _ in range(count - len(alive)):
+                started.append(self._run_instance(spec, len(alive) + len(started), network, process=process))
+            for container in started:
+                container.update(restart_policy={"Name": "unless-stopped"})
+        except DockerException as exc:
+            self._remove(started)
+            raise RuntimeBackendError(f"could not start the {process} process again: {exc}", permanent=False)
+        if started:
+            done.append(f"started {len(started)} {process} instance(s) of v{spec.release_number} again")
         return done
 
     def sleep(

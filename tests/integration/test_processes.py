@@ -149,6 +149,7 @@ def test_a_worker_runs_beside_web_unrouted_and_is_scaled_within_the_quota_and_re
     assert service.releases.count() == 2
 
     # A worker container that goes away is brought back by the reconciler.
+    web_before = instances(docker_client, team)["web"][0].id
     instances(docker_client, team)["worker"][0].remove(force=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -159,6 +160,8 @@ def test_a_worker_runs_beside_web_unrouted_and_is_scaled_within_the_quota_and_re
         time.sleep(0.5)
     now = instances(docker_client, team)
     assert len(now["worker"]) == 2 and all(c.status == "running" for c in now["worker"])
+    assert now["web"][0].id == web_before  # web was left alone
+    service.refresh_from_db()
     assert {c.labels["org.hakobune.release"] for found in now.values() for c in found} == {str(service.live_release_id)}
 
     # Scaled to 0 through the API, the worker stops and web serves on.

@@ -34,6 +34,7 @@ from hakobune.platform.accounts.permissions import member_of, require
 from hakobune.platform.accounts.services import add_member, create_team, remove_member
 from hakobune.platform.accounts.tokens import create_api_token
 from hakobune.platform.builds.models import Build, BuildStatus
+from hakobune.platform.services import jobs
 from hakobune.platform.services.access import service_for
 from hakobune.platform.services.backends import backend_for
 from hakobune.platform.services.forms import ArchiveField
@@ -558,6 +559,14 @@ class ProcessesView(APIView):
         release = scale_processes(service=found, counts=dict(request.data), created_by=request.user)
         found.refresh_from_db()
         return Response(_processes_data(found, release))
+
+
+class JobsView(APIView):
+    @extend_schema(operation_id="jobs_list", responses={200: s.JobsSerializer, **errors(*READ_ERRORS)},
+                   summary="The service's scheduled jobs (hakobune.toml's [[jobs]]) and their latest runs")
+    def get(self, request, team, service):
+        _, found = service_for(request.user, team, service)
+        return Response(s.JobsSerializer({"jobs": jobs.history(found)}).data)
 
 
 class TrafficView(APIView):

@@ -15,6 +15,7 @@ from hakobune.platform.governance.quotas import limits_of, usage_of
 from hakobune.runtime.base import RuntimeBackendError
 from hakobune.runtime.release_config import BUILD, get_setting
 
+from . import jobs
 from .access import service_for
 from .declared_settings import value_of, values_of
 from .decorators import service_action
@@ -115,6 +116,7 @@ def service_detail(request, team, service):
             "releases": releases,
             "traffic_error": traffic_error,
             "processes": process_table(service),
+            "jobs": jobs.history(service, runs_per_job=5),
             "settings_form": ServiceSettingsForm(service=service, initial=values_of(service)),
             "status": service.status_word(latest),
             "deploy_form": DeployForm(),
