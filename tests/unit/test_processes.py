@@ -247,3 +247,27 @@ def test_a_tick_long_past_is_not_caught_up_and_a_stopped_service_runs_no_job(ser
     (run,) = jobs.start_due(at_three + timedelta(seconds=5))
     assert run.status == JobRun.Status.RUNNING and started == ["python t.py"]
     assert JobRun.objects.get().handle == "c1"
+
+
+def test_the_service_page_shows_the_processes_to_everyone_and_the_scale_form_to_who_may_deploy(
+    client, service, owner, viewer, dummy_backend
+):
+    from django.urls import reverse
+
+    deployed(service, owner, {**PLAN, "jobs": [{"name": "tidy", "schedule": "*/10 * * * *", "command": "python t.py"}]})
+    JobRun.objects.create(service=service, job="tidy", command="python t.py", schedule="*/10 * * * *",
+                          scheduled_for=datetime(2026, 11, 30, 3, 0, tzinfo=timezone.utc), status="failed",
+                          exit_code=3, detail="it exited with code 3", log="no such table: sessions")
+    page = reverse("services:detail", args=["acme", "app"])
+    client.force_login(viewer)
+    seen = client.get(page).content.decode()
+    assert "celery -A app worker" in seen and 'name="count_worker"' not in seen
+    assert "Scheduled jobs" in seen and "it exited with code 3" in seen and "no such table: sessions" in seen
+    assert client.post(reverse("services:processes", args=["acme", "app"]), {"count_worker": "3"}).status_code in (302, 403)
+    assert service.releases.count() == 1
+
+    client.force_login(owner)
+    assert 'name="count_worker"' in client.get(page).content.decode()
+    response = client.post(reverse("services:processes", args=["acme", "app"]), {"count_web": "1", "count_worker": "3"})
+    assert response.status_code == 302
+    assert service.releases.order_by("-number").first().description == "Scaled worker=3"
