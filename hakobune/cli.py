@@ -744,6 +744,28 @@ def cmd_traffic(args) -> int:
     return EXIT_OK
 
 
+def cmd_scale(args) -> int:
+    api, team, name = _service_args(args)
+    where = f"{service_path(team, name)}/processes/"
+    if args.counts:
+        counts = {}
+        for pair in args.counts:
+            process, sep, count = pair.partition("=")
+            if not sep or not process.strip() or not count.strip().isdigit():
+                raise CliError(f"{pair!r}: write PROCESS=COUNT, like worker=2.", EXIT_USAGE)
+            counts[process.strip()] = int(count)
+        answer = api.request("PATCH", where, json=counts).json()
+        said = ", ".join(f"{process}={count}" for process, count in counts.items())
+        print(f"Scaled {name}: {said}" + (f"; v{answer['release']} applies it." if answer.get("release") else "."))
+    else:
+        answer = api.get(where)
+    for process in answer["processes"]:
+        routed = "routed" if process["routed"] else "not routed"
+        print(f"{process['name']:<12} {process['instances']:>2} × ({process['cpu']:g} CPU, {process['memory_mb']} MiB)"
+              f"  {routed}  {process['command']}")
+    return EXIT_OK
+
+
 def cmd_open(args) -> int:
     api, team, name = _service_args(args)
     url = api.get(f"{service_path(team, name)}/")["url"]
@@ -814,6 +836,10 @@ def build_parser() -> argparse.ArgumentParser:
     traffic = with_service(commands.add_parser("traffic", help=_("show or split the requests between releases")))
     traffic.add_argument("shares", nargs="*", metavar="vN=PERCENT", help=_("like v3=80 v4=20 (Cloud Run)"))
     traffic.set_defaults(func=cmd_traffic)
+
+    scale = with_service(commands.add_parser("scale", help=_("show or set the instances of each process type")))
+    scale.add_argument("counts", nargs="*", metavar="PROCESS=COUNT", help=_("like worker=2 or web=3"))
+    scale.set_defaults(func=cmd_scale)
 
     opener = with_service(commands.add_parser("open", help=_("open the service's address in a browser")))
     opener.add_argument("--print", dest="print_only", action="store_true", help=_("only print the address"))

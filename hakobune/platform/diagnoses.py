@@ -100,6 +100,16 @@ rule("build.timed_out", U,
      gettext_noop("The build took longer than %(seconds)s s, the time a build may take, and was stopped. Look at the last "
                   "step in the log: a step that waits for input, or for a server that never answers, runs until it is stopped."))
 rule("release.internal", P, gettext_noop("Hakobune failed while starting this release."))
+rule("release.quota", U, "%(detail)s")
+rule("release.command_failed", U,
+     gettext_noop("The release command (`%(command)s`) failed with exit code %(code)s, so this release was not started; "
+                  "the live release goes on serving. Its last lines:\n%(tail)s"))
+rule("release.command_timeout", U,
+     gettext_noop("The release command (`%(command)s`) ran longer than %(seconds)s s, the time it may take, and was stopped; "
+                  "this release was not started and the live release goes on serving. Its last lines:\n%(tail)s"))
+rule("release.no_one_off", U,
+     gettext_noop("The app has a release command (`%(command)s`), but %(target)s cannot run one-off containers; "
+                  "remove the release command or deploy to the local runtime."))
 rule("network.no_room", P,
      gettext_noop("Hakobune has no room for another team network: TEAM_SUBNET_POOL (%(pool)s) has no free /%(prefix)s block "
                   "left (the size this team's quota asks for: room for %(room)s containers). This is not your app: an "

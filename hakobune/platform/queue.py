@@ -56,12 +56,14 @@ ROUTES = {
     "sync_router": HOUSEKEEPING,
     "scale_idle_to_zero": HOUSEKEEPING,
     "prune_images": HOUSEKEEPING,
+    # Scheduled jobs: starts and reads one-off containers, never waits for one.
+    "run_jobs": HOUSEKEEPING,
 }
 
 TASKS = frozenset({
     "fetch_source", "detect_stack", "build_image", "deploy_release", "start_release",
     "destroy_service", "destroy_team", "sync_router", "reconcile", "rebuild_stack", "prune_images",
-    "admit_builds", "stop_build", "sweep_pipeline",
+    "admit_builds", "stop_build", "sweep_pipeline", "run_jobs",
 })
 
 # The steps that read the fetched source, and so run on the host that fetched it.

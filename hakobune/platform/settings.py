@@ -336,6 +336,14 @@ METRICS_SECONDS = env_int("METRICS_SECONDS", 15)
 # Images and build leftovers are pruned this often (seconds; "Disk" below).
 PRUNE_SECONDS = env_int("PRUNE_SECONDS", 3600)
 _HOUSEKEEPING = {"queue": f"{CELERY_TASK_DEFAULT_QUEUE}.housekeeping"}
+# Scheduled jobs (hakobune.toml's [[jobs]], services/jobs.py): looked at every
+# JOBS_TICK_SECONDS, so a run starts at most that late and its end is
+# recorded at most that late; a tick older than JOB_CATCH_UP_SECONDS when
+# first seen is not run (no backlog after an outage); a run is stopped after
+# JOB_TIMEOUT seconds.
+JOBS_TICK_SECONDS = env_int("JOBS_TICK_SECONDS", 15)
+JOB_CATCH_UP_SECONDS = env_int("JOB_CATCH_UP_SECONDS", 120)
+JOB_TIMEOUT = env_int("JOB_TIMEOUT", 3600)
 CELERY_BEAT_SCHEDULE = {
     "scale-idle-to-zero": {"task": "hakobune.worker.tasks.scale_idle_to_zero", "schedule": 15.0,
                            "options": _HOUSEKEEPING},
@@ -346,6 +354,8 @@ CELERY_BEAT_SCHEDULE = {
     "roll-up-metrics": {"task": "hakobune.worker.tasks.roll_up_metrics", "schedule": 600.0, "options": _HOUSEKEEPING},
     "prune-images": {"task": "hakobune.worker.tasks.prune_images", "schedule": float(PRUNE_SECONDS),
                      "options": _HOUSEKEEPING},
+    "run-jobs": {"task": "hakobune.worker.tasks.run_jobs", "schedule": float(JOBS_TICK_SECONDS),
+                 "options": {**_HOUSEKEEPING, "expires": float(JOBS_TICK_SECONDS)}},
     "reconcile": {"task": "hakobune.worker.tasks.reconcile", "schedule": float(env_int("RECONCILE_SECONDS", 30)),
                   "options": _HOUSEKEEPING},
     "sweep-pipeline": {"task": "hakobune.worker.tasks.sweep_pipeline", "schedule": float(env_int("SWEEP_SECONDS", 20)),
@@ -637,12 +647,16 @@ STEP_REQUEUE_SECONDS = env_int("STEP_REQUEUE_SECONDS", 60)
 # stops its containers; the step's limit leaves time around it for the stacks
 # and the image's bookkeeping.
 DEPLOY_TIMEOUT = env_int("DEPLOY_TIMEOUT", 900)
+# The release phase (a Procfile's `release:` command, run once per new
+# release before its instances start) is stopped after this many seconds and
+# the deploy fails; the deploy step's own limit is longer by as much.
+RELEASE_COMMAND_TIMEOUT = env_int("RELEASE_COMMAND_TIMEOUT", 300)
 TASK_KILL_GRACE = 30
 TASK_TIME_LIMITS = {
     "fetch_source": GIT_TIMEOUT + 120,
     "detect_stack": env_int("DETECT_TIMEOUT", 120),
     "build_image": BUILD_TIMEOUT + 60,
-    "deploy_release": DEPLOY_TIMEOUT,
+    "deploy_release": DEPLOY_TIMEOUT + RELEASE_COMMAND_TIMEOUT,
     "start_release": DEPLOY_TIMEOUT,
     "destroy_service": 600,
     # Each of the team's services as destroy_service, one after another.

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
     from hakobune.worker.builders.base import ImageBuilder
 
-from .release_config import ReleaseConfig
+from .release_config import WEB, ReleaseConfig
 
 
 class RuntimeBackendError(Exception):
@@ -80,6 +80,20 @@ class DeploySpec:
     # Set by a restart (a new value each time): backends that reuse an
     # identical revision (Cloud Run) make a fresh one for it.
     restart: str = ""
+    # Whether a web process serves requests (routed, health-checked); a
+    # release of workers only has none.
+    web: bool = True
+    # The other process types of the release (the Procfile's `worker:`…):
+    # name: command. Each runs the same image with its own sizes
+    # (`config.sizes(name)`), not routed (capability "processes").
+    processes: dict[str, str] = field(default_factory=dict)
+
+    def process_counts(self) -> dict[str, int]:
+        """How many instances of each process type the release runs."""
+        counts = {WEB: self.config.sizes(WEB)["instances"] if self.web else 0}
+        for name in self.processes:
+            counts[name] = int(self.config.sizes(name).get("instances", 0))
+        return counts
 
     def __getattr__(self, name: str):
         if name.startswith("_"):
@@ -141,6 +155,7 @@ class ObservedInstance:
 
     release_id: str
     state: str  # the runtime's word: running, restarting, exited, created…
+    process: str = WEB
 
 
 def looks_as_desired(desired: DesiredService, observed: list[ObservedInstance]) -> bool:
@@ -153,8 +168,31 @@ def looks_as_desired(desired: DesiredService, observed: list[ObservedInstance]) 
         return False
     running = [instance for instance in observed if instance.state == "running"]
     if desired.state == "running":
-        return len(observed) == desired.spec.instances and len(running) == len(observed)
+        if len(running) != len(observed):
+            return False
+        counts = desired.spec.process_counts()
+        if any(instance.process not in counts for instance in observed):
+            return False
+        return all(sum(1 for i in observed if i.process == name) == count for name, count in counts.items())
     return not running
+
+
+@dataclass(frozen=True)
+class OneOffResult:
+    """How a one-off container (a release command, a scheduled job) ended."""
+
+    exit_code: int | None
+    # Its last lines of output.
+    tail: list[str] = field(default_factory=list)
+    timed_out: bool = False
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    # It was gone before it could be read (removed, the engine restarted).
+    lost: bool = False
+
+    @property
+    def succeeded(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out
 
 
 @dataclass
@@ -169,6 +207,8 @@ class LogLine:
     timestamp: datetime | None
     instance: str
     text: str
+    # The process type the instance runs (web, worker…).
+    process: str = WEB
 
 
 @dataclass(frozen=True)
@@ -188,7 +228,8 @@ class RuntimeBackend:
     `capabilities`, so views and tasks never ask which backend they hold."""
 
     # The flags in use: logs, metrics, stop_start, routing, under_the_hood,
-    # scale_to_zero (the local runtime); remote_build (builds images itself:
+    # scale_to_zero, processes (process types besides web), one_off
+    # (run_once: release phase, scheduled jobs) (the local runtime); remote_build (builds images itself:
     # image_builder() gives its builder),
     # traffic_split, revisions, secret_env (reads Secret Manager) and
     # autoscaling (scales on requests; the settings that need it say so in
@@ -200,6 +241,29 @@ class RuntimeBackend:
         self.options = options
 
     def deploy(self, spec: DeploySpec) -> DeployResult:
+        raise NotImplementedError
+
+    def run_once(
+        self, spec: DeploySpec, command: str, *, purpose: str, timeout: float,
+        on_line: Callable[[str], None] | None = None,
+    ) -> OneOffResult:
+        """Runs `command` once in a one-off container of this release (its
+        image, environment and network, the web process's sizes), not routed,
+        and waits for it to end, or kills it after `timeout` seconds; each
+        line it prints goes to `on_line`. `purpose` names it ("release", a
+        job's name). Capability "one_off"."""
+        raise NotImplementedError
+
+    def start_one_off(self, spec: DeploySpec, command: str, *, purpose: str) -> str:
+        """Starts `command` in a one-off container of this release, as
+        `run_once` does, without waiting; returns what `one_off_result` takes
+        to find it again (capability "one_off")."""
+        raise NotImplementedError
+
+    def one_off_result(self, ref: ServiceRef, handle: str, *, stop: bool = False) -> OneOffResult | None:
+        """How a one-off started by `start_one_off` ended (then it is
+        removed), or None while it runs; with `stop`, it is killed first (its
+        time is up), and the result says it timed out."""
         raise NotImplementedError
 
     def image_builder(self) -> ImageBuilder | None:

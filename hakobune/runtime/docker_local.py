@@ -13,10 +13,13 @@ import ipaddress
 import logging
 import re
 import secrets
+import threading
 import time
+from collections import deque
 from datetime import datetime
 
 import docker
+import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import IPAMConfig, IPAMPool, LogConfig
 
@@ -29,12 +32,14 @@ from .base import (
     LiveRoute,
     LogLine,
     MetricSample,
+    OneOffResult,
     RuntimeBackend,
     RuntimeBackendError,
     ServiceRef,
     ServiceStatus,
     TeamNetworkFull,
 )
+from .release_config import WEB
 from .cgroups import CgroupReader, CpuRates
 from .firewall import Firewall, FirewallError, bridge_of, host_lock
 from .router import CaddyRouter, Route, RouterError
@@ -48,6 +53,12 @@ LABEL_TEAM = f"{LABEL_PREFIX}.team"
 LABEL_SERVICE = f"{LABEL_PREFIX}.service"
 LABEL_RELEASE = f"{LABEL_PREFIX}.release"
 LABEL_HOSTNAME = f"{LABEL_PREFIX}.hostname"
+# The process type an instance runs (web, worker…); none on older instances: web.
+LABEL_PROCESS = f"{LABEL_PREFIX}.process"
+# A one-off container (the release phase, a scheduled job): not an instance.
+LABEL_ONEOFF = f"{LABEL_PREFIX}.oneoff"
+# A process type (not web) is taken as started once it has run this long.
+WORKER_SETTLE_SECONDS = 1.0
 
 CPU_PERIOD = 100_000  # microseconds; the CPU limit is a quota of this period
 
@@ -72,7 +83,9 @@ def network_is_full(exc: APIError) -> bool:
 
 
 class DockerLocalBackend(RuntimeBackend):
-    capabilities = frozenset({"logs", "stop_start", "routing", "under_the_hood", "scale_to_zero", "team_networks"})
+    capabilities = frozenset(
+        {"logs", "stop_start", "routing", "under_the_hood", "scale_to_zero", "team_networks", "processes", "one_off"}
+    )
 
     def __init__(self, alias, **options):
         super().__init__(alias, **options)
@@ -86,6 +99,7 @@ class DockerLocalBackend(RuntimeBackend):
         # CPU while booting, as a multiple of the service's limit (1: no boost).
         self.startup_boost = float(options.get("startup_cpu_boost", 2.0))
         self.tmpfs_mb = int(options.get("tmpfs_mb", 64))
+        self.worker_settle = float(options.get("worker_settle_seconds", WORKER_SETTLE_SECONDS))
         # Where the router sends requests for a sleeping service: the portal.
         self.waker = options.get("waker_upstream", "127.0.0.1:8000")
         self.router = CaddyRouter(
@@ -129,15 +143,18 @@ class DockerLocalBackend(RuntimeBackend):
         network = self._ensure_team_network(spec.team, allow=spec.egress_allow, subnet=spec.network_subnet)
         started = []
         try:
-            for index in range(spec.instances):
+            web_count = spec.process_counts()[WEB]
+            for index in range(web_count):
                 started.append(self._run_instance(spec, index, network))
             upstreams = [self._wait_until_healthy(container, spec) for container in started]
-            if spec.public:
+            workers = self._start_processes(spec, network, started)
+            if spec.public and spec.web:
                 self.router.set_route(
                     Route(spec.hostname, tuple(upstreams), aliases=tuple(spec.aliases), redirects=tuple(spec.redirects))
                 )
             else:
-                # Private: no address in the router; the team reaches it by name.
+                # Private (or no web process): no address in the router; the
+                # team reaches a private one by name.
                 self.router.remove_route(spec.hostname)
         except RouterError as exc:
             self._remove(started)
@@ -155,6 +172,7 @@ class DockerLocalBackend(RuntimeBackend):
         self._remove_earlier_attempts(spec, keep=started)
 
         instances = [Instance(id=c.id, name=c.name, state="running", address=a) for c, a in zip(started, upstreams)]
+        instances += [Instance(id=c.id, name=c.name, state="running") for c in workers]
         return DeployResult(
             url=f"http://{spec.hostname}:{self.router.listen_port}/",
             instances=instances,
@@ -290,10 +308,44 @@ class DockerLocalBackend(RuntimeBackend):
             raise RuntimeBackendError(f"could not apply the network isolation: {exc}", permanent=False)
         return bridges
 
-    def _run_instance(self, spec: DeploySpec, index: int, network):
-        name = f"hakobune-{spec.team}-{spec.service}-v{spec.release_number}-{index}-{secrets.token_hex(3)}"
+    def _start_processes(self, spec: DeploySpec, network, started: list) -> list:
+        """Starts the release's other process types (not routed, no port);
+        each is taken as started once it has run `worker_settle` seconds, so a
+        worker that exits at once fails the deploy with its own output, as a
+        web process that stops while starting does."""
+        workers = []
+        for name, count in spec.process_counts().items():
+            if name == WEB:
+                continue
+            for index in range(count):
+                container = self._run_instance(spec, index, network, process=name)
+                started.append(container)
+                workers.append(container)
+        if not workers:
+            return workers
+        time.sleep(self.worker_settle)
+        for container in workers:
+            container.reload()
+            state = container.attrs["State"]
+            process = container.labels.get(LABEL_PROCESS, WEB)
+            if state.get("Status") in ("exited", "dead"):
+                tail = self._tail(container)
+                error = _last_error_line(tail)
+                oom = " (it ran out of memory)" if state.get("OOMKilled") else ""
+                raise RuntimeBackendError(
+                    f"the {process} process stopped while starting, with exit code {state.get('ExitCode')}{oom}"
+                    + (f": {error}" if error else "")
+                    + ". Its last lines are in the log; fix the error and deploy again.",
+                    log_tail=tail,
+                )
+            container.update(restart_policy={"Name": "unless-stopped"})
+        return workers
+
+    def _run_instance(self, spec: DeploySpec, index: int, network, *, process: str = WEB):
+        label = "" if process == WEB else f"{process}-"
+        name = f"hakobune-{spec.team}-{spec.service}-v{spec.release_number}-{label}{index}-{secrets.token_hex(3)}"
         try:
-            return self._create_and_start(spec, name, network)
+            return self._create_and_start(spec, name, network, process)
         except APIError as exc:
             if not network_is_full(exc):
                 raise
@@ -328,8 +380,19 @@ class DockerLocalBackend(RuntimeBackend):
             found = self._networks_named(team_network_name(team))
             raise self._full(found[0] if found else None, team) from exc
 
-    def _create_and_start(self, spec: DeploySpec, name: str, network):
-        memory = f"{spec.memory_mb}m"
+    def _create_and_start(self, spec: DeploySpec, name: str, network, process: str = WEB):
+        sizes = spec.config.sizes(process)
+        web = process == WEB
+        memory = f"{sizes['memory_mb']}m"
+        extra = {}
+        if web:
+            extra = dict(
+                ports={f"{spec.port}/tcp": ("127.0.0.1", None)},
+                # Teammates reach it at http://<service>:<port> on the team network.
+                networking_config={network.name: self.client.api.create_endpoint_config(aliases=[spec.service])},
+            )
+        else:
+            extra = dict(command=["/bin/sh", "-c", _exec(spec.processes[process])])
         return self.client.containers.run(
             spec.image,
             detach=True,
@@ -341,6 +404,7 @@ class DockerLocalBackend(RuntimeBackend):
                 LABEL_SERVICE: spec.service,
                 LABEL_RELEASE: str(spec.release_id),
                 LABEL_HOSTNAME: spec.hostname,
+                LABEL_PROCESS: process,
             },
             environment={**spec.env, "PORT": str(spec.port)},
             user=SERVICE_USER,
@@ -353,18 +417,119 @@ class DockerLocalBackend(RuntimeBackend):
             # Start-up CPU boost, like Cloud Run's: the instance boots with
             # more CPU than its limit, which it gets once it answers.
             cpu_period=CPU_PERIOD,
-            cpu_quota=self._boot_quota(spec),
+            cpu_quota=self._boot_quota(spec) if web else _cpu_quota(float(sizes["cpu"])),
             pids_limit=self.pids_limit,
             log_config=LogConfig(type=LogConfig.types.JSON, config={"max-size": "10m", "max-file": "3"}),
-            ports={f"{spec.port}/tcp": ("127.0.0.1", None)},
             network=network.name,
-            # Teammates reach it at http://<service>:<port> on the team network.
-            networking_config={network.name: self.client.api.create_endpoint_config(aliases=[spec.service])},
             # No restarts while booting, so a crash shows as a crash with its
             # own output; a healthy instance gets its restart policy after.
             restart_policy={"Name": "no"},
             privileged=False,
+            **extra,
         )
+
+    # -- one-off containers ---------------------------------------------------
+
+    def _one_off(self, spec: DeploySpec, command: str, purpose: str):
+        try:
+            self.client.images.get(spec.image)
+        except ImageNotFound:
+            raise RuntimeBackendError(f"the image {spec.image} is not on this host; build the service again")
+        except DockerException as exc:
+            raise RuntimeBackendError(f"the Docker Engine failed: {exc}", permanent=False)
+        network = self._ensure_team_network(spec.team, allow=spec.egress_allow, subnet=spec.network_subnet)
+        memory = f"{spec.memory_mb}m"
+        name = f"hakobune-{spec.team}-{spec.service}-v{spec.release_number}-{purpose}-{secrets.token_hex(3)}"
+        try:
+            return self.client.containers.run(
+                spec.image, command=["/bin/sh", "-c", _exec(command)], detach=True, name=name, hostname=spec.service,
+                labels={
+                    LABEL_MANAGED: self.instance, LABEL_TEAM: spec.team, LABEL_SERVICE: spec.service,
+                    LABEL_RELEASE: str(spec.release_id), LABEL_HOSTNAME: spec.hostname, LABEL_ONEOFF: purpose,
+                },
+                environment={**spec.env, "PORT": str(spec.port)}, user=SERVICE_USER, cap_drop=["ALL"],
+                security_opt=["no-new-privileges"], read_only=True,
+                tmpfs={"/tmp": f"rw,nosuid,nodev,size={self.tmpfs_mb}m"}, mem_limit=memory, memswap_limit=memory,
+                cpu_period=CPU_PERIOD, cpu_quota=_cpu_quota(spec.cpu), pids_limit=self.pids_limit,
+                log_config=LogConfig(type=LogConfig.types.JSON, config={"max-size": "10m", "max-file": "3"}),
+                network=network.name, restart_policy={"Name": "no"}, privileged=False,
+            )
+        except DockerException as exc:
+            raise RuntimeBackendError(f"the Docker Engine failed while starting {purpose}: {exc}", permanent=False)
+
+    def start_one_off(self, spec: DeploySpec, command: str, *, purpose: str) -> str:
+        return self._one_off(spec, command, purpose).id
+
+    def one_off_result(self, ref: ServiceRef, handle: str, *, stop: bool = False) -> OneOffResult | None:
+        try:
+            container = self.client.containers.get(handle)
+        except NotFound:
+            return OneOffResult(exit_code=None, lost=True)
+        except DockerException as exc:
+            raise RuntimeBackendError(f"the Docker Engine failed: {exc}", permanent=False)
+        labels = container.labels
+        if labels.get(LABEL_TEAM) != ref.team or labels.get(LABEL_SERVICE) != ref.service or LABEL_ONEOFF not in labels:
+            return OneOffResult(exit_code=None, lost=True)
+        try:
+            if container.status in ("running", "created", "restarting"):
+                if not stop:
+                    return None
+                container.kill()
+                container.reload()
+            state = container.attrs["State"]
+            result = OneOffResult(
+                exit_code=None if stop else state.get("ExitCode"), tail=self._tail(container, 200), timed_out=stop,
+                started_at=_parse_docker_time(state.get("StartedAt", "")),
+                finished_at=_parse_docker_time(state.get("FinishedAt", "")),
+            )
+        except NotFound:
+            return OneOffResult(exit_code=None, lost=True)
+        except DockerException as exc:
+            raise RuntimeBackendError(f"the Docker Engine failed: {exc}", permanent=False)
+        self._remove([container])
+        return result
+
+    def run_once(self, spec: DeploySpec, command: str, *, purpose: str, timeout: float, on_line=None) -> OneOffResult:
+        tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
+        container = None
+        try:
+            container = self._one_off(spec, command, purpose)
+            # Its output is read here (on_line runs in the caller's thread);
+            # a timer kills it at its time limit, which ends the output.
+            timed_out = threading.Event()
+
+            def kill():
+                timed_out.set()
+                try:
+                    container.kill()
+                except DockerException:
+                    pass
+
+            timer = threading.Timer(timeout, kill)
+            timer.daemon = True
+            timer.start()
+            try:
+                since = None
+                while True:
+                    # The engine's stream breaks after the client's timeout
+                    # without output; it is opened again from that moment.
+                    _read_lines(container, tail, on_line, since=since)
+                    since = int(time.time())
+                    container.reload()
+                    if container.status not in ("running", "created"):
+                        break
+                exit_code = container.wait(timeout=60).get("StatusCode")
+            finally:
+                timer.cancel()
+            if timed_out.is_set():
+                return OneOffResult(exit_code=None, tail=list(tail), timed_out=True)
+            return OneOffResult(exit_code=exit_code, tail=list(tail))
+        except DockerException as exc:
+            raise RuntimeBackendError(f"the Docker Engine failed while running {purpose}: {exc}", permanent=False)
+        finally:
+            # Interrupted too (a step's time limit): nothing is left running.
+            if container is not None:
+                self._remove([container])
 
     def _boot_quota(self, spec: DeploySpec) -> int:
         boosted = max(spec.cpu * self.startup_boost, 1.0) if self.startup_boost > 1 else spec.cpu
@@ -428,11 +593,13 @@ class DockerLocalBackend(RuntimeBackend):
             except DockerException:
                 log.exception("could not remove container %s", container.name)
 
-    def _containers(self, ref: ServiceRef, *, all_states: bool = True):
-        return self.client.containers.list(
+    def _containers(self, ref: ServiceRef, *, all_states: bool = True, one_offs: bool = False):
+        """The service's instances (with `one_offs`: its one-off containers too)."""
+        listed = self.client.containers.list(
             all=all_states,
             filters={"label": [f"{LABEL_MANAGED}={self.instance}", f"{LABEL_TEAM}={ref.team}", f"{LABEL_SERVICE}={ref.service}"]},
         )
+        return listed if one_offs else [c for c in listed if LABEL_ONEOFF not in c.labels]
 
     def retire_previous(self, ref: ServiceRef, *, keep_release_id: int) -> None:
         """Drains the releases the new one replaced: SIGTERM, a grace period,
@@ -466,7 +633,7 @@ class DockerLocalBackend(RuntimeBackend):
 
     def destroy(self, ref: ServiceRef) -> None:
         hostnames = set()
-        for container in self._containers(ref):
+        for container in self._containers(ref, one_offs=True):
             hostnames.add(container.labels.get(LABEL_HOSTNAME))
             container.remove(force=True, v=True)
         hostnames.discard(None)
@@ -489,7 +656,9 @@ class DockerLocalBackend(RuntimeBackend):
         crashing = [c for c in containers if c.status == "restarting" or (c.status == "exited" and c.attrs.get("RestartCount", 0))]
         if crashing:
             state = crashing[0].attrs["State"]
-            detail = f"crash loop: the app exits with code {state.get('ExitCode')} and is restarted with a growing pause ({restarts} restarts)"
+            process = crashing[0].labels.get(LABEL_PROCESS, WEB)
+            who = "the app" if process == WEB else f"its {process} process"
+            detail = f"crash loop: {who} exits with code {state.get('ExitCode')} and is restarted with a growing pause ({restarts} restarts)"
             if oom_kills or state.get("OOMKilled"):
                 detail += f"; it ran out of memory ({oom_kills or 1} OOM kill{'s' if oom_kills > 1 else ''}) — give it more memory or use less"
             return ServiceStatus(state="crashed", instances=instances, detail=detail)
@@ -509,7 +678,8 @@ class DockerLocalBackend(RuntimeBackend):
             raw = container.logs(tail=tail, timestamps=True, stdout=True, stderr=True)
             for entry in raw.decode("utf-8", "replace").splitlines():
                 stamp, _, text = entry.partition(" ")
-                lines.append(LogLine(timestamp=_parse_docker_time(stamp), instance=container.name, text=text))
+                lines.append(LogLine(timestamp=_parse_docker_time(stamp), instance=container.name, text=text,
+                                     process=container.labels.get(LABEL_PROCESS, WEB)))
         lines.sort(key=lambda line: line.timestamp or datetime.min)
         return lines[-tail:]
 
@@ -596,9 +766,12 @@ class DockerLocalBackend(RuntimeBackend):
             raise RuntimeBackendError(f"could not list the instances: {exc}", permanent=False)
         for container in containers:
             labels = container.attrs.get("Labels") or {}
+            if LABEL_ONEOFF in labels:
+                continue
             ref = ServiceRef(labels.get(LABEL_TEAM, ""), labels.get(LABEL_SERVICE, ""))
             found.setdefault(ref, []).append(
-                ObservedInstance(release_id=labels.get(LABEL_RELEASE, ""), state=str(container.attrs.get("State", "")))
+                ObservedInstance(release_id=labels.get(LABEL_RELEASE, ""), state=str(container.attrs.get("State", "")),
+                                 process=labels.get(LABEL_PROCESS, WEB))
             )
         return found
 
@@ -621,17 +794,51 @@ class DockerLocalBackend(RuntimeBackend):
                     container.stop(timeout=self.stop_grace)
                     done.append(f"stopped {container.name}")
             return done
-        alive = [c for c in current if c.status in ("running", "restarting")]
-        if len(alive) == spec.instances:
-            return done
-        if len(current) == spec.instances:
-            for container in current:
-                if container not in alive:
-                    self._start_again(container, spec.team)
-                    done.append(f"started {container.name} again")
-            return done
-        self.deploy(spec)
-        done.append(f"started v{spec.release_number} again ({spec.instances} instance(s); {len(alive)} were running)")
+        counts = spec.process_counts()
+        for stray in (c for c in current if c.labels.get(LABEL_PROCESS, WEB) not in counts):
+            stray.remove(force=True, v=True)
+            done.append(f"removed {stray.name}, a process type the release does not have")
+        missing = []
+        for process, count in counts.items():
+            mine = [c for c in current if c.labels.get(LABEL_PROCESS, WEB) == process]
+            alive = [c for c in mine if c.status in ("running", "restarting")]
+            if len(alive) == count:
+                continue
+            if len(mine) == count:
+                for container in mine:
+                    if container not in alive:
+                        self._start_again(container, spec.team)
+                        done.append(f"started {container.name} again")
+                continue
+            if process != WEB:
+                # Another process type's instances are replaced on their own:
+                # web (and its route) is left as it is.
+                done += self._refill(spec, process, mine, alive, count)
+                continue
+            missing.append(f"{process}: {len(alive)} of {count} running")
+        if missing:
+            self.deploy(spec)
+            done.append(f"started v{spec.release_number} again ({'; '.join(missing)})")
+        return done
+
+    def _refill(self, spec: DeploySpec, process: str, mine: list, alive: list, count: int) -> list[str]:
+        done = []
+        for container in [c for c in mine if c not in alive] + alive[count:]:
+            container.remove(force=True, v=True)
+            done.append(f"removed {container.name}")
+        alive = alive[:count]
+        network = self._ensure_team_network(spec.team, allow=spec.egress_allow, subnet=spec.network_subnet)
+        started = []
+        try:
+            for _ in range(count - len(alive)):
+                started.append(self._run_instance(spec, len(alive) + len(started), network, process=process))
+            for container in started:
+                container.update(restart_policy={"Name": "unless-stopped"})
+        except DockerException as exc:
+            self._remove(started)
+            raise RuntimeBackendError(f"could not start the {process} process again: {exc}", permanent=False)
+        if started:
+            done.append(f"started {len(started)} {process} instance(s) of v{spec.release_number} again")
         return done
 
     def sleep(
@@ -648,14 +855,16 @@ class DockerLocalBackend(RuntimeBackend):
 
     def wake(self, spec: DeploySpec) -> list[str]:
         current = [c for c in self._containers(spec.ref) if c.labels.get(LABEL_RELEASE) == str(spec.release_id)]
-        if len(current) != spec.instances:
-            return [instance.address for instance in self.deploy(spec).instances]
+        if len(current) != sum(spec.process_counts().values()):
+            return [instance.address for instance in self.deploy(spec).instances if instance.address]
+        web = [c for c in current if c.labels.get(LABEL_PROCESS, WEB) == WEB]
         for container in current:
             if container.status != "running":
-                # The same start-up boost as a new instance gets.
-                container.update(cpu_period=CPU_PERIOD, cpu_quota=self._boot_quota(spec))
+                if container in web:
+                    # The same start-up boost as a new instance gets.
+                    container.update(cpu_period=CPU_PERIOD, cpu_quota=self._boot_quota(spec))
                 self._start_again(container, spec.team)
-        upstreams = [self._wait_until_healthy(container, spec) for container in current]
+        upstreams = [self._wait_until_healthy(container, spec) for container in web]
         if not spec.public:
             return upstreams
         try:
@@ -710,6 +919,36 @@ class DockerLocalBackend(RuntimeBackend):
             return self.router.load(routes)
         except RouterError as exc:
             raise RuntimeBackendError(str(exc), permanent=False)
+
+
+def _exec(command: str) -> str:
+    """`exec` a simple command so it is PID 1 and gets the stop signal; a
+    command list (`a && b`) is left to the shell."""
+    command = command.strip()
+    if re.search(r"[;&|\n]", command) or command.startswith("exec "):
+        return command
+    return "exec " + command
+
+
+def _read_lines(container, tail: deque, on_line, *, since: int | None = None) -> None:
+    """A one-off container's output, line by line, until it ends."""
+    pending = b""
+    try:
+        for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True, since=since):
+            pending += chunk
+            *complete, pending = pending.split(b"\n")
+            for raw in complete:
+                line = raw.decode("utf-8", "replace").rstrip("\r")
+                tail.append(line)
+                if on_line is not None:
+                    on_line(line)
+    except (DockerException, requests.exceptions.RequestException):
+        pass
+    if pending:
+        line = pending.decode("utf-8", "replace")
+        tail.append(line)
+        if on_line is not None:
+            on_line(line)
 
 
 def _answers_http(address: str, path: str) -> bool:

@@ -10,6 +10,7 @@ from .base import (
     LiveRoute,
     LogLine,
     MetricSample,
+    OneOffResult,
     RuntimeBackend,
     RuntimeBackendError,
     ServiceRef,
@@ -18,7 +19,7 @@ from .base import (
 
 
 class DummyBackend(RuntimeBackend):
-    capabilities = frozenset({"logs", "metrics", "routing"})
+    capabilities = frozenset({"logs", "metrics", "routing", "processes", "one_off"})
 
     def __init__(self, alias, **options):
         super().__init__(alias, **options)
@@ -42,6 +43,16 @@ class DummyBackend(RuntimeBackend):
         self.running[spec.ref] = spec
         instance = Instance(id=f"dummy-{spec.release_id}", name=f"{spec.service}-{spec.release_number}", state="running")
         return DeployResult(url=f"http://{spec.hostname}/", instances=[instance], state={"release_id": spec.release_id})
+
+    def run_once(self, spec: DeploySpec, command: str, *, purpose: str, timeout: float, on_line=None) -> OneOffResult:
+        """Records the command; prints OPTIONS["one_off_output"] (lines) and
+        exits with OPTIONS["one_off_exit"] (0)."""
+        self.calls.append(("run_once", (spec, command, purpose)))
+        lines = list(self.options.get("one_off_output", []))
+        for line in lines:
+            if on_line is not None:
+                on_line(line)
+        return OneOffResult(exit_code=int(self.options.get("one_off_exit", 0)), tail=lines)
 
     def stop(self, ref: ServiceRef) -> None:
         self.calls.append(("stop", ref))

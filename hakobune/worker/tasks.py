@@ -12,7 +12,7 @@ from celery import shared_task
 from hakobune.platform.builds import admission, pipeline, sweeper
 from hakobune.platform.failures import MAX_ATTEMPTS, RetryStep
 from hakobune.platform.observability import collectors
-from hakobune.platform.services import housekeeping, releases
+from hakobune.platform.services import housekeeping, jobs, releases
 
 
 def _attempt(task, action, *args) -> None:
@@ -104,6 +104,12 @@ def scale_idle_to_zero() -> None:
 @shared_task
 def prune_images() -> None:
     housekeeping.prune()
+
+
+@shared_task
+def run_jobs() -> None:
+    """Scheduled jobs: ended runs recorded, due ones started (never waited for)."""
+    jobs.tick()
 
 
 @shared_task

@@ -7,6 +7,7 @@ All deploys go to one team and are queued at once (the worker builds two at a
 time); the tests then read what each deploy did."""
 
 import secrets
+import time
 from dataclasses import dataclass
 
 import pytest
@@ -15,7 +16,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from hakobune.platform.accounts.services import create_team
 from hakobune.platform.governance.models import TeamPolicy
+from hakobune.platform.services.backends import backend_for
 from hakobune.platform.services.models import Service
+from hakobune.runtime.base import ServiceRef
 from hakobune.platform.services.services import create_service, deploy_service
 from hakobune.runtime.docker_local import LABEL_TEAM, team_network_name
 from tests.conftest import archive_of, upload_of
@@ -45,11 +48,12 @@ WORKING = {
 # deploy -> words its failure reason must contain
 FAILING = {
     "no-app": ["could not tell what kind of app this is", "requirements.txt", "package.json", "go.mod"],
-    "procfile-without-web": ["no `web` process"],
     "listens-on-localhost": ["did not answer HTTP", "listens on 0.0.0.0"],
     "exits-at-start": ["the app stopped while starting", "exit code 3", "DATABASE_URL is not set"],
     "install-fails": ["Installing your app's dependencies failed", "pip install"],
 }
+# Apps of workers only: live, with nothing routed to them.
+NOT_ROUTED = {"procfile-without-web": "worker of procfile-without-web started"}
 BUILD_TIMEOUT = 1200
 
 
@@ -61,6 +65,19 @@ class Outcome:
     hostname: str
     plan: dict
     responses: dict  # path -> (status code, body)
+    runtime_log: str = ""  # what its instances printed (the apps not routed)
+
+
+def _runtime_log(service, expected, timeout=30):
+    """The service's runtime log once `expected` is in it (or after `timeout`)."""
+    ref = ServiceRef(service.team.name, service.name)
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = backend_for(service).logs(ref)
+        text = "\n".join(f"{line.process} {line.instance}: {line.text}" for line in lines)
+        if expected in text or time.monotonic() > deadline:
+            return text
+        time.sleep(0.5)
 
 
 def _upload(app):
@@ -74,7 +91,7 @@ def _upload(app):
 @pytest.fixture(scope="module")
 def outcomes(django_db_blocker, worker, router, docker_client):
     team_name = f"fx{secrets.token_hex(3)}"
-    apps = list(WORKING) + list(FAILING)
+    apps = list(WORKING) + list(FAILING) + list(NOT_ROUTED)
     results: dict[str, Outcome] = {}
     with django_db_blocker.unblock():
         owner = get_user_model().objects.create_user(username=f"deployer-{team_name}", password="x")
@@ -96,8 +113,12 @@ def outcomes(django_db_blocker, worker, router, docker_client):
         for app, build in builds.items():
             build = wait_for_build(build, timeout=BUILD_TIMEOUT)
             service = build.service
-            responses = {}
-            if build.status == "live":
+            responses, runtime_log = {}, ""
+            if build.status == "live" and app in NOT_ROUTED:
+                response = get_through_router(service.hostname, "/")
+                responses["/"] = (response.status_code, response.text)
+                runtime_log = _runtime_log(service, NOT_ROUTED[app])
+            elif build.status == "live":
                 for path in ("/", "/static/hello.css") if app == "django-static" else ("/",):
                     response = get_through_router(service.hostname, path)
                     responses[path] = (response.status_code, response.text)
@@ -108,6 +129,7 @@ def outcomes(django_db_blocker, worker, router, docker_client):
                 hostname=service.hostname,
                 plan=build.plan or {},
                 responses=responses,
+                runtime_log=runtime_log,
             )
     yield results
     for container in docker_client.containers.list(all=True, filters={"label": f"{LABEL_TEAM}={team_name}"}):
@@ -144,6 +166,22 @@ def test_the_stack_versions_are_recorded_on_the_build(outcomes, app, stacks):
     assert plan["stack_version"]
     if stacks["build_stack"]:
         assert plan["build_stack_version"]
+
+
+def test_a_procfile_of_workers_only_runs_its_worker_and_routes_nothing(outcomes):
+    outcome = outcomes["procfile-without-web"]
+    assert outcome.status == "live", f"{outcome.failure_reason}\n{outcome.log[-4000:]}"
+    status, body = outcome.responses["/"]
+    assert status != 200 and "hello from procfile-without-web" not in body
+    assert "worker hakobune-" in outcome.runtime_log
+    assert NOT_ROUTED["procfile-without-web"] in outcome.runtime_log
+
+
+def test_the_release_phase_runs_before_the_release_and_its_output_is_in_the_deploy_log(outcomes):
+    log = outcomes["procfile-custom"].log
+    assert "Release phase: `echo \"the release phase of procfile-custom ran\"`" in log
+    assert "the release phase of procfile-custom ran" in log.split("Release phase:", 1)[1]
+    assert log.index("Release phase done") < log.index("Starting v1")
 
 
 @pytest.mark.parametrize("app", list(FAILING))

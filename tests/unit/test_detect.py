@@ -65,11 +65,61 @@ def test_the_monorepos_app_is_detected_from_its_subfolder():
 # --- Procfile -------------------------------------------------------------------------
 
 
-def test_a_procfile_without_web_is_a_user_error_that_says_so():
+def test_a_procfile_of_workers_only_runs_them_and_routes_nothing():
+    detection = detect(APPS_DIR / "procfile-without-web")
+    assert detection.plan.web is False
+    assert detection.plan.processes == {"worker": "python worker.py"}
+    assert "no `web:` line, so nothing is routed to it" in detection.reason
+
+
+def test_a_procfile_with_no_process_to_run_is_a_user_error_that_says_so(tmp_path):
+    tree(tmp_path, {"requirements.txt": "flask\n", "app.py": FLASK, "Procfile": "release: python migrate.py\n"})
     with pytest.raises(DetectionError) as excinfo:
-        detect(APPS_DIR / "procfile-without-web")
+        detect(tmp_path)
     message = str(excinfo.value)
-    assert "`worker`" in message and "no `web` process" in message and "web: " in message
+    assert "`release`" in message and "no `web` process" in message and "web: " in message
+
+
+def test_the_procfiles_other_lines_are_process_types_and_release_is_the_release_phase(tmp_path):
+    tree(tmp_path, {"requirements.txt": "flask\n", "app.py": FLASK, "Procfile": (
+        "web: gunicorn app:app\nworker: celery -A app worker\nclock: python clock.py\nrelease: python migrate.py\n"
+    )})
+    plan = detect(tmp_path).plan
+    assert plan.web is True and plan.start_command == "gunicorn app:app"
+    assert plan.processes == {"worker": "celery -A app worker", "clock": "python clock.py"}
+    assert plan.release_command == "python migrate.py"
+    assert BuildPlan.from_dict(plan.to_dict()) == plan
+
+
+def test_a_process_type_with_a_name_that_cannot_name_a_container_is_refused(tmp_path):
+    tree(tmp_path, {"requirements.txt": "flask\n", "app.py": FLASK, "Procfile": "web: python app.py\nWork_er: x\n"})
+    with pytest.raises(DetectionError, match="lower-case letters"):
+        detect(tmp_path)
+
+
+def test_hakobune_toml_adds_process_types_a_release_command_and_scheduled_jobs(tmp_path):
+    tree(tmp_path, {"requirements.txt": "flask\n", "app.py": FLASK, "Procfile": "web: python app.py\n",
+                    "hakobune.toml": (
+                        'release_command = "python manage.py migrate"\n'
+                        '[processes]\nworker = "python worker.py"\n'
+                        '[[jobs]]\nschedule = "*/10 * * * *"\ncommand = "python manage.py clearsessions"\n'
+                        '[[jobs]]\nname = "report"\nschedule = "0 6 * * 1"\ncommand = "python report.py"\n'
+                    )})
+    plan = detect(tmp_path).plan
+    assert plan.processes == {"worker": "python worker.py"}
+    assert plan.release_command == "python manage.py migrate"
+    assert plan.jobs == (
+        {"name": "clearsessions", "schedule": "*/10 * * * *", "command": "python manage.py clearsessions"},
+        {"name": "report", "schedule": "0 6 * * 1", "command": "python report.py"},
+    )
+
+
+@pytest.mark.parametrize("schedule", ["every ten minutes", "*/10 * * *", "61 * * * *", "* * * * * *"])
+def test_a_job_whose_schedule_is_not_cron_is_refused_in_words(tmp_path, schedule):
+    tree(tmp_path, {"requirements.txt": "flask\n", "app.py": FLASK,
+                    "hakobune.toml": f'[[jobs]]\nschedule = "{schedule}"\ncommand = "python job.py"\n'})
+    with pytest.raises(DetectionError, match="cron's five fields"):
+        detect(tmp_path)
 
 
 def test_a_procfile_web_line_sets_the_start_command_of_the_detected_language(tmp_path):

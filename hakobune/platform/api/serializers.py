@@ -323,6 +323,43 @@ class TrafficUpdateSerializer(serializers.Serializer):
         return {int(key): percent for key, percent in value.items()}
 
 
+class ProcessSerializer(serializers.Serializer):
+    name = serializers.CharField(help_text="The process type: web, or a name from the Procfile (worker…).")
+    instances = serializers.IntegerField(help_text="How many instances of it run.")
+    cpu = serializers.FloatField(help_text="CPU cores per instance.")
+    memory_mb = serializers.IntegerField(help_text="Memory per instance, in MiB.")
+    command = serializers.CharField(help_text="The command it runs (web: the image's start command).")
+    routed = serializers.BooleanField(help_text="Whether requests are routed to it (web only).")
+
+
+class ProcessesSerializer(serializers.Serializer):
+    processes = ProcessSerializer(many=True)
+    release = serializers.IntegerField(allow_null=True, help_text="The release a change made, if any.")
+
+
+class JobRunSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    scheduled_for = serializers.DateTimeField(help_text="The tick of the schedule it ran for (UTC).")
+    status = serializers.CharField(help_text="running, succeeded, failed or skipped (its previous run still ran).")
+    exit_code = serializers.IntegerField(allow_null=True)
+    started_at = serializers.DateTimeField(allow_null=True)
+    ended_at = serializers.DateTimeField(allow_null=True)
+    detail = serializers.CharField(help_text="Why it failed or was skipped, in words.")
+    log = serializers.CharField(help_text="Its last lines of output.")
+
+
+class JobSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    schedule = serializers.CharField(help_text="Cron's five fields, in UTC.")
+    command = serializers.CharField()
+    next_run = serializers.DateTimeField()
+    runs = JobRunSerializer(many=True, help_text="The latest runs, newest first.")
+
+
+class JobsSerializer(serializers.Serializer):
+    jobs = JobSerializer(many=True)
+
+
 class RollbackSerializer(serializers.Serializer):
     release = serializers.IntegerField(min_value=1, help_text="The number of the release to go back to (3 for v3).")
 

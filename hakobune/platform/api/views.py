@@ -34,6 +34,7 @@ from hakobune.platform.accounts.permissions import member_of, require
 from hakobune.platform.accounts.services import add_member, create_team, remove_member
 from hakobune.platform.accounts.tokens import create_api_token
 from hakobune.platform.builds.models import Build, BuildStatus
+from hakobune.platform.services import jobs
 from hakobune.platform.services.access import service_for
 from hakobune.platform.services.backends import backend_for
 from hakobune.platform.services.forms import ArchiveField
@@ -44,7 +45,9 @@ from hakobune.platform.services.services import (
     create_service,
     delete_service,
     deploy_service,
+    process_table,
     rollback,
+    scale_processes,
     set_env,
     set_source,
     split_traffic,
@@ -556,6 +559,41 @@ class RollbackView(APIView):
             raise exceptions.ValidationError({"release": [f"{found.name} has no release v{data['release']}."]})
         release = rollback(service=found, to_release=target, created_by=request.user)
         return Response(s.ReleaseSerializer(release).data, status=status.HTTP_202_ACCEPTED)
+
+
+def _processes_data(service, release=None):
+    return {"processes": process_table(service), "release": release.number if release else None}
+
+
+class ProcessesView(APIView):
+    @extend_schema(operation_id="processes_retrieve", responses={200: s.ProcessesSerializer, **errors(*READ_ERRORS)},
+                   summary="The service's process types (web, and the Procfile's others) and their instances")
+    def get(self, request, team, service):
+        _, found = service_for(request.user, team, service)
+        return Response(_processes_data(found))
+
+    @extend_schema(
+        operation_id="processes_scale",
+        request={"application/json": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0},
+                                      "example": {"worker": 2}}},
+        responses={200: s.ProcessesSerializer, **errors(*WRITE_ERRORS)},
+        summary='Scale process types, like {"worker": 2}; a live service gets a new release with the counts',
+    )
+    def patch(self, request, team, service):
+        _, found = service_for(request.user, team, service, Role.DEVELOPER, "scale")
+        if not isinstance(request.data, dict):
+            raise exceptions.ValidationError({"processes": ['Give process types and counts, like {"worker": 2}.']})
+        release = scale_processes(service=found, counts=dict(request.data), created_by=request.user)
+        found.refresh_from_db()
+        return Response(_processes_data(found, release))
+
+
+class JobsView(APIView):
+    @extend_schema(operation_id="jobs_list", responses={200: s.JobsSerializer, **errors(*READ_ERRORS)},
+                   summary="The service's scheduled jobs (hakobune.toml's [[jobs]]) and their latest runs")
+    def get(self, request, team, service):
+        _, found = service_for(request.user, team, service)
+        return Response(s.JobsSerializer({"jobs": jobs.history(found)}).data)
 
 
 class TrafficView(APIView):

@@ -59,12 +59,31 @@ def limits_of(team) -> Limits:
 
 
 def reservation(service) -> tuple[float, int]:
-    """What the service's current settings hold at most on its runtime."""
+    """What the service's current settings hold at most on its runtime: its
+    web instances (when it has a web process) and those of its other process
+    types (`service.processes`, each size not given being web's)."""
     values = {setting.name: setting.coerce(getattr(service, setting.name)) for setting in all_settings() if setting.quota}
     try:
-        return backend_for(service).reserved(**values)
+        backend = backend_for(service)
     except RuntimeBackendError:
-        return values["cpu"] * values["instances"], values["memory_mb"] * values["instances"]
+        backend = None
+
+    def reserved(**sizes) -> tuple[float, int]:
+        if backend is None:
+            return sizes["cpu"] * sizes["instances"], sizes["memory_mb"] * sizes["instances"]
+        return backend.reserved(**sizes)
+
+    cpu, memory = reserved(**values) if getattr(service, "serves_web", True) else (0.0, 0)
+    for sizes in (getattr(service, "processes", None) or {}).values():
+        count = int(sizes.get("instances", 1))
+        if count <= 0:
+            continue
+        more_cpu, more_memory = reserved(
+            cpu=float(sizes.get("cpu", values["cpu"])), memory_mb=int(sizes.get("memory_mb", values["memory_mb"])),
+            instances=count,
+        )
+        cpu, memory = cpu + more_cpu, memory + more_memory
+    return cpu, memory
 
 
 def usage_of(team, services=None) -> Usage:

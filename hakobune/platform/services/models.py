@@ -143,6 +143,12 @@ class Service(models.Model):
     # The declared settings (runtime/release_config.py) that have no column
     # of their own, by name; read as attributes like the others.
     extra_settings = models.JSONField(default=dict, blank=True)
+    # Process types besides web (the live build's Procfile and hakobune.toml)
+    # and their sizes: {"worker": {"instances": 2}}; a size not given is web's.
+    processes = models.JSONField(default=dict, blank=True)
+    # Whether the app has a web process (a Procfile of workers only has none:
+    # nothing is routed to it, and its web instances are not counted).
+    serves_web = models.BooleanField(default=True)
     # Something the platform must tell the service's team, shown on its page
     # until an owner dismisses it (an old address that went to another service).
     notice = models.TextField(blank=True)
@@ -401,6 +407,48 @@ hostname_validator = RegexValidator(
     r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$",
     "Give a full domain name, like www.example.com (lowercase letters, digits, hyphens and dots).",
 )
+
+
+class JobRun(models.Model):
+    """One run of a scheduled job (hakobune.toml's [[jobs]]): a one-off
+    container of the live release, started by the scheduler for one tick of
+    the job's schedule. At most one run of a job is running at a time (the
+    constraint); a tick that finds one running is recorded as skipped."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        SKIPPED = "skipped", "Skipped"
+
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="job_runs")
+    release = models.ForeignKey(Release, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    job = models.CharField(max_length=40)
+    command = models.CharField(max_length=500)
+    schedule = models.CharField(max_length=100)
+    # The tick of the schedule it runs for (UTC).
+    scheduled_for = models.DateTimeField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    exit_code = models.IntegerField(null=True, blank=True)
+    # Why it failed or was skipped, in words.
+    detail = models.CharField(max_length=300, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    # Its last lines of output.
+    log = models.TextField(blank=True)
+    # What the runtime needs to find its container again.
+    handle = models.CharField(max_length=100, blank=True)
+
+    class Meta:
+        ordering = ["-scheduled_for", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["service", "job", "scheduled_for"], name="one_run_per_job_tick"),
+            models.UniqueConstraint(fields=["service", "job"], condition=models.Q(status="running"),
+                                    name="one_running_run_per_job"),
+        ]
+
+    def __str__(self):
+        return f"{self.service} {self.job} at {self.scheduled_for:%Y-%m-%d %H:%M}"
 
 
 def platform_hostname(service: str, team: str) -> str:

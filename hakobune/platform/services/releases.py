@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
@@ -19,10 +20,11 @@ from hakobune.platform.crypto import decrypt
 from hakobune.platform.diagnoses import Diagnosis, diagnose
 from hakobune.platform.failures import MAX_ATTEMPTS, FailureKind, RetryStep, backoff, classify
 from hakobune.platform.governance.models import TeamPolicy
+from hakobune.platform.governance.quotas import QuotaExceeded, check_quota
 from hakobune.platform.locks import deploy_lock
 from hakobune.platform.queue import enqueue_on_commit
 from hakobune.runtime.base import DeploySpec, RuntimeBackendError, ServiceRef
-from hakobune.runtime.release_config import RELEASE, ReleaseConfig, release_settings
+from hakobune.runtime.release_config import RELEASE, WEB, ReleaseConfig, release_settings
 
 from .backends import backend_for, can
 from .declared_settings import values_of
@@ -34,13 +36,30 @@ logger = logging.getLogger(__name__)
 def release_config(service: Service, plan: dict | None = None) -> dict:
     """A release's configuration, stored: the service's release settings, and
     those the build's plan sets (port, health-check path: where the service's
-    settings and the app's hakobune.toml already met)."""
+    settings and the app's hakobune.toml already met); the plan's process
+    types with their commands and the sizes the service gives them
+    (`process_types_of`), and whether it has a web process."""
     plan = plan or {}
     values = values_of(service, stage=RELEASE)
     for setting in release_settings():
         if setting.from_plan and plan.get(setting.name):
             values[setting.name] = plan[setting.name]
-    return ReleaseConfig.from_dict(values).to_dict()
+    commands = dict(plan.get("processes") or {})
+    sizes = process_types_of(service, commands)
+    if sizes:
+        values["processes"] = sizes
+    config = ReleaseConfig.from_dict(values).to_dict()
+    config["web"] = bool(plan.get("web", True))
+    if commands:
+        config["process_commands"] = commands
+    return config
+
+
+def process_types_of(service: Service, commands: dict) -> dict[str, dict]:
+    """The sizes of the plan's process types: the service's where it has
+    them, one instance (of web's CPU and memory) for a new one."""
+    known = service.processes or {}
+    return {name: dict(known.get(name) or {"instances": 1}) for name in commands}
 
 
 def deploy_spec(
@@ -65,6 +84,8 @@ def deploy_spec(
         env=env_of(service),
         secret_env=secret_env_of(service),
         restart=release.config.get("restart", ""),
+        web=bool(release.config.get("web", True)),
+        processes=dict(release.config.get("process_commands") or {}),
         egress_allow=egress_allow_of(service.team) if egress_allow is None else egress_allow,
         network_subnet=network_subnet or network_subnet_of(service),
     )
@@ -104,15 +125,80 @@ def _next_number(service: Service) -> int:
     return (service.releases.aggregate(last=Max("number"))["last"] or 0) + 1
 
 
+class ReleaseRefused(Exception):
+    """A release that is not started, for a reason in the app or its team's
+    limits (a diagnosis rule and its parameters): a user error."""
+
+    user_error = True
+
+    def __init__(self, rule: str, params: dict):
+        super().__init__(params.get("detail") or rule)
+        self.rule, self.params = rule, params
+
+
+def run_release_phase(release: Release, log: Callable[[str], None]) -> None:
+    """The build's release command (the Procfile's `release:`, hakobune.toml's
+    release_command), run once in a one-off container of this release (its
+    image, environment and team network) before any of its instances start;
+    its output goes to `log`. A failure (an exit code other than 0, or
+    RELEASE_COMMAND_TIMEOUT passed) raises ReleaseRefused with its last lines,
+    and the release is marked failed: the live release goes on serving. A
+    release made without a build (rollback, scale, settings) never runs it."""
+    command = ((release.build.plan or {}) if release.build_id else {}).get("release_command", "")
+    if not command:
+        return
+    if (release.runtime_state or {}).get("release_phase") == "succeeded":
+        log(f"Release phase of v{release.number}: it ran already")
+        return
+    service = release.service
+    backend = backend_for(service)
+    if "one_off" not in backend.capabilities:
+        error = ReleaseRefused("release.no_one_off", {"target": service.target, "command": command})
+        mark_failed(release, error)
+        raise error
+    spec = deploy_spec(service, release)
+    timeout = settings.RELEASE_COMMAND_TIMEOUT
+    log(f"Release phase: `{command}` in a one-off container of v{release.number} (at most {timeout} s)")
+    try:
+        result = backend.run_once(spec, command, purpose="release", timeout=timeout, on_line=lambda line: log(f"  {line}"))
+    except RuntimeBackendError as exc:
+        if classify(exc) != FailureKind.TRANSIENT:
+            mark_failed(release, exc)
+        raise
+    tail = "\n".join(result.tail[-15:])
+    if result.timed_out:
+        error = ReleaseRefused("release.command_timeout", {"command": command, "seconds": timeout, "tail": tail})
+    elif result.exit_code != 0:
+        error = ReleaseRefused("release.command_failed", {"command": command, "code": result.exit_code, "tail": tail})
+    else:
+        Release.objects.filter(id=release.id).update(runtime_state={**(release.runtime_state or {}),
+                                                                     "release_phase": "succeeded"})
+        log(f"✓ Release phase done (`{command}` exited with 0)")
+        return
+    mark_failed(release, error)
+    raise error
+
+
 def release_for_build(build) -> Release:
     """The release a build deploys as: made once; a retried deploy step finds
-    the one it made before."""
+    the one it made before. The service's process types become the plan's
+    (a new one runs one instance; one the plan no longer has is dropped),
+    within the team's quota (else QuotaExceeded)."""
     service = build.service
     with transaction.atomic():
         Service.objects.select_for_update().filter(id=service.id).first()
         existing = Release.objects.filter(build=build, status=Release.Status.DEPLOYING).first()
         if existing is not None:
             return existing
+        commands = dict((build.plan or {}).get("processes") or {})
+        types, web = process_types_of(service, commands), bool((build.plan or {}).get("web", True))
+        if types != (service.processes or {}) or web != service.serves_web:
+            try:
+                check_quota(service, processes=types, serves_web=web)
+            except QuotaExceeded as exc:
+                raise ReleaseRefused("release.quota", {"detail": str(exc)}) from None
+            Service.objects.filter(id=service.id).update(processes=types, serves_web=web)
+            service.processes, service.serves_web = types, web
         return Release.objects.create(
             service=service,
             build=build,
@@ -175,7 +261,7 @@ def start(release: Release, log: Callable[[str], None], *, may_retry: bool = Fal
     except RuntimeBackendError as exc:  # no network block left for a new team
         mark_failed(release, exc)
         raise
-    log(f"Starting v{release.number}: {spec.instances} × ({spec.cpu:g} CPU, {spec.memory_mb} MiB) on {service.target}")
+    log(f"Starting v{release.number}: {describe_processes(spec)} on {service.target}")
     try:
         backend = backend_for(service)
         if spec.secret_env and "secret_env" not in backend.capabilities:
@@ -206,13 +292,26 @@ def start(release: Release, log: Callable[[str], None], *, may_retry: bool = Fal
         Service.objects.filter(id=service.id).update(live_release=release, desired_state=DesiredState.RUNNING)
 
 
+def describe_processes(spec: DeploySpec) -> str:
+    """ "web 2 × (0.5 CPU, 256 MiB), worker 1 × (…)" """
+    parts = []
+    for name, count in spec.process_counts().items():
+        if name == WEB and not spec.web:
+            continue
+        sizes = spec.config.sizes(name)
+        parts.append(f"{count} × ({float(sizes['cpu']):g} CPU, {sizes['memory_mb']} MiB)")
+        if spec.processes:
+            parts[-1] = f"{name} {parts[-1]}"
+    return ", ".join(parts) or "no process"
+
+
 def mark_failed(release: Release, exc: BaseException, *, gave_up: bool = False) -> None:
     """Records why the release did not start, as a diagnosis with the app's
     last lines."""
     reason = getattr(exc, "message", None) or str(exc) or type(exc).__name__
     if gave_up:
         diagnosis = Diagnosis("pipeline.gave_up", {"what": "The runtime", "attempts": MAX_ATTEMPTS, "error": reason[:300]})
-    elif isinstance(exc, RuntimeBackendError):
+    elif isinstance(exc, (RuntimeBackendError, ReleaseRefused)):
         diagnosis = diagnose(exc)
     else:
         diagnosis = Diagnosis("release.internal", {"error": f"{type(exc).__name__}: {exc}"[:500]})

@@ -23,6 +23,7 @@ from hakobune.platform.queue import enqueue_on_commit
 from hakobune.runtime.base import RuntimeBackendError, ServiceRef
 from hakobune.runtime.release_config import (
     RELEASE,
+    WEB,
     ReleaseConfig,
     SettingError,
     all_settings,
@@ -31,7 +32,7 @@ from hakobune.runtime.release_config import (
     problems,
 )
 
-from .backends import backend_for
+from .backends import backend_for, can
 from .declared_settings import split_by_storage, values_of
 from .models import DesiredState, Domain, EnvVar, Service, SourceKind, validate_env_key
 from .domains import LookupFailed, txt_values
@@ -239,6 +240,83 @@ def scale(*, service: Service, instances: int, created_by=None):
         service, build=live.build, image=live.image, config=_changed_config(service, live, instances=instances),
         description=f"Scaled to {instances} instance{'s' if instances != 1 else ''}",
     )
+
+
+def process_counts(service: Service) -> dict[str, int]:
+    """How many instances of each process type the service asks for: web
+    (when it has one) first, then the others, by name."""
+    counts = {WEB: int(service.instances)} if service.serves_web else {}
+    for name in sorted(service.processes or {}):
+        counts[name] = int((service.processes[name] or {}).get("instances", 1))
+    return counts
+
+
+def process_table(service: Service) -> list[dict]:
+    """Each process type with its instances, sizes and command, for the
+    service page and the API: web first (when the app has one)."""
+    live = service.live_release
+    config = (live.config if live else {}) or {}
+    commands = config.get("process_commands") or {}
+    start = ((live.build.plan or {}).get("start_command", "") if live else "") or ""
+    sized = config.get("processes") or {}
+    rows = []
+    for name, count in process_counts(service).items():
+        sizes = {**config, **(sized.get(name) or {})} if name != WEB else config
+        rows.append({
+            "name": name, "instances": count,
+            "cpu": float(sizes.get("cpu", service.cpu)), "memory_mb": int(sizes.get("memory_mb", service.memory_mb)),
+            "command": start if name == WEB else commands.get(name, ""), "routed": name == WEB,
+        })
+    return rows
+
+
+def scale_processes(*, service: Service, counts: dict, created_by=None):
+    """Sets the number of instances of process types (`{"worker": 2}`; web
+    too), like `hakobune scale worker=2`. Other process types may be scaled
+    to 0 (stopped); web takes what the Instances setting takes. A live
+    service gets one new release of the same image with the new counts."""
+    if not counts:
+        raise ServiceActionError("Say which process types to scale, like worker=2.")
+    known = process_counts(service)
+    unknown = sorted(set(counts) - set(known))
+    if unknown:
+        have = ", ".join(known) or "none yet (deploy it first)"
+        raise ServiceActionError(
+            f"{service.name} has no process type {', '.join(unknown)}; its process types: {have}. "
+            "Process types come from the Procfile (or [processes] in hakobune.toml)."
+        )
+    setting = get_setting("instances")
+    wanted = {}
+    for name, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit():
+            raise ServiceActionError(f"{name}: the number of instances is a whole number, like {name}=2.")
+        value = int(value)
+        low = setting.min if name == WEB else 0
+        if not low <= value <= setting.max:
+            raise ServiceActionError(f"{name}: the number of instances is from {low:g} to {setting.max:g}.")
+        wanted[name] = value
+    if any(name != WEB and not can(service, "processes") for name in wanted):
+        raise ServiceActionError(f"{service.name} runs on {service.target}, which runs only the web process.")
+    processes = {name: dict(sizes) for name, sizes in (service.processes or {}).items()}
+    for name, value in wanted.items():
+        if name != WEB:
+            processes[name]["instances"] = value
+    instances = wanted.get(WEB, int(service.instances))
+    _within_quota(service, instances=instances, processes=processes)
+    Service.objects.filter(id=service.id).update(instances=instances, processes=processes)
+    service.instances, service.processes = instances, processes
+    live = service.live_release
+    if live is None:
+        return None
+    config = _changed_config(service, live, instances=instances)
+    stored = dict(config.get("processes") or {})
+    for name, value in wanted.items():
+        if name != WEB and name in stored:
+            stored[name] = {**stored[name], "instances": value}
+    if stored:
+        config["processes"] = stored
+    said = ", ".join(f"{name}={value}" for name, value in wanted.items())
+    return new_release(service, build=live.build, image=live.image, config=config, description=f"Scaled {said}")
 
 
 def _changed_config(service: Service, live, **changes) -> dict:

@@ -13,6 +13,7 @@ urlpatterns = [
     path(f"{service}deploy/", views.service_deploy, name="deploy"),
     path(f"{service}env/", views.service_env, name="env"),
     path(f"{service}scale/", views.service_scale, name="scale"),
+    path(f"{service}processes/", views.service_processes, name="processes"),
     path(f"{service}settings/", views.service_settings, name="settings"),
     path(f"{service}restart/", views.service_restart, name="restart"),
     path(f"{service}domains/", views.service_domains, name="domains"),

@@ -16,6 +16,7 @@ from hakobune.platform.governance.quotas import limits_of, usage_of
 from hakobune.runtime.base import RuntimeBackendError
 from hakobune.runtime.release_config import BUILD, get_setting
 
+from . import jobs
 from .access import service_for
 from .declared_settings import value_of, values_of
 from .decorators import service_action
@@ -31,7 +32,9 @@ from .services import (
     remove_domain,
     restart_service,
     rollback,
+    process_table,
     scale,
+    scale_processes,
     set_env,
     set_scale_to_zero,
     split_traffic,
@@ -119,6 +122,8 @@ def service_detail(request, team, service):
             "log_lines": latest.log_page() if latest else [],
             "releases": releases,
             "traffic_error": traffic_error,
+            "processes": process_table(service),
+            "jobs": jobs.history(service, runs_per_job=5),
             "settings_form": ServiceSettingsForm(service=service, initial=values_of(service)),
             "status": service.status_word(latest),
             "deploy_form": DeployForm(),
@@ -180,6 +185,20 @@ def service_scale(request, service):
     )
     scale(service=service, instances=instances, created_by=request.user)
     return ngettext("Scaling to %(count)s instance.", "Scaling to %(count)s instances.", instances) % {"count": instances}
+
+
+@service_action()
+def service_processes(request, service):
+    """The Run card's process table: instances of each process type at once."""
+    counts = {}
+    for row in process_table(service):
+        value = request.POST.get(f"count_{row['name']}", "").strip()
+        if value and value != str(row["instances"]):
+            counts[row["name"]] = value
+    if not counts:
+        return _("Nothing to change.")
+    scale_processes(service=service, counts=counts, created_by=request.user)
+    return _("Scaling %(counts)s.") % {"counts": ", ".join(f"{name}={value}" for name, value in counts.items())}
 
 
 @service_action()

@@ -9,22 +9,33 @@ found. Every key is optional:
     port = 3000
     health_check_path = "/healthz"
     dockerfile = "deploy/Dockerfile"  # the dockerfile stack only
+    release_command = "python manage.py migrate"   # once per new release
     [build_args]                      # the dockerfile stack only
     BASE_IMAGE = "hakobune/stack-python:bookworm"
     [build_env]                       # Google Cloud's buildpack settings (google.py)
     GOOGLE_ENTRYPOINT = "python3 -u web.py"
     GOOGLE_RUNTIME_VERSION = "3.11"
     GOOGLE_BUILDABLE = "./cmd/web"
+    [processes]                       # besides the Procfile's: name = command
+    worker = "celery -A app worker"
+    [[jobs]]                          # scheduled, in cron's five fields (UTC)
+    name = "clearsessions"            # optional: the command's first word
+    schedule = "*/10 * * * *"
+    command = "python manage.py clearsessions"
 """
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from croniter import croniter
+
 from ._files import is_file, read_text
 from .plan import BuildPlan, DetectionError
+from .procfile import check_process_name
 
 FILENAME = "hakobune.toml"
 STACKS = ("python", "node", "go", "static", "dockerfile")
@@ -32,7 +43,9 @@ STACKS = ("python", "node", "go", "static", "dockerfile")
 LANGUAGES = ("node", "python")
 BUILD_ENV_NAMES = ("GOOGLE_ENTRYPOINT", "GOOGLE_RUNTIME_VERSION", "GOOGLE_BUILDABLE")
 KEYS = {"stack", "languages", "build_env", "install_command", "build_command", "start_command", "port", "health_check_path", "dockerfile",
-        "build_args"}
+        "build_args", "release_command", "processes", "jobs"}
+JOB_KEYS = {"name", "schedule", "command"}
+JOB_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 
 
 @dataclass(frozen=True)
@@ -47,6 +60,9 @@ class ProjectConfig:
     dockerfile: str = ""
     build_args: dict[str, str] = field(default_factory=dict)
     build_env: dict[str, str] = field(default_factory=dict)
+    release_command: str = ""
+    processes: dict[str, str] = field(default_factory=dict)
+    jobs: tuple[dict, ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -79,6 +95,18 @@ class ProjectConfig:
         if self.build_args and plan.uses_own_dockerfile:
             changes["build_args"] = dict(self.build_args)
             said.append("build arguments " + ", ".join(sorted(self.build_args)))
+        if self.release_command:
+            changes["release_command"] = self.release_command
+            sources["release_command"] = FILENAME
+            said.append(f"release command (`{self.release_command}`)")
+        if self.processes:
+            changes["processes"] = {**plan.processes, **self.processes}
+            sources["processes"] = FILENAME
+            said.append("process types " + ", ".join(sorted(self.processes)))
+        if self.jobs:
+            changes["jobs"] = self.jobs
+            sources["jobs"] = FILENAME
+            said.append(f"{len(self.jobs)} scheduled job{'s' if len(self.jobs) != 1 else ''}")
         if changes:
             changes["sources"] = sources
         return (plan.with_changes(**changes) if changes else plan), said
@@ -133,7 +161,13 @@ def read(src: Path) -> ProjectConfig:
     start = data.get("start_command", "")
     if not isinstance(start, str):
         raise DetectionError(f"{FILENAME}: start_command must be text.")
+    release = data.get("release_command", "")
+    if not isinstance(release, str):
+        raise DetectionError(f"{FILENAME}: release_command must be text.")
     return ProjectConfig(
+        release_command=release.strip(),
+        processes=_processes(data),
+        jobs=_jobs(data),
         stack=stack,
         languages=tuple(dict.fromkeys(languages)),
         install_commands=_commands(data, "install_command"),
@@ -156,3 +190,50 @@ def _commands(data: dict, key: str) -> tuple[str, ...] | None:
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return tuple(v.strip() for v in value if v.strip())
     raise DetectionError(f"{FILENAME}: {key} must be a command or a list of commands.")
+
+
+def _processes(data: dict) -> dict[str, str]:
+    table = data.get("processes") or {}
+    if not isinstance(table, dict) or not all(isinstance(v, str) and v.strip() for v in table.values()):
+        raise DetectionError(f"{FILENAME}: [processes] must be a table of names to commands, like worker = \"...\".")
+    for name in table:
+        if name in ("web", "release"):
+            raise DetectionError(
+                f"{FILENAME}: [processes] is for process types besides web; use start_command for web and "
+                "release_command for the release phase."
+            )
+        check_process_name(name, FILENAME)
+    return {name: command.strip() for name, command in table.items()}
+
+
+def _jobs(data: dict) -> tuple[dict, ...]:
+    entries = data.get("jobs") or []
+    if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
+        raise DetectionError(f"{FILENAME}: jobs are [[jobs]] tables, each with a schedule and a command.")
+    jobs, names = [], set()
+    for entry in entries:
+        unknown = sorted(set(entry) - JOB_KEYS)
+        if unknown:
+            raise DetectionError(f"{FILENAME}: a job has keys Hakobune does not know: {', '.join(unknown)}.")
+        schedule, command = entry.get("schedule"), entry.get("command")
+        if not isinstance(command, str) or not command.strip():
+            raise DetectionError(f"{FILENAME}: every [[jobs]] needs a command.")
+        if not isinstance(schedule, str) or len(schedule.split()) != 5 or not croniter.is_valid(schedule):
+            raise DetectionError(
+                f"{FILENAME}: the job `{command.strip()}` has the schedule {schedule!r}; a schedule is cron's five "
+                "fields (minute hour day month weekday), like \"*/10 * * * *\" for every ten minutes."
+            )
+        name = entry.get("name")
+        if name is None:  # from the command's last word: "python manage.py clearsessions" is clearsessions
+            name = re.sub(r"[^a-z0-9_-]+", "-", command.split()[-1].rsplit("/", 1)[-1].lower()).strip("-_")[:40]
+            name = name if name and name not in names else f"job-{len(jobs) + 1}"
+        name = str(name).lower()
+        if not JOB_NAME.match(name):
+            raise DetectionError(
+                f"{FILENAME}: a job's name is lower-case letters, digits, dashes and underscores; {name!r} is not."
+            )
+        if name in names:
+            raise DetectionError(f"{FILENAME}: two jobs are called {name!r}; give each a name of its own.")
+        names.add(name)
+        jobs.append({"name": name, "schedule": schedule.strip(), "command": command.strip()})
+    return tuple(jobs)

@@ -20,7 +20,7 @@ CA_ENV = {
     "NPM_CONFIG_CAFILE": CA_BUNDLE_IN_IMAGE,
     "GIT_SSL_CAINFO": CA_BUNDLE_IN_IMAGE,
 }
-_TUPLE_FIELDS = ("dependency_files", "install_commands", "build_commands", "artifacts", "notes")
+_TUPLE_FIELDS = ("dependency_files", "install_commands", "build_commands", "artifacts", "notes", "jobs")
 _SHELL_LIST = re.compile(r"[;&|\n]")
 
 
@@ -73,6 +73,15 @@ class BuildPlan:
     notes: tuple[str, ...] = ()
     # Where the settings came from, e.g. {"start_command": "Procfile", "port": "hakobune.toml"}.
     sources: dict[str, str] = field(default_factory=dict)
+    # Whether a web process serves requests (a Procfile of workers only has none).
+    web: bool = True
+    # Process types besides web (the Procfile's other lines, hakobune.toml's
+    # [processes]): name: command. They run the same image, not routed.
+    processes: dict[str, str] = field(default_factory=dict)
+    # The release phase: run once per new release before its instances start.
+    release_command: str = ""
+    # Scheduled jobs (hakobune.toml's [[jobs]]): {"name", "schedule", "command"}.
+    jobs: tuple[dict, ...] = ()
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -86,7 +95,10 @@ class BuildPlan:
         values = {key: value for key, value in data.items() if key in known}
         for name in _TUPLE_FIELDS:
             values[name] = tuple(data.get(name) or ())
-        for name in ("env", "build_env", "build_args", "sources"):
+        values["jobs"] = tuple(dict(job) for job in values["jobs"] if isinstance(job, dict))
+        values["web"] = bool(data.get("web", True))
+        values["release_command"] = str(data.get("release_command") or "")
+        for name in ("env", "build_env", "build_args", "sources", "processes"):
             values[name] = dict(data.get(name) or {})
         values["port"] = int(values.get("port") or 8080)
         return cls(**values)
