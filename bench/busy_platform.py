@@ -305,13 +305,22 @@ def main() -> None:
                   f"{['%.2f' % v for v in latencies]} left out {['%.1f' % v for v in rebuilt]} load {load[-1][0]:.1f}-{load[-1][1]:.1f}", flush=True)
     finally:
         platform.stop()
-        for name in [team_name, *filler_teams]:
+        # Every instance this platform made first (by its own label), then
+        # each team's network; one that fails is said and the others still go.
+        for container in client.containers.list(all=True, filters={"label": f"org.hakobune.managed={platform.prefix}"}):
             try:
-                remove_team(client, name)
+                container.remove(force=True)
             except docker.errors.APIError:
-                # An instance started as the workers stopped: once more.
-                time.sleep(5)
-                remove_team(client, name)
+                pass
+        for name in [team_name, *filler_teams]:
+            for attempt in range(3):
+                try:
+                    remove_team(client, name)
+                    break
+                except docker.errors.APIError as exc:
+                    if attempt == 2:
+                        print(f"could not remove team {name}'s network: {exc}")
+                    time.sleep(5)
             for image in client.images.list(name=f"hakobune/{name}/*"):
                 for tag in image.tags:
                     try:
@@ -322,10 +331,11 @@ def main() -> None:
             import redis
 
             connection = redis.Redis.from_url(platform.env["REDIS_URL"])
-            for key in connection.scan_iter(f"{platform.prefix}*"):
-                connection.delete(key)
-            for key in connection.scan_iter(f"hakobune:{platform.prefix}:*"):
-                connection.delete(key)
+            # Its queues, Celery's bindings and markers, and the offsets of its logs.
+            for pattern in (f"{platform.prefix}*", f"hakobune:{platform.prefix}:*", f"*{platform.prefix}*",
+                            f"*{platform.data_dir}*"):
+                for key in connection.scan_iter(pattern):
+                    connection.delete(key)
         except Exception as exc:  # noqa: BLE001
             print(f"could not clear the benchmark's Redis keys: {exc}")
         subprocess.run(["rm", "-rf", str(platform.data_dir)])
