@@ -46,6 +46,8 @@ LABEL_TEAM = f"{LABEL_PREFIX}.team"
 LABEL_SERVICE = f"{LABEL_PREFIX}.service"
 LABEL_RELEASE = f"{LABEL_PREFIX}.release"
 LABEL_HOSTNAME = f"{LABEL_PREFIX}.hostname"
+# The process type (web, worker, …) of an instance; none: web.
+LABEL_PROCESS = f"{LABEL_PREFIX}.process"
 
 CPU_PERIOD = 100_000  # microseconds; the CPU limit is a quota of this period
 
@@ -64,7 +66,10 @@ def team_network_name(team: str) -> str:
 
 
 class DockerLocalBackend(RuntimeBackend):
-    capabilities = frozenset({"logs", "stop_start", "routing", "under_the_hood", "scale_to_zero", "team_networks"})
+    # collected_logs: the platform's log collector stores what the instances
+    # print (platform/observability/logcollector.py); readers ask the store.
+    capabilities = frozenset({"logs", "collected_logs", "stop_start", "routing", "under_the_hood", "scale_to_zero",
+                              "team_networks"})
 
     def __init__(self, alias, **options):
         super().__init__(alias, **options)
