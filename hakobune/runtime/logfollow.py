@@ -8,12 +8,12 @@ keep."""
 from __future__ import annotations
 
 import calendar
+import struct
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import docker
-from docker.utils.socket import frames_iter
 
 STREAMS = {1: "stdout", 2: "stderr"}
 
@@ -64,10 +64,12 @@ def follow(client: docker.DockerClient, container_id: str, since_ns: int = 0) ->
         params["since"] = f"{since_ns // 1_000_000_000}.{since_ns % 1_000_000_000:09d}"
     response = api._get(api._url("/containers/{0}/logs", container_id), params=params, stream=True)
     api._raise_for_status(response)
+    # Following waits as long as the container prints nothing.
+    api._disable_socket_timeout(api._get_raw_response_socket(response))
     stamps = _Stamps()
     pending = {1: b"", 2: b""}
     try:
-        for stream_id, data in frames_iter(api._get_raw_response_socket(response), tty=False):
+        for stream_id, data in _frames(response.raw):
             if stream_id not in STREAMS:
                 continue
             chunk = pending[stream_id] + data
@@ -80,6 +82,20 @@ def follow(client: docker.DockerClient, container_id: str, since_ns: int = 0) ->
                 yield RawLine(STREAMS[stream_id], ns, text.rstrip("\r"))
     finally:
         response.close()
+
+
+def _frames(raw) -> Iterator[tuple[int, bytes]]:
+    """The engine's multiplexed frames (an 8-byte header: the stream, then
+    the length, big-endian) as (stream, data), until the stream ends."""
+    while True:
+        header = raw.read(8)
+        if not header or len(header) < 8:
+            return
+        length = struct.unpack(">I", header[4:8])[0]
+        data = raw.read(length) if length else b""
+        if length and not data:
+            return
+        yield header[0], data
 
 
 def started(client: docker.DockerClient, labels: list[str]):
