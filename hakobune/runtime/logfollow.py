@@ -8,18 +8,16 @@ keep."""
 from __future__ import annotations
 
 import calendar
-import struct
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import docker
 
 STREAMS = {1: "stdout", 2: "stderr"}
 
 
-@dataclass(frozen=True)
-class RawLine:
+class RawLine(NamedTuple):
     stream: str  # stdout or stderr
     ns: int  # the engine's timestamp, nanoseconds since the epoch
     text: str
@@ -34,28 +32,32 @@ class _Stamps:
         self._seconds = 0
 
     def ns(self, stamp: str) -> int | None:
-        if len(stamp) < 20 or stamp[10] != "T":
-            return None
         prefix = stamp[:19]
         if prefix != self._prefix:
+            if len(stamp) < 20 or stamp[10] != "T":
+                return None
             try:
                 self._seconds = calendar.timegm(time.strptime(prefix, "%Y-%m-%dT%H:%M:%S"))
             except ValueError:
                 return None
             self._prefix = prefix
-        fraction = stamp[19:].rstrip("Z")
-        if "+" in fraction or fraction.count("-"):
-            # A zone other than UTC: the engine writes UTC, so this is not its stamp.
+        if stamp[-1] != "Z":
+            return None  # the engine writes UTC; this is not its stamp
+        digits = stamp[20:-1]
+        if len(digits) != 9:
+            if stamp[19] not in ".Z":
+                return None
+            digits = digits[:9].ljust(9, "0")
+        try:
+            return self._seconds * 1_000_000_000 + int(digits)
+        except ValueError:
             return None
-        digits = fraction.lstrip(".")[:9].ljust(9, "0") if fraction else "0" * 9
-        if not digits.isdigit():
-            return None
-        return self._seconds * 1_000_000_000 + int(digits)
 
 
 def follow(client: docker.DockerClient, container_id: str, since_ns: int = 0) -> Iterator[RawLine]:
     """Every line the container printed after `since_ns` (none at or before
-    it, so a follower that resumes from its last line repeats none), then
+    it, so a follower that resumes from its last line repeats none; nor
+    any at or before one already given), then
     each new one as it is printed, until the container stops (the stream
     ends). Raises docker.errors.NotFound when the container is gone."""
     api = client.api
@@ -69,33 +71,83 @@ def follow(client: docker.DockerClient, container_id: str, since_ns: int = 0) ->
     stamps = _Stamps()
     pending = {1: b"", 2: b""}
     try:
-        for stream_id, data in _frames(response.raw):
+        for stream_id, data in _frames(_body(response)):
             if stream_id not in STREAMS:
                 continue
-            chunk = pending[stream_id] + data
-            *lines, pending[stream_id] = chunk.split(b"\n")
+            name = STREAMS[stream_id]
+            if pending[stream_id]:
+                data = pending[stream_id] + data
+            *lines, pending[stream_id] = data.split(b"\n")
             for raw in lines:
                 stamp, _, text = raw.decode("utf-8", "replace").partition(" ")
                 ns = stamps.ns(stamp)
                 if ns is None or ns <= since_ns:
                     continue
-                yield RawLine(STREAMS[stream_id], ns, text.rstrip("\r"))
+                # The engine may send lines again as its log file rotates
+                # under a reader; one container's lines come in time order,
+                # so none at or before the last one is new.
+                since_ns = ns
+                yield RawLine(name, ns, text[:-1] if text.endswith("\r") else text)
     finally:
         response.close()
 
 
-def _frames(raw) -> Iterator[tuple[int, bytes]]:
+def _body(response) -> Iterator[bytes]:
+    """The answer's body as it arrives, in pieces of whatever is there. The
+    engine sends each line as an HTTP chunk of its own; read through
+    http.client, a flood's lines would cost a few calls each, so the chunked
+    encoding is undone here, on everything read at once."""
+    fp = response.raw._fp.fp  # the connection's buffered reader, after the headers
+    if (response.headers.get("Transfer-Encoding") or "").lower() != "chunked":
+        while True:
+            piece = fp.read1(CHUNK)
+            if not piece:
+                return
+            yield piece
+    buffer = b""
+    at = 0
+    while True:
+        piece = fp.read1(CHUNK)
+        if not piece:
+            return
+        buffer = buffer[at:] + piece if at < len(buffer) else piece
+        at = 0
+        out = []
+        while True:
+            newline = buffer.find(b"\r\n", at)
+            if newline < 0:
+                break
+            size = int(buffer[at:newline].split(b";", 1)[0], 16)
+            if size == 0:
+                if out:
+                    yield b"".join(out)
+                return
+            if len(buffer) < newline + 2 + size + 2:
+                break
+            out.append(buffer[newline + 2:newline + 2 + size])
+            at = newline + 2 + size + 2
+        if out:
+            yield b"".join(out)
+
+
+def _frames(pieces: Iterator[bytes]) -> Iterator[tuple[int, bytes]]:
     """The engine's multiplexed frames (an 8-byte header: the stream, then
     the length, big-endian) as (stream, data), until the stream ends."""
-    while True:
-        header = raw.read(8)
-        if not header or len(header) < 8:
-            return
-        length = struct.unpack(">I", header[4:8])[0]
-        data = raw.read(length) if length else b""
-        if length and not data:
-            return
-        yield header[0], data
+    buffer = b""
+    at = 0
+    for chunk in pieces:
+        buffer = buffer[at:] + chunk if at < len(buffer) else chunk
+        at = 0
+        end = len(buffer)
+        while end - at >= 8:
+            length = int.from_bytes(buffer[at + 4:at + 8], "big")
+            if end - at - 8 < length:
+                break
+            yield buffer[at], buffer[at + 8:at + 8 + length]
+            at += 8 + length
+
+
+CHUNK = 256 * 1024
 
 
 def started(client: docker.DockerClient, labels: list[str]):

@@ -83,8 +83,9 @@ def test_lines_show_within_2_s_and_outlive_redeploys_crashes_and_removal(
     wait_for(lambda: texts(service, stream="stderr", text__contains="warning w1"), 2, "the stderr line")
 
     # The token the app printed is stored masked, never in clear.
-    start_lines = wait_for(lambda: texts(service, text__startswith="starting with token"), 10, "the start line")
-    assert all(line == f"starting with token {MASK}" for line in start_lines)
+    start_lines = wait_for(lambda: texts(service, release=first_release, text__startswith="starting with token"), 10,
+                           "the start line")
+    assert set(start_lines) == {f"starting with token {MASK}"}
     assert not LogLine.objects.filter(service_id=service.id, text__contains=token).exists()
     stored = LogLine.objects.filter(service_id=service.id, text__contains="first-0").first()
     assert stored.release == first_release and stored.process == "web" and stored.instance.startswith("hakobune-")
@@ -115,7 +116,7 @@ def test_lines_show_within_2_s_and_outlive_redeploys_crashes_and_removal(
     # The owner reads them through the API, filtered.
     from tests.unit.test_api import bearer
 
-    body = client.get(f"/api/v1/teams/{team.name}/services/chatty/logs?q=first-3", **bearer(owner)).json()
+    body = client.get(f"/api/v1/teams/{team.name}/services/chatty/logs?q=request+first-3", **bearer(owner)).json()
     assert [line["text"] for line in body["lines"]] == ["handled request first-3"]
 
 
@@ -143,16 +144,27 @@ def test_a_flood_is_cut_to_the_rate_limit_and_what_was_dropped_adds_up(
 ):
     client = login(owner)
     service = deploy(client, team, "flood", new=True)
-    assert get_through_router(service.hostname, "/flood?seconds=10").status_code == 200
+    # As fast as it can, up to 20,000 lines a second: what the Docker Engine
+    # keeps of a container's output (30 MB) and serves to a reader (about
+    # 50,000 short lines a second here) bounds what any collector can see;
+    # an app printing faster loses lines in the engine, before Hakobune
+    # (docs/architecture.md, "Runtime logs").
+    assert get_through_router(service.hostname, "/flood?seconds=10&per_second=20000").status_code == 200
     emitted_line = wait_for(lambda: texts(service, text__startswith="emitted "), 60, "the flood's end")
     emitted = int(emitted_line[0].split()[1])
 
-    def adds_up():
-        stored = LogLine.objects.filter(service_id=service.id, text__startswith="flood ").count()
-        dropped = LogLine.objects.filter(service_id=service.id, stream="platform").aggregate(n=Sum("dropped"))["n"] or 0
-        return (stored, dropped) if stored + dropped == emitted else None
+    seen = {}
 
-    stored, dropped = wait_for(adds_up, 30, f"stored + dropped = {emitted} emitted")
+    def adds_up():
+        seen["stored"] = LogLine.objects.filter(service_id=service.id, text__startswith="flood ").count()
+        seen["dropped"] = LogLine.objects.filter(service_id=service.id, stream="platform").aggregate(
+            n=Sum("dropped"))["n"] or 0
+        return (seen["stored"], seen["dropped"]) if seen["stored"] + seen["dropped"] == emitted else None
+
+    try:
+        stored, dropped = wait_for(adds_up, 30, f"stored + dropped = {emitted} emitted")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; last seen {seen}") from None
     assert dropped > 0
     # At most the burst plus the rate for the flood's seconds (and the 3 s after it) were kept.
     assert stored <= settings.LOGS_BURST + settings.LOGS_RATE_PER_SECOND * 14

@@ -76,21 +76,26 @@ class Limiter:
     def __init__(self, rate: float, burst: float):
         self.rate, self.burst = rate, burst
         self.tokens = burst
-        self.at = time.monotonic()
+        self.at: float | None = None
         self.dropped = 0
         self.first_drop = 0.0
         self.lock = threading.Lock()
 
-    def take(self) -> bool:
+    def take(self, at: float | None = None) -> bool:
+        """Whether a line printed at `at` (seconds; default: now) is kept.
+        The bucket fills by the lines' own times, so a collector catching up
+        on a backlog keeps what the service was allowed when it printed."""
         with self.lock:
-            now = time.monotonic()
-            self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
-            self.at = now
+            now = time.monotonic() if at is None else at
+            if self.at is None or now < self.at:
+                self.at = now if self.at is None else self.at
+            self.tokens = min(self.burst, self.tokens + max(0.0, now - self.at) * self.rate)
+            self.at = max(self.at, now)
             if self.tokens >= 1:
                 self.tokens -= 1
                 return True
             if not self.dropped:
-                self.first_drop = now
+                self.first_drop = time.monotonic()
             self.dropped += 1
             return False
 
@@ -207,7 +212,7 @@ class Collector:
                     # A kept line is queued before its position is noted, so
                     # a position flush() reads never runs ahead of a line it
                     # has not taken yet (see _has_waiting).
-                    if limiter.take():
+                    if limiter.take(line.ns / 1_000_000_000):
                         self.lines.put((container_id, origin, line, mask(cut(line.text, limit), origin.secrets)))
                     self.positions[container_id] = line.ns
                     if self.stopping.is_set():
@@ -219,6 +224,10 @@ class Collector:
                     self.again.discard(container_id)
         except docker.errors.NotFound:
             pass  # removed: what it printed is stored
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:  # 409: being removed, as above
+                logger.warning("following container %s failed: %s; it is followed again at the next sweep",
+                               container_id, exc)
         except Exception:  # noqa: BLE001 - one container's trouble never stops the others
             logger.exception("following container %s failed; it is followed again at the next sweep", container_id)
         with self.lock:
