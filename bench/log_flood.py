@@ -125,7 +125,7 @@ def main() -> None:
         LogLine(service_id=service.id, team_id=service.team_id, timestamp=now, instance="old", stream="stdout",
                 text=f"GET /items/{n} 200 in 3 ms", size=24) for n in range(args.history)
     ], batch_size=5000)
-    client = Client()
+    client = Client(HTTP_HOST="localhost")
     client.force_login(owner)
     urls = {
         "service page": reverse("services:detail", args=[team, service.name]),

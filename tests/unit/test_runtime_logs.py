@@ -133,7 +133,11 @@ def test_lines_past_the_window_go_and_a_team_over_its_cap_loses_its_oldest(servi
     settings.LOGS_RETENTION_HOURS = 1
     line(service, "too old", ago=2 * 3600)
     kept = line(service, "recent")
+    LogCursor.objects.create(source="container:gone", position=1)
+    LogCursor.objects.create(source="container:here", position=1)
+    LogCursor.objects.filter(source="container:gone").update(updated_at=timezone.now() - timedelta(hours=2))
     assert logstore.prune() == 1
+    assert list(LogCursor.objects.values_list("source", flat=True)) == ["container:here"]
     assert list(LogLine.objects.values_list("text", flat=True)) == ["recent"]
     settings.LOGS_TEAM_MAX_MB = 1
     LogLine.objects.bulk_create([

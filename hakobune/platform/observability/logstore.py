@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db.models import Sum
 from django.utils import timezone
 
-from .models import LogLine
+from .models import LogCursor, LogLine
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +73,12 @@ def prune(now: datetime | None = None) -> int:
     whose lines take more than LOGS_TEAM_MAX_MB, its oldest ones until they
     fit; returns the lines deleted."""
     now = now or timezone.now()
-    deleted, _ = LogLine.objects.filter(timestamp__lt=now - timedelta(hours=settings.LOGS_RETENTION_HOURS)).delete()
+    window = now - timedelta(hours=settings.LOGS_RETENTION_HOURS)
+    deleted, _ = LogLine.objects.filter(timestamp__lt=window).delete()
+    # The positions of containers that printed nothing for as long are of
+    # containers long gone. (One stopped that long and started again is read
+    # from its start: its lines older than the window go at the next prune.)
+    LogCursor.objects.filter(source__startswith="container:", updated_at__lt=window).delete()
     cap = settings.LOGS_TEAM_MAX_MB * 1024 * 1024
     for row in LogLine.objects.values("team_id").annotate(total=Sum("size")).order_by():
         if row["total"] > cap:
