@@ -211,3 +211,13 @@ def test_a_periods_requests_become_counts_by_class_and_percentiles(service):
     assert points[("request_latency_p50_ms", "")] == 10.0
     assert points[("request_latency_p99_ms", "")] == 1000.0
     assert points[("response_bytes", "")] == 810
+
+
+def test_a_runtime_that_keeps_its_own_logs_is_asked_for_them(client, owner, team, dummy_backend, queued_tasks):
+    """Cloud Run keeps its services' logs (Cloud Logging): the card asks the runtime, not the store."""
+    service = create_service(team=team, name="hello", created_by=owner)
+    deployed(service, owner, "hakobune/acme/hello:one")
+    line(service, "never shown: the runtime is asked")
+    client.force_login(owner)
+    page = client.get(reverse("observability:runtime_logs", args=["acme", "hello"])).content.decode()
+    assert "hello is running" in page and "never shown" not in page and "Refresh" in page

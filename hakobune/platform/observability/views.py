@@ -100,8 +100,9 @@ def _runtime_logs_from_backend(request, service, backend):
     try:
         lines = backend.logs(ServiceRef(service.team.name, service.name), tail=200)
     except RuntimeBackendError as exc:
-        return render(request, "observability/_runtime_logs_backend.html", {"lines": [], "error": exc.message})
-    return render(request, "observability/_runtime_logs_backend.html", {"lines": lines, "error": ""})
+        return render(request, "observability/_runtime_logs_backend.html",
+                      {"service": service, "lines": [], "error": exc.message})
+    return render(request, "observability/_runtime_logs_backend.html", {"service": service, "lines": lines, "error": ""})
 
 
 @login_required
