@@ -221,3 +221,13 @@ def test_a_runtime_that_keeps_its_own_logs_is_asked_for_them(client, owner, team
     client.force_login(owner)
     page = client.get(reverse("observability:runtime_logs", args=["acme", "hello"])).content.decode()
     assert "hello is running" in page and "never shown" not in page and "Refresh" in page
+
+
+def test_an_access_log_written_after_the_collector_started_is_read_from_its_start(service, tmp_path):
+    log = tmp_path / "access.log"
+    collector = Collector(client=object(), access_log=str(log))
+    assert collector.read_access_log() == 0  # not written yet
+    entry = {"request": {"host": f"{service.hostname}:8080"}, "status": 200, "duration": 0.004, "size": 12}
+    log.write_text(json.dumps(entry) + "\n" + json.dumps(entry) + "\n")
+    assert collector.read_access_log() == 2
+    assert collector.read_access_log() == 0  # each request once

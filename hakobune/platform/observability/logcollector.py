@@ -331,9 +331,13 @@ class Collector:
         from hakobune.platform.services.scaling import service_for_hostname
 
         path = self.access_log
-        if not path or not os.path.exists(path):
+        if not path:
             return 0
         source = f"access:{path}"
+        if not os.path.exists(path):
+            # Not written yet: when it is, every line in it is new.
+            LogCursor.objects.get_or_create(source=source, defaults={"position": 0})
+            return 0
         size = os.path.getsize(path)
         stored = LogCursor.objects.filter(source=source).values_list("position", flat=True).first()
         # The first look starts at the end: requests from before the
