@@ -156,6 +156,7 @@ class Collector:
         self.teams: dict[int, int] = {}
         self.events = None
         self.stored = 0
+        self.access_offset: int | None = None
 
     # -- following containers --------------------------------------------------------
 
@@ -337,12 +338,17 @@ class Collector:
         if not os.path.exists(path):
             # Not written yet: when it is, every line in it is new.
             LogCursor.objects.get_or_create(source=source, defaults={"position": 0})
+            self.access_offset = 0
             return 0
         size = os.path.getsize(path)
         stored = LogCursor.objects.filter(source=source).values_list("position", flat=True).first()
         # The first look starts at the end: requests from before the
-        # collector's first day are not counted in today's period.
-        offset = size if stored is None else stored
+        # collector's first day are not counted in today's period. (A
+        # position lost since, while this process has its own, goes on from
+        # this process's.)
+        if stored is None:
+            stored = self.access_offset if self.access_offset is not None else size
+        offset = stored
         if size < offset:  # rotated
             offset = 0
         by_host: dict[str, list] = defaultdict(list)
@@ -372,6 +378,7 @@ class Collector:
         MetricPoint.objects.bulk_create(points)
         if not LogCursor.objects.filter(source=source).update(position=offset):
             LogCursor.objects.create(source=source, position=offset)
+        self.access_offset = offset
         return counted
 
     # -- the loop --------------------------------------------------------------------
