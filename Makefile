@@ -28,6 +28,7 @@ deps:
 
 migrate:
 	@bash scripts/with-env.sh $(PY) manage.py migrate --noinput -v0
+	@bash scripts/with-env.sh $(PY) manage.py migrate --database logs --noinput -v0
 	@bash scripts/with-env.sh $(PY) manage.py collectstatic --noinput -v0
 
 stack:

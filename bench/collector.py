@@ -4,6 +4,7 @@ collector's own CPU time, in the Docker Engine's CPU time and in wall time,
 and so what share of one core it takes at its period (15 s).
 
     .venv/bin/python bench/collector.py [--services 200] [--rounds 5] [--old 20]
+    .venv/bin/python bench/collector.py --logs [--services 200] [--lines 10] [--seconds 60]
 
 Starts `--services` small containers (the python stack's image, `sleep`, a
 64 MiB and 0.1 CPU limit each) with the labels the local runtime gives its
@@ -17,6 +18,13 @@ one live service per container. Then:
 - the backend's bulk reading alone (DockerLocalBackend.metrics_all);
 - the old path on `--old` of the containers: the Docker API's `stats` call
   per container, one after another (what collect_all did before).
+
+With --logs, the log collector instead (observability/logcollector.py, run
+in this process as `manage.py collect_logs` runs it): `--services`
+containers each printing `--lines` lines a second, followed for `--seconds`;
+the collector's CPU time (all its threads) as a share of one core, its
+resident memory, the lines stored against the lines printed, and dockerd's
+CPU time over the same span.
 
 Every container it started is removed at the end (also on ^C)."""
 
@@ -97,6 +105,97 @@ def remove_containers(client, instance: str) -> int:
     return len(found)
 
 
+def start_talkers(client, instance: str, team: str, count: int, image_name: str, per_second: int) -> list[str]:
+    from hakobune.runtime.docker_local import LABEL_MANAGED, LABEL_RELEASE, LABEL_SERVICE, LABEL_TEAM
+
+    program = (f"import time\nn = 0\nwhile True:\n    n += 1\n    print(f'GET /items/{{n}} 200 in 3 ms', flush=True)\n"
+               f"    time.sleep({1 / per_second})\n")
+
+    def one(number: int) -> str:
+        container = client.containers.run(
+            image_name, ["python3", "-c", program], detach=True, name=f"{instance}-s{number}",
+            labels={LABEL_MANAGED: instance, LABEL_TEAM: team, LABEL_SERVICE: f"s{number}", LABEL_RELEASE: "1"},
+            mem_limit="64m", nano_cpus=100_000_000, network_mode="none", pids_limit=16,
+        )
+        return container.id
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        return list(pool.map(one, range(count)))
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def logs_main(args) -> None:
+    import threading
+
+    suffix = secrets.token_hex(3)
+    instance, team = f"hakobune-bench-logs-{suffix}", f"bl{suffix}"
+    data_dir = tempfile.mkdtemp(prefix="hakobune-bench-logs.")
+    setup_django(data_dir, instance)
+    from django.core.management import call_command
+
+    call_command("migrate", database="logs", verbosity=0)
+    from hakobune.platform.observability.logcollector import Collector
+    from hakobune.platform.observability.models import LogLine
+
+    client = docker.from_env(timeout=120)
+    load_before = os.getloadavg()
+    try:
+        started = time.perf_counter()
+        start_talkers(client, instance, team, args.services, image(client), args.lines)
+        start_s = time.perf_counter() - started
+        make_services(team, args.services)
+        collector = Collector(access_log="")
+        rss_before = rss_mb()
+        thread = threading.Thread(target=collector.run, daemon=True)
+        thread.start()
+        time.sleep(10)  # every container followed, the backlog read
+        stored_before = LogLine.objects.count()
+        engine_before, cpu_before, wall_before = dockerd_cpu_seconds(), time.process_time(), time.perf_counter()
+        rss_peak = rss_mb()
+        deadline = time.monotonic() + args.seconds
+        while time.monotonic() < deadline:
+            time.sleep(1)
+            rss_peak = max(rss_peak, rss_mb())
+        wall = time.perf_counter() - wall_before
+        cpu = time.process_time() - cpu_before
+        engine_after = dockerd_cpu_seconds()
+        stored = LogLine.objects.count() - stored_before
+        followed = len(collector.followers)
+        collector.stopping.set()
+        thread.join(timeout=30)
+    finally:
+        removed = remove_containers(client, instance)
+    engine = (engine_after - engine_before) if engine_before is not None and engine_after is not None else None
+    expected = args.services * args.lines * wall
+    lines = [
+        f"`bench/collector.py --logs --services {args.services} --lines {args.lines} --seconds {args.seconds}`: "
+        f"{args.services} containers (python in {image(client)}, each printing {args.lines} lines a second, "
+        f"started in {start_s:.0f} s), labelled as the local runtime labels its instances; the collector in this "
+        f"process, storing into a temporary SQLite log database. Load average at the start: {load_before[0]:.1f} "
+        f"on {os.cpu_count()} CPUs (other runs share this host).",
+        "",
+        "| followed | lines stored | of about | collector CPU | share of one core | memory (RSS) | dockerd CPU |",
+        "|---|---|---|---|---|---|---|",
+        f"| {followed} containers | {stored:,} in {wall:.0f} s | {expected:,.0f} printed | {cpu:.1f} s | "
+        f"**{cpu / wall * 100:.1f} %** | {rss_peak:.0f} MB (before following: {rss_before:.0f} MB) | "
+        f"{(engine or 0):.1f} s ({(engine or 0) / wall * 100:.1f} % of one core) |",
+        "",
+        f"- target (under 5 % of one core for 200 services at 10 lines a second): "
+        f"**{'met' if cpu / wall < 0.05 else 'not met'}**",
+        f"- removed {removed} containers",
+    ]
+    body = "\n".join(lines)
+    print(body)
+    if not args.no_record:
+        append_results("Log collection (bench/collector.py --logs)", body)
+
+
 def setup_django(data_dir: str, instance: str):
     os.environ.update({
         "HAKOBUNE_DATA_DIR": data_dir, "HAKOBUNE_INSTANCE": instance, "SECRET_KEY": "bench-only",
@@ -153,7 +252,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--old", type=int, default=20, help="containers read the old way (stats per container)")
     parser.add_argument("--no-record", action="store_true", help="print, do not append to RESULTS.md")
+    parser.add_argument("--logs", action="store_true", help="measure the log collector instead")
+    parser.add_argument("--lines", type=int, default=10, help="with --logs: lines a second per container")
+    parser.add_argument("--seconds", type=int, default=60, help="with --logs: how long to measure")
     args = parser.parse_args()
+    if args.logs:
+        logs_main(args)
+        return
 
     suffix = secrets.token_hex(3)
     instance, team = f"hakobune-bench-collector-{suffix}", f"bc{suffix}"

@@ -617,8 +617,9 @@ def _service_args(args) -> tuple[Api, str, str]:
 def cmd_logs(args) -> int:
     api, team, name = _service_args(args)
     params = {"tail": str(args.tail)}
-    if args.since:
-        params["since"] = args.since
+    for key, value in (("since", args.since), ("q", args.grep), ("stream", args.stream), ("release", args.release)):
+        if value:
+            params[key] = value
     where = f"{service_path(team, name)}/logs"
     if not args.follow:
         for line in api.get(where, params=params)["lines"]:
@@ -634,7 +635,10 @@ def cmd_logs(args) -> int:
                 if event == "message":
                     line = json.loads(data)
                     print(_log_line(line), flush=True)
-                    if line.get("timestamp"):
+                    if line.get("id"):
+                        # Stored lines: go on after the last one printed.
+                        params["after"] = str(line["id"])
+                    elif line.get("timestamp"):
                         params["since"] = line["timestamp"]
                 elif event == "error":
                     raise CliError(json.loads(data).get("reason", _("the runtime stopped answering")))
@@ -647,7 +651,8 @@ def cmd_logs(args) -> int:
 
 def _log_line(line: dict) -> str:
     stamp = (line.get("timestamp") or "")[:19].replace("T", " ")
-    return f"{stamp} {line['instance']}: {line['text']}" if stamp else f"{line['instance']}: {line['text']}"
+    who = line.get("instance") or "hakobune"
+    return f"{stamp} {who}: {line['text']}" if stamp else f"{who}: {line['text']}"
 
 
 def cmd_rollback(args) -> int:
@@ -809,6 +814,9 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--follow", "-f", action="store_true", help=_("keep printing new lines"))
     logs.add_argument("--since", help=_("from this time or duration back: 10m, 2h, 2026-01-31T12:00:00Z"))
     logs.add_argument("--tail", "-n", type=int, default=200)
+    logs.add_argument("--grep", "-g", help="only lines holding this text")
+    logs.add_argument("--stream", choices=["stdout", "stderr", "platform"], help="only this output")
+    logs.add_argument("--release", "-r", help="only lines of this release: 3 or v3")
     logs.set_defaults(func=cmd_logs)
 
     back = with_service(commands.add_parser("rollback", help=_("go back to an earlier release")))

@@ -70,6 +70,9 @@ start worker-builds "$BIN/celery" -A hakobune.platform worker --loglevel INFO -Q
   --concurrency "${BUILD_CONCURRENCY:-2}" --hostname "hakobune-builds@%h"
 start worker-housekeeping "$BIN/celery" -A hakobune.platform worker --loglevel INFO -Q "$QUEUE.housekeeping" \
   --concurrency "${HOUSEKEEPING_CONCURRENCY:-1}" --hostname "hakobune-housekeeping@%h"
+# The log collector follows what every service prints as it prints it, and reads
+# the router's access log into request metrics (docs/architecture.md, "Runtime logs").
+start collector "$BIN/python" manage.py collect_logs
 start scheduler "$BIN/celery" -A hakobune.platform beat --loglevel INFO --schedule "$RUN/celerybeat-schedule"
 export PORTAL_BIND PORTAL_PORT
 start portal bash scripts/portal.sh

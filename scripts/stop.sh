@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 if [[ -f .env ]]; then set -a; source .env; set +a; fi
 RUN="${HAKOBUNE_DATA_DIR:-$PWD/var}/run"
 
-for name in portal scheduler worker-pipeline worker-builds worker-housekeeping worker router; do
+for name in portal scheduler collector worker-pipeline worker-builds worker-housekeeping worker router; do
   pidfile="$RUN/$name.pid"
   if [[ ! -f "$pidfile" ]]; then continue; fi
   pid="$(cat "$pidfile")"

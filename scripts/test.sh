@@ -15,7 +15,7 @@ export CELERY_QUEUE="hakobune-test-$(basename "$TEST_DATA_DIR")"
 # Containers of this run carry its own instance label; reconciling never
 # touches those of a live Hakobune or of another run.
 export HAKOBUNE_INSTANCE="$CELERY_QUEUE"
-if [[ "${DATABASE_URL:-}" == postgres* ]]; then
+if [[ "${DATABASE_URL:-}" == postgres* || "${LOGS_DATABASE_URL:-}" == postgres* ]]; then
   run_id="$(basename "$TEST_DATA_DIR" | tr -c 'a-zA-Z0-9\n' '_' | tr 'A-Z' 'a-z')"
   export TEST_DATABASE_NAME="test_hakobune_${run_id#hakobune_test_}"
 fi
@@ -45,11 +45,12 @@ import dj_database_url
 import psycopg
 
 config = dj_database_url.parse(os.environ["DATABASE_URL"])
-name = sys.argv[1]
 with psycopg.connect(host=config["HOST"] or "127.0.0.1", port=config["PORT"] or 5432, user=config["USER"] or None,
                      password=config["PASSWORD"] or None, dbname="postgres", autocommit=True) as connection:
-    connection.execute("select pg_terminate_backend(pid) from pg_stat_activity where datname = %s", [name])
-    connection.execute(psycopg.sql.SQL("drop database if exists {}").format(psycopg.sql.Identifier(name)))
+    # The platform's test database, and the runtime logs' when they are on PostgreSQL too.
+    for name in (sys.argv[1], sys.argv[1] + "_logs"):
+        connection.execute("select pg_terminate_backend(pid) from pg_stat_activity where datname = %s", [name])
+        connection.execute(psycopg.sql.SQL("drop database if exists {}").format(psycopg.sql.Identifier(name)))
 PY
 fi
 set -e

@@ -52,6 +52,7 @@ ROUTES = {
     # What the scheduler starts; never in a deploy's way.
     "collect_metrics": HOUSEKEEPING,
     "roll_up_metrics": HOUSEKEEPING,
+    "prune_logs": HOUSEKEEPING,
     "reconcile": HOUSEKEEPING,
     "sync_router": HOUSEKEEPING,
     "scale_idle_to_zero": HOUSEKEEPING,

@@ -230,6 +230,24 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_i
         "timeout": env_int("DB_POOL_TIMEOUT", 30),
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# The services' runtime logs live in a database of their own (alias "logs",
+# docs/architecture.md, "Runtime logs"): a flood of lines writes there, never
+# to the platform's database, so it cannot hold up a deploy even on the
+# embedded SQLite default (whose one writer at a time is per file). Default: a
+# SQLite file beside the platform's; LOGS_DATABASE_URL names another (a
+# PostgreSQL database of its own in production).
+_logs_url = env("LOGS_DATABASE_URL", f"sqlite:///{DATA_DIR / 'logs.sqlite3'}")
+DATABASES["logs"] = dj_database_url.parse(_logs_url, conn_max_age=env_int("DB_CONN_MAX_AGE", 0))
+if DATABASES["logs"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["logs"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    DATABASES["logs"]["TEST"] = {"NAME": str(DATA_DIR / "test-logs.sqlite3")}
+elif env("TEST_DATABASE_NAME"):
+    DATABASES["logs"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME") + "_logs"}
+DATABASE_ROUTERS = ["hakobune.platform.dbrouters.LogsRouter"]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
@@ -352,6 +370,9 @@ CELERY_BEAT_SCHEDULE = {
     "collect-metrics": {"task": "hakobune.worker.tasks.collect_metrics", "schedule": float(METRICS_SECONDS),
                         "options": {**_HOUSEKEEPING, "expires": float(METRICS_SECONDS)}},
     "roll-up-metrics": {"task": "hakobune.worker.tasks.roll_up_metrics", "schedule": 600.0, "options": _HOUSEKEEPING},
+    # Runtime logs past their retention window or their team's cap go.
+    "prune-logs": {"task": "hakobune.worker.tasks.prune_logs",
+                   "schedule": float(env_int("LOGS_PRUNE_SECONDS", 300)), "options": _HOUSEKEEPING},
     "prune-images": {"task": "hakobune.worker.tasks.prune_images", "schedule": float(PRUNE_SECONDS),
                      "options": _HOUSEKEEPING},
     "run-jobs": {"task": "hakobune.worker.tasks.run_jobs", "schedule": float(JOBS_TICK_SECONDS),
@@ -533,6 +554,21 @@ REVIEW_NEW_SERVICES = env_bool("REVIEW_NEW_SERVICES", False)
 METRICS_RAW_HOURS = env_int("METRICS_RAW_HOURS", 2)
 METRICS_ROLLUP_SECONDS = env_int("METRICS_ROLLUP_SECONDS", 300)
 METRICS_RETENTION_HOURS = env_int("METRICS_RETENTION_HOURS", 48)
+# Runtime logs (docs/architecture.md, "Runtime logs"). Each service may store
+# LOGS_RATE_PER_SECOND lines a second (a burst of LOGS_BURST); what it prints
+# beyond is dropped and said in one line per LOGS_DROP_WINDOW_SECONDS
+# ("12,345 lines dropped in 10 s"). A line is cut at LOGS_MAX_LINE_BYTES.
+LOGS_RATE_PER_SECOND = env_int("LOGS_RATE_PER_SECOND", 200)
+LOGS_BURST = env_int("LOGS_BURST", 1000)
+LOGS_DROP_WINDOW_SECONDS = env_int("LOGS_DROP_WINDOW_SECONDS", 10)
+LOGS_MAX_LINE_BYTES = env_int("LOGS_MAX_LINE_BYTES", 4096)
+# Lines are kept this long, and at most LOGS_TEAM_MAX_MB per team (the oldest
+# go first), checked every LOGS_PRUNE_SECONDS by the housekeeping.
+LOGS_RETENTION_HOURS = env_int("LOGS_RETENTION_HOURS", 72)
+LOGS_TEAM_MAX_MB = env_int("LOGS_TEAM_MAX_MB", 200)
+LOGS_PRUNE_SECONDS = env_int("LOGS_PRUNE_SECONDS", 300)
+# A page of the log (portal, API) holds at most this many lines.
+LOGS_PAGE_MAX = env_int("LOGS_PAGE_MAX", 500)
 # Images of a service's last N releases are kept for instant rollbacks (with
 # the live release's and those of builds on their way to a release); older
 # ones are pruned every PRUNE_SECONDS (docs/architecture.md, "Disk").

@@ -227,7 +227,8 @@ class RuntimeBackend:
     """Base class. Subclasses implement what their runtime supports and say so in
     `capabilities`, so views and tasks never ask which backend they hold."""
 
-    # The flags in use: logs, metrics, stop_start, routing, under_the_hood,
+    # The flags in use: logs, collected_logs (the platform stores what the
+    # instances print: readers ask its store, not `logs`), metrics, stop_start, routing, under_the_hood,
     # scale_to_zero, processes (process types besides web), one_off
     # (run_once: release phase, scheduled jobs) (the local runtime); remote_build (builds images itself:
     # image_builder() gives its builder),

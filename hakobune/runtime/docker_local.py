@@ -83,9 +83,10 @@ def network_is_full(exc: APIError) -> bool:
 
 
 class DockerLocalBackend(RuntimeBackend):
-    capabilities = frozenset(
-        {"logs", "stop_start", "routing", "under_the_hood", "scale_to_zero", "team_networks", "processes", "one_off"}
-    )
+    # collected_logs: the platform's log collector stores what the instances
+    # print (platform/observability/logcollector.py); readers ask the store.
+    capabilities = frozenset({"logs", "collected_logs", "stop_start", "routing", "under_the_hood", "scale_to_zero",
+                              "team_networks", "processes", "one_off"})
 
     def __init__(self, alias, **options):
         super().__init__(alias, **options)

@@ -11,7 +11,7 @@ from celery import shared_task
 
 from hakobune.platform.builds import admission, pipeline, sweeper
 from hakobune.platform.failures import MAX_ATTEMPTS, RetryStep
-from hakobune.platform.observability import collectors
+from hakobune.platform.observability import collectors, logstore
 from hakobune.platform.services import housekeeping, jobs, releases
 
 
@@ -120,3 +120,8 @@ def collect_metrics() -> None:
 @shared_task
 def roll_up_metrics() -> None:
     collectors.roll_up()
+
+
+@shared_task
+def prune_logs() -> None:
+    logstore.prune()

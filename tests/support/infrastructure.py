@@ -100,10 +100,10 @@ def _stop(process, log, show_variable: str) -> None:
         print(log.read_text())
 
 
-def database_url() -> str:
-    from django.db import connection
+def database_url(alias: str = "default") -> str:
+    from django.db import connections
 
-    config = connection.settings_dict
+    config = connections[alias].settings_dict
     if config["ENGINE"] == "django.db.backends.sqlite3":
         return f"sqlite:///{config['NAME']}"
     user = config.get("USER") or ""
@@ -162,6 +162,25 @@ def worker(django_db_setup, django_db_blocker, router, tmp_path_factory):
     finally:
         for purpose, process in processes.items():
             _stop(process, folder / f"worker-{purpose}.log", "SHOW_WORKER_LOG")
+
+
+@pytest.fixture(scope="session")
+def log_collector(django_db_setup, django_db_blocker, tmp_path_factory):
+    """The log collector as scripts/start.sh starts it (`manage.py
+    collect_logs`), on the test databases, reading request metrics every 5 s;
+    yields its log's path."""
+    log = tmp_path_factory.mktemp("collector") / "collector.log"
+    env = {**os.environ, "DATABASE_URL": database_url(), "LOGS_DATABASE_URL": database_url("logs"),
+           "PYTHONPATH": str(PROJECT_DIR), "METRICS_SECONDS": "5"}
+    process = subprocess.Popen([sys.executable, "manage.py", "collect_logs"], cwd=PROJECT_DIR, env=env,
+                               stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+    try:
+        _wait_for(lambda: b"collecting runtime logs" in log.read_bytes(), 60, "the log collector")
+    except RuntimeError:
+        _stop(process, log, "SHOW_COLLECTOR_LOG")
+        raise
+    yield log
+    _stop(process, log, "SHOW_COLLECTOR_LOG")
 
 
 @dataclass

@@ -394,8 +394,13 @@ class EnvUpdateSerializer(serializers.Serializer):
 
 class LogLineSerializer(serializers.Serializer):
     timestamp = serializers.DateTimeField(allow_null=True)
-    instance = serializers.CharField()
-    text = serializers.CharField(allow_blank=True)
+    instance = serializers.CharField(allow_blank=True)
+    text = serializers.CharField(allow_blank=True, help_text="The values of the service's environment variables "
+                                 "are shown masked (••••••).")
+    id = serializers.IntegerField(required=False, help_text="Collected logs: the line's id (for ?before= and ?after=).")
+    stream = serializers.CharField(required=False, help_text="Collected logs: stdout, stderr or platform.")
+    process = serializers.CharField(required=False, allow_blank=True)
+    release = serializers.IntegerField(required=False)
 
 
 class LogsSerializer(serializers.Serializer):

@@ -669,7 +669,24 @@ def _running(service):
 
 
 def _line_data(line):
-    return {"timestamp": line.timestamp, "instance": line.instance, "text": line.text}
+    data = {"timestamp": line.timestamp, "instance": line.instance, "text": line.text}
+    if getattr(line, "id", None) is not None:  # a stored line (the local runtime's collected logs)
+        data.update(id=line.id, stream=line.stream, process=line.process, release=line.release)
+    return data
+
+
+def _log_filter(params, since):
+    from hakobune.platform.observability.logstore import STREAMS, LogFilter
+
+    stream = params.get("stream") or ""
+    if stream and stream not in STREAMS:
+        raise exceptions.ValidationError({"stream": [f"Give one of {', '.join(STREAMS)}."]})
+    release = (params.get("release") or "").lstrip("vV")
+    if release and not release.isdigit():
+        raise exceptions.ValidationError({"release": ["Give a release number: 3 or v3."]})
+    until = parse_since(params.get("until")) if params.get("until") else None
+    return LogFilter(text=(params.get("q") or "")[:200], stream=stream, process=params.get("process") or "",
+                     release=int(release) if release else None, since=since, until=until)
 
 
 class LogsView(StreamingView):
@@ -679,15 +696,26 @@ class LogsView(StreamingView):
         operation_id="logs_retrieve",
         parameters=[
             OpenApiParameter("since", OpenApiTypes.STR, description="An ISO 8601 time, or a duration back: 30s, 10m, 2h, 1d."),
-            OpenApiParameter("tail", OpenApiTypes.INT, description="At most this many lines (1–5000, default 200)."),
+            OpenApiParameter("until", OpenApiTypes.STR, description="An ISO 8601 time, or a duration back: lines up to it."),
+            OpenApiParameter("tail", OpenApiTypes.INT, description="At most this many lines (1–5000, default 200; "
+                             "collected logs give at most LOGS_PAGE_MAX a page, 500 by default)."),
+            OpenApiParameter("q", OpenApiTypes.STR, description="Only lines holding this text (any case)."),
+            OpenApiParameter("stream", OpenApiTypes.STR, description="stdout, stderr or platform (Hakobune's own "
+                             "lines about the log: dropped lines)."),
+            OpenApiParameter("release", OpenApiTypes.STR, description="Only lines of this release: 3 or v3."),
+            OpenApiParameter("process", OpenApiTypes.STR, description="Only lines of this process type: web, worker."),
+            OpenApiParameter("before", OpenApiTypes.INT, description="Collected logs: the page before the line with "
+                             "this id."),
+            OpenApiParameter("after", OpenApiTypes.INT, description="Collected logs: the lines after the line with "
+                             "this id (following goes on from there)."),
             FOLLOW,
         ],
         responses={
             (200, "application/json"): s.LogsSerializer,
             (200, "text/event-stream"): OpenApiResponse(
                 OpenApiTypes.OBJECT,
-                description="With ?follow=1: one event per line, data as JSON {timestamp, instance, text}; "
-                "a `timeout` event ends a stream that reached its time limit.",
+                description="With ?follow=1: one event per line, data as JSON {timestamp, instance, text} (collected "
+                "logs add id, stream, process, release); a `timeout` event ends a stream that reached its time limit.",
             ),
             **errors(400, 409, *READ_ERRORS),
             **STREAM_ERRORS,
@@ -696,16 +724,59 @@ class LogsView(StreamingView):
     )
     def get(self, request, team, service):
         _, found = service_for(request.user, team, service)
-        since = parse_since(request.query_params.get("since"))
-        tail = request.query_params.get("tail") or "200"
+        params = request.query_params
+        since = parse_since(params.get("since"))
+        tail = params.get("tail") or "200"
         if not tail.isdigit() or not 1 <= int(tail) <= 5000:
             raise exceptions.ValidationError({"tail": ["Give a number of lines from 1 to 5000."]})
+        for name in ("before", "after"):
+            if params.get(name) and not params[name].isdigit():
+                raise exceptions.ValidationError({name: ["Give the id of a line."]})
         _running(found)
         backend, ref = backend_for(found), ServiceRef(found.team.name, found.name)
+        follow = _truthy(params.get("follow"))
+        if "collected_logs" in backend.capabilities:
+            from hakobune.platform.observability import logstore
+
+            wanted = _log_filter(params, since)
+            if params.get("after"):
+                lines = logstore.after(found.id, wanted, int(params["after"]), limit=int(tail))
+            else:
+                before = int(params["before"]) if params.get("before") else None
+                lines = logstore.tail(found.id, wanted, limit=int(tail), before=before)
+            if not follow:
+                return Response({"lines": [_line_data(line) for line in lines]})
+            last = lines[-1].id if lines else (int(params["after"]) if params.get("after") else _last_id(found.id))
+            return event_stream(request, _follow_stored(found.id, wanted, lines, last))
         lines = [line for line in backend.logs(ref, tail=int(tail)) if _after(line, since)]
-        if not _truthy(request.query_params.get("follow")):
+        if not follow:
             return Response({"lines": [_line_data(line) for line in lines]})
         return event_stream(request, _follow_logs(backend, ref, lines))
+
+
+def _last_id(service_id) -> int:
+    from hakobune.platform.observability.models import LogLine
+
+    return LogLine.objects.filter(service_id=service_id).order_by("-id").values_list("id", flat=True).first() or 0
+
+
+async def _follow_stored(service_id, wanted, first, last):
+    """Sends the stored lines after `last` as the collector stores them
+    (a look every API_STREAM_POLL_SECONDS), for at most API_STREAM_MAX_SECONDS."""
+    from hakobune.platform.observability import logstore
+
+    for line in first:
+        yield sse(json.dumps(_line_data(line), default=str))
+    deadline = time.monotonic() + settings.API_STREAM_MAX_SECONDS
+    while time.monotonic() < deadline:
+        await asyncio.sleep(settings.API_STREAM_POLL_SECONDS)
+        lines = await sync_to_async(logstore.after)(service_id, wanted, last)
+        for line in lines:
+            last = line.id
+            yield sse(json.dumps(_line_data(line), default=str))
+        if not lines:
+            yield ": waiting\n\n"
+    yield sse(json.dumps({"reason": "The stream's time is up; follow again to go on."}), event="timeout")
 
 
 def _after(line, since) -> bool:
@@ -715,7 +786,9 @@ def _after(line, since) -> bool:
 async def _follow_logs(backend, ref, first):
     """Polls the backend every API_STREAM_POLL_SECONDS (asleep on the event
     loop in between); sends lines it has not sent, for at most
-    API_STREAM_MAX_SECONDS."""
+    API_STREAM_MAX_SECONDS. For runtimes whose logs Hakobune does not collect
+    (Cloud Run: Cloud Logging keeps them)."""
+
     seen = set()
     last = None
 

@@ -25,3 +25,50 @@ class MetricPoint(models.Model):
     def save(self, *args, **kwargs):
         self.epoch = int(self.timestamp.timestamp())
         super().save(*args, **kwargs)
+
+
+class LogLine(models.Model):
+    """One line a service's instance printed, as the log collector stored it
+    (in the "logs" database: hakobune/platform/dbrouters.py). The service and
+    team are plain ids, not foreign keys: the rows live in another database,
+    and outlive the containers, releases and even the service they came from
+    until the retention window or the team's cap takes them."""
+
+    class Stream(models.TextChoices):
+        STDOUT = "stdout", "stdout"
+        STDERR = "stderr", "stderr"
+        # Said by Hakobune about the log itself: "12,345 lines dropped in 10 s".
+        PLATFORM = "platform", "Hakobune"
+
+    service_id = models.BigIntegerField()
+    team_id = models.BigIntegerField()
+    timestamp = models.DateTimeField()
+    instance = models.CharField(max_length=200)
+    process = models.CharField(max_length=64, default="web")
+    release = models.PositiveIntegerField(default=0)  # the release's number (v3: 3)
+    stream = models.CharField(max_length=8, choices=Stream.choices)
+    text = models.TextField()
+    # Bytes of text, summed for the team's cap.
+    size = models.PositiveIntegerField(default=0)
+    # On a PLATFORM line saying a drop: how many lines were dropped.
+    dropped = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(fields=["service_id", "id"]),
+            models.Index(fields=["service_id", "timestamp"]),
+            models.Index(fields=["team_id", "id"]),
+            models.Index(fields=["timestamp"]),
+        ]
+
+
+class LogCursor(models.Model):
+    """How far the collector has stored one source: a container's output (up
+    to its last line's time in nanoseconds), or the router's access log (up to
+    a byte offset). Saved in the same transaction as the lines, so a restarted
+    collector resumes after the last stored line: none twice, none lost."""
+
+    source = models.CharField(max_length=200, unique=True)
+    position = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)

@@ -2,6 +2,7 @@
 runtime sees them, what they print, and charts of their readings."""
 
 from datetime import timedelta
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
@@ -9,7 +10,9 @@ from django.http import Http404
 from django.shortcuts import render
 from django.utils import timezone
 
+from hakobune.platform.observability import logstore
 from hakobune.platform.observability.charts import build_charts
+from hakobune.platform.observability.logstore import LogFilter
 from hakobune.platform.services.access import service_for
 from hakobune.platform.services.backends import backend_for
 from hakobune.runtime.base import RuntimeBackendError, ServiceRef
@@ -31,16 +34,75 @@ def runtime_status(request, team, service):
     return render(request, "observability/_runtime_status.html", {"service": service, "runtime": status, "error": ""})
 
 
+LOG_SINCE = {"": None, "15m": 900, "1h": 3600, "6h": 6 * 3600, "24h": 24 * 3600, "72h": 72 * 3600}
+
+
+def _log_filter(params) -> tuple[LogFilter, dict]:
+    """The filter the log card's form asks for, and its values to show back."""
+    chosen = {
+        "q": (params.get("q") or "")[:200],
+        "stream": params.get("stream") if params.get("stream") in logstore.STREAMS else "",
+        "release": (params.get("release") or "").lstrip("vV"),
+        "since": params.get("since") if params.get("since") in LOG_SINCE else "",
+    }
+    if not chosen["release"].isdigit():
+        chosen["release"] = ""
+    seconds = LOG_SINCE[chosen["since"]]
+    wanted = LogFilter(text=chosen["q"], stream=chosen["stream"],
+                       release=int(chosen["release"]) if chosen["release"] else None,
+                       since=timezone.now() - timedelta(seconds=seconds) if seconds else None)
+    return wanted, chosen
+
+
+def _id_of(params, name) -> int | None:
+    value = params.get(name) or ""
+    return int(value) if value.isdigit() else None
+
+
 @login_required
 def runtime_logs(request, team, service):
+    """The service's runtime log, as stored by the log collector: the last
+    page (at most LOGS_PAGE_MAX lines), the page before (?before=<id>), or
+    the lines after the last shown (?after=<id>, which the page asks every
+    few seconds to follow); filtered by text, stream, release and time."""
     _, service = service_for(request.user, team, service)
+    backend = backend_for(service)
+    if "collected_logs" not in backend.capabilities:
+        return _runtime_logs_from_backend(request, service, backend)
+    wanted, chosen = _log_filter(request.GET)
+    after, before = _id_of(request.GET, "after"), _id_of(request.GET, "before")
+    context = {"service": service, "chosen": chosen, "query": urlencode({k: v for k, v in chosen.items() if v}),
+               "streams": logstore.STREAMS, "ranges": [k for k in LOG_SINCE if k], "error": ""}
+    if after is not None:
+        lines = logstore.after(service.id, wanted, after)
+        last = lines[-1].id if lines else after
+        return render(request, "observability/_runtime_log_more.html", {**context, "lines": lines, "last": last})
+    lines = logstore.tail(service.id, wanted, before=before)
+    context.update(lines=lines, first=lines[0].id if lines else None,
+                   older=len(lines) >= logstore.page_size(None),
+                   last=lines[-1].id if lines else _last_id(service.id))
+    if before is not None:
+        return render(request, "observability/_runtime_log_older.html", context)
+    return render(request, "observability/_runtime_logs.html", context)
+
+
+def _last_id(service_id: int) -> int:
+    from .models import LogLine
+
+    return LogLine.objects.filter(service_id=service_id).order_by("-id").values_list("id", flat=True).first() or 0
+
+
+def _runtime_logs_from_backend(request, service, backend):
+    """Runtimes that keep their services' logs themselves (Cloud Run: Cloud
+    Logging) are asked for the last lines."""
     if not service.live_release_id:
         raise Http404("This service is not running.")
     try:
-        lines = backend_for(service).logs(ServiceRef(service.team.name, service.name), tail=200)
+        lines = backend.logs(ServiceRef(service.team.name, service.name), tail=200)
     except RuntimeBackendError as exc:
-        return render(request, "observability/_runtime_logs.html", {"lines": [], "error": exc.message})
-    return render(request, "observability/_runtime_logs.html", {"lines": lines, "error": ""})
+        return render(request, "observability/_runtime_logs_backend.html",
+                      {"service": service, "lines": [], "error": exc.message})
+    return render(request, "observability/_runtime_logs_backend.html", {"service": service, "lines": lines, "error": ""})
 
 
 @login_required

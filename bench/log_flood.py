@@ -1,0 +1,191 @@
+#!/usr/bin/env python
+"""The portal during a log flood: how long the service page and its runtime
+log card take while one service prints as fast as it can and the log
+collector stores what the rate limit lets through (target: under 500 ms).
+
+    .venv/bin/python bench/log_flood.py [--seconds 10] [--history 100000] [--database-url postgres://…]
+
+A temporary data directory holds the platform's database and the log
+database (SQLite files, or with --database-url PostgreSQL databases of the
+benchmark's own, created and dropped here), a team and one live service with
+`--history` stored lines. One container labelled as that service's instance
+(under an instance label of the benchmark's own) prints as fast as it can for
+`--seconds`, and the collector runs as `make run` starts it (`manage.py
+collect_logs`, a process of its own). Meanwhile the owner's requests for the
+service page, the log card and a filtered log card are timed (Django's test
+client in this process, on the same databases), and the same before the
+flood. The container is removed at the end (also on ^C)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import docker  # noqa: E402
+
+from bench._local import PROJECT_DIR, append_results  # noqa: E402
+from bench.collector import image, make_services, remove_containers  # noqa: E402
+
+TARGET_MS = 500
+
+
+def setup(data_dir: str, instance: str, database_url: str | None) -> dict:
+    env = {"HAKOBUNE_DATA_DIR": data_dir, "HAKOBUNE_INSTANCE": instance, "SECRET_KEY": "bench-only",
+           "DJANGO_SETTINGS_MODULE": "hakobune.platform.settings"}
+    if database_url:
+        import dj_database_url
+        import psycopg
+
+        config = dj_database_url.parse(database_url)
+        base = f"bench_flood_{secrets.token_hex(3)}"
+        with psycopg.connect(host=config["HOST"] or "127.0.0.1", port=config["PORT"] or 5432,
+                             user=config["USER"] or None, dbname="postgres", autocommit=True) as connection:
+            for name in (base, base + "_logs"):
+                connection.execute(f'create database "{name}"')
+        root = database_url.rsplit("/", 1)[0]
+        env.update(DATABASE_URL=f"{root}/{base}", LOGS_DATABASE_URL=f"{root}/{base}_logs", BENCH_PG=base)
+    else:
+        env.update(DATABASE_URL=f"sqlite:///{data_dir}/bench.sqlite3", LOGS_DATABASE_URL=f"sqlite:///{data_dir}/logs.sqlite3")
+    os.environ.update(env)
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+    call_command("migrate", database="logs", verbosity=0)
+    return env
+
+
+def drop_databases(database_url: str, base: str) -> None:
+    import dj_database_url
+    import psycopg
+
+    config = dj_database_url.parse(database_url)
+    with psycopg.connect(host=config["HOST"] or "127.0.0.1", port=config["PORT"] or 5432,
+                         user=config["USER"] or None, dbname="postgres", autocommit=True) as connection:
+        for name in (base, base + "_logs"):
+            connection.execute("select pg_terminate_backend(pid) from pg_stat_activity where datname = %s", [name])
+            connection.execute(f'drop database if exists "{name}"')
+
+
+def timed(client, urls: dict, until: float) -> dict:
+    times = {name: [] for name in urls}
+    while time.monotonic() < until:
+        for name, url in urls.items():
+            started = time.perf_counter()
+            response = client.get(url)
+            times[name].append((time.perf_counter() - started) * 1000)
+            assert response.status_code == 200, (url, response.status_code)
+    return times
+
+
+def summary(values: list[float]) -> str:
+    ordered = sorted(values)
+    p95 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
+    return f"{statistics.median(ordered):.0f} / {p95:.0f} / {ordered[-1]:.0f} ms ({len(ordered)})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--history", type=int, default=100_000, help="lines stored before the flood")
+    parser.add_argument("--database-url", help="a PostgreSQL server (postgres://user@host:port/db)")
+    parser.add_argument("--no-record", action="store_true")
+    args = parser.parse_args()
+
+    suffix = secrets.token_hex(3)
+    instance, team = f"hakobune-bench-flood-{suffix}", f"bf{suffix}"
+    data_dir = tempfile.mkdtemp(prefix="hakobune-bench-flood.")
+    env = setup(data_dir, instance, args.database_url)
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+    from django.urls import reverse
+    from django.utils import timezone
+
+    from hakobune.platform.accounts.models import Membership, Role
+    from hakobune.platform.observability.models import LogLine
+    from hakobune.platform.services.models import Service
+    from hakobune.runtime.docker_local import LABEL_MANAGED, LABEL_RELEASE, LABEL_SERVICE, LABEL_TEAM
+
+    make_services(team, 1)
+    service = Service.objects.get(team__name=team)
+    owner = get_user_model().objects.get(username="bench")
+    Membership.objects.get_or_create(team=service.team, user=owner, defaults={"role": Role.OWNER})
+    now = timezone.now()
+    LogLine.objects.bulk_create([
+        LogLine(service_id=service.id, team_id=service.team_id, timestamp=now, instance="old", stream="stdout",
+                text=f"GET /items/{n} 200 in 3 ms", size=24) for n in range(args.history)
+    ], batch_size=5000)
+    client = Client(HTTP_HOST="localhost")
+    client.force_login(owner)
+    urls = {
+        "service page": reverse("services:detail", args=[team, service.name]),
+        "log card (last page)": reverse("observability:runtime_logs", args=[team, service.name]),
+        "log card, text filter": reverse("observability:runtime_logs", args=[team, service.name]) + "?q=items%2F4242",
+    }
+    docker_client = docker.from_env(timeout=120)
+    collector = None
+    load_before = os.getloadavg()
+    try:
+        quiet = timed(client, urls, time.monotonic() + 5)
+        collector_log = open(Path(data_dir) / "collector.log", "wb")
+        collector = subprocess.Popen([sys.executable, "manage.py", "collect_logs"], cwd=PROJECT_DIR,
+                                     env={**os.environ, **env}, stdout=collector_log, stderr=subprocess.STDOUT)
+        time.sleep(3)
+        program = ("import sys, time\nw = sys.stdout.write\nn = 0\nend = time.monotonic() + %d\n"
+                   "while time.monotonic() < end:\n    n += 1\n    w(f'flood {n}\\n')\n"
+                   "sys.stdout.flush()\ntime.sleep(2)\nprint(f'emitted {n}', flush=True)\ntime.sleep(3600)\n"
+                   % args.seconds)
+        docker_client.containers.run(
+            image(docker_client), ["python3", "-u", "-c", program], detach=True, name=f"{instance}-flood",
+            labels={LABEL_MANAGED: instance, LABEL_TEAM: team, LABEL_SERVICE: service.name, LABEL_RELEASE: "1"},
+            mem_limit="128m", network_mode="none", pids_limit=16,
+        )
+        flooding = timed(client, urls, time.monotonic() + args.seconds + 5)
+        stored = LogLine.objects.filter(service_id=service.id).exclude(instance="old").count()
+        dropped = sum(LogLine.objects.filter(service_id=service.id, stream="platform").values_list("dropped", flat=True))
+    finally:
+        remove_containers(docker_client, instance)
+        if collector is not None:
+            collector.terminate()
+            collector.wait(timeout=30)
+    if args.database_url:
+        from django.db import connections
+
+        connections.close_all()
+        drop_databases(args.database_url, env["BENCH_PG"])
+    store = "PostgreSQL" if args.database_url else "SQLite"
+    worst = max(max(sorted(v)[min(len(v) - 1, int(len(v) * 0.95))] for v in flooding.values()), 0)
+    lines = [
+        f"`bench/log_flood.py --seconds {args.seconds} --history {args.history}"
+        f"{' --database-url …' if args.database_url else ''}` on {store}: one service with {args.history:,} stored "
+        f"lines; one container printing as fast as it can for {args.seconds} s, followed by `manage.py collect_logs`. "
+        f"The owner's pages timed with Django's test client on the same databases (median / p95 / max, count). "
+        f"Load average at the start: {load_before[0]:.1f} on {os.cpu_count()} CPUs (other runs share this host).",
+        "",
+        "| page | quiet | during the flood |",
+        "|---|---|---|",
+        *(f"| {name} | {summary(quiet[name])} | {summary(flooding[name])} |" for name in urls),
+        "",
+        f"- the collector stored {stored:,} of the flood's lines and said {dropped:,} dropped (rate limit "
+        f"{os.environ.get('LOGS_RATE_PER_SECOND', '200')} lines a second)",
+        f"- target (page time under {TARGET_MS} ms during the flood, p95): **{'met' if worst < TARGET_MS else 'not met'}** "
+        f"(worst p95 {worst:.0f} ms)",
+    ]
+    body = "\n".join(lines)
+    print(body)
+    if not args.no_record:
+        append_results(f"Portal during a log flood (bench/log_flood.py, {store})", body)
+
+
+if __name__ == "__main__":
+    main()

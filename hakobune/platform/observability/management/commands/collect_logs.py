@@ -1,0 +1,27 @@
+"""Runs the log collector until stopped (SIGTERM or SIGINT): scripts/start.sh
+starts it beside the workers (hakobune/platform/observability/logcollector.py)."""
+
+import logging
+import signal
+
+from django.core.management.base import BaseCommand
+
+from hakobune.platform.observability.logcollector import Collector
+
+
+class Command(BaseCommand):
+    help = "Follows the output of every running service and stores it (runtime logs, request metrics)."
+
+    def handle(self, *args, **options):
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        collector = Collector()
+
+        def stop(signum, frame):
+            collector.stopping.set()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        self.stdout.write("collecting runtime logs", ending="\n")
+        self.stdout.flush()
+        collector.run()
+        self.stdout.write(f"stopped; {collector.stored} lines stored", ending="\n")

@@ -1,0 +1,233 @@
+"""Runtime logs as stored by the log collector: an owner reads, filters and
+follows them in the portal and the API; an outsider reads none; a page is
+bounded; the housekeeping keeps them within their window and their team's
+cap; what the collector stores is cut, masked, rate limited and resumable.
+(Following real containers: tests/integration/test_runtime_logs.py.)"""
+
+import json
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from hakobune.platform.observability import logstore
+from hakobune.platform.observability.logcollector import (
+    MASK, Collector, Limiter, Origin, cut, drop_text, mask, request_points,
+)
+from hakobune.platform.observability.models import LogCursor, LogLine
+from hakobune.platform.services.services import create_service
+from hakobune.runtime.logfollow import RawLine, _Stamps
+from tests.conftest import read_stream
+from tests.unit.test_api import bearer, deployed
+
+pytestmark = pytest.mark.django_db(databases=["default", "logs"])
+
+API = "/api/v1"
+
+
+@pytest.fixture(autouse=True)
+def _quick_streams(settings):
+    settings.API_STREAM_MAX_SECONDS = 1
+    settings.API_STREAM_POLL_SECONDS = 0.01
+
+
+@pytest.fixture
+def collected(dummy_backend):
+    """The dummy runtime, as one whose logs the collector stores (the local one)."""
+    dummy_backend.capabilities = dummy_backend.capabilities | {"collected_logs"}
+    return dummy_backend
+
+
+@pytest.fixture
+def service(team, owner, collected, queued_tasks):
+    service = create_service(team=team, name="hello", created_by=owner)
+    deployed(service, owner, "hakobune/acme/hello:one")
+    return service
+
+
+def line(service, text, *, stream="stdout", release=1, ago=0):
+    return LogLine.objects.create(
+        service_id=service.id, team_id=service.team_id, timestamp=timezone.now() - timedelta(seconds=ago),
+        instance="hakobune-acme-hello-v1-0-abc", release=release, stream=stream, text=text, size=len(text),
+    )
+
+
+def api(client, user, path):
+    return client.get(path, **bearer(user))
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+
+def test_an_owner_reads_the_last_lines_and_filters_them(client, owner, service):
+    line(service, "GET / 200", ago=30)
+    line(service, "Traceback: boom", stream="stderr", ago=20)
+    line(service, "GET /health 200", release=2, ago=10)
+    body = api(client, owner, f"{API}/teams/acme/services/hello/logs").json()
+    assert [entry["text"] for entry in body["lines"]] == ["GET / 200", "Traceback: boom", "GET /health 200"]
+    assert body["lines"][1]["stream"] == "stderr" and body["lines"][2]["release"] == 2
+    only = lambda query: [e["text"] for e in api(client, owner, f"{API}/teams/acme/services/hello/logs?{query}").json()["lines"]]  # noqa: E731
+    assert only("q=health") == ["GET /health 200"]
+    assert only("stream=stderr") == ["Traceback: boom"]
+    assert only("release=v2") == ["GET /health 200"]
+    assert only("since=15s") == ["GET /health 200"]
+    assert only("until=15s") == ["GET / 200", "Traceback: boom"]
+    assert api(client, owner, f"{API}/teams/acme/services/hello/logs?stream=nope").status_code == 400
+
+
+def test_the_lines_outlive_the_release_that_printed_them(client, owner, service):
+    line(service, "printed by v1", release=1)
+    deployed(service, owner, "hakobune/acme/hello:two")
+    body = api(client, owner, f"{API}/teams/acme/services/hello/logs").json()
+    assert [entry["text"] for entry in body["lines"]] == ["printed by v1"]
+
+
+def test_an_outsider_reads_no_line(client, outsider, service):
+    line(service, "private")
+    assert api(client, outsider, f"{API}/teams/acme/services/hello/logs").status_code == 404
+    client.force_login(outsider)
+    assert client.get(reverse("observability:runtime_logs", args=["acme", "hello"])).status_code == 404
+
+
+def test_a_page_never_holds_more_than_the_page_size(client, owner, service, settings):
+    settings.LOGS_PAGE_MAX = 50
+    LogLine.objects.bulk_create([
+        LogLine(service_id=service.id, team_id=service.team_id, timestamp=timezone.now(), instance="i", stream="stdout",
+                text=f"line {n}", size=6) for n in range(120)
+    ])
+    body = api(client, owner, f"{API}/teams/acme/services/hello/logs?tail=5000").json()
+    assert len(body["lines"]) == 50 and body["lines"][-1]["text"] == "line 119"
+    older = api(client, owner, f"{API}/teams/acme/services/hello/logs?before={body['lines'][0]['id']}").json()
+    assert len(older["lines"]) == 50 and older["lines"][-1]["text"] == "line 69"
+    client.force_login(owner)
+    page = client.get(reverse("observability:runtime_logs", args=["acme", "hello"])).content.decode()
+    assert page.count('class="line') == 50 and "line 119" in page and "Show older lines" in page
+
+
+def test_the_portal_follows_with_the_lines_after_the_last_shown(client, owner, service):
+    first = line(service, "before")
+    client.force_login(owner)
+    url = reverse("observability:runtime_logs", args=["acme", "hello"])
+    page = client.get(url).content.decode()
+    assert "before" in page and f"?after={first.id}" in page
+    line(service, "after")
+    more = client.get(f"{url}?after={first.id}").content.decode()
+    assert "after" in more and "before" not in more
+    filtered = client.get(f"{url}?q=nothing-like-it").content.decode()
+    assert "Nothing printed yet that matches" in filtered
+
+
+def test_following_through_the_api_sends_new_lines_once(client, owner, service):
+    first = line(service, "one")
+    stream = read_stream(client.get(f"{API}/teams/acme/services/hello/logs?follow=1&after={first.id - 1}",
+                                    **bearer(owner)))
+    events = [json.loads(part[len("data: "):]) for part in stream.split("\n\n") if part.startswith("data: {\"timestamp")]
+    assert [event["text"] for event in events] == ["one"] and "event: timeout" in stream
+
+
+# -- bounds ----------------------------------------------------------------------------------
+
+
+def test_lines_past_the_window_go_and_a_team_over_its_cap_loses_its_oldest(service, settings):
+    settings.LOGS_RETENTION_HOURS = 1
+    line(service, "too old", ago=2 * 3600)
+    kept = line(service, "recent")
+    LogCursor.objects.create(source="container:gone", position=1)
+    LogCursor.objects.create(source="container:here", position=1)
+    LogCursor.objects.filter(source="container:gone").update(updated_at=timezone.now() - timedelta(hours=2))
+    assert logstore.prune() == 1
+    assert list(LogCursor.objects.values_list("source", flat=True)) == ["container:here"]
+    assert list(LogLine.objects.values_list("text", flat=True)) == ["recent"]
+    settings.LOGS_TEAM_MAX_MB = 1
+    LogLine.objects.bulk_create([
+        LogLine(service_id=service.id, team_id=service.team_id, timestamp=timezone.now(), instance="i", stream="stdout",
+                text="x" * 1000, size=1000) for _ in range(1500)
+    ])
+    logstore.prune()
+    assert logstore.team_bytes(service.team_id) <= 1024 * 1024
+    assert not LogLine.objects.filter(id=kept.id).exists()  # the oldest went first
+    assert LogLine.objects.order_by("-id").first().size == 1000
+
+
+def test_a_long_line_is_cut_and_says_so():
+    assert cut("short", 10) == "short"
+    long = cut("é" * 100, 11)
+    assert long.startswith("é" * 5) and long.endswith("(189 more bytes cut)")
+
+
+def test_env_values_are_masked_longest_first():
+    assert mask("token=abcdef123 and abcdef", ["abcdef123", "abcdef"]) == f"token={MASK} and {MASK}"
+
+
+def test_the_rate_limit_counts_what_it_drops_and_says_it_once_per_window(settings):
+    limiter = Limiter(rate=0.0001, burst=3)
+    assert [limiter.take() for _ in range(10)] == [True] * 3 + [False] * 7
+    assert limiter.due(10, now=limiter.first_drop + 5) == (0, 0.0)
+    dropped, span = limiter.due(10, now=limiter.first_drop + 10)
+    assert dropped == 7 and span == 10
+    assert limiter.due(10, force=True) == (0, 0.0)
+    settings.LOGS_RATE_PER_SECOND = 200
+    assert drop_text(12345, 10).startswith("12,345 lines dropped in 10 s")
+
+
+def test_the_collector_stores_lines_with_their_position_and_summarizes_drops(service, settings):
+    collector = Collector(client=object(), access_log="")
+    origin = Origin(service.id, service.team_id, "hakobune-acme-hello-v1-0-abc", "web", 1)
+    for n in (1, 2):
+        collector.lines.put(("c1", origin, RawLine("stdout", n * 1000, f"line {n}"), f"line {n}"))
+    collector.positions["c1"] = 2000
+    limiter = collector._limiter(origin)
+    limiter.dropped, limiter.first_drop = 40, 0.0
+    assert collector.flush() == 3
+    assert LogCursor.objects.get(source="container:c1").position == 2000
+    drop = LogLine.objects.get(stream="platform")
+    assert drop.dropped == 40 and drop.text.startswith("40 lines dropped in") and drop.service_id == service.id
+    # Lines dropped after the last kept one move the position on too, so a
+    # restarted collector does not read (and count) them again.
+    collector.positions["c1"] = 5000
+    collector.flush()
+    assert LogCursor.objects.get(source="container:c1").position == 5000
+
+
+# -- parsing ---------------------------------------------------------------------------------
+
+
+def test_the_engines_timestamps_are_read_to_the_nanosecond():
+    stamps = _Stamps()
+    assert stamps.ns("1970-01-01T00:00:01.000000002Z") == 1_000_000_002
+    assert stamps.ns("1970-01-01T00:00:01.5Z") == 1_500_000_000
+    assert stamps.ns("1970-01-01T00:00:02Z") == 2_000_000_000
+    assert stamps.ns("not a time") is None
+
+
+def test_a_periods_requests_become_counts_by_class_and_percentiles(service):
+    stamp = timezone.now()
+    requests = [(200, 0.010, 100)] * 8 + [(404, 0.020, 10), (500, 1.0, 0)]
+    points = {(p.name, p.instance): p.value for p in request_points(service.id, requests, stamp)}
+    assert points[("request_count", "response_code_class=2xx")] == 8
+    assert points[("request_count", "response_code_class=4xx")] == 1
+    assert points[("request_count", "response_code_class=5xx")] == 1
+    assert points[("request_latency_p50_ms", "")] == 10.0
+    assert points[("request_latency_p99_ms", "")] == 1000.0
+    assert points[("response_bytes", "")] == 810
+
+
+def test_a_runtime_that_keeps_its_own_logs_is_asked_for_them(client, owner, team, dummy_backend, queued_tasks):
+    """Cloud Run keeps its services' logs (Cloud Logging): the card asks the runtime, not the store."""
+    service = create_service(team=team, name="hello", created_by=owner)
+    deployed(service, owner, "hakobune/acme/hello:one")
+    line(service, "never shown: the runtime is asked")
+    client.force_login(owner)
+    page = client.get(reverse("observability:runtime_logs", args=["acme", "hello"])).content.decode()
+    assert "hello is running" in page and "never shown" not in page and "Refresh" in page
+
+
+def test_an_access_log_written_after_the_collector_started_is_read_from_its_start(service, tmp_path):
+    log = tmp_path / "access.log"
+    collector = Collector(client=object(), access_log=str(log))
+    assert collector.read_access_log() == 0  # not written yet
+    entry = {"request": {"host": f"{service.hostname}:8080"}, "status": 200, "duration": 0.004, "size": 12}
+    log.write_text(json.dumps(entry) + "\n" + json.dumps(entry) + "\n")
+    assert collector.read_access_log() == 2
+    assert collector.read_access_log() == 0  # each request once
