@@ -37,6 +37,7 @@ STATUS_LABELS = {
     "refused": pgettext_lazy("status", "refused"),
     "approved": pgettext_lazy("status", "approved"),
     "rejected": pgettext_lazy("status", "not approved"),
+    "closed": pgettext_lazy("status", "Closed: nothing waits"),
 }
 
 # The pipeline's steps as the progress bar names them.
