@@ -573,10 +573,7 @@ class DockerLocalBackend(RuntimeBackend):
 
     @staticmethod
     def _published_address(container, port: int) -> str | None:
-        bindings = (container.attrs.get("NetworkSettings", {}).get("Ports") or {}).get(f"{port}/tcp")
-        if not bindings:
-            return None
-        return f"127.0.0.1:{bindings[0]['HostPort']}"
+        return _upstream_of(container.attrs, container.labels.get(LABEL_TEAM, ""), f"{port}/tcp")
 
     def _tail(self, container, lines: int = LOG_TAIL_LINES) -> list[str]:
         try:
@@ -893,10 +890,10 @@ class DockerLocalBackend(RuntimeBackend):
         upstreams_of: dict[str, list[str]] = {}
         for container in self.client.containers.list(filters={"label": f"{LABEL_MANAGED}={self.instance}"}):
             port_bindings = container.attrs.get("NetworkSettings", {}).get("Ports") or {}
-            for bindings in port_bindings.values():
+            for port, bindings in port_bindings.items():
                 if bindings:
                     upstreams_of.setdefault(container.labels.get(LABEL_RELEASE, ""), []).append(
-                        f"127.0.0.1:{bindings[0]['HostPort']}"
+                        _upstream_of(container.attrs, container.labels.get(LABEL_TEAM, ""), port)
                     )
         try:
             current = self.router.routes() if any(entry.keep_current for entry in live) else {}
@@ -992,3 +989,21 @@ def _parse_docker_time(stamp: str) -> datetime | None:
         return datetime.fromisoformat(f"{head}.{fraction[:6] or '0'}+00:00")
     except ValueError:
         return None
+
+
+def _upstream_of(attrs: dict, team: str, port: str) -> str | None:
+    """Where the router sends an instance's requests: its address on its
+    team's network and the port inside ("8080/tcp"). The host reaches its
+    bridges directly (the firewall drops only what containers start towards
+    the host), so requests skip the docker-proxy process that serves the port
+    published on 127.0.0.1, a copy of every byte per instance. The published
+    port is the fallback when the engine gives no address on that network."""
+    settings = attrs.get("NetworkSettings") or {}
+    network = (settings.get("Networks") or {}).get(team_network_name(team)) or {}
+    address = network.get("IPAddress")
+    if address:
+        return f"{address}:{port.split('/')[0]}"
+    bindings = (settings.get("Ports") or {}).get(port)
+    if not bindings:
+        return None
+    return f"127.0.0.1:{bindings[0]['HostPort']}"

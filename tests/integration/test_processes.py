@@ -240,10 +240,14 @@ def test_the_release_phase_runs_once_per_new_release_and_its_failure_keeps_the_o
     assert "table shop_order already exists" in second.failure_reason
     failed = service.releases.get(build=second)
     assert failed.status == "failed" and "table shop_order already exists" in failed.failure_reason
-    # No instance of it started; the old release serves; its one-off container is gone.
-    assert {c.labels["org.hakobune.release"] for found in instances(docker_client, team).values() for c in found} == {
-        str(service.releases.get(number=2).id)
-    }
+    # No instance of it started; the old release serves; its one-off container is gone. (The
+    # release the environment change replaced drains after that change went live: wait for it.)
+    serving = str(service.releases.get(number=2).id)
+    deadline = time.monotonic() + 60
+    while (running := {c.labels["org.hakobune.release"] for found in instances(docker_client, team).values()
+                       for c in found}) != {serving} and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert running == {serving}
     assert instances(docker_client, team, one_offs=True) == {}
     assert get_through_router(service.hostname).text.startswith("Version one")
 
