@@ -9,6 +9,7 @@ from tests.conftest import APPS_DIR
 
 # app -> (stack, build stack), or the error detection raises.
 EXPECTED = {
+    "chatty": ("python", ""),
     "django-static": ("python", ""),
     "dockerfile": ("dockerfile", ""),
     "exits-at-start": ("python", ""),
@@ -29,7 +30,7 @@ EXPECTED = {
     "node-pnpm": ("node", ""),
     "probe": ("python", ""),
     "procfile-custom": ("python", ""),
-    "procfile-without-web": DetectionError,
+    "procfile-without-web": ("python", ""),  # workers only: live, not routed
     "python-npm-assets": ("python-node", ""),
     "python-poetry": ("python", ""),
     "python-stdlib-main": ("python", ""),

@@ -337,7 +337,7 @@ def test_a_full_team_network_fails_the_deploy_for_the_administrator_never_as_pas
 def test_the_local_backend_names_a_full_network_and_removes_the_instance_that_got_no_address(monkeypatch):
     from docker.errors import APIError
 
-    from hakobune.runtime.base import TeamNetworkFull
+    from hakobune.runtime.base import DeploySpec, TeamNetworkFull
     from hakobune.runtime.docker_local import DockerLocalBackend
 
     network = FakeNetwork("hakobune-team-crowd", "crowd")
@@ -367,8 +367,7 @@ def test_the_local_backend_names_a_full_network_and_removes_the_instance_that_go
     client = type("Client", (), {"containers": Containers(), "api": Api()})()
     backend = DockerLocalBackend("local", firewall="off")
     monkeypatch.setattr(backend, "_client", client)
-    spec = type("Spec", (), {"team": "crowd", "service": "hello", "release_number": 3, "release_id": 9,
-                             "image": "x", "hostname": "h", "env": {}, "port": 8080, "memory_mb": 64, "cpu": 0.1})()
+    spec = DeploySpec(team="crowd", service="hello", release_id=9, release_number=3, image="x", hostname="h")
     with pytest.raises(TeamNetworkFull) as full:
         backend._run_instance(spec, 0, network)
     assert full.value.params == {"team": "crowd", "subnet": "10.213.0.0/29", "room": 5}

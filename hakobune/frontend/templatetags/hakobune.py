@@ -39,6 +39,7 @@ STATUS_LABELS = {
     "rejected": pgettext_lazy("status", "not approved"),
     "succeeded": pgettext_lazy("status", "succeeded"),
     "skipped": pgettext_lazy("status", "skipped"),
+    "closed": pgettext_lazy("status", "Closed: nothing waits"),
 }
 
 # The pipeline's steps as the progress bar names them.
