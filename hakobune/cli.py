@@ -757,15 +757,18 @@ def cmd_scale(args) -> int:
         for pair in args.counts:
             process, sep, count = pair.partition("=")
             if not sep or not process.strip() or not count.strip().isdigit():
-                raise CliError(f"{pair!r}: write PROCESS=COUNT, like worker=2.", EXIT_USAGE)
+                raise CliError(_("{pair}: write PROCESS=COUNT, like worker=2.").format(pair=repr(pair)), EXIT_USAGE)
             counts[process.strip()] = int(count)
         answer = api.request("PATCH", where, json=counts).json()
         said = ", ".join(f"{process}={count}" for process, count in counts.items())
-        print(f"Scaled {name}: {said}" + (f"; v{answer['release']} applies it." if answer.get("release") else "."))
+        if answer.get("release"):
+            print(_("Scaled {name}: {said}; v{release} applies it.").format(name=name, said=said, release=answer["release"]))
+        else:
+            print(_("Scaled {name}: {said}.").format(name=name, said=said))
     else:
         answer = api.get(where)
     for process in answer["processes"]:
-        routed = "routed" if process["routed"] else "not routed"
+        routed = _("routed") if process["routed"] else _("not routed")
         print(f"{process['name']:<12} {process['instances']:>2} × ({process['cpu']:g} CPU, {process['memory_mb']} MiB)"
               f"  {routed}  {process['command']}")
     return EXIT_OK
@@ -814,9 +817,9 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--follow", "-f", action="store_true", help=_("keep printing new lines"))
     logs.add_argument("--since", help=_("from this time or duration back: 10m, 2h, 2026-01-31T12:00:00Z"))
     logs.add_argument("--tail", "-n", type=int, default=200)
-    logs.add_argument("--grep", "-g", help="only lines holding this text")
-    logs.add_argument("--stream", choices=["stdout", "stderr", "platform"], help="only this output")
-    logs.add_argument("--release", "-r", help="only lines of this release: 3 or v3")
+    logs.add_argument("--grep", "-g", help=_("only lines holding this text"))
+    logs.add_argument("--stream", choices=["stdout", "stderr", "platform"], help=_("only this output"))
+    logs.add_argument("--release", "-r", help=_("only lines of this release: 3 or v3"))
     logs.set_defaults(func=cmd_logs)
 
     back = with_service(commands.add_parser("rollback", help=_("go back to an earlier release")))

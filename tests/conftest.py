@@ -63,6 +63,16 @@ def _fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def _english_after_each_test():
+    """A request in Japanese leaves its language active in the test's thread
+    (as LocaleMiddleware does); the next test starts in English again."""
+    yield
+    from django.utils import translation
+
+    translation.deactivate()
+
+
 def _user(username):
     return get_user_model().objects.create_user(username=username, password="correct horse battery")
 

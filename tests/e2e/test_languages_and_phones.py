@@ -1,5 +1,6 @@
 """Every portal page in a real browser, with a deployed service so the service
-pages have content: at phone width (390 px) nothing is wider than the screen
+pages have content (a worker process, a scheduled job's runs, runtime log
+lines; the team deletion confirmation an administrator sees): at phone width (390 px) nothing is wider than the screen
 and the header's links do not overlap; with a Japanese browser no English
 interface string is left; keyboard focus shows. Screenshots of the key pages
 in English and Japanese, phone and desktop, are saved as test artifacts
@@ -9,22 +10,28 @@ HAKOBUNE_UPDATE_SCREENSHOTS=1 also into docs/screenshots/)."""
 import os
 import re
 import shutil
+import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
+from django.utils import timezone
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import sync_playwright
 
 from hakobune.platform.accounts.services import add_member, create_team
 from hakobune.platform.builds.models import BuildStatus
+from hakobune.platform.observability.models import LogLine
+from hakobune.platform.services import jobs
+from hakobune.platform.services.models import JobRun
 from hakobune.platform.services.services import create_service, deploy_service, set_env
 from tests.conftest import upload_of
 from tests.e2e.test_first_deploy_in_the_browser import CHROMIUM, CHROMIUM_ARGS
 from tests.support.infrastructure import wait_for_build
 
-pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True, databases=["default", "logs"])]
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("HAKOBUNE_E2E_ARTIFACTS", PROJECT_DIR / "var" / "e2e-artifacts"))
@@ -40,20 +47,36 @@ KEPT_WORDS = {
     "webhook", "secret", "manager", "debian", "bookworm", "trixie", "manage", "py", "prune", "latest", "ms", "p50",
     "p95", "p99", "xx", "env", "localhost", "gz", "xz", "zip", "tar", "tgz", "txz", "node_modules", "venv", "dist",
     "sha256", "buildpacks", "gcr", "io", "builder", "artifact", "registry", "load", "balancer", "google", "accessor",
-    "toml", "actions", "b", "db", "application", "json",
+    "toml", "actions", "b", "db", "application", "json", "redis", "django",
 }
 
+# The service's hakobune.toml: a worker beside the web process, and a job.
+TOML = """[processes]
+worker = "python worker.py"
 
-def visible_texts(page):
+[[jobs]]
+name = "tidy"
+schedule = "* * * * *"
+command = "python job.py"
+"""
+WORKER = 'import time\nprint("worker started", flush=True)\nwhile True:\n    time.sleep(30)\n'
+JOB = 'import sys\nprint("tidying", flush=True)\nsys.exit(3)\n'
+
+
+
+def visible_texts(page, root="body"):
     """Every visible piece of interface text: text nodes outside code, logs and
     fields, and the placeholders, titles and labels of elements; each with
     the user data (names, addresses) it may hold. Elements marked with
     another language (lang="en", like the language switcher's "English") are
-    left out, as they say what they are."""
-    return page.evaluate("""() => {
+    left out, as they say what they are. `root`: the part of the page looked
+    at (the administration pages' own navigation names every model, and is
+    not the portal's)."""
+    return page.evaluate("""(root) => {
+      const top = document.querySelector(root);
       const out = [];
-      const skip = (el) => el.closest('code, pre, script, style, svg, [lang]:not([lang="ja"]), .brand, .who, .crumbs, option');
-      const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+      const skip = (el) => el.closest('code, pre, script, style, svg, [lang]:not([lang="ja"]), .brand, .who, .crumbs, option, .log .line');
+      const walker = document.createTreeWalker(top, NodeFilter.SHOW_TEXT);
       while (walker.nextNode()) {
         const node = walker.currentNode, el = node.parentElement, text = node.textContent.trim();
         if (!text || !el || skip(el)) continue;
@@ -63,7 +86,7 @@ def visible_texts(page):
         }
         out.push(text);
       }
-      document.querySelectorAll('[placeholder], [title], [aria-label]').forEach((el) => {
+      top.querySelectorAll('[placeholder], [title], [aria-label]').forEach((el) => {
         if (skip(el) && !el.matches('[lang="ja"]')) return;
         for (const name of ['placeholder', 'title', 'aria-label']) {
           const value = el.getAttribute(name);
@@ -71,7 +94,7 @@ def visible_texts(page):
         }
       });
       return out;
-    }""")
+    }""", root)
 
 
 def english_left(texts, user_words):
@@ -168,15 +191,31 @@ def log_in(browser, live_server, username, viewport, language):
 
 
 @pytest.fixture
-def deployed(owner, team_name, worker):
-    """A live service with a variable, and the pages worth a look."""
+def deployed(owner, team_name, worker, log_collector):
+    """A live service with a variable, a worker process, a job that ran once
+    (and failed) and lines in its runtime log; and the pages worth a look."""
     team = create_team(name=team_name, owner=owner)
     service = create_service(team=team, name="hello", created_by=owner)
     set_env(service=service, values={"GREETING": "hi"}, unset=[])
-    build = wait_for_build(deploy_service(service=service, source_file=upload_of("flask-hello"), created_by=owner))
+    upload = upload_of("flask-hello", extra={"hakobune.toml": TOML, "worker.py": WORKER, "job.py": JOB})
+    build = wait_for_build(deploy_service(service=service, source_file=upload, created_by=owner))
     assert build.status == BuildStatus.LIVE, build.failure_text
+    service.refresh_from_db()
+    assert set(service.processes) == {"worker"}
+    minute = timezone.now().replace(second=0, microsecond=0) + timedelta(minutes=1)
+    (run,) = jobs.start_due(minute + timedelta(seconds=1))
+    deadline = time.monotonic() + 90
+    while run.status == JobRun.Status.RUNNING and time.monotonic() < deadline:
+        time.sleep(0.5)
+        jobs.finish(minute + timedelta(seconds=2))
+        run.refresh_from_db()
+    assert run.status == JobRun.Status.FAILED and run.detail == "it exited with code 3", run.detail
+    while not LogLine.objects.filter(service_id=service.id, text__contains="worker started").exists():
+        assert time.monotonic() < deadline, "the worker's line is not in the runtime log"
+        time.sleep(0.5)
     staff = get_user_model().objects.create_user(username="sam", password=PASSWORD, is_staff=True)
     add_member(team=team, user=staff, role="developer")
+    get_user_model().objects.create_superuser(username="ada", password=PASSWORD)
     return team, service, build
 
 
@@ -198,15 +237,18 @@ def pages_of(team, service, build):
         "stacks": reverse("builds:stacks"),
         "cloud-run": reverse("services:cloud_run"),
     }
-    return {"olivia": member, "sam": staff}
+    # Deleting a team is the administration pages' (not submitted here).
+    admin = {"team-delete": reverse("admin:accounts_team_delete", args=[team.id])}
+    return {"olivia": member, "sam": staff, "ada": admin}
 
 
-SCREENSHOTS = {"login", "dashboard", "service", "deploy", "new-service", "disk"}
+SCREENSHOTS = {"login", "dashboard", "service", "deploy", "new-service", "disk", "team-delete"}
 
 
 def test_every_page_fits_a_phone_and_speaks_japanese(live_server, deployed):
     team, service, build = deployed
-    user_words = {team.name, service.name, "olivia", "sam", "hello", "greeting", "flask", "python", "gunicorn"}
+    user_words = {team.name, service.name, "olivia", "sam", "ada", "hello", "greeting", "flask", "python", "gunicorn",
+                  "web", "worker", "tidy"}
     problems = []
     with sync_playwright() as playwright:
         for language in ("en", "ja"):
@@ -229,6 +271,7 @@ def test_every_page_fits_a_phone_and_speaks_japanese(live_server, deployed):
                             page.wait_for_load_state("networkidle")
                             # Screenshots: the owner's pages, and the staff's Disk page.
                             keep = name in SCREENSHOTS and (username == "sam") == (name == "disk")
+                            keep = keep or name == "team-delete"
                             problems += check(page, name, language, size, user_words,
                                               shot=f"{name}-{language}-{size}" if keep else None)
                         context.close()
@@ -243,7 +286,8 @@ def check(page, name, language, size, user_words, shot=None) -> list[str]:
     assert page.locator("h1").count() >= 1, f"{where}: no heading"
     if language == "ja":
         assert page.locator("html").get_attribute("lang") == "ja", where
-        for text, words in english_left(visible_texts(page), user_words):
+        root = "#content" if name.startswith("team-delete") else "body"
+        for text, words in english_left(visible_texts(page, root), user_words):
             found.append(f"{where}: English left: {words} in {text!r}")
     if size == "phone":
         measured = too_wide(page)

@@ -479,12 +479,12 @@ def test_an_administrator_deletes_a_team_with_live_services_after_a_confirmation
     # The administrator is asked to confirm, and told what goes with the team.
     client.force_login(admin)
     page = client.get(delete_url).content.decode()
-    assert "Service gone/hello: its instances stopped and removed, with its 2 release(s), 2 build(s)" in page
+    assert "Service gone/hello: its instances stopped and removed, with its 2 releases and 2 builds" in page
     assert "Its network (10.213.0.0/26): removed, its address block free for another team" in page
     assert "protected" not in page.lower() and "Cannot delete" not in page
     with django_capture_on_commit_callbacks(execute=True):
         answer = client.post(delete_url, {"post": "yes"}, follow=True)
-    assert "are being stopped and removed" in answer.content.decode()
+    assert "service is being stopped and removed" in answer.content.decode()
     assert ("destroy_team", team.id) in queued_tasks
     # Meanwhile its services are no longer wanted, and no new one is made in it.
     service.refresh_from_db()

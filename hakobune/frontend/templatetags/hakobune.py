@@ -37,6 +37,8 @@ STATUS_LABELS = {
     "refused": pgettext_lazy("status", "refused"),
     "approved": pgettext_lazy("status", "approved"),
     "rejected": pgettext_lazy("status", "not approved"),
+    "succeeded": pgettext_lazy("status", "succeeded"),
+    "skipped": pgettext_lazy("status", "skipped"),
     "closed": pgettext_lazy("status", "Closed: nothing waits"),
 }
 
@@ -116,6 +118,8 @@ STORED_WORDS = [
     (re.compile(r"Rollback to v(?P<number>\d+)"), lambda m: gettext("Rollback to v%(number)s") % m.groupdict()),
     (re.compile(r"Scaled to (?P<count>\d+) instances?"),
      lambda m: ngettext("Scaled to %(count)s instance", "Scaled to %(count)s instances", int(m["count"])) % m.groupdict()),
+    (re.compile(r"Scaled (?P<counts>[a-z][a-z0-9-]*=\d+(, [a-z][a-z0-9-]*=\d+)*)"),
+     lambda m: gettext("Scaled %(counts)s") % {"counts": m["counts"]}),
     (re.compile(r"Restart"), lambda m: gettext("Restart")),
     (re.compile(r"Changed (?P<what>[\w, ]+)"), lambda m: gettext("Changed %(what)s") % m.groupdict()),
     (re.compile(r"Set (?P<keys>[\w, ]+)"), lambda m: gettext("Set %(keys)s") % m.groupdict()),
@@ -125,6 +129,16 @@ STORED_WORDS = [
     (re.compile(r"(?P<count>\d+) restart\(s\) so far"), lambda m: gettext("%(count)s restarts so far") % m.groupdict()),
     (re.compile(r"(?P<count>\d+) OOM kill\(s\)"), lambda m: gettext("%(count)s OOM kills") % m.groupdict()),
     (re.compile(r"no instance is running"), lambda m: gettext("no instance is running")),
+    # A scheduled job's run (services/jobs.py).
+    (re.compile(r"it never started"), lambda m: gettext("it never started")),
+    (re.compile(r"its container was gone before it could be read"),
+     lambda m: gettext("its container was gone before it could be read")),
+    (re.compile(r"it ran longer than (?P<seconds>\d+) s and was stopped"),
+     lambda m: gettext("it ran longer than %(seconds)s s and was stopped") % m.groupdict()),
+    (re.compile(r"it exited with code (?P<code>-?\d+)"), lambda m: gettext("it exited with code %(code)s") % m.groupdict()),
+    (re.compile(r"its previous run was still running"), lambda m: gettext("its previous run was still running")),
+    (re.compile(r"it could not start: (?P<error>.*)", re.S),
+     lambda m: gettext("it could not start: %(error)s") % m.groupdict()),
 ]
 
 

@@ -1,6 +1,7 @@
 from django.contrib import admin, messages
 from django.http import HttpResponseRedirect
 from django.urls import reverse
+from django.utils.translation import gettext, ngettext
 
 from .models import Membership, Team, TeamNetwork
 
@@ -27,23 +28,35 @@ class TeamAdmin(admin.ModelAdmin):
         listed = []
         for team in objs:
             services = [
-                f"Service {team.name}/{service.name}: its instances stopped and removed, with its "
-                f"{service.releases.count()} release(s), {service.builds.count()} build(s), logs, metrics and images"
+                gettext("Service %(team)s/%(service)s: its instances stopped and removed, with its %(releases)s and "
+                        "%(builds)s, logs, metrics and images") % {
+                    "team": team.name, "service": service.name,
+                    "releases": ngettext("%(count)s release", "%(count)s releases", releases) % {"count": releases},
+                    "builds": ngettext("%(count)s build", "%(count)s builds", builds) % {"count": builds},
+                }
                 for service in team.services.exclude(desired_state=DesiredState.DELETED).order_by("name")
+                for releases, builds in [(service.releases.count(), service.builds.count())]
             ]
             network = TeamNetwork.objects.filter(team=team).first()
-            extra = [f"Its network ({network.subnet}): removed, its address block free for another team"] if network \
-                else []
+            extra = [gettext("Its network (%(subnet)s): removed, its address block free for another team")
+                     % {"subnet": network.subnet}] if network else []
             members = team.memberships.count()
-            listed += [f"Team {team.name}", [*services, *extra, f"Its {members} membership(s), quota and settings"]]
-        return listed, {"teams": len(objs)}, set(), []
+            listed += [gettext("Team %(team)s") % {"team": team.name}, [
+                *services, *extra,
+                ngettext("Its %(count)s membership, quota and settings", "Its %(count)s memberships, quota and settings",
+                         members) % {"count": members},
+            ]]
+        return listed, {Team._meta.verbose_name_plural: len(objs)}, set(), []
 
     def delete_model(self, request, obj):
         from hakobune.platform.services.services import delete_team
 
         count = delete_team(team=obj, deleted_by=request.user)
-        messages.info(request, f"Team {obj.name}'s {count} service(s) are being stopped and removed; the team and its "
-                               "network go once they are (a minute at most when the workers run).")
+        messages.info(request, ngettext(
+            "Team %(team)s's %(count)s service is being stopped and removed; the team and its network go once it is "
+            "(a minute at most when the workers run).",
+            "Team %(team)s's %(count)s services are being stopped and removed; the team and its network go once they "
+            "are (a minute at most when the workers run).", count) % {"team": obj.name, "count": count})
 
     def response_delete(self, request, obj_display, obj_id):
         # Not "deleted successfully": the worker has yet to do it (delete_model says so).

@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from hakobune.platform.accounts.models import Team
 from hakobune.platform.builds.models import STOPPABLE, Build, BuildStatus
@@ -77,7 +78,7 @@ def create_service(
     *, team, name: str, created_by, git_url: str = "", git_ref: str = "", git_token: str = "", **settings_fields
 ) -> Service:
     if team.deleting_since is not None:
-        raise ServiceActionError(f"Team {team.name} is being deleted by an administrator.")
+        raise ServiceActionError(gettext("Team %(team)s is being deleted by an administrator.") % {"team": team.name})
     if Service.objects.filter(team=team, name=name).exists():
         raise ServiceActionError(f"Your team already has a service called {name}.")
     columns, extra = split_by_storage(settings_fields)
@@ -276,27 +277,30 @@ def scale_processes(*, service: Service, counts: dict, created_by=None):
     to 0 (stopped); web takes what the Instances setting takes. A live
     service gets one new release of the same image with the new counts."""
     if not counts:
-        raise ServiceActionError("Say which process types to scale, like worker=2.")
+        raise ServiceActionError(gettext("Say which process types to scale, like worker=2."))
     known = process_counts(service)
     unknown = sorted(set(counts) - set(known))
     if unknown:
-        have = ", ".join(known) or "none yet (deploy it first)"
+        have = ", ".join(known) or gettext("none yet (deploy it first)")
         raise ServiceActionError(
-            f"{service.name} has no process type {', '.join(unknown)}; its process types: {have}. "
-            "Process types come from the Procfile (or [processes] in hakobune.toml)."
+            gettext("%(service)s has no process type %(unknown)s; its process types: %(have)s. "
+                    "Process types come from the Procfile (or [processes] in hakobune.toml).")
+            % {"service": service.name, "unknown": ", ".join(unknown), "have": have}
         )
     setting = get_setting("instances")
     wanted = {}
     for name, value in counts.items():
         if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit():
-            raise ServiceActionError(f"{name}: the number of instances is a whole number, like {name}=2.")
+            raise ServiceActionError(gettext("%(name)s: the number of instances is a whole number, like %(name)s=2.") % {"name": name})
         value = int(value)
         low = setting.min if name == WEB else 0
         if not low <= value <= setting.max:
-            raise ServiceActionError(f"{name}: the number of instances is from {low:g} to {setting.max:g}.")
+            raise ServiceActionError(gettext("%(name)s: the number of instances is from %(low)s to %(high)s.") % {
+                "name": name, "low": f"{low:g}", "high": f"{setting.max:g}"})
         wanted[name] = value
     if any(name != WEB and not can(service, "processes") for name in wanted):
-        raise ServiceActionError(f"{service.name} runs on {service.target}, which runs only the web process.")
+        raise ServiceActionError(gettext("%(service)s runs on %(target)s, which runs only the web process.") % {
+            "service": service.name, "target": service.target})
     processes = {name: dict(sizes) for name, sizes in (service.processes or {}).items()}
     for name, value in wanted.items():
         if name != WEB:
@@ -358,7 +362,7 @@ def delete_team(*, team, deleted_by) -> int:
     deletes the team and removes its network, whose address block is free
     again. Returns how many services go with it."""
     if not getattr(deleted_by, "is_staff", False):
-        raise ServiceActionError("Only administrators delete teams.")
+        raise ServiceActionError(gettext("Only administrators delete teams."))
     with transaction.atomic():
         Team.objects.filter(id=team.id, deleting_since__isnull=True).update(deleting_since=timezone.now())
         count = Service.objects.filter(team=team).update(desired_state=DesiredState.DELETED)
