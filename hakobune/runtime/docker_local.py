@@ -133,15 +133,18 @@ class DockerLocalBackend(RuntimeBackend):
 
     # -- deploy ---------------------------------------------------------------
 
-    def deploy(self, spec: DeploySpec) -> DeployResult:
+    def _image_and_network(self, spec: DeploySpec):
+        """Checks the release's image is on this host; the team's network, made if missing."""
         try:
             self.client.images.get(spec.image)
         except ImageNotFound:
             raise RuntimeBackendError(f"the image {spec.image} is not on this host; build the service again")
         except DockerException as exc:
             raise RuntimeBackendError(f"the Docker Engine failed: {exc}", permanent=False)
+        return self._ensure_team_network(spec.team, allow=spec.egress_allow, subnet=spec.network_subnet)
 
-        network = self._ensure_team_network(spec.team, allow=spec.egress_allow, subnet=spec.network_subnet)
+    def deploy(self, spec: DeploySpec) -> DeployResult:
+        network = self._image_and_network(spec)
         started = []
         try:
             web_count = spec.process_counts()[WEB]
@@ -432,13 +435,7 @@ class DockerLocalBackend(RuntimeBackend):
     # -- one-off containers ---------------------------------------------------
 
     def _one_off(self, spec: DeploySpec, command: str, purpose: str):
-        try:
-            self.client.images.get(spec.image)
-        except ImageNotFound:
-            raise RuntimeBackendError(f"the image {spec.image} is not on this host; build the service again")
-        except DockerException as exc:
-            raise RuntimeBackendError(f"the Docker Engine failed: {exc}", permanent=False)
-        network = self._ensure_team_network(spec.team, allow=spec.egress_allow, subnet=spec.network_subnet)
+        network = self._image_and_network(spec)
         memory = f"{spec.memory_mb}m"
         name = f"hakobune-{spec.team}-{spec.service}-v{spec.release_number}-{purpose}-{secrets.token_hex(3)}"
         try:
