@@ -16,12 +16,16 @@ pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.django_db
 
 BUILD_TIMEOUT = 15
 DEPLOY_TIMEOUT = 30
+# The deploy step may also run the release phase: its limit is the sum.
+RELEASE_COMMAND_TIMEOUT = 5
+DEPLOY_STEP_LIMIT = DEPLOY_TIMEOUT + RELEASE_COMMAND_TIMEOUT
 
 
 @pytest.fixture
 def platform_env():
     # The app's boot may take longer than the deploy step may: the step's limit is what stops it.
-    return {"BUILD_TIMEOUT": str(BUILD_TIMEOUT), "DEPLOY_TIMEOUT": str(DEPLOY_TIMEOUT), "BOOT_TIMEOUT": "600"}
+    return {"BUILD_TIMEOUT": str(BUILD_TIMEOUT), "DEPLOY_TIMEOUT": str(DEPLOY_TIMEOUT),
+            "RELEASE_COMMAND_TIMEOUT": str(RELEASE_COMMAND_TIMEOUT), "BOOT_TIMEOUT": "600"}
 
 
 def test_a_build_that_never_ends_fails_at_its_time_limit_and_its_container_goes(platform, deployer, docker_client):
@@ -43,7 +47,7 @@ def test_a_deploy_whose_app_never_answers_fails_at_the_steps_time_limit(platform
 
     assert build.status == "failed" and build.failed_step == "deploying", log_of(build)
     assert build.failure_rule == "pipeline.step_timeout"
-    assert f"The deploy step took longer than {DEPLOY_TIMEOUT} s" in build.failure_reason
+    assert f"The deploy step took longer than {DEPLOY_STEP_LIMIT} s" in build.failure_reason
     release = Release.objects.get(build=build)
     assert release.status == Release.Status.FAILED
     team = build.service.team.name

@@ -32,6 +32,7 @@ from datetime import datetime
 from datetime import timezone as dt_timezone
 
 import docker
+import requests
 from django.conf import settings
 from django.db import close_old_connections, transaction
 
@@ -392,7 +393,8 @@ class Collector:
                 if now >= next_sweep:
                     try:
                         self.sweep()
-                    except docker.errors.DockerException as exc:
+                    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+                        # The engine restarting (its socket gone for a moment): the next sweep looks again.
                         logger.warning("could not list the containers: %s", exc)
                     next_sweep = now + SWEEP_SECONDS
                 if now >= next_metrics:
