@@ -231,3 +231,28 @@ def test_an_access_log_written_after_the_collector_started_is_read_from_its_star
     log.write_text(json.dumps(entry) + "\n" + json.dumps(entry) + "\n")
     assert collector.read_access_log() == 2
     assert collector.read_access_log() == 0  # each request once
+
+
+def test_the_collector_goes_on_while_the_engine_restarts(monkeypatch, settings, db):
+    """The Docker Engine restarting takes its socket away for a moment: the
+    docker SDK then raises requests' ConnectionError, which must not end the
+    collector (it looks again at its next sweep)."""
+    import requests
+
+    from hakobune.platform.observability import logcollector
+
+    monkeypatch.setattr(logcollector, "SWEEP_SECONDS", 0)
+    monkeypatch.setattr(logcollector, "FLUSH_SECONDS", 0.01)
+    collector = Collector(client=object(), access_log="")
+    monkeypatch.setattr(collector, "_events", lambda: None)
+    sweeps = []
+
+    def sweep():
+        sweeps.append(1)
+        if len(sweeps) >= 3:
+            collector.stopping.set()
+        raise requests.exceptions.ConnectionError("('Connection aborted.', FileNotFoundError(2, 'No such file'))")
+
+    monkeypatch.setattr(collector, "sweep", sweep)
+    collector.run()
+    assert len(sweeps) == 3
