@@ -522,3 +522,22 @@ def test_only_administrators_delete_teams(networked, db):
     with pytest.raises(ServiceActionError, match="Only administrators"):
         delete_team(team=team, deleted_by=owner)
     assert Team.objects.get(id=team.id).deleting_since is None
+
+
+def test_a_team_deletion_that_did_not_end_is_sent_again_by_the_reconciler(networked, queued_tasks, db):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from hakobune.platform.services import housekeeping
+
+    owner = _owner()
+    stuck = create_team(name="stuck", owner=owner)
+    just_now = create_team(name="justnow", owner=owner)
+    create_team(name="kept", owner=owner)
+    Team.objects.filter(id=stuck.id).update(deleting_since=timezone.now() - timedelta(minutes=5))
+    Team.objects.filter(id=just_now.id).update(deleting_since=timezone.now())
+    # Only the team whose deletion should have ended by now; one just asked
+    # for has its own task on the way, and a team not being deleted is left alone.
+    assert housekeeping.resend_team_deletions() == [stuck.id]
+    assert queued_tasks == [("destroy_team", stuck.id)]

@@ -6,12 +6,15 @@ service or stack (deleting a service, rebuilding a stack)."""
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.utils import timezone
 
+from hakobune.platform import queue
 from hakobune.platform.accounts import networks
 from hakobune.platform.accounts.models import Team
 from hakobune.platform.builds import disk
@@ -32,6 +35,9 @@ logger = logging.getLogger(__name__)
 # Seconds a prune waits for a deploy of the service to end before it leaves
 # the service to the next prune.
 PRUNE_LOCK_WAIT = 10
+# A team deletion not done after this long is sent again (its task failed, or
+# Redis lost it).
+TEAM_DELETION_RESEND_SECONDS = 120
 
 
 def reconcile() -> None:
@@ -88,7 +94,20 @@ def reconcile() -> None:
         except RuntimeBackendError as exc:
             logger.warning("reconcile could not remove the networks of deleted teams on %s: %s", backend.alias,
                            exc.message)
+    resend_team_deletions()
     sync_router()
+
+
+def resend_team_deletions() -> list[int]:
+    """Teams marked deleting for a while whose deletion has not ended: the
+    task failed (a service that could not be removed yet) or was lost; each
+    pass of the reconciler sends it again, so a deleted team never stays half
+    deleted."""
+    since = timezone.now() - timedelta(seconds=TEAM_DELETION_RESEND_SECONDS)
+    stuck = list(Team.objects.filter(deleting_since__lt=since).values_list("id", flat=True))
+    for team_id in stuck:
+        queue.enqueue("destroy_team", team_id)
+    return stuck
 
 
 def sync_router() -> None:
