@@ -23,6 +23,16 @@ RESULTS = PROJECT_DIR / "bench" / "RESULTS.md"
 HELLO_IMAGE = "hakobune/bench-local/flask-hello:bench"
 
 
+# A wrk script that sends each request to the next of `hosts` (Host header), in turn.
+SPREAD_LUA = """
+local hosts = {%s}
+local counter = 0
+request = function()
+  counter = counter + 1
+  return wrk.format("GET", "/", {["Host"] = hosts[(counter %% #hosts) + 1]})
+end
+"""
+
 def hello_image(client: docker.DockerClient, given: str | None = None) -> str:
     """A flask-hello image built by the platform (tests/fixtures/apps/flask-hello),
     tagged for the benchmark so that no clean-up elsewhere removes it meanwhile.

@@ -52,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import docker  # noqa: E402
 
-from bench._local import append_results, backend, own_caddy, remove_team  # noqa: E402
+from bench._local import SPREAD_LUA, append_results, backend, own_caddy, remove_team  # noqa: E402
 from hakobune.runtime.base import DeploySpec, LiveRoute, RuntimeBackendError  # noqa: E402
 from hakobune.runtime.release_config import ReleaseConfig  # noqa: E402
 from hakobune.runtime.router import Route  # noqa: E402
@@ -61,15 +61,6 @@ TARGET_RATIO = 0.90
 STACK = "hakobune/stack-static:bookworm"
 IMAGE = "hakobune/bench-local/static-hello:router-load"
 UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-
-SPREAD_LUA = """
-local hosts = {%s}
-local counter = 0
-request = function()
-  counter = counter + 1
-  return wrk.format("GET", "/", {["Host"] = hosts[(counter %% #hosts) + 1]})
-end
-"""
 
 
 def loadavg() -> str:

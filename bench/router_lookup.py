@@ -39,17 +39,9 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._local import append_results  # noqa: E402
+from bench._local import SPREAD_LUA, append_results  # noqa: E402
 from hakobune.runtime.router import NOT_FOUND_BODY, CaddyRouter, Route  # noqa: E402
 
-SPREAD_LUA = """
-local hosts = {%s}
-local counter = 0
-request = function()
-  counter = counter + 1
-  return wrk.format("GET", "/", {["Host"] = hosts[(counter %% #hosts) + 1]})
-end
-"""
 DELETED = ["X-Hakobune-Waker", "X_Hakobune_Waker", "X-Hakobune-Wake-Host", "X_Hakobune_Wake_Host"]
 
 
