@@ -20,10 +20,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from hakobune.platform.accounts.services import create_team
 from hakobune.platform.governance.models import TeamPolicy
 from hakobune.platform.services.services import create_service, deploy_service, set_env
-from hakobune.runtime.docker_local import LABEL_TEAM, team_network_name
 from hakobune.worker.builders.local_docker import LocalDockerBuilder
 from tests.conftest import archive_of, upload_of
-from tests.support.infrastructure import get_through_router, wait_for_build
+from tests.support.infrastructure import get_through_router, remove_team_containers_and_network, wait_for_build
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -108,10 +107,7 @@ def outcomes(django_db_blocker, worker, router, docker_client):
                 responses=responses,
             )
     yield results
-    for container in docker_client.containers.list(all=True, filters={"label": f"{LABEL_TEAM}={team_name}"}):
-        container.remove(force=True)
-    for network in docker_client.networks.list(names=[team_network_name(team_name)]):
-        network.remove()
+    remove_team_containers_and_network(docker_client, team_name)
     with django_db_blocker.unblock():
         get_user_model().objects.filter(username=f"owner-{team_name}").delete()
 

@@ -20,10 +20,9 @@ from hakobune.platform.services.backends import backend_for
 from hakobune.platform.services.models import Service
 from hakobune.runtime.base import ServiceRef
 from hakobune.platform.services.services import create_service, deploy_service
-from hakobune.runtime.docker_local import LABEL_TEAM, team_network_name
 from tests.conftest import archive_of, upload_of
 
-from tests.support.infrastructure import get_through_router, wait_for_build
+from tests.support.infrastructure import get_through_router, remove_team_containers_and_network, wait_for_build
 
 # The database mark makes pytest-django create the test database the worker
 # shares; each test only reads what the module's deploys recorded.
@@ -132,10 +131,7 @@ def outcomes(django_db_blocker, worker, router, docker_client):
                 runtime_log=runtime_log,
             )
     yield results
-    for container in docker_client.containers.list(all=True, filters={"label": f"{LABEL_TEAM}={team_name}"}):
-        container.remove(force=True)
-    for network in docker_client.networks.list(names=[team_network_name(team_name)]):
-        network.remove()
+    remove_team_containers_and_network(docker_client, team_name)
     with django_db_blocker.unblock():
         get_user_model().objects.filter(username=f"deployer-{team_name}").delete()
 

@@ -266,3 +266,11 @@ def wait_for_build(build, timeout=300):
         time.sleep(0.25)
     log = "\n".join(build.log_lines.values_list("text", flat=True))
     raise AssertionError(f"build still {build.status} after {timeout} s; log:\n{log}")
+
+
+def remove_team_containers_and_network(docker_client, team_name: str) -> None:
+    """A test's clean-up: every container of the team, then its network."""
+    for container in docker_client.containers.list(all=True, filters={"label": f"{LABEL_TEAM}={team_name}"}):
+        container.remove(force=True)
+    for network in docker_client.networks.list(names=[team_network_name(team_name)]):
+        network.remove()
