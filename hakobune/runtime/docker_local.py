@@ -234,11 +234,31 @@ class DockerLocalBackend(RuntimeBackend):
                         f"{f' with the block {subnet}' if subnet else ''}: {exc.explanation or exc}",
                         permanent=False,
                     )
-                    # Another network on this host (another Hakobune sharing
-                    # the range) took the block first: the platform claims another.
+                    # Another network on this engine (another Hakobune sharing
+                    # the range, or one left by a team deleted by hand) holds
+                    # the block: the platform claims another, avoiding every
+                    # block the engine holds.
                     error.subnet_taken = subnet if subnet and "overlaps" in str(exc) else ""
+                    error.engine_subnets = self._engine_subnets() if error.subnet_taken else []
                     raise error from exc
                 raise
+
+    def _engine_subnets(self) -> list[ipaddress.IPv4Network]:
+        """The IPv4 blocks of every network the engine has (any owner)."""
+        found = []
+        try:
+            listed = self.client.networks.list()
+        except DockerException:
+            return found
+        for network in listed:
+            for pool in (network.attrs.get("IPAM") or {}).get("Config") or []:
+                try:
+                    block = ipaddress.ip_network(pool.get("Subnet") or "", strict=False)
+                except ValueError:
+                    continue
+                if block.version == 4:
+                    found.append(block)
+        return found
 
     def remove_team_networks(self, known_teams: set[str]) -> list[str]:
         """Removes this platform's networks of teams that are gone (and their
