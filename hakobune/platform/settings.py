@@ -423,6 +423,10 @@ API_STREAM_POLL_SECONDS = float(env("API_STREAM_POLL_SECONDS", "1"))
 # person; beyond them a new one is refused (503, 429) rather than queued.
 API_STREAM_MAX_OPEN = env_int("API_STREAM_MAX_OPEN", 100)
 API_STREAM_MAX_OPEN_PER_PERSON = env_int("API_STREAM_MAX_OPEN_PER_PERSON", 8)
+# One-off commands at a terminal (`hakobune run`): how long one may run, and
+# how many of a team's may run at once.
+RUN_MAX_SECONDS = env_int("RUN_MAX_SECONDS", 3600)
+RUN_MAX_OPEN_PER_TEAM = env_int("RUN_MAX_OPEN_PER_TEAM", 3)
 
 # Stacks: the base image for each language. A registry image by default; when no
 # registry can serve it, Hakobune builds one locally from Debian packages.

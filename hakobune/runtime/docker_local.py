@@ -8,11 +8,13 @@ come up never replaces one that works."""
 
 from __future__ import annotations
 
+import functools
 import http.client
 import ipaddress
 import logging
 import re
 import secrets
+import socket
 import threading
 import time
 from collections import deque
@@ -24,6 +26,7 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import IPAMConfig, IPAMPool, LogConfig
 
 from .base import (
+    AttachedOneOff,
     DesiredService,
     ObservedInstance,
     DeployResult,
@@ -86,7 +89,7 @@ class DockerLocalBackend(RuntimeBackend):
     # collected_logs: the platform's log collector stores what the instances
     # print (platform/observability/logcollector.py); readers ask the store.
     capabilities = frozenset({"logs", "collected_logs", "stop_start", "routing", "under_the_hood", "scale_to_zero",
-                              "team_networks", "processes", "one_off"})
+                              "team_networks", "processes", "one_off", "attach"})
 
     def __init__(self, alias, **options):
         super().__init__(alias, **options)
@@ -421,7 +424,8 @@ class DockerLocalBackend(RuntimeBackend):
             spec.image,
             detach=True,
             name=name,
-            hostname=spec.service,
+            # Another process's own name would shadow the web alias inside it.
+            hostname=spec.service if web else f"{spec.service}-{process}"[:63].rstrip("-"),
             labels={
                 LABEL_MANAGED: self.instance,
                 LABEL_TEAM: spec.team,
@@ -454,13 +458,19 @@ class DockerLocalBackend(RuntimeBackend):
 
     # -- one-off containers ---------------------------------------------------
 
-    def _one_off(self, spec: DeploySpec, command: str, purpose: str):
+    def _one_off(self, spec: DeploySpec, command: str, purpose: str, **terminal):
+        """Starts a one-off container of the release; `terminal`: the
+        options of an attached one (created, not started: see attach_one_off)."""
         network = self._image_and_network(spec)
         memory = f"{spec.memory_mb}m"
         name = f"hakobune-{spec.team}-{spec.service}-v{spec.release_number}-{purpose}-{secrets.token_hex(3)}"
+        make = self.client.containers.create if terminal else functools.partial(self.client.containers.run, detach=True)
         try:
-            return self.client.containers.run(
-                spec.image, command=["/bin/sh", "-c", _exec(command)], detach=True, name=name, hostname=spec.service,
+            return make(
+                # Not the service's name, which its teammates' `http://<service>`
+                # must find on the team network, not this container.
+                spec.image, command=["/bin/sh", "-c", _exec(command)], name=name,
+                hostname=f"{spec.service}-{purpose}"[:63].rstrip("-"), **terminal,
                 labels={
                     LABEL_MANAGED: self.instance, LABEL_TEAM: spec.team, LABEL_SERVICE: spec.service,
                     LABEL_RELEASE: str(spec.release_id), LABEL_HOSTNAME: spec.hostname, LABEL_ONEOFF: purpose,
@@ -477,6 +487,26 @@ class DockerLocalBackend(RuntimeBackend):
 
     def start_one_off(self, spec: DeploySpec, command: str, *, purpose: str) -> str:
         return self._one_off(spec, command, purpose).id
+
+    def attach_one_off(
+        self, spec: DeploySpec, command: str, *, tty: bool, rows: int = 24, cols: int = 80, purpose: str = "run"
+    ) -> AttachedOneOff:
+        # Created attached (docker-py then sets StdinOnce: the command's stdin
+        # closes when the terminal's does).
+        container = self._one_off(spec, command, purpose, stdin_open=True, tty=tty)
+        try:
+            # Attached before it starts, so not a byte of its output is missed.
+            attached = self.client.api.attach_socket(
+                container.id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
+            )
+            container.start()
+            session = _AttachedContainer(self.client, container, attached, tty=tty)
+            if tty:
+                session.resize(rows, cols)
+            return session
+        except DockerException as exc:
+            self._remove([container])
+            raise RuntimeBackendError(f"the Docker Engine failed while starting {purpose}: {exc}", permanent=False)
 
     def one_off_result(self, ref: ServiceRef, handle: str, *, stop: bool = False) -> OneOffResult | None:
         try:
@@ -943,6 +973,50 @@ def _exec(command: str) -> str:
     if re.search(r"[;&|\n]", command) or command.startswith("exec "):
         return command
     return "exec " + command
+
+
+class _AttachedContainer(AttachedOneOff):
+    def __init__(self, client, container, attached, *, tty: bool):
+        self.client = client
+        self.container = container
+        self.container_id = container.id
+        # docker-py's attach socket: a SocketIO over the engine's socket.
+        self._socket = getattr(attached, "_sock", attached)
+        self.multiplexed = not tty
+
+    @property
+    def socket(self):
+        return self._socket
+
+    def resize(self, rows: int, cols: int) -> None:
+        try:
+            self.client.api.resize(self.container_id, height=max(int(rows), 1), width=max(int(cols), 1))
+        except DockerException:
+            pass  # it has ended: nothing to resize
+
+    def close_stdin(self) -> None:
+        try:
+            self._socket.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def exit_code(self, timeout: float = 30) -> int | None:
+        try:
+            return self.container.wait(timeout=timeout).get("StatusCode")
+        except (DockerException, requests.exceptions.RequestException):
+            return None
+
+    def remove(self) -> None:
+        try:
+            self._socket.close()
+        except OSError:
+            pass
+        try:
+            self.container.remove(force=True, v=True)
+        except NotFound:
+            pass
+        except DockerException as exc:
+            log.warning("could not remove the one-off %s: %s", self.container_id[:12], exc)
 
 
 def _read_lines(container, tail: deque, on_line, *, since: int | None = None) -> None:

@@ -12,7 +12,7 @@ from celery import shared_task
 from hakobune.platform.builds import admission, pipeline, sweeper
 from hakobune.platform.failures import MAX_ATTEMPTS, RetryStep
 from hakobune.platform.observability import collectors, logstore
-from hakobune.platform.services import housekeeping, jobs, releases
+from hakobune.platform.services import housekeeping, jobs, one_off, releases
 
 
 def _attempt(task, action, *args) -> None:
@@ -108,8 +108,10 @@ def prune_images() -> None:
 
 @shared_task
 def run_jobs() -> None:
-    """Scheduled jobs: ended runs recorded, due ones started (never waited for)."""
+    """Scheduled jobs: ended runs recorded, due ones started (never waited
+    for); and one-off commands whose terminal's portal process died, ended."""
     jobs.tick()
+    one_off.end_abandoned_runs()
 
 
 @shared_task

@@ -360,6 +360,25 @@ class JobsSerializer(serializers.Serializer):
     jobs = JobSerializer(many=True)
 
 
+class OneOffRunSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    command = serializers.CharField()
+    started_by = serializers.CharField(source="started_by_name", help_text="Who ran it.")
+    release = serializers.IntegerField(source="release.number", allow_null=True, default=None,
+                                       help_text="The release it ran in (3 for v3).")
+    tty = serializers.BooleanField(help_text="Whether it had a terminal (a TTY).")
+    status = serializers.CharField(help_text="running, exited, disconnected (its terminal went away first), "
+                                             "timed_out or failed (it could not start).")
+    exit_code = serializers.IntegerField(allow_null=True)
+    detail = serializers.CharField()
+    started_at = serializers.DateTimeField()
+    ended_at = serializers.DateTimeField(allow_null=True)
+
+
+class OneOffRunsSerializer(serializers.Serializer):
+    runs = OneOffRunSerializer(many=True, help_text="The latest one-off commands, newest first.")
+
+
 class RollbackSerializer(serializers.Serializer):
     release = serializers.IntegerField(min_value=1, help_text="The number of the release to go back to (3 for v3).")
 

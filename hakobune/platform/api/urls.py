@@ -26,6 +26,7 @@ urlpatterns = [
     path(f"{service}/traffic/", views.TrafficView.as_view(), name="traffic"),
     path(f"{service}/processes/", views.ProcessesView.as_view(), name="processes"),
     path(f"{service}/jobs/", views.JobsView.as_view(), name="jobs"),
+    path(f"{service}/runs/", views.RunsView.as_view(), name="runs"),
     path(f"{service}/env/", views.EnvView.as_view(), name="env"),
     path(f"{service}/logs", views.LogsView.as_view(), name="logs"),
     path(f"{service}/metrics", views.MetricsView.as_view(), name="metrics"),

@@ -38,7 +38,7 @@ from hakobune.platform.services import jobs
 from hakobune.platform.services.access import service_for
 from hakobune.platform.services.backends import backend_for
 from hakobune.platform.services.forms import ArchiveField
-from hakobune.platform.services.models import DesiredState, Service, with_latest_builds
+from hakobune.platform.services.models import DesiredState, OneOffRun, Service, with_latest_builds
 from hakobune.platform.services.services import (
     ServiceActionError,
     cancel_build,
@@ -62,6 +62,8 @@ from .errors import Conflict, NotImplementedHere
 from .streams import event_stream, sse
 
 MASK = "••••••"
+# How many one-off commands the API lists (the latest).
+RUNS_LISTED = 50
 
 
 def errors(*codes):
@@ -594,6 +596,18 @@ class JobsView(APIView):
     def get(self, request, team, service):
         _, found = service_for(request.user, team, service)
         return Response(s.JobsSerializer({"jobs": jobs.history(found)}).data)
+
+
+class RunsView(APIView):
+    @extend_schema(
+        operation_id="runs_list", responses={200: s.OneOffRunsSerializer, **errors(*READ_ERRORS)},
+        summary="The one-off commands run in the service (`hakobune run`), by whom; running one is a WebSocket "
+                "at …/run (docs/architecture.md)",
+    )
+    def get(self, request, team, service):
+        _, found = service_for(request.user, team, service)
+        runs = OneOffRun.objects.filter(service=found).select_related("release")[:RUNS_LISTED]
+        return Response(s.OneOffRunsSerializer({"runs": runs}).data)
 
 
 class TrafficView(APIView):

@@ -21,7 +21,7 @@ from .access import service_for
 from .declared_settings import value_of, values_of
 from .decorators import service_action
 from .forms import DeployForm, NewServiceForm, ServiceSettingsForm
-from .models import DesiredState, Service, with_latest_builds
+from .models import DesiredState, OneOffRun, Service, with_latest_builds
 from .services import (
     ServiceActionError,
     add_domain,
@@ -124,6 +124,7 @@ def service_detail(request, team, service):
             "traffic_error": traffic_error,
             "processes": process_table(service),
             "jobs": jobs.history(service, runs_per_job=5),
+            "one_off_runs": OneOffRun.objects.filter(service=service).select_related("release")[:10],
             "settings_form": ServiceSettingsForm(service=service, initial=values_of(service)),
             "status": service.status_word(latest),
             "deploy_form": DeployForm(),
