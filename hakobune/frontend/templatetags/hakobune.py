@@ -40,6 +40,7 @@ STATUS_LABELS = {
     "succeeded": pgettext_lazy("status", "succeeded"),
     "skipped": pgettext_lazy("status", "skipped"),
     "closed": pgettext_lazy("status", "Closed: nothing waits"),
+    "sent": pgettext_lazy("status", "sent"),
 }
 
 # The pipeline's steps as the progress bar names them.
@@ -101,6 +102,7 @@ def status_tone(status):
         "deployed": "good",
         "ignored": "muted",
         "refused": "bad",
+        "sent": "good",
     }.get(str(status), "busy")
 
 
