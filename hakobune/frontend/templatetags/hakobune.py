@@ -44,6 +44,7 @@ STATUS_LABELS = {
     "exited": pgettext_lazy("status", "exited"),
     "disconnected": pgettext_lazy("status", "disconnected"),
     "timed_out": pgettext_lazy("status", "timed out"),
+    "sent": pgettext_lazy("status", "sent"),
 }
 
 # The pipeline's steps as the progress bar names them.
@@ -105,6 +106,7 @@ def status_tone(status):
         "deployed": "good",
         "ignored": "muted",
         "refused": "bad",
+        "sent": "good",
     }.get(str(status), "busy")
 
 

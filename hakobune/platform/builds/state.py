@@ -8,6 +8,8 @@ ran out (`take_back`, builds/sweeper.py)."""
 from django.db.models import F
 from django.utils import timezone
 
+from hakobune.platform.notifications import alerts
+
 from .models import FINISHED, STOPPABLE, STOPPED, Build, BuildStatus
 
 S = BuildStatus
@@ -99,6 +101,7 @@ def fail(build_id: int, diagnosis) -> bool:
         if status in FINISHED:
             return False
         if advance(build_id, status, S.FAILED, failed_step=status, **failure_fields(diagnosis)):
+            alerts.deploy_failed(build_id)
             return True
     return False
 
