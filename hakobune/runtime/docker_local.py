@@ -163,6 +163,7 @@ class DockerLocalBackend(RuntimeBackend):
                 # Private (or no web process): no address in the router; the
                 # team reaches a private one by name.
                 self.router.remove_route(spec.hostname)
+            self._settle([c for c in started if c not in workers], spec)
         except RouterError as exc:
             self._remove(started)
             raise RuntimeBackendError(str(exc), permanent=exc.permanent)
@@ -584,39 +585,64 @@ class DockerLocalBackend(RuntimeBackend):
         return _cpu_quota(max(boosted, spec.cpu))
 
     def _wait_until_healthy(self, container, spec: DeploySpec) -> str:
-        """Waits until the instance answers HTTP on its port, then gives it its
-        steady CPU limit and restart policy; returns the host:port the router
-        should send requests to."""
+        """Waits until the instance answers HTTP on its port (below 500) and
+        returns the host:port the router should send requests to. Its HTTP
+        port is tried every 15 ms; whether it has died, every 100 ms (a call
+        to the engine). `_settle` gives it its steady limits afterwards."""
         deadline = time.monotonic() + self.boot_timeout
-        address = None
+        address, last_status, next_look = None, None, 0.0
         while time.monotonic() < deadline:
-            if address and _answers_http(address, spec.health_check_path):
-                container.update(
-                    restart_policy={"Name": "unless-stopped"}, cpu_period=CPU_PERIOD, cpu_quota=_cpu_quota(spec.cpu)
-                )
-                return address
-            # Only when the app does not answer yet: has it died?
-            container.reload()
-            state = container.attrs["State"]
-            if state.get("Status") in ("exited", "dead"):
-                exit_code = state.get("ExitCode")
-                oom = " (it ran out of memory)" if state.get("OOMKilled") else ""
-                tail = self._tail(container)
-                error = _last_error_line(tail)
-                raise RuntimeBackendError(
-                    f"the app stopped while starting, with exit code {exit_code}{oom}"
-                    + (f": {error}" if error else "")
-                    + ". Its last lines are in the log; fix the error and deploy again.",
-                    log_tail=tail,
-                )
-            if address is None:
-                address = self._published_address(container, spec.port)
+            if address:
+                last_status = _http_status(address, spec.health_check_path) or last_status
+                if last_status is not None and last_status < 500:
+                    return address
+            if time.monotonic() >= next_look:
+                next_look = time.monotonic() + 0.1
+                container.reload()
+                state = container.attrs["State"]
+                if state.get("Status") in ("exited", "dead"):
+                    exit_code = state.get("ExitCode")
+                    oom = " (it ran out of memory)" if state.get("OOMKilled") else ""
+                    tail = self._tail(container)
+                    error = _last_error_line(tail)
+                    raise RuntimeBackendError(
+                        f"the app stopped while starting, with exit code {exit_code}{oom}"
+                        + (f": {error}" if error else "")
+                        + ". Its last lines are in the log; fix the error and deploy again.",
+                        log_tail=tail,
+                    )
+                if address is None:
+                    address = self._published_address(container, spec.port)
             time.sleep(0.015)
+        tail = self._tail(container)
+        if last_status is not None:
+            # It listens, but its health check fails: the app's own error, not its port.
+            error = _last_error_line(tail)
+            raise RuntimeBackendError(
+                f"the app answered its health check ({spec.health_check_path or '/'} on port {spec.port}) with HTTP "
+                f"{last_status} for {self.boot_timeout:.0f} s" + (f": {error}" if error else "")
+                + ". It listens and runs, but fails that request: its last lines are in the log; fix the error "
+                "(or set the health check path to a page that answers) and deploy again.",
+                log_tail=tail,
+            )
         raise RuntimeBackendError(
             f"the app did not answer HTTP on port {spec.port} ($PORT) within {self.boot_timeout:.0f} s. "
             "Make sure it listens on 0.0.0.0 and the port given in $PORT.",
-            log_tail=self._tail(container),
+            log_tail=tail,
         )
+
+    def _settle(self, containers, spec: DeploySpec) -> None:
+        """Healthy and routed instances get their steady CPU limit (the boot
+        boost ends) and their restart policy. Done after the route is
+        switched, off the path to the first request; an instance that cannot
+        be updated is left to the reconciler."""
+        for container in containers:
+            try:
+                container.update(
+                    restart_policy={"Name": "unless-stopped"}, cpu_period=CPU_PERIOD, cpu_quota=_cpu_quota(spec.cpu)
+                )
+            except DockerException as exc:
+                log.warning("could not settle %s: %s", container.name, exc)
 
     @staticmethod
     def _published_address(container, port: int) -> str | None:
@@ -910,14 +936,14 @@ class DockerLocalBackend(RuntimeBackend):
                     container.update(cpu_period=CPU_PERIOD, cpu_quota=self._boot_quota(spec))
                 self._start_again(container, spec.team)
         upstreams = [self._wait_until_healthy(container, spec) for container in web]
-        if not spec.public:
-            return upstreams
-        try:
-            self.router.set_route(
-                Route(spec.hostname, tuple(upstreams), aliases=tuple(spec.aliases), redirects=tuple(spec.redirects))
-            )
-        except RouterError as exc:
-            raise RuntimeBackendError(str(exc), permanent=False)
+        if spec.public:
+            try:
+                self.router.set_route(
+                    Route(spec.hostname, tuple(upstreams), aliases=tuple(spec.aliases), redirects=tuple(spec.redirects))
+                )
+            except RouterError as exc:
+                raise RuntimeBackendError(str(exc), permanent=False)
+        self._settle(web, spec)
         return upstreams
 
     def remove_strays(self, known: set[ServiceRef]) -> list[str]:
@@ -1040,19 +1066,22 @@ def _read_lines(container, tail: deque, on_line, *, since: int | None = None) ->
             on_line(line)
 
 
-def _answers_http(address: str, path: str) -> bool:
+def _http_status(address: str, path: str) -> int | None:
+    """The status of a GET of `path` at address; None when nothing answers HTTP there."""
     host, _, port = address.rpartition(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=2)
     try:
         connection.request("GET", path or "/", headers={"User-Agent": "hakobune-health-check"})
-        return connection.getresponse().status < 500
+        return connection.getresponse().status
     except (OSError, http.client.HTTPException):
-        return False
+        return None
     finally:
         connection.close()
 
 
-_ERROR_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*(Error|Exception|Exit)|Error|error|fatal|panic)\b.*")
+_ERROR_LINE = re.compile(
+    r"^\s*([A-Za-z_][\w.]*(Error|Exception|Exit)|[A-Za-z_][\w.]*\.exceptions\.\w+|Error|error|fatal|panic)\b.*"
+)
 
 
 def _last_error_line(lines: list[str]) -> str:
