@@ -39,6 +39,7 @@ import docker.errors
 from docker.utils import parse_repository_tag
 
 from .builders.base import BuildError
+from .buildpacks.java import MAVEN_PLUGIN_PACKAGES, MAVEN_SETTINGS
 
 __all__ = [
     "StackImage",
@@ -200,6 +201,20 @@ RECIPES: dict[str, StackRecipe] = {
         version_package="python3",
         display_name="",
     ),
+    # Java apps: Debian's JDK (17 on bookworm, 21 on trixie) and Maven, with the
+    # Maven plugins Debian packages in /usr/share/maven-repo, which the global
+    # settings.xml (java.MAVEN_SETTINGS) consults before MAVEN_REPOSITORY.
+    "java": StackRecipe(
+        language="java",
+        packages=("ca-certificates",),
+        apt_packages=("default-jdk-headless", "maven", *MAVEN_PLUGIN_PACKAGES),
+        cmd=("java", "-version"),
+        version_probe=("/bin/sh", "-c", "echo \"$(java -version 2>&1 | head -n 1 | cut -d'\"' -f2), "
+                       "Maven $(dpkg-query -W -f '${Version}' maven | cut -d- -f1)\""),
+        version_package="default-jdk-headless",
+        display_name="Java",
+        files=(("/etc/maven/settings.xml", MAVEN_SETTINGS),),
+    ),
     "static": StackRecipe(
         language="static",
         packages=("lighttpd", "ca-certificates"),
@@ -216,8 +231,8 @@ RECIPES: dict[str, StackRecipe] = {
 # suite has), to tell before a stack is built which version it will have. A
 # built stack's own label (VERSION_LABEL) wins over this.
 SUITE_VERSIONS: dict[str, dict[str, str]] = {
-    "bookworm": {"python": "3.11.2", "node": "18.20.4", "go": "1.23.5"},
-    "trixie": {"python": "3.13.5", "node": "20.19.2", "go": "1.24"},
+    "bookworm": {"python": "3.11.2", "node": "18.20.4", "go": "1.23.5", "java": "17.0"},
+    "trixie": {"python": "3.13.5", "node": "20.19.2", "go": "1.24", "java": "21.0"},
 }
 
 
@@ -574,13 +589,14 @@ def _package_version(rootfs: Path, package: str) -> str | None:
 def _describe(rootfs: Path, recipe: StackRecipe, suite: str) -> str:
     version = None
     try:
-        result = subprocess.run(
-            ["chroot", str(rootfs), *recipe.version_probe],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env={"PATH": DEFAULT_PATH, "LANG": "C.UTF-8"},
-        )
+        with _proc_mounted(rootfs):  # the JDK finds its libraries through /proc/self/exe
+            result = subprocess.run(
+                ["chroot", str(rootfs), *recipe.version_probe],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env={"PATH": DEFAULT_PATH, "LANG": "C.UTF-8"},
+            )
         if result.returncode == 0 and result.stdout.strip():
             version = result.stdout.strip().splitlines()[-1]
     except (OSError, subprocess.SubprocessError):
@@ -809,18 +825,32 @@ def _apt_install(rootfs: Path, packages, *, suite, mirror, env, log, backports: 
         sources.write_text(f"deb {mirror} {suite}-backports main\n")
     apt_env = {**env, "DEBIAN_FRONTEND": "noninteractive"}
     target = ["-t", f"{suite}-backports"] if backports else []
-    for args in (
-        ["chroot", str(rootfs), "apt-get", "update", "-q"],
-        ["chroot", str(rootfs), "apt-get", "install", "-y", "-q", "--no-install-recommends", *target, *packages],
-        ["chroot", str(rootfs), "apt-get", "clean"],
-    ):
-        log("$ " + " ".join(args[2:]))
-        returncode, tail = _run_streaming(args, log=log, timeout=DEBOOTSTRAP_TIMEOUT, env=apt_env)
-        if returncode != 0:
-            raise StackError(
-                f"Installing {', '.join(packages)} from {suite}{'-backports' if backports else ''} failed "
-                f"(exit status {returncode}):\n" + "\n".join(tail[-8:])
-            )
+    with _proc_mounted(rootfs):  # the JDK's post-installation script runs java, which needs /proc
+        for args in (
+            ["chroot", str(rootfs), "apt-get", "update", "-q"],
+            ["chroot", str(rootfs), "apt-get", "install", "-y", "-q", "--no-install-recommends", *target, *packages],
+            ["chroot", str(rootfs), "apt-get", "clean"],
+        ):
+            log("$ " + " ".join(args[2:]))
+            returncode, tail = _run_streaming(args, log=log, timeout=DEBOOTSTRAP_TIMEOUT, env=apt_env)
+            if returncode != 0:
+                raise StackError(
+                    f"Installing {', '.join(packages)} from {suite}{'-backports' if backports else ''} failed "
+                    f"(exit status {returncode}):\n" + "\n".join(tail[-8:])
+                )
+
+
+@contextlib.contextmanager
+def _proc_mounted(rootfs: Path):
+    """/proc mounted in the root filesystem while packages install in it."""
+    proc = rootfs / "proc"
+    proc.mkdir(mode=0o755, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "proc", "proc", str(proc)], capture_output=True).returncode == 0
+    try:
+        yield
+    finally:
+        if mounted:
+            subprocess.run(["umount", "--lazy", str(proc)], check=False, capture_output=True)
 
 
 # --- resolving ------------------------------------------------------------------------

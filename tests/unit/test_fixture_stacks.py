@@ -21,6 +21,9 @@ EXPECTED = {
     "go-gopath": ("go", "go"),
     "go-http": ("go", "go"),
     "google-python": ("python", ""),
+    "java-maven": ("java", ""),
+    "java-maven-central": ("java", ""),  # fails at its build here: Maven Central is not reachable
+    "java-plain": ("java", ""),
     "listens-on-localhost": ("python", ""),
     "monorepo": NoStackDetected,
     "no-app": NoStackDetected,
