@@ -39,7 +39,7 @@ import docker.errors
 from docker.utils import parse_repository_tag
 
 from .builders.base import BuildError
-from .buildpacks.java import MAVEN_PLUGIN_PACKAGES, MAVEN_SETTINGS
+from .buildpacks.java import MAVEN_METADATA, MAVEN_PLUGIN_PACKAGES, MAVEN_SETTINGS
 
 __all__ = [
     "StackImage",
@@ -117,6 +117,8 @@ class StackRecipe:
     path_prefix: str = ""
     # Files written into the root filesystem: (absolute path, content).
     files: tuple[tuple[str, str], ...] = ()
+    # Shell commands run inside the root filesystem once its packages and files are in.
+    post_install: tuple[str, ...] = ()
 
 
 # The static stack serves files with lighttpd: a mature, small, event-driven
@@ -214,6 +216,7 @@ RECIPES: dict[str, StackRecipe] = {
         version_package="default-jdk-headless",
         display_name="Java",
         files=(("/etc/maven/settings.xml", MAVEN_SETTINGS),),
+        post_install=(MAVEN_METADATA,),
     ),
     "static": StackRecipe(
         language="static",
@@ -696,6 +699,8 @@ def build_local_stack(
         if recipe.apt_packages:
             wanted["apt_packages"] = list(recipe.apt_packages)
         wanted["files_sha256"] = hashlib.sha256(repr(recipe.files).encode()).hexdigest()
+    if recipe.post_install:
+        wanted["post_install"] = list(recipe.post_install)
 
     with _locked(cache_dir / f".{base}.lock", log):
         if not force and image_present(client, ref):
@@ -786,6 +791,13 @@ def _debootstrap(recipe, *, suite, mirror, ca_path, cache_dir, base, tar_path, l
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(content)
             target.chmod(0o644)
+        for command in recipe.post_install:
+            log(f"$ {command}")
+            returncode, tail = _run_streaming(["chroot", str(rootfs), "/bin/sh", "-euc", command], log=log,
+                                              timeout=DEBOOTSTRAP_TIMEOUT, env=env)
+            if returncode != 0:
+                raise StackError(f"Finishing the {recipe.language} stack failed (exit status {returncode}):\n"
+                                 + "\n".join(tail[-8:]))
         if ca_path is not None:
             target = rootfs / CA_BUNDLE_PATH.lstrip("/")
             target.parent.mkdir(parents=True, exist_ok=True)

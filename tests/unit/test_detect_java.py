@@ -6,6 +6,7 @@ cannot reach the repository a package must come from."""
 
 import io
 import os
+import subprocess
 import xml.etree.ElementTree as ElementTree
 import zipfile
 
@@ -367,3 +368,20 @@ def test_a_hostile_pom_or_source_is_read_in_one_pass_and_told_apart(tmp_path):
     assert '"$(ls target/*.jar' in start  # the name could not be told from the pom
     tree(tmp_path / "java", {"Main.java": "\n" * 400_000 + MAIN, "system.properties": " " * 400_000})
     assert detect(tmp_path / "java").plan.language_version == ""
+
+
+def test_the_java_stack_lists_the_versions_debian_packages_so_a_pom_may_name_a_plugin_without_one(tmp_path):
+    # Debian's repository as the stack has it: versions, and no list of them.
+    for version in ("3.2.4", "3.10.1", "debian"):
+        tree(tmp_path / "repo", {f"org/apache/maven/plugins/maven-shade-plugin/{version}/"
+                                 f"maven-shade-plugin-{version}.pom": "<project/>"})
+    tree(tmp_path / "repo", {"commons-io/commons-io/debian/commons-io-debian.pom": "<project/>"})
+    script = java.MAVEN_METADATA.replace(java.DEBIAN_REPOSITORY, str(tmp_path / "repo"))
+    subprocess.run(["sh", "-euc", script], check=True)
+    listed = ElementTree.parse(tmp_path / "repo/org/apache/maven/plugins/maven-shade-plugin/maven-metadata.xml")
+    assert listed.findtext("groupId") == "org.apache.maven.plugins"
+    assert listed.findtext("versioning/release") == listed.findtext("versioning/latest") == "3.10.1"
+    assert [v.text for v in listed.iterfind("versioning/versions/version")] == ["3.2.4", "3.10.1", "debian"]
+    # Only Debian's own alias: no release to name.
+    assert not (tmp_path / "repo/commons-io/commons-io/maven-metadata.xml").exists()
+    assert RECIPES["java"].post_install == (java.MAVEN_METADATA,)

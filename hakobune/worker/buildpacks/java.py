@@ -54,6 +54,25 @@ _DEBIAN_REPOSITORIES = "".join(
         </{kind}y>
       </{kind}ies>
 """ for kind in ("repositor", "pluginRepositor"))
+# Debian's repository lists no versions (maven-metadata.xml), so a plugin a
+# pom names without a version could only be found on Maven Central: the stack
+# writes the list of each artifact's versions, its newest as the release.
+MAVEN_METADATA = f"""\
+cd {DEBIAN_REPOSITORY}
+find . -name '*.pom' | sed 's|/[^/]*/[^/]*$||' | sort -u | while read -r dir; do
+  artifact=${{dir##*/}}
+  group=$(echo "${{dir%/*}}" | sed 's|^\\./||; s|/|.|g')
+  versions=$(for version in $(ls "$dir"); do
+    if [ -f "$dir/$version/$artifact-$version.pom" ]; then echo "$version"; fi; done | sort -V)
+  release=$(echo "$versions" | grep -v '^debian$' | tail -n 1)
+  if [ -z "$release" ]; then continue; fi
+  {{ echo '<?xml version="1.0" encoding="UTF-8"?>'
+    echo "<metadata><groupId>$group</groupId><artifactId>$artifact</artifactId><versioning>"
+    echo "<latest>$release</latest><release>$release</release><versions>"
+    for version in $versions; do echo "<version>$version</version>"; done
+    echo '</versions></versioning></metadata>'; }} > "$dir/maven-metadata.xml"
+done
+"""
 # The stack's global settings.xml: Debian's repository first (file: no
 # network), then Central, through the mirror in $MAVEN_REPOSITORY. The mirror
 # keeps the id `central`, so Maven's messages name it as people know it.
@@ -100,8 +119,7 @@ MAVEN = "mvn -B -ntp -DskipTests -Dmaven.wagon.http.retryHandler.count=1"
 # runs (deploy, site; antrun is the site's), which Debian does not package.
 MAVEN_FETCH = (f"{MAVEN} -q dependency:resolve dependency:resolve-plugins "
                "-DexcludeArtifactIds=maven-deploy-plugin,maven-site-plugin,maven-antrun-plugin")
-BUILD_ENV = {REPOSITORY_ENV: MAVEN_CENTRAL, "MAVEN_OPTS": "-Xss4m"}
-RUN_ENV = {"JAVA_TOOL_OPTIONS": "-Djava.io.tmpdir=/tmp"}
+BUILD_ENV = {REPOSITORY_ENV: MAVEN_CENTRAL}
 
 MAIN_METHOD = re.compile(r"\bstatic\s+(?:public\s+|final\s+)*void\s+main\s*\(")
 PACKAGE = re.compile(r"^[ \t]*package[ \t]+([\w.]+)[ \t]*;", re.MULTILINE)
@@ -364,7 +382,7 @@ def main_class_of(src: Path, name: str) -> str:
 
 
 def _plan(version: str, version_source: str, **settings) -> BuildPlan:
-    return BuildPlan(stack="java", env=dict(RUN_ENV), language_version=version,
+    return BuildPlan(stack="java", language_version=version,
                      sources={"language_version": version_source} if version else {}, **settings)
 
 
