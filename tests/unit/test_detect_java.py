@@ -385,3 +385,12 @@ def test_the_java_stack_lists_the_versions_debian_packages_so_a_pom_may_name_a_p
     # Only Debian's own alias: no release to name.
     assert not (tmp_path / "repo/commons-io/commons-io/maven-metadata.xml").exists()
     assert RECIPES["java"].post_install == (java.MAVEN_METADATA,)
+
+
+def test_a_procfile_running_a_jar_kept_in_a_folder_is_a_java_app(tmp_path):
+    jar(tmp_path / "build/libs/app-1.0.jar", "Main-Class: app.Main\n")
+    tree(tmp_path, {"Procfile": "web: java -Xmx200m -jar build/libs/app-1.0.jar\n"})
+    detection = detect(tmp_path)
+    assert detection.stack == "java" and detection.plan.build_commands == ()
+    assert detection.plan.start_command == "java -Xmx200m -jar build/libs/app-1.0.jar"
+    assert "build/libs/app-1.0.jar" in detection.reason

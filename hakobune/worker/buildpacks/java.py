@@ -149,6 +149,9 @@ def detect(src: Path, *, start_command: str = "") -> Detection | None:
     if gradle:
         return _gradle(src, gradle, start_command)
     jars = _runnable_jars(src)
+    if not jars and start_command.startswith("java "):
+        # A Procfile running a jar kept elsewhere (`web: java -jar build/libs/app.jar`).
+        jars = [(word, "") for word in start_command.split() if word.endswith(".jar") and is_file(src, word)][:1]
     if jars:
         return _prebuilt_jar(src, jars, start_command)
     sources = sorted(p.name for p in src.glob("*.java") if is_file(src, p.name))

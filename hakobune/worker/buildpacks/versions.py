@@ -108,7 +108,8 @@ def fit_stack(plan: BuildPlan, offers_of: Callable[[str], list[StackOffer] | Non
     """The plan on the first stack on offer (`offers_of(language)`, asked only
     when the app asks for a version) that gives the version it asks for, and
     what was chosen in words ("" when nothing was to choose). Raises
-    VersionUnavailable when every stack's version is known and none gives it."""
+    VersionUnavailable when every stack's version is known and none gives it
+    (VersionsUnavailable for the versions of a stack of more than one language)."""
     if plan.uses_own_dockerfile:
         return plan, ""
     if plan.language_versions:
