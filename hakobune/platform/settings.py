@@ -444,6 +444,10 @@ STACK_IMAGES = {
     # `languages`): no official image has both, so by default Hakobune's own
     # (hakobune/stack-python-node, built from Debian).
     "python-node": env("STACK_PYTHON_NODE_IMAGE", ""),
+    # Java apps: the JDK and Maven, whose global settings.xml reads Debian's
+    # packaged plugins and $MAVEN_REPOSITORY (below), so by default Hakobune's
+    # own (hakobune/stack-java, built from Debian).
+    "java": env("STACK_JAVA_IMAGE", ""),
 }
 
 # Runtime backends, chosen per service like Django's email backends.
@@ -534,6 +538,10 @@ for _item in env("STACK_VARIANTS", "").split(","):
     _language, _, _variant = _item.strip().partition("=")
     if _language.strip() and _variant.strip():
         STACK_VARIANTS.setdefault(_language.strip(), []).append(_variant.strip())
+# Where Java builds fetch the packages Debian does not carry: Maven Central, or
+# a company mirror of it ("https://maven.example.com/maven2/"). Put in each
+# Java build's environment; a build that cannot reach it fails saying so.
+MAVEN_REPOSITORY = env("MAVEN_REPOSITORY", "https://repo.maven.apache.org/maven2")
 # A CA bundle copied into locally built stacks and into every build, for hosts
 # whose HTTPS goes through a proxy with its own CA. Empty: none.
 _default_ca = "/etc/ssl/certs/ca-certificates.crt"

@@ -22,6 +22,9 @@ EXPECTED = {
     "go-http": ("go", "go"),
     "google-python": ("python", ""),
     "health-check-fails": ("python", ""),
+    "java-maven": ("java", ""),
+    "java-maven-central": ("java", ""),  # fails at its build here: Maven Central is not reachable
+    "java-plain": ("java", ""),
     "listens-on-localhost": ("python", ""),
     "monorepo": NoStackDetected,
     "no-app": NoStackDetected,
