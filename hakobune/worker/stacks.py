@@ -116,6 +116,9 @@ class StackRecipe:
     path_prefix: str = ""
     # Files written into the root filesystem: (absolute path, content).
     files: tuple[tuple[str, str], ...] = ()
+    # A shell script run in the root filesystem once the packages are in (data
+    # directories owned by a service's own user, a package's sample data removed).
+    post_install: str = ""
 
 
 # The static stack serves files with lighttpd: a mature, small, event-driven
@@ -152,6 +155,32 @@ mimetype.assign = (
   ".webmanifest" => "application/manifest+json", ".mp4" => "video/mp4",
   ".webm" => "video/webm", ".mp3" => "audio/mpeg", "" => "application/octet-stream",
 )
+"""
+
+# The add-ons' stacks run as the packages' own unprivileged users (postgres,
+# redis), never as root; their data directories are made in the image owned by
+# those users, so a fresh named volume mounted there starts with that owner.
+POSTGRES_ENTRY = """\
+#!/bin/sh
+# Hakobune PostgreSQL add-on: initialise $PGDATA on first start, then serve.
+set -eu
+bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+: "${PGDATA:=/var/lib/postgresql/data}"
+if [ ! -s "$PGDATA/PG_VERSION" ]; then
+    pwfile=$(mktemp)
+    printf '%s' "$POSTGRES_PASSWORD" > "$pwfile"
+    "$bin/initdb" -D "$PGDATA" -U "${POSTGRES_USER:-postgres}" --pwfile="$pwfile" -E UTF8 \\
+        --auth-local=trust --auth-host=scram-sha-256 >/dev/null
+    rm -f "$pwfile"
+    echo "host all all all scram-sha-256" >> "$PGDATA/pg_hba.conf"
+    "$bin/pg_ctl" -D "$PGDATA" -o "-c listen_addresses='' -k /tmp" -w start >/dev/null
+    if [ -n "${POSTGRES_DB:-}" ] && [ "$POSTGRES_DB" != "postgres" ]; then
+        "$bin/createdb" -h /tmp -U "${POSTGRES_USER:-postgres}" "$POSTGRES_DB"
+    fi
+    "$bin/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null
+    echo "PostgreSQL database initialised"
+fi
+exec "$bin/postgres" -D "$PGDATA" -c listen_addresses='*' -k /tmp
 """
 
 RECIPES: dict[str, StackRecipe] = {
@@ -208,6 +237,31 @@ RECIPES: dict[str, StackRecipe] = {
         version_package="lighttpd",
         display_name="lighttpd",
         files=(("/etc/lighttpd/hakobune.conf", LIGHTTPD_CONF),),
+    ),
+    # Add-ons (hakobune/platform/addons). bookworm carries PostgreSQL 15 and Redis 7.0.
+    "postgres": StackRecipe(
+        language="postgres",
+        packages=("postgresql-15", "ca-certificates"),
+        cmd=("/bin/sh", "/usr/local/lib/hakobune/postgres-entry.sh"),
+        version_probe=("/bin/sh", "-c", "/usr/lib/postgresql/*/bin/postgres --version | cut -d' ' -f3"),
+        version_package="postgresql-15",
+        display_name="PostgreSQL",
+        files=(("/usr/local/lib/hakobune/postgres-entry.sh", POSTGRES_ENTRY),),
+        post_install=(
+            "rm -rf /var/lib/postgresql/*/main /etc/postgresql/*/main\n"
+            "mkdir -p /var/lib/postgresql/data\n"
+            "chown postgres:postgres /var/lib/postgresql/data\n"
+            "chmod 700 /var/lib/postgresql/data\n"
+        ),
+    ),
+    "redis": StackRecipe(
+        language="redis",
+        packages=("redis-server", "redis-tools", "ca-certificates"),
+        cmd=("redis-server",),
+        version_probe=("/bin/sh", "-c", "/usr/bin/redis-server --version | sed 's/.* v=//; s/ .*//'"),
+        version_package="redis-server",
+        display_name="Redis",
+        post_install="mkdir -p /data\nchown redis:redis /data\nchmod 700 /data\n",
     ),
 }
 
@@ -675,8 +729,10 @@ def build_local_stack(
     tar_path = cache_dir / f"{base}.tar"
     meta_path = cache_dir / f"{base}.json"
     wanted = {"language": language, "suite": suite, "packages": list(recipe.packages), "ca_sha256": ca_digest}
-    if recipe.backports_packages or recipe.files or recipe.apt_packages:
+    if recipe.backports_packages or recipe.files or recipe.apt_packages or recipe.post_install:
         wanted["backports_packages"] = list(recipe.backports_packages)
+        if recipe.post_install:
+            wanted["post_install_sha256"] = hashlib.sha256(recipe.post_install.encode()).hexdigest()
         if recipe.apt_packages:
             wanted["apt_packages"] = list(recipe.apt_packages)
         wanted["files_sha256"] = hashlib.sha256(repr(recipe.files).encode()).hexdigest()
@@ -779,6 +835,8 @@ def _debootstrap(recipe, *, suite, mirror, ca_path, cache_dir, base, tar_path, l
             target.chmod(0o644)
             log(f"Copied the CA bundle {ca_path} to {CA_BUNDLE_PATH}")
         _add_app_user(rootfs)
+        if recipe.post_install:
+            _chroot_script(rootfs, recipe.post_install, env=env, log=log)
         version = _describe(rootfs, recipe, suite)
         _slim_rootfs(rootfs)
         log(f"Root filesystem: {version}")
@@ -798,6 +856,14 @@ def _debootstrap(recipe, *, suite, mirror, ca_path, cache_dir, base, tar_path, l
                 "seconds": round(time.monotonic() - started, 1)}
     finally:
         _remove_tree(workdir, log)
+
+
+def _chroot_script(rootfs: Path, script: str, *, env, log) -> None:
+    log("$ sh -c <post-install script>")
+    returncode, tail = _run_streaming(["chroot", str(rootfs), "/bin/sh", "-euc", script], log=log,
+                                      timeout=600, env=env)
+    if returncode != 0:
+        raise StackError(f"The stack's post-install script failed (exit status {returncode}):\n" + "\n".join(tail[-8:]))
 
 
 def _apt_install(rootfs: Path, packages, *, suite, mirror, env, log, backports: bool = False) -> None:

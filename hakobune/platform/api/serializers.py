@@ -485,3 +485,34 @@ class MetricsSerializer(serializers.Serializer):
 
 class ServiceChangeSerializer(ServiceSerializer):
     release = serializers.IntegerField(allow_null=True, required=False, help_text="The new release that applies the change.")
+
+
+# -- add-ons --------------------------------------------------------------------------
+
+
+class AddOnCreateSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=["postgres", "redis"])
+    name = serializers.CharField(max_length=30, required=False, allow_blank=True, default="")
+
+
+class AddOnAttachSerializer(serializers.Serializer):
+    addon = serializers.CharField(max_length=30)
+
+
+class AddOnDeleteSerializer(serializers.Serializer):
+    confirm = serializers.CharField(max_length=30, required=False, allow_blank=True, default="")
+
+
+class AddOnSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    kind = serializers.CharField()
+    status = serializers.CharField()
+    status_detail = serializers.CharField()
+    version = serializers.CharField()
+    cpu = serializers.FloatField()
+    memory_mb = serializers.IntegerField()
+    volume = serializers.CharField()
+    env_key = serializers.CharField()
+    url = serializers.CharField(help_text="How the team's services reach it; the password is never shown.")
+    services = serializers.ListField(child=serializers.CharField())
+    created_at = serializers.DateTimeField()
