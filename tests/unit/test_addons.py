@@ -4,6 +4,7 @@ release whose environment has the URL, never the service's stored
 variables), and the password never shown."""
 
 import json
+from json import dumps
 
 import pytest
 
@@ -153,3 +154,54 @@ def test_deleting_needs_no_service_attached_and_a_confirmation_by_name(as_, owne
     accepted = as_(owner, "delete", f"{API}/addons/db/", {"confirm": "db"})
     assert accepted.status_code == 202 and accepted.json()["status"] == "deleting"
     assert ("remove_addon", addon.id) in queued_tasks
+
+
+class _PortalSession:
+    """The CLI's HTTP session, answered by this test's portal (Django's test client)."""
+
+    def __init__(self, client, user, capture):
+        self.client, self.headers, self.capture = client, bearer(user), capture
+
+    def request(self, method, address, json=None, timeout=None, **kwargs):
+        path = address.split("://", 1)[1].split("/", 1)[1]
+        body = {} if json is None else {"data": dumps(json), "content_type": "application/json"}
+        with self.capture(execute=True):
+            return self.client.generic(method, f"/{path}", **body, **self.headers)
+
+
+def hakobune(client, user, capture, *argv):
+    from hakobune import cli
+
+    api = cli.Api("http://portal.test")
+    api.session = _PortalSession(client, user, capture)
+    args = cli.build_parser().parse_args(["addons", "--team", "acme", *argv])
+    original = cli.api_from_config
+    cli.api_from_config = lambda: api
+    try:
+        return args.func(args)
+    finally:
+        cli.api_from_config = original
+
+
+def test_the_cli_creates_attaches_lists_detaches_and_deletes(client, owner, web, capsys,
+                                                              django_capture_on_commit_callbacks):
+    from hakobune import cli
+
+    run = lambda *argv: hakobune(client, owner, django_capture_on_commit_callbacks, *argv)  # noqa: E731
+    assert run("create", "postgres", "--name", "db", "--service", "web") == cli.EXIT_OK
+    said = capsys.readouterr().out
+    assert f"postgres://app:{MASK}@db:5432/db" in said and "Attached db to web as DATABASE_URL; v2" in said
+    run("list")
+    listed = capsys.readouterr().out
+    assert "db  postgres  provisioning" in listed and "DATABASE_URL → web" in listed
+    with pytest.raises(cli.CliError, match="attached to web; detach it first"):
+        run("delete", "db", "--confirm", "db")
+    run("detach", "db", "--service", "web")
+    assert "Detached db from web; v3" in capsys.readouterr().out
+    with pytest.raises(cli.CliError, match="deletes its data for good"):
+        run("delete", "db")
+    run("delete", "db", "--confirm", "db")
+    assert "db is being deleted" in capsys.readouterr().out
+    assert AddOn.objects.get(name="db").status == AddOn.Status.DELETING
+    password = decrypt(AddOn.objects.get(name="db").password_encrypted)
+    assert password not in said
