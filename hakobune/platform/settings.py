@@ -416,6 +416,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # The add-ons' `kind` beside the notification targets' own.
+    "ENUM_NAME_OVERRIDES": {
+        "AddOnKindEnum": "hakobune.platform.addons.models.Kind",
+        "KindEnum": "hakobune.platform.notifications.models.TargetKind",
+    },
 }
 # How long one streamed answer (a build log or runtime logs with ?follow=1)
 # stays open, and how often it looks for news.

@@ -88,6 +88,7 @@ def place(django_db_blocker, worker, router, docker_client):
             build = wait_for_build(build, timeout=900)
             log = "\n".join(build.log_lines.values_list("text", flat=True))
             assert build.status == "live", f"{build.failure_reason}\n{log[-3000:]}"
+            service.refresh_from_db()
             for addon in addons.values():
                 release = attach(addon=addon, service=service, created_by=owner)
             wait_until_live(service, release)

@@ -205,3 +205,31 @@ def test_the_cli_creates_attaches_lists_detaches_and_deletes(client, owner, web,
     assert AddOn.objects.get(name="db").status == AddOn.Status.DELETING
     password = decrypt(AddOn.objects.get(name="db").password_encrypted)
     assert password not in said
+
+
+def test_the_portal_page_lists_add_ons_and_lets_each_role_do_what_it_may(login, client, owner, viewer, outsider, web,
+                                                                          django_capture_on_commit_callbacks):
+    login(owner)
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post("/teams/acme/addons/new/", {"kind": "redis", "name": "cache"})
+        client.post("/teams/acme/addons/cache/attach/", {"service": "web"})
+    page = client.get("/teams/acme/addons/").content.decode()
+    assert "cache" in page and "Redis" in page and f"redis://:{MASK}@cache:6379/0" in page
+    assert "REDIS_URL" in page and "Delete with its data" in page
+    password = decrypt(AddOn.objects.get(name="cache").password_encrypted)
+    assert password not in page
+    refused = client.post("/teams/acme/addons/cache/delete/", {"confirm": "cache"}, follow=True).content.decode()
+    assert "attached to web; detach it first" in refused
+    client.post("/teams/acme/addons/cache/detach/web/")
+    client.post("/teams/acme/addons/cache/delete/", {"confirm": "cache"})
+    assert AddOn.objects.get(name="cache").status == AddOn.Status.DELETING
+
+    login(viewer)
+    page = client.get("/teams/acme/addons/").content.decode()
+    assert "cache" in page and "Create an add-on" not in page and "Delete with its data" not in page
+    assert client.post("/teams/acme/addons/new/", {"kind": "postgres", "name": "db"}).status_code == 403
+    assert not AddOn.objects.filter(name="db").exists()
+
+    login(outsider)
+    assert client.get("/teams/acme/addons/").status_code == 404
+    assert client.post("/teams/acme/addons/cache/delete/", {"confirm": "cache"}).status_code == 404

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from hakobune.platform.accounts.models import Team, dns_label_validator
 from hakobune.platform.crypto import decrypt
@@ -24,10 +25,10 @@ MASK = "••••••"
 
 class AddOn(models.Model):
     class Status(models.TextChoices):
-        PROVISIONING = "provisioning", "provisioning"
-        READY = "ready", "ready"
-        FAILED = "failed", "failed"
-        DELETING = "deleting", "deleting"
+        PROVISIONING = "provisioning", _("starting")
+        READY = "ready", _("ready")
+        FAILED = "failed", _("failed")
+        DELETING = "deleting", _("deleting")
 
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="addons")
     name = models.CharField(max_length=30, validators=[dns_label_validator])

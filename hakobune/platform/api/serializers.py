@@ -8,6 +8,7 @@ from rest_framework import serializers
 from rest_framework.utils.serializer_helpers import BindingDict
 
 from hakobune.platform.accounts.models import Role
+from hakobune.platform.addons.models import Kind as AddOnKind
 from hakobune.platform.builds.admission import waiting_ahead
 from hakobune.platform.notifications.models import Event, TargetKind
 from hakobune.platform.services.models import Release
@@ -491,7 +492,7 @@ class ServiceChangeSerializer(ServiceSerializer):
 
 
 class AddOnCreateSerializer(serializers.Serializer):
-    kind = serializers.ChoiceField(choices=["postgres", "redis"])
+    kind = serializers.ChoiceField(choices=AddOnKind.choices)
     name = serializers.CharField(max_length=30, required=False, allow_blank=True, default="")
 
 
