@@ -18,8 +18,6 @@ import requests
 from django.conf import settings
 from django.contrib.auth import get_user_model
 
-from hakobune.platform.accounts import networks
-from hakobune.platform.accounts.models import Team
 from hakobune.platform.accounts.services import create_team
 from hakobune.platform.addons.actions import attach, create_addon
 from hakobune.platform.addons.models import AddOn
@@ -41,6 +39,8 @@ class Place:
     teams: dict  # "home"/"other" -> team name
     hostname: str  # the service's
     addons: dict  # name -> AddOn
+    owner: object
+    passwords: dict  # add-on name -> its password
 
 
 def wait_for(check, timeout, what):
@@ -90,10 +90,11 @@ def place(django_db_blocker, worker, router, docker_client):
             assert build.status == "live", f"{build.failure_reason}\n{log[-3000:]}"
             service.refresh_from_db()
             for addon in addons.values():
-                release = attach(addon=addon, service=service, created_by=owner)
-            wait_until_live(service, release)
-            service.refresh_from_db()
-            yield Place(teams=teams, hostname=service.hostname, addons=addons)
+                wait_until_live(service, attach(addon=addon, service=service, created_by=owner))
+            # The other team's network, made and isolated by the runtime as its first deploy would.
+            get_backend("local")._ensure_team_network(teams["other"])
+            yield Place(teams=teams, hostname=service.hostname, addons=addons, owner=owner,
+                        passwords={name: decrypt(addon.password_encrypted) for name, addon in addons.items()})
     finally:
         runtime = LocalAddOns(get_backend("local"))
         firewall = Firewall()
@@ -128,27 +129,24 @@ def addon_address(docker_client, place, name):
     return container.attrs["NetworkSettings"]["Networks"][team_network_name(place.teams["home"])]["IPAddress"]
 
 
-def test_the_service_gets_both_urls_and_keeps_a_row_and_a_key(place):
+# The first test: the platform's database is emptied after each test, and only
+# this one needs it (the others look at containers, networks and the router).
+def test_the_service_keeps_a_row_and_a_key_through_a_redeploy_and_a_restart_of_the_add_ons(place, docker_client):
     assert get_through_router(place.hostname, "/env", timeout=30).json() == {"DATABASE_URL": True, "REDIS_URL": True}
     store(place, "/pg/greeting", "hello from postgres")
     store(place, "/redis/greeting", "hello from redis")
     assert read(place, "/pg/greeting") == "hello from postgres"
     assert read(place, "/redis/greeting") == "hello from redis"
 
-
-def test_the_data_outlives_a_redeploy_and_a_restart_of_the_add_ons(place, docker_client):
-    store(place, "/pg/kept", "row")
-    store(place, "/redis/kept", "key")
-    with_owner = get_user_model().objects.get(username=f"addons-{place.teams['home']}")
     service = place.addons["db"].services.get()
-    build = wait_for_build(deploy_service(service=service, source_file=upload_of("addon-client"), created_by=with_owner),
+    build = wait_for_build(deploy_service(service=service, source_file=upload_of("addon-client"), created_by=place.owner),
                            timeout=900)
     assert build.status == "live", build.failure_reason
     runtime = LocalAddOns(get_backend("local"))
     for addon in place.addons.values():
-        runtime.restart(place.teams["home"], addon.name, addon.kind, decrypt(addon.password_encrypted))
-    assert read(place, "/pg/kept") == "row"
-    assert read(place, "/redis/kept") == "key"
+        runtime.restart(place.teams["home"], addon.name, addon.kind, place.passwords[addon.name])
+    assert read(place, "/pg/greeting") == "hello from postgres"
+    assert read(place, "/redis/greeting") == "hello from redis"
     volumes = {mount["Name"] for name in ("db", "cache")
                for mount in docker_client.containers.get(container_name(place.teams["home"], name)).attrs["Mounts"]}
     assert volumes == {volume_name(place.teams["home"], "db"), volume_name(place.teams["home"], "cache")}
@@ -185,9 +183,7 @@ def run_on_network(docker_client, team, command):
 
 def test_another_teams_container_cannot_connect_but_a_teammate_can(place, docker_client):
     other = place.teams["other"]
-    # The other team's network, made and isolated as its first deploy would make it.
-    get_backend("local")._ensure_team_network(other, subnet=networks.subnet_of(Team.objects.get(name=other)) or "")
-    password = decrypt(place.addons["cache"].password_encrypted)
+    password = place.passwords["cache"]
     redis_ip, postgres_ip = addon_address(docker_client, place, "cache"), addon_address(docker_client, place, "db")
     ping = ["redis-cli", "-h", redis_ip, "-p", "6379", "-a", password, "--no-auth-warning", "ping"]
     ready = ["pg_isready", "-h", postgres_ip, "-p", "5432", "-t", "5"]

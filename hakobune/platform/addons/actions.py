@@ -121,16 +121,6 @@ def provision(addon_id: int) -> None:
     )
 
 
-def retry(addon: AddOn) -> AddOn:
-    """Starts a failed add-on again."""
-    if addon.status != AddOn.Status.FAILED:
-        raise AddOnError(f"{addon.name} is {addon.status}; only a failed add-on is started again.")
-    AddOn.objects.filter(id=addon.id).update(status=AddOn.Status.PROVISIONING, status_detail="")
-    enqueue_on_commit("provision_addon", addon.id)
-    addon.refresh_from_db()
-    return addon
-
-
 def attach(*, addon: AddOn, service: Service, created_by=None):
     """Gives the service the add-on's URL; a live service gets a new release
     with it (returned, else None)."""
