@@ -11,7 +11,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from hakobune.platform.accounts import networks
 from hakobune.platform.accounts.models import dns_label_validator
@@ -58,17 +58,21 @@ def create_addon(*, team, kind: str, name: str = "", created_by=None) -> AddOn:
         raise AddOnError(f"Team {team.name} has a service called {name}; its add-on needs another name, "
                          "since both are reached by name on the team network.")
     cpu, memory = Decimal(str(settings.ADDON_CPU)), settings.ADDON_MEMORY_MB
-    with transaction.atomic():
-        if AddOn.objects.select_for_update().filter(team=team, name=name).exists():
-            raise AddOnError(f"Team {team.name} already has an add-on called {name}.")
-        check_addon_quota(team, float(cpu), memory)
-        addon = AddOn.objects.create(
-            team=team, name=name, kind=kind, cpu=cpu, memory_mb=memory, volume=volume_name(team.name, name),
-            password_encrypted=encrypt(secrets.token_urlsafe(24)),
-            database=name.replace("-", "_") if kind == Kind.POSTGRES else "",
-            created_by=created_by,
-        )
-        enqueue_on_commit("provision_addon", addon.id)
+    taken = AddOnError(f"Team {team.name} already has an add-on called {name}.")
+    if AddOn.objects.filter(team=team, name=name).exists():
+        raise taken
+    check_addon_quota(team, float(cpu), memory)
+    try:
+        with transaction.atomic():
+            addon = AddOn.objects.create(
+                team=team, name=name, kind=kind, cpu=cpu, memory_mb=memory, volume=volume_name(team.name, name),
+                password_encrypted=encrypt(secrets.token_urlsafe(24)),
+                database=name.replace("-", "_") if kind == Kind.POSTGRES else "",
+                created_by=created_by,
+            )
+    except IntegrityError:  # created by another request meanwhile
+        raise taken from None
+    enqueue_on_commit("provision_addon", addon.id)
     return addon
 
 
