@@ -82,6 +82,12 @@ def test_a_second_add_on_of_the_same_name_is_refused(as_, owner, web):
     assert "already has an add-on called db" in response.json()["error"]
 
 
+def test_a_service_cannot_take_an_add_ons_name(as_, owner, web):
+    created(as_, owner)
+    refused = as_(owner, "post", "/api/v1/teams/acme/services/", {"name": "db"})
+    assert refused.status_code == 400 and "has an add-on called db" in refused.json()["error"]
+
+
 def test_viewers_read_but_cannot_create_and_outsiders_see_nothing(as_, owner, viewer, outsider, web):
     created(as_, owner)
     assert as_(viewer, "get", f"{API}/addons/").json()[0]["name"] == "db"
