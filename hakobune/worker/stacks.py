@@ -117,7 +117,8 @@ class StackRecipe:
     path_prefix: str = ""
     # Files written into the root filesystem: (absolute path, content).
     files: tuple[tuple[str, str], ...] = ()
-    # Shell commands run inside the root filesystem once its packages and files are in.
+    # Shell scripts run inside the root filesystem once its packages and files are in
+    # (a package's metadata written, data directories owned by a service's own user).
     post_install: tuple[str, ...] = ()
 
 
@@ -155,6 +156,32 @@ mimetype.assign = (
   ".webmanifest" => "application/manifest+json", ".mp4" => "video/mp4",
   ".webm" => "video/webm", ".mp3" => "audio/mpeg", "" => "application/octet-stream",
 )
+"""
+
+# The add-ons' stacks run as the packages' own unprivileged users (postgres,
+# redis), never as root; their data directories are made in the image owned by
+# those users, so a fresh named volume mounted there starts with that owner.
+POSTGRES_ENTRY = """\
+#!/bin/sh
+# Hakobune PostgreSQL add-on: initialise $PGDATA on first start, then serve.
+set -eu
+bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+: "${PGDATA:=/var/lib/postgresql/data}"
+if [ ! -s "$PGDATA/PG_VERSION" ]; then
+    pwfile=$(mktemp)
+    printf '%s' "$POSTGRES_PASSWORD" > "$pwfile"
+    "$bin/initdb" -D "$PGDATA" -U "${POSTGRES_USER:-postgres}" --pwfile="$pwfile" -E UTF8 \\
+        --auth-local=trust --auth-host=scram-sha-256 >/dev/null
+    rm -f "$pwfile"
+    echo "host all all all scram-sha-256" >> "$PGDATA/pg_hba.conf"
+    "$bin/pg_ctl" -D "$PGDATA" -o "-c listen_addresses='' -k /tmp" -w start >/dev/null
+    if [ -n "${POSTGRES_DB:-}" ] && [ "$POSTGRES_DB" != "postgres" ]; then
+        "$bin/createdb" -h /tmp -U "${POSTGRES_USER:-postgres}" "$POSTGRES_DB"
+    fi
+    "$bin/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null
+    echo "PostgreSQL database initialised"
+fi
+exec "$bin/postgres" -D "$PGDATA" -c listen_addresses='*' -k /tmp
 """
 
 RECIPES: dict[str, StackRecipe] = {
@@ -226,6 +253,31 @@ RECIPES: dict[str, StackRecipe] = {
         version_package="lighttpd",
         display_name="lighttpd",
         files=(("/etc/lighttpd/hakobune.conf", LIGHTTPD_CONF),),
+    ),
+    # Add-ons (hakobune/platform/addons). bookworm carries PostgreSQL 15 and Redis 7.0.
+    "postgres": StackRecipe(
+        language="postgres",
+        packages=("postgresql-15", "ca-certificates"),
+        cmd=("/bin/sh", "/usr/local/lib/hakobune/postgres-entry.sh"),
+        version_probe=("/bin/sh", "-c", "/usr/lib/postgresql/*/bin/postgres --version | cut -d' ' -f3"),
+        version_package="postgresql-15",
+        display_name="PostgreSQL",
+        files=(("/usr/local/lib/hakobune/postgres-entry.sh", POSTGRES_ENTRY),),
+        post_install=(
+            "rm -rf /var/lib/postgresql/*/main /etc/postgresql/*/main\n"
+            "mkdir -p /var/lib/postgresql/data\n"
+            "chown postgres:postgres /var/lib/postgresql/data\n"
+            "chmod 700 /var/lib/postgresql/data\n",
+        ),
+    ),
+    "redis": StackRecipe(
+        language="redis",
+        packages=("redis-server", "redis-tools", "ca-certificates"),
+        cmd=("redis-server",),
+        version_probe=("/bin/sh", "-c", "/usr/bin/redis-server --version | sed 's/.* v=//; s/ .*//'"),
+        version_package="redis-server",
+        display_name="Redis",
+        post_install=("mkdir -p /data\nchown redis:redis /data\nchmod 700 /data\n",),
     ),
 }
 

@@ -9,6 +9,7 @@ from tests.conftest import APPS_DIR
 
 # app -> (stack, build stack), or the error detection raises.
 EXPECTED = {
+    "addon-client": ("python", ""),
     "chatty": ("python", ""),
     "django-static": ("python", ""),
     "dockerfile": ("dockerfile", ""),
