@@ -82,6 +82,20 @@ rule("detect.version_unavailable", U,
                   "these versions (or remove the version the app asks for), or ask your operator to add a stack that has it "
                   "(STACK_VARIANTS)."))
 
+# Builds (hakobune.worker.package_sources): an install whose package source did not answer.
+rule("build.source_unreachable", P,
+     gettext_noop("Installing the app's dependencies failed: %(tool)s could not reach %(source)s, where this host gets "
+                  "%(ecosystem)s (%(setting)s). This is not your app: an administrator sets %(setting)s to a mirror this "
+                  "host can reach; then deploy again."))
+rule("build.source_unreachable_package", P,
+     gettext_noop("Installing the app's dependencies failed: %(tool)s could not reach %(source)s to fetch %(package)s, "
+                  "where this host gets %(ecosystem)s (%(setting)s). This is not your app: an administrator sets "
+                  "%(setting)s to a mirror this host can reach; then deploy again."))
+rule("build.app_source_unreachable", U,
+     gettext_noop("Installing the app's dependencies failed: %(tool)s could not reach %(source)s, a package source the "
+                  "app's own files name (not this host's, which %(setting)s sets). Check that address, or take the "
+                  "package from the host's source."))
+
 # The pipeline's own.
 rule("pipeline.internal", P,
      gettext_noop("Hakobune failed while handling this build (an internal error, not your app). Deploy again."))

@@ -439,6 +439,20 @@ STACK_IMAGES = {
     # `languages`): no official image has both, so by default Hakobune's own
     # (hakobune/stack-python-node, built from Debian).
     "python-node": env("STACK_PYTHON_NODE_IMAGE", ""),
+    # Ruby and PHP: Hakobune's own by default (Debian's Ruby with Rack and Puma to
+    # serve a config.ru; PHP-FPM behind lighttpd), which no official image has.
+    "ruby": env("STACK_RUBY_IMAGE", ""),
+    "php": env("STACK_PHP_IMAGE", ""),
+}
+# Where builds install packages from (hakobune/worker/package_sources.py): empty
+# is each ecosystem's public source (pypi.org, registry.npmjs.org, rubygems.org,
+# repo.packagist.org); a host that cannot reach one names a mirror it can. A
+# build that fails because its source did not answer says which setting to change.
+PACKAGE_SOURCES = {
+    "pip": env("PIP_INDEX_URL", ""),
+    "npm": env("NPM_REGISTRY", ""),
+    "rubygems": env("RUBYGEMS_SOURCE", ""),
+    "composer": env("COMPOSER_REPOSITORY", ""),
 }
 
 # Runtime backends, chosen per service like Django's email backends.
@@ -651,6 +665,7 @@ IMAGE_BUILDERS = {
             "pids_limit": BUILD_PIDS_LIMIT,
             "disk_mb": BUILD_DISK_MB,
             "allowed_base_images": BUILD_ALLOWED_BASE_IMAGES,
+            "package_sources": PACKAGE_SOURCES,
         },
     },
 }

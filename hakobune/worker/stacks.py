@@ -38,6 +38,7 @@ import docker
 import docker.errors
 from docker.utils import parse_repository_tag
 
+from . import php_stack
 from .builders.base import BuildError
 
 __all__ = [
@@ -118,6 +119,23 @@ class StackRecipe:
     files: tuple[tuple[str, str], ...] = ()
 
 
+# The types lighttpd sends files with (the static and PHP stacks).
+LIGHTTPD_MIMETYPES = """\
+mimetype.assign = (
+  ".html" => "text/html; charset=utf-8", ".htm" => "text/html; charset=utf-8",
+  ".css" => "text/css; charset=utf-8", ".js" => "text/javascript; charset=utf-8",
+  ".mjs" => "text/javascript; charset=utf-8", ".json" => "application/json",
+  ".map" => "application/json", ".txt" => "text/plain; charset=utf-8",
+  ".xml" => "application/xml", ".svg" => "image/svg+xml", ".png" => "image/png",
+  ".jpg" => "image/jpeg", ".jpeg" => "image/jpeg", ".gif" => "image/gif",
+  ".webp" => "image/webp", ".avif" => "image/avif", ".ico" => "image/x-icon",
+  ".woff" => "font/woff", ".woff2" => "font/woff2", ".ttf" => "font/ttf",
+  ".otf" => "font/otf", ".wasm" => "application/wasm", ".pdf" => "application/pdf",
+  ".webmanifest" => "application/manifest+json", ".mp4" => "video/mp4",
+  ".webm" => "video/webm", ".mp3" => "audio/mpeg", "" => "application/octet-stream",
+)
+"""
+
 # The static stack serves files with lighttpd: a mature, small, event-driven
 # server from Debian (1.4.x), run unprivileged on $PORT with the configuration
 # below and the document root in $SITE_ROOT. It logs to stdout/stderr, writes
@@ -139,20 +157,7 @@ url.access-deny = ("~", ".inc")
 # Dot-files and dot-folders (.git, .env, .hakobune) are never served.
 $HTTP["url"] =~ "/\\." { url.access-deny = ("") }
 static-file.exclude-extensions = (".php", ".pl", ".cgi")
-mimetype.assign = (
-  ".html" => "text/html; charset=utf-8", ".htm" => "text/html; charset=utf-8",
-  ".css" => "text/css; charset=utf-8", ".js" => "text/javascript; charset=utf-8",
-  ".mjs" => "text/javascript; charset=utf-8", ".json" => "application/json",
-  ".map" => "application/json", ".txt" => "text/plain; charset=utf-8",
-  ".xml" => "application/xml", ".svg" => "image/svg+xml", ".png" => "image/png",
-  ".jpg" => "image/jpeg", ".jpeg" => "image/jpeg", ".gif" => "image/gif",
-  ".webp" => "image/webp", ".avif" => "image/avif", ".ico" => "image/x-icon",
-  ".woff" => "font/woff", ".woff2" => "font/woff2", ".ttf" => "font/ttf",
-  ".otf" => "font/otf", ".wasm" => "application/wasm", ".pdf" => "application/pdf",
-  ".webmanifest" => "application/manifest+json", ".mp4" => "video/mp4",
-  ".webm" => "video/webm", ".mp3" => "audio/mpeg", "" => "application/octet-stream",
-)
-"""
+""" + LIGHTTPD_MIMETYPES
 
 RECIPES: dict[str, StackRecipe] = {
     "python": StackRecipe(
@@ -200,6 +205,35 @@ RECIPES: dict[str, StackRecipe] = {
         version_package="python3",
         display_name="",
     ),
+    # Ruby with Bundler, and compilers and headers for gems with native code. Rack
+    # (with rackup), Puma and WEBrick from Debian serve a config.ru without a Gemfile.
+    "ruby": StackRecipe(
+        language="ruby",
+        packages=("ca-certificates",),
+        apt_packages=("ruby", "ruby-dev", "bundler", "build-essential", "git", "pkg-config", "libpq-dev",
+                      "libsqlite3-dev", "libyaml-dev", "zlib1g-dev", "ruby-rack", "puma", "ruby-webrick"),
+        cmd=("irb",),
+        version_probe=("/usr/bin/ruby", "-rbundler", "-e", 'print RUBY_VERSION, ", Bundler ", Bundler::VERSION'),
+        version_package="ruby",
+        display_name="Ruby",
+    ),
+    # PHP-FPM behind lighttpd (php_stack.py), Composer, and the extensions apps
+    # most often need.
+    "php": StackRecipe(
+        language="php",
+        packages=("ca-certificates",),
+        apt_packages=("php-cli", "php-fpm", "php-mbstring", "php-xml", "php-curl", "php-pgsql", "php-mysql",
+                      "php-sqlite3", "php-intl", "php-zip", "php-gd", "php-bcmath", "composer", "unzip", "git",
+                      "lighttpd"),
+        cmd=("php", "-a"),
+        version_probe=("/bin/sh", "-c", "echo \"$(php -r 'echo PHP_VERSION;'), Composer $(composer --version "
+                       "--no-ansi 2>/dev/null | sed -n 's/^Composer version \\([^ ]*\\).*/\\1/p')\""),
+        version_package="php-cli",
+        display_name="PHP",
+        files=((php_stack.LIGHTTPD_CONF_PATH, php_stack.LIGHTTPD_CONF + LIGHTTPD_MIMETYPES),
+               (php_stack.FPM_CONF_PATH, php_stack.FPM_CONF),
+               (php_stack.SERVER_PATH, php_stack.SERVER_SCRIPT)),
+    ),
     "static": StackRecipe(
         language="static",
         packages=("lighttpd", "ca-certificates"),
@@ -216,8 +250,8 @@ RECIPES: dict[str, StackRecipe] = {
 # suite has), to tell before a stack is built which version it will have. A
 # built stack's own label (VERSION_LABEL) wins over this.
 SUITE_VERSIONS: dict[str, dict[str, str]] = {
-    "bookworm": {"python": "3.11.2", "node": "18.20.4", "go": "1.23.5"},
-    "trixie": {"python": "3.13.5", "node": "20.19.2", "go": "1.24"},
+    "bookworm": {"python": "3.11.2", "node": "18.20.4", "go": "1.23.5", "ruby": "3.1.2", "php": "8.2"},
+    "trixie": {"python": "3.13.5", "node": "20.19.2", "go": "1.24", "ruby": "3.3.8", "php": "8.4"},
 }
 
 
@@ -769,7 +803,7 @@ def _debootstrap(recipe, *, suite, mirror, ca_path, cache_dir, base, tar_path, l
             target = rootfs / path.lstrip("/")
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(content)
-            target.chmod(0o644)
+            target.chmod(0o755 if path.startswith("/usr/local/bin/") else 0o644)
         if ca_path is not None:
             target = rootfs / CA_BUNDLE_PATH.lstrip("/")
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -809,13 +843,24 @@ def _apt_install(rootfs: Path, packages, *, suite, mirror, env, log, backports: 
         sources.write_text(f"deb {mirror} {suite}-backports main\n")
     apt_env = {**env, "DEBIAN_FRONTEND": "noninteractive"}
     target = ["-t", f"{suite}-backports"] if backports else []
+    # No service a package installs (php-fpm, lighttpd) is started in the root filesystem.
+    policy = rootfs / "usr/sbin/policy-rc.d"
+    policy.write_text("#!/bin/sh\nexit 101\n")
+    policy.chmod(0o755)
+    try:
+        _apt_get(rootfs, packages, target, suite=suite, backports=backports, env=apt_env, log=log)
+    finally:
+        policy.unlink()
+
+
+def _apt_get(rootfs: Path, packages, target: list[str], *, suite, backports: bool, env, log) -> None:
     for args in (
         ["chroot", str(rootfs), "apt-get", "update", "-q"],
         ["chroot", str(rootfs), "apt-get", "install", "-y", "-q", "--no-install-recommends", *target, *packages],
         ["chroot", str(rootfs), "apt-get", "clean"],
     ):
         log("$ " + " ".join(args[2:]))
-        returncode, tail = _run_streaming(args, log=log, timeout=DEBOOTSTRAP_TIMEOUT, env=apt_env)
+        returncode, tail = _run_streaming(args, log=log, timeout=DEBOOTSTRAP_TIMEOUT, env=env)
         if returncode != 0:
             raise StackError(
                 f"Installing {', '.join(packages)} from {suite}{'-backports' if backports else ''} failed "

@@ -15,6 +15,10 @@ The forms understood:
           >=3.11, >=3.10,<3.13, ~=3.11, ==3.12.*, !=3.12.0
   node    npm ranges: 20, 20.x, ^20.1, ~18.19, >=18 <21, 18 || 20, 18 - 20, *
   go      1.21 (go.mod's `go` line: that version or newer)
+  ruby    3.1 (that line), 3.1.2 (that release, as Bundler reads the Gemfile's
+          `ruby` line), and RubyGems requirements: ~> 3.1, >= 3.0, < 3.4, "a, b"
+  php     Composer constraints: ^8.1, ~8.2 (>= 8.2, < 9), 8.2.*, >=8.1 <8.4,
+          >=8.1,<8.4, ^7.4 || ^8.0, 8.1 - 8.3, *
 Anything else is not refused (the build says which version it got)."""
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from dataclasses import dataclass
 
 from .plan import BuildPlan, NoStackDetected
 
-NAMES = {"python": "Python", "node": "Node.js", "go": "Go"}
+NAMES = {"python": "Python", "node": "Node.js", "go": "Go", "ruby": "Ruby", "php": "PHP"}
 NUMBER = re.compile(r"^v?(\d+)(?:\.(\d+|[xX*]))?(?:\.(\d+|[xX*]))?$")
 COMPARATOR = re.compile(r"^(===|==|!=|~=|>=|<=|>|<|=|\^|~)?\s*(.+)$")
 
@@ -111,6 +115,10 @@ def satisfies(language: str, asked: str, have: str) -> bool | None:
                 # 3.12.4 asks for the 3.12 line: a stack has the release its Debian carries.
                 return _prefix(_need(asked)[:2], version)
             return all(_python_clause(clause.strip(), version) for clause in asked.split(",") if clause.strip())
+        if language == "ruby":
+            return all(_ruby_clause(clause.strip(), version) for clause in asked.split(",") if clause.strip())
+        if language == "php":
+            return any(_composer_set(part.strip(), version) for part in re.split(r"\|\|?", asked))
     except _Unreadable:
         return None
     return None
@@ -211,6 +219,47 @@ def _node_set(text: str, version: tuple[int, ...]) -> bool:
                 return False
         elif op == "~":
             if not _compare(">=", parts, version) or _pad(version) >= _bump(parts, min(1, len(parts) - 1)):
+                return False
+        elif not _compare(op, parts, version):
+            return False
+    return True
+
+
+def _ruby_clause(clause: str, version: tuple[int, ...]) -> bool:
+    """One RubyGems requirement: `~> 3.1` (>= 3.1, < 4), `~> 3.1.2` (>= 3.1.2,
+    < 3.2), `>= 3.0`, or a version, which means that release (3.1.2) or that
+    line (3.1)."""
+    match = COMPARATOR.match(clause.replace("~>", "~=", 1))
+    if not match:
+        raise _Unreadable(clause)
+    op, parts = match.group(1) or "=", _need(match.group(2).strip())
+    if op == "~=":
+        if len(parts) < 2:
+            return _compare(">=", parts, version)
+        return _pad(version) >= _pad(parts) and _prefix(parts[:-1], version)
+    return _compare(op, parts, version)
+
+
+def _composer_set(text: str, version: tuple[int, ...]) -> bool:
+    """One of Composer's AND sets: constraints separated by spaces or commas,
+    all to hold, or a hyphen range. Composer's `~8.2` is >= 8.2, < 9 (its last
+    given part may rise); `^8.1` is >= 8.1, < 9."""
+    if not text or text in ("*", "x"):
+        return True
+    hyphen = re.match(r"^(\S+)\s+-\s+(\S+)$", text)
+    if hyphen:
+        return _compare(">=", _need(hyphen[1]), version) and _compare("<=", _need(hyphen[2]), version)
+    tokens = [t for t in re.split(r"[\s,]+", re.sub(r"(>=|<=|!=|==|>|<|=|\^|~)\s+", r"\1", text)) if t]
+    for token in tokens:
+        match = COMPARATOR.match(token)
+        op, number = match.group(1) or "", match.group(2).strip()
+        parts = _need(re.sub(r"(\.\*)+$", "", number))
+        if op == "^":
+            major = 1 if parts[0] == 0 and len(parts) > 1 else 0
+            if not _compare(">=", parts, version) or _pad(version) >= _bump(parts, major):
+                return False
+        elif op == "~":
+            if not _compare(">=", parts, version) or _pad(version) >= _bump(parts, max(0, len(parts) - 2)):
                 return False
         elif not _compare(op, parts, version):
             return False
