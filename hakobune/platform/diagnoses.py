@@ -84,12 +84,12 @@ rule("detect.version_unavailable", U,
 
 # Builds (hakobune.worker.package_sources): an install whose package source did not answer.
 rule("build.source_unreachable", P,
-     gettext_noop("Installing the app's dependencies failed: %(tool)s could not reach %(source)s, where this host gets "
-                  "%(ecosystem)s (%(setting)s). This is not your app: an administrator sets %(setting)s to a mirror this "
+     gettext_noop("Installing the app's dependencies failed: %(tool)s could not reach %(source)s, the package source this "
+                  "host gives it (%(setting)s). This is not your app: an administrator sets %(setting)s to a mirror this "
                   "host can reach; then deploy again."))
 rule("build.source_unreachable_package", P,
      gettext_noop("Installing the app's dependencies failed: %(tool)s could not reach %(source)s to fetch %(package)s, "
-                  "where this host gets %(ecosystem)s (%(setting)s). This is not your app: an administrator sets "
+                  "the package source this host gives it (%(setting)s). This is not your app: an administrator sets "
                   "%(setting)s to a mirror this host can reach; then deploy again."))
 rule("build.app_source_unreachable", U,
      gettext_noop("Installing the app's dependencies failed: %(tool)s could not reach %(source)s, a package source the "

@@ -24,7 +24,6 @@ from .builders.base import BuildError
 
 @dataclass(frozen=True)
 class Source:
-    ecosystem: str  # what a person calls the packages: "Ruby gems"
     tool: str  # the tool that installs them
     setting: str  # the administrator's setting
     default: str  # the public source
@@ -33,13 +32,13 @@ class Source:
 
 
 SOURCES = {
-    "pip": Source("Python packages", "pip", "PIP_INDEX_URL", "https://pypi.org/simple",
+    "pip": Source("pip", "PIP_INDEX_URL", "https://pypi.org/simple",
                   ("pypi.org", "files.pythonhosted.org")),
-    "npm": Source("npm packages", "npm", "NPM_REGISTRY", "https://registry.npmjs.org/",
+    "npm": Source("npm", "NPM_REGISTRY", "https://registry.npmjs.org/",
                   ("registry.npmjs.org", "registry.yarnpkg.com")),
-    "rubygems": Source("Ruby gems", "Bundler", "RUBYGEMS_SOURCE", "https://rubygems.org/",
+    "rubygems": Source("Bundler", "RUBYGEMS_SOURCE", "https://rubygems.org/",
                        ("rubygems.org", "index.rubygems.org")),
-    "composer": Source("PHP packages", "Composer", "COMPOSER_REPOSITORY", "https://repo.packagist.org",
+    "composer": Source("Composer", "COMPOSER_REPOSITORY", "https://repo.packagist.org",
                        ("repo.packagist.org", "packagist.org", "api.github.com", "codeload.github.com", "github.com")),
 }
 
@@ -82,8 +81,7 @@ class Unreachable:
     @property
     def params(self) -> dict[str, str]:
         source = SOURCES[self.source_name]
-        return {"tool": source.tool, "source": self.source, "ecosystem": source.ecosystem,
-                "setting": source.setting, "package": self.package}
+        return {"tool": source.tool, "source": self.source, "setting": source.setting, "package": self.package}
 
     def in_english(self) -> str:
         p = self.params
@@ -93,7 +91,7 @@ class Unreachable:
                     "address, or take the package from the host's source.")
         fetching = f" to fetch {p['package']}" if p["package"] else ""
         return (f"Installing the app's dependencies failed: {p['tool']} could not reach {p['source']}{fetching}, "
-                f"where this host gets {p['ecosystem']} ({p['setting']}). This is not your app: an administrator "
+                f"the package source this host gives it ({p['setting']}). This is not your app: an administrator "
                 f"sets {p['setting']} to a mirror this host can reach; then deploy again.")
 
 

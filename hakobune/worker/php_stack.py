@@ -19,6 +19,8 @@ from __future__ import annotations
 
 SERVER = "hakobune-php-server"
 SERVER_PATH = f"/usr/local/bin/{SERVER}"
+# Heroku's PHP servers, as Procfiles name them (`web: heroku-php-apache2 public/`).
+HEROKU_SERVERS = ("heroku-php-apache2", "heroku-php-nginx")
 LIGHTTPD_CONF_PATH = "/etc/lighttpd/hakobune-php.conf"
 # With an index.php in the document root: a path that is not a file (and does
 # not end in /, which is a folder's index) goes to index.php.
@@ -107,4 +109,24 @@ kill -TERM "$web_pid" "$fpm_pid" 2>/dev/null
 wait
 [ -n "$stopping" ] && exit 0
 exit "$status"
+"""
+
+HEROKU_SERVER_SCRIPT = f"""\
+#!/bin/bash
+# Heroku's PHP server commands, as a Procfile names them: the document root they
+# are given, served by {SERVER}. Their options (Apache's or nginx's
+# configuration, PHP-FPM's, a php.ini, logs to follow) are not used.
+root=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -C|-F|-i|-l) shift 2 ;;
+    -*) shift ;;
+    *) root="$1"; shift ;;
+  esac
+done
+if [ -n "$root" ]; then
+  case "$root" in /*) ;; *) root="$PWD/$root" ;; esac
+  export DOCUMENT_ROOT="${{root%/}}"
+fi
+exec {SERVER_PATH}
 """

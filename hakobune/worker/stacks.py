@@ -232,7 +232,8 @@ RECIPES: dict[str, StackRecipe] = {
         display_name="PHP",
         files=((php_stack.LIGHTTPD_CONF_PATH, php_stack.LIGHTTPD_CONF + LIGHTTPD_MIMETYPES),
                (php_stack.FPM_CONF_PATH, php_stack.FPM_CONF),
-               (php_stack.SERVER_PATH, php_stack.SERVER_SCRIPT)),
+               (php_stack.SERVER_PATH, php_stack.SERVER_SCRIPT),
+               *((f"/usr/local/bin/{name}", php_stack.HEROKU_SERVER_SCRIPT) for name in php_stack.HEROKU_SERVERS)),
     ),
     "static": StackRecipe(
         language="static",

@@ -3,8 +3,8 @@ development ones, the autoloader optimised), or a plain folder with
 index.php or public/index.php. Served by PHP-FPM behind lighttpd (the PHP
 stack's `hakobune-php-server`, see worker/php_stack.py), from public/ when
 the app has one, else from the app's folder; a Procfile's `web:` line
-starts it instead (Heroku's `heroku-php-apache2 public/` and
-`heroku-php-nginx` are read as that server with that document root).
+starts it instead (the stack runs Heroku's `heroku-php-apache2 public/` and
+`heroku-php-nginx` as that server with that document root).
 
 The PHP version: composer.json's `require.php` (a Composer constraint).
 
@@ -25,7 +25,7 @@ LOOKS_FOR = "composer.json, index.php or public/index.php"
 
 SERVER = "hakobune-php-server"
 # Heroku's PHP servers in a Procfile: `heroku-php-apache2 -C conf public/`.
-HEROKU_SERVER = re.compile(r"^(?:vendor/bin/)?heroku-php-(?:apache2|nginx)(?P<options>(?:\s+-\w(?:\s+[^\s-]\S*)?)*)"
+HEROKU_SERVER = re.compile(r"^heroku-php-(?:apache2|nginx)(?P<options>(?:\s+-\w(?:\s+[^\s-]\S*)?)*)"
                            r"(?:\s+(?P<root>[\w./-]+))?\s*$")
 DOCUMENT_ROOT_FOLDERS = ("public",)
 # Packagist's packages from the host's mirror, when it sets one (package_sources.py).
@@ -82,21 +82,19 @@ def detect(src: Path, *, start_command: str = "") -> Detection | None:
 
     heroku = HEROKU_SERVER.match(start_command.strip()) if start_command else None
     if heroku:
+        # The PHP stack has commands of these names, which serve the folder they are given.
         root = (heroku["root"] or "").strip("/").removeprefix("./")
         env["DOCUMENT_ROOT"] = f"/app/{root}" if root else "/app"
-        start = SERVER
-        how = (f"the Procfile's `{start_command}` read as PHP-FPM behind lighttpd, serving "
+        how = (f"the Procfile's `{start_command}`, which the PHP stack runs as PHP-FPM behind lighttpd, serving "
                f"{root + '/' if root else 'the app folder'}")
         if heroku["options"].strip():
             notes.append(f"The options of `{start_command}` (server configuration files) are not used: Hakobune "
                          "serves the app with its own PHP-FPM and lighttpd settings.")
-        sources_start = {"start_command": "Procfile"}
     elif start_command:
-        start, how, sources_start = start_command, f"the app's own start command (`{start_command}`)", {}
+        how = f"the app's own start command (`{start_command}`)"
     else:
-        start = SERVER
         how = f"PHP-FPM behind lighttpd, serving {root + '/' if root else 'the app folder'}"
-        sources_start = {}
+    start = start_command or SERVER
 
     plan = BuildPlan(
         stack="php",
@@ -107,7 +105,7 @@ def detect(src: Path, *, start_command: str = "") -> Detection | None:
         env=env,
         build_env=dict(BUILD_ENV) if (install or build) else {},
         language_version=php_version,
-        sources={**sources, **sources_start},
+        sources=sources,
         notes=tuple(notes),
     )
     if packages:

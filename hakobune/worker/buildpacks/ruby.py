@@ -99,7 +99,7 @@ def _with_gemfile(src: Path, start_command: str) -> Detection | None:
             release = "bundle exec rails db:migrate"
             how += "; its migrations run in the release phase (`rails db:migrate`)"
     elif is_file(src, "config.ru"):
-        start, how = f"bundle exec {RACKUP}", "config.ru with `bundle exec rackup`"
+        start, how = f"bundle exec {RACKUP}", "`bundle exec rackup` (config.ru)"
         if "rack" not in gems and not gems & {"sinatra", "roda", "hanami", "grape", "rails"}:
             notes.append("`bundle exec rackup` needs Rack in the bundle: add `gem \"rack\"` (and `gem \"rackup\"` for "
                          "Rack 3) to the Gemfile.")
