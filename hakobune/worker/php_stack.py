@@ -10,7 +10,7 @@ the runtime sees one process that serves or has stopped. PHP-FPM keeps
 $WEB_CONCURRENCY (default 4) workers at most, started on demand: that many
 requests run PHP at once, while lighttpd goes on serving files.
 
-The document root is $DOCUMENT_ROOT: the app's public/ when it has one
+The document root is $SITE_ROOT (as on the static stack): the app's public/ when it has one
 (Laravel, Symfony, Slim), else the app's folder. When it holds an index.php,
 a request for a path that is not a file goes to index.php (a front
 controller), as on other platforms."""
@@ -22,6 +22,7 @@ SERVER_PATH = f"/usr/local/bin/{SERVER}"
 # Heroku's PHP servers, as Procfiles name them (`web: heroku-php-apache2 public/`).
 HEROKU_SERVERS = ("heroku-php-apache2", "heroku-php-nginx")
 LIGHTTPD_CONF_PATH = "/etc/lighttpd/hakobune-php.conf"
+STATIC_CONF_PATH = "/etc/lighttpd/hakobune.conf"
 # With an index.php in the document root: a path that is not a file (and does
 # not end in /, which is a folder's index) goes to index.php.
 FRONT_CONTROLLER = 'url.rewrite-if-not-file = ("^/[^?]*[^/?](\\?|$)" => "/index.php${url.path}${qsa}")'
@@ -29,30 +30,21 @@ FRONT_CONTROLLER = 'url.rewrite-if-not-file = ("^/[^?]*[^/?](\\?|$)" => "/index.
 FPM_CONF_PATH = "/etc/hakobune/php-fpm.conf"
 FPM_SOCKET = "/tmp/php-fpm.sock"
 
-# Followed by stacks.LIGHTTPD_MIMETYPES.
+# The static stack's settings (stacks.LIGHTTPD_CONF, at STATIC_CONF_PATH in this
+# stack too: $SITE_ROOT on $PORT, logs, dot-files denied, .php never sent as a file),
+# and .php files run in PHP-FPM.
 LIGHTTPD_CONF = f"""\
-# Hakobune PHP stack: serves $DOCUMENT_ROOT on 0.0.0.0:$PORT; .php files run in PHP-FPM.
-server.modules = ("mod_access", "mod_indexfile", "mod_rewrite", "mod_fastcgi", "mod_staticfile", "mod_accesslog")
-server.document-root = env.DOCUMENT_ROOT
-server.port = env.PORT
-server.bind = "0.0.0.0"
-server.tag = ""
-server.upload-dirs = ("/tmp")
-server.errorlog = "/dev/stderr"
-accesslog.filename = "/dev/stdout"
-server.follow-symlink = "disable"
-index-file.names = ("index.php", "index.html", "index.htm")
-url.access-deny = ("~", ".inc")
-# Dot-files and dot-folders (.git, .env, .hakobune) are never served, nor, when the
-# document root is the app's folder, its dependencies and manifests.
-$HTTP["url"] =~ "/\\." {{ url.access-deny = ("") }}
+# Hakobune PHP stack: serves $SITE_ROOT on 0.0.0.0:$PORT; .php files run in PHP-FPM.
+include "{STATIC_CONF_PATH}"
+server.modules += ("mod_rewrite", "mod_fastcgi")
+index-file.names += ("index.php")
+# When the document root is the app's folder, its dependencies and manifests are not served.
 $HTTP["url"] =~ "^/(vendor|node_modules)/|^/(composer\\.(json|lock)|Procfile|hakobune\\.toml)$" {{ url.access-deny = ("") }}
 fastcgi.server = (".php" => ((
   "socket" => "{FPM_SOCKET}",
   "check-local" => "enable",
   "broken-scriptfilename" => "enable",
 )))
-static-file.exclude-extensions = (".php", ".phtml", ".inc")
 """
 
 FPM_CONF = f"""\
@@ -83,7 +75,7 @@ SERVER_SCRIPT = f"""\
 # Hakobune PHP stack: PHP-FPM, then lighttpd in front of it; when either stops,
 # the other is stopped and this exits with its status.
 set -u
-export PORT="${{PORT:-8080}}" DOCUMENT_ROOT="${{DOCUMENT_ROOT:-/app}}"
+export PORT="${{PORT:-8080}}" SITE_ROOT="${{SITE_ROOT:-/app}}"
 export PHP_FPM_MAX_CHILDREN="${{WEB_CONCURRENCY:-4}}"
 fpm=$(ls /usr/sbin/php-fpm* | head -n 1)
 rm -f {FPM_SOCKET}
@@ -95,7 +87,7 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 conf={LIGHTTPD_CONF_PATH}
-if [ -f "$DOCUMENT_ROOT/index.php" ]; then
+if [ -f "$SITE_ROOT/index.php" ]; then
   conf=/tmp/lighttpd-php.conf
   printf '%s\\n' 'include "{LIGHTTPD_CONF_PATH}"' '{FRONT_CONTROLLER}' > "$conf"
 fi
@@ -126,7 +118,7 @@ while [ $# -gt 0 ]; do
 done
 if [ -n "$root" ]; then
   case "$root" in /*) ;; *) root="$PWD/$root" ;; esac
-  export DOCUMENT_ROOT="${{root%/}}"
+  export SITE_ROOT="${{root%/}}"
 fi
 exec {SERVER_PATH}
 """

@@ -230,7 +230,7 @@ RECIPES: dict[str, StackRecipe] = {
                        "--no-ansi 2>/dev/null | sed -n 's/^Composer version \\([^ ]*\\).*/\\1/p')\""),
         version_package="php-cli",
         display_name="PHP",
-        files=((php_stack.LIGHTTPD_CONF_PATH, php_stack.LIGHTTPD_CONF + LIGHTTPD_MIMETYPES),
+        files=((php_stack.STATIC_CONF_PATH, LIGHTTPD_CONF), (php_stack.LIGHTTPD_CONF_PATH, php_stack.LIGHTTPD_CONF),
                (php_stack.FPM_CONF_PATH, php_stack.FPM_CONF),
                (php_stack.SERVER_PATH, php_stack.SERVER_SCRIPT),
                *((f"/usr/local/bin/{name}", php_stack.HEROKU_SERVER_SCRIPT) for name in php_stack.HEROKU_SERVERS)),

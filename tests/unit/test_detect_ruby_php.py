@@ -147,7 +147,7 @@ def test_a_composer_json_of_php_and_extensions_only_installs_nothing_and_serves_
     assert plan.build_commands == ("composer dump-autoload --no-dev --optimize --no-interaction",), \
         "its own classes are autoloaded"
     assert plan.start_command == "hakobune-php-server"
-    assert plan.env["DOCUMENT_ROOT"] == "/app/public"
+    assert plan.env["SITE_ROOT"] == "/app/public"
     assert ("found composer.json that requires only PHP and its extensions (php, ext-mbstring, ext-pdo_sqlite): "
             "nothing to install, served by PHP-FPM behind lighttpd, serving public/") in detection.reason
     assert plan.language_version == ">=8.1" and plan.sources["language_version"] == "composer.json require.php"
@@ -156,7 +156,7 @@ def test_a_composer_json_of_php_and_extensions_only_installs_nothing_and_serves_
 def test_a_plain_folder_of_php_is_served_from_the_folder():
     detection = detect(APPS_DIR / "php-plain")
     assert detection.stack == "php"
-    assert detection.plan.env["DOCUMENT_ROOT"] == "/app"
+    assert detection.plan.env["SITE_ROOT"] == "/app"
     assert detection.reason == ("found index.php and no composer.json (nothing to install), served by PHP-FPM behind "
                                 "lighttpd, serving the app folder")
 
@@ -200,7 +200,7 @@ def test_herokus_php_servers_in_a_procfile_are_read_as_the_stacks_server(tmp_pat
     tree(tmp_path, {"composer.json": "{}", "web/index.php": "<?php\n", "Procfile": f"web: {command}\n"})
     detection = detect(tmp_path)
     assert detection.plan.start_command == command, "the PHP stack has a command of that name"
-    assert detection.plan.env["DOCUMENT_ROOT"] == root
+    assert detection.plan.env["SITE_ROOT"] == root
     assert f"the Procfile's `{command}`, which the PHP stack runs as PHP-FPM behind lighttpd" in detection.reason
 
 

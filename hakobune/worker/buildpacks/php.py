@@ -58,7 +58,7 @@ def detect(src: Path, *, start_command: str = "") -> Detection | None:
     locked = is_file(src, "composer.lock")
 
     root = next((folder for folder in DOCUMENT_ROOT_FOLDERS if is_file(src, f"{folder}/index.php")), "")
-    env = {"DOCUMENT_ROOT": f"/app/{root}" if root else "/app"}
+    env = {"SITE_ROOT": f"/app/{root}" if root else "/app"}
     sources = {"language_version": "composer.json require.php"} if php_version else {}
     notes = []
     install: tuple[str, ...] = ()
@@ -84,7 +84,7 @@ def detect(src: Path, *, start_command: str = "") -> Detection | None:
     if heroku:
         # The PHP stack has commands of these names, which serve the folder they are given.
         root = (heroku["root"] or "").strip("/").removeprefix("./")
-        env["DOCUMENT_ROOT"] = f"/app/{root}" if root else "/app"
+        env["SITE_ROOT"] = f"/app/{root}" if root else "/app"
         how = (f"the Procfile's `{start_command}`, which the PHP stack runs as PHP-FPM behind lighttpd, serving "
                f"{root + '/' if root else 'the app folder'}")
         if heroku["options"].strip():

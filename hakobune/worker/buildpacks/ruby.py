@@ -130,23 +130,9 @@ def _with_gemfile(src: Path, start_command: str) -> Detection | None:
 
 
 def _rack_only(src: Path) -> Detection:
-    """A config.ru and no Gemfile: nothing to install; the stack's Rack (from
-    Debian) runs it on Puma."""
-    version, version_source = _ruby_version(src, "")
-    plan = BuildPlan(
-        stack="ruby",
-        start_command=RACKUP,
-        env={"RACK_ENV": "production"},
-        language_version=version,
-        sources={"language_version": version_source} if version else {},
-        notes=("Hakobune found no Gemfile, so no gem is installed: the app runs on the stack's own Rack and Puma "
-               "(from Debian). Add a Gemfile when it needs other gems.",),
-    )
-    reason = ("found config.ru and no Gemfile (nothing to install), served by the stack's Rack and Puma "
-              f"(`{RACKUP}`)")
-    if version:
-        reason += f"; it asks for Ruby {version} ({version_source})"
-    return Detection(stack="ruby", reason=reason, plan=plan)
+    """A config.ru and no Gemfile: the stack's Rack (from Debian) runs it on Puma."""
+    return _without_gemfile(src, RACKUP, f"found config.ru and no Gemfile (nothing to install), served by the "
+                                         f"stack's Rack and Puma (`{RACKUP}`)")
 
 
 def _procfile_only(src: Path, start_command: str) -> Detection | None:
@@ -159,17 +145,21 @@ def _procfile_only(src: Path, start_command: str) -> Detection | None:
         return None
     if "bundle exec" in start_command:
         return None  # Bundler needs a Gemfile
+    return _without_gemfile(src, start_command, f"found no Gemfile (nothing to install) and a start command that "
+                                                f"runs Ruby (`{start_command}`)")
+
+
+def _without_gemfile(src: Path, start: str, reason: str) -> Detection:
     version, version_source = _ruby_version(src, "")
     plan = BuildPlan(
         stack="ruby",
-        start_command=start_command,
+        start_command=start,
         env={"RACK_ENV": "production"},
         language_version=version,
         sources={"language_version": version_source} if version else {},
         notes=("Hakobune found no Gemfile, so no gem is installed: the app has Ruby's standard library and the "
                "stack's Rack, Puma and WEBrick (from Debian). Add a Gemfile when it needs other gems.",),
     )
-    reason = f"found no Gemfile (nothing to install) and a start command that runs Ruby (`{start_command}`)"
     if version:
         reason += f"; it asks for Ruby {version} ({version_source})"
     return Detection(stack="ruby", reason=reason, plan=plan)
