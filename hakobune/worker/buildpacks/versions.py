@@ -118,7 +118,7 @@ def satisfies(language: str, asked: str, have: str) -> bool | None:
         if language == "ruby":
             return all(_ruby_clause(clause.strip(), version) for clause in asked.split(",") if clause.strip())
         if language == "php":
-            return any(_composer_set(part.strip(), version) for part in re.split(r"\|\|?", asked))
+            return any(_node_set(part.strip(), version, composer=True) for part in re.split(r"\|\|?", asked))
     except _Unreadable:
         return None
     return None
@@ -200,25 +200,28 @@ def _python_clause(clause: str, version: tuple[int, ...]) -> bool:
     return _compare(op, _need(text.removesuffix(".*")), version)
 
 
-def _node_set(text: str, version: tuple[int, ...]) -> bool:
+def _node_set(text: str, version: tuple[int, ...], *, composer: bool = False) -> bool:
     """One of npm's comparator sets: space-separated comparators, all to hold,
-    or a hyphen range."""
+    or a hyphen range. With `composer`, one of Composer's: commas separate
+    too, and `~8.2` lets its last given part rise (>= 8.2, < 9) where npm's
+    `~18.19` keeps the minor (< 18.20)."""
     if not text or text in ("*", "x", "X"):
         return True
     hyphen = re.match(r"^(\S+)\s+-\s+(\S+)$", text)
     if hyphen:
         return _compare(">=", _need(hyphen[1]), version) and _compare("<=", _need(hyphen[2]), version)
-    tokens = re.findall(r"(?:===|==|>=|<=|>|<|=|\^|~)?\s*v?[\dxX*][\w.*]*", text)
+    tokens = re.findall(r"(?:===|==|!=|>=|<=|>|<|=|\^|~)?\s*v?[\dxX*][\w.*]*", text)
     if not tokens:
         raise _Unreadable(text)
     for token in tokens:
         match = COMPARATOR.match(token.strip())
-        op, parts = match.group(1) or "", _need(match.group(2).strip())
+        op, parts = match.group(1) or "", _need(re.sub(r"(\.\*)+$", "", match.group(2).strip()))
         if op == "^":
             if not _compare(">=", parts, version) or _pad(version) >= _bump(parts, 0):
                 return False
         elif op == "~":
-            if not _compare(">=", parts, version) or _pad(version) >= _bump(parts, min(1, len(parts) - 1)):
+            rises = max(0, len(parts) - 2) if composer else min(1, len(parts) - 1)
+            if not _compare(">=", parts, version) or _pad(version) >= _bump(parts, rises):
                 return False
         elif not _compare(op, parts, version):
             return False
@@ -238,29 +241,3 @@ def _ruby_clause(clause: str, version: tuple[int, ...]) -> bool:
             return _compare(">=", parts, version)
         return _pad(version) >= _pad(parts) and _prefix(parts[:-1], version)
     return _compare(op, parts, version)
-
-
-def _composer_set(text: str, version: tuple[int, ...]) -> bool:
-    """One of Composer's AND sets: constraints separated by spaces or commas,
-    all to hold, or a hyphen range. Composer's `~8.2` is >= 8.2, < 9 (its last
-    given part may rise); `^8.1` is >= 8.1, < 9."""
-    if not text or text in ("*", "x"):
-        return True
-    hyphen = re.match(r"^(\S+)\s+-\s+(\S+)$", text)
-    if hyphen:
-        return _compare(">=", _need(hyphen[1]), version) and _compare("<=", _need(hyphen[2]), version)
-    tokens = [t for t in re.split(r"[\s,]+", re.sub(r"(>=|<=|!=|==|>|<|=|\^|~)\s+", r"\1", text)) if t]
-    for token in tokens:
-        match = COMPARATOR.match(token)
-        op, number = match.group(1) or "", match.group(2).strip()
-        parts = _need(re.sub(r"(\.\*)+$", "", number))
-        if op == "^":
-            major = 1 if parts[0] == 0 and len(parts) > 1 else 0
-            if not _compare(">=", parts, version) or _pad(version) >= _bump(parts, major):
-                return False
-        elif op == "~":
-            if not _compare(">=", parts, version) or _pad(version) >= _bump(parts, max(0, len(parts) - 2)):
-                return False
-        elif not _compare(op, parts, version):
-            return False
-    return True
