@@ -143,9 +143,9 @@ def test_a_composer_json_of_php_and_extensions_only_installs_nothing_and_serves_
     detection = detect(APPS_DIR / "php-hello")
     plan = detection.plan
     assert detection.stack == "php"
-    assert plan.install_commands == () and plan.dependency_files == ()
-    assert plan.build_commands == ("composer dump-autoload --no-dev --optimize --no-interaction",), \
-        "its own classes are autoloaded"
+    assert plan.install_commands == ("composer dump-autoload --no-dev --optimize --no-interaction",), \
+        "its own classes are autoloaded, by their PSR-4 paths: nothing to run again when the code changes"
+    assert plan.dependency_files == ("composer.json",) and plan.build_commands == ()
     assert plan.start_command == "hakobune-php-server"
     assert plan.env["SITE_ROOT"] == "/app/public"
     assert ("found composer.json that requires only PHP and its extensions (php, ext-mbstring, ext-pdo_sqlite): "
@@ -161,19 +161,33 @@ def test_a_plain_folder_of_php_is_served_from_the_folder():
                                 "lighttpd, serving the app folder")
 
 
-def test_composer_packages_are_installed_before_the_code_and_autoloaded_after(tmp_path):
-    tree(tmp_path, {"composer.json": json.dumps({"require": {"php": "^8.2", "slim/slim": "^4.14"}}),
+def test_composer_packages_and_the_autoloader_are_made_before_the_code(tmp_path):
+    tree(tmp_path, {"composer.json": json.dumps({"require": {"php": "^8.2", "slim/slim": "^4.14"},
+                                                 "autoload": {"psr-4": {"App\\": "src/"}}}),
                     "composer.lock": "{}", "public/index.php": "<?php\n"})
     detection = detect(tmp_path)
     plan = detection.plan
     assert plan.dependency_files == ("composer.json", "composer.lock")
-    assert "composer install --no-dev --no-interaction --no-progress --no-scripts --no-autoloader" \
-        in plan.install_commands[0]
-    assert plan.build_commands == ("composer dump-autoload --no-dev --optimize --no-interaction",)
+    assert plan.install_commands[0].endswith("composer install --no-dev --no-interaction --no-progress --no-scripts "
+                                             "--optimize-autoloader --prefer-dist")
+    assert plan.build_commands == (), "a code change reuses the packages and their autoloader"
     assert plan.build_env["COMPOSER_ALLOW_SUPERUSER"] == "1"
     assert "found composer.json with 1 package (composer.lock), installed with Composer" in detection.reason
     dockerfile = plan.dockerfile("hakobune/stack-php:bookworm")
-    assert dockerfile.index("composer install") < dockerfile.index("COPY . .") < dockerfile.index("dump-autoload")
+    assert dockerfile.index("composer install") < dockerfile.index("COPY . .")
+
+
+@pytest.mark.parametrize("composer", [
+    {"require": {"laravel/framework": "^11.0"}, "scripts": {"post-autoload-dump": ["@php artisan package:discover"]}},
+    {"require": {"slim/slim": "^4.14"}, "autoload": {"classmap": ["database/"]}},
+    {"autoload": {"classmap": ["lib/"]}},
+])
+def test_composer_scripts_and_a_classmap_run_after_the_code(tmp_path, composer):
+    tree(tmp_path, {"composer.json": json.dumps(composer), "composer.lock": "{}", "public/index.php": "<?php\n"})
+    plan = detect(tmp_path).plan
+    assert plan.build_commands == ("composer dump-autoload --no-dev --optimize --no-interaction",)
+    dockerfile = plan.dockerfile("hakobune/stack-php:bookworm")
+    assert dockerfile.index("COPY . .") < dockerfile.index("dump-autoload")
 
 
 def test_a_composer_json_without_its_lock_gets_advice(tmp_path):

@@ -1,5 +1,6 @@
 """PHP apps: composer.json (its packages installed with Composer, without the
-development ones, the autoloader optimised), or a plain folder with
+development ones, the autoloader optimised; Composer's install scripts and a
+classmap, which need the app's code, run after it is copied), or a plain folder with
 index.php or public/index.php. Served by PHP-FPM behind lighttpd (the PHP
 stack's `hakobune-php-server`, see worker/php_stack.py), from public/ when
 the app has one, else from the app's folder; a Procfile's `web:` line
@@ -31,10 +32,14 @@ DOCUMENT_ROOT_FOLDERS = ("public",)
 # Packagist's packages from the host's mirror, when it sets one (package_sources.py).
 USE_MIRROR = ('if [ -n "${COMPOSER_REPOSITORY:-}" ]; then composer config --global repos.packagist composer '
               '"$COMPOSER_REPOSITORY"; fi')
-# The packages only: the scripts and the autoloader need the app's code (the build step).
+# The packages, and the autoloader: optimised for the packages' classes, the app's
+# own found by their PSR-4 paths when asked for (the code is not copied yet).
 INSTALL = (f"{USE_MIRROR} && composer install --no-dev --no-interaction --no-progress --no-scripts "
-           "--no-autoloader --prefer-dist")
+           "--optimize-autoloader --prefer-dist")
 AUTOLOADER = "composer dump-autoload --no-dev --optimize --no-interaction"
+# What needs the app's code, so runs after it is copied (a code change runs it again):
+# the scripts Composer runs at install (Laravel's package discovery) and a classmap.
+SCRIPTS_AFTER_CODE = ("post-install-cmd", "post-autoload-dump")
 BUILD_ENV = {
     "COMPOSER_ALLOW_SUPERUSER": "1",
     "COMPOSER_HOME": "/tmp/composer",
@@ -64,15 +69,19 @@ def detect(src: Path, *, start_command: str = "") -> Detection | None:
     install: tuple[str, ...] = ()
     build: tuple[str, ...] = ()
     dependency_files: tuple[str, ...] = ()
+    autoload = composer.get("autoload") if isinstance(composer.get("autoload"), dict) else None
+    scripts = composer.get("scripts") if isinstance(composer.get("scripts"), dict) else {}
+    after_code = bool(set(SCRIPTS_AFTER_CODE) & set(scripts)) or bool(autoload and autoload.get("classmap"))
     if packages:
         install = (INSTALL,)
-        build = (AUTOLOADER,)
         dependency_files = ("composer.json", "composer.lock") if locked else ("composer.json",)
         if not locked:
             notes.append("Commit your composer.lock (run `composer update`) so every build installs the same package "
                          "versions; without it the build resolves them again.")
-    elif has_composer and isinstance(composer.get("autoload"), dict):
-        build = (AUTOLOADER,)  # the app's own classes, nothing to download
+    elif autoload is not None and not after_code:
+        install, dependency_files = (AUTOLOADER,), ("composer.json",)  # the app's own classes, nothing to download
+    if after_code and (packages or autoload is not None):
+        build = (AUTOLOADER,)
     if has_composer:
         missing = [name for name in extensions if name.removeprefix("ext-").lower() not in STACK_EXTENSIONS]
         if missing:
