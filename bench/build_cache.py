@@ -197,7 +197,7 @@ def markdown(report: dict, runs: int, cold_runs: int) -> str:
         "",
         "Each build is what the pipeline's build step does: detect, digest the source, write the context, "
         "tag by content, build. *cold* builds every layer (`nocache`), so dependencies are downloaded from "
-        "PyPI / the npm registry (through this host's proxy; ruby-rack and php-hello install nothing); *no change* is the same source deployed again "
+        "PyPI / the npm registry (through this host's proxy; ruby-rack and php-hello download nothing); *no change* is the same source deployed again "
         "(its content tag exists: the image is reused); *no change, through docker build* is the same source "
         "under a new tag, every layer from the cache; *code change* appends one line to the app's code.",
         "",
