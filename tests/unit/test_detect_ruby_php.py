@@ -46,9 +46,8 @@ def test_a_gemfile_with_its_lock_is_installed_in_deployment_mode_outside_the_cod
     assert plan.install_commands[0].endswith("bundle install --jobs 4")
     assert plan.env["BUNDLE_DEPLOYMENT"] == "1" and plan.env["BUNDLE_PATH"] == "/opt/bundle"
     assert plan.env["BUNDLE_WITHOUT"] == "development:test"
-    assert plan.start_command == "bundle exec rackup --port $PORT --host 0.0.0.0"
-    assert "found a Gemfile with Gemfile.lock (Bundler, deployment mode), started with `bundle exec rackup`" \
-        in detection.reason
+    assert plan.start_command == "bundle exec puma --bind tcp://0.0.0.0:$PORT"
+    assert "found a Gemfile with Gemfile.lock (Bundler, deployment mode), started with Puma" in detection.reason
     assert plan.notes == ()
     # The gems stay in their layer on a code-only change: the Dockerfile copies the code after them.
     dockerfile = plan.dockerfile("hakobune/stack-ruby:bookworm")
@@ -62,6 +61,7 @@ def test_a_gemfile_without_its_lock_or_puma_gets_advice(tmp_path):
     assert "no Gemfile.lock (Bundler resolves the versions)" in detection.reason
     assert any("Commit your Gemfile.lock" in note for note in detection.plan.notes)
     assert any('Add `gem "puma"`' in note for note in detection.plan.notes)
+    assert detection.plan.start_command == "bundle exec rackup --port $PORT --host 0.0.0.0"
 
 
 def test_a_rails_app_runs_rails_server_precompiles_its_assets_and_migrates_in_the_release_phase(tmp_path):

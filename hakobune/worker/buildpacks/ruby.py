@@ -2,7 +2,8 @@
 Gemfile.lock is there, gems in /opt/bundle, without the development and test
 groups), or a config.ru alone (served by the stack's Rack and Puma, from
 Debian, with nothing to install). Started by the Procfile's `web:` line, else
-Rails' server for a Rails app, else `rackup` for a config.ru.
+Rails' server for a Rails app, else Puma (or `rackup` when the Gemfile has no
+Puma) for a config.ru.
 
 The Ruby version: the Gemfile's `ruby` line (Bundler's rules: "3.1.2" is that
 release), else .ruby-version (its line: 3.1.4 asks for 3.1).
@@ -98,14 +99,16 @@ def _with_gemfile(src: Path, start_command: str) -> Detection | None:
         if walk(src / "db" / "migrate", "*.rb", max_depth=0) and not (src / "db").is_symlink():
             release = "bundle exec rails db:migrate"
             how += "; its migrations run in the release phase (`rails db:migrate`)"
+    elif is_file(src, "config.ru") and "puma" in gems:
+        # Puma reads config.ru itself (and config/puma.rb), whatever the Rack version.
+        start, how = "bundle exec puma --bind tcp://0.0.0.0:$PORT", "Puma (`bundle exec puma`, config.ru)"
     elif is_file(src, "config.ru"):
         start, how = f"bundle exec {RACKUP}", "`bundle exec rackup` (config.ru)"
         if "rack" not in gems and not gems & {"sinatra", "roda", "hanami", "grape", "rails"}:
             notes.append("`bundle exec rackup` needs Rack in the bundle: add `gem \"rack\"` (and `gem \"rackup\"` for "
                          "Rack 3) to the Gemfile.")
-        if "puma" not in gems:
-            notes.append("Add `gem \"puma\"` to the Gemfile: rackup then serves with Puma, a server for production "
-                         "(without it, with WEBrick, one request at a time).")
+        notes.append("Add `gem \"puma\"` to the Gemfile: Hakobune then serves config.ru with Puma, a server for "
+                     "production (rackup without it serves with WEBrick, one request at a time).")
     else:
         return None
     dependency_files = ["Gemfile"] + (["Gemfile.lock"] if locked else [])
