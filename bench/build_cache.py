@@ -1,7 +1,9 @@
 """How fast do app images rebuild? For flask-hello, node-express,
-python-npm-assets (Python with its stylesheet built by npm) and java-maven
-(Maven, from the plugins Debian packages), straight against the Docker
-Engine with hakobune.worker.builder (no portal, no worker):
+python-npm-assets (Python with its stylesheet built by npm), java-maven
+(Maven, from the plugins Debian packages), ruby-rack (a config.ru on the Ruby
+stack) and php-hello (PHP-FPM behind lighttpd, its autoloader made after the
+code), straight against the Docker Engine with hakobune.worker.builder (no
+portal, no worker):
 
   cold          every layer built (nocache): dependencies downloaded and installed
   no change     the same source again: the content tag exists, the image is reused
@@ -11,7 +13,7 @@ Engine with hakobune.worker.builder (no portal, no worker):
                 the code layer (and what follows it) is rebuilt
 
 Each is run --runs times (cold: --cold-runs); the median and the range are
-reported. Needs the stacks on this host (python manage.py stack ensure python|node|python-node|java).
+reported. Needs the stacks on this host (python manage.py stack ensure python|node|python-node|java|ruby|php).
 Java's rebuild has no target of its own: it is recorded as measured.
 
     .venv/bin/python bench/build_cache.py [--runs 7] [--cold-runs 3] [--record]
@@ -49,6 +51,10 @@ APPS = {
     "python-npm-assets": ("app.py", "# change {n}\n"),
     # A code change runs `mvn package` again (the dependencies and plugins are the layer before).
     "java-maven": ("src/main/java/hello/Main.java", "// change {n}\n"),
+    # No Gemfile: nothing to install (rubygems.org is not reachable here).
+    "ruby-rack": ("config.ru", "# change {n}\n"),
+    # composer.json of PHP and extensions only; a code change runs the autoloader's step again.
+    "php-hello": ("public/index.php", "// change {n}\n"),
 }
 # Apps whose rebuilds are recorded as measured, without the 1 s target.
 MEASURED_ONLY = {"java-maven"}
@@ -60,6 +66,8 @@ IMAGES = {
     "static": os.environ.get("STACK_STATIC_IMAGE", ""),
     "python-node": "",
     "java": os.environ.get("STACK_JAVA_IMAGE", ""),
+    "ruby": os.environ.get("STACK_RUBY_IMAGE", ""),
+    "php": os.environ.get("STACK_PHP_IMAGE", ""),
 }
 SECTION = "## Build cache"
 
@@ -132,7 +140,7 @@ def run_app(client, app: str, runs: int, cold_runs: int, workdir: Path) -> dict:
             bench.change_code(i)
             seconds, built, lines = bench.build()
             assert not built.reused
-            install_cached = _install_step_cached(lines)
+            install_cached = _install_step_cached(lines) if detect(bench.src).plan.install_commands else None
             checks.setdefault("dependency layer reused on code change", []).append(install_cached)
             results["code change"].append(seconds)
     finally:
@@ -196,7 +204,7 @@ def markdown(report: dict, runs: int, cold_runs: int) -> str:
         "",
         "Each build is what the pipeline's build step does: detect, digest the source, write the context, "
         "tag by content, build. *cold* builds every layer (`nocache`), so dependencies are downloaded from "
-        "PyPI / the npm registry (through this host's proxy); *no change* is the same source deployed again "
+        "PyPI / the npm registry (through this host's proxy; ruby-rack and php-hello download nothing); *no change* is the same source deployed again "
         "(its content tag exists: the image is reused); *no change, through docker build* is the same source "
         "under a new tag, every layer from the cache; *code change* appends one line to the app's code.",
         "",
@@ -214,12 +222,13 @@ def markdown(report: dict, runs: int, cold_runs: int) -> str:
     for app, data in report["apps"].items():
         r = data["results"]
         worst = max(statistics.median(r["no change"]), statistics.median(r["code change"]))
-        reused = all(data["checks"].get("dependency layer reused on code change", [False]))
+        reused = data["checks"].get("dependency layer reused on code change", [False])
+        layer = ("no dependency layer (nothing to install)" if all(r is None for r in reused)
+                 else f"dependency layer {'reused' if all(reused) else 'NOT reused'} on every code change")
         speed = ("recorded as measured (no target)" if app in MEASURED_ONLY
                  else f"{'under' if worst < 1 else 'NOT under'} 1 s (medians)")
         verdicts.append(
-            f"- {app}: no-change and code-only rebuilds {speed}; dependency layer "
-            f"{'reused' if reused else 'NOT reused'} on every code change."
+            f"- {app}: no-change and code-only rebuilds {speed}; {layer}."
         )
     lines += ["Target: no-change and code-only rebuilds under 1 s (Java's recorded as measured).", "", *verdicts, ""]
     return "\n".join(lines)

@@ -98,6 +98,19 @@ rule("build.maven_app_repository_unreachable", U,
      gettext_noop("Maven could not download %(artifact)s from %(repository)s (%(url)s), a repository the app's pom.xml "
                   "names (%(why)s). This host cannot reach it: take the package from Maven Central (or the mirror "
                   "MAVEN_REPOSITORY names), or ask your operator to make that repository reachable."))
+# Builds (hakobune.worker.package_sources): an install whose package source did not answer.
+rule("build.source_unreachable", P,
+     gettext_noop("Installing the app's dependencies failed: %(tool)s could not reach %(source)s, the package source this "
+                  "host gives it (%(setting)s). This is not your app: an administrator sets %(setting)s to a mirror this "
+                  "host can reach; then deploy again."))
+rule("build.source_unreachable_package", P,
+     gettext_noop("Installing the app's dependencies failed: %(tool)s could not reach %(source)s to fetch %(package)s, "
+                  "the package source this host gives it (%(setting)s). This is not your app: an administrator sets "
+                  "%(setting)s to a mirror this host can reach; then deploy again."))
+rule("build.app_source_unreachable", U,
+     gettext_noop("Installing the app's dependencies failed: %(tool)s could not reach %(source)s, a package source the "
+                  "app's own files name (not this host's, which %(setting)s sets). Check that address, or take the "
+                  "package from the host's source."))
 
 # The pipeline's own.
 rule("pipeline.internal", P,

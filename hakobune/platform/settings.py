@@ -454,6 +454,20 @@ STACK_IMAGES = {
     # packaged plugins and $MAVEN_REPOSITORY (below), so by default Hakobune's
     # own (hakobune/stack-java, built from Debian).
     "java": env("STACK_JAVA_IMAGE", ""),
+    # Ruby and PHP: Hakobune's own by default (Debian's Ruby with Rack and Puma to
+    # serve a config.ru; PHP-FPM behind lighttpd), which no official image has.
+    "ruby": env("STACK_RUBY_IMAGE", ""),
+    "php": env("STACK_PHP_IMAGE", ""),
+}
+# Where builds install packages from (hakobune/worker/package_sources.py): empty
+# is each ecosystem's public source (pypi.org, registry.npmjs.org, rubygems.org,
+# repo.packagist.org); a host that cannot reach one names a mirror it can. A
+# build that fails because its source did not answer says which setting to change.
+PACKAGE_SOURCES = {
+    "pip": env("PIP_INDEX_URL", ""),
+    "npm": env("NPM_REGISTRY", ""),
+    "rubygems": env("RUBYGEMS_SOURCE", ""),
+    "composer": env("COMPOSER_REPOSITORY", ""),
 }
 
 # Add-ons (hakobune/platform/addons): a team's PostgreSQL or Redis on the local
@@ -682,6 +696,7 @@ IMAGE_BUILDERS = {
             "pids_limit": BUILD_PIDS_LIMIT,
             "disk_mb": BUILD_DISK_MB,
             "allowed_base_images": BUILD_ALLOWED_BASE_IMAGES,
+            "package_sources": PACKAGE_SOURCES,
         },
     },
 }

@@ -38,6 +38,7 @@ import docker
 import docker.errors
 from docker.utils import parse_repository_tag
 
+from . import php_stack
 from .builders.base import BuildError
 from .buildpacks.java import MAVEN_METADATA, MAVEN_PLUGIN_PACKAGES, MAVEN_SETTINGS
 
@@ -122,6 +123,23 @@ class StackRecipe:
     post_install: tuple[str, ...] = ()
 
 
+# The types lighttpd sends files with (the static and PHP stacks).
+LIGHTTPD_MIMETYPES = """\
+mimetype.assign = (
+  ".html" => "text/html; charset=utf-8", ".htm" => "text/html; charset=utf-8",
+  ".css" => "text/css; charset=utf-8", ".js" => "text/javascript; charset=utf-8",
+  ".mjs" => "text/javascript; charset=utf-8", ".json" => "application/json",
+  ".map" => "application/json", ".txt" => "text/plain; charset=utf-8",
+  ".xml" => "application/xml", ".svg" => "image/svg+xml", ".png" => "image/png",
+  ".jpg" => "image/jpeg", ".jpeg" => "image/jpeg", ".gif" => "image/gif",
+  ".webp" => "image/webp", ".avif" => "image/avif", ".ico" => "image/x-icon",
+  ".woff" => "font/woff", ".woff2" => "font/woff2", ".ttf" => "font/ttf",
+  ".otf" => "font/otf", ".wasm" => "application/wasm", ".pdf" => "application/pdf",
+  ".webmanifest" => "application/manifest+json", ".mp4" => "video/mp4",
+  ".webm" => "video/webm", ".mp3" => "audio/mpeg", "" => "application/octet-stream",
+)
+"""
+
 # The static stack serves files with lighttpd: a mature, small, event-driven
 # server from Debian (1.4.x), run unprivileged on $PORT with the configuration
 # below and the document root in $SITE_ROOT. It logs to stdout/stderr, writes
@@ -143,20 +161,7 @@ url.access-deny = ("~", ".inc")
 # Dot-files and dot-folders (.git, .env, .hakobune) are never served.
 $HTTP["url"] =~ "/\\." { url.access-deny = ("") }
 static-file.exclude-extensions = (".php", ".pl", ".cgi")
-mimetype.assign = (
-  ".html" => "text/html; charset=utf-8", ".htm" => "text/html; charset=utf-8",
-  ".css" => "text/css; charset=utf-8", ".js" => "text/javascript; charset=utf-8",
-  ".mjs" => "text/javascript; charset=utf-8", ".json" => "application/json",
-  ".map" => "application/json", ".txt" => "text/plain; charset=utf-8",
-  ".xml" => "application/xml", ".svg" => "image/svg+xml", ".png" => "image/png",
-  ".jpg" => "image/jpeg", ".jpeg" => "image/jpeg", ".gif" => "image/gif",
-  ".webp" => "image/webp", ".avif" => "image/avif", ".ico" => "image/x-icon",
-  ".woff" => "font/woff", ".woff2" => "font/woff2", ".ttf" => "font/ttf",
-  ".otf" => "font/otf", ".wasm" => "application/wasm", ".pdf" => "application/pdf",
-  ".webmanifest" => "application/manifest+json", ".mp4" => "video/mp4",
-  ".webm" => "video/webm", ".mp3" => "audio/mpeg", "" => "application/octet-stream",
-)
-"""
+""" + LIGHTTPD_MIMETYPES
 
 # The add-ons' stacks run as the packages' own unprivileged users (postgres,
 # redis), never as root; their data directories are made in the image owned by
@@ -245,6 +250,36 @@ RECIPES: dict[str, StackRecipe] = {
         files=(("/etc/maven/settings.xml", MAVEN_SETTINGS),),
         post_install=(MAVEN_METADATA,),
     ),
+    # Ruby with Bundler, and compilers and headers for gems with native code. Rack
+    # (with rackup), Puma and WEBrick from Debian serve a config.ru without a Gemfile.
+    "ruby": StackRecipe(
+        language="ruby",
+        packages=("ca-certificates",),
+        apt_packages=("ruby", "ruby-dev", "bundler", "build-essential", "git", "pkg-config", "libpq-dev",
+                      "libsqlite3-dev", "libyaml-dev", "zlib1g-dev", "ruby-rack", "puma", "ruby-webrick"),
+        cmd=("irb",),
+        version_probe=("/usr/bin/ruby", "-rbundler", "-e", 'print RUBY_VERSION, ", Bundler ", Bundler::VERSION'),
+        version_package="ruby",
+        display_name="Ruby",
+    ),
+    # PHP-FPM behind lighttpd (php_stack.py), Composer, and the extensions apps
+    # most often need.
+    "php": StackRecipe(
+        language="php",
+        packages=("ca-certificates",),
+        apt_packages=("php-cli", "php-fpm", "php-mbstring", "php-xml", "php-curl", "php-pgsql", "php-mysql",
+                      "php-sqlite3", "php-intl", "php-zip", "php-gd", "php-bcmath", "composer", "unzip", "git",
+                      "lighttpd"),
+        cmd=("php", "-a"),
+        version_probe=("/bin/sh", "-c", "echo \"$(php -r 'echo PHP_VERSION;'), Composer $(composer --version "
+                       "--no-ansi 2>/dev/null | sed -n 's/^Composer version \\([^ ]*\\).*/\\1/p')\""),
+        version_package="php-cli",
+        display_name="PHP",
+        files=((php_stack.STATIC_CONF_PATH, LIGHTTPD_CONF), (php_stack.LIGHTTPD_CONF_PATH, php_stack.LIGHTTPD_CONF),
+               (php_stack.FPM_CONF_PATH, php_stack.FPM_CONF),
+               (php_stack.SERVER_PATH, php_stack.SERVER_SCRIPT),
+               *((f"/usr/local/bin/{name}", php_stack.HEROKU_SERVER_SCRIPT) for name in php_stack.HEROKU_SERVERS)),
+    ),
     "static": StackRecipe(
         language="static",
         packages=("lighttpd", "ca-certificates"),
@@ -286,8 +321,8 @@ RECIPES: dict[str, StackRecipe] = {
 # suite has), to tell before a stack is built which version it will have. A
 # built stack's own label (VERSION_LABEL) wins over this.
 SUITE_VERSIONS: dict[str, dict[str, str]] = {
-    "bookworm": {"python": "3.11.2", "node": "18.20.4", "go": "1.23.5", "java": "17.0"},
-    "trixie": {"python": "3.13.5", "node": "20.19.2", "go": "1.24", "java": "21.0"},
+    "bookworm": {"python": "3.11.2", "node": "18.20.4", "go": "1.23.5", "java": "17.0", "ruby": "3.1.2", "php": "8.2"},
+    "trixie": {"python": "3.13.5", "node": "20.19.2", "go": "1.24", "java": "21.0", "ruby": "3.3.8", "php": "8.4"},
 }
 
 
@@ -842,7 +877,7 @@ def _debootstrap(recipe, *, suite, mirror, ca_path, cache_dir, base, tar_path, l
             target = rootfs / path.lstrip("/")
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(content)
-            target.chmod(0o644)
+            target.chmod(0o755 if path.startswith("/usr/local/bin/") else 0o644)
         for command in recipe.post_install:
             log(f"$ {command}")
             returncode, tail = _run_streaming(["chroot", str(rootfs), "/bin/sh", "-euc", command], log=log,
@@ -889,19 +924,30 @@ def _apt_install(rootfs: Path, packages, *, suite, mirror, env, log, backports: 
         sources.write_text(f"deb {mirror} {suite}-backports main\n")
     apt_env = {**env, "DEBIAN_FRONTEND": "noninteractive"}
     target = ["-t", f"{suite}-backports"] if backports else []
-    with _proc_mounted(rootfs):  # the JDK's post-installation script runs java, which needs /proc
-        for args in (
-            ["chroot", str(rootfs), "apt-get", "update", "-q"],
-            ["chroot", str(rootfs), "apt-get", "install", "-y", "-q", "--no-install-recommends", *target, *packages],
-            ["chroot", str(rootfs), "apt-get", "clean"],
-        ):
-            log("$ " + " ".join(args[2:]))
-            returncode, tail = _run_streaming(args, log=log, timeout=DEBOOTSTRAP_TIMEOUT, env=apt_env)
-            if returncode != 0:
-                raise StackError(
-                    f"Installing {', '.join(packages)} from {suite}{'-backports' if backports else ''} failed "
-                    f"(exit status {returncode}):\n" + "\n".join(tail[-8:])
-                )
+    # No service a package installs (php-fpm, lighttpd) is started in the root filesystem.
+    policy = rootfs / "usr/sbin/policy-rc.d"
+    policy.write_text("#!/bin/sh\nexit 101\n")
+    policy.chmod(0o755)
+    try:
+        with _proc_mounted(rootfs):  # the JDK's post-installation script runs java, which needs /proc
+            _apt_get(rootfs, packages, target, suite=suite, backports=backports, env=apt_env, log=log)
+    finally:
+        policy.unlink()
+
+
+def _apt_get(rootfs: Path, packages, target: list[str], *, suite, backports: bool, env, log) -> None:
+    for args in (
+        ["chroot", str(rootfs), "apt-get", "update", "-q"],
+        ["chroot", str(rootfs), "apt-get", "install", "-y", "-q", "--no-install-recommends", *target, *packages],
+        ["chroot", str(rootfs), "apt-get", "clean"],
+    ):
+        log("$ " + " ".join(args[2:]))
+        returncode, tail = _run_streaming(args, log=log, timeout=DEBOOTSTRAP_TIMEOUT, env=env)
+        if returncode != 0:
+            raise StackError(
+                f"Installing {', '.join(packages)} from {suite}{'-backports' if backports else ''} failed "
+                f"(exit status {returncode}):\n" + "\n".join(tail[-8:])
+            )
 
 
 @contextlib.contextmanager

@@ -41,6 +41,12 @@ EXPECTED = {
     "python-stdlib-main": ("python", ""),
     "python-stdlib-procfile": ("python", ""),
     "python-uv": ("python", ""),
+    "php-hello": ("php", ""),
+    "php-packages-unreachable": ("php", ""),
+    "php-plain": ("php", ""),
+    "ruby-gems-unreachable": ("ruby", ""),
+    "ruby-rack": ("ruby", ""),
+    "ruby-webrick-procfile": ("ruby", ""),
     "static-site": ("static", ""),
     "vite-static": ("static", "node"),
 }

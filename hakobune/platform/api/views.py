@@ -223,14 +223,14 @@ class MeView(APIView):
 # -- teams and members ----------------------------------------------------------------------
 
 
-def _team_data(membership, services=None):
-    """`services`: the team's services not deleted, when the caller read
-    those of every team at once."""
+def _team_data(membership, services=None, addons=None):
+    """`services`: the team's services not deleted, and `addons`: its
+    add-ons' sizes, when the caller read those of every team at once."""
     from hakobune.platform.governance.quotas import limits_of, usage_of
     from hakobune.platform.governance.reviews import review_required
 
     team = membership.team
-    usage, limits = usage_of(team, services), limits_of(team)
+    usage, limits = usage_of(team, services, addons), limits_of(team)
     return {
         "name": team.name, "role": membership.role, "created_at": team.created_at,
         "quota": {
@@ -245,6 +245,8 @@ def _team_data(membership, services=None):
 class TeamsView(APIView):
     @extend_schema(operation_id="teams_list", responses={200: s.TeamSerializer(many=True), **errors(401)})
     def get(self, request):
+        from hakobune.platform.governance.quotas import addon_sizes_of
+
         memberships = list(
             Membership.objects.filter(user=request.user).select_related("team__policy").order_by("team__name")
         )
@@ -253,8 +255,10 @@ class TeamsView(APIView):
         services = list(Service.objects.filter(team__in=list(teams)).exclude(desired_state=DesiredState.DELETED))
         for service in services:
             service.team = teams[service.team_id]
+        addons = addon_sizes_of(list(teams.values()))
         return Response([
-            _team_data(m, [service for service in services if service.team_id == m.team_id]) for m in memberships
+            _team_data(m, [service for service in services if service.team_id == m.team_id], addons[m.team_id])
+            for m in memberships
         ])
 
     @extend_schema(

@@ -12,7 +12,7 @@ from django.utils.translation import ngettext
 
 from hakobune.platform.accounts.models import Membership, Role
 from hakobune.platform.accounts.permissions import member_of, teams_of
-from hakobune.platform.governance.quotas import limits_of, usage_of
+from hakobune.platform.governance.quotas import addon_sizes_of, limits_of, usage_of
 from hakobune.runtime.base import RuntimeBackendError
 from hakobune.runtime.release_config import BUILD, get_setting
 
@@ -56,6 +56,7 @@ def dashboard(request):
         Service.objects.filter(team__in=mine).select_related("live_release").exclude(desired_state=DesiredState.DELETED)
     )
     owned = set(Membership.objects.filter(user=request.user, role=Role.OWNER).values_list("team_id", flat=True))
+    addons = addon_sizes_of(mine)
     for team in mine:
         services = []
         found = [service for service in every if service.team_id == team.id]
@@ -63,7 +64,8 @@ def dashboard(request):
             service.team = team
             latest = service.latest_build
             services.append({"service": service, "latest_build": latest, "status": service.status_word(latest)})
-        teams.append({"team": team, "services": services, "usage": usage_of(team, found), "limits": limits_of(team),
+        teams.append({"team": team, "services": services, "usage": usage_of(team, found, addons[team.id]),
+                      "limits": limits_of(team),
                       "owner": team.id in owned})
     return render(request, "services/dashboard.html", {"teams": teams})
 

@@ -26,6 +26,8 @@ OPTIONS (settings.IMAGE_BUILDERS["local"]["OPTIONS"]):
     watch_seconds                     how often a running build is looked at
     allowed_base_images               patterns of images a person's Dockerfile may build on beside
                                       the stacks and the team's own ("python:*", "docker.io/library/*")
+    package_sources                   {"pip", "npm", "rubygems", "composer": URL}: the mirrors the
+                                      plans' install steps use ("" = the public source; package_sources.py)
 
 A person's own Dockerfile is checked first (dockerfile_policy.py); the build
 then runs confined (confinement.py). Nothing here knows Django."""
@@ -42,7 +44,7 @@ import requests
 from docker.errors import APIError, DockerException, ImageNotFound
 
 from hakobune.runtime.firewall import Firewall
-from hakobune.worker import builder, stacks
+from hakobune.worker import builder, package_sources, stacks
 from hakobune.worker.buildpacks import multi, versions
 from hakobune.worker.buildpacks.plan import BuildPlan
 
@@ -99,6 +101,8 @@ class LocalDockerBuilder(ImageBuilder):
         if allowed is None:
             allowed = [_repository(image) + ":*" for image in self.stack_images.values() if (image or "").strip()]
         self.allowed_base_images = dockerfile_policy.AllowedImages(dockerfile_policy.allowed_patterns(allowed))
+        self.package_sources = {name: (url or "").strip()
+                                for name, url in dict(options.get("package_sources") or {}).items()}
         self._client: docker.DockerClient | None = None
         self._data_root: str | None = None
 
@@ -158,6 +162,9 @@ class LocalDockerBuilder(ImageBuilder):
             stack_version=run_image.version if run_image else "",
             build_stack_version=build_stack_image.version if build_stack_image else "",
         )
+        mirrors = package_sources.build_env(self.package_sources)
+        if mirrors and not plan.uses_own_dockerfile:
+            plan = plan.with_changes(build_env={**plan.build_env, **mirrors})
         run_ref = run_image.ref if run_image else ""
         dockerfile = builder.prepare_context(
             request.source_dir, plan, run_ref, self.ca_bundle,
@@ -184,6 +191,7 @@ class LocalDockerBuilder(ImageBuilder):
                 network_mode=network,
                 cgroup_parent=cgroup.path if cgroup else "",
                 watch=watch,
+                package_sources=self.package_sources,
             )
         return BuiltImage(ref=image.ref, plan=plan)
 

@@ -17,6 +17,10 @@ The forms understood:
   go      1.21 (go.mod's `go` line: that version or newer)
   java    17 (that release: system.properties, GOOGLE_RUNTIME_VERSION), 1.8 (8),
           >=17 (what a pom compiles for: that release or newer)
+  ruby    3.1 (that line), 3.1.2 (that release, as Bundler reads the Gemfile's
+          `ruby` line), and RubyGems requirements: ~> 3.1, >= 3.0, < 3.4, "a, b"
+  php     Composer constraints: ^8.1, ~8.2 (>= 8.2, < 9), 8.2.*, >=8.1 <8.4,
+          >=8.1,<8.4, ^7.4 || ^8.0, 8.1 - 8.3, *
 Anything else is not refused (the build says which version it got).
 
 A stack of more than one language (python-node) carries a version of each:
@@ -31,7 +35,7 @@ from dataclasses import dataclass
 
 from .plan import BuildPlan, NoStackDetected
 
-NAMES = {"python": "Python", "node": "Node.js", "go": "Go", "java": "Java"}
+NAMES = {"python": "Python", "node": "Node.js", "go": "Go", "java": "Java", "ruby": "Ruby", "php": "PHP"}
 NUMBER = re.compile(r"^v?(\d+)(?:\.(\d+|[xX*]))?(?:\.(\d+|[xX*]))?$")
 COMPARATOR = re.compile(r"^(===|==|!=|~=|>=|<=|>|<|=|\^|~)?\s*(.+)$")
 
@@ -179,6 +183,10 @@ def satisfies(language: str, asked: str, have: str) -> bool | None:
                 # 3.12.4 asks for the 3.12 line: a stack has the release its Debian carries.
                 return _prefix(_need(asked)[:2], version)
             return all(_python_clause(clause.strip(), version) for clause in asked.split(",") if clause.strip())
+        if language == "ruby":
+            return all(_ruby_clause(clause.strip(), version) for clause in asked.split(",") if clause.strip())
+        if language == "php":
+            return any(_node_set(part.strip(), version, composer=True) for part in re.split(r"\|\|?", asked))
     except _Unreadable:
         return None
     return None
@@ -270,26 +278,44 @@ def _python_clause(clause: str, version: tuple[int, ...]) -> bool:
     return _compare(op, _need(text.removesuffix(".*")), version)
 
 
-def _node_set(text: str, version: tuple[int, ...]) -> bool:
+def _node_set(text: str, version: tuple[int, ...], *, composer: bool = False) -> bool:
     """One of npm's comparator sets: space-separated comparators, all to hold,
-    or a hyphen range."""
+    or a hyphen range. With `composer`, one of Composer's: commas separate
+    too, and `~8.2` lets its last given part rise (>= 8.2, < 9) where npm's
+    `~18.19` keeps the minor (< 18.20)."""
     if not text or text in ("*", "x", "X"):
         return True
     hyphen = re.match(r"^(\S+)\s+-\s+(\S+)$", text)
     if hyphen:
         return _compare(">=", _need(hyphen[1]), version) and _compare("<=", _need(hyphen[2]), version)
-    tokens = re.findall(r"(?:===|==|>=|<=|>|<|=|\^|~)?\s*v?[\dxX*][\w.*]*", text)
+    tokens = re.findall(r"(?:===|==|!=|>=|<=|>|<|=|\^|~)?\s*v?[\dxX*][\w.*]*", text)
     if not tokens:
         raise _Unreadable(text)
     for token in tokens:
         match = COMPARATOR.match(token.strip())
-        op, parts = match.group(1) or "", _need(match.group(2).strip())
+        op, parts = match.group(1) or "", _need(re.sub(r"(\.\*)+$", "", match.group(2).strip()))
         if op == "^":
             if not _compare(">=", parts, version) or _pad(version) >= _bump(parts, 0):
                 return False
         elif op == "~":
-            if not _compare(">=", parts, version) or _pad(version) >= _bump(parts, min(1, len(parts) - 1)):
+            rises = max(0, len(parts) - 2) if composer else min(1, len(parts) - 1)
+            if not _compare(">=", parts, version) or _pad(version) >= _bump(parts, rises):
                 return False
         elif not _compare(op, parts, version):
             return False
     return True
+
+
+def _ruby_clause(clause: str, version: tuple[int, ...]) -> bool:
+    """One RubyGems requirement: `~> 3.1` (>= 3.1, < 4), `~> 3.1.2` (>= 3.1.2,
+    < 3.2), `>= 3.0`, or a version, which means that release (3.1.2) or that
+    line (3.1)."""
+    match = COMPARATOR.match(clause.replace("~>", "~=", 1))
+    if not match:
+        raise _Unreadable(clause)
+    op, parts = match.group(1) or "=", _need(match.group(2).strip())
+    if op == "~=":
+        if len(parts) < 2:
+            return _compare(">=", parts, version)
+        return _pad(version) >= _pad(parts) and _prefix(parts[:-1], version)
+    return _compare(op, parts, version)
