@@ -21,6 +21,7 @@ from hakobune.platform.builds import disk
 from hakobune.platform.builds.images import local_builder, prune_service_images
 from hakobune.platform.builds.models import IN_PROGRESS, Build
 from hakobune.platform.locks import deploy_lock
+from hakobune.platform.observability import events
 from hakobune.runtime.base import DesiredService, LiveRoute, RuntimeBackendError, ServiceRef, looks_as_desired
 from hakobune.worker.builders.base import BuildError
 
@@ -76,8 +77,10 @@ def reconcile() -> None:
                 logger.info("reconcile %s: skipped, a deploy holds its lock", ref.service)
                 continue
             try:
-                for action in backend.reconcile_service(desired):
+                actions = backend.reconcile_service(desired)
+                for action in actions:
                     logger.info("reconcile %s: %s", ref.service, action)
+                events.record_repair(service, actions)
             except RuntimeBackendError as exc:
                 logger.warning("reconcile could not repair %s/%s: %s", ref.team, ref.service, exc.message)
             finally:
@@ -222,6 +225,7 @@ def prune() -> dict:
             outcome["errors"].append(exc.message)
             logger.warning("could not prune the build leftovers: %s", exc.message)
     outcome["snapshots_deleted"] = prune_source_snapshots()
+    outcome["events_deleted"] = events.prune()
     after = {space.path: space.free_bytes for space in disk.watched_spaces()}
     # What the file systems gained (another writer may have taken some meanwhile).
     outcome["bytes_freed"] = max(sum(after.get(path, 0) - free for path, free in before.items()), 0)
