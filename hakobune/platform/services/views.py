@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
-from hakobune.platform.accounts.models import Role
+from hakobune.platform.accounts.models import Membership, Role
 from hakobune.platform.accounts.permissions import member_of, teams_of
 from hakobune.platform.governance.quotas import limits_of, usage_of
 from hakobune.runtime.base import RuntimeBackendError
@@ -52,6 +52,7 @@ def dashboard(request):
     teams = []
     # Every team's services (and their latest builds) in one query each, not per team.
     mine = list(teams_of(request.user).select_related("policy"))
+    owned = set(Membership.objects.filter(user=request.user, role=Role.OWNER).values_list("team_id", flat=True))
     every = with_latest_builds(
         Service.objects.filter(team__in=mine).select_related("live_release").exclude(desired_state=DesiredState.DELETED)
     )
@@ -62,7 +63,8 @@ def dashboard(request):
             service.team = team
             latest = service.latest_build
             services.append({"service": service, "latest_build": latest, "status": service.status_word(latest)})
-        teams.append({"team": team, "services": services, "usage": usage_of(team, found), "limits": limits_of(team)})
+        teams.append({"team": team, "services": services, "usage": usage_of(team, found), "limits": limits_of(team),
+                      "is_owner": team.id in owned})
     return render(request, "services/dashboard.html", {"teams": teams})
 
 
