@@ -137,6 +137,18 @@ def test_a_failed_deploy_says_why_and_a_cancel_and_a_newer_deploy_say_who(
     assert service.events.get(kind="deploy.failed").severity == "error"
 
 
+def test_a_change_whose_release_does_not_start_says_so_once(owner, service, dummy_backend, queued_tasks):
+    dummy_backend.options["fail_deploy"] = True
+    scale(service=service, instances=2, created_by=owner)
+    start_pending(service)
+    [failed] = service.events.filter(kind="release.failed")
+    assert failed.actor_label == "Hakobune"
+    assert sentence_of(failed).startswith("v2 did not start; the live release serves on: ")
+    assert "did not answer on $PORT" in sentence_of(failed)
+    # Its release was made without a build: no deploy failed with it.
+    assert not service.events.filter(kind="deploy.failed").exists()
+
+
 def test_an_instance_that_crashes_is_recorded_once_with_its_exit_code(owner, service):
     watch, live = ExitWatch(), service.live_release
     crash = engine_event("die", "c0ffee", live.id, at=100, exitCode="3")
