@@ -228,6 +228,7 @@ def pages_of(team, service, build):
         "new-team": reverse("accounts:team_new"),
         "api-tokens": reverse("accounts:api_tokens"),
         "password": reverse("accounts:password_change"),
+        "audit-log": reverse("observability:team_events", args=[team.name]),
     }
     staff = {
         **member,
@@ -236,6 +237,7 @@ def pages_of(team, service, build):
         "disk": reverse("governance:disk"),
         "stacks": reverse("builds:stacks"),
         "cloud-run": reverse("services:cloud_run"),
+        "events": reverse("observability:all_events"),
     }
     # Deleting a team is the administration pages' (not submitted here).
     admin = {"team-delete": reverse("admin:accounts_team_delete", args=[team.id])}

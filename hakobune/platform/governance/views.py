@@ -62,7 +62,8 @@ def team_policy(request, team):
         saved = form.save(commit=False)
         saved.updated_by = request.user
         saved.save()
-        record_event("team.policy_changed", team=team, actor=request.user, fields=form.changed_data)
+        if form.changed_data:
+            record_event("team.policy_changed", team=team, actor=request.user, fields=form.changed_data)
         said = _("Saved team %(team)s's quota. Services that already hold more keep running; "
                  "they cannot grow until they are under it.") % {"team": team}
         if "allowed_networks" in form.changed_data:

@@ -37,7 +37,7 @@ from datetime import timezone as dt_timezone
 import docker
 import requests
 from django.conf import settings
-from django.db import close_old_connections, transaction
+from django.db import DatabaseError, close_old_connections, transaction
 
 from hakobune.platform.crypto import decrypt
 from hakobune.platform.services.models import EnvVar, Release, Service
@@ -285,22 +285,30 @@ class Collector:
                         record_instance_exit(exit)
                         done = exit.at_ns
                         self._note_exits_position(done)
+                        close_old_connections()  # this thread's, which a database restart may have broken
             except Exception as exc:  # noqa: BLE001 - the engine went away: look again
                 if self.stopping.is_set():
                     return
                 logger.warning("the engine's events stream ended (%s); listening again", exc)
-                time.sleep(1)
-            finally:
                 close_old_connections()
+                time.sleep(1)
 
     def _exits_position(self) -> int:
-        """The engine's time of the last instance exit recorded (ns), if recent."""
-        stored = LogCursor.objects.filter(source=EXITS_SOURCE).values_list("position", flat=True).first() or 0
+        """The engine's time of the last instance exit recorded (ns), if recent;
+        0 (from now on) when it cannot be read: following containers comes first."""
+        try:
+            stored = LogCursor.objects.filter(source=EXITS_SOURCE).values_list("position", flat=True).first() or 0
+        except DatabaseError as exc:
+            logger.warning("could not read where the instance exits were left: %s", exc)
+            return 0
         return stored if time.time_ns() - stored < EXITS_RESUME_NS else 0
 
     def _note_exits_position(self, ns: int) -> None:
-        if not LogCursor.objects.filter(source=EXITS_SOURCE).update(position=ns):
-            LogCursor.objects.create(source=EXITS_SOURCE, position=ns)
+        try:
+            if not LogCursor.objects.filter(source=EXITS_SOURCE).update(position=ns):
+                LogCursor.objects.create(source=EXITS_SOURCE, position=ns)
+        except DatabaseError as exc:
+            logger.warning("could not note where the instance exits are: %s", exc)
 
     # -- storing ---------------------------------------------------------------------
 
