@@ -353,3 +353,16 @@ def engine_event(action, container, release_id, *, at, **attributes):
         }},
         "scope": "local", "time": int(STARTED + at), "timeNano": int((STARTED + at) * 1_000_000_000),
     }
+
+
+@pytest.mark.parametrize("language", ["en", "ja"])
+def test_every_kind_is_put_into_words_even_without_its_params_and_offered_in_the_filters(language):
+    from django.utils import translation
+
+    with translation.override(language):
+        for name, kind in events.KINDS.items():
+            assert name.split(".")[0] in events.FAMILIES, name
+            said = sentence_of(Event(kind=name, params={}))
+            assert said and "%(" not in said, (name, said)
+            if language == "ja":
+                assert all(translation.gettext(text) != text for text in kind.sentences), name

@@ -47,8 +47,6 @@ class Kind:
     pick: Callable[[dict], int] | None = None
     # Params in the reader's words (lists joined, labels translated), over the stored ones.
     words: Callable[[dict], dict] | None = None
-    # Of the team, not of one service.
-    team_level: bool = False
 
     def sentence(self, params: dict) -> str:
         index = self.pick(params) if self.pick else 0
@@ -66,8 +64,8 @@ class _Lenient(dict):
 KINDS: dict[str, Kind] = {}
 
 
-def kind(name, severity, *sentences, pick=None, words=None, team_level=False) -> None:
-    KINDS[name] = Kind(name, severity, sentences, pick, words, team_level)
+def kind(name, severity, *sentences, pick=None, words=None) -> None:
+    KINDS[name] = Kind(name, severity, sentences, pick, words)
 
 
 def _with_release(params) -> int:
@@ -155,21 +153,19 @@ kind("review.approved", SUCCESS, gettext_noop("An administrator approved the ser
      gettext_noop("An administrator approved the service: %(note)s"), pick=lambda p: 1 if p.get("note") else 0)
 kind("review.rejected", WARNING, gettext_noop("An administrator did not approve the service: %(note)s"))
 
-# -- a team's ---------------------------------------------------------------------------
+# -- a team's (recorded with the team and no service) ------------------------------------
 
-kind("team.created", INFO, gettext_noop("Created the team."), team_level=True)
+kind("team.created", INFO, gettext_noop("Created the team."))
 kind("team.deleted", WARNING,
-     gettext_noop("Deleted the team: its %(services)s services are stopped and removed, then the team."),
-     team_level=True)
+     gettext_noop("Deleted the team: its %(services)s services are stopped and removed, then the team."))
 kind("team.policy_changed", INFO, gettext_noop("Changed the team's quota and policy: %(fields)s."),
-     words=lambda p: {"fields": _listed(gettext(POLICY_WORDS.get(name, name)) for name in p.get("fields") or [])},
-     team_level=True)
+     words=lambda p: {"fields": _listed(gettext(POLICY_WORDS.get(name, name)) for name in p.get("fields") or [])})
 kind("member.added", INFO, gettext_noop("Added %(user)s to the team as %(role)s."),
-     words=lambda p: {"role": _role(p.get("role"))}, team_level=True)
+     words=lambda p: {"role": _role(p.get("role"))})
 kind("member.role_changed", INFO, gettext_noop("Made %(user)s %(role)s (was %(was)s)."),
-     words=lambda p: {"role": _role(p.get("role")), "was": _role(p.get("was"))}, team_level=True)
+     words=lambda p: {"role": _role(p.get("role")), "was": _role(p.get("was"))})
 kind("member.removed", WARNING, gettext_noop("Removed %(user)s from the team."), gettext_noop("Left the team."),
-     pick=lambda p: 1 if p.get("left") else 0, team_level=True)
+     pick=lambda p: 1 if p.get("left") else 0)
 
 ROLE_WORDS = {"owner": gettext_noop("an owner"), "developer": gettext_noop("a developer"),
               "viewer": gettext_noop("a viewer")}
@@ -178,8 +174,6 @@ SOURCE_WORDS = {"git_url": gettext_noop("repository"), "git_ref": gettext_noop("
 POLICY_WORDS = {"max_services": gettext_noop("services"), "max_cpu": gettext_noop("CPU"),
                 "max_memory_mb": gettext_noop("memory"), "review": gettext_noop("review of new services"),
                 "allowed_networks": gettext_noop("private networks it may reach")}
-# What a failure is (rule, params) in the stored params of a failed deploy or release.
-FAILURE_KEYS = ("rule", "rule_params")
 
 
 def _role(role) -> str:
