@@ -22,11 +22,13 @@ from hakobune.platform.builds.models import Build, BuildStatus
 from hakobune.platform.builds.state import advance
 from hakobune.platform.governance.reviews import approve, reject, request_review
 from hakobune.platform.observability import events
-from hakobune.platform.observability.events import record_instance_exit, record_repair, sentence_of
+from hakobune.platform.observability.events import record_instance_exit, sentence_of
 from hakobune.platform.observability.models import Event
 from hakobune.platform.services import scaling
 from hakobune.platform.services.models import Release, Service
 from hakobune.platform.services.services import cancel_build, create_service, deploy_service, scale
+from hakobune.runtime.base import ObservedInstance, ServiceRef
+from hakobune.runtime.dummy import DummyBackend
 from hakobune.runtime.exits import ExitWatch
 from hakobune.worker import tasks
 from tests.conftest import upload_of
@@ -193,12 +195,39 @@ def test_a_stop_hakobune_asked_for_and_a_release_not_live_are_no_crash(owner, se
     assert not service.events.filter(kind__startswith="instance.").exists()
 
 
-def test_the_reconcilers_repairs_are_recorded_and_its_repeats_counted(owner, service):
-    record_repair(service, ["started hakobune-acme-hello-v1-web-0 again"])
-    record_repair(service, ["started hakobune-acme-hello-v1-web-0 again"])
-    record_repair(service, [])
+def test_the_reconciler_records_what_it_started_again_once_and_counts_its_repeats(settings, team, owner, queued_tasks):
+    from hakobune.platform.services.housekeeping import reconcile
+
+    settings.RUNTIME_BACKENDS = {"local": {"BACKEND": "tests.unit.test_events.ObservedBackend", "OPTIONS": {}}}
+    service = create_service(team=team, name="hello", created_by=owner)
+    deployed(service, owner)
+    live, old = str(service.live_release_id), "0"
+    # Its instance found stopped: started again, twice (the same repair counts).
+    ObservedBackend.seen = [ObservedInstance(release_id=live, state="exited")]
+    reconcile()
+    reconcile()
+    # Only an instance of a replaced release, taken away: no repair of the service.
+    ObservedBackend.seen = [ObservedInstance(release_id=live, state="running"),
+                            ObservedInstance(release_id=old, state="exited")]
+    reconcile()
     [event] = service.events.filter(kind="service.repaired")
     assert event.actor_label == "Hakobune" and event.params["times"] == 2
+    assert sentence_of(event).startswith("Hakobune found the service not running as it should and repaired it, 2 times")
+
+
+class ObservedBackend(DummyBackend):
+    """The dummy backend, showing the reconciler the instances of `seen`."""
+
+    seen: list = []
+
+    def observe(self):
+        return {ServiceRef("acme", "hello"): list(self.seen)}
+
+    def reconcile_service(self, desired):
+        live = str(desired.spec.release_id)
+        return ["started its instance again" if instance.release_id == live
+                else "removed an instance of a release that is no longer live"
+                for instance in self.seen if instance.state != "running"]
 
 
 def test_sleep_and_wake_are_the_platforms(settings, team, owner, queued_tasks):

@@ -80,7 +80,8 @@ def reconcile() -> None:
                 actions = backend.reconcile_service(desired)
                 for action in actions:
                     logger.info("reconcile %s: %s", ref.service, action)
-                events.record_repair(service, actions)
+                if observed is None or not looks_as_desired(desired, _of_live_release(spec, observed.get(ref, []))):
+                    events.record_repair(service, actions)  # not for the instances of a replaced release it took away
             except RuntimeBackendError as exc:
                 logger.warning("reconcile could not repair %s/%s: %s", ref.team, ref.service, exc.message)
             finally:
@@ -99,6 +100,10 @@ def reconcile() -> None:
                            exc.message)
     resend_team_deletions()
     sync_router()
+
+
+def _of_live_release(spec, observed: list) -> list:
+    return [instance for instance in observed if instance.release_id == str(spec.release_id)]
 
 
 def resend_team_deletions() -> list[int]:
