@@ -18,6 +18,8 @@ import gettext
 import json
 import os
 import re
+import shlex
+import shutil
 import socket
 import sys
 import tarfile
@@ -774,6 +776,109 @@ def cmd_scale(args) -> int:
     return EXIT_OK
 
 
+def cmd_run(args) -> int:
+    """`hakobune run -- CMD`: CMD in a one-off container of the live release,
+    attached to this terminal through the portal's WebSocket
+    (api/terminal.py); exits with CMD's exit code."""
+    import websocket  # websocket-client
+
+    command = list(args.cmd)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        raise CliError(_("Give the command after --, like: hakobune run -- python manage.py shell"), EXIT_USAGE)
+    api, team, name = _service_args(args)
+    tty = sys.stdin.isatty() and sys.stdout.isatty() and not args.no_tty
+    rows, cols = _terminal_size()
+    address = re.sub(r"^http", "ws", api.url) + f"/api/v1/{service_path(team, name)}/run"
+    headers = [f"{key}: {value}" for key, value in api.session.headers.items()
+               if key in ("Authorization", "Accept-Language", "User-Agent")]
+    try:
+        connection = websocket.create_connection(
+            address, header=headers, timeout=60, enable_multithread=True,
+            **({} if api.session.trust_env else {"http_no_proxy": ["*"]}),
+        )
+    except (OSError, websocket.WebSocketException) as exc:
+        raise CliError(_("Cannot reach {url}: {error}").format(url=api.url, error=exc))
+    try:
+        connection.send(json.dumps({"command": shlex.join(command), "tty": tty, "rows": rows, "cols": cols}))
+        answer = json.loads(connection.recv())
+        if answer.get("type") == "error":
+            raise CliError(answer.get("message") or answer.get("code"))
+        connection.settimeout(None)
+        return _attached(connection, tty)
+    finally:
+        connection.close()
+
+
+def _terminal_size() -> tuple[int, int]:
+    size = shutil.get_terminal_size((80, 24))
+    return size.lines, size.columns
+
+
+def _attached(connection, tty: bool) -> int:
+    """Relays this terminal to the one-off until it ends; its exit code."""
+    import threading
+
+    import websocket
+
+    stdin = sys.stdin.fileno()
+    saved = None
+    if tty:
+        import signal
+        import termios
+        import tty as tty_module
+
+        saved = termios.tcgetattr(stdin)
+        tty_module.setraw(stdin)
+
+        def resized(*_):
+            rows, cols = _terminal_size()
+            try:
+                connection.send(json.dumps({"type": "resize", "rows": rows, "cols": cols}))
+            except websocket.WebSocketException:
+                pass
+
+        signal.signal(signal.SIGWINCH, resized)
+
+    def forward_stdin():
+        try:
+            while data := os.read(stdin, 4096):
+                connection.send_binary(data)
+            connection.send(json.dumps({"type": "eof"}))
+        except (OSError, websocket.WebSocketException):
+            pass
+
+    threading.Thread(target=forward_stdin, daemon=True).start()
+    outputs = {1: sys.stdout.buffer, 2: sys.stderr.buffer}
+    try:
+        while True:
+            try:
+                opcode, data = connection.recv_data()
+            except websocket.WebSocketConnectionClosedException:
+                raise CliError(_("The connection to the platform closed before the command ended."))
+            if opcode == websocket.ABNF.OPCODE_BINARY and data:
+                out = outputs.get(data[0], sys.stdout.buffer)
+                out.write(data[1:])
+                out.flush()
+            elif opcode == websocket.ABNF.OPCODE_TEXT:
+                message = json.loads(data)
+                if message.get("type") == "exit":
+                    if message.get("timed_out"):
+                        print("\r\n" + _("The command ran out of time and was stopped."), file=sys.stderr)
+                    code = message.get("code")
+                    return code if isinstance(code, int) else EXIT_FAILED
+                if message.get("type") == "error":
+                    raise CliError(message.get("message") or message.get("code"))
+            elif opcode == websocket.ABNF.OPCODE_CLOSE:
+                raise CliError(_("The connection to the platform closed before the command ended."))
+    finally:
+        if saved is not None:
+            import termios
+
+            termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
+
+
 def cmd_open(args) -> int:
     api, team, name = _service_args(args)
     url = api.get(f"{service_path(team, name)}/")["url"]
@@ -852,6 +957,11 @@ def build_parser() -> argparse.ArgumentParser:
     scale.add_argument("counts", nargs="*", metavar="PROCESS=COUNT", help=_("like worker=2 or web=3"))
     scale.set_defaults(func=cmd_scale)
 
+    run = with_service(commands.add_parser(
+        "run", help=_("run a command in a one-off container of the live release: hakobune run -- CMD")))
+    run.add_argument("--no-tty", action="store_true", help=_("no terminal, even when this one is a terminal"))
+    run.add_argument("cmd", nargs=argparse.REMAINDER, help=_("the command, after --"))
+    run.set_defaults(func=cmd_run)
     opener = with_service(commands.add_parser("open", help=_("open the service's address in a browser")))
     opener.add_argument("--print", dest="print_only", action="store_true", help=_("only print the address"))
     opener.set_defaults(func=cmd_open)

@@ -122,6 +122,12 @@ rule("network.full", P,
                   "or delete services the team does not need. An administrator can lower what the team may run (its quota), "
                   "or give it a bigger block: a block is sized from the team's quota when its network is made, between "
                   "TEAM_SUBNET_PREFIX and TEAM_SUBNET_LARGEST_PREFIX."))
+# The engine refused two blocks in a row as overlapping its networks.
+rule("network.overlap", P,
+     gettext_noop("Hakobune could not make this team's network: the Docker Engine says the address block %(subnet)s "
+                  "overlaps a network it already has, though Hakobune chose it clear of every network the engine "
+                  "listed. This is not your app, and deploying again will not help: an administrator should remove "
+                  "Docker networks left by deleted teams (docker network ls) or move TEAM_SUBNET_POOL. (%(detail)s)"))
 rule("network.bad_pool", P,
      gettext_noop("Hakobune cannot give this team a network: %(detail)s. An administrator must correct TEAM_SUBNET_POOL."))
 

@@ -128,6 +128,7 @@ INSTALLED_APPS = [
     "hakobune.platform.builds",
     "hakobune.platform.observability",
     "hakobune.platform.governance",
+    "hakobune.platform.notifications",
     "hakobune.platform.api",
     "hakobune.frontend",
 ]
@@ -423,6 +424,10 @@ API_STREAM_POLL_SECONDS = float(env("API_STREAM_POLL_SECONDS", "1"))
 # person; beyond them a new one is refused (503, 429) rather than queued.
 API_STREAM_MAX_OPEN = env_int("API_STREAM_MAX_OPEN", 100)
 API_STREAM_MAX_OPEN_PER_PERSON = env_int("API_STREAM_MAX_OPEN_PER_PERSON", 8)
+# One-off commands at a terminal (`hakobune run`): how long one may run, and
+# how many of a team's may run at once.
+RUN_MAX_SECONDS = env_int("RUN_MAX_SECONDS", 3600)
+RUN_MAX_OPEN_PER_TEAM = env_int("RUN_MAX_OPEN_PER_TEAM", 3)
 
 # Stacks: the base image for each language. A registry image by default; when no
 # registry can serve it, Hakobune builds one locally from Debian packages.
@@ -673,6 +678,43 @@ SOURCE_HTTP_HOSTS = frozenset(env_list("SOURCE_HTTP_HOSTS", ""))
 SOURCE_ALLOWED_HOSTS = frozenset(env_list("SOURCE_ALLOWED_HOSTS", ""))
 GIT_TIMEOUT = env_int("GIT_TIMEOUT", 300)
 
+# Notifications (docs/architecture.md, "Notifications"). The portal's own
+# address, for the links in them. Their webhook and chat URLs pass the SSRF
+# guard as git sources do: https only, public addresses only, except the hosts
+# named here ("host" or "host:port": plain http allowed; private or loopback
+# allowed). A sending waits NOTIFY_TIMEOUT_SECONDS at most for each of
+# connecting and the answer, and is tried NOTIFY_MAX_ATTEMPTS times,
+# NOTIFY_RETRY_SECONDS apart. A crash loop, high memory or failing requests
+# alert once per NOTIFY_COOLDOWN_MINUTES per service; failing requests are
+# counted over NOTIFY_ERROR_RATE_MINUTES once a service had
+# NOTIFY_ERROR_RATE_MIN_REQUESTS. Alerts are kept NOTIFY_KEEP_DAYS.
+PORTAL_URL = env("PORTAL_URL", f"http://localhost:{PORTAL_PORT}")
+NOTIFY_HTTP_HOSTS = frozenset(env_list("NOTIFY_HTTP_HOSTS", ""))
+NOTIFY_ALLOWED_HOSTS = frozenset(env_list("NOTIFY_ALLOWED_HOSTS", ""))
+NOTIFY_TIMEOUT_SECONDS = env_int("NOTIFY_TIMEOUT_SECONDS", 10)
+NOTIFY_MAX_ATTEMPTS = env_int("NOTIFY_MAX_ATTEMPTS", 3)
+NOTIFY_RETRY_SECONDS = env_int("NOTIFY_RETRY_SECONDS", 30)
+NOTIFY_COOLDOWN_MINUTES = env_int("NOTIFY_COOLDOWN_MINUTES", 30)
+NOTIFY_ERROR_RATE_MINUTES = env_int("NOTIFY_ERROR_RATE_MINUTES", 5)
+NOTIFY_ERROR_RATE_MIN_REQUESTS = env_int("NOTIFY_ERROR_RATE_MIN_REQUESTS", 20)
+NOTIFY_KEEP_DAYS = env_int("NOTIFY_KEEP_DAYS", 30)
+# E-mail notifications go through Django's mail backend: SMTP by default
+# (EMAIL_HOST, EMAIL_PORT, EMAIL_HOST_USER, EMAIL_HOST_PASSWORD, EMAIL_USE_TLS,
+# EMAIL_USE_SSL), or another named by EMAIL_BACKEND (its options then unused).
+_EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+MAILERS = {
+    "default": {
+        "BACKEND": _EMAIL_BACKEND,
+        "OPTIONS": {
+            "host": env("EMAIL_HOST", "localhost"), "port": env_int("EMAIL_PORT", 25),
+            "username": env("EMAIL_HOST_USER", ""), "password": env("EMAIL_HOST_PASSWORD", ""),
+            "use_tls": env_bool("EMAIL_USE_TLS", False), "use_ssl": env_bool("EMAIL_USE_SSL", False),
+            "timeout": NOTIFY_TIMEOUT_SECONDS,
+        } if _EMAIL_BACKEND.endswith("smtp.EmailBackend") else {},
+    },
+}
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", f"hakobune@{BASE_DOMAIN}")
+
 # The pipeline's crash safety (docs/architecture.md, "Crash safety"). A worker
 # renews its lease on the step it runs every STEP_HEARTBEAT_SECONDS; a step
 # whose lease is STEP_LEASE_SECONDS old (its worker died) is resumed by the
@@ -705,6 +747,8 @@ TASK_TIME_LIMITS = {
     # Each of the team's services as destroy_service, one after another.
     "destroy_team": env_int("DESTROY_TEAM_TIMEOUT", 1800),
     "rebuild_stack": env_int("STACK_BUILD_TIMEOUT", 1800),
+    # Connecting and the answer, each NOTIFY_TIMEOUT_SECONDS at most.
+    "deliver_notification": 2 * NOTIFY_TIMEOUT_SECONDS + 30,
 }
 # Housekeeping and anything not named above.
 TASK_DEFAULT_TIME_LIMIT = env_int("TASK_DEFAULT_TIME_LIMIT", 600)

@@ -21,6 +21,7 @@ EXPECTED = {
     "go-gopath": ("go", "go"),
     "go-http": ("go", "go"),
     "google-python": ("python", ""),
+    "health-check-fails": ("python", ""),
     "listens-on-localhost": ("python", ""),
     "monorepo": NoStackDetected,
     "no-app": NoStackDetected,

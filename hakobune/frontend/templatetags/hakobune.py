@@ -40,6 +40,11 @@ STATUS_LABELS = {
     "succeeded": pgettext_lazy("status", "succeeded"),
     "skipped": pgettext_lazy("status", "skipped"),
     "closed": pgettext_lazy("status", "Closed: nothing waits"),
+    # A one-off command's (services/one_off.py).
+    "exited": pgettext_lazy("status", "exited"),
+    "disconnected": pgettext_lazy("status", "disconnected"),
+    "timed_out": pgettext_lazy("status", "timed out"),
+    "sent": pgettext_lazy("status", "sent"),
 }
 
 # The pipeline's steps as the progress bar names them.
@@ -101,6 +106,7 @@ def status_tone(status):
         "deployed": "good",
         "ignored": "muted",
         "refused": "bad",
+        "sent": "good",
     }.get(str(status), "busy")
 
 
@@ -137,6 +143,10 @@ STORED_WORDS = [
      lambda m: gettext("it ran longer than %(seconds)s s and was stopped") % m.groupdict()),
     (re.compile(r"it exited with code (?P<code>-?\d+)"), lambda m: gettext("it exited with code %(code)s") % m.groupdict()),
     (re.compile(r"its previous run was still running"), lambda m: gettext("its previous run was still running")),
+    (re.compile(r"the terminal went away; the command was stopped"),
+     lambda m: gettext("the terminal went away; the command was stopped")),
+    (re.compile(r"its terminal went away and the portal did not end it"),
+     lambda m: gettext("its terminal went away and the portal did not end it")),
     (re.compile(r"it could not start: (?P<error>.*)", re.S),
      lambda m: gettext("it could not start: %(error)s") % m.groupdict()),
 ]

@@ -35,11 +35,14 @@ from hakobune.platform.accounts.services import add_member, create_team, remove_
 from hakobune.platform.accounts.tokens import create_api_token
 from hakobune.platform.builds.models import Build, BuildStatus
 from hakobune.platform.observability import events
+from hakobune.platform.notifications import actions as notification_actions
+from hakobune.platform.notifications import alerts
+from hakobune.platform.notifications.models import Delivery
 from hakobune.platform.services import jobs
 from hakobune.platform.services.access import service_for
 from hakobune.platform.services.backends import backend_for
 from hakobune.platform.services.forms import ArchiveField
-from hakobune.platform.services.models import DesiredState, Service, with_latest_builds
+from hakobune.platform.services.models import DesiredState, OneOffRun, Service, with_latest_builds
 from hakobune.platform.services.services import (
     ServiceActionError,
     cancel_build,
@@ -63,6 +66,8 @@ from .errors import Conflict, NotImplementedHere
 from .streams import event_stream, sse
 
 MASK = "••••••"
+# How many one-off commands the API lists (the latest).
+RUNS_LISTED = 50
 
 
 def errors(*codes):
@@ -314,6 +319,61 @@ class MemberView(APIView):
         target = get_object_or_404(Membership, team=membership.team, user__username=username)
         remove_member(team=membership.team, user=target.user, by=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# -- notifications (owners) ------------------------------------------------------------------
+
+
+def _owner_of(request, team):
+    return member_of(request.user, team, Role.OWNER, "change the team's notifications").team
+
+
+class NotificationTargetsView(APIView):
+    @extend_schema(operation_id="notification_targets_list",
+                   responses={200: s.NotificationTargetSerializer(many=True), **errors(401, 403, 404)},
+                   summary="The team's notification targets (owners)")
+    def get(self, request, team):
+        return Response(s.NotificationTargetSerializer(_owner_of(request, team).notification_targets.all(),
+                                                       many=True).data)
+
+    @extend_schema(operation_id="notification_targets_add", request=s.NotificationTargetCreateSerializer,
+                   responses={201: s.NotificationTargetSerializer, **errors(*WRITE_ERRORS)},
+                   summary="Add a notification target (owners); a URL that is not a public address is refused")
+    def post(self, request, team):
+        found = _owner_of(request, team)
+        data = _valid(s.NotificationTargetCreateSerializer, request.data)
+        try:
+            target = notification_actions.add_target(team=found, created_by=request.user, **data)
+        except DjangoValidationError as exc:
+            raise _django_errors(exc)
+        return Response(s.NotificationTargetSerializer(target).data, status=status.HTTP_201_CREATED)
+
+
+class NotificationTargetView(APIView):
+    @extend_schema(operation_id="notification_targets_remove", responses={204: None, **errors(*WRITE_ERRORS)},
+                   summary="Remove a notification target (owners)")
+    def delete(self, request, team, target_id):
+        target = get_object_or_404(_owner_of(request, team).notification_targets, id=target_id)
+        notification_actions.remove_target(target)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class NotificationTargetTestView(APIView):
+    @extend_schema(operation_id="notification_targets_test", request=None,
+                   responses={202: s.DeliverySerializer, **errors(*WRITE_ERRORS)},
+                   summary="Send a test notification to one target (owners); its delivery says how it went")
+    def post(self, request, team, target_id):
+        target = get_object_or_404(_owner_of(request, team).notification_targets, id=target_id)
+        return Response(s.DeliverySerializer(alerts.send_test(target)).data, status=status.HTTP_202_ACCEPTED)
+
+
+class NotificationDeliveriesView(APIView):
+    @extend_schema(operation_id="notification_deliveries_list",
+                   responses={200: s.DeliverySerializer(many=True), **errors(401, 403, 404)},
+                   summary="The team's last notification deliveries, newest first (owners)")
+    def get(self, request, team):
+        deliveries = Delivery.objects.filter(alert__team=_owner_of(request, team)).select_related("alert__service")
+        return Response(s.DeliverySerializer(deliveries[:50], many=True).data)
 
 
 # -- services -------------------------------------------------------------------------------
@@ -596,6 +656,18 @@ class JobsView(APIView):
     def get(self, request, team, service):
         _, found = service_for(request.user, team, service)
         return Response(s.JobsSerializer({"jobs": jobs.history(found)}).data)
+
+
+class RunsView(APIView):
+    @extend_schema(
+        operation_id="runs_list", responses={200: s.OneOffRunsSerializer, **errors(*READ_ERRORS)},
+        summary="The one-off commands run in the service (`hakobune run`), by whom; running one is a WebSocket "
+                "at …/run (docs/architecture.md)",
+    )
+    def get(self, request, team, service):
+        _, found = service_for(request.user, team, service)
+        runs = OneOffRun.objects.filter(service=found).select_related("release")[:RUNS_LISTED]
+        return Response(s.OneOffRunsSerializer({"runs": runs}).data)
 
 
 class TrafficView(APIView):

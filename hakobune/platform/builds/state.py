@@ -8,6 +8,7 @@ ran out (`take_back`, builds/sweeper.py)."""
 from django.db.models import F
 from django.utils import timezone
 
+from hakobune.platform.notifications import alerts
 from hakobune.platform.observability.events import record_build_change
 
 from .models import FINISHED, STOPPABLE, STOPPED, Build, BuildStatus
@@ -108,6 +109,7 @@ def fail(build_id: int, diagnosis, *, by=None) -> bool:
         if status in FINISHED:
             return False
         if advance(build_id, status, S.FAILED, by=by, failed_step=status, **failure_fields(diagnosis)):
+            alerts.deploy_failed(build_id)
             return True
     return False
 

@@ -15,6 +15,7 @@ from django.utils import timezone
 from redis.exceptions import LockError
 
 from hakobune.platform.locks import redis_client
+from hakobune.platform.notifications import alerts
 from hakobune.platform.services.backends import backend_for
 from hakobune.platform.services.models import DesiredState, Release, Service
 from hakobune.runtime.base import RuntimeBackendError, ServiceRef
@@ -52,6 +53,7 @@ def collect_all() -> int:
             if ref in refs:
                 points += [_point(refs[ref], sample) for sample in samples]
     MetricPoint.objects.bulk_create(points, batch_size=BATCH)
+    alerts.metrics_collected(points)
     cutoff = timezone.now() - timedelta(hours=settings.METRICS_RETENTION_HOURS)
     MetricPoint.objects.filter(timestamp__lt=cutoff).delete()
     return len(points)

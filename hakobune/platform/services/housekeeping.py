@@ -21,6 +21,7 @@ from hakobune.platform.builds import disk
 from hakobune.platform.builds.images import local_builder, prune_service_images
 from hakobune.platform.builds.models import IN_PROGRESS, Build
 from hakobune.platform.locks import deploy_lock
+from hakobune.platform.notifications import alerts
 from hakobune.platform.observability import events
 from hakobune.runtime.base import DesiredService, LiveRoute, RuntimeBackendError, ServiceRef, looks_as_desired
 from hakobune.worker.builders.base import BuildError
@@ -70,6 +71,7 @@ def reconcile() -> None:
                 network_subnet=subnets.get(service.team.name),
             )
             desired = DesiredService(spec, state=service.desired_state)
+            alerts.crash_loop_seen(service, observed.get(ref) if observed is not None else None)
             if observed is not None and looks_as_desired(desired, observed.get(ref, [])):
                 continue
             lock = deploy_lock(service.id)

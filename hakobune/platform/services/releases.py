@@ -276,9 +276,18 @@ def start(release: Release, log: Callable[[str], None], *, may_retry: bool = Fal
             if not getattr(exc, "subnet_taken", ""):
                 raise
             log("The team network's address block is in use on this host; taking another")
-            networks.claim_another(service.team, exc.subnet_taken)
+            networks.claim_another(service.team, exc.subnet_taken, getattr(exc, "engine_subnets", ()))
             spec = deploy_spec(service, release)
-            result = backend.deploy(spec)
+            try:
+                result = backend.deploy(spec)
+            except RuntimeBackendError as again:
+                if not getattr(again, "subnet_taken", ""):
+                    raise
+                # A block clear of everything the engine listed was refused too:
+                # not something a person's next deploy would change.
+                raise networks.NoRoomForTeamNetwork(
+                    "network.overlap", {"subnet": again.subnet_taken, "detail": str(again)}
+                ) from again
     except Exception as exc:
         if not (may_retry and classify(exc) == FailureKind.TRANSIENT):
             mark_failed(release, exc, gave_up=classify(exc) == FailureKind.TRANSIENT)

@@ -21,7 +21,7 @@ from .access import service_for
 from .declared_settings import value_of, values_of
 from .decorators import service_action
 from .forms import DeployForm, NewServiceForm, ServiceSettingsForm
-from .models import DesiredState, Service, with_latest_builds
+from .models import DesiredState, OneOffRun, Service, with_latest_builds
 from .services import (
     ServiceActionError,
     add_domain,
@@ -52,10 +52,10 @@ def dashboard(request):
     teams = []
     # Every team's services (and their latest builds) in one query each, not per team.
     mine = list(teams_of(request.user).select_related("policy"))
-    owned = set(Membership.objects.filter(user=request.user, role=Role.OWNER).values_list("team_id", flat=True))
     every = with_latest_builds(
         Service.objects.filter(team__in=mine).select_related("live_release").exclude(desired_state=DesiredState.DELETED)
     )
+    owned = set(Membership.objects.filter(user=request.user, role=Role.OWNER).values_list("team_id", flat=True))
     for team in mine:
         services = []
         found = [service for service in every if service.team_id == team.id]
@@ -64,7 +64,7 @@ def dashboard(request):
             latest = service.latest_build
             services.append({"service": service, "latest_build": latest, "status": service.status_word(latest)})
         teams.append({"team": team, "services": services, "usage": usage_of(team, found), "limits": limits_of(team),
-                      "is_owner": team.id in owned})
+                      "owner": team.id in owned})
     return render(request, "services/dashboard.html", {"teams": teams})
 
 
@@ -126,6 +126,7 @@ def service_detail(request, team, service):
             "traffic_error": traffic_error,
             "processes": process_table(service),
             "jobs": jobs.history(service, runs_per_job=5),
+            "one_off_runs": OneOffRun.objects.filter(service=service).select_related("release")[:10],
             "settings_form": ServiceSettingsForm(service=service, initial=values_of(service)),
             "status": service.status_word(latest),
             "deploy_form": DeployForm(),
