@@ -1,6 +1,7 @@
-"""How fast do app images rebuild? For flask-hello, node-express and
-python-npm-assets (Python with its stylesheet built by npm), straight
-against the Docker Engine with hakobune.worker.builder (no portal, no worker):
+"""How fast do app images rebuild? For flask-hello, node-express,
+python-npm-assets (Python with its stylesheet built by npm) and java-maven
+(Maven, from the plugins Debian packages), straight against the Docker
+Engine with hakobune.worker.builder (no portal, no worker):
 
   cold          every layer built (nocache): dependencies downloaded and installed
   no change     the same source again: the content tag exists, the image is reused
@@ -10,7 +11,8 @@ against the Docker Engine with hakobune.worker.builder (no portal, no worker):
                 the code layer (and what follows it) is rebuilt
 
 Each is run --runs times (cold: --cold-runs); the median and the range are
-reported. Needs the stacks on this host (python manage.py stack ensure python|node|python-node).
+reported. Needs the stacks on this host (python manage.py stack ensure python|node|python-node|java).
+Java's rebuild has no target of its own: it is recorded as measured.
 
     .venv/bin/python bench/build_cache.py [--runs 7] [--cold-runs 3] [--record]
 
@@ -45,7 +47,11 @@ APPS = {
     "node-express": ("server.js", "// change {n}\n"),
     # Two languages: a code change also runs the npm build again (it follows the code).
     "python-npm-assets": ("app.py", "# change {n}\n"),
+    # A code change runs `mvn package` again (the dependencies and plugins are the layer before).
+    "java-maven": ("src/main/java/hello/Main.java", "// change {n}\n"),
 }
+# Apps whose rebuilds are recorded as measured, without the 1 s target.
+MEASURED_ONLY = {"java-maven"}
 CA_BUNDLE = os.environ.get("BUILD_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
 IMAGES = {
     "python": os.environ.get("STACK_PYTHON_IMAGE", "python:3.12-slim"),
@@ -53,6 +59,7 @@ IMAGES = {
     "go": os.environ.get("STACK_GO_IMAGE", "golang:1.23"),
     "static": os.environ.get("STACK_STATIC_IMAGE", ""),
     "python-node": "",
+    "java": os.environ.get("STACK_JAVA_IMAGE", ""),
 }
 SECTION = "## Build cache"
 
@@ -208,11 +215,13 @@ def markdown(report: dict, runs: int, cold_runs: int) -> str:
         r = data["results"]
         worst = max(statistics.median(r["no change"]), statistics.median(r["code change"]))
         reused = all(data["checks"].get("dependency layer reused on code change", [False]))
+        speed = ("recorded as measured (no target)" if app in MEASURED_ONLY
+                 else f"{'under' if worst < 1 else 'NOT under'} 1 s (medians)")
         verdicts.append(
-            f"- {app}: no-change and code-only rebuilds {'under' if worst < 1 else 'NOT under'} 1 s "
-            f"(medians); dependency layer {'reused' if reused else 'NOT reused'} on every code change."
+            f"- {app}: no-change and code-only rebuilds {speed}; dependency layer "
+            f"{'reused' if reused else 'NOT reused'} on every code change."
         )
-    lines += ["Target: no-change and code-only rebuilds under 1 s.", "", *verdicts, ""]
+    lines += ["Target: no-change and code-only rebuilds under 1 s (Java's recorded as measured).", "", *verdicts, ""]
     return "\n".join(lines)
 
 

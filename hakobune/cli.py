@@ -716,7 +716,11 @@ def cmd_env(args) -> int:
 
 
 def _env_said(done: str, keys: list[str], answer: dict) -> str:
-    done = done.format(keys=", ".join(keys))
+    return _release_said(done.format(keys=", ".join(keys)), answer)
+
+
+def _release_said(done: str, answer: dict) -> str:
+    """What was done, and which new release applies it (if the service is live)."""
     if answer.get("release"):
         return _("{done}; v{number} applies it.").format(done=done, number=answer["release"])
     return _("{done}.").format(done=done)
@@ -730,6 +734,42 @@ def _pairs(pairs: list[str] | None, shape: str) -> dict[str, str]:
             raise CliError(_("{pair}: write {shape}.").format(pair=repr(pair), shape=shape), EXIT_USAGE)
         found[key] = value
     return found
+
+
+def cmd_addons(args) -> int:
+    api = api_from_config()
+    team = pick_team(api, args.team)
+    where = f"teams/{quote(team)}/addons/"
+    if args.addons_command == "create":
+        addon = api.post(where, json={"kind": args.kind, "name": args.name or ""})
+        print(_("Created {name} ({kind}); it is starting. Its URL: {url}").format(
+            name=addon["name"], kind=addon["kind"], url=addon["url"]))
+        if args.service:
+            _attach(api, team, addon["name"], args.service)
+    elif args.addons_command == "attach":
+        _attach(api, team, args.addon, args.service or default_service_name(Path.cwd()))
+    elif args.addons_command == "detach":
+        service = args.service or default_service_name(Path.cwd())
+        answer = api.request("DELETE", f"{service_path(team, service)}/addons/{quote(args.addon)}/").json()
+        print(_release_said(_("Detached {addon} from {service}").format(addon=args.addon, service=service), answer))
+    elif args.addons_command == "delete":
+        answer = api.request("DELETE", f"{where}{quote(args.addon)}/", json={"confirm": args.confirm or ""}).json()
+        print(_("{name} is being deleted, with its data.").format(name=answer["name"]))
+    else:
+        addons = api.get(where)
+        if not addons:
+            print(_("Team {team} has no add-ons. Create one: hakobune addons create postgres").format(team=team))
+        for addon in addons:
+            services = ", ".join(addon["services"]) or "—"
+            print(f"{addon['name']}  {addon['kind']}  {addon['status']}  {addon['version'] or '—'}  "
+                  f"{addon['env_key']} → {services}")
+    return EXIT_OK
+
+
+def _attach(api: Api, team: str, addon: str, service: str) -> None:
+    answer = api.post(f"{service_path(team, service)}/addons/", json={"addon": addon})
+    done = _("Attached {addon} to {service} as {key}").format(addon=addon, service=service, key=answer["env_key"])
+    print(_release_said(done, answer))
 
 
 def cmd_traffic(args) -> int:
@@ -948,6 +988,23 @@ def build_parser() -> argparse.ArgumentParser:
     env_unset.add_argument("keys", nargs="+", metavar="KEY")
     env_commands.add_parser("list", help=_("list the keys (values are write-only)"))
     env.set_defaults(func=cmd_env)
+
+    addons = commands.add_parser("addons", help=_("the team's PostgreSQL and Redis add-ons"))
+    addons.add_argument("--team", "-t", help=_("the team (default: your only team, or $HAKOBUNE_TEAM)"))
+    addon_commands = addons.add_subparsers(dest="addons_command", metavar="ACTION")
+    create = addon_commands.add_parser("create", help=_("create one: postgres or redis"))
+    create.add_argument("kind", choices=["postgres", "redis"])
+    create.add_argument("--name", help=_("its name (default: the kind)"))
+    create.add_argument("--service", "-s", help=_("attach it to this service too"))
+    for action, words in (("attach", _("give a service its URL")), ("detach", _("take its URL from a service"))):
+        sub = addon_commands.add_parser(action, help=words)
+        sub.add_argument("addon")
+        sub.add_argument("--service", "-s", help=_("the service (default: this folder's name)"))
+    delete = addon_commands.add_parser("delete", help=_("delete one and its data"))
+    delete.add_argument("addon")
+    delete.add_argument("--confirm", help=_("the add-on's name again: its data is deleted for good"))
+    addon_commands.add_parser("list", help=_("list them"))
+    addons.set_defaults(func=cmd_addons)
 
     traffic = with_service(commands.add_parser("traffic", help=_("show or split the requests between releases")))
     traffic.add_argument("shares", nargs="*", metavar="vN=PERCENT", help=_("like v3=80 v4=20 (Cloud Run)"))

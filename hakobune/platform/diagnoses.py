@@ -16,7 +16,7 @@ from django.utils.translation import gettext, gettext_noop, override
 
 from hakobune.platform.failures import FailureKind, classify
 from hakobune.runtime.base import RuntimeBackendError
-from hakobune.worker.buildpacks import NoStackDetected
+from hakobune.worker.buildpacks import NoStackDetected, java
 from hakobune.worker.source import SourceError
 from hakobune.worker.stacks import StackError
 
@@ -81,6 +81,23 @@ rule("detect.version_unavailable", U,
      gettext_noop("The app asks for %(language)s %(asked)s (%(source)s), but the stacks here have %(have)s. Ask for one of "
                   "these versions (or remove the version the app asks for), or ask your operator to add a stack that has it "
                   "(STACK_VARIANTS)."))
+
+# Detection: an app of two languages asks for versions no variant of their stack has together.
+rule("detect.versions_unavailable", U,
+     gettext_noop("The app asks for %(asked)s, but the stacks here have %(have)s. Ask for versions one of these stacks "
+                  "has (or remove the versions the app asks for), or ask your operator to add a stack that has them "
+                  "(STACK_VARIANTS)."))
+
+# Java builds (hakobune.worker.buildpacks.java): Maven could not reach a repository.
+rule("build.maven_repository_unreachable", P,
+     gettext_noop("Maven could not download %(artifact)s from the Maven repository %(url)s (%(why)s). The app needs a "
+                  "package that Debian does not carry, and this host cannot reach that repository. This is not your "
+                  "app: an administrator sets MAVEN_REPOSITORY to a Maven repository this host can reach (a company "
+                  "mirror of Maven Central), then deploy again."))
+rule("build.maven_app_repository_unreachable", U,
+     gettext_noop("Maven could not download %(artifact)s from %(repository)s (%(url)s), a repository the app's pom.xml "
+                  "names (%(why)s). This host cannot reach it: take the package from Maven Central (or the mirror "
+                  "MAVEN_REPOSITORY names), or ask your operator to make that repository reachable."))
 
 # The pipeline's own.
 rule("pipeline.internal", P,
@@ -165,6 +182,11 @@ def diagnose(exc: BaseException) -> Diagnosis:
         return Diagnosis("runtime.failed" if kind == FailureKind.USER else "runtime.platform", {"detail": detail})
     if isinstance(exc, StackError):
         return Diagnosis("build.platform", {"detail": detail})
+    maven = java.unreachable_repository(getattr(exc, "log_tail", None) or []) if hasattr(exc, "user_error") else None
+    if maven:
+        central = maven["repository"] == "central"
+        return Diagnosis("build.maven_repository_unreachable" if central else "build.maven_app_repository_unreachable",
+                         maven)
     if hasattr(exc, "user_error"):
         return Diagnosis("build.failed" if kind == FailureKind.USER else "build.platform", {"detail": detail})
     return Diagnosis("pipeline.internal", {"error": f"{type(exc).__name__}: {exc}"[:500]})

@@ -129,6 +129,7 @@ INSTALLED_APPS = [
     "hakobune.platform.observability",
     "hakobune.platform.governance",
     "hakobune.platform.notifications",
+    "hakobune.platform.addons",
     "hakobune.platform.api",
     "hakobune.frontend",
 ]
@@ -415,6 +416,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # The add-ons' `kind` beside the notification targets' own.
+    "ENUM_NAME_OVERRIDES": {
+        "AddOnKindEnum": "hakobune.platform.addons.models.Kind",
+        "KindEnum": "hakobune.platform.notifications.models.TargetKind",
+    },
 }
 # How long one streamed answer (a build log or runtime logs with ?follow=1)
 # stays open, and how often it looks for news.
@@ -444,7 +450,23 @@ STACK_IMAGES = {
     # `languages`): no official image has both, so by default Hakobune's own
     # (hakobune/stack-python-node, built from Debian).
     "python-node": env("STACK_PYTHON_NODE_IMAGE", ""),
+    # Java apps: the JDK and Maven, whose global settings.xml reads Debian's
+    # packaged plugins and $MAVEN_REPOSITORY (below), so by default Hakobune's
+    # own (hakobune/stack-java, built from Debian).
+    "java": env("STACK_JAVA_IMAGE", ""),
 }
+
+# Add-ons (hakobune/platform/addons): a team's PostgreSQL or Redis on the local
+# runtime. The registry image where this host has it or can pull it, else
+# Hakobune's own stack built from Debian (`python manage.py stack ensure postgres`).
+ADDON_IMAGES = {
+    "postgres": env("ADDON_POSTGRES_IMAGE", "postgres:16"),
+    "redis": env("ADDON_REDIS_IMAGE", "redis:7"),
+}
+# What one add-on holds of its team's quota (and its container's limits).
+ADDON_CPU = float(env("ADDON_CPU", "0.5"))
+ADDON_MEMORY_MB = env_int("ADDON_MEMORY_MB", 256)
+ADDON_READY_TIMEOUT = env_int("ADDON_READY_TIMEOUT", 90)
 
 # Runtime backends, chosen per service like Django's email backends.
 RUNTIME_BACKENDS = {
@@ -534,6 +556,10 @@ for _item in env("STACK_VARIANTS", "").split(","):
     _language, _, _variant = _item.strip().partition("=")
     if _language.strip() and _variant.strip():
         STACK_VARIANTS.setdefault(_language.strip(), []).append(_variant.strip())
+# Where Java builds fetch the packages Debian does not carry: Maven Central, or
+# a company mirror of it ("https://maven.example.com/maven2/"). Put in each
+# Java build's environment; a build that cannot reach it fails saying so.
+MAVEN_REPOSITORY = env("MAVEN_REPOSITORY", "https://repo.maven.apache.org/maven2")
 # A CA bundle copied into locally built stacks and into every build, for hosts
 # whose HTTPS goes through a proxy with its own CA. Empty: none.
 _default_ca = "/etc/ssl/certs/ca-certificates.crt"
@@ -647,7 +673,7 @@ IMAGE_BUILDERS = {
         "BACKEND": "hakobune.worker.builders.local_docker.LocalDockerBuilder",
         "OPTIONS": {
             # No docker_url: the engine of DOCKER_HOST (and DOCKER_TLS_*), else its socket.
-            "stack_images": STACK_IMAGES,
+            "stack_images": {**STACK_IMAGES, **ADDON_IMAGES},
             "suite": STACK_DEBIAN_SUITE,
             "stack_variants": STACK_VARIANTS,
             "mirror": STACK_DEBIAN_MIRROR,
@@ -747,6 +773,8 @@ TASK_TIME_LIMITS = {
     # Each of the team's services as destroy_service, one after another.
     "destroy_team": env_int("DESTROY_TEAM_TIMEOUT", 1800),
     "rebuild_stack": env_int("STACK_BUILD_TIMEOUT", 1800),
+    # Its image built from Debian when this host has none, then the start.
+    "provision_addon": env_int("STACK_BUILD_TIMEOUT", 1800) + 120,
     # Connecting and the answer, each NOTIFY_TIMEOUT_SECONDS at most.
     "deliver_notification": 2 * NOTIFY_TIMEOUT_SECONDS + 30,
 }

@@ -9,6 +9,7 @@ settings.TASK_TIME_LIMITS (CELERY_TASK_ANNOTATIONS)."""
 
 from celery import shared_task
 
+from hakobune.platform.addons import actions as addon_actions
 from hakobune.platform.builds import admission, pipeline, sweeper
 from hakobune.platform.failures import MAX_ATTEMPTS, RetryStep
 from hakobune.platform.notifications import delivery
@@ -77,6 +78,16 @@ def destroy_service(service_id: int) -> None:
 @shared_task
 def destroy_team(team_id: int) -> None:
     housekeeping.destroy_team(team_id)
+
+
+@shared_task
+def provision_addon(addon_id: int) -> None:
+    addon_actions.provision(addon_id)
+
+
+@shared_task
+def remove_addon(addon_id: int) -> None:
+    addon_actions.remove(addon_id)
 
 
 @shared_task

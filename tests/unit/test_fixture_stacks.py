@@ -9,6 +9,7 @@ from tests.conftest import APPS_DIR
 
 # app -> (stack, build stack), or the error detection raises.
 EXPECTED = {
+    "addon-client": ("python", ""),
     "chatty": ("python", ""),
     "django-static": ("python", ""),
     "dockerfile": ("dockerfile", ""),
@@ -22,6 +23,9 @@ EXPECTED = {
     "go-http": ("go", "go"),
     "google-python": ("python", ""),
     "health-check-fails": ("python", ""),
+    "java-maven": ("java", ""),
+    "java-maven-central": ("java", ""),  # fails at its build here: Maven Central is not reachable
+    "java-plain": ("java", ""),
     "listens-on-localhost": ("python", ""),
     "monorepo": NoStackDetected,
     "no-app": NoStackDetected,

@@ -107,6 +107,8 @@ def status_tone(status):
         "ignored": "muted",
         "refused": "bad",
         "sent": "good",
+        "ready": "good",
+        "deleting": "muted",
     }.get(str(status), "busy")
 
 

@@ -8,6 +8,7 @@ from rest_framework import serializers
 from rest_framework.utils.serializer_helpers import BindingDict
 
 from hakobune.platform.accounts.models import Role
+from hakobune.platform.addons.models import Kind as AddOnKind
 from hakobune.platform.builds.admission import waiting_ahead
 from hakobune.platform.notifications.models import Event, TargetKind
 from hakobune.platform.services.models import Release
@@ -508,3 +509,34 @@ class EventSerializer(serializers.Serializer):
 class EventsSerializer(serializers.Serializer):
     events = EventSerializer(many=True, help_text="Newest first.")
     next_before = serializers.IntegerField(allow_null=True, help_text="Give it as ?before= for the older page; null: no more.")
+
+
+# -- add-ons --------------------------------------------------------------------------
+
+
+class AddOnCreateSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=AddOnKind.choices)
+    name = serializers.CharField(max_length=30, required=False, allow_blank=True, default="")
+
+
+class AddOnAttachSerializer(serializers.Serializer):
+    addon = serializers.CharField(max_length=30)
+
+
+class AddOnDeleteSerializer(serializers.Serializer):
+    confirm = serializers.CharField(max_length=30, required=False, allow_blank=True, default="")
+
+
+class AddOnSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    kind = serializers.CharField()
+    status = serializers.CharField()
+    status_detail = serializers.CharField()
+    version = serializers.CharField()
+    cpu = serializers.FloatField()
+    memory_mb = serializers.IntegerField()
+    volume = serializers.CharField()
+    env_key = serializers.CharField()
+    url = serializers.CharField(help_text="How the team's services reach it; the password is never shown.")
+    services = serializers.ListField(child=serializers.CharField())
+    created_at = serializers.DateTimeField()

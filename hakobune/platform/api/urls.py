@@ -1,7 +1,7 @@
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from . import views
+from . import addon_views, views
 
 app_name = "api"
 
@@ -25,6 +25,8 @@ urlpatterns = [
          name="notification_target_test"),
     path(f"{team}/notifications/deliveries/", views.NotificationDeliveriesView.as_view(),
          name="notification_deliveries"),
+    path(f"{team}/addons/", addon_views.AddOnsView.as_view(), name="addons"),
+    path(f"{team}/addons/<slug:addon>/", addon_views.AddOnView.as_view(), name="addon"),
     path(f"{team}/services/", views.ServicesView.as_view(), name="services"),
     path(f"{service}/", views.ServiceView.as_view(), name="service"),
     path(f"{service}/deploys/", views.DeploysView.as_view(), name="deploys"),
@@ -36,6 +38,8 @@ urlpatterns = [
     path(f"{service}/jobs/", views.JobsView.as_view(), name="jobs"),
     path(f"{service}/runs/", views.RunsView.as_view(), name="runs"),
     path(f"{service}/env/", views.EnvView.as_view(), name="env"),
+    path(f"{service}/addons/", addon_views.ServiceAddOnsView.as_view(), name="service_addons"),
+    path(f"{service}/addons/<slug:addon>/", addon_views.ServiceAddOnView.as_view(), name="service_addon"),
     path(f"{service}/logs", views.LogsView.as_view(), name="logs"),
     path(f"{service}/metrics", views.MetricsView.as_view(), name="metrics"),
     path(f"{service}/events/", views.ServiceEventsView.as_view(), name="service_events"),

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from hakobune.platform.addons.models import AddOn
 from hakobune.platform.services.backends import backend_for
 from hakobune.platform.services.models import DesiredState
 from hakobune.runtime.base import RuntimeBackendError
@@ -92,6 +93,8 @@ def usage_of(team, services=None) -> Usage:
     if services is None:
         services = list(team.services.exclude(desired_state=DesiredState.DELETED))
     held = [reservation(service) for service in services]
+    # Add-ons hold their size for as long as they exist.
+    held += [(float(cpu), memory) for cpu, memory in AddOn.objects.filter(team=team).values_list("cpu", "memory_mb")]
     return Usage(len(services), round(sum(c for c, _ in held), 2), sum(m for _, m in held))
 
 

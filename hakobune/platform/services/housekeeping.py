@@ -17,6 +17,7 @@ from django.utils import timezone
 from hakobune.platform import queue
 from hakobune.platform.accounts import networks
 from hakobune.platform.accounts.models import Team
+from hakobune.platform.addons.actions import remove_all_of_team
 from hakobune.platform.builds import disk
 from hakobune.platform.builds.images import local_builder, prune_service_images
 from hakobune.platform.builds.models import IN_PROGRESS, Build
@@ -302,6 +303,9 @@ def destroy_team(team_id: int) -> None:
     for service_id in Service.objects.filter(team=team).values_list("id", flat=True):
         Service.objects.filter(id=service_id).update(desired_state=DesiredState.DELETED)
         destroy_service(service_id)
+    # Its add-ons' containers and data volumes: deleting the team was confirmed by its name.
+    for action in remove_all_of_team(team.name):
+        logger.info("%s", action)
     with transaction.atomic():
         # Releases protect their builds; they go first (as destroy_service does).
         Service.objects.filter(team=team).update(live_release=None)

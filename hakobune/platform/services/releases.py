@@ -14,6 +14,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from hakobune.platform.accounts import networks
+from hakobune.platform.addons.models import attached_env_of
 from hakobune.platform.builds.lease import Lease
 from hakobune.platform.builds.state import failure_fields
 from hakobune.platform.crypto import decrypt
@@ -113,8 +114,10 @@ def egress_allow_by_team() -> dict[str, tuple[str, ...]]:
 
 
 def env_of(service: Service) -> dict[str, str]:
-    """The service's environment variables with values, decrypted, for the runtime."""
-    return {var.key: decrypt(var.value_encrypted) for var in service.env_vars.all() if not var.secret_ref}
+    """The service's environment variables with values, decrypted, for the
+    runtime, and the URLs of the add-ons attached to it."""
+    own = {var.key: decrypt(var.value_encrypted) for var in service.env_vars.all() if not var.secret_ref}
+    return {**own, **attached_env_of(service)}
 
 
 def secret_env_of(service: Service) -> dict[str, str]:

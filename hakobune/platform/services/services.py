@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.utils.translation import gettext
 
 from hakobune.platform.accounts.models import Team
+from hakobune.platform.addons.models import AddOn
 from hakobune.platform.builds.models import STOPPABLE, Build, BuildStatus
 from hakobune.platform.builds.stopping import stop_build, supersede_earlier
 from hakobune.platform.crypto import encrypt
@@ -82,6 +83,9 @@ def create_service(
         raise ServiceActionError(gettext("Team %(team)s is being deleted by an administrator.") % {"team": team.name})
     if Service.objects.filter(team=team, name=name).exists():
         raise ServiceActionError(f"Your team already has a service called {name}.")
+    if AddOn.objects.filter(team=team, name=name).exists():
+        raise ServiceActionError(f"Your team has an add-on called {name}; a service needs another name, since both "
+                                 "are reached by name on the team network.")
     columns, extra = split_by_storage(settings_fields)
     service = Service(team=team, name=name, created_by=created_by, extra_settings=extra, **columns)
     _within_quota(service, creating=True)
