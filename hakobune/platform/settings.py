@@ -614,6 +614,13 @@ LOGS_TEAM_MAX_MB = env_int("LOGS_TEAM_MAX_MB", 200)
 LOGS_PRUNE_SECONDS = env_int("LOGS_PRUNE_SECONDS", 300)
 # A page of the log (portal, API) holds at most this many lines.
 LOGS_PAGE_MAX = env_int("LOGS_PAGE_MAX", 500)
+# The events of each service and team (deploys, crashes, settings changes, who
+# did each: docs/architecture.md, "Events and the audit log") are the audit
+# log: kept this many days, pruned with the images every PRUNE_SECONDS.
+EVENT_RETENTION_DAYS = env_int("EVENT_RETENTION_DAYS", 365)
+# Crashes of one instance with the same exit code within this many minutes of
+# the last are one event that counts them (a crash loop), not one each.
+EVENT_CRASH_REPEAT_MINUTES = env_int("EVENT_CRASH_REPEAT_MINUTES", 10)
 # Images of a service's last N releases are kept for instant rollbacks (with
 # the live release's and those of builds on their way to a release); older
 # ones are pruned every PRUNE_SECONDS (docs/architecture.md, "Disk").

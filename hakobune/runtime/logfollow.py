@@ -1,9 +1,9 @@
 """Following what the local runtime's containers print, as they print it:
 each container's output from a point in time on (stdout and stderr apart,
-each line with the engine's own timestamp in nanoseconds), and the engine's
-events saying a container started. No Django here: the platform's log
-collector (hakobune/platform/observability/logcollector.py) decides what to
-keep."""
+each line with the engine's own timestamp in nanoseconds). The engine's
+events saying a container started come with those saying one exited
+(runtime/exits.py). No Django here: the platform's log collector
+(hakobune/platform/observability/logcollector.py) decides what to keep."""
 
 from __future__ import annotations
 
@@ -148,9 +148,3 @@ def _frames(pieces: Iterator[bytes]) -> Iterator[tuple[int, bytes]]:
 
 
 CHUNK = 256 * 1024
-
-
-def started(client: docker.DockerClient, labels: list[str]):
-    """The engine's events stream of containers with these labels starting:
-    yields each one's id. Close the returned stream (.close()) to end it."""
-    return client.events(decode=True, filters={"type": "container", "event": ["start"], "label": labels})

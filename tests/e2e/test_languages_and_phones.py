@@ -229,6 +229,7 @@ def pages_of(team, service, build):
         "new-team": reverse("accounts:team_new"),
         "api-tokens": reverse("accounts:api_tokens"),
         "password": reverse("accounts:password_change"),
+        "audit-log": reverse("observability:team_events", args=[team.name]),
     }
     # The team's own settings, its owner's only.
     owner = {**member, "notifications": reverse("notifications:page", args=[team.name])}
@@ -239,6 +240,7 @@ def pages_of(team, service, build):
         "disk": reverse("governance:disk"),
         "stacks": reverse("builds:stacks"),
         "cloud-run": reverse("services:cloud_run"),
+        "events": reverse("observability:all_events"),
     }
     # Deleting a team is the administration pages' (not submitted here).
     admin = {"team-delete": reverse("admin:accounts_team_delete", args=[team.id])}

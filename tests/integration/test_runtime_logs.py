@@ -9,6 +9,7 @@ flood is cut to the rate limit, with what was dropped said and counted."""
 import secrets
 import time
 
+import docker
 import pytest
 from django.db.models import Sum
 from django.urls import reverse
@@ -108,7 +109,10 @@ def test_lines_show_within_2_s_and_outlive_redeploys_crashes_and_removal(
     for container in docker_client.containers.list(
         all=True, filters={"label": [f"{LABEL_TEAM}={team.name}", f"{LABEL_SERVICE}=chatty"]}
     ):
-        container.remove(force=True)
+        try:
+            container.remove(force=True)
+        except docker.errors.NotFound:
+            pass  # an instance of the replaced release, which its retirement removed meanwhile
     lines = texts(service)
     for wanted in [*(f"handled request first-{n}" for n in range(5)), "handled request second", "about to crash"]:
         assert lines.count(wanted) == 1, wanted

@@ -202,3 +202,25 @@ def secret_prefix(service):
         return ""
     prefix = getattr(backend, "secret_prefix", None)
     return prefix(service.team.name) if prefix else ""
+
+
+@register.filter
+def event_words(event):
+    """An event (observability/events.py) in a sentence, in the reader's language."""
+    from hakobune.platform.observability.events import sentence_of
+
+    return sentence_of(event)
+
+
+# Events worth a mark beside their sentence, and its words.
+EVENT_MARKS = {
+    "error": ("bad", pgettext_lazy("event", "error")),
+    "warning": ("busy", pgettext_lazy("event", "warning")),
+    "success": ("good", pgettext_lazy("event", "done")),
+}
+
+
+@register.filter
+def event_mark(event):
+    """(tone, word) of the event's severity, or None for a plain one."""
+    return EVENT_MARKS.get(event.severity)

@@ -488,6 +488,29 @@ class ServiceChangeSerializer(ServiceSerializer):
     release = serializers.IntegerField(allow_null=True, required=False, help_text="The new release that applies the change.")
 
 
+class EventActorSerializer(serializers.Serializer):
+    username = serializers.CharField(allow_null=True, help_text="The person's username; null for Hakobune itself (or a person since deleted).")
+    label = serializers.CharField(help_text="Who, as shown: the username when it was done, or Hakobune.")
+    token = serializers.CharField(allow_blank=True, help_text="The name of the API token they used, if they used one.")
+
+
+class EventSerializer(serializers.Serializer):
+    id = serializers.IntegerField(help_text="Ask for the page before it with ?before=<id>.")
+    at = serializers.DateTimeField()
+    kind = serializers.CharField(help_text="deploy.live, instance.crashed, env.changed, member.added…")
+    severity = serializers.ChoiceField(choices=["info", "success", "warning", "error"])
+    team = serializers.CharField()
+    service = serializers.CharField(allow_null=True, help_text="null for what concerns the whole team.")
+    actor = EventActorSerializer()
+    message = serializers.CharField(help_text="The event in a sentence, in the language asked for (Accept-Language).")
+    params = serializers.DictField(help_text="What the sentence is made of (numbers, names, keys; never a secret value).")
+
+
+class EventsSerializer(serializers.Serializer):
+    events = EventSerializer(many=True, help_text="Newest first.")
+    next_before = serializers.IntegerField(allow_null=True, help_text="Give it as ?before= for the older page; null: no more.")
+
+
 # -- add-ons --------------------------------------------------------------------------
 
 

@@ -17,6 +17,7 @@ urlpatterns = [
     path("teams/", views.TeamsView.as_view(), name="teams"),
     path(f"{team}/members/", views.MembersView.as_view(), name="members"),
     path(f"{team}/members/<str:username>/", views.MemberView.as_view(), name="member"),
+    path(f"{team}/events/", views.TeamEventsView.as_view(), name="team_events"),
     path(f"{team}/notifications/targets/", views.NotificationTargetsView.as_view(), name="notification_targets"),
     path(f"{team}/notifications/targets/<int:target_id>/", views.NotificationTargetView.as_view(),
          name="notification_target"),
@@ -41,6 +42,7 @@ urlpatterns = [
     path(f"{service}/addons/<slug:addon>/", addon_views.ServiceAddOnView.as_view(), name="service_addon"),
     path(f"{service}/logs", views.LogsView.as_view(), name="logs"),
     path(f"{service}/metrics", views.MetricsView.as_view(), name="metrics"),
+    path(f"{service}/events/", views.ServiceEventsView.as_view(), name="service_events"),
     path("builds/<int:build_id>/", views.BuildView.as_view(), name="build"),
     path("builds/<int:build_id>/log", views.BuildLogView.as_view(), name="build_log"),
     # Any character, newlines too: an unknown path always gets the JSON 404.

@@ -30,10 +30,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from hakobune.platform.accounts.models import Membership, Role
-from hakobune.platform.accounts.permissions import member_of, require
+from hakobune.platform.accounts.permissions import member_of, require, team_for_audit
 from hakobune.platform.accounts.services import add_member, create_team, remove_member
 from hakobune.platform.accounts.tokens import create_api_token
 from hakobune.platform.builds.models import Build, BuildStatus
+from hakobune.platform.observability import events
 from hakobune.platform.notifications import actions as notification_actions
 from hakobune.platform.notifications import alerts
 from hakobune.platform.notifications.models import Delivery
@@ -306,7 +307,7 @@ class MembersView(APIView):
             raise exceptions.ValidationError(
                 {"user": [f"No one has the username or e-mail {who!r}. They need a Hakobune account first."]}
             )
-        added = add_member(team=membership.team, user=user, role=data["role"])
+        added = add_member(team=membership.team, user=user, role=data["role"], by=request.user)
         return Response(s.MemberSerializer(added).data, status=status.HTTP_201_CREATED)
 
 
@@ -320,7 +321,7 @@ class MemberView(APIView):
         if username != request.user.username:
             require(membership, Role.OWNER, "remove members")
         target = get_object_or_404(Membership, team=membership.team, user__username=username)
-        remove_member(team=membership.team, user=target.user)
+        remove_member(team=membership.team, user=target.user, by=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -406,7 +407,7 @@ class ServicesView(APIView):
         except DjangoValidationError as exc:
             raise _django_errors(exc)
         if subdir:
-            set_source(service=service, subdir=subdir)
+            set_source(service=service, subdir=subdir, created_by=request.user)
         return Response(s.ServiceSerializer(service).data, status=status.HTTP_201_CREATED)
 
 
@@ -471,16 +472,17 @@ class DeploysView(APIView):
             except DjangoValidationError as exc:
                 raise exceptions.ValidationError({"source": exc.messages})
             if "subdir" in data:
-                set_source(service=found, subdir=data["subdir"])
+                set_source(service=found, subdir=data["subdir"], created_by=request.user)
             build = deploy_service(service=found, source_file=upload, created_by=request.user, trigger="api")
         else:
             data = _valid(s.DeployGitSerializer, request.data if isinstance(request.data, dict) else {})
             if data.get("git_url"):
-                set_source(service=found, git_url=data["git_url"], git_ref=data.get("ref", ""), subdir=data.get("subdir"))
+                set_source(service=found, git_url=data["git_url"], git_ref=data.get("ref", ""), subdir=data.get("subdir"),
+                           created_by=request.user)
                 ref = ""
             else:
                 if "subdir" in data:
-                    set_source(service=found, subdir=data["subdir"])
+                    set_source(service=found, subdir=data["subdir"], created_by=request.user)
                 ref = data.get("ref", "")
             if found.source_kind != "git":
                 raise exceptions.ValidationError({"non_field_errors": [
@@ -938,6 +940,69 @@ class MetricsView(APIView):
                 {"timestamp": m.timestamp, "name": m.name, "value": m.value, "labels": m.labels} for m in samples
             ],
         })
+
+
+# -- events: the service's timeline, the team's audit log ------------------------------------
+
+EVENT_PARAMETERS = [
+    OpenApiParameter("before", OpenApiTypes.INT, description="The page before the event with this id (`next_before`)."),
+    OpenApiParameter("kind", OpenApiTypes.STR, description="Only these kinds, comma-separated: a kind (deploy.live) or "
+                     "a family (deploy, release, instance, service, settings, env, source, domain, scale_to_zero, "
+                     "traffic, review, team, member)."),
+    OpenApiParameter("since", OpenApiTypes.STR, description="An ISO 8601 time, or a duration back: 30m, 2h, 7d."),
+    OpenApiParameter("limit", OpenApiTypes.INT, description="At most this many events (1–200, default 50)."),
+]
+
+
+def _events_page(request, rows):
+    params = request.query_params
+    before, limit = params.get("before") or "", params.get("limit") or str(events.PAGE_SIZE)
+    if before and not before.isdigit():
+        raise exceptions.ValidationError({"before": ["Give the id of an event."]})
+    if not limit.isdigit() or not 1 <= int(limit) <= events.PAGE_MAX:
+        raise exceptions.ValidationError({"limit": [f"Give a number of events from 1 to {events.PAGE_MAX}."]})
+    kinds = [kind.strip() for kind in (params.get("kind") or "").split(",") if kind.strip()]
+    unknown = [kind for kind in kinds if kind not in events.KINDS and kind not in events.FAMILIES]
+    if unknown:
+        raise exceptions.ValidationError({"kind": [
+            f"{', '.join(unknown)}: not a kind of event. Give kinds like deploy.live, or families: "
+            f"{', '.join(events.families())}."]})
+    found, older = events.page(rows, before=int(before) if before else None, kinds=kinds or None,
+                               since=parse_since(params.get("since")), size=int(limit))
+    return Response({"events": [_event_data(event) for event in found], "next_before": older})
+
+
+def _event_data(event):
+    return {
+        "id": event.id, "at": event.created_at, "kind": event.kind, "severity": event.severity,
+        "team": event.team_name, "service": event.service_name or None,
+        "actor": {"username": event.actor_label if event.actor_id else None, "label": event.actor_label,
+                  "token": event.actor_token},
+        "message": events.sentence_of(event), "params": event.params,
+    }
+
+
+class ServiceEventsView(APIView):
+    @extend_schema(
+        operation_id="service_events", parameters=EVENT_PARAMETERS,
+        responses={200: s.EventsSerializer, **errors(400, *READ_ERRORS)},
+        summary="The service's events, newest first: deploys, releases, crashes and OOM kills, changes, and who "
+        "did each (every member of its team)",
+    )
+    def get(self, request, team, service):
+        _, found = service_for(request.user, team, service)
+        return _events_page(request, found.events.all())
+
+
+class TeamEventsView(APIView):
+    @extend_schema(
+        operation_id="team_events", parameters=EVENT_PARAMETERS,
+        responses={200: s.EventsSerializer, **errors(400, 401, 403, 404)},
+        summary="The team's audit log: its services' events and its own (members, quota), newest first "
+        "(owners and administrators)",
+    )
+    def get(self, request, team):
+        return _events_page(request, team_for_audit(request.user, team).events.all())
 
 
 class NoSuchEndpoint(APIView):

@@ -12,6 +12,9 @@ metrics for each service, once per METRICS_SECONDS.
 - Each source's position (the last stored line's timestamp, in nanoseconds)
   is stored in the same transaction as its lines (LogCursor), so a restarted
   collector resumes after the last stored line and repeats none.
+- An instance that exits without Hakobune stopping it (a crash, an OOM
+  kill: runtime/exits.py) is recorded as an event of its service
+  (observability/events.py), once per exit, from the same events stream.
 - Per service, at most LOGS_RATE_PER_SECOND lines a second are kept (a token
   bucket holding LOGS_BURST); the rest are dropped and counted, and said in one
   line ("12,345 lines dropped in 10 s") per LOGS_DROP_WINDOW_SECONDS. Lines
@@ -34,13 +37,15 @@ from datetime import timezone as dt_timezone
 import docker
 import requests
 from django.conf import settings
-from django.db import close_old_connections, transaction
+from django.db import DatabaseError, close_old_connections, transaction
 
 from hakobune.platform.crypto import decrypt
 from hakobune.platform.services.models import EnvVar, Release, Service
 from hakobune.runtime.docker_local import LABEL_MANAGED, LABEL_PROCESS, LABEL_RELEASE, LABEL_SERVICE, LABEL_TEAM
-from hakobune.runtime.logfollow import RawLine, follow, started
+from hakobune.runtime.exits import KILL_WINDOW_NS, ExitWatch, container_events
+from hakobune.runtime.logfollow import RawLine, follow
 
+from .events import record_instance_exit
 from .models import LogCursor, LogLine, MetricPoint
 
 logger = logging.getLogger(__name__)
@@ -49,6 +54,11 @@ LOGS_DB = "logs"
 FLUSH_SECONDS = 0.5
 SWEEP_SECONDS = 30
 MASK = "••••••"
+# The position of the instance exits recorded from the engine's events; a
+# collector restarted within EXITS_RESUME_NS reads the exits it missed from
+# there (as far as the engine's last 256 events go back).
+EXITS_SOURCE = "engine:exits"
+EXITS_RESUME_NS = 3600 * 1_000_000_000
 # Values shorter than this are not masked: "1", "true" and "8080" are in
 # too many lines to hide, and are not secrets.
 MASK_MIN_LENGTH = 6
@@ -253,20 +263,52 @@ class Collector:
                     self.watch(container.id)
 
     def _events(self) -> None:
+        """Follows containers as they start, and hands the exits of
+        instances that Hakobune did not stop (crashes, OOM kills) to the
+        platform's events, from where the last one recorded left off."""
+        watch = ExitWatch()
         while not self.stopping.is_set():
             try:
-                self.events = started(self.client, self.labels)
+                done = self._exits_position()
+                # From a little before the last exit recorded, so that the
+                # kill of a stop just before it is seen again too.
+                since = done - KILL_WINDOW_NS if done else None
+                self.events = container_events(self.client, self.labels, since)
                 for event in self.events:
                     if self.stopping.is_set():
                         return
                     attributes = (event.get("Actor") or {}).get("Attributes") or {}
-                    if attributes.get(LABEL_SERVICE) and event.get("id"):
+                    if event.get("Action") == "start" and attributes.get(LABEL_SERVICE) and event.get("id"):
                         self.watch(event["id"])
+                    exit = watch.see(event)
+                    if exit is not None and exit.at_ns > done:
+                        record_instance_exit(exit)
+                        done = exit.at_ns
+                        self._note_exits_position(done)
+                        close_old_connections()  # this thread's, which a database restart may have broken
             except Exception as exc:  # noqa: BLE001 - the engine went away: look again
                 if self.stopping.is_set():
                     return
                 logger.warning("the engine's events stream ended (%s); listening again", exc)
+                close_old_connections()
                 time.sleep(1)
+
+    def _exits_position(self) -> int:
+        """The engine's time of the last instance exit recorded (ns), if recent;
+        0 (from now on) when it cannot be read: following containers comes first."""
+        try:
+            stored = LogCursor.objects.filter(source=EXITS_SOURCE).values_list("position", flat=True).first() or 0
+        except DatabaseError as exc:
+            logger.warning("could not read where the instance exits were left: %s", exc)
+            return 0
+        return stored if time.time_ns() - stored < EXITS_RESUME_NS else 0
+
+    def _note_exits_position(self, ns: int) -> None:
+        try:
+            if not LogCursor.objects.filter(source=EXITS_SOURCE).update(position=ns):
+                LogCursor.objects.create(source=EXITS_SOURCE, position=ns)
+        except DatabaseError as exc:
+            logger.warning("could not note where the instance exits are: %s", exc)
 
     # -- storing ---------------------------------------------------------------------
 

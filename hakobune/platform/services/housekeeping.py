@@ -23,6 +23,7 @@ from hakobune.platform.builds.images import local_builder, prune_service_images
 from hakobune.platform.builds.models import IN_PROGRESS, Build
 from hakobune.platform.locks import deploy_lock
 from hakobune.platform.notifications import alerts
+from hakobune.platform.observability import events
 from hakobune.runtime.base import DesiredService, LiveRoute, RuntimeBackendError, ServiceRef, looks_as_desired
 from hakobune.worker.builders.base import BuildError
 
@@ -79,8 +80,11 @@ def reconcile() -> None:
                 logger.info("reconcile %s: skipped, a deploy holds its lock", ref.service)
                 continue
             try:
-                for action in backend.reconcile_service(desired):
+                actions = backend.reconcile_service(desired)
+                for action in actions:
                     logger.info("reconcile %s: %s", ref.service, action)
+                if observed is None or not looks_as_desired(desired, _of_live_release(spec, observed.get(ref, []))):
+                    events.record_repair(service, actions)  # not for the instances of a replaced release it took away
             except RuntimeBackendError as exc:
                 logger.warning("reconcile could not repair %s/%s: %s", ref.team, ref.service, exc.message)
             finally:
@@ -99,6 +103,10 @@ def reconcile() -> None:
                            exc.message)
     resend_team_deletions()
     sync_router()
+
+
+def _of_live_release(spec, observed: list) -> list:
+    return [instance for instance in observed if instance.release_id == str(spec.release_id)]
 
 
 def resend_team_deletions() -> list[int]:
@@ -225,6 +233,7 @@ def prune() -> dict:
             outcome["errors"].append(exc.message)
             logger.warning("could not prune the build leftovers: %s", exc.message)
     outcome["snapshots_deleted"] = prune_source_snapshots()
+    outcome["events_deleted"] = events.prune()
     after = {space.path: space.free_bytes for space in disk.watched_spaces()}
     # What the file systems gained (another writer may have taken some meanwhile).
     outcome["bytes_freed"] = max(sum(after.get(path, 0) - free for path, free in before.items()), 0)

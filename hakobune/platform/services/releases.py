@@ -23,6 +23,7 @@ from hakobune.platform.failures import MAX_ATTEMPTS, FailureKind, RetryStep, bac
 from hakobune.platform.governance.models import TeamPolicy
 from hakobune.platform.governance.quotas import QuotaExceeded, check_quota
 from hakobune.platform.locks import deploy_lock
+from hakobune.platform.observability.events import record_release_failure
 from hakobune.platform.queue import enqueue_on_commit
 from hakobune.runtime.base import DeploySpec, RuntimeBackendError, ServiceRef
 from hakobune.runtime.release_config import RELEASE, WEB, ReleaseConfig, release_settings
@@ -376,5 +377,6 @@ def start_pending(release_id: int, *, attempt: int = 1) -> None:
                 logger.error("platform fault starting %s: %s", release, reason, exc_info=exc)
             else:
                 logger.warning("%s did not start: %s", release, reason)
+            record_release_failure(release)
     if started:
         retire_replaced(release)
