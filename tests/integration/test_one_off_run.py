@@ -130,6 +130,11 @@ def test_a_developer_runs_commands_in_the_live_release_and_the_portal_lists_them
                          headers={"Authorization": f"Bearer {env['HAKOBUNE_TOKEN']}"}, timeout=30).json()
     assert [run["command"] for run in listed["runs"]][-1] == "sh -c 'echo to-stdout; echo to-stderr >&2; exit 3'"
     assert {run["started_by"] for run in listed["runs"]} == {owner.username}
+    # And the service's events say who ran what.
+    from hakobune.platform.observability.models import Event
+
+    ran_events = Event.objects.filter(service=service, kind="run.started")
+    assert sorted(ran_events.values_list("actor_label", flat=True)) == [owner.username] * 4
 
 
 def test_a_viewer_may_not_run_commands_and_an_outsider_finds_no_service(

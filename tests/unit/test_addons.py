@@ -161,6 +161,14 @@ def test_deleting_needs_no_service_attached_and_a_confirmation_by_name(as_, owne
     assert accepted.status_code == 202 and accepted.json()["status"] == "deleting"
     assert ("remove_addon", addon.id) in queued_tasks
 
+    # Each step is on the team's audit log, with who did it.
+    from hakobune.platform.observability.models import Event
+
+    done = list(Event.objects.filter(team__name="acme", kind__startswith="addon.").order_by("id")
+                .values_list("kind", "service_name", "actor_label"))
+    assert done == [("addon.created", "", owner.username), ("addon.attached", "web", owner.username),
+                    ("addon.detached", "web", owner.username), ("addon.deleted", "", owner.username)]
+
 
 class _PortalSession:
     """The CLI's HTTP session, answered by this test's portal (Django's test client)."""

@@ -17,6 +17,7 @@ from hakobune.platform.accounts import networks
 from hakobune.platform.accounts.models import dns_label_validator
 from hakobune.platform.crypto import decrypt, encrypt
 from hakobune.platform.governance.quotas import QuotaExceeded, limits_of, usage_of
+from hakobune.platform.observability.events import record_event
 from hakobune.platform.queue import enqueue_on_commit
 from hakobune.platform.services.backends import get_backend
 from hakobune.platform.services.models import DesiredState, EnvVar, Service
@@ -73,6 +74,7 @@ def create_addon(*, team, kind: str, name: str = "", created_by=None) -> AddOn:
     except IntegrityError:  # created by another request meanwhile
         raise taken from None
     enqueue_on_commit("provision_addon", addon.id)
+    record_event("addon.created", team=team, actor=created_by, addon=name, addon_kind=kind)
     return addon
 
 
@@ -146,6 +148,7 @@ def attach(*, addon: AddOn, service: Service, created_by=None):
         raise AddOnError(f"{service.name} sets {addon.env_key} itself; unset that variable first, so that the "
                          f"add-on's URL is the one it gets.")
     addon.services.add(service)
+    record_event("addon.attached", service=service, actor=created_by, addon=addon.name, variable=addon.env_key)
     return _new_release(service, f"Attach {addon.name} ({addon.env_key})")
 
 
@@ -153,6 +156,7 @@ def detach(*, addon: AddOn, service: Service, created_by=None):
     if not addon.services.filter(id=service.id).exists():
         raise AddOnError(f"{addon.name} is not attached to {service.name}.")
     addon.services.remove(service)
+    record_event("addon.detached", service=service, actor=created_by, addon=addon.name, variable=addon.env_key)
     return _new_release(service, f"Detach {addon.name} ({addon.env_key})")
 
 
@@ -163,7 +167,7 @@ def _new_release(service: Service, description: str):
     return new_release(service, build=live.build, image=live.image, config=dict(live.config), description=description)
 
 
-def delete(*, addon: AddOn, confirm: str = "") -> None:
+def delete(*, addon: AddOn, confirm: str = "", deleted_by=None) -> None:
     """Has a worker remove the add-on's container and its data volume: only
     when no service uses it and `confirm` is its name, never silently."""
     attached = sorted(addon.services.exclude(desired_state=DesiredState.DELETED).values_list("name", flat=True))
@@ -174,6 +178,7 @@ def delete(*, addon: AddOn, confirm: str = "") -> None:
                          f"({{\"confirm\": \"{addon.name}\"}}).")
     AddOn.objects.filter(id=addon.id).update(status=AddOn.Status.DELETING)
     enqueue_on_commit("remove_addon", addon.id)
+    record_event("addon.deleted", team=addon.team, actor=deleted_by, addon=addon.name)
 
 
 def remove(addon_id: int) -> None:

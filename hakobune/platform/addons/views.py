@@ -109,4 +109,4 @@ def addon_delete(request, membership, addon):
     found = _addon(membership, addon)
     return _done(request, membership, actions.delete,
                  _("%(name)s and its data are being deleted.") % {"name": found.name},
-                 addon=found, confirm=request.POST.get("confirm", "").strip())
+                 addon=found, confirm=request.POST.get("confirm", "").strip(), deleted_by=request.user)

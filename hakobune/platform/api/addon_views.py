@@ -78,7 +78,7 @@ class AddOnView(APIView):
     def delete(self, request, team, addon):
         _, found = addon_for(request.user, team, addon, Role.OWNER, "delete add-ons")
         data = _valid(s.AddOnDeleteSerializer, request.data or {})
-        _refused(actions.delete, addon=found, confirm=data["confirm"])
+        _refused(actions.delete, addon=found, confirm=data["confirm"], deleted_by=request.user)
         found.refresh_from_db()
         return Response(addon_data(found), status=status.HTTP_202_ACCEPTED)
 

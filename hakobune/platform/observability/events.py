@@ -153,7 +153,14 @@ kind("review.approved", SUCCESS, gettext_noop("An administrator approved the ser
      gettext_noop("An administrator approved the service: %(note)s"), pick=lambda p: 1 if p.get("note") else 0)
 kind("review.rejected", WARNING, gettext_noop("An administrator did not approve the service: %(note)s"))
 
+kind("run.started", INFO, gettext_noop("Ran a one-off command in v%(release)s: %(command)s"))
+kind("addon.attached", INFO, gettext_noop("Attached the add-on %(addon)s (%(variable)s)."))
+kind("addon.detached", INFO, gettext_noop("Detached the add-on %(addon)s (%(variable)s)."))
+
 # -- a team's (recorded with the team and no service) ------------------------------------
+
+kind("addon.created", INFO, gettext_noop("Created the add-on %(addon)s (%(addon_kind)s)."))
+kind("addon.deleted", WARNING, gettext_noop("Deleted the add-on %(addon)s and its data."))
 
 kind("team.created", INFO, gettext_noop("Created the team."))
 kind("team.deleted", WARNING,
@@ -455,6 +462,8 @@ FAMILIES = {
     "review": gettext_noop("Reviews"),
     "team": gettext_noop("The team: created, quota, deleted"),
     "member": gettext_noop("Members"),
+    "run": gettext_noop("One-off commands"),
+    "addon": gettext_noop("Add-ons"),
 }
 
 

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from hakobune.platform.accounts.models import Role
+from hakobune.platform.observability.events import record_event
 from hakobune.runtime.base import AttachedOneOff, RuntimeBackendError, ServiceRef
 
 from .access import service_for
@@ -59,10 +60,13 @@ def open_run(user, team: str, service_name: str, command: str, *, tty: bool) -> 
         raise OneOffRefused(
             f"Team {service.team.name} already has {running} commands running, as many as it may at once. "
             "Wait for one to end.", "too_many_runs")
-    return OneOffRun.objects.create(
+    run = OneOffRun.objects.create(
         service=service, release=service.live_release, command=command, tty=tty,
         started_by=user, started_by_name=user.get_username(),
     )
+    record_event("run.started", service=service, actor=user, command=command[:200],
+                 release=service.live_release.number)
+    return run
 
 
 def attach(run: OneOffRun, *, rows: int, cols: int) -> AttachedOneOff:
