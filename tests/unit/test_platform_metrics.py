@@ -75,8 +75,10 @@ def value(families, name, **labels):
 
 
 def took(build, seconds):
+    """The build as if it had taken this long from its admission to its end."""
     started = timezone.now() - timedelta(hours=1)
-    Build.objects.filter(id=build.id).update(started_at=started, finished_at=started + timedelta(seconds=seconds))
+    Build.objects.filter(id=build.id).update(started_at=started, finished_at=started + timedelta(seconds=seconds),
+                                             duration_seconds=seconds)
 
 
 @pytest.fixture
@@ -95,6 +97,21 @@ def three_builds(team, owner, dummy_backend, queued_tasks):
     took(second, 200)
     took(failed, 5)
     return hello, api
+
+
+def test_a_builds_duration_is_stored_when_it_ends(team, owner, dummy_backend, queued_tasks):
+    service = create_service(team=team, name="hello", created_by=owner)
+    build = deploy_service(service=service, source_file=upload_of("flask-hello"), created_by=owner)
+    advance(build.id, S.QUEUED, S.FETCHING)
+    Build.objects.filter(id=build.id).update(started_at=timezone.now() - timedelta(seconds=90))
+    assert Build.objects.get(id=build.id).duration_seconds is None
+    fail(build.id, Diagnosis("detect.no_app", {"detail": "no app found"}))
+    assert Build.objects.get(id=build.id).duration_seconds == pytest.approx(90, abs=5)
+    # One that ends before its admission (superseded while queued) has none.
+    queued = deploy_service(service=service, source_file=upload_of("flask-hello"), created_by=owner)
+    deploy_service(service=service, source_file=upload_of("flask-hello"), created_by=owner)
+    assert Build.objects.get(id=queued.id).status == "superseded"
+    assert Build.objects.get(id=queued.id).duration_seconds is None
 
 
 # -- who may scrape ----------------------------------------------------------------------------

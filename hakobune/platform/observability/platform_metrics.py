@@ -7,9 +7,10 @@ feature exists.
 Every value is read at scrape time from the database and Redis by one
 custom collector, never counted in the process that answers: the portal runs
 several gunicorn workers, and counters of their own would disagree from one
-scrape to the next. A scrape is a handful of aggregate queries (one over the
-builds, one over the releases, one over the services, one over the drains,
-a few index looks) and one round trip to Redis (bench/platform_metrics.py).
+scrape to the next. A scrape is six queries (one aggregate each over the
+builds, the releases, the services and the drains; the hosts of builds in
+progress; the access log's cursor) and four requests to Redis
+(bench/platform_metrics.py measures it).
 A source that fails (Redis away) leaves its families out and says so in
 `hakobune_scrape_source_ok{source}`; the others are still served."""
 
@@ -21,9 +22,11 @@ import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+
 import redis
 from django.conf import settings
-from django.db.models import Count, F, FloatField, Func, Q, Sum
+from django.db.models import Count, Q, Sum
+from django.utils.dateparse import parse_datetime
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
@@ -52,34 +55,14 @@ Source = Callable[[], Iterable[Metric]]
 notification_failures: Callable[[], dict[str, int]] | None = None
 
 
-class SecondsBetween(Func):
-    """end − start in seconds, computed by the database itself: a duration
-    expression of Django's is a Python function per row on SQLite, which made
-    a scrape of 10,000 builds take a second (bench/RESULTS.md)."""
-
-    output_field = FloatField()
-
-    def __init__(self, start: str, end: str):
-        super().__init__(F(end), F(start))
-
-    def as_sqlite(self, compiler, connection, **extra):
-        return self.as_sql(compiler, connection, template="((julianday(%(expressions)s)) * 86400.0)",
-                           arg_joiner=") - julianday(", **extra)
-
-    def as_sql(self, compiler, connection, **extra):
-        extra.setdefault("template", "EXTRACT(EPOCH FROM (%(expressions)s))")
-        extra.setdefault("arg_joiner", " - ")
-        return super().as_sql(compiler, connection, **extra)
-
-
 def builds() -> Iterable[Metric]:
     """One query: the builds by status and failed step, with each status's
-    duration histogram (admission to end)."""
-    timed = Q(started_at__isnull=False, finished_at__isnull=False)
-    buckets = {f"le_{n}": Count("id", filter=timed & Q(took__lte=seconds))
+    duration histogram (admission to end), read from the index
+    `build_outcomes` alone (status, failed_step, duration_seconds)."""
+    buckets = {f"le_{n}": Count("duration_seconds", filter=Q(duration_seconds__lte=seconds))
                for n, seconds in enumerate(BUILD_DURATION_BUCKETS)}
-    rows = (Build.objects.annotate(took=SecondsBetween("started_at", "finished_at")).values("status", "failed_step")
-            .annotate(count=Count("id"), timed=Count("id", filter=timed), seconds=Sum("took", filter=timed), **buckets)
+    rows = (Build.objects.values("status", "failed_step")
+            .annotate(count=Count("*"), timed=Count("duration_seconds"), seconds=Sum("duration_seconds"), **buckets)
             .order_by())
     by_status: dict[str, int] = defaultdict(int)
     failed_by_step: dict[str, int] = defaultdict(int)
@@ -154,8 +137,8 @@ def queue_names() -> dict[str, str]:
     hosts that fetched a build still in progress (platform/queue.py)."""
     names = {queue.queue_of(purpose): purpose for purpose in queue.PURPOSES}
     hosts = {queue.this_host()} | set(
-        Build.objects.filter(status__in=IN_PROGRESS).exclude(worker_host="").values_list("worker_host", flat=True)
-        .distinct()
+        Build.objects.filter(status__in=IN_PROGRESS).exclude(worker_host="").order_by()
+        .values_list("worker_host", flat=True).distinct()
     )
     for host in sorted(hosts):
         names[queue.host_queue(host)] = "host"
@@ -200,8 +183,6 @@ def metrics_collection() -> Iterable[Metric]:
     last = health["last"]
     if not last:
         return
-    from django.utils.dateparse import parse_datetime
-
     at = parse_datetime(last["at"]).timestamp()
     yield _gauge("hakobune_metrics_collection_last_timestamp_seconds", "When the last metrics collection ended.", at)
     yield _gauge("hakobune_metrics_collection_age_seconds",
