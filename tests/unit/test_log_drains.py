@@ -359,6 +359,7 @@ def test_a_drain_held_by_another_shipper_is_left_to_it(client, owner, service, r
     assert put(client, owner, f"http://127.0.0.1:{receiver.port}/").status_code == 200
     line(service, "once")
     LogDrain.objects.update(leased_until=timezone.now() + timedelta(seconds=30))
+    assert drains.due_drains() == []
     assert drains.ship(LogDrain.objects.get().id) == 0 and receiver.requests == []
     LogDrain.objects.update(leased_until=timezone.now() - timedelta(seconds=1))  # its holder died
     assert drains.ship(LogDrain.objects.get().id) == 1

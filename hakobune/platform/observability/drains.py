@@ -396,12 +396,15 @@ def _lease(drain_id: int, now: datetime) -> bool:
 
 
 def due_drains(now: datetime | None = None) -> list[int]:
-    """The drains with lines to send that are not waiting out a back-off:
-    one read of the drains, one index look per drain in the logs."""
+    """The drains with lines to send that are not waiting out a back-off nor
+    held by a turn (of this or another host's collector): one read of the
+    drains, one index look per drain in the logs."""
     now = now or timezone.now()
     waiting_over = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+    free = Q(leased_until__isnull=True) | Q(leased_until__lt=now)
     due = []
-    for drain_id, team_id, position in LogDrain.objects.filter(waiting_over).values_list("id", "team_id", "position"):
+    for drain_id, team_id, position in LogDrain.objects.filter(waiting_over, free).values_list("id", "team_id",
+                                                                                              "position"):
         if LogLine.objects.filter(team_id=team_id, id__gt=position).exists():
             due.append(drain_id)
     return due
