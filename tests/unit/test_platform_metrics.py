@@ -17,12 +17,14 @@ from hakobune.platform.builds.models import Build
 from hakobune.platform.builds.state import advance, fail
 from hakobune.platform.diagnoses import Diagnosis
 from hakobune.platform.locks import redis_client
-from hakobune.platform.observability import platform_metrics
+from hakobune.platform.notifications import alerts
+from hakobune.platform.notifications.models import NotificationTarget
 from hakobune.platform.observability.logcollector import Collector, health_key
 from hakobune.platform.services.models import DesiredState, Service
 from hakobune.platform.services.services import create_service, deploy_service
 from tests.conftest import upload_of
 from tests.unit.test_api import S, deployed
+from tests.unit.test_notifications import send_queued
 
 pytestmark = pytest.mark.django_db(databases=["default", "logs"])
 
@@ -229,11 +231,18 @@ def test_the_collectors_lag_and_duration_are_shown(client, token, own_redis):
     assert log_collector.lag == 0
 
 
-def test_notification_failures_are_exported_only_from_a_real_source(client, token, own_redis, monkeypatch):
-    assert "hakobune_notification_failures" not in scrape(client)
-    monkeypatch.setattr(platform_metrics, "notification_failures", lambda: {"email": 4, "webhook": 1})
-    families = scrape(client)
-    assert value(families, "hakobune_notification_failures_total", channel="email") == 4
+def test_notification_failures_are_the_failed_deliveries(client, token, own_redis, team, owner, login, settings,
+                                                        queued_tasks, django_capture_on_commit_callbacks):
+    assert "hakobune_notification_deliveries" in scrape(client)
+    settings.NOTIFY_ALLOWED_HOSTS = settings.NOTIFY_HTTP_HOSTS = frozenset({"127.0.0.1"})
+    login(owner).post("/teams/acme/notifications/targets/",
+                      {"name": "hook", "kind": "webhook", "address": "http://127.0.0.1:9/hook", "language": "en"})
+    # An administrator takes loopback off the list: the sending is refused before it connects, and fails.
+    settings.NOTIFY_ALLOWED_HOSTS = settings.NOTIFY_HTTP_HOSTS = frozenset()
+    with django_capture_on_commit_callbacks(execute=True):
+        alerts.send_test(NotificationTarget.objects.get())
+    send_queued(queued_tasks)
+    assert value(scrape(client), "hakobune_notification_deliveries", status="failed", channel="webhook") == 1
 
 
 def test_the_log_collectors_flush_measures_how_late_it_stored_a_line(settings):

@@ -1,15 +1,16 @@
 """The platform's own metrics, for Prometheus (`GET /metrics`, views.py):
 builds by status and their durations, deploys by outcome, services by
 backend, the Celery queues' depth, how the metrics collection and the log
-collector keep up, the log drains, and notification failures once that
-feature exists.
+collector keep up, the log drains, and the notifications' deliveries (and
+failures).
 
 Every value is read at scrape time from the database and Redis by one
 custom collector, never counted in the process that answers: the portal runs
 several gunicorn workers, and counters of their own would disagree from one
-scrape to the next. A scrape is six queries (one aggregate each over the
-builds, the releases, the services and the drains; the hosts of builds in
-progress; the access log's cursor) and four requests to Redis
+scrape to the next. A scrape is seven queries (one aggregate each over the
+builds, the releases, the services, the drains and the notifications'
+deliveries; the hosts of builds in progress; the access log's cursor) and
+four requests to Redis
 (bench/platform_metrics.py measures it).
 A source that fails (Redis away) leaves its families out and says so in
 `hakobune_scrape_source_ok{source}`; the others are still served."""
@@ -32,6 +33,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 from hakobune.platform import queue
 from hakobune.platform.builds.models import IN_PROGRESS, Build
+from hakobune.platform.notifications.models import Delivery
 from hakobune.platform.services.models import DesiredState, Release, Service
 
 from .collectors import collection_health
@@ -48,12 +50,6 @@ KOMBU_PRIORITY_SEPARATOR = "\x06\x16"
 KOMBU_PRIORITY_STEPS = (3, 6, 9)
 
 Source = Callable[[], Iterable[Metric]]
-
-# Notification failures: the notifications feature (being built apart) sets
-# this to a function giving {channel: failed deliveries so far} read from its
-# own model; until then no such family is exported, rather than a made-up 0.
-notification_failures: Callable[[], dict[str, int]] | None = None
-
 
 def builds() -> Iterable[Metric]:
     """One query: the builds by status and failed step, with each status's
@@ -265,12 +261,16 @@ def log_drains() -> Iterable[Metric]:
 
 
 def notifications() -> Iterable[Metric]:
-    if notification_failures is None:
-        return
-    family = CounterMetricFamily("hakobune_notification_failures", "Notifications that could not be delivered, "
-                                 "by channel.", labels=["channel"])
-    for channel, count in sorted(notification_failures().items()):
-        family.add_metric([channel], count)
+    """One query over the notification deliveries kept (NOTIFY_KEEP_DAYS):
+    by status (pending, sent, failed: the failures) and channel. A gauge, not
+    a counter: deliveries older than that are deleted with their alerts."""
+    family = GaugeMetricFamily("hakobune_notification_deliveries",
+                               "Notification deliveries of the last NOTIFY_KEEP_DAYS days by status (pending, sent, "
+                               "failed) and channel (email, slack, discord, teams, webhook).",
+                               labels=["status", "channel"])
+    rows = Delivery.objects.values("status", "target_kind").annotate(count=Count("*")).order_by("status", "target_kind")
+    for row in rows:
+        family.add_metric([row["status"], row["target_kind"]], row["count"])
     yield family
 
 
