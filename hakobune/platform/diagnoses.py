@@ -178,6 +178,25 @@ rule("review.rejected", U,
                   "the new deploy is reviewed again."))
 rule("review.replaced", U, gettext_noop("Deploy #%(number)s came after it and went on in its place once approved."))
 
+# A team's log drain (observability/drains.py): the endpoint is the team's, so
+# each says what the team can check; the lines wait and are sent again.
+rule("drain.http_status", U,
+     gettext_noop("The endpoint answered HTTP %(status)s. Hakobune keeps the lines and sends them again later; "
+                  "check that the address and its token are right and that the endpoint takes POSTed JSON lines."))
+rule("drain.redirect", U,
+     gettext_noop("The endpoint answered HTTP %(status)s, a redirect, which Hakobune does not follow. "
+                  "Give the address it redirects to."))
+rule("drain.unreachable", U,
+     gettext_noop("Hakobune could not connect to %(address)s: %(detail)s. It tries again later; check the host and port."))
+rule("drain.timeout", U,
+     gettext_noop("%(address)s did not answer within %(seconds)s s. Hakobune tries again later."))
+rule("drain.tls", U,
+     gettext_noop("The TLS connection to %(address)s failed: %(detail)s. The endpoint needs a certificate for its "
+                  "name from a public authority."))
+rule("drain.address_refused", U,
+     gettext_noop("Hakobune did not connect: %(detail)s A drain is sent only to public addresses; "
+                  "the name may have been changed to point elsewhere since it was saved."))
+
 
 def diagnose(exc: BaseException) -> Diagnosis:
     """The diagnosis of an exception met by a pipeline step."""

@@ -621,6 +621,27 @@ EVENT_RETENTION_DAYS = env_int("EVENT_RETENTION_DAYS", 365)
 # Crashes of one instance with the same exit code within this many minutes of
 # the last are one event that counts them (a crash loop), not one each.
 EVENT_CRASH_REPEAT_MINUTES = env_int("EVENT_CRASH_REPEAT_MINUTES", 10)
+# Log drains (a team's runtime logs sent to its own endpoint,
+# platform/observability/drains.py), shipped by the log collector's process:
+# LOG_DRAIN_BATCH_LINES lines a request, each connection given
+# LOG_DRAIN_TIMEOUT seconds; a failure is tried again after 2, 4, 8 … s, at
+# most LOG_DRAIN_MAX_BACKOFF; a drain more than LOG_DRAIN_MAX_BACKLOG lines
+# behind skips its oldest (counted and shown). LOG_DRAIN_ALLOWED_HOSTS ("host"
+# or "host:port") may be private or loopback addresses and plain http:// or
+# syslog:// (an admin's allow-list; the tests name their receivers here).
+LOG_DRAIN_ALLOWED_HOSTS = frozenset(env_list("LOG_DRAIN_ALLOWED_HOSTS", ""))
+LOG_DRAIN_BATCH_LINES = env_int("LOG_DRAIN_BATCH_LINES", 500)
+LOG_DRAIN_BATCHES_PER_TURN = env_int("LOG_DRAIN_BATCHES_PER_TURN", 20)
+LOG_DRAIN_TIMEOUT = env_int("LOG_DRAIN_TIMEOUT", 10)
+LOG_DRAIN_MAX_BACKOFF = env_int("LOG_DRAIN_MAX_BACKOFF", 300)
+LOG_DRAIN_MAX_BACKLOG = env_int("LOG_DRAIN_MAX_BACKLOG", 20_000)
+LOG_DRAIN_POLL_SECONDS = float(env("LOG_DRAIN_POLL_SECONDS", "1"))
+LOG_DRAIN_CONCURRENCY = env_int("LOG_DRAIN_CONCURRENCY", 4)
+# The CA certificates a drain's TLS endpoint is checked against; empty: the system's.
+LOG_DRAIN_CA_BUNDLE = env("LOG_DRAIN_CA_BUNDLE", "")
+# The platform's own metrics at /metrics (Prometheus text format) answer only
+# `Authorization: Bearer <METRICS_TOKEN>`; unset, /metrics is a 404.
+METRICS_TOKEN = env("METRICS_TOKEN", "")
 # Images of a service's last N releases are kept for instant rollbacks (with
 # the live release's and those of builds on their way to a release); older
 # ones are pruned every PRUNE_SECONDS (docs/architecture.md, "Disk").

@@ -31,6 +31,9 @@ _HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$", re.IGNORECASE)
 
 Resolver = Callable[[str, int], Iterable[str]]
 
+# The port of a scheme when the URL names none.
+DEFAULT_PORTS = {"https": 443, "http": 80, "syslog+tls": 6514, "syslog": 514}
+
 
 class UnsafeURL(ValueError):
     """The URL may not be fetched; the message says why, in a person's words."""
@@ -39,6 +42,8 @@ class UnsafeURL(ValueError):
 @dataclass(frozen=True)
 class Policy:
     schemes: frozenset[str] = frozenset({"https"})
+    # Schemes without encryption, allowed only for `http_hosts`.
+    plain_schemes: frozenset[str] = frozenset({"http"})
     # Hosts ("host" or "host:port") that may be fetched over plain http, and
     # hosts that may be private or loopback addresses: an admin's allow-list
     # (the tests name their local git server here).
@@ -102,14 +107,13 @@ def check_url(url: str, policy: Policy = Policy(), resolver: Resolver = default_
     scheme = parts.scheme.lower()
     if not parts.scheme or "://" not in url:
         raise UnsafeURL(f"that is not a web address. Give an https:// address, like {policy.example}.")
-    if scheme not in policy.schemes and scheme != "http":
-        allowed = ", ".join(sorted(f"{s}://" for s in policy.schemes))
-        raise UnsafeURL(f"{scheme}:// addresses are not allowed; Hakobune {policy.only} {allowed} addresses.")
+    if scheme not in policy.schemes and scheme not in policy.plain_schemes:
+        raise UnsafeURL(_scheme_refusal(scheme, policy))
     if not parts.netloc:
         raise UnsafeURL("the URL has no host name.")
     try:
         host = (parts.hostname or "").rstrip(".").lower()
-        port = parts.port or {"https": 443, "http": 80}.get(scheme, 0)
+        port = parts.port or DEFAULT_PORTS.get(scheme, 0)
     except ValueError:
         raise UnsafeURL("the port in the URL is not a number between 1 and 65535.") from None
     if not host:
@@ -119,10 +123,9 @@ def check_url(url: str, policy: Policy = Policy(), resolver: Resolver = default_
 
     host_port = f"{host}:{port}"
     if scheme not in policy.schemes and not (
-        scheme == "http" and (host in policy.http_hosts or host_port in policy.http_hosts)
+        scheme in policy.plain_schemes and (host in policy.http_hosts or host_port in policy.http_hosts)
     ):
-        allowed = ", ".join(sorted(f"{s}://" for s in policy.schemes))
-        raise UnsafeURL(f"{scheme}:// addresses are not allowed; Hakobune {policy.only} {allowed} addresses.")
+        raise UnsafeURL(_scheme_refusal(scheme, policy))
 
     address = _ip_literal(host)
     if address is None:
@@ -146,6 +149,11 @@ def check_url(url: str, policy: Policy = Policy(), resolver: Resolver = default_
             shown = host if address is not None else f"{host} (which points to {candidate})"
             raise UnsafeURL(f"the address {shown} is {reason}, which Hakobune {policy.does_not}.")
     return _guarded(url, parts, scheme, host, port, addresses)
+
+
+def _scheme_refusal(scheme: str, policy: Policy) -> str:
+    allowed = ", ".join(sorted(f"{s}://" for s in policy.schemes))
+    return f"{scheme}:// addresses are not allowed; Hakobune {policy.only} {allowed} addresses."
 
 
 def _guarded(url, parts, scheme, host, port, addresses) -> GuardedURL:

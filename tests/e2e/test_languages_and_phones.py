@@ -48,7 +48,7 @@ KEPT_WORDS = {
     "p95", "p99", "xx", "env", "localhost", "gz", "xz", "zip", "tar", "tgz", "txz", "node_modules", "venv", "dist",
     "sha256", "buildpacks", "gcr", "io", "builder", "artifact", "registry", "load", "balancer", "google", "accessor",
     "toml", "actions", "b", "db", "application", "json", "redis", "django", "slack", "discord", "microsoft", "teams",
-    "workflows", "https",
+    "workflows", "https", "syslog",
 }
 
 # The service's hakobune.toml: a worker beside the web process, and a job.
@@ -227,6 +227,7 @@ def pages_of(team, service, build):
         "deploy": reverse("builds:detail", args=[team.name, service.name, build.number]),
         "new-service": reverse("services:new", args=[team.name]),
         "new-team": reverse("accounts:team_new"),
+        "log-drain": reverse("observability:log_drain", args=[team.name]),
         "api-tokens": reverse("accounts:api_tokens"),
         "password": reverse("accounts:password_change"),
         "audit-log": reverse("observability:team_events", args=[team.name]),

@@ -165,13 +165,21 @@ def worker(django_db_setup, django_db_blocker, router, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def log_collector(django_db_setup, django_db_blocker, tmp_path_factory):
+def drain_port():
+    """The loopback port of the tests' log drain receiver, the one address
+    the log collector's drains may reach there (LOG_DRAIN_ALLOWED_HOSTS)."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def log_collector(django_db_setup, django_db_blocker, tmp_path_factory, drain_port):
     """The log collector as scripts/start.sh starts it (`manage.py
-    collect_logs`), on the test databases, reading request metrics every 5 s;
-    yields its log's path."""
+    collect_logs`), on the test databases, reading request metrics every 5 s
+    and shipping log drains every 0.2 s; yields its log's path."""
     log = tmp_path_factory.mktemp("collector") / "collector.log"
     env = {**os.environ, "DATABASE_URL": database_url(), "LOGS_DATABASE_URL": database_url("logs"),
-           "PYTHONPATH": str(PROJECT_DIR), "METRICS_SECONDS": "5"}
+           "PYTHONPATH": str(PROJECT_DIR), "METRICS_SECONDS": "5",
+           "LOG_DRAIN_ALLOWED_HOSTS": f"127.0.0.1:{drain_port}", "LOG_DRAIN_POLL_SECONDS": "0.2"}
     process = subprocess.Popen([sys.executable, "manage.py", "collect_logs"], cwd=PROJECT_DIR, env=env,
                                stdout=open(log, "wb"), stderr=subprocess.STDOUT)
     try:
@@ -267,12 +275,30 @@ def wait_for_build(build, timeout=300):
 
 def remove_team_containers(docker_client, team_name: str) -> None:
     """Every container of the team, gone; one the worker removes in between
-    (a drain, a prune) is not an error."""
+    (a drain, a prune) is not an error, and one it is removing is waited for."""
     for container in docker_client.containers.list(all=True, filters={"label": f"{LABEL_TEAM}={team_name}"}):
-        try:
-            container.remove(force=True)
-        except docker.errors.NotFound:
-            pass
+        _remove_container(docker_client, container)
+
+
+def _remove_container(docker_client, container) -> None:
+    """Removes it, or waits for the removal the worker began (the instances
+    of a replaced release retire as a test ends): its network goes next."""
+    try:
+        container.remove(force=True)
+    except docker.errors.NotFound:
+        return
+    except docker.errors.APIError as exc:
+        if exc.status_code != 409:
+            raise
+
+        def gone():
+            try:
+                docker_client.containers.get(container.id)
+            except docker.errors.NotFound:
+                return True
+            return False
+
+        _wait_for(gone, 60, f"the removal of {container.name}")
 
 
 def remove_team_containers_and_network(docker_client, team_name: str) -> None:

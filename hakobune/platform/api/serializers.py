@@ -133,6 +133,34 @@ class DeliverySerializer(serializers.Serializer):
     finished_at = serializers.DateTimeField(allow_null=True)
 
 
+class LogDrainErrorSerializer(serializers.Serializer):
+    rule = serializers.CharField(help_text="A stable word for the failure: drain.http_status, drain.unreachable, "
+                                 "drain.timeout, drain.tls, drain.redirect, drain.address_refused.")
+    message = serializers.CharField(help_text="What went wrong, in words.")
+    at = serializers.DateTimeField()
+
+
+class LogDrainSerializer(serializers.Serializer):
+    url = serializers.CharField(source="url_shown", help_text="The address without its user, password or query "
+                                "(which may hold a token, kept encrypted and never shown again).")
+    kind = serializers.ChoiceField(choices=["https", "syslog"], help_text="https: JSON lines POSTed in batches; "
+                                   "syslog: RFC 5424 messages over TCP (TLS with syslog+tls://).")
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+    shipped_lines = serializers.IntegerField(help_text="Lines sent since the address was saved.")
+    dropped_lines = serializers.IntegerField(help_text="Lines not sent because the endpoint was more than "
+                                             "LOG_DRAIN_MAX_BACKLOG lines behind (the oldest go first).")
+    last_success_at = serializers.DateTimeField(allow_null=True)
+    failures = serializers.IntegerField(help_text="Failed attempts in a row; 0 when the last one worked.")
+    next_attempt_at = serializers.DateTimeField(allow_null=True, help_text="While failing: when it is tried again.")
+    last_error = LogDrainErrorSerializer(allow_null=True, help_text="The last failure, kept after a later success.")
+
+
+class LogDrainUpdateSerializer(serializers.Serializer):
+    url = serializers.CharField(max_length=2000, help_text="https://… (JSON lines POSTed in batches), "
+                                "syslog+tls://host:port (RFC 5424 over TLS); must be a public address.")
+
+
 # -- services ---------------------------------------------------------------------------
 
 

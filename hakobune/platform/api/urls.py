@@ -27,6 +27,7 @@ urlpatterns = [
          name="notification_deliveries"),
     path(f"{team}/addons/", addon_views.AddOnsView.as_view(), name="addons"),
     path(f"{team}/addons/<slug:addon>/", addon_views.AddOnView.as_view(), name="addon"),
+    path(f"{team}/log-drain/", views.LogDrainView.as_view(), name="log_drain"),
     path(f"{team}/services/", views.ServicesView.as_view(), name="services"),
     path(f"{service}/", views.ServiceView.as_view(), name="service"),
     path(f"{service}/deploys/", views.DeploysView.as_view(), name="deploys"),

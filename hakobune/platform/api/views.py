@@ -34,7 +34,7 @@ from hakobune.platform.accounts.permissions import member_of, require, team_for_
 from hakobune.platform.accounts.services import add_member, create_team, remove_member
 from hakobune.platform.accounts.tokens import create_api_token
 from hakobune.platform.builds.models import Build, BuildStatus
-from hakobune.platform.observability import events
+from hakobune.platform.observability import drains, events
 from hakobune.platform.notifications import actions as notification_actions
 from hakobune.platform.notifications import alerts
 from hakobune.platform.notifications.models import Delivery
@@ -378,6 +378,59 @@ class NotificationDeliveriesView(APIView):
     def get(self, request, team):
         deliveries = Delivery.objects.filter(alert__team=_owner_of(request, team)).select_related("alert__service")
         return Response(s.DeliverySerializer(deliveries[:50], many=True).data)
+
+
+# -- a team's log drain ----------------------------------------------------------------------
+
+
+def _drain_data(drain):
+    error = None
+    if drain.last_error_rule:
+        error = {"rule": drain.last_error_rule, "message": drain.last_error_text, "at": drain.last_error_at}
+    return {**s.LogDrainSerializer(drain).data, "last_error": error}
+
+
+class LogDrainView(APIView):
+    @extend_schema(
+        operation_id="log_drain_retrieve",
+        responses={200: s.LogDrainSerializer, 401: errors(401)[401],
+                   404: OpenApiResponse(s.ErrorSerializer, description="Not found, of a team you are not in, or the "
+                                        "team has no log drain (code no_log_drain).")},
+        summary="The team's log drain and how its sending goes (members)",
+    )
+    def get(self, request, team):
+        membership = member_of(request.user, team)
+        drain = drains.drain_of(membership.team)
+        if drain is None:
+            raise NoLogDrain()
+        return Response(_drain_data(drain))
+
+    @extend_schema(
+        operation_id="log_drain_set", request=s.LogDrainUpdateSerializer,
+        responses={200: s.LogDrainSerializer, **errors(*WRITE_ERRORS)},
+        summary="Send the team's runtime logs to an address of its own from now on (owners)",
+    )
+    def put(self, request, team):
+        membership = member_of(request.user, team, Role.OWNER, "change the team's log drain")
+        data = _valid(s.LogDrainUpdateSerializer, request.data)
+        try:
+            drain = drains.set_drain(team=membership.team, url=data["url"], created_by=request.user)
+        except drains.DrainRefused as exc:
+            raise exceptions.ValidationError({"url": [str(exc)]})
+        return Response(_drain_data(drain))
+
+    @extend_schema(operation_id="log_drain_remove", responses={204: None, **errors(*WRITE_ERRORS)},
+                   summary="Stop sending the team's logs (owners)")
+    def delete(self, request, team):
+        membership = member_of(request.user, team, Role.OWNER, "change the team's log drain")
+        if not drains.remove_drain(team=membership.team):
+            raise NoLogDrain()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class NoLogDrain(exceptions.NotFound):
+    default_detail = "This team has no log drain. Set one with PUT and {\"url\": \"https://…\"}."
+    default_code = "no_log_drain"
 
 
 # -- services -------------------------------------------------------------------------------

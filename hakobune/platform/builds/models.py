@@ -9,6 +9,25 @@ from .status import ADMITTED, FINISHED, IN_PROGRESS, STOPPABLE, STOPPED, BuildSt
 LOG_PAGE_LINES = 2000
 
 
+class SecondsBetween(models.Func):
+    """end − start in seconds, computed by the database (`julianday` on
+    SQLite, `EXTRACT(EPOCH …)` on PostgreSQL); NULL when either is."""
+
+    output_field = models.FloatField()
+
+    def __init__(self, start, end):
+        super().__init__(end, start)
+
+    def as_sqlite(self, compiler, connection, **extra):
+        return self.as_sql(compiler, connection, template="((julianday(%(expressions)s)) * 86400.0)",
+                           arg_joiner=") - julianday(", **extra)
+
+    def as_sql(self, compiler, connection, **extra):
+        extra.setdefault("template", "EXTRACT(EPOCH FROM (%(expressions)s))")
+        extra.setdefault("arg_joiner", " - ")
+        return super().as_sql(compiler, connection, **extra)
+
+
 def source_upload_path(build, filename):
     return f"sources/{build.service.team.name}/{build.service.name}/{filename}"
 
@@ -54,12 +73,19 @@ class Build(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     status_changed_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Seconds from its admission (started_at) to its end, set with
+    # finished_at (state.advance); None when it ended before admission.
+    # /metrics' histogram reads it from the index alone.
+    duration_seconds = models.FloatField(null=True, blank=True)
 
     class Meta:
         ordering = ["-number"]
         constraints = [models.UniqueConstraint(fields=["service", "number"], name="build_number_unique_per_service")]
-        # The sweeper reads the builds in progress every few seconds.
-        indexes = [models.Index(fields=["status"], name="build_status")]
+        # The sweeper reads the builds in progress every few seconds; /metrics
+        # counts the builds by outcome and duration from the second alone
+        # (observability/platform_metrics.py), never reading the rows.
+        indexes = [models.Index(fields=["status"], name="build_status"),
+                   models.Index(fields=["status", "failed_step", "duration_seconds"], name="build_outcomes")]
 
     def __str__(self):
         return f"{self.service} build #{self.number}"

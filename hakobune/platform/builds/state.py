@@ -5,13 +5,13 @@ delivered twice does its work only once. A claim is a lease: the worker
 renews it while the step runs (`renew`), and the sweeper takes back one that
 ran out (`take_back`, builds/sweeper.py)."""
 
-from django.db.models import F
+from django.db.models import DateTimeField, F, Value
 from django.utils import timezone
 
 from hakobune.platform.notifications import alerts
 from hakobune.platform.observability.events import record_build_change
 
-from .models import FINISHED, STOPPABLE, STOPPED, Build, BuildStatus
+from .models import FINISHED, STOPPABLE, STOPPED, Build, BuildStatus, SecondsBetween
 
 S = BuildStatus
 # The changes that are events of the build's service.
@@ -55,6 +55,7 @@ def advance(build_id: int, from_status: str, to_status: str, *, by=None, **field
     fields["step_resumes"] = 0
     if to_status in FINISHED:
         fields["finished_at"] = now
+        fields["duration_seconds"] = SecondsBetween(F("started_at"), Value(now, output_field=DateTimeField()))
     changed = Build.objects.filter(id=build_id, status=from_status).update(status=to_status, **fields) == 1
     if changed and to_status in RECORDED:
         record_build_change(build_id, to_status, by=by)

@@ -38,8 +38,11 @@ import docker
 import requests
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, transaction
+from redis.exceptions import RedisError
 
 from hakobune.platform.crypto import decrypt
+from hakobune.platform.locks import redis_client
+from hakobune.platform.queue import this_host
 from hakobune.platform.services.models import EnvVar, Release, Service
 from hakobune.runtime.docker_local import LABEL_MANAGED, LABEL_PROCESS, LABEL_RELEASE, LABEL_SERVICE, LABEL_TEAM
 from hakobune.runtime.exits import KILL_WINDOW_NS, ExitWatch, container_events
@@ -53,6 +56,7 @@ logger = logging.getLogger(__name__)
 LOGS_DB = "logs"
 FLUSH_SECONDS = 0.5
 SWEEP_SECONDS = 30
+REPORT_SECONDS = 5
 MASK = "••••••"
 # The position of the instance exits recorded from the engine's events; a
 # collector restarted within EXITS_RESUME_NS reads the exits it missed from
@@ -62,6 +66,11 @@ EXITS_RESUME_NS = 3600 * 1_000_000_000
 # Values shorter than this are not masked: "1", "true" and "8080" are in
 # too many lines to hide, and are not secrets.
 MASK_MIN_LENGTH = 6
+
+
+def health_key() -> str:
+    """The Redis hash where each host's collector says how it is doing (report())."""
+    return f"hakobune:{settings.CELERY_TASK_DEFAULT_QUEUE}:logs:collectors"
 
 
 def local_instance() -> str:
@@ -168,6 +177,7 @@ class Collector:
         self.events = None
         self.stored = 0
         self.access_offset: int | None = None
+        self.lag = self.flush_seconds = 0.0
 
     # -- following containers --------------------------------------------------------
 
@@ -315,12 +325,14 @@ class Collector:
     def flush(self, *, force_drops: bool = False) -> int:
         """Stores the lines waiting, with their sources' positions, in one
         transaction; then says the drops whose window is over."""
-        rows, positions = [], {}
+        started = time.monotonic()
+        rows, positions, oldest_ns = [], {}, None
         try:
             while len(rows) < 5000:
                 container_id, origin, line, text = self.lines.get_nowait()
                 rows.append(self._row(origin, line, text))
                 positions[container_id] = max(line.ns, positions.get(container_id, 0))
+                oldest_ns = line.ns if oldest_ns is None else min(oldest_ns, line.ns)
         except queue.Empty:
             pass
         # Sources that only dropped lines move on too, so a restart does not
@@ -339,6 +351,11 @@ class Collector:
                 if not LogCursor.objects.filter(source=source).update(position=ns):
                     LogCursor.objects.create(source=source, position=ns)
         self.stored += len(rows)
+        # How far behind the output the store was: the oldest line of this
+        # flush was printed this long ago. The worst of each report's period.
+        if oldest_ns:
+            self.lag = max(self.lag, time.time() - oldest_ns / 1_000_000_000)
+        self.flush_seconds = max(self.flush_seconds, time.monotonic() - started)
         return len(rows)
 
     def _has_waiting(self, container_id: str) -> bool:
@@ -428,7 +445,7 @@ class Collector:
 
     def run(self) -> None:
         threading.Thread(target=self._events, daemon=True, name="logs-events").start()
-        next_sweep = next_metrics = 0.0
+        next_sweep = next_metrics = next_report = 0.0
         try:
             while not self.stopping.is_set():
                 now = time.monotonic()
@@ -450,9 +467,27 @@ class Collector:
                 except Exception:  # noqa: BLE001 - the database away for a moment: the lines wait in memory
                     logger.exception("storing log lines failed; trying again")
                 close_old_connections()
+                if now >= next_report:
+                    self.report()
+                    next_report = now + REPORT_SECONDS
                 self.stopping.wait(FLUSH_SECONDS)
         finally:
             self.stop()
+
+    def report(self) -> None:
+        """Says how this host's collector is doing, for /metrics
+        (observability/platform_metrics.py): a Redis hash with a field per
+        host. The lag and the flush's time are the worst since the last report."""
+        with self.lock:
+            following = len(self.followers)
+        health = {"at": time.time(), "lag_seconds": round(max(self.lag, 0.0), 3),
+                  "flush_seconds": round(self.flush_seconds, 4), "stored": self.stored, "following": following,
+                  "waiting": self.lines.qsize()}
+        self.lag = self.flush_seconds = 0.0
+        try:
+            redis_client().hset(health_key(), this_host(), json.dumps(health))
+        except RedisError as exc:
+            logger.warning("could not report the collector's health to Redis: %s", exc)
 
     def stop(self) -> None:
         self.stopping.set()

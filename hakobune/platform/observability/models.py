@@ -127,3 +127,54 @@ class Event(models.Model):
     def __str__(self):
         where = f"{self.team_name}/{self.service_name}" if self.service_name else self.team_name
         return f"{where} {self.kind} by {self.actor_label}"
+
+
+class LogDrain(models.Model):
+    """Where a team's runtime logs are sent as they are stored (one drain a
+    team; platform/observability/drains.py): an https:// endpoint taking JSON
+    lines, or a syslog endpoint (RFC 5424 over TCP, with TLS). The address may
+    hold a secret (a token in its query, a password), so it is kept
+    encrypted and shown without it. The rest is the shipper's state: its
+    position in the team's lines, what it sent and dropped, and its last
+    success and error, which the team's page shows."""
+
+    class Kind(models.TextChoices):
+        HTTPS = "https", "HTTPS (JSON lines)"
+        SYSLOG = "syslog", "Syslog (RFC 5424)"
+
+    team = models.OneToOneField(Team, on_delete=models.CASCADE, related_name="log_drain")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    url_encrypted = models.TextField()
+    # The address without its user, password, query or fragment.
+    url_shown = models.CharField(max_length=500)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    # The id of the last of the team's LogLines sent (or skipped): the next
+    # batch is the team's lines after it.
+    position = models.BigIntegerField(default=0)
+    shipped_lines = models.BigIntegerField(default=0)
+    dropped_lines = models.BigIntegerField(default=0)
+    last_dropped_at = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    # The last failure as a diagnosis (platform/diagnoses.py, "drain.*"), put
+    # into words when shown; cleared by the next success.
+    last_error_rule = models.CharField(max_length=64, blank=True)
+    last_error_params = models.JSONField(default=dict, blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    # Failures in a row: the next attempt waits 2 ** failures seconds (at most
+    # LOG_DRAIN_MAX_BACKOFF).
+    failures = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # A shipper's lease, so that two collectors (one per host) never send
+    # the same lines at once.
+    leased_until = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"{self.team_id}: {self.url_shown}"
+
+    @property
+    def last_error_text(self) -> str:
+        from hakobune.platform.diagnoses import render
+
+        return render(self.last_error_rule, self.last_error_params) if self.last_error_rule else ""

@@ -13,4 +13,7 @@ urlpatterns = [
     path(f"{service}events/", views.service_events, name="service_events"),
     path("teams/<slug:team>/audit/", views.team_events, name="team_events"),
     path("events/", views.all_events, name="all_events"),
+    path("teams/<slug:team>/log-drain/", views.log_drain, name="log_drain"),
+    # Prometheus's usual path, without a slash.
+    path("metrics", views.platform_metrics, name="platform_metrics"),
 ]

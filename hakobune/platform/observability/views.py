@@ -1,19 +1,25 @@
 """What a running service does, for the service page: its instances as the
 runtime sees them, what they print, charts of their readings and its events;
-and the audit log of a team (its owners) and of every team (staff)."""
+the audit log of a team (its owners) and of every team (staff); the
+platform's own metrics for Prometheus; a team's log drain page."""
 
+import hmac
 from datetime import timedelta
 from urllib.parse import urlencode
 
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404
-from django.shortcuts import render
+from django.http import Http404, HttpResponse
+from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from hakobune.platform.accounts.models import Team
-from hakobune.platform.accounts.permissions import staff_or_403, team_for_audit
-from hakobune.platform.observability import events, logstore
+from hakobune.platform.accounts.permissions import member_of, staff_or_403, team_for_audit
+from hakobune.platform.observability import drains, events, logstore
 from hakobune.platform.observability.charts import build_charts
 from hakobune.platform.observability.logstore import LogFilter
 from hakobune.platform.services.access import service_for
@@ -22,6 +28,7 @@ from hakobune.runtime.base import RuntimeBackendError, ServiceRef
 
 from .collectors import history
 from .models import Event
+from .platform_metrics import exposition as platform_metrics_text
 
 METRIC_RANGES = {"1h": 3600, "6h": 6 * 3600, "24h": 24 * 3600, "48h": 48 * 3600}
 
@@ -192,3 +199,55 @@ def _audit_page(request, rows, *, team):
         "families": events.family_choices(), "ranges": [name for name in EVENT_SINCE if name],
         "teams": [] if team is not None else list(Team.objects.order_by("name").values_list("name", flat=True)),
     })
+
+
+# -- the platform's own metrics -------------------------------------------------------------
+
+
+@require_GET
+def platform_metrics(request):
+    """Prometheus's scrape: `Authorization: Bearer <METRICS_TOKEN>`. Without a
+    token configured there is nothing here (404); no token given is a 401,
+    a wrong one a 403."""
+    expected = settings.METRICS_TOKEN
+    if not expected:
+        raise Http404("No such page")
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        response = HttpResponse("Send Authorization: Bearer <METRICS_TOKEN>.\n", status=401, content_type="text/plain")
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    if not hmac.compare_digest(given.strip().encode(), expected.encode()):
+        return HttpResponse("That is not the metrics token.\n", status=403, content_type="text/plain")
+    return HttpResponse(platform_metrics_text(), content_type=CONTENT_TYPE_PLAIN_0_0_4)
+
+
+# -- a team's log drain ---------------------------------------------------------------------
+
+
+@login_required
+def log_drain(request, team):
+    """The team's Log drain page: where its logs go and how the sending
+    goes, for every member; owners save (or remove, with `remove`) the
+    address by POSTing here."""
+    membership = member_of(request.user, team)
+    if request.method != "POST":
+        return render(request, "observability/log_drain.html", {
+            "team": membership.team, "membership": membership, "drain": drains.drain_of(membership.team),
+            "max_backlog": settings.LOG_DRAIN_MAX_BACKLOG, "batch_lines": settings.LOG_DRAIN_BATCH_LINES,
+        })
+    target = redirect("observability:log_drain", membership.team.name)
+    if not membership.is_owner:
+        messages.error(request, _("Only owners of %(team)s can change its log drain.") % {"team": membership.team.name})
+        return target
+    if request.POST.get("remove"):
+        if drains.remove_drain(team=membership.team):
+            messages.success(request, _("The log drain is removed; the team's logs are no longer sent anywhere."))
+        return target
+    try:
+        drain = drains.set_drain(team=membership.team, url=request.POST.get("url", ""), created_by=request.user)
+    except drains.DrainRefused as exc:
+        messages.error(request, str(exc))
+        return target
+    messages.success(request, _("The team's logs are sent to %(url)s from now on.") % {"url": drain.url_shown})
+    return target

@@ -379,6 +379,9 @@ class Release(models.Model):
     class Meta:
         ordering = ["-number"]
         constraints = [models.UniqueConstraint(fields=["service", "number"], name="release_number_unique_per_service")]
+        # /metrics counts the releases by status from this index alone; the
+        # sweeper looks for pending ones.
+        indexes = [models.Index(fields=["status"], name="release_status")]
 
     def __str__(self):
         return f"{self.service} v{self.number}"
