@@ -102,10 +102,10 @@ def english_left(texts, user_words):
     """The texts that still hold an English word."""
     left = []
     for text in texts:
-        # Addresses, paths, file suffixes, variables, release numbers and
-        # example names (my-app) are not words of the interface.
+        # Addresses, paths, file suffixes, variables, release numbers, chat
+        # channels (#deploys) and example names (my-app) are not words of the interface.
         scrubbed = re.sub(
-            r"https?://\S+|[\w.-]+\.(localhost|example|com|org)\S*|\S+@\S+|\S*/\S+|\$\w+|\.\w+|\bv\d+\b"
+            r"https?://\S+|[\w.-]+\.(localhost|example|com|org)\S*|\S+@\S+|\S*/\S+|\$\w+|\.\w+|\bv\d+\b|#[\w-]+"
             r"|\b[a-z0-9]+(-[a-z0-9]+)+\b", " ", text)
         # Words in capitals are acronyms and names of variables (CPU, API, KEY, PRUNE_SECONDS).
         words = {word.lower() for word in re.findall(r"[A-Za-z][A-Za-z0-9_]+", scrubbed) if not re.fullmatch(r"[A-Z0-9_]+", word)}
