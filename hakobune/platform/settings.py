@@ -569,6 +569,9 @@ LOGS_TEAM_MAX_MB = env_int("LOGS_TEAM_MAX_MB", 200)
 LOGS_PRUNE_SECONDS = env_int("LOGS_PRUNE_SECONDS", 300)
 # A page of the log (portal, API) holds at most this many lines.
 LOGS_PAGE_MAX = env_int("LOGS_PAGE_MAX", 500)
+# A filter (text, stream, process, release, time) reads at most this many of
+# a service's newest lines per page, and the page says how far back it read.
+LOGS_SEARCH_LINES = env_int("LOGS_SEARCH_LINES", 20_000)
 # Images of a service's last N releases are kept for instant rollbacks (with
 # the live release's and those of builds on their way to a release); older
 # ones are pruned every PRUNE_SECONDS (docs/architecture.md, "Disk").

@@ -405,6 +405,14 @@ class LogLineSerializer(serializers.Serializer):
 
 class LogsSerializer(serializers.Serializer):
     lines = LogLineSerializer(many=True)
+    before = serializers.IntegerField(
+        required=False, allow_null=True,
+        help_text="Collected logs: ask ?before=<this> (with the same filters) for the lines before these; null when "
+                  "no older line is left to read.")
+    searched_back_to = serializers.DateTimeField(
+        required=False, allow_null=True,
+        help_text="Collected logs, with a filter: a filter reads at most LOGS_SEARCH_LINES (20,000) lines a call; "
+                  "when older lines were left unread, the time of the oldest line read (ask ?before= to go on).")
 
 
 class MetricSampleSerializer(serializers.Serializer):
