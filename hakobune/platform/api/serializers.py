@@ -418,8 +418,9 @@ class LogsSerializer(serializers.Serializer):
 class MetricSampleSerializer(serializers.Serializer):
     timestamp = serializers.DateTimeField()
     name = serializers.CharField(
-        help_text="cpu_percent, memory_bytes, memory_limit_bytes; on Cloud Run also memory_percent, request_count "
-        "(per minute, labelled response_code_class), request_latency_p50_ms/p95_ms/p99_ms, instance_count (labelled state)"
+        help_text="cpu_percent, memory_bytes, memory_limit_bytes; request_count (per minute, labelled "
+        "response_code_class), request_latency_p50_ms/p95_ms/p99_ms, response_bytes (per minute; local services); "
+        "on Cloud Run also memory_percent, instance_count (labelled state)"
     )
     value = serializers.FloatField()
     labels = serializers.DictField(child=serializers.CharField(allow_blank=True))

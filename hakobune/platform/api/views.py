@@ -828,9 +828,10 @@ class MetricsView(APIView):
             OpenApiParameter("step", OpenApiTypes.STR, description="Seconds between points: 60, 60s, 5m (default 60)."),
         ],
         responses={200: s.MetricsSerializer, **errors(400, 409, 501, *READ_ERRORS)},
-        summary="The service's readings (CPU and memory of each instance; on Cloud Run also requests by status "
-        "class, latency percentiles and instances): the collected history since `since` (default: the last hour), "
-        "averaged per `step`; the current sample when nothing was collected yet",
+        summary="The service's readings (CPU and memory of each instance; requests by status class, latency "
+        "percentiles and bytes sent; on Cloud Run also instances): the collected history since `since` (default: "
+        "the last hour), averaged per `step` (request_count and response_bytes: per minute over each whole step); "
+        "the current sample when nothing was collected yet",
     )
     def get(self, request, team, service):
         _, found = service_for(request.user, team, service)

@@ -119,8 +119,11 @@ def service_metrics(request, team, service):
     seconds = METRIC_RANGES[chosen]
     until = timezone.now()
     since = until - timedelta(seconds=seconds)
-    # About 60 points a line, but never finer than the runtime reports (15 s here, a minute on Cloud Run).
+    # About 60 points a line, but never finer than the runtime reports (15 s here, a minute on Cloud Run);
+    # beyond a minute, whole periods of the roll-up, so that each step holds as many of them.
     step = max(seconds // 60, 60)
+    if step > 60:
+        step = -(-step // settings.METRICS_ROLLUP_SECONDS) * settings.METRICS_ROLLUP_SECONDS
     charts = build_charts(history(service, since, step), since, until, step)
     return render(request, "observability/_metrics.html", {
         "service": service, "charts": charts, "ranges": list(METRIC_RANGES),
