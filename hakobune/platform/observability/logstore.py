@@ -129,7 +129,7 @@ def after(service_id: int, wanted: LogFilter, last_id: int, *, limit: int | None
     # or the newest line now (read before the lines, so that one stored
     # meanwhile is left for the next call, not skipped).
     nth = list(lines.values_list("id", flat=True)[window - 1:window])
-    end = nth[0] if nth else newest_id(service_id) or last_id
+    end = max(nth[0] if nth else newest_id(service_id), last_id)
     found = list(_filtered(lines.filter(id__lte=end), wanted)[:size])
     return found, found[-1].id if len(found) >= size else end
 
