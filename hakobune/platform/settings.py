@@ -256,11 +256,10 @@ else:
     if env("TEST_DATABASE_NAME"):
         DATABASES["logs"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME") + "_logs"}
     if DATABASES["logs"]["ENGINE"] == "django.db.backends.postgresql" and env_int("LOGS_DB_POOL_MAX_SIZE", 10) > 0:
-        # A pool as the platform's database has (above): without one each
-        # request that reads the log (the log card, asked every 2 s while it
-        # follows) opened a PostgreSQL connection of its own, which took most
-        # of its time in the log database on a busy host (bench/log_flood.py).
-        # Fewer than the platform's: only the log card and the API read here.
+        # A pool as the platform's database has (above), for the same reason:
+        # a connection per request costs a fork and an authentication, and the
+        # log card asks every 2 s while it follows. Fewer connections than the
+        # platform's: only the log card and the API read here.
         _pool(DATABASES["logs"], "LOGS_DB_POOL_MAX_SIZE", 10)
 DATABASE_ROUTERS = ["hakobune.platform.dbrouters.LogsRouter"]
 

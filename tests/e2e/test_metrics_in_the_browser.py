@@ -131,3 +131,40 @@ def misreadings(cards: dict, language: str) -> list[str]:
             if words - KEPT_WORDS:
                 found.append(f"English left in {title!r}: {sorted(words - KEPT_WORDS)}")
     return found
+
+
+def test_a_followed_log_keeps_its_newest_lines_and_still_shows_the_older_ones(live_server, busy_service):
+    """While the card follows a service that prints a lot, it holds at most
+    LOG_LINES_SHOWN lines: the oldest go, and Show older lines brings back
+    the ones just before the first kept."""
+    from hakobune.platform.observability.models import LogLine
+    from hakobune.platform.observability.views import LOG_LINES_SHOWN
+
+    service = busy_service
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            context, page = log_in(browser, live_server, "olivia", PHONE, "en")
+            visit(page, f"{live_server.url}/t/{service.team.name}/{service.name}/")
+            page.wait_for_selector("#log-lines .log-poller", state="attached")
+            count = LOG_LINES_SHOWN + 600
+            LogLine.objects.bulk_create([
+                LogLine(service_id=service.id, team_id=service.team_id, timestamp=timezone.now(), instance="i",
+                        process="web", release=1, stream="stdout", text=f"printed {n}", size=12)
+                for n in range(count)
+            ])
+            page.wait_for_function(f"() => document.querySelector('#log-lines').textContent.includes('printed {count - 1}')",
+                                   timeout=60_000)
+            page.wait_for_timeout(500)
+            shown = page.eval_on_selector_all("#log-lines > .line", "lines => lines.map(l => l.textContent)")
+            assert len(shown) <= LOG_LINES_SHOWN and shown[-1].endswith(f"printed {count - 1}")
+            first_kept = int(shown[0].rsplit(" ", 1)[1])
+            assert first_kept >= count - LOG_LINES_SHOWN
+            page.click("#log-lines .log-older button")
+            page.wait_for_function(f"() => document.querySelector('#log-lines').textContent.includes('printed {first_kept - 1}')")
+            again = page.eval_on_selector_all("#log-lines > .line", "lines => lines.map(l => l.textContent)")
+            texts = [line.rsplit(" ", 1)[1] for line in again if " printed " in line]
+            assert texts == [str(n) for n in range(int(texts[0]), count)], "older lines come back in order, none twice"
+            context.close()
+        finally:
+            browser.close()
