@@ -255,11 +255,13 @@ if DATABASES["logs"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     if env("TEST_DATABASE_NAME"):
         DATABASES["logs"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME") + "_logs"}
-    if DATABASES["logs"]["ENGINE"] == "django.db.backends.postgresql" and env_int("LOGS_DB_POOL_MAX_SIZE", 10) > 0:
+    if (DATABASES["logs"]["ENGINE"] == "django.db.backends.postgresql" and env_int("LOGS_DB_POOL_MAX_SIZE", 10) > 0
+            and not DATABASES["logs"]["CONN_MAX_AGE"]):
         # A pool as the platform's database has (above), for the same reason:
         # a connection per request costs a fork and an authentication, and the
         # log card asks every 2 s while it follows. Fewer connections than the
-        # platform's: only the log card and the API read here.
+        # platform's: only the log card and the API read here. (With
+        # DB_CONN_MAX_AGE, connections are kept per thread instead, as there.)
         _pool(DATABASES["logs"], "LOGS_DB_POOL_MAX_SIZE", 10)
 DATABASE_ROUTERS = ["hakobune.platform.dbrouters.LogsRouter"]
 
