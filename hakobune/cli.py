@@ -619,12 +619,17 @@ def _service_args(args) -> tuple[Api, str, str]:
 def cmd_logs(args) -> int:
     api, team, name = _service_args(args)
     params = {"tail": str(args.tail)}
-    for key, value in (("since", args.since), ("q", args.grep), ("stream", args.stream), ("release", args.release)):
+    for key, value in (("since", args.since), ("q", args.grep), ("stream", args.stream), ("release", args.release),
+                       ("process", args.process)):
         if value:
             params[key] = value
     where = f"{service_path(team, name)}/logs"
     if not args.follow:
-        for line in api.get(where, params=params)["lines"]:
+        body = api.get(where, params=params)
+        if body.get("searched_back_to"):
+            print(_("(searched back to {time} only; older lines were not read)").format(
+                time=body["searched_back_to"][:19].replace("T", " ")), file=sys.stderr)
+        for line in body["lines"]:
             print(_log_line(line))
         return EXIT_OK
     params["follow"] = "1"
@@ -633,7 +638,7 @@ def cmd_logs(args) -> int:
         if response is None:
             continue
         try:
-            for event, _, data in sse_events(response):
+            for event, _event_id, data in sse_events(response):
                 if event == "message":
                     line = json.loads(data)
                     print(_log_line(line), flush=True)
@@ -965,6 +970,7 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--grep", "-g", help=_("only lines holding this text"))
     logs.add_argument("--stream", choices=["stdout", "stderr", "platform"], help=_("only this output"))
     logs.add_argument("--release", "-r", help=_("only lines of this release: 3 or v3"))
+    logs.add_argument("--process", help=_("only lines of this process type: web, worker"))
     logs.set_defaults(func=cmd_logs)
 
     back = with_service(commands.add_parser("rollback", help=_("go back to an earlier release")))

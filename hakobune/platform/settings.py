@@ -188,6 +188,19 @@ if env("TEST_DATABASE_NAME"):
     # A test database of the run's own (scripts/test.sh names it), so a run
     # beside another, or after one that was killed, never finds it taken.
     DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME")}
+
+
+def _pool(database: dict, size_setting: str, size: int) -> None:
+    """A pool of PostgreSQL connections per process for `database` (below)."""
+    if database["CONN_MAX_AGE"]:
+        raise ImproperlyConfigured(f"DB_CONN_MAX_AGE and the connection pool exclude each other: set {size_setting}=0 to keep connections per thread.")
+    database.setdefault("OPTIONS", {})["pool"] = {
+        "min_size": env_int("DB_POOL_MIN_SIZE", 1),
+        "max_size": env_int(size_setting, size),
+        "timeout": env_int("DB_POOL_TIMEOUT", 30),
+    }
+
+
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The portal, the worker and the scheduler share one SQLite file: wait for
     # locks instead of failing, and let readers run beside the writer.
@@ -224,13 +237,7 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_i
     # close a plain connection (celery's Django fix-up), so a task still opens
     # one connection, as before; that is why the pool keeps only one open when
     # idle. DB_POOL_MAX_SIZE=0 turns the pool off.
-    if DATABASES["default"]["CONN_MAX_AGE"]:
-        raise ImproperlyConfigured("DB_CONN_MAX_AGE and the connection pool exclude each other: set DB_POOL_MAX_SIZE=0 to keep connections per thread.")
-    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
-        "min_size": env_int("DB_POOL_MIN_SIZE", 1),
-        "max_size": env_int("DB_POOL_MAX_SIZE", 20),
-        "timeout": env_int("DB_POOL_TIMEOUT", 30),
-    }
+    _pool(DATABASES["default"], "DB_POOL_MAX_SIZE", 20)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # The services' runtime logs live in a database of their own (alias "logs",
 # docs/architecture.md, "Runtime logs"): a flood of lines writes there, never
@@ -247,8 +254,17 @@ if DATABASES["logs"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
     DATABASES["logs"]["TEST"] = {"NAME": str(DATA_DIR / "test-logs.sqlite3")}
-elif env("TEST_DATABASE_NAME"):
-    DATABASES["logs"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME") + "_logs"}
+else:
+    if env("TEST_DATABASE_NAME"):
+        DATABASES["logs"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME") + "_logs"}
+    if (DATABASES["logs"]["ENGINE"] == "django.db.backends.postgresql" and env_int("LOGS_DB_POOL_MAX_SIZE", 10) > 0
+            and not DATABASES["logs"]["CONN_MAX_AGE"]):
+        # A pool as the platform's database has (above), for the same reason:
+        # a connection per request costs a fork and an authentication, and the
+        # log card asks every 2 s while it follows. Fewer connections than the
+        # platform's: only the log card and the API read here. (With
+        # DB_CONN_MAX_AGE, connections are kept per thread instead, as there.)
+        _pool(DATABASES["logs"], "LOGS_DB_POOL_MAX_SIZE", 10)
 DATABASE_ROUTERS = ["hakobune.platform.dbrouters.LogsRouter"]
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -642,6 +658,9 @@ LOG_DRAIN_CA_BUNDLE = env("LOG_DRAIN_CA_BUNDLE", "")
 # The platform's own metrics at /metrics (Prometheus text format) answer only
 # `Authorization: Bearer <METRICS_TOKEN>`; unset, /metrics is a 404.
 METRICS_TOKEN = env("METRICS_TOKEN", "")
+# A filter (text, stream, process, release, time) reads at most this many of
+# a service's newest lines per page, and the page says how far back it read.
+LOGS_SEARCH_LINES = env_int("LOGS_SEARCH_LINES", 20_000)
 # Images of a service's last N releases are kept for instant rollbacks (with
 # the live release's and those of builds on their way to a release); older
 # ones are pruned every PRUNE_SECONDS (docs/architecture.md, "Disk").

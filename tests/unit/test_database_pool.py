@@ -15,15 +15,16 @@ PROJECT = Path(__file__).resolve().parents[2]
 POSTGRES = "postgres://postgres@127.0.0.1:5432/postgres"
 
 
-def database_settings(tmp_path, **env) -> dict:
-    """The default database's settings as a process with `env` reads them."""
+def database_settings(tmp_path, alias="default", **env) -> dict:
+    """A database's settings as a process with `env` reads them."""
     code = (
         "import json, django\n"
         "from django.conf import settings\n"
-        "db = settings.DATABASES['default']\n"
+        f"db = settings.DATABASES[{alias!r}]\n"
         "print(json.dumps({'engine': db['ENGINE'], 'options': db.get('OPTIONS', {}), 'age': db['CONN_MAX_AGE']}))\n"
     )
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("DB_") and k != "DATABASE_URL"}
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith(("DB_", "LOGS_DB_")) and k not in ("DATABASE_URL", "LOGS_DATABASE_URL")}
     answer = subprocess.run(
         [sys.executable, "-c", code], cwd=PROJECT, capture_output=True, text=True,
         env={**clean, "DJANGO_SETTINGS_MODULE": "hakobune.platform.settings", "HAKOBUNE_DATA_DIR": str(tmp_path),
@@ -53,6 +54,20 @@ def test_connections_kept_per_thread_and_the_pool_exclude_each_other(tmp_path):
     assert "DB_POOL_MAX_SIZE=0" in refused["error"]
     kept = database_settings(tmp_path, DATABASE_URL=POSTGRES, DB_CONN_MAX_AGE="60", DB_POOL_MAX_SIZE="0")
     assert kept["age"] == 60 and "pool" not in kept["options"]
+
+
+def test_the_log_database_on_postgresql_has_a_smaller_pool_of_its_own(tmp_path):
+    logs = database_settings(tmp_path, "logs", LOGS_DATABASE_URL=POSTGRES)
+    assert logs["options"]["pool"] == {"min_size": 1, "max_size": 10, "timeout": 30} and logs["age"] == 0
+    sized = database_settings(tmp_path, "logs", LOGS_DATABASE_URL=POSTGRES, LOGS_DB_POOL_MAX_SIZE="4")
+    assert sized["options"]["pool"]["max_size"] == 4
+    off = database_settings(tmp_path, "logs", LOGS_DATABASE_URL=POSTGRES, LOGS_DB_POOL_MAX_SIZE="0")
+    assert "pool" not in off["options"]
+    # Connections kept per thread (DB_CONN_MAX_AGE, the platform's pool off): the log database's too.
+    kept = database_settings(tmp_path, "logs", DATABASE_URL=POSTGRES, LOGS_DATABASE_URL=POSTGRES,
+                             DB_CONN_MAX_AGE="60", DB_POOL_MAX_SIZE="0")
+    assert kept["age"] == 60 and "pool" not in kept["options"]
+    assert "pool" not in database_settings(tmp_path, "logs")["options"]  # SQLite
 
 
 def test_sqlite_has_no_pool(tmp_path):

@@ -126,6 +126,127 @@ def test_following_through_the_api_sends_new_lines_once(client, owner, service):
     assert [event["text"] for event in events] == ["one"] and "event: timeout" in stream
 
 
+def many(service, count, text=lambda n: f"GET /items/{n} 200", **fields):
+    """`count` lines, one a second up to now, oldest first."""
+    now = timezone.now()
+    LogLine.objects.bulk_create([
+        LogLine(service_id=service.id, team_id=service.team_id, timestamp=now - timedelta(seconds=count - n),
+                instance="i", stream="stdout", text=text(n), size=20, **fields) for n in range(count)
+    ])
+    return list(LogLine.objects.filter(service_id=service.id).order_by("id").values_list("id", flat=True))
+
+
+def shown(page: str) -> list[str]:
+    return [piece.split("</span> ", 1)[1].split("</span>", 1)[0] for piece in page.split('class="line')[1:]]
+
+
+def test_a_filter_reads_the_newest_lines_only_says_how_far_and_goes_on_from_there(client, owner, service, settings):
+    """A piece of text has no index: a filter reads at most LOGS_SEARCH_LINES
+    lines a page, so that finding something rare in a team's whole share
+    never reads all of it; the owner sees how far back it read and asks for
+    more."""
+    settings.LOGS_SEARCH_LINES = 100
+    ids = many(service, 250, text=lambda n: f"GET /items/{n} 200" + (" needle" if n in (10, 240) else ""))
+    client.force_login(owner)
+    url = reverse("observability:runtime_logs", args=["acme", "hello"])
+    first = client.get(f"{url}?q=needle").content.decode()
+    assert shown(first) == ["GET /items/240 200 needle"]
+    assert "Searched 100 lines, back to" in first and "Search older lines" in first
+    assert f"?before={ids[150]}&amp;q=needle" in first  # the oldest line it read: the 100th newest
+
+    second = client.get(f"{url}?before={ids[150]}&q=needle").content.decode()
+    assert shown(second) == [] and f"?before={ids[50]}&amp;q=needle" in second
+    third = client.get(f"{url}?before={ids[50]}&q=needle").content.decode()
+    assert shown(third) == ["GET /items/10 200 needle"]
+    assert "Search older lines" not in third and "Show older lines" not in third  # nothing older is left
+
+    # The same through the API, which says where to go on.
+    body = api(client, owner, f"{API}/teams/acme/services/hello/logs?q=needle").json()
+    assert [entry["text"] for entry in body["lines"]] == ["GET /items/240 200 needle"]
+    assert body["before"] == ids[150] and body["searched_back_to"]
+    older = api(client, owner, f"{API}/teams/acme/services/hello/logs?q=needle&before={ids[50]}").json()
+    assert [entry["text"] for entry in older["lines"]] == ["GET /items/10 200 needle"]
+    assert older["before"] is None and older["searched_back_to"] is None
+    # Without a filter nothing is bounded but the page: the newest lines, and where the page before starts.
+    plain = api(client, owner, f"{API}/teams/acme/services/hello/logs?tail=5").json()
+    assert [entry["id"] for entry in plain["lines"]] == ids[-5:] and plain["before"] == ids[-5]
+
+
+def test_a_filter_that_finds_nothing_in_the_lines_read_says_so(client, owner, service, settings):
+    settings.LOGS_SEARCH_LINES = 100
+    many(service, 150)
+    client.force_login(owner)
+    page = client.get(reverse("observability:runtime_logs", args=["acme", "hello"]) + "?q=absent").content.decode()
+    assert "No line matches in the lines searched." in page and "Search older lines" in page
+
+
+def test_a_time_range_needs_no_older_lines_once_the_lines_read_are_older_than_it(client, owner, service, settings):
+    settings.LOGS_SEARCH_LINES = 100
+    many(service, 250)  # one a second: the oldest read is 100 s old
+    recent = api(client, owner, f"{API}/teams/acme/services/hello/logs?since=60s&q=items").json()
+    assert len(recent["lines"]) in (59, 60, 61) and recent["before"] is None
+    longer = api(client, owner, f"{API}/teams/acme/services/hello/logs?since=200s&q=items").json()
+    assert len(longer["lines"]) == 100 and longer["before"] is not None and longer["searched_back_to"]
+
+
+def test_following_with_a_filter_moves_on_past_lines_that_do_not_match(client, owner, service, settings):
+    """A follower whose filter matches nothing still moves on: each look
+    reads the lines stored since the last one (at most LOGS_SEARCH_LINES),
+    never the same lines again."""
+    settings.LOGS_SEARCH_LINES = 100
+    ids = many(service, 250)
+    from hakobune.platform.observability.logstore import LogFilter
+
+    found, last = logstore.after(service.id, LogFilter(text="absent"), ids[0])
+    assert found == [] and last == ids[100]
+    found, last = logstore.after(service.id, LogFilter(text="absent"), last)
+    assert found == [] and last == ids[200]
+    found, last = logstore.after(service.id, LogFilter(text="absent"), last)
+    assert found == [] and last == ids[-1]
+    line(service, "absent at last")
+    found, last = logstore.after(service.id, LogFilter(text="absent"), last)
+    assert [entry.text for entry in found] == ["absent at last"] and last == found[0].id
+    client.force_login(owner)
+    url = reverse("observability:runtime_logs", args=["acme", "hello"])
+    more = client.get(f"{url}?after={ids[-1]}&q=nothing-like-it").content.decode()
+    assert f"?after={last}&amp;q=nothing-like-it" in more  # the page's next look starts after what was read
+
+
+def test_an_owner_filters_by_process_type(client, owner, service):
+    service.processes = {"worker": {"instances": 1}}
+    service.save(update_fields=["processes"])
+    LogLine.objects.create(service_id=service.id, team_id=service.team_id, timestamp=timezone.now(), instance="w",
+                           process="worker", release=1, stream="stdout", text="job done", size=8)
+    line(service, "GET / 200")
+    client.force_login(owner)
+    url = reverse("observability:runtime_logs", args=["acme", "hello"])
+    page = client.get(url).content.decode()
+    assert '<option value="worker">worker</option>' in page and "All processes" in page
+    assert shown(client.get(f"{url}?process=worker").content.decode()) == ["job done"]
+    assert shown(client.get(f"{url}?process=web").content.decode()) == ["GET / 200"]
+    assert [e["text"] for e in api(client, owner, f"{API}/teams/acme/services/hello/logs?process=worker").json()["lines"]] \
+        == ["job done"]
+
+
+def test_the_cli_filters_and_says_when_it_read_only_the_newest_lines(client, owner, service, settings, monkeypatch, capsys):
+    """`hakobune logs --grep … --process …` against the portal's API."""
+    from hakobune import cli
+
+    class PortalApi:
+        def get(self, path, params=None):
+            return client.get(f"{API}/{path}", params or {}, **bearer(owner)).json()
+
+    settings.LOGS_SEARCH_LINES = 100
+    many(service, 150, text=lambda n: f"request {n}" + (" slow" if n % 50 == 49 else ""), process="worker")
+    monkeypatch.setattr(cli, "api_from_config", PortalApi)
+    args = cli.build_parser().parse_args(["logs", "--team", "acme", "--service", "hello", "--grep", "slow",
+                                          "--process", "worker"])
+    assert args.func(args) == cli.EXIT_OK
+    said = capsys.readouterr()
+    assert [text.split(": ", 1)[1] for text in said.out.splitlines()] == ["request 99 slow", "request 149 slow"]
+    assert "searched back to" in said.err and "older lines were not read" in said.err
+
+
 # -- bounds ----------------------------------------------------------------------------------
 
 

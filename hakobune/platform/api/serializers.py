@@ -493,13 +493,22 @@ class LogLineSerializer(serializers.Serializer):
 
 class LogsSerializer(serializers.Serializer):
     lines = LogLineSerializer(many=True)
+    before = serializers.IntegerField(
+        required=False, allow_null=True,
+        help_text="Collected logs: ask ?before=<this> (with the same filters) for the lines before these; null when "
+                  "no older line is left to read.")
+    searched_back_to = serializers.DateTimeField(
+        required=False, allow_null=True,
+        help_text="Collected logs, with a filter: a filter reads at most LOGS_SEARCH_LINES (20,000) lines a call; "
+                  "when older lines were left unread, the time of the oldest line read (ask ?before= to go on).")
 
 
 class MetricSampleSerializer(serializers.Serializer):
     timestamp = serializers.DateTimeField()
     name = serializers.CharField(
-        help_text="cpu_percent, memory_bytes, memory_limit_bytes; on Cloud Run also memory_percent, request_count "
-        "(per minute, labelled response_code_class), request_latency_p50_ms/p95_ms/p99_ms, instance_count (labelled state)"
+        help_text="cpu_percent, memory_bytes, memory_limit_bytes; request_count (per minute, labelled "
+        "response_code_class), request_latency_p50_ms/p95_ms/p99_ms, response_bytes (per minute; local services); "
+        "on Cloud Run also memory_percent, instance_count (labelled state)"
     )
     value = serializers.FloatField()
     labels = serializers.DictField(child=serializers.CharField(allow_blank=True))

@@ -830,7 +830,8 @@ class LogsView(StreamingView):
             OpenApiParameter("until", OpenApiTypes.STR, description="An ISO 8601 time, or a duration back: lines up to it."),
             OpenApiParameter("tail", OpenApiTypes.INT, description="At most this many lines (1–5000, default 200; "
                              "collected logs give at most LOGS_PAGE_MAX a page, 500 by default)."),
-            OpenApiParameter("q", OpenApiTypes.STR, description="Only lines holding this text (any case)."),
+            OpenApiParameter("q", OpenApiTypes.STR, description="Only lines holding this text (any case). Collected "
+                             "logs: a filter reads at most LOGS_SEARCH_LINES lines a call (see searched_back_to)."),
             OpenApiParameter("stream", OpenApiTypes.STR, description="stdout, stderr or platform (Hakobune's own "
                              "lines about the log: dropped lines)."),
             OpenApiParameter("release", OpenApiTypes.STR, description="Only lines of this release: 3 or v3."),
@@ -871,24 +872,20 @@ class LogsView(StreamingView):
 
             wanted = _log_filter(params, since)
             if params.get("after"):
-                lines = logstore.after(found.id, wanted, int(params["after"]), limit=int(tail))
+                lines, last = logstore.after(found.id, wanted, int(params["after"]), limit=int(tail))
+                page = logstore.Page(lines)
             else:
                 before = int(params["before"]) if params.get("before") else None
-                lines = logstore.tail(found.id, wanted, limit=int(tail), before=before)
+                page = logstore.tail(found.id, wanted, limit=int(tail), before=before)
+                last = page.lines[-1].id if page.lines else logstore.newest_id(found.id)
             if not follow:
-                return Response({"lines": [_line_data(line) for line in lines]})
-            last = lines[-1].id if lines else (int(params["after"]) if params.get("after") else _last_id(found.id))
-            return event_stream(request, _follow_stored(found.id, wanted, lines, last))
+                return Response({"lines": [_line_data(line) for line in page.lines], "before": page.before,
+                                 "searched_back_to": page.searched_back_to})
+            return event_stream(request, _follow_stored(found.id, wanted, page.lines, last))
         lines = [line for line in backend.logs(ref, tail=int(tail)) if _after(line, since)]
         if not follow:
             return Response({"lines": [_line_data(line) for line in lines]})
         return event_stream(request, _follow_logs(backend, ref, lines))
-
-
-def _last_id(service_id) -> int:
-    from hakobune.platform.observability.models import LogLine
-
-    return LogLine.objects.filter(service_id=service_id).order_by("-id").values_list("id", flat=True).first() or 0
 
 
 async def _follow_stored(service_id, wanted, first, last):
@@ -901,9 +898,8 @@ async def _follow_stored(service_id, wanted, first, last):
     deadline = time.monotonic() + settings.API_STREAM_MAX_SECONDS
     while time.monotonic() < deadline:
         await asyncio.sleep(settings.API_STREAM_POLL_SECONDS)
-        lines = await sync_to_async(logstore.after)(service_id, wanted, last)
+        lines, last = await sync_to_async(logstore.after)(service_id, wanted, last)
         for line in lines:
-            last = line.id
             yield sse(json.dumps(_line_data(line), default=str))
         if not lines:
             yield ": waiting\n\n"
@@ -963,9 +959,10 @@ class MetricsView(APIView):
             OpenApiParameter("step", OpenApiTypes.STR, description="Seconds between points: 60, 60s, 5m (default 60)."),
         ],
         responses={200: s.MetricsSerializer, **errors(400, 409, 501, *READ_ERRORS)},
-        summary="The service's readings (CPU and memory of each instance; on Cloud Run also requests by status "
-        "class, latency percentiles and instances): the collected history since `since` (default: the last hour), "
-        "averaged per `step`; the current sample when nothing was collected yet",
+        summary="The service's readings (CPU and memory of each instance; requests by status class, latency "
+        "percentiles and bytes sent; on Cloud Run also instances): the collected history since `since` (default: "
+        "the last hour), averaged per `step` (request_count and response_bytes: per minute over each whole step); "
+        "the current sample when nothing was collected yet",
     )
     def get(self, request, team, service):
         _, found = service_for(request.user, team, service)

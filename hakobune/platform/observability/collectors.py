@@ -10,7 +10,7 @@ from datetime import timezone as dt_timezone
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Avg, F
+from django.db.models import Avg, F, Sum
 from django.utils import timezone
 from redis.exceptions import LockError
 
@@ -139,8 +139,8 @@ def collection_health() -> dict:
 
 def roll_up(now: datetime | None = None) -> int:
     """Replaces the single readings older than METRICS_RAW_HOURS by their
-    average over each METRICS_ROLLUP_SECONDS, per service, metric and
-    series; returns how many readings were replaced."""
+    average over each METRICS_ROLLUP_SECONDS (their sum for COUNTS), per
+    service, metric and series; returns how many readings were replaced."""
     period = settings.METRICS_ROLLUP_SECONDS
     now = now or timezone.now()
     # Whole periods only, so that no period is rolled up half.
@@ -150,12 +150,13 @@ def roll_up(now: datetime | None = None) -> int:
         averages = (
             single.annotate(bucket=F("epoch") / period)
             .values("service_id", "name", "instance", "bucket")
-            .annotate(average=Avg("value"))
+            .annotate(average=Avg("value"), total=Sum("value"))
             .order_by()
         )
         rolled = [
             MetricPoint(
-                service_id=row["service_id"], name=row["name"], instance=row["instance"], value=row["average"],
+                service_id=row["service_id"], name=row["name"], instance=row["instance"],
+                value=row["total"] if row["name"] in COUNTS else row["average"],
                 epoch=row["bucket"] * period, period=period,
                 timestamp=datetime.fromtimestamp(row["bucket"] * period, tz=dt_timezone.utc),
             )
@@ -183,23 +184,32 @@ def labels_of(series: str) -> dict[str, str]:
     return dict(part.split("=", 1) for part in series.split(","))
 
 
+# Readings that count what happened in their period (the requests of a
+# period, the bytes they sent): a step's value is their sum over the step, per
+# minute; and the roll-up keeps their sum, not their average.
+COUNTS = ("request_count", "response_bytes")
+
+
 def history(service: Service, since: datetime, step: int) -> list[dict]:
-    """The service's stored readings since `since`, averaged per `step`
-    seconds (by the database), per metric and instance, oldest first."""
-    averaged = (
-        MetricPoint.objects.filter(service=service, timestamp__gte=since)
-        # Whole numbers divide to whole numbers on SQLite and PostgreSQL alike.
-        .annotate(bucket=F("epoch") / int(step))
-        .values("bucket", "name", "instance")
-        .annotate(average=Avg("value"))
-        .order_by("bucket", "name", "instance")
-    )
+    """The service's stored readings since `since`, per `step` seconds (by
+    the database), per metric and instance, oldest first: the average of
+    each step's readings; for COUNTS, how many a minute over the step,
+    for whole steps only (one that `since` cuts, or still going, holds only
+    part of its requests, and would show a dip that is not there)."""
+    readings = MetricPoint.objects.filter(service=service, timestamp__gte=since)
+    by_step = lambda rows: rows.annotate(bucket=F("epoch") / int(step)).values("bucket", "name", "instance")  # noqa: E731
+    # Whole numbers divide to whole numbers on SQLite and PostgreSQL alike.
+    rows = [{**row, "value": row["average"]} for row in by_step(readings.exclude(name__in=COUNTS)).annotate(average=Avg("value"))]
+    first, now = -(-int(since.timestamp()) // step) * step, int(timezone.now().timestamp()) // step * step
+    counted = readings.filter(name__in=COUNTS, epoch__gte=first, epoch__lt=now)
+    rows += [{**row, "value": row["total"] * 60 / step} for row in by_step(counted).annotate(total=Sum("value"))]
+    rows.sort(key=lambda row: (row["bucket"], row["name"], row["instance"]))
     return [
         {
             "timestamp": datetime.fromtimestamp(row["bucket"] * step, tz=timezone.get_current_timezone()),
             "name": row["name"],
-            "value": row["average"],
+            "value": row["value"],
             "labels": labels_of(row["instance"]),
         }
-        for row in averaged
+        for row in rows
     ]

@@ -30,9 +30,23 @@ class LogFilter:
     since: datetime | None = None
     until: datetime | None = None
 
+    def narrows(self) -> bool:
+        return bool(self.text or self.stream or self.process or self.release is not None
+                    or self.since is not None or self.until is not None)
 
-def _filtered(service_id: int, wanted: LogFilter):
-    lines = LogLine.objects.filter(service_id=service_id)
+
+@dataclass
+class Page:
+    """Lines of one service, oldest first, and where reading older ones goes on."""
+
+    lines: list[LogLine]
+    # Ask for the lines before this id for more (None: nothing older is left to read).
+    before: int | None = None
+    # A filter read only LOGS_SEARCH_LINES lines: the time of the oldest one it read.
+    searched_back_to: datetime | None = None
+
+
+def _filtered(lines, wanted: LogFilter):
     if wanted.text:
         lines = lines.filter(text__icontains=wanted.text)
     if wanted.stream:
@@ -53,19 +67,76 @@ def page_size(asked: int | None) -> int:
     return max(1, min(asked or 200, settings.LOGS_PAGE_MAX))
 
 
-def tail(service_id: int, wanted: LogFilter, *, limit: int | None = None, before: int | None = None) -> list[LogLine]:
+def search_lines() -> int:
+    return max(1, settings.LOGS_SEARCH_LINES)
+
+
+def tail(service_id: int, wanted: LogFilter, *, limit: int | None = None, before: int | None = None) -> Page:
     """The last `limit` matching lines (before the line with id `before`,
-    for the page before), oldest first."""
-    lines = _filtered(service_id, wanted)
+    for the page before), oldest first.
+
+    Without a filter that is the newest entries of the (service_id, id)
+    index. A filter reads at most the newest LOGS_SEARCH_LINES lines (before
+    `before`): no index finds a piece of text, and a filter that matches
+    little would otherwise read every line the service has stored. When
+    that leaves older lines unread, the page says how far back it read and
+    where to go on (`before`, `searched_back_to`)."""
+    size = page_size(limit)
+    lines = LogLine.objects.filter(service_id=service_id)
     if before is not None:
         lines = lines.filter(id__lt=before)
-    return list(reversed(lines.order_by("-id")[: page_size(limit)]))
+    edge = None
+    if wanted.narrows():
+        edge = _oldest_searched(lines)
+        lines = _filtered(lines, wanted)
+        if edge is not None:
+            lines = lines.filter(id__gte=edge[0])
+    found = list(reversed(lines.order_by("-id")[:size]))
+    if len(found) >= size:
+        return Page(found, before=found[0].id)
+    if edge is None or (wanted.since is not None and edge[1] < wanted.since):
+        return Page(found)
+    return Page(found, before=edge[0], searched_back_to=edge[1])
 
 
-def after(service_id: int, wanted: LogFilter, last_id: int, *, limit: int | None = None) -> list[LogLine]:
+def _oldest_searched(lines) -> tuple[int, datetime] | None:
+    """The id and time of the oldest line a filtered read takes, when older
+    lines are left unread: the LOGS_SEARCH_LINES-th newest. Skipping that
+    many entries of the (service_id, id) index reads no table row, so it
+    costs the same whatever the filter."""
+    window = search_lines()
+    # The ids alone: with the time asked too, SQLite would take the
+    # (service_id, timestamp) index, which holds both, and sort all of it.
+    edge = list(lines.order_by("-id").values_list("id", flat=True)[window - 1:window + 1])
+    if len(edge) < 2:
+        return None
+    return edge[0], LogLine.objects.values_list("timestamp", flat=True).get(id=edge[0])
+
+
+def after(service_id: int, wanted: LogFilter, last_id: int, *, limit: int | None = None) -> tuple[list[LogLine], int]:
     """The matching lines stored after the line with id `last_id`, oldest
-    first, at most `limit` (for following)."""
-    return list(_filtered(service_id, wanted).filter(id__gt=last_id).order_by("id")[: page_size(limit)])
+    first, at most `limit` (for following); and the id to follow on from:
+    the last line read, matching or not, so that a filter matching nothing
+    moves on too and no line is read twice. A filter reads at most
+    LOGS_SEARCH_LINES lines a call."""
+    size = page_size(limit)
+    lines = LogLine.objects.filter(service_id=service_id, id__gt=last_id).order_by("id")
+    if not wanted.narrows():
+        found = list(lines[:size])
+        return found, found[-1].id if found else last_id
+    window = search_lines()
+    # Where this read stops: the LOGS_SEARCH_LINES-th line after `last_id`,
+    # or the newest line now (read before the lines, so that one stored
+    # meanwhile is left for the next call, not skipped).
+    nth = list(lines.values_list("id", flat=True)[window - 1:window])
+    end = max(nth[0] if nth else newest_id(service_id), last_id)
+    found = list(_filtered(lines.filter(id__lte=end), wanted)[:size])
+    return found, found[-1].id if len(found) >= size else end
+
+
+def newest_id(service_id: int) -> int:
+    """The id of the service's newest stored line (0: none yet)."""
+    return LogLine.objects.filter(service_id=service_id).order_by("-id").values_list("id", flat=True).first() or 0
 
 
 def prune(now: datetime | None = None) -> int:

@@ -24,6 +24,7 @@ from hakobune.platform.observability.charts import build_charts
 from hakobune.platform.observability.logstore import LogFilter
 from hakobune.platform.services.access import service_for
 from hakobune.platform.services.backends import backend_for
+from hakobune.platform.services.services import process_counts
 from hakobune.runtime.base import RuntimeBackendError, ServiceRef
 
 from .collectors import history
@@ -45,21 +46,25 @@ def runtime_status(request, team, service):
     return render(request, "observability/_runtime_status.html", {"service": service, "runtime": status, "error": ""})
 
 
+# The most lines the log card holds while following: the oldest go as new ones come.
+LOG_LINES_SHOWN = 2000
+
 LOG_SINCE = {"": None, "15m": 900, "1h": 3600, "6h": 6 * 3600, "24h": 24 * 3600, "72h": 72 * 3600}
 
 
-def _log_filter(params) -> tuple[LogFilter, dict]:
+def _log_filter(params, processes) -> tuple[LogFilter, dict]:
     """The filter the log card's form asks for, and its values to show back."""
     chosen = {
         "q": (params.get("q") or "")[:200],
         "stream": params.get("stream") if params.get("stream") in logstore.STREAMS else "",
+        "process": params.get("process") if params.get("process") in processes else "",
         "release": (params.get("release") or "").lstrip("vV"),
         "since": params.get("since") if params.get("since") in LOG_SINCE else "",
     }
     if not chosen["release"].isdigit():
         chosen["release"] = ""
     seconds = LOG_SINCE[chosen["since"]]
-    wanted = LogFilter(text=chosen["q"], stream=chosen["stream"],
+    wanted = LogFilter(text=chosen["q"], stream=chosen["stream"], process=chosen["process"],
                        release=int(chosen["release"]) if chosen["release"] else None,
                        since=timezone.now() - timedelta(seconds=seconds) if seconds else None)
     return wanted, chosen
@@ -73,34 +78,32 @@ def _id_of(params, name) -> int | None:
 @login_required
 def runtime_logs(request, team, service):
     """The service's runtime log, as stored by the log collector: the last
-    page (at most LOGS_PAGE_MAX lines), the page before (?before=<id>), or
-    the lines after the last shown (?after=<id>, which the page asks every
-    few seconds to follow); filtered by text, stream, release and time."""
+    page, the page before (?before=<id>), or the lines after the last shown
+    (?after=<id>, which the page asks every few seconds to follow); filtered
+    by text, stream, process, release and time. A filtered page reads at most
+    LOGS_SEARCH_LINES lines and says how far back it read."""
     _, service = service_for(request.user, team, service)
     backend = backend_for(service)
     if "collected_logs" not in backend.capabilities:
         return _runtime_logs_from_backend(request, service, backend)
-    wanted, chosen = _log_filter(request.GET)
+    processes = list(process_counts(service))
+    wanted, chosen = _log_filter(request.GET, processes)
     after, before = _id_of(request.GET, "after"), _id_of(request.GET, "before")
     context = {"service": service, "chosen": chosen, "query": urlencode({k: v for k, v in chosen.items() if v}),
-               "streams": logstore.STREAMS, "ranges": [k for k in LOG_SINCE if k], "error": ""}
+               "streams": logstore.STREAMS, "processes": processes if len(processes) > 1 else [],
+               "ranges": [k for k in LOG_SINCE if k], "search_lines": logstore.search_lines(),
+               "keep": LOG_LINES_SHOWN, "error": ""}
     if after is not None:
-        lines = logstore.after(service.id, wanted, after)
-        last = lines[-1].id if lines else after
+        # A whole page each time, so that following keeps up with a service
+        # printing at its rate limit.
+        lines, last = logstore.after(service.id, wanted, after, limit=settings.LOGS_PAGE_MAX)
         return render(request, "observability/_runtime_log_more.html", {**context, "lines": lines, "last": last})
-    lines = logstore.tail(service.id, wanted, before=before)
-    context.update(lines=lines, first=lines[0].id if lines else None,
-                   older=len(lines) >= logstore.page_size(None),
-                   last=lines[-1].id if lines else _last_id(service.id))
+    page = logstore.tail(service.id, wanted, before=before)
+    context.update(lines=page.lines, before=page.before, searched_back_to=page.searched_back_to,
+                   last=page.lines[-1].id if page.lines else logstore.newest_id(service.id))
     if before is not None:
         return render(request, "observability/_runtime_log_older.html", context)
     return render(request, "observability/_runtime_logs.html", context)
-
-
-def _last_id(service_id: int) -> int:
-    from .models import LogLine
-
-    return LogLine.objects.filter(service_id=service_id).order_by("-id").values_list("id", flat=True).first() or 0
 
 
 def _runtime_logs_from_backend(request, service, backend):
@@ -127,8 +130,11 @@ def service_metrics(request, team, service):
     seconds = METRIC_RANGES[chosen]
     until = timezone.now()
     since = until - timedelta(seconds=seconds)
-    # About 60 points a line, but never finer than the runtime reports (15 s here, a minute on Cloud Run).
+    # About 60 points a line, but never finer than the runtime reports (15 s here, a minute on Cloud Run);
+    # beyond a minute, whole periods of the roll-up, so that each step holds as many of them.
     step = max(seconds // 60, 60)
+    if step > 60:
+        step = -(-step // settings.METRICS_ROLLUP_SECONDS) * settings.METRICS_ROLLUP_SECONDS
     charts = build_charts(history(service, since, step), since, until, step)
     return render(request, "observability/_metrics.html", {
         "service": service, "charts": charts, "ranges": list(METRIC_RANGES),

@@ -1,16 +1,41 @@
 // Keeps a live log scrolled to its newest line, unless the reader scrolled up.
+// A followed runtime log holds its newest lines only (data-keep): the oldest
+// go as new ones come, and "Show older lines" then starts at the first kept.
+const followed = new Set();
 document.addEventListener("htmx:beforeSwap", (event) => {
-  const log = event.detail.target.closest && event.detail.target.closest("pre.log");
+  const log = event.detail.target.closest && event.detail.target.closest(".log");
   if (log) log.dataset.pinned = String(log.scrollHeight - log.scrollTop - log.clientHeight < 40);
+  if (log && log.dataset.keep && event.target.classList.contains("log-poller")) followed.add(log);
 });
 document.addEventListener("htmx:afterSettle", () => {
-  document.querySelectorAll("pre.log").forEach((log) => {
+  followed.forEach(keepNewestLines);
+  followed.clear();
+  document.querySelectorAll(".log").forEach((log) => {
     if (log.dataset.pinned !== "false") log.scrollTop = log.scrollHeight;
   });
 });
 document.addEventListener("DOMContentLoaded", () => {
-  document.querySelectorAll("pre.log").forEach((log) => { log.scrollTop = log.scrollHeight; });
+  document.querySelectorAll(".log").forEach((log) => { log.scrollTop = log.scrollHeight; });
 });
+
+function keepNewestLines(log) {
+  const lines = log.querySelectorAll(":scope > .line");
+  const excess = lines.length - Number(log.dataset.keep);
+  if (excess <= 0) return;
+  for (let n = 0; n < excess; n++) lines[n].remove();
+  log.querySelectorAll(":scope > .log-older, :scope > .muted").forEach((element) => element.remove());
+  const older = document.createElement("span");
+  older.className = "log-older";
+  const button = document.createElement("button");
+  button.className = "button";
+  button.textContent = log.dataset.olderLabel;
+  button.setAttribute("hx-get", log.dataset.olderUrl + "&before=" + lines[excess].dataset.id);
+  button.setAttribute("hx-target", "closest .log-older");
+  button.setAttribute("hx-swap", "outerHTML");
+  older.append(button, "\n");
+  log.prepend(older);
+  htmx.process(older);
+}
 
 // The New service form shows the fields of the chosen source only.
 function showChosenSource(form) {
