@@ -90,7 +90,9 @@ class Origin:
         self.finder = finder_of(self.secrets)
 
     def mask(self, text: str) -> str:
-        return mask(text, self.secrets, self.finder)
+        if self.finder is None or self.finder.search(text) is None:
+            return text  # nearly every line
+        return mask(text, self.secrets)
 
 
 class Limiter:
@@ -110,10 +112,11 @@ class Limiter:
         on a backlog keeps what the service was allowed when it printed."""
         with self.lock:
             now = time.monotonic() if at is None else at
-            if self.at is None or now < self.at:
-                self.at = now if self.at is None else self.at
-            self.tokens = min(self.burst, self.tokens + max(0.0, now - self.at) * self.rate)
-            self.at = max(self.at, now)
+            if self.at is None:
+                self.at = now
+            elif now > self.at:
+                self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+                self.at = now
             if self.tokens >= 1:
                 self.tokens -= 1
                 return True
@@ -157,10 +160,8 @@ def finder_of(secrets: list[str]) -> re.Pattern | None:
     return re.compile("|".join(re.escape(value) for value in secrets)) if secrets else None
 
 
-def mask(text: str, secrets: list[str], finder: re.Pattern | None = None) -> str:
+def mask(text: str, secrets: list[str]) -> str:
     """`text` with each of `secrets` (longest first) replaced by MASK."""
-    if finder is not None and finder.search(text) is None:
-        return text
     for value in secrets:
         if value in text:
             text = text.replace(value, MASK)
