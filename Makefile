@@ -36,7 +36,7 @@ stack:
 
 # The tests deploy an app of every stack; build them all up front (cached).
 stacks-all: stack
-	@for language in node go static python-node; do bash scripts/with-env.sh $(PY) manage.py stack ensure $$language || exit 1; done
+	@for language in node go static python-node java ruby php; do bash scripts/with-env.sh $(PY) manage.py stack ensure $$language || exit 1; done
 
 admin-password:
 	@bash scripts/with-env.sh $(PY) manage.py create_first_admin --reset

@@ -1,6 +1,9 @@
-"""How fast do app images rebuild? For flask-hello, node-express and
-python-npm-assets (Python with its stylesheet built by npm), straight
-against the Docker Engine with hakobune.worker.builder (no portal, no worker):
+"""How fast do app images rebuild? For flask-hello, node-express,
+python-npm-assets (Python with its stylesheet built by npm), java-maven
+(Maven, from the plugins Debian packages), ruby-rack (a config.ru on the Ruby
+stack) and php-hello (PHP-FPM behind lighttpd, its autoloader made after the
+code), straight against the Docker Engine with hakobune.worker.builder (no
+portal, no worker):
 
   cold          every layer built (nocache): dependencies downloaded and installed
   no change     the same source again: the content tag exists, the image is reused
@@ -10,7 +13,8 @@ against the Docker Engine with hakobune.worker.builder (no portal, no worker):
                 the code layer (and what follows it) is rebuilt
 
 Each is run --runs times (cold: --cold-runs); the median and the range are
-reported. Needs the stacks on this host (python manage.py stack ensure python|node|python-node).
+reported. Needs the stacks on this host (python manage.py stack ensure python|node|python-node|java|ruby|php).
+Java's rebuild has no target of its own: it is recorded as measured.
 
     .venv/bin/python bench/build_cache.py [--runs 7] [--cold-runs 3] [--record]
 
@@ -45,7 +49,15 @@ APPS = {
     "node-express": ("server.js", "// change {n}\n"),
     # Two languages: a code change also runs the npm build again (it follows the code).
     "python-npm-assets": ("app.py", "# change {n}\n"),
+    # A code change runs `mvn package` again (the dependencies and plugins are the layer before).
+    "java-maven": ("src/main/java/hello/Main.java", "// change {n}\n"),
+    # No Gemfile: nothing to install (rubygems.org is not reachable here).
+    "ruby-rack": ("config.ru", "# change {n}\n"),
+    # composer.json of PHP and extensions only; a code change runs the autoloader's step again.
+    "php-hello": ("public/index.php", "// change {n}\n"),
 }
+# Apps whose rebuilds are recorded as measured, without the 1 s target.
+MEASURED_ONLY = {"java-maven"}
 CA_BUNDLE = os.environ.get("BUILD_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
 IMAGES = {
     "python": os.environ.get("STACK_PYTHON_IMAGE", "python:3.12-slim"),
@@ -53,6 +65,9 @@ IMAGES = {
     "go": os.environ.get("STACK_GO_IMAGE", "golang:1.23"),
     "static": os.environ.get("STACK_STATIC_IMAGE", ""),
     "python-node": "",
+    "java": os.environ.get("STACK_JAVA_IMAGE", ""),
+    "ruby": os.environ.get("STACK_RUBY_IMAGE", ""),
+    "php": os.environ.get("STACK_PHP_IMAGE", ""),
 }
 SECTION = "## Build cache"
 
@@ -125,7 +140,7 @@ def run_app(client, app: str, runs: int, cold_runs: int, workdir: Path) -> dict:
             bench.change_code(i)
             seconds, built, lines = bench.build()
             assert not built.reused
-            install_cached = _install_step_cached(lines)
+            install_cached = _install_step_cached(lines) if detect(bench.src).plan.install_commands else None
             checks.setdefault("dependency layer reused on code change", []).append(install_cached)
             results["code change"].append(seconds)
     finally:
@@ -189,7 +204,7 @@ def markdown(report: dict, runs: int, cold_runs: int) -> str:
         "",
         "Each build is what the pipeline's build step does: detect, digest the source, write the context, "
         "tag by content, build. *cold* builds every layer (`nocache`), so dependencies are downloaded from "
-        "PyPI / the npm registry (through this host's proxy); *no change* is the same source deployed again "
+        "PyPI / the npm registry (through this host's proxy; ruby-rack and php-hello download nothing); *no change* is the same source deployed again "
         "(its content tag exists: the image is reused); *no change, through docker build* is the same source "
         "under a new tag, every layer from the cache; *code change* appends one line to the app's code.",
         "",
@@ -207,12 +222,15 @@ def markdown(report: dict, runs: int, cold_runs: int) -> str:
     for app, data in report["apps"].items():
         r = data["results"]
         worst = max(statistics.median(r["no change"]), statistics.median(r["code change"]))
-        reused = all(data["checks"].get("dependency layer reused on code change", [False]))
+        reused = data["checks"].get("dependency layer reused on code change", [False])
+        layer = ("no dependency layer (nothing to install)" if all(r is None for r in reused)
+                 else f"dependency layer {'reused' if all(reused) else 'NOT reused'} on every code change")
+        speed = ("recorded as measured (no target)" if app in MEASURED_ONLY
+                 else f"{'under' if worst < 1 else 'NOT under'} 1 s (medians)")
         verdicts.append(
-            f"- {app}: no-change and code-only rebuilds {'under' if worst < 1 else 'NOT under'} 1 s "
-            f"(medians); dependency layer {'reused' if reused else 'NOT reused'} on every code change."
+            f"- {app}: no-change and code-only rebuilds {speed}; {layer}."
         )
-    lines += ["Target: no-change and code-only rebuilds under 1 s.", "", *verdicts, ""]
+    lines += ["Target: no-change and code-only rebuilds under 1 s (Java's recorded as measured).", "", *verdicts, ""]
     return "\n".join(lines)
 
 

@@ -18,6 +18,8 @@ import gettext
 import json
 import os
 import re
+import shlex
+import shutil
 import socket
 import sys
 import tarfile
@@ -714,7 +716,11 @@ def cmd_env(args) -> int:
 
 
 def _env_said(done: str, keys: list[str], answer: dict) -> str:
-    done = done.format(keys=", ".join(keys))
+    return _release_said(done.format(keys=", ".join(keys)), answer)
+
+
+def _release_said(done: str, answer: dict) -> str:
+    """What was done, and which new release applies it (if the service is live)."""
     if answer.get("release"):
         return _("{done}; v{number} applies it.").format(done=done, number=answer["release"])
     return _("{done}.").format(done=done)
@@ -728,6 +734,42 @@ def _pairs(pairs: list[str] | None, shape: str) -> dict[str, str]:
             raise CliError(_("{pair}: write {shape}.").format(pair=repr(pair), shape=shape), EXIT_USAGE)
         found[key] = value
     return found
+
+
+def cmd_addons(args) -> int:
+    api = api_from_config()
+    team = pick_team(api, args.team)
+    where = f"teams/{quote(team)}/addons/"
+    if args.addons_command == "create":
+        addon = api.post(where, json={"kind": args.kind, "name": args.name or ""})
+        print(_("Created {name} ({kind}); it is starting. Its URL: {url}").format(
+            name=addon["name"], kind=addon["kind"], url=addon["url"]))
+        if args.service:
+            _attach(api, team, addon["name"], args.service)
+    elif args.addons_command == "attach":
+        _attach(api, team, args.addon, args.service or default_service_name(Path.cwd()))
+    elif args.addons_command == "detach":
+        service = args.service or default_service_name(Path.cwd())
+        answer = api.request("DELETE", f"{service_path(team, service)}/addons/{quote(args.addon)}/").json()
+        print(_release_said(_("Detached {addon} from {service}").format(addon=args.addon, service=service), answer))
+    elif args.addons_command == "delete":
+        answer = api.request("DELETE", f"{where}{quote(args.addon)}/", json={"confirm": args.confirm or ""}).json()
+        print(_("{name} is being deleted, with its data.").format(name=answer["name"]))
+    else:
+        addons = api.get(where)
+        if not addons:
+            print(_("Team {team} has no add-ons. Create one: hakobune addons create postgres").format(team=team))
+        for addon in addons:
+            services = ", ".join(addon["services"]) or "—"
+            print(f"{addon['name']}  {addon['kind']}  {addon['status']}  {addon['version'] or '—'}  "
+                  f"{addon['env_key']} → {services}")
+    return EXIT_OK
+
+
+def _attach(api: Api, team: str, addon: str, service: str) -> None:
+    answer = api.post(f"{service_path(team, service)}/addons/", json={"addon": addon})
+    done = _("Attached {addon} to {service} as {key}").format(addon=addon, service=service, key=answer["env_key"])
+    print(_release_said(done, answer))
 
 
 def cmd_traffic(args) -> int:
@@ -772,6 +814,109 @@ def cmd_scale(args) -> int:
         print(f"{process['name']:<12} {process['instances']:>2} × ({process['cpu']:g} CPU, {process['memory_mb']} MiB)"
               f"  {routed}  {process['command']}")
     return EXIT_OK
+
+
+def cmd_run(args) -> int:
+    """`hakobune run -- CMD`: CMD in a one-off container of the live release,
+    attached to this terminal through the portal's WebSocket
+    (api/terminal.py); exits with CMD's exit code."""
+    import websocket  # websocket-client
+
+    command = list(args.cmd)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        raise CliError(_("Give the command after --, like: hakobune run -- python manage.py shell"), EXIT_USAGE)
+    api, team, name = _service_args(args)
+    tty = sys.stdin.isatty() and sys.stdout.isatty() and not args.no_tty
+    rows, cols = _terminal_size()
+    address = re.sub(r"^http", "ws", api.url) + f"/api/v1/{service_path(team, name)}/run"
+    headers = [f"{key}: {value}" for key, value in api.session.headers.items()
+               if key in ("Authorization", "Accept-Language", "User-Agent")]
+    try:
+        connection = websocket.create_connection(
+            address, header=headers, timeout=60, enable_multithread=True,
+            **({} if api.session.trust_env else {"http_no_proxy": ["*"]}),
+        )
+    except (OSError, websocket.WebSocketException) as exc:
+        raise CliError(_("Cannot reach {url}: {error}").format(url=api.url, error=exc))
+    try:
+        connection.send(json.dumps({"command": shlex.join(command), "tty": tty, "rows": rows, "cols": cols}))
+        answer = json.loads(connection.recv())
+        if answer.get("type") == "error":
+            raise CliError(answer.get("message") or answer.get("code"))
+        connection.settimeout(None)
+        return _attached(connection, tty)
+    finally:
+        connection.close()
+
+
+def _terminal_size() -> tuple[int, int]:
+    size = shutil.get_terminal_size((80, 24))
+    return size.lines, size.columns
+
+
+def _attached(connection, tty: bool) -> int:
+    """Relays this terminal to the one-off until it ends; its exit code."""
+    import threading
+
+    import websocket
+
+    stdin = sys.stdin.fileno()
+    saved = None
+    if tty:
+        import signal
+        import termios
+        import tty as tty_module
+
+        saved = termios.tcgetattr(stdin)
+        tty_module.setraw(stdin)
+
+        def resized(*_):
+            rows, cols = _terminal_size()
+            try:
+                connection.send(json.dumps({"type": "resize", "rows": rows, "cols": cols}))
+            except websocket.WebSocketException:
+                pass
+
+        signal.signal(signal.SIGWINCH, resized)
+
+    def forward_stdin():
+        try:
+            while data := os.read(stdin, 4096):
+                connection.send_binary(data)
+            connection.send(json.dumps({"type": "eof"}))
+        except (OSError, websocket.WebSocketException):
+            pass
+
+    threading.Thread(target=forward_stdin, daemon=True).start()
+    outputs = {1: sys.stdout.buffer, 2: sys.stderr.buffer}
+    try:
+        while True:
+            try:
+                opcode, data = connection.recv_data()
+            except websocket.WebSocketConnectionClosedException:
+                raise CliError(_("The connection to the platform closed before the command ended."))
+            if opcode == websocket.ABNF.OPCODE_BINARY and data:
+                out = outputs.get(data[0], sys.stdout.buffer)
+                out.write(data[1:])
+                out.flush()
+            elif opcode == websocket.ABNF.OPCODE_TEXT:
+                message = json.loads(data)
+                if message.get("type") == "exit":
+                    if message.get("timed_out"):
+                        print("\r\n" + _("The command ran out of time and was stopped."), file=sys.stderr)
+                    code = message.get("code")
+                    return code if isinstance(code, int) else EXIT_FAILED
+                if message.get("type") == "error":
+                    raise CliError(message.get("message") or message.get("code"))
+            elif opcode == websocket.ABNF.OPCODE_CLOSE:
+                raise CliError(_("The connection to the platform closed before the command ended."))
+    finally:
+        if saved is not None:
+            import termios
+
+            termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
 
 
 def cmd_open(args) -> int:
@@ -844,6 +989,23 @@ def build_parser() -> argparse.ArgumentParser:
     env_commands.add_parser("list", help=_("list the keys (values are write-only)"))
     env.set_defaults(func=cmd_env)
 
+    addons = commands.add_parser("addons", help=_("the team's PostgreSQL and Redis add-ons"))
+    addons.add_argument("--team", "-t", help=_("the team (default: your only team, or $HAKOBUNE_TEAM)"))
+    addon_commands = addons.add_subparsers(dest="addons_command", metavar="ACTION")
+    create = addon_commands.add_parser("create", help=_("create one: postgres or redis"))
+    create.add_argument("kind", choices=["postgres", "redis"])
+    create.add_argument("--name", help=_("its name (default: the kind)"))
+    create.add_argument("--service", "-s", help=_("attach it to this service too"))
+    for action, words in (("attach", _("give a service its URL")), ("detach", _("take its URL from a service"))):
+        sub = addon_commands.add_parser(action, help=words)
+        sub.add_argument("addon")
+        sub.add_argument("--service", "-s", help=_("the service (default: this folder's name)"))
+    delete = addon_commands.add_parser("delete", help=_("delete one and its data"))
+    delete.add_argument("addon")
+    delete.add_argument("--confirm", help=_("the add-on's name again: its data is deleted for good"))
+    addon_commands.add_parser("list", help=_("list them"))
+    addons.set_defaults(func=cmd_addons)
+
     traffic = with_service(commands.add_parser("traffic", help=_("show or split the requests between releases")))
     traffic.add_argument("shares", nargs="*", metavar="vN=PERCENT", help=_("like v3=80 v4=20 (Cloud Run)"))
     traffic.set_defaults(func=cmd_traffic)
@@ -852,6 +1014,11 @@ def build_parser() -> argparse.ArgumentParser:
     scale.add_argument("counts", nargs="*", metavar="PROCESS=COUNT", help=_("like worker=2 or web=3"))
     scale.set_defaults(func=cmd_scale)
 
+    run = with_service(commands.add_parser(
+        "run", help=_("run a command in a one-off container of the live release: hakobune run -- CMD")))
+    run.add_argument("--no-tty", action="store_true", help=_("no terminal, even when this one is a terminal"))
+    run.add_argument("cmd", nargs=argparse.REMAINDER, help=_("the command, after --"))
+    run.set_defaults(func=cmd_run)
     opener = with_service(commands.add_parser("open", help=_("open the service's address in a browser")))
     opener.add_argument("--print", dest="print_only", action="store_true", help=_("only print the address"))
     opener.set_defaults(func=cmd_open)

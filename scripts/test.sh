@@ -30,6 +30,12 @@ export HAKOBUNE_TEST_RESTART_DOCKERD="${HAKOBUNE_TEST_RESTART_DOCKERD:-1}"
 export TEST_GIT_PORT="${TEST_GIT_PORT:-18418}"
 export SOURCE_HTTP_HOSTS="127.0.0.1:$TEST_GIT_PORT"
 export SOURCE_ALLOWED_HOSTS="127.0.0.1:$TEST_GIT_PORT"
+# The tests' own notification receiver on loopback (tests/integration/test_notifications.py),
+# which the guard must let through; a failed sending is tried again after a second.
+export TEST_NOTIFY_PORT="${TEST_NOTIFY_PORT:-$((TEST_GIT_PORT + 1000))}"
+export NOTIFY_HTTP_HOSTS="127.0.0.1:$TEST_NOTIFY_PORT"
+export NOTIFY_ALLOWED_HOSTS="127.0.0.1:$TEST_NOTIFY_PORT"
+export NOTIFY_RETRY_SECONDS=1
 
 set +e
 .venv/bin/python -m pytest "$@"

@@ -16,7 +16,7 @@ from django.utils.translation import gettext, gettext_noop, override
 
 from hakobune.platform.failures import FailureKind, classify
 from hakobune.runtime.base import RuntimeBackendError
-from hakobune.worker.buildpacks import NoStackDetected
+from hakobune.worker.buildpacks import NoStackDetected, java
 from hakobune.worker.source import SourceError
 from hakobune.worker.stacks import StackError
 
@@ -82,6 +82,36 @@ rule("detect.version_unavailable", U,
                   "these versions (or remove the version the app asks for), or ask your operator to add a stack that has it "
                   "(STACK_VARIANTS)."))
 
+# Detection: an app of two languages asks for versions no variant of their stack has together.
+rule("detect.versions_unavailable", U,
+     gettext_noop("The app asks for %(asked)s, but the stacks here have %(have)s. Ask for versions one of these stacks "
+                  "has (or remove the versions the app asks for), or ask your operator to add a stack that has them "
+                  "(STACK_VARIANTS)."))
+
+# Java builds (hakobune.worker.buildpacks.java): Maven could not reach a repository.
+rule("build.maven_repository_unreachable", P,
+     gettext_noop("Maven could not download %(artifact)s from the Maven repository %(url)s (%(why)s). The app needs a "
+                  "package that Debian does not carry, and this host cannot reach that repository. This is not your "
+                  "app: an administrator sets MAVEN_REPOSITORY to a Maven repository this host can reach (a company "
+                  "mirror of Maven Central), then deploy again."))
+rule("build.maven_app_repository_unreachable", U,
+     gettext_noop("Maven could not download %(artifact)s from %(repository)s (%(url)s), a repository the app's pom.xml "
+                  "names (%(why)s). This host cannot reach it: take the package from Maven Central (or the mirror "
+                  "MAVEN_REPOSITORY names), or ask your operator to make that repository reachable."))
+# Builds (hakobune.worker.package_sources): an install whose package source did not answer.
+rule("build.source_unreachable", P,
+     gettext_noop("Installing the app's dependencies failed: %(tool)s could not reach %(source)s, the package source this "
+                  "host gives it (%(setting)s). This is not your app: an administrator sets %(setting)s to a mirror this "
+                  "host can reach; then deploy again."))
+rule("build.source_unreachable_package", P,
+     gettext_noop("Installing the app's dependencies failed: %(tool)s could not reach %(source)s to fetch %(package)s, "
+                  "the package source this host gives it (%(setting)s). This is not your app: an administrator sets "
+                  "%(setting)s to a mirror this host can reach; then deploy again."))
+rule("build.app_source_unreachable", U,
+     gettext_noop("Installing the app's dependencies failed: %(tool)s could not reach %(source)s, a package source the "
+                  "app's own files name (not this host's, which %(setting)s sets). Check that address, or take the "
+                  "package from the host's source."))
+
 # The pipeline's own.
 rule("pipeline.internal", P,
      gettext_noop("Hakobune failed while handling this build (an internal error, not your app). Deploy again."))
@@ -122,6 +152,12 @@ rule("network.full", P,
                   "or delete services the team does not need. An administrator can lower what the team may run (its quota), "
                   "or give it a bigger block: a block is sized from the team's quota when its network is made, between "
                   "TEAM_SUBNET_PREFIX and TEAM_SUBNET_LARGEST_PREFIX."))
+# The engine refused two blocks in a row as overlapping its networks.
+rule("network.overlap", P,
+     gettext_noop("Hakobune could not make this team's network: the Docker Engine says the address block %(subnet)s "
+                  "overlaps a network it already has, though Hakobune chose it clear of every network the engine "
+                  "listed. This is not your app, and deploying again will not help: an administrator should remove "
+                  "Docker networks left by deleted teams (docker network ls) or move TEAM_SUBNET_POOL. (%(detail)s)"))
 rule("network.bad_pool", P,
      gettext_noop("Hakobune cannot give this team a network: %(detail)s. An administrator must correct TEAM_SUBNET_POOL."))
 
@@ -159,6 +195,11 @@ def diagnose(exc: BaseException) -> Diagnosis:
         return Diagnosis("runtime.failed" if kind == FailureKind.USER else "runtime.platform", {"detail": detail})
     if isinstance(exc, StackError):
         return Diagnosis("build.platform", {"detail": detail})
+    maven = java.unreachable_repository(getattr(exc, "log_tail", None) or []) if hasattr(exc, "user_error") else None
+    if maven:
+        central = maven["repository"] == "central"
+        return Diagnosis("build.maven_repository_unreachable" if central else "build.maven_app_repository_unreachable",
+                         maven)
     if hasattr(exc, "user_error"):
         return Diagnosis("build.failed" if kind == FailureKind.USER else "build.platform", {"detail": detail})
     return Diagnosis("pipeline.internal", {"error": f"{type(exc).__name__}: {exc}"[:500]})

@@ -41,6 +41,9 @@ ROUTES = {
     "start_release": PIPELINE,
     "destroy_service": PIPELINE,
     "destroy_team": PIPELINE,
+    # Starting and removing an add-on's container: seconds once its image is on this host.
+    "provision_addon": PIPELINE,
+    "remove_addon": PIPELINE,
     # Admission and stopping a cancelled build: never behind the builds they admit or stop.
     "admit_builds": PIPELINE,
     "stop_build": PIPELINE,
@@ -59,12 +62,15 @@ ROUTES = {
     "prune_images": HOUSEKEEPING,
     # Scheduled jobs: starts and reads one-off containers, never waits for one.
     "run_jobs": HOUSEKEEPING,
+    # Notifications: seconds each, never in a deploy's way (the deploy they report on has ended).
+    "deliver_notification": HOUSEKEEPING,
 }
 
 TASKS = frozenset({
     "fetch_source", "detect_stack", "build_image", "deploy_release", "start_release",
     "destroy_service", "destroy_team", "sync_router", "reconcile", "rebuild_stack", "prune_images",
-    "admit_builds", "stop_build", "sweep_pipeline", "run_jobs",
+    "admit_builds", "stop_build", "sweep_pipeline", "run_jobs", "deliver_notification",
+    "provision_addon", "remove_addon",
 })
 
 # The steps that read the fetched source, and so run on the host that fetched it.

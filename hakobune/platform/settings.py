@@ -128,6 +128,8 @@ INSTALLED_APPS = [
     "hakobune.platform.builds",
     "hakobune.platform.observability",
     "hakobune.platform.governance",
+    "hakobune.platform.notifications",
+    "hakobune.platform.addons",
     "hakobune.platform.api",
     "hakobune.frontend",
 ]
@@ -414,6 +416,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # The add-ons' `kind` beside the notification targets' own.
+    "ENUM_NAME_OVERRIDES": {
+        "AddOnKindEnum": "hakobune.platform.addons.models.Kind",
+        "KindEnum": "hakobune.platform.notifications.models.TargetKind",
+    },
 }
 # How long one streamed answer (a build log or runtime logs with ?follow=1)
 # stays open, and how often it looks for news.
@@ -423,6 +430,10 @@ API_STREAM_POLL_SECONDS = float(env("API_STREAM_POLL_SECONDS", "1"))
 # person; beyond them a new one is refused (503, 429) rather than queued.
 API_STREAM_MAX_OPEN = env_int("API_STREAM_MAX_OPEN", 100)
 API_STREAM_MAX_OPEN_PER_PERSON = env_int("API_STREAM_MAX_OPEN_PER_PERSON", 8)
+# One-off commands at a terminal (`hakobune run`): how long one may run, and
+# how many of a team's may run at once.
+RUN_MAX_SECONDS = env_int("RUN_MAX_SECONDS", 3600)
+RUN_MAX_OPEN_PER_TEAM = env_int("RUN_MAX_OPEN_PER_TEAM", 3)
 
 # Stacks: the base image for each language. A registry image by default; when no
 # registry can serve it, Hakobune builds one locally from Debian packages.
@@ -439,7 +450,37 @@ STACK_IMAGES = {
     # `languages`): no official image has both, so by default Hakobune's own
     # (hakobune/stack-python-node, built from Debian).
     "python-node": env("STACK_PYTHON_NODE_IMAGE", ""),
+    # Java apps: the JDK and Maven, whose global settings.xml reads Debian's
+    # packaged plugins and $MAVEN_REPOSITORY (below), so by default Hakobune's
+    # own (hakobune/stack-java, built from Debian).
+    "java": env("STACK_JAVA_IMAGE", ""),
+    # Ruby and PHP: Hakobune's own by default (Debian's Ruby with Rack and Puma to
+    # serve a config.ru; PHP-FPM behind lighttpd), which no official image has.
+    "ruby": env("STACK_RUBY_IMAGE", ""),
+    "php": env("STACK_PHP_IMAGE", ""),
 }
+# Where builds install packages from (hakobune/worker/package_sources.py): empty
+# is each ecosystem's public source (pypi.org, registry.npmjs.org, rubygems.org,
+# repo.packagist.org); a host that cannot reach one names a mirror it can. A
+# build that fails because its source did not answer says which setting to change.
+PACKAGE_SOURCES = {
+    "pip": env("PIP_INDEX_URL", ""),
+    "npm": env("NPM_REGISTRY", ""),
+    "rubygems": env("RUBYGEMS_SOURCE", ""),
+    "composer": env("COMPOSER_REPOSITORY", ""),
+}
+
+# Add-ons (hakobune/platform/addons): a team's PostgreSQL or Redis on the local
+# runtime. The registry image where this host has it or can pull it, else
+# Hakobune's own stack built from Debian (`python manage.py stack ensure postgres`).
+ADDON_IMAGES = {
+    "postgres": env("ADDON_POSTGRES_IMAGE", "postgres:16"),
+    "redis": env("ADDON_REDIS_IMAGE", "redis:7"),
+}
+# What one add-on holds of its team's quota (and its container's limits).
+ADDON_CPU = float(env("ADDON_CPU", "0.5"))
+ADDON_MEMORY_MB = env_int("ADDON_MEMORY_MB", 256)
+ADDON_READY_TIMEOUT = env_int("ADDON_READY_TIMEOUT", 90)
 
 # Runtime backends, chosen per service like Django's email backends.
 RUNTIME_BACKENDS = {
@@ -529,6 +570,10 @@ for _item in env("STACK_VARIANTS", "").split(","):
     _language, _, _variant = _item.strip().partition("=")
     if _language.strip() and _variant.strip():
         STACK_VARIANTS.setdefault(_language.strip(), []).append(_variant.strip())
+# Where Java builds fetch the packages Debian does not carry: Maven Central, or
+# a company mirror of it ("https://maven.example.com/maven2/"). Put in each
+# Java build's environment; a build that cannot reach it fails saying so.
+MAVEN_REPOSITORY = env("MAVEN_REPOSITORY", "https://repo.maven.apache.org/maven2")
 # A CA bundle copied into locally built stacks and into every build, for hosts
 # whose HTTPS goes through a proxy with its own CA. Empty: none.
 _default_ca = "/etc/ssl/certs/ca-certificates.crt"
@@ -569,6 +614,13 @@ LOGS_TEAM_MAX_MB = env_int("LOGS_TEAM_MAX_MB", 200)
 LOGS_PRUNE_SECONDS = env_int("LOGS_PRUNE_SECONDS", 300)
 # A page of the log (portal, API) holds at most this many lines.
 LOGS_PAGE_MAX = env_int("LOGS_PAGE_MAX", 500)
+# The events of each service and team (deploys, crashes, settings changes, who
+# did each: docs/architecture.md, "Events and the audit log") are the audit
+# log: kept this many days, pruned with the images every PRUNE_SECONDS.
+EVENT_RETENTION_DAYS = env_int("EVENT_RETENTION_DAYS", 365)
+# Crashes of one instance with the same exit code within this many minutes of
+# the last are one event that counts them (a crash loop), not one each.
+EVENT_CRASH_REPEAT_MINUTES = env_int("EVENT_CRASH_REPEAT_MINUTES", 10)
 # Images of a service's last N releases are kept for instant rollbacks (with
 # the live release's and those of builds on their way to a release); older
 # ones are pruned every PRUNE_SECONDS (docs/architecture.md, "Disk").
@@ -635,7 +687,7 @@ IMAGE_BUILDERS = {
         "BACKEND": "hakobune.worker.builders.local_docker.LocalDockerBuilder",
         "OPTIONS": {
             # No docker_url: the engine of DOCKER_HOST (and DOCKER_TLS_*), else its socket.
-            "stack_images": STACK_IMAGES,
+            "stack_images": {**STACK_IMAGES, **ADDON_IMAGES},
             "suite": STACK_DEBIAN_SUITE,
             "stack_variants": STACK_VARIANTS,
             "mirror": STACK_DEBIAN_MIRROR,
@@ -651,6 +703,7 @@ IMAGE_BUILDERS = {
             "pids_limit": BUILD_PIDS_LIMIT,
             "disk_mb": BUILD_DISK_MB,
             "allowed_base_images": BUILD_ALLOWED_BASE_IMAGES,
+            "package_sources": PACKAGE_SOURCES,
         },
     },
 }
@@ -665,6 +718,43 @@ ENCRYPTION_KEY = env("HAKOBUNE_ENCRYPTION_KEY", "")
 SOURCE_HTTP_HOSTS = frozenset(env_list("SOURCE_HTTP_HOSTS", ""))
 SOURCE_ALLOWED_HOSTS = frozenset(env_list("SOURCE_ALLOWED_HOSTS", ""))
 GIT_TIMEOUT = env_int("GIT_TIMEOUT", 300)
+
+# Notifications (docs/architecture.md, "Notifications"). The portal's own
+# address, for the links in them. Their webhook and chat URLs pass the SSRF
+# guard as git sources do: https only, public addresses only, except the hosts
+# named here ("host" or "host:port": plain http allowed; private or loopback
+# allowed). A sending waits NOTIFY_TIMEOUT_SECONDS at most for each of
+# connecting and the answer, and is tried NOTIFY_MAX_ATTEMPTS times,
+# NOTIFY_RETRY_SECONDS apart. A crash loop, high memory or failing requests
+# alert once per NOTIFY_COOLDOWN_MINUTES per service; failing requests are
+# counted over NOTIFY_ERROR_RATE_MINUTES once a service had
+# NOTIFY_ERROR_RATE_MIN_REQUESTS. Alerts are kept NOTIFY_KEEP_DAYS.
+PORTAL_URL = env("PORTAL_URL", f"http://localhost:{PORTAL_PORT}")
+NOTIFY_HTTP_HOSTS = frozenset(env_list("NOTIFY_HTTP_HOSTS", ""))
+NOTIFY_ALLOWED_HOSTS = frozenset(env_list("NOTIFY_ALLOWED_HOSTS", ""))
+NOTIFY_TIMEOUT_SECONDS = env_int("NOTIFY_TIMEOUT_SECONDS", 10)
+NOTIFY_MAX_ATTEMPTS = env_int("NOTIFY_MAX_ATTEMPTS", 3)
+NOTIFY_RETRY_SECONDS = env_int("NOTIFY_RETRY_SECONDS", 30)
+NOTIFY_COOLDOWN_MINUTES = env_int("NOTIFY_COOLDOWN_MINUTES", 30)
+NOTIFY_ERROR_RATE_MINUTES = env_int("NOTIFY_ERROR_RATE_MINUTES", 5)
+NOTIFY_ERROR_RATE_MIN_REQUESTS = env_int("NOTIFY_ERROR_RATE_MIN_REQUESTS", 20)
+NOTIFY_KEEP_DAYS = env_int("NOTIFY_KEEP_DAYS", 30)
+# E-mail notifications go through Django's mail backend: SMTP by default
+# (EMAIL_HOST, EMAIL_PORT, EMAIL_HOST_USER, EMAIL_HOST_PASSWORD, EMAIL_USE_TLS,
+# EMAIL_USE_SSL), or another named by EMAIL_BACKEND (its options then unused).
+_EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+MAILERS = {
+    "default": {
+        "BACKEND": _EMAIL_BACKEND,
+        "OPTIONS": {
+            "host": env("EMAIL_HOST", "localhost"), "port": env_int("EMAIL_PORT", 25),
+            "username": env("EMAIL_HOST_USER", ""), "password": env("EMAIL_HOST_PASSWORD", ""),
+            "use_tls": env_bool("EMAIL_USE_TLS", False), "use_ssl": env_bool("EMAIL_USE_SSL", False),
+            "timeout": NOTIFY_TIMEOUT_SECONDS,
+        } if _EMAIL_BACKEND.endswith("smtp.EmailBackend") else {},
+    },
+}
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", f"hakobune@{BASE_DOMAIN}")
 
 # The pipeline's crash safety (docs/architecture.md, "Crash safety"). A worker
 # renews its lease on the step it runs every STEP_HEARTBEAT_SECONDS; a step
@@ -698,6 +788,10 @@ TASK_TIME_LIMITS = {
     # Each of the team's services as destroy_service, one after another.
     "destroy_team": env_int("DESTROY_TEAM_TIMEOUT", 1800),
     "rebuild_stack": env_int("STACK_BUILD_TIMEOUT", 1800),
+    # Its image built from Debian when this host has none, then the start.
+    "provision_addon": env_int("STACK_BUILD_TIMEOUT", 1800) + 120,
+    # Connecting and the answer, each NOTIFY_TIMEOUT_SECONDS at most.
+    "deliver_notification": 2 * NOTIFY_TIMEOUT_SECONDS + 30,
 }
 # Housekeeping and anything not named above.
 TASK_DEFAULT_TIME_LIMIT = env_int("TASK_DEFAULT_TIME_LIMIT", 600)

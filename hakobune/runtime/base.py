@@ -195,6 +195,35 @@ class OneOffResult:
         return self.exit_code == 0 and not self.timed_out
 
 
+class AttachedOneOff:
+    """A one-off container started for a person at a terminal (`hakobune
+    run`): its stdin and output through `socket` (raw bytes when it has a
+    TTY, else the engine's multiplexed frames: `multiplexed`). Made by
+    `attach_one_off`; whoever holds it calls `remove` at the end."""
+
+    container_id: str = ""
+    multiplexed: bool = False
+
+    @property
+    def socket(self):
+        raise NotImplementedError
+
+    def resize(self, rows: int, cols: int) -> None:
+        raise NotImplementedError
+
+    def close_stdin(self) -> None:
+        """Sends end-of-file to the command's stdin."""
+        raise NotImplementedError
+
+    def exit_code(self, timeout: float = 30) -> int | None:
+        """Its exit code once it has ended (None: it did not end in time)."""
+        raise NotImplementedError
+
+    def remove(self) -> None:
+        """Kills it if it still runs, and removes it."""
+        raise NotImplementedError
+
+
 @dataclass
 class ServiceStatus:
     state: str  # running, stopped, crashed, missing
@@ -265,6 +294,15 @@ class RuntimeBackend:
         """How a one-off started by `start_one_off` ended (then it is
         removed), or None while it runs; with `stop`, it is killed first (its
         time is up), and the result says it timed out."""
+        raise NotImplementedError
+
+    def attach_one_off(
+        self, spec: DeploySpec, command: str, *, tty: bool, rows: int = 24, cols: int = 80, purpose: str = "run"
+    ) -> AttachedOneOff:
+        """Starts `command` in a one-off container of this release, as
+        `run_once` does, with its stdin open (and a TTY of rows × cols when
+        `tty`), attached: the caller relays a terminal to it (capability
+        "attach")."""
         raise NotImplementedError
 
     def image_builder(self) -> ImageBuilder | None:

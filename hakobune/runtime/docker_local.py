@@ -8,11 +8,13 @@ come up never replaces one that works."""
 
 from __future__ import annotations
 
+import functools
 import http.client
 import ipaddress
 import logging
 import re
 import secrets
+import socket
 import threading
 import time
 from collections import deque
@@ -24,6 +26,7 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import IPAMConfig, IPAMPool, LogConfig
 
 from .base import (
+    AttachedOneOff,
     DesiredService,
     ObservedInstance,
     DeployResult,
@@ -86,7 +89,7 @@ class DockerLocalBackend(RuntimeBackend):
     # collected_logs: the platform's log collector stores what the instances
     # print (platform/observability/logcollector.py); readers ask the store.
     capabilities = frozenset({"logs", "collected_logs", "stop_start", "routing", "under_the_hood", "scale_to_zero",
-                              "team_networks", "processes", "one_off"})
+                              "team_networks", "processes", "one_off", "attach"})
 
     def __init__(self, alias, **options):
         super().__init__(alias, **options)
@@ -160,6 +163,7 @@ class DockerLocalBackend(RuntimeBackend):
                 # Private (or no web process): no address in the router; the
                 # team reaches a private one by name.
                 self.router.remove_route(spec.hostname)
+            self._settle([c for c in started if c not in workers], spec)
         except RouterError as exc:
             self._remove(started)
             raise RuntimeBackendError(str(exc), permanent=exc.permanent)
@@ -234,11 +238,31 @@ class DockerLocalBackend(RuntimeBackend):
                         f"{f' with the block {subnet}' if subnet else ''}: {exc.explanation or exc}",
                         permanent=False,
                     )
-                    # Another network on this host (another Hakobune sharing
-                    # the range) took the block first: the platform claims another.
+                    # Another network on this engine (another Hakobune sharing
+                    # the range, or one left by a team deleted by hand) holds
+                    # the block: the platform claims another, avoiding every
+                    # block the engine holds.
                     error.subnet_taken = subnet if subnet and "overlaps" in str(exc) else ""
+                    error.engine_subnets = self._engine_subnets() if error.subnet_taken else []
                     raise error from exc
                 raise
+
+    def _engine_subnets(self) -> list[ipaddress.IPv4Network]:
+        """The IPv4 blocks of every network the engine has (any owner)."""
+        found = []
+        try:
+            listed = self.client.networks.list()
+        except DockerException:
+            return found
+        for network in listed:
+            for pool in (network.attrs.get("IPAM") or {}).get("Config") or []:
+                try:
+                    block = ipaddress.ip_network(pool.get("Subnet") or "", strict=False)
+                except ValueError:
+                    continue
+                if block.version == 4:
+                    found.append(block)
+        return found
 
     def remove_team_networks(self, known_teams: set[str]) -> list[str]:
         """Removes this platform's networks of teams that are gone (and their
@@ -401,7 +425,8 @@ class DockerLocalBackend(RuntimeBackend):
             spec.image,
             detach=True,
             name=name,
-            hostname=spec.service,
+            # Another process's own name would shadow the web alias inside it.
+            hostname=spec.service if web else f"{spec.service}-{process}"[:63].rstrip("-"),
             labels={
                 LABEL_MANAGED: self.instance,
                 LABEL_TEAM: spec.team,
@@ -434,13 +459,19 @@ class DockerLocalBackend(RuntimeBackend):
 
     # -- one-off containers ---------------------------------------------------
 
-    def _one_off(self, spec: DeploySpec, command: str, purpose: str):
+    def _one_off(self, spec: DeploySpec, command: str, purpose: str, **terminal):
+        """Starts a one-off container of the release; `terminal`: the
+        options of an attached one (created, not started: see attach_one_off)."""
         network = self._image_and_network(spec)
         memory = f"{spec.memory_mb}m"
         name = f"hakobune-{spec.team}-{spec.service}-v{spec.release_number}-{purpose}-{secrets.token_hex(3)}"
+        make = self.client.containers.create if terminal else functools.partial(self.client.containers.run, detach=True)
         try:
-            return self.client.containers.run(
-                spec.image, command=["/bin/sh", "-c", _exec(command)], detach=True, name=name, hostname=spec.service,
+            return make(
+                # Not the service's name, which its teammates' `http://<service>`
+                # must find on the team network, not this container.
+                spec.image, command=["/bin/sh", "-c", _exec(command)], name=name,
+                hostname=f"{spec.service}-{purpose}"[:63].rstrip("-"), **terminal,
                 labels={
                     LABEL_MANAGED: self.instance, LABEL_TEAM: spec.team, LABEL_SERVICE: spec.service,
                     LABEL_RELEASE: str(spec.release_id), LABEL_HOSTNAME: spec.hostname, LABEL_ONEOFF: purpose,
@@ -457,6 +488,26 @@ class DockerLocalBackend(RuntimeBackend):
 
     def start_one_off(self, spec: DeploySpec, command: str, *, purpose: str) -> str:
         return self._one_off(spec, command, purpose).id
+
+    def attach_one_off(
+        self, spec: DeploySpec, command: str, *, tty: bool, rows: int = 24, cols: int = 80, purpose: str = "run"
+    ) -> AttachedOneOff:
+        # Created attached (docker-py then sets StdinOnce: the command's stdin
+        # closes when the terminal's does).
+        container = self._one_off(spec, command, purpose, stdin_open=True, tty=tty)
+        try:
+            # Attached before it starts, so not a byte of its output is missed.
+            attached = self.client.api.attach_socket(
+                container.id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
+            )
+            container.start()
+            session = _AttachedContainer(self.client, container, attached, tty=tty)
+            if tty:
+                session.resize(rows, cols)
+            return session
+        except DockerException as exc:
+            self._remove([container])
+            raise RuntimeBackendError(f"the Docker Engine failed while starting {purpose}: {exc}", permanent=False)
 
     def one_off_result(self, ref: ServiceRef, handle: str, *, stop: bool = False) -> OneOffResult | None:
         try:
@@ -534,39 +585,64 @@ class DockerLocalBackend(RuntimeBackend):
         return _cpu_quota(max(boosted, spec.cpu))
 
     def _wait_until_healthy(self, container, spec: DeploySpec) -> str:
-        """Waits until the instance answers HTTP on its port, then gives it its
-        steady CPU limit and restart policy; returns the host:port the router
-        should send requests to."""
+        """Waits until the instance answers HTTP on its port (below 500) and
+        returns the host:port the router should send requests to. Its HTTP
+        port is tried every 15 ms; whether it has died, every 100 ms (a call
+        to the engine). `_settle` gives it its steady limits afterwards."""
         deadline = time.monotonic() + self.boot_timeout
-        address = None
+        address, last_status, next_look = None, None, 0.0
         while time.monotonic() < deadline:
-            if address and _answers_http(address, spec.health_check_path):
-                container.update(
-                    restart_policy={"Name": "unless-stopped"}, cpu_period=CPU_PERIOD, cpu_quota=_cpu_quota(spec.cpu)
-                )
-                return address
-            # Only when the app does not answer yet: has it died?
-            container.reload()
-            state = container.attrs["State"]
-            if state.get("Status") in ("exited", "dead"):
-                exit_code = state.get("ExitCode")
-                oom = " (it ran out of memory)" if state.get("OOMKilled") else ""
-                tail = self._tail(container)
-                error = _last_error_line(tail)
-                raise RuntimeBackendError(
-                    f"the app stopped while starting, with exit code {exit_code}{oom}"
-                    + (f": {error}" if error else "")
-                    + ". Its last lines are in the log; fix the error and deploy again.",
-                    log_tail=tail,
-                )
-            if address is None:
-                address = self._published_address(container, spec.port)
+            if address:
+                last_status = _http_status(address, spec.health_check_path) or last_status
+                if last_status is not None and last_status < 500:
+                    return address
+            if time.monotonic() >= next_look:
+                next_look = time.monotonic() + 0.1
+                container.reload()
+                state = container.attrs["State"]
+                if state.get("Status") in ("exited", "dead"):
+                    exit_code = state.get("ExitCode")
+                    oom = " (it ran out of memory)" if state.get("OOMKilled") else ""
+                    tail = self._tail(container)
+                    error = _last_error_line(tail)
+                    raise RuntimeBackendError(
+                        f"the app stopped while starting, with exit code {exit_code}{oom}"
+                        + (f": {error}" if error else "")
+                        + ". Its last lines are in the log; fix the error and deploy again.",
+                        log_tail=tail,
+                    )
+                if address is None:
+                    address = self._published_address(container, spec.port)
             time.sleep(0.015)
+        tail = self._tail(container)
+        if last_status is not None:
+            # It listens, but its health check fails: the app's own error, not its port.
+            error = _last_error_line(tail)
+            raise RuntimeBackendError(
+                f"the app answered its health check ({spec.health_check_path or '/'} on port {spec.port}) with HTTP "
+                f"{last_status} for {self.boot_timeout:.0f} s" + (f": {error}" if error else "")
+                + ". It listens and runs, but fails that request: its last lines are in the log; fix the error "
+                "(or set the health check path to a page that answers) and deploy again.",
+                log_tail=tail,
+            )
         raise RuntimeBackendError(
             f"the app did not answer HTTP on port {spec.port} ($PORT) within {self.boot_timeout:.0f} s. "
             "Make sure it listens on 0.0.0.0 and the port given in $PORT.",
-            log_tail=self._tail(container),
+            log_tail=tail,
         )
+
+    def _settle(self, containers, spec: DeploySpec) -> None:
+        """Healthy and routed instances get their steady CPU limit (the boot
+        boost ends) and their restart policy. Done after the route is
+        switched, off the path to the first request; an instance that cannot
+        be updated is left to the reconciler."""
+        for container in containers:
+            try:
+                container.update(
+                    restart_policy={"Name": "unless-stopped"}, cpu_period=CPU_PERIOD, cpu_quota=_cpu_quota(spec.cpu)
+                )
+            except DockerException as exc:
+                log.warning("could not settle %s: %s", container.name, exc)
 
     @staticmethod
     def _published_address(container, port: int) -> str | None:
@@ -860,14 +936,14 @@ class DockerLocalBackend(RuntimeBackend):
                     container.update(cpu_period=CPU_PERIOD, cpu_quota=self._boot_quota(spec))
                 self._start_again(container, spec.team)
         upstreams = [self._wait_until_healthy(container, spec) for container in web]
-        if not spec.public:
-            return upstreams
-        try:
-            self.router.set_route(
-                Route(spec.hostname, tuple(upstreams), aliases=tuple(spec.aliases), redirects=tuple(spec.redirects))
-            )
-        except RouterError as exc:
-            raise RuntimeBackendError(str(exc), permanent=False)
+        if spec.public:
+            try:
+                self.router.set_route(
+                    Route(spec.hostname, tuple(upstreams), aliases=tuple(spec.aliases), redirects=tuple(spec.redirects))
+                )
+            except RouterError as exc:
+                raise RuntimeBackendError(str(exc), permanent=False)
+        self._settle(web, spec)
         return upstreams
 
     def remove_strays(self, known: set[ServiceRef]) -> list[str]:
@@ -925,6 +1001,50 @@ def _exec(command: str) -> str:
     return "exec " + command
 
 
+class _AttachedContainer(AttachedOneOff):
+    def __init__(self, client, container, attached, *, tty: bool):
+        self.client = client
+        self.container = container
+        self.container_id = container.id
+        # docker-py's attach socket: a SocketIO over the engine's socket.
+        self._socket = getattr(attached, "_sock", attached)
+        self.multiplexed = not tty
+
+    @property
+    def socket(self):
+        return self._socket
+
+    def resize(self, rows: int, cols: int) -> None:
+        try:
+            self.client.api.resize(self.container_id, height=max(int(rows), 1), width=max(int(cols), 1))
+        except DockerException:
+            pass  # it has ended: nothing to resize
+
+    def close_stdin(self) -> None:
+        try:
+            self._socket.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def exit_code(self, timeout: float = 30) -> int | None:
+        try:
+            return self.container.wait(timeout=timeout).get("StatusCode")
+        except (DockerException, requests.exceptions.RequestException):
+            return None
+
+    def remove(self) -> None:
+        try:
+            self._socket.close()
+        except OSError:
+            pass
+        try:
+            self.container.remove(force=True, v=True)
+        except NotFound:
+            pass
+        except DockerException as exc:
+            log.warning("could not remove the one-off %s: %s", self.container_id[:12], exc)
+
+
 def _read_lines(container, tail: deque, on_line, *, since: int | None = None) -> None:
     """A one-off container's output, line by line, until it ends."""
     pending = b""
@@ -946,19 +1066,22 @@ def _read_lines(container, tail: deque, on_line, *, since: int | None = None) ->
             on_line(line)
 
 
-def _answers_http(address: str, path: str) -> bool:
+def _http_status(address: str, path: str) -> int | None:
+    """The status of a GET of `path` at address; None when nothing answers HTTP there."""
     host, _, port = address.rpartition(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=2)
     try:
         connection.request("GET", path or "/", headers={"User-Agent": "hakobune-health-check"})
-        return connection.getresponse().status < 500
+        return connection.getresponse().status
     except (OSError, http.client.HTTPException):
-        return False
+        return None
     finally:
         connection.close()
 
 
-_ERROR_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*(Error|Exception|Exit)|Error|error|fatal|panic)\b.*")
+_ERROR_LINE = re.compile(
+    r"^\s*([A-Za-z_][\w.]*(Error|Exception|Exit)|[A-Za-z_][\w.]*\.exceptions\.\w+|Error|error|fatal|panic)\b.*"
+)
 
 
 def _last_error_line(lines: list[str]) -> str:

@@ -1,7 +1,8 @@
 """A backend that runs nothing and records every call, for unit tests. Its
-behaviour is set through OPTIONS: `fail_deploy` makes deploys fail; and
-`fail_next_deploys(*errors)` makes the next deploys raise those errors, one
-each, as a runtime that hiccups would."""
+behaviour is set through OPTIONS: `fail_deploy` makes deploys fail;
+`observed_state` makes `observe` report every instance it runs in that state
+("restarting": a crash loop); and `fail_next_deploys(*errors)` makes the next
+deploys raise those errors, one each, as a runtime that hiccups would."""
 
 from .base import (
     DeployResult,
@@ -10,6 +11,7 @@ from .base import (
     LiveRoute,
     LogLine,
     MetricSample,
+    ObservedInstance,
     OneOffResult,
     RuntimeBackend,
     RuntimeBackendError,
@@ -83,6 +85,18 @@ class DummyBackend(RuntimeBackend):
         now = self.options.get("metrics_at") or datetime.now(timezone.utc)
         labels = {"instance": f"{spec.service}-{spec.release_number}"}
         return [MetricSample(now, name, float(value), labels) for name, value in self.options.get("metrics", {}).items()]
+
+    def observe(self) -> dict[ServiceRef, list[ObservedInstance]] | None:
+        """With OPTIONS["observed_state"]: each instance of what it runs, in
+        that state; without it, None (it cannot look at everything at once)."""
+        state = self.options.get("observed_state")
+        if state is None:
+            return None
+        return {
+            ref: [ObservedInstance(str(spec.release_id), state, process)
+                  for process, count in spec.process_counts().items() for _ in range(count)]
+            for ref, spec in self.running.items()
+        }
 
     def sync_routes(self, live: list[LiveRoute]) -> dict[str, str]:
         self.calls.append(("sync_routes", list(live)))

@@ -1,9 +1,9 @@
 """Following what the local runtime's containers print, as they print it:
 each container's output from a point in time on (stdout and stderr apart,
-each line with the engine's own timestamp in nanoseconds), and the engine's
-events saying a container started or stopped. No Django here: the platform's
-log collector (hakobune/platform/observability/logcollector.py) decides what
-to keep.
+each line with the engine's own timestamp in nanoseconds). The engine's
+events saying a container started or exited are in runtime/exits.py. No
+Django here: the platform's log collector
+(hakobune/platform/observability/logcollector.py) decides what to keep.
 
 Two ways to read a container's output:
 
@@ -365,9 +365,3 @@ class _LongLine:
             self.pieces.append(text)
             self.room -= len(text)
 
-
-def container_events(client: docker.DockerClient, labels: list[str]):
-    """The engine's events stream of containers with these labels starting
-    or stopping ("start", "die"): yields each event (its "Action" and "id").
-    Close the returned stream (.close()) to end it."""
-    return client.events(decode=True, filters={"type": "container", "event": ["start", "die"], "label": labels})

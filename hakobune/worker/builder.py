@@ -27,6 +27,7 @@ from .builders import confinement
 from .builders.base import BuildError
 from .buildpacks.plan import GENERATED_DIR, BuildPlan
 from .logcap import LineSplitter
+from .package_sources import PackageSourceUnreachable, Unreachable, unreachable
 
 TAIL_LINES = 30
 MANAGED_LABEL = "org.hakobune.managed"
@@ -146,6 +147,7 @@ def build_image(
     network_mode: str | None = None,
     cgroup_parent: str = "",
     watch=None,
+    package_sources: dict[str, str] | None = None,
 ) -> BuiltImage:
     """Builds `tag` from the context, unless an image of that tag exists. Each
     RUN step runs with `memory_mb` of memory (no swap), `cpu_shares` relative CPU
@@ -153,7 +155,9 @@ def build_image(
     `timeout` seconds. With the `plan`, a failing step is named in the error as
     the install or the build step. Steps run on the `network_mode` network and
     inside the `cgroup_parent` cgroup (builders/confinement.py); a `watch` that
-    stopped the build says why (`why_stopped()`)."""
+    stopped the build says why (`why_stopped()`). A step that failed because
+    its package source did not answer (`package_sources`: the host's mirrors)
+    is said so (package_sources.py)."""
     try:
         image = client.images.get(tag)
         log(f"An image of this exact source and plan exists already ({tag}); reusing it.")
@@ -205,6 +209,9 @@ def build_image(
                 for line in message.splitlines():
                     tail.append(line)
                 stopped = watch.why_stopped() if watch is not None else None
+                source = None if stopped else _unreachable_source(tail, current_step, plan, package_sources)
+                if source is not None:
+                    raise PackageSourceUnreachable(source, log_tail=list(tail))
                 raise BuildError(stopped or explain_failure(message, current_step, plan, memory_mb=memory_mb),
                                  log_tail=list(tail))
             if "stream" in chunk:
@@ -261,6 +268,13 @@ def connection_lost(exc: BaseException) -> bool:
     if isinstance(exc, requests.Timeout) and not isinstance(exc, requests.ConnectTimeout):
         return False
     return isinstance(exc, (requests.ConnectionError, requests.exceptions.ChunkedEncodingError, ConnectionError))
+
+
+def _unreachable_source(tail, instruction: str, plan: BuildPlan | None,
+                        configured: dict[str, str] | None) -> Unreachable | None:
+    if failed_phase(instruction, plan) not in ("install", "build"):
+        return None
+    return unreachable(list(tail), configured)
 
 
 def failed_phase(instruction: str, plan: BuildPlan | None) -> str:

@@ -1,18 +1,25 @@
-"""The SSRF guard: every URL Hakobune fetches on a person's behalf passes here
-first. A URL is refused unless its scheme is allowed, its host is spelled as a
+"""The SSRF guard: every URL Hakobune fetches (or sends a notification to) on a
+person's behalf passes here first. A URL is refused unless its scheme is allowed, its host is spelled as a
 plain name or a canonical IP address, and every address it resolves to is a
 public one; an admin allow-list can open a named host. The check happens before
 any connection, and the caller connects to the address that was checked (see
 `GuardedURL.pins`), so a DNS answer that changes in between cannot move the
 fetch somewhere else. The URL handed back names the host as it was checked:
-in lower case and without a trailing dot."""
+in lower case and without a trailing dot.
+
+A library that resolves names itself (requests, under apprise's notifiers) is
+held to the checked addresses by `connecting_only_to`: within it, a name
+lookup answers the checked host with its checked addresses and refuses every
+other name (a redirect's, a proxy's) before any packet leaves."""
 
 from __future__ import annotations
 
+import contextvars
 import ipaddress
 import re
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -37,6 +44,10 @@ class Policy:
     # (the tests name their local git server here).
     http_hosts: frozenset[str] = frozenset()
     allowed_hosts: frozenset[str] = frozenset()
+    # How the refusals word what Hakobune does with the address.
+    does_not: str = "does not fetch from"
+    only: str = "fetches only"
+    example: str = "https://github.com/you/app.git"
 
 
 @dataclass(frozen=True)
@@ -81,7 +92,7 @@ def check_url(url: str, policy: Policy = Policy(), resolver: Resolver = default_
     if not url:
         raise UnsafeURL("the URL is empty.")
     if url.startswith("-"):
-        raise UnsafeURL("a URL cannot start with '-'. Give an https:// address, like https://github.com/you/app.git.")
+        raise UnsafeURL(f"a URL cannot start with '-'. Give an https:// address, like {policy.example}.")
     if "::" in url.split("/", 1)[0] and "://" not in url.split("::", 1)[0]:
         # git's transport::address syntax (ext::, fd::) runs commands.
         raise UnsafeURL(f"'{url.split('::')[0]}::' addresses are not allowed. Give an https:// address.")
@@ -90,10 +101,10 @@ def check_url(url: str, policy: Policy = Policy(), resolver: Resolver = default_
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if not parts.scheme or "://" not in url:
-        raise UnsafeURL("that is not a web address. Give an https:// address, like https://github.com/you/app.git.")
+        raise UnsafeURL(f"that is not a web address. Give an https:// address, like {policy.example}.")
     if scheme not in policy.schemes and scheme != "http":
         allowed = ", ".join(sorted(f"{s}://" for s in policy.schemes))
-        raise UnsafeURL(f"{scheme}:// addresses are not allowed; Hakobune fetches only {allowed} addresses.")
+        raise UnsafeURL(f"{scheme}:// addresses are not allowed; Hakobune {policy.only} {allowed} addresses.")
     if not parts.netloc:
         raise UnsafeURL("the URL has no host name.")
     try:
@@ -111,7 +122,7 @@ def check_url(url: str, policy: Policy = Policy(), resolver: Resolver = default_
         scheme == "http" and (host in policy.http_hosts or host_port in policy.http_hosts)
     ):
         allowed = ", ".join(sorted(f"{s}://" for s in policy.schemes))
-        raise UnsafeURL(f"{scheme}:// addresses are not allowed; Hakobune fetches only {allowed} addresses.")
+        raise UnsafeURL(f"{scheme}:// addresses are not allowed; Hakobune {policy.only} {allowed} addresses.")
 
     address = _ip_literal(host)
     if address is None:
@@ -125,7 +136,7 @@ def check_url(url: str, policy: Policy = Policy(), resolver: Resolver = default_
         return _guarded(url, parts, scheme, host, port, addresses)
 
     if host in BLOCKED_NAMES or host.endswith(".internal") or host == "localhost" or host.endswith(".localhost"):
-        raise UnsafeURL(f"the host {host} is an internal address, which Hakobune does not fetch from.")
+        raise UnsafeURL(f"the host {host} is an internal address, which Hakobune {policy.does_not}.")
     addresses = (str(address),) if address is not None else tuple(resolver(host, port))
     if not addresses:
         raise UnsafeURL(f"the host {host} has no address.")
@@ -133,7 +144,7 @@ def check_url(url: str, policy: Policy = Policy(), resolver: Resolver = default_
         reason = _why_not_public(ipaddress.ip_address(candidate.split("%")[0]))
         if reason:
             shown = host if address is not None else f"{host} (which points to {candidate})"
-            raise UnsafeURL(f"the address {shown} is {reason}, which Hakobune does not fetch from.")
+            raise UnsafeURL(f"the address {shown} is {reason}, which Hakobune {policy.does_not}.")
     return _guarded(url, parts, scheme, host, port, addresses)
 
 
@@ -178,3 +189,48 @@ def _why_not_public(address) -> str:
     if address.is_unspecified or address.is_reserved or address.is_multicast or not address.is_global:
         return "not a public address"
     return ""
+
+
+# -- holding a library to the checked addresses ------------------------------------------
+
+# {host: addresses} while a `connecting_only_to` block runs (in its context,
+# which threads started with a copy of it share); None elsewhere.
+_pins: contextvars.ContextVar[dict[str, tuple[str, ...]] | None] = contextvars.ContextVar("netguard_pins",
+                                                                                          default=None)
+_system_getaddrinfo = socket.getaddrinfo
+
+
+def _pinned_getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):
+    pins = _pins.get()
+    if pins is None:
+        return _system_getaddrinfo(host, port, family, type, proto, flags)
+    name = (host.decode() if isinstance(host, bytes) else str(host or "")).strip("[]").rstrip(".").lower()
+    addresses = pins.get(name)
+    if not addresses:
+        raise socket.gaierror(socket.EAI_NONAME, f"{name} is not the address that was checked")
+    found = []
+    for address in addresses:
+        try:
+            found += _system_getaddrinfo(address, port, family, type, proto, flags | socket.AI_NUMERICHOST)
+        except socket.gaierror:
+            continue  # an IPv6 address asked for as IPv4, or the reverse
+    if not found:
+        raise socket.gaierror(socket.EAI_NONAME, f"{name} has no checked address of that family")
+    return found
+
+
+@contextmanager
+def connecting_only_to(*checked: GuardedURL) -> Iterator[None]:
+    """Within the block, and in threads that run with a copy of its context,
+    a name lookup (socket.getaddrinfo, which requests and urllib3 ask) answers
+    the checked hosts with the addresses that were checked, and refuses any
+    other name: a redirect elsewhere, a proxy from the environment, a DNS
+    answer that changed since the check. Outside such a block lookups are the
+    system's own."""
+    if socket.getaddrinfo is not _pinned_getaddrinfo:
+        socket.getaddrinfo = _pinned_getaddrinfo
+    token = _pins.set({guarded.host: guarded.addresses for guarded in checked})
+    try:
+        yield
+    finally:
+        _pins.reset(token)

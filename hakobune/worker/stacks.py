@@ -38,7 +38,9 @@ import docker
 import docker.errors
 from docker.utils import parse_repository_tag
 
+from . import php_stack
 from .builders.base import BuildError
+from .buildpacks.java import MAVEN_METADATA, MAVEN_PLUGIN_PACKAGES, MAVEN_SETTINGS
 
 __all__ = [
     "StackImage",
@@ -116,7 +118,27 @@ class StackRecipe:
     path_prefix: str = ""
     # Files written into the root filesystem: (absolute path, content).
     files: tuple[tuple[str, str], ...] = ()
+    # Shell scripts run inside the root filesystem once its packages and files are in
+    # (a package's metadata written, data directories owned by a service's own user).
+    post_install: tuple[str, ...] = ()
 
+
+# The types lighttpd sends files with (the static and PHP stacks).
+LIGHTTPD_MIMETYPES = """\
+mimetype.assign = (
+  ".html" => "text/html; charset=utf-8", ".htm" => "text/html; charset=utf-8",
+  ".css" => "text/css; charset=utf-8", ".js" => "text/javascript; charset=utf-8",
+  ".mjs" => "text/javascript; charset=utf-8", ".json" => "application/json",
+  ".map" => "application/json", ".txt" => "text/plain; charset=utf-8",
+  ".xml" => "application/xml", ".svg" => "image/svg+xml", ".png" => "image/png",
+  ".jpg" => "image/jpeg", ".jpeg" => "image/jpeg", ".gif" => "image/gif",
+  ".webp" => "image/webp", ".avif" => "image/avif", ".ico" => "image/x-icon",
+  ".woff" => "font/woff", ".woff2" => "font/woff2", ".ttf" => "font/ttf",
+  ".otf" => "font/otf", ".wasm" => "application/wasm", ".pdf" => "application/pdf",
+  ".webmanifest" => "application/manifest+json", ".mp4" => "video/mp4",
+  ".webm" => "video/webm", ".mp3" => "audio/mpeg", "" => "application/octet-stream",
+)
+"""
 
 # The static stack serves files with lighttpd: a mature, small, event-driven
 # server from Debian (1.4.x), run unprivileged on $PORT with the configuration
@@ -139,19 +161,32 @@ url.access-deny = ("~", ".inc")
 # Dot-files and dot-folders (.git, .env, .hakobune) are never served.
 $HTTP["url"] =~ "/\\." { url.access-deny = ("") }
 static-file.exclude-extensions = (".php", ".pl", ".cgi")
-mimetype.assign = (
-  ".html" => "text/html; charset=utf-8", ".htm" => "text/html; charset=utf-8",
-  ".css" => "text/css; charset=utf-8", ".js" => "text/javascript; charset=utf-8",
-  ".mjs" => "text/javascript; charset=utf-8", ".json" => "application/json",
-  ".map" => "application/json", ".txt" => "text/plain; charset=utf-8",
-  ".xml" => "application/xml", ".svg" => "image/svg+xml", ".png" => "image/png",
-  ".jpg" => "image/jpeg", ".jpeg" => "image/jpeg", ".gif" => "image/gif",
-  ".webp" => "image/webp", ".avif" => "image/avif", ".ico" => "image/x-icon",
-  ".woff" => "font/woff", ".woff2" => "font/woff2", ".ttf" => "font/ttf",
-  ".otf" => "font/otf", ".wasm" => "application/wasm", ".pdf" => "application/pdf",
-  ".webmanifest" => "application/manifest+json", ".mp4" => "video/mp4",
-  ".webm" => "video/webm", ".mp3" => "audio/mpeg", "" => "application/octet-stream",
-)
+""" + LIGHTTPD_MIMETYPES
+
+# The add-ons' stacks run as the packages' own unprivileged users (postgres,
+# redis), never as root; their data directories are made in the image owned by
+# those users, so a fresh named volume mounted there starts with that owner.
+POSTGRES_ENTRY = """\
+#!/bin/sh
+# Hakobune PostgreSQL add-on: initialise $PGDATA on first start, then serve.
+set -eu
+bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+: "${PGDATA:=/var/lib/postgresql/data}"
+if [ ! -s "$PGDATA/PG_VERSION" ]; then
+    pwfile=$(mktemp)
+    printf '%s' "$POSTGRES_PASSWORD" > "$pwfile"
+    "$bin/initdb" -D "$PGDATA" -U "${POSTGRES_USER:-postgres}" --pwfile="$pwfile" -E UTF8 \\
+        --auth-local=trust --auth-host=scram-sha-256 >/dev/null
+    rm -f "$pwfile"
+    echo "host all all all scram-sha-256" >> "$PGDATA/pg_hba.conf"
+    "$bin/pg_ctl" -D "$PGDATA" -o "-c listen_addresses='' -k /tmp" -w start >/dev/null
+    if [ -n "${POSTGRES_DB:-}" ] && [ "$POSTGRES_DB" != "postgres" ]; then
+        "$bin/createdb" -h /tmp -U "${POSTGRES_USER:-postgres}" "$POSTGRES_DB"
+    fi
+    "$bin/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null
+    echo "PostgreSQL database initialised"
+fi
+exec "$bin/postgres" -D "$PGDATA" -c listen_addresses='*' -k /tmp
 """
 
 RECIPES: dict[str, StackRecipe] = {
@@ -200,6 +235,51 @@ RECIPES: dict[str, StackRecipe] = {
         version_package="python3",
         display_name="",
     ),
+    # Java apps: Debian's JDK (17 on bookworm, 21 on trixie) and Maven, with the
+    # Maven plugins Debian packages in /usr/share/maven-repo, which the global
+    # settings.xml (java.MAVEN_SETTINGS) consults before MAVEN_REPOSITORY.
+    "java": StackRecipe(
+        language="java",
+        packages=("ca-certificates",),
+        apt_packages=("default-jdk-headless", "maven", *MAVEN_PLUGIN_PACKAGES),
+        cmd=("java", "-version"),
+        version_probe=("/bin/sh", "-c", "echo \"$(java -version 2>&1 | head -n 1 | cut -d'\"' -f2), "
+                       "Maven $(dpkg-query -W -f '${Version}' maven | cut -d- -f1)\""),
+        version_package="default-jdk-headless",
+        display_name="Java",
+        files=(("/etc/maven/settings.xml", MAVEN_SETTINGS),),
+        post_install=(MAVEN_METADATA,),
+    ),
+    # Ruby with Bundler, and compilers and headers for gems with native code. Rack
+    # (with rackup), Puma and WEBrick from Debian serve a config.ru without a Gemfile.
+    "ruby": StackRecipe(
+        language="ruby",
+        packages=("ca-certificates",),
+        apt_packages=("ruby", "ruby-dev", "bundler", "build-essential", "git", "pkg-config", "libpq-dev",
+                      "libsqlite3-dev", "libyaml-dev", "zlib1g-dev", "ruby-rack", "puma", "ruby-webrick"),
+        cmd=("irb",),
+        version_probe=("/usr/bin/ruby", "-rbundler", "-e", 'print RUBY_VERSION, ", Bundler ", Bundler::VERSION'),
+        version_package="ruby",
+        display_name="Ruby",
+    ),
+    # PHP-FPM behind lighttpd (php_stack.py), Composer, and the extensions apps
+    # most often need.
+    "php": StackRecipe(
+        language="php",
+        packages=("ca-certificates",),
+        apt_packages=("php-cli", "php-fpm", "php-mbstring", "php-xml", "php-curl", "php-pgsql", "php-mysql",
+                      "php-sqlite3", "php-intl", "php-zip", "php-gd", "php-bcmath", "composer", "unzip", "git",
+                      "lighttpd"),
+        cmd=("php", "-a"),
+        version_probe=("/bin/sh", "-c", "echo \"$(php -r 'echo PHP_VERSION;'), Composer $(composer --version "
+                       "--no-ansi 2>/dev/null | sed -n 's/^Composer version \\([^ ]*\\).*/\\1/p')\""),
+        version_package="php-cli",
+        display_name="PHP",
+        files=((php_stack.STATIC_CONF_PATH, LIGHTTPD_CONF), (php_stack.LIGHTTPD_CONF_PATH, php_stack.LIGHTTPD_CONF),
+               (php_stack.FPM_CONF_PATH, php_stack.FPM_CONF),
+               (php_stack.SERVER_PATH, php_stack.SERVER_SCRIPT),
+               *((f"/usr/local/bin/{name}", php_stack.HEROKU_SERVER_SCRIPT) for name in php_stack.HEROKU_SERVERS)),
+    ),
     "static": StackRecipe(
         language="static",
         packages=("lighttpd", "ca-certificates"),
@@ -209,6 +289,31 @@ RECIPES: dict[str, StackRecipe] = {
         display_name="lighttpd",
         files=(("/etc/lighttpd/hakobune.conf", LIGHTTPD_CONF),),
     ),
+    # Add-ons (hakobune/platform/addons). bookworm carries PostgreSQL 15 and Redis 7.0.
+    "postgres": StackRecipe(
+        language="postgres",
+        packages=("postgresql-15", "ca-certificates"),
+        cmd=("/bin/sh", "/usr/local/lib/hakobune/postgres-entry.sh"),
+        version_probe=("/bin/sh", "-c", "/usr/lib/postgresql/*/bin/postgres --version | cut -d' ' -f3"),
+        version_package="postgresql-15",
+        display_name="PostgreSQL",
+        files=(("/usr/local/lib/hakobune/postgres-entry.sh", POSTGRES_ENTRY),),
+        post_install=(
+            "rm -rf /var/lib/postgresql/*/main /etc/postgresql/*/main\n"
+            "mkdir -p /var/lib/postgresql/data\n"
+            "chown postgres:postgres /var/lib/postgresql/data\n"
+            "chmod 700 /var/lib/postgresql/data\n",
+        ),
+    ),
+    "redis": StackRecipe(
+        language="redis",
+        packages=("redis-server", "redis-tools", "ca-certificates"),
+        cmd=("redis-server",),
+        version_probe=("/bin/sh", "-c", "/usr/bin/redis-server --version | sed 's/.* v=//; s/ .*//'"),
+        version_package="redis-server",
+        display_name="Redis",
+        post_install=("mkdir -p /data\nchown redis:redis /data\nchmod 700 /data\n",),
+    ),
 }
 
 
@@ -216,8 +321,8 @@ RECIPES: dict[str, StackRecipe] = {
 # suite has), to tell before a stack is built which version it will have. A
 # built stack's own label (VERSION_LABEL) wins over this.
 SUITE_VERSIONS: dict[str, dict[str, str]] = {
-    "bookworm": {"python": "3.11.2", "node": "18.20.4", "go": "1.23.5"},
-    "trixie": {"python": "3.13.5", "node": "20.19.2", "go": "1.24"},
+    "bookworm": {"python": "3.11.2", "node": "18.20.4", "go": "1.23.5", "java": "17.0", "ruby": "3.1.2", "php": "8.2"},
+    "trixie": {"python": "3.13.5", "node": "20.19.2", "go": "1.24", "java": "21.0", "ruby": "3.3.8", "php": "8.4"},
 }
 
 
@@ -574,13 +679,14 @@ def _package_version(rootfs: Path, package: str) -> str | None:
 def _describe(rootfs: Path, recipe: StackRecipe, suite: str) -> str:
     version = None
     try:
-        result = subprocess.run(
-            ["chroot", str(rootfs), *recipe.version_probe],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env={"PATH": DEFAULT_PATH, "LANG": "C.UTF-8"},
-        )
+        with _proc_mounted(rootfs):  # the JDK finds its libraries through /proc/self/exe
+            result = subprocess.run(
+                ["chroot", str(rootfs), *recipe.version_probe],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env={"PATH": DEFAULT_PATH, "LANG": "C.UTF-8"},
+            )
         if result.returncode == 0 and result.stdout.strip():
             version = result.stdout.strip().splitlines()[-1]
     except (OSError, subprocess.SubprocessError):
@@ -680,6 +786,8 @@ def build_local_stack(
         if recipe.apt_packages:
             wanted["apt_packages"] = list(recipe.apt_packages)
         wanted["files_sha256"] = hashlib.sha256(repr(recipe.files).encode()).hexdigest()
+    if recipe.post_install:
+        wanted["post_install"] = list(recipe.post_install)
 
     with _locked(cache_dir / f".{base}.lock", log):
         if not force and image_present(client, ref):
@@ -769,7 +877,14 @@ def _debootstrap(recipe, *, suite, mirror, ca_path, cache_dir, base, tar_path, l
             target = rootfs / path.lstrip("/")
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(content)
-            target.chmod(0o644)
+            target.chmod(0o755 if path.startswith("/usr/local/bin/") else 0o644)
+        for command in recipe.post_install:
+            log(f"$ {command}")
+            returncode, tail = _run_streaming(["chroot", str(rootfs), "/bin/sh", "-euc", command], log=log,
+                                              timeout=DEBOOTSTRAP_TIMEOUT, env=env)
+            if returncode != 0:
+                raise StackError(f"Finishing the {recipe.language} stack failed (exit status {returncode}):\n"
+                                 + "\n".join(tail[-8:]))
         if ca_path is not None:
             target = rootfs / CA_BUNDLE_PATH.lstrip("/")
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -809,18 +924,43 @@ def _apt_install(rootfs: Path, packages, *, suite, mirror, env, log, backports: 
         sources.write_text(f"deb {mirror} {suite}-backports main\n")
     apt_env = {**env, "DEBIAN_FRONTEND": "noninteractive"}
     target = ["-t", f"{suite}-backports"] if backports else []
+    # No service a package installs (php-fpm, lighttpd) is started in the root filesystem.
+    policy = rootfs / "usr/sbin/policy-rc.d"
+    policy.write_text("#!/bin/sh\nexit 101\n")
+    policy.chmod(0o755)
+    try:
+        with _proc_mounted(rootfs):  # the JDK's post-installation script runs java, which needs /proc
+            _apt_get(rootfs, packages, target, suite=suite, backports=backports, env=apt_env, log=log)
+    finally:
+        policy.unlink()
+
+
+def _apt_get(rootfs: Path, packages, target: list[str], *, suite, backports: bool, env, log) -> None:
     for args in (
         ["chroot", str(rootfs), "apt-get", "update", "-q"],
         ["chroot", str(rootfs), "apt-get", "install", "-y", "-q", "--no-install-recommends", *target, *packages],
         ["chroot", str(rootfs), "apt-get", "clean"],
     ):
         log("$ " + " ".join(args[2:]))
-        returncode, tail = _run_streaming(args, log=log, timeout=DEBOOTSTRAP_TIMEOUT, env=apt_env)
+        returncode, tail = _run_streaming(args, log=log, timeout=DEBOOTSTRAP_TIMEOUT, env=env)
         if returncode != 0:
             raise StackError(
                 f"Installing {', '.join(packages)} from {suite}{'-backports' if backports else ''} failed "
                 f"(exit status {returncode}):\n" + "\n".join(tail[-8:])
             )
+
+
+@contextlib.contextmanager
+def _proc_mounted(rootfs: Path):
+    """/proc mounted in the root filesystem while packages install in it."""
+    proc = rootfs / "proc"
+    proc.mkdir(mode=0o755, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "proc", "proc", str(proc)], capture_output=True).returncode == 0
+    try:
+        yield
+    finally:
+        if mounted:
+            subprocess.run(["umount", "--lazy", str(proc)], check=False, capture_output=True)
 
 
 # --- resolving ------------------------------------------------------------------------

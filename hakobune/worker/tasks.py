@@ -9,17 +9,19 @@ settings.TASK_TIME_LIMITS (CELERY_TASK_ANNOTATIONS)."""
 
 from celery import shared_task
 
+from hakobune.platform.addons import actions as addon_actions
 from hakobune.platform.builds import admission, pipeline, sweeper
 from hakobune.platform.failures import MAX_ATTEMPTS, RetryStep
+from hakobune.platform.notifications import delivery
 from hakobune.platform.observability import collectors, logstore
-from hakobune.platform.services import housekeeping, jobs, releases
+from hakobune.platform.services import housekeeping, jobs, one_off, releases
 
 
-def _attempt(task, action, *args) -> None:
+def _attempt(task, action, *args, max_attempts: int = MAX_ATTEMPTS) -> None:
     try:
         action(*args, attempt=task.request.retries + 1)
     except RetryStep as retry:
-        raise task.retry(countdown=retry.countdown, max_retries=MAX_ATTEMPTS)
+        raise task.retry(countdown=retry.countdown, max_retries=max_attempts)
 
 
 # -- the deploy pipeline -------------------------------------------------------------
@@ -79,6 +81,16 @@ def destroy_team(team_id: int) -> None:
 
 
 @shared_task
+def provision_addon(addon_id: int) -> None:
+    addon_actions.provision(addon_id)
+
+
+@shared_task
+def remove_addon(addon_id: int) -> None:
+    addon_actions.remove(addon_id)
+
+
+@shared_task
 def rebuild_stack(language: str, user_id: int | None = None) -> None:
     housekeeping.rebuild_stack(language, user_id)
 
@@ -108,8 +120,10 @@ def prune_images() -> None:
 
 @shared_task
 def run_jobs() -> None:
-    """Scheduled jobs: ended runs recorded, due ones started (never waited for)."""
+    """Scheduled jobs: ended runs recorded, due ones started (never waited
+    for); and one-off commands whose terminal's portal process died, ended."""
     jobs.tick()
+    one_off.end_abandoned_runs()
 
 
 @shared_task
@@ -125,3 +139,8 @@ def roll_up_metrics() -> None:
 @shared_task
 def prune_logs() -> None:
     logstore.prune()
+
+
+@shared_task(bind=True)
+def deliver_notification(self, delivery_id: int) -> None:
+    _attempt(self, delivery.deliver, delivery_id, max_attempts=delivery.max_attempts())

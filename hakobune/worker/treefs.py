@@ -15,6 +15,7 @@ import errno
 import os
 import stat
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 _FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -106,6 +107,13 @@ def read_head(root: Path, relative: str | PurePosixPath, limit: int) -> bytes:
     """At most `limit` bytes from the start of the regular file root/relative.
     Raises UnsafePath for a link (on the way or as the file) or anything but a
     regular file, FileNotFoundError when it is not there."""
+    with open_plain_file(root, relative) as handle:
+        return handle.read(limit)
+
+
+def open_plain_file(root: Path, relative: str | PurePosixPath) -> BinaryIO:
+    """The regular file root/relative opened for reading (binary), reached
+    through no link; raises as read_head does."""
     parts = _parts(relative)
     shown = "/".join(parts)
     folder = _open_folder(root, parts[:-1])
@@ -123,10 +131,11 @@ def read_head(root: Path, relative: str | PurePosixPath, limit: int) -> bytes:
             raise
     finally:
         os.close(folder)
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            raise UnsafePath(f"In the app's folder, {shown} is not a plain file.", shown)
-        return handle.read(limit)
+    handle = os.fdopen(fd, "rb")
+    if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+        handle.close()
+        raise UnsafePath(f"In the app's folder, {shown} is not a plain file.", shown)
+    return handle
 
 
 def make_folder(root: Path, relative: str | PurePosixPath) -> None:

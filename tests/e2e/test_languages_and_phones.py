@@ -47,7 +47,8 @@ KEPT_WORDS = {
     "webhook", "secret", "manager", "debian", "bookworm", "trixie", "manage", "py", "prune", "latest", "ms", "p50",
     "p95", "p99", "xx", "env", "localhost", "gz", "xz", "zip", "tar", "tgz", "txz", "node_modules", "venv", "dist",
     "sha256", "buildpacks", "gcr", "io", "builder", "artifact", "registry", "load", "balancer", "google", "accessor",
-    "toml", "actions", "b", "db", "application", "json", "redis", "django",
+    "toml", "actions", "b", "db", "application", "json", "redis", "django", "slack", "discord", "microsoft", "teams",
+    "workflows", "https",
 }
 
 # The service's hakobune.toml: a worker beside the web process, and a job.
@@ -228,7 +229,10 @@ def pages_of(team, service, build):
         "new-team": reverse("accounts:team_new"),
         "api-tokens": reverse("accounts:api_tokens"),
         "password": reverse("accounts:password_change"),
+        "audit-log": reverse("observability:team_events", args=[team.name]),
     }
+    # The team's own settings, its owner's only.
+    owner = {**member, "notifications": reverse("notifications:page", args=[team.name])}
     staff = {
         **member,
         "quotas": reverse("governance:quotas"),
@@ -236,10 +240,11 @@ def pages_of(team, service, build):
         "disk": reverse("governance:disk"),
         "stacks": reverse("builds:stacks"),
         "cloud-run": reverse("services:cloud_run"),
+        "events": reverse("observability:all_events"),
     }
     # Deleting a team is the administration pages' (not submitted here).
     admin = {"team-delete": reverse("admin:accounts_team_delete", args=[team.id])}
-    return {"olivia": member, "sam": staff, "ada": admin}
+    return {"olivia": owner, "sam": staff, "ada": admin}
 
 
 SCREENSHOTS = {"login", "dashboard", "service", "deploy", "new-service", "disk", "team-delete"}

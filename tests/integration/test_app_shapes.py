@@ -10,19 +10,15 @@ All deploys go to one team and are queued at once; the tests then read what
 each deploy did."""
 
 import secrets
-from dataclasses import dataclass
+from functools import partial
 
 import pytest
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from hakobune.platform.accounts.services import create_team
-from hakobune.platform.governance.models import TeamPolicy
-from hakobune.platform.services.services import create_service, deploy_service, set_env
 from hakobune.worker.builders.local_docker import LocalDockerBuilder
 from tests.conftest import archive_of, upload_of
-from tests.support.infrastructure import get_through_router, remove_team_containers_and_network, wait_for_build
+from tests.support.deploys import deploy_all
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -57,16 +53,6 @@ SERVICE_ENV = {
 BUILD_TIMEOUT = 1200
 
 
-@dataclass
-class Outcome:
-    status: str
-    failure_reason: str
-    failed_step: str
-    log: str
-    plan: dict
-    responses: dict  # path -> (status code, body)
-
-
 def _upload(deploy):
     app, extra = VARIANTS.get(deploy, (deploy, None))
     if not extra and app == deploy:
@@ -77,39 +63,11 @@ def _upload(deploy):
 
 @pytest.fixture(scope="module")
 def outcomes(django_db_blocker, worker, router, docker_client):
-    team_name = f"sh{secrets.token_hex(3)}"
     deploys = list(WORKING) + list(FAILING)
-    results: dict[str, Outcome] = {}
-    with django_db_blocker.unblock():
-        owner = get_user_model().objects.create_user(username=f"owner-{team_name}", password="x")
-        team = create_team(name=team_name, owner=owner)
-        TeamPolicy.objects.create(team=team, max_services=len(deploys), max_cpu=len(deploys),
-                                  max_memory_mb=len(deploys) * 1024)
-        builds = {}
-        for deploy in deploys:
-            service = create_service(team=team, name=deploy, created_by=owner)
-            if deploy in SERVICE_ENV:
-                set_env(service=service, values=SERVICE_ENV[deploy], unset=[], created_by=owner)
-            builds[deploy] = deploy_service(service=service, source_file=_upload(deploy), created_by=owner)
-        for deploy, build in builds.items():
-            build = wait_for_build(build, timeout=BUILD_TIMEOUT)
-            responses = {}
-            if build.status == "live":
-                for path in WORKING[deploy]:
-                    response = get_through_router(build.service.hostname, path)
-                    responses[path] = (response.status_code, response.text)
-            results[deploy] = Outcome(
-                status=build.status,
-                failure_reason=build.failure_reason,
-                failed_step=getattr(build, "failed_step", ""),
-                log="\n".join(build.log_lines.values_list("text", flat=True)),
-                plan=build.plan or {},
-                responses=responses,
-            )
-    yield results
-    remove_team_containers_and_network(docker_client, team_name)
-    with django_db_blocker.unblock():
-        get_user_model().objects.filter(username=f"owner-{team_name}").delete()
+    yield from deploy_all(django_db_blocker, docker_client, f"sh{secrets.token_hex(3)}",
+                          uploads={deploy: partial(_upload, deploy) for deploy in deploys},
+                          paths={deploy: list(WORKING[deploy]) for deploy in WORKING}, service_env=SERVICE_ENV,
+                          timeout=BUILD_TIMEOUT)
 
 
 @pytest.mark.parametrize("deploy", list(WORKING))

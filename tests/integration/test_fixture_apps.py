@@ -48,6 +48,9 @@ WORKING = {
 FAILING = {
     "no-app": ["could not tell what kind of app this is", "requirements.txt", "package.json", "go.mod"],
     "listens-on-localhost": ["did not answer HTTP", "listens on 0.0.0.0"],
+    # It listens: the failure names the answer, not the port.
+    "health-check-fails": ["answered its health check (/ on port 8080) with HTTP 500",
+                           "jinja2.exceptions.TemplateNotFound: index.html"],
     "exits-at-start": ["the app stopped while starting", "exit code 3", "DATABASE_URL is not set"],
     "install-fails": ["Installing your app's dependencies failed", "pip install"],
 }

@@ -22,10 +22,10 @@ from hakobune.platform.services.backends import get_backend
 from hakobune.platform.services.models import Release, Service
 from hakobune.platform.services.releases import deploy_spec
 from hakobune.platform.services.services import create_service, deploy_service
-from hakobune.runtime.docker_local import LABEL_TEAM, team_network_name
+from hakobune.runtime.docker_local import team_network_name
 from hakobune.runtime.firewall import PER_BRIDGE_CHAINS, Firewall, bridge_of
 from tests.conftest import upload_of
-from tests.support.infrastructure import get_through_router, wait_for_build
+from tests.support.infrastructure import get_through_router, remove_team_containers, wait_for_build
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -86,8 +86,7 @@ def test_forty_teams_each_get_a_network_of_their_own_and_a_service_that_answers(
     finally:
         bridges = {}
         for name in names:
-            for container in docker_client.containers.list(all=True, filters={"label": f"{LABEL_TEAM}={name}"}):
-                container.remove(force=True)
+            remove_team_containers(docker_client, name)
             for network in docker_client.networks.list(names=[team_network_name(name)]):
                 bridges[name] = bridge_of(network)
         for hostname in hostnames.values():

@@ -160,6 +160,9 @@ def test_the_reconciler_brings_back_killed_instances_and_removes_strays(login, o
     assert get_through_router(service.hostname).text.startswith("Still here")
     with pytest.raises(docker.errors.NotFound):
         docker_client.containers.get(stray.id)
+    # The service's timeline says that Hakobune started it again.
+    [repaired] = service.events.filter(kind="service.repaired")
+    assert repaired.actor_label == "Hakobune" and any("again" in action for action in repaired.params["actions"])
 
 
 @pytest.mark.skipif(os.environ.get("HAKOBUNE_TEST_RESTART_DOCKERD") != "1",

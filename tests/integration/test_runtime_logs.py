@@ -115,9 +115,9 @@ def test_lines_show_within_2_s_and_outlive_redeploys_crashes_and_removal(
         try:
             container.remove(force=True)
         except docker.errors.NotFound:
-            pass  # the platform replaced the crashed one meanwhile
+            pass  # an instance of the replaced release, which its retirement removed meanwhile
         except docker.errors.APIError as exc:
-            if exc.status_code != 409:  # 409: the platform is removing it already
+            if exc.status_code != 409:  # 409: being removed already (its retirement, or the crash's)
                 raise
     lines = texts(service)
     for wanted in [*(f"handled request first-{n}" for n in range(5)), "handled request second", "about to crash"]:

@@ -13,7 +13,7 @@ from django.conf import settings
 from hakobune.worker.builders.base import BuildRequest
 from hakobune.worker.builders.local_docker import LocalDockerBuilder
 from hakobune.worker.buildpacks import detect
-from hakobune.worker.buildpacks.versions import VersionUnavailable, fit_stack
+from hakobune.worker.buildpacks.versions import VersionsUnavailable, VersionUnavailable, fit_stack
 from tests.conftest import APPS_DIR
 
 pytestmark = pytest.mark.integration
@@ -52,3 +52,29 @@ def test_an_app_asking_for_a_python_no_stack_has_is_refused_before_anything_is_b
     with pytest.raises(VersionUnavailable) as excinfo:
         fit_stack(detect(source).plan, builder.stack_offers)
     assert "the stacks here have Python 3.11.2 (hakobune/stack-python:bookworm), Python 3.13" in str(excinfo.value)
+
+
+def test_an_app_of_two_languages_asking_for_newer_versions_is_planned_on_the_combined_stack_that_has_both(tmp_path):
+    # An owner's Flask app whose stylesheet npm builds asks for Node.js 20, which
+    # the default python-node stack (bookworm: Node.js 18) lacks; the operator
+    # offers python-node=trixie, known before it is built by its Debian suite.
+    builder = LocalDockerBuilder("local", **{**dict(settings.IMAGE_BUILDERS["local"]["OPTIONS"]),
+                                             "stack_variants": {"python-node": ["trixie"]}})
+    offers = builder.stack_offers("python-node")
+    assert [offer.variant for offer in offers] == ["", "trixie"]
+    default = dict(offers[0].versions)
+    assert default["python"].startswith("3.11") and default["node"].startswith("18.")
+    source = tmp_path / "app"
+    shutil.copytree(APPS_DIR / "python-npm-assets", source)
+    package = (source / "package.json").read_text()
+    (source / "package.json").write_text(package.replace('"private": true,', '"private": true, "engines": {"node": ">=20"},'))
+    plan, chosen = fit_stack(detect(source).plan, builder.stack_offers)
+    assert plan.stack_variant == "trixie"
+    assert chosen.startswith("Node.js >=20 asked for: built on Python 3.13")
+    assert builder.stack_refs(plan)["python-node"] == "hakobune/stack-python-node:trixie"
+    # Python 3.11 with Node.js 20: no one stack here has both.
+    (source / ".python-version").write_text("3.11\n")
+    with pytest.raises(VersionsUnavailable) as excinfo:
+        fit_stack(detect(source).plan, builder.stack_offers)
+    assert "(hakobune/stack-python-node:bookworm); Python 3.13.5 + Node.js 20.19.2 (hakobune/stack-python-node:trixie)" \
+        in str(excinfo.value)

@@ -210,13 +210,14 @@ def test_a_registry_that_never_answers_does_not_hang_the_pull(client):
     assert "did not answer" in reason
 
 
-# --- the node, go and static stacks ---------------------------------------------------
+# --- the node, go, static and java stacks ---------------------------------------------------
 
 OTHER_STACKS = {
     # language: (command run as the app user, what its output starts with, what the version names)
     "node": (["sh", "-c", "node --version && npm --version"], "v18.", "Node.js 18."),
     "go": (["go", "version"], "go version go1.23", "Go 1.23"),
     "static": (["lighttpd", "-v"], "lighttpd/1.4", "lighttpd 1.4"),
+    "java": (["sh", "-c", "java -version 2>&1 && mvn -B -v"], 'openjdk version "17.', "Java 17."),
 }
 
 

@@ -232,10 +232,7 @@ def team_name(docker_client):
     """A team name of this test only; its containers and network go afterwards."""
     name = f"it{secrets.token_hex(3)}"
     yield name
-    for container in docker_client.containers.list(all=True, filters={"label": f"{LABEL_TEAM}={name}"}):
-        container.remove(force=True)
-    for network in docker_client.networks.list(names=[team_network_name(name)]):
-        network.remove()
+    remove_team_containers_and_network(docker_client, name)
     # Untag the team's images; their layers stay as build cache for the next run.
     for image in docker_client.images.list(name=f"hakobune/{name}/*"):
         for tag in (tag for tag in image.tags if tag.startswith(f"hakobune/{name}/")):
@@ -268,9 +265,18 @@ def wait_for_build(build, timeout=300):
     raise AssertionError(f"build still {build.status} after {timeout} s; log:\n{log}")
 
 
+def remove_team_containers(docker_client, team_name: str) -> None:
+    """Every container of the team, gone; one the worker removes in between
+    (a drain, a prune) is not an error."""
+    for container in docker_client.containers.list(all=True, filters={"label": f"{LABEL_TEAM}={team_name}"}):
+        try:
+            container.remove(force=True)
+        except docker.errors.NotFound:
+            pass
+
+
 def remove_team_containers_and_network(docker_client, team_name: str) -> None:
     """A test's clean-up: every container of the team, then its network."""
-    for container in docker_client.containers.list(all=True, filters={"label": f"{LABEL_TEAM}={team_name}"}):
-        container.remove(force=True)
+    remove_team_containers(docker_client, team_name)
     for network in docker_client.networks.list(names=[team_network_name(team_name)]):
         network.remove()

@@ -95,6 +95,8 @@ CASES = [
     ("get", f"{SVC}/jobs/", None, READ),
     ("get", f"{SVC}/logs", None, READ),
     ("get", f"{SVC}/metrics", None, READ),
+    ("get", f"{SVC}/events/", None, READ),
+    ("get", f"{API}/teams/acme/events/", None, {**OWNER_ONLY, "owner": 200}),
     ("get", f"{API}/builds/{{build}}/", None, READ),
     ("get", f"{API}/builds/{{build}}/log", None, READ),
 ]

@@ -33,7 +33,7 @@ FLASK = "from flask import Flask\napp = Flask(__name__)\n"
 
 
 def test_detectors_are_ordered_most_specific_first():
-    assert [d.KEY for d in DETECTORS] == ["dockerfile", "procfile", "python", "go", "static", "node"]
+    assert [d.KEY for d in DETECTORS] == ["dockerfile", "procfile", "python", "go", "java", "ruby", "php", "static", "node"]
     for detector in DETECTORS:
         assert detector.NAME and detector.LOOKS_FOR
 

@@ -9,6 +9,7 @@ from tests.conftest import APPS_DIR
 
 # app -> (stack, build stack), or the error detection raises.
 EXPECTED = {
+    "addon-client": ("python", ""),
     "chatty": ("python", ""),
     "django-static": ("python", ""),
     "dockerfile": ("dockerfile", ""),
@@ -21,6 +22,10 @@ EXPECTED = {
     "go-gopath": ("go", "go"),
     "go-http": ("go", "go"),
     "google-python": ("python", ""),
+    "health-check-fails": ("python", ""),
+    "java-maven": ("java", ""),
+    "java-maven-central": ("java", ""),  # fails at its build here: Maven Central is not reachable
+    "java-plain": ("java", ""),
     "listens-on-localhost": ("python", ""),
     "monorepo": NoStackDetected,
     "no-app": NoStackDetected,
@@ -36,6 +41,12 @@ EXPECTED = {
     "python-stdlib-main": ("python", ""),
     "python-stdlib-procfile": ("python", ""),
     "python-uv": ("python", ""),
+    "php-hello": ("php", ""),
+    "php-packages-unreachable": ("php", ""),
+    "php-plain": ("php", ""),
+    "ruby-gems-unreachable": ("ruby", ""),
+    "ruby-rack": ("ruby", ""),
+    "ruby-webrick-procfile": ("ruby", ""),
     "static-site": ("static", ""),
     "vite-static": ("static", "node"),
 }

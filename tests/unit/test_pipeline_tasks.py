@@ -78,16 +78,19 @@ def test_detection_records_the_plan_and_the_reason(service, owner, queued_tasks)
     assert "app.py creating a Flask app named `app`" in build.detection_reason
 
 
-def test_an_archive_that_is_not_an_app_fails_with_what_was_looked_for(service, owner, queued_tasks, tmp_path):
+def notes_only() -> SimpleUploadedFile:
+    """An upload with nothing but notes in it: no app to detect."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         data = b"just notes\n"
         info = tarfile.TarInfo("notes.txt")
         info.size = len(data)
         tar.addfile(info, io.BytesIO(data))
-    build = deploy_service(
-        service=service, source_file=SimpleUploadedFile("notes.tar.gz", buffer.getvalue()), created_by=owner
-    )
+    return SimpleUploadedFile("notes.tar.gz", buffer.getvalue())
+
+
+def test_an_archive_that_is_not_an_app_fails_with_what_was_looked_for(service, owner, queued_tasks, tmp_path):
+    build = deploy_service(service=service, source_file=notes_only(), created_by=owner)
     tasks.fetch_source(build.id)
     tasks.detect_stack(build.id)
     build.refresh_from_db()

@@ -457,6 +457,43 @@ def test_a_block_another_network_took_first_is_exchanged_for_a_free_one(networke
         "10.213.0.0/26", "10.213.0.64/26"]
 
 
+def test_a_block_held_by_a_leftover_engine_network_is_skipped_on_the_second_claim(networked, queued_tasks, db):
+    """A network left by a team deleted outside Hakobune still holds its block
+    in the engine, though no team row does: the retry avoids every block the
+    engine lists, not only the one refused."""
+    from hakobune.runtime.base import RuntimeBackendError
+
+    owner = _owner()
+    team = create_team(name="late", owner=owner)
+    taken = RuntimeBackendError("Pool overlaps with other one on this address space", permanent=False)
+    taken.subnet_taken = "10.213.0.0/26"
+    taken.engine_subnets = [net("10.213.0.0/26"), net("10.213.0.64/26")]  # neither routed on the host
+    networked.fail_next_deploys(taken)
+    build = _deploy(create_service(team=team, name="hello", created_by=owner), owner)
+    assert build.status == "live"
+    assert TeamNetwork.objects.get(team=team).subnet == "10.213.0.128/26"
+
+
+def test_two_refused_blocks_in_a_row_are_a_platform_fault_never_deploy_again(networked, queued_tasks, db):
+    from hakobune.runtime.base import RuntimeBackendError
+
+    owner = _owner()
+    team = create_team(name="late", owner=owner)
+    refusals = []
+    for subnet in ("10.213.0.0/26", "10.213.0.64/26"):
+        refused = RuntimeBackendError("Pool overlaps with other one on this address space", permanent=False)
+        refused.subnet_taken, refused.engine_subnets = subnet, []
+        refusals.append(refused)
+    networked.fail_next_deploys(*refusals)
+    service = create_service(team=team, name="hello", created_by=owner)
+    build = _deploy(service, owner)
+    assert build.status == "failed" and build.failure_rule == "network.overlap"
+    for text in (build.failure_reason, build.failure_text):
+        assert "10.213.0.64/26 overlaps a network it already has" in text and "docker network ls" in text
+        assert "deploy again." not in text.lower() and "deploy again in" not in text.lower()
+    assert Release.objects.get(service=service).status == "failed"
+
+
 # -- an administrator deletes a team -------------------------------------------------------
 
 

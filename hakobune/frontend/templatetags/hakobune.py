@@ -40,6 +40,11 @@ STATUS_LABELS = {
     "succeeded": pgettext_lazy("status", "succeeded"),
     "skipped": pgettext_lazy("status", "skipped"),
     "closed": pgettext_lazy("status", "Closed: nothing waits"),
+    # A one-off command's (services/one_off.py).
+    "exited": pgettext_lazy("status", "exited"),
+    "disconnected": pgettext_lazy("status", "disconnected"),
+    "timed_out": pgettext_lazy("status", "timed out"),
+    "sent": pgettext_lazy("status", "sent"),
 }
 
 # The pipeline's steps as the progress bar names them.
@@ -101,6 +106,9 @@ def status_tone(status):
         "deployed": "good",
         "ignored": "muted",
         "refused": "bad",
+        "sent": "good",
+        "ready": "good",
+        "deleting": "muted",
     }.get(str(status), "busy")
 
 
@@ -137,6 +145,10 @@ STORED_WORDS = [
      lambda m: gettext("it ran longer than %(seconds)s s and was stopped") % m.groupdict()),
     (re.compile(r"it exited with code (?P<code>-?\d+)"), lambda m: gettext("it exited with code %(code)s") % m.groupdict()),
     (re.compile(r"its previous run was still running"), lambda m: gettext("its previous run was still running")),
+    (re.compile(r"the terminal went away; the command was stopped"),
+     lambda m: gettext("the terminal went away; the command was stopped")),
+    (re.compile(r"its terminal went away and the portal did not end it"),
+     lambda m: gettext("its terminal went away and the portal did not end it")),
     (re.compile(r"it could not start: (?P<error>.*)", re.S),
      lambda m: gettext("it could not start: %(error)s") % m.groupdict()),
 ]
@@ -190,3 +202,25 @@ def secret_prefix(service):
         return ""
     prefix = getattr(backend, "secret_prefix", None)
     return prefix(service.team.name) if prefix else ""
+
+
+@register.filter
+def event_words(event):
+    """An event (observability/events.py) in a sentence, in the reader's language."""
+    from hakobune.platform.observability.events import sentence_of
+
+    return sentence_of(event)
+
+
+# Events worth a mark beside their sentence, and its words.
+EVENT_MARKS = {
+    "error": ("bad", pgettext_lazy("event", "error")),
+    "warning": ("busy", pgettext_lazy("event", "warning")),
+    "success": ("good", pgettext_lazy("event", "done")),
+}
+
+
+@register.filter
+def event_mark(event):
+    """(tone, word) of the event's severity, or None for a plain one."""
+    return EVENT_MARKS.get(event.severity)

@@ -3,6 +3,8 @@ from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils.translation import gettext, ngettext
 
+from hakobune.platform.observability.events import record_event
+
 from .models import Membership, Team, TeamNetwork
 
 
@@ -61,6 +63,28 @@ class TeamAdmin(admin.ModelAdmin):
     def response_delete(self, request, obj_display, obj_id):
         # Not "deleted successfully": the worker has yet to do it (delete_model says so).
         return HttpResponseRedirect(reverse("admin:accounts_team_changelist"))
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if not change:
+            record_event("team.created", team=obj, actor=request.user)
+
+    def save_formset(self, request, form, formset, change):
+        """Memberships changed here are events of the team, as in the API."""
+        if formset.model is not Membership:
+            return super().save_formset(request, form, formset, change)
+        before = {m.id: m.role for m in Membership.objects.filter(team=form.instance)} if change else {}
+        super().save_formset(request, form, formset, change)
+        for membership in formset.new_objects:
+            record_event("member.added", team=form.instance, actor=request.user, user=membership.user.get_username(),
+                         role=membership.role)
+        for membership, _fields in formset.changed_objects:
+            if before.get(membership.id, membership.role) != membership.role:
+                record_event("member.role_changed", team=form.instance, actor=request.user,
+                             user=membership.user.get_username(), role=membership.role, was=before[membership.id])
+        for membership in formset.deleted_objects:
+            record_event("member.removed", team=form.instance, actor=request.user, user=membership.user.get_username(),
+                         left=False)
 
     def delete_queryset(self, request, queryset):
         for team in queryset:

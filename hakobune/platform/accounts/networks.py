@@ -153,11 +153,13 @@ def claim(team, *, avoid=None) -> str:
     raise refusal
 
 
-def claim_another(team, taken: str) -> str:
+def claim_another(team, taken: str, engine_subnets=()) -> str:
     """The team's block `taken` turned out to be in use on the host (another
-    Hakobune sharing the range made a network in it first): a new one."""
+    Hakobune sharing the range made a network in it first, or a network was
+    left behind by a team deleted outside Hakobune): a new one, clear of the
+    host's networks and of every block the engine holds (`engine_subnets`)."""
     TeamNetwork.objects.filter(team=team, subnet=taken).delete()
-    return claim(team)
+    return claim(team, avoid=[*host_networks(), *engine_subnets])
 
 
 def release(team) -> None:

@@ -30,6 +30,18 @@ def member_of(user, team_name, need: Role = Role.VIEWER, doing: str = "change se
     return membership
 
 
+def team_for_audit(user, team_name) -> Team:
+    """The team whose audit log the person may read: an owner reads their
+    team's, an administrator any team's. Another member gets 403 with a
+    sentence; an outsider the 404 of a team that does not exist."""
+    if user.is_staff:
+        team = Team.objects.filter(name=team_name).first()
+        if team is None:
+            raise Http404("No such team")
+        return team
+    return member_of(user, team_name, Role.OWNER, "read the team's audit log").team
+
+
 def staff_or_403(user, doing: str) -> None:
     """Pages and actions for the platform's administrators only."""
     if not user.is_staff:

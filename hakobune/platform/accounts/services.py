@@ -7,6 +7,8 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils.translation import gettext, ngettext
 
+from hakobune.platform.observability.events import record_event
+
 from . import networks
 from .models import Membership, Profile, Role, Team
 
@@ -55,6 +57,7 @@ def create_team(*, name: str, owner) -> Team:
     team.full_clean()
     team.save()
     Membership.objects.create(team=team, user=owner, role=Role.OWNER)
+    record_event("team.created", team=team, actor=owner)
     # Its network's address block now, so that a full range refuses the team
     # (NoRoomForTeamNetwork, and nothing is created) before anyone uses it.
     if networks.enabled():
@@ -103,28 +106,34 @@ class MembershipError(Exception):
 
 
 @transaction.atomic
-def add_member(*, team: Team, user, role: str) -> Membership:
-    """Adds a person to a team, or changes their role when they are in it."""
+def add_member(*, team: Team, user, role: str, by=None) -> Membership:
+    """Adds a person to a team, or changes their role when they are in it,
+    as `by` (an owner) asked."""
     if role not in Role.values:
         raise MembershipError(f"{role!r} is not a role; choose one of {', '.join(Role.values)}.")
     membership = Membership.objects.filter(team=team, user=user).first()
     if membership is None:
+        record_event("member.added", team=team, actor=by, user=user.get_username(), role=role)
         return Membership.objects.create(team=team, user=user, role=role)
     if membership.role == Role.OWNER and role != Role.OWNER:
         _keep_an_owner(team, leaving=membership)
+    if membership.role != role:
+        record_event("member.role_changed", team=team, actor=by, user=user.get_username(), role=role, was=membership.role)
     membership.role = role
     membership.save(update_fields=["role"])
     return membership
 
 
 @transaction.atomic
-def remove_member(*, team: Team, user) -> None:
+def remove_member(*, team: Team, user, by=None) -> None:
+    """Takes a person out of a team, as `by` asked (they themselves: they leave)."""
     membership = Membership.objects.select_for_update().filter(team=team, user=user).first()
     if membership is None:
         raise MembershipError(f"{user.username} is not in {team.name}.")
     if membership.role == Role.OWNER:
         _keep_an_owner(team, leaving=membership)
     membership.delete()
+    record_event("member.removed", team=team, actor=by, user=user.get_username(), left=by is not None and by.pk == user.pk)
 
 
 def _keep_an_owner(team, *, leaving):

@@ -34,6 +34,8 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed(
                 "This token is not valid. Check it was copied whole, or run `hakobune login` again."
             )
+        # What the person does with it is recorded as theirs, with this token (observability/events.py).
+        user.via_api_token = record
         return user, record
 
     def authenticate_header(self, request):

@@ -8,7 +8,9 @@ from rest_framework import serializers
 from rest_framework.utils.serializer_helpers import BindingDict
 
 from hakobune.platform.accounts.models import Role
+from hakobune.platform.addons.models import Kind as AddOnKind
 from hakobune.platform.builds.admission import waiting_ahead
+from hakobune.platform.notifications.models import Event, TargetKind
 from hakobune.platform.services.models import Release
 from hakobune.runtime.release_config import Setting, all_settings, declaration_stamp
 
@@ -90,6 +92,45 @@ class MemberSerializer(serializers.Serializer):
 class MemberAddSerializer(serializers.Serializer):
     user = serializers.CharField(max_length=254, help_text="Their username or e-mail address; they need an account.")
     role = serializers.ChoiceField(choices=Role.choices, default=Role.DEVELOPER)
+
+
+# -- notifications ----------------------------------------------------------------------
+
+
+class NotificationTargetSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    kind = serializers.ChoiceField(choices=TargetKind.choices)
+    shown = serializers.CharField(help_text="What is shown of its address: a URL's scheme and host, an e-mail address "
+                                            "half hidden. The address itself is a secret and is never given back.")
+    language = serializers.ChoiceField(choices=settings.LANGUAGES, help_text="The language of its messages.")
+    created_at = serializers.DateTimeField()
+
+
+class NotificationTargetCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100, help_text="Unique in the team, like 'ops e-mail' or '#deploys'.")
+    kind = serializers.ChoiceField(choices=TargetKind.choices)
+    address = serializers.CharField(
+        max_length=2000,
+        help_text="An e-mail address, or the webhook URL of Slack, Discord or Microsoft Teams (Workflows), or an "
+                  "https:// URL that takes a JSON POST. URLs must be public addresses (the same checks as git URLs); "
+                  "stored encrypted.",
+    )
+    language = serializers.ChoiceField(choices=settings.LANGUAGES, default="en")
+
+
+class DeliverySerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    event = serializers.ChoiceField(choices=Event.choices, source="alert.event")
+    service = serializers.CharField(source="alert.service.name", allow_null=True,
+                                    help_text="The service it was about; null for the team's own (a test).")
+    target = serializers.CharField(source="target_name")
+    target_kind = serializers.CharField(help_text="The target's kind: email, slack, discord, teams or webhook.")
+    status = serializers.CharField(help_text="pending while it is tried (a few times), then sent or failed.")
+    attempts = serializers.IntegerField()
+    reason = serializers.CharField(allow_blank=True, help_text="Why it failed (or why the last attempt did), in English.")
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
 
 
 # -- services ---------------------------------------------------------------------------
@@ -360,6 +401,25 @@ class JobsSerializer(serializers.Serializer):
     jobs = JobSerializer(many=True)
 
 
+class OneOffRunSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    command = serializers.CharField()
+    started_by = serializers.CharField(source="started_by_name", help_text="Who ran it.")
+    release = serializers.IntegerField(source="release.number", allow_null=True, default=None,
+                                       help_text="The release it ran in (3 for v3).")
+    tty = serializers.BooleanField(help_text="Whether it had a terminal (a TTY).")
+    status = serializers.CharField(help_text="running, exited, disconnected (its terminal went away first), "
+                                             "timed_out or failed (it could not start).")
+    exit_code = serializers.IntegerField(allow_null=True)
+    detail = serializers.CharField()
+    started_at = serializers.DateTimeField()
+    ended_at = serializers.DateTimeField(allow_null=True)
+
+
+class OneOffRunsSerializer(serializers.Serializer):
+    runs = OneOffRunSerializer(many=True, help_text="The latest one-off commands, newest first.")
+
+
 class RollbackSerializer(serializers.Serializer):
     release = serializers.IntegerField(min_value=1, help_text="The number of the release to go back to (3 for v3).")
 
@@ -426,3 +486,57 @@ class MetricsSerializer(serializers.Serializer):
 
 class ServiceChangeSerializer(ServiceSerializer):
     release = serializers.IntegerField(allow_null=True, required=False, help_text="The new release that applies the change.")
+
+
+class EventActorSerializer(serializers.Serializer):
+    username = serializers.CharField(allow_null=True, help_text="The person's username; null for Hakobune itself (or a person since deleted).")
+    label = serializers.CharField(help_text="Who, as shown: the username when it was done, or Hakobune.")
+    token = serializers.CharField(allow_blank=True, help_text="The name of the API token they used, if they used one.")
+
+
+class EventSerializer(serializers.Serializer):
+    id = serializers.IntegerField(help_text="Ask for the page before it with ?before=<id>.")
+    at = serializers.DateTimeField()
+    kind = serializers.CharField(help_text="deploy.live, instance.crashed, env.changed, member.added…")
+    severity = serializers.ChoiceField(choices=["info", "success", "warning", "error"])
+    team = serializers.CharField()
+    service = serializers.CharField(allow_null=True, help_text="null for what concerns the whole team.")
+    actor = EventActorSerializer()
+    message = serializers.CharField(help_text="The event in a sentence, in the language asked for (Accept-Language).")
+    params = serializers.DictField(help_text="What the sentence is made of (numbers, names, keys; never a secret value).")
+
+
+class EventsSerializer(serializers.Serializer):
+    events = EventSerializer(many=True, help_text="Newest first.")
+    next_before = serializers.IntegerField(allow_null=True, help_text="Give it as ?before= for the older page; null: no more.")
+
+
+# -- add-ons --------------------------------------------------------------------------
+
+
+class AddOnCreateSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=AddOnKind.choices)
+    name = serializers.CharField(max_length=30, required=False, allow_blank=True, default="")
+
+
+class AddOnAttachSerializer(serializers.Serializer):
+    addon = serializers.CharField(max_length=30)
+
+
+class AddOnDeleteSerializer(serializers.Serializer):
+    confirm = serializers.CharField(max_length=30, required=False, allow_blank=True, default="")
+
+
+class AddOnSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    kind = serializers.CharField()
+    status = serializers.CharField()
+    status_detail = serializers.CharField()
+    version = serializers.CharField()
+    cpu = serializers.FloatField()
+    memory_mb = serializers.IntegerField()
+    volume = serializers.CharField()
+    env_key = serializers.CharField()
+    url = serializers.CharField(help_text="How the team's services reach it; the password is never shown.")
+    services = serializers.ListField(child=serializers.CharField())
+    created_at = serializers.DateTimeField()

@@ -1,7 +1,7 @@
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from . import views
+from . import addon_views, views
 
 app_name = "api"
 
@@ -17,6 +17,16 @@ urlpatterns = [
     path("teams/", views.TeamsView.as_view(), name="teams"),
     path(f"{team}/members/", views.MembersView.as_view(), name="members"),
     path(f"{team}/members/<str:username>/", views.MemberView.as_view(), name="member"),
+    path(f"{team}/events/", views.TeamEventsView.as_view(), name="team_events"),
+    path(f"{team}/notifications/targets/", views.NotificationTargetsView.as_view(), name="notification_targets"),
+    path(f"{team}/notifications/targets/<int:target_id>/", views.NotificationTargetView.as_view(),
+         name="notification_target"),
+    path(f"{team}/notifications/targets/<int:target_id>/test/", views.NotificationTargetTestView.as_view(),
+         name="notification_target_test"),
+    path(f"{team}/notifications/deliveries/", views.NotificationDeliveriesView.as_view(),
+         name="notification_deliveries"),
+    path(f"{team}/addons/", addon_views.AddOnsView.as_view(), name="addons"),
+    path(f"{team}/addons/<slug:addon>/", addon_views.AddOnView.as_view(), name="addon"),
     path(f"{team}/services/", views.ServicesView.as_view(), name="services"),
     path(f"{service}/", views.ServiceView.as_view(), name="service"),
     path(f"{service}/deploys/", views.DeploysView.as_view(), name="deploys"),
@@ -26,9 +36,13 @@ urlpatterns = [
     path(f"{service}/traffic/", views.TrafficView.as_view(), name="traffic"),
     path(f"{service}/processes/", views.ProcessesView.as_view(), name="processes"),
     path(f"{service}/jobs/", views.JobsView.as_view(), name="jobs"),
+    path(f"{service}/runs/", views.RunsView.as_view(), name="runs"),
     path(f"{service}/env/", views.EnvView.as_view(), name="env"),
+    path(f"{service}/addons/", addon_views.ServiceAddOnsView.as_view(), name="service_addons"),
+    path(f"{service}/addons/<slug:addon>/", addon_views.ServiceAddOnView.as_view(), name="service_addon"),
     path(f"{service}/logs", views.LogsView.as_view(), name="logs"),
     path(f"{service}/metrics", views.MetricsView.as_view(), name="metrics"),
+    path(f"{service}/events/", views.ServiceEventsView.as_view(), name="service_events"),
     path("builds/<int:build_id>/", views.BuildView.as_view(), name="build"),
     path("builds/<int:build_id>/log", views.BuildLogView.as_view(), name="build_log"),
     # Any character, newlines too: an unknown path always gets the JSON 404.

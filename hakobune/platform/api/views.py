@@ -30,15 +30,19 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from hakobune.platform.accounts.models import Membership, Role
-from hakobune.platform.accounts.permissions import member_of, require
+from hakobune.platform.accounts.permissions import member_of, require, team_for_audit
 from hakobune.platform.accounts.services import add_member, create_team, remove_member
 from hakobune.platform.accounts.tokens import create_api_token
 from hakobune.platform.builds.models import Build, BuildStatus
+from hakobune.platform.observability import events
+from hakobune.platform.notifications import actions as notification_actions
+from hakobune.platform.notifications import alerts
+from hakobune.platform.notifications.models import Delivery
 from hakobune.platform.services import jobs
 from hakobune.platform.services.access import service_for
 from hakobune.platform.services.backends import backend_for
 from hakobune.platform.services.forms import ArchiveField
-from hakobune.platform.services.models import DesiredState, Service, with_latest_builds
+from hakobune.platform.services.models import DesiredState, OneOffRun, Service, with_latest_builds
 from hakobune.platform.services.services import (
     ServiceActionError,
     cancel_build,
@@ -62,6 +66,8 @@ from .errors import Conflict, NotImplementedHere
 from .streams import event_stream, sse
 
 MASK = "••••••"
+# How many one-off commands the API lists (the latest).
+RUNS_LISTED = 50
 
 
 def errors(*codes):
@@ -218,14 +224,14 @@ class MeView(APIView):
 # -- teams and members ----------------------------------------------------------------------
 
 
-def _team_data(membership, services=None):
-    """`services`: the team's services not deleted, when the caller read
-    those of every team at once."""
+def _team_data(membership, services=None, addons=None):
+    """`services`: the team's services not deleted, and `addons`: its
+    add-ons' sizes, when the caller read those of every team at once."""
     from hakobune.platform.governance.quotas import limits_of, usage_of
     from hakobune.platform.governance.reviews import review_required
 
     team = membership.team
-    usage, limits = usage_of(team, services), limits_of(team)
+    usage, limits = usage_of(team, services, addons), limits_of(team)
     return {
         "name": team.name, "role": membership.role, "created_at": team.created_at,
         "quota": {
@@ -240,6 +246,8 @@ def _team_data(membership, services=None):
 class TeamsView(APIView):
     @extend_schema(operation_id="teams_list", responses={200: s.TeamSerializer(many=True), **errors(401)})
     def get(self, request):
+        from hakobune.platform.governance.quotas import addon_sizes_of
+
         memberships = list(
             Membership.objects.filter(user=request.user).select_related("team__policy").order_by("team__name")
         )
@@ -248,8 +256,10 @@ class TeamsView(APIView):
         services = list(Service.objects.filter(team__in=list(teams)).exclude(desired_state=DesiredState.DELETED))
         for service in services:
             service.team = teams[service.team_id]
+        addons = addon_sizes_of(list(teams.values()))
         return Response([
-            _team_data(m, [service for service in services if service.team_id == m.team_id]) for m in memberships
+            _team_data(m, [service for service in services if service.team_id == m.team_id], addons[m.team_id])
+            for m in memberships
         ])
 
     @extend_schema(
@@ -297,7 +307,7 @@ class MembersView(APIView):
             raise exceptions.ValidationError(
                 {"user": [f"No one has the username or e-mail {who!r}. They need a Hakobune account first."]}
             )
-        added = add_member(team=membership.team, user=user, role=data["role"])
+        added = add_member(team=membership.team, user=user, role=data["role"], by=request.user)
         return Response(s.MemberSerializer(added).data, status=status.HTTP_201_CREATED)
 
 
@@ -311,8 +321,63 @@ class MemberView(APIView):
         if username != request.user.username:
             require(membership, Role.OWNER, "remove members")
         target = get_object_or_404(Membership, team=membership.team, user__username=username)
-        remove_member(team=membership.team, user=target.user)
+        remove_member(team=membership.team, user=target.user, by=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# -- notifications (owners) ------------------------------------------------------------------
+
+
+def _owner_of(request, team):
+    return member_of(request.user, team, Role.OWNER, "change the team's notifications").team
+
+
+class NotificationTargetsView(APIView):
+    @extend_schema(operation_id="notification_targets_list",
+                   responses={200: s.NotificationTargetSerializer(many=True), **errors(401, 403, 404)},
+                   summary="The team's notification targets (owners)")
+    def get(self, request, team):
+        return Response(s.NotificationTargetSerializer(_owner_of(request, team).notification_targets.all(),
+                                                       many=True).data)
+
+    @extend_schema(operation_id="notification_targets_add", request=s.NotificationTargetCreateSerializer,
+                   responses={201: s.NotificationTargetSerializer, **errors(*WRITE_ERRORS)},
+                   summary="Add a notification target (owners); a URL that is not a public address is refused")
+    def post(self, request, team):
+        found = _owner_of(request, team)
+        data = _valid(s.NotificationTargetCreateSerializer, request.data)
+        try:
+            target = notification_actions.add_target(team=found, created_by=request.user, **data)
+        except DjangoValidationError as exc:
+            raise _django_errors(exc)
+        return Response(s.NotificationTargetSerializer(target).data, status=status.HTTP_201_CREATED)
+
+
+class NotificationTargetView(APIView):
+    @extend_schema(operation_id="notification_targets_remove", responses={204: None, **errors(*WRITE_ERRORS)},
+                   summary="Remove a notification target (owners)")
+    def delete(self, request, team, target_id):
+        target = get_object_or_404(_owner_of(request, team).notification_targets, id=target_id)
+        notification_actions.remove_target(target)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class NotificationTargetTestView(APIView):
+    @extend_schema(operation_id="notification_targets_test", request=None,
+                   responses={202: s.DeliverySerializer, **errors(*WRITE_ERRORS)},
+                   summary="Send a test notification to one target (owners); its delivery says how it went")
+    def post(self, request, team, target_id):
+        target = get_object_or_404(_owner_of(request, team).notification_targets, id=target_id)
+        return Response(s.DeliverySerializer(alerts.send_test(target)).data, status=status.HTTP_202_ACCEPTED)
+
+
+class NotificationDeliveriesView(APIView):
+    @extend_schema(operation_id="notification_deliveries_list",
+                   responses={200: s.DeliverySerializer(many=True), **errors(401, 403, 404)},
+                   summary="The team's last notification deliveries, newest first (owners)")
+    def get(self, request, team):
+        deliveries = Delivery.objects.filter(alert__team=_owner_of(request, team)).select_related("alert__service")
+        return Response(s.DeliverySerializer(deliveries[:50], many=True).data)
 
 
 # -- services -------------------------------------------------------------------------------
@@ -342,7 +407,7 @@ class ServicesView(APIView):
         except DjangoValidationError as exc:
             raise _django_errors(exc)
         if subdir:
-            set_source(service=service, subdir=subdir)
+            set_source(service=service, subdir=subdir, created_by=request.user)
         return Response(s.ServiceSerializer(service).data, status=status.HTTP_201_CREATED)
 
 
@@ -407,16 +472,17 @@ class DeploysView(APIView):
             except DjangoValidationError as exc:
                 raise exceptions.ValidationError({"source": exc.messages})
             if "subdir" in data:
-                set_source(service=found, subdir=data["subdir"])
+                set_source(service=found, subdir=data["subdir"], created_by=request.user)
             build = deploy_service(service=found, source_file=upload, created_by=request.user, trigger="api")
         else:
             data = _valid(s.DeployGitSerializer, request.data if isinstance(request.data, dict) else {})
             if data.get("git_url"):
-                set_source(service=found, git_url=data["git_url"], git_ref=data.get("ref", ""), subdir=data.get("subdir"))
+                set_source(service=found, git_url=data["git_url"], git_ref=data.get("ref", ""), subdir=data.get("subdir"),
+                           created_by=request.user)
                 ref = ""
             else:
                 if "subdir" in data:
-                    set_source(service=found, subdir=data["subdir"])
+                    set_source(service=found, subdir=data["subdir"], created_by=request.user)
                 ref = data.get("ref", "")
             if found.source_kind != "git":
                 raise exceptions.ValidationError({"non_field_errors": [
@@ -594,6 +660,18 @@ class JobsView(APIView):
     def get(self, request, team, service):
         _, found = service_for(request.user, team, service)
         return Response(s.JobsSerializer({"jobs": jobs.history(found)}).data)
+
+
+class RunsView(APIView):
+    @extend_schema(
+        operation_id="runs_list", responses={200: s.OneOffRunsSerializer, **errors(*READ_ERRORS)},
+        summary="The one-off commands run in the service (`hakobune run`), by whom; running one is a WebSocket "
+                "at …/run (docs/architecture.md)",
+    )
+    def get(self, request, team, service):
+        _, found = service_for(request.user, team, service)
+        runs = OneOffRun.objects.filter(service=found).select_related("release")[:RUNS_LISTED]
+        return Response(s.OneOffRunsSerializer({"runs": runs}).data)
 
 
 class TrafficView(APIView):
@@ -862,6 +940,69 @@ class MetricsView(APIView):
                 {"timestamp": m.timestamp, "name": m.name, "value": m.value, "labels": m.labels} for m in samples
             ],
         })
+
+
+# -- events: the service's timeline, the team's audit log ------------------------------------
+
+EVENT_PARAMETERS = [
+    OpenApiParameter("before", OpenApiTypes.INT, description="The page before the event with this id (`next_before`)."),
+    OpenApiParameter("kind", OpenApiTypes.STR, description="Only these kinds, comma-separated: a kind (deploy.live) or "
+                     "a family (deploy, release, instance, service, settings, env, source, domain, scale_to_zero, "
+                     "traffic, review, team, member)."),
+    OpenApiParameter("since", OpenApiTypes.STR, description="An ISO 8601 time, or a duration back: 30m, 2h, 7d."),
+    OpenApiParameter("limit", OpenApiTypes.INT, description="At most this many events (1–200, default 50)."),
+]
+
+
+def _events_page(request, rows):
+    params = request.query_params
+    before, limit = params.get("before") or "", params.get("limit") or str(events.PAGE_SIZE)
+    if before and not before.isdigit():
+        raise exceptions.ValidationError({"before": ["Give the id of an event."]})
+    if not limit.isdigit() or not 1 <= int(limit) <= events.PAGE_MAX:
+        raise exceptions.ValidationError({"limit": [f"Give a number of events from 1 to {events.PAGE_MAX}."]})
+    kinds = [kind.strip() for kind in (params.get("kind") or "").split(",") if kind.strip()]
+    unknown = [kind for kind in kinds if kind not in events.KINDS and kind not in events.FAMILIES]
+    if unknown:
+        raise exceptions.ValidationError({"kind": [
+            f"{', '.join(unknown)}: not a kind of event. Give kinds like deploy.live, or families: "
+            f"{', '.join(events.families())}."]})
+    found, older = events.page(rows, before=int(before) if before else None, kinds=kinds or None,
+                               since=parse_since(params.get("since")), size=int(limit))
+    return Response({"events": [_event_data(event) for event in found], "next_before": older})
+
+
+def _event_data(event):
+    return {
+        "id": event.id, "at": event.created_at, "kind": event.kind, "severity": event.severity,
+        "team": event.team_name, "service": event.service_name or None,
+        "actor": {"username": event.actor_label if event.actor_id else None, "label": event.actor_label,
+                  "token": event.actor_token},
+        "message": events.sentence_of(event), "params": event.params,
+    }
+
+
+class ServiceEventsView(APIView):
+    @extend_schema(
+        operation_id="service_events", parameters=EVENT_PARAMETERS,
+        responses={200: s.EventsSerializer, **errors(400, *READ_ERRORS)},
+        summary="The service's events, newest first: deploys, releases, crashes and OOM kills, changes, and who "
+        "did each (every member of its team)",
+    )
+    def get(self, request, team, service):
+        _, found = service_for(request.user, team, service)
+        return _events_page(request, found.events.all())
+
+
+class TeamEventsView(APIView):
+    @extend_schema(
+        operation_id="team_events", parameters=EVENT_PARAMETERS,
+        responses={200: s.EventsSerializer, **errors(400, 401, 403, 404)},
+        summary="The team's audit log: its services' events and its own (members, quota), newest first "
+        "(owners and administrators)",
+    )
+    def get(self, request, team):
+        return _events_page(request, team_for_audit(request.user, team).events.all())
 
 
 class NoSuchEndpoint(APIView):

@@ -40,7 +40,7 @@ from hakobune.platform.locks import deploy_lock
 from hakobune.platform import queue
 from hakobune.platform.services import releases, sources
 from hakobune.worker import gitfetch, source
-from hakobune.worker.buildpacks import BuildPlan, apply_service_settings, detect, versions
+from hakobune.worker.buildpacks import BuildPlan, apply_service_settings, detect, java, versions
 
 from . import admission, disk, images
 from .lease import Heartbeat
@@ -257,6 +257,7 @@ def detect_stack(build_id: int, *, attempt: int = 1) -> None:
         # Google Cloud's buildpack settings among the service's variables are build settings too.
         detection = detect(source_dir(build), build_env=images.google_build_env(build.service))
         plan = _with_service_settings(detection.plan, build.service, log)
+        plan = java.with_repository(plan, settings.MAVEN_REPOSITORY)
         # The stack that has the language version the app asks for, or a refusal in words.
         plan, chosen = versions.fit_stack(plan, images.builder_for(build.service).stack_offers)
         log.write(f"✓ Detected a {detection.stack} app: {detection.reason}")

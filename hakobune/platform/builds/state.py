@@ -8,9 +8,14 @@ ran out (`take_back`, builds/sweeper.py)."""
 from django.db.models import F
 from django.utils import timezone
 
+from hakobune.platform.notifications import alerts
+from hakobune.platform.observability.events import record_build_change
+
 from .models import FINISHED, STOPPABLE, STOPPED, Build, BuildStatus
 
 S = BuildStatus
+# The changes that are events of the build's service.
+RECORDED = (*FINISHED, S.REVIEWING)
 
 TRANSITIONS = {
     S.QUEUED: {S.FETCHING, S.FAILED, S.CANCELLED, S.SUPERSEDED},
@@ -32,9 +37,11 @@ class InvalidTransition(Exception):
     pass
 
 
-def advance(build_id: int, from_status: str, to_status: str, **fields) -> bool:
+def advance(build_id: int, from_status: str, to_status: str, *, by=None, **fields) -> bool:
     """Moves the build from `from_status` to `to_status` if it is still in
-    `from_status`. Returns whether this call made the change."""
+    `from_status`. Returns whether this call made the change. The change that
+    ends a build, or makes it wait for review, is an event of its service,
+    done by `by` (a person who cancelled or reviewed it) or else by Hakobune."""
     if to_status not in TRANSITIONS[from_status]:
         raise InvalidTransition(f"a build cannot go from {from_status} to {to_status}")
     now = timezone.now()
@@ -48,7 +55,10 @@ def advance(build_id: int, from_status: str, to_status: str, **fields) -> bool:
     fields["step_resumes"] = 0
     if to_status in FINISHED:
         fields["finished_at"] = now
-    return Build.objects.filter(id=build_id, status=from_status).update(status=to_status, **fields) == 1
+    changed = Build.objects.filter(id=build_id, status=from_status).update(status=to_status, **fields) == 1
+    if changed and to_status in RECORDED:
+        record_build_change(build_id, to_status, by=by)
+    return changed
 
 
 def claim(build_id: int, status: str) -> bool:
@@ -90,7 +100,7 @@ def requeued(build_id: int, status: str, heartbeat_at) -> bool:
     ) == 1
 
 
-def fail(build_id: int, diagnosis) -> bool:
+def fail(build_id: int, diagnosis, *, by=None) -> bool:
     """Marks an unfinished build failed with a diagnosis (see
     hakobune/platform/diagnoses.py) that says what a person can do. Returns
     False when the build had already finished."""
@@ -98,12 +108,13 @@ def fail(build_id: int, diagnosis) -> bool:
         status = Build.objects.values_list("status", flat=True).get(id=build_id)
         if status in FINISHED:
             return False
-        if advance(build_id, status, S.FAILED, failed_step=status, **failure_fields(diagnosis)):
+        if advance(build_id, status, S.FAILED, by=by, failed_step=status, **failure_fields(diagnosis)):
+            alerts.deploy_failed(build_id)
             return True
     return False
 
 
-def stop(build_id: int, to_status: str, *, among=STOPPABLE) -> str | None:
+def stop(build_id: int, to_status: str, *, among=STOPPABLE, by=None) -> str | None:
     """Ends an unfinished build as cancelled or superseded, from whichever of
     `among` it is in. Returns the status it was stopped in, or None when it had
     already moved past them (finished, or deploying)."""
@@ -111,7 +122,7 @@ def stop(build_id: int, to_status: str, *, among=STOPPABLE) -> str | None:
         status = Build.objects.values_list("status", flat=True).get(id=build_id)
         if status not in among:
             return None
-        if advance(build_id, status, to_status, failed_step=status):
+        if advance(build_id, status, to_status, by=by, failed_step=status):
             return status
     return None
 

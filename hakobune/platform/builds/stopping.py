@@ -21,12 +21,13 @@ from .state import stop
 S = BuildStatus
 
 
-def stop_build(build: Build, to_status: str, line: str, *, review_note: str = "") -> bool:
+def stop_build(build: Build, to_status: str, line: str, *, review_note: str = "", by=None) -> bool:
     """Ends the build as `to_status` (cancelled or superseded) if it has not
-    reached its deploy; `line` goes into its log. A build that waited for an
-    administrator's review closes the review (nothing waits for it any more),
-    with `review_note` as the reason. Returns whether it did."""
-    was = stop(build.id, to_status)
+    reached its deploy, as `by` (a person) asked; `line` goes into its log. A
+    build that waited for an administrator's review closes the review
+    (nothing waits for it any more), with `review_note` as the reason.
+    Returns whether it did."""
+    was = stop(build.id, to_status, by=by)
     if was is None:
         return False
     with BuildLog(build.id) as log:
@@ -48,6 +49,7 @@ def supersede_earlier(build: Build) -> list[int]:
         if stop_build(older, S.SUPERSEDED, f"⊘ Superseded by deploy #{build.number}: a newer deploy of this service "
                                             "was accepted, and the newest deploy wins. Nothing of this one goes live.",
                       review_note=f"Deploy #{older.number}, which waited for this review, was superseded by deploy "
-                                  f"#{build.number}. The review opens again once that one is built."):
+                                  f"#{build.number}. The review opens again once that one is built.",
+                      by=build.created_by):
             superseded.append(older.number)
     return superseded

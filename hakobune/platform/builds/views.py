@@ -148,7 +148,7 @@ def stacks_page(request):
     rows = [
         {
             "language": language,
-            "configured": settings.STACK_IMAGES.get(language, ""),
+            "configured": {**settings.STACK_IMAGES, **settings.ADDON_IMAGES}.get(language, ""),
             "local": stacks.local_stack_ref(language, settings.STACK_DEBIAN_SUITE),
             "services": len(list(services_on_stack(language))),
         }

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from hakobune.platform.addons.models import AddOn
 from hakobune.platform.services.backends import backend_for
 from hakobune.platform.services.models import DesiredState
 from hakobune.runtime.base import RuntimeBackendError
@@ -86,12 +87,25 @@ def reservation(service) -> tuple[float, int]:
     return cpu, memory
 
 
-def usage_of(team, services=None) -> Usage:
-    """What the team's services hold; `services`: its services not deleted,
-    when the caller has them already."""
+def addon_sizes_of(teams) -> dict[int, list[tuple[float, int]]]:
+    """The (cpu, memory_mb) of every add-on of these teams, by team id, in one query."""
+    sizes: dict[int, list[tuple[float, int]]] = {team.id: [] for team in teams}
+    for team_id, cpu, memory in AddOn.objects.filter(team__in=teams).values_list("team_id", "cpu", "memory_mb"):
+        sizes[team_id].append((float(cpu), memory))
+    return sizes
+
+
+def usage_of(team, services=None, addons=None) -> Usage:
+    """What the team's services and add-ons hold; `services`: its services
+    not deleted, and `addons`: its add-ons' sizes (addon_sizes_of), when the
+    caller has them already (a page listing many teams)."""
     if services is None:
         services = list(team.services.exclude(desired_state=DesiredState.DELETED))
+    if addons is None:
+        addons = addon_sizes_of([team])[team.id]
     held = [reservation(service) for service in services]
+    # Add-ons hold their size for as long as they exist.
+    held += list(addons)
     return Usage(len(services), round(sum(c for c, _ in held), 2), sum(m for _, m in held))
 
 

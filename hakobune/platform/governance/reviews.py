@@ -10,6 +10,7 @@ from django.utils import timezone
 from hakobune.platform.builds.models import Build, BuildStatus
 from hakobune.platform.builds.state import advance, fail, failure_fields
 from hakobune.platform.diagnoses import Diagnosis
+from hakobune.platform.observability.events import record_event
 from hakobune.platform.queue import enqueue_on_commit
 
 from .models import ServiceReview, TeamPolicy
@@ -70,10 +71,11 @@ def approve(*, service, by, note: str = "") -> list[int]:
         service=service,
         defaults={"status": ServiceReview.Status.APPROVED, "note": note, "reviewed_by": by, "reviewed_at": timezone.now()},
     )
+    record_event("review.approved", service=service, actor=by, note=note)
     # Only the newest waiting deploy goes on; older ones it replaces end here.
     *older, newest = list(waiting_builds(service).order_by("number").values_list("id", "number")) or [(None, None)]
     for build_id, _ in older:
-        advance(build_id, BuildStatus.REVIEWING, BuildStatus.CANCELLED,
+        advance(build_id, BuildStatus.REVIEWING, BuildStatus.CANCELLED, by=by,
                 **failure_fields(Diagnosis("review.replaced", {"number": newest[1]})))
     if newest[0] is not None and advance(newest[0], BuildStatus.REVIEWING, BuildStatus.DEPLOYING):
         enqueue_on_commit("deploy_release", newest[0])
@@ -91,9 +93,10 @@ def reject(*, service, by, note: str) -> list[int]:
         service=service,
         defaults={"status": ServiceReview.Status.REJECTED, "note": note, "reviewed_by": by, "reviewed_at": timezone.now()},
     )
+    record_event("review.rejected", service=service, actor=by, note=note)
     failed = []
     for build_id in waiting_builds(service).values_list("id", flat=True):
-        if fail(build_id, Diagnosis("review.rejected", {"note": note})):
+        if fail(build_id, Diagnosis("review.rejected", {"note": note}), by=by):
             failed.append(build_id)
     return failed
 

@@ -18,6 +18,7 @@ from hakobune.platform.accounts.models import Team
 from hakobune.platform.accounts.permissions import staff_or_403
 from hakobune.platform.builds import disk
 from hakobune.platform.observability import collectors
+from hakobune.platform.observability.events import record_event
 from hakobune.platform.queue import enqueue_on_commit
 from hakobune.platform.services.models import Service
 
@@ -61,6 +62,8 @@ def team_policy(request, team):
         saved = form.save(commit=False)
         saved.updated_by = request.user
         saved.save()
+        if form.changed_data:
+            record_event("team.policy_changed", team=team, actor=request.user, fields=form.changed_data)
         said = _("Saved team %(team)s's quota. Services that already hold more keep running; "
                  "they cannot grow until they are under it.") % {"team": team}
         if "allowed_networks" in form.changed_data:

@@ -16,6 +16,7 @@ from django.utils import timezone
 from redis.exceptions import LockError
 
 from hakobune.platform.locks import redis_client
+from hakobune.platform.notifications import alerts
 from hakobune.platform.services.backends import backend_for
 from hakobune.platform.services.models import DesiredState, Release, Service
 from hakobune.runtime.base import RuntimeBackendError, ServiceRef
@@ -54,6 +55,7 @@ def collect_all() -> int:
             if ref in refs:
                 points += [_point(refs[ref].id, sample) for sample in samples]
     bulk.insert("default", MetricPoint, Point._fields, points)
+    alerts.metrics_collected(points)
     cutoff = timezone.now() - timedelta(hours=settings.METRICS_RETENTION_HOURS)
     MetricPoint.objects.filter(timestamp__lt=cutoff).delete()
     return len(points)

@@ -17,6 +17,9 @@ metrics for each service, once per METRICS_SECONDS.
 - Each source's position (the last stored line's timestamp, in nanoseconds)
   is stored in the same transaction as its lines (LogCursor), so a restarted
   collector resumes after the last stored line and repeats none.
+- An instance that exits without Hakobune stopping it (a crash, an OOM
+  kill: runtime/exits.py) is recorded as an event of its service
+  (observability/events.py), once per exit, from the same events stream.
 - Per service, at most LOGS_RATE_PER_SECOND lines a second are kept (a token
   bucket holding LOGS_BURST); the rest are dropped and counted, and said in one
   line ("12,345 lines dropped in 10 s") per LOGS_DROP_WINDOW_SECONDS. Lines
@@ -40,15 +43,17 @@ from datetime import timezone as dt_timezone
 import docker
 import requests
 from django.conf import settings
-from django.db import close_old_connections, connections
+from django.db import DatabaseError, close_old_connections, connections
 from django.db.backends.signals import connection_created
 
 from hakobune.platform.crypto import decrypt
 from hakobune.platform.services.models import EnvVar, Release, Service
 from hakobune.runtime.docker_local import LABEL_MANAGED, LABEL_PROCESS, LABEL_RELEASE, LABEL_SERVICE, LABEL_TEAM
-from hakobune.runtime.logfollow import LogFile, RawLine, container_events, follow
+from hakobune.runtime.exits import KILL_WINDOW_NS, ExitWatch, container_events
+from hakobune.runtime.logfollow import LogFile, RawLine, follow
 
 from . import logstore
+from .events import record_instance_exit
 from .models import LogCursor, MetricPoint
 
 logger = logging.getLogger(__name__)
@@ -62,6 +67,11 @@ END_SECONDS = 2.0
 # Lines stored in one transaction at most (more wait for the next).
 FLUSH_MAX = 5000
 MASK = "••••••"
+# The position of the instance exits recorded from the engine's events; a
+# collector restarted within EXITS_RESUME_NS reads the exits it missed from
+# there (as far as the engine's last 256 events go back).
+EXITS_SOURCE = "engine:exits"
+EXITS_RESUME_NS = 3600 * 1_000_000_000
 # Values shorter than this are not masked: "1", "true" and "8080" are in
 # too many lines to hide, and are not secrets.
 MASK_MIN_LENGTH = 6
@@ -382,21 +392,54 @@ class Collector:
                 self._ending(container_id)
 
     def _events(self) -> None:
-        """Hands the loop the containers that start and stop (its own thread)."""
+        """Hands the loop the containers that start and stop, and the exits of
+        instances that Hakobune did not stop (crashes, OOM kills) to the
+        platform's events, from where the last one recorded left off (its own
+        thread)."""
+        watch = ExitWatch()
         while not self.stopping.is_set():
             try:
-                self.events = container_events(self.client, self.labels)
+                done = self._exits_position()
+                # From a little before the last exit recorded, so that the
+                # kill of a stop just before it is seen again too.
+                since = done - KILL_WINDOW_NS if done else None
+                self.events = container_events(self.client, self.labels, since)
                 for event in self.events:
                     if self.stopping.is_set():
                         return
                     attributes = (event.get("Actor") or {}).get("Attributes") or {}
-                    if attributes.get(LABEL_SERVICE) and event.get("id"):
-                        self.seen.put((event.get("Action") or event.get("status"), event["id"]))
+                    action = event.get("Action")
+                    if action in ("start", "die") and attributes.get(LABEL_SERVICE) and event.get("id"):
+                        self.seen.put((action, event["id"]))
+                    exit = watch.see(event)
+                    if exit is not None and exit.at_ns > done:
+                        record_instance_exit(exit)
+                        done = exit.at_ns
+                        self._note_exits_position(done)
+                        close_old_connections()  # this thread's, which a database restart may have broken
             except Exception as exc:  # noqa: BLE001 - the engine went away: look again
                 if self.stopping.is_set():
                     return
                 logger.warning("the engine's events stream ended (%s); listening again", exc)
+                close_old_connections()
                 time.sleep(1)
+
+    def _exits_position(self) -> int:
+        """The engine's time of the last instance exit recorded (ns), if recent;
+        0 (from now on) when it cannot be read: following containers comes first."""
+        try:
+            stored = LogCursor.objects.filter(source=EXITS_SOURCE).values_list("position", flat=True).first() or 0
+        except DatabaseError as exc:
+            logger.warning("could not read where the instance exits were left: %s", exc)
+            return 0
+        return stored if time.time_ns() - stored < EXITS_RESUME_NS else 0
+
+    def _note_exits_position(self, ns: int) -> None:
+        try:
+            if not LogCursor.objects.filter(source=EXITS_SOURCE).update(position=ns):
+                LogCursor.objects.create(source=EXITS_SOURCE, position=ns)
+        except DatabaseError as exc:
+            logger.warning("could not note where the instance exits are: %s", exc)
 
     def _handle_events(self) -> None:
         while True:

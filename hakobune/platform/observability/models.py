@@ -1,5 +1,8 @@
+from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
+from hakobune.platform.accounts.models import Team
 from hakobune.platform.services.models import Service
 
 
@@ -72,3 +75,55 @@ class LogCursor(models.Model):
     source = models.CharField(max_length=200, unique=True)
     position = models.BigIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
+
+
+class Event(models.Model):
+    """One thing that happened to a service or a team, and who did it: a
+    person (through the portal, or the API with one of their tokens) or
+    Hakobune itself (the pipeline, the reconciler, the scheduler). The
+    service's timeline and the team's audit log are these rows
+    (observability/events.py records and words them). They outlive the
+    service, the team and the person they name: the names are kept beside
+    the links, which are cleared when those go."""
+
+    class Severity(models.TextChoices):
+        INFO = "info", "Info"
+        SUCCESS = "success", "Success"
+        WARNING = "warning", "Warning"
+        ERROR = "error", "Error"
+
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
+    team_name = models.CharField(max_length=30)
+    # Empty for what concerns the whole team (its members, its quota).
+    service = models.ForeignKey(Service, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
+    service_name = models.CharField(max_length=30, blank=True)
+    kind = models.CharField(max_length=40)
+    severity = models.CharField(max_length=8, choices=Severity.choices, default=Severity.INFO)
+    # Empty: Hakobune itself.
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="+")
+    actor_label = models.CharField(max_length=150)
+    # The name of the API token the person acted with, when they did.
+    actor_token = models.CharField(max_length=100, blank=True)
+    # What the sentence of its kind needs (numbers, names, keys): never a
+    # secret value.
+    params = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    # Set where one thing may be seen more than once (an instance's exit, by
+    # two collectors or one resuming): the second is not recorded.
+    dedup_key = models.CharField(max_length=100, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["service", "id"]),
+            models.Index(fields=["team", "id"]),
+            models.Index(fields=["created_at"]),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["dedup_key"], condition=~models.Q(dedup_key=""), name="event_seen_once"),
+        ]
+
+    def __str__(self):
+        where = f"{self.team_name}/{self.service_name}" if self.service_name else self.team_name
+        return f"{where} {self.kind} by {self.actor_label}"

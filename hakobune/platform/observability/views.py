@@ -1,5 +1,6 @@
 """What a running service does, for the service page: its instances as the
-runtime sees them, what they print, and charts of their readings."""
+runtime sees them, what they print, charts of their readings and its events;
+and the audit log of a team (its owners) and of every team (staff)."""
 
 from datetime import timedelta
 from urllib.parse import urlencode
@@ -10,7 +11,9 @@ from django.http import Http404
 from django.shortcuts import render
 from django.utils import timezone
 
-from hakobune.platform.observability import logstore
+from hakobune.platform.accounts.models import Team
+from hakobune.platform.accounts.permissions import staff_or_403, team_for_audit
+from hakobune.platform.observability import events, logstore
 from hakobune.platform.observability.charts import build_charts
 from hakobune.platform.observability.logstore import LogFilter
 from hakobune.platform.services.access import service_for
@@ -18,6 +21,7 @@ from hakobune.platform.services.backends import backend_for
 from hakobune.runtime.base import RuntimeBackendError, ServiceRef
 
 from .collectors import history
+from .models import Event
 
 METRIC_RANGES = {"1h": 3600, "6h": 6 * 3600, "24h": 24 * 3600, "48h": 48 * 3600}
 
@@ -122,4 +126,69 @@ def service_metrics(request, team, service):
     return render(request, "observability/_metrics.html", {
         "service": service, "charts": charts, "ranges": list(METRIC_RANGES),
         "chosen": chosen, "every": settings.METRICS_SECONDS,
+    })
+
+
+# -- events: the service's timeline, the team's audit log, every team's for staff ---------
+
+EVENT_SINCE = {"": None, "24h": 1, "7d": 7, "30d": 30, "90d": 90, "365d": 365}
+
+
+def _event_filter(params, *, teams: bool = False) -> tuple[dict, dict]:
+    """What the events page's filters ask (kind: a family or a kind; since:
+    one of EVENT_SINCE; with `teams`, a team's name), as `events.page` takes
+    it and as the form shows it back."""
+    kind = params.get("kind") or ""
+    if kind not in events.families() and kind not in events.KINDS:
+        kind = ""
+    since = params.get("since") if params.get("since") in EVENT_SINCE else ""
+    chosen = {"kind": kind, "since": since, "team": (params.get("team") or "")[:30] if teams else ""}
+    days = EVENT_SINCE[since]
+    wanted = {"kinds": [kind] if kind else None, "since": timezone.now() - timedelta(days=days) if days else None,
+              "before": _id_of(params, "before")}
+    return wanted, chosen
+
+
+@login_required
+def service_events(request, team, service):
+    """The service's timeline, newest first, for every member of its team;
+    older pages by ?before=<id> (the rows alone, which the page appends)."""
+    _, service = service_for(request.user, team, service)
+    wanted, _chosen = _event_filter(request.GET)
+    found, older = events.page(service.events.all(), **wanted)
+    context = {"service": service, "events": found, "older": older}
+    if wanted["before"] is not None:
+        return render(request, "observability/_event_rows.html", context)
+    return render(request, "observability/_events.html", context)
+
+
+@login_required
+def team_events(request, team):
+    """The team's audit log: its services' events and its own (members,
+    quota), for its owners and the administrators."""
+    team = team_for_audit(request.user, team)
+    return _audit_page(request, Event.objects.filter(team=team), team=team)
+
+
+@login_required
+def all_events(request):
+    """Every team's events, for the administrators, by team, kind and time."""
+    staff_or_403(request.user, "read every team's events")
+    return _audit_page(request, Event.objects.all(), team=None)
+
+
+def _audit_page(request, rows, *, team):
+    wanted, chosen = _event_filter(request.GET, teams=team is None)
+    if chosen["team"]:
+        rows = rows.filter(team_name=chosen["team"])
+    found, older = events.page(rows, **wanted)
+    query = urlencode({name: value for name, value in chosen.items() if value})
+    if wanted["before"] is not None and request.headers.get("HX-Request"):
+        return render(request, "observability/_event_rows.html", {
+            "events": found, "older": older, "query": query, "with_service": True, "with_team": team is None})
+    return render(request, "observability/audit_log.html", {
+        "team": team, "events": found, "older": older, "chosen": chosen, "query": query,
+        "with_service": True, "with_team": team is None,
+        "families": events.family_choices(), "ranges": [name for name in EVENT_SINCE if name],
+        "teams": [] if team is not None else list(Team.objects.order_by("name").values_list("name", flat=True)),
     })

@@ -17,10 +17,13 @@ from django.utils import timezone
 from hakobune.platform import queue
 from hakobune.platform.accounts import networks
 from hakobune.platform.accounts.models import Team
+from hakobune.platform.addons.actions import remove_all_of_team
 from hakobune.platform.builds import disk
 from hakobune.platform.builds.images import local_builder, prune_service_images
 from hakobune.platform.builds.models import IN_PROGRESS, Build
 from hakobune.platform.locks import deploy_lock
+from hakobune.platform.notifications import alerts
+from hakobune.platform.observability import events
 from hakobune.runtime.base import DesiredService, LiveRoute, RuntimeBackendError, ServiceRef, looks_as_desired
 from hakobune.worker.builders.base import BuildError
 
@@ -69,6 +72,7 @@ def reconcile() -> None:
                 network_subnet=subnets.get(service.team.name),
             )
             desired = DesiredService(spec, state=service.desired_state)
+            alerts.crash_loop_seen(service, observed.get(ref) if observed is not None else None)
             if observed is not None and looks_as_desired(desired, observed.get(ref, [])):
                 continue
             lock = deploy_lock(service.id)
@@ -76,8 +80,11 @@ def reconcile() -> None:
                 logger.info("reconcile %s: skipped, a deploy holds its lock", ref.service)
                 continue
             try:
-                for action in backend.reconcile_service(desired):
+                actions = backend.reconcile_service(desired)
+                for action in actions:
                     logger.info("reconcile %s: %s", ref.service, action)
+                if observed is None or not looks_as_desired(desired, _of_live_release(spec, observed.get(ref, []))):
+                    events.record_repair(service, actions)  # not for the instances of a replaced release it took away
             except RuntimeBackendError as exc:
                 logger.warning("reconcile could not repair %s/%s: %s", ref.team, ref.service, exc.message)
             finally:
@@ -96,6 +103,10 @@ def reconcile() -> None:
                            exc.message)
     resend_team_deletions()
     sync_router()
+
+
+def _of_live_release(spec, observed: list) -> list:
+    return [instance for instance in observed if instance.release_id == str(spec.release_id)]
 
 
 def resend_team_deletions() -> list[int]:
@@ -222,6 +233,7 @@ def prune() -> dict:
             outcome["errors"].append(exc.message)
             logger.warning("could not prune the build leftovers: %s", exc.message)
     outcome["snapshots_deleted"] = prune_source_snapshots()
+    outcome["events_deleted"] = events.prune()
     after = {space.path: space.free_bytes for space in disk.watched_spaces()}
     # What the file systems gained (another writer may have taken some meanwhile).
     outcome["bytes_freed"] = max(sum(after.get(path, 0) - free for path, free in before.items()), 0)
@@ -291,6 +303,9 @@ def destroy_team(team_id: int) -> None:
     for service_id in Service.objects.filter(team=team).values_list("id", flat=True):
         Service.objects.filter(id=service_id).update(desired_state=DesiredState.DELETED)
         destroy_service(service_id)
+    # Its add-ons' containers and data volumes: deleting the team was confirmed by its name.
+    for action in remove_all_of_team(team.name):
+        logger.info("%s", action)
     with transaction.atomic():
         # Releases protect their builds; they go first (as destroy_service does).
         Service.objects.filter(team=team).update(live_release=None)

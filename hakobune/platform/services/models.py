@@ -451,6 +451,42 @@ class JobRun(models.Model):
         return f"{self.service} {self.job} at {self.scheduled_for:%Y-%m-%d %H:%M}"
 
 
+class OneOffRun(models.Model):
+    """A command a person ran in a one-off container of the live release
+    (`hakobune run -- CMD`), attached to their terminal: who, what, when, and
+    how it ended."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        EXITED = "exited", "Exited"
+        # The terminal went away first; the container was stopped.
+        DISCONNECTED = "disconnected", "Disconnected"
+        TIMED_OUT = "timed_out", "Timed out"
+        FAILED = "failed", "Failed to start"
+
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="one_off_runs")
+    release = models.ForeignKey(Release, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    command = models.CharField(max_length=1000)
+    tty = models.BooleanField(default=False)
+    started_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    # Kept when the account is deleted: the list says who ran it.
+    started_by_name = models.CharField(max_length=150)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    exit_code = models.IntegerField(null=True, blank=True)
+    detail = models.CharField(max_length=300, blank=True)
+    started_at = models.DateTimeField(default=timezone.now)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    container_id = models.CharField(max_length=80, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [models.Index(fields=["service", "-started_at"])]
+
+    def __str__(self):
+        return f"{self.service} run {self.id}: {self.command[:40]}"
+
+
 def platform_hostname(service: str, team: str) -> str:
     return f"{service}.{team}.{settings.BASE_DOMAIN}"
 

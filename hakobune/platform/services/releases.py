@@ -14,6 +14,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from hakobune.platform.accounts import networks
+from hakobune.platform.addons.models import attached_env_of
 from hakobune.platform.builds.lease import Lease
 from hakobune.platform.builds.state import failure_fields
 from hakobune.platform.crypto import decrypt
@@ -22,6 +23,7 @@ from hakobune.platform.failures import MAX_ATTEMPTS, FailureKind, RetryStep, bac
 from hakobune.platform.governance.models import TeamPolicy
 from hakobune.platform.governance.quotas import QuotaExceeded, check_quota
 from hakobune.platform.locks import deploy_lock
+from hakobune.platform.observability.events import record_release_failure
 from hakobune.platform.queue import enqueue_on_commit
 from hakobune.runtime.base import DeploySpec, RuntimeBackendError, ServiceRef
 from hakobune.runtime.release_config import RELEASE, WEB, ReleaseConfig, release_settings
@@ -112,8 +114,10 @@ def egress_allow_by_team() -> dict[str, tuple[str, ...]]:
 
 
 def env_of(service: Service) -> dict[str, str]:
-    """The service's environment variables with values, decrypted, for the runtime."""
-    return {var.key: decrypt(var.value_encrypted) for var in service.env_vars.all() if not var.secret_ref}
+    """The service's environment variables with values, decrypted, for the
+    runtime, and the URLs of the add-ons attached to it."""
+    own = {var.key: decrypt(var.value_encrypted) for var in service.env_vars.all() if not var.secret_ref}
+    return {**own, **attached_env_of(service)}
 
 
 def secret_env_of(service: Service) -> dict[str, str]:
@@ -275,9 +279,18 @@ def start(release: Release, log: Callable[[str], None], *, may_retry: bool = Fal
             if not getattr(exc, "subnet_taken", ""):
                 raise
             log("The team network's address block is in use on this host; taking another")
-            networks.claim_another(service.team, exc.subnet_taken)
+            networks.claim_another(service.team, exc.subnet_taken, getattr(exc, "engine_subnets", ()))
             spec = deploy_spec(service, release)
-            result = backend.deploy(spec)
+            try:
+                result = backend.deploy(spec)
+            except RuntimeBackendError as again:
+                if not getattr(again, "subnet_taken", ""):
+                    raise
+                # A block clear of everything the engine listed was refused too:
+                # not something a person's next deploy would change.
+                raise networks.NoRoomForTeamNetwork(
+                    "network.overlap", {"subnet": again.subnet_taken, "detail": str(again)}
+                ) from again
     except Exception as exc:
         if not (may_retry and classify(exc) == FailureKind.TRANSIENT):
             mark_failed(release, exc, gave_up=classify(exc) == FailureKind.TRANSIENT)
@@ -364,5 +377,6 @@ def start_pending(release_id: int, *, attempt: int = 1) -> None:
                 logger.error("platform fault starting %s: %s", release, reason, exc_info=exc)
             else:
                 logger.warning("%s did not start: %s", release, reason)
+            record_release_failure(release)
     if started:
         retire_replaced(release)

@@ -15,6 +15,7 @@ from redis.exceptions import LockError
 
 from hakobune.runtime.base import RuntimeBackendError, ServiceRef
 from hakobune.platform.locks import deploy_lock, redis_client
+from hakobune.platform.observability.events import record_event
 
 from .backends import backend_for
 from .models import DesiredState, Domain, Release, Service
@@ -94,7 +95,8 @@ def put_to_sleep(service: Service) -> None:
     backend = backend_for(service)
     if "scale_to_zero" not in backend.capabilities:
         return
-    Service.objects.filter(id=service.id, desired_state=DesiredState.RUNNING).update(desired_state=DesiredState.SLEEPING)
+    if Service.objects.filter(id=service.id, desired_state=DesiredState.RUNNING).update(desired_state=DesiredState.SLEEPING):
+        record_event("service.slept", service=service, minutes=service.idle_minutes)
     backend.sleep(ServiceRef(service.team.name, service.name), service.hostname, service.aliases, service.redirects)
     logger.info("%s scaled to zero after %s idle minutes", service, service.idle_minutes)
 
@@ -141,9 +143,10 @@ def wake_sleeping(service_id: int, *, lock_wait: float) -> WakeOutcome:
             return WakeOutcome(problem=exc.message)
         if not upstreams:
             return WakeOutcome(problem="no instance of it answered")
-        Service.objects.filter(id=service.id, desired_state=DesiredState.SLEEPING).update(
+        if Service.objects.filter(id=service.id, desired_state=DesiredState.SLEEPING).update(
             desired_state=DesiredState.RUNNING, last_request_at=timezone.now()
-        )
+        ):
+            record_event("service.woke", service=service)
         logger.info("%s woken by a request", service)
         return WakeOutcome(tuple(upstreams))
     finally:

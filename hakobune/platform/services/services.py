@@ -16,10 +16,12 @@ from django.utils import timezone
 from django.utils.translation import gettext
 
 from hakobune.platform.accounts.models import Team
+from hakobune.platform.addons.models import AddOn
 from hakobune.platform.builds.models import STOPPABLE, Build, BuildStatus
 from hakobune.platform.builds.stopping import stop_build, supersede_earlier
 from hakobune.platform.crypto import encrypt
 from hakobune.platform.governance.quotas import QuotaExceeded, check_quota
+from hakobune.platform.observability.events import record_event
 from hakobune.platform.queue import enqueue_on_commit
 from hakobune.runtime.base import RuntimeBackendError, ServiceRef
 from hakobune.runtime.release_config import (
@@ -81,6 +83,9 @@ def create_service(
         raise ServiceActionError(gettext("Team %(team)s is being deleted by an administrator.") % {"team": team.name})
     if Service.objects.filter(team=team, name=name).exists():
         raise ServiceActionError(f"Your team already has a service called {name}.")
+    if AddOn.objects.filter(team=team, name=name).exists():
+        raise ServiceActionError(f"Your team has an add-on called {name}; a service needs another name, since both "
+                                 "are reached by name on the team network.")
     columns, extra = split_by_storage(settings_fields)
     service = Service(team=team, name=name, created_by=created_by, extra_settings=extra, **columns)
     _within_quota(service, creating=True)
@@ -100,6 +105,7 @@ def create_service(
             # The address is taken in the same transaction: the table's unique
             # hostname is what keeps two services from one address.
             Domain.objects.create(service=service, hostname=service.hostname, kind=Domain.Kind.PLATFORM)
+            record_event("service.created", service=service, actor=created_by, target=service.target)
     except IntegrityError:
         if Service.objects.filter(team=team, name=name).exists():
             raise ServiceActionError(f"Your team already has a service called {name}.")
@@ -163,6 +169,8 @@ def _queue_build(service: Service, created_by, prepare) -> Build:
         build = Build(service=service, number=number, created_by=created_by)
         prepare(build)
         build.save()
+        record_event("deploy.started", service=service, actor=created_by, number=number, trigger=build.trigger,
+                     source=build.source_label)
         # The later deploy wins: earlier ones not yet deploying end here.
         supersede_earlier(build)
         enqueue_on_commit("admit_builds")
@@ -180,7 +188,8 @@ def cancel_build(*, build: Build, cancelled_by) -> Build:
         raise ServiceActionError(f"Deploy #{build.number} has already ended ({build.get_status_display().lower()}).")
     who = getattr(cancelled_by, "username", "") or "someone"
     if not stop_build(build, BuildStatus.CANCELLED, f"⊘ Cancelled by {who}.",
-                      review_note=f"Deploy #{build.number}, which waited for this review, was cancelled by {who}."):
+                      review_note=f"Deploy #{build.number}, which waited for this review, was cancelled by {who}.",
+                      by=cancelled_by):
         build.refresh_from_db()
         raise ServiceActionError(f"Deploy #{build.number} moved on meanwhile ({build.get_status_display().lower()}) "
                                  "and was not cancelled.")
@@ -218,10 +227,12 @@ def rollback(*, service: Service, to_release, created_by=None):
     config = dict(to_release.config)
     config.pop("restart", None)  # back to the release's revision itself, where the runtime keeps it
     _within_quota(service, **{name: config[name] for name in quota_fields() if name in config})
-    return new_release(
+    release = new_release(
         service, build=to_release.build, image=to_release.image, config=config,
         description=f"Rollback to v{to_release.number}",
     )
+    record_event("release.rollback", service=service, actor=created_by, target=to_release.number, release=release.number)
+    return release
 
 
 def scale(*, service: Service, instances: int, created_by=None):
@@ -235,12 +246,12 @@ def scale(*, service: Service, instances: int, created_by=None):
     Service.objects.filter(id=service.id).update(instances=instances)
     service.instances = instances
     live = service.live_release
-    if live is None:
-        return None
-    return new_release(
+    release = None if live is None else new_release(
         service, build=live.build, image=live.image, config=_changed_config(service, live, instances=instances),
         description=f"Scaled to {instances} instance{'s' if instances != 1 else ''}",
     )
+    record_event("release.scaled", service=service, actor=created_by, counts={WEB: instances}, release=_number(release))
+    return release
 
 
 def process_counts(service: Service) -> dict[str, int]:
@@ -311,6 +322,7 @@ def scale_processes(*, service: Service, counts: dict, created_by=None):
     service.instances, service.processes = instances, processes
     live = service.live_release
     if live is None:
+        record_event("release.scaled", service=service, actor=created_by, counts=wanted, release=None)
         return None
     config = _changed_config(service, live, instances=instances)
     stored = dict(config.get("processes") or {})
@@ -320,7 +332,9 @@ def scale_processes(*, service: Service, counts: dict, created_by=None):
     if stored:
         config["processes"] = stored
     said = ", ".join(f"{name}={value}" for name, value in wanted.items())
-    return new_release(service, build=live.build, image=live.image, config=config, description=f"Scaled {said}")
+    release = new_release(service, build=live.build, image=live.image, config=config, description=f"Scaled {said}")
+    record_event("release.scaled", service=service, actor=created_by, counts=wanted, release=release.number)
+    return release
 
 
 def _changed_config(service: Service, live, **changes) -> dict:
@@ -338,20 +352,20 @@ def restart_service(*, service: Service, created_by=None):
         raise ServiceActionError("The service has no live release to restart.")
 
     config = {**live.config, "restart": timezone.now().isoformat()}
-    return new_release(service, build=live.build, image=live.image, config=config, description="Restart")
+    release = new_release(service, build=live.build, image=live.image, config=config, description="Restart")
+    record_event("release.restarted", service=service, actor=created_by, release=release.number)
+    return release
 
 
 def stop_service(*, service: Service, created_by=None) -> None:
-
-
     Service.objects.filter(id=service.id).update(desired_state=DesiredState.STOPPED)
+    record_event("service.stopped", service=service, actor=created_by)
     backend_for(service).stop(ServiceRef(service.team.name, service.name))
 
 
 def start_service(*, service: Service, created_by=None) -> None:
-
-
     Service.objects.filter(id=service.id).update(desired_state=DesiredState.RUNNING)
+    record_event("service.started", service=service, actor=created_by)
     backend_for(service).start(ServiceRef(service.team.name, service.name))
 
 
@@ -366,6 +380,7 @@ def delete_team(*, team, deleted_by) -> int:
     with transaction.atomic():
         Team.objects.filter(id=team.id, deleting_since__isnull=True).update(deleting_since=timezone.now())
         count = Service.objects.filter(team=team).update(desired_state=DesiredState.DELETED)
+        record_event("team.deleted", team=team, actor=deleted_by, services=count)
         enqueue_on_commit("destroy_team", team.id)
     logger.info("team %s deleted by %s: %s service(s) to remove", team.name, deleted_by, count)
     return count
@@ -374,6 +389,7 @@ def delete_team(*, team, deleted_by) -> int:
 def delete_service(*, service: Service, created_by=None) -> None:
     """Removes the service's instances, route and images, then the service."""
     Service.objects.filter(id=service.id).update(desired_state=DesiredState.DELETED)
+    record_event("service.deleted", service=service, actor=created_by)
     enqueue_on_commit("destroy_service", service.id)
 
 
@@ -414,15 +430,40 @@ def update_settings(*, service: Service, created_by=None, **fields):
         setattr(service, name, value)
     release_changes = {name: value for name, value in changed.items() if get_setting(name).stage == RELEASE}
     live = service.live_release
-    if live is None or not release_changes:
-        return None
-    return new_release(
+    release = None if live is None or not release_changes else new_release(
         service, build=live.build, image=live.image, config=_changed_config(service, live, **release_changes),
         description="Changed " + ", ".join(sorted(release_changes)),
     )
+    record_event("settings.changed", service=service, actor=created_by, changes=setting_changes(before, changed),
+                 release=_number(release))
+    return release
 
 
-def set_source(*, service: Service, git_url: str = "", git_ref: str = "", subdir: str | None = None) -> Service:
+def setting_changes(before: dict, changed: dict) -> list[dict]:
+    """What changed, for the service's events: each setting's value before
+    and after, but only the name of one of free text (a command may hold a
+    password)."""
+    said = []
+    for name in sorted(changed):
+        setting = get_setting(name)
+        if setting.type is str and not setting.choices:
+            said.append({"name": name})
+        else:
+            said.append({"name": name, "from": _plain(before.get(name)), "to": _plain(changed[name])})
+    return said
+
+
+def _plain(value):
+    return float(value) if isinstance(value, Decimal) else value
+
+
+def _number(release) -> int | None:
+    return release.number if release is not None else None
+
+
+def set_source(
+    *, service: Service, git_url: str = "", git_ref: str = "", subdir: str | None = None, created_by=None
+) -> Service:
     """Points the service at a git repository (and branch), and/or at the
     app's folder inside the source, for the deploys that follow."""
     update = {}
@@ -441,11 +482,19 @@ def set_source(*, service: Service, git_url: str = "", git_ref: str = "", subdir
         if not same_repo:
             # A token given for another repository is not sent to this one.
             update["git_token_encrypted"] = ""
+    said = {name: update[field] for name, field in SOURCE_FIELDS.items()
+            if field in update and getattr(service, field) != update[field]}
     for name, value in update.items():
         setattr(service, name, value)
     if update:
         Service.objects.filter(id=service.id).update(**update)
+    if said:
+        record_event("source.changed", service=service, actor=created_by, source=said)
     return service
+
+
+# What set_source changes, as its event names them.
+SOURCE_FIELDS = {"git_url": "git_url", "git_ref": "git_ref", "subdir": "source_subdir"}
 
 
 MAX_ENV_VALUE_BYTES = 32 * 1024
@@ -483,20 +532,26 @@ def set_env(*, service: Service, values: dict, unset: list, secrets: dict | None
             EnvVar.objects.update_or_create(
                 service=service, key=key, defaults={"value_encrypted": "", "secret_ref": reference}
             )
-        removed, _ = EnvVar.objects.filter(service=service, key__in=list(unset)).delete()
+        gone = EnvVar.objects.filter(service=service, key__in=list(unset))
+        unset_keys = sorted(gone.values_list("key", flat=True))
+        removed, _ = gone.delete()
     if not values and not secrets and not removed:
         return None
     live = service.live_release
-    if live is None:
-        return None
-    parts = []
-    if values or secrets:
-        parts.append("Set " + ", ".join(sorted([*values, *secrets])))
-    if removed:
-        parts.append("unset " + ", ".join(sorted(unset)))
-    return new_release(
-        service, build=live.build, image=live.image, config=dict(live.config), description="; ".join(parts)[:200]
-    )
+    release = None
+    if live is not None:
+        parts = []
+        if values or secrets:
+            parts.append("Set " + ", ".join(sorted([*values, *secrets])))
+        if removed:
+            parts.append("unset " + ", ".join(sorted(unset)))
+        release = new_release(
+            service, build=live.build, image=live.image, config=dict(live.config), description="; ".join(parts)[:200]
+        )
+    # The keys only: a value is never in an event.
+    record_event("env.changed", service=service, actor=created_by, set=sorted(values), secrets=sorted(secrets),
+                 unset=unset_keys, release=_number(release))
+    return release
 
 
 def _secret_references(service: Service, secrets: dict) -> dict[str, str]:
@@ -543,6 +598,7 @@ def split_traffic(*, service: Service, percents: dict[int, int], created_by=None
         backend.route_traffic(ServiceRef(service.team.name, service.name), splits)
     except RuntimeBackendError as exc:
         raise ServiceActionError(exc.message)
+    record_event("traffic.split", service=service, actor=created_by, percents={str(n): p for n, p in sorted(percents.items())})
     return splits
 
 
@@ -570,6 +626,8 @@ def set_scale_to_zero(*, service: Service, enabled: bool, idle_minutes: int, cre
         raise ServiceActionError("Idle minutes go from 1 to 1440 (a day).")
     if enabled:
         _require_capability(service, "scale_to_zero", "scale to zero on its own schedule (it may do so by itself)")
+    if (service.scale_to_zero, service.idle_minutes) != (enabled, idle_minutes):
+        record_event("scale_to_zero.changed", service=service, actor=created_by, enabled=enabled, minutes=idle_minutes)
     Service.objects.filter(id=service.id).update(scale_to_zero=enabled, idle_minutes=idle_minutes)
     if not enabled and service.is_asleep and service.live_release is not None:
         wake(service)
@@ -618,6 +676,7 @@ def add_domain(*, service: Service, hostname: str, created_by=None):
             domain.save()
     except IntegrityError:
         raise ServiceActionError(f"{hostname} is already used by a service.")
+    record_event("domain.added", service=service, actor=created_by, hostname=hostname)
     return domain
 
 
@@ -639,6 +698,7 @@ def verify_domain(*, service: Service, hostname: str, created_by=None):
             f"{domain.txt_value} ({said}; a new record can take a few minutes to show), then verify again."
         )
     Domain.objects.filter(id=domain.id).update(verified_at=timezone.now())
+    record_event("domain.verified", service=service, actor=created_by, hostname=hostname)
     _sync_routes_after_commit()
     return domain
 
@@ -652,6 +712,7 @@ def remove_domain(*, service: Service, hostname: str, created_by=None) -> None:
     deleted, _ = service.domains.filter(hostname=hostname, kind=Domain.Kind.CUSTOM).delete()
     if not deleted:
         raise ServiceActionError(f"{hostname} is not a domain of this service.")
+    record_event("domain.removed", service=service, actor=created_by, hostname=hostname)
     _sync_routes_after_commit()
 
 

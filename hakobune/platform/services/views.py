@@ -10,9 +10,9 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
-from hakobune.platform.accounts.models import Role
+from hakobune.platform.accounts.models import Membership, Role
 from hakobune.platform.accounts.permissions import member_of, teams_of
-from hakobune.platform.governance.quotas import limits_of, usage_of
+from hakobune.platform.governance.quotas import addon_sizes_of, limits_of, usage_of
 from hakobune.runtime.base import RuntimeBackendError
 from hakobune.runtime.release_config import BUILD, get_setting
 
@@ -21,7 +21,7 @@ from .access import service_for
 from .declared_settings import value_of, values_of
 from .decorators import service_action
 from .forms import DeployForm, NewServiceForm, ServiceSettingsForm
-from .models import DesiredState, Service, with_latest_builds
+from .models import DesiredState, OneOffRun, Service, with_latest_builds
 from .services import (
     ServiceActionError,
     add_domain,
@@ -55,6 +55,8 @@ def dashboard(request):
     every = with_latest_builds(
         Service.objects.filter(team__in=mine).select_related("live_release").exclude(desired_state=DesiredState.DELETED)
     )
+    owned = set(Membership.objects.filter(user=request.user, role=Role.OWNER).values_list("team_id", flat=True))
+    addons = addon_sizes_of(mine)
     for team in mine:
         services = []
         found = [service for service in every if service.team_id == team.id]
@@ -62,7 +64,9 @@ def dashboard(request):
             service.team = team
             latest = service.latest_build
             services.append({"service": service, "latest_build": latest, "status": service.status_word(latest)})
-        teams.append({"team": team, "services": services, "usage": usage_of(team, found), "limits": limits_of(team)})
+        teams.append({"team": team, "services": services, "usage": usage_of(team, found, addons[team.id]),
+                      "limits": limits_of(team),
+                      "owner": team.id in owned})
     return render(request, "services/dashboard.html", {"teams": teams})
 
 
@@ -124,6 +128,7 @@ def service_detail(request, team, service):
             "traffic_error": traffic_error,
             "processes": process_table(service),
             "jobs": jobs.history(service, runs_per_job=5),
+            "one_off_runs": OneOffRun.objects.filter(service=service).select_related("release")[:10],
             "settings_form": ServiceSettingsForm(service=service, initial=values_of(service)),
             "status": service.status_word(latest),
             "deploy_form": DeployForm(),

@@ -26,6 +26,8 @@ OPTIONS (settings.IMAGE_BUILDERS["local"]["OPTIONS"]):
     watch_seconds                     how often a running build is looked at
     allowed_base_images               patterns of images a person's Dockerfile may build on beside
                                       the stacks and the team's own ("python:*", "docker.io/library/*")
+    package_sources                   {"pip", "npm", "rubygems", "composer": URL}: the mirrors the
+                                      plans' install steps use ("" = the public source; package_sources.py)
 
 A person's own Dockerfile is checked first (dockerfile_policy.py); the build
 then runs confined (confinement.py). Nothing here knows Django."""
@@ -42,8 +44,8 @@ import requests
 from docker.errors import APIError, DockerException, ImageNotFound
 
 from hakobune.runtime.firewall import Firewall
-from hakobune.worker import builder, stacks
-from hakobune.worker.buildpacks import versions
+from hakobune.worker import builder, package_sources, stacks
+from hakobune.worker.buildpacks import multi, versions
 from hakobune.worker.buildpacks.plan import BuildPlan
 
 from . import confinement, dockerfile_policy
@@ -99,6 +101,8 @@ class LocalDockerBuilder(ImageBuilder):
         if allowed is None:
             allowed = [_repository(image) + ":*" for image in self.stack_images.values() if (image or "").strip()]
         self.allowed_base_images = dockerfile_policy.AllowedImages(dockerfile_policy.allowed_patterns(allowed))
+        self.package_sources = {name: (url or "").strip()
+                                for name, url in dict(options.get("package_sources") or {}).items()}
         self._client: docker.DockerClient | None = None
         self._data_root: str | None = None
 
@@ -158,6 +162,9 @@ class LocalDockerBuilder(ImageBuilder):
             stack_version=run_image.version if run_image else "",
             build_stack_version=build_stack_image.version if build_stack_image else "",
         )
+        mirrors = package_sources.build_env(self.package_sources)
+        if mirrors and not plan.uses_own_dockerfile:
+            plan = plan.with_changes(build_env={**plan.build_env, **mirrors})
         run_ref = run_image.ref if run_image else ""
         dockerfile = builder.prepare_context(
             request.source_dir, plan, run_ref, self.ca_bundle,
@@ -184,6 +191,7 @@ class LocalDockerBuilder(ImageBuilder):
                 network_mode=network,
                 cgroup_parent=cgroup.path if cgroup else "",
                 watch=watch,
+                package_sources=self.package_sources,
             )
         return BuiltImage(ref=image.ref, plan=plan)
 
@@ -279,38 +287,43 @@ class LocalDockerBuilder(ImageBuilder):
 
     def stack_offers(self, language: str) -> list[versions.StackOffer]:
         """The default stack of `language` and its configured variants, with
-        the version each has: read from the image when this host has it, else
-        what the Debian suite carries (SUITE_VERSIONS) or the image's tag says;
-        "" when it cannot be told before building."""
+        the version each has (of each of its languages, for a stack of more
+        than one): read from the image when this host has it, else what the
+        Debian suite carries (SUITE_VERSIONS) or the image's tag says; ""
+        when it cannot be told before building."""
+        parts = multi.COMBINED.get(language, (language,))
         offers = []
         with engine_errors():
             for variant in ["", *self.stack_variants.get(language, [])]:
                 if _is_image(variant):
-                    offers.append(versions.StackOffer(language, variant, self._image_version(variant, language),
-                                                      variant))
-                    continue
-                suite = variant or self.suite
-                local = stacks.local_stack_ref(language, suite)
-                configured = "" if variant else (self.stack_images.get(language) or "").strip()
-                if configured and stacks.image_present(self.client, configured):
-                    ref, version = configured, self._image_version(configured, language)
-                elif stacks.image_present(self.client, local):
-                    ref, version = local, stacks.language_version(stacks.stack_version(self.client, local), language)
-                elif configured:
-                    # Pulled if the registry answers, else built from Debian: not known yet.
-                    ref, version = configured, ""
+                    ref, found = variant, self._image_versions(variant, parts)
                 else:
-                    ref, version = local, stacks.SUITE_VERSIONS.get(suite, {}).get(language, "")
-                offers.append(versions.StackOffer(language, variant, version, ref))
+                    suite = variant or self.suite
+                    local = stacks.local_stack_ref(language, suite)
+                    configured = "" if variant else (self.stack_images.get(language) or "").strip()
+                    if configured and stacks.image_present(self.client, configured):
+                        ref, found = configured, self._image_versions(configured, parts)
+                    elif stacks.image_present(self.client, local):
+                        description = stacks.stack_version(self.client, local)
+                        ref, found = local, {part: stacks.language_version(description, part) for part in parts}
+                    elif configured:
+                        # Pulled if the registry answers, else built from Debian: not known yet.
+                        ref, found = configured, dict.fromkeys(parts, "")
+                    else:
+                        ref, found = local, {part: stacks.SUITE_VERSIONS.get(suite, {}).get(part, "") for part in parts}
+                combined = tuple(found.items()) if len(parts) > 1 else ()
+                offers.append(versions.StackOffer(language, variant, "" if combined else found[language], ref,
+                                                  versions=combined))
         return offers
 
-    def _image_version(self, ref: str, language: str) -> str:
+    def _image_versions(self, ref: str, languages: tuple[str, ...]) -> dict[str, str]:
         if stacks.image_present(self.client, ref):
-            return stacks.language_version(stacks.stack_version(self.client, ref), language)
-        # Not pulled yet: the version its tag says (python:3.13-slim), if any.
+            description = stacks.stack_version(self.client, ref)
+            return {language: stacks.language_version(description, language) for language in languages}
+        # Not pulled yet: the version its tag says (python:3.13-slim), if any, of a stack of one language.
         tag = ref.rsplit(":", 1)[1] if ":" in ref.rsplit("/", 1)[-1] else ""
         match = re.match(r"^(\d+\.\d+(?:\.\d+)?)", tag)
-        return match.group(1) if match else ""
+        return {language: match.group(1) if match and len(languages) == 1 else "" for language in languages}
 
     def _stack_settings(self) -> dict:
         return {"suite": self.suite, "mirror": self.mirror, "ca_bundle": self.ca_bundle,

@@ -11,12 +11,16 @@ from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
-from . import config, dockerfile, go, google, multi, node, procfile, python, static
+from . import config, dockerfile, go, google, java, multi, node, procfile, python, static
+from . import php, ruby
 from .plan import BuildPlan, Detection, DetectionError, NoStackDetected
 
-DETECTORS = [dockerfile, procfile, python, go, static, node]
+DETECTORS = [dockerfile, procfile, python, go, java, ruby, php, static, node]
 # The detectors that tell the language (the Procfile only gives a hint).
-LANGUAGE_DETECTORS = [python, go, static, node]
+LANGUAGE_DETECTORS = [python, go, java, ruby, php, static, node]
+# The detectors that take a start command (a Procfile's `web:` line), which
+# then needs only the dependency files.
+TAKE_START_COMMAND = (python, node, java, ruby, php)
 
 
 def detect(src: Path, *, build_env: dict[str, str] | None = None) -> Detection:
@@ -36,7 +40,7 @@ def detect(src: Path, *, build_env: dict[str, str] | None = None) -> Detection:
         settings = replace(settings, stack=languages[0])
     only = partial(detect_language, stack=settings.stack or None, buildable=gcp.buildable)
     if len(languages) > 1:
-        detection = multi.detect(src, languages, said_by, start_command=entry)
+        detection = multi.detect(src, languages, said_by, start_command=entry, runtime_version=gcp.runtime_version)
     elif settings.stack == dockerfile.KEY or settings.dockerfile:
         detection = dockerfile.detect(src, settings.dockerfile or None)
         if detection is None:
@@ -119,7 +123,7 @@ def _first(src: Path, detectors, *, raise_error: bool = True, start_command: str
             detection = procfile.detect(src, detect_language=partial(detect_language, buildable=buildable))
         elif detector is go and buildable:
             detection = go.detect(src, buildable=buildable)
-        elif start_command and detector in (python, node):
+        elif start_command and detector in TAKE_START_COMMAND:
             detection = detector.detect(src, start_command=start_command)
         else:
             detection = detector.detect(src)

@@ -1,7 +1,7 @@
 """hakobune.toml: what the person says about their app, over what detection
 found. Every key is optional:
 
-    stack = "node"                  # python, node, go, static or dockerfile
+    stack = "node"                  # python, node, go, java, ruby, php, static or dockerfile
     languages = ["node", "python"]  # more than one: each one's install and build steps, in order
     install_command = "npm ci"
     build_command = "npm run build" # a string, or a list of commands
@@ -38,7 +38,7 @@ from .plan import BuildPlan, DetectionError
 from .procfile import check_process_name
 
 FILENAME = "hakobune.toml"
-STACKS = ("python", "node", "go", "static", "dockerfile")
+STACKS = ("python", "node", "go", "java", "ruby", "php", "static", "dockerfile")
 # Languages that can be combined (`languages`), on a stack that has them all.
 LANGUAGES = ("node", "python")
 BUILD_ENV_NAMES = ("GOOGLE_ENTRYPOINT", "GOOGLE_RUNTIME_VERSION", "GOOGLE_BUILDABLE")

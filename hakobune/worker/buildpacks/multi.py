@@ -18,13 +18,15 @@ from ._files import is_file, read_text
 from .plan import BuildPlan, Detection, DetectionError, NoStackDetected
 
 FILENAME = ".buildpacks"
+# The stacks of more than one language, and their languages (the order versions are told in).
+COMBINED = {"python-node": ("python", "node")}
 # The stack of each set of languages that can be combined.
-STACKS = {frozenset({"node", "python"}): "python-node"}
+STACKS = {frozenset(languages): stack for stack, languages in COMBINED.items()}
 DETECTORS = {"node": node, "python": python}
-NAMES = {"node": "Node.js", "python": "Python", "go": "Go"}
+NAMES = {"node": "Node.js", "python": "Python", "go": "Go", "java": "Java"}
 # Heroku's buildpacks, by the names and URLs people write in .buildpacks
 # (a #ref or .git at the end is left out).
-KNOWN = {"nodejs": "node", "python": "python", "go": "go"}
+KNOWN = {"nodejs": "node", "python": "python", "go": "go", "java": "java"}
 BUILDPACK = re.compile(
     r"^(?:heroku/(?P<short>[a-z]+)"
     r"|https?://github\.com/heroku/heroku-buildpack-(?P<repo>[a-z]+)(?:\.git)?/?"
@@ -48,8 +50,8 @@ def read_buildpacks(src: Path) -> list[str] | None:
         if name not in KNOWN:
             raise DetectionError(
                 f"{FILENAME} line {number} names {entry[:200]}, a buildpack Hakobune does not know. Hakobune builds "
-                "with its own languages and never downloads a buildpack; it follows heroku/nodejs, heroku/python "
-                "and heroku/go (or their GitHub URLs). Remove that line, or say how to build the app in "
+                "with its own languages and never downloads a buildpack; it follows heroku/nodejs, heroku/python, "
+                "heroku/go and heroku/java (or their GitHub URLs). Remove that line, or say how to build the app in "
                 "hakobune.toml."
             )
         if KNOWN[name] not in languages:
@@ -60,10 +62,14 @@ def read_buildpacks(src: Path) -> list[str] | None:
     return languages
 
 
-def detect(src: Path, languages: list[str], said_by: str, *, start_command: str = "") -> Detection:
+def detect(src: Path, languages: list[str], said_by: str, *, start_command: str = "",
+           runtime_version: str = "") -> Detection:
     """The plan of an app built with `languages` (two or more), in that order;
     `said_by` is where they were named (".buildpacks", "hakobune.toml").
-    `start_command` (GOOGLE_ENTRYPOINT) starts it over the Procfile's."""
+    `start_command` (GOOGLE_ENTRYPOINT) starts it over the Procfile's;
+    `runtime_version` (GOOGLE_RUNTIME_VERSION) is the version of the language
+    that starts it. The version each language asks for is in the plan's
+    `language_versions`, for the stack's variant that has them all."""
     stack = STACKS.get(frozenset(languages))
     if stack is None:
         names = " and ".join(NAMES.get(language, language) for language in languages)
@@ -99,6 +105,11 @@ def detect(src: Path, languages: list[str], said_by: str, *, start_command: str 
             words.append(f"{detector.NAME}: {reason}")
             parts.append((language, plan))
     run = parts[-1][1]
+    if runtime_version:
+        run = run.with_changes(language_version=runtime_version,
+                               sources={**run.sources, "language_version": "GOOGLE_RUNTIME_VERSION"})
+        parts[-1] = (runner, run)
+    asked = {language: plan for language, plan in parts if plan.language_version}
     env: dict[str, str] = {}
     for _, plan in parts:
         env.update(plan.env)
@@ -110,7 +121,12 @@ def detect(src: Path, languages: list[str], said_by: str, *, start_command: str 
         build_commands=tuple(c for _, p in parts for c in p.build_commands),
         env=env,
         notes=tuple(dict.fromkeys(n for _, p in parts for n in p.notes)),
-        sources={**run.sources, **({"start_command": "Procfile"} if procfile_starts else {})},
+        language_version="",
+        language_versions={language: plan.language_version for language, plan in asked.items()},
+        sources={**{key: value for key, value in run.sources.items() if key != "language_version"},
+                 **{f"language_version.{language}": plan.sources.get("language_version", "")
+                    for language, plan in asked.items()},
+                 **({"start_command": "Procfile"} if procfile_starts else {})},
     )
     if web:
         plan = plan.with_changes(start_command=web)

@@ -61,8 +61,7 @@ def detect(src: Path, *, start_command: str = "") -> Detection | None:
     install = _install_command(manager, version, lockfile, with_dev=bool(build_script))
     build = (f"{manager} run build",) if build_script else ()
     dependency_files = tuple(name for name in ("package.json", lockfile, ".npmrc") if name and is_file(src, name))
-    engines = package.get("engines") if isinstance(package.get("engines"), dict) else {}
-    node_version = engines.get("node") if isinstance(engines.get("node"), str) else ""
+    node_version = _engines_node(package)
     tool = f"{manager} ({lockfile})" if lockfile else f"{manager} (no lockfile: versions are not pinned)"
     notes = () if lockfile else ("Commit your lockfile (package-lock.json, pnpm-lock.yaml or yarn.lock) so every "
                                  "build installs the same versions.",)
@@ -130,9 +129,12 @@ def build_steps(src: Path) -> tuple[BuildPlan, str] | None:
     build_script = scripts.get("build") if isinstance(scripts.get("build"), str) else None
     manager, version, lockfile = _package_manager(src, package)
     tool = f"{manager} ({lockfile})" if lockfile else f"{manager} (no lockfile: versions are not pinned)"
+    node_version = _engines_node(package)
     plan = BuildPlan(
         stack="node",
         start_command="",
+        language_version=node_version,
+        sources={"language_version": "package.json engines.node"} if node_version else {},
         dependency_files=tuple(name for name in ("package.json", lockfile, ".npmrc") if name and is_file(src, name)),
         install_commands=(_install_command(manager, version, lockfile, with_dev=True),),
         build_commands=(f"{manager} run build",) if build_script else (),
@@ -141,7 +143,14 @@ def build_steps(src: Path) -> tuple[BuildPlan, str] | None:
     reason = f"found package.json installed with {tool}"
     if build_script:
         reason += f" and its build script (`{build_script}`)"
+    if node_version:
+        reason += f"; it asks for Node.js {node_version}"
     return plan, reason
+
+
+def _engines_node(package: dict) -> str:
+    engines = package.get("engines") if isinstance(package.get("engines"), dict) else {}
+    return engines.get("node") if isinstance(engines.get("node"), str) else ""
 
 
 def _without_package_json(src: Path, start_command: str) -> Detection | None:

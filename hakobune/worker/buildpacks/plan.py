@@ -63,6 +63,9 @@ class BuildPlan:
     # and the variant of the stack chosen for it ("": the default stack; see versions.py).
     language_version: str = ""
     stack_variant: str = ""
+    # A stack of more than one language (python-node): the version each asks
+    # for, {"python": "3.13", "node": "^20"}, where from in sources["language_version.<language>"].
+    language_versions: dict[str, str] = field(default_factory=dict)
     # "" means: the service's own setting.
     health_check_path: str = ""
     # The dockerfile stack: the person's Dockerfile (relative to the source) and
@@ -98,7 +101,7 @@ class BuildPlan:
         values["jobs"] = tuple(dict(job) for job in values["jobs"] if isinstance(job, dict))
         values["web"] = bool(data.get("web", True))
         values["release_command"] = str(data.get("release_command") or "")
-        for name in ("env", "build_env", "build_args", "sources", "processes"):
+        for name in ("env", "build_env", "build_args", "sources", "processes", "language_versions"):
             values[name] = dict(data.get(name) or {})
         values["port"] = int(values.get("port") or 8080)
         return cls(**values)

@@ -109,9 +109,14 @@ def build_steps(src: Path) -> tuple[BuildPlan, str] | None:
     manifest = _dependencies(src)
     if manifest is None:
         return None
+    version, version_file = _python_version(src, manifest)
     plan = BuildPlan(stack="python", start_command="", dependency_files=manifest.files,
-                     install_commands=(manifest.install,), env={**VENV_ENV, **manifest.env})
-    return plan, f"found {manifest.description}, installed"
+                     install_commands=(manifest.install,), env={**VENV_ENV, **manifest.env},
+                     language_version=version, sources={"language_version": version_file} if version else {})
+    reason = f"found {manifest.description}, installed"
+    if version:
+        reason += f"; it asks for Python {version} ({version_file})"
+    return plan, reason
 
 
 def _without_dependencies(src: Path, start_command: str) -> Detection | None:

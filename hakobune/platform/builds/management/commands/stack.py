@@ -24,7 +24,7 @@ class Command(BaseCommand):
             help="ensure: use the configured image if present or pullable, else build one from "
             "Debian packages. build: build hakobune/stack-<language>:<suite> locally, even if it exists.",
         )
-        parser.add_argument("language", help="python, node, go, static or python-node")
+        parser.add_argument("language", help="python, node, go, static, python-node, java, ruby, php, or an add-on's: postgres, redis")
         parser.add_argument("--no-pull", action="store_true", help="ensure: do not try the registry.")
         parser.add_argument(
             "--redeploy",

@@ -1,0 +1,79 @@
+"""Add-ons: a team's PostgreSQL or Redis on the local runtime, and which of
+the team's services use it (hakobune/platform/addons/actions.py)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from hakobune.platform.accounts.models import Team, dns_label_validator
+from hakobune.platform.crypto import decrypt
+from hakobune.platform.services.models import Service
+
+
+class Kind(models.TextChoices):
+    POSTGRES = "postgres", "PostgreSQL"
+    REDIS = "redis", "Redis"
+
+
+# The variable each kind gives the services it is attached to.
+ENV_KEYS = {Kind.POSTGRES: "DATABASE_URL", Kind.REDIS: "REDIS_URL"}
+PORTS = {Kind.POSTGRES: 5432, Kind.REDIS: 6379}
+MASK = "••••••"
+
+
+class AddOn(models.Model):
+    class Status(models.TextChoices):
+        PROVISIONING = "provisioning", _("starting")
+        READY = "ready", _("ready")
+        FAILED = "failed", _("failed")
+        DELETING = "deleting", _("deleting")
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="addons")
+    name = models.CharField(max_length=30, validators=[dns_label_validator])
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PROVISIONING)
+    # Why it failed, in a sentence; empty otherwise.
+    status_detail = models.TextField(blank=True)
+    image = models.CharField(max_length=200, blank=True)
+    version = models.CharField(max_length=200, blank=True)
+    container_id = models.CharField(max_length=80, blank=True)
+    volume = models.CharField(max_length=120)
+    password_encrypted = models.TextField(editable=False)
+    database = models.CharField(max_length=63, blank=True)
+    cpu = models.DecimalField(max_digits=5, decimal_places=2)
+    memory_mb = models.PositiveIntegerField()
+    services = models.ManyToManyField(Service, blank=True, related_name="addons")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["team", "name"], name="addon_name_unique_per_team")]
+        ordering = ["name"]
+
+    def __str__(self):
+        return f"{self.team.name}/{self.name}"
+
+    @property
+    def env_key(self) -> str:
+        return ENV_KEYS[self.kind]
+
+    @property
+    def port(self) -> int:
+        return PORTS[self.kind]
+
+    def url(self, *, masked: bool = True) -> str:
+        """How the team's services reach it: the password masked, unless the
+        runtime is given the URL (`masked=False`)."""
+        password = MASK if masked else decrypt(self.password_encrypted)
+        if self.kind == Kind.POSTGRES:
+            return f"postgres://app:{password}@{self.name}:{self.port}/{self.database}"
+        return f"redis://:{password}@{self.name}:{self.port}/0"
+
+
+def attached_env_of(service: Service) -> dict[str, str]:
+    """The URLs of the add-ons attached to the service, with their passwords:
+    for the runtime only, never stored as the service's variables."""
+    return {addon.env_key: addon.url(masked=False)
+            for addon in AddOn.objects.filter(services=service).exclude(status=AddOn.Status.DELETING)}
