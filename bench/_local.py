@@ -136,6 +136,19 @@ def machine() -> str:
     )
 
 
+def commit() -> str:
+    """The commit measured (with "+changes" when the tree differs from it)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_DIR, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                  ":!bench/RESULTS.md"], cwd=PROJECT_DIR, capture_output=True, text=True,
+                                 check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{head}+changes" if changed else head
+
+
 def append_results(title: str, body: str) -> None:
     """Appends a section to bench/RESULTS.md (other benchmarks append theirs)."""
     stamp = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")

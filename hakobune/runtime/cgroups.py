@@ -19,6 +19,7 @@ nanoseconds; a percentage needs two readings, which `CpuRates` keeps."""
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,9 +39,10 @@ class Reading:
     at: float  # time.monotonic() when read
 
 
-def _read_int(path: Path) -> int | None:
+def _read_int(path: str) -> int | None:
     try:
-        text = path.read_text().strip()
+        with open(path) as handle:
+            text = handle.read().strip()
     except (OSError, ValueError):
         return None
     if text == "max":
@@ -51,31 +53,35 @@ def _read_int(path: Path) -> int | None:
         return None
 
 
-def _read_keyed(path: Path) -> dict[str, int]:
-    """A flat-keyed cgroup file (memory.stat, cpu.stat): {key: value}."""
+def _read_keyed(path: str, *keys: str) -> dict[str, int]:
+    """These keys' values in a flat-keyed cgroup file (memory.stat, cpu.stat)."""
     values = {}
     try:
-        lines = path.read_text().splitlines()
+        with open(path) as handle:
+            lines = handle.read().splitlines()
     except OSError:
         return values
     for line in lines:
         key, _, value = line.partition(" ")
-        try:
-            values[key] = int(value)
-        except ValueError:
-            continue
+        if key in keys:
+            try:
+                values[key] = int(value)
+            except ValueError:
+                continue
     return values
 
 
 class CgroupReader:
-    """Reads containers' cgroups under `root` (the host's /sys/fs/cgroup)."""
+    """Reads containers' cgroups under `root` (the host's /sys/fs/cgroup).
+    Paths are plain strings: the metrics collection reads some thousand
+    files each time, and pathlib's objects would cost more than the reads."""
 
     def __init__(self, root: str | Path = "/sys/fs/cgroup"):
-        self.root = Path(root)
-        self.version = 2 if (self.root / "cgroup.controllers").exists() else 1
+        self.root = str(root)
+        self.version = 2 if os.path.exists(f"{self.root}/cgroup.controllers") else 1
 
     def available(self) -> bool:
-        return self.root.is_dir()
+        return os.path.isdir(self.root)
 
     def read(self, container_id: str) -> Reading | None:
         """The container's reading, or None when this host shows no cgroup
@@ -86,10 +92,9 @@ class CgroupReader:
 
     # -- cgroup v2 -------------------------------------------------------------------
 
-    def _dir_v2(self, container_id: str) -> Path | None:
-        for folder in (self.root / "system.slice" / f"docker-{container_id}.scope",
-                       self.root / "docker" / container_id):
-            if folder.is_dir():
+    def _dir_v2(self, container_id: str) -> str | None:
+        for folder in (f"{self.root}/system.slice/docker-{container_id}.scope", f"{self.root}/docker/{container_id}"):
+            if os.path.isdir(folder):
                 return folder
         return None
 
@@ -98,26 +103,26 @@ class CgroupReader:
         if folder is None:
             return None
         at = time.monotonic()
-        usage_usec = _read_keyed(folder / "cpu.stat").get("usage_usec")
-        current = _read_int(folder / "memory.current")
+        usage_usec = _read_keyed(f"{folder}/cpu.stat", "usage_usec").get("usage_usec")
+        current = _read_int(f"{folder}/memory.current")
         memory = None
         if current is not None:
-            memory = max(current - _read_keyed(folder / "memory.stat").get("inactive_file", 0), 0)
+            memory = max(current - _read_keyed(f"{folder}/memory.stat", "inactive_file").get("inactive_file", 0), 0)
         return Reading(
             cpu_ns=usage_usec * 1000 if usage_usec is not None else None,
             memory_bytes=memory,
-            memory_limit_bytes=_read_int(folder / "memory.max"),
-            pids=_read_int(folder / "pids.current"),
+            memory_limit_bytes=_read_int(f"{folder}/memory.max"),
+            pids=_read_int(f"{folder}/pids.current"),
             at=at,
         )
 
     # -- cgroup v1 -------------------------------------------------------------------
 
-    def _dir_v1(self, controllers: tuple[str, ...], container_id: str) -> Path | None:
+    def _dir_v1(self, controllers: tuple[str, ...], container_id: str) -> str | None:
         for controller in controllers:
-            base = self.root / controller
-            for folder in (base / "docker" / container_id, base / "system.slice" / f"docker-{container_id}.scope"):
-                if folder.is_dir():
+            base = f"{self.root}/{controller}"
+            for folder in (f"{base}/docker/{container_id}", f"{base}/system.slice/docker-{container_id}.scope"):
+                if os.path.isdir(folder):
                     return folder
         return None
 
@@ -130,19 +135,18 @@ class CgroupReader:
         at = time.monotonic()
         memory = limit = None
         if memory_dir is not None:
-            usage = _read_int(memory_dir / "memory.usage_in_bytes")
+            usage = _read_int(f"{memory_dir}/memory.usage_in_bytes")
             if usage is not None:
-                stat = _read_keyed(memory_dir / "memory.stat")
-                inactive = stat.get("total_inactive_file", stat.get("inactive_file", 0))
-                memory = max(usage - inactive, 0)
-            limit = _read_int(memory_dir / "memory.limit_in_bytes")
+                stat = _read_keyed(f"{memory_dir}/memory.stat", "total_inactive_file", "inactive_file")
+                memory = max(usage - stat.get("total_inactive_file", stat.get("inactive_file", 0)), 0)
+            limit = _read_int(f"{memory_dir}/memory.limit_in_bytes")
             if limit is not None and limit >= UNLIMITED:
                 limit = None
         return Reading(
-            cpu_ns=_read_int(cpu_dir / "cpuacct.usage") if cpu_dir is not None else None,
+            cpu_ns=_read_int(f"{cpu_dir}/cpuacct.usage") if cpu_dir is not None else None,
             memory_bytes=memory,
             memory_limit_bytes=limit,
-            pids=_read_int(pids_dir / "pids.current") if pids_dir is not None else None,
+            pids=_read_int(f"{pids_dir}/pids.current") if pids_dir is not None else None,
             at=at,
         )
 

@@ -4,9 +4,12 @@ chatty) deployed through the portal, the log collector running as `make run`
 starts it. Its lines show within 2 s and stay after a redeploy, a crash and
 the removal of the container; its secret shows masked; N requests through
 the router count as N in the request metric within one sample period; a
-flood is cut to the rate limit, with what was dropped said and counted."""
+flood is cut to the rate limit, with what was dropped said and counted. A
+collector that cannot read the engine's log files follows the engine's
+stream instead, with the same lines."""
 
 import secrets
+import threading
 import time
 
 import docker
@@ -16,11 +19,11 @@ from django.urls import reverse
 
 from hakobune.platform.accounts.services import create_team
 from hakobune.platform.observability import logstore
-from hakobune.platform.observability.logcollector import MASK
+from hakobune.platform.observability.logcollector import MASK, Collector
 from hakobune.platform.observability.models import LogLine, MetricPoint
 from hakobune.platform.services.models import Service
-from hakobune.platform.services.services import set_env
-from hakobune.runtime.docker_local import LABEL_SERVICE, LABEL_TEAM
+from hakobune.platform.services.services import create_service, set_env
+from hakobune.runtime.docker_local import LABEL_MANAGED, LABEL_PROCESS, LABEL_SERVICE, LABEL_TEAM
 from tests.conftest import archive_of
 from tests.support.infrastructure import get_through_router, wait_for_build
 
@@ -115,6 +118,9 @@ def test_lines_show_within_2_s_and_outlive_redeploys_crashes_and_removal(
             container.remove(force=True)
         except docker.errors.NotFound:
             pass  # an instance of the replaced release, which its retirement removed meanwhile
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:  # 409: being removed already (its retirement, or the crash's)
+                raise
     lines = texts(service)
     for wanted in [*(f"handled request first-{n}" for n in range(5)), "handled request second", "about to crash"]:
         assert lines.count(wanted) == 1, wanted
@@ -198,3 +204,42 @@ def test_a_flood_is_cut_to_the_rate_limit_and_what_was_dropped_adds_up(
     assert 0 < logstore.team_bytes(team.id) <= held / 2
     assert LogLine.objects.filter(id=newest.id).exists()
     assert not LogLine.objects.filter(service_id=service.id, text="flood 1").exists()
+
+
+def test_a_collector_that_cannot_read_the_engines_log_files_follows_the_engines_stream(owner, team, docker_client):
+    """Where the engine's log files cannot be read here (another log driver,
+    an engine on another host, its data root not mounted), each container is
+    followed through the engine's logs stream: the same lines, tagged alike."""
+    from django.db import connections
+
+    service = create_service(team=team, name="plain", created_by=owner)
+    # An instance label of this test's own: the platform's collector (the
+    # log_collector fixture) never follows this container.
+    instance = f"hakobune-test-engine-stream-{secrets.token_hex(4)}"
+    program = "import sys, time\nfor n in range(3):\n    print(f'hello {n}')\nprint('careful', file=sys.stderr)\n" \
+              "sys.stdout.flush()\ntime.sleep(600)\n"
+    container = docker_client.containers.run(
+        "hakobune/stack-python:bookworm", ["python3", "-u", "-c", program], detach=True, network_mode="none",
+        labels={LABEL_MANAGED: instance, LABEL_TEAM: team.name, LABEL_SERVICE: "plain", LABEL_PROCESS: "worker"},
+    )
+    collector = Collector(access_log="", read_files=False, instance=instance)
+
+    def run():
+        try:
+            collector.run()
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: len(texts(service)) == 4, 15, "the container's four lines")
+        assert not collector.files and container.id in collector.followers
+        stored = list(LogLine.objects.filter(service_id=service.id).order_by("stream", "id")
+                      .values_list("stream", "text", "process", "instance"))
+        assert stored == [("stderr", "careful", "worker", container.name)] + [
+            ("stdout", f"hello {n}", "worker", container.name) for n in range(3)]
+    finally:
+        collector.stopping.set()
+        container.remove(force=True)
+        thread.join(timeout=30)

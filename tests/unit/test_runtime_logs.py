@@ -5,6 +5,7 @@ cap; what the collector stores is cut, masked, rate limited and resumable.
 (Following real containers: tests/integration/test_runtime_logs.py.)"""
 
 import json
+import time
 from datetime import timedelta
 
 import pytest
@@ -12,12 +13,13 @@ from django.urls import reverse
 from django.utils import timezone
 
 from hakobune.platform.observability import logstore
+from hakobune.platform.observability import logcollector
 from hakobune.platform.observability.logcollector import (
-    MASK, Collector, Limiter, Origin, cut, drop_text, mask, request_points,
+    MASK, Collector, FileFollower, Limiter, Origin, cut, drop_text, mask, request_points,
 )
 from hakobune.platform.observability.models import LogCursor, LogLine
 from hakobune.platform.services.services import create_service
-from hakobune.runtime.logfollow import RawLine, _Stamps
+from hakobune.runtime.logfollow import LogFile, RawLine, _Stamps
 from tests.conftest import read_stream
 from tests.unit.test_api import bearer, deployed
 
@@ -279,6 +281,14 @@ def test_a_long_line_is_cut_and_says_so():
 
 def test_env_values_are_masked_longest_first():
     assert mask("token=abcdef123 and abcdef", ["abcdef123", "abcdef"]) == f"token={MASK} and {MASK}"
+    # A value that overlaps another where it starts is still masked whole.
+    origin = Origin(1, 1, "i", "web", 1, ["zzabc1", "abcdef123"])
+    assert origin.mask("zzabcdef123") == f"zz{MASK}"
+    assert origin.mask("nothing to hide") == "nothing to hide"
+
+
+def test_a_line_the_engine_wrote_in_pieces_says_how_much_was_cut():
+    assert cut("short", 4096, left_out=12) == "short … (12 more bytes cut)"
 
 
 def test_the_rate_limit_counts_what_it_drops_and_says_it_once_per_window(settings):
@@ -309,6 +319,125 @@ def test_the_collector_stores_lines_with_their_position_and_summarizes_drops(ser
     collector.positions["c1"] = 5000
     collector.flush()
     assert LogCursor.objects.get(source="container:c1").position == 5000
+
+
+# -- the engine's log files --------------------------------------------------------------------
+
+
+def engine_line(text: str, ns: int, stream: str = "stdout") -> str:
+    """One line of a json-file log, as the Docker Engine writes it."""
+    seconds, nanos = divmod(ns, 1_000_000_000)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{nanos:09d}Z"
+    return json.dumps({"log": text, "stream": stream, "time": stamp}) + "\n"
+
+
+def write(path, *lines: str) -> None:
+    with open(path, "a") as handle:
+        handle.write("".join(lines))
+
+
+def texts_of(lines) -> list[str]:
+    return [line.text for line in lines]
+
+
+def read_all(log: LogFile) -> list[RawLine]:
+    lines = []
+    for _ in range(4):  # a rotation found costs a read
+        lines += log.read()
+    return lines
+
+
+T = 1_764_460_800_000_000_000  # 2025-11-30 00:00 UTC, in nanoseconds
+
+
+def test_a_log_file_is_read_as_the_engine_writes_it_and_across_its_rotation(tmp_path):
+    path = tmp_path / "c1-json.log"
+    write(path, engine_line("one\n", T), engine_line("two\r\n", T + 1, "stderr"))
+    log = LogFile(str(path))
+    assert [(line.stream, line.ns, line.text) for line in log.read()] == [("stdout", T, "one"),
+                                                                          ("stderr", T + 1, "two")]
+    # Half a line written: it is read once whole.
+    three = engine_line("three\n", T + 2)
+    write(path, three[:25])
+    assert log.read() == []
+    write(path, three[25:])
+    assert texts_of(log.read()) == ["three"]
+    # The engine renames the file and starts a new one: the old one's last
+    # lines come first.
+    write(path, engine_line("four\n", T + 3))
+    path.rename(tmp_path / "c1-json.log.1")
+    write(path, engine_line("five\n", T + 4))
+    assert texts_of(read_all(log)) == ["four", "five"]
+    # A collector coming back resumes after its last stored line, in
+    # whichever file holds it.
+    assert texts_of(read_all(LogFile(str(path), since_ns=T + 1))) == ["three", "four", "five"]
+    assert texts_of(read_all(LogFile(str(path), since_ns=T + 4))) == []
+    # The container removed, its folder gone: what is open is read to its end.
+    write(path, engine_line("six\n", T + 5))
+    path.unlink()
+    assert texts_of(read_all(log)) == ["six"]
+
+
+def test_resuming_in_a_large_log_file_starts_right_after_the_last_stored_line(tmp_path):
+    path = tmp_path / "c1-json.log"
+    write(path, *(engine_line(f"GET /items/{n} 200\n", T + n * 1000) for n in range(5000)))
+    for last in (0, 1, 2500, 4998):
+        lines = read_all(LogFile(str(path), since_ns=T + last * 1000))
+        assert (lines[0].text, len(lines)) == (f"GET /items/{last + 1} 200", 4999 - last)
+    assert read_all(LogFile(str(path), since_ns=T + 4999 * 1000)) == []
+
+
+def test_a_long_line_the_engine_wrote_in_pieces_is_joined_and_bounded(tmp_path):
+    path = tmp_path / "c1-json.log"
+    write(path, engine_line("a" * 10, T), engine_line("b" * 10, T + 1), engine_line("c\n", T + 2),
+          engine_line("next\n", T + 3))
+    assert [(line.ns, line.text) for line in LogFile(str(path)).read()] == [(T + 2, "a" * 10 + "b" * 10 + "c"),
+                                                                            (T + 3, "next")]
+    bounded = LogFile(str(path))
+    bounded.JOIN_MAX = 15
+    long, _ = bounded.read()
+    assert (long.text, long.left_out) == ("a" * 10 + "b" * 5, 6)
+
+
+def test_the_collector_stores_a_containers_log_file_tagged_masked_and_findable_by_time(service, tmp_path,
+                                                                                     monkeypatch):
+    path = tmp_path / "c1-json.log"
+    token = "tok-" + "x" * 20
+    now = time.time_ns()
+    write(path, engine_line(f"starting with {token}\n", now - 2_000_000_000),
+          engine_line("Traceback: boom\n", now - 1_000_000_000, "stderr"))
+    collector = Collector(client=object(), access_log="")
+    origin = Origin(service.id, service.team_id, "hakobune-acme-hello-v3-worker-abc", "worker", 3, [token])
+    collector.files["c1"] = FileFollower(LogFile(str(path)), origin, collector._limiter(origin))
+    collector.read_files_once()
+    assert collector.flush() == 2
+    assert list(LogLine.objects.values_list("instance", "process", "release", "stream", "text")) == [
+        ("hakobune-acme-hello-v3-worker-abc", "worker", 3, "stdout", f"starting with {MASK}"),
+        ("hakobune-acme-hello-v3-worker-abc", "worker", 3, "stderr", "Traceback: boom"),
+    ]
+    assert LogCursor.objects.get(source="container:c1").position == now - 1_000_000_000
+    # Stored as the ORM stores times: the time filters find them.
+    recent = logstore.LogFilter(since=timezone.now() - timedelta(seconds=60))
+    assert len(logstore.tail(service.id, recent).lines) == 2
+    assert logstore.tail(service.id, logstore.LogFilter(until=timezone.now() - timedelta(seconds=60))).lines == []
+    first = LogLine.objects.first()
+    assert first.timestamp == logstore.EPOCH + timedelta(microseconds=(now - 2_000_000_000) // 1000)
+    # A container that stopped: its file is read a last time, then let go.
+    monkeypatch.setattr(logcollector, "END_SECONDS", 0)
+    write(path, engine_line("bye\n", now))
+    collector._ending("c1")
+    collector.read_files_once()
+    collector.flush()
+    assert "c1" not in collector.files and LogLine.objects.last().text == "bye"
+
+
+def test_the_collector_gives_the_database_times_as_django_does():
+    from django.db import connections
+
+    connection = connections["logs"]
+    for ns in (T, T + 123_456_789, T + 999, T + 1_000):  # a whole second, a fraction, under a microsecond
+        expected = connection.ops.adapt_datetimefield_value(logstore.EPOCH + timedelta(microseconds=ns // 1000))
+        assert logstore.stamper(connection)(ns) == expected
 
 
 # -- parsing ---------------------------------------------------------------------------------

@@ -53,7 +53,7 @@ def crash_loop_seen(service: Service, instances) -> None:
 
 
 def metrics_collected(points) -> None:
-    """After a metrics collection stored `points` (MetricPoint): memory near
+    """After a metrics collection stored `points` (collectors.Point): memory near
     its limit from these readings, and failing requests over the last
     NOTIFY_ERROR_RATE_MINUTES of stored request counts."""
     _safely(_metrics_collected, points)

@@ -5,10 +5,15 @@ each line in the log database with its service, instance, process type,
 release and stream; and that reads the router's access log into request
 metrics for each service, once per METRICS_SECONDS.
 
-- A thread per running container follows its output (runtime/logfollow.py);
-  containers that start later are found from the engine's events (and by a
-  look at the running ones every SWEEP_SECONDS, for events missed while the
-  engine was away).
+- One loop reads every container's log file (the engine's json-file log,
+  runtime/logfollow.py LogFile) every FLUSH_SECONDS, taking all the lines
+  each has new, and stores them in one transaction. A container whose file
+  cannot be read here (another log driver, an engine on another host) is
+  followed through the engine's logs stream instead, by a thread of its own
+  that reads at most once per FLUSH_SECONDS (runtime/logfollow.py follow).
+- Containers that start or stop come from the engine's events (and a look at
+  the running ones every SWEEP_SECONDS, for events missed while the engine
+  was away); a stopped container's file is read for END_SECONDS more.
 - Each source's position (the last stored line's timestamp, in nanoseconds)
   is stored in the same transaction as its lines (LogCursor), so a restarted
   collector resumes after the last stored line and repeats none.
@@ -27,6 +32,7 @@ import json
 import logging
 import os
 import queue
+import re
 import threading
 import time
 from collections import defaultdict
@@ -37,7 +43,8 @@ from datetime import timezone as dt_timezone
 import docker
 import requests
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections, transaction
+from django.db import DatabaseError, close_old_connections, connections
+from django.db.backends.signals import connection_created
 from redis.exceptions import RedisError
 
 from hakobune.platform.crypto import decrypt
@@ -46,17 +53,23 @@ from hakobune.platform.queue import this_host
 from hakobune.platform.services.models import EnvVar, Release, Service
 from hakobune.runtime.docker_local import LABEL_MANAGED, LABEL_PROCESS, LABEL_RELEASE, LABEL_SERVICE, LABEL_TEAM
 from hakobune.runtime.exits import KILL_WINDOW_NS, ExitWatch, container_events
-from hakobune.runtime.logfollow import RawLine, follow
+from hakobune.runtime.logfollow import LogFile, RawLine, follow
 
+from . import logstore
 from .events import record_instance_exit
-from .models import LogCursor, LogLine, MetricPoint
+from .models import LogCursor, MetricPoint
 
 logger = logging.getLogger(__name__)
 
-LOGS_DB = "logs"
-FLUSH_SECONDS = 0.5
+LOGS_DB = logstore.LOGS_DB
+FLUSH_SECONDS = 1.0
 SWEEP_SECONDS = 30
 REPORT_SECONDS = 5
+# A stopped container's file is read this much longer: the engine may write
+# its last lines after it says the container stopped.
+END_SECONDS = 2.0
+# Lines stored in one transaction at most (more wait for the next).
+FLUSH_MAX = 5000
 MASK = "••••••"
 # The position of the instance exits recorded from the engine's events; a
 # collector restarted within EXITS_RESUME_NS reads the exits it missed from
@@ -88,6 +101,17 @@ class Origin:
     process: str
     release: int
     secrets: list[str] = field(default_factory=list)
+    finder: re.Pattern | None = field(init=False, default=None, repr=False)
+
+    def __post_init__(self):
+        # Longest first, so a value containing another is masked whole.
+        self.secrets = sorted(self.secrets, key=len, reverse=True)
+        self.finder = finder_of(self.secrets)
+
+    def mask(self, text: str) -> str:
+        if self.finder is None or self.finder.search(text) is None:
+            return text  # nearly every line
+        return mask(text, self.secrets)
 
 
 class Limiter:
@@ -107,10 +131,11 @@ class Limiter:
         on a backlog keeps what the service was allowed when it printed."""
         with self.lock:
             now = time.monotonic() if at is None else at
-            if self.at is None or now < self.at:
-                self.at = now if self.at is None else self.at
-            self.tokens = min(self.burst, self.tokens + max(0.0, now - self.at) * self.rate)
-            self.at = max(self.at, now)
+            if self.at is None:
+                self.at = now
+            elif now > self.at:
+                self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+                self.at = now
             if self.tokens >= 1:
                 self.tokens -= 1
                 return True
@@ -136,14 +161,26 @@ def drop_text(dropped: int, seconds: float) -> str:
             f"more than {settings.LOGS_RATE_PER_SECOND:,} lines a second")
 
 
-def cut(text: str, limit: int) -> str:
-    encoded = text.encode("utf-8")
-    if len(encoded) <= limit:
+def cut(text: str, limit: int, left_out: int = 0) -> str:
+    """`text` in at most `limit` bytes, saying how many more it had
+    (`left_out`: bytes already left out before)."""
+    if not left_out and len(text) * 4 <= limit:  # 4 bytes a character at most
         return text
-    return encoded[:limit].decode("utf-8", "ignore") + f" … ({len(encoded) - limit:,} more bytes cut)"
+    encoded = text.encode("utf-8")
+    if len(encoded) <= limit and not left_out:
+        return text
+    more = max(len(encoded) - limit, 0) + left_out
+    return encoded[:limit].decode("utf-8", "ignore") + f" … ({more:,} more bytes cut)"
+
+
+def finder_of(secrets: list[str]) -> re.Pattern | None:
+    """One pattern finding any of `secrets`: one search tells a line holding
+    none (nearly all of them), however many values a service has."""
+    return re.compile("|".join(re.escape(value) for value in secrets)) if secrets else None
 
 
 def mask(text: str, secrets: list[str]) -> str:
+    """`text` with each of `secrets` (longest first) replaced by MASK."""
     for value in secrets:
         if value in text:
             text = text.replace(value, MASK)
@@ -154,22 +191,37 @@ def _now() -> datetime:
     return datetime.now(tz=dt_timezone.utc)
 
 
-def _from_ns(ns: int) -> datetime:
-    return datetime.fromtimestamp(ns / 1_000_000_000, tz=dt_timezone.utc)
+@dataclass
+class FileFollower:
+    """A container followed through its log file, by the collector's loop."""
+
+    log: LogFile
+    origin: Origin
+    limiter: Limiter
+    # When the container stopped: the file is read until then, and closed.
+    ending_at: float | None = None
 
 
 class Collector:
-    def __init__(self, client: docker.DockerClient | None = None, *, access_log: str | None = None):
+    def __init__(self, client: docker.DockerClient | None = None, *, access_log: str | None = None,
+                 read_files: bool = True, instance: str | None = None):
+        """`read_files`: read the engine's log files where this process can
+        (else every container is followed through the engine); `instance`:
+        the containers' instance label (default: this platform's)."""
         self.client = client or docker.DockerClient(
             base_url=settings.RUNTIME_BACKENDS["local"]["OPTIONS"].get("docker_url", "unix:///var/run/docker.sock"),
             timeout=None,
         )
-        self.labels = [f"{LABEL_MANAGED}={local_instance()}"]
+        self.labels = [f"{LABEL_MANAGED}={instance or local_instance()}"]
         self.access_log = settings.ROUTER_ACCESS_LOG if access_log is None else access_log
+        self.read_files = read_files
         self.stopping = threading.Event()
         self.lines: queue.SimpleQueue = queue.SimpleQueue()
+        # (action, container id) from the events stream, for the loop.
+        self.seen: queue.SimpleQueue = queue.SimpleQueue()
         self.lock = threading.Lock()
-        self.followers: dict[str, threading.Thread] = {}
+        self.files: dict[str, FileFollower] = {}  # only the loop's thread uses it
+        self.followers: dict[str, threading.Thread] = {}  # through the engine
         self.again: set[str] = set()
         self.positions: dict[str, int] = {}
         self.limiters: dict[int, Limiter] = {}
@@ -178,20 +230,56 @@ class Collector:
         self.stored = 0
         self.access_offset: int | None = None
         self.lag = self.flush_seconds = 0.0
+        self.stored_positions: dict[str, int] = {}
+        self.unstored: tuple[list[tuple], dict[str, int]] = ([], {})
+        self.said_unreadable = False
 
     # -- following containers --------------------------------------------------------
 
     def watch(self, container_id: str) -> None:
-        """Follows the container unless it is followed already (then its
-        follower looks once more when its stream ends)."""
+        """Follows the container unless it is followed already (then a
+        follower through the engine looks once more when its stream ends;
+        a file goes on being read). Called by the loop's thread."""
+        follower = self.files.get(container_id)
+        if follower is not None:
+            follower.ending_at = None  # started again
+            return
         with self.lock:
             if container_id in self.followers:
                 self.again.add(container_id)
                 return
-            thread = threading.Thread(target=self._follow, args=(container_id,), daemon=True,
-                                      name=f"logs-{container_id[:12]}")
+        try:
+            container = self.client.containers.get(container_id)
+        except docker.errors.NotFound:
+            return  # removed since: what it printed was read, or is not there to read
+        origin = self._origin(container)
+        if origin is None:
+            return
+        log = self._log_file(container, self._position(container_id))
+        if log is not None:
+            self.files[container_id] = FileFollower(log, origin, self._limiter(origin))
+            return
+        thread = threading.Thread(target=self._follow, args=(container_id,), daemon=True,
+                                  name=f"logs-{container_id[:12]}")
+        with self.lock:
             self.followers[container_id] = thread
         thread.start()
+
+    def _log_file(self, container, since: int) -> LogFile | None:
+        """The container's json-file log, read from `since` on, if this
+        process can read it."""
+        path = container.attrs.get("LogPath") or ""
+        driver = ((container.attrs.get("HostConfig") or {}).get("LogConfig") or {}).get("Type")
+        if not self.read_files or driver != "json-file" or not path:
+            return None
+        try:
+            return LogFile(path, since)
+        except OSError as exc:
+            if not self.said_unreadable:
+                self.said_unreadable = True
+                logger.warning("cannot read the engine's log files here (%s); following containers through the "
+                               "engine's logs stream, which costs more CPU", exc)
+            return None
 
     def _origin(self, container) -> Origin | None:
         labels = container.labels
@@ -208,8 +296,6 @@ class Collector:
                 continue
             if len(value) >= MASK_MIN_LENGTH:
                 secrets.append(value)
-        # Longest first, so a value containing another is masked whole.
-        secrets.sort(key=len, reverse=True)
         return Origin(service.id, service.team_id, container.name, labels.get(LABEL_PROCESS) or "web", number or 0,
                       secrets)
 
@@ -217,7 +303,50 @@ class Collector:
         stored = LogCursor.objects.filter(source=f"container:{container_id}").values_list("position", flat=True).first()
         return max(stored or 0, self.positions.get(container_id, 0))
 
+    def _keep(self, container_id: str, origin: Origin, limiter: Limiter, lines: list[RawLine]) -> None:
+        """Queues what the service's rate limit keeps of `lines`, cut and
+        masked, then notes the source's position."""
+        if not lines:
+            return
+        limit = settings.LOGS_MAX_LINE_BYTES
+        for line in lines:
+            if limiter.take(line.ns / 1_000_000_000):
+                self.lines.put((container_id, origin, line, origin.mask(cut(line.text, limit, line.left_out))))
+        # A kept line is queued before its position is noted, so a position
+        # flush() reads never runs ahead of a line it has not taken yet (see
+        # _has_waiting).
+        self.positions[container_id] = max(self.positions.get(container_id, 0), max(line.ns for line in lines))
+
+    def read_files_once(self) -> bool:
+        """Reads what each followed file has new; returns whether one had
+        more than one read's worth (the loop then reads again at once)."""
+        more = False
+        now = time.monotonic()
+        for container_id, follower in list(self.files.items()):
+            try:
+                self._keep(container_id, follower.origin, follower.limiter, follower.log.read())
+            except Exception:  # noqa: BLE001 - one container's trouble never stops the others
+                logger.exception("reading the log of container %s failed; it is followed again at the next sweep",
+                                 container_id)
+                self._unfollow(container_id)
+                continue
+            more = more or follower.log.more
+            if follower.ending_at is not None and now >= follower.ending_at and not follower.log.more:
+                self._unfollow(container_id)
+        return more
+
+    def _unfollow(self, container_id: str) -> None:
+        follower = self.files.pop(container_id, None)
+        if follower is not None:
+            follower.log.close()
+
+    def _ending(self, container_id: str) -> None:
+        follower = self.files.get(container_id)
+        if follower is not None and follower.ending_at is None:
+            follower.ending_at = time.monotonic() + END_SECONDS
+
     def _follow(self, container_id: str) -> None:
+        """A follower through the engine (its own thread)."""
         try:
             while not self.stopping.is_set():
                 try:
@@ -229,14 +358,8 @@ class Collector:
                 if origin is None:
                     break
                 limiter = self._limiter(origin)
-                limit = settings.LOGS_MAX_LINE_BYTES
-                for line in follow(self.client, container_id, since):
-                    # A kept line is queued before its position is noted, so
-                    # a position flush() reads never runs ahead of a line it
-                    # has not taken yet (see _has_waiting).
-                    if limiter.take(line.ns / 1_000_000_000):
-                        self.lines.put((container_id, origin, line, mask(cut(line.text, limit), origin.secrets)))
-                    self.positions[container_id] = line.ns
+                for line in follow(self.client, container_id, since, pause=FLUSH_SECONDS):
+                    self._keep(container_id, origin, limiter, [line])
                     if self.stopping.is_set():
                         return
                 with self.lock:
@@ -264,18 +387,25 @@ class Collector:
             return self.limiters[origin.service_id]
 
     def sweep(self) -> None:
-        """Follows every running container of this platform not yet followed."""
+        """Follows every running container of this platform not yet followed,
+        and ends the files of those no longer running."""
+        running = set()
         for container in self.client.containers.list(filters={"label": self.labels}, sparse=True):
             if (container.attrs.get("Labels") or {}).get(LABEL_SERVICE):
+                running.add(container.id)
                 with self.lock:
-                    known = container.id in self.followers
+                    known = container.id in self.followers or container.id in self.files
                 if not known:
-                    self.watch(container.id)
+                    self._try_to_watch(container.id)
+        for container_id in list(self.files):
+            if container_id not in running:
+                self._ending(container_id)
 
     def _events(self) -> None:
-        """Follows containers as they start, and hands the exits of
+        """Hands the loop the containers that start and stop, and the exits of
         instances that Hakobune did not stop (crashes, OOM kills) to the
-        platform's events, from where the last one recorded left off."""
+        platform's events, from where the last one recorded left off (its own
+        thread)."""
         watch = ExitWatch()
         while not self.stopping.is_set():
             try:
@@ -288,8 +418,9 @@ class Collector:
                     if self.stopping.is_set():
                         return
                     attributes = (event.get("Actor") or {}).get("Attributes") or {}
-                    if event.get("Action") == "start" and attributes.get(LABEL_SERVICE) and event.get("id"):
-                        self.watch(event["id"])
+                    action = event.get("Action")
+                    if action in ("start", "die") and attributes.get(LABEL_SERVICE) and event.get("id"):
+                        self.seen.put((action, event["id"]))
                     exit = watch.see(event)
                     if exit is not None and exit.at_ns > done:
                         record_instance_exit(exit)
@@ -320,18 +451,42 @@ class Collector:
         except DatabaseError as exc:
             logger.warning("could not note where the instance exits are: %s", exc)
 
+    def _handle_events(self) -> None:
+        while True:
+            try:
+                action, container_id = self.seen.get_nowait()
+            except queue.Empty:
+                return
+            if action == "die":
+                self._ending(container_id)
+            else:
+                self._try_to_watch(container_id)
+
+    def _try_to_watch(self, container_id: str) -> None:
+        try:
+            self.watch(container_id)
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            logger.warning("could not follow container %s: %s; it is followed at the next sweep", container_id, exc)
+        except Exception:  # noqa: BLE001 - the platform's database away for a moment: the next sweep looks again
+            logger.exception("could not follow container %s; it is followed at the next sweep", container_id)
+
     # -- storing ---------------------------------------------------------------------
 
     def flush(self, *, force_drops: bool = False) -> int:
         """Stores the lines waiting, with their sources' positions, in one
-        transaction; then says the drops whose window is over."""
+        transaction; then says the drops whose window is over. What could not
+        be stored (the database away for a moment) is tried again first."""
+        rows, positions = self.unstored
+        self.unstored = ([], {})
         started = time.monotonic()
-        rows, positions, oldest_ns = [], {}, None
+        oldest_ns = None
         try:
-            while len(rows) < 5000:
+            while len(rows) < FLUSH_MAX:
                 container_id, origin, line, text = self.lines.get_nowait()
-                rows.append(self._row(origin, line, text))
-                positions[container_id] = max(line.ns, positions.get(container_id, 0))
+                rows.append((origin.service_id, origin.team_id, line.ns, origin.instance, origin.process,
+                             origin.release, line.stream, text, 0))
+                if line.ns > positions.get(container_id, 0):
+                    positions[container_id] = line.ns
                 oldest_ns = line.ns if oldest_ns is None else min(oldest_ns, line.ns)
         except queue.Empty:
             pass
@@ -342,14 +497,17 @@ class Collector:
                 if not self._has_waiting(container_id):
                     positions[container_id] = ns
         rows += self._drop_rows(force=force_drops)
+        # A position already stored is not stored again.
+        positions = {container_id: ns for container_id, ns in positions.items()
+                     if self.stored_positions.get(container_id) != ns}
         if not rows and not positions:
             return 0
-        with transaction.atomic(using=LOGS_DB):
-            LogLine.objects.bulk_create(rows, batch_size=1000)
-            for container_id, ns in positions.items():
-                source = f"container:{container_id}"
-                if not LogCursor.objects.filter(source=source).update(position=ns):
-                    LogCursor.objects.create(source=source, position=ns)
+        try:
+            logstore.store(rows, {f"container:{container_id}": ns for container_id, ns in positions.items()})
+        except Exception:
+            self.unstored = (rows, positions)
+            raise
+        self.stored_positions.update(positions)
         self.stored += len(rows)
         # How far behind the output the store was: the oldest line of this
         # flush was printed this long ago. The worst of each report's period.
@@ -364,22 +522,15 @@ class Collector:
         # queue empty now, that line was taken by this flush.
         return not self.lines.empty()
 
-    def _row(self, origin: Origin, line: RawLine, text: str) -> LogLine:
-        return LogLine(service_id=origin.service_id, team_id=origin.team_id, timestamp=_from_ns(line.ns),
-                       instance=origin.instance, process=origin.process, release=origin.release, stream=line.stream,
-                       text=text, size=len(text.encode("utf-8")))
-
-    def _drop_rows(self, *, force: bool = False) -> list[LogLine]:
+    def _drop_rows(self, *, force: bool = False) -> list[tuple]:
         rows = []
         with self.lock:
             limiters = list(self.limiters.items())
         for service_id, limiter in limiters:
             dropped, span = limiter.due(settings.LOGS_DROP_WINDOW_SECONDS, force=force)
             if dropped:
-                text = drop_text(dropped, span)
-                rows.append(LogLine(service_id=service_id, team_id=self.teams.get(service_id, 0), timestamp=_now(),
-                                    instance="", process="", release=0, stream=LogLine.Stream.PLATFORM, text=text,
-                                    size=len(text), dropped=dropped))
+                rows.append((service_id, self.teams.get(service_id, 0), time.time_ns(), "", "", 0,
+                             "platform", drop_text(dropped, span), dropped))
         return rows
 
     # -- request metrics from the router's access log ----------------------------------
@@ -444,11 +595,13 @@ class Collector:
     # -- the loop --------------------------------------------------------------------
 
     def run(self) -> None:
+        connection_created.connect(logstore.tune_writer)
         threading.Thread(target=self._events, daemon=True, name="logs-events").start()
         next_sweep = next_metrics = next_report = 0.0
         try:
             while not self.stopping.is_set():
                 now = time.monotonic()
+                self._handle_events()
                 if now >= next_sweep:
                     try:
                         self.sweep()
@@ -462,15 +615,21 @@ class Collector:
                     except Exception:  # noqa: BLE001 - logs go on without metrics
                         logger.exception("reading the router's access log failed")
                     next_metrics = now + settings.METRICS_SECONDS
+                # The platform's database is asked only now and then (a new
+                # container, the access log): its connection goes back at
+                # once. The log database's stays open between flushes.
+                connections["default"].close_if_unusable_or_obsolete()
+                behind = self.read_files_once()
                 try:
-                    self.flush()
+                    behind = self.flush() >= FLUSH_MAX or behind
                 except Exception:  # noqa: BLE001 - the database away for a moment: the lines wait in memory
                     logger.exception("storing log lines failed; trying again")
-                close_old_connections()
+                    connections[LOGS_DB].close()
                 if now >= next_report:
                     self.report()
                     next_report = now + REPORT_SECONDS
-                self.stopping.wait(FLUSH_SECONDS)
+                if not behind:
+                    self.stopping.wait(FLUSH_SECONDS)
         finally:
             self.stop()
 
@@ -479,7 +638,7 @@ class Collector:
         (observability/platform_metrics.py): a Redis hash with a field per
         host. The lag and the flush's time are the worst since the last report."""
         with self.lock:
-            following = len(self.followers)
+            following = len(self.followers) + len(self.files)
         health = {"at": time.time(), "lag_seconds": round(max(self.lag, 0.0), 3),
                   "flush_seconds": round(self.flush_seconds, 4), "stored": self.stored, "following": following,
                   "waiting": self.lines.qsize()}
@@ -497,9 +656,14 @@ class Collector:
             except Exception:  # noqa: BLE001
                 pass
         try:
+            self.read_files_once()
+            while self.flush():
+                pass
             self.flush(force_drops=True)
         except Exception:  # noqa: BLE001
             logger.exception("storing the last log lines failed")
+        for container_id in list(self.files):
+            self._unfollow(container_id)
 
 
 def percentile(ordered: list[float], share: float) -> float:

@@ -3,6 +3,7 @@ starts it beside the workers (hakobune/platform/observability/logcollector.py).
 The teams' log drains are shipped from the same process (drains.py)."""
 
 import logging
+import resource
 import signal
 
 from django.core.management.base import BaseCommand
@@ -17,6 +18,11 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        # One open log file per running container: more than the usual
+        # 1,024 on a host of many services.
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard != resource.RLIM_INFINITY and soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         collector = Collector()
         shipper = Shipper()
 
