@@ -26,10 +26,9 @@ from pathlib import Path
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_DIR))
 
-from bench._local import append_results  # noqa: E402
+from bench._local import append_results, remove_team  # noqa: E402
 from hakobune.runtime.addons import AddOnSpec, LocalAddOns  # noqa: E402
-from hakobune.runtime.docker_local import DockerLocalBackend, team_network_name  # noqa: E402
-from hakobune.runtime.firewall import Firewall, FirewallError, bridge_of  # noqa: E402
+from hakobune.runtime.docker_local import DockerLocalBackend  # noqa: E402
 from hakobune.worker.stacks import local_stack_ref  # noqa: E402
 
 TARGET_S = 10.0
@@ -78,13 +77,7 @@ def main() -> int:
         for kind in KINDS:
             for run in range(args.runs):
                 runtime.remove(TEAM, f"{kind}{run}", delete_volume=True)
-        for network in backend.client.networks.list(names=[team_network_name(TEAM)]):
-            bridge = bridge_of(network)
-            network.remove()
-            try:
-                Firewall().remove(bridge)
-            except FirewallError:
-                pass
+        remove_team(backend.client, TEAM)  # its network and isolation rules (the add-ons are gone)
 
     rows = ["| add-on | median | min | max | target |", "|---|---|---|---|---|"]
     missed = False
