@@ -367,9 +367,11 @@ def deploy_release(build_id: int, *, attempt: int = 1) -> None:
             releases.start(release, log.write, may_retry=attempt < MAX_ATTEMPTS)
             started = release
         # else: the dead attempt made it live, and died before saying so.
-        advance(build_id, S.DEPLOYING, S.LIVE)
         service.refresh_from_db()  # the live release now gives its address (Cloud Run's own)
         log.write(f"✓ Live at {service.url}", keep=True)
+        # Whole before the build reads as live: whoever sees `live` reads every line.
+        log.flush()
+        advance(build_id, S.DEPLOYING, S.LIVE)
     if started is not None and service.live_release_id == started.id:
         # Outside the lock: the replaced release drains while the next
         # deploy of the service may already start.
