@@ -821,6 +821,36 @@ def cmd_scale(args) -> int:
     return EXIT_OK
 
 
+def cmd_jobs(args) -> int:
+    """The service's scheduled jobs (hakobune.toml's [[jobs]]), each with its
+    next run and its latest runs; `--log` adds each run's last lines."""
+    api, team, name = _service_args(args)
+    answer = api.get(f"{service_path(team, name)}/jobs/")
+    if not answer["jobs"]:
+        print(_("{name} has no scheduled jobs. Add one to hakobune.toml:").format(name=name))
+        print('  [[jobs]]\n  schedule = "*/10 * * * *"\n  command = "python manage.py clearsessions"')
+        return EXIT_OK
+    for job in answer["jobs"]:
+        print(f"{job['name']}  {job['schedule']}  {job['command']}")
+        print("  " + _("next run: {when}").format(when=_short_time(job["next_run"])))
+        if not job["runs"]:
+            print("  " + _("no run yet"))
+        for run in job["runs"][: args.runs]:
+            code = "" if run["exit_code"] is None else _("exit {code}").format(code=run["exit_code"])
+            print(f"  {_short_time(run['scheduled_for'])}  {run['status']:<9} {code}  {run['detail']}".rstrip())
+            if args.log and run["log"]:
+                for line in run["log"].splitlines():
+                    print(f"      {line}")
+    return EXIT_OK
+
+
+def _short_time(value: str | None) -> str:
+    """An API time (ISO 8601, UTC) as `2026-11-30 07:40 UTC`."""
+    if not value:
+        return "—"
+    return value.replace("T", " ")[:16] + " UTC"
+
+
 def cmd_run(args) -> int:
     """`hakobune run -- CMD`: CMD in a one-off container of the live release,
     attached to this terminal through the portal's WebSocket
@@ -1019,6 +1049,11 @@ def build_parser() -> argparse.ArgumentParser:
     scale = with_service(commands.add_parser("scale", help=_("show or set the instances of each process type")))
     scale.add_argument("counts", nargs="*", metavar="PROCESS=COUNT", help=_("like worker=2 or web=3"))
     scale.set_defaults(func=cmd_scale)
+
+    jobs = with_service(commands.add_parser("jobs", help=_("the scheduled jobs and their latest runs")))
+    jobs.add_argument("--runs", type=int, default=5, metavar="N", help=_("show the latest N runs of each (default 5)"))
+    jobs.add_argument("--log", action="store_true", help=_("show each run's last lines of output"))
+    jobs.set_defaults(func=cmd_jobs)
 
     run = with_service(commands.add_parser(
         "run", help=_("run a command in a one-off container of the live release: hakobune run -- CMD")))

@@ -147,3 +147,39 @@ def test_cancel_without_a_deploy_in_progress_says_so(monkeypatch):
     args = cli.build_parser().parse_args(["cancel", "--team", "acme", "--service", "web"])
     with pytest.raises(cli.CliError, match="no deploy in progress"):
         args.func(args)
+
+
+class _JobsApi:
+    def __init__(self, jobs):
+        self.jobs = jobs
+
+    def get(self, path, **kwargs):
+        assert path == "teams/acme/services/web/jobs/"
+        return {"jobs": self.jobs}
+
+
+def test_jobs_lists_each_job_with_its_next_run_and_latest_runs(monkeypatch, capsys):
+    runs = [
+        {"id": 2, "scheduled_for": "2026-11-30T07:40:00Z", "status": "failed", "exit_code": 3,
+         "started_at": None, "ended_at": None, "detail": "the command exited with 3", "log": "Traceback\nKeyError"},
+        {"id": 1, "scheduled_for": "2026-11-30T07:30:00Z", "status": "succeeded", "exit_code": 0,
+         "started_at": None, "ended_at": None, "detail": "", "log": "cleared"},
+    ]
+    job = {"name": "clearsessions", "schedule": "*/10 * * * *", "command": "python manage.py clearsessions",
+           "next_run": "2026-11-30T07:50:00Z", "runs": runs}
+    monkeypatch.setattr(cli, "api_from_config", lambda: _JobsApi([job]))
+    args = cli.build_parser().parse_args(["jobs", "--team", "acme", "--service", "web", "--runs", "1", "--log"])
+    assert args.func(args) == cli.EXIT_OK
+    out = capsys.readouterr().out
+    assert "clearsessions  */10 * * * *  python manage.py clearsessions" in out
+    assert "2026-11-30 07:50 UTC" in out
+    assert "2026-11-30 07:40 UTC  failed    exit 3  the command exited with 3" in out
+    assert "      KeyError" in out
+    assert "07:30" not in out  # --runs 1: the latest run only
+
+
+def test_jobs_without_any_says_how_to_add_one(monkeypatch, capsys):
+    monkeypatch.setattr(cli, "api_from_config", lambda: _JobsApi([]))
+    args = cli.build_parser().parse_args(["jobs", "--team", "acme", "--service", "web"])
+    assert args.func(args) == cli.EXIT_OK
+    assert "[[jobs]]" in capsys.readouterr().out
