@@ -12,6 +12,7 @@ fail the work it did)."""
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import os
 import threading
@@ -145,6 +146,15 @@ def _forget_in_child() -> None:
 os.register_at_fork(after_in_child=_forget_in_child)
 
 
+def database_scope() -> str:
+    """A short name of this platform's database: keys of rows by id (a
+    service's lock) are scoped by it, so that two platforms sharing one Redis
+    (a test run beside a live one) never hold each other's locks."""
+    database = settings.DATABASES["default"]
+    where = f"{database.get('HOST', '')}:{database.get('PORT', '')}:{database['NAME']}"
+    return hashlib.sha256(where.encode()).hexdigest()[:16]
+
+
 def deploy_lock(service_id: int, *, ttl: int = DEPLOY_LOCK_TTL, wait: float | None = None) -> RenewingLock:
     """One deploy (or reconcile, sleep, wake) of a service at a time, across
     every worker. Waits at most `wait` seconds (DEPLOY_LOCK_WAIT) for it; its
@@ -152,8 +162,8 @@ def deploy_lock(service_id: int, *, ttl: int = DEPLOY_LOCK_TTL, wait: float | No
     for longer than `ttl` seconds."""
     wait = settings.DEPLOY_LOCK_WAIT if wait is None else wait
     return redis_client().lock(
-        f"hakobune:deploy-lock:service:{service_id}", timeout=ttl, blocking_timeout=wait, lock_class=RenewingLock
+        f"hakobune:deploy-lock:{database_scope()}:service:{service_id}", timeout=ttl, blocking_timeout=wait, lock_class=RenewingLock
     )
 
 
-__all__ = ["DEPLOY_LOCK_TTL", "LockError", "RenewingLock", "deploy_lock", "redis_client"]
+__all__ = ["DEPLOY_LOCK_TTL", "LockError", "RenewingLock", "database_scope", "deploy_lock", "redis_client"]

@@ -80,7 +80,7 @@ def test_two_deploys_of_one_service_at_once_the_later_wins(owner, team_name, wor
     assert answer.status_code == 200 and answer.text == f"{winner} {run}\n"
 
     # Nothing left: no lock, nothing in progress, no step container or workspace of the earlier one.
-    assert not redis_client().exists(f"hakobune:deploy-lock:service:{service.id}")
+    assert not redis_client().exists(deploy_lock(service.id).name)
     assert not Build.objects.filter(service=service, status__in=IN_PROGRESS).exists()
     deadline = time.monotonic() + 20
     while pipeline.workspace_dir(earlier.id).exists() and time.monotonic() < deadline:

@@ -107,4 +107,4 @@ def test_two_deploys_of_one_service_the_first_superseded_the_second_live(owner, 
     assert service.releases.filter(build=first).count() == 0
     answer = get_through_router(service.hostname)
     assert answer.status_code == 200 and answer.text == f"second deploy {run}\n"
-    assert not redis_client().exists(f"hakobune:deploy-lock:service:{service.id}")
+    assert not redis_client().exists(deploy_lock(service.id).name)

@@ -436,7 +436,7 @@ def test_a_deploy_resumed_after_its_release_went_live_only_says_so(service, buil
 def lock_id():
     service_id = 10_000_000 + secrets.randbelow(1_000_000)
     yield service_id
-    redis_client().delete(f"hakobune:deploy-lock:service:{service_id}")
+    redis_client().delete(deploy_lock(service_id).name)
 
 
 def test_the_deploy_lock_renews_itself_while_held(lock_id):

@@ -29,7 +29,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from hakobune.platform import queue
-from hakobune.platform.locks import redis_client
+from hakobune.platform.locks import database_scope, redis_client
 
 from .models import ADMITTED, Build, BuildStatus
 from .state import advance
@@ -117,9 +117,7 @@ def _dispatcher_lock():
     """One dispatcher at a time for this platform's database. Yields whether
     it got the lock (a busy dispatcher is waited for a few seconds; the next
     pass, at the latest the scheduler's, does the rest)."""
-    database = settings.DATABASES["default"]
-    key = hashlib.sha256(f"{database.get('HOST', '')}:{database.get('PORT', '')}:{database['NAME']}".encode())
-    lock = redis_client().lock(f"hakobune:build-dispatcher:{key.hexdigest()[:16]}", timeout=60, blocking_timeout=10)
+    lock = redis_client().lock(f"hakobune:build-dispatcher:{database_scope()}", timeout=60, blocking_timeout=10)
     got = lock.acquire()
     try:
         yield got

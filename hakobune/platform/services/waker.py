@@ -24,7 +24,7 @@ from django.db import connections
 from django.http import HttpResponse, StreamingHttpResponse
 from django.utils.encoding import escape_uri_path
 
-from hakobune.platform.locks import redis_client
+from hakobune.platform.locks import database_scope, redis_client
 from hakobune.runtime.router import WAKER_HEADER, WAKE_HOST_HEADER, WAKE_PREFIX
 
 from . import scaling
@@ -69,11 +69,11 @@ def text_answer(status: int, words: str, *, retry_after: int | None = None) -> H
 
 
 def _claim_key(service_id: int) -> str:
-    return f"hakobune:waking:{service_id}"
+    return f"hakobune:waking:{database_scope()}:{service_id}"
 
 
 def _outcome_key(service_id: int, token: str) -> str:
-    return f"hakobune:woken:{service_id}:{token}"
+    return f"hakobune:woken:{database_scope()}:{service_id}:{token}"
 
 
 def _wake_executor() -> ThreadPoolExecutor:
