@@ -16,7 +16,7 @@ from hakobune.platform.accounts.services import create_team
 from hakobune.platform.accounts.tokens import create_api_token
 from hakobune.platform.builds import pipeline
 from hakobune.platform.builds.models import IN_PROGRESS, Build, BuildStatus
-from hakobune.platform.locks import redis_client
+from hakobune.platform.locks import deploy_lock, redis_client
 from hakobune.platform.services.services import create_service
 from hakobune.worker.builders.confinement import BuildCgroup
 from tests.conftest import archive_of

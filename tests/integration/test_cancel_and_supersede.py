@@ -12,7 +12,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from hakobune.platform.accounts.services import create_team
 from hakobune.platform.builds import pipeline
 from hakobune.platform.builds.models import Build, BuildStatus
-from hakobune.platform.locks import redis_client
+from hakobune.platform.locks import deploy_lock, redis_client
 from hakobune.platform.services.services import cancel_build, create_service, deploy_service
 from hakobune.worker.builders.confinement import BuildCgroup
 from tests.conftest import archive_of

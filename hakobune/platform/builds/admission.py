@@ -17,7 +17,6 @@ slots (a short Redis lock), so two never fill the same free slot."""
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 import logging
 from collections import Counter, deque
