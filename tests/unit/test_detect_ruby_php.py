@@ -71,11 +71,47 @@ def test_a_rails_app_runs_rails_server_precompiles_its_assets_and_migrates_in_th
     detection = detect(tmp_path)
     plan = detection.plan
     assert plan.start_command == "bundle exec rails server --binding 0.0.0.0 --port $PORT"
-    assert plan.build_commands == ("SECRET_KEY_BASE_DUMMY=1 bundle exec rails assets:precompile",)
+    # Rails' tmp/ is the instance's /tmp: the rest of its files are read-only.
+    assert plan.build_commands == ("SECRET_KEY_BASE_DUMMY=1 bundle exec rails assets:precompile",
+                                   "rm -rf tmp && ln -s /tmp tmp")
     assert plan.release_command == "bundle exec rails db:migrate"
     assert plan.env["RAILS_ENV"] == "production" and plan.env["RAILS_LOG_TO_STDOUT"] == "1"
     assert "a Rails app, started with Rails' server" in detection.reason
     assert "its migrations run in the release phase" in detection.reason
+    assert any("Rails needs SECRET_KEY_BASE when it runs: set it in the service's variables" in note
+               for note in plan.notes)
+
+
+def test_a_rails_app_of_debians_gems_installs_them_from_the_stack_and_migrates_in_the_release_phase():
+    # The fixture's Gemfile names no gem source: its gems are Debian's, in the Ruby stack.
+    detection = detect(APPS_DIR / "ruby-rails")
+    plan = detection.plan
+    assert detection.stack == "ruby"
+    assert plan.install_commands == ("bundle install --local",)
+    assert "BUNDLE_PATH" not in plan.env and "BUNDLE_DEPLOYMENT" not in plan.env, "the stack's gems are system-wide"
+    assert plan.build_commands == ("SECRET_KEY_BASE_DUMMY=1 bundle exec rails assets:precompile",
+                                   "rm -rf tmp && ln -s /tmp tmp")
+    assert plan.release_command == "bundle exec rails db:migrate"
+    assert detection.reason.startswith(
+        "found a Gemfile with no gem source: its gems are the Ruby stack's own, Debian's packages "
+        "(`bundle install --local`, nothing fetched), a Rails app, started with Rails' server")
+    assert not any("Commit your Gemfile.lock" in note for note in plan.notes)
+
+
+def test_a_sinatra_app_of_debians_gems_is_served_by_puma_from_the_stack():
+    detection = detect(APPS_DIR / "ruby-sinatra")
+    plan = detection.plan
+    assert plan.install_commands == ("bundle install --local",)
+    assert plan.start_command == "bundle exec puma --bind tcp://0.0.0.0:$PORT"
+    assert plan.build_commands == () and plan.release_command == ""
+    assert plan.env["RACK_ENV"] == "production" and "BUNDLE_PATH" not in plan.env
+
+
+def test_a_locked_gemfile_of_the_stacks_gems_is_frozen_not_deployed(tmp_path):
+    tree(tmp_path, {"Gemfile": 'gem "sinatra"\ngem "puma"\n', "Gemfile.lock": LOCK, "config.ru": "run Sinatra\n"})
+    plan = detect(tmp_path).plan
+    assert plan.install_commands == ("bundle install --local",)
+    assert plan.env["BUNDLE_FROZEN"] == "1" and "BUNDLE_DEPLOYMENT" not in plan.env
 
 
 def test_a_rails_apps_procfile_starts_it_and_says_its_release_phase(tmp_path):

@@ -24,7 +24,8 @@ EXPECTED = {
     "google-python": ("python", ""),
     "health-check-fails": ("python", ""),
     "java-maven": ("java", ""),
-    "java-maven-central": ("java", ""),  # fails at its build here: Maven Central is not reachable
+    "java-maven-central": ("java", ""),
+    "java-maven-modules": ("java", ""),  # GOOGLE_BUILDABLE names its web module  # fails at its build here: Maven Central is not reachable
     "java-plain": ("java", ""),
     "listens-on-localhost": ("python", ""),
     "monorepo": NoStackDetected,
@@ -46,6 +47,8 @@ EXPECTED = {
     "php-plain": ("php", ""),
     "ruby-gems-unreachable": ("ruby", ""),
     "ruby-rack": ("ruby", ""),
+    "ruby-rails": ("ruby", ""),
+    "ruby-sinatra": ("ruby", ""),
     "ruby-webrick-procfile": ("ruby", ""),
     "static-site": ("static", ""),
     "vite-static": ("static", "node"),
