@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from hakobune.platform.diagnoses import diagnose
+from hakobune.worker.builders.base import BuildError
 from hakobune.worker.buildpacks import NoStackDetected, detect, php, ruby
 from hakobune.worker.buildpacks.plan import BuildPlan
 from hakobune.worker.buildpacks.versions import StackOffer, VersionUnavailable, fit_stack, satisfies
@@ -105,6 +107,28 @@ def test_a_sinatra_app_of_debians_gems_is_served_by_puma_from_the_stack():
     assert plan.start_command == "bundle exec puma --bind tcp://0.0.0.0:$PORT"
     assert plan.build_commands == () and plan.release_command == ""
     assert plan.env["RACK_ENV"] == "production" and "BUNDLE_PATH" not in plan.env
+
+
+def test_a_gem_the_stack_lacks_is_named_with_what_to_change():
+    # What Bundler 2.3 printed here for a Gemfile of no source asking for a gem the stack lacks.
+    tail = [
+        "[DEPRECATED] This Gemfile does not include an explicit global source. Not using an explicit global source "
+        "may result in a different lockfile being generated depending on the gems you have installed locally before "
+        "bundler is run. Instead, define a global source in your Gemfile like this: source \"https://rubygems.org\".",
+        "Could not find gem 'sinatra (~> 9.0)' in locally installed gems.",
+        "",
+        "The source contains the following gems matching 'sinatra':",
+        "  * sinatra-3.0.5",
+        "The command '/bin/sh -c bundle install --local' returned a non-zero code: 7",
+    ]
+    diagnosis = diagnose(BuildError("Installing your app's dependencies failed", log_tail=tail))
+    assert diagnosis.rule == "build.gem_not_in_stack"
+    assert diagnosis.in_english() == (
+        "The Gemfile names no gem source, so its gems come from the Ruby stack (Debian's packages), and the stack has "
+        "no sinatra (~> 9.0). Add `source \"https://rubygems.org\"` at the top of the Gemfile to install the gems from "
+        "there (or from the mirror this host uses), or ask for a version the stack has.")
+    assert diagnose(BuildError("failed", log_tail=["Could not find gem 'rack' in rubygems repository"])).rule \
+        == "build.failed"
 
 
 def test_a_locked_gemfile_of_the_stacks_gems_is_frozen_not_deployed(tmp_path):

@@ -43,9 +43,12 @@ EXPECTED = {
     "python-stdlib-procfile": ("python", ""),
     "python-uv": ("python", ""),
     "php-hello": ("php", ""),
+    "php-next-release": ("php", ""),  # asks for PHP 8.4: the trixie variant where there is one
     "php-packages-unreachable": ("php", ""),
     "php-plain": ("php", ""),
+    "ruby-gem-not-in-stack": ("ruby", ""),  # fails at its install: the stack's Sinatra is not 9
     "ruby-gems-unreachable": ("ruby", ""),
+    "ruby-next-release": ("ruby", ""),  # asks for Ruby 3.3: the trixie variant where there is one
     "ruby-rack": ("ruby", ""),
     "ruby-rails": ("ruby", ""),
     "ruby-sinatra": ("ruby", ""),

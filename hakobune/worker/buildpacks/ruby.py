@@ -71,6 +71,23 @@ LOCAL_ENV = {key: value for key, value in BUNDLE_ENV.items() if key != "BUNDLE_P
 RAILS_TMP = "rm -rf tmp && ln -s /tmp tmp"
 
 
+# Bundler's words when `bundle install --local` needs a gem the stack lacks:
+# "Could not find gem 'nokogiri (>= 1.15)' in locally installed gems."
+NOT_IN_STACK = re.compile(r"Could not find gem '(?P<gem>[^']{1,200})' in locally installed gems")
+
+
+def missing_stack_gem(lines: list[str]) -> str:
+    """The gem (with the version asked for) that a Gemfile of no gem source
+    needs and the Ruby stack does not have, from a failed install's output;
+    "" when it says no such thing."""
+    found = ""
+    for line in lines:
+        match = NOT_IN_STACK.search(line)
+        if match:
+            found = match["gem"].strip()
+    return found
+
+
 def detect(src: Path, *, start_command: str = "") -> Detection | None:
     """With `start_command` (a Procfile's web line), a Gemfile alone is
     enough; without a Gemfile, the command must run Ruby."""
