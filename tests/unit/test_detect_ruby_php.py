@@ -11,6 +11,7 @@ from hakobune.worker.builders.base import BuildError
 from hakobune.worker.buildpacks import NoStackDetected, detect, php, ruby
 from hakobune.worker.buildpacks.plan import BuildPlan
 from hakobune.worker.buildpacks.versions import StackOffer, VersionUnavailable, fit_stack, satisfies
+from hakobune.worker.stacks import RECIPES
 from tests.conftest import APPS_DIR
 from tests.unit.test_detect import tree
 
@@ -342,3 +343,11 @@ def test_a_ruby_or_php_plan_round_trips_as_stored(tmp_path):
     for app in ("ruby-rack", "php-hello"):
         plan = detect(APPS_DIR / app).plan
         assert BuildPlan.from_dict(json.loads(json.dumps(plan.to_dict()))) == plan
+
+
+def test_the_ruby_stack_has_debians_rails_and_sinatra_and_trixie_its_rackup():
+    recipe = RECIPES["ruby"]
+    assert {"ruby-rails", "ruby-pg", "ruby-sqlite3", "ruby-sinatra", "puma", "ruby-rack"} <= set(recipe.apt_packages)
+    # Rack 3 (trixie) moved rackup to a package of its own; bookworm's Rack 2 has it.
+    assert "ruby-rackup" in recipe.apt_packages_for("trixie")
+    assert "ruby-rackup" not in recipe.apt_packages_for("bookworm")
