@@ -13,13 +13,18 @@ portal, no worker):
                 the code layer (and what follows it) is rebuilt
 
 Each is run --runs times (cold: --cold-runs); the median and the range are
-reported. Needs the stacks on this host (python manage.py stack ensure python|node|python-node|java|ruby|php).
-Java's rebuild has no target of its own: it is recorded as measured.
+reported. Needs the stacks on this host (python manage.py stack ensure
+python|node|python-node|java|ruby|php|go|static). ruby-sinatra and ruby-rails
+take their gems from the Ruby stack (Debian's packages); go-http and
+static-site cover the Go and static stacks. The rebuilds of Java, Rails (its
+assets are precompiled again after a code change) and Go (compiled again) have
+no target of their own: they are recorded as measured.
 
-    .venv/bin/python bench/build_cache.py [--runs 7] [--cold-runs 3] [--record]
+    .venv/bin/python bench/build_cache.py [--runs 7] [--cold-runs 3] [--apps ...] [--record [TITLE]]
 
 --record appends (or replaces) the "## Build cache" section of bench/RESULTS.md,
-leaving every other section alone."""
+leaving every other section alone; --record TITLE writes the section
+"## Build cache: TITLE" instead (a run of some apps, beside the full one)."""
 
 from __future__ import annotations
 
@@ -55,9 +60,18 @@ APPS = {
     "ruby-rack": ("config.ru", "# change {n}\n"),
     # composer.json of PHP and extensions only; a code change runs the autoloader's step again.
     "php-hello": ("public/index.php", "// change {n}\n"),
+    # A Gemfile of no gem source: Sinatra and Puma from the stack (`bundle install --local`).
+    "ruby-sinatra": ("app.rb", "# change {n}\n"),
+    # Rails from the stack; a code change precompiles the assets again (it follows the code).
+    "ruby-rails": ("app/controllers/greetings_controller.rb", "# change {n}\n"),
+    # Compiled on the Go stack, run on the static stack's slim image.
+    "go-http": ("main.go", "// change {n}\n"),
+    "static-site": ("index.html", "<!-- change {n} -->\n"),
 }
-# Apps whose rebuilds are recorded as measured, without the 1 s target.
-MEASURED_ONLY = {"java-maven"}
+# Apps whose rebuilds are recorded as measured, without the 1 s target: Java's
+# (`mvn package` runs on a code change), Rails' (`rails assets:precompile` does)
+# and Go's (`go build` does).
+MEASURED_ONLY = {"java-maven", "ruby-rails", "go-http"}
 CA_BUNDLE = os.environ.get("BUILD_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
 IMAGES = {
     "python": os.environ.get("STACK_PYTHON_IMAGE", "python:3.12-slim"),
@@ -192,11 +206,11 @@ def _fmt(value: float) -> str:
     return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
 
 
-def markdown(report: dict, runs: int, cold_runs: int) -> str:
+def markdown(report: dict, runs: int, cold_runs: int, section: str = SECTION, apps_arg: str = "") -> str:
     lines = [
-        SECTION,
+        section,
         "",
-        f"Recorded {report['when']} by `bench/build_cache.py --runs {runs} --cold-runs {cold_runs}` "
+        f"Recorded {report['when']} by `bench/build_cache.py --runs {runs} --cold-runs {cold_runs}{apps_arg}` "
         "(hakobune.worker.builder straight against the Docker Engine; no portal, no worker).",
         "",
         f"Machine: {report['machine']}. Load average (1 min) {report['load'][0]:.1f} at the start and "
@@ -204,7 +218,7 @@ def markdown(report: dict, runs: int, cold_runs: int) -> str:
         "",
         "Each build is what the pipeline's build step does: detect, digest the source, write the context, "
         "tag by content, build. *cold* builds every layer (`nocache`), so dependencies are downloaded from "
-        "PyPI / the npm registry (through this host's proxy; ruby-rack and php-hello download nothing); *no change* is the same source deployed again "
+        "PyPI / the npm registry (through this host's proxy; the Ruby, PHP, Go and static apps download nothing); *no change* is the same source deployed again "
         "(its content tag exists: the image is reused); *no change, through docker build* is the same source "
         "under a new tag, every layer from the cache; *code change* appends one line to the app's code.",
         "",
@@ -230,14 +244,15 @@ def markdown(report: dict, runs: int, cold_runs: int) -> str:
         verdicts.append(
             f"- {app}: no-change and code-only rebuilds {speed}; {layer}."
         )
-    lines += ["Target: no-change and code-only rebuilds under 1 s (Java's recorded as measured).", "", *verdicts, ""]
+    lines += ["Target: no-change and code-only rebuilds under 1 s (Java's, Rails' and Go's recorded as measured).", "",
+              *verdicts, ""]
     return "\n".join(lines)
 
 
-def record(text: str, path: Path) -> None:
+def record(text: str, path: Path, section: str = SECTION) -> None:
     """Replace our section of RESULTS.md (up to the next "## ") or append it."""
     existing = path.read_text() if path.exists() else "# Benchmark results\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
+    pattern = re.compile(rf"^{re.escape(section)}\n.*?(?=^## |\Z)", re.S | re.M)
     if pattern.search(existing):
         updated = pattern.sub(lambda _: text.rstrip("\n") + "\n\n", existing, count=1)
     else:
@@ -250,7 +265,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--cold-runs", type=int, default=3)
     parser.add_argument("--apps", nargs="*", default=list(APPS))
-    parser.add_argument("--record", action="store_true", help="write the section into bench/RESULTS.md")
+    parser.add_argument("--record", nargs="?", const="", default=None, metavar="TITLE",
+                        help="write the section into bench/RESULTS.md (with TITLE: \"## Build cache: TITLE\")")
     args = parser.parse_args()
     client = docker.from_env(timeout=900)
     load_before = os.getloadavg()[0]
@@ -262,11 +278,13 @@ def main() -> None:
             for name, seconds in report["apps"][app]["results"].items():
                 print(f"  {name:32s} {summarise(seconds)}", flush=True)
     report["load"] = (load_before, os.getloadavg()[0])
-    text = markdown(report, args.runs, args.cold_runs)
+    section = f"{SECTION}: {args.record}" if args.record else SECTION
+    apps_arg = "" if args.apps == list(APPS) else " --apps " + " ".join(args.apps)
+    text = markdown(report, args.runs, args.cold_runs, section, apps_arg)
     print()
     print(text)
-    if args.record:
-        record(text, ROOT / "bench" / "RESULTS.md")
+    if args.record is not None:
+        record(text, ROOT / "bench" / "RESULTS.md", section)
         print("recorded in bench/RESULTS.md")
 
 

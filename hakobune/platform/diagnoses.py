@@ -16,7 +16,7 @@ from django.utils.translation import gettext, gettext_noop, override
 
 from hakobune.platform.failures import FailureKind, classify
 from hakobune.runtime.base import RuntimeBackendError
-from hakobune.worker.buildpacks import NoStackDetected, java
+from hakobune.worker.buildpacks import NoStackDetected, java, ruby
 from hakobune.worker.source import SourceError
 from hakobune.worker.stacks import StackError
 
@@ -111,6 +111,13 @@ rule("build.app_source_unreachable", U,
      gettext_noop("Installing the app's dependencies failed: %(tool)s could not reach %(source)s, a package source the "
                   "app's own files name (not this host's, which %(setting)s sets). Check that address, or take the "
                   "package from the host's source."))
+
+# Ruby builds (hakobune.worker.buildpacks.ruby): a Gemfile that names no gem
+# source takes its gems from the stack, which lacks one of them.
+rule("build.gem_not_in_stack", U,
+     gettext_noop("The Gemfile names no gem source, so its gems come from the Ruby stack (Debian's packages), and the "
+                  "stack has no %(gem)s. Add `source \"https://rubygems.org\"` at the top of the Gemfile to install "
+                  "the gems from there (or from the mirror this host uses), or ask for a version the stack has."))
 
 # The pipeline's own.
 rule("pipeline.internal", P,
@@ -219,6 +226,9 @@ def diagnose(exc: BaseException) -> Diagnosis:
         central = maven["repository"] == "central"
         return Diagnosis("build.maven_repository_unreachable" if central else "build.maven_app_repository_unreachable",
                          maven)
+    gem = ruby.missing_stack_gem(getattr(exc, "log_tail", None) or []) if hasattr(exc, "user_error") else ""
+    if gem:
+        return Diagnosis("build.gem_not_in_stack", {"gem": gem})
     if hasattr(exc, "user_error"):
         return Diagnosis("build.failed" if kind == FailureKind.USER else "build.platform", {"detail": detail})
     return Diagnosis("pipeline.internal", {"error": f"{type(exc).__name__}: {exc}"[:500]})

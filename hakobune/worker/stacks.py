@@ -121,6 +121,12 @@ class StackRecipe:
     # Shell scripts run inside the root filesystem once its packages and files are in
     # (a package's metadata written, data directories owned by a service's own user).
     post_install: tuple[str, ...] = ()
+    # Installed with apt_packages on one suite only: (suite, packages) pairs, for
+    # what a release splits into a package of its own (Rack 3's rackup on trixie).
+    suite_packages: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def apt_packages_for(self, suite: str) -> tuple[str, ...]:
+        return self.apt_packages + dict(self.suite_packages).get(suite, ())
 
 
 # The types lighttpd sends files with (the static and PHP stacks).
@@ -251,12 +257,17 @@ RECIPES: dict[str, StackRecipe] = {
         post_install=(MAVEN_METADATA,),
     ),
     # Ruby with Bundler, and compilers and headers for gems with native code. Rack
-    # (with rackup), Puma and WEBrick from Debian serve a config.ru without a Gemfile.
+    # (with rackup), Puma and WEBrick from Debian serve a config.ru without a Gemfile;
+    # Rails (with the PostgreSQL and SQLite drivers) and Sinatra from Debian are the
+    # gems of an app whose Gemfile names no source (`bundle install --local`).
+    # Rails and its dependencies add about 50 MB to the image (bench/RESULTS.md).
     "ruby": StackRecipe(
         language="ruby",
         packages=("ca-certificates",),
         apt_packages=("ruby", "ruby-dev", "bundler", "build-essential", "git", "pkg-config", "libpq-dev",
-                      "libsqlite3-dev", "libyaml-dev", "zlib1g-dev", "ruby-rack", "puma", "ruby-webrick"),
+                      "libsqlite3-dev", "libyaml-dev", "zlib1g-dev", "ruby-rack", "puma", "ruby-webrick",
+                      "ruby-rails", "ruby-pg", "ruby-sqlite3", "ruby-sinatra"),
+        suite_packages=(("trixie", ("ruby-rackup",)),),
         cmd=("irb",),
         version_probe=("/usr/bin/ruby", "-rbundler", "-e", 'print RUBY_VERSION, ", Bundler ", Bundler::VERSION'),
         version_package="ruby",
@@ -783,8 +794,8 @@ def build_local_stack(
     wanted = {"language": language, "suite": suite, "packages": list(recipe.packages), "ca_sha256": ca_digest}
     if recipe.backports_packages or recipe.files or recipe.apt_packages:
         wanted["backports_packages"] = list(recipe.backports_packages)
-        if recipe.apt_packages:
-            wanted["apt_packages"] = list(recipe.apt_packages)
+        if recipe.apt_packages_for(suite):
+            wanted["apt_packages"] = list(recipe.apt_packages_for(suite))
         wanted["files_sha256"] = hashlib.sha256(repr(recipe.files).encode()).hexdigest()
     if recipe.post_install:
         wanted["post_install"] = list(recipe.post_install)
@@ -868,8 +879,8 @@ def _debootstrap(recipe, *, suite, mirror, ca_path, cache_dir, base, tar_path, l
             )
         log(f"debootstrap finished in {time.monotonic() - started:.0f}s; finishing the root filesystem")
 
-        if recipe.apt_packages:
-            _apt_install(rootfs, recipe.apt_packages, suite=suite, mirror=mirror, env=env, log=log)
+        if recipe.apt_packages_for(suite):
+            _apt_install(rootfs, recipe.apt_packages_for(suite), suite=suite, mirror=mirror, env=env, log=log)
         if recipe.backports_packages:
             _apt_install(rootfs, recipe.backports_packages, suite=suite, mirror=mirror, env=env, log=log,
                          backports=True)

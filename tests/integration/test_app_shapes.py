@@ -2,7 +2,8 @@
 uploads it (built by a real Celery worker on the real Docker Engine, started
 by the local runtime, answered through the tests' Caddy): Python of the
 standard library alone, Go from before modules, Node without package.json,
-an app built with two languages, Google Cloud's buildpack settings. An app
+an app built with two languages, Google Cloud's buildpack settings (a Go
+package and a Maven module named by GOOGLE_BUILDABLE). An app
 asking for a language version no stack here has is refused at detection
 with the versions there are.
 
@@ -35,6 +36,8 @@ WORKING = {
     "google-python": {"/": "hello from google-python (started by GOOGLE_ENTRYPOINT)"},
     "google-python-service": {"/": "hello from the service's settings"},
     "go-buildable": {"/": "hello from go-buildable (cmd/web)"},
+    # GOOGLE_BUILDABLE names the web module; its admin module, which does not compile, is not built.
+    "java-maven-modules": {"/": "hello from java-maven-modules (module greeting), module web, Java 17"},
 }
 # deploy -> words its failure reason must contain
 FAILING = {

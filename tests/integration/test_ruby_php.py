@@ -2,7 +2,8 @@
 real Celery worker on the real Docker Engine, on the Ruby and PHP stacks built
 from Debian's packages, started by the local runtime and answered through the
 tests' Caddy): a config.ru served by the stack's Rack and Puma, a plain Ruby
-server named by a Procfile, a PHP app with a composer.json of PHP and its
+server named by a Procfile, a Sinatra app whose gems are Debian's (its Gemfile
+names no gem source, so Bundler takes them from the stack), a PHP app with a composer.json of PHP and its
 extensions only (served by PHP-FPM behind lighttpd from public/), a plain
 folder of .php files.
 
@@ -34,6 +35,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 WORKING = {
     "ruby-rack": {"/": "hello from ruby-rack (Ruby 3.", "/env": '"rack_env":"production","server":"puma'},
     "ruby-webrick-procfile": {"/": "hello from ruby-webrick-procfile"},
+    # A Gemfile of no gem source: Sinatra and Puma from Debian, `bundle install --local`.
+    "ruby-sinatra": {"/": "hello from ruby-sinatra (Sinatra 3.", "/hello/owner": '"greeting":"hello, owner","server":"puma'},
     "php-hello": {"/": "hello from php-hello (PHP 8.", "/some/route": "PATH /some/route)",
                   "/style.css": "the stylesheet of php-hello, served by lighttpd", "/sqlite": "sqlite 3."},
     "php-plain": {"/": "hello from php-plain", "/about.php": "about php-plain"},
@@ -43,6 +46,8 @@ FAILING = {
     "ruby-gems-unreachable": ["Installing the app's dependencies failed: Bundler could not reach index.rubygems.org",
                               "the package source this host gives it (RUBYGEMS_SOURCE)",
                               "an administrator sets RUBYGEMS_SOURCE to a mirror this host can reach"],
+    "ruby-gem-not-in-stack": ["The Gemfile names no gem source, so its gems come from the Ruby stack (Debian's "
+                              "packages), and the stack has no sinatra (~> 9.0)."],
     "php-packages-unreachable": ["Installing the app's dependencies failed: Composer could not reach "
                                  "https://repo.packagist.org", "(COMPOSER_REPOSITORY)",
                                  "an administrator sets COMPOSER_REPOSITORY to a mirror this host can reach"],
@@ -86,7 +91,7 @@ def test_php_source_and_manifests_are_never_served_as_files(outcomes):
 
 
 @pytest.mark.parametrize("deploy", list(FAILING))
-def test_an_app_whose_packages_cannot_be_fetched_here_fails_naming_the_source_and_the_setting(outcomes, deploy):
+def test_an_app_whose_packages_cannot_be_had_here_fails_naming_the_package_or_the_source(outcomes, deploy):
     outcome = outcomes[deploy]
     assert outcome.status == "failed", outcome.log[-2000:]
     for words in FAILING[deploy]:

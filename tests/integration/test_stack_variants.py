@@ -1,7 +1,8 @@
 """A further stack for apps that ask for a language version the default one
 lacks (STACK_VARIANTS): an owner whose app asks for Python 3.13 gets it built
 on the stack made from Debian's next release, on the real Docker Engine, and
-the image runs that Python. The stack is built with debootstrap the first
+the image runs that Python; Ruby and PHP likewise, their apps answering on
+the stack of trixie. The stack is built with debootstrap the first
 time (a few minutes), re-imported from its cached root filesystem after."""
 
 import secrets
@@ -78,3 +79,82 @@ def test_an_app_of_two_languages_asking_for_newer_versions_is_planned_on_the_com
         fit_stack(detect(source).plan, builder.stack_offers)
     assert "(hakobune/stack-python-node:bookworm); Python 3.13.5 + Node.js 20.19.2 (hakobune/stack-python-node:trixie)" \
         in str(excinfo.value)
+
+
+@pytest.fixture
+def ruby_php_builder():
+    options = dict(settings.IMAGE_BUILDERS["local"]["OPTIONS"])
+    return LocalDockerBuilder("local", **{**options, "stack_variants": {"ruby": ["trixie"], "php": ["trixie"]}})
+
+
+def _build(builder, plan, source, tmp_path, name):
+    lines = []
+    built = builder.build(BuildRequest(team=f"sv{secrets.token_hex(3)}", service=name, source_dir=source,
+                                       source_digest=name, plan=plan, workspace=tmp_path / "workspace"), lines.append)
+    return built, lines
+
+
+def _answer(docker_client, ref, port, path="/"):
+    """Starts the image as the runtime would (its own command, $PORT) and asks
+    it for `path` from a container on a network of its own."""
+    network = docker_client.networks.create(f"hakobune-sv-{secrets.token_hex(3)}", internal=True)
+    app = docker_client.containers.run(ref, detach=True, network=network.name, environment={"PORT": str(port)},
+                                       user="10001:10001", read_only=True, tmpfs={"/tmp": "rw,size=64m"})
+    try:
+        ip = ""
+        for _ in range(60):
+            app.reload()
+            ip = app.attrs["NetworkSettings"]["Networks"][network.name]["IPAddress"]
+            if ip:
+                break
+        script = ("for i in $(seq 1 60); do ruby -rnet/http -e \"print Net::HTTP.get(URI('http://%s:%d%s'))\" "
+                  "2>/dev/null && exit 0; sleep 0.5; done; exit 1" % (ip, port, path))
+        if "php" in ref:
+            script = ("for i in $(seq 1 60); do php -r \"\\$b = @file_get_contents('http://%s:%d%s'); "
+                      "if (\\$b === false) exit(1); echo \\$b;\" && exit 0; sleep 0.5; done; exit 1" % (ip, port, path))
+        output = docker_client.containers.run(ref, ["/bin/sh", "-c", script], remove=True, network=network.name)
+        return output.decode()
+    finally:
+        app.remove(force=True)
+        network.remove()
+
+
+@pytest.mark.parametrize("app, language, asked, version, answer", [
+    ("ruby-next-release", "Ruby", "3.3", "Ruby 3.3", "hello from ruby-next-release (Ruby 3.3."),
+    ("php-next-release", "PHP", "^8.4", "PHP 8.4", "hello from php-next-release (PHP 8.4."),
+])
+def test_an_app_asking_for_the_ruby_or_php_of_debians_next_release_is_built_on_its_stack_and_answers(
+        ruby_php_builder, docker_client, tmp_path, app, language, asked, version, answer):
+    # The owner's .ruby-version (composer.json's php) asks for what trixie carries and bookworm does not.
+    source = tmp_path / "app"
+    shutil.copytree(APPS_DIR / app, source)
+    plan, chosen = fit_stack(detect(source).plan, ruby_php_builder.stack_offers)
+    stack = app.split("-")[0]
+    assert plan.stack_variant == "trixie"
+    assert chosen.startswith(f"{language} {asked} is asked for: built on hakobune/stack-{stack}:trixie ({version}")
+    built, lines = _build(ruby_php_builder, plan, source, tmp_path, app)
+    try:
+        assert built.plan.stack_version.startswith("Debian trixie") and version in built.plan.stack_version
+        assert any(f"hakobune/stack-{stack}:trixie" in line for line in lines)
+        assert answer in _answer(docker_client, built.ref, plan.port)
+    finally:
+        docker_client.images.remove(built.ref, force=True)
+
+
+@pytest.mark.parametrize("app, files, words", [
+    ("ruby-next-release", {".ruby-version": "3.99\n"},
+     "The app asks for Ruby 3.99 (.ruby-version), but the stacks here have Ruby 3.1.2 (hakobune/stack-ruby:bookworm), "
+     "Ruby 3.3"),
+    ("php-next-release", {"composer.json": '{"require": {"php": "^9.0"}}'},
+     "The app asks for PHP ^9.0 (composer.json require.php), but the stacks here have PHP 8.2"),
+])
+def test_a_ruby_or_php_no_stack_has_is_refused_naming_the_versions_there_are(ruby_php_builder, tmp_path, app, files,
+                                                                            words):
+    source = tmp_path / "app"
+    shutil.copytree(APPS_DIR / app, source)
+    for name, text in files.items():
+        (source / name).write_text(text)
+    with pytest.raises(VersionUnavailable) as excinfo:
+        fit_stack(detect(source).plan, ruby_php_builder.stack_offers)
+    assert words in str(excinfo.value)
+    assert "(hakobune/stack-" in str(excinfo.value) and ":trixie)" in str(excinfo.value)

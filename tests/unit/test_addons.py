@@ -247,3 +247,39 @@ def test_the_portal_page_lists_add_ons_and_lets_each_role_do_what_it_may(login, 
     login(outsider)
     assert client.get("/teams/acme/addons/").status_code == 404
     assert client.post("/teams/acme/addons/cache/delete/", {"confirm": "cache"}).status_code == 404
+
+
+def test_an_add_on_whose_team_network_block_is_held_on_the_engine_takes_another(team, owner, monkeypatch):
+    # The add-on is the team's first thing on this engine, and another network there
+    # (another Hakobune sharing the range) holds the team's block: it takes another, as a release does.
+    import ipaddress
+    from types import SimpleNamespace
+
+    from hakobune.platform.accounts import networks
+    from hakobune.platform.addons import actions
+    from hakobune.runtime.base import RuntimeBackendError
+
+    addon = AddOn.objects.create(team=team, kind="postgres", name="db", password_encrypted="x", volume="v",
+                                 cpu=0.25, memory_mb=256, status=AddOn.Status.PROVISIONING)
+    first = networks.subnet_of(team) or networks.claim(team)
+    tried = []
+
+    class Runtime:
+        def provision(self, spec, ready_timeout):
+            tried.append(spec.network_subnet)
+            if len(tried) == 1:
+                error = RuntimeBackendError("the Docker Engine could not make the team network: Pool overlaps")
+                # The engine lists the block the other network holds.
+                error.subnet_taken = spec.network_subnet
+                error.engine_subnets = [ipaddress.ip_network(spec.network_subnet)]
+                raise error
+            return SimpleNamespace(container_id="c0ffee")
+
+    monkeypatch.setattr(actions, "_runtime", Runtime)
+    monkeypatch.setattr(actions, "decrypt", lambda value: "secret")
+    monkeypatch.setattr("hakobune.platform.builds.images.local_builder", lambda: SimpleNamespace(
+        ensure_stack=lambda kind, log: SimpleNamespace(ref="hakobune/stack-postgres:bookworm", version="15")))
+    actions.provision(addon.id)
+    addon.refresh_from_db()
+    assert addon.status == AddOn.Status.READY, addon.status_detail
+    assert tried[0] == str(first) and tried[1] != tried[0] and tried[1] == networks.subnet_of(team)

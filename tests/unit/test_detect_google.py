@@ -80,8 +80,8 @@ def test_a_dockerfile_app_is_told_the_settings_are_not_used():
 
 @pytest.mark.parametrize("build_env, error", [
     ({"GOOGLE_RUNTIME_VERSION": "3.12; rm -rf /"}, "GOOGLE_RUNTIME_VERSION (the service's settings) must be a version"),
-    ({"GOOGLE_BUILDABLE": "../../etc"}, "GOOGLE_BUILDABLE (the service's settings) must be a Go package inside"),
-    ({"GOOGLE_BUILDABLE": "./cmd/web && curl x"}, "must be a Go package inside"),
+    ({"GOOGLE_BUILDABLE": "../../etc"}, "GOOGLE_BUILDABLE (the service's settings) must be a Go package or a Maven module inside"),
+    ({"GOOGLE_BUILDABLE": "./cmd/web && curl x"}, "must be a Go package or a Maven module inside"),
 ])
 def test_settings_hakobune_cannot_use_are_refused_in_a_sentence(tmp_path, build_env, error):
     tree(tmp_path, {"go.mod": "module x\n", "main.go": "package main\n"})

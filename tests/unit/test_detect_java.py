@@ -126,8 +126,9 @@ def test_a_maven_app_with_its_own_maven_folder_is_built_in_one_step(tmp_path):
 @pytest.mark.parametrize("extra, words", [
     ("<packaging>war</packaging>", "pom.xml packages the app as a war; Hakobune runs a Java app as an executable jar."),
     ("<packaging>pom</packaging><modules><module>api</module><module>web</module></modules>",
-     "pom.xml builds several modules (api, web), and Hakobune cannot tell which one's jar starts the app. Say it in "
-     "a Procfile, like `web: java -jar api/target/api.jar`."),
+     "pom.xml builds several modules (api, web), and Hakobune cannot tell which one's jar starts the app. Name the "
+     "module to build in GOOGLE_BUILDABLE (like `api`, in project.toml, hakobune.toml's [build_env] or the service's "
+     "variables), or say how to start it in a Procfile, like `web: java -jar api/target/api.jar`."),
 ])
 def test_a_maven_app_hakobune_cannot_start_is_told_what_to_change(tmp_path, extra, words):
     tree(tmp_path, {"pom.xml": POM.format(extra=extra)})
@@ -140,6 +141,64 @@ def test_a_multi_module_app_starts_with_the_jar_its_procfile_names(tmp_path):
     tree(tmp_path, {"pom.xml": POM.format(extra="<modules><module>web</module></modules>"),
                     "Procfile": "web: java -jar web/target/web.jar\n"})
     assert detect(tmp_path).plan.start_command == "java -jar web/target/web.jar"
+
+
+def test_google_buildable_builds_the_module_it_names_with_the_modules_it_needs():
+    # The fixture's project.toml names the web module; its admin module does not compile.
+    detection = detect(APPS_DIR / "java-maven-modules")
+    plan = detection.plan
+    assert detection.stack == "java"
+    assert plan.build_commands == (f"{java.MAVEN} package -pl web -am",)
+    assert plan.start_command == f"java {java.JVM_FLAGS} {java.PORT_FLAGS} -jar web/target/web-1.0.0.jar"
+    # Every module's pom takes part: no layer of dependencies fetched with the root pom alone.
+    assert plan.dependency_files == () and plan.install_commands == ()
+    assert plan.sources["build_commands"] == "GOOGLE_BUILDABLE"
+    assert plan.language_version == ">=17"
+    assert detection.reason.startswith(
+        "found pom.xml of 3 modules (greeting, web, admin); GOOGLE_BUILDABLE names web (web 1.0.0), built with the "
+        "modules it needs (`mvn package -pl web -am`), started with `java -jar web/target/web-1.0.0.jar`")
+
+
+@pytest.mark.parametrize("named", ["web", "./web", "web/", "./web/"])
+def test_google_buildable_names_a_module_as_a_path_or_a_name(tmp_path, named):
+    tree(tmp_path, {"pom.xml": POM.format(extra="<packaging>pom</packaging><modules><module>api</module>"
+                                                "<module>web</module></modules>"),
+                    "web/pom.xml": POM.format(extra="").replace("<artifactId>shop</artifactId>",
+                                                                "<artifactId>web</artifactId>")})
+    plan = detect(tmp_path, build_env={"GOOGLE_BUILDABLE": named}).plan
+    assert plan.build_commands == (f"{java.MAVEN} package -pl web -am",)
+    assert plan.start_command.endswith("-jar web/target/web-2.1.0.jar")
+
+
+def test_a_procfile_starts_the_module_google_buildable_builds(tmp_path):
+    tree(tmp_path, {"pom.xml": POM.format(extra="<modules><module>web</module></modules>"),
+                    "web/pom.xml": POM.format(extra=""), "Procfile": "web: java -jar web/target/shop.jar\n"})
+    plan = detect(tmp_path, build_env={"GOOGLE_BUILDABLE": "web"}).plan
+    assert plan.build_commands == (f"{java.MAVEN} package -pl web -am",)
+    assert plan.start_command == "java -jar web/target/shop.jar"
+
+
+@pytest.mark.parametrize("files, named, words", [
+    ({"web/pom.xml": POM.format(extra="")}, "shop",
+     "GOOGLE_BUILDABLE names the module 'shop', but pom.xml's modules are api, web. Name one of them."),
+    ({}, "web", "GOOGLE_BUILDABLE names the module 'web', but web/pom.xml is not in the app's folder."),
+    ({"web/pom.xml": POM.format(extra="<packaging>war</packaging>")}, "web",
+     "web/pom.xml packages the module as a war; Hakobune runs a Java app as an executable jar."),
+])
+def test_google_buildable_that_names_no_module_it_can_build_is_told_in_a_sentence(tmp_path, files, named, words):
+    tree(tmp_path, {"pom.xml": POM.format(extra="<modules><module>api</module><module>web</module></modules>"),
+                    **files})
+    with pytest.raises(DetectionError) as excinfo:
+        detect(tmp_path, build_env={"GOOGLE_BUILDABLE": named})
+    assert words in str(excinfo.value)
+
+
+def test_google_buildable_on_a_project_of_one_module_builds_the_whole_and_says_so(tmp_path):
+    tree(tmp_path, {"pom.xml": POM.format(extra="")})
+    plan = detect(tmp_path, build_env={"GOOGLE_BUILDABLE": "web"}).plan
+    assert plan.build_commands == (f"{java.MAVEN} package",)
+    assert any("GOOGLE_BUILDABLE (web) names a module to build, but pom.xml has no <modules>" in note
+               for note in plan.notes)
 
 
 # --- Gradle, a jar built already, plain sources --------------------------------------------------

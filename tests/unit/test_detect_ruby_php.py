@@ -6,9 +6,12 @@ import json
 
 import pytest
 
+from hakobune.platform.diagnoses import diagnose
+from hakobune.worker.builders.base import BuildError
 from hakobune.worker.buildpacks import NoStackDetected, detect, php, ruby
 from hakobune.worker.buildpacks.plan import BuildPlan
 from hakobune.worker.buildpacks.versions import StackOffer, VersionUnavailable, fit_stack, satisfies
+from hakobune.worker.stacks import RECIPES
 from tests.conftest import APPS_DIR
 from tests.unit.test_detect import tree
 
@@ -71,11 +74,69 @@ def test_a_rails_app_runs_rails_server_precompiles_its_assets_and_migrates_in_th
     detection = detect(tmp_path)
     plan = detection.plan
     assert plan.start_command == "bundle exec rails server --binding 0.0.0.0 --port $PORT"
-    assert plan.build_commands == ("SECRET_KEY_BASE_DUMMY=1 bundle exec rails assets:precompile",)
+    # Rails' tmp/ is the instance's /tmp: the rest of its files are read-only.
+    assert plan.build_commands == ("SECRET_KEY_BASE_DUMMY=1 bundle exec rails assets:precompile",
+                                   "rm -rf tmp && ln -s /tmp tmp")
     assert plan.release_command == "bundle exec rails db:migrate"
     assert plan.env["RAILS_ENV"] == "production" and plan.env["RAILS_LOG_TO_STDOUT"] == "1"
     assert "a Rails app, started with Rails' server" in detection.reason
     assert "its migrations run in the release phase" in detection.reason
+    assert any("Rails needs SECRET_KEY_BASE when it runs: set it in the service's variables" in note
+               for note in plan.notes)
+
+
+def test_a_rails_app_of_debians_gems_installs_them_from_the_stack_and_migrates_in_the_release_phase():
+    # The fixture's Gemfile names no gem source: its gems are Debian's, in the Ruby stack.
+    detection = detect(APPS_DIR / "ruby-rails")
+    plan = detection.plan
+    assert detection.stack == "ruby"
+    assert plan.install_commands == ("bundle install --local",)
+    assert "BUNDLE_PATH" not in plan.env and "BUNDLE_DEPLOYMENT" not in plan.env, "the stack's gems are system-wide"
+    assert plan.build_commands == ("SECRET_KEY_BASE_DUMMY=1 bundle exec rails assets:precompile",
+                                   "rm -rf tmp && ln -s /tmp tmp")
+    assert plan.release_command == "bundle exec rails db:migrate"
+    assert detection.reason.startswith(
+        "found a Gemfile with no gem source: its gems are the Ruby stack's own, Debian's packages "
+        "(`bundle install --local`, nothing fetched), a Rails app, started with Rails' server")
+    assert not any("Commit your Gemfile.lock" in note for note in plan.notes)
+
+
+def test_a_sinatra_app_of_debians_gems_is_served_by_puma_from_the_stack():
+    detection = detect(APPS_DIR / "ruby-sinatra")
+    plan = detection.plan
+    assert plan.install_commands == ("bundle install --local",)
+    assert plan.start_command == "bundle exec puma --bind tcp://0.0.0.0:$PORT"
+    assert plan.build_commands == () and plan.release_command == ""
+    assert plan.env["RACK_ENV"] == "production" and "BUNDLE_PATH" not in plan.env
+
+
+def test_a_gem_the_stack_lacks_is_named_with_what_to_change():
+    # What Bundler 2.3 printed here for a Gemfile of no source asking for a gem the stack lacks.
+    tail = [
+        "[DEPRECATED] This Gemfile does not include an explicit global source. Not using an explicit global source "
+        "may result in a different lockfile being generated depending on the gems you have installed locally before "
+        "bundler is run. Instead, define a global source in your Gemfile like this: source \"https://rubygems.org\".",
+        "Could not find gem 'sinatra (~> 9.0)' in locally installed gems.",
+        "",
+        "The source contains the following gems matching 'sinatra':",
+        "  * sinatra-3.0.5",
+        "The command '/bin/sh -c bundle install --local' returned a non-zero code: 7",
+    ]
+    diagnosis = diagnose(BuildError("Installing your app's dependencies failed", log_tail=tail))
+    assert diagnosis.rule == "build.gem_not_in_stack"
+    assert diagnosis.in_english() == (
+        "The Gemfile names no gem source, so its gems come from the Ruby stack (Debian's packages), and the stack has "
+        "no sinatra (~> 9.0). Add `source \"https://rubygems.org\"` at the top of the Gemfile to install the gems from "
+        "there (or from the mirror this host uses), or ask for a version the stack has.")
+    assert diagnose(BuildError("failed", log_tail=["Could not find gem 'rack' in rubygems repository"])).rule \
+        == "build.failed"
+
+
+def test_a_locked_gemfile_of_the_stacks_gems_is_frozen_not_deployed(tmp_path):
+    tree(tmp_path, {"Gemfile": 'gem "sinatra"\ngem "puma"\n', "Gemfile.lock": LOCK, "config.ru": "run Sinatra\n"})
+    plan = detect(tmp_path).plan
+    assert plan.install_commands == ("bundle install --local",)
+    assert plan.env["BUNDLE_FROZEN"] == "1" and "BUNDLE_DEPLOYMENT" not in plan.env
 
 
 def test_a_rails_apps_procfile_starts_it_and_says_its_release_phase(tmp_path):
@@ -282,3 +343,11 @@ def test_a_ruby_or_php_plan_round_trips_as_stored(tmp_path):
     for app in ("ruby-rack", "php-hello"):
         plan = detect(APPS_DIR / app).plan
         assert BuildPlan.from_dict(json.loads(json.dumps(plan.to_dict()))) == plan
+
+
+def test_the_ruby_stack_has_debians_rails_and_sinatra_and_trixie_its_rackup():
+    recipe = RECIPES["ruby"]
+    assert {"ruby-rails", "ruby-pg", "ruby-sqlite3", "ruby-sinatra", "puma", "ruby-rack"} <= set(recipe.apt_packages)
+    # Rack 3 (trixie) moved rackup to a package of its own; bookworm's Rack 2 has it.
+    assert "ruby-rackup" in recipe.apt_packages_for("trixie")
+    assert "ruby-rackup" not in recipe.apt_packages_for("bookworm")

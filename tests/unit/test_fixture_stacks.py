@@ -24,7 +24,8 @@ EXPECTED = {
     "google-python": ("python", ""),
     "health-check-fails": ("python", ""),
     "java-maven": ("java", ""),
-    "java-maven-central": ("java", ""),  # fails at its build here: Maven Central is not reachable
+    "java-maven-central": ("java", ""),
+    "java-maven-modules": ("java", ""),  # GOOGLE_BUILDABLE names its web module  # fails at its build here: Maven Central is not reachable
     "java-plain": ("java", ""),
     "listens-on-localhost": ("python", ""),
     "monorepo": NoStackDetected,
@@ -42,10 +43,15 @@ EXPECTED = {
     "python-stdlib-procfile": ("python", ""),
     "python-uv": ("python", ""),
     "php-hello": ("php", ""),
+    "php-next-release": ("php", ""),  # asks for PHP 8.4: the trixie variant where there is one
     "php-packages-unreachable": ("php", ""),
     "php-plain": ("php", ""),
+    "ruby-gem-not-in-stack": ("ruby", ""),  # fails at its install: the stack's Sinatra is not 9
     "ruby-gems-unreachable": ("ruby", ""),
+    "ruby-next-release": ("ruby", ""),  # asks for Ruby 3.3: the trixie variant where there is one
     "ruby-rack": ("ruby", ""),
+    "ruby-rails": ("ruby", ""),
+    "ruby-sinatra": ("ruby", ""),
     "ruby-webrick-procfile": ("ruby", ""),
     "static-site": ("static", ""),
     "vite-static": ("static", "node"),

@@ -108,13 +108,24 @@ def provision(addon_id: int) -> None:
         return
     try:
         stack = local_builder().ensure_stack(addon.kind, lambda line: logger.info("add-on %s: %s", addon, line))
-        spec = AddOnSpec(
-            team=addon.team.name, name=addon.name, kind=addon.kind, image=stack.ref,
-            password=decrypt(addon.password_encrypted), database=addon.database,
-            memory_mb=addon.memory_mb, cpu=float(addon.cpu),
-            network_subnet=networks.subnet_of(addon.team) or "", egress_allow=egress_allow_of(addon.team),
-        )
-        state = _runtime().provision(spec, ready_timeout=settings.ADDON_READY_TIMEOUT)
+
+        def spec():
+            return AddOnSpec(
+                team=addon.team.name, name=addon.name, kind=addon.kind, image=stack.ref,
+                password=decrypt(addon.password_encrypted), database=addon.database,
+                memory_mb=addon.memory_mb, cpu=float(addon.cpu),
+                network_subnet=networks.subnet_of(addon.team) or "", egress_allow=egress_allow_of(addon.team),
+            )
+
+        try:
+            state = _runtime().provision(spec(), ready_timeout=settings.ADDON_READY_TIMEOUT)
+        except RuntimeBackendError as exc:
+            # The add-on made the team's network first, and its block is held by
+            # another network on this engine: another block, as a release takes.
+            if not getattr(exc, "subnet_taken", ""):
+                raise
+            networks.claim_another(addon.team, exc.subnet_taken, getattr(exc, "engine_subnets", ()))
+            state = _runtime().provision(spec(), ready_timeout=settings.ADDON_READY_TIMEOUT)
     except Exception as exc:  # noqa: BLE001 - any failure is the add-on's status, in words
         message = getattr(exc, "message", None) or str(exc)
         logger.warning("add-on %s failed to start: %s", addon, message)

@@ -85,9 +85,10 @@ def _with_google_settings(detection: Detection, gcp: google.GoogleSettings) -> D
         plan = plan.with_changes(language_version=gcp.runtime_version)
         sources["language_version"] = google.RUNTIME_VERSION
         reason += f"; {google.RUNTIME_VERSION} ({gcp.said[google.RUNTIME_VERSION]}) asks for {gcp.runtime_version}"
-    if gcp.buildable and (plan.build_stack or plan.stack) != "go":
+    if gcp.buildable and (plan.build_stack or plan.stack) not in ("go", "java"):
         plan = plan.with_changes(notes=plan.notes + (
-            f"{google.BUILDABLE} names the Go package to build; this is not a Go app, so it is not used.",))
+            f"{google.BUILDABLE} names the Go package or Maven module to build; this is not a Go or Java app, so it "
+            "is not used.",))
     return Detection(detection.stack, reason, plan.with_changes(sources=sources))
 
 
@@ -123,6 +124,8 @@ def _first(src: Path, detectors, *, raise_error: bool = True, start_command: str
             detection = procfile.detect(src, detect_language=partial(detect_language, buildable=buildable))
         elif detector is go and buildable:
             detection = go.detect(src, buildable=buildable)
+        elif detector is java and buildable:
+            detection = java.detect(src, buildable=buildable, start_command=start_command)
         elif start_command and detector in TAKE_START_COMMAND:
             detection = detector.detect(src, start_command=start_command)
         else:

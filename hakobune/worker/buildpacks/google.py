@@ -4,7 +4,8 @@ same way:
 
     GOOGLE_ENTRYPOINT       the command that starts the app (over a Procfile's `web:`)
     GOOGLE_RUNTIME_VERSION  the language version (over .python-version, engines.node, go.mod)
-    GOOGLE_BUILDABLE        the Go package to build ("./cmd/web")
+    GOOGLE_BUILDABLE        the Go package to build ("./cmd/web"), or the module of a
+                            Maven project of several ("web")
 
 They are build environment variables: from project.toml's [[build.env]]
 (the buildpacks' project descriptor), hakobune.toml's [build_env], and the
@@ -55,8 +56,8 @@ def read(src: Path, from_config: dict[str, str], from_service: dict[str, str] | 
                              f"not {version[:80]!r}.")
     buildable = found.get(BUILDABLE, "")
     if buildable and (not PACKAGE.match(buildable) or ".." in buildable.replace("...", "")):
-        raise DetectionError(f"{BUILDABLE} ({said[BUILDABLE]}) must be a Go package inside the app's folder, like "
-                             f"./cmd/web, not {buildable[:80]!r}.")
+        raise DetectionError(f"{BUILDABLE} ({said[BUILDABLE]}) must be a Go package or a Maven module inside the "
+                             f"app's folder, like ./cmd/web or web, not {buildable[:80]!r}.")
     if "\n" in found.get(ENTRYPOINT, ""):
         raise DetectionError(f"{ENTRYPOINT} ({said[ENTRYPOINT]}) must be one command on one line.")
     return GoogleSettings(entrypoint=found.get(ENTRYPOINT, ""), runtime_version=version, buildable=buildable,

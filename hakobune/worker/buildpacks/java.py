@@ -141,10 +141,12 @@ HELP = re.compile(r"\s+-> \[Help \d+\]\s*$")
 MAX_VALUE = 1000
 
 
-def detect(src: Path, *, start_command: str = "") -> Detection | None:
-    """With `start_command` (a Procfile's web line), it starts the app."""
+def detect(src: Path, *, start_command: str = "", buildable: str = "") -> Detection | None:
+    """With `start_command` (a Procfile's web line), it starts the app; with
+    `buildable` (GOOGLE_BUILDABLE), that module of a Maven project of several
+    is built, with the modules it needs, and its jar starts the app."""
     if is_file(src, "pom.xml"):
-        return _maven(src, start_command)
+        return _maven(src, start_command, buildable)
     gradle = first_file(src, ("build.gradle", "build.gradle.kts"))
     if gradle:
         return _gradle(src, gradle, start_command)
@@ -163,18 +165,25 @@ def detect(src: Path, *, start_command: str = "") -> Detection | None:
 # -- Maven ------------------------------------------------------------------------------
 
 
-def _maven(src: Path, start_command: str) -> Detection:
+def _maven(src: Path, start_command: str, buildable: str = "") -> Detection:
     pom = _Pom(read_text(src, "pom.xml"))
     version, version_source = java_version(src, pom)
     notes = []
     if is_file(src, "mvnw"):
         notes.append("The Maven wrapper (mvnw) is not used: the Java stack's own Maven builds the app, from "
                      "Debian's packaged plugins and the Maven repository this host uses (MAVEN_REPOSITORY).")
+    if pom.modules and buildable:
+        return _maven_module(src, pom, _module_named(pom, buildable), start_command, version, version_source,
+                             notes)
+    if buildable:
+        notes.append(f"GOOGLE_BUILDABLE ({buildable}) names a module to build, but pom.xml has no <modules>: the "
+                     "whole project is built, as without it.")
     if pom.modules and not start_command:
         raise DetectionError(
             f"pom.xml builds several modules ({', '.join(pom.modules[:5])}), and Hakobune cannot tell which one's jar "
-            "starts the app. Say it in a Procfile, like `web: java -jar "
-            f"{pom.modules[0]}/target/{pom.modules[0]}.jar`."
+            f"starts the app. Name the module to build in GOOGLE_BUILDABLE (like `{pom.modules[0]}`, in project.toml, "
+            "hakobune.toml's [build_env] or the service's variables), or say how to start it in a Procfile, like "
+            f"`web: java -jar {pom.modules[0]}/target/{pom.modules[0]}.jar`."
         )
     if pom.packaging not in ("", "jar") and not start_command:
         raise DetectionError(
@@ -203,6 +212,62 @@ def _maven(src: Path, start_command: str) -> Detection:
         notes=tuple(notes),
     )
     reason = f"found pom.xml ({pom.described()}), built with Maven (`mvn package`), started with {how}"
+    return _detection(reason, plan)
+
+
+def _module_named(pom: _Pom, buildable: str) -> str:
+    """The module of `pom` that GOOGLE_BUILDABLE names ("web", "./web/",
+    "services/web"); a DetectionError naming the modules when it is none."""
+    wanted = buildable.strip().removeprefix("./").rstrip("/")
+    for module in pom.modules:
+        if module.removeprefix("./").rstrip("/") == wanted:
+            return module.removeprefix("./").rstrip("/")
+    raise DetectionError(
+        f"GOOGLE_BUILDABLE names the module {buildable!r}, but pom.xml's modules are "
+        f"{', '.join(pom.modules[:10])}. Name one of them."
+    )
+
+
+def _maven_module(src: Path, pom: _Pom, module: str, start_command: str, version: str, version_source: str,
+                  notes: list[str]) -> Detection:
+    """One module of a Maven project of several (GOOGLE_BUILDABLE): Maven
+    builds it and the modules it needs (`-pl module -am`), and its jar starts
+    the app. Every module's pom takes part in the build, so there is no layer
+    of dependencies fetched with the poms alone: a change to the code fetches
+    nothing again (Maven's repository is in the image already), but builds
+    the module again."""
+    if not is_file(src, f"{module}/pom.xml"):
+        raise DetectionError(f"GOOGLE_BUILDABLE names the module {module!r}, but {module}/pom.xml is not in the "
+                             "app's folder.")
+    module_pom = _Pom(read_text(src, f"{module}/pom.xml"))
+    if module_pom.packaging not in ("", "jar") and not start_command:
+        raise DetectionError(
+            f"{module}/pom.xml packages the module as a {module_pom.packaging}; Hakobune runs a Java app as an "
+            "executable jar. Package it as a jar, or say how to start it in a Procfile "
+            f"(`web: java -jar {module}/target/app.jar`)."
+        )
+    if not version:
+        version, version_source = java_version(src, module_pom)
+    jar = module_pom.jar_name()
+    if start_command:
+        start, how = start_command, f"the app's own start command (`{start_command}`)"
+    elif jar:
+        start, how = _java_jar(f"{module}/target/{jar}"), f"`java -jar {module}/target/{jar}`; {MEMORY_WORDS}"
+    else:
+        start = _java_jar(_pick_jar(f"{module}/target"))
+        how = f"the jar Maven makes in {module}/target/ (`java -jar`); {MEMORY_WORDS}"
+    quoted = shlex.quote(module)
+    plan = _plan(
+        version, version_source,
+        build_commands=(f"{MAVEN} package -pl {quoted} -am",),
+        start_command=start,
+        build_env=dict(BUILD_ENV),
+        notes=tuple(notes),
+        sources={"build_commands": "GOOGLE_BUILDABLE"},
+    )
+    reason = (f"found pom.xml of {len(pom.modules)} modules ({', '.join(pom.modules[:5])}); GOOGLE_BUILDABLE names "
+              f"{module} ({module_pom.described()}), built with the modules it needs (`mvn package -pl {module} -am`), "
+              f"started with {how}")
     return _detection(reason, plan)
 
 
@@ -387,9 +452,9 @@ def main_class_of(src: Path, name: str) -> str:
     return match.group(1).decode("utf-8", errors="replace") if match else ""
 
 
-def _plan(version: str, version_source: str, **settings) -> BuildPlan:
-    return BuildPlan(stack="java", language_version=version,
-                     sources={"language_version": version_source} if version else {}, **settings)
+def _plan(version: str, version_source: str, *, sources: dict[str, str] | None = None, **settings) -> BuildPlan:
+    sources = {**(sources or {}), **({"language_version": version_source} if version else {})}
+    return BuildPlan(stack="java", language_version=version, sources=sources, **settings)
 
 
 def _detection(reason: str, plan: BuildPlan) -> Detection:

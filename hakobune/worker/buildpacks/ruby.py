@@ -1,6 +1,8 @@
 """Ruby apps: a Gemfile (installed with Bundler: deployment mode when
 Gemfile.lock is there, gems in /opt/bundle, without the development and test
-groups), or a config.ru alone (served by the stack's Rack and Puma, from
+groups; a Gemfile that names no gem source takes its gems from the stack,
+which has Debian's packaged gems, Rails and Sinatra among them, with
+`bundle install --local`), or a config.ru alone (served by the stack's Rack and Puma, from
 Debian, with nothing to install). Started by the Procfile's `web:` line, else
 Rails' server for a Rails app, else Puma (or `rackup` when the Gemfile has no
 Puma) for a config.ru.
@@ -57,6 +59,33 @@ USE_MIRROR = ('if [ -n "${RUBYGEMS_SOURCE:-}" ]; then bundle config set --global
               '"$RUBYGEMS_SOURCE"; fi')
 INSTALL = f"{USE_MIRROR} && bundle install --jobs 4"
 RACKUP = "rackup --port $PORT --host 0.0.0.0"
+# A Gemfile that names no gem source: its gems are the stack's own (Debian's
+# ruby-* packages, installed system-wide), so Bundler resolves them there and
+# fetches nothing. Not in /opt/bundle: Bundler with a path of its own does not
+# see the system's gems.
+SOURCE_LINE = re.compile(r"""^\s*source\s*\(?\s*['"]""", re.MULTILINE)
+INSTALL_LOCAL = "bundle install --local"
+LOCAL_ENV = {key: value for key, value in BUNDLE_ENV.items() if key != "BUNDLE_PATH"}
+# Rails writes pids and caches under tmp/; the instance's files are read-only
+# but for /tmp, so the app's tmp/ is the instance's /tmp.
+RAILS_TMP = "rm -rf tmp && ln -s /tmp tmp"
+
+
+# Bundler's words when `bundle install --local` needs a gem the stack lacks:
+# "Could not find gem 'nokogiri (>= 1.15)' in locally installed gems."
+NOT_IN_STACK = re.compile(r"Could not find gem '(?P<gem>[^']{1,200})' in locally installed gems")
+
+
+def missing_stack_gem(lines: list[str]) -> str:
+    """The gem (with the version asked for) that a Gemfile of no gem source
+    needs and the Ruby stack does not have, from a failed install's output;
+    "" when it says no such thing."""
+    found = ""
+    for line in lines:
+        match = NOT_IN_STACK.search(line)
+        if match:
+            found = match["gem"].strip()
+    return found
 
 
 def detect(src: Path, *, start_command: str = "") -> Detection | None:
@@ -77,11 +106,13 @@ def _with_gemfile(src: Path, start_command: str) -> Detection | None:
     locked = is_file(src, "Gemfile.lock")
     version, version_source = _ruby_version(src, gemfile)
     rails = "rails" in gems or "railties" in gems or is_file(src, "config/application.rb") and is_file(src, "bin/rails")
-    env = dict(BUNDLE_ENV)
+    local = not SOURCE_LINE.search(gemfile)
+    env = dict(LOCAL_ENV if local else BUNDLE_ENV)
     if locked:
-        env["BUNDLE_DEPLOYMENT"] = "1"
+        # Deployment mode installs into a path of its own; the stack's gems are system-wide.
+        env["BUNDLE_FROZEN" if local else "BUNDLE_DEPLOYMENT"] = "1"
     notes = []
-    if not locked:
+    if not locked and not local:
         notes.append("Commit your Gemfile.lock (run `bundle lock`) so every build installs the same gem versions; "
                      "without it the build resolves them again, and deployment mode is off.")
     build: tuple[str, ...] = ()
@@ -90,12 +121,15 @@ def _with_gemfile(src: Path, start_command: str) -> Detection | None:
         start, how = start_command, f"the app's own start command (`{start_command}`)"
     elif rails:
         env.update(RAILS_ENV)
+        notes.append("Rails needs SECRET_KEY_BASE when it runs: set it in the service's variables (a long random "
+                     "string; `bin/rails secret` makes one). The build precompiles without it.")
         start = "bundle exec rails server --binding 0.0.0.0 --port $PORT"
         how = "Rails' server (`rails server`)"
         if is_file(src, "app/assets/config/manifest.js") or gems & {"sprockets-rails", "propshaft"}:
             # The app's secrets are not in the build; Rails 7.1+ takes a dummy for precompiling.
             build = ("SECRET_KEY_BASE_DUMMY=1 bundle exec rails assets:precompile",)
             how += "; its assets are precompiled at build time"
+        build += (RAILS_TMP,)
         if walk(src / "db" / "migrate", "*.rb", max_depth=0) and not (src / "db").is_symlink():
             release = "bundle exec rails db:migrate"
             how += "; its migrations run in the release phase (`rails db:migrate`)"
@@ -116,7 +150,7 @@ def _with_gemfile(src: Path, start_command: str) -> Detection | None:
     plan = BuildPlan(
         stack="ruby",
         dependency_files=tuple(dependency_files),
-        install_commands=(INSTALL,),
+        install_commands=(INSTALL_LOCAL if local else INSTALL,),
         build_commands=build,
         start_command=start,
         env=env,
@@ -125,7 +159,13 @@ def _with_gemfile(src: Path, start_command: str) -> Detection | None:
         sources={"language_version": version_source} if version else {},
         notes=tuple(notes),
     )
-    lock_words = "Gemfile.lock (Bundler, deployment mode)" if locked else "no Gemfile.lock (Bundler resolves the versions)"
+    if local:
+        lock_words = ("no gem source: its gems are the Ruby stack's own, Debian's packages "
+                      f"(`{INSTALL_LOCAL}`, nothing fetched)")
+    elif locked:
+        lock_words = "Gemfile.lock (Bundler, deployment mode)"
+    else:
+        lock_words = "no Gemfile.lock (Bundler resolves the versions)"
     reason = f"found a Gemfile with {lock_words}{', a Rails app' if rails else ''}, started with {how}"
     if version:
         reason += f"; it asks for Ruby {version} ({version_source})"
