@@ -8,6 +8,7 @@ English interface string is left. Screenshots of each step are saved as
 test artifacts (with HAKOBUNE_UPDATE_SCREENSHOTS=1 also in docs/screenshots/)."""
 
 import os
+import re
 
 import pytest
 from playwright.sync_api import expect, sync_playwright
@@ -62,6 +63,12 @@ def test_a_newcomer_deploys_the_flask_sample_in_the_guided_flow(language, live_s
                 expect(page.locator(f"#plan-{row} .change a")).to_be_visible()
             expect(page.locator("#size-medium")).to_be_checked()
             look(page, "3-plan")
+            # "change" leads to the setting itself, on the service page, opened and focused.
+            page.click("#plan-start .change a")
+            expect(page.locator("#id_start_command")).to_be_visible()
+            expect(page.locator("#id_start_command")).to_be_focused()
+            page.go_back()
+            expect(page.locator("#deploy-plan")).to_be_visible()
 
             # 3. The deploy: the steps light up without a reload of the page.
             page.click("#deploy-plan")
@@ -73,7 +80,7 @@ def test_a_newcomer_deploys_the_flask_sample_in_the_guided_flow(language, live_s
             assert page.evaluate("window.notReloaded === true"), "the page reloaded while the steps ran"
             for step in ("fetch", "detect", "build", "start", "health", "route"):
                 expect(page.locator(f"#step-{step}")).to_have_attribute("data-state", "done")
-                expect(page.locator(f"#step-{step} .step-time")).to_contain_text(" s")
+                expect(page.locator(f"#step-{step} .step-time")).to_have_text(re.compile(r"\d+\.\d (s|秒)"))
             build = Build.objects.get(service__name=name)
             assert build.status == BuildStatus.LIVE
             assert set(build.milestones) == {"fetched", "detected", "built", "started", "healthy", "routed"}
