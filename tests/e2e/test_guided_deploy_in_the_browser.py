@@ -49,6 +49,14 @@ def test_a_newcomer_deploys_the_flask_sample_in_the_guided_flow(language, live_s
             # The sample is the suggested source; Flask is the first sample.
             expect(page.locator("input[name=source_kind][value=sample]")).to_be_checked()
             page.fill("#id_name", name)
+            # With the keyboard: the sample chosen shows the focus on its card and on itself.
+            page.focus("input[name=sample][value=flask]")
+            page.keyboard.press("ArrowDown")
+            focused = page.evaluate("""() => {
+              const el = document.activeElement, card = el.closest('label');
+              return [el.value, getComputedStyle(el).outlineStyle, getComputedStyle(card).outlineStyle];
+            }""")
+            assert focused == ["fastapi", "solid", "solid"], focused
             page.check("input[name=sample][value=flask]")
             page.click("#look-at-source")
 

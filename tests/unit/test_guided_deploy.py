@@ -242,3 +242,28 @@ def test_the_dashboard_offers_the_guided_deploy_to_a_team_without_services(login
     page = client.get(reverse("services:dashboard")).content.decode()
     assert 'id="start-guided"' not in page
     assert reverse("services:guided_start", args=["acme"]) in page
+
+
+def test_a_look_whose_task_was_lost_is_sent_again_and_one_whose_worker_died_fails(
+        owner, team, dummy_backend, queued_tasks, monkeypatch):
+    from hakobune.platform.builds import sweeper
+
+    monkeypatch.setattr(sweeper, "broker_forgot", lambda: False)
+    service = create_service(team=team, name="first", created_by=owner)
+    lost = guided.check_plan(service=service, created_by=owner, sample_name="flask")
+    fresh = guided.check_plan(service=service, created_by=owner, sample_name="static")
+    dead = guided.check_plan(service=service, created_by=owner, sample_name="django")
+    long_ago = timezone.now() - timedelta(hours=1)
+    PlanCheck.objects.filter(id=lost.id).update(sent_at=long_ago)
+    PlanCheck.objects.filter(id=dead.id).update(status=PlanCheck.Status.CHECKING, claimed_at=long_ago)
+    queued_tasks.clear()
+    swept = sweeper.sweep()
+    assert queued_tasks == [("check_plan", lost.id)]
+    assert swept.requeued == 1 and swept.failed == 1
+    assert PlanCheck.objects.get(id=fresh.id).status == PlanCheck.Status.QUEUED
+    dead.refresh_from_db()
+    assert dead.status == PlanCheck.Status.FAILED and dead.failure_rule == "pipeline.stalled"
+    # Sent again once, not at every sweep.
+    queued_tasks.clear()
+    sweeper.sweep()
+    assert queued_tasks == []

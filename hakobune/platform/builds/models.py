@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 from hakobune.platform.services.models import Service
 
@@ -178,6 +179,10 @@ class PlanCheck(models.Model):
     build = models.ForeignKey(Build, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
+    # When its task was last sent (the sweeper sends a lost one again), and
+    # when a worker took it on (one that died is seen by the sweeper).
+    sent_at = models.DateTimeField(default=timezone.now)
+    claimed_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -8,7 +8,8 @@ built or started.
     queued → checking → done   (or failed, with a diagnosis)
 
 A check is claimed with a conditional UPDATE, so a task delivered twice
-checks once. A git source's tree is kept as a snapshot (.tar.gz) on the
+checks once; the sweeper sends a check whose task was lost again, and fails
+one whose worker died (builds/sweeper.py). A git source's tree is kept as a snapshot (.tar.gz) on the
 check, so that the deploy of the plan builds the very commit that was shown."""
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ class _Quiet:
 
 
 def check_plan(check_id: int, *, attempt: int = 1) -> None:
-    if PlanCheck.objects.filter(id=check_id, status=Status.QUEUED).update(status=Status.CHECKING) != 1:
+    if PlanCheck.objects.filter(id=check_id, status=Status.QUEUED).update(
+            status=Status.CHECKING, claimed_at=timezone.now()) != 1:
         return
     check = PlanCheck.objects.select_related("service__team").get(id=check_id)
     workspace = workspace_of(check_id)
