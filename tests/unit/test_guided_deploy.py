@@ -267,3 +267,14 @@ def test_a_look_whose_task_was_lost_is_sent_again_and_one_whose_worker_died_fail
     queued_tasks.clear()
     sweeper.sweep()
     assert queued_tasks == []
+
+
+def test_an_app_with_its_own_dockerfile_is_built_by_hand_from_it(owner, team, dummy_backend, queued_tasks):
+    service = create_service(team=team, name="first", created_by=owner)
+    build = Build.objects.create(service=service, number=1, status=S.LIVE, source_filename="app.zip",
+                                 image="hakobune/acme/first:abc", plan={"stack": "dockerfile", "port": 8080,
+                                                                        "dockerfile_path": "docker/Dockerfile"})
+    commands = {entry.step: entry.command for entry in guided.by_hand(build)}
+    assert commands["fetch"].startswith("unzip app.zip -d first")
+    assert commands["build"] == "docker build -f docker/Dockerfile -t hakobune/acme/first:abc ."
+    assert "Dockerfile.hakobune" not in " ".join(commands.values())

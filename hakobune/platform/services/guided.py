@@ -228,10 +228,12 @@ def by_hand(build: Build) -> list[ByHand]:
     upstream = ((release.runtime_state or {}).get("upstreams") or [""])[0] if release else ""
     upstream = upstream or f"{service.name}:{port}"
     health_path = plan.get("health_check_path") or service.health_check_path or "/"
+    own = plan.get("stack") == "dockerfile"
+    dockerfile = quote(plan.get("dockerfile_path") or "Dockerfile") if own else "Dockerfile.hakobune"
     return [
         ByHand("fetch", fetch),
-        ByHand("detect", "ls -a && nano Dockerfile.hakobune"),
-        ByHand("build", f"docker build -f Dockerfile.hakobune -t {image} ."),
+        ByHand("detect", f"ls -a && cat {dockerfile}" if own else "ls -a && nano Dockerfile.hakobune"),
+        ByHand("build", f"docker build -f {dockerfile} -t {image} ."),
         ByHand("start", run),
         ByHand("health", f"curl -i http://{upstream}{health_path}"),
         ByHand("route", f"caddy reverse-proxy --from {service.hostname} --to {upstream}"),
