@@ -278,3 +278,17 @@ def test_an_app_with_its_own_dockerfile_is_built_by_hand_from_it(owner, team, du
     assert commands["fetch"].startswith("unzip app.zip -d first")
     assert commands["build"] == "docker build -f docker/Dockerfile -t hakobune/acme/first:abc ."
     assert "Dockerfile.hakobune" not in " ".join(commands.values())
+
+
+def test_the_plan_of_an_app_with_its_own_dockerfile_says_it_is_built_as_it_is(
+        login, owner, team, dummy_backend, queued_tasks, django_capture_on_commit_callbacks):
+    client = login(owner)
+    with django_capture_on_commit_callbacks(execute=True):
+        start(client, source_kind="archive", source=upload_of("dockerfile", "zip"))
+    check = PlanCheck.objects.get(service__name="first")
+    plan_check.check_plan(check.id)
+    check.refresh_from_db()
+    assert check.status == PlanCheck.Status.DONE and check.stack == "dockerfile", check.failure_reason
+    page = client.get(reverse("services:guided_plan", args=["acme", "first", check.id])).content.decode()
+    assert "As your <code>Dockerfile</code> says" in page
+    assert "Nothing to install" not in page
