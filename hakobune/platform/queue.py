@@ -37,6 +37,8 @@ ROUTES = {
     # Short steps a person waits on: seconds each.
     "fetch_source": PIPELINE,
     "detect_stack": PIPELINE,
+    # The guided deploy's look at a source: fetch and detect, nothing built.
+    "check_plan": PIPELINE,
     "deploy_release": PIPELINE,
     "start_release": PIPELINE,
     "destroy_service": PIPELINE,
@@ -70,7 +72,7 @@ TASKS = frozenset({
     "fetch_source", "detect_stack", "build_image", "deploy_release", "start_release",
     "destroy_service", "destroy_team", "sync_router", "reconcile", "rebuild_stack", "prune_images",
     "admit_builds", "stop_build", "sweep_pipeline", "run_jobs", "deliver_notification",
-    "provision_addon", "remove_addon",
+    "provision_addon", "remove_addon", "check_plan",
 })
 
 # The steps that read the fetched source, and so run on the host that fetched it.

@@ -821,6 +821,8 @@ TASK_KILL_GRACE = 30
 TASK_TIME_LIMITS = {
     "fetch_source": GIT_TIMEOUT + 120,
     "detect_stack": env_int("DETECT_TIMEOUT", 120),
+    # A fetch and a detection, nothing built (the guided deploy's plan).
+    "check_plan": GIT_TIMEOUT + env_int("DETECT_TIMEOUT", 120),
     "build_image": BUILD_TIMEOUT + 60,
     "deploy_release": DEPLOY_TIMEOUT + RELEASE_COMMAND_TIMEOUT,
     "start_release": DEPLOY_TIMEOUT,

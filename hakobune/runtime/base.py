@@ -87,6 +87,15 @@ class DeploySpec:
     # name: command. Each runs the same image with its own sizes
     # (`config.sizes(name)`), not routed (capability "processes").
     processes: dict[str, str] = field(default_factory=dict)
+    # Told the name of each part of the deploy as it ends ("started": the
+    # instances run, "healthy": they answer their health check, "routed": the
+    # router sends them requests); a backend that does not tell them apart
+    # calls nothing. Not part of what the release is.
+    on_step: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
+
+    def step_done(self, name: str) -> None:
+        if self.on_step is not None:
+            self.on_step(name)
 
     def process_counts(self) -> dict[str, int]:
         """How many instances of each process type the release runs."""

@@ -153,12 +153,15 @@ class DockerLocalBackend(RuntimeBackend):
             web_count = spec.process_counts()[WEB]
             for index in range(web_count):
                 started.append(self._run_instance(spec, index, network))
+            spec.step_done("started")
             upstreams = [self._wait_until_healthy(container, spec) for container in started]
             workers = self._start_processes(spec, network, started)
+            spec.step_done("healthy")
             if spec.public and spec.web:
                 self.router.set_route(
                     Route(spec.hostname, tuple(upstreams), aliases=tuple(spec.aliases), redirects=tuple(spec.redirects))
                 )
+                spec.step_done("routed")
             else:
                 # Private (or no web process): no address in the router; the
                 # team reaches a private one by name.

@@ -10,7 +10,7 @@ settings.TASK_TIME_LIMITS (CELERY_TASK_ANNOTATIONS)."""
 from celery import shared_task
 
 from hakobune.platform.addons import actions as addon_actions
-from hakobune.platform.builds import admission, pipeline, sweeper
+from hakobune.platform.builds import admission, pipeline, plan_check, sweeper
 from hakobune.platform.failures import MAX_ATTEMPTS, RetryStep
 from hakobune.platform.notifications import delivery
 from hakobune.platform.observability import collectors, logstore
@@ -35,6 +35,11 @@ def fetch_source(self, build_id: int) -> None:
 @shared_task(bind=True)
 def detect_stack(self, build_id: int) -> None:
     _attempt(self, pipeline.detect_stack, build_id)
+
+
+@shared_task
+def check_plan(check_id: int) -> None:
+    plan_check.check_plan(check_id)
 
 
 @shared_task(bind=True)

@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 from hakobune.platform.services.models import Service
 
@@ -77,6 +78,10 @@ class Build(models.Model):
     # finished_at (state.advance); None when it ended before admission.
     # /metrics' histogram reads it from the index alone.
     duration_seconds = models.FloatField(null=True, blank=True)
+    # When each step of the way ended, as ISO times: fetched, detected, built
+    # (pipeline steps), started, healthy, routed (the deploy step, as the
+    # runtime reports them). The guided deploy shows them as timings.
+    milestones = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-number"]
@@ -135,3 +140,63 @@ class BuildLogLine(models.Model):
     class Meta:
         ordering = ["id"]
         indexes = [models.Index(fields=["build", "id"])]
+
+
+def plan_check_upload_path(check, filename):
+    return f"sources/{check.service.team.name}/{check.service.name}/plan-{filename}"
+
+
+class PlanCheck(models.Model):
+    """A look at a source before anything is built: the worker fetches it and
+    runs detection only, and the plan it found is kept here for the person to
+    read (the guided first deploy). A deploy of the plan then builds from
+    the same snapshot (services.deploy_checked_plan)."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "queued"
+        CHECKING = "checking", "checking"
+        DONE = "done", "done"
+        FAILED = "failed", "failed"
+
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="plan_checks")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    # archive (an upload), sample (one of samples/, packed) or git.
+    source_kind = models.CharField(max_length=16, default="archive")
+    sample = models.CharField(max_length=32, blank=True)
+    source_archive = models.FileField(upload_to=plan_check_upload_path, max_length=500, blank=True)
+    source_filename = models.CharField(max_length=255, blank=True)
+    git_url = models.CharField(max_length=500, blank=True)
+    git_ref = models.CharField(max_length=255, blank=True)
+    git_commit = models.CharField(max_length=64, blank=True)
+    source_subdir = models.CharField(max_length=255, blank=True)
+    stack = models.CharField(max_length=32, blank=True)
+    detection_reason = models.TextField(blank=True)
+    plan = models.JSONField(null=True, blank=True)
+    failure_reason = models.TextField(blank=True)
+    failure_rule = models.CharField(max_length=64, blank=True)
+    failure_params = models.JSONField(default=dict, blank=True)
+    # The deploy made of this plan, once the person asked for it.
+    build = models.ForeignKey(Build, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    # When its task was last sent (the sweeper sends a lost one again), and
+    # when a worker took it on (one that died is seen by the sweeper).
+    sent_at = models.DateTimeField(default=timezone.now)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self):
+        return f"{self.service} plan check {self.id}"
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (self.Status.DONE, self.Status.FAILED)
+
+    @property
+    def failure_text(self) -> str:
+        from hakobune.platform.diagnoses import render
+
+        return render(self.failure_rule, self.failure_params) if self.failure_rule else self.failure_reason

@@ -45,6 +45,7 @@ from hakobune.worker.buildpacks import BuildPlan, apply_service_settings, detect
 from . import admission, disk, images
 from .lease import Heartbeat
 from .log import BuildLog, BuildStopped
+from .milestones import mark
 from .models import ADMITTED, Build, BuildStatus
 from .state import advance, claim, fail, is_stopped, release_claim
 from .sweeper import step_time_limit, timeout_diagnosis
@@ -161,6 +162,10 @@ def _fail_step(build_id: int, status: str, log: BuildLog, diagnosis: Diagnosis) 
         queue.enqueue("admit_builds")
 
 
+# The deploy step's parts, as the runtime reports their ends (DeploySpec.on_step).
+DEPLOY_MILESTONES = ("started", "healthy", "routed")
+
+
 # -- fetching ---------------------------------------------------------------------
 
 
@@ -189,6 +194,7 @@ def fetch_source(build_id: int, *, attempt: int = 1) -> None:
         Build.objects.filter(id=build_id).update(source_digest=digest, worker_host=host)
         log.write(f"✓ Source digest {digest[:12]}")
         log.flush()
+        mark(build_id, "fetched")
         if advance(build_id, S.FETCHING, S.DETECTING):
             queue.enqueue("detect_stack", build_id, host=host)
 
@@ -271,6 +277,7 @@ def detect_stack(build_id: int, *, attempt: int = 1) -> None:
         for note in plan.notes:
             log.write(f"  note: {note}")
         log.flush()
+        mark(build_id, "detected")
         if advance(build_id, S.DETECTING, S.BUILDING, plan=plan.to_dict(), detection_reason=detection.reason):
             queue.enqueue("build_image", build_id, host=build.worker_host)
 
@@ -318,6 +325,7 @@ def build_image(build_id: int, *, attempt: int = 1) -> None:
         log.write(f"✓ Image {image.ref}", keep=True)
         log.flush()
         Build.objects.filter(id=build_id).update(image=image.ref, plan=image.plan.to_dict())
+        mark(build_id, "built")
         shutil.rmtree(workspace, ignore_errors=True)
         _built(build, log)
 
@@ -364,11 +372,14 @@ def deploy_release(build_id: int, *, attempt: int = 1) -> None:
             # starts it afresh (what that attempt started is replaced).
             release = releases.release_for_build(build)
             releases.run_release_phase(release, log.write)
-            releases.start(release, log.write, may_retry=attempt < MAX_ATTEMPTS)
+            releases.start(release, log.write, may_retry=attempt < MAX_ATTEMPTS,
+                           on_step=lambda name: mark(build_id, name))
             started = release
         # else: the dead attempt made it live, and died before saying so.
         service.refresh_from_db()  # the live release now gives its address (Cloud Run's own)
         log.write(f"✓ Live at {service.url}", keep=True)
+        # A runtime that does not tell its steps apart: they all ended now.
+        mark(build_id, *DEPLOY_MILESTONES, only_missing=True)
         # Whole before the build reads as live: whoever sees `live` reads every line.
         log.flush()
         advance(build_id, S.DEPLOYING, S.LIVE)

@@ -41,7 +41,7 @@ from hakobune.platform.locks import redis_client
 from hakobune.platform.services.models import Release
 
 from .log import BuildLog
-from .models import Build, BuildStatus
+from .models import Build, BuildStatus, PlanCheck
 from .state import fail, failure_fields, requeued, take_back
 from .workspace import workspace_dir
 
@@ -95,7 +95,27 @@ def sweep() -> Swept:
         except Exception:  # noqa: BLE001 - one build's trouble must not stop the sweep of the others
             logger.exception("could not sweep build %s", build.id)
     _sweep_releases(swept, lease_cutoff, requeue_cutoff, forgot)
+    _sweep_plan_checks(swept, now, requeue_cutoff, forgot)
     return swept
+
+
+def _sweep_plan_checks(swept: Swept, now, requeue_cutoff, forgot: bool) -> None:
+    """The guided deploy's looks at a source: one whose task was lost is sent
+    again (its claim makes a duplicate harmless); one taken on longer ago
+    than its time limit and a grace (its worker died) fails in words."""
+    waiting = PlanCheck.objects.filter(status=PlanCheck.Status.QUEUED)
+    if not forgot:
+        waiting = waiting.filter(sent_at__lt=requeue_cutoff)
+    for check_id in waiting.values_list("id", flat=True):
+        if PlanCheck.objects.filter(id=check_id, status=PlanCheck.Status.QUEUED).update(sent_at=now) == 1:
+            queue.enqueue("check_plan", check_id)
+            swept.requeued += 1
+    limit = int(settings.TASK_TIME_LIMITS["check_plan"]) + settings.TASK_KILL_GRACE + settings.STEP_LEASE_SECONDS
+    stalled = Diagnosis("pipeline.stalled")
+    swept.failed += PlanCheck.objects.filter(
+        status=PlanCheck.Status.CHECKING, claimed_at__lt=now - timedelta(seconds=limit)
+    ).update(status=PlanCheck.Status.FAILED, failure_rule=stalled.rule, failure_params={},
+             failure_reason=stalled.in_english(), finished_at=now)
 
 
 def _sweep_releases(swept: Swept, lease_cutoff, requeue_cutoff, forgot: bool) -> None:

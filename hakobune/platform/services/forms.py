@@ -258,3 +258,32 @@ class CloudRunSettingsForm(forms.ModelForm):
         if commit:
             row.save()
         return row
+
+
+GUIDED_SOURCE_CHOICES = [("sample", _("A sample app")), *SOURCE_CHOICES]
+
+
+class GuidedSourceForm(NewServiceForm):
+    """The guided first deploy's first step: a name and a source, which may
+    be one of the built-in sample apps."""
+
+    sample = forms.ChoiceField(label=_("Sample app"), required=False, widget=forms.RadioSelect)
+
+    def __init__(self, *args, samples=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["source_kind"].choices = GUIDED_SOURCE_CHOICES
+        self.fields["source_kind"].initial = "sample"
+        self.fields["sample"].choices = [(s.name, s.title) for s in samples]
+        self.fields["sample"].initial = samples[0].name if samples else ""
+        self.fields.pop("target", None)
+
+    def clean_source_kind(self):
+        return self.cleaned_data.get("source_kind") or "sample"
+
+    def clean(self):
+        if self.cleaned_data.get("source_kind") != "sample":
+            return super().clean()
+        data = forms.Form.clean(self)
+        if not data.get("sample"):
+            self.add_error("sample", gettext("Choose one of the samples."))
+        return data

@@ -279,6 +279,7 @@ def destroy_service(service_id: int) -> None:
         backend_for(service).destroy(ServiceRef(service.team.name, service.name))
         prune_service_images(service)
         snapshots = set(service.builds.exclude(source_archive="").values_list("source_archive", flat=True))
+        snapshots |= set(service.plan_checks.exclude(source_archive="").values_list("source_archive", flat=True))
         with transaction.atomic():
             # Releases protect their builds; they go first, then the service
             # with its builds, logs and webhook deliveries.

@@ -6,6 +6,7 @@ settings, env, rollback, restart) end here."""
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Callable
 
 from django.conf import settings
@@ -252,7 +253,8 @@ def unclaim(release_id: int) -> None:
     )
 
 
-def start(release: Release, log: Callable[[str], None], *, may_retry: bool = False) -> None:
+def start(release: Release, log: Callable[[str], None], *, may_retry: bool = False,
+          on_step: Callable[[str], None] | None = None) -> None:
     """Starts the release on its service's backend and makes it the live one.
     Raises when it does not come up; the previous release then keeps
     serving. A passing fault leaves the release deploying when it `may_retry`;
@@ -261,7 +263,7 @@ def start(release: Release, log: Callable[[str], None], *, may_retry: bool = Fal
     service's deploy lock."""
     service = release.service
     try:
-        spec = deploy_spec(service, release)
+        spec = replace(deploy_spec(service, release), on_step=on_step)
     except RuntimeBackendError as exc:  # no network block left for a new team
         mark_failed(release, exc)
         raise
@@ -280,7 +282,7 @@ def start(release: Release, log: Callable[[str], None], *, may_retry: bool = Fal
                 raise
             log("The team network's address block is in use on this host; taking another")
             networks.claim_another(service.team, exc.subnet_taken, getattr(exc, "engine_subnets", ()))
-            spec = deploy_spec(service, release)
+            spec = replace(deploy_spec(service, release), on_step=on_step)
             try:
                 result = backend.deploy(spec)
             except RuntimeBackendError as again:

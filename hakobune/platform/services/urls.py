@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import cloud_run_views, hooks_views, views
+from . import cloud_run_views, guided_views, hooks_views, views
 
 app_name = "services"
 
@@ -9,7 +9,11 @@ service = "t/<slug:team>/<slug:service>/"
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("t/<slug:team>/services/new/", views.service_new, name="new"),
+    path("t/<slug:team>/services/guided/", guided_views.guided_start, name="guided_start"),
     path(service, views.service_detail, name="detail"),
+    path(f"{service}guided/plans/<int:check>/", guided_views.guided_plan, name="guided_plan"),
+    path(f"{service}guided/plans/<int:check>/again/", guided_views.guided_recheck, name="guided_recheck"),
+    path(f"{service}guided/deploys/<int:number>/", guided_views.guided_deploy, name="guided_deploy"),
     path(f"{service}deploy/", views.service_deploy, name="deploy"),
     path(f"{service}env/", views.service_env, name="env"),
     path(f"{service}scale/", views.service_scale, name="scale"),

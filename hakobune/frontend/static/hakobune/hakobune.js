@@ -37,12 +37,26 @@ function keepNewestLines(log) {
   htmx.process(older);
 }
 
+// A link to a field inside a closed <details> (the guided plan's "change"
+// links to the service's settings) opens it and puts the focus on the field.
+function openLinkedField() {
+  const id = decodeURIComponent(window.location.hash.slice(1));
+  const field = id && document.getElementById(id);
+  if (!field) return;
+  const box = field.closest("details");
+  if (box) box.open = true;
+  field.scrollIntoView({ block: "center" });
+  field.focus({ preventScroll: true });
+}
+document.addEventListener("DOMContentLoaded", openLinkedField);
+window.addEventListener("hashchange", openLinkedField);
+
 // The New service form shows the fields of the chosen source only.
 function showChosenSource(form) {
   const chosen = form.querySelector("input[name=source_kind]:checked");
   if (!chosen) return;
   form.querySelectorAll(".source-panel").forEach((panel) => {
-    panel.hidden = panel.dataset.sourceKind !== chosen.value;
+    panel.hidden = !panel.dataset.sourceKind.split(" ").includes(chosen.value);
   });
 }
 document.addEventListener("change", (event) => {
