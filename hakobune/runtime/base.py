@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Callable
 if TYPE_CHECKING:
     from hakobune.worker.builders.base import ImageBuilder
 
+    from .hood import ContainerView, SandboxView
+
 from .release_config import WEB, ReleaseConfig
 
 
@@ -257,7 +259,8 @@ class RuntimeBackend:
     `capabilities`, so views and tasks never ask which backend they hold."""
 
     # The flags in use: logs, collected_logs (the platform stores what the
-    # instances print: readers ask its store, not `logs`), metrics, stop_start, routing, under_the_hood,
+    # instances print: readers ask its store, not `logs`), metrics, stop_start, routing,
+    # under_the_hood (what runs a service, read live for its team: all runtimes),
     # scale_to_zero, processes (process types besides web), one_off
     # (run_once: release phase, scheduled jobs) (the local runtime); remote_build (builds images itself:
     # image_builder() gives its builder),
@@ -341,6 +344,17 @@ class RuntimeBackend:
     def metrics(self, ref: ServiceRef) -> list[MetricSample]:
         """The current sample of each running instance (no history: that is
         kept by the metric collectors, not by the backend)."""
+        raise NotImplementedError
+
+    def under_the_hood(self, ref: ServiceRef, *, config: ReleaseConfig, state: dict) -> ContainerView | SandboxView:
+        """What runs the service, read live for its team's "under the hood"
+        panel (capability "under_the_hood"): one running instance's
+        namespaces, cgroup limits, capabilities and image layers on this host
+        (`ContainerView`), or what a hosted runtime does instead, with the
+        service's own values (`SandboxView`). `config` is its live release's
+        settings and `state` what `deploy` returned for it (`DeployResult.state`).
+        Raises RuntimeBackendError, in words, when there is nothing to read
+        (no instance running)."""
         raise NotImplementedError
 
     def sync_routes(self, live: list[LiveRoute]) -> dict[str, str]:
