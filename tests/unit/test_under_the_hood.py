@@ -396,3 +396,47 @@ def test_a_runtime_without_the_capability_has_no_panel(live, login, owner, dummy
     assert login(owner).get(hood_url(live)).status_code == 404
     page = login(owner).get(reverse("services:detail", args=[live.team.name, live.name])).content.decode()
     assert hood_url(live) not in page
+
+
+# -- the API: GET …/under-the-hood/ -------------------------------------------------------------------
+
+
+def api_get(client, user, path):
+    from hakobune.platform.accounts.tokens import create_api_token
+
+    token = create_api_token(user=user, name="hood")[1]
+    return client.get(path, HTTP_AUTHORIZATION=f"Bearer {token}")
+
+
+def api_path(team, service):
+    return f"/api/v1/teams/{team}/services/{service}/under-the-hood/"
+
+
+def test_the_api_gives_the_team_the_same_reading(live, client, owner, viewer):
+    for user in (owner, viewer):
+        answer = api_get(client, user, api_path(live.team.name, live.name))
+        assert answer.status_code == 200, answer.content
+        body = answer.json()
+        assert body["kind"] == "container" and body["sandbox"] is None
+        container = body["container"]
+        assert container["cgroups"]["memory_limit_bytes"] == 384 * 1024 * 1024
+        assert container["cgroups"]["cpu_limit_cores"] == 0.5
+        assert container["capabilities"]["effective"] == [] and container["capabilities"]["no_new_privileges"]
+        assert [n["kind"] for n in container["namespaces"] if not n["shared"]] == ["pid", "net", "mnt", "uts", "ipc"]
+        assert [layer["part"] for layer in container["layers"]] == ["stack", "dependencies", "code"]
+        assert container["layers"][0]["shared_with"] == 2 and container["layers"][0]["saves_bytes"] == 300_000_000
+        assert container["saved_bytes"] == 300_000_000
+
+
+def test_the_api_gives_an_outsider_nothing_and_says_when_nothing_runs(live, client, owner, outsider, team,
+                                                                      dummy_backend):
+    answer = api_get(client, outsider, api_path(live.team.name, live.name))
+    assert answer.status_code == 404
+    assert api_get(client, outsider, api_path(live.team.name, "nothing")).status_code == 404
+    assert client.get(api_path(live.team.name, live.name)).status_code == 401
+    fresh = create_service(team=team, name="fresh", created_by=owner)
+    answer = api_get(client, owner, api_path(team.name, fresh.name))
+    assert answer.status_code == 409 and "has not been deployed yet" in answer.json()["error"]
+    dummy_backend.running.clear()
+    answer = api_get(client, owner, api_path(team.name, live.name))
+    assert answer.status_code == 409 and "No instance of this service is running now" in answer.json()["error"]

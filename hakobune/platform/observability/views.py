@@ -25,13 +25,11 @@ from hakobune.platform.observability.logstore import LogFilter
 from hakobune.platform.services.access import service_for
 from hakobune.platform.services.backends import backend_for
 from hakobune.platform.services.services import process_counts
-from hakobune.platform.services.declared_settings import values_of
-from hakobune.platform.services.models import DesiredState, Service
 from hakobune.runtime.base import RuntimeBackendError, ServiceRef
 from hakobune.runtime.hood import HoodUnavailable
-from hakobune.runtime.release_config import RELEASE, ReleaseConfig
 
 from .collectors import history
+from .hood import has_hood, read_hood, service_for_hood
 from .models import Event
 from .platform_metrics import exposition as platform_metrics_text
 
@@ -50,39 +48,18 @@ def runtime_status(request, team, service):
     return render(request, "observability/_runtime_status.html", {"service": service, "runtime": status, "error": ""})
 
 
-def _service_for_hood(user, team_name: str, service_name: str):
-    """The service whose "under the hood" the person may read: a member's
-    (any role) or, for the platform's administrators, any team's. Anyone
-    else gets the 404 of a service that does not exist."""
-    if user.is_staff:
-        found = (Service.objects.select_related("team", "live_release")
-                 .exclude(desired_state=DesiredState.DELETED).filter(team__name=team_name, name=service_name).first())
-        if found is None:
-            raise Http404("No such service")
-        return found
-    return service_for(user, team_name, service_name)[1]
-
-
 @login_required
 @require_GET
 def under_the_hood(request, team, service):
     """What runs the service, read live from one of its instances (namespaces,
     cgroups, capabilities, image layers, the host's kernel), or what Cloud Run
-    does instead: the service page's "Under the hood" panel. Of other
-    services it shows counts only (docs/security.md)."""
-    service = _service_for_hood(request.user, team, service)
-    backend = backend_for(service)
-    context = {"service": service, "view": None, "problem": "", "detail": ""}
-    if "under_the_hood" not in backend.capabilities:
+    does instead: the service page's "Under the hood" panel (observability/hood.py)."""
+    service = service_for_hood(request.user, team, service)
+    if not has_hood(service):
         raise Http404("This runtime shows nothing under the hood.")
-    release = service.live_release
-    if release is None:
-        context["problem"] = "not_deployed"
-        return render(request, "observability/_hood.html", context)
-    config = ReleaseConfig.from_dict(release.config, defaults=values_of(service, stage=RELEASE))
+    context = {"service": service, "view": None, "problem": "", "detail": ""}
     try:
-        context["view"] = backend.under_the_hood(ServiceRef(service.team.name, service.name), config=config,
-                                                 state=dict(release.runtime_state or {}))
+        context["view"] = read_hood(service)
     except HoodUnavailable as exc:
         context.update(problem=exc.why, detail=exc.detail)
     except RuntimeBackendError as exc:
