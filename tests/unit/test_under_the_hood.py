@@ -440,3 +440,31 @@ def test_the_api_gives_an_outsider_nothing_and_says_when_nothing_runs(live, clie
     dummy_backend.running.clear()
     answer = api_get(client, owner, api_path(team.name, live.name))
     assert answer.status_code == 409 and "No instance of this service is running now" in answer.json()["error"]
+
+
+def test_a_cloud_run_service_is_told_what_runs_it_instead(team, owner, login, settings, dummy_backend):
+    settings.RUNTIME_BACKENDS = {
+        "local": {"BACKEND": "hakobune.runtime.dummy.DummyBackend", "OPTIONS": {}},
+        "cloudrun": {"BACKEND": "hakobune.runtime.cloud_run.CloudRunBackend",
+                     "OPTIONS": {"project": "acme-prod", "region": "asia-northeast1"}},
+    }
+    service = create_service(team=team, name="hello", created_by=owner, target="cloudrun")
+    build = Build.objects.create(service=service, number=1, status=BuildStatus.LIVE, image="asia-docker.pkg.dev/x:1")
+    release = Release.objects.create(
+        service=service, build=build, number=1, image=build.image, status=Release.Status.LIVE,
+        config={"memory_mb": 1024, "cpu": "2", "instances": 4, "concurrency": 20},
+        runtime_state={"revision": "hello-acme-00007-abc", "service": "x", "url": "https://hello-acme-x.a.run.app"},
+    )
+    service.live_release = release
+    service.save(update_fields=["live_release"])
+    client = login(owner)
+    page = client.get(hood_url(service)).content.decode()
+    assert "A sandbox instead of a container on this host" in page and "gVisor" in page
+    assert "hello-acme-00007-abc" in page and "asia-northeast1" in page and "<code>1024Mi</code>" in page
+    assert "<dd>20</dd>" in page and "<dd>4</dd>" in page  # requests per instance, most instances
+    assert "Namespaces: what it can see" not in page
+    japanese = client.get(hood_url(service), HTTP_ACCEPT_LANGUAGE="ja").content.decode()
+    assert "このホストのコンテナの代わりに、サンドボックス" in japanese and "hello-acme-00007-abc" in japanese
+    body = api_get(client, owner, api_path(team.name, service.name)).json()
+    assert body["kind"] == "sandbox" and body["container"] is None
+    assert body["sandbox"]["revision"] == "hello-acme-00007-abc" and body["sandbox"]["max_instances"] == 4
