@@ -1046,8 +1046,10 @@ class DockerLocalBackend(RuntimeBackend):
                     continue
             for layer in held & wanted:
                 counts[layer] += 1
-        for image_id in [i for i in self._image_layers if i not in {e.get("ImageID") for e in listed}]:
-            del self._image_layers[image_id]
+        # Forget the images no container uses any more (a copy of the keys: the portal reads in threads).
+        in_use = {entry.get("ImageID") for entry in listed}
+        for image_id in [i for i in list(self._image_layers) if i not in in_use]:
+            self._image_layers.pop(image_id, None)
         return counts
 
     def sync_routes(self, live: list[LiveRoute]) -> dict[str, str]:

@@ -119,6 +119,11 @@ def test_a_beginner_reads_under_the_hood_on_a_phone_in_english_and_japanese(live
                         if measured["page"] > measured["width"]:
                             problems.append(f"{where}: the page scrolls sideways ({measured['page']} px)")
                         problems += [f"{where}: wider than the screen: {element}" for element in measured["wide"]]
+                        # The panel's tables fit the screen: none needs its box scrolled sideways to be read.
+                        scrolled = page.evaluate("""() => [...document.querySelectorAll('section.hood .table-scroll')]
+                          .filter((box) => box.scrollWidth > box.clientWidth + 1)
+                          .map((box) => box.closest('.hood-part').id)""")
+                        problems += [f"{where}: a table of {part} scrolls sideways" for part in scrolled]
                     shoot_panel(page, f"under-the-hood-{language}-{size}")
                     context.close()
             finally:
