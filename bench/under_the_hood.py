@@ -52,7 +52,7 @@ def start(client, image: str, instance: str, team: str, service: str, command=No
                 LABEL_PROCESS: "web"},
         user="10001:10001", cap_drop=["ALL"], security_opt=["no-new-privileges"], read_only=True,
         mem_limit="128m", memswap_limit="128m", cpu_period=100_000, cpu_quota=10_000, pids_limit=64,
-        environment={"PORT": "8080"},
+        environment={"PORT": "8080"}, tmpfs={"/tmp": "rw,nosuid,nodev,size=16m"},
     )
 
 
