@@ -233,15 +233,6 @@ class ContainerView:
     def saved_bytes(self) -> int:
         return sum(layer.saves_bytes for layer in self.layers)
 
-    def layer_parts(self) -> list[tuple[str, list[Layer], int]]:
-        """The layers by part (stack, dependencies, code) with each part's size."""
-        parts = []
-        for part in (STACK, DEPENDENCIES, CODE):
-            layers = [layer for layer in self.layers if layer.part == part]
-            if layers:
-                parts.append((part, layers, sum(layer.size_bytes or 0 for layer in layers)))
-        return parts
-
 
 @dataclass(frozen=True)
 class SandboxView:
