@@ -23,9 +23,17 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
-
-from .base import RuntimeBackendError
+# The result types are the interface's (runtime/base.py); they are named here too.
+from .base import (  # noqa: F401
+    CapabilityView,
+    CgroupView,
+    ContainerView,
+    HoodUnavailable,
+    HostNumbers,
+    Layer,
+    NamespacePair,
+    SandboxView,
+)
 
 # The kernel's capability numbers (include/uapi/linux/capability.h), lower case
 # without the CAP_ prefix, as capsh and `docker run --cap-add` name them.
@@ -43,18 +51,6 @@ CAPABILITY_NAMES = (
 NAMESPACE_KINDS = ("pid", "net", "mnt", "uts", "ipc", "cgroup", "user")
 
 STACK, DEPENDENCIES, CODE = "stack", "dependencies", "code"
-
-
-class HoodUnavailable(RuntimeBackendError):
-    """There is nothing to read now, for a reason the portal puts in the
-    reader's words (`why`): not_running (no instance runs), gone (it stopped
-    while being read), unreadable (the portal cannot see this host's /proc or
-    cgroups: `detail` says what), no_revision (Cloud Run: not deployed)."""
-
-    def __init__(self, why: str, message: str, detail: str = ""):
-        super().__init__(message, permanent=False)
-        self.why = why
-        self.detail = detail
 
 
 class HoodUnreadable(Exception):
@@ -125,134 +121,6 @@ def limit_value(text: str, *, unlimited_from: int | None = None) -> int | None:
     if unlimited_from is not None and value >= unlimited_from:
         return None
     return value
-
-
-# -- what the panel shows -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class NamespacePair:
-    kind: str
-    container: str  # the namespace's number
-    host: str
-
-    @property
-    def shared(self) -> bool:
-        return self.container == self.host
-
-
-@dataclass(frozen=True)
-class CgroupView:
-    version: int  # 1 or 2
-    memory_limit_bytes: int | None
-    memory_bytes: int | None
-    cpu_quota_us: int | None
-    cpu_period_us: int
-    # Of one core, over a short look (None: not measured).
-    cpu_percent: float | None
-    pids_limit: int | None
-    pids: int | None
-    # The file each value came from, relative to the instance's cgroup.
-    files: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def cpu_limit_cores(self) -> float | None:
-        if self.cpu_quota_us is None or not self.cpu_period_us:
-            return None
-        return self.cpu_quota_us / self.cpu_period_us
-
-    @property
-    def memory_percent(self) -> float | None:
-        if not self.memory_limit_bytes or self.memory_bytes is None:
-            return None
-        return round(self.memory_bytes / self.memory_limit_bytes * 100, 1)
-
-    @property
-    def cpu_percent_of_limit(self) -> float | None:
-        cores = self.cpu_limit_cores
-        if cores is None or self.cpu_percent is None:
-            return None
-        return round(self.cpu_percent / cores, 1)
-
-
-@dataclass(frozen=True)
-class CapabilityView:
-    effective: tuple[str, ...]
-    bounding: tuple[str, ...]
-    # What root on the host holds (its effective set).
-    host_root: tuple[str, ...]
-    no_new_privileges: bool
-    uid: str = ""
-
-
-@dataclass(frozen=True)
-class Layer:
-    part: str  # stack, dependencies or code
-    size_bytes: int | None
-    # How many other services' images hold this same layer (a count, no names).
-    shared_with: int
-    # The image step that made it (this service's own image's history).
-    step: str = ""
-    digest: str = ""
-
-    @property
-    def saves_bytes(self) -> int:
-        return (self.size_bytes or 0) * self.shared_with
-
-
-@dataclass(frozen=True)
-class HostNumbers:
-    kernel: str
-    cpus: int
-    memory_bytes: int
-
-
-@dataclass(frozen=True)
-class ContainerView:
-    """One running instance of a service on this host, as the kernel sees it."""
-
-    instance: str
-    hostname: str
-    address: str
-    network: str
-    namespaces: tuple[NamespacePair, ...]
-    # Whether the engine maps users to others on the host (userns-remap).
-    userns_remapped: bool
-    cgroups: CgroupView
-    capabilities: CapabilityView
-    layers: tuple[Layer, ...]
-    host: HostNumbers
-    image_bytes: int
-    # From the engine's creation of the container to its process running.
-    start_seconds: float | None
-    running_instances: int
-    read_only_root: bool
-    kind: str = "container"
-
-    @property
-    def saved_bytes(self) -> int:
-        return sum(layer.saves_bytes for layer in self.layers)
-
-
-@dataclass(frozen=True)
-class SandboxView:
-    """A Cloud Run service: what runs it instead of a container on this host,
-    with its own values."""
-
-    revision: str
-    url: str
-    region: str
-    # "gen1" (gVisor), "gen2" (a microVM), or "" (Cloud Run's choice).
-    execution_environment: str
-    cpu: str
-    memory: str
-    min_instances: int
-    max_instances: int
-    concurrency: int
-    request_timeout: int
-    # CPU only while a request is handled (cpu_idle).
-    cpu_only_during_requests: bool
-    kind: str = "sandbox"
 
 
 # -- reading a process ----------------------------------------------------------------------------
