@@ -261,12 +261,154 @@ class MetricSample:
     labels: dict[str, str] = field(default_factory=dict)
 
 
+# -- under the hood: what runs a service, read live (capability "under_the_hood";
+# the readers are in runtime/hood.py) ---------------------------------------------------
+
+
+class HoodUnavailable(RuntimeBackendError):
+    """There is nothing to read now, for a reason the portal puts in the
+    reader's words (`why`): not_running (no instance runs), gone (it stopped
+    while being read), unreadable (the portal cannot see this host's /proc or
+    cgroups: `detail` says what), no_revision (Cloud Run: not deployed)."""
+
+    def __init__(self, why: str, message: str, detail: str = ""):
+        super().__init__(message, permanent=False)
+        self.why = why
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class NamespacePair:
+    kind: str
+    container: str  # the namespace's number
+    host: str
+
+    @property
+    def shared(self) -> bool:
+        return self.container == self.host
+
+
+@dataclass(frozen=True)
+class CgroupView:
+    version: int  # 1 or 2
+    memory_limit_bytes: int | None
+    memory_bytes: int | None
+    cpu_quota_us: int | None
+    cpu_period_us: int
+    # Of one core, over a short look (None: not measured).
+    cpu_percent: float | None
+    pids_limit: int | None
+    pids: int | None
+    # The file each value came from, relative to the instance's cgroup.
+    files: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def cpu_limit_cores(self) -> float | None:
+        if self.cpu_quota_us is None or not self.cpu_period_us:
+            return None
+        return self.cpu_quota_us / self.cpu_period_us
+
+    @property
+    def memory_percent(self) -> float | None:
+        if not self.memory_limit_bytes or self.memory_bytes is None:
+            return None
+        return round(self.memory_bytes / self.memory_limit_bytes * 100, 1)
+
+    @property
+    def cpu_percent_of_limit(self) -> float | None:
+        cores = self.cpu_limit_cores
+        if cores is None or self.cpu_percent is None:
+            return None
+        return round(self.cpu_percent / cores, 1)
+
+
+@dataclass(frozen=True)
+class CapabilityView:
+    effective: tuple[str, ...]
+    bounding: tuple[str, ...]
+    # What root on the host holds (its effective set).
+    host_root: tuple[str, ...]
+    no_new_privileges: bool
+    uid: str = ""
+
+
+@dataclass(frozen=True)
+class Layer:
+    part: str  # stack, dependencies or code
+    size_bytes: int | None
+    # How many other services' images hold this same layer (a count, no names).
+    shared_with: int
+    # The image step that made it (this service's own image's history).
+    step: str = ""
+    digest: str = ""
+
+    @property
+    def saves_bytes(self) -> int:
+        return (self.size_bytes or 0) * self.shared_with
+
+
+@dataclass(frozen=True)
+class HostNumbers:
+    kernel: str
+    cpus: int
+    memory_bytes: int
+
+
+@dataclass(frozen=True)
+class ContainerView:
+    """One running instance of a service on this host, as the kernel sees it."""
+
+    instance: str
+    hostname: str
+    address: str
+    network: str
+    namespaces: tuple[NamespacePair, ...]
+    # Whether the engine maps users to others on the host (userns-remap).
+    userns_remapped: bool
+    cgroups: CgroupView
+    capabilities: CapabilityView
+    layers: tuple[Layer, ...]
+    host: HostNumbers
+    image_bytes: int
+    # From the engine's creation of the container to its process running.
+    start_seconds: float | None
+    running_instances: int
+    read_only_root: bool
+    kind: str = "container"
+
+    @property
+    def saved_bytes(self) -> int:
+        return sum(layer.saves_bytes for layer in self.layers)
+
+
+@dataclass(frozen=True)
+class SandboxView:
+    """A Cloud Run service: what runs it instead of a container on this host,
+    with its own values."""
+
+    revision: str
+    url: str
+    region: str
+    # "gen1" (gVisor), "gen2" (a microVM), or "" (Cloud Run's choice).
+    execution_environment: str
+    cpu: str
+    memory: str
+    min_instances: int
+    max_instances: int
+    concurrency: int
+    request_timeout: int
+    # CPU only while a request is handled (cpu_idle).
+    cpu_only_during_requests: bool
+    kind: str = "sandbox"
+
+
 class RuntimeBackend:
     """Base class. Subclasses implement what their runtime supports and say so in
     `capabilities`, so views and tasks never ask which backend they hold."""
 
     # The flags in use: logs, collected_logs (the platform stores what the
-    # instances print: readers ask its store, not `logs`), metrics, stop_start, routing, under_the_hood,
+    # instances print: readers ask its store, not `logs`), metrics, stop_start, routing,
+    # under_the_hood (what runs a service, read live for its team: all runtimes),
     # scale_to_zero, processes (process types besides web), one_off
     # (run_once: release phase, scheduled jobs) (the local runtime); remote_build (builds images itself:
     # image_builder() gives its builder),
@@ -350,6 +492,17 @@ class RuntimeBackend:
     def metrics(self, ref: ServiceRef) -> list[MetricSample]:
         """The current sample of each running instance (no history: that is
         kept by the metric collectors, not by the backend)."""
+        raise NotImplementedError
+
+    def under_the_hood(self, ref: ServiceRef, *, config: ReleaseConfig, state: dict) -> ContainerView | SandboxView:
+        """What runs the service, read live for its team's "under the hood"
+        panel (capability "under_the_hood"): one running instance's
+        namespaces, cgroup limits, capabilities and image layers on this host
+        (`ContainerView`), or what a hosted runtime does instead, with the
+        service's own values (`SandboxView`). `config` is its live release's
+        settings and `state` what `deploy` returned for it (`DeployResult.state`).
+        Raises RuntimeBackendError, in words, when there is nothing to read
+        (no instance running)."""
         raise NotImplementedError
 
     def sync_routes(self, live: list[LiveRoute]) -> dict[str, str]:

@@ -44,6 +44,7 @@ from .base import (
 )
 from .release_config import WEB
 from .cgroups import CgroupReader, CpuRates
+from .hood import ContainerView, HoodUnavailable, HoodUnreadable, HostNumbers, ProcReader, image_layers, read_cgroup_limits
 from .firewall import Firewall, FirewallError, bridge_of, host_lock
 from .router import CaddyRouter, Route, RouterError
 from .subnets import room_of
@@ -121,6 +122,10 @@ class DockerLocalBackend(RuntimeBackend):
         # Metrics come from the containers' cgroup files, read on this host.
         self.cgroups = CgroupReader(options.get("cgroup_root", "/sys/fs/cgroup"))
         self.cpu_rates = CpuRates()
+        # Where the instances' processes are seen by their host pid ("under the hood").
+        self.proc = ProcReader(options.get("proc_root", "/proc"))
+        # Image id -> its layers' ids: an image never changes.
+        self._image_layers: dict[str, tuple[str, ...]] = {}
         self._client = None
 
     @property
@@ -961,6 +966,95 @@ class DockerLocalBackend(RuntimeBackend):
                 done.append(f"removed {name}: no service {ref.team}/{ref.service} exists")
         return done
 
+    # -- under the hood ----------------------------------------------------------
+
+    def under_the_hood(self, ref: ServiceRef, *, config=None, state=None) -> ContainerView:
+        """One running instance of the service, read live: its namespaces
+        against the host's, its cgroup limits and use, its capabilities, and
+        its image's layers with how many other services share each (a count:
+        never which). The web process's first instance, else any running one."""
+        try:
+            running = [c for c in self._containers(ref, all_states=False) if c.status == "running"]
+            if not running:
+                raise HoodUnavailable("not_running", "No instance of this service is running now; start it (or open "
+                                      "its URL to wake it) and look again.")
+            running.sort(key=lambda c: (c.labels.get(LABEL_PROCESS, WEB) != WEB, c.name))
+            container = running[0]
+            attrs = container.attrs
+            pid = int(attrs["State"].get("Pid") or 0)
+            if not pid:
+                raise HoodUnavailable("gone", "The instance stopped while it was being read; look again.")
+            image = self.client.images.get(attrs["Image"])
+            layers = self._layers_of(image.id, image.attrs)
+            shared = self._layer_sharing(ref, layers)
+            info = self.client.info()
+        except NotFound:
+            raise HoodUnavailable("gone", "The instance stopped while it was being read; look again.")
+        except DockerException as exc:
+            raise RuntimeBackendError(f"the Docker Engine failed: {exc}", permanent=False)
+        try:
+            namespaces = self.proc.namespaces(pid)
+            capabilities = self.proc.capabilities(pid)
+            cgroups = read_cgroup_limits(self.cgroups, container.id)
+        except HoodUnreadable as exc:
+            raise HoodUnavailable("unreadable", f"This instance cannot be read from where the portal runs: {exc}.",
+                                  detail=str(exc))
+        network = team_network_name(ref.team)
+        address = ((attrs.get("NetworkSettings") or {}).get("Networks") or {}).get(network, {}).get("IPAddress", "")
+        security = " ".join(str(option) for option in info.get("SecurityOptions") or [])
+        return ContainerView(
+            instance=container.name,
+            hostname=(attrs.get("Config") or {}).get("Hostname", ""),
+            address=address,
+            network=network,
+            namespaces=namespaces,
+            userns_remapped="name=userns" in security,
+            cgroups=cgroups,
+            capabilities=capabilities,
+            layers=image_layers(image.history(), list(layers), label=LABEL_MANAGED, shared=shared),
+            host=HostNumbers(kernel=str(info.get("KernelVersion", "")), cpus=int(info.get("NCPU") or 0),
+                             memory_bytes=int(info.get("MemTotal") or 0)),
+            image_bytes=int(image.attrs.get("Size") or 0),
+            start_seconds=_seconds_between(attrs.get("Created", ""), attrs["State"].get("StartedAt", "")),
+            running_instances=len(running),
+            read_only_root=bool((attrs.get("HostConfig") or {}).get("ReadonlyRootfs")),
+        )
+
+    def _layers_of(self, image_id: str, attrs: dict | None = None) -> tuple[str, ...]:
+        if image_id not in self._image_layers:
+            if attrs is None:
+                attrs = self.client.api.inspect_image(image_id)
+            self._image_layers[image_id] = tuple((attrs.get("RootFS") or {}).get("Layers") or ())
+        return self._image_layers[image_id]
+
+    def _layer_sharing(self, ref: ServiceRef, layers: tuple[str, ...]) -> dict[str, int]:
+        """{layer id: how many other services of this platform have an
+        instance whose image holds that layer}. Counts only: the other
+        services are never named."""
+        others: dict[ServiceRef, set[str]] = {}
+        listed = self.client.api.containers(all=True, filters={"label": f"{LABEL_MANAGED}={self.instance}"})
+        for entry in listed:
+            labels = entry.get("Labels") or {}
+            other = ServiceRef(labels.get(LABEL_TEAM, ""), labels.get(LABEL_SERVICE, ""))
+            if other != ref and entry.get("ImageID"):
+                others.setdefault(other, set()).add(entry["ImageID"])
+        wanted = set(layers)
+        counts = dict.fromkeys(layers, 0)
+        for image_ids in others.values():
+            held = set()
+            for image_id in image_ids:
+                try:
+                    held.update(self._layers_of(image_id))
+                except NotFound:
+                    continue
+            for layer in held & wanted:
+                counts[layer] += 1
+        # Forget the images no container uses any more (a copy of the keys: the portal reads in threads).
+        in_use = {entry.get("ImageID") for entry in listed}
+        for image_id in [i for i in list(self._image_layers) if i not in in_use]:
+            self._image_layers.pop(image_id, None)
+        return counts
+
     def sync_routes(self, live: list[LiveRoute]) -> dict[str, str]:
         # One listing of this platform's running instances, grouped by release.
         upstreams_of: dict[str, list[str]] = {}
@@ -1103,6 +1197,14 @@ def _cpu_percent(stats: dict) -> float:
     if used <= 0 or elapsed <= 0:
         return 0.0
     return round(used / elapsed * cpus * 100.0, 2)
+
+
+def _seconds_between(created: str, started: str) -> float | None:
+    """Seconds from the engine's creation of a container to its start."""
+    first, second = _parse_docker_time(created), _parse_docker_time(started)
+    if first is None or second is None or second < first:
+        return None
+    return round((second - first).total_seconds(), 3)
 
 
 def _parse_docker_time(stamp: str) -> datetime | None:

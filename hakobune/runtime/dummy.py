@@ -4,6 +4,16 @@ behaviour is set through OPTIONS: `fail_deploy` makes deploys fail;
 ("restarting": a crash loop); and `fail_next_deploys(*errors)` makes the next
 deploys raise those errors, one each, as a runtime that hiccups would."""
 
+from .hood import (
+    CapabilityView,
+    CgroupView,
+    ContainerView,
+    HoodUnavailable,
+    HostNumbers,
+    Layer,
+    NamespacePair,
+    all_capabilities,
+)
 from .base import (
     DeployResult,
     DeploySpec,
@@ -21,7 +31,7 @@ from .base import (
 
 
 class DummyBackend(RuntimeBackend):
-    capabilities = frozenset({"logs", "metrics", "routing", "processes", "one_off"})
+    capabilities = frozenset({"logs", "metrics", "routing", "processes", "one_off", "under_the_hood"})
 
     def __init__(self, alias, **options):
         super().__init__(alias, **options)
@@ -55,6 +65,32 @@ class DummyBackend(RuntimeBackend):
             if on_line is not None:
                 on_line(line)
         return OneOffResult(exit_code=int(self.options.get("one_off_exit", 0)), tail=lines)
+
+    def under_the_hood(self, ref: ServiceRef, *, config, state: dict) -> ContainerView:
+        """A made-up instance of a running service, sized as its release
+        (`config`); a service it does not run has no instance to read."""
+        self.calls.append(("under_the_hood", ref))
+        if ref not in self.running:
+            raise HoodUnavailable("not_running", "No instance of this service is running now.")
+        memory = int(config.memory_mb) * 1024 * 1024
+        pairs = tuple(NamespacePair(kind, str(4026532100 + i), str(4026531830 + i)) for i, kind in enumerate(
+            ("pid", "net", "mnt", "uts", "ipc")))
+        pairs += (NamespacePair("cgroup", "4026531835", "4026531835"), NamespacePair("user", "4026531837", "4026531837"))
+        return ContainerView(
+            instance=f"{ref.service}-dummy", hostname=ref.service, address="10.213.0.2", network=f"hakobune-team-{ref.team}",
+            namespaces=pairs, userns_remapped=False,
+            cgroups=CgroupView(version=2, memory_limit_bytes=memory, memory_bytes=memory // 4, cpu_quota_us=int(
+                float(config.cpu) * 100_000), cpu_period_us=100_000, cpu_percent=1.5, pids_limit=256, pids=3,
+                files={"memory_limit": "memory.max", "memory": "memory.current", "cpu_limit": "cpu.max",
+                       "cpu": "cpu.stat", "pids_limit": "pids.max", "pids": "pids.current"}),
+            capabilities=CapabilityView(effective=(), bounding=(), host_root=all_capabilities(40),
+                                        no_new_privileges=True, uid="10001"),
+            layers=(Layer("stack", 150_000_000, int(self.options.get("shared_stack", 2)), ""),
+                    Layer("dependencies", 12_000_000, 0, "RUN pip install -r requirements.txt"),
+                    Layer("code", 4_096, 0, "COPY dir:0123456789ab… in .")),
+            host=HostNumbers(kernel="6.1.0-dummy", cpus=2, memory_bytes=8 << 30), image_bytes=162_004_096,
+            start_seconds=0.2, running_instances=1, read_only_root=True,
+        )
 
     def stop(self, ref: ServiceRef) -> None:
         self.calls.append(("stop", ref))

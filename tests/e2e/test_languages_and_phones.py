@@ -49,6 +49,8 @@ KEPT_WORDS = {
     "sha256", "buildpacks", "gcr", "io", "builder", "artifact", "registry", "load", "balancer", "google", "accessor",
     "toml", "actions", "b", "db", "application", "json", "redis", "django", "slack", "discord", "microsoft", "teams",
     "workflows", "https", "syslog",
+    # Under the hood: the kernel's and the runtimes' own names.
+    "linux", "cgroup", "overlayfs", "root", "gvisor", "microvm", "go",
 }
 
 # The service's hakobune.toml: a worker beside the web process, and a job.

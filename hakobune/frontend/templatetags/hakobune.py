@@ -224,3 +224,22 @@ EVENT_MARKS = {
 def event_mark(event):
     """(tone, word) of the event's severity, or None for a plain one."""
     return EVENT_MARKS.get(event.severity)
+
+
+@register.filter
+def mib(value):
+    """Bytes as MiB, to one decimal ("—" for none): the unit a service's memory is set in."""
+    if value is None:
+        return "—"
+    return f"{value / (1024 * 1024):.1f}".removesuffix(".0")
+
+
+@register.filter
+def size_words(value):
+    """Bytes in the nearest unit of 1024 (B, KiB, MiB, GiB): layer and image sizes."""
+    if value is None:
+        return "—"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024

@@ -577,3 +577,88 @@ class AddOnSerializer(serializers.Serializer):
     url = serializers.CharField(help_text="How the team's services reach it; the password is never shown.")
     services = serializers.ListField(child=serializers.CharField())
     created_at = serializers.DateTimeField()
+
+
+# -- under the hood ------------------------------------------------------------------------------
+
+
+class HoodNamespaceSerializer(serializers.Serializer):
+    kind = serializers.CharField(help_text="pid, net, mnt, uts, ipc, cgroup or user.")
+    container = serializers.CharField(help_text="The number of the instance's namespace of this kind (/proc/<pid>/ns/<kind>).")
+    host = serializers.CharField(help_text="The number of the host's (/proc/1/ns/<kind>).")
+    shared = serializers.BooleanField(help_text="Whether the instance shares the host's namespace of this kind.")
+
+
+class HoodCgroupSerializer(serializers.Serializer):
+    version = serializers.IntegerField(help_text="The host's cgroup version: 1 or 2.")
+    memory_limit_bytes = serializers.IntegerField(allow_null=True, help_text="null: no limit.")
+    memory_bytes = serializers.IntegerField(allow_null=True, help_text="In use, less the page cache the kernel can take back.")
+    cpu_limit_cores = serializers.FloatField(allow_null=True, help_text="The CPU quota over its period, in cores.")
+    cpu_quota_us = serializers.IntegerField(allow_null=True)
+    cpu_period_us = serializers.IntegerField()
+    cpu_percent = serializers.FloatField(allow_null=True, help_text="Of one core, over a quarter of a second.")
+    pids_limit = serializers.IntegerField(allow_null=True)
+    pids = serializers.IntegerField(allow_null=True)
+    files = serializers.DictField(child=serializers.CharField(), help_text="The cgroup file each value was read from.")
+
+
+class HoodCapabilitiesSerializer(serializers.Serializer):
+    effective = serializers.ListField(child=serializers.CharField(), help_text="The instance's effective capabilities (none).")
+    bounding = serializers.ListField(child=serializers.CharField())
+    host_root = serializers.ListField(child=serializers.CharField(), help_text="What root on the host holds.")
+    no_new_privileges = serializers.BooleanField()
+    uid = serializers.CharField(help_text="The user the app runs as.")
+
+
+class HoodLayerSerializer(serializers.Serializer):
+    part = serializers.CharField(help_text="stack, dependencies or code.")
+    size_bytes = serializers.IntegerField(allow_null=True)
+    shared_with = serializers.IntegerField(help_text="How many other services' images hold this layer (a count only).")
+    saves_bytes = serializers.IntegerField(help_text="The disk that sharing it saves.")
+    step = serializers.CharField(help_text="The image step that made it.")
+    digest = serializers.CharField(help_text="The start of the layer's digest.")
+
+
+class HoodHostSerializer(serializers.Serializer):
+    kernel = serializers.CharField(help_text="The kernel every container here shares.")
+    cpus = serializers.IntegerField()
+    memory_bytes = serializers.IntegerField()
+
+
+class HoodContainerSerializer(serializers.Serializer):
+    instance = serializers.CharField()
+    hostname = serializers.CharField()
+    address = serializers.CharField(help_text="Its address on the team's network.")
+    network = serializers.CharField()
+    namespaces = HoodNamespaceSerializer(many=True)
+    userns_remapped = serializers.BooleanField()
+    cgroups = HoodCgroupSerializer()
+    capabilities = HoodCapabilitiesSerializer()
+    layers = HoodLayerSerializer(many=True, help_text="Oldest first.")
+    saved_bytes = serializers.IntegerField(help_text="The disk that sharing layers with other services saves.")
+    image_bytes = serializers.IntegerField()
+    host = HoodHostSerializer()
+    start_seconds = serializers.FloatField(allow_null=True, help_text="From the container's creation to its start.")
+    running_instances = serializers.IntegerField()
+    read_only_root = serializers.BooleanField()
+
+
+class HoodSandboxSerializer(serializers.Serializer):
+    revision = serializers.CharField()
+    url = serializers.CharField()
+    region = serializers.CharField()
+    execution_environment = serializers.CharField(help_text="gen1 (gVisor), gen2 (a microVM), or empty: Cloud Run's choice.")
+    cpu = serializers.CharField()
+    memory = serializers.CharField()
+    min_instances = serializers.IntegerField()
+    max_instances = serializers.IntegerField()
+    concurrency = serializers.IntegerField()
+    request_timeout = serializers.IntegerField()
+    cpu_only_during_requests = serializers.BooleanField()
+
+
+class UnderTheHoodSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=["container", "sandbox"],
+                                   help_text="container: read live from an instance on this host; sandbox: Cloud Run.")
+    container = HoodContainerSerializer(allow_null=True)
+    sandbox = HoodSandboxSerializer(allow_null=True)

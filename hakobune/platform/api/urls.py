@@ -43,6 +43,7 @@ urlpatterns = [
     path(f"{service}/addons/<slug:addon>/", addon_views.ServiceAddOnView.as_view(), name="service_addon"),
     path(f"{service}/logs", views.LogsView.as_view(), name="logs"),
     path(f"{service}/metrics", views.MetricsView.as_view(), name="metrics"),
+    path(f"{service}/under-the-hood/", views.UnderTheHoodView.as_view(), name="under_the_hood"),
     path(f"{service}/events/", views.ServiceEventsView.as_view(), name="service_events"),
     path("builds/<int:build_id>/", views.BuildView.as_view(), name="build"),
     path("builds/<int:build_id>/log", views.BuildLogView.as_view(), name="build_log"),

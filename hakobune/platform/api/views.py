@@ -6,6 +6,7 @@ and services/services.py."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 import time
@@ -59,7 +60,8 @@ from hakobune.platform.services.services import (
     update_settings,
 )
 from hakobune.platform.services.uploads import upload_refusal
-from hakobune.runtime.base import ServiceRef
+from hakobune.platform.observability.hood import has_hood, read_hood, service_for_hood
+from hakobune.runtime.base import RuntimeBackendError, ServiceRef
 
 from . import serializers as s
 from .errors import Conflict, NotImplementedHere
@@ -949,6 +951,37 @@ async def _follow_logs(backend, ref, first):
         if len(seen) > 20000:
             seen.clear()
     yield sse(json.dumps({"reason": "The stream's time is up; follow again to go on."}), event="timeout")
+
+
+class UnderTheHoodView(APIView):
+    @extend_schema(
+        operation_id="under_the_hood_retrieve",
+        responses={200: s.UnderTheHoodSerializer, **errors(409, 501, *READ_ERRORS)},
+        summary="What runs the service, read live from one of its instances: its namespaces next to the host's, its "
+        "cgroup limits and use, its capabilities, its image's layers (how many other services share each: a count "
+        "only) and the host's kernel; on Cloud Run, the sandbox, revision and scaling it runs with",
+    )
+    def get(self, request, team, service):
+        found = service_for_hood(request.user, team, service)
+        if not has_hood(found):
+            raise NotImplementedHere(f"The {found.target} runtime shows nothing under the hood.")
+        try:
+            view = read_hood(found)
+        except RuntimeBackendError as exc:
+            raise Conflict(exc.message)
+        data = {"kind": view.kind, "container": None, "sandbox": None}
+        if view.kind == "container":
+            data["container"] = {
+                **dataclasses.asdict(view),
+                "cgroups": {**dataclasses.asdict(view.cgroups), "cpu_limit_cores": view.cgroups.cpu_limit_cores},
+                "layers": [{**dataclasses.asdict(layer), "saves_bytes": layer.saves_bytes} for layer in view.layers],
+                "saved_bytes": view.saved_bytes,
+            }
+            data["container"]["namespaces"] = [{**dataclasses.asdict(pair), "shared": pair.shared}
+                                               for pair in view.namespaces]
+        else:
+            data["sandbox"] = dataclasses.asdict(view)
+        return Response(s.UnderTheHoodSerializer(data).data)
 
 
 class MetricsView(APIView):

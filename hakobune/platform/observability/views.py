@@ -26,8 +26,10 @@ from hakobune.platform.services.access import service_for
 from hakobune.platform.services.backends import backend_for
 from hakobune.platform.services.services import process_counts
 from hakobune.runtime.base import RuntimeBackendError, ServiceRef
+from hakobune.runtime.hood import HoodUnavailable
 
 from .collectors import history
+from .hood import has_hood, read_hood, service_for_hood
 from .models import Event
 from .platform_metrics import exposition as platform_metrics_text
 
@@ -44,6 +46,25 @@ def runtime_status(request, team, service):
     except RuntimeBackendError as exc:
         return render(request, "observability/_runtime_status.html", {"service": service, "runtime": None, "error": exc.message})
     return render(request, "observability/_runtime_status.html", {"service": service, "runtime": status, "error": ""})
+
+
+@login_required
+@require_GET
+def under_the_hood(request, team, service):
+    """What runs the service, read live from one of its instances (namespaces,
+    cgroups, capabilities, image layers, the host's kernel), or what Cloud Run
+    does instead: the service page's "Under the hood" panel (observability/hood.py)."""
+    service = service_for_hood(request.user, team, service)
+    if not has_hood(service):
+        raise Http404("This runtime shows nothing under the hood.")
+    context = {"service": service, "view": None, "problem": "", "detail": ""}
+    try:
+        context["view"] = read_hood(service)
+    except HoodUnavailable as exc:
+        context.update(problem=exc.why, detail=exc.detail)
+    except RuntimeBackendError as exc:
+        context.update(problem="runtime", detail=exc.message)
+    return render(request, "observability/_hood.html", context)
 
 
 # The most lines the log card holds while following: the oldest go as new ones come.

@@ -69,7 +69,8 @@ class CloudRunBackend(Serving, Observing, GoogleCloud, RuntimeBackend):
     # (hakobune.platform.services.cloud_settings).
     layered_settings = True
     capabilities = frozenset(
-        {"logs", "metrics", "stop_start", "remote_build", "traffic_split", "revisions", "secret_env", "autoscaling"}
+        {"logs", "metrics", "stop_start", "remote_build", "traffic_split", "revisions", "secret_env", "autoscaling",
+         "under_the_hood"}
     )
 
     def __init__(self, alias, **options):

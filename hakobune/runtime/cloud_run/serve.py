@@ -21,6 +21,7 @@ from datetime import timedelta
 from urllib.parse import quote
 
 from ..base import DeployResult, DeploySpec, Instance, RuntimeBackendError, ServiceRef, ServiceStatus
+from ..hood import HoodUnavailable, SandboxView
 from .client import _in_words, _secret_problem
 from .tenants import parse_secret_ref, stored_secret_problem, team_secret
 
@@ -131,6 +132,31 @@ class Serving:
         if reused:
             state["reused"] = True
         return DeployResult(url=service.uri, instances=[Instance(id=revision, name=revision, state="serving")], state=state)
+
+    def under_the_hood(self, ref: ServiceRef, *, config, state: dict) -> SandboxView:
+        """What Cloud Run runs the service in, with its own values: the
+        revision its live release deployed, the sizes and the scaling the
+        revision was made with (as `_service_message` sets them). Asks Google
+        nothing: it is what this backend stored and sent."""
+        if not state.get("revision"):
+            raise HoodUnavailable("no_revision", "This service has no Cloud Run revision yet; deploy it first.")
+        cpu, memory = cloud_run_resources(config.cpu, config.memory_mb)
+        minimum = config.min_instances if config.min_instances is not None else self.min_instances
+        maximum = config.max_instances if config.max_instances is not None else max(config.instances, minimum, 1)
+        return SandboxView(
+            revision=str(state["revision"]),
+            url=str(state.get("url", "")),
+            region=self.region,
+            # Hakobune sets none: Cloud Run chooses (first generation unless a feature needs the second).
+            execution_environment="",
+            cpu=cpu,
+            memory=memory,
+            min_instances=int(minimum),
+            max_instances=int(maximum),
+            concurrency=int(config.concurrency or self.concurrency),
+            request_timeout=int(config.request_timeout or self.request_timeout),
+            cpu_only_during_requests=True,
+        )
 
     def _check_owner(self, service, ref: ServiceRef) -> None:
         labels = dict(service.labels)
