@@ -125,6 +125,10 @@ def provision(addon_id: int) -> None:
         status=AddOn.Status.READY, status_detail="", image=stack.ref, version=stack.version,
         container_id=state.container_id,
     )
+    # A new add-on made to restore a backup into: its restore can start.
+    from .backups import queue_restores_into
+
+    queue_restores_into(addon)
 
 
 def attach(*, addon: AddOn, service: Service, created_by=None):
@@ -186,7 +190,11 @@ def remove(addon_id: int) -> None:
     addon = AddOn.objects.select_related("team").filter(id=addon_id, status=AddOn.Status.DELETING).first()
     if addon is None:
         return
+    from .backups import delete_files_of
+
     _runtime().remove(addon.team.name, addon.name, delete_volume=True)
+    for line in delete_files_of(addon):
+        logger.info("add-on %s: %s", addon, line)
     addon.delete()
 
 
@@ -196,6 +204,9 @@ def remove_all_of_team(team_name: str) -> list[str]:
     for addon in AddOn.objects.filter(team__name=team_name):
         try:
             done += _runtime().remove(team_name, addon.name, delete_volume=True)
+            from .backups import delete_files_of
+
+            done += delete_files_of(addon)
         except RuntimeBackendError as exc:
             done.append(f"could not remove the add-on {addon.name}: {exc}")
     return done

@@ -12,6 +12,7 @@ from django.utils.translation import ngettext
 
 from hakobune.platform.accounts.models import Membership, Role
 from hakobune.platform.accounts.permissions import member_of, teams_of
+from hakobune.platform.addons import backups
 from hakobune.platform.governance.quotas import addon_sizes_of, limits_of, usage_of
 from hakobune.runtime.base import RuntimeBackendError
 from hakobune.runtime.release_config import BUILD, get_setting
@@ -66,7 +67,8 @@ def dashboard(request):
             services.append({"service": service, "latest_build": latest, "status": service.status_word(latest)})
         teams.append({"team": team, "services": services, "usage": usage_of(team, found, addons[team.id]),
                       "limits": limits_of(team),
-                      "owner": team.id in owned})
+                      "owner": team.id in owned,
+                      "backup_attention": sorted(backups.attention_of_team(team).items())})
     return render(request, "services/dashboard.html", {"teams": teams})
 
 
@@ -134,6 +136,8 @@ def service_detail(request, team, service):
             "deploy_form": DeployForm(),
             "webhook_url": request.build_absolute_uri(reverse("services:git_webhook", args=[service.webhook_id])),
             "deliveries": service.webhook_deliveries.all()[:5],
+            "backup_attention": [(addon.name, backups.needs_attention(addon))
+                                 for addon in service.addons.all() if backups.needs_attention(addon)],
         },
     )
 
