@@ -298,3 +298,60 @@ def test_a_failed_backup_is_not_restored(as_, owner, db_addon, stand_in, queued_
     backup = made(as_, owner, stand_in, queued_tasks)
     response = as_(owner, "post", f"{API}/db/backups/{backup.id}/restore/", {"confirm": "db"})
     assert response.status_code == 400 and "only a verified backup" in response.json()["error"]
+
+
+# -- an S3-compatible bucket (moto's server on loopback) ------------------------------------
+
+
+@pytest.fixture
+def bucket(settings):
+    from tests.support.s3 import moto_s3
+
+    with moto_s3() as (options, client):
+        settings.BACKUP_STORAGE = "s3"
+        settings.BACKUP_S3 = options
+        yield options, client
+
+
+def test_a_backup_goes_to_the_bucket_encrypted_by_the_server_and_is_read_back_to_be_verified(
+        as_, owner, db_addon, stand_in, queued_tasks, bucket, settings):
+    options, client = bucket
+    backup = made(as_, owner, stand_in, queued_tasks)
+    assert backup.status == "verified", backup.detail
+    assert backup.storage == "s3" and backup.bucket == "hakobune-backups"
+    head = client.head_object(Bucket="hakobune-backups", Key=f"test/{backup.location}")
+    assert head["ContentLength"] == backup.size_bytes and head["ServerSideEncryption"] == "AES256"
+    assert not list((settings.BACKUP_DIR).glob("acme/**/*.dump"))  # nothing kept on this host
+    assert backups.backup_bytes_of_team(db_addon.team) == 0
+    response = as_(owner, "post", f"{API}/db/backups/{backup.id}/restore/", {"confirm": "db"})
+    backups.run_restore(response.json()["id"])
+    assert Restore.objects.get().status == "succeeded"
+
+
+def test_an_upload_to_a_bucket_that_does_not_exist_fails_the_backup_in_a_sentence(
+        as_, owner, db_addon, stand_in, queued_tasks, bucket, settings):
+    settings.BACKUP_S3 = {**bucket[0], "bucket": "no-such-bucket"}
+    backup = made(as_, owner, stand_in, queued_tasks)
+    assert backup.status == "failed"
+    assert backup.detail == ("The upload to the bucket no-such-bucket failed: the bucket no-such-bucket does not "
+                             "exist on the storage server.")
+
+
+def test_an_upload_answered_with_500_fails_the_backup_in_a_sentence(as_, owner, db_addon, stand_in, queued_tasks,
+                                                                     settings):
+    from tests.support.s3 import failing_s3
+
+    with failing_s3() as options:
+        settings.BACKUP_STORAGE, settings.BACKUP_S3 = "s3", options
+        backup = made(as_, owner, stand_in, queued_tasks)
+    assert backup.status == "failed"
+    assert backup.detail.startswith("The upload to the bucket hakobune-backups failed: the storage server answered "
+                                    "500 (InternalError"), backup.detail
+
+
+def test_the_secret_key_may_be_given_encrypted_with_the_platform_key(as_, owner, db_addon, stand_in, queued_tasks,
+                                                                      bucket, settings):
+    from hakobune.platform.crypto import encrypt
+
+    settings.BACKUP_S3 = {**bucket[0], "secret_access_key": encrypt("testing")}
+    assert made(as_, owner, stand_in, queued_tasks).status == "verified"

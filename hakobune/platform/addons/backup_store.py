@@ -147,7 +147,7 @@ class S3Store:
         except (BotoCoreError, ClientError) as exc:
             raise self._said(f"The upload to {self.describe()}", getattr(exc, "last_exception", None) or exc)
         except Exception as exc:  # noqa: BLE001 - boto3's transfer wraps errors in its own
-            cause = exc.__cause__ or exc
+            cause = exc.__cause__ or exc.__context__ or exc
             if isinstance(cause, (BotoCoreError, ClientError)):
                 raise self._said(f"The upload to {self.describe()}", cause)
             raise StoreError(f"The upload to {self.describe()} failed: {exc}.")
@@ -186,3 +186,15 @@ def store_for(storage: str, bucket: str = ""):
     if storage == S3:
         return S3Store(bucket=bucket or None)
     return LocalStore()
+
+
+def delete_files_of(addon) -> list[str]:
+    """For an add-on being deleted: its backups' files, wherever they are."""
+    done = []
+    for backup in addon.backups.exclude(location=""):
+        try:
+            store_for(backup.storage, backup.bucket).delete(backup.location)
+            done.append(f"deleted the backup {backup.id} of {addon.name}")
+        except StoreError as exc:
+            done.append(f"could not delete the backup {backup.id} of {addon.name}: {exc}")
+    return done

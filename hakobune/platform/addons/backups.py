@@ -266,18 +266,6 @@ def apply_retention(addon: AddOn) -> list[int]:
     return deleted
 
 
-def delete_files_of(addon: AddOn) -> list[str]:
-    """For an add-on being deleted: its backups' files."""
-    done = []
-    for backup in addon.backups.exclude(location=""):
-        try:
-            store_for(backup.storage, backup.bucket).delete(backup.location)
-            done.append(f"deleted the backup {backup.id} of {addon.name}")
-        except StoreError as exc:
-            done.append(f"could not delete the backup {backup.id} of {addon.name}: {exc}")
-    return done
-
-
 # -- restoring -------------------------------------------------------------------------
 
 
@@ -360,12 +348,6 @@ def _end_restore(found: Restore, status: str, detail: str, counts: dict | None =
     else:
         record_event("addon.restore_failed", team=addon.team, addon=addon.name, backup=found.backup_id,
                      target=found.addon.name, reason=detail)
-
-
-def queue_restores_into(addon: AddOn) -> None:
-    """A new add-on made for a restore is ready: its restore is queued."""
-    for restore_id in Restore.objects.filter(addon=addon, status=Restore.Status.QUEUED).values_list("id", flat=True):
-        enqueue_on_commit("restore_backup", restore_id)
 
 
 # -- the schedule ----------------------------------------------------------------------
