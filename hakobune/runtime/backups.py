@@ -54,28 +54,22 @@ COUNT_SQL = (
 PG_BIN = 'bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)\n'
 
 # Dumps the add-on's database (on the team network) in pg_dump's custom format,
-# and counts its rows in the same snapshot: a psql session exports a snapshot
-# that pg_dump then dumps, and counts in it before it ends.
+# and counts its rows in the same snapshot: one psql session opens a
+# repeatable-read transaction, exports its snapshot, runs pg_dump on that
+# snapshot, then counts in it. (Its own SQL only: nothing of a user is in it.)
 PG_DUMP = PG_BIN + r"""set -eu
 out="$BACKUP_DIR/hakobune-dump"
-mkfifo /tmp/sql
-"$bin/psql" -X -q -At -v ON_ERROR_STOP=1 < /tmp/sql > /tmp/psql.out 2> /tmp/psql.err &
-session=$!
-exec 3> /tmp/sql
-printf '%s\n' "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;" "SELECT 'snapshot:' || pg_export_snapshot();" >&3
-tries=0
-until grep -q '^snapshot:' /tmp/psql.out 2>/dev/null; do
-    if ! kill -0 "$session" 2>/dev/null; then cat /tmp/psql.err >&2; exit 3; fi
-    tries=$((tries + 1))
-    if [ "$tries" -gt 600 ]; then echo "the database did not answer within 60 s" >&2; exit 3; fi
-    sleep 0.1
-done
-snapshot=$(sed -n 's/^snapshot://p' /tmp/psql.out)
-"$bin/pg_dump" -Fc --snapshot="$snapshot" --no-owner --no-privileges -f "$out"
-printf '%s\n' "$COUNT_SQL" "COMMIT;" '\q' >&3
-exec 3>&-
-if ! wait "$session"; then cat /tmp/psql.err >&2; exit 3; fi
-grep '^count:' /tmp/psql.out || true
+cat > /tmp/dump.sql <<EOF
+BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;
+SELECT pg_export_snapshot() AS snapshot \gset
+\setenv SNAPSHOT :snapshot
+\! "$bin/pg_dump" -Fc --snapshot="\$SNAPSHOT" --no-owner --no-privileges -f "$out" && touch /tmp/dumped
+$COUNT_SQL
+COMMIT;
+EOF
+"$bin/psql" -X -q -At -v ON_ERROR_STOP=1 -f /tmp/dump.sql > /tmp/counts
+if [ ! -f /tmp/dumped ]; then echo "pg_dump did not finish" >&2; exit 3; fi
+grep '^count:' /tmp/counts || true
 """
 
 # Restores a dump into a fresh cluster of its own (no network: a Unix socket
@@ -170,6 +164,9 @@ until redis-cli -s /tmp/redis.sock info persistence | tr -d '\r' | grep -q '^aof
     if [ "$tries" -gt 3000 ]; then echo "Redis did not write its append-only file within 300 s" >&2; exit 6; fi
     sleep 0.1
 done
+if ! redis-cli -s /tmp/redis.sock info persistence | tr -d '\r' | grep -q '^aof_last_bgrewrite_status:ok'; then
+    echo "Redis could not write its append-only file: $(tail -n 3 /tmp/redis.log | tr '\n' ' ')" >&2; exit 6
+fi
 echo "count:keys=$(keys -s /tmp/redis.sock)"
 redis-cli -s /tmp/redis.sock shutdown > /dev/null 2>&1 || true
 wait "$server" || true
