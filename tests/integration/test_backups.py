@@ -1,6 +1,6 @@
 """Backups of a team's PostgreSQL and Redis add-ons on the real Docker Engine:
-the owner backs them up (a real worker dumps, stores and verifies them by a
-restore into a scratch container), changes the data, restores the backup
+the owner backs them up (the worker's part, run in the test's process, dumps,
+stores and verifies them by a restore into a scratch container), changes the data, restores the backup
 into the add-on and into a new one, and finds the same rows and keys. A dump
 that does not restore is marked failed, so is a file damaged in storage and
 an upload the bucket (moto's S3 server on loopback) refuses; retention never
@@ -63,8 +63,30 @@ def ready(addon):
     return addon
 
 
+@pytest.fixture(autouse=True)
+def inline(monkeypatch):
+    """The worker's part of what the tests ask for runs here, at once, when
+    it is queued (as a worker would take it), not in a worker process: on a
+    busy shared host a worker's start alone can take minutes."""
+    from hakobune.platform import queue
+    from hakobune.platform.addons import actions
+
+    tasks = {"provision_addon": actions.provision, "remove_addon": actions.remove,
+             "run_backup": backups.run_backup, "restore_backup": backups.run_restore}
+    ran = []
+
+    def run(name, *args, countdown=None, host=None):
+        queue.task_name(name)
+        ran.append((name, *args))
+        if name in tasks:
+            tasks[name](*args)
+
+    monkeypatch.setattr(queue, "enqueue", run)
+    return ran
+
+
 @pytest.fixture
-def place(transactional_db, worker, docker_client):
+def place(transactional_db, docker_client):
     """Two teams of this test's own (the platform's database is emptied after each test)."""
     team, other = f"bak{secrets.token_hex(3)}", f"bak{secrets.token_hex(3)}"
     owner = get_user_model().objects.create_user(username=f"backups-{team}", password="x")
@@ -204,7 +226,6 @@ def test_a_redis_backup_restores_the_same_keys_and_they_outlive_a_restart(place,
 
 def test_a_corrupted_dump_is_detected_and_marked_bad(place, db, cache, monkeypatch):
     # The dump comes out damaged (its SHA-256 is of the damaged file): only the restore can tell.
-    monkeypatch.setattr(backups, "enqueue_on_commit", lambda *args: None)  # run here, not by the worker
     real_dump = LocalBackups.dump
 
     def damaged(self, source, dest):
@@ -220,7 +241,6 @@ def test_a_corrupted_dump_is_detected_and_marked_bad(place, db, cache, monkeypat
     monkeypatch.setattr(LocalBackups, "dump", damaged)
     for addon in (db, cache):
         backup = backups.create_backup(addon=addon, created_by=place.owner)
-        backups.run_backup(backup.id)
         backup.refresh_from_db()
         assert backup.status == "failed", addon.name
         assert backup.detail.startswith("Restoring it into a scratch container failed"), backup.detail
@@ -241,11 +261,9 @@ def test_a_file_damaged_in_storage_is_marked_bad_and_not_restored(place, cache, 
 
 
 def test_backups_go_to_an_s3_bucket_and_an_upload_refused_fails_the_backup(place, cache, settings, monkeypatch):
-    monkeypatch.setattr(backups, "enqueue_on_commit", lambda *args: None)  # run here, with this bucket
     with moto_s3() as (options, client):
         settings.BACKUP_STORAGE, settings.BACKUP_S3 = "s3", options
         good = backups.create_backup(addon=cache, created_by=place.owner)
-        backups.run_backup(good.id)
         good.refresh_from_db()
         assert good.status == "verified", good.detail
         assert client.head_object(Bucket=options["bucket"], Key=f"test/{good.location}")["ContentLength"] == \
@@ -253,7 +271,6 @@ def test_backups_go_to_an_s3_bucket_and_an_upload_refused_fails_the_backup(place
 
         settings.BACKUP_S3 = {**options, "bucket": "no-such-bucket"}
         refused = backups.create_backup(addon=cache, created_by=place.owner)
-        backups.run_backup(refused.id)
         refused.refresh_from_db()
         assert refused.status == "failed"
         assert refused.detail == ("The upload to the bucket no-such-bucket failed: the bucket no-such-bucket does "
@@ -268,18 +285,15 @@ def test_retention_removes_the_oldest_only_after_a_newer_one_is_verified(place, 
     first = backed_up(solo, place.owner)
     assert first.status == "verified", first.detail
 
-    monkeypatch.setattr(backups, "enqueue_on_commit", lambda *args: None)
     real_check = LocalBackups.check
     monkeypatch.setattr(LocalBackups, "check", lambda self, source, path: {"keys": 999})
     failing = backups.create_backup(addon=solo, created_by=place.owner)
-    backups.run_backup(failing.id)
     assert Backup.objects.get(id=failing.id).status == "failed"
     assert Backup.objects.filter(id=first.id, status="verified").exists()
     assert (settings.BACKUP_DIR / first.location).is_file()
 
     monkeypatch.setattr(LocalBackups, "check", real_check)
     newer = backups.create_backup(addon=solo, created_by=place.owner)
-    backups.run_backup(newer.id)
     newer.refresh_from_db()
     assert newer.status == "verified", newer.detail
     assert list(solo.backups.filter(status="verified").values_list("id", flat=True)) == [newer.id]

@@ -272,6 +272,11 @@ def apply_retention(addon: AddOn) -> list[int]:
 def restore(*, backup: Backup, confirm: str | None = None, new_addon: str | None = None, created_by=None) -> Restore:
     """Restores a verified backup into its add-on (`confirm` must be the
     add-on's name) or into a new add-on called `new_addon`."""
+    with transaction.atomic():  # the new add-on's start is queued once its restore is recorded too
+        return _restore(backup=backup, confirm=confirm, new_addon=new_addon, created_by=created_by)
+
+
+def _restore(*, backup: Backup, confirm, new_addon, created_by) -> Restore:
     from .actions import create_addon
 
     addon = backup.addon
