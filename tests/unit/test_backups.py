@@ -355,3 +355,61 @@ def test_the_secret_key_may_be_given_encrypted_with_the_platform_key(as_, owner,
 
     settings.BACKUP_S3 = {**bucket[0], "secret_access_key": encrypt("testing")}
     assert made(as_, owner, stand_in, queued_tasks).status == "verified"
+
+
+# -- the CLI, against the API ----------------------------------------------------------------
+
+
+class ThroughTheApi:
+    """The CLI's Api, answered by the portal in this process (the worker's part run at once)."""
+
+    def __init__(self, client, user, capture):
+        self.client, self.headers, self.capture = client, bearer(user), capture
+
+    def request(self, method, path, *, expect=(200, 201, 202, 204), json=None, **kwargs):
+        from hakobune import cli
+
+        body = {"data": __import__("json").dumps(json), "content_type": "application/json"} if json is not None else {}
+        with self.capture(execute=True):
+            response = getattr(self.client, method.lower())(f"/api/v1/{path}", **body, **self.headers)
+        if response.status_code not in expect:
+            raise cli.CliError(response.json().get("error", response.status_code))
+        return response
+
+    def get(self, path, **kwargs):
+        return self.request("GET", path, **kwargs).json()
+
+    def post(self, path, **kwargs):
+        return self.request("POST", path, **kwargs).json()
+
+
+def test_the_cli_backs_up_lists_and_restores(client, owner, db_addon, stand_in, monkeypatch, capsys,
+                                             django_capture_on_commit_callbacks):
+    from hakobune import cli
+    from hakobune.platform import queue
+
+    tasks = {"run_backup": backups.run_backup, "restore_backup": backups.run_restore}
+    monkeypatch.setattr(queue, "enqueue", lambda name, *args, **kw: tasks.get(name, lambda *a: None)(*args))
+    monkeypatch.setattr(cli, "api_from_config", lambda: ThroughTheApi(client, owner, django_capture_on_commit_callbacks))
+
+    def run(*argv):
+        args = cli.build_parser().parse_args(["backups", "--team", "acme", *argv])
+        return args.func(args), capsys.readouterr().out
+
+    code, said = run("create", "db", "--wait")
+    backup = Backup.objects.get()
+    assert code == cli.EXIT_OK and f"{backup.id}  verified" in said and "2 tables and 4 rows" in said
+    code, said = run("list", "db")
+    assert said.startswith(f"{backup.id}  verified")
+    with pytest.raises(cli.CliError, match="--confirm db"):
+        run("restore", "db", str(backup.id))
+    code, said = run("restore", "db", str(backup.id), "--confirm", "db", "--wait")
+    assert code == cli.EXIT_OK and "succeeded" in said and stand_in.restored_into == ["db"]
+    code, said = run("schedule", "db", "--cron", "15 2 * * *", "--keep", "4")
+    assert "15 2 * * *" in said and "keeping 4" in said
+
+
+def test_the_add_ons_page_shows_backups_in_japanese(login, owner, db_addon, stand_in, queued_tasks):
+    backups.run_backup(backups.create_backup(addon=db_addon).id)
+    page = login(owner).get("/teams/acme/addons/", HTTP_ACCEPT_LANGUAGE="ja").content.decode()
+    assert "今すぐバックアップ" in page and "db のバックアップ" in page and "検証済み" in page

@@ -237,7 +237,7 @@ def _fail(backup: Backup, reason: str) -> None:
             logger.warning("backup %s: its file stays: %s", backup.id, exc)
     addon = backup.addon
     record_event("addon.backup_failed", team=addon.team, addon=addon.name, reason=reason)
-    alerts.backup_failed(team_id=addon.team_id, what=f"the add-on {addon.name}", reason=reason, backup_id=backup.id)
+    alerts.backup_failed(team_id=addon.team_id, what=addon.name, reason=reason, backup_id=backup.id)
 
 
 def apply_retention(addon: AddOn) -> list[int]:
