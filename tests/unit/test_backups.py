@@ -111,6 +111,13 @@ def test_a_dump_that_does_not_restore_is_marked_failed_told_and_shown_in_red(as_
     page = login(owner).get("/teams/acme/addons/").content.decode()
     assert f'id="backup-{backup.id}" class="bad-row"' in page and "The newest backup failed" in page
     assert "backup-attention" in login(owner).get("/").content.decode()
+    from hakobune.platform.services.services import create_service
+
+    service = create_service(team=db_addon.team, name="web", created_by=owner)
+    assert "backup-attention" not in login(owner).get("/t/acme/web/").content.decode()
+    db_addon.services.add(service)
+    page = login(owner).get("/t/acme/web/").content.decode()
+    assert 'id="backup-attention"' in page and "The newest backup of the add-on db failed" in page
 
 
 def test_a_stored_file_damaged_after_it_was_verified_is_not_restored_and_is_marked_failed(

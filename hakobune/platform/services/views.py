@@ -136,8 +136,8 @@ def service_detail(request, team, service):
             "deploy_form": DeployForm(),
             "webhook_url": request.build_absolute_uri(reverse("services:git_webhook", args=[service.webhook_id])),
             "deliveries": service.webhook_deliveries.all()[:5],
-            "backup_attention": [(addon.name, backups.needs_attention(addon))
-                                 for addon in service.addons.all() if backups.needs_attention(addon)],
+            "backup_attention": [(name, why) for name, why in
+                                 ((addon.name, backups.needs_attention(addon)) for addon in service.addons.all()) if why],
         },
     )
 
