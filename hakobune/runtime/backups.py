@@ -27,6 +27,7 @@ import tarfile
 import tempfile
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
@@ -57,13 +58,16 @@ PG_BIN = 'bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)\n'
 # and counts its rows in the same snapshot: one psql session opens a
 # repeatable-read transaction, exports its snapshot, runs pg_dump on that
 # snapshot, then counts in it. (Its own SQL only: nothing of a user is in it.)
+# Compression level 1: most of the size saved at a fraction of the CPU of the
+# default 6, so a dump is bounded by the disk rather than by one core
+# (bench/RESULTS.md, "backing up and verifying").
 PG_DUMP = PG_BIN + r"""set -eu
 out="$BACKUP_DIR/hakobune-dump"
 cat > /tmp/dump.sql <<EOF
 BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;
 SELECT pg_export_snapshot() AS snapshot \gset
 \setenv SNAPSHOT :snapshot
-\! "$bin/pg_dump" -Fc --snapshot="\$SNAPSHOT" --no-owner --no-privileges -f "$out" && touch /tmp/dumped
+\! "$bin/pg_dump" -Fc -Z 1 --snapshot="\$SNAPSHOT" --no-owner --no-privileges -f "$out" && touch /tmp/dumped
 $COUNT_SQL
 COMMIT;
 EOF
@@ -336,16 +340,32 @@ class LocalBackups:
         return _Scratch(self, source, script, network=network, purpose=purpose, environment=environment or {},
                         volume=volume)
 
-    def remove_leftovers(self, team: str | None = None) -> int:
-        """Removes scratch containers and volumes left by a worker that died (all, or a team's)."""
+    def remove_leftovers(self, team: str | None = None, *, older_than: float | None = None) -> int:
+        """Removes the scratch containers and volumes of backups (all, or a
+        team's; with `older_than`, only those made more than that many seconds
+        ago: what a worker that died left, never a step still running)."""
         labels = [f"{LABEL_BACKUP}={self.backend.instance}"]
         if team:
             labels.append(f"{LABEL_BACKUP_TEAM}={team}")
+
+        def old(created: str) -> bool:
+            if older_than is None:
+                return True
+            try:
+                made = datetime.fromisoformat(created.replace("Z", "+00:00")[:26] + "+00:00"
+                                              if "." in created else created.replace("Z", "+00:00"))
+            except ValueError:
+                return False
+            return (datetime.now(timezone.utc) - made).total_seconds() > older_than
+
         removed = 0
         for container in self.client.containers.list(all=True, filters={"label": labels}):
-            container.remove(force=True)
-            removed += 1
+            if old(container.attrs.get("Created", "")):
+                container.remove(force=True)
+                removed += 1
         for volume in self.client.volumes.list(filters={"label": labels}):
+            if not old(volume.attrs.get("CreatedAt", "")):
+                continue
             try:
                 volume.remove(force=True)
                 removed += 1

@@ -320,3 +320,17 @@ def test_another_team_cannot_list_restore_or_download_the_backups(place, cache):
     assert {way: answer.status_code for way, answer in answers.items()} == {way: 404 for way in answers}
     assert not Restore.objects.filter(backup=backup, created_by=place.outsider).exists()
     assert not AddOn.objects.filter(name="mine").exists()
+
+
+def test_leftovers_of_a_dead_worker_go_once_older_than_any_step_but_not_before(place, docker_client):
+    runtime = LocalBackups(get_backend("local"))
+    labels = {LABEL_BACKUP: get_backend("local").instance, f"{LABEL_BACKUP}.team": place.team}
+    left = docker_client.containers.create("hakobune/stack-redis:bookworm", ["true"], labels=labels,
+                                           network_mode="none")
+    volume = docker_client.volumes.create(name=f"hakobune-{place.team}-backup-check-left", labels=labels)
+    assert runtime.remove_leftovers(place.team, older_than=3600) == 0
+    left.reload()
+    time.sleep(1.5)
+    assert runtime.remove_leftovers(place.team, older_than=1) == 2
+    assert not docker_client.containers.list(all=True, filters={"id": left.id})
+    assert not docker_client.volumes.list(filters={"name": volume.name})

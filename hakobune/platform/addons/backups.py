@@ -410,6 +410,12 @@ def recover(now: datetime) -> None:
     limit = timedelta(seconds=settings.TASK_TIME_LIMITS["restore_backup"] + 120)
     Restore.objects.filter(status=Restore.Status.RUNNING, started_at__lt=now - limit).update(
         status=Restore.Status.FAILED, detail="The worker restoring it stopped before it ended.", finished_at=now)
+    # Scratch containers and volumes a dead worker left (older than any step may run).
+    if AddOn.objects.exists():
+        try:
+            _runtime().remove_leftovers(older_than=limit.total_seconds())
+        except Exception as exc:  # noqa: BLE001 - tidying never stops the schedule
+            logger.warning("backups: leftovers not removed: %s", exc)
 
 
 def schedule_of(addon: AddOn, now: datetime | None = None) -> dict:
