@@ -462,28 +462,47 @@ def set_schedule(*, addon: AddOn, schedule: str | None = None, retention: int | 
 # -- what the portal shows in red ------------------------------------------------------
 
 
+def with_backup_state(addons):
+    """The add-ons with, in one query, the status of their newest finished
+    backup and the tick of their newest scheduled one (for `needs_attention`)."""
+    from django.db.models import OuterRef, Subquery
+
+    finished = Backup.objects.filter(addon=OuterRef("pk")).exclude(status=Status.RUNNING).order_by("-created_at", "-id")
+    scheduled = Backup.objects.filter(addon=OuterRef("pk"), trigger=Backup.Trigger.SCHEDULE).order_by("-scheduled_for")
+    return addons.annotate(newest_finished=Subquery(finished.values("status")[:1]),
+                           newest_scheduled=Subquery(scheduled.values("scheduled_for")[:1]))
+
+
 def needs_attention(addon: AddOn, now: datetime | None = None) -> str:
-    """Why the add-on's backups are shown in red, in a sentence (English; the
-    templates translate their own), or "" when they are fine: its newest
-    finished backup failed, or its schedule missed a tick."""
-    latest = addon.backups.exclude(status=Status.RUNNING).order_by("-created_at", "-id").first()
-    if latest is not None and latest.status == Status.FAILED:
+    """Why the add-on's backups are shown in red: "failed" (its newest
+    finished backup failed) or "missed" (its schedule's latest tick passed
+    with no backup made: the scheduler is not running); "" when fine."""
+    if not hasattr(addon, "newest_finished"):
+        addon = with_backup_state(AddOn.objects.filter(id=addon.id)).select_related("team").first() or addon
+    if getattr(addon, "newest_finished", None) == Status.FAILED:
         return "failed"
-    if schedule_of(addon, now)["missed"]:
-        return "missed"
+    if addon.backup_schedule and addon.status == AddOn.Status.READY:
+        from hakobune.platform.services.jobs import last_tick
+
+        now = now or timezone.now()
+        try:
+            due = last_tick(addon.backup_schedule, now)
+        except (ValueError, KeyError):
+            return ""
+        grace = timedelta(seconds=2 * settings.BACKUP_TICK_SECONDS + 60)
+        newest = getattr(addon, "newest_scheduled", None)
+        if due >= addon.created_at and now - due > grace and (newest is None or newest < due):
+            return "missed"
     return ""
 
 
-def attention_of_team(team) -> dict[str, str]:
-    """{add-on name: "failed" | "missed"} for the team's add-ons whose backups need attention."""
-    found = {}
-    for addon in AddOn.objects.filter(team=team).exclude(status=AddOn.Status.DELETING):
+def attention_of_teams(teams) -> dict[int, list[tuple[str, str]]]:
+    """{team id: [(add-on name, "failed" | "missed"), …]} for the add-ons
+    whose backups need attention, in one query for all the teams."""
+    found: dict[int, list[tuple[str, str]]] = {}
+    addons = with_backup_state(AddOn.objects.filter(team__in=teams).exclude(status=AddOn.Status.DELETING))
+    for addon in addons.order_by("name"):
         why = needs_attention(addon)
         if why:
-            found[addon.name] = why
+            found.setdefault(addon.team_id, []).append((addon.name, why))
     return found
-
-
-def running_or_recent(addon: AddOn, limit: int = 20):
-    return list(addon.backups.all()[:limit])
-

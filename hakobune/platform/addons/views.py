@@ -48,7 +48,7 @@ def _services(team):
 @members_only
 def addons_page(request, membership):
     team = membership.team
-    addons = list(AddOn.objects.filter(team=team).prefetch_related("services"))
+    addons = list(backups.with_backup_state(AddOn.objects.filter(team=team)).prefetch_related("services"))
     for addon in addons:
         addon.attached = [s for s in addon.services.all() if s.desired_state != DesiredState.DELETED]
         addon.recent_backups = list(addon.backups.prefetch_related("restores__addon")[:10])

@@ -58,6 +58,7 @@ def dashboard(request):
     )
     owned = set(Membership.objects.filter(user=request.user, role=Role.OWNER).values_list("team_id", flat=True))
     addons = addon_sizes_of(mine)
+    backup_attention = backups.attention_of_teams(mine)
     for team in mine:
         services = []
         found = [service for service in every if service.team_id == team.id]
@@ -68,7 +69,7 @@ def dashboard(request):
         teams.append({"team": team, "services": services, "usage": usage_of(team, found, addons[team.id]),
                       "limits": limits_of(team),
                       "owner": team.id in owned,
-                      "backup_attention": sorted(backups.attention_of_team(team).items())})
+                      "backup_attention": backup_attention.get(team.id, [])})
     return render(request, "services/dashboard.html", {"teams": teams})
 
 
@@ -136,8 +137,8 @@ def service_detail(request, team, service):
             "deploy_form": DeployForm(),
             "webhook_url": request.build_absolute_uri(reverse("services:git_webhook", args=[service.webhook_id])),
             "deliveries": service.webhook_deliveries.all()[:5],
-            "backup_attention": [(name, why) for name, why in
-                                 ((addon.name, backups.needs_attention(addon)) for addon in service.addons.all()) if why],
+            "backup_attention": [(addon.name, why) for addon in backups.with_backup_state(service.addons.all())
+                                 if (why := backups.needs_attention(addon))],
         },
     )
 
