@@ -771,6 +771,84 @@ def cmd_addons(args) -> int:
     return EXIT_OK
 
 
+def _size(size) -> str:
+    if size is None:
+        return "—"
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return str(size)
+
+
+def _backup_line(backup: dict) -> str:
+    said = (backup.get("check") or {}).get("summary") or backup.get("detail") or ""
+    return (f"{backup['id']}  {backup['status']}  {backup['created_at'][:19].replace('T', ' ')}  "
+            f"{_size(backup['size_bytes'])}  {backup['trigger']}  {said}").rstrip()
+
+
+def _wait_for(api: Api, path: str, done, every: float = 2.0, limit: float = 3600.0) -> dict:
+    deadline = time.monotonic() + limit
+    while True:
+        found = api.get(path)
+        if done(found) or time.monotonic() > deadline:
+            return found
+        time.sleep(every)
+
+
+def cmd_backups(args) -> int:
+    api = api_from_config()
+    team = pick_team(api, args.team)
+    where = f"teams/{quote(team)}/addons/{quote(args.addon)}/backups/"
+    if args.backups_command == "create":
+        backup = api.post(where)
+        print(_("Backup {id} of {addon} is being made; it counts once a restore of it is verified.").format(
+            id=backup["id"], addon=args.addon))
+        if not args.wait:
+            return EXIT_OK
+        backup = _wait_for(api, f"{where}{backup['id']}/", lambda found: found["status"] != "running")
+        print(_backup_line(backup))
+        return EXIT_OK if backup["status"] == "verified" else EXIT_FAILED
+    if args.backups_command == "restore":
+        if bool(args.confirm) == bool(args.new_addon):
+            raise CliError(_("Give --confirm {addon} to replace what {addon} holds, or --new-addon NAME to restore "
+                             "into a new add-on.").format(addon=args.addon), EXIT_USAGE)
+        body = {"confirm": args.confirm} if args.confirm else {"new_addon": args.new_addon}
+        made = api.post(f"{where}{args.backup}/restore/", json=body)
+        print(_("Restoring backup {id} into {target}.").format(id=args.backup, target=made["addon"]))
+        if not args.wait:
+            return EXIT_OK
+
+        def ended(backup):
+            mine = next((r for r in backup["restores"] if r["id"] == made["id"]), None)
+            return mine is None or mine["status"] in ("succeeded", "failed")
+
+        backup = _wait_for(api, f"{where}{args.backup}/", ended)
+        mine = next((r for r in backup["restores"] if r["id"] == made["id"]), {"status": "?", "detail": ""})
+        print(f"{mine['status']}: {mine['detail']}")
+        return EXIT_OK if mine["status"] == "succeeded" else EXIT_FAILED
+    if args.backups_command == "schedule":
+        change = {}
+        if args.cron is not None:
+            change["schedule"] = args.cron
+        if args.keep is not None:
+            change["retention"] = args.keep
+        found = (api.request("PATCH", f"{where}schedule/", json=change).json() if change
+                 else api.get(f"{where}schedule/"))
+        print(_("Schedule: {schedule} (UTC), keeping {retention} verified backups; next: {next}; last: {last}").format(
+            schedule=found["schedule"] or _("none"), retention=found["retention"], next=found["next_run"] or "—",
+            last=found["last_run"] or "—"))
+        if found["missed"]:
+            print(_("The last scheduled backup was not made: the platform's scheduler is not running."))
+        return EXIT_OK
+    backups = api.get(where)
+    if not backups:
+        print(_("{addon} has no backups yet. Make one: hakobune backups create {addon}").format(addon=args.addon))
+    for backup in backups:
+        print(_backup_line(backup))
+    return EXIT_OK
+
+
 def _attach(api: Api, team: str, addon: str, service: str) -> None:
     answer = api.post(f"{service_path(team, service)}/addons/", json={"addon": addon})
     done = _("Attached {addon} to {service} as {key}").format(addon=addon, service=service, key=answer["env_key"])
@@ -1041,6 +1119,26 @@ def build_parser() -> argparse.ArgumentParser:
     delete.add_argument("--confirm", help=_("the add-on's name again: its data is deleted for good"))
     addon_commands.add_parser("list", help=_("list them"))
     addons.set_defaults(func=cmd_addons)
+
+    backups = commands.add_parser("backups", help=_("backups of an add-on, verified by a restore"))
+    backups.add_argument("--team", "-t", help=_("the team (default: your only team, or $HAKOBUNE_TEAM)"))
+    backup_commands = backups.add_subparsers(dest="backups_command", metavar="ACTION", required=True)
+    backup_create = backup_commands.add_parser("create", help=_("back up an add-on now"))
+    backup_create.add_argument("addon")
+    backup_create.add_argument("--wait", action="store_true", help=_("wait until it is verified or failed"))
+    backup_list = backup_commands.add_parser("list", help=_("list an add-on's backups"))
+    backup_list.add_argument("addon")
+    backup_restore = backup_commands.add_parser("restore", help=_("restore a backup into its add-on or a new one"))
+    backup_restore.add_argument("addon")
+    backup_restore.add_argument("backup", type=int, help=_("the backup's number (hakobune backups list)"))
+    backup_restore.add_argument("--confirm", help=_("the add-on's name again: what it holds now is replaced"))
+    backup_restore.add_argument("--new-addon", help=_("restore into a new add-on of this name instead"))
+    backup_restore.add_argument("--wait", action="store_true", help=_("wait until it has ended"))
+    backup_schedule = backup_commands.add_parser("schedule", help=_("show or set when backups are made"))
+    backup_schedule.add_argument("addon")
+    backup_schedule.add_argument("--cron", help=_('a cron line in UTC, like "0 3 * * *"; "" for none'))
+    backup_schedule.add_argument("--keep", type=int, help=_("how many verified backups are kept"))
+    backups.set_defaults(func=cmd_backups)
 
     traffic = with_service(commands.add_parser("traffic", help=_("show or split the requests between releases")))
     traffic.add_argument("shares", nargs="*", metavar="vN=PERCENT", help=_("like v3=80 v4=20 (Cloud Run)"))

@@ -54,6 +54,9 @@ ROUTES = {
     # Minutes each, bounded by the build workers' concurrency.
     "build_image": BUILDS,
     "rebuild_stack": BUILDS,
+    # Backups of add-ons and restores: a dump, an upload and a check by a restore, minutes for a large one.
+    "run_backup": BUILDS,
+    "restore_backup": BUILDS,
     # What the scheduler starts; never in a deploy's way.
     "collect_metrics": HOUSEKEEPING,
     "roll_up_metrics": HOUSEKEEPING,
@@ -64,6 +67,8 @@ ROUTES = {
     "prune_images": HOUSEKEEPING,
     # Scheduled jobs: starts and reads one-off containers, never waits for one.
     "run_jobs": HOUSEKEEPING,
+    # Due scheduled backups made and queued (the backups themselves run on the builds queue).
+    "schedule_backups": HOUSEKEEPING,
     # Notifications: seconds each, never in a deploy's way (the deploy they report on has ended).
     "deliver_notification": HOUSEKEEPING,
 }
@@ -72,7 +77,7 @@ TASKS = frozenset({
     "fetch_source", "detect_stack", "build_image", "deploy_release", "start_release",
     "destroy_service", "destroy_team", "sync_router", "reconcile", "rebuild_stack", "prune_images",
     "admit_builds", "stop_build", "sweep_pipeline", "run_jobs", "deliver_notification",
-    "provision_addon", "remove_addon", "check_plan",
+    "provision_addon", "remove_addon", "check_plan", "run_backup", "restore_backup", "schedule_backups",
 })
 
 # The steps that read the fetched source, and so run on the host that fetched it.

@@ -380,6 +380,8 @@ _HOUSEKEEPING = {"queue": f"{CELERY_TASK_DEFAULT_QUEUE}.housekeeping"}
 JOBS_TICK_SECONDS = env_int("JOBS_TICK_SECONDS", 15)
 JOB_CATCH_UP_SECONDS = env_int("JOB_CATCH_UP_SECONDS", 120)
 JOB_TIMEOUT = env_int("JOB_TIMEOUT", 3600)
+# Backups of add-ons: the scheduler looks for due ones (and lost ones) this often.
+BACKUP_TICK_SECONDS = env_int("BACKUP_TICK_SECONDS", 60)
 CELERY_BEAT_SCHEDULE = {
     "scale-idle-to-zero": {"task": "hakobune.worker.tasks.scale_idle_to_zero", "schedule": 15.0,
                            "options": _HOUSEKEEPING},
@@ -401,6 +403,9 @@ CELERY_BEAT_SCHEDULE = {
                        "options": {"queue": f"{CELERY_TASK_DEFAULT_QUEUE}.pipeline"}},
     # Admission is also asked after every deploy and every build's end; this
     # is the safety net (a Redis restart that lost those requests loses no build).
+    # Due scheduled backups made and queued; backups and restores whose queue was lost, queued again.
+    "schedule-backups": {"task": "hakobune.worker.tasks.schedule_backups", "schedule": float(BACKUP_TICK_SECONDS),
+                         "options": {**_HOUSEKEEPING, "expires": float(BACKUP_TICK_SECONDS)}},
     "admit-builds": {"task": "hakobune.worker.tasks.admit_builds", "schedule": float(env_int("ADMIT_BUILDS_SECONDS", 10)),
                      "options": {"queue": f"{CELERY_TASK_DEFAULT_QUEUE}.pipeline"}},
 }
@@ -497,6 +502,28 @@ ADDON_IMAGES = {
 ADDON_CPU = float(env("ADDON_CPU", "0.5"))
 ADDON_MEMORY_MB = env_int("ADDON_MEMORY_MB", 256)
 ADDON_READY_TIMEOUT = env_int("ADDON_READY_TIMEOUT", 90)
+# Backups of add-ons (hakobune/platform/addons/backups.py): where they are
+# stored ("local": BACKUP_DIR in the data directory, or "s3": the bucket
+# below, any S3-compatible server), the schedule and retention an add-on
+# starts with (each add-on may change its own), and the limits of the
+# containers that dump, check and restore them.
+BACKUP_STORAGE = env("BACKUP_STORAGE", "local")
+BACKUP_DIR = Path(env("BACKUP_DIR", str(DATA_DIR / "backups"))).resolve()
+BACKUP_S3 = {
+    "endpoint_url": env("BACKUP_S3_ENDPOINT_URL", ""),
+    "bucket": env("BACKUP_S3_BUCKET", ""),
+    "region": env("BACKUP_S3_REGION", "us-east-1"),
+    "prefix": env("BACKUP_S3_PREFIX", "hakobune/"),
+    "access_key_id": env("BACKUP_S3_ACCESS_KEY_ID", ""),
+    # The secret key as HAKOBUNE_ENCRYPTION_KEY encrypts it (`python manage.py
+    # encrypt_secret`, a "fernet:" value) or, discouraged, in clear.
+    "secret_access_key": env("BACKUP_S3_SECRET_ACCESS_KEY", ""),
+}
+BACKUP_SCHEDULE = env("BACKUP_SCHEDULE", "0 3 * * *")
+BACKUP_RETENTION = env_int("BACKUP_RETENTION", 7)
+BACKUP_TIMEOUT = env_int("BACKUP_TIMEOUT", 1800)
+BACKUP_MEMORY_MB = env_int("BACKUP_MEMORY_MB", 512)
+BACKUP_CPU = float(env("BACKUP_CPU", "1.0"))
 
 # Runtime backends, chosen per service like Django's email backends.
 RUNTIME_BACKENDS = {
@@ -834,6 +861,10 @@ TASK_TIME_LIMITS = {
     "provision_addon": env_int("STACK_BUILD_TIMEOUT", 1800) + 120,
     # Connecting and the answer, each NOTIFY_TIMEOUT_SECONDS at most.
     "deliver_notification": 2 * NOTIFY_TIMEOUT_SECONDS + 30,
+    # A dump, its upload, its download and its check, each BACKUP_TIMEOUT at most.
+    "run_backup": 3 * BACKUP_TIMEOUT + 120,
+    # The new add-on waited for, the check of the file again, the restore.
+    "restore_backup": 3 * BACKUP_TIMEOUT + 120,
 }
 # Housekeeping and anything not named above.
 TASK_DEFAULT_TIME_LIMIT = env_int("TASK_DEFAULT_TIME_LIMIT", 600)

@@ -10,6 +10,7 @@ settings.TASK_TIME_LIMITS (CELERY_TASK_ANNOTATIONS)."""
 from celery import shared_task
 
 from hakobune.platform.addons import actions as addon_actions
+from hakobune.platform.addons import backups
 from hakobune.platform.builds import admission, pipeline, plan_check, sweeper
 from hakobune.platform.failures import MAX_ATTEMPTS, RetryStep
 from hakobune.platform.notifications import delivery
@@ -149,3 +150,22 @@ def prune_logs() -> None:
 @shared_task(bind=True)
 def deliver_notification(self, delivery_id: int) -> None:
     _attempt(self, delivery.deliver, delivery_id, max_attempts=delivery.max_attempts())
+
+
+# -- backups of add-ons ------------------------------------------------------------------
+
+
+@shared_task
+def run_backup(backup_id: int) -> None:
+    backups.run_backup(backup_id)
+
+
+@shared_task
+def restore_backup(restore_id: int) -> None:
+    backups.run_restore(restore_id)
+
+
+@shared_task
+def schedule_backups() -> None:
+    """Due scheduled backups made and queued; lost ones queued again."""
+    backups.tick()

@@ -109,6 +109,8 @@ def status_tone(status):
         "sent": "good",
         "ready": "good",
         "deleting": "muted",
+        "verified": "good",
+        "succeeded": "good",
     }.get(str(status), "busy")
 
 

@@ -25,7 +25,8 @@ from hakobune.platform.services.releases import egress_allow_of, new_release
 from hakobune.runtime.addons import AddOnSpec, LocalAddOns, volume_name
 from hakobune.runtime.base import RuntimeBackendError
 
-from .models import AddOn, Kind
+from .backup_store import delete_files_of
+from .models import AddOn, Kind, Restore
 
 logger = logging.getLogger(__name__)
 
@@ -136,6 +137,9 @@ def provision(addon_id: int) -> None:
         status=AddOn.Status.READY, status_detail="", image=stack.ref, version=stack.version,
         container_id=state.container_id,
     )
+    # A new add-on made to restore a backup into: its restore can start.
+    for restore_id in Restore.objects.filter(addon=addon, status=Restore.Status.QUEUED).values_list("id", flat=True):
+        enqueue_on_commit("restore_backup", restore_id)
 
 
 def attach(*, addon: AddOn, service: Service, created_by=None):
@@ -198,6 +202,8 @@ def remove(addon_id: int) -> None:
     if addon is None:
         return
     _runtime().remove(addon.team.name, addon.name, delete_volume=True)
+    for line in delete_files_of(addon):
+        logger.info("add-on %s: %s", addon, line)
     addon.delete()
 
 
@@ -207,6 +213,7 @@ def remove_all_of_team(team_name: str) -> list[str]:
     for addon in AddOn.objects.filter(team__name=team_name):
         try:
             done += _runtime().remove(team_name, addon.name, delete_volume=True)
+            done += delete_files_of(addon)
         except RuntimeBackendError as exc:
             done.append(f"could not remove the add-on {addon.name}: {exc}")
     return done

@@ -662,3 +662,71 @@ class UnderTheHoodSerializer(serializers.Serializer):
                                    help_text="container: read live from an instance on this host; sandbox: Cloud Run.")
     container = HoodContainerSerializer(allow_null=True)
     sandbox = HoodSandboxSerializer(allow_null=True)
+
+
+# -- backups of add-ons ------------------------------------------------------------------
+
+
+class BackupCheckSerializer(serializers.Serializer):
+    passed = serializers.BooleanField(help_text="Whether the restore into a scratch container found what was dumped.")
+    summary = serializers.CharField(help_text="The check in a sentence (English).")
+    expected = serializers.DictField(child=serializers.IntegerField(),
+                                     help_text="Counted when dumped: rows per table, or keys-before/keys-after.")
+    found = serializers.DictField(child=serializers.IntegerField(), help_text="Counted in the restored copy.")
+
+
+class BackupSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    addon = serializers.CharField()
+    kind = serializers.CharField()
+    status = serializers.ChoiceField(choices=["running", "verified", "failed"])
+    step = serializers.CharField(help_text="queued, dumping, storing, checking or done.")
+    trigger = serializers.ChoiceField(choices=["schedule", "on_demand"])
+    scheduled_for = serializers.DateTimeField(allow_null=True)
+    storage = serializers.ChoiceField(choices=["local", "s3"])
+    size_bytes = serializers.IntegerField(allow_null=True)
+    sha256 = serializers.CharField()
+    check = BackupCheckSerializer(allow_null=True)
+    detail = serializers.CharField(help_text="Why it failed, in a sentence; empty otherwise.")
+    created_by = serializers.CharField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+    restores = serializers.ListField(child=serializers.DictField(), help_text="Its restores, newest first "
+                                     "(as POST …/restore/ answers them).")
+
+
+class BackupScheduleSerializer(serializers.Serializer):
+    schedule = serializers.CharField(allow_blank=True, help_text="Cron, in UTC; empty: none scheduled.")
+    retention = serializers.IntegerField(help_text="How many verified backups are kept.")
+    next_run = serializers.DateTimeField(allow_null=True)
+    last_run = serializers.DateTimeField(allow_null=True, help_text="The tick of the newest scheduled backup.")
+    missed = serializers.BooleanField(help_text="A tick passed with no backup made: the scheduler is not running.")
+
+
+class BackupsSerializer(serializers.Serializer):
+    schedule = BackupScheduleSerializer()
+    backups = BackupSerializer(many=True, help_text="Newest first.")
+
+
+class BackupScheduleChangeSerializer(serializers.Serializer):
+    schedule = serializers.CharField(max_length=100, required=False, allow_blank=True)
+    retention = serializers.IntegerField(required=False, min_value=1, max_value=365)
+
+
+class RestoreCreateSerializer(serializers.Serializer):
+    confirm = serializers.CharField(max_length=30, required=False, allow_blank=True,
+                                    help_text="The add-on's name, to restore into it (replacing what it holds).")
+    new_addon = serializers.CharField(max_length=30, required=False, allow_blank=True,
+                                      help_text="The name of a new add-on to restore into instead.")
+
+
+class RestoreSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    backup = serializers.IntegerField()
+    addon = serializers.CharField(help_text="The add-on restored into.")
+    into_new = serializers.BooleanField()
+    status = serializers.ChoiceField(choices=["queued", "running", "succeeded", "failed"])
+    detail = serializers.CharField()
+    counts = serializers.DictField(child=serializers.IntegerField())
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)

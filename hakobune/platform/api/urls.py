@@ -1,7 +1,7 @@
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from . import addon_views, views
+from . import addon_views, backup_views, views
 
 app_name = "api"
 
@@ -27,6 +27,15 @@ urlpatterns = [
          name="notification_deliveries"),
     path(f"{team}/addons/", addon_views.AddOnsView.as_view(), name="addons"),
     path(f"{team}/addons/<slug:addon>/", addon_views.AddOnView.as_view(), name="addon"),
+    path(f"{team}/addons/<slug:addon>/backups/", backup_views.BackupsView.as_view(), name="addon_backups"),
+    path(f"{team}/addons/<slug:addon>/backups/schedule/", backup_views.BackupScheduleView.as_view(),
+         name="addon_backup_schedule"),
+    path(f"{team}/addons/<slug:addon>/backups/<int:backup_id>/", backup_views.BackupView.as_view(),
+         name="addon_backup"),
+    path(f"{team}/addons/<slug:addon>/backups/<int:backup_id>/download/", backup_views.BackupDownloadView.as_view(),
+         name="addon_backup_download"),
+    path(f"{team}/addons/<slug:addon>/backups/<int:backup_id>/restore/", backup_views.BackupRestoreView.as_view(),
+         name="addon_backup_restore"),
     path(f"{team}/log-drain/", views.LogDrainView.as_view(), name="log_drain"),
     path(f"{team}/services/", views.ServicesView.as_view(), name="services"),
     path(f"{service}/", views.ServiceView.as_view(), name="service"),

@@ -161,6 +161,18 @@ kind("addon.detached", INFO, gettext_noop("Detached the add-on %(addon)s (%(vari
 
 kind("addon.created", INFO, gettext_noop("Created the add-on %(addon)s (%(addon_kind)s)."))
 kind("addon.deleted", WARNING, gettext_noop("Deleted the add-on %(addon)s and its data."))
+kind("addon.backup_requested", INFO, gettext_noop("Asked for a backup of the add-on %(addon)s."))
+kind("addon.backup_verified", SUCCESS,
+     gettext_noop("A backup of the add-on %(addon)s was made and verified by a restore (%(size)s bytes): %(summary)s"))
+kind("addon.backup_failed", ERROR, gettext_noop("A backup of the add-on %(addon)s failed: %(reason)s"))
+kind("addon.backup_schedule_changed", INFO,
+     gettext_noop("Set the backups of the add-on %(addon)s to the schedule %(schedule)s, keeping %(retention)s."))
+kind("addon.restore_requested", WARNING,
+     gettext_noop("Asked to restore backup %(backup)s of the add-on %(addon)s into %(target)s."))
+kind("addon.restored", SUCCESS,
+     gettext_noop("Restored backup %(backup)s of the add-on %(addon)s into %(target)s: %(summary)s"))
+kind("addon.restore_failed", ERROR,
+     gettext_noop("Restoring backup %(backup)s of the add-on %(addon)s into %(target)s failed: %(reason)s"))
 
 kind("team.created", INFO, gettext_noop("Created the team."))
 kind("team.deleted", WARNING,

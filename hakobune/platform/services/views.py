@@ -12,6 +12,7 @@ from django.utils.translation import ngettext
 
 from hakobune.platform.accounts.models import Membership, Role
 from hakobune.platform.accounts.permissions import member_of, teams_of
+from hakobune.platform.addons import backups
 from hakobune.platform.governance.quotas import addon_sizes_of, limits_of, usage_of
 from hakobune.runtime.base import RuntimeBackendError
 from hakobune.runtime.release_config import BUILD, get_setting
@@ -57,6 +58,7 @@ def dashboard(request):
     )
     owned = set(Membership.objects.filter(user=request.user, role=Role.OWNER).values_list("team_id", flat=True))
     addons = addon_sizes_of(mine)
+    backup_attention = backups.attention_of_teams(mine)
     for team in mine:
         services = []
         found = [service for service in every if service.team_id == team.id]
@@ -66,7 +68,8 @@ def dashboard(request):
             services.append({"service": service, "latest_build": latest, "status": service.status_word(latest)})
         teams.append({"team": team, "services": services, "usage": usage_of(team, found, addons[team.id]),
                       "limits": limits_of(team),
-                      "owner": team.id in owned})
+                      "owner": team.id in owned,
+                      "backup_attention": backup_attention.get(team.id, [])})
     return render(request, "services/dashboard.html", {"teams": teams})
 
 
@@ -134,6 +137,8 @@ def service_detail(request, team, service):
             "deploy_form": DeployForm(),
             "webhook_url": request.build_absolute_uri(reverse("services:git_webhook", args=[service.webhook_id])),
             "deliveries": service.webhook_deliveries.all()[:5],
+            "backup_attention": [(addon.name, why) for addon in backups.with_backup_state(service.addons.all())
+                                 if (why := backups.needs_attention(addon))],
         },
     )
 
