@@ -64,12 +64,13 @@ ROUTES = {
     "run_jobs": HOUSEKEEPING,
     # Notifications: seconds each, never in a deploy's way (the deploy they report on has ended).
     "deliver_notification": HOUSEKEEPING,
+    "recover_notifications": HOUSEKEEPING,
 }
 
 TASKS = frozenset({
     "fetch_source", "detect_stack", "build_image", "deploy_release", "start_release",
     "destroy_service", "destroy_team", "sync_router", "reconcile", "rebuild_stack", "prune_images",
-    "admit_builds", "stop_build", "sweep_pipeline", "run_jobs", "deliver_notification",
+    "admit_builds", "stop_build", "sweep_pipeline", "run_jobs", "deliver_notification", "recover_notifications",
     "provision_addon", "remove_addon",
 })
 

@@ -144,3 +144,8 @@ def prune_logs() -> None:
 @shared_task(bind=True)
 def deliver_notification(self, delivery_id: int) -> None:
     _attempt(self, delivery.deliver, delivery_id, max_attempts=delivery.max_attempts())
+
+
+@shared_task
+def recover_notifications() -> None:
+    delivery.recover()

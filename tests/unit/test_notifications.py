@@ -473,3 +473,81 @@ def test_the_api_lets_owners_manage_targets_and_no_one_else(team, owner, develop
 
     assert as_(owner, "delete", f"{path}{target['id']}/").status_code == 204
     assert as_(owner, "get", path).json() == []
+
+
+# -- a worker that died while sending ------------------------------------------------------
+
+
+def _stranded(receiver_url, owner, login, queued_tasks, django_capture_on_commit_callbacks, *, attempts):
+    """A test notification whose worker took it (attempt `attempts` claimed)
+    and died before writing how it went: the row is pending, its lease over."""
+    add_target(login(owner), "hook", "webhook", receiver_url)
+    target = NotificationTarget.objects.get()
+    with django_capture_on_commit_callbacks(execute=True):
+        delivery = alerts.send_test(target)
+    queued_tasks.clear()  # the task went with the worker (and Redis kept nothing)
+    past = timezone.now() - timedelta(minutes=5)
+    Delivery.objects.filter(id=delivery.id).update(attempts=attempts, leased_until=past, next_attempt_at=past,
+                                                   created_at=past)
+    return delivery
+
+
+def test_a_delivery_whose_worker_died_is_sent_by_the_housekeeping_pass(team, owner, login, receiver, queued_tasks,
+                                                                       django_capture_on_commit_callbacks):
+    delivery = _stranded(receiver.url, owner, login, queued_tasks, django_capture_on_commit_callbacks, attempts=1)
+    assert receiver.received == []
+
+    tasks.recover_notifications()
+    assert [task[0] for task in queued_tasks] == ["deliver_notification"]
+    delivery.refresh_from_db()
+    assert "cut short" in delivery.reason and delivery.status == "pending"
+    send_queued(queued_tasks)
+
+    assert [post["json"]["event"] for post in receiver.received] == ["test"]
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts, delivery.leased_until) == ("sent", 2, None)
+    # The pass finds nothing more to do, and a late copy of the lost task sends nothing twice.
+    tasks.recover_notifications()
+    assert queued_tasks == []
+    tasks.deliver_notification.apply(args=[delivery.id])
+    assert len(receiver.received) == 1
+
+
+def test_a_delivery_being_sent_is_left_to_its_worker(team, owner, login, receiver, queued_tasks,
+                                                     django_capture_on_commit_callbacks):
+    delivery = _stranded(receiver.url, owner, login, queued_tasks, django_capture_on_commit_callbacks, attempts=1)
+    Delivery.objects.filter(id=delivery.id).update(leased_until=timezone.now() + timedelta(seconds=60))
+    tasks.recover_notifications()
+    assert queued_tasks == []
+    # A copy of its task finds it held, and sends nothing.
+    tasks.deliver_notification.apply(args=[delivery.id])
+    assert receiver.received == []
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == ("pending", 1)
+
+
+def test_a_delivery_whose_task_was_lost_is_queued_again(team, owner, login, receiver, queued_tasks,
+                                                        django_capture_on_commit_callbacks):
+    delivery = _stranded(receiver.url, owner, login, queued_tasks, django_capture_on_commit_callbacks, attempts=0)
+    Delivery.objects.filter(id=delivery.id).update(leased_until=None)  # never taken: Redis lost its task
+    tasks.recover_notifications()
+    send_queued(queued_tasks)
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == ("sent", 1)
+    assert len(receiver.received) == 1
+
+
+def test_a_delivery_that_used_its_attempts_up_is_shown_failed(team, owner, login, receiver, queued_tasks, settings,
+                                                              django_capture_on_commit_callbacks):
+    delivery = _stranded(receiver.url, owner, login, queued_tasks, django_capture_on_commit_callbacks,
+                         attempts=settings.NOTIFY_MAX_ATTEMPTS)
+    failed_before = alerts.counts()["failed"]
+    tasks.recover_notifications()
+    assert queued_tasks == []
+    assert receiver.received == []
+    delivery.refresh_from_db()
+    assert delivery.status == "failed" and delivery.finished_at is not None
+    assert "attempt 3 of 3" in delivery.reason and "the worker sending it stopped" in delivery.reason
+    assert alerts.counts()["failed"] == failed_before + 1
+    page = login(owner).get(PAGE).content.decode()
+    assert 'class="delivery-failed"' in page and "the worker sending it stopped" in page
