@@ -551,3 +551,97 @@ def test_a_delivery_that_used_its_attempts_up_is_shown_failed(team, owner, login
     assert alerts.counts()["failed"] == failed_before + 1
     page = login(owner).get(PAGE).content.decode()
     assert 'class="delivery-failed"' in page and "the worker sending it stopped" in page
+
+
+# -- alert rules through the API -----------------------------------------------------------
+
+ALERTS = "/api/v1/teams/acme/alerts/"
+
+
+def test_an_owner_sets_team_and_service_rules_through_the_api(service, owner, as_, receiver, queued_tasks,
+                                                               django_capture_on_commit_callbacks):
+    assert as_(owner, "get", ALERTS).json() == []
+    team_rules = as_(owner, "post", ALERTS, {"memory_percent": 80, "error_rate_percent": 2.5})
+    assert team_rules.status_code == 201
+    body = team_rules.json()
+    assert (body["service"], body["memory_percent"], body["error_rate_percent"], body["deploy_failed"],
+            body["targets"], body["updated_by"]) == (None, 80, 2.5, True, [], "olivia")
+    again = as_(owner, "post", ALERTS, {})
+    assert again.status_code == 409 and f"/alerts/{body['id']}/" in again.json()["error"]
+
+    # A service's rules, sent to a webhook added with them (through the address checks).
+    created = as_(owner, "post", ALERTS, {
+        "service": "hello", "crash_loop": False,
+        "new_targets": [{"name": "hook", "kind": "webhook", "address": receiver.url}]})
+    assert created.status_code == 201, created.json()
+    rules = created.json()
+    assert (rules["service"], rules["crash_loop"], rules["targets"]) == ("hello", False, ["hook"])
+    assert NotificationTarget.objects.get().shown.startswith("http://127.0.0.1:")
+    assert [r["service"] for r in as_(owner, "get", ALERTS).json()] == [None, "hello"]
+
+    changed = as_(owner, "patch", f"{ALERTS}{rules['id']}/", {"crash_loop": True, "memory_percent": 95})
+    assert changed.status_code == 200
+    assert (changed.json()["crash_loop"], changed.json()["memory_percent"], changed.json()["targets"]) == (
+        True, 95, ["hook"])
+    assert as_(owner, "get", f"{ALERTS}{rules['id']}/").json()["memory_percent"] == 95
+
+    assert as_(owner, "delete", f"{ALERTS}{rules['id']}/").status_code == 204
+    assert not AlertRules.objects.filter(service__isnull=False).exists()
+    assert as_(owner, "get", f"{ALERTS}{rules['id']}/").status_code == 404
+
+
+def test_bad_alert_rules_are_refused_in_words_and_change_nothing(service, owner, as_, no_connections):
+    cases = [
+        ({"memory_percent": 20}, "memory_percent"),
+        ({"error_rate_percent": 0}, "error_rate_percent"),
+        ({"service": "nope"}, "service"),
+        ({"targets": ["nobody"]}, "targets"),
+        ({"new_targets": [{"name": "meta", "kind": "webhook", "address": "https://169.254.169.254/"}]},
+         "new_targets[0].address"),
+        ({"new_targets": [{"name": "inside", "kind": "slack", "address": "https://10.0.0.1/services/x"}]},
+         "new_targets[0].address"),
+        ({"sms": True}, "sms"),
+    ]
+    for body, field in cases:
+        answer = as_(owner, "post", ALERTS, body)
+        assert answer.status_code == 400, (body, answer.json())
+        assert field in answer.json()["fields"], (body, answer.json())
+    assert not AlertRules.objects.exists() and not NotificationTarget.objects.exists()
+    assert no_connections == []
+    rules = as_(owner, "post", ALERTS, {}).json()
+    assert as_(owner, "patch", f"{ALERTS}{rules['id']}/", {"service": "hello"}).status_code == 400
+
+
+def test_alerts_go_to_the_targets_their_rules_name(live, owner, login, as_, receiver, mailoutbox, dummy_backend,
+                                                   queued_tasks, django_capture_on_commit_callbacks):
+    client = login(owner)
+    add_target(client, "hook", "webhook", receiver.url)
+    add_target(client, "ops mail", "email", "ops@acme.example")
+    as_(owner, "post", ALERTS, {"service": "hello", "targets": ["ops mail"]})
+    dummy_backend.options["observed_state"] = "restarting"
+    with django_capture_on_commit_callbacks(execute=True):
+        housekeeping.reconcile()
+    send_queued(queued_tasks)
+    assert receiver.received == []
+    assert [mail.subject for mail in mailoutbox] == ["hello keeps crashing"]
+
+
+def test_only_owners_reach_alert_rules_and_outsiders_find_none(team, owner, developer, viewer, outsider, as_):
+    rules = as_(owner, "post", ALERTS, {"memory_percent": 70}).json()
+    one = f"{ALERTS}{rules['id']}/"
+    for member in (developer, viewer):
+        assert as_(member, "get", ALERTS).status_code == 403
+        assert as_(member, "post", ALERTS, {}).status_code == 403
+        assert as_(member, "get", one).status_code == 403
+        assert as_(member, "patch", one, {"memory_percent": 99}).status_code == 403
+        assert as_(member, "delete", one).status_code == 403
+    assert as_(outsider, "get", ALERTS).status_code == 404
+    assert as_(outsider, "post", ALERTS, {}).status_code == 404
+    assert as_(outsider, "patch", one, {"memory_percent": 99}).status_code == 404
+    # The outsider owns team "other": through its address, these rules are not found either.
+    other = f"/api/v1/teams/other/alerts/{rules['id']}/"
+    assert as_(outsider, "get", other).status_code == 404
+    assert as_(outsider, "patch", other, {"memory_percent": 99}).status_code == 404
+    assert as_(outsider, "delete", other).status_code == 404
+    assert as_(outsider, "post", "/api/v1/teams/other/alerts/", {"service": "hello"}).status_code == 400
+    assert AlertRules.objects.get().memory_percent == 70

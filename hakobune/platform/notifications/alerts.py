@@ -84,12 +84,20 @@ def send_test(target: NotificationTarget) -> Delivery:
 
 def raise_alert(team_id: int, service_id: int | None, event: str, params: dict, *, key: str,
                 cooldown: bool = False) -> Alert | None:
-    """Writes the alert and a pending delivery per target, and queues them;
-    None when the team has no target, its rules do not want the event, or
+    """Writes the alert and a pending delivery per target (the targets its
+    rules name, else all the team's), and queues them; None when the team has no target, its rules do not want the event, or
     (with `cooldown`) the same key alerted within NOTIFY_COOLDOWN_MINUTES."""
     targets = list(NotificationTarget.objects.filter(team_id=team_id))
-    if not targets or not rules_for(team_id, service_id).wants(event):
+    if not targets:
         return None
+    rules = rules_for(team_id, service_id)
+    if not rules.wants(event):
+        return None
+    if rules.pk is not None:
+        # Rules that name some of the team's targets send to those only.
+        chosen = set(rules.targets.values_list("id", flat=True))
+        if chosen:
+            targets = [target for target in targets if target.id in chosen]
     now = timezone.now()
     with transaction.atomic():
         if service_id is not None:
