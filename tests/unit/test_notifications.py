@@ -645,3 +645,47 @@ def test_only_owners_reach_alert_rules_and_outsiders_find_none(team, owner, deve
     assert as_(outsider, "delete", other).status_code == 404
     assert as_(outsider, "post", "/api/v1/teams/other/alerts/", {"service": "hello"}).status_code == 400
     assert AlertRules.objects.get().memory_percent == 70
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_cli_lists_creates_and_deletes_alert_rules(live_server, team, owner, developer, dummy_backend, receiver,
+                                                       monkeypatch, capsys, tmp_path):
+    from hakobune import cli
+    from hakobune.platform.accounts.tokens import create_api_token
+
+    create_service(team=team, name="hello", created_by=owner)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.setenv("HAKOBUNE_URL", live_server.url)
+    monkeypatch.setenv("HAKOBUNE_TOKEN", create_api_token(user=owner, name="cli")[1])
+
+    assert cli.main(["alerts", "-t", "acme", "list"]) == 0
+    assert "has no alert rules of its own" in capsys.readouterr().out
+    assert cli.main(["alerts", "-t", "acme", "create", "--on", "deploy-failed,crash_loop", "--memory", "85",
+                     "--email", "ops@acme.example"]) == 0
+    said = capsys.readouterr().out
+    assert "set for the whole team acme" in said
+    assert "events: deploy_failed, crash_loop; memory at 85 %; errors at 5.0 %; to ops@acme.example" in said
+    assert cli.main(["alerts", "-t", "acme", "create", "-s", "hello", "--error-rate", "10",
+                     "--webhook", receiver.url]) == 0
+    capsys.readouterr()
+    rules = AlertRules.objects.get(service__name="hello")
+    assert rules.error_rate_percent == 10 and [t.kind for t in rules.targets.all()] == ["webhook"]
+
+    assert cli.main(["alerts", "-t", "acme"]) == 0
+    listed = capsys.readouterr().out
+    assert "the whole team acme" in listed and f"{rules.id:>4}  hello" in listed
+
+    # Refusals come back in words: a target inside the network, an unknown event.
+    assert cli.main(["alerts", "-t", "acme", "create", "-s", "hello", "--slack", "https://127.0.0.2/x"]) == 1
+    assert "hakobune: " in capsys.readouterr().err
+    assert cli.main(["alerts", "-t", "acme", "create", "--on", "sms"]) == 2
+    assert "sms: not an event" in capsys.readouterr().err
+
+    assert cli.main(["alerts", "-t", "acme", "delete", "hello"]) == 0
+    assert f"Removed alert rules {rules.id}." in capsys.readouterr().out
+    assert not AlertRules.objects.filter(service__isnull=False).exists()
+
+    monkeypatch.setenv("HAKOBUNE_TOKEN", create_api_token(user=developer, name="cli")[1])
+    assert cli.main(["alerts", "-t", "acme", "list"]) == 1
+    assert cli.main(["alerts", "-t", "acme", "delete", str(AlertRules.objects.get().id)]) == 1
+    assert AlertRules.objects.count() == 1
