@@ -1,6 +1,7 @@
 """What raises an alert, each called in one line where the platform learns of
 it: a build that failed (builds/state.fail), instances in a crash loop (the
-reconciler), memory near its limit and many failing requests (the metrics
+reconciler: local instances the engine keeps restarting, and crashes a
+runtime reports, like Cloud Run's failed revisions), memory near its limit and many failing requests (the metrics
 collection), a backup that failed (the backups, when they come), and an
 owner's test.
 
@@ -48,6 +49,16 @@ def crash_loop_seen(service: Service, instances) -> None:
     """The reconciler's look at a service's instances (ObservedInstance): an
     instance the runtime keeps restarting is a crash loop."""
     crashing = [instance for instance in instances or () if instance.state == "restarting"]
+    if crashing and service.desired_state == DesiredState.RUNNING:
+        _safely(_crash_loop, service, crashing)
+
+
+def crashes_reported(service: Service, crashes) -> None:
+    """The crashes a runtime reported of the service's live release
+    (RuntimeBackend.crashes: Cloud Run's failed revisions): a crash loop, as
+    the local instances the engine keeps restarting are."""
+    live = str(service.live_release_id)
+    crashing = [crash for crash in crashes or () if str(crash.release_id) == live]
     if crashing and service.desired_state == DesiredState.RUNNING:
         _safely(_crash_loop, service, crashing)
 
@@ -156,7 +167,8 @@ def _deploy_failed(build_id: int) -> None:
 def _crash_loop(service: Service, crashing) -> None:
     processes = sorted({instance.process for instance in crashing})
     params = {"team": service.team.name, "service": service.name, "processes": ", ".join(processes),
-              "instances": len(crashing), "link": portal_link("services:detail", service.team.name, service.name)}
+              "instances": len(crashing),
+              **({"reason": crashing[0].message} if getattr(crashing[0], "message", "") else {}), "link": portal_link("services:detail", service.team.name, service.name)}
     raise_alert(service.team_id, service.id, Event.CRASH_LOOP, params, key=f"crash_loop:{service.id}", cooldown=True)
 
 
