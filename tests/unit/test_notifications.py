@@ -624,6 +624,10 @@ def test_alerts_go_to_the_targets_their_rules_name(live, owner, login, as_, rece
     send_queued(queued_tasks)
     assert receiver.received == []
     assert [mail.subject for mail in mailoutbox] == ["hello keeps crashing"]
+    # The page says where the service's alerts go.
+    assert "only to ops mail" in client.get(PAGE).content.decode()
+    as_(owner, "post", ALERTS, {"targets": ["hook"]})
+    assert "alerts go only to hook (chosen through the API" in client.get(PAGE).content.decode()
 
 
 def test_only_owners_reach_alert_rules_and_outsiders_find_none(team, owner, developer, viewer, outsider, as_):
