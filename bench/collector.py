@@ -4,7 +4,7 @@ collector's own CPU time, in the Docker Engine's CPU time and in wall time,
 and so what share of one core it takes at its period (15 s).
 
     .venv/bin/python bench/collector.py [--services 200] [--rounds 5] [--old 20]
-    .venv/bin/python bench/collector.py --logs [--services 200] [--lines 10] [--seconds 60]
+    .venv/bin/python bench/collector.py --logs [--services 200] [--lines 10] [--seconds 60] [--profile FILE]
 
 Starts `--services` small containers (the python stack's image, `sleep`, a
 64 MiB and 0.1 CPU limit each) with the labels the local runtime gives its
