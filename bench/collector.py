@@ -4,7 +4,7 @@ collector's own CPU time, in the Docker Engine's CPU time and in wall time,
 and so what share of one core it takes at its period (15 s).
 
     .venv/bin/python bench/collector.py [--services 200] [--rounds 5] [--old 20]
-    .venv/bin/python bench/collector.py --logs [--services 200] [--lines 10] [--seconds 60]
+    .venv/bin/python bench/collector.py --logs [--services 200] [--lines 10] [--seconds 60] [--profile FILE]
 
 Starts `--services` small containers (the python stack's image, `sleep`, a
 64 MiB and 0.1 CPU limit each) with the labels the local runtime gives its
@@ -192,8 +192,9 @@ def logs_main(args) -> None:
         start_s = time.perf_counter() - started
         make_services(team, args.services)
         give_secrets(team, args.secrets)
+        profile = ["-m", "cProfile", "-o", args.profile] if args.profile else []
         collector = subprocess.Popen(
-            [sys.executable, "manage.py", "collect_logs"], cwd=PROJECT_DIR,
+            [sys.executable, *profile, "manage.py", "collect_logs"], cwd=PROJECT_DIR,
             env={**os.environ, "PYTHONPATH": str(PROJECT_DIR)}, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 60
@@ -335,6 +336,9 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=10, help="with --logs: lines a second per container")
     parser.add_argument("--seconds", type=int, default=60, help="with --logs: how long to measure")
     parser.add_argument("--secrets", type=int, default=3, help="with --logs: environment values per service")
+    parser.add_argument("--profile", metavar="FILE",
+                        help="with --logs: run the collector under cProfile (its main loop), its stats written to FILE "
+                        "(the CPU measured then is not the collector's alone: profile and measure in separate runs)")
     args = parser.parse_args()
     if args.logs:
         logs_main(args)

@@ -3,7 +3,7 @@ or a CI pipeline. It talks to the portal's REST API (/api/v1/) over HTTP only.
 
     hakobune login https://paas.example.org      # asks for username and password
     hakobune deploy                               # this folder → a running service
-    hakobune services | logs -f | rollback | env set K=V | traffic v3=80 v4=20 | open
+    hakobune services | logs -f | events | rollback | env set K=V | traffic v3=80 v4=20 | alerts | open
 
 Credentials live in $XDG_CONFIG_HOME/hakobune/credentials.json (or
 ~/.config/hakobune/), readable by you only. In CI set HAKOBUNE_URL and
@@ -1032,6 +1032,124 @@ def _attached(connection, tty: bool) -> int:
             termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
 
 
+EVENT_NAMES = ("deploy_failed", "crash_loop", "memory_high", "error_rate", "backup_failed")
+TARGET_KINDS = ("email", "slack", "discord", "teams", "webhook")
+
+
+def cmd_alerts(args) -> int:
+    api = api_from_config()
+    team = pick_team(api, args.team)
+    where = f"teams/{quote(team)}/alerts/"
+    if args.alerts_command == "create":
+        body = {"service": args.service}
+        if args.on is not None:
+            wanted = {name.strip().replace("-", "_") for name in args.on.split(",") if name.strip()}
+            unknown = sorted(wanted - set(EVENT_NAMES))
+            if unknown:
+                raise CliError(_("{names}: not an event. The events: {events}.").format(
+                    names=", ".join(unknown), events=", ".join(EVENT_NAMES)), EXIT_USAGE)
+            body.update({name: name in wanted for name in EVENT_NAMES})
+        if args.memory is not None:
+            body["memory_percent"] = args.memory
+        if args.error_rate is not None:
+            body["error_rate_percent"] = args.error_rate
+        if args.targets:
+            body["targets"] = args.targets
+        new_targets = []
+        for kind in TARGET_KINDS:
+            for address in getattr(args, f"new_{kind}") or []:
+                new_targets.append({"kind": kind, "address": address, "name": _target_name(kind, address),
+                                    "language": language()})
+        if new_targets:
+            body["new_targets"] = new_targets
+        rules = api.post(where, json=body)
+        print(_("Alert rules {id} set for {whom}.").format(id=rules["id"], whom=_rules_whom(rules, team)))
+        print(_rules_line(rules))
+    elif args.alerts_command == "delete":
+        rules_id = args.rules
+        if not rules_id.isdigit():
+            found = [rules for rules in api.get(where) if (rules["service"] or "") == rules_id]
+            if not found:
+                raise CliError(_("Team {team} has no alert rules for {name}; `hakobune alerts list` shows them.").format(
+                    team=team, name=rules_id))
+            rules_id = str(found[0]["id"])
+        api.request("DELETE", f"{where}{rules_id}/")
+        print(_("Removed alert rules {id}.").format(id=rules_id))
+    else:
+        rules = api.get(where)
+        if not rules:
+            print(_("Team {team} has no alert rules of its own: every event is sent to every target, memory at "
+                    "90 %, errors at 5 %. Set some: hakobune alerts create --on deploy_failed,crash_loop").format(
+                team=team))
+        for one in rules:
+            print(f"{one['id']:>4}  {_rules_whom(one, team)}")
+            print(f"      {_rules_line(one)}")
+    return EXIT_OK
+
+
+def _target_name(kind: str, address: str) -> str:
+    """A new target's name: an e-mail address itself, a URL by its kind and host."""
+    if kind == "email":
+        return address[:100]
+    host = urlsplit(address).hostname or address
+    return f"{kind} {host} {uuid.uuid5(uuid.NAMESPACE_URL, address).hex[:6]}"[:100]
+
+
+def _rules_whom(rules: dict, team: str) -> str:
+    return rules["service"] or _("the whole team {team}").format(team=team)
+
+
+def _rules_line(rules: dict) -> str:
+    events = [name for name in EVENT_NAMES if rules.get(name)]
+    said = _("events: {events}; memory at {memory} %; errors at {errors} %; to {targets}").format(
+        events=", ".join(events) or _("none"), memory=rules["memory_percent"], errors=rules["error_rate_percent"],
+        targets=", ".join(rules["targets"]) or _("every target of the team"))
+    return said
+
+
+def cmd_events(args) -> int:
+    api = api_from_config()
+    team = pick_team(api, args.team)
+    if args.all:
+        where = f"teams/{quote(team)}/events/"
+    else:
+        where = f"{service_path(team, args.service or default_service_name(Path.cwd()))}/events/"
+    params = {"limit": str(args.limit)}
+    for key, value in (("kind", args.kind), ("since", args.since)):
+        if value:
+            params[key] = value
+    page = api.get(where, params=params)["events"]
+    for event in reversed(page):
+        print(_event_line(event, args.all))
+    if not args.follow:
+        return EXIT_OK
+    last = page[0]["id"] if page else 0
+    params.pop("since", None)
+    while True:
+        time.sleep(args.interval)
+        # Newest first: go back a page at a time until the last one printed.
+        fresh, before = [], None
+        while True:
+            asked = {**params, "limit": "200", **({"before": str(before)} if before else {})}
+            answer = api.get(where, params=asked)
+            newer = [event for event in answer["events"] if event["id"] > last]
+            fresh += newer
+            if len(newer) < len(answer["events"]) or not answer["next_before"]:
+                break
+            before = answer["next_before"]
+        for event in sorted(fresh, key=lambda event: event["id"]):
+            print(_event_line(event, args.all), flush=True)
+        if fresh:
+            last = max(event["id"] for event in fresh)
+
+
+def _event_line(event: dict, with_service: bool) -> str:
+    stamp = (event.get("at") or "")[:19].replace("T", " ")
+    who = event["actor"]["label"] or "hakobune"
+    where = f"{event['service'] or '—'}  " if with_service else ""
+    return f"{stamp}  {where}{event['kind']}  {who}: {event['message']}"
+
+
 def cmd_open(args) -> int:
     api, team, name = _service_args(args)
     url = api.get(f"{service_path(team, name)}/")["url"]
@@ -1158,6 +1276,39 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-tty", action="store_true", help=_("no terminal, even when this one is a terminal"))
     run.add_argument("cmd", nargs=argparse.REMAINDER, help=_("the command, after --"))
     run.set_defaults(func=cmd_run)
+    alerts = commands.add_parser("alerts", help=_("the team's alert rules: what is sent, and where (owners)"))
+    alerts.add_argument("--team", "-t", help=_("the team (default: your only team, or $HAKOBUNE_TEAM)"))
+    alert_commands = alerts.add_subparsers(dest="alerts_command", metavar="ACTION")
+    alert_commands.add_parser("list", help=_("list them"))
+    alert_create = alert_commands.add_parser("create", help=_("set the team's rules, or a service's (--service)"))
+    alert_create.add_argument("--service", "-s", help=_("rules for this service, replacing the team's for it"))
+    alert_create.add_argument("--on", metavar="EVENTS",
+                              help=_("only these events, comma-separated: deploy_failed, crash_loop, memory_high, "
+                                     "error_rate, backup_failed (default: all)"))
+    alert_create.add_argument("--memory", type=int, metavar="PERCENT", help=_("memory alert at this share of the limit"))
+    alert_create.add_argument("--error-rate", type=float, metavar="PERCENT",
+                              help=_("error alert at this share of requests failing (5xx)"))
+    alert_create.add_argument("--target", dest="targets", action="append", metavar="NAME",
+                              help=_("send to this target of the team (repeatable; default: every target)"))
+    for kind, words in (("email", _("send to this e-mail address too")), ("slack", _("send to this Slack webhook URL")),
+                        ("discord", _("send to this Discord webhook URL")),
+                        ("teams", _("send to this Microsoft Teams (Workflows) webhook URL")),
+                        ("webhook", _("POST JSON to this https:// URL"))):
+        alert_create.add_argument(f"--{kind}", dest=f"new_{kind}", action="append", metavar="ADDRESS", help=words)
+    alert_delete = alert_commands.add_parser("delete", help=_("remove rules: by id, or a service's name"))
+    alert_delete.add_argument("rules", metavar="ID|SERVICE")
+    alerts.set_defaults(func=cmd_alerts)
+
+    events = with_service(commands.add_parser(
+        "events", help=_("what happened to the service and who did it: deploys, crashes, changes")))
+    events.add_argument("--all", action="store_true", help=_("the whole team's events, its audit log (owners)"))
+    events.add_argument("--kind", "-k", help=_("only these kinds or families, comma-separated: deploy, instance, env"))
+    events.add_argument("--since", help=_("from this time or duration back: 10m, 2h, 2026-01-31T12:00:00Z"))
+    events.add_argument("--limit", "-n", type=int, default=50, help=_("at most this many (1 to 200)"))
+    events.add_argument("--follow", "-f", action="store_true", help=_("keep printing new events"))
+    events.add_argument("--interval", type=float, default=5.0, help=argparse.SUPPRESS)
+    events.set_defaults(func=cmd_events)
+
     opener = with_service(commands.add_parser("open", help=_("open the service's address in a browser")))
     opener.add_argument("--print", dest="print_only", action="store_true", help=_("only print the address"))
     opener.set_defaults(func=cmd_open)

@@ -71,12 +71,13 @@ ROUTES = {
     "schedule_backups": HOUSEKEEPING,
     # Notifications: seconds each, never in a deploy's way (the deploy they report on has ended).
     "deliver_notification": HOUSEKEEPING,
+    "recover_notifications": HOUSEKEEPING,
 }
 
 TASKS = frozenset({
     "fetch_source", "detect_stack", "build_image", "deploy_release", "start_release",
     "destroy_service", "destroy_team", "sync_router", "reconcile", "rebuild_stack", "prune_images",
-    "admit_builds", "stop_build", "sweep_pipeline", "run_jobs", "deliver_notification",
+    "admit_builds", "stop_build", "sweep_pipeline", "run_jobs", "deliver_notification", "recover_notifications",
     "provision_addon", "remove_addon", "check_plan", "run_backup", "restore_backup", "schedule_backups",
 })
 

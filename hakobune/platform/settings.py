@@ -393,6 +393,9 @@ CELERY_BEAT_SCHEDULE = {
     # Runtime logs past their retention window or their team's cap go.
     "prune-logs": {"task": "hakobune.worker.tasks.prune_logs",
                    "schedule": float(env_int("LOGS_PRUNE_SECONDS", 300)), "options": _HOUSEKEEPING},
+    # Notification deliveries whose worker died mid-way, or whose task Redis lost.
+    "recover-notifications": {"task": "hakobune.worker.tasks.recover_notifications",
+                              "schedule": float(env_int("NOTIFY_RECOVER_SECONDS", 60)), "options": _HOUSEKEEPING},
     "prune-images": {"task": "hakobune.worker.tasks.prune_images", "schedule": float(PRUNE_SECONDS),
                      "options": _HOUSEKEEPING},
     "run-jobs": {"task": "hakobune.worker.tasks.run_jobs", "schedule": float(JOBS_TICK_SECONDS),

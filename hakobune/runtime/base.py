@@ -167,6 +167,22 @@ class ObservedInstance:
     process: str = WEB
 
 
+@dataclass(frozen=True)
+class RuntimeCrash:
+    """A crash the runtime itself reports, for runtimes whose instances the
+    platform cannot watch exit (Cloud Run: a revision whose container crashed
+    or would not start, from the revision's conditions). Local instances'
+    exits come from the engine's events instead (runtime/exits.py)."""
+
+    release_id: str
+    instance: str  # the runtime's name for what crashed (a revision)
+    message: str  # the runtime's own words (English)
+    at: datetime  # when the runtime saw it
+    process: str = WEB
+    exit_code: int | None = None
+    oom_killed: bool = False
+
+
 def looks_as_desired(desired: DesiredService, observed: list[ObservedInstance]) -> bool:
     """Whether a service's instances, as observed, are what the database
     wants: only its live release's, as many as it asks for and all running
@@ -525,6 +541,13 @@ class RuntimeBackend:
         look as desired (`looks_as_desired`); None when the backend cannot
         look at everything at once (then every service is asked)."""
         return None
+
+    def crashes(self, ref: ServiceRef) -> list[RuntimeCrash]:
+        """What of the service the runtime reports crashed, now (the
+        reconciler records each once and feeds the crash-loop alert with
+        them). Runtimes whose crashes the platform sees otherwise (the local
+        one: the engine's events) report none here."""
+        return []
 
     def reconcile_service(self, desired: DesiredService) -> list[str]:
         """Repairs one service so that it runs as desired; returns what was

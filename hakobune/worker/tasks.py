@@ -169,3 +169,8 @@ def restore_backup(restore_id: int) -> None:
 def schedule_backups() -> None:
     """Due scheduled backups made and queued; lost ones queued again."""
     backups.tick()
+
+
+@shared_task
+def recover_notifications() -> None:
+    delivery.recover()

@@ -114,6 +114,19 @@ class FakeGCP:
         self._failures.append({"method": method.upper(), "pattern": re.compile(path_pattern), "status": status,
                                "message": message, "details": details or [], "times": times})
 
+    def crash(self, service_id: str, message: str, at: str = "2026-11-30T08:00:00Z", *,
+              condition: str = "ContainerHealthy") -> str:
+        """Cloud Run saying the service's serving revision failed after it was
+        ready (its container crashed, or ran out of memory): a condition of the
+        revision turns CONDITION_FAILED with Cloud Run's message. Returns the
+        revision's name."""
+        with self._lock:
+            [service] = [s for name, s in self.services.items() if name.endswith(f"/services/{service_id}")]
+            revision = self.revisions[service["latestReadyRevision"]]
+            revision["conditions"] = [c for c in revision["conditions"] if c["type"] != condition] + [
+                {"type": condition, "state": "CONDITION_FAILED", "message": message, "lastTransitionTime": at}]
+            return revision["name"].rsplit("/", 1)[-1]
+
     def calls(self, method: str | None = None, pattern: str = "") -> list[Recorded]:
         return [r for r in self.requests if (method is None or r.method == method.upper()) and re.search(pattern, r.path)]
 

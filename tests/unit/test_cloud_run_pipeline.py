@@ -199,3 +199,68 @@ def test_traffic_through_the_api_and_the_cli(live_server, owner, cloudrun_target
     assert cli.main(["traffic", "-s", "here", "-t", "acme"]) == 1
     assert "local cannot split traffic between releases" in capsys.readouterr().err
     assert local.releases.count() == 0
+
+
+# -- crashes Cloud Run reports ----------------------------------------------------------------
+
+
+def test_a_crashing_revision_is_a_crash_event_once_and_a_crash_loop_alert(service, owner, queued_tasks,
+                                                                          cloudrun_target, settings, mailoutbox,
+                                                                          django_capture_on_commit_callbacks):
+    from hakobune.platform.notifications import actions
+    from hakobune.platform.notifications.models import Alert, Delivery
+    from hakobune.platform.observability.events import sentence_of
+    from hakobune.platform.services import housekeeping
+    from tests.unit.test_notifications import send_queued
+
+    actions.add_target(team=service.team, name="ops", kind="email", address="ops@acme.example")
+    run_pipeline(service, owner, queued_tasks)
+    service.refresh_from_db()
+    with django_capture_on_commit_callbacks(execute=True):
+        housekeeping.reconcile()
+    assert not service.events.filter(kind__startswith="instance.").exists() and not Alert.objects.exists()
+
+    revision = cloudrun_target.crash(
+        "acme-hello", "Container terminated on signal 9 after it exited with code 137.", at="2026-11-30T08:00:00Z")
+    for _ in range(3):  # every pass of the reconciler sees the same condition
+        with django_capture_on_commit_callbacks(execute=True):
+            housekeeping.reconcile()
+    [event] = service.events.filter(kind="instance.crashed")
+    assert (event.params["instance"], event.params["code"], event.params["times"]) == (revision, 137, 1)
+    assert sentence_of(event) == (f"The web process crashed (revision {revision}): Container terminated on signal 9 "
+                                  "after it exited with code 137.")
+    # The crash-loop alert, once within its cool-down, as for a local service.
+    assert list(Alert.objects.values_list("event", flat=True)) == ["crash_loop"]
+    send_queued(queued_tasks)
+    assert [mail.subject for mail in mailoutbox] == ["hello keeps crashing"]
+    assert Delivery.objects.get().status == "sent"
+
+    # It crashes again a minute later: the same event counts it.
+    cloudrun_target.crash("acme-hello", "Container terminated on signal 9 after it exited with code 137.",
+                          at="2026-11-30T08:01:00Z")
+    housekeeping.reconcile()
+    [event] = service.events.filter(kind="instance.crashed")
+    assert event.params["times"] == 2 and "crashed 2 times" in sentence_of(event)
+
+    # Out of memory: an OOM event, in Cloud Run's words.
+    cloudrun_target.crash("acme-hello", "Memory limit of 512 MiB exceeded with 530 MiB used.",
+                          at="2026-11-30T08:05:00Z", condition="ResourcesAvailable")
+    housekeeping.reconcile()
+    [oom] = service.events.filter(kind="instance.oom_killed")
+    assert f"ran out of memory (revision {revision}): " in sentence_of(oom)
+    assert "Memory limit of 512 MiB exceeded" in sentence_of(oom)
+
+
+def test_a_revision_that_failed_to_start_is_its_deploys_failure_not_a_crash(service, owner, queued_tasks,
+                                                                           cloudrun_target):
+    from hakobune.platform.services import housekeeping
+
+    run_pipeline(service, owner, queued_tasks)
+    [revision_name] = cloudrun_target.revisions
+    # A later revision, never live, whose container would not start.
+    cloudrun_target.revisions[f"{revision_name}-next"] = {
+        **cloudrun_target.revisions[revision_name], "name": f"{revision_name}-next",
+        "labels": {"hakobune-release": "99999"},
+        "conditions": [{"type": "Ready", "state": "CONDITION_FAILED", "message": "failed to start"}]}
+    housekeeping.reconcile()
+    assert not service.events.filter(kind__startswith="instance.").exists()

@@ -395,3 +395,48 @@ def test_every_kind_is_put_into_words_even_without_its_params_and_offered_in_the
             assert said and "%(" not in said, (name, said)
             if language == "ja":
                 assert all(translation.gettext(text) != text for text in kind.sentences), name
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_cli_prints_the_services_events_the_teams_audit_log_and_follows_new_ones(
+        live_server, owner, developer, service, monkeypatch, capsys, tmp_path):
+    from hakobune import cli
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.setenv("HAKOBUNE_URL", live_server.url)
+    monkeypatch.setenv("HAKOBUNE_TOKEN", create_api_token(user=owner, name="cli")[1])
+    scale(service=service, instances=2, created_by=owner)
+
+    assert cli.main(["events", "-t", "acme", "-s", "hello"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("  ")[1] for line in lines] == [kind for kind, *_ in timeline(service)]
+    assert lines[-1].endswith("release.scaled  olivia: Scaled web=2; v2 runs them.")
+    assert cli.main(["events", "-t", "acme", "-s", "hello", "--kind", "release.scaled"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 1
+
+    assert cli.main(["events", "-t", "acme", "--all"]) == 0
+    team_log = capsys.readouterr().out
+    assert "  hello  release.scaled  olivia: Scaled web=2; v2 runs them." in team_log
+    assert "  —  team.created  olivia: " in team_log
+
+    # Following: what happens after the first page is printed as it comes.
+    looks = []
+
+    def wait(seconds):
+        looks.append(seconds)
+        if len(looks) == 1:
+            scale(service=service, instances=3, created_by=owner)
+        elif len(looks) == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli.time, "sleep", wait)
+    assert cli.main(["events", "-t", "acme", "-s", "hello", "-n", "1", "--follow"]) == 130
+    followed = capsys.readouterr().out.splitlines()
+    assert [line.split("olivia: ")[1] for line in followed] == ["Scaled web=2; v2 runs them.",
+                                                               "Scaled web=3; v3 runs them."]
+
+    # A developer reads the service's events, not the team's audit log.
+    monkeypatch.setenv("HAKOBUNE_TOKEN", create_api_token(user=developer, name="cli")[1])
+    assert cli.main(["events", "-t", "acme", "-s", "hello", "-n", "1"]) == 0
+    assert cli.main(["events", "-t", "acme", "--all"]) == 1
+    assert capsys.readouterr().err.startswith("hakobune: ")

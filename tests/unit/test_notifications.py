@@ -473,3 +473,223 @@ def test_the_api_lets_owners_manage_targets_and_no_one_else(team, owner, develop
 
     assert as_(owner, "delete", f"{path}{target['id']}/").status_code == 204
     assert as_(owner, "get", path).json() == []
+
+
+# -- a worker that died while sending ------------------------------------------------------
+
+
+def _stranded(receiver_url, owner, login, queued_tasks, django_capture_on_commit_callbacks, *, attempts):
+    """A test notification whose worker took it (attempt `attempts` claimed)
+    and died before writing how it went: the row is pending, its lease over."""
+    add_target(login(owner), "hook", "webhook", receiver_url)
+    target = NotificationTarget.objects.get()
+    with django_capture_on_commit_callbacks(execute=True):
+        delivery = alerts.send_test(target)
+    queued_tasks.clear()  # the task went with the worker (and Redis kept nothing)
+    past = timezone.now() - timedelta(minutes=5)
+    Delivery.objects.filter(id=delivery.id).update(attempts=attempts, leased_until=past, next_attempt_at=past,
+                                                   created_at=past)
+    return delivery
+
+
+def test_a_delivery_whose_worker_died_is_sent_by_the_housekeeping_pass(team, owner, login, receiver, queued_tasks,
+                                                                       django_capture_on_commit_callbacks):
+    delivery = _stranded(receiver.url, owner, login, queued_tasks, django_capture_on_commit_callbacks, attempts=1)
+    assert receiver.received == []
+
+    tasks.recover_notifications()
+    assert [task[0] for task in queued_tasks] == ["deliver_notification"]
+    delivery.refresh_from_db()
+    assert "cut short" in delivery.reason and delivery.status == "pending"
+    send_queued(queued_tasks)
+
+    assert [post["json"]["event"] for post in receiver.received] == ["test"]
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts, delivery.leased_until) == ("sent", 2, None)
+    # The pass finds nothing more to do, and a late copy of the lost task sends nothing twice.
+    tasks.recover_notifications()
+    assert queued_tasks == []
+    tasks.deliver_notification.apply(args=[delivery.id])
+    assert len(receiver.received) == 1
+
+
+def test_a_delivery_being_sent_is_left_to_its_worker(team, owner, login, receiver, queued_tasks,
+                                                     django_capture_on_commit_callbacks):
+    delivery = _stranded(receiver.url, owner, login, queued_tasks, django_capture_on_commit_callbacks, attempts=1)
+    Delivery.objects.filter(id=delivery.id).update(leased_until=timezone.now() + timedelta(seconds=60))
+    tasks.recover_notifications()
+    assert queued_tasks == []
+    # A copy of its task finds it held, and sends nothing.
+    tasks.deliver_notification.apply(args=[delivery.id])
+    assert receiver.received == []
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == ("pending", 1)
+
+
+def test_a_delivery_whose_task_was_lost_is_queued_again(team, owner, login, receiver, queued_tasks,
+                                                        django_capture_on_commit_callbacks):
+    delivery = _stranded(receiver.url, owner, login, queued_tasks, django_capture_on_commit_callbacks, attempts=0)
+    Delivery.objects.filter(id=delivery.id).update(leased_until=None)  # never taken: Redis lost its task
+    tasks.recover_notifications()
+    send_queued(queued_tasks)
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == ("sent", 1)
+    assert len(receiver.received) == 1
+
+
+def test_a_delivery_that_used_its_attempts_up_is_shown_failed(team, owner, login, receiver, queued_tasks, settings,
+                                                              django_capture_on_commit_callbacks):
+    delivery = _stranded(receiver.url, owner, login, queued_tasks, django_capture_on_commit_callbacks,
+                         attempts=settings.NOTIFY_MAX_ATTEMPTS)
+    failed_before = alerts.counts()["failed"]
+    tasks.recover_notifications()
+    assert queued_tasks == []
+    assert receiver.received == []
+    delivery.refresh_from_db()
+    assert delivery.status == "failed" and delivery.finished_at is not None
+    assert "attempt 3 of 3" in delivery.reason and "the worker sending it stopped" in delivery.reason
+    assert alerts.counts()["failed"] == failed_before + 1
+    page = login(owner).get(PAGE).content.decode()
+    assert 'class="delivery-failed"' in page and "the worker sending it stopped" in page
+
+
+# -- alert rules through the API -----------------------------------------------------------
+
+ALERTS = "/api/v1/teams/acme/alerts/"
+
+
+def test_an_owner_sets_team_and_service_rules_through_the_api(service, owner, as_, receiver, queued_tasks,
+                                                               django_capture_on_commit_callbacks):
+    assert as_(owner, "get", ALERTS).json() == []
+    team_rules = as_(owner, "post", ALERTS, {"memory_percent": 80, "error_rate_percent": 2.5})
+    assert team_rules.status_code == 201
+    body = team_rules.json()
+    assert (body["service"], body["memory_percent"], body["error_rate_percent"], body["deploy_failed"],
+            body["targets"], body["updated_by"]) == (None, 80, 2.5, True, [], "olivia")
+    again = as_(owner, "post", ALERTS, {})
+    assert again.status_code == 409 and f"/alerts/{body['id']}/" in again.json()["error"]
+
+    # A service's rules, sent to a webhook added with them (through the address checks).
+    created = as_(owner, "post", ALERTS, {
+        "service": "hello", "crash_loop": False,
+        "new_targets": [{"name": "hook", "kind": "webhook", "address": receiver.url}]})
+    assert created.status_code == 201, created.json()
+    rules = created.json()
+    assert (rules["service"], rules["crash_loop"], rules["targets"]) == ("hello", False, ["hook"])
+    assert NotificationTarget.objects.get().shown.startswith("http://127.0.0.1:")
+    assert [r["service"] for r in as_(owner, "get", ALERTS).json()] == [None, "hello"]
+
+    changed = as_(owner, "patch", f"{ALERTS}{rules['id']}/", {"crash_loop": True, "memory_percent": 95})
+    assert changed.status_code == 200
+    assert (changed.json()["crash_loop"], changed.json()["memory_percent"], changed.json()["targets"]) == (
+        True, 95, ["hook"])
+    assert as_(owner, "get", f"{ALERTS}{rules['id']}/").json()["memory_percent"] == 95
+
+    assert as_(owner, "delete", f"{ALERTS}{rules['id']}/").status_code == 204
+    assert not AlertRules.objects.filter(service__isnull=False).exists()
+    assert as_(owner, "get", f"{ALERTS}{rules['id']}/").status_code == 404
+
+
+def test_bad_alert_rules_are_refused_in_words_and_change_nothing(service, owner, as_, no_connections):
+    cases = [
+        ({"memory_percent": 20}, "memory_percent"),
+        ({"error_rate_percent": 0}, "error_rate_percent"),
+        ({"service": "nope"}, "service"),
+        ({"targets": ["nobody"]}, "targets"),
+        ({"new_targets": [{"name": "meta", "kind": "webhook", "address": "https://169.254.169.254/"}]},
+         "new_targets[0].address"),
+        ({"new_targets": [{"name": "inside", "kind": "slack", "address": "https://10.0.0.1/services/x"}]},
+         "new_targets[0].address"),
+        ({"sms": True}, "sms"),
+    ]
+    for body, field in cases:
+        answer = as_(owner, "post", ALERTS, body)
+        assert answer.status_code == 400, (body, answer.json())
+        assert field in answer.json()["fields"], (body, answer.json())
+    assert not AlertRules.objects.exists() and not NotificationTarget.objects.exists()
+    assert no_connections == []
+    rules = as_(owner, "post", ALERTS, {}).json()
+    assert as_(owner, "patch", f"{ALERTS}{rules['id']}/", {"service": "hello"}).status_code == 400
+
+
+def test_alerts_go_to_the_targets_their_rules_name(live, owner, login, as_, receiver, mailoutbox, dummy_backend,
+                                                   queued_tasks, django_capture_on_commit_callbacks):
+    client = login(owner)
+    add_target(client, "hook", "webhook", receiver.url)
+    add_target(client, "ops mail", "email", "ops@acme.example")
+    as_(owner, "post", ALERTS, {"service": "hello", "targets": ["ops mail"]})
+    dummy_backend.options["observed_state"] = "restarting"
+    with django_capture_on_commit_callbacks(execute=True):
+        housekeeping.reconcile()
+    send_queued(queued_tasks)
+    assert receiver.received == []
+    assert [mail.subject for mail in mailoutbox] == ["hello keeps crashing"]
+    # The page says where the service's alerts go.
+    assert "only to ops mail" in client.get(PAGE).content.decode()
+    as_(owner, "post", ALERTS, {"targets": ["hook"]})
+    assert "alerts go only to hook (chosen through the API" in client.get(PAGE).content.decode()
+
+
+def test_only_owners_reach_alert_rules_and_outsiders_find_none(team, owner, developer, viewer, outsider, as_):
+    rules = as_(owner, "post", ALERTS, {"memory_percent": 70}).json()
+    one = f"{ALERTS}{rules['id']}/"
+    for member in (developer, viewer):
+        assert as_(member, "get", ALERTS).status_code == 403
+        assert as_(member, "post", ALERTS, {}).status_code == 403
+        assert as_(member, "get", one).status_code == 403
+        assert as_(member, "patch", one, {"memory_percent": 99}).status_code == 403
+        assert as_(member, "delete", one).status_code == 403
+    assert as_(outsider, "get", ALERTS).status_code == 404
+    assert as_(outsider, "post", ALERTS, {}).status_code == 404
+    assert as_(outsider, "patch", one, {"memory_percent": 99}).status_code == 404
+    # The outsider owns team "other": through its address, these rules are not found either.
+    other = f"/api/v1/teams/other/alerts/{rules['id']}/"
+    assert as_(outsider, "get", other).status_code == 404
+    assert as_(outsider, "patch", other, {"memory_percent": 99}).status_code == 404
+    assert as_(outsider, "delete", other).status_code == 404
+    assert as_(outsider, "post", "/api/v1/teams/other/alerts/", {"service": "hello"}).status_code == 400
+    assert AlertRules.objects.get().memory_percent == 70
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_cli_lists_creates_and_deletes_alert_rules(live_server, team, owner, developer, dummy_backend, receiver,
+                                                       monkeypatch, capsys, tmp_path):
+    from hakobune import cli
+    from hakobune.platform.accounts.tokens import create_api_token
+
+    create_service(team=team, name="hello", created_by=owner)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.setenv("HAKOBUNE_URL", live_server.url)
+    monkeypatch.setenv("HAKOBUNE_TOKEN", create_api_token(user=owner, name="cli")[1])
+
+    assert cli.main(["alerts", "-t", "acme", "list"]) == 0
+    assert "has no alert rules of its own" in capsys.readouterr().out
+    assert cli.main(["alerts", "-t", "acme", "create", "--on", "deploy-failed,crash_loop", "--memory", "85",
+                     "--email", "ops@acme.example"]) == 0
+    said = capsys.readouterr().out
+    assert "set for the whole team acme" in said
+    assert "events: deploy_failed, crash_loop; memory at 85 %; errors at 5.0 %; to ops@acme.example" in said
+    assert cli.main(["alerts", "-t", "acme", "create", "-s", "hello", "--error-rate", "10",
+                     "--webhook", receiver.url]) == 0
+    capsys.readouterr()
+    rules = AlertRules.objects.get(service__name="hello")
+    assert rules.error_rate_percent == 10 and [t.kind for t in rules.targets.all()] == ["webhook"]
+
+    assert cli.main(["alerts", "-t", "acme"]) == 0
+    listed = capsys.readouterr().out
+    assert "the whole team acme" in listed and f"{rules.id:>4}  hello" in listed
+
+    # Refusals come back in words: a target inside the network, an unknown event.
+    assert cli.main(["alerts", "-t", "acme", "create", "-s", "hello", "--slack", "https://127.0.0.2/x"]) == 1
+    assert "hakobune: " in capsys.readouterr().err
+    assert cli.main(["alerts", "-t", "acme", "create", "--on", "sms"]) == 2
+    assert "sms: not an event" in capsys.readouterr().err
+
+    assert cli.main(["alerts", "-t", "acme", "delete", "hello"]) == 0
+    assert f"Removed alert rules {rules.id}." in capsys.readouterr().out
+    assert not AlertRules.objects.filter(service__isnull=False).exists()
+
+    monkeypatch.setenv("HAKOBUNE_TOKEN", create_api_token(user=developer, name="cli")[1])
+    assert cli.main(["alerts", "-t", "acme", "list"]) == 1
+    assert cli.main(["alerts", "-t", "acme", "delete", str(AlertRules.objects.get().id)]) == 1
+    assert AlertRules.objects.count() == 1

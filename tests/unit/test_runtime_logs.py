@@ -431,6 +431,42 @@ def test_the_collector_stores_a_containers_log_file_tagged_masked_and_findable_b
     assert "c1" not in collector.files and LogLine.objects.last().text == "bye"
 
 
+def test_a_flood_from_files_keeps_the_burst_and_positions_never_run_ahead_of_stored_lines(service, tmp_path,
+                                                                                          settings, monkeypatch):
+    """Lines read from files are stored a container at a time; a flush that
+    is full leaves a container's lines, and its position, for the next."""
+    settings.LOGS_RATE_PER_SECOND, settings.LOGS_BURST = 1, 30
+    monkeypatch.setattr(logcollector, "FLUSH_MAX", 10)
+    now = time.time_ns()
+    collector = Collector(client=object(), access_log="")
+    for name in ("c1", "c2"):
+        path = tmp_path / f"{name}-json.log"
+        # 50 lines within a millisecond: the burst (30) is kept, 20 are dropped.
+        write(path, *(engine_line(f"{name} line {n}\n", now + n * 1000) for n in range(50)))
+        origin = Origin(service.id, service.team_id, f"hakobune-acme-hello-{name}", "web", 1)
+        collector.files[name] = FileFollower(LogFile(str(path)), origin, collector._limiter(origin))
+    collector.read_files_once()
+    # The service's one bucket: c1 takes the burst, c2's lines are all over it.
+    assert collector.flush() == 30
+    assert LogCursor.objects.get(source="container:c1").position == now + 49 * 1000
+    assert LogCursor.objects.get(source="container:c2").position == now + 49 * 1000
+    assert LogLine.objects.filter(instance="hakobune-acme-hello-c2").count() == 0
+
+    # With room in the bucket again, two containers' 30 lines: a flush is
+    # full (10) after the first container's whole batch.
+    for name in collector.files:
+        write(tmp_path / f"{name}-json.log", *(engine_line(f"{name} more {n}\n", now + (100 + n) * 1000)
+                                              for n in range(15)))
+    collector.limiters[service.id].tokens = 30
+    collector.read_files_once()
+    assert collector.flush() == 15 and list(collector.ready) == ["c2"]
+    assert LogCursor.objects.get(source="container:c2").position == now + 49 * 1000  # its lines wait
+    assert collector.flush(force_drops=True) == 16  # c2's 15 and the drop's line
+    assert LogCursor.objects.get(source="container:c2").position == now + 114 * 1000
+    drop = LogLine.objects.get(stream="platform")
+    assert drop.dropped == 70 and drop.text.startswith("70 lines dropped")
+
+
 def test_the_collector_gives_the_database_times_as_django_does():
     from django.db import connections
 

@@ -133,6 +133,49 @@ class DeliverySerializer(serializers.Serializer):
     finished_at = serializers.DateTimeField(allow_null=True)
 
 
+class AlertRuleSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    service = serializers.CharField(source="service.name", allow_null=True, default=None,
+                                    help_text="The service these rules are for (they replace the team's for it); "
+                                    "null: the whole team's rules.")
+    deploy_failed = serializers.BooleanField(help_text="Alert when a deploy fails.")
+    crash_loop = serializers.BooleanField(help_text="Alert when a service keeps crashing (local and Cloud Run).")
+    memory_high = serializers.BooleanField(help_text="Alert when an instance uses memory_percent of its limit.")
+    memory_percent = serializers.IntegerField(help_text="50 to 100.")
+    error_rate = serializers.BooleanField(help_text="Alert when error_rate_percent of the requests fail (5xx).")
+    error_rate_percent = serializers.FloatField(help_text="0.1 to 100, over the last few minutes.")
+    backup_failed = serializers.BooleanField(help_text="Alert when a backup fails.")
+    targets = serializers.SerializerMethodField(help_text="The names of the targets these alerts go to; empty: "
+                                                "every target of the team.")
+    updated_at = serializers.DateTimeField()
+    updated_by = serializers.CharField(source="updated_by.username", allow_null=True, default=None)
+
+    def get_targets(self, rules) -> list[str]:
+        return sorted(target.name for target in rules.targets.all())
+
+
+class AlertRuleWriteSerializer(serializers.Serializer):
+    deploy_failed = serializers.BooleanField(required=False)
+    crash_loop = serializers.BooleanField(required=False)
+    memory_high = serializers.BooleanField(required=False)
+    memory_percent = serializers.IntegerField(required=False, min_value=50, max_value=100)
+    error_rate = serializers.BooleanField(required=False)
+    error_rate_percent = serializers.FloatField(required=False, min_value=0.1, max_value=100.0)
+    backup_failed = serializers.BooleanField(required=False)
+    targets = serializers.ListField(
+        child=serializers.CharField(max_length=100), required=False, max_length=50,
+        help_text="Names of the team's targets these alerts go to (the whole list); empty: every target.")
+    new_targets = NotificationTargetCreateSerializer(
+        many=True, required=False, help_text="Targets to add to the team and send these alerts to, with the same "
+        "checks as POST …/notifications/targets/ (a URL must be a public address).")
+
+
+class AlertRuleCreateSerializer(AlertRuleWriteSerializer):
+    service = serializers.CharField(required=False, allow_null=True, default=None, max_length=100,
+                                    help_text="A service of the team; omitted or null: the team's own rules. "
+                                    "Fields not given take the defaults (every event, memory at 90 %, errors at 5 %).")
+
+
 class LogDrainErrorSerializer(serializers.Serializer):
     rule = serializers.CharField(help_text="A stable word for the failure: drain.http_status, drain.unreachable, "
                                  "drain.timeout, drain.tls, drain.redirect, drain.address_refused.")

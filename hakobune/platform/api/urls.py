@@ -25,6 +25,8 @@ urlpatterns = [
          name="notification_target_test"),
     path(f"{team}/notifications/deliveries/", views.NotificationDeliveriesView.as_view(),
          name="notification_deliveries"),
+    path(f"{team}/alerts/", views.AlertRulesView.as_view(), name="alert_rules"),
+    path(f"{team}/alerts/<int:rules_id>/", views.AlertRuleView.as_view(), name="alert_rule"),
     path(f"{team}/addons/", addon_views.AddOnsView.as_view(), name="addons"),
     path(f"{team}/addons/<slug:addon>/", addon_views.AddOnView.as_view(), name="addon"),
     path(f"{team}/addons/<slug:addon>/backups/", backup_views.BackupsView.as_view(), name="addon_backups"),

@@ -16,7 +16,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth import authenticate, get_user_model
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models import Q
+from django.db.models import F, Q
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -38,7 +38,7 @@ from hakobune.platform.builds.models import Build, BuildStatus
 from hakobune.platform.observability import drains, events
 from hakobune.platform.notifications import actions as notification_actions
 from hakobune.platform.notifications import alerts
-from hakobune.platform.notifications.models import Delivery
+from hakobune.platform.notifications.models import AlertRules, Delivery
 from hakobune.platform.services import jobs
 from hakobune.platform.services.access import service_for
 from hakobune.platform.services.backends import backend_for
@@ -380,6 +380,74 @@ class NotificationDeliveriesView(APIView):
     def get(self, request, team):
         deliveries = Delivery.objects.filter(alert__team=_owner_of(request, team)).select_related("alert__service")
         return Response(s.DeliverySerializer(deliveries[:50], many=True).data)
+
+
+class AlertRulesView(APIView):
+    @extend_schema(operation_id="alert_rules_list",
+                   responses={200: s.AlertRuleSerializer(many=True), **errors(401, 403, 404)},
+                   summary="The team's alert rules: its own (service null) and each service's (owners). A team "
+                   "without rules of its own has the defaults: every event, memory at 90 %, errors at 5 %, "
+                   "to every target")
+    def get(self, request, team):
+        rules = AlertRules.objects.filter(team=_owner_of(request, team)).select_related("service", "updated_by") \
+            .prefetch_related("targets").order_by(F("service__name").asc(nulls_first=True))
+        return Response(s.AlertRuleSerializer(rules, many=True).data)
+
+    @extend_schema(operation_id="alert_rules_create", request=s.AlertRuleCreateSerializer,
+                   responses={201: s.AlertRuleSerializer, **errors(400, 401, 403, 404, 409)},
+                   summary="Set the team's alert rules, or a service's (owners); 409 when they are set already")
+    def post(self, request, team):
+        found = _owner_of(request, team)
+        data = dict(_valid(s.AlertRuleCreateSerializer, request.data))
+        service = None
+        if data.get("service"):
+            service = found.services.exclude(desired_state=DesiredState.DELETED).filter(name=data["service"]).first()
+            if service is None:
+                raise exceptions.ValidationError({"service": [
+                    f"Team {found.name} has no service called {data['service']}."]})
+        try:
+            rules = notification_actions.create_rules(
+                team=found, service=service, values=data, targets=data.get("targets"),
+                new_targets=data.get("new_targets") or (), updated_by=request.user)
+        except notification_actions.RulesExist as exc:
+            whose = f"{service.name}" if service else f"team {found.name}"
+            raise Conflict(f"The alert rules of {whose} are set already (id {exc.rules.id}): change them with "
+                           f"PATCH /api/v1/teams/{found.name}/alerts/{exc.rules.id}/.")
+        except DjangoValidationError as exc:
+            raise _django_errors(exc)
+        return Response(s.AlertRuleSerializer(rules).data, status=status.HTTP_201_CREATED)
+
+
+class AlertRuleView(APIView):
+    def _rules(self, request, team, rules_id):
+        return get_object_or_404(AlertRules.objects.select_related("service", "team", "updated_by"),
+                                 team=_owner_of(request, team), id=rules_id)
+
+    @extend_schema(operation_id="alert_rules_retrieve", responses={200: s.AlertRuleSerializer, **errors(401, 403, 404)},
+                   summary="One set of alert rules (owners)")
+    def get(self, request, team, rules_id):
+        return Response(s.AlertRuleSerializer(self._rules(request, team, rules_id)).data)
+
+    @extend_schema(operation_id="alert_rules_update", request=s.AlertRuleWriteSerializer,
+                   responses={200: s.AlertRuleSerializer, **errors(*WRITE_ERRORS)},
+                   summary="Change some of the rules (owners); `targets`, when given, is the whole new list")
+    def patch(self, request, team, rules_id):
+        rules = self._rules(request, team, rules_id)
+        data = _valid(s.AlertRuleWriteSerializer, request.data)
+        try:
+            rules = notification_actions.update_rules(rules, values=data, targets=data.get("targets"),
+                                                      new_targets=data.get("new_targets") or (),
+                                                      updated_by=request.user)
+        except DjangoValidationError as exc:
+            raise _django_errors(exc)
+        return Response(s.AlertRuleSerializer(rules).data)
+
+    @extend_schema(operation_id="alert_rules_remove", responses={204: None, **errors(*WRITE_ERRORS)},
+                   summary="Remove the rules (owners): a service follows the team's again, the team's go back to "
+                   "the defaults")
+    def delete(self, request, team, rules_id):
+        notification_actions.remove_rules(self._rules(request, team, rules_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 # -- a team's log drain ----------------------------------------------------------------------

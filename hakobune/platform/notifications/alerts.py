@@ -1,6 +1,7 @@
 """What raises an alert, each called in one line where the platform learns of
 it: a build that failed (builds/state.fail), instances in a crash loop (the
-reconciler), memory near its limit and many failing requests (the metrics
+reconciler: local instances the engine keeps restarting, and crashes a
+runtime reports, like Cloud Run's failed revisions), memory near its limit and many failing requests (the metrics
 collection), a backup that failed (the backups, when they come), and an
 owner's test.
 
@@ -52,6 +53,16 @@ def crash_loop_seen(service: Service, instances) -> None:
         _safely(_crash_loop, service, crashing)
 
 
+def crashes_reported(service: Service, crashes) -> None:
+    """The crashes a runtime reported of the service's live release
+    (RuntimeBackend.crashes: Cloud Run's failed revisions): a crash loop, as
+    the local instances the engine keeps restarting are."""
+    live = str(service.live_release_id)
+    crashing = [crash for crash in crashes or () if str(crash.release_id) == live]
+    if crashing and service.desired_state == DesiredState.RUNNING:
+        _safely(_crash_loop, service, crashing)
+
+
 def metrics_collected(points) -> None:
     """After a metrics collection stored `points` (collectors.Point): memory near
     its limit from these readings, and failing requests over the last
@@ -84,12 +95,20 @@ def send_test(target: NotificationTarget) -> Delivery:
 
 def raise_alert(team_id: int, service_id: int | None, event: str, params: dict, *, key: str,
                 cooldown: bool = False) -> Alert | None:
-    """Writes the alert and a pending delivery per target, and queues them;
-    None when the team has no target, its rules do not want the event, or
+    """Writes the alert and a pending delivery per target (the targets its
+    rules name, else all the team's), and queues them; None when the team has no target, its rules do not want the event, or
     (with `cooldown`) the same key alerted within NOTIFY_COOLDOWN_MINUTES."""
     targets = list(NotificationTarget.objects.filter(team_id=team_id))
-    if not targets or not rules_for(team_id, service_id).wants(event):
+    if not targets:
         return None
+    rules = rules_for(team_id, service_id)
+    if not rules.wants(event):
+        return None
+    if rules.pk is not None:
+        # Rules that name some of the team's targets send to those only.
+        chosen = set(rules.targets.values_list("id", flat=True))
+        if chosen:
+            targets = [target for target in targets if target.id in chosen]
     now = timezone.now()
     with transaction.atomic():
         if service_id is not None:
@@ -148,7 +167,8 @@ def _deploy_failed(build_id: int) -> None:
 def _crash_loop(service: Service, crashing) -> None:
     processes = sorted({instance.process for instance in crashing})
     params = {"team": service.team.name, "service": service.name, "processes": ", ".join(processes),
-              "instances": len(crashing), "link": portal_link("services:detail", service.team.name, service.name)}
+              "instances": len(crashing),
+              **({"reason": crashing[0].message} if getattr(crashing[0], "message", "") else {}), "link": portal_link("services:detail", service.team.name, service.name)}
     raise_alert(service.team_id, service.id, Event.CRASH_LOOP, params, key=f"crash_loop:{service.id}", cooldown=True)
 
 

@@ -64,7 +64,9 @@ class AlertRules(models.Model):
     """Which events a team is notified of, and the thresholds. One row for the
     whole team (service empty) and, where a service needs other rules, one for
     that service, which then replaces the team's for it. A team without a
-    row has the defaults: every event, memory at 90 %, errors at 5 %."""
+    row has the defaults: every event, memory at 90 %, errors at 5 %, sent
+    to every target of the team. Rules may name some of the team's targets:
+    their alerts then go to those only."""
 
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="alert_rules")
     service = models.ForeignKey(Service, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
@@ -76,6 +78,8 @@ class AlertRules(models.Model):
     error_rate = models.BooleanField(default=True)
     error_rate_percent = models.FloatField(default=5.0, validators=[MinValueValidator(0.1), MaxValueValidator(100.0)])
     backup_failed = models.BooleanField(default=True)
+    # Where these rules' alerts go: none chosen, every target of the team.
+    targets = models.ManyToManyField(NotificationTarget, blank=True, related_name="rules")
     updated_at = models.DateTimeField(auto_now=True)
     updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
@@ -131,6 +135,12 @@ class Delivery(models.Model):
     target_kind = models.CharField(max_length=16, choices=TargetKind.choices)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveSmallIntegerField(default=0)
+    # When it may be tried (again): the sending that took it last failed,
+    # and the next waits until then.
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    # Until when the attempt under way holds it: a worker that died while
+    # sending leaves it past this time, and the recovery pass tries it again.
+    leased_until = models.DateTimeField(null=True, blank=True)
     # Why the last attempt failed, in the words of the mail server or the chat service (English).
     reason = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -139,6 +149,7 @@ class Delivery(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         verbose_name_plural = "deliveries"
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="delivery_due")]
 
     def __str__(self):
         return f"{self.alert} to {self.target_name}: {self.status}"

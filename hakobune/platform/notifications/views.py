@@ -44,14 +44,19 @@ def _page(request, team, *, target_form=None, rules_form=None, service_rules_for
     services = _services(team)
     team_rules = alerts.rules_for(team.id)
     deliveries = Delivery.objects.filter(alert__team=team).select_related("alert__service")
+    service_rules = list(AlertRules.objects.filter(team=team, service__isnull=False).select_related("service")
+                         .prefetch_related("targets").order_by("service__name"))
+    for rules in service_rules:
+        rules.target_names = ", ".join(sorted(target.name for target in rules.targets.all()))
     return render(request, "notifications/notifications.html", {
         "team": team,
         "targets": team.notification_targets.all(),
         "target_form": target_form or TargetForm(initial={"language": translation.get_language() or "en"}),
         "rules_form": rules_form or RulesForm(instance=team_rules),
         "service_rules_form": service_rules_form or ServiceRulesForm(services=services, instance=team_rules),
-        "service_rules": AlertRules.objects.filter(team=team, service__isnull=False).select_related("service")
-        .order_by("service__name"),
+        "service_rules": service_rules,
+        "team_target_names": ", ".join(sorted(team_rules.targets.values_list("name", flat=True)))
+        if team_rules.pk and team_rules.service_id is None else "",
         "deliveries": deliveries[:LAST_DELIVERIES],
         "failed": deliveries.filter(status=Delivery.Status.FAILED).count(),
         "days": settings.NOTIFY_KEEP_DAYS,

@@ -135,14 +135,24 @@ kind("instance.crashed", ERROR,
      gettext_noop("The %(process)s process exited with code %(code)s (instance %(instance)s)."),
      gettext_noop("The %(process)s process exited with code %(code)s, %(times)s times, the last at %(last)s "
                   "(instance %(instance)s); it is started again each time, with a growing pause."),
-     pick=lambda p: 0 if (p.get("times") or 1) == 1 else 1, words=lambda p: {"last": _clock(p.get("last_at"))})
+     # What a runtime reports in its own words (Cloud Run: a revision's failed condition).
+     gettext_noop("The %(process)s process crashed (revision %(instance)s): %(message)s"),
+     gettext_noop("The %(process)s process crashed %(times)s times, the last at %(last)s (revision %(instance)s): "
+                  "%(message)s"),
+     pick=lambda p: (2 if p.get("message") else 0) + (0 if (p.get("times") or 1) == 1 else 1),
+     words=lambda p: {"last": _clock(p.get("last_at"))})
 kind("instance.oom_killed", ERROR,
      gettext_noop("The %(process)s process ran out of its %(memory_mb)s MiB of memory and was killed "
                   "(exit code %(code)s, instance %(instance)s). Give it more memory, or make it use less."),
      gettext_noop("The %(process)s process ran out of its %(memory_mb)s MiB of memory and was killed, %(times)s "
                   "times, the last at %(last)s (exit code %(code)s, instance %(instance)s). Give it more memory, "
                   "or make it use less."),
-     pick=lambda p: 0 if (p.get("times") or 1) == 1 else 1, words=lambda p: {"last": _clock(p.get("last_at"))})
+     gettext_noop("The %(process)s process ran out of memory (revision %(instance)s): %(message)s Give it more "
+                  "memory, or make it use less."),
+     gettext_noop("The %(process)s process ran out of memory %(times)s times, the last at %(last)s (revision "
+                  "%(instance)s): %(message)s Give it more memory, or make it use less."),
+     pick=lambda p: (2 if p.get("message") else 0) + (0 if (p.get("times") or 1) == 1 else 1),
+     words=lambda p: {"last": _clock(p.get("last_at"))})
 kind("service.repaired", WARNING,
      gettext_noop("Hakobune found the service not running as it should and repaired it: %(actions)s."),
      gettext_noop("Hakobune found the service not running as it should and repaired it, %(times)s times, the last "
@@ -388,6 +398,28 @@ def record_instance_exit(exit) -> Event | None:
         params["memory_mb"] = config.sizes(exit.process).get("memory_mb")
     return record_event(kind, service=service, at=at, dedup_key=f"exit:{exit.container_id[:32]}:{exit.at_ns}",
                         **params)
+
+
+@never_fails
+def record_runtime_crash(service, crash) -> Event | None:
+    """A crash of the service's live release that its runtime reported
+    (RuntimeBackend.crashes: a Cloud Run revision's failed condition), as an
+    instance.crashed or instance.oom_killed event like the local ones: once
+    per report (the reconciler sees the same condition at every pass), and a
+    new report within EVENT_CRASH_REPEAT_MINUTES of the last adds to its count."""
+    release = service.live_release
+    if release is None or str(release.id) != str(crash.release_id):
+        return None
+    kind = "instance.oom_killed" if crash.oom_killed else "instance.crashed"
+    at_ns = int(crash.at.timestamp() * 1_000_000) * 1000
+    same = {"instance": crash.instance, "code": crash.exit_code}
+    if _count_again(kind, service, same, crash.at, at_ns):
+        return None
+    # The runtime's message says the limit it applied (Cloud Run's may be above the release's).
+    params = {**same, "process": crash.process, "release": release.number, "times": 1, "message": crash.message,
+              "last_at": crash.at.isoformat(), "last_ns": at_ns}
+    return record_event(kind, service=service, at=crash.at,
+                        dedup_key=f"crash:{service.id}:{crash.instance[:40]}:{at_ns}", **params)
 
 
 @never_fails

@@ -144,6 +144,29 @@ class Limiter:
             self.dropped += 1
             return False
 
+    def keep(self, lines: list[RawLine]) -> list[RawLine]:
+        """The lines of one read that are kept (take() for each, under one
+        acquisition of the lock)."""
+        with self.lock:
+            kept = []
+            tokens, at, rate, burst = self.tokens, self.at, self.rate, self.burst
+            for line in lines:
+                now = line.ns / 1_000_000_000
+                if at is None:
+                    at = now
+                elif now > at:
+                    tokens = min(burst, tokens + (now - at) * rate)
+                    at = now
+                if tokens >= 1:
+                    tokens -= 1
+                    kept.append(line)
+                    continue
+                if not self.dropped:
+                    self.first_drop = time.monotonic()
+                self.dropped += 1
+            self.tokens, self.at = tokens, at
+            return kept
+
     def due(self, window: float, *, now: float | None = None, force: bool = False) -> tuple[int, float]:
         """The dropped count and its span in seconds once the window is over
         (or at once with `force`), resetting it; else (0, 0)."""
@@ -216,7 +239,11 @@ class Collector:
         self.access_log = settings.ROUTER_ACCESS_LOG if access_log is None else access_log
         self.read_files = read_files
         self.stopping = threading.Event()
+        # Lines of followers through the engine (their threads put them here).
         self.lines: queue.SimpleQueue = queue.SimpleQueue()
+        # Rows of lines read from files, by container, ready to store (the
+        # loop's thread alone reads the files and stores, so no queue).
+        self.ready: dict[str, list[tuple]] = {}
         # (action, container id) from the events stream, for the loop.
         self.seen: queue.SimpleQueue = queue.SimpleQueue()
         self.lock = threading.Lock()
@@ -317,6 +344,25 @@ class Collector:
         # _has_waiting).
         self.positions[container_id] = max(self.positions.get(container_id, 0), max(line.ns for line in lines))
 
+    def _keep_rows(self, container_id: str, origin: Origin, limiter: Limiter, lines: list[RawLine]) -> None:
+        """What the service's rate limit keeps of one file read's `lines`, cut
+        and masked, as rows ready to store; then the file's position."""
+        kept = limiter.keep(lines)
+        if kept:
+            limit = settings.LOGS_MAX_LINE_BYTES
+            service_id, team_id, instance, process, release = (origin.service_id, origin.team_id, origin.instance,
+                                                                origin.process, origin.release)
+            masked = origin.mask
+            rows = self.ready.setdefault(container_id, [])
+            for line in kept:
+                text = line.text
+                if line.left_out or len(text) * 4 > limit:
+                    text = cut(text, limit, line.left_out)
+                rows.append((service_id, team_id, line.ns, instance, process, release, line.stream, masked(text), 0))
+        newest = max(line.ns for line in lines)
+        if newest > self.positions.get(container_id, 0):
+            self.positions[container_id] = newest
+
     def read_files_once(self) -> bool:
         """Reads what each followed file has new; returns whether one had
         more than one read's worth (the loop then reads again at once)."""
@@ -324,7 +370,9 @@ class Collector:
         now = time.monotonic()
         for container_id, follower in list(self.files.items()):
             try:
-                self._keep(container_id, follower.origin, follower.limiter, follower.log.read())
+                lines = follower.log.read()
+                if lines:
+                    self._keep_rows(container_id, follower.origin, follower.limiter, lines)
             except Exception:  # noqa: BLE001 - one container's trouble never stops the others
                 logger.exception("reading the log of container %s failed; it is followed again at the next sweep",
                                  container_id)
@@ -490,11 +538,20 @@ class Collector:
                 oldest_ns = line.ns if oldest_ns is None else min(oldest_ns, line.ns)
         except queue.Empty:
             pass
-        # Sources that only dropped lines move on too, so a restart does not
-        # read (and count) their lines again.
+        # The lines read from files, each container's whole (so its position
+        # is that of its last line read).
+        for container_id in list(self.ready):
+            if len(rows) >= FLUSH_MAX:
+                break
+            batch = self.ready.pop(container_id)
+            rows += batch
+            oldest_ns = batch[0][2] if oldest_ns is None else min(oldest_ns, batch[0][2])
+        # Each source's position moves to its last line read, kept or
+        # dropped (so a restart does not read and count dropped lines
+        # again), once none of its kept lines is still waiting.
         for container_id, ns in list(self.positions.items()):
             if ns > positions.get(container_id, 0):
-                if not self._has_waiting(container_id):
+                if container_id not in self.ready and not self._has_waiting(container_id):
                     positions[container_id] = ns
         rows += self._drop_rows(force=force_drops)
         # A position already stored is not stored again.
@@ -519,8 +576,9 @@ class Collector:
     def _has_waiting(self, container_id: str) -> bool:
         # A position ahead of lines still queued would skip them after a
         # restart. The position was read after its line was queued; with the
-        # queue empty now, that line was taken by this flush.
-        return not self.lines.empty()
+        # queue empty now, that line was taken by this flush. A file's lines
+        # never go through the queue.
+        return container_id not in self.files and not self.lines.empty()
 
     def _drop_rows(self, *, force: bool = False) -> list[tuple]:
         rows = []
@@ -641,7 +699,7 @@ class Collector:
             following = len(self.followers) + len(self.files)
         health = {"at": time.time(), "lag_seconds": round(max(self.lag, 0.0), 3),
                   "flush_seconds": round(self.flush_seconds, 4), "stored": self.stored, "following": following,
-                  "waiting": self.lines.qsize()}
+                  "waiting": self.lines.qsize() + sum(len(rows) for rows in list(self.ready.values()))}
         self.lag = self.flush_seconds = 0.0
         try:
             redis_client().hset(health_key(), this_host(), json.dumps(health))

@@ -110,8 +110,7 @@ def _oldest_searched(lines) -> tuple[int, datetime] | None:
     many entries of the (service_id, id) index reads no table row, so it
     costs the same whatever the filter."""
     window = search_lines()
-    # The ids alone: with the time asked too, SQLite would take the
-    # (service_id, timestamp) index, which holds both, and sort all of it.
+    # The ids alone (the index holds no time); the edge's time is one row.
     edge = list(lines.order_by("-id").values_list("id", flat=True)[window - 1:window + 1])
     if len(edge) < 2:
         return None

@@ -58,9 +58,11 @@ class LogLine(models.Model):
 
     class Meta:
         ordering = ["id"]
+        # Every read walks (service_id, id) from a known id, a time filter
+        # too (within the window logstore.tail reads); an index by service
+        # and time cost the collector a quarter of its writing.
         indexes = [
             models.Index(fields=["service_id", "id"]),
-            models.Index(fields=["service_id", "timestamp"]),
             models.Index(fields=["team_id", "id"]),
             models.Index(fields=["timestamp"]),
         ]

@@ -73,6 +73,7 @@ def reconcile() -> None:
             )
             desired = DesiredService(spec, state=service.desired_state)
             alerts.crash_loop_seen(service, observed.get(ref) if observed is not None else None)
+            _crashes_reported(backend, service, ref)
             if observed is not None and looks_as_desired(desired, observed.get(ref, [])):
                 continue
             lock = deploy_lock(service.id)
@@ -103,6 +104,25 @@ def reconcile() -> None:
                            exc.message)
     resend_team_deletions()
     sync_router()
+
+
+def _crashes_reported(backend, service: Service, ref: ServiceRef) -> None:
+    """What the runtime itself reports crashed (Cloud Run's failed revisions;
+    nothing for the local runtime, whose exits the log collector reads from
+    the engine): each an event once, and a crash-loop alert."""
+    if service.desired_state != DesiredState.RUNNING:
+        return
+    try:
+        crashes = backend.crashes(ref)
+    except RuntimeBackendError as exc:
+        logger.warning("reconcile could not ask %s what of %s/%s crashed: %s", backend.alias, ref.team, ref.service,
+                       exc.message)
+        return
+    if not crashes:
+        return
+    for crash in crashes:
+        events.record_runtime_crash(service, crash)
+    alerts.crashes_reported(service, crashes)
 
 
 def _of_live_release(spec, observed: list) -> list:

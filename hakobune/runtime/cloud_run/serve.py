@@ -17,10 +17,10 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from urllib.parse import quote
 
-from ..base import DeployResult, DeploySpec, Instance, RuntimeBackendError, ServiceRef, ServiceStatus
+from ..base import DeployResult, DeploySpec, Instance, RuntimeBackendError, RuntimeCrash, ServiceRef, ServiceStatus
 from ..hood import HoodUnavailable, SandboxView
 from .client import _in_words, _secret_problem
 from .tenants import parse_secret_ref, stored_secret_problem, team_secret
@@ -423,6 +423,21 @@ class Serving:
             return ServiceStatus(state="crashed", instances=instances, detail=condition.message)
         return ServiceStatus(state="running", instances=instances, detail=service.uri)
 
+    # -- crashes (for the reconciler) --------------------------------------------
+
+    def crashes(self, ref: ServiceRef) -> list[RuntimeCrash]:
+        """The service's revisions that Cloud Run says failed (one call: the
+        revisions' list, with their conditions)."""
+        from google.api_core import exceptions as gexc
+
+        try:
+            revisions = list(self._client("revisions").list_revisions(parent=self.service_name(ref)))
+        except gexc.NotFound:
+            return []
+        except gexc.GoogleAPICallError as exc:
+            raise _in_words(exc, "run", self)
+        return [crash for crash in map(_crash_of, revisions) if crash is not None]
+
     # -- revisions (for the portal) ---------------------------------------------
 
     def revisions(self, ref: ServiceRef) -> list[dict]:
@@ -443,6 +458,27 @@ class Serving:
             }
             for r in revisions
         ]
+
+
+def _crash_of(revision) -> RuntimeCrash | None:
+    """A revision Cloud Run says failed (a condition CONDITION_FAILED: its
+    container crashed, ran out of memory or did not start), in its words;
+    the newest such condition."""
+    failed = [condition for condition in revision.conditions
+              if condition.state.name == "CONDITION_FAILED" and condition.message]
+    # The newest failure, when several conditions say one.
+    for condition in sorted(failed, key=lambda c: c.last_transition_time.timestamp() if c.last_transition_time else 0,
+                            reverse=True)[:1]:
+        message = condition.message
+        code = re.search(r"exit(?:ed)?(?: with)?(?: code|\()\s*(-?\d+)", message)
+        at = condition.last_transition_time
+        return RuntimeCrash(
+            release_id=dict(revision.labels).get(LABEL_RELEASE, ""), instance=revision.name.rsplit("/", 1)[-1],
+            message=message[:1000], at=at if at and at.year > 1970 else datetime.now(timezone.utc),
+            exit_code=int(code.group(1)) if code else None,
+            oom_killed=bool(re.search(r"[Mm]emory limit .*exceeded|out of memory|OOM", message)),
+        )
+    return None
 
 
 def cloud_run_resources(cpu: float, memory_mb: int) -> tuple[str, str]:
