@@ -497,6 +497,10 @@ ADDON_IMAGES = {
 ADDON_CPU = float(env("ADDON_CPU", "0.5"))
 ADDON_MEMORY_MB = env_int("ADDON_MEMORY_MB", 256)
 ADDON_READY_TIMEOUT = env_int("ADDON_READY_TIMEOUT", 90)
+# How long a deploy waits for the add-ons attached to its service that are
+# still starting (their stack being built, the first time) before its release
+# phase and instances start.
+ADDON_WAIT_SECONDS = env_int("ADDON_WAIT_SECONDS", 420)
 
 # Runtime backends, chosen per service like Django's email backends.
 RUNTIME_BACKENDS = {

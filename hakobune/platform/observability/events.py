@@ -161,6 +161,14 @@ kind("addon.detached", INFO, gettext_noop("Detached the add-on %(addon)s (%(vari
 
 kind("addon.created", INFO, gettext_noop("Created the add-on %(addon)s (%(addon_kind)s)."))
 kind("addon.deleted", WARNING, gettext_noop("Deleted the add-on %(addon)s and its data."))
+kind("addon.external_added", INFO,
+     gettext_noop("An administrator entered the external database %(addon)s (%(addon_kind)s) for the team."))
+kind("addon.external_removed", WARNING,
+     gettext_noop("Removed the external database %(addon)s: its URL is forgotten, the database itself untouched."))
+kind("addon.repaired", WARNING,
+     gettext_noop("Hakobune found the add-on %(addon)s stopped and started it again, on its data."),
+     gettext_noop("Hakobune found the add-on %(addon)s without its container and made it again, on its data."),
+     pick=lambda p: 1 if p.get("how") == "recreated" else 0)
 
 kind("team.created", INFO, gettext_noop("Created the team."))
 kind("team.deleted", WARNING,
