@@ -143,7 +143,7 @@ def test_a_django_app_with_postgres_celery_and_redis_keeps_its_data_through_rede
     # A request writes a row and queues a task; the worker writes its own row for it.
     first = notes.write("the first note, from the web")
     done = notes.processed(first)
-    assert done["words"] == 6
+    assert done["words"] == 6 and done["processed_by"] == "notes-worker"  # the worker process's container
 
     # The scheduled job runs in a container of the live release and writes its row.
     minute = timezone.now().replace(second=0, microsecond=0) + timedelta(minutes=1)

@@ -86,8 +86,8 @@ class NewServiceForm(forms.Form):
 
     addons = forms.MultipleChoiceField(
         label=_("Add-ons"), required=False, widget=forms.CheckboxSelectMultiple,
-        help_text=_("Attached before the first deploy, so that its release phase (python manage.py migrate, say) "
-                    "finds DATABASE_URL or REDIS_URL."),
+        help_text=_("Attached before the first deploy, so that its release phase (the database's migrations, "
+                    "say) finds DATABASE_URL or REDIS_URL."),
     )
 
     def __init__(self, *args, addons=(), **kwargs):
