@@ -174,7 +174,9 @@ def test_the_service_keeps_a_row_and_a_key_through_a_redeploy_a_restart_and_the_
     # pass of the reconciler starts both again.
     home = place.teams["home"]
     for name in ("db", "cache"):
-        docker_client.containers.get(container_name(home, name)).kill()
+        container = docker_client.containers.get(container_name(home, name))
+        container.kill()
+        container.wait(timeout=30)
     assert {docker_client.containers.get(container_name(home, name)).status for name in ("db", "cache")} == {"exited"}
     housekeeping.reconcile()
     assert {docker_client.containers.get(container_name(home, name)).status for name in ("db", "cache")} == {"running"}

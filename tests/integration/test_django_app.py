@@ -183,7 +183,9 @@ def test_a_django_app_with_postgres_celery_and_redis_keeps_its_data_through_rede
 
     # Killed, which the engine's restart policy leaves alone: one pass of the reconciler brings them back.
     for name in ("db", "cache"):
-        docker_client.containers.get(container_name(team_name, name)).kill()
+        container = docker_client.containers.get(container_name(team_name, name))
+        container.kill()
+        container.wait(timeout=30)
     housekeeping.reconcile()
     assert {docker_client.containers.get(container_name(team_name, name)).status for name in ("db", "cache")} == {
         "running"}
