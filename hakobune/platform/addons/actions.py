@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.utils.translation import gettext
 
 from hakobune.platform.accounts import networks
 from hakobune.platform.accounts.models import dns_label_validator
@@ -106,8 +107,9 @@ def add_external(*, team, kind: str, name: str, url: str, created_by=None) -> Ad
     except ValueError:
         host = None
     if parts.scheme not in schemes or not host or any(c.isspace() for c in url):
-        raise AddOnError(f"An external {Kind(kind).label} is given by its URL, {schemes[0]}://user:password@host:port/"
-                         f"{'database' if kind == Kind.POSTGRES else '0'} (scheme {' or '.join(schemes)}).")
+        raise AddOnError(gettext("An external %(kind)s is given by its URL, %(example)s (scheme %(schemes)s).") % {
+            "kind": Kind(kind).label, "schemes": " | ".join(schemes),
+            "example": f"{schemes[0]}://user:password@host:port/{'database' if kind == Kind.POSTGRES else '0'}"})
     try:
         with transaction.atomic():
             addon = AddOn.objects.create(
@@ -219,10 +221,11 @@ def attach(*, addon: AddOn, service: Service, created_by=None):
     if service.team_id != addon.team_id:
         raise AddOnError(f"{addon.name} is an add-on of another team.")
     if service.target != ADDON_BACKEND and not addon.external:
-        raise AddOnError(
-            f"{addon.name} runs on this host only, and {service.name} runs on {service.target}, which cannot reach "
-            f"it. For a service on Cloud Run, an administrator enters an external database's URL for the team "
-            f"(its Quotas page; Hakobune does not create Cloud SQL instances): attach that one instead.")
+        raise AddOnError(gettext(
+            "%(addon)s runs on this host only, and %(service)s runs on %(target)s, which cannot reach it. For a "
+            "service on Cloud Run, an administrator enters an external database's URL for the team (its Quotas "
+            "page; Hakobune does not create Cloud SQL instances): attach that one instead.")
+            % {"addon": addon.name, "service": service.name, "target": service.target})
     if addon.status in (AddOn.Status.DELETING, AddOn.Status.FAILED):
         raise AddOnError(f"{addon.name} is {addon.status}; attach an add-on that is ready or starting.")
     if addon.services.filter(id=service.id).exists():
@@ -261,8 +264,9 @@ def delete(*, addon: AddOn, confirm: str = "", deleted_by=None) -> None:
         raise AddOnError(f"{addon.name} is attached to {', '.join(attached)}; detach it first.")
     if confirm != addon.name:
         if addon.external:
-            raise AddOnError(f"Removing {addon.name} forgets its URL (the database itself is not touched); confirm "
-                             f"with its name ({{\"confirm\": \"{addon.name}\"}}).")
+            raise AddOnError(gettext("Removing %(name)s forgets its URL (the database itself is not touched); "
+                                     "confirm with its name (%(confirm)s).")
+                             % {"name": addon.name, "confirm": f'{{"confirm": "{addon.name}"}}'})
         raise AddOnError(f"Deleting {addon.name} deletes its data for good; confirm with its name "
                          f"({{\"confirm\": \"{addon.name}\"}}).")
     if addon.external:  # nothing of it runs here: its record is all there is
