@@ -115,7 +115,7 @@ def add_external(*, team, kind: str, name: str, url: str, created_by=None) -> Ad
             addon = AddOn.objects.create(
                 team=team, name=name, kind=kind, status=AddOn.Status.READY, cpu=Decimal(0), memory_mb=0, volume="",
                 password_encrypted="", external_url_encrypted=encrypt(url),
-                database=parts.path.lstrip("/") if kind == Kind.POSTGRES else "", created_by=created_by,
+                database=parts.path.lstrip("/")[:63] if kind == Kind.POSTGRES else "", created_by=created_by,
             )
     except IntegrityError:
         raise AddOnError(f"Team {team.name} already has an add-on called {name}.") from None
