@@ -199,3 +199,24 @@ def test_traffic_through_the_api_and_the_cli(live_server, owner, cloudrun_target
     assert cli.main(["traffic", "-s", "here", "-t", "acme"]) == 1
     assert "local cannot split traffic between releases" in capsys.readouterr().err
     assert local.releases.count() == 0
+
+
+def test_a_service_on_cloud_run_gets_the_external_database_staff_entered_for_its_team(
+    service, team, owner, queued_tasks, cloudrun_target
+):
+    from django.contrib.auth import get_user_model
+
+    from hakobune.platform.addons.actions import add_external, attach
+
+    staff = get_user_model().objects.create_user(username="sam", password="x", is_staff=True)
+    url = "postgres://app:s3cret@203.0.113.7:5432/shop?sslmode=require"
+    shop = add_external(team=team, kind="postgres", name="shop", url=url, created_by=staff)
+    attach(addon=shop, service=service, created_by=owner)
+
+    build = run_pipeline(service, owner, queued_tasks)
+
+    assert build.status == BuildStatus.LIVE, build.failure_reason
+    sent = cloudrun_target.calls("POST", r"/services$")[0].body["template"]["containers"][0]
+    assert {"name": "DATABASE_URL", "value": url} in sent["env"]
+    # The deploy log never shows it.
+    assert not any("s3cret" in line for line in build.log_lines.values_list("text", flat=True))
