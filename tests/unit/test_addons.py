@@ -381,3 +381,15 @@ def test_cli_deploy_attaches_the_add_ons_it_names_once(client, owner, web, capsy
     assert capsys.readouterr().out == ""
     with pytest.raises(cli.CliError, match="has no add-on called cache"):
         cli._attach_before_deploy(api, "acme", "web", ["cache"])
+
+
+def test_the_audit_log_names_an_add_ons_kind_as_its_product_is_called(as_, owner, web, staff):
+    from hakobune.platform.addons.actions import add_external
+    from hakobune.platform.observability.events import sentence_of
+    from hakobune.platform.observability.models import Event
+
+    created(as_, owner, kind="redis", name="cache")
+    add_external(team=web.team, kind="postgres", name="shop", url=EXTERNAL, created_by=staff)
+    said = [sentence_of(event) for event in Event.objects.filter(kind__startswith="addon.").order_by("id")]
+    assert said == ["Created the add-on cache (Redis).",
+                    "An administrator entered the external database shop (PostgreSQL) for the team."]
