@@ -566,6 +566,8 @@ def cmd_deploy(args) -> int:
             body["target"] = args.target
         api.post(f"teams/{quote(team)}/services/", json=body)
         print(_("Created the service {name} in {team}.").format(name=name, team=team))
+    if args.addon:
+        _attach_before_deploy(api, team, name, args.addon)
 
     if args.git:
         build = api.post(f"{where}/deploys/", json={"git_url": args.git, "ref": args.ref or "", "subdir": args.subdir or ""})
@@ -759,14 +761,19 @@ def cmd_addons(args) -> int:
         print(_release_said(_("Detached {addon} from {service}").format(addon=args.addon, service=service), answer))
     elif args.addons_command == "delete":
         answer = api.request("DELETE", f"{where}{quote(args.addon)}/", json={"confirm": args.confirm or ""}).json()
-        print(_("{name} is being deleted, with its data.").format(name=answer["name"]))
+        if answer.get("external"):
+            print(_("{name} is removed: its URL is forgotten, the database itself is untouched.").format(
+                name=answer["name"]))
+        else:
+            print(_("{name} is being deleted, with its data.").format(name=answer["name"]))
     else:
         addons = api.get(where)
         if not addons:
             print(_("Team {team} has no add-ons. Create one: hakobune addons create postgres").format(team=team))
         for addon in addons:
             services = ", ".join(addon["services"]) or "—"
-            print(f"{addon['name']}  {addon['kind']}  {addon['status']}  {addon['version'] or '—'}  "
+            version = _("external") if addon.get("external") else addon["version"] or "—"
+            print(f"{addon['name']}  {addon['kind']}  {addon['status']}  {version}  "
                   f"{addon['env_key']} → {services}")
     return EXIT_OK
 
@@ -847,6 +854,19 @@ def cmd_backups(args) -> int:
     for backup in backups:
         print(_backup_line(backup))
     return EXIT_OK
+
+
+def _attach_before_deploy(api: Api, team: str, service: str, names: list[str]) -> None:
+    """`deploy --addon db`: each add-on the service does not have yet is
+    attached first, so that the deploy's release phase finds its URL."""
+    addons = {addon["name"]: addon for addon in api.get(f"teams/{quote(team)}/addons/")}
+    for name in names:
+        addon = addons.get(name)
+        if addon is None:
+            raise CliError(_("Team {team} has no add-on called {addon}. Create it: hakobune addons create postgres "
+                             "--name {addon}").format(team=team, addon=name), EXIT_USAGE)
+        if service not in addon["services"]:
+            _attach(api, team, name, service)
 
 
 def _attach(api: Api, team: str, addon: str, service: str) -> None:
@@ -1187,6 +1207,8 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--git", metavar="URL", help=_("deploy this git repository instead of the folder"))
     deploy.add_argument("--ref", help=_("branch, tag or commit of --git"))
     deploy.add_argument("--subdir", help=_("the app's folder inside the source"))
+    deploy.add_argument("--addon", action="append", metavar="NAME",
+                        help=_("attach this add-on of the team before deploying (again for each add-on)"))
     deploy.set_defaults(func=cmd_deploy)
 
     logs = with_service(commands.add_parser("logs", help=_("what the service prints")))

@@ -527,6 +527,10 @@ BACKUP_RETENTION = env_int("BACKUP_RETENTION", 7)
 BACKUP_TIMEOUT = env_int("BACKUP_TIMEOUT", 1800)
 BACKUP_MEMORY_MB = env_int("BACKUP_MEMORY_MB", 512)
 BACKUP_CPU = float(env("BACKUP_CPU", "1.0"))
+# How long a deploy waits for the add-ons attached to its service that are
+# still starting (their stack being built, the first time) before its release
+# phase and instances start.
+ADDON_WAIT_SECONDS = env_int("ADDON_WAIT_SECONDS", 420)
 
 # Runtime backends, chosen per service like Django's email backends.
 RUNTIME_BACKENDS = {

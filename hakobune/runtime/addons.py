@@ -201,6 +201,57 @@ class LocalAddOns:
         address = next((net.get("IPAddress") or "" for net in networks.values()), "")
         return AddOnState(container.id, container.status == "running", address)
 
+    def observe(self) -> dict[tuple[str, str], str]:
+        """Every add-on container of this platform, in one listing: (team,
+        name) -> its status ("running", "exited", "restarting"…)."""
+        try:
+            containers = self.client.containers.list(
+                all=True, sparse=True, filters={"label": f"{LABEL_ADDON}={self.backend.instance}"})
+        except DockerException as exc:
+            raise RuntimeBackendError(f"the Docker Engine failed: {exc}", permanent=False)
+        found = {}
+        for container in containers:
+            labels = container.attrs.get("Labels") or {}
+            team, name = labels.get(LABEL_ADDON_TEAM), labels.get(f"{LABEL_ADDON}.name")
+            if team and name:
+                found[(team, name)] = container.attrs.get("State") or ""
+        return found
+
+    def repair(self, spec: AddOnSpec, status: str | None) -> str:
+        """Brings back an add-on whose container is not running: started again
+        when stopped (killed, or stopped by hand: the engine's restart policy
+        leaves those alone), made again on its volume when gone. `status` is
+        what `observe` saw (None: no container). Returns what it did ("started",
+        "recreated") or "" when there was nothing to do; it does not wait until
+        the database answers."""
+        if status in ("running", "restarting"):
+            return ""
+        try:
+            container = self._container(spec.team, spec.name) if status is not None else None
+            if container is None:
+                self.client.images.get(spec.image)
+                network = self.backend._ensure_team_network(spec.team, allow=spec.egress_allow,
+                                                            subnet=spec.network_subnet)
+                container = self._create(spec, container_name(spec.team, spec.name), network)
+                done = "recreated"
+            else:
+                container.reload()
+                if container.status in ("running", "restarting"):
+                    return ""
+                done = "started"
+            if container.status == "paused":
+                container.unpause()
+            else:
+                container.start()
+        except ImageNotFound:
+            raise RuntimeBackendError(
+                f"the image {spec.image} is not on this host; run `python manage.py stack ensure {spec.kind}`")
+        except DockerException as exc:
+            raise RuntimeBackendError(
+                f"the add-on container {container_name(spec.team, spec.name)} could not start: "
+                f"{getattr(exc, 'explanation', None) or exc}", permanent=False)
+        return done
+
     def restart(self, team: str, name: str, kind: str, password: str, *, timeout: float = 60.0) -> None:
         container = self._container(team, name)
         if container is None:

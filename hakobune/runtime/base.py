@@ -426,7 +426,8 @@ class RuntimeBackend:
     # instances print: readers ask its store, not `logs`), metrics, stop_start, routing,
     # under_the_hood (what runs a service, read live for its team: all runtimes),
     # scale_to_zero, processes (process types besides web), one_off
-    # (run_once: release phase, scheduled jobs) (the local runtime); remote_build (builds images itself:
+    # (run_once: release phase, scheduled jobs), addons (runs add-on containers:
+    # runtime/addons.py) (the local runtime); remote_build (builds images itself:
     # image_builder() gives its builder),
     # traffic_split, revisions, secret_env (reads Secret Manager) and
     # autoscaling (scales on requests; the settings that need it say so in

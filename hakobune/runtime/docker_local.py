@@ -90,7 +90,7 @@ class DockerLocalBackend(RuntimeBackend):
     # collected_logs: the platform's log collector stores what the instances
     # print (platform/observability/logcollector.py); readers ask the store.
     capabilities = frozenset({"logs", "collected_logs", "stop_start", "routing", "under_the_hood", "scale_to_zero",
-                              "team_networks", "processes", "one_off", "attach"})
+                              "team_networks", "processes", "one_off", "attach", "addons"})
 
     def __init__(self, alias, **options):
         super().__init__(alias, **options)

@@ -22,6 +22,7 @@ from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import sync_playwright
 
 from hakobune.platform.accounts.services import add_member, create_team
+from hakobune.platform.addons.actions import add_external
 from hakobune.platform.builds.models import BuildStatus
 from hakobune.platform.observability.models import LogLine
 from hakobune.platform.services import jobs
@@ -48,7 +49,7 @@ KEPT_WORDS = {
     "p95", "p99", "xx", "env", "localhost", "gz", "xz", "zip", "tar", "tgz", "txz", "node_modules", "venv", "dist",
     "sha256", "buildpacks", "gcr", "io", "builder", "artifact", "registry", "load", "balancer", "google", "accessor",
     "toml", "actions", "b", "db", "application", "json", "redis", "django", "slack", "discord", "microsoft", "teams",
-    "workflows", "https", "syslog",
+    "workflows", "https", "syslog", "postgresql",
     # Under the hood: the kernel's and the runtimes' own names.
     "linux", "cgroup", "overlayfs", "root", "gvisor", "microvm", "go",
 }
@@ -219,6 +220,9 @@ def deployed(owner, team_name, worker, log_collector):
     staff = get_user_model().objects.create_user(username="sam", password=PASSWORD, is_staff=True)
     add_member(team=team, user=staff, role="developer")
     get_user_model().objects.create_superuser(username="ada", password=PASSWORD)
+    # An external database staff entered for the team: on the Add-ons, New service and team quota pages.
+    add_external(team=team, kind="postgres", name="shop", url="postgres://app:pw@shop.example.com:5432/shop",
+                 created_by=staff)
     return team, service, build
 
 
@@ -233,6 +237,7 @@ def pages_of(team, service, build):
         "api-tokens": reverse("accounts:api_tokens"),
         "password": reverse("accounts:password_change"),
         "audit-log": reverse("observability:team_events", args=[team.name]),
+        "addons": reverse("addons:page", args=[team.name]),
     }
     # The team's own settings, its owner's only.
     owner = {**member, "notifications": reverse("notifications:page", args=[team.name])}
@@ -256,7 +261,7 @@ SCREENSHOTS = {"login", "dashboard", "service", "deploy", "new-service", "disk",
 def test_every_page_fits_a_phone_and_speaks_japanese(live_server, deployed):
     team, service, build = deployed
     user_words = {team.name, service.name, "olivia", "sam", "ada", "hello", "greeting", "flask", "python", "gunicorn",
-                  "web", "worker", "tidy"}
+                  "web", "worker", "tidy", "shop"}
     problems = []
     with sync_playwright() as playwright:
         for language in ("en", "ja"):

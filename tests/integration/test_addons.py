@@ -22,6 +22,8 @@ from hakobune.platform.accounts.services import create_team
 from hakobune.platform.addons.actions import attach, create_addon
 from hakobune.platform.addons.models import AddOn
 from hakobune.platform.crypto import decrypt
+from hakobune.platform.observability.models import Event
+from hakobune.platform.services import housekeeping
 from hakobune.platform.services.backends import get_backend
 from hakobune.platform.services.models import Release
 from hakobune.platform.services.services import create_service, deploy_service
@@ -129,9 +131,26 @@ def addon_address(docker_client, place, name):
     return container.attrs["NetworkSettings"]["Networks"][team_network_name(place.teams["home"])]["IPAddress"]
 
 
+def read_again(place, path, timeout=90):
+    """What `read` gives once the add-on answers again after it came back."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            response = get_through_router(place.hostname, path, timeout=30)
+            if response.status_code == 200:
+                return response.json()["value"]
+        except requests.RequestException:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path} did not answer again within {timeout} s")
+        time.sleep(0.5)
+
+
 # The first test: the platform's database is emptied after each test, and only
 # this one needs it (the others look at containers, networks and the router).
-def test_the_service_keeps_a_row_and_a_key_through_a_redeploy_and_a_restart_of_the_add_ons(place, docker_client):
+def test_the_service_keeps_a_row_and_a_key_through_a_redeploy_a_restart_and_the_loss_of_the_add_ons_containers(
+    place, docker_client
+):
     assert get_through_router(place.hostname, "/env", timeout=30).json() == {"DATABASE_URL": True, "REDIS_URL": True}
     store(place, "/pg/greeting", "hello from postgres")
     store(place, "/redis/greeting", "hello from redis")
@@ -150,6 +169,34 @@ def test_the_service_keeps_a_row_and_a_key_through_a_redeploy_and_a_restart_of_t
     volumes = {mount["Name"] for name in ("db", "cache")
                for mount in docker_client.containers.get(container_name(place.teams["home"], name)).attrs["Mounts"]}
     assert volumes == {volume_name(place.teams["home"], "db"), volume_name(place.teams["home"], "cache")}
+
+    # Killed (the engine's restart policy leaves a killed container alone): one
+    # pass of the reconciler starts both again.
+    home = place.teams["home"]
+    for name in ("db", "cache"):
+        container = docker_client.containers.get(container_name(home, name))
+        container.kill()
+        container.wait(timeout=30)
+    assert {docker_client.containers.get(container_name(home, name)).status for name in ("db", "cache")} == {"exited"}
+    housekeeping.reconcile()
+    assert {docker_client.containers.get(container_name(home, name)).status for name in ("db", "cache")} == {"running"}
+    assert read_again(place, "/pg/greeting") == "hello from postgres"
+    assert read_again(place, "/redis/greeting") == "hello from redis"
+
+    # Removed by hand: the next pass makes it again, on the same volume, with the same name and password.
+    before = docker_client.containers.get(container_name(home, "db")).id
+    docker_client.containers.get(container_name(home, "db")).remove(force=True)
+    housekeeping.reconcile()
+    again = docker_client.containers.get(container_name(home, "db"))
+    assert again.id != before and again.status == "running"
+    assert AddOn.objects.get(id=place.addons["db"].id).container_id == again.id
+    assert read_again(place, "/pg/greeting") == "hello from postgres"
+    # The team's audit log says what Hakobune did, and a pass that finds all running does nothing.
+    repairs = Event.objects.filter(kind="addon.repaired", team__name=home).order_by("id")
+    assert [(event.params["addon"], event.params["how"]) for event in repairs] == [
+        ("cache", "started"), ("db", "started"), ("db", "recreated")]
+    housekeeping.reconcile()
+    assert Event.objects.filter(kind="addon.repaired", team__name=home).count() == 3
 
 
 def test_the_add_ons_run_confined_as_their_own_user_with_no_published_port(place, docker_client):

@@ -20,6 +20,7 @@ import pytest
 import requests
 from django.conf import settings
 
+from hakobune.runtime.addons import LABEL_ADDON_TEAM
 from hakobune.runtime.docker_local import LABEL_TEAM, team_network_name
 from tests.support.ports import free_port
 
@@ -301,8 +302,22 @@ def _remove_container(docker_client, container) -> None:
         _wait_for(gone, 60, f"the removal of {container.name}")
 
 
+def remove_team_addons(docker_client, team_name: str) -> None:
+    """The team's add-on containers and their data volumes (labelled apart
+    from its instances: runtime/addons.py)."""
+    for container in docker_client.containers.list(all=True, filters={"label": f"{LABEL_ADDON_TEAM}={team_name}"}):
+        _remove_container(docker_client, container)
+    for volume in docker_client.volumes.list(filters={"label": f"{LABEL_ADDON_TEAM}={team_name}"}):
+        try:
+            volume.remove(force=True)
+        except docker.errors.NotFound:
+            pass
+
+
 def remove_team_containers_and_network(docker_client, team_name: str) -> None:
-    """A test's clean-up: every container of the team, then its network."""
+    """A test's clean-up: every container of the team (its add-ons and
+    their volumes too), then its network."""
     remove_team_containers(docker_client, team_name)
+    remove_team_addons(docker_client, team_name)
     for network in docker_client.networks.list(names=[team_network_name(team_name)]):
         network.remove()

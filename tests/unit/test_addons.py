@@ -283,3 +283,149 @@ def test_an_add_on_whose_team_network_block_is_held_on_the_engine_takes_another(
     addon.refresh_from_db()
     assert addon.status == AddOn.Status.READY, addon.status_detail
     assert tried[0] == str(first) and tried[1] != tried[0] and tried[1] == networks.subnet_of(team)
+
+
+EXTERNAL = "postgres://app:s3cret-pass@10.20.0.5:5432/shop?sslmode=require"
+
+
+@pytest.fixture
+def staff(db):
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.create_user(username="sam", password="x", is_staff=True)
+
+
+def test_staff_enter_an_external_database_that_a_cloud_run_service_gets_as_its_url(
+    login, client, staff, owner, developer, web, as_, queued_tasks
+):
+    # Only staff may enter one, on the team's Quotas page.
+    login(developer)
+    assert client.post("/quotas/t/acme/external-addons/", {"kind": "postgres", "name": "shop",
+                                                           "url": EXTERNAL}).status_code == 403
+    login(staff)
+    page = client.get("/quotas/t/acme/").content.decode()
+    assert "External databases" in page and "Hakobune does not create them" in page
+    for bad in ("mysql://u:p@host/db", "postgres:///nohost", "redis://u:p@host/0", "not a url"):
+        said = client.post("/quotas/t/acme/external-addons/", {"kind": "postgres", "name": "shop", "url": bad},
+                           follow=True).content.decode()
+        assert "is given by its URL" in said
+    assert not AddOn.objects.exists()
+    client.post("/quotas/t/acme/external-addons/", {"kind": "postgres", "name": "shop", "url": EXTERNAL})
+    shop = AddOn.objects.get(name="shop")
+    assert shop.external and shop.status == AddOn.Status.READY and shop.memory_mb == 0
+    assert ("provision_addon", shop.id) not in queued_tasks  # nothing of it runs here
+    assert EXTERNAL not in shop.external_url_encrypted
+    page = client.get("/quotas/t/acme/").content.decode()
+    assert f"postgres://app:{MASK}@10.20.0.5:5432/shop" in page and "s3cret-pass" not in page
+
+    # The team sees it as External, with the password masked, and attaches it to its service on Cloud Run.
+    Service.objects.filter(id=web.id).update(target="cloudrun")
+    web.refresh_from_db()
+    listed = as_(developer, "get", f"{API}/addons/").json()
+    assert [(a["name"], a["external"], a["cpu"], a["memory_mb"]) for a in listed] == [("shop", True, 0.0, 0)]
+    assert "s3cret-pass" not in json.dumps(listed)
+    attached = as_(developer, "post", f"{API}/services/web/addons/", {"addon": "shop"})
+    assert attached.status_code == 200, attached.content
+    from hakobune.platform.services.releases import env_of
+
+    assert env_of(web)["DATABASE_URL"] == EXTERNAL
+    login(developer)
+    page = client.get("/teams/acme/addons/").content.decode()
+    assert "External" in page and "not on this host" in page and "s3cret-pass" not in page
+    assert "Hakobune does not create Cloud SQL databases" in page
+
+    # An add-on of this host is still refused there, saying where the external one comes from.
+    created(as_, owner, kind="redis", name="cache")
+    refused = as_(owner, "post", f"{API}/services/web/addons/", {"addon": "cache"})
+    assert refused.status_code == 400 and "enters an external database's URL for the team" in refused.json()["error"]
+
+    # Removing it forgets the URL only, once detached and confirmed by name; the reconciler never looks for it.
+    as_(developer, "delete", f"{API}/services/web/addons/shop/")
+    unconfirmed = as_(owner, "delete", f"{API}/addons/shop/")
+    assert unconfirmed.status_code == 400 and "the database itself is not touched" in unconfirmed.json()["error"]
+    removed = as_(owner, "delete", f"{API}/addons/shop/", {"confirm": "shop"})
+    assert removed.status_code == 202 and removed.json()["external"] is True
+    assert not AddOn.objects.filter(name="shop").exists()
+    assert ("remove_addon", shop.id) not in queued_tasks
+
+
+def test_a_deploy_waits_for_its_add_ons_still_starting_before_its_release_phase(as_, owner, web, settings):
+    from hakobune.platform.services.releases import wait_for_addons
+
+    db = created(as_, owner)
+    cache = created(as_, owner, kind="redis", name="cache")
+    for name in ("db", "cache"):
+        as_(owner, "post", f"{API}/services/web/addons/", {"addon": name})
+    said = []
+
+    def log(line):
+        said.append(line)
+        if len(said) == 2:  # the worker has started them meanwhile; one failed
+            AddOn.objects.filter(id=db.id).update(status=AddOn.Status.READY)
+            AddOn.objects.filter(id=cache.id).update(status=AddOn.Status.FAILED, status_detail="no room")
+
+    wait_for_addons(web, log, poll=0.01)
+    assert said == ["Waiting for the add-on cache (Redis) to start…", "Waiting for the add-on db (PostgreSQL) to start…",
+                    "! The add-on cache failed to start (no room); REDIS_URL points to it all the same.",
+                    "✓ The add-on db is ready"]
+    # Ready ones: not a word; and one that never starts is waited for at most ADDON_WAIT_SECONDS.
+    said.clear()
+    AddOn.objects.filter(id=cache.id).update(status=AddOn.Status.READY)
+    wait_for_addons(web, said.append)
+    assert said == []
+    AddOn.objects.filter(id=db.id).update(status=AddOn.Status.PROVISIONING)
+    settings.ADDON_WAIT_SECONDS = 0
+    wait_for_addons(web, said.append, poll=0.01)
+    assert said[-1] == "! db still starting after 0 s; deploying all the same."
+
+
+def test_the_reconciler_leaves_add_ons_alone_on_a_runtime_that_does_not_run_them(as_, owner, web):
+    from hakobune.platform.addons.actions import reconcile
+
+    db = created(as_, owner)
+    AddOn.objects.filter(id=db.id).update(status=AddOn.Status.READY)
+    assert reconcile() == []  # the dummy runtime has no "addons" capability: no Docker call is made
+
+
+def test_a_new_service_gets_the_add_ons_ticked_on_its_form_before_its_first_deploy(
+    login, client, owner, team, as_, dummy_backend, queued_tasks
+):
+    created(as_, owner)
+    created(as_, owner, kind="redis", name="cache")
+    login(owner)
+    form = client.get("/t/acme/services/new/").content.decode()
+    assert 'id="new-service-addons"' in form and "db (PostgreSQL)" in form and "cache (Redis)" in form
+    from tests.conftest import upload_of
+
+    answer = client.post("/t/acme/services/new/", {"name": "notes", "source": upload_of("django-celery"),
+                                                       "addons": ["db"]})
+    assert answer.status_code == 302, answer.content.decode()[-2000:]
+    notes = Service.objects.get(name="notes")
+    assert list(notes.addons.values_list("name", flat=True)) == ["db"]
+    assert notes.builds.count() == 1
+
+
+def test_cli_deploy_attaches_the_add_ons_it_names_once(client, owner, web, capsys, django_capture_on_commit_callbacks):
+    from hakobune import cli
+
+    hakobune(client, owner, django_capture_on_commit_callbacks, "create", "postgres", "--name", "db")
+    api = cli.Api("http://portal.test")
+    api.session = _PortalSession(client, owner, django_capture_on_commit_callbacks)
+    cli._attach_before_deploy(api, "acme", "web", ["db"])
+    assert "Attached db to web as DATABASE_URL" in capsys.readouterr().out
+    cli._attach_before_deploy(api, "acme", "web", ["db"])  # attached already: nothing to do
+    assert capsys.readouterr().out == ""
+    with pytest.raises(cli.CliError, match="has no add-on called cache"):
+        cli._attach_before_deploy(api, "acme", "web", ["cache"])
+
+
+def test_the_audit_log_names_an_add_ons_kind_as_its_product_is_called(as_, owner, web, staff):
+    from hakobune.platform.addons.actions import add_external
+    from hakobune.platform.observability.events import sentence_of
+    from hakobune.platform.observability.models import Event
+
+    created(as_, owner, kind="redis", name="cache")
+    add_external(team=web.team, kind="postgres", name="shop", url=EXTERNAL, created_by=staff)
+    said = [sentence_of(event) for event in Event.objects.filter(kind__startswith="addon.").order_by("id")]
+    assert said == ["Created the add-on cache (Redis).",
+                    "An administrator entered the external database shop (PostgreSQL) for the team."]

@@ -264,3 +264,24 @@ def test_a_revision_that_failed_to_start_is_its_deploys_failure_not_a_crash(serv
         "conditions": [{"type": "Ready", "state": "CONDITION_FAILED", "message": "failed to start"}]}
     housekeeping.reconcile()
     assert not service.events.filter(kind__startswith="instance.").exists()
+
+
+def test_a_service_on_cloud_run_gets_the_external_database_staff_entered_for_its_team(
+    service, team, owner, queued_tasks, cloudrun_target
+):
+    from django.contrib.auth import get_user_model
+
+    from hakobune.platform.addons.actions import add_external, attach
+
+    staff = get_user_model().objects.create_user(username="sam", password="x", is_staff=True)
+    url = "postgres://app:s3cret@203.0.113.7:5432/shop?sslmode=require"
+    shop = add_external(team=team, kind="postgres", name="shop", url=url, created_by=staff)
+    attach(addon=shop, service=service, created_by=owner)
+
+    build = run_pipeline(service, owner, queued_tasks)
+
+    assert build.status == BuildStatus.LIVE, build.failure_reason
+    sent = cloudrun_target.calls("POST", r"/services$")[0].body["template"]["containers"][0]
+    assert {"name": "DATABASE_URL", "value": url} in sent["env"]
+    # The deploy log never shows it.
+    assert not any("s3cret" in line for line in build.log_lines.values_list("text", flat=True))

@@ -11,6 +11,7 @@ from tests.conftest import APPS_DIR
 EXPECTED = {
     "addon-client": ("python", ""),
     "chatty": ("python", ""),
+    "django-celery": ("python", ""),
     "django-static": ("python", ""),
     "dockerfile": ("dockerfile", ""),
     "exits-at-start": ("python", ""),

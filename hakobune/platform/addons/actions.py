@@ -8,10 +8,12 @@ from __future__ import annotations
 import logging
 import secrets
 from decimal import Decimal
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.utils.translation import gettext
 
 from hakobune.platform.accounts import networks
 from hakobune.platform.accounts.models import dns_label_validator
@@ -21,7 +23,7 @@ from hakobune.platform.observability.events import record_event
 from hakobune.platform.queue import enqueue_on_commit
 from hakobune.platform.services.backends import get_backend
 from hakobune.platform.services.models import DesiredState, EnvVar, Service
-from hakobune.platform.services.releases import egress_allow_of, new_release
+from hakobune.platform.services.releases import egress_allow_by_team, egress_allow_of, new_release
 from hakobune.runtime.addons import AddOnSpec, LocalAddOns, volume_name
 from hakobune.runtime.base import RuntimeBackendError
 
@@ -44,10 +46,7 @@ def kind_of(value) -> str:
     return value
 
 
-def create_addon(*, team, kind: str, name: str = "", created_by=None) -> AddOn:
-    """Records the add-on and has a worker start it; refused, in a sentence,
-    when the name is taken or the team's quota has no room for it."""
-    kind = kind_of(kind)
+def _checked_name(team, kind: str, name: str) -> str:
     name = (name or kind).strip()
     try:
         dns_label_validator(name)
@@ -59,10 +58,18 @@ def create_addon(*, team, kind: str, name: str = "", created_by=None) -> AddOn:
     if team.services.exclude(desired_state=DesiredState.DELETED).filter(name=name).exists():
         raise AddOnError(f"Team {team.name} has a service called {name}; its add-on needs another name, "
                          "since both are reached by name on the team network.")
+    if AddOn.objects.filter(team=team, name=name).exists():
+        raise AddOnError(f"Team {team.name} already has an add-on called {name}.")
+    return name
+
+
+def create_addon(*, team, kind: str, name: str = "", created_by=None) -> AddOn:
+    """Records the add-on and has a worker start it; refused, in a sentence,
+    when the name is taken or the team's quota has no room for it."""
+    kind = kind_of(kind)
+    name = _checked_name(team, kind, name)
     cpu, memory = Decimal(str(settings.ADDON_CPU)), settings.ADDON_MEMORY_MB
     taken = AddOnError(f"Team {team.name} already has an add-on called {name}.")
-    if AddOn.objects.filter(team=team, name=name).exists():
-        raise taken
     check_addon_quota(team, float(cpu), memory)
     try:
         with transaction.atomic():
@@ -76,6 +83,44 @@ def create_addon(*, team, kind: str, name: str = "", created_by=None) -> AddOn:
         raise taken from None
     enqueue_on_commit("provision_addon", addon.id)
     record_event("addon.created", team=team, actor=created_by, addon=name, addon_kind=kind)
+    return addon
+
+
+# The schemes an external database's URL may have, by kind.
+EXTERNAL_SCHEMES = {Kind.POSTGRES: ("postgres", "postgresql"), Kind.REDIS: ("redis", "rediss")}
+
+
+def add_external(*, team, kind: str, name: str, url: str, created_by=None) -> AddOn:
+    """An administrator's: an external database for the team (a Cloud SQL
+    instance, a managed Redis: Hakobune provisions neither), by its URL, so
+    that the team's services on Cloud Run, which cannot reach the host's team
+    networks, get DATABASE_URL or REDIS_URL like the others. Hakobune runs
+    nothing for it and holds none of the team's quota; the URL is stored
+    encrypted and shown with its password masked."""
+    kind = kind_of(kind)
+    name = _checked_name(team, kind, name)
+    url = (url or "").strip()
+    parts = urlsplit(url)
+    schemes = EXTERNAL_SCHEMES[kind]
+    try:
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        host = None
+    if parts.scheme not in schemes or not host or any(c.isspace() for c in url):
+        raise AddOnError(gettext("An external %(kind)s is given by its URL, %(example)s (scheme %(schemes)s).") % {
+            "kind": Kind(kind).label, "schemes": " | ".join(schemes),
+            "example": f"{schemes[0]}://user:password@host:port/{'database' if kind == Kind.POSTGRES else '0'}"})
+    try:
+        with transaction.atomic():
+            addon = AddOn.objects.create(
+                team=team, name=name, kind=kind, status=AddOn.Status.READY, cpu=Decimal(0), memory_mb=0, volume="",
+                password_encrypted="", external_url_encrypted=encrypt(url),
+                database=parts.path.lstrip("/")[:63] if kind == Kind.POSTGRES else "", created_by=created_by,
+            )
+    except IntegrityError:
+        raise AddOnError(f"Team {team.name} already has an add-on called {name}.") from None
+    record_event("addon.external_added", team=team, actor=created_by, addon=name, addon_kind=kind)
     return addon
 
 
@@ -110,23 +155,15 @@ def provision(addon_id: int) -> None:
     try:
         stack = local_builder().ensure_stack(addon.kind, lambda line: logger.info("add-on %s: %s", addon, line))
 
-        def spec():
-            return AddOnSpec(
-                team=addon.team.name, name=addon.name, kind=addon.kind, image=stack.ref,
-                password=decrypt(addon.password_encrypted), database=addon.database,
-                memory_mb=addon.memory_mb, cpu=float(addon.cpu),
-                network_subnet=networks.subnet_of(addon.team) or "", egress_allow=egress_allow_of(addon.team),
-            )
-
         try:
-            state = _runtime().provision(spec(), ready_timeout=settings.ADDON_READY_TIMEOUT)
+            state = _runtime().provision(_spec_of(addon, image=stack.ref), ready_timeout=settings.ADDON_READY_TIMEOUT)
         except RuntimeBackendError as exc:
             # The add-on made the team's network first, and its block is held by
             # another network on this engine: another block, as a release takes.
             if not getattr(exc, "subnet_taken", ""):
                 raise
             networks.claim_another(addon.team, exc.subnet_taken, getattr(exc, "engine_subnets", ()))
-            state = _runtime().provision(spec(), ready_timeout=settings.ADDON_READY_TIMEOUT)
+            state = _runtime().provision(_spec_of(addon, image=stack.ref), ready_timeout=settings.ADDON_READY_TIMEOUT)
     except Exception as exc:  # noqa: BLE001 - any failure is the add-on's status, in words
         message = getattr(exc, "message", None) or str(exc)
         logger.warning("add-on %s failed to start: %s", addon, message)
@@ -142,16 +179,65 @@ def provision(addon_id: int) -> None:
         enqueue_on_commit("restore_backup", restore_id)
 
 
+def _spec_of(addon: AddOn, *, image: str = "", subnet: str | None = None, egress=None) -> AddOnSpec:
+    return AddOnSpec(
+        team=addon.team.name, name=addon.name, kind=addon.kind, image=image or addon.image,
+        password=decrypt(addon.password_encrypted), database=addon.database,
+        memory_mb=addon.memory_mb, cpu=float(addon.cpu),
+        network_subnet=(networks.subnet_of(addon.team) if subnet is None else subnet) or "",
+        egress_allow=tuple(egress_allow_of(addon.team) if egress is None else egress),
+    )
+
+
+def reconcile() -> list[str]:
+    """The reconciler's part for add-ons (every pass, and when the workers
+    start): a ready add-on whose container was stopped or killed is started
+    again, one whose container is gone is made again on its data volume. A
+    crash inside a running container is the engine's restart policy's, and
+    the engine brings the running ones back after it restarts; a `docker
+    kill`, a `docker stop` or a removal it leaves alone, so this does it.
+    One container listing per pass; nothing else when all run."""
+    if ADDON_BACKEND not in settings.RUNTIME_BACKENDS:
+        return []
+    backend = get_backend(ADDON_BACKEND)
+    addons = list(AddOn.objects.filter(status=AddOn.Status.READY, external_url_encrypted="").select_related("team"))
+    if not addons or "addons" not in backend.capabilities:
+        return []
+    runtime = LocalAddOns(backend)
+    observed = runtime.observe()
+    subnets, egress = networks.subnets_by_team(), egress_allow_by_team()
+    done = []
+    for addon in addons:
+        status = observed.get((addon.team.name, addon.name))
+        if status in ("running", "restarting"):
+            continue
+        spec = _spec_of(addon, subnet=subnets.get(addon.team.name), egress=egress.get(addon.team.name, ()))
+        try:
+            how = runtime.repair(spec, status)
+        except RuntimeBackendError as exc:
+            logger.warning("reconcile could not bring back the add-on %s: %s", addon, exc.message)
+            continue
+        if not how:
+            continue
+        state = runtime.state(addon.team.name, addon.name)
+        if state is not None and state.container_id != addon.container_id:
+            AddOn.objects.filter(id=addon.id).update(container_id=state.container_id)
+        record_event("addon.repaired", team=addon.team, addon=addon.name, how=how)
+        done.append(f"{how} the add-on {addon}")
+    return done
+
+
 def attach(*, addon: AddOn, service: Service, created_by=None):
     """Gives the service the add-on's URL; a live service gets a new release
     with it (returned, else None)."""
     if service.team_id != addon.team_id:
         raise AddOnError(f"{addon.name} is an add-on of another team.")
-    if service.target != ADDON_BACKEND:
-        raise AddOnError(
-            f"{addon.name} runs on this host only, and {service.name} runs on {service.target}, which cannot reach "
-            f"it. For a service on Cloud Run, an administrator sets an external database's URL as its "
-            f"{addon.env_key} environment variable instead.")
+    if service.target != ADDON_BACKEND and not addon.external:
+        raise AddOnError(gettext(
+            "%(addon)s runs on this host only, and %(service)s runs on %(target)s, which cannot reach it. For a "
+            "service on Cloud Run, an administrator enters an external database's URL for the team (its Quotas "
+            "page; Hakobune does not create Cloud SQL instances): attach that one instead.")
+            % {"addon": addon.name, "service": service.name, "target": service.target})
     if addon.status in (AddOn.Status.DELETING, AddOn.Status.FAILED):
         raise AddOnError(f"{addon.name} is {addon.status}; attach an add-on that is ready or starting.")
     if addon.services.filter(id=service.id).exists():
@@ -189,8 +275,16 @@ def delete(*, addon: AddOn, confirm: str = "", deleted_by=None) -> None:
     if attached:
         raise AddOnError(f"{addon.name} is attached to {', '.join(attached)}; detach it first.")
     if confirm != addon.name:
+        if addon.external:
+            raise AddOnError(gettext("Removing %(name)s forgets its URL (the database itself is not touched); "
+                                     "confirm with its name (%(confirm)s).")
+                             % {"name": addon.name, "confirm": f'{{"confirm": "{addon.name}"}}'})
         raise AddOnError(f"Deleting {addon.name} deletes its data for good; confirm with its name "
                          f"({{\"confirm\": \"{addon.name}\"}}).")
+    if addon.external:  # nothing of it runs here: its record is all there is
+        addon.delete()
+        record_event("addon.external_removed", team=addon.team, actor=deleted_by, addon=addon.name)
+        return
     AddOn.objects.filter(id=addon.id).update(status=AddOn.Status.DELETING)
     enqueue_on_commit("remove_addon", addon.id)
     record_event("addon.deleted", team=addon.team, actor=deleted_by, addon=addon.name)
@@ -210,7 +304,7 @@ def remove(addon_id: int) -> None:
 def remove_all_of_team(team_name: str) -> list[str]:
     """For a team being deleted: every add-on container and volume it has."""
     done = []
-    for addon in AddOn.objects.filter(team__name=team_name):
+    for addon in AddOn.objects.filter(team__name=team_name, external_url_encrypted=""):
         try:
             done += _runtime().remove(team_name, addon.name, delete_volume=True)
             done += delete_files_of(addon)

@@ -3,6 +3,8 @@ the team's services use it (hakobune/platform/addons/actions.py)."""
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit, urlunsplit
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -53,6 +55,10 @@ class AddOn(models.Model):
     database = models.CharField(max_length=63, blank=True)
     cpu = models.DecimalField(max_digits=5, decimal_places=2)
     memory_mb = models.PositiveIntegerField()
+    # An external database (a Cloud SQL instance, a managed Redis…) that an
+    # administrator entered for the team: its whole URL, encrypted. Hakobune
+    # runs nothing for it; it is how services on Cloud Run get a database.
+    external_url_encrypted = models.TextField(blank=True, editable=False)
     services = models.ManyToManyField(Service, blank=True, related_name="addons")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -76,13 +82,34 @@ class AddOn(models.Model):
     def port(self) -> int:
         return PORTS[self.kind]
 
+    @property
+    def external(self) -> bool:
+        return bool(self.external_url_encrypted)
+
     def url(self, *, masked: bool = True) -> str:
         """How the team's services reach it: the password masked, unless the
         runtime is given the URL (`masked=False`)."""
+        if self.external:
+            url = decrypt(self.external_url_encrypted)
+            return masked_url(url) if masked else url
         password = MASK if masked else decrypt(self.password_encrypted)
         if self.kind == Kind.POSTGRES:
             return f"postgres://app:{password}@{self.name}:{self.port}/{self.database}"
         return f"redis://:{password}@{self.name}:{self.port}/0"
+
+
+def masked_url(url: str) -> str:
+    """The URL with its password (a lone name before the host, which may be a
+    token, too) and the values of its query masked."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        credentials, host = netloc.rsplit("@", 1)
+        user, has_password, _ = credentials.partition(":")
+        netloc = f"{user}:{MASK}@{host}" if has_password else f"{MASK}@{host}"
+    query = "&".join(f"{pair.split('=', 1)[0]}={MASK}" if "=" in pair else pair
+                     for pair in parts.query.split("&")) if parts.query else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
 def attached_env_of(service: Service) -> dict[str, str]:

@@ -117,8 +117,9 @@ def addon_detach(request, membership, addon, service):
 def addon_delete(request, membership, addon):
     require(membership, Role.OWNER, "delete add-ons")
     found = _addon(membership, addon)
-    return _done(request, membership, actions.delete,
-                 _("%(name)s and its data are being deleted.") % {"name": found.name},
+    said = (_("%(name)s is removed; the database itself is untouched.") if found.external
+            else _("%(name)s and its data are being deleted.")) % {"name": found.name}
+    return _done(request, membership, actions.delete, said,
                  addon=found, confirm=request.POST.get("confirm", "").strip(), deleted_by=request.user)
 
 

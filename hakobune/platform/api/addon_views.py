@@ -26,7 +26,7 @@ def addon_data(addon: AddOn) -> dict:
     return {
         "name": addon.name, "kind": addon.kind, "status": addon.status, "status_detail": addon.status_detail,
         "version": addon.version, "cpu": float(addon.cpu), "memory_mb": addon.memory_mb, "volume": addon.volume,
-        "env_key": addon.env_key, "url": addon.url(masked=True),
+        "env_key": addon.env_key, "url": addon.url(masked=True), "external": addon.external,
         "services": sorted(addon.services.exclude(desired_state=DesiredState.DELETED).values_list("name", flat=True)),
         "created_at": addon.created_at,
     }
@@ -78,7 +78,10 @@ class AddOnView(APIView):
     def delete(self, request, team, addon):
         _, found = addon_for(request.user, team, addon, Role.OWNER, "delete add-ons")
         data = _valid(s.AddOnDeleteSerializer, request.data or {})
+        was = addon_data(found)
         _refused(actions.delete, addon=found, confirm=data["confirm"], deleted_by=request.user)
+        if was["external"]:  # only its record, gone at once
+            return Response({**was, "status": AddOn.Status.DELETING, "services": []}, status=status.HTTP_202_ACCEPTED)
         found.refresh_from_db()
         return Response(addon_data(found), status=status.HTTP_202_ACCEPTED)
 

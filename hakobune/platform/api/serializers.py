@@ -618,6 +618,9 @@ class AddOnSerializer(serializers.Serializer):
     volume = serializers.CharField()
     env_key = serializers.CharField()
     url = serializers.CharField(help_text="How the team's services reach it; the password is never shown.")
+    external = serializers.BooleanField(
+        help_text="An external database an administrator entered for the team (Hakobune runs nothing for it); "
+                  "the only kind a service on Cloud Run can be attached to.")
     services = serializers.ListField(child=serializers.CharField())
     created_at = serializers.DateTimeField()
 

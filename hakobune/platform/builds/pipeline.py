@@ -371,6 +371,7 @@ def deploy_release(build_id: int, *, attempt: int = 1) -> None:
             # A resumed deploy finds the release the dead attempt made, and
             # starts it afresh (what that attempt started is replaced).
             release = releases.release_for_build(build)
+            releases.wait_for_addons(service, log.write)
             releases.run_release_phase(release, log.write)
             releases.start(release, log.write, may_retry=attempt < MAX_ATTEMPTS,
                            on_step=lambda name: mark(build_id, name))

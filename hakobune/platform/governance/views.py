@@ -15,6 +15,8 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from hakobune.platform.accounts.models import Team
+from hakobune.platform.addons import actions as addon_actions
+from hakobune.platform.addons.models import AddOn, Kind
 from hakobune.platform.accounts.permissions import staff_or_403
 from hakobune.platform.builds import disk
 from hakobune.platform.observability import collectors
@@ -71,8 +73,38 @@ def team_policy(request, team):
             said += " " + _("The private networks it may reach change within seconds.")
         messages.success(request, said)
         return redirect("governance:quotas")
-    return render(request, "governance/team_policy.html", {"team": team, "form": form, "usage": usage_of(team),
-                                                           "limits": limits_of(team)})
+    return render(request, "governance/team_policy.html", {
+        "team": team, "form": form, "usage": usage_of(team), "limits": limits_of(team),
+        "external_addons": AddOn.objects.filter(team=team).exclude(external_url_encrypted="")
+        .prefetch_related("services"),
+        "addon_kinds": Kind.choices,
+    })
+
+
+@login_required
+@require_POST
+def team_external_addon(request, team):
+    """Staff enter an external database's URL for a team (Cloud SQL, a managed
+    Redis: Hakobune creates neither), which its members attach like an add-on,
+    to services on Cloud Run too; or remove one (typing its name)."""
+    staff_or_403(request.user, "enter external databases")
+    team = get_object_or_404(Team, name=team)
+    try:
+        if request.POST.get("remove"):
+            addon = get_object_or_404(AddOn, team=team, name=request.POST["remove"])
+            if not addon.external:
+                raise Http404("No such external database")
+            addon_actions.delete(addon=addon, confirm=request.POST.get("confirm", "").strip(), deleted_by=request.user)
+            messages.success(request, _("%(name)s is removed; the database itself is untouched.") % {"name": addon.name})
+        else:
+            addon = addon_actions.add_external(team=team, kind=request.POST.get("kind", ""),
+                                               name=request.POST.get("name", "").strip(),
+                                               url=request.POST.get("url", ""), created_by=request.user)
+            messages.success(request, _("%(name)s is entered for team %(team)s; its members attach it to their "
+                                        "services on the Add-ons page.") % {"name": addon.name, "team": team.name})
+    except addon_actions.AddOnError as exc:
+        messages.error(request, str(exc))
+    return redirect("governance:team_policy", team.name)
 
 
 @login_required

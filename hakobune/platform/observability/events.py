@@ -169,7 +169,15 @@ kind("addon.detached", INFO, gettext_noop("Detached the add-on %(addon)s (%(vari
 
 # -- a team's (recorded with the team and no service) ------------------------------------
 
-kind("addon.created", INFO, gettext_noop("Created the add-on %(addon)s (%(addon_kind)s)."))
+# An add-on's kind as its product is called (a name: the same in every language).
+ADDON_KIND_NAMES = {"postgres": "PostgreSQL", "redis": "Redis"}
+
+
+def _addon_kind(params) -> dict:
+    return {"addon_kind": ADDON_KIND_NAMES.get(params.get("addon_kind"), params.get("addon_kind", "?"))}
+
+
+kind("addon.created", INFO, gettext_noop("Created the add-on %(addon)s (%(addon_kind)s)."), words=_addon_kind)
 kind("addon.deleted", WARNING, gettext_noop("Deleted the add-on %(addon)s and its data."))
 kind("addon.backup_requested", INFO, gettext_noop("Asked for a backup of the add-on %(addon)s."))
 kind("addon.backup_verified", SUCCESS,
@@ -183,6 +191,15 @@ kind("addon.restored", SUCCESS,
      gettext_noop("Restored backup %(backup)s of the add-on %(addon)s into %(target)s: %(summary)s"))
 kind("addon.restore_failed", ERROR,
      gettext_noop("Restoring backup %(backup)s of the add-on %(addon)s into %(target)s failed: %(reason)s"))
+kind("addon.external_added", INFO,
+     gettext_noop("An administrator entered the external database %(addon)s (%(addon_kind)s) for the team."),
+     words=_addon_kind)
+kind("addon.external_removed", WARNING,
+     gettext_noop("Removed the external database %(addon)s: its URL is forgotten, the database itself untouched."))
+kind("addon.repaired", WARNING,
+     gettext_noop("Hakobune found the add-on %(addon)s stopped and started it again, on its data."),
+     gettext_noop("Hakobune found the add-on %(addon)s without its container and made it again, on its data."),
+     pick=lambda p: 1 if p.get("how") == "recreated" else 0)
 
 kind("team.created", INFO, gettext_noop("Created the team."))
 kind("team.deleted", WARNING,

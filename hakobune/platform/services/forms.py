@@ -84,8 +84,16 @@ class NewServiceForm(forms.Form):
         help_text=_("Leave empty when the app is at the top. For a monorepo: the app's folder, like services/api."),
     )
 
-    def __init__(self, *args, **kwargs):
+    addons = forms.MultipleChoiceField(
+        label=_("Add-ons"), required=False, widget=forms.CheckboxSelectMultiple,
+        help_text=_("Attached before the first deploy, so that its release phase (the database's migrations, "
+                    "say) finds DATABASE_URL or REDIS_URL."),
+    )
+
+    def __init__(self, *args, addons=(), **kwargs):
         super().__init__(*args, **kwargs)
+        # The team's add-ons, to attach at once (none: the field is not shown).
+        self.fields["addons"].choices = [(addon.name, f"{addon.name} ({addon.get_kind_display()})") for addon in addons]
         # Where it runs: offered only when the platform has more than one target.
         if len(settings.RUNTIME_BACKENDS) > 1:
             self.fields["target"] = forms.ChoiceField(

@@ -17,6 +17,7 @@ from django.utils import timezone
 from hakobune.platform import queue
 from hakobune.platform.accounts import networks
 from hakobune.platform.accounts.models import Team
+from hakobune.platform.addons import actions as addon_actions
 from hakobune.platform.addons.actions import remove_all_of_team
 from hakobune.platform.builds import disk
 from hakobune.platform.builds.images import local_builder, prune_service_images
@@ -46,7 +47,8 @@ TEAM_DELETION_RESEND_SECONDS = 120
 def reconcile() -> None:
     """Makes every backend run what the database wants, both ways: instances
     that died or vanished (a dockerd or host restart) come back, strays go,
-    and the routes are rewritten. A service being deployed is left alone."""
+    add-ons whose container stopped or went start again, and the routes are
+    rewritten. A service being deployed is left alone."""
     egress = egress_allow_by_team()
     subnets = networks.subnets_by_team()
     for backend in all_backends():
@@ -102,6 +104,11 @@ def reconcile() -> None:
         except RuntimeBackendError as exc:
             logger.warning("reconcile could not remove the networks of deleted teams on %s: %s", backend.alias,
                            exc.message)
+    try:
+        for action in addon_actions.reconcile():
+            logger.info("reconcile: %s", action)
+    except RuntimeBackendError as exc:
+        logger.warning("reconcile could not look at the add-ons: %s", exc.message)
     resend_team_deletions()
     sync_router()
 

@@ -6,6 +6,7 @@ settings, env, rollback, restart) end here."""
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import replace
 from typing import Callable
 
@@ -15,7 +16,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from hakobune.platform.accounts import networks
-from hakobune.platform.addons.models import attached_env_of
+from hakobune.platform.addons.models import AddOn, attached_env_of
 from hakobune.platform.builds.lease import Lease
 from hakobune.platform.builds.state import failure_fields
 from hakobune.platform.crypto import decrypt
@@ -139,6 +140,37 @@ class ReleaseRefused(Exception):
     def __init__(self, rule: str, params: dict):
         super().__init__(params.get("detail") or rule)
         self.rule, self.params = rule, params
+
+
+def wait_for_addons(service: Service, log: Callable[[str], None], *, poll: float = 1.0) -> None:
+    """Before a deploy's release phase and instances: the add-ons attached to
+    the service that are still starting (created a moment before the deploy;
+    their stack built from Debian the first time) are waited for, at most
+    ADDON_WAIT_SECONDS, so that `migrate` finds its database. One that failed
+    or did not start in time is said in the log, and the deploy goes on: the
+    app's own error then says what it could not reach."""
+    deadline = time.monotonic() + settings.ADDON_WAIT_SECONDS
+    waited = set()
+    while True:
+        attached = list(AddOn.objects.filter(services=service).exclude(status=AddOn.Status.DELETING))
+        starting = [addon for addon in attached if addon.status == AddOn.Status.PROVISIONING]
+        for addon in starting:
+            if addon.id not in waited:
+                waited.add(addon.id)
+                log(f"Waiting for the add-on {addon.name} ({addon.get_kind_display()}) to start…")
+        if starting and time.monotonic() > deadline:
+            log(f"! {', '.join(addon.name for addon in starting)} still starting after "
+                f"{settings.ADDON_WAIT_SECONDS} s; deploying all the same.")
+            return
+        if not starting:
+            for addon in attached:
+                if addon.status == AddOn.Status.FAILED:
+                    log(f"! The add-on {addon.name} failed to start ({addon.status_detail or 'no reason given'}); "
+                        f"{addon.env_key} points to it all the same.")
+                elif addon.id in waited:
+                    log(f"✓ The add-on {addon.name} is ready")
+            return
+        time.sleep(poll)
 
 
 def run_release_phase(release: Release, log: Callable[[str], None]) -> None:

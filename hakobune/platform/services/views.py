@@ -12,7 +12,9 @@ from django.utils.translation import ngettext
 
 from hakobune.platform.accounts.models import Membership, Role
 from hakobune.platform.accounts.permissions import member_of, teams_of
+from hakobune.platform.addons import actions as addon_actions
 from hakobune.platform.addons import backups
+from hakobune.platform.addons.models import AddOn
 from hakobune.platform.governance.quotas import addon_sizes_of, limits_of, usage_of
 from hakobune.runtime.base import RuntimeBackendError
 from hakobune.runtime.release_config import BUILD, get_setting
@@ -76,12 +78,14 @@ def dashboard(request):
 @login_required
 def service_new(request, team):
     membership = member_of(request.user, team, Role.DEVELOPER, "create services")
+    addons = list(AddOn.objects.filter(team=membership.team).exclude(
+        status__in=(AddOn.Status.DELETING, AddOn.Status.FAILED)))
     if request.method != "POST":
-        return _new_service_page(request, NewServiceForm(), membership)
-    form = NewServiceForm(request.POST, request.FILES)  # reading the upload notes a refusal
+        return _new_service_page(request, NewServiceForm(addons=addons), membership)
+    form = NewServiceForm(request.POST, request.FILES, addons=addons)  # reading the upload notes a refusal
     refusal = upload_refusal(request)
     if refusal:
-        form = NewServiceForm(initial={"name": request.POST.get("name", "")})
+        form = NewServiceForm(initial={"name": request.POST.get("name", "")}, addons=addons)
         form.refusal = refusal
         return _new_service_page(request, form, membership)
     if not form.is_valid():
@@ -103,6 +107,11 @@ def service_new(request, team):
     except (ServiceActionError, ValidationError) as exc:
         form.add_error("name", exc.messages[0] if isinstance(exc, ValidationError) else str(exc))
         return _new_service_page(request, form, membership)
+    for addon in (addon for addon in addons if addon.name in data["addons"]):
+        try:
+            addon_actions.attach(addon=addon, service=service, created_by=request.user)
+        except addon_actions.AddOnError as exc:
+            messages.error(request, str(exc))
     deploy_service(service=service, source_file=None if from_git else data["source"], created_by=request.user)
     return redirect("services:detail", team=team, service=service.name)
 
