@@ -21,7 +21,7 @@ from .base import (
 
 
 class DummyBackend(RuntimeBackend):
-    capabilities = frozenset({"logs", "metrics", "routing", "processes", "one_off"})
+    capabilities = frozenset({"logs", "metrics", "routing", "processes", "one_off", "volumes"})
 
     def __init__(self, alias, **options):
         super().__init__(alias, **options)

@@ -10,6 +10,7 @@ settings.TASK_TIME_LIMITS (CELERY_TASK_ANNOTATIONS)."""
 from celery import shared_task
 
 from hakobune.platform.addons import actions as addon_actions
+from hakobune.platform.volumes import actions as volume_actions
 from hakobune.platform.builds import admission, pipeline, sweeper
 from hakobune.platform.failures import MAX_ATTEMPTS, RetryStep
 from hakobune.platform.notifications import delivery
@@ -88,6 +89,21 @@ def provision_addon(addon_id: int) -> None:
 @shared_task
 def remove_addon(addon_id: int) -> None:
     addon_actions.remove(addon_id)
+
+
+@shared_task
+def provision_volume(volume_id: int) -> None:
+    volume_actions.provision(volume_id)
+
+
+@shared_task
+def remove_volume(volume_id: int) -> None:
+    volume_actions.remove(volume_id)
+
+
+@shared_task
+def measure_volumes() -> None:
+    volume_actions.measure_all()
 
 
 @shared_task

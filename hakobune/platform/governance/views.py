@@ -56,7 +56,7 @@ def team_policy(request, team):
     team = get_object_or_404(Team, name=team)
     policy = TeamPolicy.objects.filter(team=team).first() or TeamPolicy(team=team)
     defaults = {"max_services": settings.TEAM_MAX_SERVICES, "max_cpu": settings.TEAM_MAX_CPU,
-                "max_memory_mb": settings.TEAM_MAX_MEMORY_MB}
+                "max_memory_mb": settings.TEAM_MAX_MEMORY_MB, "max_disk_mb": settings.TEAM_MAX_DISK_MB}
     form = TeamPolicyForm(request.POST or None, instance=policy, defaults=defaults)
     if request.method == "POST" and form.is_valid():
         saved = form.save(commit=False)

@@ -18,6 +18,7 @@ from hakobune.platform import queue
 from hakobune.platform.accounts import networks
 from hakobune.platform.accounts.models import Team
 from hakobune.platform.addons.actions import remove_all_of_team
+from hakobune.platform.volumes.actions import remove_all_of_team as remove_volumes_of_team
 from hakobune.platform.builds import disk
 from hakobune.platform.builds.images import local_builder, prune_service_images
 from hakobune.platform.builds.models import IN_PROGRESS, Build
@@ -305,6 +306,9 @@ def destroy_team(team_id: int) -> None:
         destroy_service(service_id)
     # Its add-ons' containers and data volumes: deleting the team was confirmed by its name.
     for action in remove_all_of_team(team.name):
+        logger.info("%s", action)
+    # Its volumes and their data, likewise.
+    for action in remove_volumes_of_team(team.name):
         logger.info("%s", action)
     with transaction.atomic():
         # Releases protect their builds; they go first (as destroy_service does).
