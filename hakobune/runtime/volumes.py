@@ -147,12 +147,25 @@ class LocalVolumes:
             if "does not exist" in exc.message:
                 return []
             raise
+        done = []
         try:
+            # Instances of a release that no longer mounts it may still be
+            # retiring: running ones are waited for (the caller tries again),
+            # stopped ones of this platform go, and the volume with them.
+            users = self.client.containers.list(all=True, filters={"volume": volume})
+            running = [c.name for c in users if c.status in ("running", "restarting", "paused")]
+            if running:
+                raise RuntimeBackendError(f"the volume {volume} is still in use by {', '.join(running)}",
+                                          permanent=False)
+            for container in users:
+                if (container.labels or {}).get("org.hakobune.managed") == self.instance:
+                    container.remove(force=True)
+                    done.append(f"removed the stopped container {container.name}, which held {volume}")
             found.remove()
         except APIError as exc:
             raise RuntimeBackendError(f"the volume {volume} could not be removed: {exc.explanation or exc}",
                                       permanent=False)
-        return [f"removed the volume {volume}"]
+        return [*done, f"removed the volume {volume}"]
 
     def remove_all_of_team(self, team: str) -> list[str]:
         done = []

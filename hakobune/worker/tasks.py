@@ -97,8 +97,8 @@ def provision_volume(volume_id: int) -> None:
 
 
 @shared_task
-def remove_volume(volume_id: int) -> None:
-    volume_actions.remove(volume_id)
+def remove_volume(volume_id: int, attempt: int = 1) -> None:
+    volume_actions.remove(volume_id, attempt)
 
 
 @shared_task

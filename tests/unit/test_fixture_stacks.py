@@ -40,6 +40,7 @@ EXPECTED = {
     "python-poetry": ("python", ""),
     "python-stdlib-main": ("python", ""),
     "python-stdlib-procfile": ("python", ""),
+    "volume-notes": ("python", ""),
     "python-uv": ("python", ""),
     "php-hello": ("php", ""),
     "php-packages-unreachable": ("php", ""),

@@ -471,6 +471,7 @@ FAMILIES = {
     "member": gettext_noop("Members"),
     "run": gettext_noop("One-off commands"),
     "addon": gettext_noop("Add-ons"),
+    "volume": gettext_noop("Volumes"),
 }
 
 

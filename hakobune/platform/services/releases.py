@@ -25,7 +25,7 @@ from hakobune.platform.governance.quotas import QuotaExceeded, check_quota
 from hakobune.platform.locks import deploy_lock
 from hakobune.platform.observability.events import record_release_failure
 from hakobune.platform.queue import enqueue_on_commit
-from hakobune.platform.volumes.actions import mounts_of as volume_mounts_of
+from hakobune.platform.volumes.rules import mounts_of as volume_mounts_of
 from hakobune.runtime.base import DeploySpec, RuntimeBackendError, ServiceRef
 from hakobune.runtime.release_config import RELEASE, WEB, ReleaseConfig, release_settings
 

@@ -42,7 +42,7 @@ from .domains import LookupFailed, txt_values
 from .releases import new_release
 from .scaling import wake
 from .sources import check_git_source
-from hakobune.platform.volumes.actions import VolumeError, check_single_instance, stays_with
+from hakobune.platform.volumes.rules import VolumeError, check_single_instance, stays_with
 
 logger = logging.getLogger(__name__)
 

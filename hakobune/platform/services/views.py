@@ -45,7 +45,7 @@ from .services import (
     verify_domain,
 )
 from .uploads import upload_refusal
-from hakobune.platform.volumes.actions import stays_with
+from hakobune.platform.volumes.rules import stays_with
 from hakobune.platform.volumes.models import Volume, single_instance_volumes
 
 

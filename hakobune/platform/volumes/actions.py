@@ -23,13 +23,13 @@ from hakobune.platform.accounts.models import dns_label_validator
 from hakobune.platform.governance.disk_quota import check_disk_quota
 from hakobune.platform.observability.events import record_event
 from hakobune.platform.queue import enqueue_on_commit
-from hakobune.platform.services.backends import backend_for, can, get_backend
+from hakobune.platform.services.backends import can, get_backend
 from hakobune.platform.services.models import DesiredState, Service
-from hakobune.runtime.base import RuntimeBackendError, VolumeMount
-from hakobune.runtime.release_config import WEB
+from hakobune.runtime.base import RuntimeBackendError
 from hakobune.runtime.volumes import LocalVolumes
 
-from .models import Volume, single_instance_volumes
+from .models import Volume
+from .rules import VolumeError, check_single_instance, counts_wanted, mounts_of, stays_with  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
@@ -44,10 +44,6 @@ RESERVED = ("/proc", "/sys", "/dev", "/etc", "/bin", "/sbin", "/lib", "/lib32", 
             "/boot", "/run", "/var/run", "/tmp", "/root", "/var/lib/docker")
 PATH_CHARACTERS = re.compile(r"^[A-Za-z0-9._/-]+$")
 MAX_PATH = 200
-
-
-class VolumeError(Exception):
-    """A request about a volume that cannot be done; the message says why."""
 
 
 def _runtime() -> LocalVolumes:
@@ -131,34 +127,6 @@ def provision(volume_id: int) -> None:
         status=Volume.Status.READY, status_detail="")
 
 
-def counts_wanted(service: Service, instances=None, processes=None) -> dict[str, int]:
-    """How many instances of each process type the service would run."""
-    instances = int(service.instances if instances is None else instances)
-    processes = service.processes if processes is None else processes
-    counts = {WEB: instances} if getattr(service, "serves_web", True) else {}
-    for name, sizes in (processes or {}).items():
-        counts[name] = int((sizes or {}).get("instances", 1))
-    return counts
-
-
-def check_single_instance(service: Service, *, instances=None, processes=None, adding: Volume | None = None) -> None:
-    """VolumeError, in a sentence, when the service would run more than one
-    instance of a process type while it mounts a volume not marked shared."""
-    names = single_instance_volumes(service)
-    if adding is not None and not adding.shared and adding.name not in names:
-        names = sorted([*names, adding.name])
-    if not names:
-        return
-    over = {name: count for name, count in counts_wanted(service, instances, processes).items() if count > 1}
-    if over:
-        said = ", ".join(f"{name}={count}" for name, count in sorted(over.items()))
-        raise VolumeError(_(
-            "%(service)s mounts the volume %(volumes)s, which only one instance may use at a time, so each of its "
-            "process types runs one instance (asked: %(said)s). Scale to 1, or have an owner mark the volume "
-            "safe to share if your app can handle several writers.") % {
-            "service": service.name, "volumes": ", ".join(names), "said": said})
-
-
 def attach(*, volume: Volume, service: Service, path, created_by=None):
     """Mounts the volume in the service at `path`: a live service gets a new
     release with it (returned, else None)."""
@@ -190,7 +158,8 @@ def attach(*, volume: Volume, service: Service, path, created_by=None):
             raise VolumeError(_("%(volume)s was just attached elsewhere.") % {"volume": volume.name})
     volume.service, volume.mount_path = service, path
     record_event("volume.attached", service=service, actor=created_by, volume=volume.name, path=path)
-    return _new_release(service, _("Mount %(volume)s at %(path)s") % {"volume": volume.name, "path": path})
+    # Stored in English, shown in the reader's words (frontend's in_readers_words).
+    return _new_release(service, f"Mount {volume.name} at {path}")
 
 
 def detach(*, volume: Volume, service: Service, created_by=None):
@@ -199,7 +168,7 @@ def detach(*, volume: Volume, service: Service, created_by=None):
     Volume.objects.filter(id=volume.id).update(service=None, mount_path="")
     volume.service, volume.mount_path = None, ""
     record_event("volume.detached", service=service, actor=created_by, volume=volume.name)
-    return _new_release(service, _("Unmount %(volume)s") % {"volume": volume.name})
+    return _new_release(service, f"Unmount {volume.name}")
 
 
 def set_shared(*, volume: Volume, shared: bool, changed_by=None):
@@ -221,8 +190,7 @@ def set_shared(*, volume: Volume, shared: bool, changed_by=None):
                  volume=volume.name)
     if service is None:
         return None
-    return _new_release(service, (_("Share %(volume)s") if shared else _("Stop sharing %(volume)s"))
-                        % {"volume": volume.name})
+    return _new_release(service, f"Share {volume.name}" if shared else f"Stop sharing {volume.name}")
 
 
 def _new_release(service: Service, description: str):
@@ -249,12 +217,30 @@ def delete(*, volume: Volume, confirm: str = "", deleted_by=None) -> None:
     record_event("volume.deleted", team=volume.team, actor=deleted_by, volume=volume.name)
 
 
-def remove(volume_id: int) -> None:
-    """The worker's part of deleting a volume: the engine's volume, then the record."""
+# A volume still held by a retiring instance is tried again this often, this many times.
+REMOVE_RETRY_SECONDS = 10
+REMOVE_ATTEMPTS = 30
+
+
+def remove(volume_id: int, attempt: int = 1) -> None:
+    """The worker's part of deleting a volume: the engine's volume, then the
+    record. While an instance that mounted it is still retiring, it is tried
+    again a little later; in the end the volume says why it could not go."""
+    from hakobune.platform.queue import enqueue
+
     volume = Volume.objects.select_related("team").filter(id=volume_id, status=Volume.Status.DELETING).first()
     if volume is None:
         return
-    _runtime().remove(volume.team.name, volume.engine_name)
+    try:
+        for action in _runtime().remove(volume.team.name, volume.engine_name):
+            logger.info("volume %s: %s", volume, action)
+    except RuntimeBackendError as exc:
+        if exc.permanent or attempt >= REMOVE_ATTEMPTS:
+            Volume.objects.filter(id=volume.id).update(status=Volume.Status.FAILED, status_detail=exc.message[:2000])
+            return
+        Volume.objects.filter(id=volume.id).update(status_detail=exc.message[:2000])
+        enqueue("remove_volume", volume.id, attempt + 1, countdown=REMOVE_RETRY_SECONDS)
+        return
     volume.delete()
 
 
@@ -264,14 +250,6 @@ def remove_all_of_team(team_name: str) -> list[str]:
         return _runtime().remove_all_of_team(team_name)
     except RuntimeBackendError as exc:
         return [f"could not remove the volumes of team {team_name}: {exc.message}"]
-
-
-def mounts_of(service: Service) -> tuple[VolumeMount, ...]:
-    """The volumes the runtime mounts in every container of the service."""
-    if service.pk is None:
-        return ()
-    found = Volume.objects.filter(service=service).exclude(status=Volume.Status.DELETING).order_by("mount_path")
-    return tuple(VolumeMount(volume=v.engine_name, path=v.mount_path, shared=v.shared) for v in found)
 
 
 def measure_all() -> dict[str, int]:
@@ -295,21 +273,3 @@ def measure_all() -> dict[str, int]:
                 Volume.objects.filter(id=volume.id).update(size_bytes=sizes[volume.engine_name], measured_at=now)
         totals[team.name] = sum(sizes.values())
     return totals
-
-
-def stays_with(service: Service) -> dict[str, list[str]]:
-    """What deleting the service does not delete: its volumes and add-ons, by name."""
-    from hakobune.platform.addons.models import AddOn
-
-    return {
-        "volumes": sorted(Volume.objects.filter(service=service).values_list("name", flat=True)),
-        "addons": sorted(AddOn.objects.filter(services=service).values_list("name", flat=True)),
-    }
-
-
-def backend_mounts(service: Service) -> bool:
-    """Whether the service's runtime mounts volumes."""
-    try:
-        return CAPABILITY in backend_for(service).capabilities
-    except RuntimeBackendError:
-        return False
