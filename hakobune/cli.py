@@ -758,7 +758,8 @@ def cmd_addons(args) -> int:
         answer = api.request("DELETE", f"{service_path(team, service)}/addons/{quote(args.addon)}/").json()
         print(_release_said(_("Detached {addon} from {service}").format(addon=args.addon, service=service), answer))
     elif args.addons_command == "delete":
-        answer = api.request("DELETE", f"{where}{quote(args.addon)}/", json={"confirm": args.confirm or ""}).json()
+        typed = confirm_name(args.addon, args.confirm, _("the add-on {name} and its data").format(name=args.addon))
+        answer = api.request("DELETE", f"{where}{quote(args.addon)}/", json={"confirm": typed}).json()
         print(_("{name} is being deleted, with its data.").format(name=answer["name"]))
     else:
         addons = api.get(where)
@@ -773,12 +774,11 @@ def cmd_addons(args) -> int:
 
 def confirm_name(name: str, given: str | None, what: str) -> str:
     """The name typed to confirm deleting `what`: --confirm, else asked at the
-    terminal (without a terminal, --confirm is needed)."""
+    terminal (without one, nothing: the portal refuses and says why)."""
     if given is not None:
         return given
     if not sys.stdin.isatty():
-        raise CliError(_("Deleting {what} needs its name: add --confirm {name}.").format(what=what, name=name),
-                       EXIT_USAGE)
+        return ""
     try:
         return input(_("Type {name} to delete {what}: ").format(name=name, what=what)).strip()
     except EOFError:

@@ -195,3 +195,31 @@ def test_another_teams_deploy_naming_the_volume_is_refused_by_the_runtime(teams,
         backend.deploy(missing)
     with pytest.raises(docker.errors.NotFound):
         docker_client.volumes.get(f"{theirs.engine_name}-nope")
+
+
+def test_a_release_that_does_not_come_up_gives_the_volume_back_to_the_old_one(teams, docker_client):
+    """Stop-then-start: the old instance is stopped for the switch; when the
+    new release crashes at start, the old one starts again, routed, with its data."""
+    made, owner = teams
+    home = made["home"]
+    service = create_service(team=home, name="notes", created_by=owner)
+    deployed(service, owner)
+    volume = actions.create_volume(team=home, name="data", created_by=owner)
+    wait_for(lambda: Volume.objects.get(id=volume.id).status == Volume.Status.READY, 600, "the volume is not made")
+    volume.refresh_from_db()
+    wait_until_live(actions.attach(volume=volume, service=service, path="/data", created_by=owner))
+    service.refresh_from_db()
+    live = service.live_release
+    put(service.hostname, "/note", "still here")
+
+    build = wait_for_build(deploy_service(service=service, source_file=upload_of("exits-at-start"), created_by=owner),
+                           timeout=900)
+    assert build.status == "failed", build.status
+    service.refresh_from_db()
+    assert service.live_release_id == live.id
+    assert get(service.hostname, "/note")["value"] == "still here"
+    (container,) = instances(docker_client, home.name, "notes")
+    assert container.labels["org.hakobune.release"] == str(live.id)
+    events = [line.split()[0] for line in get(service.hostname, "/events")["events"]]
+    # Stopped for the switch, started again when the new release failed.
+    assert events[-2:] == ["stop", "start"], events

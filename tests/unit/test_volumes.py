@@ -410,3 +410,73 @@ def test_the_service_page_says_it_runs_one_instance_with_a_short_gap(client, own
     text = page.content.decode()
     assert "data is mounted in web at /data" in text
     assert 'id="volume-single"' in text and "short gap" in text
+
+
+# -- the CLI -------------------------------------------------------------------------------------
+
+def hakobune(client, user, capture, *argv):
+    from hakobune import cli
+    from tests.unit.test_addons import _PortalSession
+
+    api = cli.Api("http://portal.test")
+    api.session = _PortalSession(client, user, capture)
+    args = cli.build_parser().parse_args(argv)
+    original = cli.api_from_config
+    cli.api_from_config = lambda: api
+    try:
+        return args.func(args)
+    finally:
+        cli.api_from_config = original
+
+
+def test_the_cli_creates_mounts_lists_shares_detaches_and_deletes(client, owner, web, capsys, monkeypatch,
+                                                                   django_capture_on_commit_callbacks):
+    from hakobune import cli
+
+    run = lambda *argv: hakobune(client, owner, django_capture_on_commit_callbacks, *argv)  # noqa: E731
+    assert run("volumes", "--team", "acme", "create", "data") == cli.EXIT_OK
+    assert "Created the volume data" in capsys.readouterr().out
+    Volume.objects.filter(name="data").update(status=Volume.Status.READY)
+    run("volumes", "--team", "acme", "attach", "data", "/data", "--service", "web")
+    assert "Mounted data in web at /data; v2 applies it." in capsys.readouterr().out
+    run("volumes", "--team", "acme", "list")
+    listed = capsys.readouterr().out
+    assert "data  ready  0.0 MiB  web:/data  one instance" in listed and "Disk: 0.0 MiB of 10240.0 MiB" in listed
+    with pytest.raises(cli.CliError, match="Scale to 1"):
+        run("scale", "--team", "acme", "--service", "web", "web=2")
+    run("volumes", "--team", "acme", "share", "data")
+    assert "marked safe to share" in capsys.readouterr().out
+    run("volumes", "--team", "acme", "detach", "data", "--service", "web")
+    assert "Detached data from web; its data stays" in capsys.readouterr().out
+    # Without a terminal and without --confirm, the portal refuses and says why.
+    with pytest.raises(cli.CliError, match="confirm with its name"):
+        run("volumes", "--team", "acme", "delete", "data")
+    # At a terminal, it asks; a wrong answer deletes nothing.
+    monkeypatch.setattr(cli.sys.stdin, "isatty", lambda: True, raising=False)
+    answers = iter(["dta", "data"])
+    monkeypatch.setattr("builtins.input", lambda prompt: next(answers))
+    with pytest.raises(cli.CliError, match="confirm with its name"):
+        run("volumes", "--team", "acme", "delete", "data")
+    assert Volume.objects.get(name="data").status == Volume.Status.READY
+    run("volumes", "--team", "acme", "delete", "data")
+    assert "data is being deleted" in capsys.readouterr().out
+    assert Volume.objects.get(name="data").status == Volume.Status.DELETING
+
+
+def test_the_cli_asks_for_the_services_name_before_destroying_it(client, owner, web, capsys, monkeypatch,
+                                                                  django_capture_on_commit_callbacks):
+    from hakobune import cli
+
+    run = lambda *argv: hakobune(client, owner, django_capture_on_commit_callbacks, *argv)  # noqa: E731
+    monkeypatch.setattr(cli.sys.stdin, "isatty", lambda: True, raising=False)
+    asked = []
+    answers = iter(["nope", "web"])
+    monkeypatch.setattr("builtins.input", lambda prompt: asked.append(prompt) or next(answers))
+    with pytest.raises(cli.CliError, match="Type the service's name, web"):
+        run("destroy", "--team", "acme", "--service", "web")
+    assert Service.objects.get(id=web.id).desired_state != "deleted"
+    run("destroy", "--team", "acme", "--service", "web")
+    said = capsys.readouterr().out
+    assert "web is being deleted" in said and "Its volumes and add-ons stay." in said
+    assert asked[0] == "Type web to delete the service web: "
+    assert Service.objects.get(id=web.id).desired_state == "deleted"

@@ -22,6 +22,7 @@ from hakobune.platform.observability.events import record_event
 from hakobune.platform.queue import enqueue_on_commit
 from hakobune.platform.services.models import Service
 
+from .disk_quota import MIB, disk_limit_mb, team_disk_usage
 from .forms import TeamPolicyForm
 from .models import ServiceReview, TeamPolicy
 from .quotas import limits_of, usage_of
@@ -71,8 +72,10 @@ def team_policy(request, team):
             said += " " + _("The private networks it may reach change within seconds.")
         messages.success(request, said)
         return redirect("governance:quotas")
-    return render(request, "governance/team_policy.html", {"team": team, "form": form, "usage": usage_of(team),
-                                                           "limits": limits_of(team)})
+    return render(request, "governance/team_policy.html", {
+        "team": team, "form": form, "usage": usage_of(team), "limits": limits_of(team),
+        "disk_used_mb": f"{team_disk_usage(team) / MIB:.1f}", "disk_limit_mb": disk_limit_mb(team),
+    })
 
 
 @login_required
