@@ -311,7 +311,7 @@ def test_deleting_a_service_needs_its_name_and_keeps_its_volumes_and_add_ons(as_
     assert response.status_code == 202, response.content
     destroy_service(web.id)
     volume = Volume.objects.get(name="data")
-    assert volume.service is None and volume.status == Volume.Status.READY
+    assert volume.service is None and volume.mount_path == "" and volume.status == Volume.Status.READY
     assert addon.__class__.objects.filter(id=addon.id).exists()
     assert not [task for task in queued_tasks if task[0] in ("remove_volume", "remove_addon")]
 
