@@ -235,6 +235,14 @@ class DockerLocalBackend(RuntimeBackend):
                         upstreams.append(address)
             except (DockerException, RuntimeBackendError):
                 log.exception("could not start %s again after a failed switch", container.name)
+        # Routed once it answers again (any HTTP answer: its own health check
+        # path is its release's, not this spec's).
+        deadline = time.monotonic() + self.boot_timeout
+        waiting = list(upstreams)
+        while waiting and time.monotonic() < deadline:
+            waiting = [address for address in waiting if _http_status(address, "/") is None]
+            if waiting:
+                time.sleep(0.05)
         if upstreams and spec.public and spec.web:
             try:
                 self.router.set_route(
