@@ -246,6 +246,8 @@ def remove(volume_id: int, attempt: int = 1) -> None:
 
 def remove_all_of_team(team_name: str) -> list[str]:
     """For a team being deleted (confirmed by its name): every volume it has."""
+    if not Volume.objects.filter(team__name=team_name).exists():
+        return []
     try:
         return _runtime().remove_all_of_team(team_name)
     except RuntimeBackendError as exc:
