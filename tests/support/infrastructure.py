@@ -302,7 +302,9 @@ def _remove_container(docker_client, container) -> None:
 
 
 def remove_team_containers_and_network(docker_client, team_name: str) -> None:
-    """A test's clean-up: every container of the team, then its network."""
+    """A test's clean-up: every container of the team, then its network and its volumes."""
     remove_team_containers(docker_client, team_name)
     for network in docker_client.networks.list(names=[team_network_name(team_name)]):
         network.remove()
+    for volume in docker_client.volumes.list(filters={"label": f"org.hakobune.volume.team={team_name}"}):
+        volume.remove(force=True)
