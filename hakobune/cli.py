@@ -760,7 +760,8 @@ def cmd_addons(args) -> int:
         answer = api.request("DELETE", f"{service_path(team, service)}/addons/{quote(args.addon)}/").json()
         print(_release_said(_("Detached {addon} from {service}").format(addon=args.addon, service=service), answer))
     elif args.addons_command == "delete":
-        answer = api.request("DELETE", f"{where}{quote(args.addon)}/", json={"confirm": args.confirm or ""}).json()
+        typed = confirm_name(args.addon, args.confirm, _("the add-on {name} and its data").format(name=args.addon))
+        answer = api.request("DELETE", f"{where}{quote(args.addon)}/", json={"confirm": typed}).json()
         if answer.get("external"):
             print(_("{name} is removed: its URL is forgotten, the database itself is untouched.").format(
                 name=answer["name"]))
@@ -867,6 +868,79 @@ def _attach_before_deploy(api: Api, team: str, service: str, names: list[str]) -
                              "--name {addon}").format(team=team, addon=name), EXIT_USAGE)
         if service not in addon["services"]:
             _attach(api, team, name, service)
+
+
+def confirm_name(name: str, given: str | None, what: str) -> str:
+    """The name typed to confirm deleting `what`: --confirm, else asked at the
+    terminal (without one, nothing: the portal refuses and says why)."""
+    if given is not None:
+        return given
+    if not sys.stdin.isatty():
+        return ""
+    try:
+        return input(_("Type {name} to delete {what}: ").format(name=name, what=what)).strip()
+    except EOFError:
+        return ""
+
+
+def cmd_volumes(args) -> int:
+    api = api_from_config()
+    team = pick_team(api, args.team)
+    where = f"teams/{quote(team)}/volumes/"
+    command = args.volumes_command
+    if command == "create":
+        volume = api.post(where, json={"name": args.volume})
+        print(_("Created the volume {name}; it is being made.").format(name=volume["name"]))
+        if args.path:
+            _mount(api, team, args.volume, args.service or default_service_name(Path.cwd()), args.path)
+    elif command == "attach":
+        _mount(api, team, args.volume, args.service or default_service_name(Path.cwd()), args.path)
+    elif command == "detach":
+        service = args.service or default_service_name(Path.cwd())
+        answer = api.request("DELETE", f"{service_path(team, service)}/volumes/{quote(args.volume)}/").json()
+        print(_release_said(_("Detached {volume} from {service}; its data stays").format(
+            volume=args.volume, service=service), answer))
+    elif command == "share":
+        answer = api.request("PATCH", f"{where}{quote(args.volume)}/", json={"shared": not args.off}).json()
+        done = (_("{volume} is used by one instance at a time (deploys stop, then start)") if args.off else
+                _("{volume} is marked safe to share (several instances, rolling deploys)")).format(volume=args.volume)
+        print(_release_said(done, answer))
+    elif command == "delete":
+        typed = confirm_name(args.volume, args.confirm, _("the volume {name} and its data").format(name=args.volume))
+        answer = api.request("DELETE", f"{where}{quote(args.volume)}/", json={"confirm": typed}).json()
+        print(_("{name} is being deleted, with its data.").format(name=answer["name"]))
+    else:
+        volumes = api.get(where)
+        disk = api.get(f"teams/{quote(team)}/disk/")
+        if not volumes:
+            print(_("Team {team} has no volumes. Create one: hakobune volumes create data --path /data").format(team=team))
+        for volume in volumes:
+            mounted = f"{volume['service']}:{volume['mount_path']}" if volume["service"] else "—"
+            sharing = _("shared") if volume["shared"] else _("one instance")
+            print(f"{volume['name']}  {volume['status']}  {_mib(volume['size_bytes'])} MiB  {mounted}  {sharing}")
+        print(_("Disk: {used} MiB of {limit} MiB (volumes and backups)").format(
+            used=_mib(disk["used_bytes"]), limit=_mib(disk["limit_bytes"])))
+    return EXIT_OK
+
+
+def _mib(value: int) -> str:
+    return f"{value / 1048576:.1f}"
+
+
+def _mount(api: Api, team: str, volume: str, service: str, path: str) -> None:
+    answer = api.post(f"{service_path(team, service)}/volumes/", json={"volume": volume, "path": path})
+    print(_release_said(_("Mounted {volume} in {service} at {path}").format(
+        volume=volume, service=service, path=answer["mount_path"]), answer))
+
+
+def cmd_destroy(args) -> int:
+    api = api_from_config()
+    team = pick_team(api, args.team)
+    service = args.service or default_service_name(Path.cwd())
+    typed = confirm_name(service, args.confirm, _("the service {name}").format(name=service))
+    answer = api.request("DELETE", f"{service_path(team, service)}/", json={"confirm": typed}).json()
+    print(answer["message"])
+    return EXIT_OK
 
 
 def _attach(api: Api, team: str, addon: str, service: str) -> None:
@@ -1279,6 +1353,35 @@ def build_parser() -> argparse.ArgumentParser:
     backup_schedule.add_argument("--cron", help=_('a cron line in UTC, like "0 3 * * *"; "" for none'))
     backup_schedule.add_argument("--keep", type=int, help=_("how many verified backups are kept"))
     backups.set_defaults(func=cmd_backups)
+
+
+    volumes = commands.add_parser("volumes", help=_("the team's volumes: files kept across deploys"))
+    volumes.add_argument("--team", "-t", help=_("the team (default: your only team, or $HAKOBUNE_TEAM)"))
+    volume_commands = volumes.add_subparsers(dest="volumes_command", metavar="ACTION")
+    create = volume_commands.add_parser("create", help=_("create one"))
+    create.add_argument("volume")
+    create.add_argument("--path", "-p", help=_("mount it in the service at this path too, like /data"))
+    create.add_argument("--service", "-s", help=_("the service (default: this folder's name)"))
+    attach = volume_commands.add_parser("attach", help=_("mount it in a service at a path"))
+    attach.add_argument("volume")
+    attach.add_argument("path", help=_("where the app sees it, like /data"))
+    attach.add_argument("--service", "-s", help=_("the service (default: this folder's name)"))
+    detach = volume_commands.add_parser("detach", help=_("unmount it from a service; its data stays"))
+    detach.add_argument("volume")
+    detach.add_argument("--service", "-s", help=_("the service (default: this folder's name)"))
+    share = volume_commands.add_parser("share", help=_("mark it safe for several instances at once (owners)"))
+    share.add_argument("volume")
+    share.add_argument("--off", action="store_true", help=_("one instance at a time again"))
+    delete = volume_commands.add_parser("delete", help=_("delete one and its data (asks for its name)"))
+    delete.add_argument("volume")
+    delete.add_argument("--confirm", help=_("the volume's name again, instead of being asked"))
+    volume_commands.add_parser("list", help=_("list them, with the team's disk use"))
+    volumes.set_defaults(func=cmd_volumes)
+
+    destroy = with_service(commands.add_parser(
+        "destroy", help=_("delete a service (asks for its name); its volumes and add-ons stay")))
+    destroy.add_argument("--confirm", help=_("the service's name again, instead of being asked"))
+    destroy.set_defaults(func=cmd_destroy)
 
     traffic = with_service(commands.add_parser("traffic", help=_("show or split the requests between releases")))
     traffic.add_argument("shares", nargs="*", metavar="vN=PERCENT", help=_("like v3=80 v4=20 (Cloud Run)"))

@@ -46,6 +46,9 @@ ROUTES = {
     # Starting and removing an add-on's container: seconds once its image is on this host.
     "provision_addon": PIPELINE,
     "remove_addon": PIPELINE,
+    # Making a volume (a helper container gives it to the app's user) and deleting one: seconds.
+    "provision_volume": PIPELINE,
+    "remove_volume": PIPELINE,
     # Admission and stopping a cancelled build: never behind the builds they admit or stop.
     "admit_builds": PIPELINE,
     "stop_build": PIPELINE,
@@ -65,6 +68,8 @@ ROUTES = {
     "sync_router": HOUSEKEEPING,
     "scale_idle_to_zero": HOUSEKEEPING,
     "prune_images": HOUSEKEEPING,
+    # What each team's volumes hold, for its disk quota: one helper container per team.
+    "measure_volumes": HOUSEKEEPING,
     # Scheduled jobs: starts and reads one-off containers, never waits for one.
     "run_jobs": HOUSEKEEPING,
     # Due scheduled backups made and queued (the backups themselves run on the builds queue).
@@ -79,6 +84,7 @@ TASKS = frozenset({
     "destroy_service", "destroy_team", "sync_router", "reconcile", "rebuild_stack", "prune_images",
     "admit_builds", "stop_build", "sweep_pipeline", "run_jobs", "deliver_notification", "recover_notifications",
     "provision_addon", "remove_addon", "check_plan", "run_backup", "restore_backup", "schedule_backups",
+    "provision_volume", "remove_volume", "measure_volumes",
 })
 
 # The steps that read the fetched source, and so run on the host that fetched it.

@@ -130,6 +130,7 @@ INSTALLED_APPS = [
     "hakobune.platform.governance",
     "hakobune.platform.notifications",
     "hakobune.platform.addons",
+    "hakobune.platform.volumes",
     "hakobune.platform.api",
     "hakobune.frontend",
 ]
@@ -371,6 +372,9 @@ CELERY_BROKER_TRANSPORT = "hakobune.platform.broker:Transport"
 METRICS_SECONDS = env_int("METRICS_SECONDS", 15)
 # Images and build leftovers are pruned this often (seconds; "Disk" below).
 PRUNE_SECONDS = env_int("PRUNE_SECONDS", 3600)
+# Volumes are measured (du, in a helper container) this often (seconds), for
+# the teams' disk quotas.
+VOLUME_MEASURE_SECONDS = env_int("VOLUME_MEASURE_SECONDS", 600)
 _HOUSEKEEPING = {"queue": f"{CELERY_TASK_DEFAULT_QUEUE}.housekeeping"}
 # Scheduled jobs (hakobune.toml's [[jobs]], services/jobs.py): looked at every
 # JOBS_TICK_SECONDS, so a run starts at most that late and its end is
@@ -400,6 +404,9 @@ CELERY_BEAT_SCHEDULE = {
                      "options": _HOUSEKEEPING},
     "run-jobs": {"task": "hakobune.worker.tasks.run_jobs", "schedule": float(JOBS_TICK_SECONDS),
                  "options": {**_HOUSEKEEPING, "expires": float(JOBS_TICK_SECONDS)}},
+    # What each team's volumes hold on disk, for its disk quota.
+    "measure-volumes": {"task": "hakobune.worker.tasks.measure_volumes", "schedule": float(VOLUME_MEASURE_SECONDS),
+                        "options": {**_HOUSEKEEPING, "expires": float(VOLUME_MEASURE_SECONDS)}},
     "reconcile": {"task": "hakobune.worker.tasks.reconcile", "schedule": float(env_int("RECONCILE_SECONDS", 30)),
                   "options": _HOUSEKEEPING},
     "sweep-pipeline": {"task": "hakobune.worker.tasks.sweep_pipeline", "schedule": float(env_int("SWEEP_SECONDS", 20)),
@@ -640,6 +647,9 @@ BUILD_CONCURRENCY = env_int("BUILD_CONCURRENCY", 2)
 TEAM_MAX_SERVICES = env_int("TEAM_MAX_SERVICES", 25)
 TEAM_MAX_CPU = float(env("TEAM_MAX_CPU", "8"))
 TEAM_MAX_MEMORY_MB = env_int("TEAM_MAX_MEMORY_MB", 16384)
+# What a team's volumes and backups may hold on disk together (MiB), unless
+# its policy says otherwise (governance/disk_quota.py).
+TEAM_MAX_DISK_MB = env_int("TEAM_MAX_DISK_MB", 10240)
 # How many teams a person may create (each comes with its own quota);
 # administrators have no limit.
 TEAM_CREATE_LIMIT = env_int("TEAM_CREATE_LIMIT", 3)

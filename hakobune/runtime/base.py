@@ -50,6 +50,20 @@ class ServiceRef:
 
 
 @dataclass(frozen=True)
+class VolumeMount:
+    """A team's named volume mounted into every container of a release (its
+    instances of every process type and its one-off containers) at `path`.
+    `volume` is the engine's name of it (runtime/volumes.py). A volume not
+    `shared` is held by one container of a process type at a time: the
+    service runs one instance of each, and a deploy stops the old release
+    before it starts the new one."""
+
+    volume: str
+    path: str
+    shared: bool = False
+
+
+@dataclass(frozen=True)
 class DeploySpec:
     """What a backend starts: one release of a service. Its settings are in
     `config` and read as attributes of the spec (`spec.port`, `spec.cpu`,
@@ -96,6 +110,15 @@ class DeploySpec:
     def step_done(self, name: str) -> None:
         if self.on_step is not None:
             self.on_step(name)
+
+    # The team's volumes the service mounts (capability "volumes").
+    volumes: tuple[VolumeMount, ...] = ()
+
+    @property
+    def stop_then_start(self) -> bool:
+        """Whether a deploy stops the old release before it starts this one:
+        it mounts a volume its owner has not marked safe to share."""
+        return any(not mount.shared for mount in self.volumes)
 
     def process_counts(self) -> dict[str, int]:
         """How many instances of each process type the release runs."""
@@ -425,7 +448,8 @@ class RuntimeBackend:
     # The flags in use: logs, collected_logs (the platform stores what the
     # instances print: readers ask its store, not `logs`), metrics, stop_start, routing,
     # under_the_hood (what runs a service, read live for its team: all runtimes),
-    # scale_to_zero, processes (process types besides web), one_off
+    # scale_to_zero, processes (process types besides web), volumes (named
+    # volumes: DeploySpec.volumes), one_off
     # (run_once: release phase, scheduled jobs), addons (runs add-on containers:
     # runtime/addons.py) (the local runtime); remote_build (builds images itself:
     # image_builder() gives its builder),

@@ -48,6 +48,7 @@ from .hood import ContainerView, HoodUnavailable, HoodUnreadable, HostNumbers, P
 from .firewall import Firewall, FirewallError, bridge_of, host_lock
 from .router import CaddyRouter, Route, RouterError
 from .subnets import room_of
+from .volumes import LocalVolumes, mounts_of
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ class DockerLocalBackend(RuntimeBackend):
     # collected_logs: the platform's log collector stores what the instances
     # print (platform/observability/logcollector.py); readers ask the store.
     capabilities = frozenset({"logs", "collected_logs", "stop_start", "routing", "under_the_hood", "scale_to_zero",
-                              "team_networks", "processes", "one_off", "attach", "addons"})
+                              "team_networks", "processes", "one_off", "attach", "addons", "volumes"})
 
     def __init__(self, alias, **options):
         super().__init__(alias, **options)
@@ -153,7 +154,12 @@ class DockerLocalBackend(RuntimeBackend):
 
     def deploy(self, spec: DeploySpec) -> DeployResult:
         network = self._image_and_network(spec)
+        self._check_volumes(spec)
         started = []
+        # A volume not marked shared is held by one container at a time: the
+        # old release stops first (a short gap), and starts again if the new
+        # one does not come up.
+        held = self._stop_for_switch(spec) if spec.stop_then_start else []
         try:
             web_count = spec.process_counts()[WEB]
             for index in range(web_count):
@@ -174,16 +180,20 @@ class DockerLocalBackend(RuntimeBackend):
             self._settle([c for c in started if c not in workers], spec)
         except RouterError as exc:
             self._remove(started)
+            self._resume(held, spec)
             raise RuntimeBackendError(str(exc), permanent=exc.permanent)
         except RuntimeBackendError:
             self._remove(started)
+            self._resume(held, spec)
             raise
         except DockerException as exc:
             self._remove(started)
+            self._resume(held, spec)
             raise RuntimeBackendError(f"the Docker Engine failed while starting the app: {exc}", permanent=False)
         except BaseException:
             # Interrupted (the deploy step's time limit): nothing half-started stays.
             self._remove(started)
+            self._resume(held, spec)
             raise
         self._remove_earlier_attempts(spec, keep=started)
 
@@ -194,6 +204,60 @@ class DockerLocalBackend(RuntimeBackend):
             instances=instances,
             state={"containers": [c.id for c in started], "upstreams": upstreams},
         )
+
+    def _check_volumes(self, spec: DeploySpec) -> None:
+        """Each volume the release mounts exists and is its team's: the engine
+        would make a missing one (empty, root's) and mount another team's."""
+        volumes = LocalVolumes(self)
+        for mount in spec.volumes:
+            volumes.owned(spec.team, mount.volume)
+
+    def _stop_for_switch(self, spec: DeploySpec) -> list:
+        """Stops the running instances of the service's other releases (kept,
+        not removed, until the new release serves); returns them."""
+        held = []
+        for container in self._containers(spec.ref, all_states=False):
+            if container.labels.get(LABEL_RELEASE) == str(spec.release_id):
+                continue
+            try:
+                container.stop(timeout=self.stop_grace)
+                held.append(container)
+            except NotFound:
+                pass
+        return held
+
+    def _resume(self, held: list, spec: DeploySpec) -> None:
+        """The new release did not come up: the old one, stopped for the
+        switch, starts again and is routed as before."""
+        if not held:
+            return
+        upstreams = []
+        for container in held:
+            try:
+                self._start_again(container, spec.team)
+                container.reload()
+                if container.labels.get(LABEL_PROCESS, WEB) == WEB:
+                    env = dict(item.split("=", 1) for item in container.attrs["Config"].get("Env") or [] if "=" in item)
+                    address = self._published_address(container, int(env.get("PORT", spec.port)))
+                    if address:
+                        upstreams.append(address)
+            except (DockerException, RuntimeBackendError):
+                log.exception("could not start %s again after a failed switch", container.name)
+        # Routed once it answers again (any HTTP answer: its own health check
+        # path is its release's, not this spec's).
+        deadline = time.monotonic() + self.boot_timeout
+        waiting = list(upstreams)
+        while waiting and time.monotonic() < deadline:
+            waiting = [address for address in waiting if _http_status(address, "/") is None]
+            if waiting:
+                time.sleep(0.05)
+        if upstreams and spec.public and spec.web:
+            try:
+                self.router.set_route(
+                    Route(spec.hostname, tuple(upstreams), aliases=tuple(spec.aliases), redirects=tuple(spec.redirects))
+                )
+            except RouterError:
+                log.exception("could not route %s back to its old release", spec.hostname)
 
     def _remove_earlier_attempts(self, spec: DeploySpec, *, keep) -> None:
         """Instances of this release that an earlier attempt of its deploy
@@ -458,6 +522,7 @@ class DockerLocalBackend(RuntimeBackend):
             pids_limit=self.pids_limit,
             log_config=LogConfig(type=LogConfig.types.JSON, config={"max-size": "10m", "max-file": "3"}),
             network=network.name,
+            mounts=mounts_of(spec.volumes),
             # No restarts while booting, so a crash shows as a crash with its
             # own output; a healthy instance gets its restart policy after.
             restart_policy={"Name": "no"},
@@ -471,6 +536,7 @@ class DockerLocalBackend(RuntimeBackend):
         """Starts a one-off container of the release; `terminal`: the
         options of an attached one (created, not started: see attach_one_off)."""
         network = self._image_and_network(spec)
+        self._check_volumes(spec)
         memory = f"{spec.memory_mb}m"
         name = f"hakobune-{spec.team}-{spec.service}-v{spec.release_number}-{purpose}-{secrets.token_hex(3)}"
         make = self.client.containers.create if terminal else functools.partial(self.client.containers.run, detach=True)
@@ -490,6 +556,7 @@ class DockerLocalBackend(RuntimeBackend):
                 cpu_period=CPU_PERIOD, cpu_quota=_cpu_quota(spec.cpu), pids_limit=self.pids_limit,
                 log_config=LogConfig(type=LogConfig.types.JSON, config={"max-size": "10m", "max-file": "3"}),
                 network=network.name, restart_policy={"Name": "no"}, privileged=False,
+                mounts=mounts_of(spec.volumes),
             )
         except DockerException as exc:
             raise RuntimeBackendError(f"the Docker Engine failed while starting {purpose}: {exc}", permanent=False)
@@ -907,6 +974,7 @@ class DockerLocalBackend(RuntimeBackend):
             done.append(f"removed {container.name}")
         alive = alive[:count]
         network = self._ensure_team_network(spec.team, allow=spec.egress_allow, subnet=spec.network_subnet)
+        self._check_volumes(spec)
         started = []
         try:
             for _ in range(count - len(alive)):

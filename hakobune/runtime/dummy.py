@@ -31,7 +31,7 @@ from .base import (
 
 
 class DummyBackend(RuntimeBackend):
-    capabilities = frozenset({"logs", "metrics", "routing", "processes", "one_off", "under_the_hood"})
+    capabilities = frozenset({"logs", "metrics", "routing", "processes", "one_off", "under_the_hood", "volumes"})
 
     def __init__(self, alias, **options):
         super().__init__(alias, **options)

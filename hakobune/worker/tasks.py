@@ -16,6 +16,7 @@ from hakobune.platform.failures import MAX_ATTEMPTS, RetryStep
 from hakobune.platform.notifications import delivery
 from hakobune.platform.observability import collectors, logstore
 from hakobune.platform.services import housekeeping, jobs, one_off, releases
+from hakobune.platform.volumes import actions as volume_actions
 
 
 def _attempt(task, action, *args, max_attempts: int = MAX_ATTEMPTS) -> None:
@@ -94,6 +95,21 @@ def provision_addon(addon_id: int) -> None:
 @shared_task
 def remove_addon(addon_id: int) -> None:
     addon_actions.remove(addon_id)
+
+
+@shared_task
+def provision_volume(volume_id: int) -> None:
+    volume_actions.provision(volume_id)
+
+
+@shared_task
+def remove_volume(volume_id: int, attempt: int = 1) -> None:
+    volume_actions.remove(volume_id, attempt)
+
+
+@shared_task
+def measure_volumes() -> None:
+    volume_actions.measure_all()
 
 
 @shared_task

@@ -28,6 +28,8 @@ from hakobune.platform.observability.models import LogLine
 from hakobune.platform.services import jobs
 from hakobune.platform.services.models import JobRun
 from hakobune.platform.services.services import create_service, deploy_service, set_env
+from hakobune.platform.volumes.actions import create_volume
+from hakobune.platform.volumes.models import Volume
 from tests.conftest import upload_of
 from tests.e2e.test_first_deploy_in_the_browser import CHROMIUM, CHROMIUM_ARGS
 from tests.support.infrastructure import wait_for_build
@@ -217,6 +219,15 @@ def deployed(owner, team_name, worker, log_collector):
     while not LogLine.objects.filter(service_id=service.id, text__contains="worker started").exists():
         assert time.monotonic() < deadline, "the worker's line is not in the runtime log"
         time.sleep(0.5)
+    # A volume the service mounts, and one it does not: the service page's
+    # Volumes section and the team's Volumes page, with both kinds of rows.
+    # (Recorded as mounted for the pages only: no release is made for it.)
+    volumes = [create_volume(team=team, name=name, created_by=owner) for name in ("uploads", "spare")]
+    while Volume.objects.filter(status=Volume.Status.PROVISIONING).exists():
+        assert time.monotonic() < deadline + 120, "the volumes are still being made"
+        time.sleep(0.5)
+    Volume.objects.filter(id=volumes[0].id).update(service=service, mount_path="/app/uploads", size_bytes=123456,
+                                                   measured_at=timezone.now())
     staff = get_user_model().objects.create_user(username="sam", password=PASSWORD, is_staff=True)
     add_member(team=team, user=staff, role="developer")
     get_user_model().objects.create_superuser(username="ada", password=PASSWORD)
@@ -238,6 +249,7 @@ def pages_of(team, service, build):
         "password": reverse("accounts:password_change"),
         "audit-log": reverse("observability:team_events", args=[team.name]),
         "addons": reverse("addons:page", args=[team.name]),
+        "volumes": reverse("volumes:page", args=[team.name]),
     }
     # The team's own settings, its owner's only.
     owner = {**member, "notifications": reverse("notifications:page", args=[team.name])}
@@ -261,7 +273,8 @@ SCREENSHOTS = {"login", "dashboard", "service", "deploy", "new-service", "disk",
 def test_every_page_fits_a_phone_and_speaks_japanese(live_server, deployed):
     team, service, build = deployed
     user_words = {team.name, service.name, "olivia", "sam", "ada", "hello", "greeting", "flask", "python", "gunicorn",
-                  "web", "worker", "tidy", "shop"}
+                  "web", "worker", "tidy", "shop", "uploads", "spare",
+                  "data"}  # the example name and path of a volume (/data), a name, not words
     problems = []
     with sync_playwright() as playwright:
         for language in ("en", "ja"):

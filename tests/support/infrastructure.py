@@ -316,8 +316,10 @@ def remove_team_addons(docker_client, team_name: str) -> None:
 
 def remove_team_containers_and_network(docker_client, team_name: str) -> None:
     """A test's clean-up: every container of the team (its add-ons and
-    their volumes too), then its network."""
+    their volumes too), then its network and its volumes."""
     remove_team_containers(docker_client, team_name)
     remove_team_addons(docker_client, team_name)
     for network in docker_client.networks.list(names=[team_network_name(team_name)]):
         network.remove()
+    for volume in docker_client.volumes.list(filters={"label": f"org.hakobune.volume.team={team_name}"}):
+        volume.remove(force=True)

@@ -82,7 +82,11 @@ CASES = [
     ("post", f"{API}/teams/acme/services/", {"name": "second"}, {**WRITE, "owner": 201, "developer": 201}),
     ("get", f"{SVC}/", None, READ),
     ("patch", f"{SVC}/", {"instances": 2}, {**WRITE, "owner": 200, "developer": 200}),
-    ("delete", f"{SVC}/", None, {**OWNER_ONLY, "owner": 202}),
+    ("delete", f"{SVC}/", {"confirm": "hello"}, {**OWNER_ONLY, "owner": 202}),
+    ("get", f"{API}/teams/acme/volumes/", None, READ),
+    ("post", f"{API}/teams/acme/volumes/", {"name": "files"}, {**WRITE, "owner": 201, "developer": 201}),
+    ("get", f"{API}/teams/acme/disk/", None, READ),
+    ("get", f"{SVC}/volumes/", None, READ),
     ("post", f"{SVC}/deploys/", {"ref": "main"}, {**WRITE, "owner": 400, "developer": 400}),
     # Deploy #1 is long finished: members who may deploy hear why it cannot be cancelled.
     ("post", f"{SVC}/builds/1/cancel/", None, {**WRITE, "owner": 409, "developer": 409}),

@@ -303,6 +303,20 @@ def test_an_add_on_that_is_not_ready_is_not_backed_up(as_, owner, db_addon, queu
     assert not Backup.objects.exists()
 
 
+def test_a_team_past_its_disk_quota_makes_no_new_backup_and_its_backups_count_in_it(
+    as_, owner, developer, db_addon, stand_in, queued_tasks
+):
+    from hakobune.platform.governance.disk_quota import team_disk_usage_by_user
+    from hakobune.platform.governance.models import TeamPolicy
+
+    backup = made(as_, developer, stand_in, queued_tasks)
+    assert team_disk_usage_by_user(db_addon.team)["backups"] == backup.size_bytes
+    TeamPolicy.objects.update_or_create(team=db_addon.team, defaults={"max_disk_mb": 0})
+    response = as_(owner, "post", f"{API}/db/backups/")
+    assert response.status_code == 400 and "disk" in response.json()["error"], response.json()
+    assert Backup.objects.count() == 1
+
+
 def test_a_failed_backup_is_not_restored(as_, owner, db_addon, stand_in, queued_tasks):
     stand_in.check = lambda source, path: (_ for _ in ()).throw(BackupFailed("restoring it failed"))
     backup = made(as_, owner, stand_in, queued_tasks)

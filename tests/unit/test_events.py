@@ -364,7 +364,7 @@ def test_the_timeline_outlives_the_service(owner, service, queued_tasks):
     from hakobune.platform.services.housekeeping import destroy_service
     from hakobune.platform.services.services import delete_service
 
-    delete_service(service=service, created_by=owner)
+    delete_service(service=service, confirm=service.name, created_by=owner)
     destroy_service(service.id)
     kinds = list(Event.objects.filter(team_name="acme", service_name="hello").values_list("kind", flat=True))
     assert kinds[0] == "service.deleted" and "deploy.live" in kinds

@@ -42,6 +42,7 @@ EXPECTED = {
     "python-poetry": ("python", ""),
     "python-stdlib-main": ("python", ""),
     "python-stdlib-procfile": ("python", ""),
+    "volume-notes": ("python", ""),
     "python-uv": ("python", ""),
     "php-hello": ("php", ""),
     "php-next-release": ("php", ""),  # asks for PHP 8.4: the trixie variant where there is one

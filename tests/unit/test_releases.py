@@ -143,7 +143,7 @@ def test_a_deleted_service_goes_with_its_releases_builds_and_logs(owner, service
     deployed(service, owner, "hakobune/acme/hello:one")
     deployed(service, owner, "hakobune/acme/hello:two")
     with django_capture_on_commit_callbacks(execute=True):
-        delete_service(service=service)
+        delete_service(service=service, confirm=service.name)
     assert queued_tasks[-1] == ("destroy_service", service.id)
     tasks.destroy_service(service.id)
     assert not Service.objects.filter(id=service.id).exists()
@@ -231,6 +231,6 @@ def test_old_source_snapshots_go_and_those_a_redeploy_or_rollback_needs_stay(
 def test_deleting_a_service_deletes_its_source_snapshots(service, owner, dummy_backend, queued_tasks):
     build = deploy_service(service=service, source_file=upload_of("flask-hello"), created_by=owner)
     snapshot = Path(build.source_archive.path)
-    delete_service(service=service, created_by=owner)
+    delete_service(service=service, confirm=service.name, created_by=owner)
     tasks.destroy_service(service.id)
     assert not snapshot.exists()

@@ -34,6 +34,8 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from hakobune.platform.crypto import decrypt
+from hakobune.platform.governance.disk_quota import check_disk_quota
+from hakobune.platform.governance.quotas import QuotaExceeded
 from hakobune.platform.notifications import alerts
 from hakobune.platform.observability.events import record_event
 from hakobune.platform.queue import enqueue_on_commit
@@ -58,12 +60,13 @@ class BackupError(Exception):
 
 
 def refuse_if_over_disk_quota(team) -> None:
-    """Raises (QuotaExceeded, in a sentence) when `team` has used its disk
-    quota, before a backup is started. A placeholder: the per-team disk quota
-    (volumes and backups, with its registry of what uses disk) is not on this
-    branch yet; when it is, this is replaced by (or calls) its check, which
-    counts `backup_bytes_of_team`."""
-    return None
+    """Raises BackupError, in the quota's sentence, when `team` is at or past
+    its disk quota (its volumes and the backups kept on this host together:
+    governance/disk_quota.py), before a backup is started."""
+    try:
+        check_disk_quota(team)
+    except QuotaExceeded as exc:
+        raise BackupError(str(exc)) from None
 
 
 def backup_bytes_of_team(team) -> int:

@@ -776,3 +776,46 @@ class RestoreSerializer(serializers.Serializer):
     counts = serializers.DictField(child=serializers.IntegerField())
     created_at = serializers.DateTimeField()
     finished_at = serializers.DateTimeField(allow_null=True)
+# -- volumes (hakobune/platform/volumes) ---------------------------------------------------
+
+class VolumeCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=30)
+
+
+class VolumeUpdateSerializer(serializers.Serializer):
+    shared = serializers.BooleanField(
+        help_text="Safe for several containers at once: the service may scale and deploys rolling (owners only).")
+
+
+class VolumeDeleteSerializer(serializers.Serializer):
+    confirm = serializers.CharField(max_length=30, required=False, allow_blank=True, default="",
+                                    help_text="The volume's name: its data is deleted for good.")
+
+
+class VolumeAttachSerializer(serializers.Serializer):
+    volume = serializers.CharField(max_length=30)
+    path = serializers.CharField(max_length=200, help_text="Where the app sees it, like /data or /app/uploads.")
+
+
+class VolumeSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    status = serializers.CharField()
+    status_detail = serializers.CharField()
+    service = serializers.CharField(allow_null=True)
+    mount_path = serializers.CharField()
+    shared = serializers.BooleanField()
+    size_bytes = serializers.IntegerField(help_text="What it holds on disk, as last measured.")
+    measured_at = serializers.DateTimeField(allow_null=True)
+    created_at = serializers.DateTimeField()
+
+
+class DiskUsageSerializer(serializers.Serializer):
+    used_bytes = serializers.IntegerField()
+    limit_bytes = serializers.IntegerField()
+    by_user = serializers.DictField(child=serializers.IntegerField(),
+                                    help_text="Bytes by what holds them: volumes, backups…")
+
+
+class ServiceDeleteSerializer(serializers.Serializer):
+    confirm = serializers.CharField(max_length=63, required=False, allow_blank=True, default="",
+                                    help_text="The service's name. Its volumes and add-ons stay.")

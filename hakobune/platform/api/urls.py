@@ -1,7 +1,7 @@
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from . import addon_views, backup_views, views
+from . import addon_views, backup_views, views, volume_views
 
 app_name = "api"
 
@@ -38,6 +38,9 @@ urlpatterns = [
          name="addon_backup_download"),
     path(f"{team}/addons/<slug:addon>/backups/<int:backup_id>/restore/", backup_views.BackupRestoreView.as_view(),
          name="addon_backup_restore"),
+    path(f"{team}/volumes/", volume_views.VolumesView.as_view(), name="volumes"),
+    path(f"{team}/volumes/<slug:volume>/", volume_views.VolumeView.as_view(), name="volume"),
+    path(f"{team}/disk/", volume_views.DiskView.as_view(), name="disk"),
     path(f"{team}/log-drain/", views.LogDrainView.as_view(), name="log_drain"),
     path(f"{team}/services/", views.ServicesView.as_view(), name="services"),
     path(f"{service}/", views.ServiceView.as_view(), name="service"),
@@ -52,6 +55,8 @@ urlpatterns = [
     path(f"{service}/env/", views.EnvView.as_view(), name="env"),
     path(f"{service}/addons/", addon_views.ServiceAddOnsView.as_view(), name="service_addons"),
     path(f"{service}/addons/<slug:addon>/", addon_views.ServiceAddOnView.as_view(), name="service_addon"),
+    path(f"{service}/volumes/", volume_views.ServiceVolumesView.as_view(), name="service_volumes"),
+    path(f"{service}/volumes/<slug:volume>/", volume_views.ServiceVolumeView.as_view(), name="service_volume"),
     path(f"{service}/logs", views.LogsView.as_view(), name="logs"),
     path(f"{service}/metrics", views.MetricsView.as_view(), name="metrics"),
     path(f"{service}/under-the-hood/", views.UnderTheHoodView.as_view(), name="under_the_hood"),

@@ -556,14 +556,18 @@ class ServiceView(APIView):
         return Response(body)
 
     @extend_schema(
-        operation_id="services_destroy", responses={202: s.MessageSerializer, **errors(*WRITE_ERRORS)},
-        summary="Delete a service: its instances, address and images (owners only)",
+        operation_id="services_destroy", request=s.ServiceDeleteSerializer,
+        responses={202: s.MessageSerializer, **errors(*WRITE_ERRORS)},
+        summary="Delete a service: its instances, address and images (owners only, confirmed by its name); "
+                "its volumes and add-ons stay",
     )
     def delete(self, request, team, service):
         _, found = service_for(request.user, team, service, Role.OWNER, "delete a service")
-        delete_service(service=found, created_by=request.user)
+        data = _valid(s.ServiceDeleteSerializer, request.data or {})
+        delete_service(service=found, confirm=data["confirm"], created_by=request.user)
         return Response(
-            {"message": f"{found.name} is being deleted: its instances, address and images."},
+            {"message": f"{found.name} is being deleted: its instances, address and images. "
+                        "Its volumes and add-ons stay."},
             status=status.HTTP_202_ACCEPTED,
         )
 

@@ -18,14 +18,16 @@ REVIEW_WORDS = [
 class TeamPolicyForm(forms.ModelForm):
     class Meta:
         model = TeamPolicy
-        fields = ["max_services", "max_cpu", "max_memory_mb", "review", "allowed_networks"]
+        fields = ["max_services", "max_cpu", "max_memory_mb", "max_disk_mb", "review", "allowed_networks"]
         labels = {
             "max_services": _("Most services"), "max_cpu": _("CPU cores at once"), "max_memory_mb": _("Memory at once (MiB)"),
+            "max_disk_mb": _("Disk for volumes and backups (MiB)"),
             "review": _("New services"), "allowed_networks": _("Private networks it may reach"),
         }
         help_texts = {
             "max_cpu": _("CPU cores all its services may hold at once."),
             "max_memory_mb": _("MiB all its services may hold at once."),
+            "max_disk_mb": _("MiB its volumes and backups may hold on disk together, as last measured."),
             "allowed_networks": _("Private networks its services may reach (a company database, say), one per line like "
                                   "10.20.0.0/16. Every other private range, the host and other teams stay out of reach."),
         }

@@ -9,7 +9,8 @@ from hakobune.platform.accounts.models import Team
 
 class TeamPolicy(models.Model):
     """What staff allow a team: how many services, how much CPU and memory
-    they may hold at once, and whether its new services wait for review.
+    they may hold at once, how much disk its volumes and backups may hold,
+    and whether its new services wait for review.
     Empty fields: the platform's defaults (TEAM_MAX_* and REVIEW_NEW_SERVICES)."""
 
     class Review(models.TextChoices):
@@ -26,6 +27,10 @@ class TeamPolicy(models.Model):
     )
     max_memory_mb = models.PositiveIntegerField(
         null=True, blank=True, validators=[MinValueValidator(64)], help_text="MiB all its services may hold at once."
+    )
+    max_disk_mb = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(10_000_000)],
+        help_text="MiB its volumes and backups may hold on disk together.",
     )
     review = models.CharField(max_length=16, blank=True, choices=Review.choices)
     allowed_networks = models.TextField(

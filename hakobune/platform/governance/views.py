@@ -24,6 +24,7 @@ from hakobune.platform.observability.events import record_event
 from hakobune.platform.queue import enqueue_on_commit
 from hakobune.platform.services.models import Service
 
+from .disk_quota import MIB, disk_limit_mb, team_disk_usage
 from .forms import TeamPolicyForm
 from .models import ServiceReview, TeamPolicy
 from .quotas import limits_of, usage_of
@@ -58,7 +59,7 @@ def team_policy(request, team):
     team = get_object_or_404(Team, name=team)
     policy = TeamPolicy.objects.filter(team=team).first() or TeamPolicy(team=team)
     defaults = {"max_services": settings.TEAM_MAX_SERVICES, "max_cpu": settings.TEAM_MAX_CPU,
-                "max_memory_mb": settings.TEAM_MAX_MEMORY_MB}
+                "max_memory_mb": settings.TEAM_MAX_MEMORY_MB, "max_disk_mb": settings.TEAM_MAX_DISK_MB}
     form = TeamPolicyForm(request.POST or None, instance=policy, defaults=defaults)
     if request.method == "POST" and form.is_valid():
         saved = form.save(commit=False)
@@ -78,6 +79,7 @@ def team_policy(request, team):
         "external_addons": AddOn.objects.filter(team=team).exclude(external_url_encrypted="")
         .prefetch_related("services"),
         "addon_kinds": Kind.choices,
+        "disk_used_mb": f"{team_disk_usage(team) / MIB:.1f}", "disk_limit_mb": disk_limit_mb(team),
     })
 
 

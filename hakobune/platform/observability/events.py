@@ -166,6 +166,8 @@ kind("review.rejected", WARNING, gettext_noop("An administrator did not approve 
 kind("run.started", INFO, gettext_noop("Ran a one-off command in v%(release)s: %(command)s"))
 kind("addon.attached", INFO, gettext_noop("Attached the add-on %(addon)s (%(variable)s)."))
 kind("addon.detached", INFO, gettext_noop("Detached the add-on %(addon)s (%(variable)s)."))
+kind("volume.attached", INFO, gettext_noop("Mounted the volume %(volume)s at %(path)s."))
+kind("volume.detached", INFO, gettext_noop("Unmounted the volume %(volume)s; its data stays."))
 
 # -- a team's (recorded with the team and no service) ------------------------------------
 
@@ -200,6 +202,10 @@ kind("addon.repaired", WARNING,
      gettext_noop("Hakobune found the add-on %(addon)s stopped and started it again, on its data."),
      gettext_noop("Hakobune found the add-on %(addon)s without its container and made it again, on its data."),
      pick=lambda p: 1 if p.get("how") == "recreated" else 0)
+kind("volume.created", INFO, gettext_noop("Created the volume %(volume)s."))
+kind("volume.shared", WARNING, gettext_noop("Marked the volume %(volume)s safe to share between instances."))
+kind("volume.unshared", INFO, gettext_noop("The volume %(volume)s is used by one instance at a time again."))
+kind("volume.deleted", WARNING, gettext_noop("Deleted the volume %(volume)s and its data."))
 
 kind("team.created", INFO, gettext_noop("Created the team."))
 kind("team.deleted", WARNING,
@@ -218,7 +224,8 @@ ROLE_WORDS = {"owner": gettext_noop("an owner"), "developer": gettext_noop("a de
 SOURCE_WORDS = {"git_url": gettext_noop("repository"), "git_ref": gettext_noop("branch or tag"),
                 "subdir": gettext_noop("folder")}
 POLICY_WORDS = {"max_services": gettext_noop("services"), "max_cpu": gettext_noop("CPU"),
-                "max_memory_mb": gettext_noop("memory"), "review": gettext_noop("review of new services"),
+                "max_memory_mb": gettext_noop("memory"), "max_disk_mb": gettext_noop("disk"),
+                "review": gettext_noop("review of new services"),
                 "allowed_networks": gettext_noop("private networks it may reach")}
 
 
@@ -525,6 +532,7 @@ FAMILIES = {
     "member": gettext_noop("Members"),
     "run": gettext_noop("One-off commands"),
     "addon": gettext_noop("Add-ons"),
+    "volume": gettext_noop("Volumes"),
 }
 
 

@@ -19,6 +19,8 @@ from hakobune.platform.accounts import networks
 from hakobune.platform.accounts.models import Team
 from hakobune.platform.addons import actions as addon_actions
 from hakobune.platform.addons.actions import remove_all_of_team
+from hakobune.platform.volumes.actions import remove_all_of_team as remove_volumes_of_team
+from hakobune.platform.volumes.models import Volume
 from hakobune.platform.builds import disk
 from hakobune.platform.builds.images import local_builder, prune_service_images
 from hakobune.platform.builds.models import IN_PROGRESS, Build
@@ -312,6 +314,8 @@ def destroy_service(service_id: int) -> None:
             # with its builds, logs and webhook deliveries.
             Service.objects.filter(id=service.id).update(live_release=None)
             service.releases.all().delete()
+            # Its volumes stay, with their data, mounted nowhere.
+            Volume.objects.filter(service=service).update(service=None, mount_path="")
             service.delete()
         for name in snapshots:
             if default_storage.exists(name):
@@ -333,6 +337,9 @@ def destroy_team(team_id: int) -> None:
         destroy_service(service_id)
     # Its add-ons' containers and data volumes: deleting the team was confirmed by its name.
     for action in remove_all_of_team(team.name):
+        logger.info("%s", action)
+    # Its volumes and their data, likewise.
+    for action in remove_volumes_of_team(team.name):
         logger.info("%s", action)
     with transaction.atomic():
         # Releases protect their builds; they go first (as destroy_service does).

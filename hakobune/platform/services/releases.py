@@ -27,6 +27,7 @@ from hakobune.platform.governance.quotas import QuotaExceeded, check_quota
 from hakobune.platform.locks import deploy_lock
 from hakobune.platform.observability.events import record_release_failure
 from hakobune.platform.queue import enqueue_on_commit
+from hakobune.platform.volumes.rules import mounts_of as volume_mounts_of
 from hakobune.runtime.base import DeploySpec, RuntimeBackendError, ServiceRef
 from hakobune.runtime.release_config import RELEASE, WEB, ReleaseConfig, release_settings
 
@@ -92,6 +93,7 @@ def deploy_spec(
         processes=dict(release.config.get("process_commands") or {}),
         egress_allow=egress_allow_of(service.team) if egress_allow is None else egress_allow,
         network_subnet=network_subnet or network_subnet_of(service),
+        volumes=volume_mounts_of(service),
     )
 
 

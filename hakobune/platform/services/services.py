@@ -42,6 +42,7 @@ from .domains import LookupFailed, txt_values
 from .releases import new_release
 from .scaling import wake
 from .sources import check_git_source
+from hakobune.platform.volumes.rules import VolumeError, check_single_instance, stays_with
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +74,11 @@ def _within_quota(service: Service, *, creating: bool = False, **changes) -> Non
     try:
         check_quota(service, creating=creating, **changes)
     except QuotaExceeded as exc:
+        raise ServiceActionError(str(exc))
+    # A volume not marked shared: one instance of each process type.
+    try:
+        check_single_instance(service, instances=changes.get("instances"), processes=changes.get("processes"))
+    except VolumeError as exc:
         raise ServiceActionError(str(exc))
 
 
@@ -386,8 +392,20 @@ def delete_team(*, team, deleted_by) -> int:
     return count
 
 
-def delete_service(*, service: Service, created_by=None) -> None:
-    """Removes the service's instances, route and images, then the service."""
+def delete_service(*, service: Service, confirm: str = "", created_by=None) -> None:
+    """Removes the service's instances, route and images, then the service,
+    once `confirm` is its name. Its volumes and add-ons stay (detached), with
+    their data: they are deleted on their own, by name."""
+    if (confirm or "").strip() != service.name:
+        kept = stays_with(service)
+        stays = ""
+        if kept["volumes"] or kept["addons"]:
+            stays = " " + gettext("Its volumes (%(volumes)s) and add-ons (%(addons)s) stay, with their data; delete "
+                                  "them on their own pages.") % {
+                "volumes": ", ".join(kept["volumes"]) or "—", "addons": ", ".join(kept["addons"]) or "—"}
+        raise ServiceActionError(
+            gettext("Type the service's name, %(name)s, to delete it (confirm: %(name)s).") % {"name": service.name}
+            + stays)
     Service.objects.filter(id=service.id).update(desired_state=DesiredState.DELETED)
     record_event("service.deleted", service=service, actor=created_by)
     enqueue_on_commit("destroy_service", service.id)

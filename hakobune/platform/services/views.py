@@ -48,6 +48,8 @@ from .services import (
     verify_domain,
 )
 from .uploads import upload_refusal
+from hakobune.platform.volumes.rules import stays_with
+from hakobune.platform.volumes.models import Volume, single_instance_volumes
 
 
 @login_required
@@ -148,6 +150,11 @@ def service_detail(request, team, service):
             "deliveries": service.webhook_deliveries.all()[:5],
             "backup_attention": [(addon.name, why) for addon in backups.with_backup_state(service.addons.all())
                                  if (why := backups.needs_attention(addon))],
+            "volumes": list(service.volumes.all()),
+            "free_volumes": Volume.objects.filter(team=service.team, service__isnull=True).exclude(
+                status__in=[Volume.Status.DELETING, Volume.Status.FAILED]),
+            "kept": stays_with(service),
+            "volumes_single": bool(single_instance_volumes(service)),
         },
     )
 
@@ -293,9 +300,8 @@ def service_power(request, service, action):
 
 @service_action(need=Role.OWNER, doing="delete a service")
 def service_delete(request, service):
-    if request.POST.get("confirm_name") != service.name:
-        raise ServiceActionError(_("Type the service's name, %(name)s, to delete it.") % {"name": service.name})
-    delete_service(service=service, created_by=request.user)
+    confirm = request.POST.get("confirm", request.POST.get("confirm_name", ""))
+    delete_service(service=service, confirm=confirm, created_by=request.user)
     messages.success(request, _("%(name)s is being deleted: its instances, address and images.") % {"name": service.name})
     return redirect("services:dashboard")
 
