@@ -32,7 +32,21 @@ Loads, with wrk on loopback, each for --rounds rounds alternating:
   behind them), which tells the lookup's cost from that of spreading the
   requests over as many containers.
 Target: spread throughput >= 90 % of one service's. Everything is removed at
-the end (containers, the team network and its firewall rules, the image)."""
+the end (containers, the team network and its firewall rules, the image).
+
+With --router-cost, instead: the router's own cost of holding many routes,
+with everything else the same. One service is measured (web000) and the
+other --services - 1 are fillers, deployed the same way and never requested.
+The same Caddy is given, in turn, the whole configuration of 1 route (the
+measured service's alone) and of all --services routes (the measured one and
+the fillers), each loaded as the reconciler loads it (one /load); after each
+load, a --settle-second warm-up, then the measured load: the same wrk, the
+same connections and threads, the same Lua script (one host: the measured
+service's), against the same upstream container. The two configurations
+alternate within each round, and their order flips every round (1, N; N, 1;
+…), so that a drift of the host's load falls on both alike.
+
+    .venv/bin/python bench/router_load.py --router-cost [--services 200] [--rounds 6] [--seconds 10]"""
 
 from __future__ import annotations
 
@@ -115,7 +129,14 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=18106)
     parser.add_argument("--no-record", action="store_true")
     parser.add_argument("--check", action="store_true", help="exit 1 when the target is missed")
+    parser.add_argument("--router-cost", action="store_true",
+                        help="only the router's own cost: one service through a router of 1 route and of --services "
+                             "routes (the others fillers), interleaved")
+    parser.add_argument("--settle", type=float, default=2.0,
+                        help="--router-cost: seconds of warm-up load after each configuration is loaded")
     args = parser.parse_args()
+    if args.services < 2 and args.router_cost:
+        parser.error("--router-cost needs --services 2 or more (one measured, the others fillers)")
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is missing: apt-get install wrk (scripts/install-deps.sh installs it)")
 
@@ -161,6 +182,9 @@ def main() -> int:
             reconcile_s = time.monotonic() - began
             routes = local.router.routes() if hasattr(local, "router") else {}
             print(f"{len(routes) or '?'} routes in Caddy; deploys took {deploy_s:.0f} s, the reconcile {reconcile_s:.2f} s")
+
+            if args.router_cost:
+                return router_cost(args, local, team, deployed, script_folder, deploy_s=deploy_s, started=started)
 
             hosts = [deployed[n][0].hostname for n in sorted(deployed)]
             first_spec, first_upstream = deployed[0]
@@ -265,6 +289,83 @@ def main() -> int:
     if not args.no_record:
         append_results("Router with 200 services (bench/router_load.py)", report)
     return 0 if ok or not args.check else 1
+
+
+def router_cost(args, local, team: str, deployed: dict, script_folder: Path, *, deploy_s: float,
+                started: float) -> int:
+    """The same upstream through the same Caddy holding 1 route, then all of
+    them (see the module's docstring); returns the exit status. The caller
+    removes everything afterwards."""
+    measured, _upstream = deployed[0]
+    every = [LiveRoute(hostname=spec.hostname, team=team, service=spec.service, release_id=spec.release_id)
+             for spec, _ in (deployed[n] for n in sorted(deployed))]
+    configurations = {"1 route": every[:1], f"{len(every)} routes": every}
+    script = script_folder / "measured.lua"
+    script.write_text(SPREAD_LUA % f'"{measured.hostname}"')
+    routed = f"http://127.0.0.1:{args.port}/"
+    runs: dict[str, list[dict]] = {name: [] for name in configurations}
+    held: dict[str, int] = {}
+    loaded_s: dict[str, list[float]] = {name: [] for name in configurations}
+
+    def measure(name: str, round_number: int) -> None:
+        began = time.monotonic()
+        local.sync_routes(configurations[name])
+        loaded_s[name].append(time.monotonic() - began)
+        held[name] = len(local.router.routes())
+        check = wrk(routed, host=measured.hostname, connections=2, threads=1, seconds=1)
+        if check["errors"] or not check["requests"]:
+            raise SystemExit(f"{measured.hostname} does not answer 200 through a router of {name}: {check}")
+        if args.settle > 0:
+            wrk(routed, script=str(script), connections=args.connections, threads=args.threads,
+                seconds=max(int(round(args.settle)), 1))
+        result = wrk(routed, script=str(script), connections=args.connections, threads=args.threads,
+                     seconds=args.seconds)
+        result["load"] = loadavg()
+        runs[name].append(result)
+        print(f"round {round_number} {name:>12}: {result['rps']:8.0f} req/s p50 {result['p50']:.2f} ms "
+              f"p99 {result['p99']:.2f} ms errors {result['errors']} (load {result['load']})", flush=True)
+
+    names = list(configurations)
+    for round_number in range(1, args.rounds + 1):
+        for name in names if round_number % 2 else reversed(names):
+            measure(name, round_number)
+
+    def median(name, key):
+        return statistics.median(run[key] for run in runs[name])
+
+    one, many = names
+    ratio = median(many, "rps") / median(one, "rps")
+    lines = [
+        f"The router's own cost of holding routes: one service (a one-page static site on hakobune/stack-static: "
+        f"lighttpd; CPU limit {args.cpu:g}, 64 MiB), measured through the same Caddy (the benchmark's own, JSON "
+        f"access log on) loaded, in turn, with 1 route (its own) and with {len(every)} routes (its own and "
+        f"{len(every) - 1} fillers: services deployed the same way, never requested), each configuration loaded "
+        f"whole as the reconciler loads it. The same wrk on loopback for both: {args.connections} connections on "
+        f"{args.threads} threads, the same Lua script (one host), {args.seconds} s after a {args.settle:g} s warm-up; "
+        f"{args.rounds} rounds, the two configurations alternating and their order flipped every round; medians. "
+        f"Deploys took {deploy_s:.0f} s.",
+        "",
+        "| router holds | routes in Caddy | req/s | p50 | p99 | errors | /load took (median) | load average per round |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name in names:
+        lines.append(
+            f"| {name} | {held.get(name, '?')} | {median(name, 'rps'):.0f} | {median(name, 'p50'):.2f} ms | "
+            f"{median(name, 'p99'):.2f} ms | {sum(run['errors'] for run in runs[name])} | "
+            f"{statistics.median(loaded_s[name]):.2f} s | {'; '.join(run['load'].split()[0] for run in runs[name])} |"
+        )
+    per_round = [b["rps"] / a["rps"] for a, b in zip(runs[one], runs[many])]
+    lines += [
+        "",
+        f"- {many} / 1 route, same upstream: **{ratio:.1%}** of the throughput (round by round: "
+        f"{', '.join(f'{value:.1%}' for value in per_round)}); p50 {median(many, 'p50') - median(one, 'p50'):+.2f} ms",
+        f"- the whole run {time.monotonic() - started:.0f} s (removal not included)",
+    ]
+    report = "\n".join(lines)
+    print("\n" + report)
+    if not args.no_record:
+        append_results(f"Router's own cost: 1 route against {len(every)} (bench/router_load.py --router-cost)", report)
+    return 0 if ratio >= TARGET_RATIO or not args.check else 1
 
 
 if __name__ == "__main__":

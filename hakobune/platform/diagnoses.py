@@ -157,8 +157,8 @@ rule("network.full", P,
                   "all of them are in use (the team's running instances, and during a deploy the new ones started beside "
                   "the old). This is not your app, and deploying again will not help until room is made: scale down, stop "
                   "or delete services the team does not need. An administrator can lower what the team may run (its quota), "
-                  "or give it a bigger block: a block is sized from the team's quota when its network is made, between "
-                  "TEAM_SUBNET_PREFIX and TEAM_SUBNET_LARGEST_PREFIX."))
+                  "or raise the quota and move the team to a larger block (the team's quota page offers it when the "
+                  "quota outgrows the block; its services stop for a few seconds)."))
 # The engine refused two blocks in a row as overlapping its networks.
 rule("network.overlap", P,
      gettext_noop("Hakobune could not make this team's network: the Docker Engine says the address block %(subnet)s "

@@ -43,6 +43,8 @@ ROUTES = {
     "start_release": PIPELINE,
     "destroy_service": PIPELINE,
     "destroy_team": PIPELINE,
+    # Moving a team to a larger network block: its services stop and start again.
+    "grow_team_network": PIPELINE,
     # Starting and removing an add-on's container: seconds once its image is on this host.
     "provision_addon": PIPELINE,
     "remove_addon": PIPELINE,
@@ -84,7 +86,7 @@ TASKS = frozenset({
     "destroy_service", "destroy_team", "sync_router", "reconcile", "rebuild_stack", "prune_images",
     "admit_builds", "stop_build", "sweep_pipeline", "run_jobs", "deliver_notification", "recover_notifications",
     "provision_addon", "remove_addon", "check_plan", "run_backup", "restore_backup", "schedule_backups",
-    "provision_volume", "remove_volume", "measure_volumes",
+    "provision_volume", "remove_volume", "measure_volumes", "grow_team_network",
 })
 
 # The steps that read the fetched source, and so run on the host that fetched it.

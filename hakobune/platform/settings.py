@@ -873,6 +873,8 @@ TASK_TIME_LIMITS = {
     "destroy_service": 600,
     # Each of the team's services as destroy_service, one after another.
     "destroy_team": env_int("DESTROY_TEAM_TIMEOUT", 1800),
+    # Every service of the team started again, one after another.
+    "grow_team_network": env_int("DESTROY_TEAM_TIMEOUT", 1800),
     "rebuild_stack": env_int("STACK_BUILD_TIMEOUT", 1800),
     # Its image built from Debian when this host has none, then the start.
     "provision_addon": env_int("STACK_BUILD_TIMEOUT", 1800) + 120,

@@ -259,6 +259,20 @@ class LocalAddOns:
         container.restart(timeout=30)
         self.wait_until_ready(container, kind, password, timeout=timeout)
 
+    def start(self, team: str, name: str, kind: str, password: str, *, timeout: float = 60.0) -> None:
+        """Starts a stopped add-on (its team's network was made again) and
+        waits until it answers."""
+        container = self._container(team, name)
+        if container is None:
+            raise RuntimeBackendError(f"the add-on {name} has no container")
+        if container.status != "running":
+            try:
+                container.start()
+            except APIError as exc:
+                raise RuntimeBackendError(f"the add-on container {container.name} could not start: "
+                                          f"{exc.explanation or exc}", permanent=False)
+        self.wait_until_ready(container, kind, password, timeout=timeout)
+
     def remove(self, team: str, name: str, *, delete_volume: bool) -> list[str]:
         """Removes the container; the volume too only when `delete_volume`."""
         done = []

@@ -601,6 +601,18 @@ class RuntimeBackend:
         (the local runtime: their networks). Returns what it did."""
         return []
 
+    def take_down_team_network(self, team: str) -> list[str]:
+        """For moving a team to another address block (the local runtime):
+        removes its instances, stops its add-ons and takes them off its
+        network, then removes the network and its isolation rules. Data
+        volumes stay. Returns what it did."""
+        return []
+
+    def make_team_network(self, team: str, subnet: str, *, allow: tuple[str, ...] = ()) -> list[str]:
+        """The team's network made again in the block `subnet`, isolated, its
+        add-ons (stopped) on it again under their names. Returns what it did."""
+        return []
+
     def repair_platform(self, egress: dict[str, tuple[str, ...]] | None = None) -> list[str]:
         """Restores what the backend itself relies on (for the local backend,
         the network isolation rules that a reboot empties, with `egress`: the

@@ -42,6 +42,7 @@ from .base import (
     ServiceStatus,
     TeamNetworkFull,
 )
+from .addons import LABEL_ADDON, LABEL_ADDON_TEAM
 from .release_config import WEB
 from .cgroups import CgroupReader, CpuRates
 from .hood import ContainerView, HoodUnavailable, HoodUnreadable, HostNumbers, ProcReader, image_layers, read_cgroup_limits
@@ -366,6 +367,63 @@ class DockerLocalBackend(RuntimeBackend):
                     log.warning("could not remove the rules of %s: %s", bridge, exc)
             done.append(f"removed the network {network.name}: no team {team} exists")
         return done
+
+    def take_down_team_network(self, team: str) -> list[str]:
+        """Moving the team to another block: its instances (and one-off
+        containers) removed, its add-ons stopped and taken off the network
+        (their containers and volumes stay), then the network and its
+        isolation rules removed. The caller holds the team's deploy locks."""
+        done = []
+        try:
+            mine = self.client.containers.list(
+                all=True, filters={"label": [f"{LABEL_MANAGED}={self.instance}", f"{LABEL_TEAM}={team}"]})
+            for container in mine:
+                container.remove(force=True, v=True)
+                done.append(f"removed {container.name}")
+            addons = self._addon_containers(team)
+            for container in addons:
+                if container.status in ("running", "restarting"):
+                    container.stop(timeout=30)
+                    done.append(f"stopped the add-on {container.name}")
+            for network in self._networks_named(team_network_name(team)):
+                network.reload()
+                for container_id in (network.attrs.get("Containers") or {}):
+                    network.disconnect(container_id, force=True)
+                for container in addons:
+                    # A stopped container is no endpoint the network lists, but still names it.
+                    if network.name in (container.attrs.get("NetworkSettings", {}).get("Networks") or {}):
+                        network.disconnect(container, force=True)
+                bridge = bridge_of(network)
+                network.remove()
+                done.append(f"removed the network {network.name}")
+                if self.firewall is not None:
+                    self.firewall.remove(bridge)
+        except DockerException as exc:
+            raise RuntimeBackendError(f"the Docker Engine failed while taking down the network of team {team}: {exc}",
+                                      permanent=False)
+        except FirewallError as exc:
+            raise RuntimeBackendError(f"could not remove the isolation rules of team {team}'s network: {exc}",
+                                      permanent=False)
+        return done
+
+    def make_team_network(self, team: str, subnet: str, *, allow: tuple[str, ...] = ()) -> list[str]:
+        network = self._ensure_team_network(team, allow=allow, subnet=subnet)
+        done = [f"made the network {network.name} in {subnet}"]
+        try:
+            for container in self._addon_containers(team):
+                if network.name in (container.attrs.get("NetworkSettings", {}).get("Networks") or {}):
+                    continue
+                name = container.labels.get(f"{LABEL_ADDON}.name", "")
+                network.connect(container, aliases=[name] if name else None)
+                done.append(f"put the add-on {container.name} on it")
+        except DockerException as exc:
+            raise RuntimeBackendError(f"the Docker Engine failed while putting team {team}'s add-ons on its network: "
+                                      f"{exc}", permanent=False)
+        return done
+
+    def _addon_containers(self, team: str) -> list:
+        return self.client.containers.list(
+            all=True, filters={"label": [f"{LABEL_ADDON}={self.instance}", f"{LABEL_ADDON_TEAM}={team}"]})
 
     def _networks_named(self, name: str) -> list:
         """The networks of exactly this name, oldest first."""

@@ -15,7 +15,7 @@ from hakobune.platform.builds import admission, pipeline, plan_check, sweeper
 from hakobune.platform.failures import MAX_ATTEMPTS, RetryStep
 from hakobune.platform.notifications import delivery
 from hakobune.platform.observability import collectors, logstore
-from hakobune.platform.services import housekeeping, jobs, one_off, releases
+from hakobune.platform.services import housekeeping, jobs, one_off, releases, team_networks
 from hakobune.platform.volumes import actions as volume_actions
 
 
@@ -85,6 +85,11 @@ def destroy_service(service_id: int) -> None:
 @shared_task
 def destroy_team(team_id: int) -> None:
     housekeeping.destroy_team(team_id)
+
+
+@shared_task
+def grow_team_network(team_id: int, user_id: int | None = None) -> None:
+    team_networks.grow_by_id(team_id, user_id)
 
 
 @shared_task

@@ -5,6 +5,7 @@ freed with the team; a full range refuses new teams in words for an
 administrator, never "deploy again"."""
 
 import ipaddress
+from decimal import Decimal
 import json
 import subprocess
 
@@ -38,6 +39,18 @@ class NetworkedDummy(DummyBackend):
     def remove_team_networks(self, known_teams: set[str]) -> list[str]:
         self.calls.append(("remove_team_networks", frozenset(known_teams)))
         return []
+
+    def take_down_team_network(self, team: str) -> list[str]:
+        self.calls.append(("take_down_team_network", team))
+        return [f"took down {team}"]
+
+    def make_team_network(self, team: str, subnet: str, *, allow=()) -> list[str]:
+        self.calls.append(("make_team_network", (team, subnet)))
+        return [f"made {team} in {subnet}"]
+
+    def reconcile_service(self, desired) -> list[str]:
+        self.calls.append(("reconcile_service", desired))
+        return [f"started {desired.spec.service} again"]
 
 
 @pytest.fixture
@@ -578,3 +591,162 @@ def test_a_team_deletion_that_did_not_end_is_sent_again_by_the_reconciler(networ
     # for has its own task on the way, and a team not being deleted is left alone.
     assert housekeeping.resend_team_deletions() == [stuck.id]
     assert queued_tasks == [("destroy_team", stuck.id)]
+
+
+# -- a quota raised past the block: moving the team to a larger one -----------------------
+
+
+@pytest.fixture
+def small_team(networked, settings, db):
+    """Team "tiny" of 0.3 CPU: 3 instances, 6 addresses, a /28 (room for 13
+    containers: 6 instances, each started again beside itself)."""
+    from hakobune.platform.governance.models import TeamPolicy
+
+    settings.TEAM_SUBNET_PREFIX, settings.TEAM_SUBNET_LARGEST_PREFIX = 28, 24
+    owner = _owner("tina")
+    team = create_team(name="tiny", owner=owner)
+    TeamPolicy.objects.filter(team=team).delete()
+    TeamPolicy.objects.create(team=team, max_cpu="0.3", max_memory_mb=4096)
+    networks.release(team)
+    assert networks.claim(team) == "10.213.0.0/28"
+    team.owner = owner
+    return team
+
+
+def _raise_quota(team, cpu):
+    from hakobune.platform.governance.models import TeamPolicy
+
+    TeamPolicy.objects.filter(team=team).update(max_cpu=cpu, max_memory_mb=4096)
+    team._state.fields_cache.pop("policy", None)  # as a team read afresh has it
+
+
+def test_a_block_that_holds_the_quota_is_not_too_small_and_one_raised_past_it_says_by_how_much(small_team, settings):
+    assert networks.too_small(small_team) is None
+    assert "needs no larger one" in networks.grow_refusal(small_team)
+    _raise_quota(small_team, 2)  # 20 instances, 40 addresses: a /26
+    assert networks.too_small(small_team) == {"subnet": "10.213.0.0/28", "holds": 6, "allows": 20, "prefix": 26,
+                                              "room": 30, "larger": True}
+    assert networks.grow_refusal(small_team) == ""
+    settings.TEAM_SUBNET_LARGEST_PREFIX = 28  # no larger block is given
+    assert networks.too_small(small_team)["larger"] is False
+    assert "is the largest Hakobune gives (TEAM_SUBNET_LARGEST_PREFIX)" in networks.grow_refusal(small_team)
+
+
+def test_staff_raising_a_quota_past_the_block_read_the_numbers_and_are_offered_the_move(
+    small_team, login, queued_tasks, django_capture_on_commit_callbacks
+):
+    staff = get_user_model().objects.create_user(username="sam", password="x", is_staff=True)
+    browser = login(staff)
+    answer = browser.post(reverse("governance:team_policy", args=["tiny"]),
+                          {"max_services": 10, "max_cpu": 2, "max_memory_mb": 4096, "allowed_networks": ""})
+    assert answer.status_code == 302 and answer.url == reverse("governance:team_policy", args=["tiny"])
+    page = browser.get(answer.url).content.decode()
+    assert ("Team tiny&#x27;s network block 10.213.0.0/28 holds 6 instances" in page
+            and "its quota now allows 20" in page and "a /26, room for 30 instances" in page)
+    assert "stops its services and add-ons for a few seconds" in page and "Move to a larger block" in page
+
+    with django_capture_on_commit_callbacks(execute=True):
+        browser.post(reverse("governance:grow_network", args=["tiny"]))
+    assert queued_tasks == [("grow_team_network", small_team.id, staff.id)]
+    # A member who is not staff cannot ask for it.
+    from hakobune.platform.accounts.models import Membership
+
+    member = get_user_model().objects.create_user(username="mia", password="x")
+    Membership.objects.create(team=small_team, user=member, role="owner")
+    assert login(member).post(reverse("governance:grow_network", args=["tiny"])).status_code == 403
+    assert len(queued_tasks) == 1
+
+
+def test_a_quota_the_block_still_holds_saves_without_a_word_about_the_network(small_team, login, queued_tasks):
+    staff = get_user_model().objects.create_user(username="sam", password="x", is_staff=True)
+    answer = login(staff).post(reverse("governance:team_policy", args=["tiny"]),
+                               {"max_services": 10, "max_cpu": "0.3", "max_memory_mb": 4096, "allowed_networks": ""})
+    assert answer.url == reverse("governance:quotas")
+    assert "Move to a larger block" not in login(staff).get(
+        reverse("governance:team_policy", args=["tiny"])).content.decode()
+
+
+def test_growing_moves_the_team_to_a_block_of_its_quota_and_starts_its_live_services_there(small_team, networked,
+                                                                                          queued_tasks):
+    from hakobune.platform.observability.models import Event
+    from hakobune.platform.services.team_networks import grow
+
+    service = create_service(team=small_team, name="hello", created_by=small_team.owner, cpu=Decimal("0.1"),
+                             memory_mb=64)
+    assert _deploy(service, small_team.owner).status == "live"
+    _raise_quota(small_team, 2)
+    networked.calls.clear()
+
+    grow(small_team)
+    # The /28 was the first block; a /26 aligned on its size is the next free one.
+    assert list(TeamNetwork.objects.values_list("subnet", "moving")) == [("10.213.0.64/26", False)]
+    assert small_team.network.subnet == "10.213.0.64/26" and networks.too_small(small_team) is None
+    names = [name for name, _ in networked.calls]
+    assert names == ["take_down_team_network", "make_team_network", "reconcile_service"]
+    assert networked.calls[1][1] == ("tiny", "10.213.0.64/26")
+    desired = networked.calls[2][1]
+    assert desired.spec.service == "hello" and desired.spec.network_subnet == "10.213.0.64/26"
+    assert desired.state == "running"
+    event = Event.objects.get(kind="team.network_moved")
+    assert event.params["old"] == "10.213.0.0/28" and event.params["new"] == "10.213.0.64/26"
+    # The old block is free for the next team.
+    other = Team.objects.create(name="other")
+    from hakobune.platform.governance.models import TeamPolicy
+
+    TeamPolicy.objects.create(team=other, max_cpu="0.3")
+    assert networks.claim(other) == "10.213.0.0/28"
+
+
+def test_a_move_is_refused_in_words_and_leaves_the_team_as_it_was(small_team, networked, settings, db):
+    from django.core.management import CommandError, call_command
+
+    from hakobune.platform.services.team_networks import GrowRefused, grow
+
+    with pytest.raises(GrowRefused, match="already holds every instance its quota allows"):
+        grow(small_team)
+    with pytest.raises(CommandError, match="needs no larger one"):
+        call_command("team_network", "grow", "tiny")
+    with pytest.raises(CommandError, match="There is no team nobody"):
+        call_command("team_network", "grow", "nobody")
+    fresh = Team.objects.create(name="fresh")
+    with pytest.raises(GrowRefused, match="has no network block yet"):
+        grow(fresh)
+    # The range has no /26 left: the administrator's reason, and no block held for the move.
+    settings.TEAM_SUBNET_POOL = "10.213.0.0/26"
+    _raise_quota(small_team, 2)
+    with pytest.raises(networks.NoRoomForTeamNetwork) as refused:
+        grow(small_team)
+    assert "widen TEAM_SUBNET_POOL" in refused.value.in_words()
+    assert list(TeamNetwork.objects.values_list("subnet", "moving")) == [("10.213.0.0/28", False)]
+    assert not [name for name, _ in networked.calls if name == "take_down_team_network"]
+
+
+def test_a_move_whose_network_could_not_be_taken_down_gives_the_new_block_back(small_team, networked, monkeypatch):
+    from hakobune.platform.services.team_networks import grow
+    from hakobune.runtime.base import RuntimeBackendError
+
+    _raise_quota(small_team, 2)
+
+    def engine_away(team):
+        raise RuntimeBackendError("the Docker Engine failed", permanent=False)
+
+    monkeypatch.setattr(networked, "take_down_team_network", engine_away)
+    with pytest.raises(RuntimeBackendError):
+        grow(small_team)
+    assert list(TeamNetwork.objects.values_list("subnet", "moving")) == [("10.213.0.0/28", False)]
+
+
+def test_the_block_to_move_to_is_claimed_once_even_by_two_moves_at_once(small_team, monkeypatch):
+    """The unique (team, moving) row: a second move's claim finds the first's
+    block instead of taking another; and no team holds two blocks to move to."""
+    from django.db import IntegrityError, transaction
+
+    _raise_quota(small_team, 2)
+    seen_free = list(subnets.free_blocks(networks.pool(), ["10.213.0.0/28"], [], 26))[:2]
+    first = networks.claim(small_team, moving=True)
+    monkeypatch.setattr(networks, "free_blocks", lambda pool, taken, avoid, prefix: iter(seen_free[1:]))
+    assert networks.claim(small_team, moving=True) == first == "10.213.0.64/26"
+    with pytest.raises(IntegrityError), transaction.atomic():
+        TeamNetwork.objects.create(team=small_team, subnet="10.213.1.0/26", moving=True)
+    assert small_team.network.subnet == "10.213.0.0/28"  # its own block until the move ends
+    assert networks.subnets_by_team() == {"tiny": "10.213.0.0/28"}

@@ -1,7 +1,7 @@
 from django.contrib import admin, messages
 from django.http import HttpResponseRedirect
 from django.urls import reverse
-from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext, gettext_lazy, ngettext
 
 from hakobune.platform.observability.events import record_event
 
@@ -18,6 +18,23 @@ class TeamAdmin(admin.ModelAdmin):
     list_display = ["name", "created_at", "deleting_since"]
     search_fields = ["name"]
     inlines = [MembershipInline]
+    actions = ["grow_network"]
+
+    @admin.action(description=gettext_lazy("Move to a larger network block (services stop for a few seconds)"))
+    def grow_network(self, request, queryset):
+        """Moves each team whose quota outgrew its block (services/team_networks.py, in a worker)."""
+        from hakobune.platform.queue import enqueue_on_commit
+
+        from . import networks
+
+        for team in queryset:
+            why = networks.grow_refusal(team)
+            if why:
+                messages.warning(request, why)
+                continue
+            enqueue_on_commit("grow_team_network", team.id, request.user.id)
+            messages.info(request, gettext("Moving team %(team)s to a larger network block: its services answer "
+                                           "again within a minute.") % {"team": team.name})
 
     # Deleting a team is services.delete_team: its services are stopped and
     # removed by a worker (their releases would otherwise refuse the delete:
@@ -39,7 +56,7 @@ class TeamAdmin(admin.ModelAdmin):
                 for service in team.services.exclude(desired_state=DesiredState.DELETED).order_by("name")
                 for releases, builds in [(service.releases.count(), service.builds.count())]
             ]
-            network = TeamNetwork.objects.filter(team=team).first()
+            network = TeamNetwork.objects.filter(team=team, moving=False).first()
             extra = [gettext("Its network (%(subnet)s): removed, its address block free for another team")
                      % {"subnet": network.subnet}] if network else []
             members = team.memberships.count()

@@ -36,6 +36,12 @@ class Team(models.Model):
     def __str__(self):
         return self.name
 
+    @property
+    def network(self):
+        """The team's network block (a TeamNetwork; None before it has one),
+        not the one it is being moved to."""
+        return self.network_blocks.filter(moving=False).first()
+
 
 class Role(models.TextChoices):
     """A member's role in a team: a viewer reads, a developer also changes the
@@ -118,14 +124,20 @@ class TeamNetwork(models.Model):
     """The address block of a team's network on the local runtime, cut from
     TEAM_SUBNET_POOL (accounts/networks.py). One block a team, one team a
     block: the unique constraints are what makes two claims at once safe.
-    Deleting the team frees the row; destroy_team removes the network."""
+    Deleting the team frees the row; destroy_team removes the network.
 
-    team = models.OneToOneField(Team, on_delete=models.CASCADE, related_name="network")
+    While the team is moved to a larger block (networks.grow), it holds a
+    second row, `moving`, claimed as any block is; the move ends by deleting
+    the old row and clearing `moving`. A team has at most one of each."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="network_blocks")
     subnet = models.CharField(max_length=18, unique=True)
+    moving = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["subnet"]
+        constraints = [models.UniqueConstraint(fields=["team", "moving"], name="one_block_and_one_move_a_team")]
 
     def __str__(self):
         return f"{self.team_id}: {self.subnet}"

@@ -4,11 +4,13 @@ blocks; this module hands them out).
 A block is sized from the team's quota when it is claimed: room for every
 instance the quota's CPU and memory let the team run at once (each at the
 smallest an instance may have), twice, since a redeploy starts the new
-instances beside the live ones (`containers_for`). A team whose quota is
-raised later keeps its block (a Docker bridge network keeps its subnet for
-its life); when its network does fill up, the deploy fails with the
-diagnosis `network.full`, which says so and how to make room, never "deploy
-again".
+instances beside the live ones (`containers_for`). A Docker bridge network keeps
+its subnet for its life, so a team whose quota is raised later keeps its
+block until it is moved: `too_small` tells the staff who raised the quota
+(the team's policy page), and services/team_networks.py moves the team to a
+larger block, claimed as below, with a short stop of its services. A network
+that does fill up fails the deploy with the diagnosis `network.full`, which
+says so and how to make room, never "deploy again".
 
 A team is given its block when it is created, so that a full range refuses
 the new team at once, in words an administrator can act on, instead of
@@ -33,10 +35,13 @@ import logging
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils.module_loading import import_string
+from django.utils.translation import gettext as _
 
 from hakobune.platform.diagnoses import Diagnosis
 from hakobune.runtime.base import RuntimeBackendError
-from hakobune.runtime.subnets import PoolError, capacity, free_blocks, host_networks, parse_pool, prefix_for, room
+from hakobune.runtime.subnets import (
+    PoolError, capacity, free_blocks, host_networks, parse_pool, prefix_for, room, room_of,
+)
 
 from .models import TeamNetwork
 
@@ -115,35 +120,36 @@ def subnet_of(team) -> str | None:
     blocks (no range set, or no local runtime)."""
     if not enabled():
         return None
-    found = TeamNetwork.objects.filter(team=team).values_list("subnet", flat=True).first()
+    found = TeamNetwork.objects.filter(team=team, moving=False).values_list("subnet", flat=True).first()
     return found or claim(team)
 
 
 def subnets_by_team() -> dict[str, str]:
     """Every team's block, by team name (for the reconciler: one query)."""
-    return dict(TeamNetwork.objects.values_list("team__name", "subnet"))
+    return dict(TeamNetwork.objects.filter(moving=False).values_list("team__name", "subnet"))
 
 
-def claim(team, *, avoid=None) -> str:
+def claim(team, *, avoid=None, moving: bool = False, prefix: int | None = None) -> str:
     """Gives the team the lowest free block of the size its quota asks for
-    (block_prefix) and returns it (the one it has, when it has one).
-    `avoid`: the host's networks (read from the host when not given). Raises
-    NoRoomForTeamNetwork when none is left."""
+    (block_prefix, or `prefix`) and returns it (the one it has, when it has
+    one). `avoid`: the host's networks (read from the host when not given).
+    `moving`: the block the team is moved to (grow), held beside its own.
+    Raises NoRoomForTeamNetwork when none is left."""
     the_pool = pool()
-    prefix = max(block_prefix(team), the_pool.prefixlen)
+    prefix = max(block_prefix(team) if prefix is None else prefix, the_pool.prefixlen)
     avoid = host_networks() if avoid is None else avoid
     taken = set(TeamNetwork.objects.values_list("subnet", flat=True))
     for block in free_blocks(the_pool, taken, avoid, prefix):
         try:
             with transaction.atomic():
-                TeamNetwork.objects.create(team=team, subnet=str(block))
+                TeamNetwork.objects.create(team=team, subnet=str(block), moving=moving)
         except IntegrityError:
             # Someone took this block, or gave this team one, in between.
-            mine = TeamNetwork.objects.filter(team=team).values_list("subnet", flat=True).first()
+            mine = TeamNetwork.objects.filter(team=team, moving=moving).values_list("subnet", flat=True).first()
             if mine:
                 return mine
             continue
-        logger.info("team %s: network block %s", team.name, block)
+        logger.info("team %s: network block %s%s", team.name, block, " (to move to)" if moving else "")
         return str(block)
     refusal = NoRoomForTeamNetwork(
         "network.no_room",
@@ -153,15 +159,77 @@ def claim(team, *, avoid=None) -> str:
     raise refusal
 
 
+def too_small(team) -> dict | None:
+    """When the team's block holds fewer containers than its quota now asks
+    for (twice its instances, containers_for): the
+    numbers, for the sentence staff read (`subnet`, `holds` and `allows` in
+    instances, `prefix` of the block it would get, `larger`: whether that one
+    is larger: not when the team has the largest already). None otherwise,
+    and where teams get no blocks."""
+    if not enabled():
+        return None
+    current = TeamNetwork.objects.filter(team=team, moving=False).values_list("subnet", flat=True).first()
+    if not current:
+        return None  # it claims one of its quota's size at its next deploy
+    wanted = block_prefix(team)
+    have = room_of(current)
+    needed = containers_for(team)
+    if have >= needed:
+        return None
+    return {"subnet": current, "holds": have // 2, "allows": needed // 2, "prefix": wanted,
+            "room": room(wanted) // 2, "larger": wanted < int(current.split("/")[1])}
+
+
+def grow_refusal(team) -> str:
+    """Why the team cannot be moved to a larger block now (in a sentence for
+    staff), or "" when it can (services/team_networks.py moves it)."""
+    if not enabled():
+        return _("Team networks get no address blocks on this platform (TEAM_SUBNET_POOL is empty, or no runtime "
+                 "makes team networks): there is no block to move.")
+    if team.deleting_since is not None:
+        return _("Team %(team)s is being deleted.") % {"team": team.name}
+    current = team.network
+    if current is None:
+        return _("Team %(team)s has no network block yet: it is given one of its quota's size at its next "
+                 "deploy.") % {"team": team.name}
+    short = too_small(team)
+    if short is None:
+        return _("Team %(team)s's block %(subnet)s already holds every instance its quota allows: it needs no "
+                 "larger one.") % {"team": team.name, "subnet": current.subnet}
+    if not short["larger"]:
+        return _("Team %(team)s's block %(subnet)s is the largest Hakobune gives (TEAM_SUBNET_LARGEST_PREFIX): "
+                 "raise that setting first, or lower the team's quota.") % {"team": team.name,
+                                                                            "subnet": current.subnet}
+    return ""
+
+
+def moving_to(team) -> str | None:
+    """The block the team is being moved to, if a move has begun."""
+    return TeamNetwork.objects.filter(team=team, moving=True).values_list("subnet", flat=True).first()
+
+
+def finish_move(team, new: str) -> None:
+    """The team's block is now `new`: its old one is released (free for
+    another team once the host no longer routes it)."""
+    with transaction.atomic():
+        TeamNetwork.objects.filter(team=team, moving=False).delete()
+        TeamNetwork.objects.filter(team=team, subnet=new, moving=True).update(moving=False)
+    logger.info("team %s: network block now %s", team.name, new)
+
+
+def abandon_move(team) -> None:
+    TeamNetwork.objects.filter(team=team, moving=True).delete()
+
+
 def claim_another(team, taken: str, engine_subnets=()) -> str:
     """The team's block `taken` turned out to be in use on the host (another
     Hakobune sharing the range made a network in it first, or a network was
     left behind by a team deleted outside Hakobune): a new one, clear of the
     host's networks and of every block the engine holds (`engine_subnets`)."""
-    TeamNetwork.objects.filter(team=team, subnet=taken).delete()
+    TeamNetwork.objects.filter(team=team, subnet=taken, moving=False).delete()
     return claim(team, avoid=[*host_networks(), *engine_subnets])
 
 
 def release(team) -> None:
-    """Frees the team's block (deleting the team does it too)."""
+    """Frees the team's blocks (deleting the team does it too)."""
     TeamNetwork.objects.filter(team=team).delete()

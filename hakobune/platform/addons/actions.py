@@ -312,3 +312,15 @@ def remove_all_of_team(team_name: str) -> list[str]:
             done.append(f"could not remove the add-on {addon.name}: {exc}")
     return done
 
+
+
+def start_all_of_team(team) -> list[str]:
+    """For a team whose network was made again (moved to a larger block):
+    each of its ready add-ons started and answering. Raises
+    RuntimeBackendError for one that does not come back."""
+    done = []
+    for addon in AddOn.objects.filter(team=team, status=AddOn.Status.READY).order_by("name"):
+        _runtime().start(team.name, addon.name, addon.kind, decrypt(addon.password_encrypted),
+                         timeout=settings.ADDON_READY_TIMEOUT)
+        done.append(f"started the add-on {addon.name}")
+    return done

@@ -14,6 +14,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
+from hakobune.platform.accounts import networks
 from hakobune.platform.accounts.models import Team
 from hakobune.platform.addons import actions as addon_actions
 from hakobune.platform.addons.models import AddOn, Kind
@@ -73,6 +74,9 @@ def team_policy(request, team):
             enqueue_on_commit("reconcile")  # the firewall takes the new allow-list now
             said += " " + _("The private networks it may reach change within seconds.")
         messages.success(request, said)
+        if networks.too_small(team):
+            # The page says by how much, and offers the move.
+            return redirect("governance:team_policy", team=team.name)
         return redirect("governance:quotas")
     return render(request, "governance/team_policy.html", {
         "team": team, "form": form, "usage": usage_of(team), "limits": limits_of(team),
@@ -80,7 +84,26 @@ def team_policy(request, team):
         .prefetch_related("services"),
         "addon_kinds": Kind.choices,
         "disk_used_mb": f"{team_disk_usage(team) / MIB:.1f}", "disk_limit_mb": disk_limit_mb(team),
+        "network": _network_words(team),
     })
+
+
+def _network_words(team) -> dict | None:
+    """When the team's network block holds fewer instances than its quota
+    allows: the sentence that says so, and whether a move is offered."""
+    short = networks.too_small(team)
+    if short is None:
+        return None
+    said = _("Team %(team)s's network block %(subnet)s holds %(holds)s instances (with room to start each again "
+             "beside itself during a deploy), but its quota now allows %(allows)s: its deploys will fail with "
+             "\"network full\" once the block fills.") % {"team": team.name, **short}
+    if short["larger"]:
+        said += " " + _("Moving it to a larger block (a /%(prefix)s, room for %(room)s instances) stops its services "
+                        "and add-ons for a few seconds, then starts them again on a new network; their data "
+                        "stays.") % short
+    else:
+        said += " " + networks.grow_refusal(team)
+    return {"said": said, "offer": short["larger"] and not networks.moving_to(team)}
 
 
 @login_required
@@ -107,6 +130,21 @@ def team_external_addon(request, team):
     except addon_actions.AddOnError as exc:
         messages.error(request, str(exc))
     return redirect("governance:team_policy", team.name)
+
+
+@login_required
+@require_POST
+def grow_network(request, team):
+    staff_or_403(request.user, "set quotas and review services")
+    team = get_object_or_404(Team, name=team)
+    why = networks.grow_refusal(team)
+    if why:
+        messages.error(request, why)
+    else:
+        enqueue_on_commit("grow_team_network", team.id, request.user.id)
+        messages.success(request, _("Moving team %(team)s to a larger network block: its services answer again "
+                                    "within a minute. The team's events say when it is done.") % {"team": team.name})
+    return redirect("governance:team_policy", team=team.name)
 
 
 @login_required

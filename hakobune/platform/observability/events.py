@@ -212,6 +212,11 @@ kind("team.deleted", WARNING,
      gettext_noop("Deleted the team: its %(services)s services are stopped and removed, then the team."))
 kind("team.policy_changed", INFO, gettext_noop("Changed the team's quota and policy: %(fields)s."),
      words=lambda p: {"fields": _listed(gettext(POLICY_WORDS.get(name, name)) for name in p.get("fields") or [])})
+kind("team.network_moved", WARNING,
+     gettext_noop("Moved the team's network from %(old)s to %(new)s (room for %(holds)s instances): its services "
+                  "and add-ons stopped for a few seconds and started again; their data stayed."))
+kind("team.network_move_failed", ERROR,
+     gettext_noop("Could not move the team's network to a larger block: %(reason)s"))
 kind("member.added", INFO, gettext_noop("Added %(user)s to the team as %(role)s."),
      words=lambda p: {"role": _role(p.get("role"))})
 kind("member.role_changed", INFO, gettext_noop("Made %(user)s %(role)s (was %(was)s)."),
