@@ -147,3 +147,23 @@ def test_cancel_without_a_deploy_in_progress_says_so(monkeypatch):
     args = cli.build_parser().parse_args(["cancel", "--team", "acme", "--service", "web"])
     with pytest.raises(cli.CliError, match="no deploy in progress"):
         args.func(args)
+
+
+class _EnvApi:
+    def __init__(self):
+        self.sent = []
+
+    def request(self, method, path, json=None):
+        self.sent.append((method, path, json))
+        return type("Answer", (), {"json": lambda self: {"release": None}})()
+
+
+def test_env_set_sends_values_byte_for_byte(monkeypatch, capsys):
+    api = _EnvApi()
+    monkeypatch.setattr(cli, "api_from_config", lambda: api)
+    pairs = ["TRAILING=ends in a space ", "NEWLINE=line\n", "EQUALS=a=b ", "EMPTY="]
+    args = cli.build_parser().parse_args(["env", "--team", "acme", "--service", "web", "set", *pairs])
+    assert args.func(args) == cli.EXIT_OK
+    ((method, path, body),) = api.sent
+    assert (method, path) == ("PUT", "teams/acme/services/web/env/")
+    assert body["set"] == {"TRAILING": "ends in a space ", "NEWLINE": "line\n", "EQUALS": "a=b ", "EMPTY": ""}

@@ -10,6 +10,7 @@ import json
 import re
 import time
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -215,6 +216,12 @@ def _refuse_unknown_fields(serializer, data):
         })
 
 
+def _takes_no_fields(request):
+    """An endpoint that takes no body refuses one with fields, as the others
+    refuse a field they do not take."""
+    _refuse_unknown_fields(SimpleNamespace(fields={}), request.data)
+
+
 class MeView(APIView):
     @extend_schema(operation_id="me", responses={200: s.MeSerializer, **errors(*READ_ERRORS)}, summary="Who you are")
     def get(self, request):
@@ -317,6 +324,7 @@ class MemberView(APIView):
         summary="Remove a member (owners; anyone may leave)",
     )
     def delete(self, request, team, username):
+        _takes_no_fields(request)
         membership = member_of(request.user, team)
         if username != request.user.username:
             require(membership, Role.OWNER, "remove members")
@@ -357,6 +365,7 @@ class NotificationTargetView(APIView):
     @extend_schema(operation_id="notification_targets_remove", responses={204: None, **errors(*WRITE_ERRORS)},
                    summary="Remove a notification target (owners)")
     def delete(self, request, team, target_id):
+        _takes_no_fields(request)
         target = get_object_or_404(_owner_of(request, team).notification_targets, id=target_id)
         notification_actions.remove_target(target)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -367,6 +376,7 @@ class NotificationTargetTestView(APIView):
                    responses={202: s.DeliverySerializer, **errors(*WRITE_ERRORS)},
                    summary="Send a test notification to one target (owners); its delivery says how it went")
     def post(self, request, team, target_id):
+        _takes_no_fields(request)
         target = get_object_or_404(_owner_of(request, team).notification_targets, id=target_id)
         return Response(s.DeliverySerializer(alerts.send_test(target)).data, status=status.HTTP_202_ACCEPTED)
 
@@ -422,6 +432,7 @@ class LogDrainView(APIView):
     @extend_schema(operation_id="log_drain_remove", responses={204: None, **errors(*WRITE_ERRORS)},
                    summary="Stop sending the team's logs (owners)")
     def delete(self, request, team):
+        _takes_no_fields(request)
         membership = member_of(request.user, team, Role.OWNER, "change the team's log drain")
         if not drains.remove_drain(team=membership.team):
             raise NoLogDrain()
@@ -490,6 +501,7 @@ class ServiceView(APIView):
         summary="Delete a service: its instances, address and images (owners only)",
     )
     def delete(self, request, team, service):
+        _takes_no_fields(request)
         _, found = service_for(request.user, team, service, Role.OWNER, "delete a service")
         delete_service(service=found, created_by=request.user)
         return Response(
@@ -573,6 +585,7 @@ class BuildCancelView(APIView):
         summary="Cancel a deploy still queued or building: its running step and containers are stopped",
     )
     def post(self, request, team, service, number):
+        _takes_no_fields(request)
         _, found = service_for(request.user, team, service, Role.DEVELOPER, "cancel deploys")
         build = get_object_or_404(Build.objects.select_related("service__team"), service=found, number=number)
         try:
