@@ -134,6 +134,8 @@ def service_detail(request, team, service):
             "deploy_form": DeployForm(),
             "webhook_url": request.build_absolute_uri(reverse("services:git_webhook", args=[service.webhook_id])),
             "deliveries": service.webhook_deliveries.all()[:5],
+            # What the newest detected plan found: SQLite files the app cannot keep here.
+            "sqlite_files": next(((b.plan or {}).get("sqlite_files") or [] for b in builds if b.plan), []),
         },
     )
 
