@@ -143,6 +143,11 @@ rule("runtime.out_of_memory", U,
                   "kernel stopped it when it went over. Give it %(suggested)s MiB (the next size up) in the "
                   "service's settings and deploy again, or make it use less (fewer worker processes, less data "
                   "loaded at start)."))
+rule("runtime.out_of_memory_running", U,
+     gettext_noop("The %(process)s process ran out of memory while running (instances stopped by the kernel: "
+                  "%(kills)s): it may use %(memory)s MiB, and each time it went over it was stopped and started "
+                  "again, losing the requests in flight. Give it %(suggested)s MiB (the next size up) in the "
+                  "service's settings, or make it use less (fewer worker processes, data read in parts)."))
 rule("runtime.health_check_status", U,
      gettext_noop("The app runs and listens on port %(port)s, but answered its health check (%(path)s) with "
                   "HTTP %(status)s for %(seconds)s s: %(error)s. This is an error inside the app, not its port or "

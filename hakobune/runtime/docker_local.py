@@ -739,6 +739,9 @@ class DockerLocalBackend(RuntimeBackend):
             return ServiceStatus(state="missing", instances=instances)
         restarts = sum(c.attrs.get("RestartCount", 0) for c in containers)
         oom_kills = sum(1 for c in containers if c.attrs["State"].get("OOMKilled"))
+        oom = doctor.out_of_memory_running(
+            [(c.labels.get(LABEL_PROCESS, WEB), (c.attrs.get("HostConfig") or {}).get("Memory") or 0)
+             for c in containers if c.attrs["State"].get("OOMKilled")])
         crashing = [c for c in containers if c.status == "restarting" or (c.status == "exited" and c.attrs.get("RestartCount", 0))]
         if crashing:
             state = crashing[0].attrs["State"]
@@ -747,7 +750,7 @@ class DockerLocalBackend(RuntimeBackend):
             detail = f"crash loop: {who} exits with code {state.get('ExitCode')} and is restarted with a growing pause ({restarts} restarts)"
             if oom_kills or state.get("OOMKilled"):
                 detail += f"; it ran out of memory ({oom_kills or 1} OOM kill{'s' if oom_kills > 1 else ''}) — give it more memory or use less"
-            return ServiceStatus(state="crashed", instances=instances, detail=detail)
+            return ServiceStatus(state="crashed", instances=instances, detail=detail, **oom)
         running = [c for c in containers if c.status == "running"]
         if running:
             detail = f"{len(running)} of {len(containers)} instance(s) running"
@@ -755,7 +758,7 @@ class DockerLocalBackend(RuntimeBackend):
                 detail += f"; {restarts} restart(s) so far"
             if oom_kills:
                 detail += f"; {oom_kills} OOM kill(s)"
-            return ServiceStatus(state="running", instances=instances, detail=detail)
+            return ServiceStatus(state="running", instances=instances, detail=detail, **oom)
         return ServiceStatus(state="stopped", instances=instances, detail="no instance is running")
 
     def logs(self, ref: ServiceRef, *, tail: int = 200) -> list[LogLine]:

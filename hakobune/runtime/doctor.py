@@ -234,3 +234,15 @@ def host_refused(*, host: str, tail: list[str]) -> DoctorFinding | None:
             return DoctorFinding("runtime.host_not_allowed", {"host": host, "error": line.strip()[:300]},
                                  f"the app refused its own address, {host}: add it to ALLOWED_HOSTS", log_tail=tail)
     return None
+
+
+def out_of_memory_running(killed: list[tuple[str, int]]) -> dict:
+    """The diagnosis (as ServiceStatus fields) of live instances the kernel
+    killed for memory: (process type, memory limit in bytes) of each; {} when
+    none was."""
+    if not killed:
+        return {}
+    process, limit = killed[0]
+    memory = limit // (1024 * 1024)
+    params = {"process": process, "kills": len(killed), "memory": memory, "suggested": next_memory_size(memory)}
+    return {"rule": "runtime.out_of_memory_running", "params": params}

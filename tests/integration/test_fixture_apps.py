@@ -64,7 +64,7 @@ FAILING = {
     # Django's tutorial project: the database file it could not write, and why.
     "django-tutorial": ["could not write its SQLite database, db.sqlite3", "unable to open database file",
                         "read-only", "PostgreSQL add-on", "migrate"],
-    # The same project as startproject leaves ALLOWED_HOSTS.
+    # The same project with ALLOWED_HOSTS naming another host than its own.
     "django-allowed-hosts": ["refused the address it is served at", "ALLOWED_HOSTS"],
 }
 # Sizes other than the default, by app.
@@ -105,7 +105,9 @@ def _upload(app):
     if app == "django-allowed-hosts":
         settings_py = (APPS_DIR / "django-tutorial" / "mysite" / "settings.py").read_text()
         assert "ALLOWED_HOSTS = ['*']" in settings_py
-        extra = {"mysite/settings.py": settings_py.replace("ALLOWED_HOSTS = ['*']", "ALLOWED_HOSTS = []")}
+        # The host name the person meant to serve it at, not the one it is served at. (Left empty, as
+        # startproject leaves it, DEBUG lets in *.localhost: the tests' BASE_DOMAIN.)
+        extra = {"mysite/settings.py": settings_py.replace("ALLOWED_HOSTS = ['*']", "ALLOWED_HOSTS = ['mysite.example.com']")}
         return SimpleUploadedFile("mysite.zip", archive_of("django-tutorial", "zip", extra=extra, folder="mysite"),
                                   content_type="application/zip")
     if app == "install-fails":
@@ -221,6 +223,11 @@ def test_the_plan_of_a_project_with_a_sqlite_file_says_where_its_data_would_go(o
     assert outcome.plan["sqlite_files"] == ["db.sqlite3"]
     assert "note: This app keeps its data in a SQLite file (db.sqlite3)" in outcome.log
     assert "PostgreSQL add-on" in outcome.log.split("keeps its data in a SQLite file", 1)[1]
+
+
+def test_django_refusing_its_own_address_is_told_the_hostname_to_allow(outcomes):
+    outcome = outcomes["django-allowed-hosts"]
+    assert f'ALLOWED_HOSTS = ["{outcome.hostname}"]' in outcome.failure_reason
 
 
 def test_a_procfile_of_workers_only_is_said_to_run_without_a_url(outcomes):

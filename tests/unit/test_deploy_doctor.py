@@ -385,3 +385,43 @@ def test_every_doctor_rule_reads_in_japanese_with_all_its_parameters(rule):
     assert japanese != english and re.search(r"[ぁ-んァ-ン一-龥]", japanese)
     for name in names:
         assert f"<{name}>" in english and f"<{name}>" in japanese, name
+
+
+# -- out of memory while running ----------------------------------------------------------------
+
+
+class _Live:
+    def __init__(self, status, oom, memory_mb, restarts=0, process="web"):
+        self.id = self.name = f"c-{process}"
+        self.status = status
+        self.labels = {"hakobune.process": process}
+        self.attrs = {"State": {"OOMKilled": oom, "ExitCode": 137 if oom else 0}, "RestartCount": restarts,
+                      "HostConfig": {"Memory": memory_mb * 1024 * 1024}}
+
+
+def test_instances_killed_for_memory_while_running_are_diagnosed_with_the_next_size(monkeypatch):
+    backend = DockerLocalBackend.__new__(DockerLocalBackend)
+    monkeypatch.setattr(backend, "_containers", lambda ref: [_Live("restarting", True, 256, restarts=4), _Live("running", False, 256)])
+    status = backend.status(None)
+    assert status.state == "crashed" and status.rule == "runtime.out_of_memory_running"
+    assert status.params == {"process": "web", "kills": 1, "memory": 256, "suggested": 512}
+    said = Diagnosis(status.rule, status.params).in_english()
+    assert "ran out of memory while running" in said and "Give it 512 MiB" in said
+    monkeypatch.setattr(backend, "_containers", lambda ref: [_Live("running", False, 256)])
+    assert backend.status(None).rule == ""
+
+
+def test_the_runtime_line_of_the_service_page_shows_the_diagnosis_to_members_only(login, owner, outsider, team, monkeypatch):
+    from hakobune.platform.observability import views
+    from hakobune.platform.services.services import create_service
+    from hakobune.runtime.base import ServiceStatus
+
+    create_service(team=team, name="hello", created_by=owner)
+    status = ServiceStatus(state="running", detail="1 of 1 instance(s) running", rule="runtime.out_of_memory_running",
+                           params={"process": "web", "kills": 2, "memory": 256, "suggested": 512})
+    monkeypatch.setattr(views, "backend_for", lambda service: SimpleNamespace(status=lambda ref: status))
+    page = login(owner).get("/t/acme/hello/runtime/", HTTP_ACCEPT_LANGUAGE="ja")
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert 'id="runtime-diagnosis"' in text and "512 MiB" in text and "メモリ" in text
+    assert login(outsider).get("/t/acme/hello/runtime/").status_code == 404
