@@ -425,3 +425,48 @@ def test_the_runtime_line_of_the_service_page_shows_the_diagnosis_to_members_onl
     text = page.content.decode()
     assert 'id="runtime-diagnosis"' in text and "512 MiB" in text and "メモリ" in text
     assert login(outsider).get("/t/acme/hello/runtime/").status_code == 404
+
+
+# -- what the service page says -------------------------------------------------------------------
+
+
+def _live(team, owner):
+    from hakobune.platform.builds.models import Build
+    from hakobune.platform.builds.state import advance
+    from hakobune.platform.builds.status import BuildStatus as S
+    from hakobune.platform.services.services import create_service, deploy_service
+    from hakobune.worker import tasks
+    from tests.conftest import upload_of
+
+    service = create_service(team=team, name="hello", created_by=owner)
+    build = deploy_service(service=service, source_file=upload_of("django-tutorial"), created_by=owner)
+    for current, following in [(S.QUEUED, S.FETCHING), (S.FETCHING, S.DETECTING), (S.DETECTING, S.BUILDING),
+                               (S.BUILDING, S.DEPLOYING)]:
+        advance(build.id, current, following)
+    plan = detect(APPS_DIR / "django-tutorial").plan.to_dict()
+    Build.objects.filter(id=build.id).update(image="hakobune/acme/hello:1", plan=plan)
+    tasks.deploy_release(build.id)
+    service.refresh_from_db()
+    return service
+
+
+def test_the_service_page_says_where_a_sqlite_project_would_keep_its_data(login, owner, outsider, team, dummy_backend,
+                                                                          queued_tasks):
+    _live(team, owner)
+    page = login(owner).get("/t/acme/hello/").content.decode()
+    assert 'id="sqlite-data"' in page and "<code>db.sqlite3</code>" in page
+    assert 'href="/teams/acme/addons/"' in page and "python manage.py migrate" in page and "volume" in page
+    japanese = login(owner).get("/t/acme/hello/", HTTP_ACCEPT_LANGUAGE="ja").content.decode()
+    assert "このアプリのデータの置き場所" in japanese and "読み取り専用" in japanese
+    assert login(outsider).get("/t/acme/hello/").status_code == 404
+
+
+def test_a_live_app_of_workers_only_says_it_runs_without_an_address(login, owner, team, dummy_backend, queued_tasks):
+    from hakobune.platform.services.models import Service
+
+    service = _live(team, owner)
+    page = login(owner).get("/t/acme/hello/").content.decode()
+    assert "Your app is live at" in page and 'id="service-no-web"' not in page
+    Service.objects.filter(id=service.id).update(serves_web=False)
+    page = login(owner).get("/t/acme/hello/").content.decode()
+    assert 'id="service-no-web"' in page and "no URL leads to it" in page and 'id="service-url"' not in page
