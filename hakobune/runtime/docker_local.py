@@ -642,9 +642,11 @@ class DockerLocalBackend(RuntimeBackend):
             _, output = container.exec_run(["cat", "/proc/net/tcp", "/proc/net/tcp6"], stderr=False)
         except DockerException:
             return None
-        if not output:
+        text = (output or b"").decode("ascii", "replace")
+        if "local_address" not in text:
+            # No `cat` in the image, or the engine's own error: not a listing of no sockets.
             return None
-        return doctor.listening_sockets(output.decode("ascii", "replace"))
+        return doctor.listening_sockets(text)
 
     def _settle(self, containers, spec: DeploySpec) -> None:
         """Healthy and routed instances get their steady CPU limit (the boot

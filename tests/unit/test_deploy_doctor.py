@@ -123,6 +123,9 @@ def test_the_local_runtime_reads_the_sockets_inside_the_container_through_the_en
     # A process of this host's /proc that is not the container's is never read as its.
     container = _Container(b"", pid=1)
     assert backend._listening(container) is None and container.execs
+    # An image without `cat`: the engine's error is not taken for a listing of no sockets.
+    container = _Container(b'OCI runtime exec failed: exec: "cat": executable file not found in $PATH')
+    assert backend._listening(container) is None
 
 
 # -- the start command exits at once ------------------------------------------------------------
