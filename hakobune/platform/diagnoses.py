@@ -16,6 +16,7 @@ from django.utils.translation import gettext, gettext_noop, override
 
 from hakobune.platform.failures import FailureKind, classify
 from hakobune.runtime.base import RuntimeBackendError
+from hakobune.runtime.doctor import next_memory_size
 from hakobune.worker.buildpacks import NoStackDetected, java, ruby
 from hakobune.worker.source import SourceError
 from hakobune.worker.stacks import StackError
@@ -56,12 +57,23 @@ def rule(id: str, kind: FailureKind, text: str) -> Rule:
     return RULES[id]
 
 
+# Parameters whose values are words of a closed set, marked below and put
+# into the reader's language with the rest (the built-in samples' names).
+TRANSLATED_PARAMS = ("sample",)
+SAMPLE_NAMES = (gettext_noop("Flask"), gettext_noop("FastAPI"), gettext_noop("Django"), gettext_noop("Node/Express"),
+                gettext_noop("static site"))
+
+
 def render(rule_id: str, params: dict | None = None) -> str:
     found = RULES.get(rule_id)
     if found is None:
         return (params or {}).get("detail", "") or rule_id
+    params = dict(params or {})
+    for name in TRANSLATED_PARAMS:
+        if isinstance(params.get(name), str) and params[name]:
+            params[name] = gettext(params[name])
     try:
-        return gettext(found.text) % (params or {})
+        return gettext(found.text) % params
     except (KeyError, TypeError, ValueError):
         return gettext(found.text)
 
@@ -118,6 +130,118 @@ rule("build.gem_not_in_stack", U,
      gettext_noop("The Gemfile names no gem source, so its gems come from the Ruby stack (Debian's packages), and the "
                   "stack has no %(gem)s. Add `source \"https://rubygems.org\"` at the top of the Gemfile to install "
                   "the gems from there (or from the mirror this host uses), or ask for a version the stack has."))
+# The deploy doctor: what a beginner's app does wrong, read from what the
+# runtime saw (hakobune.runtime.doctor), the upload and the detection.
+rule("runtime.exited_at_start", U,
+     gettext_noop("The %(process)s process stopped while starting, with exit code %(code)s: %(error)s. "
+                  "Its last lines are in the log. Fix that error and deploy again; running its start command on "
+                  "your computer, in the app's folder, shows the same error."))
+rule("runtime.exited_at_start_silent", U,
+     gettext_noop("The %(process)s process stopped while starting, with exit code %(code)s, and printed nothing. "
+                  "Check its start command: run it on your computer, in the app's folder, and make the app print "
+                  "what goes wrong before it exits."))
+rule("runtime.module_missing", U,
+     gettext_noop("The %(process)s process stopped because the app imports %(module)s, which is not installed "
+                  "(%(error)s). Add the package that provides it, %(package)s, to %(file)s and deploy again: "
+                  "Hakobune installs what that file lists, and nothing else."))
+rule("runtime.out_of_memory", U,
+     gettext_noop("The %(process)s process ran out of memory while starting: it may use %(memory)s MiB, and the "
+                  "kernel stopped it when it went over. Give it %(suggested)s MiB (the next size up) in the "
+                  "service's settings and deploy again, or make it use less (fewer worker processes, less data "
+                  "loaded at start)."))
+rule("runtime.out_of_memory_running", U,
+     gettext_noop("The %(process)s process ran out of memory while running (instances stopped by the kernel: "
+                  "%(kills)s): it may use %(memory)s MiB, and each time it went over it was stopped and started "
+                  "again, losing the requests in flight. Give it %(suggested)s MiB (the next size up) in the "
+                  "service's settings, or make it use less (fewer worker processes, data read in parts)."))
+rule("runtime.health_check_status", U,
+     gettext_noop("The app runs and listens on port %(port)s, but answered its health check (%(path)s) with "
+                  "HTTP %(status)s for %(seconds)s s: %(error)s. This is an error inside the app, not its port or "
+                  "address. Its last lines are in the log: fix that error (or set the health check path to a page "
+                  "that answers) and deploy again."))
+rule("runtime.health_check_status_silent", U,
+     gettext_noop("The app runs and listens on port %(port)s, but answered its health check (%(path)s) with "
+                  "HTTP %(status)s for %(seconds)s s, and printed no error. This is the app's own answer, not a "
+                  "problem with its port or address: open that page on your computer to see why, or set the "
+                  "health check path to a page that answers, and deploy again."))
+rule("runtime.listens_on_loopback", U,
+     gettext_noop("The app listens on %(address)s port %(port)s, an address only the container itself can "
+                  "reach, so Hakobune could not connect to it. Make it listen on 0.0.0.0 (every address) and the "
+                  "port in $PORT: for example `gunicorn --bind 0.0.0.0:$PORT app:app`, "
+                  "`app.run(host=\"0.0.0.0\", port=int(os.environ[\"PORT\"]))` or "
+                  "`app.listen(process.env.PORT)`."))
+rule("runtime.listens_on_other_port", U,
+     gettext_noop("The app listens on port %(port)s, but Hakobune sends requests to port %(expected)s, the one "
+                  "given to it in $PORT. Make the app read its port from $PORT (for example "
+                  "`int(os.environ[\"PORT\"])` or `process.env.PORT`), or set the service's port to %(port)s "
+                  "in its settings, and deploy again."))
+rule("runtime.listens_on_other_port_loopback", U,
+     gettext_noop("The app listens on %(address)s port %(port)s: another port than the %(expected)s Hakobune "
+                  "gives it in $PORT, and on an address only the container itself can reach. Make it listen on "
+                  "0.0.0.0 and the port in $PORT (for example `gunicorn --bind 0.0.0.0:$PORT app:app` or "
+                  "`app.run(host=\"0.0.0.0\", port=int(os.environ[\"PORT\"]))`) and deploy again."))
+rule("runtime.listens_nowhere", U,
+     gettext_noop("The app runs, but after %(seconds)s s it listened on no port at all (Hakobune waited for port "
+                  "%(expected)s, the one in $PORT). Its start command must start a web server: check that it "
+                  "starts the server and not only a script. A program that serves no web page belongs on a "
+                  "Procfile line of its own, like `worker: python worker.py`."))
+rule("runtime.no_http", U,
+     gettext_noop("The app listens on port %(expected)s, but did not answer HTTP there within %(seconds)s s. Make "
+                  "sure what listens on $PORT is a web server (HTTP, not HTTPS or another protocol) and that it "
+                  "is not stuck before it answers; its last lines are in the log."))
+rule("runtime.no_answer", U,
+     gettext_noop("The app did not answer HTTP on port %(expected)s ($PORT) within %(seconds)s s. Make sure it "
+                  "listens on 0.0.0.0 and the port given in $PORT."))
+rule("runtime.host_not_allowed", U,
+     gettext_noop("The app refused the address it is served at, %(host)s, with HTTP 400 (%(error)s): Django "
+                  "answers only the host names in its ALLOWED_HOSTS setting, and the one in a new project lets in "
+                  "only your own computer. Add it in settings.py, for example `ALLOWED_HOSTS = [\"%(host)s\"]`, "
+                  "and deploy again."))
+rule("runtime.sqlite_unwritable", U,
+     gettext_noop("The app could not write its SQLite database, %(file)s (%(error)s): the files of a container "
+                  "are read-only here, so a database file beside the code can be neither created nor changed "
+                  "(only /tmp can be written, and it is emptied at every start). Keep the data where it lasts: "
+                  "attach a PostgreSQL add-on, read DATABASE_URL in the settings and run `python manage.py "
+                  "migrate` as the release command (a `release:` line in the Procfile); or keep the file's folder "
+                  "on a volume, where the service has one, with the setting pointed there."))
+rule("runtime.sqlite_unwritable_unnamed", U,
+     gettext_noop("The app could not write its SQLite database (%(error)s): the files of a container are "
+                  "read-only here, so a database file beside the code can be neither created nor changed (only "
+                  "/tmp can be written, and it is emptied at every start). Keep the data where it lasts: attach a "
+                  "PostgreSQL add-on, read DATABASE_URL in the settings and run `python manage.py migrate` as the "
+                  "release command (a `release:` line in the Procfile); or keep the file's folder on a volume, "
+                  "where the service has one, with the setting pointed there."))
+rule("build.out_of_memory", U,
+     gettext_noop("The build ran out of memory: `%(command)s` was stopped with exit code 137 when it went over "
+                  "the %(memory)s MiB a build may use. Make the step use less (fewer parallel jobs, for example "
+                  "`npm run build` without extra workers, or `pip install` of fewer packages at once), or ask "
+                  "your operator to give builds %(suggested)s MiB (BUILD_MEMORY_MB), and deploy again."))
+rule("detect.procfile_empty", U,
+     gettext_noop("The Procfile names no process, so Hakobune does not know what to run. Add a line like "
+                  "`web: gunicorn app:app` (a command that serves HTTP on $PORT) or `worker: python worker.py` "
+                  "(one that runs without a web address), or remove the Procfile to let Hakobune find the "
+                  "start command."))
+rule("detect.procfile_no_web", U,
+     gettext_noop("The Procfile has %(names)s but no `web` process, so Hakobune does not know how to start your "
+                  "web app. Add a line like `web: gunicorn app:app` (the command that serves HTTP on $PORT), or "
+                  "remove the Procfile."))
+rule("detect.unrecognized", U,
+     gettext_noop("Hakobune could not tell what kind of app this is: it found %(found)s, but none of the files an "
+                  "app starts from. Adding %(needs)s would make it one. The built-in sample \"%(sample)s\" is the "
+                  "nearest to what you have: compare its folder with yours. (Hakobune looks for: %(tried)s.)"))
+rule("detect.unrecognized_empty", U,
+     gettext_noop("Hakobune could not tell what kind of app this is: the folder holds no files. Upload the folder "
+                  "of your app, or start from a built-in sample such as \"%(sample)s\". (Hakobune looks for: "
+                  "%(tried)s.)"))
+rule("source.not_archive", U,
+     gettext_noop("The uploaded file is not an archive Hakobune can read: its content is not a .zip, .tar, "
+                  ".tar.gz or .tar.xz, whatever its name says. Compress your app's folder again (on most "
+                  "computers: right-click the folder, then compress) and upload the new file."))
+rule("source.too_big", U,
+     gettext_noop("The archive is %(size)s MB; the limit is %(limit)s MB. Leave out dependencies and build output "
+                  "(node_modules, .venv, dist): Hakobune installs the dependencies itself from your "
+                  "requirements.txt or package.json."))
+rule("source.empty", U, gettext_noop("The archive is empty. Upload an archive of your app's folder."))
 
 # The pipeline's own.
 rule("pipeline.internal", P,
@@ -208,7 +332,10 @@ rule("drain.address_refused", U,
 def diagnose(exc: BaseException) -> Diagnosis:
     """The diagnosis of an exception met by a pipeline step."""
     if getattr(exc, "rule", None) in RULES:
-        return Diagnosis(exc.rule, dict(getattr(exc, "params", None) or {}))
+        params = dict(getattr(exc, "params", None) or {})
+        if exc.rule == "build.out_of_memory" and "suggested" not in params:
+            params["suggested"] = next_memory_size(int(params.get("memory") or 0))
+        return Diagnosis(exc.rule, params)
     detail = getattr(exc, "message", None) or str(exc)
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
         return Diagnosis("disk.full", {"detail": f"no space left on {exc.filename or 'the device'}"})

@@ -277,6 +277,10 @@ class ServiceStatus:
     state: str  # running, stopped, crashed, missing
     instances: list[Instance] = field(default_factory=list)
     detail: str = ""
+    # A diagnosis of what the instances went through (platform/diagnoses.py), like
+    # running out of memory: its rule id and parameters; "" when there is none.
+    rule: str = ""
+    params: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

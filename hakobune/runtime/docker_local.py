@@ -44,6 +44,7 @@ from .base import (
 )
 from .addons import LABEL_ADDON, LABEL_ADDON_TEAM
 from .release_config import WEB
+from . import doctor
 from .cgroups import CgroupReader, CpuRates
 from .hood import ContainerView, HoodUnavailable, HoodUnreadable, HostNumbers, ProcReader, image_layers, read_cgroup_limits
 from .firewall import Firewall, FirewallError, bridge_of, host_lock
@@ -487,14 +488,9 @@ class DockerLocalBackend(RuntimeBackend):
             state = container.attrs["State"]
             process = container.labels.get(LABEL_PROCESS, WEB)
             if state.get("Status") in ("exited", "dead"):
-                tail = self._tail(container)
-                error = _last_error_line(tail)
-                oom = " (it ran out of memory)" if state.get("OOMKilled") else ""
-                raise RuntimeBackendError(
-                    f"the {process} process stopped while starting, with exit code {state.get('ExitCode')}{oom}"
-                    + (f": {error}" if error else "")
-                    + ". Its last lines are in the log; fix the error and deploy again.",
-                    log_tail=tail,
+                raise doctor.stopped_at_start(
+                    process=process, exit_code=state.get("ExitCode"), oom_killed=bool(state.get("OOMKilled")),
+                    memory_mb=int(spec.config.sizes(process).get("memory_mb") or 0), tail=self._tail(container),
                 )
             container.update(restart_policy={"Name": "unless-stopped"})
         return workers
@@ -723,10 +719,19 @@ class DockerLocalBackend(RuntimeBackend):
         port is tried every 15 ms; whether it has died, every 100 ms (a call
         to the engine). `_settle` gives it its steady limits afterwards."""
         deadline = time.monotonic() + self.boot_timeout
-        address, last_status, next_look = None, None, 0.0
+        address, last_status, next_look, looked_for_host = None, None, 0.0, False
         while time.monotonic() < deadline:
             if address:
-                last_status = _http_status(address, spec.health_check_path) or last_status
+                # With the Host the router sends, so an app that checks it (Django's ALLOWED_HOSTS) answers as it will.
+                last_status = _http_status(address, spec.health_check_path, spec.hostname) or last_status
+                if last_status == 400 and not looked_for_host:
+                    # The app logs why a moment after it answers: one look now and one a little later.
+                    looked_for_host = True
+                    for pause in (0.0, 0.3):
+                        time.sleep(pause)
+                        refused = doctor.host_refused(host=spec.hostname, tail=self._tail(container))
+                        if refused is not None:
+                            raise refused
                 if last_status is not None and last_status < 500:
                     return address
             if time.monotonic() >= next_look:
@@ -734,15 +739,9 @@ class DockerLocalBackend(RuntimeBackend):
                 container.reload()
                 state = container.attrs["State"]
                 if state.get("Status") in ("exited", "dead"):
-                    exit_code = state.get("ExitCode")
-                    oom = " (it ran out of memory)" if state.get("OOMKilled") else ""
-                    tail = self._tail(container)
-                    error = _last_error_line(tail)
-                    raise RuntimeBackendError(
-                        f"the app stopped while starting, with exit code {exit_code}{oom}"
-                        + (f": {error}" if error else "")
-                        + ". Its last lines are in the log; fix the error and deploy again.",
-                        log_tail=tail,
+                    raise doctor.stopped_at_start(
+                        process=WEB, exit_code=state.get("ExitCode"), oom_killed=bool(state.get("OOMKilled")),
+                        memory_mb=int(spec.config.sizes(WEB).get("memory_mb") or 0), tail=self._tail(container),
                     )
                 if address is None:
                     address = self._published_address(container, spec.port)
@@ -750,19 +749,37 @@ class DockerLocalBackend(RuntimeBackend):
         tail = self._tail(container)
         if last_status is not None:
             # It listens, but its health check fails: the app's own error, not its port.
-            error = _last_error_line(tail)
-            raise RuntimeBackendError(
-                f"the app answered its health check ({spec.health_check_path or '/'} on port {spec.port}) with HTTP "
-                f"{last_status} for {self.boot_timeout:.0f} s" + (f": {error}" if error else "")
-                + ". It listens and runs, but fails that request: its last lines are in the log; fix the error "
-                "(or set the health check path to a page that answers) and deploy again.",
-                log_tail=tail,
-            )
-        raise RuntimeBackendError(
-            f"the app did not answer HTTP on port {spec.port} ($PORT) within {self.boot_timeout:.0f} s. "
-            "Make sure it listens on 0.0.0.0 and the port given in $PORT.",
-            log_tail=tail,
-        )
+            raise doctor.unhealthy(status=last_status, path=spec.health_check_path, port=spec.port,
+                                   seconds=self.boot_timeout, tail=tail)
+        raise doctor.no_answer(port=spec.port, seconds=self.boot_timeout, sockets=self._listening(container),
+                               tail=tail)
+
+    def _listening(self, container) -> list[doctor.Socket] | None:
+        """The TCP sockets the instance listens on, from its own network
+        namespace's /proc/net/tcp{,6}: read from the host through its first
+        process when this host's /proc shows it, else inside it through the
+        engine. None when neither can be read."""
+        container.reload()
+        pid = (container.attrs.get("State") or {}).get("Pid") or 0
+        if pid:
+            try:
+                # The pid is the host's: this /proc is that process only if it is in the container's cgroup.
+                with open(f"/proc/{pid}/cgroup") as handle:
+                    ours = container.id in handle.read()
+                if ours:
+                    text = "".join(open(f"/proc/{pid}/net/{name}").read() for name in ("tcp", "tcp6"))
+                    return doctor.listening_sockets(text)
+            except OSError:
+                pass
+        try:
+            _, output = container.exec_run(["cat", "/proc/net/tcp", "/proc/net/tcp6"], stderr=False)
+        except DockerException:
+            return None
+        text = (output or b"").decode("ascii", "replace")
+        if "local_address" not in text:
+            # No `cat` in the image, or the engine's own error: not a listing of no sockets.
+            return None
+        return doctor.listening_sockets(text)
 
     def _settle(self, containers, spec: DeploySpec) -> None:
         """Healthy and routed instances get their steady CPU limit (the boot
@@ -857,6 +874,9 @@ class DockerLocalBackend(RuntimeBackend):
             return ServiceStatus(state="missing", instances=instances)
         restarts = sum(c.attrs.get("RestartCount", 0) for c in containers)
         oom_kills = sum(1 for c in containers if c.attrs["State"].get("OOMKilled"))
+        oom = doctor.out_of_memory_running(
+            [(c.labels.get(LABEL_PROCESS, WEB), (c.attrs.get("HostConfig") or {}).get("Memory") or 0)
+             for c in containers if c.attrs["State"].get("OOMKilled")])
         crashing = [c for c in containers if c.status == "restarting" or (c.status == "exited" and c.attrs.get("RestartCount", 0))]
         if crashing:
             state = crashing[0].attrs["State"]
@@ -865,7 +885,7 @@ class DockerLocalBackend(RuntimeBackend):
             detail = f"crash loop: {who} exits with code {state.get('ExitCode')} and is restarted with a growing pause ({restarts} restarts)"
             if oom_kills or state.get("OOMKilled"):
                 detail += f"; it ran out of memory ({oom_kills or 1} OOM kill{'s' if oom_kills > 1 else ''}) — give it more memory or use less"
-            return ServiceStatus(state="crashed", instances=instances, detail=detail)
+            return ServiceStatus(state="crashed", instances=instances, detail=detail, **oom)
         running = [c for c in containers if c.status == "running"]
         if running:
             detail = f"{len(running)} of {len(containers)} instance(s) running"
@@ -873,7 +893,7 @@ class DockerLocalBackend(RuntimeBackend):
                 detail += f"; {restarts} restart(s) so far"
             if oom_kills:
                 detail += f"; {oom_kills} OOM kill(s)"
-            return ServiceStatus(state="running", instances=instances, detail=detail)
+            return ServiceStatus(state="running", instances=instances, detail=detail, **oom)
         return ServiceStatus(state="stopped", instances=instances, detail="no instance is running")
 
     def logs(self, ref: ServiceRef, *, tail: int = 200) -> list[LogLine]:
@@ -1289,30 +1309,21 @@ def _read_lines(container, tail: deque, on_line, *, since: int | None = None) ->
             on_line(line)
 
 
-def _http_status(address: str, path: str) -> int | None:
-    """The status of a GET of `path` at address; None when nothing answers HTTP there."""
+def _http_status(address: str, path: str, hostname: str = "") -> int | None:
+    """The status of a GET of `path` at address (with `hostname` as its Host);
+    None when nothing answers HTTP there."""
     host, _, port = address.rpartition(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=2)
+    headers = {"User-Agent": "hakobune-health-check"}
+    if hostname:
+        headers["Host"] = hostname
     try:
-        connection.request("GET", path or "/", headers={"User-Agent": "hakobune-health-check"})
+        connection.request("GET", path or "/", headers=headers)
         return connection.getresponse().status
     except (OSError, http.client.HTTPException):
         return None
     finally:
         connection.close()
-
-
-_ERROR_LINE = re.compile(
-    r"^\s*([A-Za-z_][\w.]*(Error|Exception|Exit)|[A-Za-z_][\w.]*\.exceptions\.\w+|Error|error|fatal|panic)\b.*"
-)
-
-
-def _last_error_line(lines: list[str]) -> str:
-    """The line that names the error, like "SyntaxError: expected ':'"."""
-    for line in reversed(lines):
-        if _ERROR_LINE.match(line):
-            return line.strip()[:300]
-    return ""
 
 
 def _cpu_percent(stats: dict) -> float:

@@ -212,8 +212,12 @@ def build_image(
                 source = None if stopped else _unreachable_source(tail, current_step, plan, package_sources)
                 if source is not None:
                     raise PackageSourceUnreachable(source, log_tail=list(tail))
-                raise BuildError(stopped or explain_failure(message, current_step, plan, memory_mb=memory_mb),
-                                 log_tail=list(tail))
+                error = BuildError(stopped or explain_failure(message, current_step, plan, memory_mb=memory_mb),
+                                   log_tail=list(tail))
+                oom = None if stopped else out_of_memory(message, current_step, memory_mb)
+                if oom:
+                    error.rule, error.params = "build.out_of_memory", oom
+                raise error
             if "stream" in chunk:
                 for line in lines_of.feed(chunk["stream"]):
                     if line.strip():
@@ -290,6 +294,17 @@ def failed_phase(instruction: str, plan: BuildPlan | None) -> str:
     if command in plan.build_commands:
         return "build"
     return ""
+
+
+def out_of_memory(message: str, instruction: str, memory_mb: int) -> dict | None:
+    """The parameters of the diagnosis build.out_of_memory when a build step
+    was killed for memory (exit code 137 under the build's memory limit)."""
+    code = re.search(r"returned a non-zero code: (\d+)", message)
+    if not code or code.group(1) != "137" or not memory_mb:
+        return None
+    command = instruction[4:].strip() if instruction.upper().startswith("RUN ") else instruction
+    # The size that would fit is the platform's to say (diagnoses.py): builds here have no sizes.
+    return {"command": command[:300] or "a build step", "memory": memory_mb}
 
 
 def explain_failure(message: str, instruction: str = "", plan: BuildPlan | None = None, *, memory_mb: int = 0) -> str:

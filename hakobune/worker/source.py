@@ -24,7 +24,13 @@ CHUNK = 1024 * 1024
 
 class SourceError(Exception):
     """Something is wrong with the source a person gave; the message says what
-    and what to do about it."""
+    and what to do about it. `rule` and `params` name its diagnosis where it
+    has one of its own (platform/diagnoses.py)."""
+
+    def __init__(self, message: str, *, rule: str = "", params: dict | None = None):
+        super().__init__(message)
+        if rule:
+            self.rule, self.params = rule, dict(params or {})
 
 
 @dataclass(frozen=True)
@@ -46,9 +52,8 @@ class ExtractedSource:
     total_bytes: int
 
 
-def archive_format(path: Path) -> str:
-    with open(path, "rb") as handle:
-        head = handle.read(512)
+def archive_kind(head: bytes) -> str | None:
+    """The kind of archive whose first 512 bytes are `head`, or None."""
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
         return "zip"
     if head.startswith(b"\x1f\x8b"):
@@ -59,9 +64,18 @@ def archive_format(path: Path) -> str:
         return "tar.bz2"
     if len(head) >= 262 and head[257:262] == b"ustar":
         return "tar"
-    raise SourceError(
-        "This file is not an archive Hakobune can read. Upload a .zip, .tar, .tar.gz or .tar.xz of your app's folder."
-    )
+    return None
+
+
+def archive_format(path: Path) -> str:
+    with open(path, "rb") as handle:
+        kind = archive_kind(handle.read(512))
+    if kind is None:
+        raise SourceError(
+            "This file is not an archive Hakobune can read. Upload a .zip, .tar, .tar.gz or .tar.xz of your app's "
+            "folder.", rule="source.not_archive",
+        )
+    return kind
 
 
 def extract_archive(archive: Path, dest: Path, limits: Limits = Limits()) -> ExtractedSource:
@@ -69,11 +83,12 @@ def extract_archive(archive: Path, dest: Path, limits: Limits = Limits()) -> Ext
     (a single top-level folder, as GitHub's ZIPs have, is unwrapped)."""
     size = archive.stat().st_size
     if size == 0:
-        raise SourceError("The archive is empty. Upload an archive of your app's folder.")
+        raise SourceError("The archive is empty. Upload an archive of your app's folder.", rule="source.empty")
     if size > limits.max_archive_bytes:
         raise SourceError(
             f"The archive is {size / 1e6:.0f} MB; the limit is {limits.max_archive_bytes / 1e6:.0f} MB. "
-            "Leave out dependencies and build output (node_modules, .venv, dist) and try again."
+            "Leave out dependencies and build output (node_modules, .venv, dist) and try again.",
+            rule="source.too_big", params={"size": f"{size / 1e6:.0f}", "limit": f"{limits.max_archive_bytes / 1e6:.0f}"},
         )
     dest.mkdir(parents=True, exist_ok=True)
     writer = _TreeWriter(dest, limits, compressed_size=size)

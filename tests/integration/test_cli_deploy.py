@@ -111,4 +111,4 @@ def test_a_failing_deploy_exits_non_zero_with_the_reason(portal, owner, team_nam
     env = {**os.environ, "HAKOBUNE_URL": portal.url, "HAKOBUNE_TOKEN": token, "XDG_CONFIG_HOME": str(tmp_path)}
     result = run_cli(["deploy"], cwd=folder, env=env)
     assert result.returncode == 1
-    assert "Deploy #1 failed: " in result.stderr and "the app stopped while starting" in result.stderr
+    assert "Deploy #1 failed: " in result.stderr and "The web process stopped while starting" in result.stderr

@@ -57,7 +57,7 @@ def test_a_broken_app_fails_with_its_reason_and_leaves_the_live_service_alone(lo
     broken = upload(client, team, "broken", "flask-broken")
     build = wait_for_build(broken.builds.get())
     assert build.status == "failed"
-    assert "the app stopped while starting" in build.failure_reason
+    assert "The web process stopped while starting" in build.failure_reason
     log = "\n".join(build.log_lines.values_list("text", flat=True))
     assert "SyntaxError" in log
 

@@ -20,7 +20,7 @@ from hakobune.platform.services.backends import backend_for
 from hakobune.platform.services.models import Service
 from hakobune.runtime.base import ServiceRef
 from hakobune.platform.services.services import create_service, deploy_service
-from tests.conftest import archive_of, upload_of
+from tests.conftest import APPS_DIR, archive_of, upload_of
 
 from tests.support.infrastructure import get_through_router, remove_team_containers_and_network, wait_for_build
 
@@ -44,16 +44,31 @@ WORKING = {
     "procfile-custom": "hello from procfile-custom",
     "monorepo": "hello from monorepo (services/api)",
 }
-# deploy -> words its failure reason must contain
+# deploy -> words its failure reason must contain: the deploy doctor's
+# diagnosis of each way a beginner's app fails (platform/diagnoses.py).
 FAILING = {
-    "no-app": ["could not tell what kind of app this is", "requirements.txt", "package.json", "go.mod"],
-    "listens-on-localhost": ["did not answer HTTP", "listens on 0.0.0.0"],
+    "no-app": ["could not tell what kind of app this is", "README.md", "Adding index.html", "\"static site\"",
+               "requirements.txt", "package.json", "go.mod"],
+    "not-an-archive": ["not an archive Hakobune can read"],
+    "procfile-empty": ["The Procfile names no process"],
+    # It runs, but not where the router looks: the port it did open is named.
+    "listens-on-localhost": ["listens on 127.0.0.1 port 8080", "0.0.0.0"],
+    "listens-on-other-port": ["listens on port 5000", "port 8080", "$PORT"],
     # It listens: the failure names the answer, not the port.
-    "health-check-fails": ["answered its health check (/ on port 8080) with HTTP 500",
+    "health-check-fails": ["answered its health check (/) with HTTP 500",
                            "jinja2.exceptions.TemplateNotFound: index.html"],
-    "exits-at-start": ["the app stopped while starting", "exit code 3", "DATABASE_URL is not set"],
+    "exits-at-start": ["stopped while starting", "exit code 3", "DATABASE_URL is not set"],
+    "module-missing": ["imports yaml", "PyYAML", "requirements.txt"],
+    "out-of-memory": ["ran out of memory while starting", "128 MiB", "Give it 256 MiB"],
     "install-fails": ["Installing your app's dependencies failed", "pip install"],
+    # Django's tutorial project: the database file it could not write, and why.
+    "django-tutorial": ["could not write its SQLite database, db.sqlite3", "unable to open database file",
+                        "read-only", "PostgreSQL add-on", "migrate"],
+    # The same project with ALLOWED_HOSTS naming another host than its own.
+    "django-allowed-hosts": ["refused the address it is served at", "ALLOWED_HOSTS"],
 }
+# Sizes other than the default, by app.
+SIZES = {"out-of-memory": {"memory_mb": 128}}
 # Apps of workers only: live, with nothing routed to them.
 NOT_ROUTED = {"procfile-without-web": "worker of procfile-without-web started"}
 BUILD_TIMEOUT = 1200
@@ -83,6 +98,18 @@ def _runtime_log(service, expected, timeout=30):
 
 
 def _upload(app):
+    if app == "not-an-archive":
+        # Named like an archive, but a page saved from the browser.
+        return SimpleUploadedFile("app.zip", b"<!doctype html><title>Download</title>\n" * 20,
+                                  content_type="application/zip")
+    if app == "django-allowed-hosts":
+        settings_py = (APPS_DIR / "django-tutorial" / "mysite" / "settings.py").read_text()
+        assert "ALLOWED_HOSTS = ['*']" in settings_py
+        # The host name the person meant to serve it at, not the one it is served at. (Left empty, as
+        # startproject leaves it, DEBUG lets in *.localhost: the tests' BASE_DOMAIN.)
+        extra = {"mysite/settings.py": settings_py.replace("ALLOWED_HOSTS = ['*']", "ALLOWED_HOSTS = ['mysite.example.com']")}
+        return SimpleUploadedFile("mysite.zip", archive_of("django-tutorial", "zip", extra=extra, folder="mysite"),
+                                  content_type="application/zip")
     if app == "install-fails":
         extra = {"requirements.txt": "flask==3.1.3\nhakobune-no-such-package-anywhere==0.0.1\n"}
         data = archive_of("flask-hello", extra=extra, folder="install-fails")
@@ -102,12 +129,12 @@ def outcomes(django_db_blocker, worker, router, docker_client):
         TeamPolicy.objects.create(team=team, max_services=len(apps), max_cpu=len(apps), max_memory_mb=len(apps) * 1024)
         builds = {}
         for app in apps:
-            settings = {}
+            settings = dict(SIZES.get(app, {}))
             if app == "monorepo" and hasattr(Service, "source_subdir"):
                 settings["source_subdir"] = "services/api"
             service = create_service(team=team, name=app, created_by=owner, **settings)
             upload = _upload(app)
-            if app == "monorepo" and not settings:
+            if app == "monorepo" and "source_subdir" not in settings:
                 # No folder setting on this version of the portal: upload the subfolder.
                 data = archive_of("monorepo/services/api", folder="api")
                 upload = SimpleUploadedFile("api.tar.gz", data, content_type="application/octet-stream")
@@ -189,3 +216,19 @@ def test_a_failing_fixture_app_fails_with_its_reason(outcomes, app):
     assert outcome.status == "failed", outcome.log[-2000:]
     for words in FAILING[app]:
         assert words in outcome.failure_reason, outcome.failure_reason
+
+
+def test_the_plan_of_a_project_with_a_sqlite_file_says_where_its_data_would_go(outcomes):
+    outcome = outcomes["django-tutorial"]
+    assert outcome.plan["sqlite_files"] == ["db.sqlite3"]
+    assert "note: This app keeps its data in a SQLite file (db.sqlite3)" in outcome.log
+    assert "PostgreSQL add-on" in outcome.log.split("keeps its data in a SQLite file", 1)[1]
+
+
+def test_django_refusing_its_own_address_is_told_the_hostname_to_allow(outcomes):
+    outcome = outcomes["django-allowed-hosts"]
+    assert f'ALLOWED_HOSTS = ["{outcome.hostname}"]' in outcome.failure_reason
+
+
+def test_a_procfile_of_workers_only_is_said_to_run_without_a_url(outcomes):
+    assert "no `web` process: the app runs without a URL" in outcomes["procfile-without-web"].log

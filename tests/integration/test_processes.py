@@ -195,7 +195,7 @@ def test_a_worker_that_exits_at_once_fails_the_deploy_with_its_own_output(owner,
     assert deploy(service, owner, {"Procfile": WEB}, "Version one").status == "live"
     broken = deploy(service, owner, {"Procfile": WEB + "worker: python -c 'import nosuchmodule'\n"}, "Version two")
     assert broken.status == "failed"
-    assert "the worker process stopped while starting, with exit code 1" in broken.failure_reason
+    assert "The worker process stopped because the app imports nosuchmodule" in broken.failure_reason
     assert "ModuleNotFoundError" in broken.failure_reason
     assert get_through_router(service.hostname).text.startswith("Version one")
     assert counts(docker_client, team) == {"web": 1}

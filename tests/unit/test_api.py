@@ -430,3 +430,34 @@ def test_a_field_the_endpoint_does_not_take_is_refused_by_name(as_, developer, o
     service.refresh_from_db()
     assert service.instances != 2
     assert not service.team.services.filter(name="second").exists()
+
+
+def test_an_endpoint_that_takes_no_body_refuses_one_with_fields(as_, owner, service):
+    build = deploy_service(service=service, source_file=upload_of("flask-hello"), created_by=owner)
+    number = build.number
+    for method, path in [
+        ("post", f"{SVC}/builds/{number}/cancel/"),
+        ("delete", f"{SVC}/"),
+        ("delete", f"{API}/teams/acme/log-drain/"),
+    ]:
+        refused = as_(owner, method, path, {"reason": "typo", "force": True})
+        assert refused.status_code == 400, (path, refused.content)
+        body = refused.json()
+        assert sorted(body["fields"]) == ["force", "reason"]
+        assert "does not take the field 'force'; it takes: no fields." in body["error"], path
+    # Nothing was done: the deploy is not cancelled, the service is not being deleted.
+    service.refresh_from_db()
+    build.refresh_from_db()
+    assert build.status != BuildStatus.CANCELLED
+    assert Service.objects.get(id=service.id).desired_state != "deleted"
+
+
+def test_an_upload_named_like_an_archive_that_is_not_one_is_refused_in_words(client, owner, service):
+    page = b"<!doctype html><title>Download</title>\n" * 20
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    builds = service.builds.count()
+    response = client.post(f"{SVC}/deploys/", {"source": SimpleUploadedFile("app.zip", page)}, **bearer(owner))
+    assert response.status_code == 400, response.content
+    assert "app.zip is named like an archive, but it is not one" in response.json()["error"]
+    assert service.builds.count() == builds

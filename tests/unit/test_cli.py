@@ -183,3 +183,23 @@ def test_jobs_without_any_says_how_to_add_one(monkeypatch, capsys):
     args = cli.build_parser().parse_args(["jobs", "--team", "acme", "--service", "web"])
     assert args.func(args) == cli.EXIT_OK
     assert "[[jobs]]" in capsys.readouterr().out
+
+
+class _EnvApi:
+    def __init__(self):
+        self.sent = []
+
+    def request(self, method, path, json=None):
+        self.sent.append((method, path, json))
+        return type("Answer", (), {"json": lambda self: {"release": None}})()
+
+
+def test_env_set_sends_values_byte_for_byte(monkeypatch, capsys):
+    api = _EnvApi()
+    monkeypatch.setattr(cli, "api_from_config", lambda: api)
+    pairs = ["TRAILING=ends in a space ", "NEWLINE=line\n", "EQUALS=a=b ", "EMPTY="]
+    args = cli.build_parser().parse_args(["env", "--team", "acme", "--service", "web", "set", *pairs])
+    assert args.func(args) == cli.EXIT_OK
+    ((method, path, body),) = api.sent
+    assert (method, path) == ("PUT", "teams/acme/services/web/env/")
+    assert body["set"] == {"TRAILING": "ends in a space ", "NEWLINE": "line\n", "EQUALS": "a=b ", "EMPTY": ""}

@@ -13,6 +13,7 @@ EXPECTED = {
     "chatty": ("python", ""),
     "django-celery": ("python", ""),
     "django-static": ("python", ""),
+    "django-tutorial": ("python", ""),  # keeps its data in db.sqlite3: fails where files are read-only
     "dockerfile": ("dockerfile", ""),
     "exits-at-start": ("python", ""),
     "fastapi": ("python", ""),
@@ -29,14 +30,18 @@ EXPECTED = {
     "java-maven-modules": ("java", ""),  # GOOGLE_BUILDABLE names its web module  # fails at its build here: Maven Central is not reachable
     "java-plain": ("java", ""),
     "listens-on-localhost": ("python", ""),
+    "listens-on-other-port": ("python", ""),
+    "module-missing": ("python", ""),
     "monorepo": NoStackDetected,
     "no-app": NoStackDetected,
     "node-express": ("node", ""),
     "node-no-package": ("node", ""),
     "node-no-start": ("node", ""),
     "node-pnpm": ("node", ""),
+    "out-of-memory": ("python", ""),
     "probe": ("python", ""),
     "procfile-custom": ("python", ""),
+    "procfile-empty": DetectionError,
     "procfile-without-web": ("python", ""),  # workers only: live, not routed
     "python-npm-assets": ("python-node", ""),
     "python-poetry": ("python", ""),

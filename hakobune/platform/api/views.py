@@ -11,6 +11,7 @@ import json
 import re
 import time
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -217,6 +218,16 @@ def _refuse_unknown_fields(serializer, data):
         })
 
 
+def _takes_no_fields(request):
+    """An endpoint that takes no body refuses one with fields, as the others
+    refuse a field they do not take."""
+    try:
+        data = request.data
+    except (exceptions.UnsupportedMediaType, exceptions.ParseError):
+        return  # a body of no type it reads (an empty form): no field to name
+    _refuse_unknown_fields(SimpleNamespace(fields={}), data)
+
+
 class MeView(APIView):
     @extend_schema(operation_id="me", responses={200: s.MeSerializer, **errors(*READ_ERRORS)}, summary="Who you are")
     def get(self, request):
@@ -319,6 +330,7 @@ class MemberView(APIView):
         summary="Remove a member (owners; anyone may leave)",
     )
     def delete(self, request, team, username):
+        _takes_no_fields(request)
         membership = member_of(request.user, team)
         if username != request.user.username:
             require(membership, Role.OWNER, "remove members")
@@ -359,6 +371,7 @@ class NotificationTargetView(APIView):
     @extend_schema(operation_id="notification_targets_remove", responses={204: None, **errors(*WRITE_ERRORS)},
                    summary="Remove a notification target (owners)")
     def delete(self, request, team, target_id):
+        _takes_no_fields(request)
         target = get_object_or_404(_owner_of(request, team).notification_targets, id=target_id)
         notification_actions.remove_target(target)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -369,6 +382,7 @@ class NotificationTargetTestView(APIView):
                    responses={202: s.DeliverySerializer, **errors(*WRITE_ERRORS)},
                    summary="Send a test notification to one target (owners); its delivery says how it went")
     def post(self, request, team, target_id):
+        _takes_no_fields(request)
         target = get_object_or_404(_owner_of(request, team).notification_targets, id=target_id)
         return Response(s.DeliverySerializer(alerts.send_test(target)).data, status=status.HTTP_202_ACCEPTED)
 
@@ -492,6 +506,7 @@ class LogDrainView(APIView):
     @extend_schema(operation_id="log_drain_remove", responses={204: None, **errors(*WRITE_ERRORS)},
                    summary="Stop sending the team's logs (owners)")
     def delete(self, request, team):
+        _takes_no_fields(request)
         membership = member_of(request.user, team, Role.OWNER, "change the team's log drain")
         if not drains.remove_drain(team=membership.team):
             raise NoLogDrain()
@@ -562,6 +577,7 @@ class ServiceView(APIView):
                 "its volumes and add-ons stay",
     )
     def delete(self, request, team, service):
+        _takes_no_fields(request)
         _, found = service_for(request.user, team, service, Role.OWNER, "delete a service")
         data = _valid(s.ServiceDeleteSerializer, request.data or {})
         delete_service(service=found, confirm=data["confirm"], created_by=request.user)
@@ -647,6 +663,7 @@ class BuildCancelView(APIView):
         summary="Cancel a deploy still queued or building: its running step and containers are stopped",
     )
     def post(self, request, team, service, number):
+        _takes_no_fields(request)
         _, found = service_for(request.user, team, service, Role.DEVELOPER, "cancel deploys")
         build = get_object_or_404(Build.objects.select_related("service__team"), service=found, number=number)
         try:

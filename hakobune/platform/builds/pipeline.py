@@ -274,6 +274,8 @@ def detect_stack(build_id: int, *, attempt: int = 1) -> None:
                 log.write(f"  {phase} command: {command}")
         if plan.uses_own_dockerfile:
             log.write(f"  built from {plan.dockerfile_path}, started with its CMD")
+        if not plan.web:
+            log.write("  no `web` process: the app runs without a URL (nothing is routed to it)")
         for note in plan.notes:
             log.write(f"  note: {note}")
         log.flush()

@@ -19,6 +19,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from hakobune.platform.accounts.models import Team
 from hakobune.platform.accounts.permissions import member_of, staff_or_403, team_for_audit
+from hakobune.platform.diagnoses import render as render_diagnosis
 from hakobune.platform.observability import drains, events, logstore
 from hakobune.platform.observability.charts import build_charts
 from hakobune.platform.observability.logstore import LogFilter
@@ -45,7 +46,9 @@ def runtime_status(request, team, service):
         status = backend_for(service).status(ServiceRef(service.team.name, service.name))
     except RuntimeBackendError as exc:
         return render(request, "observability/_runtime_status.html", {"service": service, "runtime": None, "error": exc.message})
-    return render(request, "observability/_runtime_status.html", {"service": service, "runtime": status, "error": ""})
+    diagnosis = render_diagnosis(status.rule, status.params) if getattr(status, "rule", "") else ""
+    return render(request, "observability/_runtime_status.html",
+                  {"service": service, "runtime": status, "error": "", "diagnosis": diagnosis})
 
 
 @login_required

@@ -7,6 +7,7 @@ from django.utils.translation import gettext_lazy as _
 
 from hakobune.platform.accounts.models import dns_label_validator
 from hakobune.runtime.release_config import Setting, all_settings, problems
+from hakobune.worker.source import archive_kind
 
 from .backends import can
 from .sources import check_git_source
@@ -33,7 +34,25 @@ class ArchiveField(forms.FileField):
             )
         if upload.size == 0:
             raise forms.ValidationError(gettext("%(name)s is empty.") % {"name": upload.name})
+        if not looks_like_an_archive(upload):
+            # Named .zip or .tar.gz, but something else inside (a renamed file, a web page saved by mistake).
+            raise forms.ValidationError(
+                gettext("%(name)s is named like an archive, but it is not one: its content is not a .zip, .tar, "
+                        ".tar.gz or .tar.xz. Compress your app's folder again and upload the new file.")
+                % {"name": upload.name}
+            )
         return upload
+
+
+def looks_like_an_archive(upload) -> bool:
+    """Whether the upload begins as an archive the source intake reads."""
+    try:
+        upload.seek(0)
+        head = upload.read(512)
+        upload.seek(0)
+    except (OSError, ValueError):
+        return True  # unreadable here: the intake judges it
+    return archive_kind(head) is not None
 
 
 def archive_widget():

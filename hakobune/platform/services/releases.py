@@ -328,6 +328,7 @@ def start(release: Release, log: Callable[[str], None], *, may_retry: bool = Fal
                     "network.overlap", {"subnet": again.subnet_taken, "detail": str(again)}
                 ) from again
     except Exception as exc:
+        _name_the_sqlite_file(exc, release)
         if not (may_retry and classify(exc) == FailureKind.TRANSIENT):
             mark_failed(release, exc, gave_up=classify(exc) == FailureKind.TRANSIENT)
         raise
@@ -352,6 +353,17 @@ def describe_processes(spec: DeploySpec) -> str:
         if spec.processes:
             parts[-1] = f"{name} {parts[-1]}"
     return ", ".join(parts) or "no process"
+
+
+def _name_the_sqlite_file(exc: BaseException, release: Release) -> None:
+    """A release that could not write its SQLite database: the runtime saw
+    the error, the build's plan knows which file (Django's default db.sqlite3)."""
+    if getattr(exc, "rule", "") != "runtime.sqlite_unwritable_unnamed" or not release.build_id:
+        return
+    files = (release.build.plan or {}).get("sqlite_files") or []
+    if files:
+        exc.rule = "runtime.sqlite_unwritable"
+        exc.params = {**exc.params, "file": ", ".join(files)}
 
 
 def mark_failed(release: Release, exc: BaseException, *, gave_up: bool = False) -> None:

@@ -155,6 +155,8 @@ def service_detail(request, team, service):
                 status__in=[Volume.Status.DELETING, Volume.Status.FAILED]),
             "kept": stays_with(service),
             "volumes_single": bool(single_instance_volumes(service)),
+            # What the newest detected plan found: SQLite files the app cannot keep here.
+            "sqlite_files": next(((b.plan or {}).get("sqlite_files") or [] for b in builds if b.plan), []),
         },
     )
 

@@ -12,7 +12,7 @@ from functools import partial
 from pathlib import Path
 
 from . import config, dockerfile, go, google, java, multi, node, procfile, python, static
-from . import php, ruby
+from . import doctor, php, ruby
 from .plan import BuildPlan, Detection, DetectionError, NoStackDetected
 
 DETECTORS = [dockerfile, procfile, python, go, java, ruby, php, static, node]
@@ -56,6 +56,10 @@ def detect(src: Path, *, build_env: dict[str, str] | None = None) -> Detection:
     else:
         detection = _first(src, DETECTORS, buildable=gcp.buildable)
     detection = _with_google_settings(detection, gcp)
+    sqlite = doctor.sqlite_files(src)
+    if sqlite:
+        detection = Detection(detection.stack, detection.reason, detection.plan.with_changes(
+            sqlite_files=tuple(sqlite), notes=detection.plan.notes + (doctor.sqlite_note(sqlite),)))
     if not settings.empty:
         plan, said = settings.apply(detection.plan)
         if said:
@@ -134,7 +138,12 @@ def _first(src: Path, detectors, *, raise_error: bool = True, start_command: str
             return detection
     if not raise_error:
         return None
-    raise NoStackDetected(no_match_message(detectors, src))
+    error = NoStackDetected(no_match_message(detectors, src))
+    if detectors is DETECTORS and not apps_in_subfolders(src):
+        # Nothing here nor below: what would make it an app, and the nearest sample.
+        error.params = doctor.nearest_sample(src)
+        error.rule = "detect.unrecognized" if error.params["found"] else "detect.unrecognized_empty"
+    raise error
 
 
 def no_match_message(detectors=None, src: Path | None = None) -> str:

@@ -20,7 +20,7 @@ CA_ENV = {
     "NPM_CONFIG_CAFILE": CA_BUNDLE_IN_IMAGE,
     "GIT_SSL_CAINFO": CA_BUNDLE_IN_IMAGE,
 }
-_TUPLE_FIELDS = ("dependency_files", "install_commands", "build_commands", "artifacts", "notes", "jobs")
+_TUPLE_FIELDS = ("dependency_files", "install_commands", "build_commands", "artifacts", "notes", "jobs", "sqlite_files")
 _SHELL_LIST = re.compile(r"[;&|\n]")
 
 
@@ -85,6 +85,9 @@ class BuildPlan:
     release_command: str = ""
     # Scheduled jobs (hakobune.toml's [[jobs]]): {"name", "schedule", "command"}.
     jobs: tuple[dict, ...] = ()
+    # SQLite files the app keeps beside its code (Django's default database):
+    # a container's files are read-only, so the portal says what keeps the data.
+    sqlite_files: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         data = asdict(self)

@@ -54,12 +54,23 @@ def detect(src: Path, *, detect_language: Callable[..., Detection]) -> Detection
     others = {name: command for name, command in found.items() if name not in ("web", RELEASE)}
     for name in others:
         check_process_name(name)
+    if not found:
+        # A Procfile of no process at all (empty, comments, lines it cannot read).
+        error = DetectionError(
+            "The Procfile names no process, so Hakobune does not know what to run. Add a line like "
+            "`web: gunicorn app:app` (a command that serves HTTP on $PORT) or `worker: python worker.py` (one that "
+            "runs without a web address), or remove the Procfile to let Hakobune find the start command."
+        )
+        error.rule, error.params = "detect.procfile_empty", {}
+        raise error
     if "web" not in found and not others:
-        names = ", ".join(f"`{name}`" for name in found) or "no processes"
-        raise DetectionError(
+        names = ", ".join(f"`{name}`" for name in found)
+        error = DetectionError(
             f"The Procfile has {names} but no `web` process, so Hakobune does not know how to start your web app. "
             "Add a line like `web: gunicorn app:app` (the command that serves HTTP on $PORT), or remove the Procfile."
         )
+        error.rule, error.params = "detect.procfile_no_web", {"names": names}
+        raise error
     start = found.get("web") or next(iter(others.values()))
     try:
         detection = detect_language(src, start_command=start)
