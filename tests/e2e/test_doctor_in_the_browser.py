@@ -1,0 +1,66 @@
+"""The deploy doctor in a real browser, on a phone (390 px wide): a beginner
+uploads an app that fails the way beginners' apps fail, and the service page
+says why in plain words, where the failure is shown, in English and in
+Japanese (the diagnosis is stored as a rule with its values, so one failed
+deploy reads in either language). Screenshots are saved as test artifacts."""
+
+import os
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from hakobune.platform.accounts.services import create_team
+from tests.conftest import archive_of
+from tests.e2e.test_first_deploy_in_the_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.e2e.test_languages_and_phones import PHONE, check, log_in, visit
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True, databases=["default", "logs"])]
+
+# app -> language -> what its failure must say.
+SAID = {
+    # It runs, but listens where the router cannot reach it: the address and port it did open.
+    "listens-on-localhost": {
+        "en": ["listens on 127.0.0.1 port 8080", "0.0.0.0"],
+        "ja": ["127.0.0.1", "8080", "0.0.0.0", "$PORT"],
+    },
+    # Nothing an app starts from: what would make it one, and the nearest sample.
+    "no-app": {
+        "en": ["could not tell what kind of app this is", "requirements.txt"],
+        "ja": ["requirements.txt", "package.json"],
+    },
+}
+# Words a Japanese page keeps as they are here: the app's own names and commands.
+KEPT = {"olivia", "gunicorn", "app", "flask", "python", "readme", "md", "index", "html", "go", "mod", "pip", "install",
+        "host", "port", "listen", "run", "os", "environ", "int", "process", "bind", "static", "site",
+        # The files an app starts from, as the no-app diagnosis lists them (and the upload's own notes.txt).
+        "composer", "gemfile", "notes", "package", "pom", "procfile", "pyproject", "requirements",
+        # The releases table cuts the diagnosis short, inside its example command: "…, port=…" ends "por…".
+        "por"}
+
+
+@pytest.mark.parametrize("language", ["en", "ja"])
+def test_a_beginners_failed_deploys_say_why_in_their_language(language, live_server, owner, team_name, worker,
+                                                             tmp_path):
+    team = create_team(name=team_name, owner=owner)
+    problems = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, f"--lang={language}"],
+                                             env={**os.environ, "LANGUAGE": language})
+        try:
+            _, page = log_in(browser, live_server, "olivia", PHONE, language)
+            for app, said in SAID.items():
+                archive = tmp_path / f"{app}.zip"
+                archive.write_bytes(archive_of(app, "zip"))
+                visit(page, f"{live_server.url}/t/{team.name}/services/new/")
+                page.fill("#id_name", app)
+                page.set_input_files("#id_source", str(archive))
+                page.click("button[type=submit]")
+                failure = page.locator("#failure-reason")
+                expect(failure).to_be_visible(timeout=420_000)
+                for words in said[language]:
+                    expect(failure).to_contain_text(words)
+                problems += check(page, f"doctor-{app}", language, "phone", KEPT | {team.name, app},
+                                  shot=f"doctor-{app}-{language}-phone")
+        finally:
+            browser.close()
+    assert not problems, "\n".join(problems)
