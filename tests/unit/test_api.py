@@ -435,16 +435,17 @@ def test_a_field_the_endpoint_does_not_take_is_refused_by_name(as_, developer, o
 def test_an_endpoint_that_takes_no_body_refuses_one_with_fields(as_, owner, service):
     build = deploy_service(service=service, source_file=upload_of("flask-hello"), created_by=owner)
     number = build.number
-    for method, path in [
-        ("post", f"{SVC}/builds/{number}/cancel/"),
-        ("delete", f"{SVC}/"),
-        ("delete", f"{API}/teams/acme/log-drain/"),
+    for method, path, takes in [
+        ("post", f"{SVC}/builds/{number}/cancel/", "no fields"),
+        ("delete", f"{API}/teams/acme/log-drain/", "no fields"),
+        # Deleting a service takes one field: its name, typed to confirm.
+        ("delete", f"{SVC}/", "confirm"),
     ]:
         refused = as_(owner, method, path, {"reason": "typo", "force": True})
         assert refused.status_code == 400, (path, refused.content)
         body = refused.json()
         assert sorted(body["fields"]) == ["force", "reason"]
-        assert "does not take the field 'force'; it takes: no fields." in body["error"], path
+        assert f"does not take the field 'force'; it takes: {takes}." in body["error"], path
     # Nothing was done: the deploy is not cancelled, the service is not being deleted.
     service.refresh_from_db()
     build.refresh_from_db()

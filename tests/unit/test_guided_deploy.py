@@ -144,7 +144,7 @@ def test_an_upload_that_holds_no_app_gets_a_plan_that_says_why(
     assert check.source_kind == "archive"
     plan_check.check_plan(check.id)
     check.refresh_from_db()
-    assert check.status == PlanCheck.Status.FAILED and check.failure_rule == "detect.no_app"
+    assert check.status == PlanCheck.Status.FAILED and check.failure_rule == "detect.unrecognized"
     page = client.get(reverse("services:guided_plan", args=["acme", "first", check.id])).content.decode()
     assert 'id="plan-failed"' in page and 'id="deploy-plan"' not in page
     assert client.post(reverse("services:guided_plan", args=["acme", "first", check.id]),

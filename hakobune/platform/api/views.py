@@ -577,7 +577,6 @@ class ServiceView(APIView):
                 "its volumes and add-ons stay",
     )
     def delete(self, request, team, service):
-        _takes_no_fields(request)
         _, found = service_for(request.user, team, service, Role.OWNER, "delete a service")
         data = _valid(s.ServiceDeleteSerializer, request.data or {})
         delete_service(service=found, confirm=data["confirm"], created_by=request.user)
