@@ -51,7 +51,7 @@ KEPT_WORDS = {
     "p95", "p99", "xx", "env", "localhost", "gz", "xz", "zip", "tar", "tgz", "txz", "node_modules", "venv", "dist",
     "sha256", "buildpacks", "gcr", "io", "builder", "artifact", "registry", "load", "balancer", "google", "accessor",
     "toml", "actions", "b", "db", "application", "json", "redis", "django", "slack", "discord", "microsoft", "teams",
-    "workflows", "https", "syslog", "postgresql",
+    "workflows", "https", "syslog", "postgresql", "cron",
     # Under the hood: the kernel's and the runtimes' own names.
     "linux", "cgroup", "overlayfs", "root", "gvisor", "microvm", "go",
 }
