@@ -61,6 +61,8 @@ FAILING = {
     "module-missing": ["imports yaml", "PyYAML", "requirements.txt"],
     "out-of-memory": ["ran out of memory while starting", "128 MiB", "Give it 256 MiB"],
     "install-fails": ["Installing your app's dependencies failed", "pip install"],
+    # A build step past the memory a build may use: said as such, with the setting that gives more.
+    "build-out-of-memory": ["The build ran out of memory", "exit code 137", "BUILD_MEMORY_MB"],
     # Django's tutorial project: the database file it could not write, and why.
     "django-tutorial": ["could not write its SQLite database, db.sqlite3", "unable to open database file",
                         "read-only", "PostgreSQL add-on", "migrate"],

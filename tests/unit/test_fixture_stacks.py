@@ -10,6 +10,7 @@ from tests.conftest import APPS_DIR
 # app -> (stack, build stack), or the error detection raises.
 EXPECTED = {
     "addon-client": ("python", ""),
+    "build-out-of-memory": ("dockerfile", ""),  # a build step past the build's memory
     "chatty": ("python", ""),
     "django-celery": ("python", ""),
     "django-static": ("python", ""),
