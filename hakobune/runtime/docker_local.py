@@ -79,6 +79,16 @@ SERVICE_USER = "10001:10001"
 LOG_TAIL_LINES = 40
 
 
+def _gone_already(action, *args, **kwargs) -> bool:
+    """Runs a Docker call on a container; True when the container was gone
+    already (removed meanwhile), which the caller takes as done."""
+    try:
+        action(*args, **kwargs)
+    except NotFound:
+        return True
+    return False
+
+
 def team_network_name(team: str) -> str:
     return f"hakobune-team-{team}"
 
@@ -378,22 +388,24 @@ class DockerLocalBackend(RuntimeBackend):
         try:
             mine = self.client.containers.list(
                 all=True, filters={"label": [f"{LABEL_MANAGED}={self.instance}", f"{LABEL_TEAM}={team}"]})
+            # A container gone meanwhile (an instance retired, a one-off that
+            # ended and removed itself) is what this wanted: it is left out.
             for container in mine:
-                container.remove(force=True, v=True)
+                if _gone_already(container.remove, force=True, v=True):
+                    continue
                 done.append(f"removed {container.name}")
             addons = self._addon_containers(team)
             for container in addons:
-                if container.status in ("running", "restarting"):
-                    container.stop(timeout=30)
+                if container.status in ("running", "restarting") and not _gone_already(container.stop, timeout=30):
                     done.append(f"stopped the add-on {container.name}")
             for network in self._networks_named(team_network_name(team)):
                 network.reload()
                 for container_id in (network.attrs.get("Containers") or {}):
-                    network.disconnect(container_id, force=True)
+                    _gone_already(network.disconnect, container_id, force=True)
                 for container in addons:
                     # A stopped container is no endpoint the network lists, but still names it.
                     if network.name in (container.attrs.get("NetworkSettings", {}).get("Networks") or {}):
-                        network.disconnect(container, force=True)
+                        _gone_already(network.disconnect, container, force=True)
                 bridge = bridge_of(network)
                 network.remove()
                 done.append(f"removed the network {network.name}")
