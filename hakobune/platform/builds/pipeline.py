@@ -216,28 +216,31 @@ def _unpack_archive(build: Build, workspace: Path, log: BuildLog) -> Path:
     return extracted.root
 
 
-def _fetch_git(build: Build, workspace: Path, log: BuildLog) -> Path:
-    """Clones the build's ref, then keeps the tree as the build's snapshot so
-    that rebuilds and rollbacks need no second fetch."""
-    service = build.service
+def fetch_service_git(service, url: str, ref: str, into: Path, *, log, should_stop=None):
+    """Clones `ref` of `url` into `into` with the service's token and
+    submodule setting, through the platform's address checks and limits."""
     limits = source_limits()
-    fetched = gitfetch.fetch_git(
-        gitfetch.GitSource(
-            url=build.git_url,
-            ref=build.git_ref,
-            token=decrypt(service.git_token_encrypted),
-            submodules=service.git_submodules,
-        ),
-        workspace / "src",
+    return gitfetch.fetch_git(
+        gitfetch.GitSource(url=url, ref=ref, token=decrypt(service.git_token_encrypted),
+                           submodules=service.git_submodules),
+        into,
         policy=sources.source_policy(),
         resolver=sources.resolver,
         timeout=settings.GIT_TIMEOUT,
         max_bytes=limits.max_total_bytes,
         max_entries=limits.max_entries,
         proxy=settings.SOURCE_GIT_PROXY,
-        log=log.write,
-        should_stop=stop_check(build.id),
+        log=log,
+        should_stop=should_stop,
     )
+
+
+def _fetch_git(build: Build, workspace: Path, log: BuildLog) -> Path:
+    """Clones the build's ref, then keeps the tree as the build's snapshot so
+    that rebuilds and rollbacks need no second fetch."""
+    service = build.service
+    fetched = fetch_service_git(service, build.git_url, build.git_ref, workspace / "src", log=log.write,
+                                should_stop=stop_check(build.id))
     snapshot = f"sources/{service.team.name}/{service.name}/build-{build.number}-{fetched.commit[:12]}.tar.gz"
     source.pack_tree(fetched.root, Path(settings.MEDIA_ROOT) / snapshot)
     Build.objects.filter(id=build.id).update(source_archive=snapshot, git_commit=fetched.commit)

@@ -22,15 +22,13 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.utils import timezone
 
-from hakobune.platform.crypto import decrypt
 from hakobune.platform.diagnoses import Diagnosis, diagnose
-from hakobune.platform.services import sources
-from hakobune.worker import gitfetch, source
+from hakobune.worker import source
 from hakobune.worker.buildpacks import detect, java, versions
 
 from . import images
 from .models import PlanCheck
-from .pipeline import _with_service_settings, source_limits
+from .pipeline import _with_service_settings, fetch_service_git, source_limits
 
 logger = logging.getLogger(__name__)
 Status = PlanCheck.Status
@@ -89,21 +87,7 @@ def _failed(check_id: int, diagnosis: Diagnosis) -> None:
 
 def _fetch_git(check: PlanCheck, workspace: Path) -> Path:
     service = check.service
-    limits = source_limits()
-    fetched = gitfetch.fetch_git(
-        gitfetch.GitSource(
-            url=check.git_url, ref=check.git_ref, token=decrypt(service.git_token_encrypted),
-            submodules=service.git_submodules,
-        ),
-        workspace / "src",
-        policy=sources.source_policy(),
-        resolver=sources.resolver,
-        timeout=settings.GIT_TIMEOUT,
-        max_bytes=limits.max_total_bytes,
-        max_entries=limits.max_entries,
-        proxy=settings.SOURCE_GIT_PROXY,
-        log=lambda line: None,
-    )
+    fetched = fetch_service_git(service, check.git_url, check.git_ref, workspace / "src", log=lambda line: None)
     snapshot = f"sources/{service.team.name}/{service.name}/plan-{check.id}-{fetched.commit[:12]}.tar.gz"
     source.pack_tree(fetched.root, Path(settings.MEDIA_ROOT) / snapshot)
     PlanCheck.objects.filter(id=check.id).update(source_archive=snapshot, git_commit=fetched.commit)
