@@ -47,6 +47,11 @@ SAID = {
         "en": ["The Procfile names no process"],
         "ja": ["Procfile", "web:"],
     },
+    # Django's own tutorial project: the database file it could not write, why, and what keeps data here.
+    "django-tutorial": {
+        "en": ["could not write its SQLite database, db.sqlite3", "read-only", "PostgreSQL add-on"],
+        "ja": ["db.sqlite3", "PostgreSQL", "migrate"],
+    },
     # Nothing an app starts from: what would make it one, and the nearest sample.
     "no-app": {
         "en": ["could not tell what kind of app this is", "requirements.txt"],
@@ -64,7 +69,9 @@ KEPT = {"olivia", "gunicorn", "app", "flask", "python", "readme", "md", "index",
         "web", "worker", "import", "yaml", "pyyaml", "jinja2",
         # What the app itself printed, quoted as its error line: not Hakobune's words.
         "runtimeerror", "database", "is", "not", "set", "this", "needs", "modulenotfounderror", "no", "module",
-        "named", "listening", "on"}
+        "named", "listening", "on", "unable", "to", "open", "file", "sqlite",
+        # The commands the SQLite diagnosis gives: `release: python manage.py migrate`.
+        "release", "migrate"}
 
 
 @pytest.mark.parametrize("language", ["en", "ja"])
@@ -93,6 +100,7 @@ def test_a_beginners_failed_deploys_say_why_in_their_language(language, live_ser
                 expect(failure).to_be_visible(timeout=420_000)
                 for words in said[language]:
                     expect(failure).to_contain_text(words)
+                expect(page.locator("h1").first).to_be_visible()
                 problems += check(page, f"doctor-{app}", language, "phone", KEPT | {team.name, app},
                                   shot=f"doctor-{app}-{language}-phone")
         finally:
