@@ -275,6 +275,17 @@ def test_a_revision_that_does_not_start_fails_the_deploy_in_words(cloud_run, fak
         cloud_run.deploy(spec(image=IMAGE.replace("hello", "crashes")))
 
 
+def test_a_revision_that_crashes_for_another_reason_is_not_told_to_check_its_port():
+    from types import SimpleNamespace
+
+    from hakobune.runtime.cloud_run.serve import _not_ready
+
+    crashed = SimpleNamespace(terminal_condition=SimpleNamespace(
+        message="Container called exit(1): ModuleNotFoundError: No module named 'yaml'"))
+    said = _not_ready(crashed, SimpleNamespace(secrets=None))
+    assert "No module named 'yaml'" in said and "0.0.0.0" not in said and "last lines" in said
+
+
 def test_destroy_deletes_the_service_and_its_images(cloud_run, fake_gcp):
     cloud_run.deploy(spec())
     cloud_run.destroy(REF)

@@ -517,9 +517,11 @@ def _not_ready(service, backend: Serving) -> str:
     secret = _secret_problem(message, backend)
     if secret is not None:
         return secret.message
-    return (
-        f"Cloud Run did not start the new revision: {message}. "
-        "Make sure the app listens on 0.0.0.0 and the port given in $PORT; its last lines are in the log."
-    )
+    if "listen" in message.lower() or "port" in message.lower():
+        advice = "Make sure the app listens on 0.0.0.0 and the port given in $PORT; its last lines are in the log."
+    else:
+        # Not about the port (a crash, a missing module): the app's own error is in its last lines.
+        advice = "The app's own error is in its last lines, in the log: fix it and deploy again."
+    return f"Cloud Run did not start the new revision: {message}. {advice}"
 
 
