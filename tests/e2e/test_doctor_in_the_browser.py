@@ -96,8 +96,10 @@ def test_a_beginners_failed_deploys_say_why_in_their_language(language, live_ser
             # Each service page says why its deploy failed, where the failure is shown.
             for app, said in SAID.items():
                 visit(page, f"{live_server.url}/t/{team.name}/{app}/")
+                expect(page.locator("#failure-reason")).to_be_visible(timeout=420_000)
+                # The live page reloads itself once the build's log has ended: read the page as it then is.
+                visit(page, f"{live_server.url}/t/{team.name}/{app}/")
                 failure = page.locator("#failure-reason")
-                expect(failure).to_be_visible(timeout=420_000)
                 for words in said[language]:
                     expect(failure).to_contain_text(words)
                 expect(page.locator("h1").first).to_be_visible()
