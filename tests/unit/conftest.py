@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 
@@ -35,3 +37,17 @@ def queued_tasks(monkeypatch):
 
     monkeypatch.setattr(queue, "enqueue", record)
     return sent
+
+
+@pytest.fixture
+def as_(client, django_capture_on_commit_callbacks):
+    """Calls the API as `user` (by bearer token; None: nobody), running what
+    the request queued on commit."""
+    from tests.unit.test_api import bearer
+
+    def call(user, method, path, body=None):
+        kwargs = {"data": json.dumps(body), "content_type": "application/json"} if body is not None else {}
+        with django_capture_on_commit_callbacks(execute=True):
+            return getattr(client, method)(path, **kwargs, **(bearer(user) if user else {}))
+
+    return call

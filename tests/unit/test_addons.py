@@ -20,16 +20,6 @@ API = "/api/v1/teams/acme"
 
 
 @pytest.fixture
-def as_(client, django_capture_on_commit_callbacks):
-    def call(user, method, path, body=None):
-        kwargs = {"data": json.dumps(body), "content_type": "application/json"} if body is not None else {}
-        with django_capture_on_commit_callbacks(execute=True):
-            return getattr(client, method)(path, **kwargs, **(bearer(user) if user else {}))
-
-    return call
-
-
-@pytest.fixture
 def web(team, owner, dummy_backend, queued_tasks):
     service = create_service(team=team, name="web", created_by=owner)
     deployed(service, owner, "hakobune/acme/web:one")

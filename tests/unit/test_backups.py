@@ -59,16 +59,6 @@ def stand_in(monkeypatch, settings, tmp_path):
 
 
 @pytest.fixture
-def as_(client, django_capture_on_commit_callbacks):
-    def call(user, method, path, body=None):
-        kwargs = {"data": json.dumps(body), "content_type": "application/json"} if body is not None else {}
-        with django_capture_on_commit_callbacks(execute=True):
-            return getattr(client, method)(path, **kwargs, **(bearer(user) if user else {}))
-
-    return call
-
-
-@pytest.fixture
 def db_addon(team, owner, queued_tasks):
     return AddOn.objects.create(team=team, name="db", kind="postgres", status=AddOn.Status.READY, cpu=0.5,
                                 memory_mb=256, volume="hakobune-acme-addon-db", password_encrypted="",

@@ -5,7 +5,6 @@ stop-then-start deploys unless an owner marks it safe to share, deleting
 only by name, never by deleting the service, the disk quota, and every way
 another team could reach a team's volume."""
 
-import json
 
 import pytest
 
@@ -31,19 +30,9 @@ from hakobune.platform.volumes.actions import VolumeError, validate_mount_path
 from hakobune.platform.volumes.models import Volume
 from hakobune.runtime.base import VolumeMount
 from hakobune.runtime.volumes import LocalVolumes
-from tests.unit.test_api import bearer, deployed
+from tests.unit.test_api import deployed
 
 API = "/api/v1/teams/acme"
-
-
-@pytest.fixture
-def as_(client, django_capture_on_commit_callbacks):
-    def call(user, method, path, body=None):
-        kwargs = {"data": json.dumps(body), "content_type": "application/json"} if body is not None else {}
-        with django_capture_on_commit_callbacks(execute=True):
-            return getattr(client, method)(path, **kwargs, **(bearer(user) if user else {}))
-
-    return call
 
 
 @pytest.fixture
